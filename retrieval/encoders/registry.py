@@ -1,0 +1,48 @@
+"""One place that turns an encoder name into an encoder (after open_clip's factory).
+
+A name is `family` or `family:argument`, e.g. `hog`, `sbert`, `openclip:ViT-B-32/laion2b_s34b_b79k`,
+`openclip:local-dir:/models/clip`, `clap:laion/clap-htsat-unfused`. A new encoder family is one file
+that calls `register_encoder` plus one import line in `retrieval/encoders/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from retrieval.encoders.base import Encoder
+
+Factory = Callable[[str | None, str | None], Encoder]
+_FAMILIES: dict[str, tuple[Factory, str]] = {}
+_CACHE: dict[tuple[str, str | None], Encoder] = {}
+
+
+def register_encoder(family: str, description: str) -> Callable[[Factory], Factory]:
+    def decorate(factory: Factory) -> Factory:
+        _FAMILIES[family] = (factory, description)
+        return factory
+    return decorate
+
+
+def list_encoders() -> dict[str, str]:
+    """Encoder families and what each one is."""
+    return {family: description for family, (_, description) in sorted(_FAMILIES.items())}
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    family, _, argument = name.partition(":")
+    return family, (argument or None)
+
+
+def create_encoder(name: str, device: str | None = None, *, cache: bool = True) -> Encoder:
+    """Build (or reuse) the encoder called `name`; the same name always gives the same space."""
+    key = (name, device)
+    if cache and key in _CACHE:
+        return _CACHE[key]
+    family, argument = split_name(name)
+    if family not in _FAMILIES:
+        raise KeyError(f"unknown encoder {name!r}; known families: {', '.join(sorted(_FAMILIES))}")
+    encoder = _FAMILIES[family][0](argument, device)
+    encoder.name = name
+    if cache:
+        _CACHE[key] = encoder
+    return encoder

@@ -1,0 +1,85 @@
+"""One place that turns an SQLAlchemy URL into a ready database: pragmas, schema, version check."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.errors import SchemaError
+from storage.models import SCHEMA_VERSION, Base, SchemaInfo
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API objects are untyped
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind an SQLite URL, or None for other back ends and in-memory databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def default_vector_dir(url: str) -> Path:
+    """Vectors live beside an SQLite file (`demo.db` -> `demo.vectors/`), else under ./data/."""
+    path = sqlite_path(url)
+    if path is not None:
+        return path.with_suffix(".vectors").resolve()
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    name = make_url(url).database or "db"
+    return (Path("data") / f"{Path(name).name}-{digest}.vectors").resolve()
+
+
+class Database:
+    """An engine plus a session factory; the schema is created or checked on open."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, echo=echo)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+        with self.session() as session:
+            info = session.scalar(select(SchemaInfo))
+            if info is None:
+                session.add(SchemaInfo(id=1, version=SCHEMA_VERSION))
+            elif info.version > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"database {self.url} has schema version {info.version}, newer than this code "
+                    f"({SCHEMA_VERSION}); upgrade the application"
+                )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on any error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

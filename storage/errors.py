@@ -1,0 +1,19 @@
+"""Typed errors: library code raises these, front ends turn them into messages."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of everything the storage layer raises on purpose."""
+
+
+class SchemaError(StorageError):
+    """The database was written by a newer version of the application."""
+
+
+class EncoderMismatchError(StorageError):
+    """Vectors or an index were made by other encoders (or dimensions) than the ones asked for."""
+
+
+class CorruptArtifactError(StorageError):
+    """A vector or index file could not be read back."""

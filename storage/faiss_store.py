@@ -1,0 +1,133 @@
+"""VectorStore: a FAISS index named by one factory string, with ids, removal and atomic files.
+
+Inner product on L2-normalised vectors (cosine). `IndexIDMap2` maps FAISS rows to item ids so that
+removal and metadata lookups use the database's own ids. The index moves to the GPU when FAISS sees
+one and stays on the CPU otherwise; files are always written from a CPU copy.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from storage.artifacts import load_arrays, save_arrays
+from storage.errors import EncoderMismatchError
+
+FLAT_LIMIT = 50_000
+
+
+def default_factory(count: int) -> str:
+    """Exact search while it is cheap, an inverted file above ~50k vectors (supports removal)."""
+    if count < FLAT_LIMIT:
+        return "Flat"
+    nlist = int(2 ** round(math.log2(4 * math.sqrt(count))))
+    return f"IVF{nlist},Flat"
+
+
+def gpu_count() -> int:
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get else 0
+
+
+class VectorStore:
+    """One FAISS index with item ids and a header naming what made it (encoders, dimension)."""
+
+    def __init__(self, dim: int, factory: str = "Flat", header: dict[str, Any] | None = None) -> None:
+        self.dim = dim
+        self.factory = factory
+        self.header = dict(header or {})
+        base = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        self.index: faiss.Index = faiss.IndexIDMap2(base)
+        self._on_gpu = False
+
+    # -- building -----------------------------------------------------------------------------
+    @classmethod
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, factory: str | None = None,
+              header: dict[str, Any] | None = None) -> VectorStore:
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        store = cls(vectors.shape[1], factory or default_factory(len(ids)), header)
+        store.train(vectors)
+        store.add(ids, vectors)
+        store.set_nprobe()
+        return store
+
+    def set_nprobe(self, nprobe: int | None = None) -> None:
+        """Inverted files search a sixteenth of their lists by default (recall@10 stays high)."""
+        try:
+            ivf = faiss.extract_index_ivf(self.index)
+        except RuntimeError:
+            return
+        ivf.nprobe = nprobe or max(1, ivf.nlist // 16)
+
+    def train(self, vectors: np.ndarray) -> None:
+        if not self.index.is_trained:
+            self.index.train(np.ascontiguousarray(vectors, np.float32))
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        self._check_dim(vectors)
+        if len(ids):
+            self.index.add_with_ids(vectors, np.ascontiguousarray(ids, np.int64))
+
+    def remove(self, ids: np.ndarray) -> int:
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, np.int64))
+        return int(self.index.remove_ids(selector))
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    # -- searching ------------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and ids, best first; -1 ids pad when fewer than `k` vectors exist."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
+        self._check_dim(queries)
+        k = max(1, min(k, len(self))) if len(self) else 1
+        if len(self) == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        scores, ids = self.index.search(queries, k)
+        return scores, ids
+
+    def to_gpu(self) -> bool:
+        """Move to GPU 0 when FAISS has one; returns whether it did."""
+        if self._on_gpu or gpu_count() == 0:
+            return self._on_gpu
+        resources = faiss.StandardGpuResources()
+        self.index = faiss.index_cpu_to_gpu(resources, 0, self.index)
+        self._gpu_resources = resources
+        self._on_gpu = True
+        return True
+
+    # -- files ----------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        cpu = faiss.index_gpu_to_cpu(self.index) if self._on_gpu else self.index
+        blob = faiss.serialize_index(cpu)
+        header = {**self.header, "dim": self.dim, "factory": self.factory, "count": len(self)}
+        save_arrays(Path(path), {"faiss": np.asarray(blob, np.uint8)}, header)
+
+    @classmethod
+    def load(cls, path: Path, *, expect: dict[str, Any] | None = None) -> VectorStore:
+        """Read an index; every key of `expect` (e.g. encoders, dim) must match its header."""
+        arrays, header = load_arrays(Path(path))
+        for key, wanted in (expect or {}).items():
+            if header.get(key) != wanted:
+                raise EncoderMismatchError(
+                    f"index {path} was built with {key}={header.get(key)!r}, but {wanted!r} is in use; "
+                    "rebuild it (python -m indexer rebuild) or open it with the encoders that made it"
+                )
+        store = cls.__new__(cls)
+        store.dim, store.factory, store.header = int(header["dim"]), str(header["factory"]), header
+        store.index = faiss.deserialize_index(arrays["faiss"])
+        store._on_gpu = False
+        store.set_nprobe()
+        return store
+
+    def _check_dim(self, vectors: np.ndarray) -> None:
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise EncoderMismatchError(
+                f"vectors of dimension {vectors.shape[-1]} given to an index of dimension {self.dim} "
+                f"(built by {self.header.get('encoders', 'unknown encoders')})"
+            )

@@ -1,0 +1,110 @@
+"""Every modality's vectors, kept forever as float16 tables keyed by item id.
+
+One table per (item modality, encoder) pair, a *field*. Fused indexes are rebuilt from these tables,
+so changing a weight or re-training a strategy never re-encodes media.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storage.artifacts import load_arrays, save_arrays
+from storage.errors import EncoderMismatchError
+
+
+def field_key(modality: str, encoder: str) -> str:
+    """The name of the vectors one encoder made of one item modality, e.g. ``image@hog``."""
+    return f"{modality}@{encoder}"
+
+
+@dataclass
+class VectorTable:
+    """Sorted int64 ids and their float16 vectors; lookups are a binary search."""
+
+    dim: int
+    header: dict[str, Any] = field(default_factory=dict)
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    vectors: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.vectors is None:
+            self.vectors = np.zeros((0, self.dim), np.float16)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.asarray(ids, np.int64)
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise EncoderMismatchError(
+                f"vectors of shape {vectors.shape} do not fit table {self.header.get('field')} of dimension {self.dim}"
+            )
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("duplicate ids in one upsert")
+        keep = ~np.isin(self.ids, ids)
+        merged_ids = np.concatenate([self.ids[keep], ids])
+        merged = np.concatenate([self.vectors[keep], vectors.astype(np.float16)])
+        order = np.argsort(merged_ids, kind="stable")
+        self.ids, self.vectors = merged_ids[order], merged[order]
+
+    def remove(self, ids: np.ndarray) -> int:
+        keep = ~np.isin(self.ids, np.asarray(ids, np.int64))
+        removed = int((~keep).sum())
+        self.ids, self.vectors = self.ids[keep], self.vectors[keep]
+        return removed
+
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors for `ids` as float32 (zeros where absent) and a mask of which were present."""
+        ids = np.asarray(ids, np.int64)
+        pos = np.searchsorted(self.ids, ids)
+        pos_clipped = np.minimum(pos, max(len(self) - 1, 0))
+        present = (pos < len(self)) & (self.ids[pos_clipped] == ids) if len(self) else np.zeros(len(ids), bool)
+        out = np.zeros((len(ids), self.dim), np.float32)
+        out[present] = self.vectors[pos_clipped[present]]
+        return out, present
+
+    def as_float32(self) -> np.ndarray:
+        return self.vectors.astype(np.float32)
+
+
+class VectorStorage:
+    """A folder of vector tables, one file per field, each written atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path_for(self, key: str) -> Path:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:60]
+        return self.root / f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.vectors.safetensors"
+
+    def exists(self, key: str) -> bool:
+        return self.path_for(key).exists()
+
+    def load(self, key: str, *, dim: int | None = None, encoder: str | None = None) -> VectorTable:
+        """Read one field; when `dim`/`encoder` are given, a table made otherwise is refused."""
+        path = self.path_for(key)
+        if not path.exists():
+            if dim is None:
+                raise FileNotFoundError(f"no vectors stored for {key} in {self.root}")
+            return VectorTable(dim=dim, header={"field": key, "encoder": encoder, "dim": dim})
+        arrays, header = load_arrays(path)
+        table = VectorTable(dim=int(header["dim"]), header=header, ids=arrays["ids"], vectors=arrays["vectors"])
+        if dim is not None and table.dim != dim:
+            raise EncoderMismatchError(f"{path}: stored vectors have dimension {table.dim}, the encoder gives {dim}")
+        if encoder is not None and header.get("encoder") not in (None, encoder):
+            raise EncoderMismatchError(
+                f"{path}: vectors were made by encoder {header.get('encoder')!r}, not {encoder!r}; "
+                "re-index with --reencode to switch encoders"
+            )
+        return table
+
+    def save(self, key: str, table: VectorTable) -> None:
+        header = {**table.header, "field": key, "dim": table.dim, "count": len(table)}
+        save_arrays(self.path_for(key), {"ids": table.ids, "vectors": table.vectors}, header)
