@@ -3,6 +3,7 @@
 Imports none of the application's other packages.
 """
 
+from storage.catalog import IndexCatalog
 from storage.db import Database, default_vector_dir, sqlite_path
 from storage.errors import CorruptArtifactError, EncoderMismatchError, SchemaError, StorageError
 from storage.faiss_store import VectorStore, default_factory, gpu_count
@@ -11,6 +12,6 @@ from storage.vectors import VectorStorage, VectorTable, field_key
 
 __all__ = [
     "Asset", "Collection", "CorruptArtifactError", "Database", "EncoderMismatchError", "EncoderRecord",
-    "IndexBuild", "Item", "SchemaError", "SkippedFile", "StorageError", "VectorStorage", "VectorStore",
+    "IndexBuild", "IndexCatalog", "Item", "SchemaError", "SkippedFile", "StorageError", "VectorStorage", "VectorStore",
     "VectorTable", "default_factory", "default_vector_dir", "field_key", "gpu_count", "sqlite_path",
 ]

@@ -14,6 +14,7 @@ from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, S
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SCHEMA_VERSION = 1
+TEXT_PREVIEW = 2000
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger keeps ids 64-bit elsewhere (they are FAISS ids).
 IdType = BigInteger().with_variant(Integer(), "sqlite")
@@ -84,6 +85,8 @@ class Asset(Base):
     width: Mapped[int | None] = mapped_column(Integer, default=None)
     height: Mapped[int | None] = mapped_column(Integer, default=None)
     encoded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # For text assets, the text itself (up to TEXT_PREVIEW characters), so results can show it.
+    preview: Mapped[str | None] = mapped_column(Text, default=None)
 
     item: Mapped[Item] = relationship(back_populates="assets")
 

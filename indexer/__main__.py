@@ -1,0 +1,151 @@
+"""Command line: `python -m indexer PATH --db URL`, `python -m indexer status`, `python -m indexer demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+DEFAULT_DB = "sqlite:///data/demo.db"
+
+
+class TqdmProgress:
+    """Turns (stage, done, total) callbacks into one tqdm bar per stage."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="asset" if stage != "index" else "index",
+                                          file=sys.stderr, leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+
+def _print_summary(summary, *, as_json: bool) -> None:  # noqa: ANN001
+    if as_json:
+        print(json.dumps(summary.to_dict(), indent=2))
+        return
+    assets = ", ".join(f"{m}: {n}" for m, n in summary.assets.items()) or "none"
+    print(f"items: {summary.items}   assets: {assets}")
+    print(f"encoded: {summary.encoded}   unchanged: {summary.unchanged}   changed: {summary.changed}   "
+          f"removed: {summary.removed}" + (f"   missing (use --prune): {summary.missing}" if summary.missing else ""))
+    if summary.problems:
+        print(f"skipped: {len(summary.problems)}")
+        for problem in summary.problems[:50]:
+            print(f"  {problem.path}: {problem.reason}")
+        if len(summary.problems) > 50:
+            print(f"  ... and {len(summary.problems) - 50} more (python -m indexer status)")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.stages.items())
+    print(f"time: {summary.seconds:.1f}s ({stages})")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from indexer.pipeline import Indexer
+    from retrieval.profiles import load_profile
+
+    profile = load_profile(args.profile) if args.profile else None
+    indexer = Indexer(args.db, args.collection, profile=profile, device=args.device, batch_size=args.batch_size,
+                      vector_dir=Path(args.vector_dir) if args.vector_dir else None)
+    summary = indexer.run(args.path, prune=args.prune, progress=None if args.quiet else TqdmProgress())
+    _print_summary(summary, as_json=args.json)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from indexer.status import collection_status
+
+    status = collection_status(args.db, args.collection)
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+    print(f"collection {status['collection']!r}: {status['items']} items, generation {status['generation']}")
+    print("assets: " + ", ".join(f"{m}: {n}" for m, n in status["assets"].items()))
+    print("encoders: " + ", ".join(f"{e['name']} ({e['dim']}d)" for e in status["encoders"]))
+    for build in status["indexes"]:
+        print(f"index {build['strategy']}/{build['key']}: {build['factory']}, {build['count']} vectors"
+              + ("" if build["current"] else " (stale: rebuilt on next search)"))
+    print(f"problems: {len(status['problems'])}")
+    for problem in status["problems"]:
+        print(f"  {problem['path']}: {problem['reason']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from indexer.demo import DemoSpec, build_digits_manifest
+
+    manifest = build_digits_manifest(args.out, args.datasets, DemoSpec(seed=args.seed, limit=args.limit))
+    print(f"wrote {manifest}")
+    if args.no_index:
+        return 0
+    args.path = str(manifest)
+    return cmd_index(args)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLAlchemy URL (default {DEFAULT_DB})")
+    parser.add_argument("--collection", default="default", help="collection name inside the database")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _index_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", help="offline (default for a new collection), pretrained, or a JSON file")
+    parser.add_argument("--prune", action="store_true", help="remove items whose files are gone")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", help="cuda, cpu, ... (default: the best available)")
+    parser.add_argument("--vector-dir", help="where vectors and indexes live (default: beside an SQLite file)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    if command == "status":
+        parser = argparse.ArgumentParser(prog="python -m indexer status", description="What is indexed, and what was skipped.")
+        _common(parser)
+        parser.set_defaults(func=cmd_status)
+    elif command == "demo":
+        parser = argparse.ArgumentParser(prog="python -m indexer demo",
+                                         description="Build the digits demo collection and index it.")
+        _common(parser)
+        _index_options(parser)
+        parser.add_argument("--out", default="data/digits", help="where the manifest is written")
+        parser.add_argument("--datasets", help="the shared datasets folder (default ../shared/datasets)")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--limit", type=int, help="number of items (default: all 2,000)")
+        parser.add_argument("--no-index", action="store_true", help="only write the manifest")
+        parser.set_defaults(func=cmd_demo)
+    else:
+        parser = argparse.ArgumentParser(prog="python -m indexer", description=(
+            "Index a folder or a manifest (.csv/.jsonl). Other commands: `status`, `demo`."))
+        parser.add_argument("path", help="a folder, or a manifest with id,image,audio,text columns")
+        _common(parser)
+        _index_options(parser)
+        parser.set_defaults(func=cmd_index)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in ("status", "demo") else "index"
+    args = build_parser(command).parse_args(argv[1:] if command != "index" else argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted: what was written is consistent; run the same command again to finish", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI reports, the library raises
+        from retrieval.errors import reportable
+
+        if not reportable(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

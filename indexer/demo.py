@@ -1,0 +1,106 @@
+"""The digits demo collection: spoken digits (FSDD) paired with handwritten digits (MNIST), plus texts.
+
+Each item pairs one recording with one image of the same digit (seeded). Not every item has every
+modality (image 80 %, audio 80 %, text 50 %, at least one), and texts vary: some name the digit, some
+only the speaker, so text is not always decisive. Items keep `digit`, `speaker` and `split` metadata:
+speakers george, jackson, lucas with MNIST indices below 2500 are `train`; nicolas with 2500 and up
+are `test`, the split the fusion benchmark uses.
+
+The media stay in ../shared/datasets (never copied): the manifest points at them by relative path.
+Attribution: FSDD (CC BY-SA 4.0, github.com/Jakobovski/free-spoken-digit-dataset, Zenodo
+10.5281/zenodo.1342401); MNIST (Y. LeCun, C. Cortes, C. J. C. Burges), CC BY-SA 3.0.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+TRAIN_SPEAKERS = ("george", "jackson", "lucas")
+TEST_SPEAKER = "nicolas"
+MNIST_SPLIT = 2500
+
+_TEMPLATES_DIGIT = [
+    "the digit {word}", "{digit}", "a handwritten {word}", "number {digit}", "{word}",
+    "someone says {word}", "the number {word}, spoken and written",
+]
+_TEMPLATES_BOTH = ["{word}, read aloud by {speaker}", "{speaker} saying {digit}"]
+_TEMPLATES_SPEAKER = ["a recording by {speaker}", "sample from {speaker}", "{speaker}'s voice"]
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    image_rate: float = 0.8
+    audio_rate: float = 0.8
+    text_rate: float = 0.5
+    seed: int = 0
+    limit: int | None = None  # number of items; None = one per recording (2,000)
+
+
+def datasets_dir(explicit: str | Path | None = None) -> Path:
+    path = Path(explicit or os.environ.get("DIGITS_DATASETS", DEFAULT_DATASETS))
+    if not (path / "fsdd" / "recordings").is_dir() or not (path / "mnist" / "images").is_dir():
+        raise FileNotFoundError(f"{path}: expected fsdd/recordings and mnist/images (see ../shared/datasets/README.md)")
+    return path
+
+
+def _text_for(rng: random.Random, digit: int, speaker: str) -> str:
+    kind = rng.random()
+    templates = _TEMPLATES_DIGIT if kind < 0.6 else _TEMPLATES_BOTH if kind < 0.8 else _TEMPLATES_SPEAKER
+    return rng.choice(templates).format(word=WORDS[digit], digit=digit, speaker=speaker)
+
+
+def _presence(rng: random.Random, spec: DemoSpec) -> tuple[bool, bool, bool]:
+    flags = (rng.random() < spec.image_rate, rng.random() < spec.audio_rate, rng.random() < spec.text_rate)
+    if any(flags):
+        return flags
+    forced = rng.randrange(3)
+    return tuple(i == forced for i in range(3))  # type: ignore[return-value]
+
+
+def build_digits_manifest(out_dir: str | Path, datasets: str | Path | None = None,
+                          spec: DemoSpec = DemoSpec()) -> Path:
+    """Write `manifest.csv` for the digits collection into `out_dir` and return its path."""
+    root = datasets_dir(datasets)
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(spec.seed)
+    recordings = sorted((root / "fsdd" / "recordings").glob("*.wav"))
+    images: dict[tuple[int, bool], list[Path]] = {}
+    for path in sorted((root / "mnist" / "images").glob("*.png")):
+        match = re.match(r"(\d+)_(\d)\.png$", path.name)
+        if match:
+            images.setdefault((int(match[2]), int(match[1]) < MNIST_SPLIT), []).append(path)
+    for pool in images.values():
+        rng.shuffle(pool)
+    rows = []
+    for recording in recordings:
+        digit_s, speaker, take = recording.stem.split("_")
+        digit, train = int(digit_s), speaker in TRAIN_SPEAKERS
+        pool = images[(digit, train)]
+        image = pool[len(rows) % len(pool)]
+        has_image, has_audio, has_text = _presence(rng, spec)
+        rows.append({
+            "id": f"{digit}-{speaker}-{take}",
+            "image": os.path.relpath(image, out) if has_image else "",
+            "audio": os.path.relpath(recording, out) if has_audio else "",
+            "text": _text_for(rng, digit, speaker) if has_text else "",
+            "digit": digit, "speaker": speaker, "split": "train" if train else "test",
+            "mnist_index": int(image.name.split("_")[0]),
+        })
+    if spec.limit is not None:
+        rng.shuffle(rows)
+        rows = sorted(rows[: spec.limit], key=lambda r: r["id"])
+    manifest = out / "manifest.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "ATTRIBUTION.txt").write_text(__doc__.split("Attribution: ")[1])
+    return manifest

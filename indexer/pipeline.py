@@ -1,0 +1,330 @@
+"""The indexing pipeline: scan → hash → decode (threads) → encode (batches) → write → index.
+
+Incremental: an asset whose content hash is unchanged and whose vectors exist is not re-encoded.
+Crash-safe: vectors are saved (atomically) *before* the database rows that point at them are committed,
+and each run starts by dropping vectors that no committed row backs, so any interruption leaves the
+database and the vector files consistent and the next run finishes the job. FAISS indexes are derived
+from the vectors and carry the generation they were built at, so a stale one is rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from indexer.sources import AssetSpec, ItemSpec, Problem, scan
+from indexer.work import Decoded, WorkItem, decode_asset
+from retrieval.encoders import Encoder, create_encoder
+from retrieval.fusion import create_strategy
+from retrieval.profiles import PROFILES, Profile
+from retrieval.space import VectorSpace
+from storage import (Asset, Collection, Database, EncoderMismatchError, EncoderRecord, IndexCatalog, Item,
+                     SkippedFile, VectorStorage, VectorTable, default_vector_dir)
+from storage.models import TEXT_PREVIEW, utcnow
+from storage.repository import get_collection, ok_ids_by_modality
+
+ProgressFn = Callable[[str, int, int], None]
+"""(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
+
+DEFAULT_STRATEGIES = ("late", "early")
+
+
+@dataclass
+class IndexSummary:
+    items: int = 0
+    assets: dict[str, int] = field(default_factory=dict)
+    encoded: int = 0
+    unchanged: int = 0
+    changed: int = 0
+    removed: int = 0
+    missing: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: v for k, v in vars(self).items() if k != "problems"},
+                "problems": [vars(p) for p in self.problems]}
+
+
+class Indexer:
+    """Indexes one collection of one database; reusable across runs."""
+
+    def __init__(self, db_url: str, collection: str = "default", profile: Profile | None = None,
+                 device: str | None = None, batch_size: int = 64, workers: int = 4,
+                 vector_dir: Path | None = None, strategies: tuple[str, ...] = DEFAULT_STRATEGIES) -> None:
+        self.db = Database(db_url)
+        self.collection_name, self.device = collection, device
+        self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
+        self.collection = self._open_collection(profile, vector_dir)
+        self.profile = Profile.from_dict(self.collection.profile)
+        self.storage = VectorStorage(Path(self.collection.vector_dir))
+        self.encoders: dict[str, Encoder] = {}
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def _open_collection(self, profile: Profile | None, vector_dir: Path | None) -> Collection:
+        with self.db.session() as session:
+            row = get_collection(session, self.collection_name)
+            if row is None:
+                profile = profile or PROFILES["offline"]
+                row = Collection(name=self.collection_name, profile=profile.to_dict(),
+                                 vector_dir=str(vector_dir or default_vector_dir(self.db.url)))
+                session.add(row)
+            elif profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
+                raise EncoderMismatchError(
+                    f"collection {self.collection_name!r} was indexed with profile "
+                    f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
+                    "Use another --collection name or another database for a different profile.")
+            session.flush()
+            return row
+
+    def _load_encoders(self) -> None:
+        names = sorted({name for names in self.profile.encoders.values() for name in names})
+        with self.db.session() as session:
+            for name in names:
+                encoder = self.encoders.get(name) or create_encoder(name, self.device)
+                self.encoders[name] = encoder
+                record = session.scalar(select(EncoderRecord).filter_by(collection_id=self.collection.id, name=name))
+                if record is None:
+                    session.add(EncoderRecord(collection_id=self.collection.id, name=name, weights=encoder.weights,
+                                              dim=encoder.dim, modalities=list(encoder.modalities),
+                                              preprocessing=encoder.preprocessing))
+                elif (record.dim, record.preprocessing) != (encoder.dim, encoder.preprocessing):
+                    raise EncoderMismatchError(
+                        f"{name}: stored vectors have dimension {record.dim} (preprocessing {record.preprocessing}), "
+                        f"the encoder now gives {encoder.dim} ({encoder.preprocessing}); use a new collection")
+
+    def _tables(self) -> dict[str, VectorTable]:
+        return {f.key: self.storage.load(f.key, dim=self.encoders[f.encoder].dim, encoder=f.encoder)
+                for f in self.profile.fields}
+
+    # -- the run -------------------------------------------------------------------------------------
+    def run(self, source: str | Path, *, prune: bool = False, progress: ProgressFn | None = None) -> IndexSummary:
+        started = time.perf_counter()
+        summary = IndexSummary()
+        stage = _Stopwatch(summary.stages)
+        with stage("load encoders"):
+            self._load_encoders()
+        with stage("scan"):
+            found = scan(source)
+            summary.problems.extend(found.problems)
+            with self.db.session() as session:
+                session.query(Collection).filter_by(id=self.collection.id).update({"root": str(found.root)})
+        tables = self._tables()
+        with stage("reconcile"):
+            self._reconcile(tables)
+        with stage("plan"):
+            work = self._plan(found.items, tables, summary, progress)
+        with stage("decode+encode+write"):
+            self._process(work, tables, summary, progress)
+        with stage("prune"):
+            self._prune(found.items, tables, summary, prune)
+        with stage("index"):
+            self._build_indexes(progress)
+        self._summarise(summary, found.problems)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _reconcile(self, tables: dict[str, VectorTable]) -> None:
+        """Drop vectors that no committed 'ok' asset backs (left by a crash between the two writes)."""
+        with self.db.session() as session:
+            ok = ok_ids_by_modality(session, self.collection.id)
+        for f in self.profile.fields:
+            table = tables[f.key]
+            stray = table.ids[~np.isin(table.ids, np.fromiter(ok.get(f.modality, ()), np.int64))]
+            if len(stray):
+                table.remove(stray)
+                self.storage.save(f.key, table)
+
+    def _plan(self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary,
+              progress: ProgressFn | None) -> list[WorkItem]:
+        """Upsert item rows and pick the assets whose content changed (or whose vectors are missing)."""
+        work: list[WorkItem] = []
+        total = sum(len(s.assets) for s in specs)
+        done = 0
+        with self.db.session() as session:
+            existing = {i.key: i for i in session.scalars(select(Item).filter_by(collection_id=self.collection.id))}
+            for spec in specs:
+                item = existing.get(spec.key)
+                if item is None:
+                    item = Item(collection_id=self.collection.id, key=spec.key, meta=spec.metadata)
+                    session.add(item)
+                    session.flush()
+                elif item.meta != spec.metadata:
+                    item.meta = spec.metadata
+                current = {a.modality: a for a in item.assets}
+                for modality, asset in spec.assets.items():
+                    done += 1
+                    work_item = self._plan_asset(item.id, asset, current.get(modality), tables, summary)
+                    if work_item is not None:
+                        work.append(work_item)
+                    if progress and (done % 256 == 0 or done == total):
+                        progress("hash", done, total)
+        return work
+
+    def _plan_asset(self, item_id: int, spec: AssetSpec, row: Asset | None, tables: dict[str, VectorTable],
+                    summary: IndexSummary) -> WorkItem | None:
+        try:
+            digest = spec.sha256()
+        except OSError as exc:
+            digest = None
+            reason = exc.strerror or str(exc)
+        if row is not None and digest is not None and row.sha256 == digest:
+            row.path = spec.display  # same content under a new name: no re-encoding
+            has_vectors = all(np.isin(item_id, tables[f.key].ids) for f in self.profile.fields
+                              if f.modality == spec.modality)
+            if row.status == "error" or has_vectors:
+                summary.unchanged += 1
+                return None
+        if row is not None and row.status == "ok":
+            summary.changed += 1
+        if digest is None:
+            return WorkItem(item_id, spec, None, error=f"cannot read file ({reason})")
+        return WorkItem(item_id, spec, digest)
+
+    def _process(self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary,
+                 progress: ProgressFn | None) -> None:
+        done = 0
+        for batch in self._decoded_batches(work):
+            self._write_batch(batch, tables, summary)
+            done += len(batch)
+            if progress:
+                progress("encode", done, len(work))
+
+    def _decoded_batches(self, work: list[WorkItem]) -> Iterator[list[Decoded]]:
+        """Decode in worker threads, a bounded window ahead of the encoder, and yield batches in order."""
+        rates = {m: self._sample_rate(m) for m in ("image", "audio", "text")}
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            pending = []
+            window = 2 * self.batch_size
+            queue = iter(work)
+            for item in queue:
+                pending.append(pool.submit(decode_asset, item, rates[item.spec.modality]))
+                if len(pending) >= window:
+                    yield [f.result() for f in pending[: self.batch_size]]
+                    pending = pending[self.batch_size:]
+            while pending:
+                yield [f.result() for f in pending[: self.batch_size]]
+                pending = pending[self.batch_size:]
+
+    def _sample_rate(self, modality: str) -> int:
+        names = self.profile.encoders.get(modality, ())
+        return self.encoders[names[0]].sample_rate if names else 16_000
+
+    def _write_batch(self, batch: list[Decoded], tables: dict[str, VectorTable], summary: IndexSummary) -> None:
+        """Encode one batch, save the touched vector tables, then commit the rows: in that order."""
+        touched: set[str] = set()
+        for modality in ("image", "audio", "text"):
+            good = [d for d in batch if d.value is not None and d.work.spec.modality == modality]
+            bad = [d for d in batch if d.value is None and d.work.spec.modality == modality]
+            for f in (f for f in self.profile.fields if f.modality == modality):
+                if good:
+                    vectors = self.encoders[f.encoder].encode(modality, [d.value for d in good],
+                                                              batch_size=self.batch_size)
+                    tables[f.key].upsert(np.array([d.work.item_id for d in good]), vectors)
+                    touched.add(f.key)
+                if bad and tables[f.key].remove(np.array([d.work.item_id for d in bad])):
+                    touched.add(f.key)
+            summary.encoded += len(good)
+        for key in sorted(touched):
+            self.storage.save(key, tables[key])
+        with self.db.session() as session:
+            for d in batch:
+                self._upsert_asset(session, d)
+            session.query(Collection).filter_by(id=self.collection.id).update(
+                {"generation": Collection.generation + 1})
+
+    @staticmethod
+    def _upsert_asset(session, decoded: Decoded) -> None:  # noqa: ANN001
+        work = decoded.work
+        row = session.scalar(select(Asset).filter_by(item_id=work.item_id, modality=work.spec.modality))
+        if row is None:
+            row = Asset(item_id=work.item_id, modality=work.spec.modality, path=work.spec.display)
+            session.add(row)
+        row.path, row.sha256, row.size_bytes = work.spec.display, work.sha256, decoded.size_bytes
+        row.status = "ok" if decoded.value is not None else "error"
+        row.error = decoded.error
+        row.width, row.height, row.duration_s = decoded.width, decoded.height, decoded.duration_s
+        row.encoded_at = utcnow() if decoded.value is not None else None
+        row.preview = decoded.value[:TEXT_PREVIEW] if isinstance(decoded.value, str) else None
+
+    def _prune(self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary,
+               prune: bool) -> None:
+        wanted = {s.key: set(s.assets) for s in specs}
+        gone_items: list[int] = []
+        gone_assets: list[tuple[int, str]] = []
+        with self.db.session() as session:
+            for item in session.scalars(select(Item).filter_by(collection_id=self.collection.id)):
+                if item.key not in wanted:
+                    gone_items.append(item.id)
+                    gone_assets += [(item.id, a.modality) for a in item.assets]
+                else:
+                    gone_assets += [(item.id, a.modality) for a in item.assets if a.modality not in wanted[item.key]]
+        if not prune:
+            summary.missing = len(gone_items)
+            return
+        for f in self.profile.fields:
+            ids = np.array([i for i, m in gone_assets if m == f.modality], np.int64)
+            if len(ids) and tables[f.key].remove(ids):
+                self.storage.save(f.key, tables[f.key])
+        with self.db.session() as session:
+            for item_id, modality in gone_assets:
+                session.execute(delete(Asset).where(Asset.item_id == item_id, Asset.modality == modality))
+            if gone_items:
+                session.execute(delete(Item).where(Item.id.in_(gone_items)))
+            if gone_items or gone_assets:
+                session.query(Collection).filter_by(id=self.collection.id).update(
+                    {"generation": Collection.generation + 1})
+        summary.removed = len(gone_items)
+
+    def _build_indexes(self, progress: ProgressFn | None) -> None:
+        with self.db.session() as session:
+            generation = session.get(Collection, self.collection.id).generation
+        dims = {name: e.dim for name, e in self.encoders.items()}
+        catalog = IndexCatalog(self.db, self.collection.id, self.storage.root / "indexes")
+        space = VectorSpace(self.profile.fields, self.storage, generation, catalog, dims=dims)
+        for number, name in enumerate(self.strategies, start=1):
+            create_strategy(name).prepare(space)
+            if progress:
+                progress("index", number, len(self.strategies))
+
+    def _summarise(self, summary: IndexSummary, scan_problems: list[Problem]) -> None:
+        with self.db.session() as session:
+            session.execute(delete(SkippedFile).where(SkippedFile.collection_id == self.collection.id))
+            session.add_all(SkippedFile(collection_id=self.collection.id, path=p.path, reason=p.reason)
+                            for p in scan_problems)
+            items = session.scalars(select(Item).filter_by(collection_id=self.collection.id)).all()
+            summary.items = len(items)
+            counts: Counter[str] = Counter()
+            for item in items:
+                for asset in item.assets:
+                    if asset.status == "ok":
+                        counts[asset.modality] += 1
+                    elif asset.status == "error":
+                        summary.problems.append(Problem(asset.path, asset.error or "error"))
+            summary.assets = dict(sorted(counts.items()))
+
+
+class _Stopwatch:
+    """Per-stage wall time, so the summary (and the benchmarks) can show where time goes."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+
+    def __call__(self, name: str) -> _Stopwatch:
+        self.name = name
+        return self
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.into[self.name] = self.into.get(self.name, 0.0) + time.perf_counter() - self.started

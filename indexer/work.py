@@ -1,0 +1,53 @@
+"""One unit of indexing work and its decoding, run in worker threads; never raises on bad media."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from indexer.sources import AssetSpec
+from retrieval.media import MediaError, Waveform, load_audio, load_image, load_text
+
+
+@dataclass
+class WorkItem:
+    item_id: int
+    spec: AssetSpec
+    sha256: str | None
+    error: str | None = None
+
+
+@dataclass
+class Decoded:
+    work: WorkItem
+    value: Any = None
+    error: str | None = None
+    size_bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    duration_s: float | None = None
+
+
+def decode_asset(work: WorkItem, sample_rate: int) -> Decoded:
+    """Decode one asset; a bad file becomes a `Decoded` with its reason instead of an exception."""
+    if work.error is not None:
+        return Decoded(work, error=work.error)
+    spec = work.spec
+    try:
+        if spec.inline_text is not None:
+            text = load_text(spec.inline_text)
+            return Decoded(work, text, size_bytes=len(text.encode()))
+        size = spec.path.stat().st_size
+        if spec.modality == "image":
+            image = load_image(spec.path)
+            return Decoded(work, image, size_bytes=size, width=image.width, height=image.height)
+        if spec.modality == "audio":
+            wave: Waveform = load_audio(spec.path, sample_rate)
+            return Decoded(work, wave, size_bytes=size, duration_s=wave.duration_s)
+        return Decoded(work, load_text(spec.path), size_bytes=size)
+    except MediaError as exc:
+        return Decoded(work, error=exc.reason)
+    except OSError as exc:
+        return Decoded(work, error=f"cannot read file ({exc.strerror or exc})")
+    except Exception as exc:  # noqa: BLE001 - one odd file must never stop a batch; the reason is kept
+        return Decoded(work, error=f"unexpected decoding error: {type(exc).__name__}: {exc}")

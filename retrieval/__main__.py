@@ -1,0 +1,96 @@
+"""Command line: `python -m retrieval search --db URL [--text T] [--image F] [--audio F] [--strategy S]...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+DEFAULT_DB = "sqlite:///data/demo.db"
+
+
+def _weights(pairs: list[str]) -> dict[str, float]:
+    weights = {}
+    for pair in pairs:
+        modality, _, value = pair.partition("=")
+        if modality not in ("image", "audio", "text") or not value:
+            raise ValueError(f"--weight expects image=W, audio=W or text=W, got {pair!r}")
+        weights[modality] = float(value)
+    return weights
+
+
+def _strategy_params(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    if name != "late":
+        return {}
+    params = {"normalisation": args.normalisation, "fusion": args.fusion, "rrf_k": args.rrf_k}
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from retrieval.engine import QueryInput, SearchEngine
+
+    query = QueryInput(args.text, args.image, args.audio, _weights(args.weight))
+    if not query.present():
+        raise ValueError("give at least one of --text, --image, --audio")
+    engine = SearchEngine.open(args.db, args.collection, device=args.device)
+    strategies = args.strategy or ["late"]
+    results = engine.search_many(query, strategies, k=args.k,
+                                 params={s: _strategy_params(args, s) for s in strategies})
+    if args.json:
+        print(json.dumps({"query": query.describe(),
+                          "results": {name: [h.to_dict() for h in r.hits] for name, r in results.items()}},
+                         indent=2, default=str))
+        return 0
+    for name, result in results.items():
+        print(f"== {name} ({result.seconds * 1000:.1f} ms) {result.params or ''}")
+        for hit in result.hits:
+            parts = " ".join(f"{m}={v:.3f}" for m, v in hit.contributions.items())
+            meta = " ".join(f"{k}={v}" for k, v in list(hit.metadata.items())[:4])
+            print(f"{hit.rank:3d}. {hit.key:<28} {hit.score:7.4f}  [{parts}]  {meta}")
+        if not result.hits:
+            print("   (no item shares a modality with this query)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from retrieval.fusion import list_strategies
+    from retrieval.fusion.scoring import NORMALISATIONS
+
+    parser = argparse.ArgumentParser(prog="python -m retrieval", description="Search an indexed collection.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    search = sub.add_parser("search", help="search with any mix of text, image and audio")
+    search.add_argument("--db", default=DEFAULT_DB, help=f"SQLAlchemy URL (default {DEFAULT_DB})")
+    search.add_argument("--collection", default="default")
+    search.add_argument("--text")
+    search.add_argument("--image", help="an image file")
+    search.add_argument("--audio", help="an audio file")
+    search.add_argument("--strategy", action="append", choices=sorted(list_strategies()),
+                        help="fusion strategy; repeat to compare (default: late)")
+    search.add_argument("--k", type=int, default=10)
+    search.add_argument("--weight", action="append", default=[], metavar="MODALITY=W",
+                        help="query-side weight, e.g. --weight text=0.5")
+    search.add_argument("--normalisation", choices=NORMALISATIONS, help="late fusion: score normalisation")
+    search.add_argument("--fusion", choices=("sum", "mnz", "rrf"), help="late fusion: how channel scores combine")
+    search.add_argument("--rrf-k", type=float, help="late fusion: k of reciprocal rank fusion")
+    search.add_argument("--device")
+    search.add_argument("--json", action="store_true", help="print one JSON object")
+    search.set_defaults(func=cmd_search)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Exception as exc:  # noqa: BLE001 - the CLI reports, the library raises
+        from retrieval.errors import reportable
+
+        if not reportable(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

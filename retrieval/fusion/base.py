@@ -1,0 +1,79 @@
+"""The fusion contract: every strategy says when it fuses, whether it learns, and how it treats gaps."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from retrieval.space import EncodedQuery, VectorSpace
+
+
+@dataclass
+class Scored:
+    """One ranked item before metadata is attached; `contributions` is each query modality's share."""
+
+    item_id: int
+    score: float
+    contributions: dict[str, float]
+
+
+@dataclass
+class NoParams:
+    pass
+
+
+class FusionStrategy(ABC):
+    """Turns an encoded query into ranked items over a `VectorSpace`.
+
+    Index-time strategies fuse each item into one vector and search one FAISS index; query-time
+    strategies search one index per channel and fuse the results. Parameters are a dataclass, so an
+    unknown or mistyped parameter is an error, not silently ignored.
+    """
+
+    name: ClassVar[str]
+    fuses_at: ClassVar[Literal["index", "query"]]
+    learns: ClassVar[bool] = False
+    missing: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, **params: Any) -> None:
+        known = {f.name for f in fields(self.Params)}
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(f"strategy {self.name!r} has no parameter(s) {sorted(unknown)}; "
+                             f"it takes {sorted(known) or 'none'}")
+        self.params = self.Params(**params)
+
+    def prepare(self, space: VectorSpace) -> None:
+        """Build (or load) the indexes this strategy searches, ahead of the first query."""
+
+    @abstractmethod
+    def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
+        ...
+
+
+def weighted_channel_scores(space: VectorSpace, query: EncodedQuery, ids: np.ndarray
+                            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Σ weight × cosine over all channels for `ids`, each query modality's part, and which ids matched any.
+
+    This is the exact score of weighted-sum fusion without normalisation, and the contributions that any
+    strategy can show beside its own score.
+    """
+    total = np.zeros(len(ids), np.float32)
+    parts: dict[str, np.ndarray] = {}
+    matched = np.zeros(len(ids), bool)
+    for channel in space.channels(query):
+        scores, present = space.channel_scores(query, channel, ids)
+        weighted = np.where(present, scores, 0.0) * query.weight(channel.query_modality)
+        parts[channel.query_modality] = parts.get(channel.query_modality, 0) + weighted
+        total += weighted
+        matched |= present
+    return total, parts, matched
+
+
+def to_scored(ids: np.ndarray, scores: np.ndarray, parts: dict[str, np.ndarray], k: int) -> list[Scored]:
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [Scored(int(ids[i]), float(scores[i]), {m: float(p[i]) for m, p in parts.items()}) for i in order]

@@ -1,0 +1,103 @@
+"""A collection's stored vectors, field by field, and the channels a query can use on them.
+
+Words: a *field* is the vectors one encoder made of one item modality (`image@hog`); a *channel* is a
+(query modality, field) pair that shares an encoder, so a similarity exists between them: text→image
+in CLIP, audio→audio in MFCC, text→text in MiniLM. There is no image→audio channel unless a learned
+strategy makes one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retrieval.profiles import Field
+from storage import IndexCatalog, VectorStorage, VectorStore, VectorTable
+
+
+@dataclass(frozen=True)
+class Channel:
+    query_modality: str
+    field: Field
+
+    @property
+    def label(self) -> str:
+        return f"{self.query_modality}→{self.field.modality}" + f" [{self.field.encoder}]"
+
+
+@dataclass
+class EncodedQuery:
+    """A query after encoding: one vector per (query modality, encoder), and a weight per modality."""
+
+    vectors: dict[tuple[str, str], np.ndarray]
+    weights: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted({m for m, _ in self.vectors})
+
+    def weight(self, modality: str) -> float:
+        return float(self.weights.get(modality, 1.0))
+
+
+class VectorSpace:
+    """All fields of one collection in memory, plus their FAISS indexes (cached on disk when allowed)."""
+
+    def __init__(self, fields: list[Field], storage: VectorStorage, generation: int,
+                 catalog: IndexCatalog | None = None, factory: str | None = None,
+                 dims: dict[str, int] | None = None) -> None:
+        self.fields = fields
+        self.generation = generation
+        self.catalog = catalog
+        self.factory = factory
+        self.tables: dict[str, VectorTable] = {}
+        for f in fields:
+            dim = (dims or {}).get(f.encoder)
+            if storage.exists(f.key) or dim is not None:
+                self.tables[f.key] = storage.load(f.key, dim=dim, encoder=f.encoder)
+        self._indexes: dict[tuple[str, str], VectorStore] = {}
+
+    def table(self, f: Field) -> VectorTable | None:
+        return self.tables.get(f.key)
+
+    def item_ids(self) -> np.ndarray:
+        """Every item with at least one vector."""
+        parts = [t.ids for t in self.tables.values()]
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+    def channels(self, query: EncodedQuery) -> list[Channel]:
+        return [Channel(qm, f) for (qm, enc) in sorted(query.vectors) for f in self.fields
+                if f.encoder == enc and f.key in self.tables and len(self.tables[f.key])]
+
+    def index(self, strategy: str, key: str, encoders: list[str],
+              build: Callable[[], tuple[np.ndarray, np.ndarray]]) -> VectorStore:
+        """The index named (strategy, key): from memory, from disk if current, else built and saved."""
+        cached = self._indexes.get((strategy, key))
+        if cached is not None:
+            return cached
+        store = self.catalog.get(strategy, key, self.generation, encoders) if self.catalog else None
+        if store is None:
+            started = time.perf_counter()
+            ids, vectors = build()
+            store = VectorStore.build(ids, vectors, self.factory, header={"encoders": encoders, "strategy": strategy})
+            if self.catalog is not None:
+                try:
+                    self.catalog.put(strategy, key, store, self.generation, time.perf_counter() - started)
+                except OSError:
+                    pass  # read-only location: keep the index in memory only
+        store.to_gpu()
+        self._indexes[(strategy, key)] = store
+        return store
+
+    def field_index(self, f: Field) -> VectorStore:
+        table = self.tables[f.key]
+        return self.index("field", f.key, [f.encoder], lambda: (table.ids, table.as_float32()))
+
+    def channel_scores(self, query: EncodedQuery, channel: Channel, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact cosine of the query with each item's field vector, and which items have that field."""
+        vectors, present = self.tables[channel.field.key].lookup(ids)
+        q = query.vectors[(channel.query_modality, channel.field.encoder)]
+        return vectors @ q, present

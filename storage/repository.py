@@ -1,0 +1,34 @@
+"""The queries the application runs, in one place, always through bound parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from storage.models import Asset, Collection, Item
+
+
+def get_collection(session: Session, name: str) -> Collection | None:
+    return session.scalar(select(Collection).where(Collection.name == name))
+
+
+def items_by_ids(session: Session, ids: Iterable[int]) -> dict[int, Item]:
+    """Items with their assets for a page of results, in one query (plus one for the assets)."""
+    wanted = [int(i) for i in ids]
+    if not wanted:
+        return {}
+    rows = session.scalars(select(Item).where(Item.id.in_(wanted)).options(selectinload(Item.assets)))
+    return {item.id: item for item in rows}
+
+
+def ok_ids_by_modality(session: Session, collection_id: int) -> dict[str, set[int]]:
+    """Which items hold a good asset of each modality: the truth the vector tables must agree with."""
+    rows = session.execute(
+        select(Asset.modality, Asset.item_id).join(Item).where(Item.collection_id == collection_id,
+                                                               Asset.status == "ok"))
+    out: dict[str, set[int]] = {}
+    for modality, item_id in rows:
+        out.setdefault(modality, set()).add(item_id)
+    return out
