@@ -119,13 +119,19 @@ class SearchEngine:
         if modality == "image":
             return load_image(value)
         if modality == "audio":
+            if isinstance(value, tuple):  # (samples, sample_rate): arrays carry no rate of their own
+                return load_audio(np.asarray(value[0]), encoder.sample_rate, input_rate=int(value[1]))
             return load_audio(value, encoder.sample_rate)
         return load_text(value)
 
     def search(self, text: str | None = None, image: MediaInput | None = None, audio: MediaInput | None = None,
                strategy: str = "late", k: int = 10, weights: dict[str, float] | None = None,
                **params: Any) -> SearchResult:
-        """Search with any non-empty mix of text, image and audio (paths, bytes or arrays)."""
+        """Search with any non-empty mix of text, image and audio.
+
+        Images and audio may be paths, bytes or arrays; give audio arrays as `(samples, sample_rate)`
+        (a bare array is taken to be at the encoder's own rate).
+        """
         query = QueryInput(text, image, audio, dict(weights or {}))
         return self.search_many(query, [strategy], k=k, params={strategy: params})[strategy]
 

@@ -97,7 +97,7 @@ class VectorStorage:
         arrays, header = load_arrays(path)
         table = VectorTable(dim=int(header["dim"]), header=header, ids=arrays["ids"], vectors=arrays["vectors"])
         if dim is not None and table.dim != dim:
-            raise EncoderMismatchError(f"{path}: stored vectors have dimension {table.dim}, the encoder gives {dim}")
+            raise EncoderMismatchError(f"{path}: stored vectors have dimension {table.dim}, expected {dim}")
         if encoder is not None and header.get("encoder") not in (None, encoder):
             raise EncoderMismatchError(
                 f"{path}: vectors were made by encoder {header.get('encoder')!r}, not {encoder!r}; "

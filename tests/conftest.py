@@ -1,0 +1,68 @@
+"""Shared fixtures: real media from ../shared/datasets, tiny models, temporary databases."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+DATASETS = ROOT.parent / "shared" / "datasets"
+FSDD = DATASETS / "fsdd" / "recordings"
+MNIST = DATASETS / "mnist" / "images"
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+    if not DATASETS.is_dir():
+        skip = pytest.mark.skip(reason=f"{DATASETS} not found")
+        for item in items:
+            if "datasets" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def datasets() -> Path:
+    return DATASETS
+
+
+def recording(digit: int, speaker: str = "george", take: int = 0) -> Path:
+    return FSDD / f"{digit}_{speaker}_{take}.wav"
+
+
+def mnist_image(digit: int, nth: int = 0) -> Path:
+    return sorted(MNIST.glob(f"*_{digit}.png"))[nth]
+
+
+@pytest.fixture
+def small_folder(tmp_path: Path) -> Path:
+    """A folder collection of real media: 12 items grouped by stem, some with only one modality."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    for digit in range(4):
+        for n, speaker in enumerate(("george", "jackson", "lucas")):
+            stem = folder / f"d{digit}_{speaker}"
+            if n != 2:
+                shutil.copy(mnist_image(digit, n), stem.with_suffix(".png"))
+            if n != 1:
+                shutil.copy(recording(digit, speaker, n), stem.with_suffix(".wav"))
+            if n == 0:
+                stem.with_suffix(".txt").write_text(f"the digit {digit} said by {speaker}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Names of tiny OpenCLIP and CLAP encoders, built through the production loading code."""
+    from tiny_models import register_tiny_clip, save_tiny_clap_dir, save_tiny_clip_dir
+
+    base = tmp_path_factory.mktemp("tiny")
+    clip = register_tiny_clip(base / "configs")
+    clip_dir = save_tiny_clip_dir(base / "clip-dir")
+    clap_dir = save_tiny_clap_dir(base / "clap")
+    return {"openclip": f"openclip:{clip}", "openclip_dir": f"openclip:local-dir:{clip_dir}",
+            "clap": f"clap:{clap_dir}"}

@@ -1,0 +1,70 @@
+"""The command lines and the digits demo builder, as a user runs them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import mnist_image, recording
+from indexer.__main__ import main as indexer_main
+from indexer.demo import DemoSpec, build_digits_manifest
+from retrieval.__main__ import main as retrieval_main
+
+pytestmark = pytest.mark.datasets
+
+
+def test_demo_manifest_is_seeded_partial_and_split(tmp_path: Path) -> None:
+    path = build_digits_manifest(tmp_path / "a", spec=DemoSpec(seed=3))
+    again = build_digits_manifest(tmp_path / "b", spec=DemoSpec(seed=3))
+    rows = list(csv.DictReader(open(path)))
+    assert len(rows) == 2000
+    assert [r["image"] for r in rows] == [r["image"] for r in csv.DictReader(open(again))]
+    assert all(r["image"] or r["audio"] or r["text"] for r in rows)
+    for modality, rate in (("image", 0.8), ("audio", 0.8), ("text", 0.5)):
+        share = sum(bool(r[modality]) for r in rows) / len(rows)
+        assert abs(share - rate) < 0.05, (modality, share)
+    for r in rows:
+        if r["image"]:
+            assert Path(r["image"]).name.endswith(f"_{r['digit']}.png")  # same digit in both media
+            assert (int(r["mnist_index"]) < 2500) == (r["split"] == "train")
+        assert (r["speaker"] == "nicolas") == (r["split"] == "test")
+    texts = [r["text"] for r in rows if r["text"]]
+    assert any("nicolas" in t and not any(w in t for w in ("zero", "one", "two")) and not any(c.isdigit() for c in t)
+               for t in texts), "some texts must name only the speaker"
+    assert (tmp_path / "a" / "ATTRIBUTION.txt").read_text().count("CC BY-SA") == 2
+
+
+def test_index_status_and_search_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    url = f"sqlite:///{tmp_path}/demo.db"
+    assert indexer_main(["demo", "--db", url, "--out", str(tmp_path / "digits"), "--limit", "60", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "items: 60" in printed and "time:" in printed
+
+    assert indexer_main(["status", "--db", url, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["items"] == 60 and status["problems"] == []
+
+    assert retrieval_main(["search", "--db", url, "--text", "the digit seven", "--audio", str(recording(7)),
+                           "--strategy", "late", "--strategy", "early", "--k", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["query"]["text"] == "the digit seven"
+    assert set(out["results"]) == {"late", "early"}
+    for hits in out["results"].values():
+        assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1)) and hits
+        assert set(hits[0]) >= {"rank", "item_id", "score", "contributions", "metadata"}
+        assert set(hits[0]["contributions"]) <= {"text", "audio"} and "digit" in hits[0]["metadata"]
+
+    assert indexer_main(["data/nowhere", "--db", url, "--quiet"]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert retrieval_main(["search", "--db", url]) == 2
+    assert "give at least one" in capsys.readouterr().err
+    assert retrieval_main(["search", "--db", url, "--image", str(tmp_path / "missing.png")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_unknown_collection_says_how_to_make_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert retrieval_main(["search", "--db", f"sqlite:///{tmp_path}/x.db", "--image", str(mnist_image(0))]) == 2
+    assert "python -m indexer" in capsys.readouterr().err

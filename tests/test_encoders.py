@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import mnist_image, recording
+from retrieval.encoders import WeightsNotFoundError, create_encoder, list_encoders
+from retrieval.media import load_audio, load_image
+
+pytestmark = pytest.mark.datasets
+
+
+def test_registry_lists_every_family_and_refuses_unknown_names() -> None:
+    assert {"hog", "mfcc", "sbert", "openclip", "clap"} <= set(list_encoders())
+    with pytest.raises(KeyError, match="unknown encoder 'nope'"):
+        create_encoder("nope")
+
+
+def test_hog_separates_digits() -> None:
+    encoder = create_encoder("hog")
+    ones = encoder.encode("image", [load_image(mnist_image(1, n)) for n in range(3)])
+    zero = encoder.encode("image", [load_image(mnist_image(0))])
+    assert ones.shape == (3, encoder.dim)
+    np.testing.assert_allclose(np.linalg.norm(ones, axis=1), 1.0, rtol=1e-5)
+    assert (ones[0] @ ones[1]) > (ones[0] @ zero[0])
+
+
+def test_mfcc_is_deterministic_and_prefers_the_same_word() -> None:
+    encoder = create_encoder("mfcc")
+    waves = [load_audio(recording(d, "jackson", t), encoder.sample_rate) for d, t in ((6, 0), (6, 1), (0, 0))]
+    a = encoder.encode("audio", waves)
+    b = encoder.encode("audio", waves)
+    assert np.array_equal(a, b)
+    assert a[0] @ a[1] > a[0] @ a[2]
+
+
+def test_packaged_minilm_gives_real_semantic_vectors() -> None:
+    encoder = create_encoder("sbert")
+    vectors = encoder.encode("text", ["a photo of a dog", "a picture of a puppy", "quarterly tax report"])
+    assert encoder.dim == 384
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
+
+
+def test_tiny_openclip_through_the_factory(tiny_models: dict[str, str]) -> None:
+    encoder = create_encoder(tiny_models["openclip"])
+    image = encoder.encode("image", [load_image(mnist_image(2))])
+    text = encoder.encode("text", ["two", "a cat"])
+    assert image.shape == (1, 32) and text.shape == (2, 32)
+    assert encoder.weights is None  # random weights, said so
+
+
+def test_tiny_openclip_from_a_local_dir(tiny_models: dict[str, str]) -> None:
+    encoder = create_encoder(tiny_models["openclip_dir"])
+    assert encoder.weights and encoder.weights.startswith("local-dir:")
+    again = create_encoder(tiny_models["openclip_dir"], cache=False)
+    image = load_image(mnist_image(4))
+    np.testing.assert_allclose(encoder.encode("image", [image]), again.encode("image", [image]), atol=1e-5)
+
+
+def test_tiny_clap_reads_audio_and_text(tiny_models: dict[str, str]) -> None:
+    encoder = create_encoder(tiny_models["clap"])
+    wave = load_audio(recording(3), encoder.sample_rate)
+    audio = encoder.encode("audio", [wave, wave])
+    text = encoder.encode("text", ["the digit three", "zero"])
+    assert audio.shape == (2, 16) and text.shape == (2, 16)
+    np.testing.assert_allclose(audio[0], audio[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("name, looked", [
+    ("openclip:ViT-B-32/laion2b_s34b_b79k", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"),
+    ("openclip:ViT-B-32/not-a-tag", "not-a-tag"),
+    ("clap:laion/clap-htsat-unfused", "laion/clap-htsat-unfused"),
+    ("sbert:/nowhere/model", "/nowhere/model"),
+])
+def test_missing_weights_say_which_model_where_and_what_to_do(name: str, looked: str) -> None:
+    with pytest.raises(WeightsNotFoundError) as caught:
+        create_encoder(name, cache=False)
+    message = str(caught.value)
+    assert "Looked in" in message and looked in message
+    assert any(word in message for word in ("download", "Known tags", "Give a local folder"))
+
+
+def test_missing_local_dir_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+        create_encoder(f"openclip:local-dir:{tmp_path / 'absent'}", cache=False)

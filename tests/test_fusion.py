@@ -1,0 +1,126 @@
+"""Fusion strategies on small synthetic vectors where the right answer is known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.fusion import create_strategy, list_strategies
+from retrieval.fusion.scoring import normalise, ranks, rrf
+from retrieval.profiles import Field
+from retrieval.space import EncodedQuery, VectorSpace
+from storage import VectorStorage
+
+IMAGE, AUDIO = Field("image", "img-enc"), Field("audio", "aud-enc")
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def make_space(tmp_path: Path, image: dict[int, list[float]], audio: dict[int, list[float]]) -> VectorSpace:
+    storage = VectorStorage(tmp_path)
+    for f, rows in ((IMAGE, image), (AUDIO, audio)):
+        table = storage.load(f.key, dim=len(next(iter(rows.values()))), encoder=f.encoder)
+        table.upsert(np.array(list(rows)), unit(np.array(list(rows.values()), np.float32)))
+        storage.save(f.key, table)
+    return VectorSpace([IMAGE, AUDIO], storage, generation=1)
+
+
+@pytest.fixture
+def space(tmp_path: Path) -> VectorSpace:
+    rng = np.random.default_rng(0)
+    image = {i: rng.normal(size=8).tolist() for i in range(1, 41)}
+    audio = {i: rng.normal(size=6).tolist() for i in range(1, 41) if i % 4}  # every fourth item has no audio
+    return make_space(tmp_path, image, audio)
+
+
+def query(space: VectorSpace, seed: int = 1, **weights: float) -> EncodedQuery:
+    rng = np.random.default_rng(seed)
+    return EncodedQuery({("image", "img-enc"): unit(rng.normal(size=8).astype(np.float32)),
+                         ("audio", "aud-enc"): unit(rng.normal(size=6).astype(np.float32))}, weights)
+
+
+def exact(space: VectorSpace, q: EncodedQuery, item: int) -> float:
+    total = 0.0
+    for (modality, encoder), vector in q.vectors.items():
+        f = IMAGE if modality == "image" else AUDIO
+        vectors, present = space.tables[f.key].lookup(np.array([item]))
+        total += q.weight(modality) * float(vectors[0] @ vector) * bool(present[0])
+    return total
+
+
+def test_registry_describes_each_strategy() -> None:
+    for name, cls in list_strategies().items():
+        assert cls.name == name and cls.fuses_at in ("index", "query") and cls.missing
+    with pytest.raises(ValueError, match="no parameter"):
+        create_strategy("late", normalization="minmax")
+    with pytest.raises(ValueError, match="unknown fusion strategy"):
+        create_strategy("magic")
+
+
+def test_early_identity_equals_weighted_sum_of_similarities(space: VectorSpace) -> None:
+    q = query(space, image=0.7, audio=1.5)
+    early = create_strategy("early").search(space, q, k=40)
+    assert len(early) == 40
+    for hit in early:
+        assert hit.score == pytest.approx(exact(space, q, hit.item_id), abs=2e-3)  # float16 storage
+        assert sum(hit.contributions.values()) == pytest.approx(hit.score, abs=1e-5)
+    late = create_strategy("late", candidates=40).search(space, q, k=40)
+    assert [h.item_id for h in late] == [h.item_id for h in early]
+
+
+def test_rrf_matches_a_hand_computation(tmp_path: Path) -> None:
+    # image ranks items 1,2,3; audio ranks 3,1 (item 2 has no audio)
+    space = make_space(tmp_path, image={1: [1, 0.0], 2: [1, 0.5], 3: [1, 1.2]}, audio={1: [0.5, 1], 3: [1, 0]})
+    q = EncodedQuery({("image", "img-enc"): unit(np.array([1, 0], np.float32)),
+                      ("audio", "aud-enc"): unit(np.array([1, 0], np.float32))})
+    hits = create_strategy("late", fusion="rrf", rrf_k=10).search(space, q, k=3)
+    expected = {1: 1 / 11 + 1 / 12, 2: 1 / 12, 3: 1 / 13 + 1 / 11}
+    assert [h.item_id for h in hits] == sorted(expected, key=lambda i: -expected[i])
+    for h in hits:
+        assert h.score == pytest.approx(expected[h.item_id], rel=1e-6)
+
+
+def test_normalisations_and_ranks() -> None:
+    scores = np.array([0.2, 0.8, 0.5, 9.0])
+    present = np.array([True, True, True, False])
+    np.testing.assert_allclose(normalise(scores, present, "minmax"), [0, 1, 0.5, 0])
+    z = normalise(scores, present, "zscore")
+    assert z[:3].mean() == pytest.approx(0, abs=1e-6) and z[3] == 0
+    np.testing.assert_allclose(normalise(scores, present, "arctan")[:3], np.arctan(scores[:3]) * 2 / np.pi, rtol=1e-6)
+    assert ranks(scores, present).tolist() == [3, 1, 2, 0]
+    np.testing.assert_allclose(rrf(np.array([1, 0]), 60), [1 / 61, 0])
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        normalise(scores, present, "softmax")  # type: ignore[arg-type]
+
+
+def test_normalisation_can_reorder_results(tmp_path: Path) -> None:
+    # audio scores spread widely, image scores are all close: min-max gives image a bigger say.
+    space = make_space(tmp_path, image={1: [1, 0.30], 2: [1, 0.0], 3: [1, 0.1]},
+                       audio={1: [1, 0], 2: [1, 0.6], 3: [1, 3.0]})
+    q = EncodedQuery({("image", "img-enc"): unit(np.array([1, 0], np.float32)),
+                      ("audio", "aud-enc"): unit(np.array([1, 0], np.float32))})
+    raw = [h.item_id for h in create_strategy("late").search(space, q, k=3)]
+    scaled = [h.item_id for h in create_strategy("late", normalisation="minmax").search(space, q, k=3)]
+    assert raw != scaled
+
+
+def test_missing_modalities_on_both_sides(space: VectorSpace) -> None:
+    audio_only = EncodedQuery({("audio", "aud-enc"): query(space).vectors[("audio", "aud-enc")]})
+    for name in ("late", "early"):
+        hits = create_strategy(name).search(space, audio_only, k=40)
+        assert hits and all(h.item_id % 4 for h in hits), f"{name}: items without audio cannot match audio"
+        assert set(hits[0].contributions) == {"audio"}
+    both = create_strategy("late", candidates=40).search(space, query(space), k=40)
+    no_audio = [h for h in both if h.item_id % 4 == 0]
+    assert no_audio and all(h.contributions["audio"] == 0 for h in no_audio)
+
+
+def test_zero_weight_silences_a_modality(space: VectorSpace) -> None:
+    muted = create_strategy("early").search(space, query(space, audio=0.0), k=10)
+    image_only = create_strategy("early").search(
+        space, EncodedQuery({("image", "img-enc"): query(space).vectors[("image", "img-enc")]}), k=10)
+    assert [h.item_id for h in muted] == [h.item_id for h in image_only]

@@ -1,0 +1,161 @@
+"""The indexer end to end on real media: bad input, incremental runs, interruptions, the guard."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from conftest import mnist_image, recording
+from indexer import Indexer
+from indexer.status import collection_status
+from retrieval import SearchEngine
+from storage import Asset, Collection, Database, EncoderMismatchError, VectorStorage
+from storage.repository import ok_ids_by_modality
+
+pytestmark = pytest.mark.datasets
+
+
+def add_bad_files(folder: Path) -> dict[str, str]:
+    """Bad input of several kinds, and a word each reason must contain."""
+    png = mnist_image(9).read_bytes()
+    (folder / "truncated.png").write_bytes(png[: len(png) // 2])
+    (folder / "random.jpg").write_bytes(os.urandom(2048))
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "headerless.wav").write_bytes(recording(5).read_bytes()[44:])
+    (folder / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (folder / "mystery.xyz").write_bytes(bytes(range(256)))
+    return {"truncated.png": "truncated", "random.jpg": "not a recognised image", "empty.wav": "empty file",
+            "headerless.wav": "not a readable audio", "latin1.txt": "not UTF-8", "mystery.xyz": "unsupported"}
+
+
+def consistent(url: str) -> dict[str, set[int]]:
+    """The database's ok assets and every vector table hold exactly the same ids."""
+    db = Database(url)
+    with db.session() as session:
+        collection = session.scalar(select(Collection))
+        ok = ok_ids_by_modality(session, collection.id)
+        storage = VectorStorage(Path(collection.vector_dir))
+        for name, modality in (("image@hog", "image"), ("audio@mfcc", "audio"), ("text@sbert", "text")):
+            assert set(storage.load(name).ids.tolist()) == ok.get(modality, set()), name
+    return ok
+
+
+def test_index_folder_with_bad_files_then_search(small_folder: Path, tmp_path: Path) -> None:
+    expected = add_bad_files(small_folder)
+    url = f"sqlite:///{tmp_path}/c.db"
+    summary = Indexer(url, batch_size=5).run(small_folder)
+    assert summary.items == 12 + 5  # mystery.xyz never becomes an item
+    assert summary.assets == {"audio": 8, "image": 8, "text": 4}
+    reasons = {Path(p.path).name: p.reason for p in summary.problems}
+    for name, word in expected.items():
+        assert word in reasons[name], (name, reasons.get(name))
+    status = collection_status(url)
+    assert {Path(p["path"]).name for p in status["problems"]} == set(expected)
+    assert all(b["current"] for b in status["indexes"]) and {b["strategy"] for b in status["indexes"]} == {"field", "early"}
+    consistent(url)
+
+    engine = SearchEngine.open(url)
+    for strategy in ("late", "early"):
+        hits = engine.search(audio=recording(2, "george", 0), strategy=strategy, k=3).hits
+        assert hits[0].key == "d2_george" and hits[0].metadata == {} and "audio" in hits[0].contributions
+    both = engine.search(image=mnist_image(3, 1), text="the digit 3", k=3)
+    assert both.hits[0].key.startswith("d3")
+
+
+def test_images_and_audio_as_paths_bytes_or_arrays_agree(small_folder: Path, tmp_path: Path) -> None:
+    import soundfile
+    from PIL import Image
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    Indexer(url).run(small_folder)
+    engine = SearchEngine.open(url)
+    path = mnist_image(1, 1)
+    samples, rate = soundfile.read(recording(1, "george", 0), dtype="float32")
+    by_path = engine.search(image=path, audio=str(recording(1, "george", 0)), k=5)
+    by_bytes = engine.search(image=path.read_bytes(), audio=recording(1, "george", 0).read_bytes(), k=5)
+    by_array = engine.search(image=np.asarray(Image.open(path)), audio=(samples, rate), k=5)
+    keys = [h.key for h in by_path.hits]
+    assert keys == [h.key for h in by_bytes.hits] == [h.key for h in by_array.hits]
+    scores = [h.score for h in by_path.hits]
+    assert scores == pytest.approx([h.score for h in by_array.hits], abs=1e-5)
+    with pytest.raises(ValueError, match="empty query"):
+        engine.search(k=3)
+
+
+def test_rerun_is_incremental_and_prunes(small_folder: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/c.db"
+    first = Indexer(url).run(small_folder)
+    assert first.encoded == 20 and first.unchanged == 0
+    again = Indexer(url).run(small_folder)
+    assert again.encoded == 0 and again.unchanged == 20
+
+    shutil.copy(mnist_image(8), small_folder / "d0_george.png")      # changed content
+    (small_folder / "d1_jackson.png").unlink()                         # gone (d1_jackson has no audio: item gone)
+    shutil.move(small_folder / "d2_george.txt", small_folder / "renamed.txt")  # same content, new item
+    third = Indexer(url).run(small_folder)
+    assert (third.changed, third.encoded, third.missing, third.removed) == (1, 2, 1, 0)
+    pruned = Indexer(url).run(small_folder, prune=True)
+    assert pruned.removed == 1 and pruned.encoded == 0
+    ok = consistent(url)
+    assert len(ok["image"]) == 7
+
+
+def test_a_crash_between_vectors_and_rows_is_healed_by_the_next_run(
+        small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path}/c.db"
+    calls = {"n": 0}
+    original = Indexer._upsert_asset
+
+    def crash_on_third_batch(session, decoded):  # noqa: ANN001
+        calls["n"] += 1
+        if calls["n"] == 9:  # inside the third batch of 4: its vectors are saved, its rows are not
+            raise RuntimeError("simulated crash")
+        return original(session, decoded)
+
+    monkeypatch.setattr(Indexer, "_upsert_asset", staticmethod(crash_on_third_batch))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        Indexer(url, batch_size=4, workers=1).run(small_folder)
+    monkeypatch.undo()
+    with Database(url).session() as session:
+        assert len(session.scalars(select(Asset).where(Asset.status == "ok")).all()) == 8  # two whole batches
+    resumed = Indexer(url, batch_size=4).run(small_folder)
+    assert resumed.encoded == 12 and resumed.unchanged == 8
+    consistent(url)
+    assert len(SearchEngine.open(url).search(text="digit", strategy="early", k=20).hits) == 4
+
+
+def test_other_encoders_are_refused_with_a_clear_message(
+        small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval.encoders import registry
+    from retrieval.encoders.features import HogImageEncoder
+    from retrieval.profiles import Profile
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    Indexer(url).run(small_folder)
+    with pytest.raises(EncoderMismatchError, match="was indexed with profile"):
+        Indexer(url, profile=Profile("other", {"image": ("hog",)}))
+    # The same encoder name now gives another dimension (say, a new version of it).
+    monkeypatch.setattr(registry, "_CACHE", {})
+    monkeypatch.setattr(HogImageEncoder, "side", 48)
+    engine = SearchEngine.open(url)
+    with pytest.raises(EncoderMismatchError, match=r"indexed with hog \(dimension 388"):
+        engine.search(image=mnist_image(0), k=3)
+    assert engine.search(audio=recording(0), k=1).hits  # the other encoders still work
+    with pytest.raises(EncoderMismatchError, match="hog: stored vectors have dimension 388"):
+        Indexer(url).run(small_folder)
+
+
+def test_stale_index_is_rebuilt_not_trusted(small_folder: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/c.db"
+    Indexer(url).run(small_folder)
+    with Database(url).session() as session:
+        session.scalar(select(Collection)).generation += 1
+    assert not any(b["current"] for b in collection_status(url)["indexes"])
+    hits = SearchEngine.open(url).search(audio=recording(0), strategy="early", k=1).hits
+    assert hits[0].key == "d0_george"
+    assert any(b["current"] for b in collection_status(url)["indexes"])

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from storage import (CorruptArtifactError, Database, EncoderMismatchError, SchemaError, VectorStorage, VectorStore,
+                     VectorTable, default_factory)
+from storage.models import SCHEMA_VERSION, SchemaInfo
+
+
+def unit(rows: int, dim: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_sqlite_has_wal_and_foreign_keys(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/sub/dir/x.db")
+    with db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    assert (tmp_path / "sub" / "dir" / "x.db").exists()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    db = Database(url)
+    with db.session() as session:
+        session.get(SchemaInfo, 1).version = SCHEMA_VERSION + 1
+    with pytest.raises(SchemaError, match="newer"):
+        Database(url)
+
+
+def test_vector_table_upsert_remove_lookup() -> None:
+    table = VectorTable(dim=3)
+    table.upsert(np.array([7, 2]), np.array([[1, 0, 0], [0, 1, 0]]))
+    table.upsert(np.array([2, 5]), np.array([[0, 0, 1], [1, 1, 0]]))  # 2 replaced, 5 added
+    assert table.ids.tolist() == [2, 5, 7]
+    vectors, present = table.lookup(np.array([2, 9, 7]))
+    assert present.tolist() == [True, False, True]
+    assert vectors[0].tolist() == [0, 0, 1] and vectors[1].tolist() == [0, 0, 0]
+    assert table.remove(np.array([5, 100])) == 1
+    assert table.ids.tolist() == [2, 7]
+    with pytest.raises(EncoderMismatchError):
+        table.upsert(np.array([1]), np.ones((1, 4)))
+
+
+def test_vector_storage_round_trip_is_float16_and_guarded(tmp_path: Path) -> None:
+    storage = VectorStorage(tmp_path)
+    table = storage.load("image@hog", dim=4, encoder="hog")
+    table.upsert(np.arange(3), unit(3, 4))
+    storage.save("image@hog", table)
+    again = storage.load("image@hog", dim=4, encoder="hog")
+    assert again.vectors.dtype == np.float16 and again.ids.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(again.vectors, table.vectors)
+    with pytest.raises(EncoderMismatchError, match="dimension 4"):
+        storage.load("image@hog", dim=8)
+    with pytest.raises(EncoderMismatchError, match="made by encoder 'hog'"):
+        storage.load("image@hog", encoder="openclip:x")
+    assert not list(tmp_path.glob("*.tmp")), "no temporary file may be left behind"
+
+
+def test_corrupt_vector_file_is_reported(tmp_path: Path) -> None:
+    storage = VectorStorage(tmp_path)
+    storage.path_for("audio@mfcc").write_bytes(b"garbage" * 10)
+    with pytest.raises(CorruptArtifactError, match="cannot be read"):
+        storage.load("audio@mfcc")
+
+
+def test_vector_store_search_remove_and_persist(tmp_path: Path) -> None:
+    x = unit(200, 16)
+    ids = np.arange(200) + 1000
+    store = VectorStore.build(ids, x, header={"encoders": ["e1"]})
+    scores, found = store.search(x[:3], 1)
+    assert found[:, 0].tolist() == [1000, 1001, 1002]
+    np.testing.assert_allclose(scores[:, 0], 1.0, rtol=1e-5)
+    assert store.remove(np.array([1000])) == 1
+    assert store.search(x[:1], 1)[1][0, 0] != 1000
+    store.save(tmp_path / "i.safetensors")
+    loaded = VectorStore.load(tmp_path / "i.safetensors", expect={"encoders": ["e1"]})
+    assert len(loaded) == 199
+    with pytest.raises(EncoderMismatchError, match="built with encoders"):
+        VectorStore.load(tmp_path / "i.safetensors", expect={"encoders": ["other"]})
+    with pytest.raises(EncoderMismatchError, match="dimension 8 given to an index of dimension 16"):
+        loaded.search(unit(1, 8), 3)
+
+
+def test_ivf_factory_above_flat_limit_keeps_recall() -> None:
+    assert default_factory(10_000) == "Flat"
+    assert default_factory(100_000).startswith("IVF")
+    centres = unit(100, 32, seed=1)  # media vectors cluster; uniform noise is no model of them
+    x = centres[np.random.default_rng(3).integers(0, 100, 5000)] + 0.3 * unit(5000, 32, seed=4)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    exact = VectorStore.build(np.arange(5000), x, "Flat")
+    ivf = VectorStore.build(np.arange(5000), x, "IVF64,Flat")
+    q = x[:50] + 0.05 * unit(50, 32, seed=2)
+    _, a = exact.search(q, 10)
+    _, b = ivf.search(q, 10)
+    recall = np.mean([len(set(a[i]) & set(b[i])) / 10 for i in range(50)])
+    assert recall >= 0.9
