@@ -159,3 +159,39 @@ def test_stale_index_is_rebuilt_not_trusted(small_folder: Path, tmp_path: Path) 
     hits = SearchEngine.open(url).search(audio=recording(0), strategy="early", k=1).hits
     assert hits[0].key == "d0_george"
     assert any(b["current"] for b in collection_status(url)["indexes"])
+
+
+def test_more_bad_input_never_stops_the_batch(small_folder: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer import pipeline
+    from test_media import png_claiming
+
+    (small_folder / "bomb.png").write_bytes(png_claiming(100_000, 100_000))
+    (small_folder / "dangling.wav").symlink_to(small_folder / "nowhere.wav")
+    vanishing = small_folder / "vanishing.wav"
+    shutil.copy(recording(9), vanishing)
+    real_scan = pipeline.scan
+
+    def scan_then_delete(path):  # noqa: ANN001, ANN202 - a file removed between scan and read
+        found = real_scan(path)
+        vanishing.unlink()
+        return found
+
+    monkeypatch.setattr(pipeline, "scan", scan_then_delete)
+    summary = Indexer(f"sqlite:///{tmp_path}/c.db").run(small_folder)
+    reasons = {Path(p.path).name: p.reason for p in summary.problems}
+    assert "over the limit" in reasons["bomb.png"] or "decompression bomb" in reasons["bomb.png"]
+    assert "symbolic link" in reasons["dangling.wav"]
+    assert "No such file" in reasons["vanishing.wav"] or "not found" in reasons["vanishing.wav"]
+    assert summary.assets == {"audio": 8, "image": 8, "text": 4}
+
+
+def test_manifest_row_pointing_nowhere_and_empty_folder(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"id,image,audio,label\na,{mnist_image(4)},,4\nb,missing.png,{recording(4)},4\n")
+    summary = Indexer(f"sqlite:///{tmp_path}/c.db").run(manifest)
+    assert summary.items == 2 and summary.assets == {"audio": 1, "image": 1}
+    assert [(Path(p.path).name, p.reason) for p in summary.problems] == [("missing.png", "cannot read file (No such file or directory)")]
+    (tmp_path / "empty").mkdir()
+    empty = Indexer(f"sqlite:///{tmp_path}/e.db").run(tmp_path / "empty")
+    assert (empty.items, empty.encoded, empty.problems) == (0, 0, [])
