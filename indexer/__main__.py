@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from retrieval.errors import run_command
+
 DEFAULT_DB = "sqlite:///data/demo.db"
 
 
@@ -133,19 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in ("status", "demo") else "index"
     args = build_parser(command).parse_args(argv[1:] if command != "index" else argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted: what was written is consistent; run the same command again to finish", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI reports, the library raises
-        from retrieval.errors import reportable
-
-        if not reportable(exc):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
+    return run_command(args.func, args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from retrieval.errors import run_command
+
 DEFAULT_DB = "sqlite:///data/demo.db"
 
 
@@ -81,16 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except Exception as exc:  # noqa: BLE001 - the CLI reports, the library raises
-        from retrieval.errors import reportable
-
-        if not reportable(exc):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
+    return run_command(args.func, args)
 
 if __name__ == "__main__":
     sys.exit(main())
