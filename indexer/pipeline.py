@@ -34,7 +34,7 @@ from storage.repository import get_collection, ok_ids_by_modality
 ProgressFn = Callable[[str, int, int], None]
 """(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
 
-DEFAULT_STRATEGIES = ("late", "early")
+DEFAULT_STRATEGIES = ("late", "early", "hybrid")
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Indexer:
             if row is None:
                 profile = profile or PROFILES["offline"]
                 row = Collection(name=self.collection_name, profile=profile.to_dict(),
-                                 vector_dir=str(vector_dir or default_vector_dir(self.db.url)))
+                                 vector_dir=str(vector_dir or default_vector_dir(self.db.url, self.collection_name)))
                 session.add(row)
             elif profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
                 raise EncoderMismatchError(

@@ -23,16 +23,28 @@ def _weights(pairs: list[str]) -> dict[str, float]:
 
 
 def _strategy_params(args: argparse.Namespace, name: str) -> dict[str, Any]:
-    if name != "late":
-        return {}
-    params = {"normalisation": args.normalisation, "fusion": args.fusion, "rrf_k": args.rrf_k}
+    params: dict[str, Any] = {}
+    if name in ("late", "hybrid"):
+        params = {"normalisation": args.normalisation, "fusion": args.fusion, "rrf_k": args.rrf_k}
+    for item in args.param:
+        target, _, value = item.partition("=")
+        strategy, _, key = target.partition(".")
+        if not key or not value:
+            raise ValueError(f"--param expects STRATEGY.NAME=VALUE, got {item!r}")
+        if strategy == name:
+            try:
+                params[key] = json.loads(value)
+            except json.JSONDecodeError:
+                params[key] = value  # a plain string, e.g. a checkpoint path
     return {k: v for k, v in params.items() if v is not None}
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from retrieval.engine import QueryInput, SearchEngine
 
-    query = QueryInput(args.text, args.image, args.audio, _weights(args.weight))
+    query = QueryInput(args.text, args.image, args.audio, _weights(args.weight),
+                       negative_text=args.negative_text, negative_image=args.negative_image,
+                       negative_audio=args.negative_audio)
     if not query.present():
         raise ValueError("give at least one of --text, --image, --audio")
     engine = SearchEngine.open(args.db, args.collection, device=args.device)
@@ -75,10 +87,50 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--normalisation", choices=NORMALISATIONS, help="late fusion: score normalisation")
     search.add_argument("--fusion", choices=("sum", "mnz", "rrf"), help="late fusion: how channel scores combine")
     search.add_argument("--rrf-k", type=float, help="late fusion: k of reciprocal rank fusion")
+    search.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE",
+                        help="any strategy parameter, e.g. gated.checkpoint=FILE, hybrid.groups='[[\"image\"],[\"text\"]]'")
+    search.add_argument("--negative-text", help="push results away from this text")
+    search.add_argument("--negative-image", help="push results away from this image")
+    search.add_argument("--negative-audio", help="push results away from this audio clip")
     search.add_argument("--device")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(func=cmd_search)
+
+    fit = sub.add_parser("train", help="fit a learned fusion strategy on an indexed collection")
+    fit.add_argument("--db", default=DEFAULT_DB)
+    fit.add_argument("--collection", default="default")
+    fit.add_argument("--strategy", required=True, choices=("gated", "cross_attention", "early"))
+    fit.add_argument("--label-field", help="metadata field for supervised contrastive training (e.g. digit)")
+    fit.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                     help="train only on items whose metadata matches, e.g. --where split=train")
+    fit.add_argument("--out", required=True, help="checkpoint file (.safetensors)")
+    fit.add_argument("--epochs", type=int, default=40)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--no-centre", action="store_true", help="do not subtract each field's mean first")
+    fit.add_argument("--device")
+    fit.set_defaults(func=cmd_train)
     return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from retrieval.engine import SearchEngine
+    from retrieval.train import TrainConfig
+
+    where = dict(pair.split("=", 1) for pair in args.where if "=" in pair)
+    config = TrainConfig(args.strategy, label_field=args.label_field, where=where, epochs=args.epochs,
+                         seed=args.seed, centre=not args.no_centre)
+    engine = SearchEngine.open(args.db, args.collection, device=args.device)
+    with tqdm(total=config.epochs, desc=f"train {args.strategy}", unit="epoch", file=sys.stderr) as bar:
+        def progress(epoch: int, total: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+        result = engine.train(config, args.out, progress)
+    print(f"trained {args.strategy} on {result.items} items in {result.seconds:.1f}s; "
+          f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}")
+    print(f"checkpoint: {result.path} (loss curve: {result.path}.loss.json); registered for {args.collection!r}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,9 @@ from retrieval.fusion import create_strategy
 from retrieval.media import MediaInput, load_audio, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.space import EncodedQuery, VectorSpace
-from storage import Database, EncoderMismatchError, IndexCatalog, VectorStorage
-from storage.repository import get_collection, items_by_ids
+from retrieval.train import TrainConfig, TrainResult, select_items, train
+from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, VectorStorage
+from storage.repository import get_collection, item_metadata, items_by_ids, latest_checkpoint
 
 
 class CollectionNotFoundError(LookupError):
@@ -55,6 +56,10 @@ class QueryInput:
     image: MediaInput | None = None
     audio: MediaInput | None = None
     weights: dict[str, float] = field(default_factory=dict)
+    negative_text: str | None = None
+    negative_image: MediaInput | None = None
+    negative_audio: MediaInput | None = None
+    negative_weight: float = 1.0
 
     def present(self) -> list[str]:
         return [m for m in ("image", "audio", "text") if getattr(self, m) is not None]
@@ -62,9 +67,15 @@ class QueryInput:
     def describe(self) -> dict[str, Any]:
         def show(value: Any) -> Any:
             return value if isinstance(value, str) or value is None else f"<{type(value).__name__}>"
-        return {"text": self.text, "image": show(self.image if not isinstance(self.image, Path) else str(self.image)),
-                "audio": show(self.audio if not isinstance(self.audio, Path) else str(self.audio)),
-                "weights": self.weights}
+        out = {m: show(str(v) if isinstance(v, Path) else v) for m, v in
+               (("text", self.text), ("image", self.image), ("audio", self.audio))}
+        out["weights"] = self.weights
+        negatives = {m: show(str(v) if isinstance(v, Path) else v) for m, v in
+                     (("text", self.negative_text), ("image", self.negative_image), ("audio", self.negative_audio))
+                     if v is not None}
+        if negatives:
+            out["negative"] = negatives
+        return out
 
 
 class SearchEngine:
@@ -106,16 +117,21 @@ class SearchEngine:
     def encode_query(self, query: QueryInput) -> EncodedQuery:
         if not query.present():
             raise ValueError("empty query: give at least one of text, image or audio")
+        vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()})
+        negatives = self._encode_inputs({m: getattr(query, f"negative_{m}") for m in ("image", "audio", "text")
+                                         if getattr(query, f"negative_{m}") is not None})
+        return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight)
+
+    def _encode_inputs(self, inputs: dict[str, Any]) -> dict[tuple[str, str], np.ndarray]:
         vectors: dict[tuple[str, str], np.ndarray] = {}
-        for modality in query.present():
+        for modality, value in inputs.items():
             for name in self.profile.encoders.get(modality, ()):
                 encoder = self.encoder(name)
-                vectors[(modality, name)] = encoder.encode(modality, [self._decode(modality, query, encoder)])[0]
-        return EncodedQuery(vectors=vectors, weights=dict(query.weights))
+                vectors[(modality, name)] = encoder.encode(modality, [self._decode(modality, value, encoder)])[0]
+        return vectors
 
     @staticmethod
-    def _decode(modality: str, query: QueryInput, encoder: Encoder) -> Any:
-        value = getattr(query, modality)
+    def _decode(modality: str, value: Any, encoder: Encoder) -> Any:
         if modality == "image":
             return load_image(value)
         if modality == "audio":
@@ -126,13 +142,18 @@ class SearchEngine:
 
     def search(self, text: str | None = None, image: MediaInput | None = None, audio: MediaInput | None = None,
                strategy: str = "late", k: int = 10, weights: dict[str, float] | None = None,
-               **params: Any) -> SearchResult:
+               negative: dict[str, Any] | None = None, **params: Any) -> SearchResult:
         """Search with any non-empty mix of text, image and audio.
 
         Images and audio may be paths, bytes or arrays; give audio arrays as `(samples, sample_rate)`
-        (a bare array is taken to be at the encoder's own rate).
+        (a bare array is taken to be at the encoder's own rate). `negative={"text": "blurry"}` pushes
+        results away from a text, image or audio clip. Other keywords are the strategy's parameters.
         """
-        query = QueryInput(text, image, audio, dict(weights or {}))
+        negative = negative or {}
+        unknown = set(negative) - {"text", "image", "audio"}
+        if unknown:
+            raise ValueError(f"negative terms are text, image or audio, not {sorted(unknown)}")
+        query = QueryInput(text, image, audio, dict(weights or {}), **{f"negative_{m}": v for m, v in negative.items()})
         return self.search_many(query, [strategy], k=k, params={strategy: params})[strategy]
 
     def search_many(self, query: QueryInput, strategies: list[str], k: int = 10,
@@ -142,7 +163,7 @@ class SearchEngine:
         results: dict[str, SearchResult] = {}
         for name in strategies:
             started = time.perf_counter()
-            strategy = create_strategy(name, **(params or {}).get(name, {}))
+            strategy = self.strategy(name, **(params or {}).get(name, {}))
             scored = strategy.search(self.space, encoded, k)
             hits = self._hits(scored)
             results[name] = SearchResult(name, hits, time.perf_counter() - started, vars(strategy.params))
@@ -162,6 +183,32 @@ class SearchEngine:
                                 assets, text))
         return hits
 
+    def strategy(self, name: str, **params: Any):  # noqa: ANN201
+        """A strategy by name; a learned one without `checkpoint` gets the latest trained on this collection."""
+        from retrieval.fusion import list_strategies
+
+        cls = list_strategies().get(name)
+        if cls is not None and cls.learns and not params.get("checkpoint"):
+            with self.db.session() as session:
+                record = latest_checkpoint(session, self.collection_id, name)
+                if record is not None:
+                    params["checkpoint"] = record.file
+        return create_strategy(name, **params)
+
     def prepare(self, strategies: list[str]) -> None:
         for name in strategies:
-            create_strategy(name).prepare(self.space)
+            self.strategy(name).prepare(self.space)
+
+    def train(self, config: TrainConfig, out: str | Path, progress=None) -> TrainResult:  # noqa: ANN001
+        """Fit a learned strategy on this collection's stored vectors and register the checkpoint."""
+        with self.db.session() as session:
+            metadata = item_metadata(session, self.collection_id)
+        ids, labels = select_items(metadata, self.space, config)
+        result = train(self.space, ids, labels, config, out, progress,
+                       meta={"collection": self.collection_name, "database": self.db.url})
+        with self.db.session() as session:
+            session.add(CheckpointRecord(
+                collection_id=self.collection_id, strategy=config.strategy, file=str(Path(result.path).resolve()),
+                encoders=sorted({f.encoder for f in self.space.fields}), config=vars(config) | {"where": config.where},
+                items=result.items, final_loss=result.losses[-1] if result.losses else None))
+        return result

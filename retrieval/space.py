@@ -34,6 +34,8 @@ class EncodedQuery:
 
     vectors: dict[tuple[str, str], np.ndarray]
     weights: dict[str, float] = field(default_factory=dict)
+    negatives: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    negative_weight: float = 1.0
 
     @property
     def modalities(self) -> list[str]:
@@ -68,8 +70,10 @@ class VectorSpace:
         parts = [t.ids for t in self.tables.values()]
         return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
-    def channels(self, query: EncodedQuery) -> list[Channel]:
-        return [Channel(qm, f) for (qm, enc) in sorted(query.vectors) for f in self.fields
+    def channels(self, query: EncodedQuery, negative: bool = False) -> list[Channel]:
+        """The query's channels (or those of its negative terms) that reach stored vectors."""
+        vectors = query.negatives if negative else query.vectors
+        return [Channel(qm, f) for (qm, enc) in sorted(vectors) for f in self.fields
                 if f.encoder == enc and f.key in self.tables and len(self.tables[f.key])]
 
     def index(self, strategy: str, key: str, encoders: list[str],
@@ -96,8 +100,36 @@ class VectorSpace:
         table = self.tables[f.key]
         return self.index("field", f.key, [f.encoder], lambda: (table.ids, table.as_float32()))
 
-    def channel_scores(self, query: EncodedQuery, channel: Channel, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def item_blocks(self, fields: list[Field], dims: list[int], ids: np.ndarray
+                    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each field's vectors for `ids` (zeros where absent) and the presence mask, items x fields."""
+        blocks, mask = [], np.zeros((len(ids), len(fields)), bool)
+        for i, (f, dim) in enumerate(zip(fields, dims)):
+            table = self.tables.get(f.key)
+            if table is None:
+                blocks.append(np.zeros((len(ids), dim), np.float32))
+                continue
+            vectors, present = table.lookup(ids)
+            blocks.append(vectors)
+            mask[:, i] = present
+        return blocks, mask
+
+    @staticmethod
+    def query_blocks(fields: list[Field], vectors: dict[tuple[str, str], np.ndarray], dims: list[int],
+                     modalities: set[str] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+        """A query as one row of field blocks: the query's (modality, encoder) vector fills that field."""
+        blocks, mask = [], np.zeros((1, len(fields)), bool)
+        for i, (f, dim) in enumerate(zip(fields, dims)):
+            vector = vectors.get((f.modality, f.encoder))
+            use = vector is not None and (modalities is None or f.modality in modalities)
+            blocks.append((vector if use else np.zeros(dim, np.float32))[None, :].astype(np.float32))
+            mask[0, i] = use
+        return blocks, mask
+
+    def channel_scores(self, query: EncodedQuery, channel: Channel, ids: np.ndarray,
+                       negative: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Exact cosine of the query with each item's field vector, and which items have that field."""
         vectors, present = self.tables[channel.field.key].lookup(ids)
-        q = query.vectors[(channel.query_modality, channel.field.encoder)]
+        key = (channel.query_modality, channel.field.encoder)
+        q = query.vectors[key] if key in query.vectors and not negative else query.negatives[key]
         return vectors @ q, present

@@ -7,11 +7,11 @@ from storage.catalog import IndexCatalog
 from storage.db import Database, default_vector_dir, sqlite_path
 from storage.errors import CorruptArtifactError, EncoderMismatchError, SchemaError, StorageError
 from storage.faiss_store import VectorStore, default_factory, gpu_count
-from storage.models import Asset, Collection, EncoderRecord, IndexBuild, Item, SkippedFile
+from storage.models import Asset, CheckpointRecord, Collection, EncoderRecord, IndexBuild, Item, SkippedFile
 from storage.vectors import VectorStorage, VectorTable, field_key
 
 __all__ = [
-    "Asset", "Collection", "CorruptArtifactError", "Database", "EncoderMismatchError", "EncoderRecord",
+    "Asset", "CheckpointRecord", "Collection", "CorruptArtifactError", "Database", "EncoderMismatchError", "EncoderRecord",
     "IndexBuild", "IndexCatalog", "Item", "SchemaError", "SkippedFile", "StorageError", "VectorStorage", "VectorStore",
     "VectorTable", "default_factory", "default_vector_dir", "field_key", "gpu_count", "sqlite_path",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,14 +33,15 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def default_vector_dir(url: str) -> Path:
-    """Vectors live beside an SQLite file (`demo.db` -> `demo.vectors/`), else under ./data/."""
+def default_vector_dir(url: str, collection: str = "default") -> Path:
+    """Vectors live beside an SQLite file (`demo.db` -> `demo.vectors/COLLECTION/`), else under ./data/."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", collection) + "-" + hashlib.sha256(collection.encode()).hexdigest()[:6]
     path = sqlite_path(url)
     if path is not None:
-        return path.with_suffix(".vectors").resolve()
+        return path.with_suffix(".vectors").resolve() / slug
     digest = hashlib.sha256(url.encode()).hexdigest()[:12]
     name = make_url(url).database or "db"
-    return (Path("data") / f"{Path(name).name}-{digest}.vectors").resolve()
+    return (Path("data") / f"{Path(name).name}-{digest}.vectors").resolve() / slug
 
 
 class Database:

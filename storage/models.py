@@ -132,3 +132,18 @@ class IndexBuild(Base):
     generation: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     built_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CheckpointRecord(Base):
+    """A trained fusion checkpoint registered with the collection it was trained on."""
+
+    __tablename__ = "checkpoints"
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    strategy: Mapped[str] = mapped_column(String(100))
+    file: Mapped[str] = mapped_column(Text)
+    encoders: Mapped[list[str]] = mapped_column(JSON, default=list)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    final_loss: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

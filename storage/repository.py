@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from storage.models import Asset, Collection, Item
+from storage.models import Asset, CheckpointRecord, Collection, Item
 
 
 def get_collection(session: Session, name: str) -> Collection | None:
@@ -32,3 +32,14 @@ def ok_ids_by_modality(session: Session, collection_id: int) -> dict[str, set[in
     for modality, item_id in rows:
         out.setdefault(modality, set()).add(item_id)
     return out
+
+
+def latest_checkpoint(session: Session, collection_id: int, strategy: str) -> CheckpointRecord | None:
+    return session.scalar(select(CheckpointRecord)
+                          .where(CheckpointRecord.collection_id == collection_id, CheckpointRecord.strategy == strategy)
+                          .order_by(CheckpointRecord.created_at.desc(), CheckpointRecord.id.desc()).limit(1))
+
+
+def item_metadata(session: Session, collection_id: int) -> dict[int, dict]:
+    """Every item's metadata by id (filters on free-form JSON are done by the caller, type-safely)."""
+    return dict(session.execute(select(Item.id, Item.meta).where(Item.collection_id == collection_id)).all())

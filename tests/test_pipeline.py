@@ -56,7 +56,7 @@ def test_index_folder_with_bad_files_then_search(small_folder: Path, tmp_path: P
         assert word in reasons[name], (name, reasons.get(name))
     status = collection_status(url)
     assert {Path(p["path"]).name for p in status["problems"]} == set(expected)
-    assert all(b["current"] for b in status["indexes"]) and {b["strategy"] for b in status["indexes"]} == {"field", "early"}
+    assert all(b["current"] for b in status["indexes"]) and {b["strategy"] for b in status["indexes"]} == {"field", "early"}  # hybrid reuses both
     consistent(url)
 
     engine = SearchEngine.open(url)
@@ -195,3 +195,14 @@ def test_manifest_row_pointing_nowhere_and_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     empty = Indexer(f"sqlite:///{tmp_path}/e.db").run(tmp_path / "empty")
     assert (empty.items, empty.encoded, empty.problems) == (0, 0, [])
+
+
+def test_two_collections_in_one_database_keep_their_own_vectors(small_folder: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/c.db"
+    Indexer(url, collection="a").run(small_folder)
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(mnist_image(5), other / "five.png")
+    Indexer(url, collection="b").run(other)
+    assert len(SearchEngine.open(url, "a").space.item_ids()) == 12
+    assert [h.key for h in SearchEngine.open(url, "b").search(image=mnist_image(5), k=5).hits] == ["five"]

@@ -35,7 +35,8 @@ class FusionStrategy(ABC):
 
     name: ClassVar[str]
     fuses_at: ClassVar[Literal["index", "query"]]
-    learns: ClassVar[bool] = False
+    learns: ClassVar[bool] = False  # needs a trained checkpoint before it can search
+    trainable: ClassVar[bool] = False  # can use one (early: a learned projection instead of the identity)
     missing: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
 
@@ -71,6 +72,11 @@ def weighted_channel_scores(space: VectorSpace, query: EncodedQuery, ids: np.nda
         parts[channel.query_modality] = parts.get(channel.query_modality, 0) + weighted
         total += weighted
         matched |= present
+    for channel in space.channels(query, negative=True):
+        scores, present = space.channel_scores(query, channel, ids, negative=True)
+        weighted = -np.where(present, scores, 0.0) * query.negative_weight
+        parts["-" + channel.query_modality] = parts.get("-" + channel.query_modality, 0) + weighted
+        total += weighted
     return total, parts, matched
 
 

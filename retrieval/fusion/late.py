@@ -1,8 +1,11 @@
-"""Late fusion: one search per channel, then score or rank fusion over the union of candidates.
+"""Late fusion, and the machinery it shares with hybrid fusion: search units, then fuse their scores.
 
-Candidates come from each channel's FAISS index; every candidate is then scored *exactly* in every
-channel from the stored vectors, so an item found by one channel is not penalised for having been
-just outside another channel's top list. An item missing a modality simply has no score there.
+A *unit* is a set of channels searched together: late fusion makes one unit per channel (a query modality
+and an item field that share an encoder), hybrid fusion one unit per group of item modalities. Each unit
+finds candidates in its own index; every candidate is then scored *exactly* in every unit from the stored
+vectors, so an item found by one unit is not penalised for having been just outside another's list.
+Unit scores are normalised (none, min-max, z-score, arctan) and fused (weighted sum, CombMNZ, or RRF).
+An item missing a modality simply has no score in the units that need it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from typing import Literal
 import numpy as np
 
 from retrieval.fusion.base import FusionStrategy, Scored, to_scored
+from retrieval.fusion.concat import present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, ranks, rrf
-from retrieval.space import EncodedQuery, VectorSpace
+from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
 @dataclass
@@ -25,24 +29,41 @@ class LateParams:
     candidates: int = 100
 
 
-class LateFusion(FusionStrategy):
-    name = "late"
+def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel], n: int) -> np.ndarray:
+    fields = list(dict.fromkeys(c.field for c in unit))
+    modalities = {c.query_modality for c in unit}
+    sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in modalities}, query.weights)
+    return search_concat(space, fields, sub, n)
+
+
+def unit_scores(space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray
+                ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Σ weight × cosine over the unit's channels, each query modality's part, and which ids it reaches."""
+    total = np.zeros(len(ids), np.float32)
+    parts: dict[str, np.ndarray] = {}
+    reached = np.zeros(len(ids), bool)
+    for channel in unit:
+        scores, present = space.channel_scores(query, channel, ids)
+        value = np.where(present, scores, 0.0) * query.weight(channel.query_modality)
+        parts[channel.query_modality] = parts.get(channel.query_modality, 0) + value
+        total += value
+        reached |= present
+    return total, parts, reached
+
+
+class UnitFusion(FusionStrategy):
+    """Score and rank fusion over units; subclasses say what a unit is."""
+
     fuses_at = "query"
-    missing = "a missing modality contributes nothing; the item is ranked by the channels it has"
+    missing = "a missing modality contributes nothing; the item is ranked by the units it has"
     Params = LateParams
 
-    def prepare(self, space: VectorSpace) -> None:
-        for f in space.fields:
-            if f.key in space.tables and len(space.tables[f.key]):
-                space.field_index(f)
+    def units(self, space: VectorSpace, query: EncodedQuery) -> list[list[Channel]]:
+        raise NotImplementedError
 
     def candidates(self, space: VectorSpace, query: EncodedQuery, k: int) -> np.ndarray:
-        found = []
-        for channel in space.channels(query):
-            index = space.field_index(channel.field)
-            _, ids = index.search(query.vectors[(channel.query_modality, channel.field.encoder)],
-                                  max(k, self.params.candidates))
-            found.append(ids[0][ids[0] >= 0])
+        found = [unit_candidates(space, query, unit, max(k, self.params.candidates))
+                 for unit in self.units(space, query)]
         return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
@@ -51,18 +72,38 @@ class LateFusion(FusionStrategy):
         hits = np.zeros(len(ids), np.int64)
         parts: dict[str, np.ndarray] = {}
         p = self.params
-        for channel in space.channels(query):
-            scores, present = space.channel_scores(query, channel, ids)
-            if p.fusion == "rrf":
-                value = rrf(ranks(scores, present), p.rrf_k)
-            else:
-                value = normalise(scores, present, p.normalisation)
-            value = value * query.weight(channel.query_modality)
-            parts[channel.query_modality] = parts.get(channel.query_modality, 0) + value
+        for unit in self.units(space, query):
+            raw, raw_parts, present = unit_scores(space, query, unit, ids)
+            value = rrf(ranks(raw, present), p.rrf_k) if p.fusion == "rrf" else normalise(raw, present, p.normalisation)
+            raw_sum = sum(raw_parts.values())
+            for modality, part in raw_parts.items():  # split the unit's value in proportion to its raw parts
+                share = np.divide(part, raw_sum, out=np.full(len(ids), 1 / len(raw_parts)), where=raw_sum != 0)
+                parts[modality] = parts.get(modality, 0) + value * share
             total += value
             hits += present
+        total, parts = self._subtract_negatives(space, query, ids, total, parts)
         if p.fusion == "mnz":
-            total = total * hits
-            parts = {m: v * hits for m, v in parts.items()}
+            total, parts = total * hits, {m: v * hits for m, v in parts.items()}
         keep = hits > 0
         return to_scored(ids[keep], total[keep], {m: v[keep] for m, v in parts.items()}, k)
+
+    def _subtract_negatives(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray, total: np.ndarray,
+                            parts: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Negative terms lower the fused score by their weighted similarity (normalised like the rest)."""
+        for channel in space.channels(query, negative=True):
+            scores, present = space.channel_scores(query, channel, ids, negative=True)
+            value = -query.negative_weight * normalise(scores, present, self.params.normalisation)
+            parts["-" + channel.query_modality] = parts.get("-" + channel.query_modality, 0) + value
+            total = total + value
+        return total, parts
+
+
+class LateFusion(UnitFusion):
+    name = "late"
+
+    def prepare(self, space: VectorSpace) -> None:
+        for f in present_fields(space):
+            space.field_index(f)
+
+    def units(self, space: VectorSpace, query: EncodedQuery) -> list[list[Channel]]:
+        return [[channel] for channel in space.channels(query)]

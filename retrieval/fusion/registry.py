@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from retrieval.fusion.base import FusionStrategy
+from retrieval.fusion.cross_attention import CrossAttentionFusion
 from retrieval.fusion.early import EarlyFusion
+from retrieval.fusion.gated import GatedFusion
+from retrieval.fusion.hybrid import HybridFusion
 from retrieval.fusion.late import LateFusion
 
 STRATEGIES: dict[str, type[FusionStrategy]] = {
     "early": EarlyFusion,
     "late": LateFusion,
+    "hybrid": HybridFusion,
+    "gated": GatedFusion,
+    "cross_attention": CrossAttentionFusion,
 }
 
 

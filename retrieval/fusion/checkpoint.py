@@ -1,0 +1,87 @@
+"""Learned-fusion checkpoints: safetensors weights plus a JSON header that says what they need.
+
+The header names the strategy, every input field with its encoder and dimension, the hyper-parameters
+and what it was trained on. Loading into a space made by other encoders is refused with a message.
+No pickle is ever loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from retrieval.fusion.modules import FusionModule, build_module
+from retrieval.profiles import Field
+from storage import EncoderMismatchError
+from storage.artifacts import load_arrays, save_arrays
+
+
+@dataclass
+class FusionCheckpoint:
+    strategy: str
+    fields: list[Field]
+    dims: list[int]
+    module: FusionModule
+    means: list[np.ndarray] | None = None  # per-field centring, subtracted before fusion
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16] if self.path else "unsaved"
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        arrays = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+        for i, mean in enumerate(self.means or []):
+            arrays[f"mean.{i}"] = mean.astype(np.float32)
+        header = {"strategy": self.strategy, "module": self.module.config(), "meta": self.meta,
+                  "fields": [{"modality": f.modality, "encoder": f.encoder, "dim": d}
+                             for f, d in zip(self.fields, self.dims)], "centred": self.means is not None}
+        save_arrays(path, arrays, header)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FusionCheckpoint:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} not found")
+        arrays, header = load_arrays(path)
+        module = build_module(header["module"])
+        state = {k.removeprefix("module."): torch.from_numpy(v.copy()) for k, v in arrays.items()
+                 if k.startswith("module.")}
+        module.load_state_dict(state)
+        fields = [Field(f["modality"], f["encoder"]) for f in header["fields"]]
+        means = [arrays[f"mean.{i}"] for i in range(len(fields))] if header.get("centred") else None
+        return cls(header["strategy"], fields, [f["dim"] for f in header["fields"]], module.eval(), means,
+                   header.get("meta", {}), path)
+
+    def check(self, fields: list[Field], dims: dict[str, int]) -> None:
+        """Refuse a space whose fields or dimensions differ from the ones this was trained on."""
+        wanted = {f.key: d for f, d in zip(self.fields, self.dims)}
+        have = {f.key: dims.get(f.key) for f in fields}
+        if wanted != have:
+            raise EncoderMismatchError(
+                f"checkpoint {self.path} was trained on fields {wanted}; this collection has {have}. "
+                "Train a checkpoint on a collection encoded with the same encoders.")
+
+    def prepare(self, blocks: list[np.ndarray], mask: np.ndarray) -> list[np.ndarray]:
+        """Centre present blocks (when trained so) and zero absent ones: training and use share this."""
+        means = self.means or [np.zeros(b.shape[1], np.float32) for b in blocks]
+        return [np.where(mask[:, [i]], b - m, 0.0).astype(np.float32) for i, (b, m) in enumerate(zip(blocks, means))]
+
+    @torch.inference_mode()
+    def fuse(self, blocks: list[np.ndarray], mask: np.ndarray, batch: int = 4096) -> np.ndarray:
+        """Fused, normalised vectors for rows of field blocks (zeros where `mask` is False)."""
+        blocks = self.prepare(blocks, mask)
+        out = []
+        for start in range(0, len(mask), batch):
+            part = [torch.from_numpy(np.ascontiguousarray(b[start:start + batch], np.float32)) for b in blocks]
+            out.append(self.module(part, torch.from_numpy(mask[start:start + batch])).numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.module.out_dim), np.float32)

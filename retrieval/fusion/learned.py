@@ -1,0 +1,128 @@
+"""What every learned strategy shares: a checkpoint, fused item vectors in one index, fused queries.
+
+Query weights: with equal weights the query's present modalities are fused together, as in training;
+with unequal weights each modality is fused alone and the fused vectors are mixed by weight. Negative
+terms are fused the same way and subtracted. Contributions are occlusion estimates: how much the score
+drops when one query modality is left out, scaled to add up to the score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from retrieval.fusion.base import FusionStrategy, Scored
+from retrieval.fusion.checkpoint import FusionCheckpoint
+from retrieval.fusion.concat import concat_query
+from retrieval.fusion.late import LateFusion
+from retrieval.space import EncodedQuery, VectorSpace
+
+
+@dataclass
+class LearnedParams:
+    checkpoint: str | None = None
+    mode: Literal["index", "rerank"] = "index"
+    candidates: int = 100
+    # Adds blend × the identity early-fusion score (Σ weight × cosine) to the learned one, in the same index:
+    # the learned space generalises across modalities, the raw spaces keep within-modality detail.
+    blend: float = 0.0
+
+
+class LearnedFusion(FusionStrategy):
+    fuses_at = "index"
+    learns = True
+    missing = "absent fields are masked out; the model was trained with modalities dropped at random"
+    Params = LearnedParams
+    module_kind: str
+
+    def __init__(self, **params) -> None:  # noqa: ANN003
+        super().__init__(**params)
+        self._checkpoint: FusionCheckpoint | None = None
+
+    @property
+    def checkpoint(self) -> FusionCheckpoint:
+        if self._checkpoint is None:
+            if not self.params.checkpoint:
+                raise ValueError(f"{self.name} fusion learns: train it first "
+                                 f"(python -m retrieval train --strategy {self.name} ...) or pass checkpoint=FILE")
+            checkpoint = FusionCheckpoint.load(self.params.checkpoint)
+            if checkpoint.module.kind != self.module_kind:
+                raise ValueError(f"{self.params.checkpoint} holds a {checkpoint.module.kind} model, not {self.name}")
+            self._checkpoint = checkpoint
+        return self._checkpoint
+
+    def _checked(self, space: VectorSpace) -> FusionCheckpoint:
+        ckpt = self.checkpoint
+        ckpt.check(space.fields, {k: t.dim for k, t in space.tables.items()})
+        return ckpt
+
+    def item_vectors(self, space: VectorSpace, ids: np.ndarray) -> np.ndarray:
+        ckpt = self._checked(space)
+        blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids)
+        fused = ckpt.fuse(blocks, mask)
+        if self.params.blend > 0:
+            fused = np.concatenate([fused, np.sqrt(self.params.blend) * np.concatenate(blocks, axis=1)], axis=1)
+        return fused
+
+    def _index(self, space: VectorSpace):  # noqa: ANN202
+        ckpt = self._checked(space)
+        ids = space.item_ids()
+        key = ckpt.digest + (f"-blend{self.params.blend:g}" if self.params.blend > 0 else "")
+        return space.index(self.name, key, [f.encoder for f in ckpt.fields],
+                           lambda: (ids, self.item_vectors(space, ids)))
+
+    def prepare(self, space: VectorSpace) -> None:
+        if space.tables and self.params.checkpoint:
+            self._index(space)
+
+    def fused_query(self, query: EncodedQuery, modalities: set[str] | None = None) -> np.ndarray:
+        ckpt = self.checkpoint
+        present = {m for m, _ in query.vectors} & (modalities or {m for m, _ in query.vectors})
+
+        def fuse(vectors: dict, subset: set[str]) -> np.ndarray:
+            blocks, mask = VectorSpace.query_blocks(ckpt.fields, vectors, ckpt.dims, subset)
+            return ckpt.fuse(blocks, mask)[0] if mask.any() else np.zeros(ckpt.module.out_dim, np.float32)
+
+        weights = {m: query.weight(m) for m in present}
+        if len(set(weights.values())) <= 1:
+            vector = fuse(query.vectors, present) * (next(iter(weights.values()), 1.0) or 0.0)
+        else:
+            vector = sum(w * fuse(query.vectors, {m}) for m, w in weights.items())
+        for m in {m for m, _ in query.negatives}:
+            vector = vector - query.negative_weight * fuse(query.negatives, {m})
+        if self.params.blend > 0:
+            sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in present}, query.weights,
+                               query.negatives, query.negative_weight)
+            vector = np.concatenate([vector, np.sqrt(self.params.blend) * concat_query(ckpt.fields, ckpt.dims, sub)])
+        return vector.astype(np.float32)
+
+    def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
+        vector = self.fused_query(query)
+        if not np.any(vector):
+            return []
+        if self.params.mode == "rerank":
+            ids = LateFusion(candidates=self.params.candidates).candidates(space, query, k)
+            scores = self.item_vectors(space, ids) @ vector
+        else:
+            found_scores, found = self._index(space).search(vector, k)
+            keep = found[0] >= 0
+            ids, scores = found[0][keep], found_scores[0][keep]
+        order = np.argsort(-scores, kind="stable")[:k]
+        ids, scores = ids[order], scores[order]
+        parts = self._occlusion(space, query, ids, scores)
+        return [Scored(int(i), float(s), {m: float(p[n]) for m, p in parts.items()})
+                for n, (i, s) in enumerate(zip(ids, scores))]
+
+    def _occlusion(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray, scores: np.ndarray
+                   ) -> dict[str, np.ndarray]:
+        present = sorted({m for m, _ in query.vectors})
+        if len(present) == 1 or not len(ids):
+            return {m: scores.copy() for m in present}
+        items = self.item_vectors(space, ids)
+        drops = {m: scores - items @ self.fused_query(query, set(present) - {m}) for m in present}
+        total = sum(drops.values())
+        safe = np.where(np.abs(total) > 1e-9, total, 1.0)
+        return {m: np.where(np.abs(total) > 1e-9, scores * d / safe, scores / len(present)) for m, d in drops.items()}
+

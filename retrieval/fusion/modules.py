@@ -1,0 +1,107 @@
+"""The small torch modules behind the learned strategies: one input convention, one output.
+
+Every module takes one block per field (B x d_f, zeros where absent) and a presence mask (B x F), and
+returns an L2-normalised fused vector (B x D). The same module fuses items and queries, so a query with
+only audio lands in the same space as an item with only an image: that is what training aligns.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FusionModule(nn.Module):
+    kind: ClassVar[str]
+
+    def __init__(self, dims: list[int], out_dim: int = 128, **hyper: Any) -> None:
+        super().__init__()
+        self.dims, self.out_dim, self.hyper = list(dims), out_dim, hyper
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "dims": self.dims, "out_dim": self.out_dim, **self.hyper}
+
+    def forward(self, blocks: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.fuse(blocks, mask), dim=-1)
+
+    def fuse(self, blocks: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _mlp(d_in: int, d_out: int, hidden: int, dropout: float) -> nn.Module:
+    if hidden <= 0:
+        return nn.Linear(d_in, d_out)
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out))
+
+
+class EarlyProjection(FusionModule):
+    """Concatenate, then project (linear, or an MLP when hidden > 0); gaps are zeros or learned vectors."""
+
+    kind = "early"
+
+    def __init__(self, dims: list[int], out_dim: int = 128, hidden: int = 256, dropout: float = 0.1,
+                 missing: str = "learned") -> None:
+        super().__init__(dims, out_dim, hidden=hidden, dropout=dropout, missing=missing)
+        self.missing = nn.ParameterList([nn.Parameter(torch.zeros(d), requires_grad=missing == "learned")
+                                         for d in dims])
+        self.project = _mlp(sum(dims), out_dim, hidden, dropout)
+
+    def fuse(self, blocks: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        filled = [torch.where(mask[:, i:i + 1], b, self.missing[i].expand_as(b)) for i, b in enumerate(blocks)]
+        return self.project(torch.cat(filled, dim=-1))
+
+
+class GatedFusion(FusionModule):
+    """Σ gate_f × projection_f(x_f); gates are sigmoids of all present inputs and the presence mask."""
+
+    kind = "gated"
+
+    def __init__(self, dims: list[int], out_dim: int = 128, hidden: int = 256, dropout: float = 0.1) -> None:
+        super().__init__(dims, out_dim, hidden=hidden, dropout=dropout)
+        self.project = nn.ModuleList([_mlp(d, out_dim, hidden, dropout) for d in dims])
+        self.gate = nn.Sequential(nn.Linear(sum(dims) + len(dims), hidden or 64), nn.GELU(),
+                                  nn.Linear(hidden or 64, len(dims)))
+
+    def gates(self, blocks: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        inputs = torch.cat([*(b * mask[:, i:i + 1] for i, b in enumerate(blocks)), mask.float()], dim=-1)
+        return torch.sigmoid(self.gate(inputs)) * mask.float()
+
+    def fuse(self, blocks: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        gates = self.gates(blocks, mask)
+        projected = torch.stack([F.normalize(p(b), dim=-1) for p, b in zip(self.project, blocks)], dim=1)
+        return (gates.unsqueeze(-1) * projected).sum(dim=1)
+
+
+class CrossAttentionFusion(FusionModule):
+    """Each present field is a token (projection + modality embedding); attention lets them inform each
+    other; a masked mean pools the tokens into one vector."""
+
+    kind = "cross_attention"
+
+    def __init__(self, dims: list[int], out_dim: int = 128, width: int = 128, heads: int = 4, layers: int = 2,
+                 dropout: float = 0.1) -> None:
+        super().__init__(dims, out_dim, width=width, heads=heads, layers=layers, dropout=dropout)
+        self.project = nn.ModuleList([nn.Linear(d, width) for d in dims])
+        self.modality = nn.Parameter(torch.randn(len(dims), width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=dropout,
+                                           batch_first=True, norm_first=True)
+        self.attention = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.out = nn.Linear(width, out_dim)
+
+    def fuse(self, blocks: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        tokens = torch.stack([p(b) for p, b in zip(self.project, blocks)], dim=1) + self.modality
+        attended = self.attention(tokens, src_key_padding_mask=~mask)
+        weights = mask.float().unsqueeze(-1)
+        pooled = (attended * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return self.out(pooled)
+
+
+MODULES: dict[str, type[FusionModule]] = {m.kind: m for m in (EarlyProjection, GatedFusion, CrossAttentionFusion)}
+
+
+def build_module(config: dict[str, Any]) -> FusionModule:
+    config = dict(config)
+    return MODULES[config.pop("kind")](**config)
