@@ -68,3 +68,31 @@ def test_index_status_and_search_from_the_command_line(tmp_path: Path, capsys: p
 def test_unknown_collection_says_how_to_make_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert retrieval_main(["search", "--db", f"sqlite:///{tmp_path}/x.db", "--image", str(mnist_image(0))]) == 2
     assert "python -m indexer" in capsys.readouterr().err
+
+
+def test_all_five_strategies_from_the_cli_after_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    url = f"sqlite:///{tmp_path}/demo.db"
+    assert indexer_main(["demo", "--db", url, "--out", str(tmp_path / "digits"), "--limit", "150", "--quiet"]) == 0
+    capsys.readouterr()
+    for strategy in ("gated", "cross_attention"):
+        assert retrieval_main(["train", "--db", url, "--strategy", strategy, "--label-field", "digit",
+                               "--epochs", "3", "--out", str(tmp_path / f"{strategy}.safetensors")]) == 0
+        assert "registered" in capsys.readouterr().out
+    args = ["search", "--db", url, "--k", "5", "--json"] + [
+        x for s in ("late", "early", "hybrid", "gated", "cross_attention") for x in ("--strategy", s)]
+    for query in (["--audio", str(recording(3))], ["--image", str(mnist_image(3)), "--text", "three"],
+                  ["--audio", str(recording(3)), "--image", str(mnist_image(3)), "--text", "three"]):
+        assert retrieval_main(args + query) == 0
+        results = json.loads(capsys.readouterr().out)["results"]
+        assert set(results) == {"late", "early", "hybrid", "gated", "cross_attention"}
+        assert all(len(hits) == 5 for hits in results.values()), {k: len(v) for k, v in results.items()}
+    # the learned strategies reach items without audio from an audio query; late fusion cannot
+    assert retrieval_main(["search", "--db", url, "--audio", str(recording(3)), "--k", "150", "--json",
+                           "--strategy", "late", "--strategy", "gated"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert all("audio" in h["assets"] for h in results["late"]) and len(results["late"]) < 150
+    assert len(results["gated"]) == 150 and any("audio" not in h["assets"] for h in results["gated"])
+    assert retrieval_main(["search", "--db", url, "--audio", str(recording(3)), "--strategy", "hybrid",
+                           "--param", "hybrid.groups=[[\"image\"],[\"audio\",\"text\"]]", "--param",
+                           "hybrid.fusion=rrf", "--negative-text", "seven", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["query"]["negative"] == {"text": "seven"}

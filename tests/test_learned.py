@@ -1,0 +1,156 @@
+"""Learned strategies on synthetic fields where the right answer is known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval.fusion import create_strategy
+from retrieval.fusion.checkpoint import FusionCheckpoint
+from retrieval.profiles import Field
+from retrieval.space import EncodedQuery, VectorSpace
+from retrieval.train import TrainConfig, contrastive_loss, random_views, train
+from storage import EncoderMismatchError, VectorStorage
+
+A, B, C = Field("image", "enc-a"), Field("audio", "enc-b"), Field("text", "enc-c")
+CLASSES = 5
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def synthetic_space(root: Path, n: int = 300, seed: int = 0, informative=(True, True, False),
+                    dims=(16, 12, 10)) -> tuple[VectorSpace, np.ndarray]:
+    """Items of CLASSES classes; informative fields are class centre + noise, the others pure noise.
+    Every third item lacks field B, every seventh lacks field A (both coprime with CLASSES)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % CLASSES
+    storage = VectorStorage(root)
+    for f, dim, useful in zip((A, B, C), dims, informative):
+        centres = rng.normal(size=(CLASSES, dim))
+        vectors = (centres[labels] + 0.6 * rng.normal(size=(n, dim))) if useful else rng.normal(size=(n, dim))
+        keep = np.ones(n, bool)
+        keep[::3] = f != B
+        keep[::7] &= f != A
+        table = storage.load(f.key, dim=dim, encoder=f.encoder)
+        table.upsert(np.arange(n)[keep] + 1, unit(vectors[keep].astype(np.float32)))
+        storage.save(f.key, table)
+    return VectorSpace([A, B, C], storage, generation=1), labels
+
+
+def fit(space: VectorSpace, labels: np.ndarray, strategy: str, out: Path, **overrides) -> Path:  # noqa: ANN003
+    config = TrainConfig(strategy, label_field="label", epochs=overrides.pop("epochs", 25), batch_size=128,
+                         hidden=64, width=32, out_dim=32, **overrides)
+    return train(space, space.item_ids(), [int(labels[i - 1]) for i in space.item_ids()], config, out).path
+
+
+def only(space: VectorSpace, field: Field, item: int) -> EncodedQuery:
+    vector = space.tables[field.key].lookup(np.array([item]))[0][0]
+    return EncodedQuery({(field.modality, field.encoder): vector})
+
+
+def precision(hits, labels: np.ndarray, label: int) -> float:  # noqa: ANN001
+    return float(np.mean([labels[h.item_id - 1] == label for h in hits]))
+
+
+def test_a_noisy_modality_gets_a_low_gate(tmp_path: Path) -> None:
+    space, labels = synthetic_space(tmp_path / "v", informative=(True, True, False))
+    ckpt = FusionCheckpoint.load(fit(space, labels, "gated", tmp_path / "g.safetensors"))
+    ids = space.item_ids()
+    blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids)
+    full = mask.all(axis=1)
+    with torch.no_grad():
+        gates = ckpt.module.gates([torch.from_numpy(b) for b in ckpt.prepare(blocks, mask)],
+                                  torch.from_numpy(mask)).numpy()[full]
+    assert gates[:, 2].mean() < 0.5 * min(gates[:, 0].mean(), gates[:, 1].mean())
+
+
+@pytest.mark.parametrize("strategy", ["gated", "cross_attention", "early"])
+def test_learned_strategies_align_modalities_across_spaces(tmp_path: Path, strategy: str) -> None:
+    space, labels = synthetic_space(tmp_path / "v")
+    path = fit(space, labels, strategy, tmp_path / f"{strategy}.safetensors")
+    fusion = create_strategy(strategy, checkpoint=str(path))
+    # An item that has field A only in the query; results may hold items lacking A entirely.
+    query = only(space, A, 2)
+    hits = fusion.search(space, query, k=300)
+    assert precision(hits[:20], labels, labels[1]) >= 0.8
+    b_not_a = set(space.tables[B.key].ids) - set(space.tables[A.key].ids)
+    relevant = sum(labels[i - 1] == labels[1] for i in b_not_a)  # about 5 per class
+    reached = [h for h in hits if h.item_id in b_not_a][:relevant]
+    assert precision(reached, labels, labels[1]) >= 0.8, "an A query must find items that lack A but have B"
+    assert all(sum(h.contributions.values()) == pytest.approx(h.score, abs=1e-5) for h in hits)
+
+
+def test_checkpoint_round_trip_determinism_and_refusal(tmp_path: Path) -> None:
+    space, labels = synthetic_space(tmp_path / "v")
+    first = fit(space, labels, "gated", tmp_path / "one.safetensors", epochs=3)
+    second = fit(space, labels, "gated", tmp_path / "two.safetensors", epochs=3)
+    a, b = FusionCheckpoint.load(first), FusionCheckpoint.load(second)
+    for (name, x), (_, y) in zip(a.module.state_dict().items(), b.module.state_dict().items()):
+        assert torch.equal(x, y), f"seeded training must be deterministic ({name})"
+    assert a.meta["config"]["strategy"] == "gated" and len(a.meta["losses"]) == 3
+    assert a.means is not None and len(a.means) == 3  # centred by default
+    assert Path(f"{first}.loss.json").exists()
+
+    # Same encoders, another collection: it indexes and searches.
+    other, other_labels = synthetic_space(tmp_path / "other", n=100, seed=0)
+    hits = create_strategy("gated", checkpoint=str(first)).search(other, only(other, A, 1), k=5)
+    assert len(hits) == 5
+    # Other encoders (dimensions): refused with a clear message.
+    wrong, _ = synthetic_space(tmp_path / "wrong", n=50, dims=(16, 12, 11))
+    with pytest.raises(EncoderMismatchError, match="was trained on fields"):
+        create_strategy("gated", checkpoint=str(first)).search(wrong, only(wrong, A, 1), k=5)
+    with pytest.raises(ValueError, match="holds a gated model"):
+        create_strategy("cross_attention", checkpoint=str(first)).search(space, only(space, A, 1), k=5)
+    with pytest.raises(ValueError, match="train it first"):
+        create_strategy("gated").search(space, only(space, A, 1), k=5)
+
+
+def test_rerank_mode_and_blend(tmp_path: Path) -> None:
+    space, labels = synthetic_space(tmp_path / "v")
+    path = str(fit(space, labels, "cross_attention", tmp_path / "x.safetensors", epochs=10))
+    query = EncodedQuery({**only(space, A, 7).vectors, **only(space, B, 7).vectors})
+    late_ids = set(create_strategy("late", candidates=30).candidates(space, query, 10).tolist())
+    reranked = create_strategy("cross_attention", checkpoint=path, mode="rerank", candidates=30).search(space, query, 10)
+    assert {h.item_id for h in reranked} <= late_ids and len(reranked) == 10
+    blended = create_strategy("cross_attention", checkpoint=path, blend=1.0)
+    scores = [h.score for h in blended.search(space, query, k=5)]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 1.0  # learned cosine + identity part
+
+
+def test_views_and_losses() -> None:
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.tensor([[True, False, True], [False, True, False], [True, True, True]])
+    for _ in range(20):
+        view = random_views(mask, 0.3, generator)
+        assert view.any(dim=1).all() and not (view & ~mask).any()
+    a = torch.nn.functional.normalize(torch.eye(4), dim=-1)
+    assert contrastive_loss(a, a, 0.1, None) < contrastive_loss(a, a.flip(0), 0.1, None)
+    labels = torch.tensor([0, 0, 1, 1])
+    assert contrastive_loss(a, a, 0.1, labels) > contrastive_loss(a, a, 0.1, None)  # same-label pairs are positives
+
+
+def test_negative_terms_push_results_away(tmp_path: Path) -> None:
+    space, labels = synthetic_space(tmp_path / "v")
+    query = only(space, A, 2)  # item 2 is of class 1
+    avoid = only(space, A, 3).vectors  # item 3, of class 2
+    for name in ("late", "early", "hybrid"):
+        plain = create_strategy(name).search(space, query, k=30)
+        pushed = create_strategy(name).search(
+            space, EncodedQuery(query.vectors, negatives=avoid, negative_weight=1.0), k=30)
+        other = labels[2]
+        assert precision(pushed, labels, labels[1]) >= precision(plain, labels, labels[1])
+        assert sum(labels[h.item_id - 1] == other for h in pushed) <= sum(labels[h.item_id - 1] == other for h in plain)
+        assert any(key.startswith("-") for key in pushed[0].contributions)
+
+
+def test_hybrid_with_one_group_ranks_like_early(tmp_path: Path) -> None:
+    space, _ = synthetic_space(tmp_path / "v")
+    query = EncodedQuery({**only(space, A, 4).vectors, **only(space, B, 4).vectors, **only(space, C, 4).vectors})
+    early = [h.item_id for h in create_strategy("early").search(space, query, k=20)]
+    one_group = create_strategy("hybrid", groups=[["image", "audio", "text"]], candidates=300)
+    assert [h.item_id for h in one_group.search(space, query, k=20)] == early
