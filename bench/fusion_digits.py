@@ -54,11 +54,13 @@ def strategies(checkpoints: dict[str, str]) -> dict[str, tuple[str, dict]]:
     return {
         "late (sum)": ("late", {}),
         "late (z-score)": ("late", {"normalisation": "zscore"}),
+        "late (z-score, centred)": ("late", {"normalisation": "zscore", "centre": True}),
         "late (RRF k=60)": ("late", {"fusion": "rrf"}),
         "early (identity)": ("early", {}),
         "hybrid (z-score)": ("hybrid", {"normalisation": "zscore"}),
         "early (learned MLP)": ("early", {"checkpoint": checkpoints["early"]}),
         "gated": ("gated", {"checkpoint": checkpoints["gated"]}),
+        "gated (blend 0.3)": ("gated", {"checkpoint": checkpoints["gated"], "blend": 0.3}),
         "gated (self-supervised)": ("gated", {"checkpoint": checkpoints["gated-ssl"]}),
         "cross-attention": ("cross_attention", {"checkpoint": checkpoints["cross_attention"]}),
         "cross-attention (re-rank)": ("cross_attention", {"checkpoint": checkpoints["cross_attention"],

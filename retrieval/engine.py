@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,7 @@ class SearchEngine:
             self.records = {e.name: e for e in row.encoders}
             vector_dir = Path(row.vector_dir)
         self._encoders: dict[str, Encoder] = {}
+        self._strategies: dict[str, Any] = {}  # strategy instances by name and parameters (checkpoints stay loaded)
         dims = {name: rec.dim for name, rec in self.records.items()}
         catalog = IndexCatalog(db, self.collection_id, vector_dir / "indexes")
         self.space = VectorSpace(self.profile.fields, VectorStorage(vector_dir), self.generation, catalog, dims=dims)
@@ -193,7 +195,12 @@ class SearchEngine:
                 record = latest_checkpoint(session, self.collection_id, name)
                 if record is not None:
                     params["checkpoint"] = record.file
-        return create_strategy(name, **params)
+        key = f"{name}:{json.dumps(params, sort_keys=True, default=str)}"
+        if key not in self._strategies:
+            if len(self._strategies) > 64:
+                self._strategies.clear()
+            self._strategies[key] = create_strategy(name, **params)
+        return self._strategies[key]
 
     def prepare(self, strategies: list[str]) -> None:
         for name in strategies:

@@ -18,6 +18,10 @@ from retrieval.profiles import Field
 from storage import IndexCatalog, VectorStorage, VectorStore, VectorTable
 
 
+def l2_rows(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Channel:
     query_modality: str
@@ -61,6 +65,46 @@ class VectorSpace:
             if storage.exists(f.key) or dim is not None:
                 self.tables[f.key] = storage.load(f.key, dim=dim, encoder=f.encoder)
         self._indexes: dict[tuple[str, str], VectorStore] = {}
+        self.index_prefix = ""
+        self._centred: VectorSpace | None = None
+
+    def centred(self) -> VectorSpace:
+        """The same fields with each field's mean vector subtracted and rows re-normalised.
+
+        Contrastive encoders leave a gap between modalities (all CLIP image vectors share a direction that
+        text vectors lack); centring each field removes it before vectors of different fields are mixed.
+        """
+        if self._centred is None:
+            view = object.__new__(VectorSpace)
+            view.__dict__.update(self.__dict__)
+            view.tables, view._indexes, view.index_prefix, view._centred = {}, {}, "centred-", None
+            self.means = {}
+            for key, table in self.tables.items():
+                mean = table.as_float32().mean(axis=0) if len(table) else np.zeros(table.dim, np.float32)
+                self.means[key] = mean
+                centred = VectorTable(dim=table.dim, header=dict(table.header))
+                if len(table):
+                    centred.upsert(table.ids, l2_rows(table.as_float32() - mean))
+                view.tables[key] = centred
+            view.means = self.means
+            self._centred = view
+        return self._centred
+
+    def centre_query(self, query: EncodedQuery) -> EncodedQuery:
+        """Centre each query vector by the mean of its own (modality, encoder) field, else of its encoder's."""
+        means = self.centred().means
+
+        def centre(vectors: dict[tuple[str, str], np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
+            out = {}
+            for (modality, encoder), vector in vectors.items():
+                mean = means.get(f"{modality}@{encoder}")
+                if mean is None:
+                    same = [m for k, m in means.items() if k.split("@", 1)[1] == encoder]
+                    mean = same[0] if same else np.zeros_like(vector)
+                out[(modality, encoder)] = l2_rows((vector - mean)[None, :])[0]
+            return out
+
+        return EncodedQuery(centre(query.vectors), query.weights, centre(query.negatives), query.negative_weight)
 
     def table(self, f: Field) -> VectorTable | None:
         return self.tables.get(f.key)
@@ -79,6 +123,7 @@ class VectorSpace:
     def index(self, strategy: str, key: str, encoders: list[str],
               build: Callable[[], tuple[np.ndarray, np.ndarray]]) -> VectorStore:
         """The index named (strategy, key): from memory, from disk if current, else built and saved."""
+        strategy = self.index_prefix + strategy
         cached = self._indexes.get((strategy, key))
         if cached is not None:
             return cached

@@ -124,3 +124,21 @@ def test_zero_weight_silences_a_modality(space: VectorSpace) -> None:
     image_only = create_strategy("early").search(
         space, EncodedQuery({("image", "img-enc"): query(space).vectors[("image", "img-enc")]}), k=10)
     assert [h.item_id for h in muted] == [h.item_id for h in image_only]
+
+
+def test_centring_removes_a_shared_offset(tmp_path: Path) -> None:
+    # Every image vector shares a big common direction (a "modality gap"); only the rest tells items apart.
+    rng = np.random.default_rng(5)
+    offset = np.zeros(8)
+    offset[0] = 3.0
+    signal = rng.normal(size=(30, 8))
+    signal[:, 0] = 0
+    space = make_space(tmp_path, image={i + 1: (offset + signal[i]).tolist() for i in range(30)},
+                       audio={1: [1, 0, 0, 0, 0, 0]})
+    q = EncodedQuery({("image", "img-enc"): unit(signal[4].astype(np.float32))})  # a query without the offset
+    for name in ("late", "early"):
+        plain = create_strategy(name).search(space, q, k=3)
+        centred = create_strategy(name, centre=True).search(space, q, k=3)
+        assert centred[0].item_id == 5, name
+        assert centred[0].score > plain[0].score
+    assert abs(space.centred().tables["image@img-enc"].as_float32().mean(axis=0)[0]) < 0.2

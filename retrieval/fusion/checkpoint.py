@@ -33,7 +33,10 @@ class FusionCheckpoint:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16] if self.path else "unsaved"
+        """Content hash of the file: names the index built with it (computed once)."""
+        if not hasattr(self, "_digest"):
+            self._digest = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16] if self.path else "unsaved"
+        return self._digest
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

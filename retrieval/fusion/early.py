@@ -21,6 +21,8 @@ class EarlyParams:
     checkpoint: str | None = None  # a learned projection; None = identity
     mode: str = "index"
     candidates: int = 100
+    blend: float = 0.0  # learned only: see LearnedParams
+    centre: bool = False  # identity only: subtract each field's mean first
 
 
 class LearnedEarly(LearnedFusion):
@@ -37,7 +39,8 @@ class EarlyFusion(FusionStrategy):
 
     def __init__(self, **params) -> None:  # noqa: ANN003
         super().__init__(**params)
-        self.learned = LearnedEarly(**vars(self.params)) if self.params.checkpoint else None
+        learned = {k: v for k, v in vars(self.params).items() if k != "centre"}
+        self.learned = LearnedEarly(**learned) if self.params.checkpoint else None
 
     def prepare(self, space: VectorSpace) -> None:
         if self.learned is not None:
@@ -48,6 +51,8 @@ class EarlyFusion(FusionStrategy):
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.learned is not None:
             return self.learned.search(space, query, k)
+        if self.params.centre:
+            space, query = space.centred(), space.centre_query(query)
         if not space.channels(query):
             return []
         ids = search_concat(space, present_fields(space), query, k)

@@ -27,6 +27,7 @@ class LateParams:
     fusion: Literal["sum", "mnz", "rrf"] = "sum"
     rrf_k: float = 60.0
     candidates: int = 100
+    centre: bool = False  # subtract each field's mean first (the modality gap of contrastive encoders)
 
 
 def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel], n: int) -> np.ndarray:
@@ -67,6 +68,8 @@ class UnitFusion(FusionStrategy):
         return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
+        if self.params.centre:
+            space, query = space.centred(), space.centre_query(query)
         ids = self.candidates(space, query, k)
         total = np.zeros(len(ids), np.float32)
         hits = np.zeros(len(ids), np.int64)

@@ -18,6 +18,7 @@ from retrieval.fusion.checkpoint import FusionCheckpoint
 from retrieval.fusion.concat import concat_query
 from retrieval.fusion.late import LateFusion
 from retrieval.space import EncodedQuery, VectorSpace
+from storage import VectorTable
 
 
 @dataclass
@@ -40,6 +41,7 @@ class LearnedFusion(FusionStrategy):
     def __init__(self, **params) -> None:  # noqa: ANN003
         super().__init__(**params)
         self._checkpoint: FusionCheckpoint | None = None
+        self._fused: dict[int, VectorTable] = {}  # fused item vectors per space, for re-ranking and contributions
 
     @property
     def checkpoint(self) -> FusionCheckpoint:
@@ -59,6 +61,17 @@ class LearnedFusion(FusionStrategy):
         return ckpt
 
     def item_vectors(self, space: VectorSpace, ids: np.ndarray) -> np.ndarray:
+        """Fused vectors of `ids`, computed once per space and then looked up."""
+        table = self._fused.get(id(space))
+        if table is None or table.header.get("generation") != space.generation:
+            all_ids = space.item_ids()
+            vectors = self._compute(space, all_ids)
+            table = VectorTable(dim=vectors.shape[1], header={"generation": space.generation})
+            table.upsert(all_ids, vectors)
+            self._fused[id(space)] = table
+        return table.lookup(ids)[0]
+
+    def _compute(self, space: VectorSpace, ids: np.ndarray) -> np.ndarray:
         ckpt = self._checked(space)
         blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids)
         fused = ckpt.fuse(blocks, mask)
