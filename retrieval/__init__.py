@@ -1,5 +1,6 @@
 """Retrieval: media decoding, encoders, fusion strategies, and the SearchEngine API."""
 
-from retrieval.engine import CollectionNotFoundError, Hit, QueryInput, SearchEngine, SearchResult
+from retrieval.engine import CollectionNotFoundError, SearchEngine
+from retrieval.results import Hit, QueryInput, SearchResult
 
 __all__ = ["CollectionNotFoundError", "Hit", "QueryInput", "SearchEngine", "SearchResult"]

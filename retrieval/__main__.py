@@ -40,7 +40,8 @@ def _strategy_params(args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from retrieval.engine import QueryInput, SearchEngine
+    from retrieval.engine import SearchEngine
+    from retrieval.results import QueryInput
 
     query = QueryInput(args.text, args.image, args.audio, _weights(args.weight),
                        negative_text=args.negative_text, negative_image=args.negative_image,

@@ -13,7 +13,7 @@ from typing import Any
 
 from scipy.stats import kendalltau
 
-from retrieval.engine import Hit, SearchResult
+from retrieval.results import Hit, SearchResult
 
 
 @dataclass

@@ -4,79 +4,26 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
+from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder
 from retrieval.fusion import create_strategy
 from retrieval.media import MediaInput, load_audio, load_image, load_text
 from retrieval.profiles import Profile
+from retrieval.results import Hit, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
 from retrieval.train import TrainConfig, TrainResult, select_items, train
-from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, VectorStorage
+from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, VectorStorage
 from storage.repository import get_collection, item_metadata, items_by_ids, latest_checkpoint
 
 
 class CollectionNotFoundError(LookupError):
     pass
-
-
-@dataclass
-class Hit:
-    rank: int
-    item_id: int
-    key: str
-    score: float
-    contributions: dict[str, float]
-    metadata: dict[str, Any]
-    assets: dict[str, str]
-    text: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "item_id": self.item_id, "key": self.key, "score": round(self.score, 6),
-                "contributions": {m: round(v, 6) for m, v in self.contributions.items()},
-                "metadata": self.metadata, "assets": self.assets, "text": self.text}
-
-
-@dataclass
-class SearchResult:
-    strategy: str
-    hits: list[Hit]
-    seconds: float
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class QueryInput:
-    """What the user asked with, before decoding; `describe()` is what JSON output shows."""
-
-    text: str | None = None
-    image: MediaInput | None = None
-    audio: MediaInput | None = None
-    weights: dict[str, float] = field(default_factory=dict)
-    negative_text: str | None = None
-    negative_image: MediaInput | None = None
-    negative_audio: MediaInput | None = None
-    negative_weight: float = 1.0
-
-    def present(self) -> list[str]:
-        return [m for m in ("image", "audio", "text") if getattr(self, m) is not None]
-
-    def describe(self) -> dict[str, Any]:
-        def show(value: Any) -> Any:
-            return value if isinstance(value, str) or value is None else f"<{type(value).__name__}>"
-        out = {m: show(str(v) if isinstance(v, Path) else v) for m, v in
-               (("text", self.text), ("image", self.image), ("audio", self.audio))}
-        out["weights"] = self.weights
-        negatives = {m: show(str(v) if isinstance(v, Path) else v) for m, v in
-                     (("text", self.negative_text), ("image", self.negative_image), ("audio", self.negative_audio))
-                     if v is not None}
-        if negatives:
-            out["negative"] = negatives
-        return out
 
 
 class SearchEngine:
@@ -201,6 +148,19 @@ class SearchEngine:
                 self._strategies.clear()
             self._strategies[key] = create_strategy(name, **params)
         return self._strategies[key]
+
+    def compare(self, query: QueryInput, strategies: list[str], k: int = 10,
+                params: dict[str, dict[str, Any]] | None = None, baseline: str | None = None) -> Comparison:
+        """One query under several methods: lists, scores, contributions, latency, overlaps and movements."""
+        return compare_results(self.search_many(query, strategies, k, params), k, baseline)
+
+    def item_keys(self) -> dict[int, str]:
+        """Item id -> key for every item of the collection (evaluation speaks in keys)."""
+        if getattr(self, "_keys", None) is None or self._keys[0] != self.generation:
+            with self.db.session() as session:
+                rows = session.execute(select(Item.id, Item.key).where(Item.collection_id == self.collection_id))
+                self._keys = (self.generation, dict(rows.all()))
+        return self._keys[1]
 
     def prepare(self, strategies: list[str]) -> None:
         for name in strategies:

@@ -1,0 +1,191 @@
+"""Evaluate fusion methods on a labelled query set: metrics per method and query kind, with significance.
+
+Metrics and the paired randomisation test come from ranx itself (no home-made re-implementation):
+P@k, Recall@k, MRR, nDCG@k and MAP@k. Relevance is a TREC qrels file, or "items sharing this label".
+Document ids are item keys, so qrels written by people stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrieval.engine import SearchEngine
+from retrieval.results import QueryInput
+from retrieval.space import EncodedQuery
+from storage.repository import item_metadata
+
+MODALITY_ORDER = ("image", "audio", "text")
+
+
+@dataclass
+class EvalQuery:
+    qid: str
+    query: QueryInput
+    label: str | None = None
+    exclude: str | None = None  # an item key left out of the results (the query's own item)
+
+    @property
+    def kind(self) -> str:
+        return "+".join(m for m in MODALITY_ORDER if getattr(self.query, m) is not None)
+
+
+@dataclass
+class Method:
+    label: str
+    strategy: str
+    params: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    k: int
+    metrics: list[str]
+    table: dict[str, dict[str, dict[str, float]]]  # method -> query kind (and "all") -> metric -> value
+    pvalues: dict[str, dict[str, dict[str, float]]]  # metric -> method -> other method -> p
+    latency_ms: dict[str, dict[str, float]]
+    queries: dict[str, int]  # query kind -> count
+    runs: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "runs"}
+
+    def to_markdown(self, metric_order: list[str] | None = None) -> str:
+        kinds = ["all"] + [k for k in self.queries if k != "all"]
+        lines = [f"Queries: " + ", ".join(f"{k} {n}" for k, n in self.queries.items()) + ".", ""]
+        for metric in metric_order or self.metrics:
+            lines += [f"### {metric}", "", "| method | " + " | ".join(kinds) + " | p50 ms |",
+                      "|---" * (len(kinds) + 2) + "|"]
+            for method, by_kind in self.table.items():
+                cells = [f"{by_kind.get(kind, {}).get(metric, float('nan')):.3f}" for kind in kinds]
+                lines.append(f"| {method} | " + " | ".join(cells) + f" | {self.latency_ms[method]['p50']} |")
+            lines.append("")
+        methods = list(self.table)
+        if len(methods) > 1:
+            lines += [f"Paired randomisation test (ranx, Fisher), p-values on all queries:", "",
+                      "| metric | " + " | ".join(f"{a} vs {b}" for i, a in enumerate(methods) for b in methods[i + 1:])
+                      + " |", "|---" * (1 + len(methods) * (len(methods) - 1) // 2) + "|"]
+            for metric in self.metrics:
+                cells = [f"{self.pvalues[metric][a][b]:.3g}" for i, a in enumerate(methods) for b in methods[i + 1:]]
+                lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def load_queries(path: str | Path, label_field: str | None = None) -> list[EvalQuery]:
+    """JSONL rows with `id` and any of `text`, `image`, `audio` (paths relative to the file), plus an optional
+    label (`label` or the label field's own name) and `exclude` (an item key)."""
+    path = Path(path)
+    queries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+
+        def media(name: str) -> Path | None:
+            value = row.get(name)
+            return None if value in (None, "") else (path.parent / value).resolve()
+
+        query = QueryInput(text=row.get("text") or None, image=media("image"), audio=media("audio"))
+        if not query.present():
+            raise ValueError(f"{path}:{number}: a query needs text, image or audio")
+        label = row.get("label", row.get(label_field) if label_field else None)
+        queries.append(EvalQuery(str(row.get("id", number)), query, None if label is None else str(label),
+                                 row.get("exclude")))
+    return queries
+
+
+def load_trec_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """TREC qrels: `query_id iteration item_key relevance` per line."""
+    qrels: dict[str, dict[str, int]] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 4:
+            raise ValueError(f"{path}:{number}: expected 'query iteration item relevance'")
+        qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
+    return qrels
+
+
+def label_qrels(engine: SearchEngine, queries: list[EvalQuery], label_field: str) -> dict[str, dict[str, int]]:
+    """Items whose `label_field` equals the query's label are relevant (the excluded item is not)."""
+    with engine.db.session() as session:
+        metadata = item_metadata(session, engine.collection_id)
+        keys = engine.item_keys()
+    by_label: dict[str, list[str]] = {}
+    for item_id, meta in metadata.items():
+        value = (meta or {}).get(label_field)
+        if value not in (None, "") and item_id in keys:
+            by_label.setdefault(str(value), []).append(keys[item_id])
+    missing = [q.qid for q in queries if q.label is None]
+    if missing:
+        raise ValueError(f"queries {missing[:5]} carry no label; add 'label' (or '{label_field}') to each row")
+    return {q.qid: {key: 1 for key in by_label.get(q.label, []) if key != q.exclude} for q in queries}
+
+
+def run_methods(engine: SearchEngine, queries: list[EvalQuery], methods: list[Method], depth: int = 100
+                ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list[float]]]:
+    """Ranked item keys with scores per method and query, plus each search's latency."""
+    keys = engine.item_keys()
+    encoded = {q.qid: engine.encode_query(q.query) for q in queries}
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+    latency: dict[str, list[float]] = {}
+    for method in methods:
+        strategy = engine.strategy(method.strategy, **method.params)
+        runs[method.label], latency[method.label] = {}, []
+        for q in queries:
+            base = encoded[q.qid]
+            query = EncodedQuery(base.vectors, {**base.weights, **method.weights}, base.negatives, base.negative_weight)
+            started = time.perf_counter()
+            scored = strategy.search(engine.space, query, depth + 1)
+            latency[method.label].append(time.perf_counter() - started)
+            ranked = [s for s in scored if keys.get(s.item_id) != q.exclude][:depth]
+            # ranks, not raw scores: ties and negative scores would otherwise confuse the evaluator
+            runs[method.label][q.qid] = {keys[s.item_id]: float(len(ranked) - n) for n, s in enumerate(ranked)
+                                         if s.item_id in keys} or {"__none__": 0.0}
+    return runs, latency
+
+
+def evaluate(engine: SearchEngine, queries: list[EvalQuery], qrels: dict[str, dict[str, int]],
+             methods: list[Method], k: int = 10, depth: int = 100) -> Evaluation:
+    from ranx import Qrels, Run, compare
+    from ranx import evaluate as ranx_evaluate
+
+    metrics = [f"precision@{k}", f"recall@{k}", "mrr", f"ndcg@{k}", f"map@{k}"]
+    usable = [q for q in queries if qrels.get(q.qid)]
+    if not usable:
+        raise ValueError("no query has a relevant item: check the qrels or the label field")
+    runs, latency = run_methods(engine, usable, methods, depth)
+    kinds = {"all": usable}
+    for q in usable:
+        kinds.setdefault(q.kind, []).append(q)
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for method in methods:
+        table[method.label] = {}
+        for kind, subset in kinds.items():
+            qids = [q.qid for q in subset]
+            scores = ranx_evaluate(Qrels({i: qrels[i] for i in qids}), Run({i: runs[method.label][i] for i in qids}),
+                                   metrics)
+            table[method.label][kind] = {m: round(float(v), 4) for m, v in scores.items()}
+    pvalues: dict[str, dict[str, dict[str, float]]] = {m: {} for m in metrics}
+    if len(methods) > 1:
+        qids = [q.qid for q in usable]
+        report = compare(Qrels({i: qrels[i] for i in qids}),
+                         [Run({i: runs[m.label][i] for i in qids}, name=m.label) for m in methods],
+                         metrics, stat_test="fisher", max_p=0.05, random_seed=0).to_dict()
+        for metric in metrics:
+            for a in methods:
+                pvalues[metric][a.label] = {b: float(v[metric]) for b, v in report[a.label]["comparisons"].items()}
+    latency_ms = {m: {"p50": round(1000 * statistics.median(v), 2),
+                      "p99": round(1000 * sorted(v)[int(0.99 * (len(v) - 1))], 2)} for m, v in latency.items()}
+    return Evaluation(k, metrics, table, pvalues, latency_ms, {k_: len(v) for k_, v in kinds.items()}, runs)
+

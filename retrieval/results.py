@@ -1,0 +1,64 @@
+"""What a search returns, and what it is asked with: plain dataclasses shared by the API, CLIs and UI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrieval.media import MediaInput
+
+
+@dataclass
+class Hit:
+    rank: int
+    item_id: int
+    key: str
+    score: float
+    contributions: dict[str, float]
+    metadata: dict[str, Any]
+    assets: dict[str, str]
+    text: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "item_id": self.item_id, "key": self.key, "score": round(self.score, 6),
+                "contributions": {m: round(v, 6) for m, v in self.contributions.items()},
+                "metadata": self.metadata, "assets": self.assets, "text": self.text}
+
+
+@dataclass
+class SearchResult:
+    strategy: str
+    hits: list[Hit]
+    seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QueryInput:
+    """What the user asked with, before decoding; `describe()` is what JSON output shows."""
+
+    text: str | None = None
+    image: MediaInput | None = None
+    audio: MediaInput | None = None
+    weights: dict[str, float] = field(default_factory=dict)
+    negative_text: str | None = None
+    negative_image: MediaInput | None = None
+    negative_audio: MediaInput | None = None
+    negative_weight: float = 1.0
+
+    def present(self) -> list[str]:
+        return [m for m in ("image", "audio", "text") if getattr(self, m) is not None]
+
+    def describe(self) -> dict[str, Any]:
+        def show(value: Any) -> Any:
+            return value if isinstance(value, str) or value is None else f"<{type(value).__name__}>"
+        out = {m: show(str(v) if isinstance(v, Path) else v) for m, v in
+               (("text", self.text), ("image", self.image), ("audio", self.audio))}
+        out["weights"] = self.weights
+        negatives = {m: show(str(v) if isinstance(v, Path) else v) for m, v in
+                     (("text", self.negative_text), ("image", self.negative_image), ("audio", self.negative_audio))
+                     if v is not None}
+        if negatives:
+            out["negative"] = negatives
+        return out
