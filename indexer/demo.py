@@ -14,6 +14,7 @@ Attribution: FSDD (CC BY-SA 4.0, github.com/Jakobovski/free-spoken-digit-dataset
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import re
@@ -103,4 +104,24 @@ def build_digits_manifest(out_dir: str | Path, datasets: str | Path | None = Non
         writer.writeheader()
         writer.writerows(rows)
     (out / "ATTRIBUTION.txt").write_text(__doc__.split("Attribution: ")[1])
+    write_queries(rows, out / "queries.jsonl", seed=spec.seed)
     return manifest
+
+
+KINDS = (("image",), ("audio",), ("text",), ("image", "audio"), ("image", "text"), ("audio", "text"),
+         ("image", "audio", "text"))
+
+
+def write_queries(rows: list[dict], path: Path, per_kind: int = 20, seed: int = 0) -> Path:
+    """Labelled queries for `python -m retrieval evaluate`: test-split items' own media, of seven kinds,
+    each leaving its own item out of the results; relevance is 'same digit' (--label-field digit)."""
+    rng = random.Random(seed)
+    lines = []
+    for kind in KINDS:
+        fitting = [r for r in rows if r["split"] == "test" and all(r[m] for m in kind)]
+        for row in sorted(rng.sample(fitting, min(per_kind, len(fitting))), key=lambda r: r["id"]):
+            query = {m: row[m] for m in kind}
+            lines.append(json.dumps({"id": f"{'+'.join(kind)}/{row['id']}", **query, "digit": row["digit"],
+                                     "exclude": row["id"]}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,15 +1,48 @@
-"""Command line: `python -m retrieval search --db URL [--text T] [--image F] [--audio F] [--strategy S]...`."""
+"""Command line: `python -m retrieval search|compare|evaluate|tune|train`. Run with --help for each."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from retrieval.errors import run_command
 
 DEFAULT_DB = "sqlite:///data/demo.db"
+
+
+# -- shared options -----------------------------------------------------------------------------------
+def _collection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLAlchemy URL (default {DEFAULT_DB})")
+    parser.add_argument("--collection", default="default")
+    parser.add_argument("--device", help="cuda, cpu, ... (default: the best available)")
+
+
+def _query_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--text")
+    parser.add_argument("--image", help="an image file")
+    parser.add_argument("--audio", help="an audio file")
+    parser.add_argument("--weight", action="append", default=[], metavar="MODALITY=W",
+                        help="query-side weight, e.g. --weight text=0.5")
+    parser.add_argument("--negative-text", help="push results away from this text")
+    parser.add_argument("--negative-image", help="push results away from this image")
+    parser.add_argument("--negative-audio", help="push results away from this audio clip")
+
+
+def _method_options(parser: argparse.ArgumentParser) -> None:
+    from retrieval.fusion import list_strategies
+    from retrieval.fusion.scoring import NORMALISATIONS
+
+    parser.add_argument("--strategy", action="append", choices=sorted(list_strategies()),
+                        help="fusion strategy; repeat to compare (default: late)")
+    parser.add_argument("--preset", action="append", default=[], help="a saved preset (see tune); repeatable")
+    parser.add_argument("--normalisation", choices=NORMALISATIONS, help="late/hybrid: score normalisation")
+    parser.add_argument("--fusion", choices=("sum", "mnz", "rrf"), help="late/hybrid: how scores combine")
+    parser.add_argument("--rrf-k", type=float, help="late/hybrid: k of reciprocal rank fusion")
+    parser.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE",
+                        help="any strategy parameter, e.g. gated.checkpoint=FILE or hybrid.groups='[[\"image\"]]'")
 
 
 def _weights(pairs: list[str]) -> dict[str, float]:
@@ -39,19 +72,35 @@ def _strategy_params(args: argparse.Namespace, name: str) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from retrieval.engine import SearchEngine
+def _methods(args: argparse.Namespace, engine) -> list:  # noqa: ANN001
+    from retrieval.results import Method
+
+    names = args.strategy or ([] if args.preset else ["late"])
+    methods = [Method(name, name, _strategy_params(args, name)) for name in names]
+    return methods + [engine.preset(name) for name in args.preset]
+
+
+def _query(args: argparse.Namespace):  # noqa: ANN202
     from retrieval.results import QueryInput
 
-    query = QueryInput(args.text, args.image, args.audio, _weights(args.weight),
-                       negative_text=args.negative_text, negative_image=args.negative_image,
-                       negative_audio=args.negative_audio)
+    query = QueryInput(args.text, args.image, args.audio, _weights(args.weight), negative_text=args.negative_text,
+                       negative_image=args.negative_image, negative_audio=args.negative_audio)
     if not query.present():
         raise ValueError("give at least one of --text, --image, --audio")
-    engine = SearchEngine.open(args.db, args.collection, device=args.device)
-    strategies = args.strategy or ["late"]
-    results = engine.search_many(query, strategies, k=args.k,
-                                 params={s: _strategy_params(args, s) for s in strategies})
+    return query
+
+
+def _engine(args: argparse.Namespace):  # noqa: ANN202
+    from retrieval.engine import SearchEngine
+
+    return SearchEngine.open(args.db, args.collection, device=args.device)
+
+
+# -- commands -------------------------------------------------------------------------------------------
+def cmd_search(args: argparse.Namespace) -> int:
+    query = _query(args)
+    engine = _engine(args)
+    results = engine.search_many(query, _methods(args, engine), k=args.k)
     if args.json:
         print(json.dumps({"query": query.describe(),
                           "results": {name: [h.to_dict() for h in r.hits] for name, r in results.items()}},
@@ -68,61 +117,104 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from retrieval.fusion import list_strategies
-    from retrieval.fusion.scoring import NORMALISATIONS
+def cmd_compare(args: argparse.Namespace) -> int:
+    from retrieval.compare import compare_results
 
-    parser = argparse.ArgumentParser(prog="python -m retrieval", description="Search an indexed collection.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    search = sub.add_parser("search", help="search with any mix of text, image and audio")
-    search.add_argument("--db", default=DEFAULT_DB, help=f"SQLAlchemy URL (default {DEFAULT_DB})")
-    search.add_argument("--collection", default="default")
-    search.add_argument("--text")
-    search.add_argument("--image", help="an image file")
-    search.add_argument("--audio", help="an audio file")
-    search.add_argument("--strategy", action="append", choices=sorted(list_strategies()),
-                        help="fusion strategy; repeat to compare (default: late)")
-    search.add_argument("--k", type=int, default=10)
-    search.add_argument("--weight", action="append", default=[], metavar="MODALITY=W",
-                        help="query-side weight, e.g. --weight text=0.5")
-    search.add_argument("--normalisation", choices=NORMALISATIONS, help="late fusion: score normalisation")
-    search.add_argument("--fusion", choices=("sum", "mnz", "rrf"), help="late fusion: how channel scores combine")
-    search.add_argument("--rrf-k", type=float, help="late fusion: k of reciprocal rank fusion")
-    search.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE",
-                        help="any strategy parameter, e.g. gated.checkpoint=FILE, hybrid.groups='[[\"image\"],[\"text\"]]'")
-    search.add_argument("--negative-text", help="push results away from this text")
-    search.add_argument("--negative-image", help="push results away from this image")
-    search.add_argument("--negative-audio", help="push results away from this audio clip")
-    search.add_argument("--device")
-    search.add_argument("--json", action="store_true", help="print one JSON object")
-    search.set_defaults(func=cmd_search)
+    query = _query(args)
+    engine = _engine(args)
+    methods = _methods(args, engine)
+    if len(methods) < 2:
+        raise ValueError("compare needs at least two methods: repeat --strategy (or add --preset)")
+    comparison = compare_results(engine.search_many(query, methods, k=args.k), args.k)
+    if args.plot:
+        from retrieval.plots import bump_chart, save
 
-    fit = sub.add_parser("train", help="fit a learned fusion strategy on an indexed collection")
-    fit.add_argument("--db", default=DEFAULT_DB)
-    fit.add_argument("--collection", default="default")
-    fit.add_argument("--strategy", required=True, choices=("gated", "cross_attention", "early"))
-    fit.add_argument("--label-field", help="metadata field for supervised contrastive training (e.g. digit)")
-    fit.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
-                     help="train only on items whose metadata matches, e.g. --where split=train")
-    fit.add_argument("--out", required=True, help="checkpoint file (.safetensors)")
-    fit.add_argument("--epochs", type=int, default=40)
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--no-centre", action="store_true", help="do not subtract each field's mean first")
-    fit.add_argument("--device")
-    fit.set_defaults(func=cmd_train)
-    return parser
+        for path in save(bump_chart(comparison), Path(args.plot) / "bump"):
+            print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"query": query.describe(), **comparison.to_dict()}, indent=2, default=str))
+        return 0
+    names = list(comparison.results)
+    print(f"{'rank':>4}  " + "  ".join(f"{n[:26]:<26}" for n in names))
+    for rank in range(args.k):
+        cells = []
+        for name in names:
+            hits = comparison.results[name].hits
+            cells.append(f"{hits[rank].key[:18]:<18} {hits[rank].score:7.3f}" if rank < len(hits) else " " * 26)
+        print(f"{rank + 1:>4}  " + "  ".join(cells))
+    print()
+    for pair in comparison.pairs:
+        print(f"{pair.a} vs {pair.b}: overlap@{args.k} {pair.overlap:.2f}, Jaccard {pair.jaccard:.2f}, "
+              f"RBO {pair.rbo:.2f}, Kendall's tau {pair.kendall_tau:.2f}")
+    print("latency: " + ", ".join(f"{n} {r.seconds * 1000:.1f} ms" for n, r in comparison.results.items()))
+    print()
+    for line in comparison.summary:
+        print(line)
+    return 0
+
+
+def _qrels(args: argparse.Namespace, engine, queries):  # noqa: ANN001, ANN202
+    from retrieval.evaluate import label_qrels, load_trec_qrels
+
+    if bool(args.qrels) == bool(args.label_field):
+        raise ValueError("give exactly one of --qrels FILE or --label-field FIELD")
+    return load_trec_qrels(args.qrels) if args.qrels else label_qrels(engine, queries, args.label_field)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from retrieval.evaluate import evaluate, load_queries
+
+    engine = _engine(args)
+    queries = load_queries(args.queries, args.label_field)
+    evaluation = evaluate(engine, queries, _qrels(args, engine, queries), _methods(args, engine), k=args.k)
+    markdown = evaluation.to_markdown()
+    if args.out:
+        from retrieval.plots import bump_chart, metric_chart, save
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "evaluation.json").write_text(json.dumps(evaluation.to_dict(), indent=2))
+        (out / "evaluation.md").write_text(markdown)
+        written = [out / "evaluation.json", out / "evaluation.md"]
+        written += save(metric_chart(evaluation, f"ndcg@{args.k}"), out / f"ndcg@{args.k}")
+        chosen = next((q for q in queries if q.qid == args.bump_query), queries[0])
+        methods = _methods(args, engine)
+        if len(methods) > 1:
+            written += save(bump_chart(engine.compare(chosen.query, methods, args.k)), out / "bump")
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+    print(json.dumps(evaluation.to_dict(), indent=2) if args.json else markdown)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from retrieval.evaluate import load_queries
+    from retrieval.tune import tune
+
+    engine = _engine(args)
+    queries = load_queries(args.queries, args.label_field)
+    result = tune(engine, queries, _qrels(args, engine, queries), args.name, k=args.k, held_out=args.held_out,
+                  seed=args.seed)
+    best = result.best
+    print(f"best of {result.grid_size} settings on the tuning split (nDCG@{args.k} {result.tuning_score:.4f}): "
+          f"fusion={best.params['fusion']} normalisation={best.params['normalisation']} "
+          f"rrf_k={best.params['rrf_k']:g} weights={best.weights}")
+    print("held-out split:")
+    print(result.held_out.to_markdown([f"ndcg@{args.k}", f"precision@{args.k}", "mrr"]))
+    print("gain in nDCG@%d over: " % args.k + ", ".join(f"{b} {g:+.4f}" for b, g in result.gain.items()))
+    print(f"saved as preset {args.name!r}: use --preset {args.name} (CLI), preset={args.name!r} (Python), or the UI")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from retrieval.engine import SearchEngine
     from retrieval.train import TrainConfig
 
     where = dict(pair.split("=", 1) for pair in args.where if "=" in pair)
     config = TrainConfig(args.strategy, label_field=args.label_field, where=where, epochs=args.epochs,
                          seed=args.seed, centre=not args.no_centre)
-    engine = SearchEngine.open(args.db, args.collection, device=args.device)
+    engine = _engine(args)
     with tqdm(total=config.epochs, desc=f"train {args.strategy}", unit="epoch", file=sys.stderr) as bar:
         def progress(epoch: int, total: int, loss: float) -> None:
             bar.update(1)
@@ -134,9 +226,56 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m retrieval", description="Search and compare fusion methods.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    search = sub.add_parser("search", help="search with any mix of text, image and audio")
+    compare = sub.add_parser("compare", help="one query under several methods: overlap, movement, summary")
+    for command, func in ((search, cmd_search), (compare, cmd_compare)):
+        _collection_options(command)
+        _query_options(command)
+        _method_options(command)
+        command.add_argument("--k", type=int, default=10)
+        command.add_argument("--json", action="store_true", help="print one JSON object")
+        command.set_defaults(func=func)
+    compare.add_argument("--plot", metavar="DIR", help="also write a bump chart (HTML and PNG) into DIR")
+
+    evaluate = sub.add_parser("evaluate", help="metrics per method and query kind on labelled queries")
+    tune = sub.add_parser("tune", help="choose late-fusion weights, normalisation and RRF k on labelled queries")
+    for command, func in ((evaluate, cmd_evaluate), (tune, cmd_tune)):
+        _collection_options(command)
+        command.add_argument("--queries", required=True, help="JSONL: id, text/image/audio, label, exclude")
+        command.add_argument("--qrels", help="TREC qrels file (query iteration item_key relevance)")
+        command.add_argument("--label-field", help="relevant = items whose metadata FIELD equals the query's label")
+        command.add_argument("--k", type=int, default=10)
+        command.set_defaults(func=func)
+    _method_options(evaluate)
+    evaluate.add_argument("--out", help="folder for evaluation.json, evaluation.md and charts (HTML, PNG)")
+    evaluate.add_argument("--bump-query", help="query id for the bump chart (default: the first)")
+    evaluate.add_argument("--json", action="store_true")
+    tune.add_argument("--name", required=True, help="preset name to save the result under")
+    tune.add_argument("--held-out", type=float, default=0.5, help="share of queries held out (default 0.5)")
+    tune.add_argument("--seed", type=int, default=0)
+
+    fit = sub.add_parser("train", help="fit a learned fusion strategy on an indexed collection")
+    _collection_options(fit)
+    fit.add_argument("--strategy", required=True, choices=("gated", "cross_attention", "early"))
+    fit.add_argument("--label-field", help="metadata field for supervised contrastive training (e.g. digit)")
+    fit.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                     help="train only on items whose metadata matches, e.g. --where split=train")
+    fit.add_argument("--out", required=True, help="checkpoint file (.safetensors)")
+    fit.add_argument("--epochs", type=int, default=40)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--no-centre", action="store_true", help="do not subtract each field's mean first")
+    fit.set_defaults(func=cmd_train)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return run_command(args.func, args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

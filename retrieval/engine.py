@@ -15,11 +15,12 @@ from retrieval.encoders import Encoder, create_encoder
 from retrieval.fusion import create_strategy
 from retrieval.media import MediaInput, load_audio, load_image, load_text
 from retrieval.profiles import Profile
-from retrieval.results import Hit, QueryInput, SearchResult
+from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
 from retrieval.train import TrainConfig, TrainResult, select_items, train
 from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, VectorStorage
-from storage.repository import get_collection, item_metadata, items_by_ids, latest_checkpoint
+from storage.repository import (get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint,
+                                save_preset)
 
 
 class CollectionNotFoundError(LookupError):
@@ -91,32 +92,60 @@ class SearchEngine:
 
     def search(self, text: str | None = None, image: MediaInput | None = None, audio: MediaInput | None = None,
                strategy: str = "late", k: int = 10, weights: dict[str, float] | None = None,
-               negative: dict[str, Any] | None = None, **params: Any) -> SearchResult:
+               negative: dict[str, Any] | None = None, preset: str | None = None, **params: Any) -> SearchResult:
         """Search with any non-empty mix of text, image and audio.
 
         Images and audio may be paths, bytes or arrays; give audio arrays as `(samples, sample_rate)`
         (a bare array is taken to be at the encoder's own rate). `negative={"text": "blurry"}` pushes
-        results away from a text, image or audio clip. Other keywords are the strategy's parameters.
+        results away from a text, image or audio clip. `preset` uses a saved method (see `tune`); other
+        keywords are the strategy's parameters.
         """
         negative = negative or {}
         unknown = set(negative) - {"text", "image", "audio"}
         if unknown:
             raise ValueError(f"negative terms are text, image or audio, not {sorted(unknown)}")
         query = QueryInput(text, image, audio, dict(weights or {}), **{f"negative_{m}": v for m, v in negative.items()})
+        if preset is not None:
+            saved = self.preset(preset)
+            method = Method(preset, saved.strategy, {**saved.params, **params}, saved.weights)
+            return self.search_many(query, [method], k=k)[preset]
         return self.search_many(query, [strategy], k=k, params={strategy: params})[strategy]
 
-    def search_many(self, query: QueryInput, strategies: list[str], k: int = 10,
+    def search_many(self, query: QueryInput, methods: list[str | Method], k: int = 10,
                     params: dict[str, dict[str, Any]] | None = None) -> dict[str, SearchResult]:
-        """Encode once, search with each strategy: what comparisons are made of."""
+        """Encode once, search with each method: what comparisons are made of.
+
+        A method is a strategy name (with `params[name]`), or a `Method` (a label, a strategy, its
+        parameters and query weights), such as a saved preset; results are keyed by label.
+        """
         encoded = self.encode_query(query)
         results: dict[str, SearchResult] = {}
-        for name in strategies:
+        for method in methods:
+            if isinstance(method, str):
+                method = Method(method, method, dict((params or {}).get(method, {})))
             started = time.perf_counter()
-            strategy = self.strategy(name, **(params or {}).get(name, {}))
-            scored = strategy.search(self.space, encoded, k)
-            hits = self._hits(scored)
-            results[name] = SearchResult(name, hits, time.perf_counter() - started, vars(strategy.params))
+            strategy = self.strategy(method.strategy, **method.params)
+            weighted = EncodedQuery(encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives,
+                                    encoded.negative_weight)
+            hits = self._hits(strategy.search(self.space, weighted, k))
+            results[method.label] = SearchResult(method.strategy, hits, time.perf_counter() - started,
+                                                 {**vars(strategy.params), **({"weights": method.weights}
+                                                                              if method.weights else {})})
         return results
+
+    def preset(self, name: str) -> Method:
+        """A saved, named method (strategy, parameters, weights), e.g. one chosen by `tune`."""
+        with self.db.session() as session:
+            row = get_preset(session, self.collection_id, name)
+            if row is None:
+                raise LookupError(f"no preset {name!r} for collection {self.collection_name!r}; "
+                                  "make one with python -m retrieval tune")
+            return Method(name, row.strategy, dict(row.params), dict(row.weights))
+
+    def save_preset(self, method: Method, report: dict[str, Any] | None = None) -> None:
+        with self.db.session() as session:
+            save_preset(session, self.collection_id, method.label, method.strategy, method.params, method.weights,
+                        report or {})
 
     def _hits(self, scored: list) -> list[Hit]:
         with self.db.session() as session:

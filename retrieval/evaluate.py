@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.engine import SearchEngine
-from retrieval.results import QueryInput
+from retrieval.results import Method, QueryInput
 from retrieval.space import EncodedQuery
 from storage.repository import item_metadata
 
@@ -32,14 +32,6 @@ class EvalQuery:
     @property
     def kind(self) -> str:
         return "+".join(m for m in MODALITY_ORDER if getattr(self.query, m) is not None)
-
-
-@dataclass
-class Method:
-    label: str
-    strategy: str
-    params: dict[str, Any] = field(default_factory=dict)
-    weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -166,7 +158,7 @@ def evaluate(engine: SearchEngine, queries: list[EvalQuery], qrels: dict[str, di
         raise ValueError("no query has a relevant item: check the qrels or the label field")
     runs, latency = run_methods(engine, usable, methods, depth)
     kinds = {"all": usable}
-    for q in usable:
+    for q in sorted(usable, key=lambda q: (q.kind.count("+"), [MODALITY_ORDER.index(m) for m in q.kind.split("+")])):
         kinds.setdefault(q.kind, []).append(q)
     table: dict[str, dict[str, dict[str, float]]] = {}
     for method in methods:

@@ -62,3 +62,13 @@ class QueryInput:
         if negatives:
             out["negative"] = negatives
         return out
+
+
+@dataclass
+class Method:
+    """A named way to search: a strategy, its parameters and query weights (a saved preset is one)."""
+
+    label: str
+    strategy: str
+    params: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)

@@ -147,3 +147,18 @@ class CheckpointRecord(Base):
     items: Mapped[int] = mapped_column(Integer, default=0)
     final_loss: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Preset(Base):
+    """A named method (strategy, parameters, query weights), e.g. chosen by tuning on labelled queries."""
+
+    __tablename__ = "presets"
+    __table_args__ = (UniqueConstraint("collection_id", "name"),)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    strategy: Mapped[str] = mapped_column(String(100))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    weights: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

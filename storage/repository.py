@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from storage.models import Asset, CheckpointRecord, Collection, Item
+from storage.models import Asset, CheckpointRecord, Collection, Item, Preset
 
 
 def get_collection(session: Session, name: str) -> Collection | None:
@@ -43,3 +43,19 @@ def latest_checkpoint(session: Session, collection_id: int, strategy: str) -> Ch
 def item_metadata(session: Session, collection_id: int) -> dict[int, dict]:
     """Every item's metadata by id (filters on free-form JSON are done by the caller, type-safely)."""
     return dict(session.execute(select(Item.id, Item.meta).where(Item.collection_id == collection_id)).all())
+
+
+def get_preset(session: Session, collection_id: int, name: str) -> Preset | None:
+    return session.scalar(select(Preset).where(Preset.collection_id == collection_id, Preset.name == name))
+
+
+def list_presets(session: Session, collection_id: int) -> list[Preset]:
+    return list(session.scalars(select(Preset).where(Preset.collection_id == collection_id).order_by(Preset.name)))
+
+
+def save_preset(session: Session, collection_id: int, name: str, strategy: str, params: dict, weights: dict,
+                report: dict) -> Preset:
+    row = get_preset(session, collection_id, name) or Preset(collection_id=collection_id, name=name)
+    row.strategy, row.params, row.weights, row.report = strategy, dict(params), dict(weights), dict(report)
+    session.add(row)
+    return row
