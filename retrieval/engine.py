@@ -18,7 +18,8 @@ from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
 from retrieval.train import TrainConfig, TrainResult, select_items, train
-from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, VectorStorage
+from storage import (CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError,
+                     VectorStorage)
 from storage.repository import (get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint,
                                 save_preset)
 
@@ -63,6 +64,12 @@ class SearchEngine:
                     f"preprocessing {encoder.preprocessing}. Re-index with --reencode.")
             self._encoders[name] = encoder
         return self._encoders[name]
+
+    def load_encoders(self) -> None:
+        """Create every encoder of the profile now (a UI does this once, so the first search is fast)."""
+        for names in self.profile.encoders.values():
+            for name in names:
+                self.encoder(name)
 
     def encode_query(self, query: QueryInput) -> EncodedQuery:
         if not query.present():
@@ -112,11 +119,13 @@ class SearchEngine:
         return self.search_many(query, [strategy], k=k, params={strategy: params})[strategy]
 
     def search_many(self, query: QueryInput, methods: list[str | Method], k: int = 10,
-                    params: dict[str, dict[str, Any]] | None = None) -> dict[str, SearchResult]:
+                    params: dict[str, dict[str, Any]] | None = None, keep_going: bool = False
+                    ) -> dict[str, SearchResult]:
         """Encode once, search with each method: what comparisons are made of.
 
         A method is a strategy name (with `params[name]`), or a `Method` (a label, a strategy, its
-        parameters and query weights), such as a saved preset; results are keyed by label.
+        parameters and query weights), such as a saved preset; results are keyed by label. With
+        `keep_going`, a method that cannot run (say, an untrained one) gets an error instead of raising.
         """
         encoded = self.encode_query(query)
         results: dict[str, SearchResult] = {}
@@ -124,10 +133,16 @@ class SearchEngine:
             if isinstance(method, str):
                 method = Method(method, method, dict((params or {}).get(method, {})))
             started = time.perf_counter()
-            strategy = self.strategy(method.strategy, **method.params)
             weighted = EncodedQuery(encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives,
                                     encoded.negative_weight)
-            hits = self._hits(strategy.search(self.space, weighted, k))
+            try:
+                strategy = self.strategy(method.strategy, **method.params)
+                hits = self._hits(strategy.search(self.space, weighted, k))
+            except (ValueError, LookupError, StorageError) as exc:
+                if not keep_going:
+                    raise
+                results[method.label] = SearchResult(method.strategy, [], 0.0, dict(method.params), str(exc))
+                continue
             results[method.label] = SearchResult(method.strategy, hits, time.perf_counter() - started,
                                                  {**vars(strategy.params), **({"weights": method.weights}
                                                                               if method.weights else {})})

@@ -32,6 +32,7 @@ class SearchResult:
     hits: list[Hit]
     seconds: float
     params: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # set instead of raising when search_many(..., keep_going=True)
 
 
 @dataclass

@@ -1,0 +1,64 @@
+"""Streamlit UI: `streamlit run app.py`. Search with any mix of image, text and audio; compare fusion methods.
+
+Configuration (optional): RETRIEVAL_DB (an SQLAlchemy URL, default sqlite:///data/demo.db) and
+RETRIEVAL_ROOTS (folders the Index page may read). With no database yet, the page offers to build the
+digits demo collection.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import evaluate_page, index_page, item_page, search
+from ui.state import collections, database_exists, db_url, sidebar
+
+PAGES = ("Search", "Evaluate", "Index", "Item")
+
+
+def build_demo(url: str) -> None:
+    from indexer import Indexer
+    from indexer.demo import build_digits_manifest
+
+    with st.status("Building the digits demo collection…", expanded=True) as status:
+        try:
+            manifest = build_digits_manifest("data/digits")
+            bar = st.progress(0.0)
+            Indexer(url).run(manifest, progress=lambda stage, done, total: bar.progress(
+                min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}"))
+        except FileNotFoundError as exc:
+            status.update(label="The demo needs the shared datasets", state="error")
+            st.error(str(exc))
+            return
+        status.update(label="Demo collection ready", state="complete")
+    collections.clear()
+
+
+def main() -> None:
+    st.set_page_config(page_title="Multimodal retrieval", page_icon="🔎", layout="wide")
+    url = db_url()
+    page = st.sidebar.radio("Page", PAGES, key="page", horizontal=True)
+    if not database_exists(url) or not collections(url):
+        if page != "Index":
+            st.title("Multimodal retrieval")
+            st.info(f"No collection in `{url}` yet. Build the digits demo collection (2,000 items, about "
+                    "half a minute), or index your own media on the Index page.")
+            if st.button("Build the demo collection", type="primary", key="build_demo"):
+                build_demo(url)
+                st.rerun()
+            return
+        index_page.render(url, None)
+        return
+    settings = sidebar(url)
+    if settings is None:
+        return
+    if page == "Search":
+        search.render(settings)
+    elif page == "Evaluate":
+        evaluate_page.render(settings)
+    elif page == "Index":
+        index_page.render(url, settings.collection)
+    else:
+        item_page.render(settings)
+
+
+main()

@@ -1,0 +1,111 @@
+"""A real browser against `streamlit run app.py`: headless Chromium through selenium.
+
+Skipped only where Chromium or its driver is missing (.ci/run installs both)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import recording
+
+pytestmark = pytest.mark.datasets
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "data" / "screenshots"))
+READY = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    from indexer import Indexer
+    from indexer.demo import DemoSpec, build_digits_manifest
+
+    folder = tmp_path_factory.mktemp("browser")
+    url = f"sqlite:///{folder}/demo.db"
+    Indexer(url).run(build_digits_manifest(folder / "digits", spec=DemoSpec(limit=200)))
+    port = free_port()
+    env = {**os.environ, "RETRIEVAL_DB": url, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                                "--server.port", str(port), "--server.address", "127.0.0.1",
+                                "--server.headless", "true"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1600,1400"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    yield driver
+    driver.quit()
+
+
+def wait_idle(driver, timeout: float = 120) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    time.sleep(0.5)  # let a rerun start before waiting for it to end
+    WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, READY)))
+
+
+def test_a_person_searches_and_sees_every_method(server: str, browser) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.get(server)
+    wait_idle(browser)
+    browser.save_screenshot(str(SHOTS / "01-empty-query.png"))
+    assert "any mix works" in browser.find_element(By.TAG_NAME, "body").text
+
+    box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]')
+    box.send_keys("the digit three", Keys.ENTER)
+    wait_idle(browser)
+    audio = browser.find_element(
+        By.XPATH, '//*[@data-testid="stFileUploader"][.//*[normalize-space(text())="Audio clip"]]//input[@type="file"]')
+    audio.send_keys(str(recording(3)))
+    wait_idle(browser)
+    time.sleep(1)
+    wait_idle(browser)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    browser.save_screenshot(str(SHOTS / "02-results.png"))
+    assert "Searched 2 method(s)" in body
+    assert "audio 0." in body and "text 0." in body, "both query modalities contribute to the scores"
+    headers = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "h3")]
+    assert "late" in headers and "early" in headers
+    assert len([b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Search with this item"]) >= 10
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]'), "the page shows an exception"
+    assert "Traceback" not in body

@@ -1,0 +1,1 @@
+"""The Streamlit UI's pages and widgets; `app.py` wires them together."""

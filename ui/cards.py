@@ -1,0 +1,50 @@
+"""One result card: thumbnail, audio player, text, score, a bar of each modality's share, movement."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import streamlit as st
+
+from retrieval.results import Hit
+
+COLOURS = {"image": "#4C78A8", "audio": "#F58518", "text": "#54A24B"}
+
+
+def contribution_bar(contributions: dict[str, float]) -> str:
+    """A small stacked bar: each query modality's share of the score (negative terms in grey)."""
+    total = sum(abs(v) for v in contributions.values()) or 1.0
+    parts = "".join(
+        f'<div title="{html.escape(m)} {v:.3f}" style="width:{100 * abs(v) / total:.1f}%;'
+        f'background:{COLOURS.get(m, "#9D9D9D")};height:8px"></div>' for m, v in contributions.items())
+    legend = " · ".join(f'<span style="color:{COLOURS.get(m, "#777")}">{html.escape(m)} {v:.2f}</span>'
+                        for m, v in contributions.items())
+    return (f'<div style="display:flex;width:100%;border-radius:3px;overflow:hidden">{parts}</div>'
+            f'<div style="font-size:0.75em">{legend}</div>')
+
+
+def movement_badge(change: str | None) -> str:
+    if not change or change == "same":
+        return ""
+    if change == "new":
+        return " 🆕"
+    direction, _, steps = change.partition(" ")
+    return f" {'⬆' if direction == 'up' else '⬇'}{steps}"
+
+
+def result_card(hit: Hit, method: str, change: str | None, on_example) -> None:  # noqa: ANN001
+    with st.container(border=True):
+        st.markdown(f"**{hit.rank}. {html.escape(hit.key)}**{movement_badge(change)}  \n"
+                    f"score `{hit.score:.3f}`", help=", ".join(f"{k}={v}" for k, v in hit.metadata.items()) or None)
+        image, audio = hit.assets.get("image"), hit.assets.get("audio")
+        if image and Path(image).is_file():
+            st.image(image, width=72)
+        if audio and Path(audio).is_file():
+            st.audio(audio)
+        if hit.text:
+            st.caption(hit.text[:200])
+        if hit.contributions:
+            st.markdown(contribution_bar(hit.contributions), unsafe_allow_html=True)
+        st.button("Search with this item", key=f"example-{method}-{hit.item_id}", on_click=on_example,
+                  args=(hit.item_id,), width="stretch")

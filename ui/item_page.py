@@ -1,0 +1,59 @@
+"""Item page: one item's media and metadata, and its nearest neighbours under each method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from retrieval.results import QueryInput
+from storage.repository import items_by_ids
+from ui.state import Settings, engine_for
+
+
+def render(settings: Settings) -> None:
+    st.header("Item")
+    engine = engine_for(settings.url, settings.collection)
+    keys = engine.item_keys()
+    by_key = {key: item_id for item_id, key in keys.items()}
+    ordered = sorted(by_key)
+    current = keys.get(st.session_state.get("example") or -1, ordered[0] if ordered else None)
+    if current is None:
+        st.info("This collection has no items yet.")
+        return
+    key = st.selectbox("Item", ordered, index=ordered.index(current), key="item_key")
+    with engine.db.session() as session:
+        item = items_by_ids(session, [by_key[key]])[by_key[key]]
+        assets = {a.modality: a for a in item.assets}
+        meta = dict(item.meta)
+    columns = st.columns(3)
+    for column, modality in zip(columns, ("image", "audio", "text")):
+        asset = assets.get(modality)
+        with column:
+            st.markdown(f"**{modality}**")
+            if asset is None:
+                st.caption("none")
+            elif asset.status != "ok":
+                st.error(asset.error or "could not be read")
+            elif modality == "image" and Path(asset.path).is_file():
+                st.image(asset.path, width=140)
+            elif modality == "audio" and Path(asset.path).is_file():
+                st.audio(asset.path)
+            else:
+                st.write(asset.preview or asset.path)
+    st.json(meta)
+    ok = {m: a for m, a in assets.items() if a.status == "ok"}
+    if not ok or not settings.methods:
+        return
+    query = QueryInput(text=ok["text"].preview if "text" in ok else None,
+                       image=ok["image"].path if "image" in ok else None,
+                       audio=ok["audio"].path if "audio" in ok else None)
+    st.subheader("Nearest neighbours")
+    results = engine.search_many(query, settings.methods, k=settings.k + 1, keep_going=True)
+    for column, (label, result) in zip(st.columns(len(results)), results.items()):
+        with column:
+            st.markdown(f"**{label}**")
+            if result.error:
+                st.warning(result.error)
+            for hit in [h for h in result.hits if h.item_id != item.id][: settings.k]:
+                st.write(f"{hit.key} · {hit.score:.3f}")

@@ -1,0 +1,97 @@
+"""What every page shares: the database URL, the cached engine, and the sidebar's method settings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from retrieval import SearchEngine
+from retrieval.fusion import list_strategies
+from retrieval.fusion.scoring import NORMALISATIONS
+from retrieval.results import Method
+from storage import Database, sqlite_path
+from storage.models import Collection
+from storage.repository import list_presets
+
+DEFAULT_DB = "sqlite:///data/demo.db"
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+def db_url() -> str:
+    return os.environ.get("RETRIEVAL_DB", DEFAULT_DB)
+
+
+def database_exists(url: str) -> bool:
+    path = sqlite_path(url)
+    return path is None or path.exists()
+
+
+@st.cache_resource(show_spinner="Opening the collection (models, vectors, indexes)...")
+def engine_for(url: str, collection: str) -> SearchEngine:
+    engine = SearchEngine.open(url, collection)
+    engine.load_encoders()
+    engine.prepare(["late", "early", "hybrid"])
+    return engine
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def collections(url: str) -> list[str]:
+    db = Database(url)
+    with db.session() as session:
+        return [name for (name,) in session.query(Collection.name).order_by(Collection.name)]
+
+
+@dataclass
+class Settings:
+    url: str
+    collection: str
+    methods: list[Method]
+    k: int
+
+
+def sidebar(url: str) -> Settings | None:
+    """Collection, methods to show, weights, normalisation, RRF k, number of results."""
+    st.sidebar.caption(f"Database: `{url}`")
+    names = collections(url)
+    if not names:
+        st.sidebar.warning("No collection yet: index one on the Index page.")
+        return None
+    collection = st.sidebar.selectbox("Collection", names, key="collection")
+    engine = engine_for(url, collection)
+    with engine.db.session() as session:
+        presets = [p.name for p in list_presets(session, engine.collection_id)]
+    options = list(list_strategies()) + [f"preset:{p}" for p in presets]
+    chosen = st.sidebar.multiselect("Fusion methods to show", options, default=["late", "early"], key="methods",
+                                    help="Learned methods (gated, cross_attention) need training: see the Index page.")
+    st.sidebar.markdown("**Query weights**")
+    weights = {m: st.sidebar.slider(m, 0.0, 2.0, 1.0, 0.05, key=f"weight_{m}") for m in ("image", "audio", "text")}
+    normalisation = st.sidebar.selectbox("Late/hybrid: score normalisation", NORMALISATIONS, key="normalisation",
+                                         help="Normalisation can reorder results: it is always shown.")
+    fusion = st.sidebar.selectbox("Late/hybrid: fusion", ("sum", "mnz", "rrf"), key="fusion")
+    rrf_k = st.sidebar.number_input("RRF k", 1.0, 1000.0, 60.0, 1.0, key="rrf_k")
+    k = st.sidebar.slider("Results", 3, 30, 10, key="k")
+    methods = []
+    for option in chosen:
+        if option.startswith("preset:"):
+            methods.append(engine.preset(option.removeprefix("preset:")))
+            continue
+        params = {"normalisation": normalisation, "fusion": fusion, "rrf_k": rrf_k} if option in ("late", "hybrid") else {}
+        methods.append(Method(option, option, params, {m: w for m, w in weights.items() if w != 1.0}))
+    return Settings(url, collection, methods, k)
+
+
+def allowed_roots() -> list[Path]:
+    """Server folders the Index page may read: RETRIEVAL_ROOTS (os.pathsep-separated), else the working
+    folder and the shared datasets beside the checkout."""
+    configured = os.environ.get("RETRIEVAL_ROOTS")
+    if configured:
+        return [Path(p).resolve() for p in configured.split(os.pathsep) if p]
+    return [Path.cwd().resolve(), (Path(__file__).resolve().parents[2] / "shared" / "datasets").resolve()]
+
+
+def inside_roots(path: Path) -> bool:
+    resolved = path.resolve()
+    return any(resolved == root or root in resolved.parents for root in allowed_roots())
