@@ -16,14 +16,12 @@ PAGES = ("Search", "Evaluate", "Index", "Item")
 
 
 def build_demo(url: str) -> None:
-    from indexer import Indexer
-    from indexer.demo import build_digits_manifest
+    from indexer.demo import index_demo
 
     with st.status("Building the digits demo collection…", expanded=True) as status:
         try:
-            manifest = build_digits_manifest("data/digits")
             bar = st.progress(0.0)
-            Indexer(url).run(manifest, progress=lambda stage, done, total: bar.progress(
+            index_demo(url, progress=lambda stage, done, total: bar.progress(
                 min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}"))
         except FileNotFoundError as exc:
             status.update(label="The demo needs the shared datasets", state="error")

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from indexer import Indexer  # noqa: E402
-from indexer.demo import build_digits_manifest  # noqa: E402
+from indexer.demo import build_digits_manifest, datasets_dir  # noqa: E402
 from retrieval import QueryInput, SearchEngine  # noqa: E402
 from retrieval.train import TrainConfig  # noqa: E402
 
@@ -137,7 +137,7 @@ def main() -> int:
     started = time.perf_counter()
     manifests = split_manifests(build_digits_manifest(work))
     for split, manifest in manifests.items():
-        Indexer(url, collection=f"digits-{split}").run(manifest)
+        Indexer(url, collection=f"digits-{split}").run(manifest, roots=[datasets_dir()])
     timings["index both splits (s)"] = round(time.perf_counter() - started, 1)
 
     train_engine = SearchEngine.open(url, "digits-train")

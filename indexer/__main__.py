@@ -55,7 +55,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile) if args.profile else None
     indexer = Indexer(args.db, args.collection, profile=profile, device=args.device, batch_size=args.batch_size,
                       vector_dir=Path(args.vector_dir) if args.vector_dir else None)
-    summary = indexer.run(args.path, prune=args.prune, progress=None if args.quiet else TqdmProgress())
+    roots = [Path(r) for r in args.allow_root] + getattr(args, "extra_roots", [])
+    summary = indexer.run(args.path, prune=args.prune, progress=None if args.quiet else TqdmProgress(), roots=roots)
     _print_summary(summary, as_json=args.json)
     return 0
 
@@ -80,13 +81,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from indexer.demo import DemoSpec, build_digits_manifest
+    from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 
     manifest = build_digits_manifest(args.out, args.datasets, DemoSpec(seed=args.seed, limit=args.limit))
     print(f"wrote {manifest}")
     if args.no_index:
         return 0
     args.path = str(manifest)
+    args.extra_roots = [datasets_dir(args.datasets)]
     return cmd_index(args)
 
 
@@ -103,6 +105,8 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cuda, cpu, ... (default: the best available)")
     parser.add_argument("--vector-dir", help="where vectors and indexes live (default: beside an SQLite file)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--allow-root", action="append", default=[], metavar="FOLDER",
+                        help="also read files under FOLDER (by default only under the folder or manifest's folder)")
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:

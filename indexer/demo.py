@@ -125,3 +125,12 @@ def write_queries(rows: list[dict], path: Path, per_kind: int = 20, seed: int = 
                                      "exclude": row["id"]}))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def index_demo(url: str, out_dir: str | Path = "data/digits", datasets: str | Path | None = None,
+               spec: DemoSpec = DemoSpec(), progress=None, collection: str = "default"):  # noqa: ANN001, ANN201
+    """Build the manifest and index it; the shared datasets folder is allowed as an extra root."""
+    from indexer.pipeline import Indexer
+
+    manifest = build_digits_manifest(out_dir, datasets, spec)
+    return Indexer(url, collection).run(manifest, progress=progress, roots=[datasets_dir(datasets)])

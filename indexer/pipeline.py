@@ -9,6 +9,7 @@ from the vectors and carry the generation they were built at, so a stale one is 
 
 from __future__ import annotations
 
+import errno
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,14 +21,15 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, select
 
-from indexer.sources import AssetSpec, ItemSpec, Problem, scan
+from indexer.sources import AssetSpec, ItemSpec, Problem, confine, scan
 from indexer.work import Decoded, WorkItem, decode_asset
 from retrieval.encoders import Encoder, create_encoder
 from retrieval.fusion import create_strategy
 from retrieval.profiles import PROFILES, Profile
 from retrieval.space import VectorSpace
-from storage import (Asset, Collection, Database, EncoderMismatchError, EncoderRecord, IndexCatalog, Item,
-                     SkippedFile, VectorStorage, VectorTable, default_vector_dir)
+from storage import (Asset, Collection, CollectionLock, Database, EncoderMismatchError, EncoderRecord, IndexCatalog, Item,
+                     SkippedFile, StorageError, VectorStorage, VectorTable, default_vector_dir,
+                     remove_stale_temporaries)
 from storage.models import TEXT_PREVIEW, utcnow
 from storage.repository import get_collection, ok_ids_by_modality
 
@@ -107,14 +109,32 @@ class Indexer:
                 for f in self.profile.fields}
 
     # -- the run -------------------------------------------------------------------------------------
-    def run(self, source: str | Path, *, prune: bool = False, progress: ProgressFn | None = None) -> IndexSummary:
+    def run(self, source: str | Path, *, prune: bool = False, progress: ProgressFn | None = None,
+            roots: list[Path] | None = None) -> IndexSummary:
+        """Index `source`; files outside its folder (or the extra `roots`) are refused, not read.
+
+        One writer per collection: a second run at the same time raises `CollectionBusyError`. A write
+        that fails (disk full, read-only folder) raises `StorageError` and leaves the previous files whole.
+        """
+        with CollectionLock(self.storage.root, f"collection {self.collection_name!r}"):
+            remove_stale_temporaries(self.storage.root)
+            try:
+                return self._run(Path(source), prune, progress, roots or [])
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+                    raise
+                raise StorageError(f"cannot write {exc.filename or self.storage.root}: {exc.strerror}; "
+                                   "nothing was half-written: the previous index and database are intact, and "
+                                   "running again once there is room finishes the job") from exc
+
+    def _run(self, source: Path, prune: bool, progress: ProgressFn | None, roots: list[Path]) -> IndexSummary:
         started = time.perf_counter()
         summary = IndexSummary()
         stage = _Stopwatch(summary.stages)
         with stage("load encoders"):
             self._load_encoders()
         with stage("scan"):
-            found = scan(source)
+            found = confine(scan(source), roots)
             summary.problems.extend(found.problems)
             with self.db.session() as session:
                 session.query(Collection).filter_by(id=self.collection.id).update({"root": str(found.root)})

@@ -159,7 +159,7 @@ def scan_manifest(path: Path) -> Scan:
             value = row.get(modality)
             if value in (None, ""):
                 continue
-            target = (base / str(value)).resolve() if not os.path.isabs(str(value)) else Path(str(value))
+            target = Path(os.path.normpath(base / str(value)))  # links are followed (and checked) by confine()
             if modality == "text" and not target.is_file():
                 item.assets["text"] = AssetSpec("text", Path(f"{path}#{key}"), inline_text=str(value))
             else:
@@ -169,3 +169,28 @@ def scan_manifest(path: Path) -> Scan:
             continue
         items.append(item)
     return Scan(items, problems, base)
+
+
+def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
+    """Refuse assets whose real path (links followed) lies outside the source's folder and `extra_roots`:
+    a manifest saying `../../etc/passwd`, or a link pointing out of the collection, is not read."""
+    roots = [found.root.resolve(), *(Path(r).resolve() for r in extra_roots or [])]
+    problems = list(found.problems)
+    items = []
+    for item in found.items:
+        for modality, asset in list(item.assets.items()):
+            if asset.inline_text is not None:
+                continue
+            try:
+                real = asset.path.resolve()
+            except (RuntimeError, OSError):
+                problems.append(Problem(str(asset.path), "symbolic link loop"))
+                del item.assets[modality]
+                continue
+            if not any(real == root or root in real.parents for root in roots):
+                problems.append(Problem(str(asset.path), "outside the collection's folder; refused "
+                                                         "(allow it with --allow-root FOLDER)"))
+                del item.assets[modality]
+        if item.assets:
+            items.append(item)
+    return Scan(items, problems, found.root)

@@ -23,6 +23,8 @@ MediaInput = Union[str, Path, bytes, np.ndarray, Image.Image]
 
 MAX_IMAGE_PIXELS = 50_000_000  # 50 MP: above that a header is more likely a decompression bomb than a photo
 MAX_AUDIO_SECONDS = 600.0
+MIN_AUDIO_SECONDS = 0.02
+SILENCE_PEAK = 1e-4  # about -80 dBFS
 MAX_TEXT_BYTES = 1_000_000
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
@@ -126,6 +128,10 @@ def load_image(source: MediaInput, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Ima
                 raise MediaError(source, f"image claims {width}x{height} pixels, over the limit of {max_pixels}")
             image.load()
             image = ImageOps.exif_transpose(image)
+            if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float: scale, do not clip to white
+                array = np.asarray(image, np.float32)
+                span = float(array.max() - array.min()) or 1.0
+                image = Image.fromarray(((array - array.min()) * (255.0 / span)).astype(np.uint8))
             return image.convert("RGB")
     except MediaError:
         raise
@@ -178,6 +184,11 @@ def _normalise_waveform(source: object, samples: np.ndarray, rate: int, target: 
         raise MediaError(source, "audio contains NaN or infinite samples")
     if samples.size / rate > max_seconds:
         raise MediaError(source, f"audio lasts {samples.size / rate:.0f} s, over the limit of {max_seconds:.0f} s")
+    if samples.size / rate < MIN_AUDIO_SECONDS:
+        raise MediaError(source, f"audio lasts {1000 * samples.size / rate:.1f} ms, too short to encode "
+                                 f"(at least {1000 * MIN_AUDIO_SECONDS:.0f} ms)")
+    if float(np.abs(samples).max()) < SILENCE_PEAK:
+        raise MediaError(source, "audio is silent")
     if rate != target:
         samples = soxr.resample(samples, rate, target).astype(np.float32)
     return Waveform(samples=samples, sample_rate=target)

@@ -16,13 +16,11 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    from indexer import Indexer
-    from indexer.demo import DemoSpec, build_digits_manifest
+    from indexer.demo import DemoSpec, index_demo
 
     folder = tmp_path_factory.mktemp("ui")
     url = f"sqlite:///{folder}/demo.db"
-    manifest = build_digits_manifest(folder / "digits", spec=DemoSpec(limit=200))
-    Indexer(url).run(manifest)
+    index_demo(url, folder / "digits", spec=DemoSpec(limit=200))
     return {"url": url, "queries": str(folder / "digits" / "queries.jsonl"), "root": str(folder)}
 
 

@@ -32,12 +32,11 @@ def free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
-    from indexer import Indexer
-    from indexer.demo import DemoSpec, build_digits_manifest
+    from indexer.demo import DemoSpec, index_demo
 
     folder = tmp_path_factory.mktemp("browser")
     url = f"sqlite:///{folder}/demo.db"
-    Indexer(url).run(build_digits_manifest(folder / "digits", spec=DemoSpec(limit=200)))
+    index_demo(url, folder / "digits", spec=DemoSpec(limit=200))
     port = free_port()
     env = {**os.environ, "RETRIEVAL_DB": url, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),

@@ -78,9 +78,9 @@ def test_audio_is_mono_resampled_and_measured() -> None:
 
 
 def test_stereo_array_becomes_mono() -> None:
-    stereo = np.stack([np.ones(800), -np.ones(800)], axis=1).astype(np.float32)
+    stereo = np.stack([np.full(800, 0.5), -np.full(800, 0.25)], axis=1).astype(np.float32)
     wave = load_audio(stereo, 8000, input_rate=8000)
-    assert wave.samples.shape == (800,) and np.allclose(wave.samples, 0)
+    assert wave.samples.shape == (800,) and np.allclose(wave.samples, 0.125)
 
 
 @pytest.mark.parametrize("make, reason", [

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from conftest import mnist_image, recording
+from conftest import MNIST, mnist_image, recording
 from indexer import Indexer
 from indexer.status import collection_status
 from retrieval import SearchEngine
@@ -189,7 +189,7 @@ def test_more_bad_input_never_stops_the_batch(small_folder: Path, tmp_path: Path
 def test_manifest_row_pointing_nowhere_and_empty_folder(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"id,image,audio,label\na,{mnist_image(4)},,4\nb,missing.png,{recording(4)},4\n")
-    summary = Indexer(f"sqlite:///{tmp_path}/c.db").run(manifest)
+    summary = Indexer(f"sqlite:///{tmp_path}/c.db").run(manifest, roots=[MNIST.parent.parent])
     assert summary.items == 2 and summary.assets == {"audio": 1, "image": 1}
     assert [(Path(p.path).name, p.reason) for p in summary.problems] == [("missing.png", "cannot read file (No such file or directory)")]
     (tmp_path / "empty").mkdir()
