@@ -80,6 +80,11 @@ class VectorStore:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
+    def ids(self) -> np.ndarray:
+        """Every item id in the index (a copy)."""
+        cpu = faiss.index_gpu_to_cpu(self.index) if self._on_gpu else self.index
+        return faiss.vector_to_array(cpu.id_map).copy()
+
     # -- searching ------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and ids, best first; -1 ids pad when fewer than `k` vectors exist."""

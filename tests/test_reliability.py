@@ -1,0 +1,178 @@
+"""Faults: SIGKILL at random moments, a second writer, searching while writing, disk full, read-only."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from conftest import FSDD, MNIST, mnist_image, recording
+from indexer import Indexer
+from retrieval import SearchEngine
+from retrieval.profiles import Profile
+from storage import (Asset, CollectionBusyError, CollectionLock, Database, IndexBuild, Item, StorageError,
+                     VectorStorage, VectorStore)
+from storage.models import Collection
+from storage.repository import ok_ids_by_modality
+
+pytestmark = pytest.mark.datasets
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"name": "fast", "encoders": {"image": ["hog"], "audio": ["mfcc"]}}
+
+
+def media_manifest(folder: Path, items: int) -> Path:
+    """`items` items of one handwritten image and one spoken recording each, from the shared datasets."""
+    images, recordings = sorted(MNIST.glob("*.png")), sorted(FSDD.glob("*.wav"))
+    rows = [{"id": f"item-{n:04d}", "image": str(images[n]), "audio": str(recordings[n])} for n in range(items)]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "items.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "fast.json").write_text(json.dumps(FAST))
+    return path
+
+
+def check_consistent(url: str, expected_items: int) -> dict[str, int]:
+    """Every good item exactly once; the database, the vector tables and every FAISS index agree."""
+    db = Database(url)
+    with db.session() as session:
+        collection = session.scalar(select(Collection))
+        assert session.scalar(select(func.count()).select_from(Item)) == expected_items
+        ok = ok_ids_by_modality(session, collection.id)
+        builds = session.scalars(select(IndexBuild)).all()
+        generation = collection.generation
+        vector_dir = Path(collection.vector_dir)
+    storage = VectorStorage(vector_dir)
+    tables = {m: storage.load(f"{m}@{e}") for m, (e,) in FAST["encoders"].items()}
+    for modality, table in tables.items():
+        assert len(np.unique(table.ids)) == len(table.ids), "an id stored twice"
+        assert set(table.ids.tolist()) == ok[modality]
+    current = [b for b in builds if b.generation == generation]
+    assert current, "the last run left current indexes"
+    for build in current:
+        ids = set(VectorStore.load(Path(build.file)).ids().tolist())
+        wanted = ok[build.key.split("@")[0]] if build.strategy == "field" else set().union(*ok.values())
+        assert ids == wanted, (build.strategy, build.key)
+    leftovers = list(vector_dir.rglob("*.tmp"))
+    assert not leftovers, leftovers
+    return {m: len(v) for m, v in ok.items()}
+
+
+def ok_assets(url: str) -> int:
+    try:
+        with Database(url).session() as session:
+            return session.scalar(select(func.count()).select_from(Asset).where(Asset.status == "ok")) or 0
+    except Exception:  # noqa: BLE001 - killed before the schema existed
+        return 0
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
+    items = 500
+    manifest = media_manifest(tmp_path / "collection", items)
+    url = f"sqlite:///{tmp_path}/kill.db"
+    command = [sys.executable, "-m", "indexer", str(manifest), "--db", url, "--quiet", "--batch-size", "8",
+               "--profile", str(tmp_path / "collection" / "fast.json"), "--allow-root", str(MNIST.parent.parent)]
+    rng = random.Random(7)
+    progress = []
+    while len(progress) < 5:
+        before = ok_assets(url)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while process.poll() is None and ok_assets(url) == before and time.time() < deadline:
+            time.sleep(0.05)  # wait until this run is writing, then kill it at a random moment
+        time.sleep(rng.uniform(0.0, 0.4))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        progress.append(ok_assets(url))
+    assert len(progress) == 5 and all(0 < n < 2 * items for n in progress), (
+        f"five kills must land mid-run (good assets after each kill: {progress})")
+    print(f"good assets after each of {len(progress)} kills: {progress}")
+    final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr[-2000:]
+    counts = check_consistent(url, expected_items=items)
+    assert counts == {"image": items, "audio": items}
+
+
+def test_a_second_writer_is_refused(small_folder: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/c.db"
+    indexer = Indexer(url)
+    with CollectionLock(indexer.storage.root, "test"):
+        with pytest.raises(CollectionBusyError, match="is being written by pid"):
+            Indexer(url).run(small_folder)
+    assert Indexer(url).run(small_folder).encoded == 20  # the lock is gone with its holder
+
+
+def test_searching_while_an_indexer_writes(tmp_path: Path) -> None:
+    manifest = media_manifest(tmp_path / "collection", 200)
+    url = f"sqlite:///{tmp_path}/c.db"
+    profile = Profile.from_dict(FAST)
+    Indexer(url, profile=profile, batch_size=16).run(manifest, roots=[MNIST.parent.parent])  # a first version
+    more = media_manifest(tmp_path / "more", 400)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def write() -> None:
+        try:
+            Indexer(url, batch_size=16).run(more, roots=[MNIST.parent.parent], prune=True)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    searches = 0
+    while not done.is_set() or searches < 5:
+        engine = SearchEngine.open(url)
+        for strategy in ("late", "early"):
+            hits = engine.search(image=mnist_image(3), audio=recording(3), strategy=strategy, k=10).hits
+            assert hits and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+            assert len({h.item_id for h in hits}) == len(hits)
+        searches += 1
+    writer.join()
+    assert not errors, errors
+    check_consistent(url, expected_items=400)
+    assert searches >= 5
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+def test_disk_full_or_read_only_keeps_the_previous_index(small_folder: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    import shutil
+
+    from storage import artifacts
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    Indexer(url).run(small_folder)
+    before = SearchEngine.open(url).search(audio=recording(1, "george", 0), k=5)
+    shutil.copy(mnist_image(7), small_folder / "d0_george.png")  # a change that must be written
+
+    real = artifacts.os.fdopen
+
+    def failing_fdopen(fd, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        handle = real(fd, *args, **kwargs)
+        handle.write(b"partial")
+        handle.close()
+        raise OSError(code, os.strerror(code), "vectors.safetensors")
+
+    monkeypatch.setattr(artifacts.os, "fdopen", failing_fdopen)
+    with pytest.raises(StorageError, match="previous index and database are intact"):
+        Indexer(url).run(small_folder)
+    monkeypatch.undo()
+    after = SearchEngine.open(url).search(audio=recording(1, "george", 0), k=5)
+    assert [h.key for h in after.hits] == [h.key for h in before.hits]
+    assert not list(tmp_path.rglob("*.tmp")), "the temporary file is removed"
+    assert Indexer(url).run(small_folder).changed == 1  # with room again, the next run finishes the job
