@@ -118,3 +118,33 @@ def test_item_page(app: AppTest) -> None:
     app.sidebar.radio(key="page").set_value("Item").run()
     assert_clean(app)
     assert [s.value for s in app.subheader] == ["Nearest neighbours"]
+
+
+def test_oversized_upload_is_refused_in_the_page(app: AppTest) -> None:
+    app.file_uploader(key="query_image").set_value(("big.png", b"\x89PNG" + b"0" * (21 * 1024 * 1024), "image/png"))
+    app.run()
+    assert_clean(app)
+    assert "over the limit of 20 MB" in app.error[0].value
+
+
+def test_ui_searches_while_an_indexer_writes_the_database(app: AppTest, demo: dict[str, str]) -> None:
+    import threading
+
+    from indexer.demo import DemoSpec, index_demo
+
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            index_demo(demo["url"], Path(demo["root"]) / "busy", spec=DemoSpec(limit=150, seed=1), collection="busy")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    for text in ("one", "two", "three", "four"):
+        app.text_input(key="query_text").set_value(text).run()
+        assert_clean(app)
+        assert method_headers(app) == ["late", "early"]
+    writer.join()
+    assert not errors, errors
