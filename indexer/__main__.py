@@ -54,6 +54,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.profile) if args.profile else None
     indexer = Indexer(args.db, args.collection, profile=profile, device=args.device, batch_size=args.batch_size,
+                      checkpoint_assets=args.checkpoint_every,
                       vector_dir=Path(args.vector_dir) if args.vector_dir else None)
     roots = [Path(r) for r in args.allow_root] + getattr(args, "extra_roots", [])
     summary = indexer.run(args.path, prune=args.prune, progress=None if args.quiet else TqdmProgress(), roots=roots)
@@ -102,6 +103,8 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="offline (default for a new collection), pretrained, or a JSON file")
     parser.add_argument("--prune", action="store_true", help="remove items whose files are gone")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--checkpoint-every", type=int, default=1024, metavar="ASSETS",
+                        help="write vectors and rows together every ASSETS assets (what a crash can cost)")
     parser.add_argument("--device", help="cuda, cpu, ... (default: the best available)")
     parser.add_argument("--vector-dir", help="where vectors and indexes live (default: beside an SQLite file)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -62,10 +62,13 @@ class Indexer:
 
     def __init__(self, db_url: str, collection: str = "default", profile: Profile | None = None,
                  device: str | None = None, batch_size: int = 64, workers: int = 4,
-                 vector_dir: Path | None = None, strategies: tuple[str, ...] = DEFAULT_STRATEGIES) -> None:
+                 vector_dir: Path | None = None, strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
+                 checkpoint_assets: int = 1024, checkpoint_seconds: float = 15.0) -> None:
         self.db = Database(db_url)
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
+        # How much work a crash may cost: vectors and rows are written together every checkpoint.
+        self.checkpoint_assets, self.checkpoint_seconds = checkpoint_assets, checkpoint_seconds
         self.collection = self._open_collection(profile, vector_dir)
         self.profile = Profile.from_dict(self.collection.profile)
         self.storage = VectorStorage(Path(self.collection.vector_dir))
@@ -212,12 +215,20 @@ class Indexer:
 
     def _process(self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary,
                  progress: ProgressFn | None) -> None:
-        done = 0
+        """Encode batch after batch; every checkpoint, save the touched tables, then commit their rows."""
+        done, pending, touched = 0, [], set()
+        last_flush = time.monotonic()
         for batch in self._decoded_batches(work):
-            self._write_batch(batch, tables, summary)
+            touched |= self._encode_batch(batch, tables, summary)
+            pending += batch
             done += len(batch)
+            if len(pending) >= self.checkpoint_assets or time.monotonic() - last_flush > self.checkpoint_seconds:
+                self._flush(pending, touched, tables)
+                pending, touched, last_flush = [], set(), time.monotonic()
             if progress:
                 progress("encode", done, len(work))
+        if pending:
+            self._flush(pending, touched, tables)
 
     def _decoded_batches(self, work: list[WorkItem]) -> Iterator[list[Decoded]]:
         """Decode in worker threads, a bounded window ahead of the encoder, and yield batches in order."""
@@ -239,8 +250,8 @@ class Indexer:
         names = self.profile.encoders.get(modality, ())
         return self.encoders[names[0]].sample_rate if names else 16_000
 
-    def _write_batch(self, batch: list[Decoded], tables: dict[str, VectorTable], summary: IndexSummary) -> None:
-        """Encode one batch, save the touched vector tables, then commit the rows: in that order."""
+    def _encode_batch(self, batch: list[Decoded], tables: dict[str, VectorTable], summary: IndexSummary) -> set[str]:
+        """Encode one batch into the in-memory tables; returns the fields it touched."""
         touched: set[str] = set()
         for modality in ("image", "audio", "text"):
             good = [d for d in batch if d.value is not None and d.work.spec.modality == modality]
@@ -254,18 +265,25 @@ class Indexer:
                 if bad and tables[f.key].remove(np.array([d.work.item_id for d in bad])):
                     touched.add(f.key)
             summary.encoded += len(good)
+        return touched
+
+    def _flush(self, pending: list[Decoded], touched: set[str], tables: dict[str, VectorTable]) -> None:
+        """A checkpoint: vector tables first (atomically), then the rows that point at them, in one commit."""
         for key in sorted(touched):
             self.storage.save(key, tables[key])
         with self.db.session() as session:
-            for d in batch:
-                self._upsert_asset(session, d)
+            item_ids = sorted({d.work.item_id for d in pending})
+            existing = {(a.item_id, a.modality): a for a in session.scalars(
+                select(Asset).where(Asset.item_id.in_(item_ids)))}
+            for d in pending:
+                self._upsert_asset(session, d, existing)
             session.query(Collection).filter_by(id=self.collection.id).update(
                 {"generation": Collection.generation + 1})
 
     @staticmethod
-    def _upsert_asset(session, decoded: Decoded) -> None:  # noqa: ANN001
+    def _upsert_asset(session, decoded: Decoded, existing: dict) -> None:  # noqa: ANN001
         work = decoded.work
-        row = session.scalar(select(Asset).filter_by(item_id=work.item_id, modality=work.spec.modality))
+        row = existing.get((work.item_id, work.spec.modality))
         if row is None:
             row = Asset(item_id=work.item_id, modality=work.spec.modality, path=work.spec.display)
             session.add(row)

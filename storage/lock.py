@@ -50,15 +50,30 @@ class CollectionLock:
             self._handle = None
 
 
-def remove_stale_temporaries(folder: Path, older_than_s: float = 60.0) -> int:
-    """Delete temporary files a killed writer left (the real files were never touched)."""
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary files whose writer is dead (killed mid-write); the real files were never touched.
+
+    Temporary names carry the writer's pid (`.NAME.PID.RANDOM.tmp`), so a live searcher's file is kept.
+    """
     removed = 0
-    now = time.time()
     for path in Path(folder).rglob(".*.tmp"):
+        parts = path.name.rsplit(".", 3)
+        pid = int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            continue
         try:
-            if now - path.stat().st_mtime > older_than_s:
-                path.unlink()
-                removed += 1
+            path.unlink()
+            removed += 1
         except FileNotFoundError:
             pass
     return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

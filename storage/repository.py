@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from storage.models import Asset, CheckpointRecord, Collection, Item, Preset
 
@@ -15,11 +15,11 @@ def get_collection(session: Session, name: str) -> Collection | None:
 
 
 def items_by_ids(session: Session, ids: Iterable[int]) -> dict[int, Item]:
-    """Items with their assets for a page of results, in one query (plus one for the assets)."""
+    """Items with their assets for a page of results, in one SQL query (a join)."""
     wanted = [int(i) for i in ids]
     if not wanted:
         return {}
-    rows = session.scalars(select(Item).where(Item.id.in_(wanted)).options(selectinload(Item.assets)))
+    rows = session.scalars(select(Item).where(Item.id.in_(wanted)).options(joinedload(Item.assets))).unique()
     return {item.id: item for item in rows}
 
 

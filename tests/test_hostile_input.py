@@ -70,6 +70,8 @@ def build_corpus(folder: Path) -> tuple[dict[str, str], set[str]]:
     os.symlink(folder / "loop-b.wav", folder / "loop-a.wav")
     os.symlink(folder / "loop-a.wav", folder / "loop-b.wav")
     bad["loop-a.wav"] = bad["loop-b.wav"] = "symbolic link"
+    os.symlink("/etc/hostname", folder / "escape.txt")  # a link pointing out of the collection
+    bad["escape.txt"] = "outside the collection"
     put("vanishing.wav", wav, "No such file")
     put("mystery.bin", os.urandom(512), "unsupported file type")
 
@@ -86,8 +88,8 @@ def build_corpus(folder: Path) -> tuple[dict[str, str], set[str]]:
 
 
 def test_twenty_kinds_of_bad_input_each_get_a_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """16 kinds refused with a reason, 4 odd kinds decoded (animated GIF, CMYK JPEG, 16-bit PNG, odd names);
-    with the unreadable file and the three manifest cases below, 24 kinds in all."""
+    """17 kinds refused with a reason, 4 odd kinds decoded (animated GIF, CMYK JPEG, 16-bit PNG, odd names);
+    with the unreadable file and the three manifest cases below, 25 kinds in all."""
     folder = tmp_path / "corpus"
     bad, good = build_corpus(folder)
     real_scan = pipeline.scan

@@ -111,15 +111,15 @@ def test_a_crash_between_vectors_and_rows_is_healed_by_the_next_run(
     calls = {"n": 0}
     original = Indexer._upsert_asset
 
-    def crash_on_third_batch(session, decoded):  # noqa: ANN001
+    def crash_on_third_batch(session, decoded, existing):  # noqa: ANN001
         calls["n"] += 1
-        if calls["n"] == 9:  # inside the third batch of 4: its vectors are saved, its rows are not
+        if calls["n"] == 9:  # inside the third checkpoint of 4: its vectors are saved, its rows are not
             raise RuntimeError("simulated crash")
-        return original(session, decoded)
+        return original(session, decoded, existing)
 
     monkeypatch.setattr(Indexer, "_upsert_asset", staticmethod(crash_on_third_batch))
     with pytest.raises(RuntimeError, match="simulated crash"):
-        Indexer(url, batch_size=4, workers=1).run(small_folder)
+        Indexer(url, batch_size=4, workers=1, checkpoint_assets=4).run(small_folder)
     monkeypatch.undo()
     with Database(url).session() as session:
         assert len(session.scalars(select(Asset).where(Asset.status == "ok")).all()) == 8  # two whole batches

@@ -81,7 +81,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     items = 500
     manifest = media_manifest(tmp_path / "collection", items)
     url = f"sqlite:///{tmp_path}/kill.db"
-    command = [sys.executable, "-m", "indexer", str(manifest), "--db", url, "--quiet", "--batch-size", "8",
+    command = [sys.executable, "-m", "indexer", str(manifest), "--db", url, "--quiet", "--batch-size", "8", "--checkpoint-every", "32",
                "--profile", str(tmp_path / "collection" / "fast.json"), "--allow-root", str(MNIST.parent.parent)]
     rng = random.Random(7)
     progress = []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,42 @@ def test_ivf_factory_above_flat_limit_keeps_recall() -> None:
     _, b = ivf.search(q, 10)
     recall = np.mean([len(set(a[i]) & set(b[i])) / 10 for i in range(50)])
     assert recall >= 0.9
+
+
+def test_result_metadata_is_one_sql_query(tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    from storage.models import Asset, Collection, Item
+    from storage.repository import items_by_ids
+
+    db = Database(f"sqlite:///{tmp_path}/x.db")
+    with db.session() as session:
+        collection = Collection(name="c", vector_dir=str(tmp_path))
+        session.add(collection)
+        session.flush()
+        for n in range(20):
+            item = Item(collection_id=collection.id, key=f"k{n}", meta={"n": n})
+            item.assets = [Asset(modality=m, path=f"{n}.{m}", status="ok") for m in ("image", "audio")]
+            session.add(item)
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with db.session() as session:
+        items = items_by_ids(session, range(1, 11))
+        assert len(items) == 10 and all(len(i.assets) == 2 for i in items.values())
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+
+
+def test_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path: Path) -> None:
+    import subprocess
+
+    from storage import remove_stale_temporaries
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "indexes").mkdir()
+    stale = tmp_path / f".x.vectors.safetensors.{dead.pid}.abc.tmp"
+    live = tmp_path / "indexes" / f".y.faiss.safetensors.{os.getppid()}.def.tmp"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"in progress")
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert not stale.exists() and live.exists()
