@@ -110,9 +110,11 @@ class VectorSpace:
         return self.tables.get(f.key)
 
     def item_ids(self) -> np.ndarray:
-        """Every item with at least one vector."""
-        parts = [t.ids for t in self.tables.values()]
-        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        """Every item with at least one vector (computed once: a space's tables do not change)."""
+        if getattr(self, "_item_ids", None) is None:
+            parts = [t.ids for t in self.tables.values()]
+            self._item_ids = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        return self._item_ids
 
     def channels(self, query: EncodedQuery, negative: bool = False) -> list[Channel]:
         """The query's channels (or those of its negative terms) that reach stored vectors."""

@@ -81,10 +81,9 @@ class LearnedFusion(FusionStrategy):
 
     def _index(self, space: VectorSpace):  # noqa: ANN202
         ckpt = self._checked(space)
-        ids = space.item_ids()
         key = ckpt.digest + (f"-blend{self.params.blend:g}" if self.params.blend > 0 else "")
         return space.index(self.name, key, [f.encoder for f in ckpt.fields],
-                           lambda: (ids, self.item_vectors(space, ids)))
+                           lambda: (space.item_ids(), self.item_vectors(space, space.item_ids())))
 
     def prepare(self, space: VectorSpace) -> None:
         if space.tables and self.params.checkpoint:

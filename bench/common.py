@@ -1,0 +1,72 @@
+"""What the benchmark scripts share: synthetic collections, timing, and JSON + markdown reports."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from retrieval.profiles import Field  # noqa: E402
+from retrieval.space import VectorSpace  # noqa: E402
+from storage import VectorStorage  # noqa: E402
+
+FIELDS = [Field("image", "enc-image"), Field("audio", "enc-audio"), Field("text", "enc-text")]
+
+
+def machine() -> dict[str, str]:
+    import faiss
+    import torch
+
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "cpu": platform.processor() or platform.machine(), "faiss": faiss.__version__,
+            "torch": torch.__version__, "numpy": np.__version__}
+
+
+def clustered(n: int, dim: int, seed: int, clusters: int = 200, spread: float = 0.35) -> np.ndarray:
+    """Unit vectors around `clusters` centres: media embeddings cluster; uniform noise is no model of them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
+    x = centres[rng.integers(0, clusters, n)] + spread * rng.normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def synthetic_space(folder: Path, n: int, dim: int = 512, missing: float = 0.2, seed: int = 0) -> VectorSpace:
+    """n items, three fields of `dim`; each field misses `missing` of the items."""
+    storage = VectorStorage(folder)
+    rng = np.random.default_rng(seed)
+    for i, f in enumerate(FIELDS):
+        keep = rng.random(n) >= missing
+        table = storage.load(f.key, dim=dim, encoder=f.encoder)
+        ids = np.arange(1, n + 1)[keep]
+        table.upsert(ids, clustered(len(ids), dim, seed + i))
+        storage.save(f.key, table)
+    return VectorSpace(FIELDS, storage, generation=1)
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    return {"p50_ms": round(1000 * statistics.median(ordered), 3),
+            "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 3)}
+
+
+def timed(fn) -> float:  # noqa: ANN001
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def write_report(name: str, report: dict, markdown: str) -> None:
+    out = ROOT / "docs" / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps({"machine": machine(), **report}, indent=2))
+    (out / f"{name}.md").write_text(markdown)
+    print(json.dumps(report, indent=2))
+    print(markdown)
