@@ -64,8 +64,20 @@ class VectorStore:
         ivf.nprobe = nprobe or min(ivf.nlist, max(16, ivf.nlist // 16))
 
     def train(self, vectors: np.ndarray) -> None:
-        if not self.index.is_trained:
-            self.index.train(np.ascontiguousarray(vectors, np.float32))
+        """Train when the index needs it; inverted files learn from a sample (64 points per list, 10
+        k-means rounds): building stays fast at 100k+ vectors and recall@10 stays high (bench/index_choice)."""
+        if self.index.is_trained:
+            return
+        try:
+            ivf = faiss.extract_index_ivf(self.index)
+        except RuntimeError:
+            ivf = None
+        if ivf is not None:
+            ivf.cp.niter = 10
+            limit = 64 * ivf.nlist
+            if len(vectors) > limit:
+                vectors = vectors[np.random.default_rng(0).choice(len(vectors), limit, replace=False)]
+        self.index.train(np.ascontiguousarray(vectors, np.float32))
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, np.float32)
