@@ -1,0 +1,81 @@
+"""Index choice: build time, memory per vector, query latency and recall@10 against exact search.
+
+    .venv/bin/python bench/index_choice.py [--sizes 10000 100000] [--pq]
+
+Synthetic clustered unit vectors, d = 512, 200 queries near the data. Flat, HNSW32, IVF (our default
+nlist and nprobe) and, with --pq, IVF-PQ64. Checks that the default picked by size keeps recall@10 >= 0.95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from common import clustered, percentiles, write_report
+
+from storage import VectorStore, default_factory  # noqa: E402
+
+
+def ivf_factory(n: int, tail: str) -> str:
+    return default_factory(max(n, 50_000)).split(",")[0] + "," + tail
+
+
+def measure(n: int, pq: bool) -> list[dict]:
+    data = clustered(n, 512, seed=1)
+    rng = np.random.default_rng(2)
+    queries = data[rng.choice(n, 200, replace=False)] + 0.05 * clustered(200, 512, seed=3)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    ids = np.arange(n)
+    exact = VectorStore.build(ids, data, "Flat")
+    truth = exact.search(queries, 10)[1]
+    factories = ["Flat", "HNSW32", ivf_factory(n, "Flat")] + ([ivf_factory(n, "PQ64")] if pq else [])
+    rows = []
+    for factory in factories:
+        started = time.perf_counter()
+        try:
+            store = VectorStore.build(ids, data, factory)
+        except RuntimeError as exc:
+            rows.append({"items": n, "factory": factory, "error": str(exc)[:120]})
+            continue
+        build = time.perf_counter() - started
+        import faiss
+
+        size = len(faiss.serialize_index(store.index))
+        times, found = [], []
+        for q in queries:
+            started = time.perf_counter()
+            found.append(store.search(q, 10)[1][0])
+            times.append(time.perf_counter() - started)
+        recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
+        rows.append({"items": n, "factory": factory, "build_s": round(build, 2), "bytes_per_vector": round(size / n, 1),
+                     "recall@10": round(recall, 4), **percentiles(times),
+                     "default": factory == default_factory(n)})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--pq", action="store_true", help="also IVF-PQ64 (meant for 1M vectors)")
+    args = parser.parse_args()
+    rows = [row for n in args.sizes for row in measure(n, args.pq)]
+    lines = ["# Index choice", "", "d = 512, clustered synthetic vectors, 200 queries, recall@10 against exact search.",
+             "", "| items | factory | default | build s | bytes/vector | recall@10 | p50 ms | p99 ms |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['items']:,} | {r['factory']} | | error: {r['error']} | | | | |")
+            continue
+        lines.append(f"| {r['items']:,} | {r['factory']} | {'yes' if r['default'] else ''} | {r['build_s']} | "
+                     f"{r['bytes_per_vector']} | {r['recall@10']} | {r['p50_ms']} | {r['p99_ms']} |")
+    defaults = [r for r in rows if r.get("default")]
+    lines += ["", "Default by size keeps recall@10 >= 0.95: "
+              + ("yes" if all(r["recall@10"] >= 0.95 for r in defaults) else "no") + ".", ""]
+    write_report("index_choice", {"rows": rows}, "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
