@@ -59,7 +59,8 @@ def sidebar(url: str) -> Settings | None:
     if not names:
         st.sidebar.warning("No collection yet: index one on the Index page.")
         return None
-    collection = st.sidebar.selectbox("Collection", names, key="collection")
+    collection = st.sidebar.selectbox("Collection", names, key="collection",
+                                      index=names.index("default") if "default" in names else 0)
     engine = engine_for(url, collection)
     with engine.db.session() as session:
         presets = [p.name for p in list_presets(session, engine.collection_id)]
