@@ -43,7 +43,8 @@ class SearchEngine:
             self.records = {e.name: e for e in row.encoders}
             vector_dir = Path(row.vector_dir)
         self._encoders: dict[str, Encoder] = {}
-        self._strategies: dict[str, Any] = {}  # strategy instances by name and parameters (checkpoints stay loaded)
+        self._strategies: dict[str, Any] = {}
+        self._keys: tuple[int, dict[int, str]] | None = None  # strategy instances by name and parameters (checkpoints stay loaded)
         dims = {name: rec.dim for name, rec in self.records.items()}
         catalog = IndexCatalog(db, self.collection_id, vector_dir / "indexes")
         self.space = VectorSpace(self.profile.fields, VectorStorage(vector_dir), self.generation, catalog, dims=dims)
@@ -200,7 +201,7 @@ class SearchEngine:
 
     def item_keys(self) -> dict[int, str]:
         """Item id -> key for every item of the collection (evaluation speaks in keys)."""
-        if getattr(self, "_keys", None) is None or self._keys[0] != self.generation:
+        if self._keys is None or self._keys[0] != self.generation:
             with self.db.session() as session:
                 rows = session.execute(select(Item.id, Item.key).where(Item.collection_id == self.collection_id))
                 self._keys = (self.generation, dict(rows.all()))

@@ -67,6 +67,7 @@ class VectorSpace:
         self._indexes: dict[tuple[str, str], VectorStore] = {}
         self.index_prefix = ""
         self._centred: VectorSpace | None = None
+        self._item_ids: np.ndarray | None = None
 
     def centred(self) -> VectorSpace:
         """The same fields with each field's mean vector subtracted and rows re-normalised.
@@ -111,7 +112,7 @@ class VectorSpace:
 
     def item_ids(self) -> np.ndarray:
         """Every item with at least one vector (computed once: a space's tables do not change)."""
-        if getattr(self, "_item_ids", None) is None:
+        if self._item_ids is None:
             parts = [t.ids for t in self.tables.values()]
             self._item_ids = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
         return self._item_ids

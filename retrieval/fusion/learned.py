@@ -8,6 +8,7 @@ drops when one query modality is left out, scaled to add up to the score.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,7 +42,8 @@ class LearnedFusion(FusionStrategy):
     def __init__(self, **params) -> None:  # noqa: ANN003
         super().__init__(**params)
         self._checkpoint: FusionCheckpoint | None = None
-        self._fused: dict[int, VectorTable] = {}  # fused item vectors per space, for re-ranking and contributions
+        # fused item vectors per space (weakly held: an id() could be reused by a later space)
+        self._fused: weakref.WeakKeyDictionary[VectorSpace, VectorTable] = weakref.WeakKeyDictionary()
 
     @property
     def checkpoint(self) -> FusionCheckpoint:
@@ -62,13 +64,13 @@ class LearnedFusion(FusionStrategy):
 
     def item_vectors(self, space: VectorSpace, ids: np.ndarray) -> np.ndarray:
         """Fused vectors of `ids`, computed once per space and then looked up."""
-        table = self._fused.get(id(space))
+        table = self._fused.get(space)
         if table is None or table.header.get("generation") != space.generation:
             all_ids = space.item_ids()
             vectors = self._compute(space, all_ids)
             table = VectorTable(dim=vectors.shape[1], header={"generation": space.generation})
             table.upsert(all_ids, vectors)
-            self._fused[id(space)] = table
+            self._fused[space] = table
         return table.lookup(ids)[0]
 
     def _compute(self, space: VectorSpace, ids: np.ndarray) -> np.ndarray:
