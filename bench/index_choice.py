@@ -15,7 +15,7 @@ import numpy as np
 
 from common import clustered, percentiles, write_report
 
-from storage import VectorStore, default_factory  # noqa: E402
+from storage import FaissStore, default_factory  # noqa: E402
 
 
 def ivf_factory(n: int, tail: str) -> str:
@@ -28,14 +28,14 @@ def measure(n: int, pq: bool) -> list[dict]:
     queries = data[rng.choice(n, 200, replace=False)] + 0.05 * clustered(200, 512, seed=3)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     ids = np.arange(n)
-    exact = VectorStore.build(ids, data, "Flat")
+    exact = FaissStore.build(ids, data, "Flat")
     truth = exact.search(queries, 10)[1]
     factories = ["Flat", "HNSW32", ivf_factory(n, "Flat")] + ([ivf_factory(n, "PQ64")] if pq else [])
     rows = []
     for factory in factories:
         started = time.perf_counter()
         try:
-            store = VectorStore.build(ids, data, factory)
+            store = FaissStore.build(ids, data, factory)
         except RuntimeError as exc:
             rows.append({"items": n, "factory": factory, "error": str(exc)[:120]})
             continue

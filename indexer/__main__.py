@@ -55,7 +55,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile) if args.profile else None
     indexer = Indexer(args.db, args.collection, profile=profile, device=args.device, batch_size=args.batch_size,
                       checkpoint_assets=args.checkpoint_every,
-                      vector_dir=Path(args.vector_dir) if args.vector_dir else None)
+                      vector_dir=Path(args.vector_dir) if args.vector_dir else None,
+                      vector_backend=args.vector_backend, executor=args.executor, ray_address=args.ray_address)
     roots = [Path(r) for r in args.allow_root] + getattr(args, "extra_roots", [])
     summary = indexer.run(args.path, prune=args.prune, progress=None if args.quiet else TqdmProgress(), roots=roots)
     _print_summary(summary, as_json=args.json)
@@ -72,6 +73,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"collection {status['collection']!r}: {status['items']} items, generation {status['generation']}")
     print("assets: " + ", ".join(f"{m}: {n}" for m, n in status["assets"].items()))
     print("encoders: " + ", ".join(f"{e['name']} ({e['dim']}d)" for e in status["encoders"]))
+    print(f"vectors: {status['vector_dir']}   indexes on: {status['vector_backend']}")
     for build in status["indexes"]:
         print(f"index {build['strategy']}/{build['key']}: {build['factory']}, {build['count']} vectors"
               + ("" if build["current"] else " (stale: rebuilt on next search)"))
@@ -107,6 +109,12 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
                         help="write vectors and rows together every ASSETS assets (what a crash can cost)")
     parser.add_argument("--device", help="cuda, cpu, ... (default: the best available)")
     parser.add_argument("--vector-dir", help="where vectors and indexes live (default: beside an SQLite file)")
+    parser.add_argument("--vector-backend", metavar="SPEC",
+                        help="where a new collection keeps its indexes: faiss (default), milvus:PATH.db (Milvus "
+                             "Lite) or milvus:http://HOST:19530 (a Milvus server)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="run decoding and encoding here (local) or as Ray actors (ray)")
+    parser.add_argument("--ray-address", help="a Ray cluster to join (default: $RAY_ADDRESS, else a local one)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--allow-root", action="append", default=[], metavar="FOLDER",
                         help="also read files under FOLDER (by default only under the folder or manifest's folder)")

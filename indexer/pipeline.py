@@ -1,4 +1,4 @@
-"""The indexing pipeline: scan → hash → decode (threads) → encode (batches) → write → index.
+"""The indexing pipeline: scan → hash → decode + encode (an executor: local threads, or Ray) → write → index.
 
 Incremental: an asset whose content hash is unchanged and whose vectors exist is not re-encoded.
 Crash-safe: vectors are saved (atomically) *before* the database rows that point at them are committed,
@@ -12,8 +12,7 @@ from __future__ import annotations
 import errno
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,16 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from indexer.sources import AssetSpec, ItemSpec, Problem, confine, scan
-from indexer.work import Decoded, WorkItem, decode_asset
+from indexer.executors import EncodedBatch, Executor, LocalExecutor, sample_rates
+from indexer.work import Decoded, WorkItem
 from retrieval.encoders import Encoder, create_encoder
 from retrieval.fusion import create_strategy
 from retrieval.profiles import PROFILES, Profile
 from retrieval.space import VectorSpace
 from storage import (Asset, Collection, CollectionLock, Database, EncoderMismatchError, EncoderRecord, IndexCatalog, Item,
                      SkippedFile, StorageError, VectorStorage, VectorTable, default_vector_dir,
-                     remove_stale_temporaries)
-from storage.models import TEXT_PREVIEW, utcnow
+                     normalise_backend, remove_stale_temporaries)
+from storage.models import utcnow
 from storage.repository import get_collection, ok_ids_by_modality
 
 ProgressFn = Callable[[str, int, int], None]
@@ -63,26 +63,34 @@ class Indexer:
     def __init__(self, db_url: str, collection: str = "default", profile: Profile | None = None,
                  device: str | None = None, batch_size: int = 64, workers: int = 4,
                  vector_dir: Path | None = None, strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
-                 checkpoint_assets: int = 1024, checkpoint_seconds: float = 15.0) -> None:
+                 checkpoint_assets: int = 1024, checkpoint_seconds: float = 15.0,
+                 vector_backend: str | None = None, executor: str = "local", ray_address: str | None = None) -> None:
         self.db = Database(db_url)
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
+        self.executor_name, self.ray_address = executor, ray_address
         # How much work a crash may cost: vectors and rows are written together every checkpoint.
         self.checkpoint_assets, self.checkpoint_seconds = checkpoint_assets, checkpoint_seconds
-        self.collection = self._open_collection(profile, vector_dir)
+        self.collection = self._open_collection(profile, vector_dir, vector_backend)
         self.profile = Profile.from_dict(self.collection.profile)
         self.storage = VectorStorage(Path(self.collection.vector_dir))
         self.encoders: dict[str, Encoder] = {}
 
     # -- set-up ------------------------------------------------------------------------------------
-    def _open_collection(self, profile: Profile | None, vector_dir: Path | None) -> Collection:
+    def _open_collection(self, profile: Profile | None, vector_dir: Path | None,
+                         vector_backend: str | None) -> Collection:
         with self.db.session() as session:
             row = get_collection(session, self.collection_name)
             if row is None:
                 profile = profile or PROFILES["offline"]
                 row = Collection(name=self.collection_name, profile=profile.to_dict(),
-                                 vector_dir=str(vector_dir or default_vector_dir(self.db.url, self.collection_name)))
+                                 vector_dir=str(vector_dir or default_vector_dir(self.db.url, self.collection_name)),
+                                 vector_backend=normalise_backend(vector_backend))
                 session.add(row)
+            elif vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
+                raise StorageError(
+                    f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
+                    f"{vector_backend!r}; use another --collection name to index onto another backend")
             elif profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
                 raise EncoderMismatchError(
                     f"collection {self.collection_name!r} was indexed with profile "
@@ -213,15 +221,26 @@ class Indexer:
             return WorkItem(item_id, spec, None, error=f"cannot read file ({reason})")
         return WorkItem(item_id, spec, digest)
 
+    def executor(self) -> Executor:
+        rates = sample_rates(self.encoders, self.profile.encoders)
+        if self.executor_name == "ray":
+            from indexer.ray_executor import RayExecutor
+
+            return RayExecutor(self.profile.fields, sorted(self.encoders), rates, self.device, self.batch_size,
+                               self.ray_address)
+        if self.executor_name != "local":
+            raise ValueError(f"unknown executor {self.executor_name!r}; use local or ray")
+        return LocalExecutor(self.encoders, self.profile.fields, rates, self.batch_size, self.workers)
+
     def _process(self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary,
                  progress: ProgressFn | None) -> None:
-        """Encode batch after batch; every checkpoint, save the touched tables, then commit their rows."""
+        """Apply encoded batches as they come; every checkpoint, save the touched tables, then commit their rows."""
         done, pending, touched = 0, [], set()
         last_flush = time.monotonic()
-        for batch in self._decoded_batches(work):
-            touched |= self._encode_batch(batch, tables, summary)
-            pending += batch
-            done += len(batch)
+        for batch in self.executor().batches(work):
+            touched |= self._apply(batch, tables, summary)
+            pending += batch.decoded
+            done += len(batch.decoded)
             if len(pending) >= self.checkpoint_assets or time.monotonic() - last_flush > self.checkpoint_seconds:
                 self._flush(pending, touched, tables)
                 pending, touched, last_flush = [], set(), time.monotonic()
@@ -230,41 +249,16 @@ class Indexer:
         if pending:
             self._flush(pending, touched, tables)
 
-    def _decoded_batches(self, work: list[WorkItem]) -> Iterator[list[Decoded]]:
-        """Decode in worker threads, a bounded window ahead of the encoder, and yield batches in order."""
-        rates = {m: self._sample_rate(m) for m in ("image", "audio", "text")}
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            pending = []
-            window = 2 * self.batch_size
-            queue = iter(work)
-            for item in queue:
-                pending.append(pool.submit(decode_asset, item, rates[item.spec.modality]))
-                if len(pending) >= window:
-                    yield [f.result() for f in pending[: self.batch_size]]
-                    pending = pending[self.batch_size:]
-            while pending:
-                yield [f.result() for f in pending[: self.batch_size]]
-                pending = pending[self.batch_size:]
-
-    def _sample_rate(self, modality: str) -> int:
-        names = self.profile.encoders.get(modality, ())
-        return self.encoders[names[0]].sample_rate if names else 16_000
-
-    def _encode_batch(self, batch: list[Decoded], tables: dict[str, VectorTable], summary: IndexSummary) -> set[str]:
-        """Encode one batch into the in-memory tables; returns the fields it touched."""
-        touched: set[str] = set()
-        for modality in ("image", "audio", "text"):
-            good = [d for d in batch if d.value is not None and d.work.spec.modality == modality]
-            bad = [d for d in batch if d.value is None and d.work.spec.modality == modality]
-            for f in (f for f in self.profile.fields if f.modality == modality):
-                if good:
-                    vectors = self.encoders[f.encoder].encode(modality, [d.value for d in good],
-                                                              batch_size=self.batch_size)
-                    tables[f.key].upsert(np.array([d.work.item_id for d in good]), vectors)
-                    touched.add(f.key)
-                if bad and tables[f.key].remove(np.array([d.work.item_id for d in bad])):
-                    touched.add(f.key)
-            summary.encoded += len(good)
+    def _apply(self, batch: EncodedBatch, tables: dict[str, VectorTable], summary: IndexSummary) -> set[str]:
+        """New vectors into the in-memory tables, failed assets out of them; returns the fields touched."""
+        touched = set(batch.vectors)
+        for key, (ids, vectors) in batch.vectors.items():
+            tables[key].upsert(ids, vectors)
+        for f in self.profile.fields:
+            failed = batch.failed(f.modality)
+            if len(failed) and tables[f.key].remove(failed):
+                touched.add(f.key)
+        summary.encoded += sum(d.error is None for d in batch.decoded)
         return touched
 
     def _flush(self, pending: list[Decoded], touched: set[str], tables: dict[str, VectorTable]) -> None:
@@ -288,11 +282,11 @@ class Indexer:
             row = Asset(item_id=work.item_id, modality=work.spec.modality, path=work.spec.display)
             session.add(row)
         row.path, row.sha256, row.size_bytes = work.spec.display, work.sha256, decoded.size_bytes
-        row.status = "ok" if decoded.value is not None else "error"
+        row.status = "ok" if decoded.error is None else "error"
         row.error = decoded.error
         row.width, row.height, row.duration_s = decoded.width, decoded.height, decoded.duration_s
-        row.encoded_at = utcnow() if decoded.value is not None else None
-        row.preview = decoded.value[:TEXT_PREVIEW] if isinstance(decoded.value, str) else None
+        row.encoded_at = utcnow() if decoded.error is None else None
+        row.preview = decoded.value if isinstance(decoded.value, str) else None
 
     def _prune(self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary,
                prune: bool) -> None:
@@ -327,7 +321,7 @@ class Indexer:
         with self.db.session() as session:
             generation = session.get(Collection, self.collection.id).generation
         dims = {name: e.dim for name, e in self.encoders.items()}
-        catalog = IndexCatalog(self.db, self.collection.id, self.storage.root / "indexes")
+        catalog = IndexCatalog.for_collection(self.db, self.collection)
         space = VectorSpace(self.profile.fields, self.storage, generation, catalog, dims=dims)
         for number, name in enumerate(self.strategies, start=1):
             create_strategy(name).prepare(space)

@@ -28,6 +28,7 @@ def collection_status(url: str, name: str = "default") -> dict[str, Any]:
             "generation": collection.generation,
             "profile": collection.profile,
             "vector_dir": collection.vector_dir,
+            "vector_backend": collection.vector_backend,
             "assets": dict(sorted(Counter(m for m, s, _, _ in rows if s == "ok").items())),
             "encoders": [{"name": e.name, "dim": e.dim, "weights": e.weights, "preprocessing": e.preprocessing}
                          for e in collection.encoders],

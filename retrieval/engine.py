@@ -42,11 +42,11 @@ class SearchEngine:
             self.profile = Profile.from_dict(row.profile)
             self.records = {e.name: e for e in row.encoders}
             vector_dir = Path(row.vector_dir)
+            catalog = IndexCatalog.for_collection(db, row)
         self._encoders: dict[str, Encoder] = {}
         self._strategies: dict[str, Any] = {}
         self._keys: tuple[int, dict[int, str]] | None = None  # strategy instances by name and parameters (checkpoints stay loaded)
         dims = {name: rec.dim for name, rec in self.records.items()}
-        catalog = IndexCatalog(db, self.collection_id, vector_dir / "indexes")
         self.space = VectorSpace(self.profile.fields, VectorStorage(vector_dir), self.generation, catalog, dims=dims)
 
     @classmethod

@@ -8,14 +8,13 @@ strategy makes one.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from retrieval.profiles import Field
-from storage import IndexCatalog, VectorStorage, VectorStore, VectorTable
+from storage import FaissStore, IndexCatalog, VectorStorage, VectorStore, VectorTable
 
 
 def l2_rows(x: np.ndarray) -> np.ndarray:
@@ -50,7 +49,7 @@ class EncodedQuery:
 
 
 class VectorSpace:
-    """All fields of one collection in memory, plus their FAISS indexes (cached on disk when allowed)."""
+    """All fields of one collection in memory, plus their indexes (kept by the catalog's backend when given)."""
 
     def __init__(self, fields: list[Field], storage: VectorStorage, generation: int,
                  catalog: IndexCatalog | None = None, factory: str | None = None,
@@ -125,21 +124,19 @@ class VectorSpace:
 
     def index(self, strategy: str, key: str, encoders: list[str],
               build: Callable[[], tuple[np.ndarray, np.ndarray]]) -> VectorStore:
-        """The index named (strategy, key): from memory, from disk if current, else built and saved."""
+        """The index named (strategy, key): from memory, from the backend if current, else built and kept."""
         strategy = self.index_prefix + strategy
         cached = self._indexes.get((strategy, key))
         if cached is not None:
             return cached
         store = self.catalog.get(strategy, key, self.generation, encoders) if self.catalog else None
         if store is None:
-            started = time.perf_counter()
             ids, vectors = build()
-            store = VectorStore.build(ids, vectors, self.factory, header={"encoders": encoders, "strategy": strategy})
+            header = {"encoders": encoders, "strategy": strategy}
             if self.catalog is not None:
-                try:
-                    self.catalog.put(strategy, key, store, self.generation, time.perf_counter() - started)
-                except OSError:
-                    pass  # read-only location: keep the index in memory only
+                store = self.catalog.create(strategy, key, ids, vectors, self.generation, self.factory, header)
+            else:
+                store = FaissStore.build(ids, vectors, self.factory, header)
         store.to_gpu()
         self._indexes[(strategy, key)] = store
         return store

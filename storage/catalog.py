@@ -1,59 +1,61 @@
-"""Named FAISS indexes of a collection on disk, each recorded in `index_builds` with its generation.
+"""Named indexes of a collection, each recorded in `index_builds` with the generation it was built at.
 
 An index is derived data: when its generation differs from the collection's (vectors changed since,
-or a crash came between the two), it is stale and the caller rebuilds it from the vector tables.
+or a crash came between the two), it is stale and the caller rebuilds it from the vector tables. Where
+the index lives (FAISS files, Milvus) is the backend's business; the catalog only remembers the location.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import re
+import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from storage.db import Database
-from storage.errors import CorruptArtifactError
-from storage.faiss_store import VectorStore
-from storage.models import IndexBuild
-
-log = logging.getLogger(__name__)
+from storage.models import Collection, IndexBuild
+from storage.vector_store import StoreBackend, VectorStore, open_backend
 
 
 class IndexCatalog:
-    def __init__(self, db: Database, collection_id: int, index_dir: Path) -> None:
-        self.db, self.collection_id, self.index_dir = db, collection_id, Path(index_dir)
+    def __init__(self, db: Database, collection_id: int, backend: StoreBackend) -> None:
+        self.db, self.collection_id, self.backend = db, collection_id, backend
 
-    def path_for(self, strategy: str, key: str) -> Path:
-        name = f"{strategy}-{key}"
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]
-        return self.index_dir / f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:8]}.faiss.safetensors"
+    @classmethod
+    def for_collection(cls, db: Database, collection: Collection) -> IndexCatalog:
+        """The catalog of a collection row, on the backend the collection was created with."""
+        index_dir = Path(collection.vector_dir) / "indexes"
+        return cls(db, collection.id, open_backend(collection.vector_backend, index_dir))
+
+    def _row(self, session: Any, strategy: str, key: str) -> IndexBuild | None:
+        return session.scalar(select(IndexBuild).filter_by(collection_id=self.collection_id, strategy=strategy, key=key))
 
     def get(self, strategy: str, key: str, generation: int, encoders: list[str]) -> VectorStore | None:
         """The stored index if it is current and made by `encoders`; None when it must be (re)built."""
         with self.db.session() as session:
-            row = session.scalar(select(IndexBuild).filter_by(
-                collection_id=self.collection_id, strategy=strategy, key=key))
-            if row is None or row.generation != generation or not Path(row.file).exists():
+            row = self._row(session, strategy, key)
+            if row is None or row.generation != generation or list(row.encoders) != list(encoders):
                 return None
-            path = Path(row.file)
-        try:
-            return VectorStore.load(path, expect={"encoders": encoders})
-        except CorruptArtifactError as exc:
-            log.warning("rebuilding %s/%s: %s", strategy, key, exc)
-            return None
+            location = row.file
+        return self.backend.open(location, {"encoders": encoders})
 
-    def put(self, strategy: str, key: str, store: VectorStore, generation: int, seconds: float) -> Path:
-        path = self.path_for(strategy, key)
-        store.save(path)
+    def create(self, strategy: str, key: str, ids: np.ndarray, vectors: np.ndarray, generation: int,
+               factory: str | None = None, header: dict[str, Any] | None = None) -> VectorStore:
+        """Build the index, persist it on the backend, then record it (in that order: crash-safe)."""
+        started = time.perf_counter()
+        header = {**(header or {}), "strategy": strategy}
+        store, location = self.backend.create(f"c{self.collection_id}-{strategy}-{key}", generation, ids, vectors,
+                                              factory, header)
+        if location is None:
+            return store
         with self.db.session() as session:
-            row = session.scalar(select(IndexBuild).filter_by(
-                collection_id=self.collection_id, strategy=strategy, key=key))
+            row = self._row(session, strategy, key)
             if row is None:
                 row = IndexBuild(collection_id=self.collection_id, strategy=strategy, key=key)
                 session.add(row)
             row.encoders = list(store.header.get("encoders", []))
-            row.factory, row.count, row.file = store.factory, len(store), str(path)
-            row.generation, row.seconds = generation, seconds
-        return path
+            row.factory, row.count, row.file = store.factory, len(store), location
+            row.generation, row.seconds = generation, time.perf_counter() - started
+        return store

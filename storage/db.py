@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,6 +69,16 @@ class Database:
                     f"database {self.url} has schema version {info.version}, newer than this code "
                     f"({SCHEMA_VERSION}); upgrade the application"
                 )
+            elif info.version < SCHEMA_VERSION:
+                self._upgrade(session, info)
+
+    def _upgrade(self, session: Session, info: SchemaInfo) -> None:
+        """Older databases gain the columns added since, in the same transaction as the version bump."""
+        columns = {c["name"] for c in inspect(session.connection()).get_columns("collections")}
+        if "vector_backend" not in columns:
+            session.execute(text("ALTER TABLE collections ADD COLUMN vector_backend VARCHAR(500) "
+                                 "NOT NULL DEFAULT 'faiss'"))
+        info.version = SCHEMA_VERSION
 
     @contextmanager
     def session(self) -> Iterator[Session]:

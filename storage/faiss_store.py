@@ -1,4 +1,4 @@
-"""VectorStore: a FAISS index named by one factory string, with ids, removal and atomic files.
+"""FaissStore: a FAISS index named by one factory string, with ids, removal and atomic files.
 
 Inner product on L2-normalised vectors (cosine). `IndexIDMap2` maps FAISS rows to item ids so that
 removal and metadata lookups use the database's own ids. The index moves to the GPU when FAISS sees
@@ -7,7 +7,10 @@ one and stays on the CPU otherwise; files are always written from a CPU copy.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,10 @@ import faiss
 import numpy as np
 
 from storage.artifacts import load_arrays, save_arrays
-from storage.errors import EncoderMismatchError
+from storage.errors import CorruptArtifactError, EncoderMismatchError
+from storage.vector_store import StoreBackend, VectorStore
+
+log = logging.getLogger(__name__)
 
 FLAT_LIMIT = 50_000
 
@@ -33,7 +39,7 @@ def gpu_count() -> int:
     return int(get()) if get else 0
 
 
-class VectorStore:
+class FaissStore(VectorStore):
     """One FAISS index with item ids and a header naming what made it (encoders, dimension)."""
 
     def __init__(self, dim: int, factory: str = "Flat", header: dict[str, Any] | None = None) -> None:
@@ -47,7 +53,7 @@ class VectorStore:
     # -- building -----------------------------------------------------------------------------
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, factory: str | None = None,
-              header: dict[str, Any] | None = None) -> VectorStore:
+              header: dict[str, Any] | None = None) -> FaissStore:
         vectors = np.ascontiguousarray(vectors, np.float32)
         store = cls(vectors.shape[1], factory or default_factory(len(ids)), header)
         store.train(vectors)
@@ -81,7 +87,7 @@ class VectorStore:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, np.float32)
-        self._check_dim(vectors)
+        self.check_dim(vectors)
         if len(ids):
             self.index.add_with_ids(vectors, np.ascontiguousarray(ids, np.int64))
 
@@ -101,7 +107,7 @@ class VectorStore:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and ids, best first; -1 ids pad when fewer than `k` vectors exist."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
-        self._check_dim(queries)
+        self.check_dim(queries)
         k = max(1, min(k, len(self))) if len(self) else 1
         if len(self) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
@@ -126,7 +132,7 @@ class VectorStore:
         save_arrays(Path(path), {"faiss": np.asarray(blob, np.uint8)}, header)
 
     @classmethod
-    def load(cls, path: Path, *, expect: dict[str, Any] | None = None) -> VectorStore:
+    def load(cls, path: Path, *, expect: dict[str, Any] | None = None) -> FaissStore:
         """Read an index; every key of `expect` (e.g. encoders, dim) must match its header."""
         arrays, header = load_arrays(Path(path))
         for key, wanted in (expect or {}).items():
@@ -142,9 +148,34 @@ class VectorStore:
         store.set_nprobe()
         return store
 
-    def _check_dim(self, vectors: np.ndarray) -> None:
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise EncoderMismatchError(
-                f"vectors of dimension {vectors.shape[-1]} given to an index of dimension {self.dim} "
-                f"(built by {self.header.get('encoders', 'unknown encoders')})"
-            )
+
+class FaissBackend(StoreBackend):
+    """Index files under one folder, named after the store; a file is replaced atomically."""
+
+    spec = "faiss"
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = Path(index_dir)
+
+    def path_for(self, name: str) -> Path:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]
+        return self.index_dir / f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:8]}.faiss.safetensors"
+
+    def create(self, name: str, generation: int, ids: np.ndarray, vectors: np.ndarray, factory: str | None,
+               header: dict[str, Any]) -> tuple[FaissStore, str | None]:
+        store = FaissStore.build(ids, vectors, factory, header)
+        path = self.path_for(name)
+        try:
+            store.save(path)
+        except OSError:
+            return store, None  # read-only location: the index lives in memory for this process
+        return store, str(path)
+
+    def open(self, location: str, expect: dict[str, Any]) -> FaissStore | None:
+        if not Path(location).exists():
+            return None
+        try:
+            return FaissStore.load(Path(location), expect=expect)
+        except CorruptArtifactError as exc:
+            log.warning("rebuilding %s: %s", location, exc)
+            return None

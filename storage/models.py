@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: collections.vector_backend
 TEXT_PREVIEW = 2000
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger keeps ids 64-bit elsewhere (they are FAISS ids).
@@ -42,6 +42,8 @@ class Collection(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     root: Mapped[str | None] = mapped_column(Text, default=None)
     vector_dir: Mapped[str] = mapped_column(Text)
+    # Where the collection's indexes live: "faiss" (files under vector_dir) or "milvus:URI".
+    vector_backend: Mapped[str] = mapped_column(String(500), default="faiss", server_default="faiss")
     profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Bumped whenever stored vectors change; an index built at another generation is stale.
     generation: Mapped[int] = mapped_column(Integer, default=0)
@@ -117,7 +119,8 @@ class EncoderRecord(Base):
 
 
 class IndexBuild(Base):
-    """A FAISS index file written for a strategy; `generation` ties it to the vectors it was built from."""
+    """An index built for a strategy (a FAISS file or a Milvus collection: `file` is its location);
+    `generation` ties it to the vectors it was built from."""
 
     __tablename__ = "index_builds"
     __table_args__ = (UniqueConstraint("collection_id", "strategy", "key"),)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,34 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     clap_dir = save_tiny_clap_dir(base / "clap")
     return {"openclip": f"openclip:{clip}", "openclip_dir": f"openclip:local-dir:{clip_dir}",
             "clap": f"clap:{clap_dir}"}
+
+
+POSTGRES = os.environ.get("RETRIEVAL_TEST_POSTGRES")  # set by .ci/run: export it from scripts/postgres.sh
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    if not POSTGRES:
+        if os.environ.get("RETRIEVAL_REQUIRE_POSTGRES") == "1":
+            pytest.fail("RETRIEVAL_REQUIRE_POSTGRES=1 but RETRIEVAL_TEST_POSTGRES is not set")
+        pytest.skip("no PostgreSQL: export RETRIEVAL_TEST_POSTGRES=$(bash scripts/postgres.sh)")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on SQLite (a file) and on PostgreSQL: any SQLAlchemy URL must work the same way."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/test.db"
+    return request.getfixturevalue("postgres_url")

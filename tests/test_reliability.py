@@ -22,7 +22,7 @@ from indexer import Indexer
 from retrieval import SearchEngine
 from retrieval.profiles import Profile
 from storage import (Asset, CollectionBusyError, CollectionLock, Database, IndexBuild, Item, StorageError,
-                     VectorStorage, VectorStore)
+                     VectorStorage, open_backend)
 from storage.models import Collection
 from storage.repository import ok_ids_by_modality
 
@@ -43,7 +43,7 @@ def media_manifest(folder: Path, items: int) -> Path:
 
 
 def check_consistent(url: str, expected_items: int) -> dict[str, int]:
-    """Every good item exactly once; the database, the vector tables and every FAISS index agree."""
+    """Every good item exactly once; the database, the vector tables and every index agree."""
     db = Database(url)
     with db.session() as session:
         collection = session.scalar(select(Collection))
@@ -59,8 +59,9 @@ def check_consistent(url: str, expected_items: int) -> dict[str, int]:
         assert set(table.ids.tolist()) == ok[modality]
     current = [b for b in builds if b.generation == generation]
     assert current, "the last run left current indexes"
+    backend = open_backend(collection.vector_backend, vector_dir / "indexes")
     for build in current:
-        ids = set(VectorStore.load(Path(build.file)).ids().tolist())
+        ids = set(backend.open(build.file, {}).ids().tolist())
         wanted = ok[build.key.split("@")[0]] if build.strategy == "field" else set().union(*ok.values())
         assert ids == wanted, (build.strategy, build.key)
     leftovers = list(vector_dir.rglob("*.tmp"))

@@ -1,0 +1,87 @@
+"""Executors: where decoding and encoding run. The pipeline plans the work and writes the results; an
+executor turns planned work into encoded batches. `local` decodes in threads beside the encoder in this
+process; `ray` (indexer.ray_executor) runs the same decode + encode step as Ray actors across a cluster.
+Both yield `EncodedBatch`es, so writing, checkpoints and crash safety are the pipeline's, whatever runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+
+from indexer.work import Decoded, WorkItem, decode_asset
+from retrieval.encoders import Encoder
+from retrieval.profiles import Field
+from storage.models import TEXT_PREVIEW
+
+
+@dataclass
+class EncodedBatch:
+    """Decoding results without the media (text keeps a preview) and, per field, the new vectors."""
+
+    decoded: list[Decoded]
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # field key -> (ids, vectors)
+
+    def failed(self, modality: str) -> np.ndarray:
+        return np.array([d.work.item_id for d in self.decoded if d.error is not None
+                         and d.work.spec.modality == modality], np.int64)
+
+
+class Executor(Protocol):
+    name: str
+
+    def batches(self, work: list[WorkItem]) -> Iterator[EncodedBatch]: ...
+
+
+def encode_batch(batch: list[Decoded], encoders: dict[str, Encoder], fields: list[Field],
+                 batch_size: int) -> EncodedBatch:
+    """Encode every decoded asset of a batch with each field's encoder; then drop the decoded media."""
+    out = EncodedBatch([])
+    for f in fields:
+        good = [d for d in batch if d.error is None and d.work.spec.modality == f.modality]
+        if good:
+            vectors = encoders[f.encoder].encode(f.modality, [d.value for d in good], batch_size=batch_size)
+            out.vectors[f.key] = (np.array([d.work.item_id for d in good], np.int64), np.asarray(vectors, np.float32))
+    out.decoded = [replace(d, value=d.value[:TEXT_PREVIEW] if isinstance(d.value, str) else None) for d in batch]
+    return out
+
+
+def sample_rates(encoders: dict[str, Encoder], profile_encoders: dict[str, list[str]]) -> dict[str, int]:
+    """The rate each modality is decoded at: that of its first encoder (audio must match it)."""
+    rates = {}
+    for modality in ("image", "audio", "text"):
+        names = list(profile_encoders.get(modality, ()))
+        rates[modality] = encoders[names[0]].sample_rate if names else 16_000
+    return rates
+
+
+class LocalExecutor:
+    """Decode in worker threads, a bounded window ahead of the encoder, and encode here, batch by batch."""
+
+    name = "local"
+
+    def __init__(self, encoders: dict[str, Encoder], fields: list[Field], rates: dict[str, int],
+                 batch_size: int = 64, workers: int = 4) -> None:
+        self.encoders, self.fields, self.rates = encoders, fields, rates
+        self.batch_size, self.workers = batch_size, workers
+
+    def batches(self, work: list[WorkItem]) -> Iterator[EncodedBatch]:
+        for batch in self._decoded(work):
+            yield encode_batch(batch, self.encoders, self.fields, self.batch_size)
+
+    def _decoded(self, work: list[WorkItem]) -> Iterator[list[Decoded]]:
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            pending = []
+            window = 2 * self.batch_size
+            for item in work:
+                pending.append(pool.submit(decode_asset, item, self.rates[item.spec.modality]))
+                if len(pending) >= window:
+                    yield [f.result() for f in pending[: self.batch_size]]
+                    pending = pending[self.batch_size:]
+            while pending:
+                yield [f.result() for f in pending[: self.batch_size]]
+                pending = pending[self.batch_size:]

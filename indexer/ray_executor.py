@@ -1,0 +1,77 @@
+"""Decode and encode on a Ray cluster: one actor per CPU (or GPU), each loading the encoders once.
+
+`ray.init()` starts a local cluster when no address is given (tests, one machine); `address="auto"` or
+`ray://HOST:10001` joins an existing one. The project's packages travel to the workers as `py_modules`,
+so a cluster needs only the same Python packages (requirements.txt) and the model weights where the
+profile names local paths. The driver keeps writing: results come back as `EncodedBatch`es to the
+pipeline, which checkpoints them exactly as it does for local work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from indexer.executors import EncodedBatch, encode_batch
+from indexer.work import WorkItem, decode_asset
+from retrieval.profiles import Field
+
+PACKAGES = [Path(__file__).resolve().parents[1] / name for name in ("indexer", "retrieval", "storage")]
+
+
+class EncodeWorker:
+    """A Ray actor's state: the encoders, created once, then one chunk of work after another."""
+
+    def __init__(self, fields: list[Field], encoder_names: list[str], device: str | None, batch_size: int,
+                 rates: dict[str, int]) -> None:
+        from retrieval.encoders import create_encoder
+
+        self.encoders = {name: create_encoder(name, device) for name in encoder_names}
+        self.fields, self.batch_size, self.rates = fields, batch_size, rates
+
+    def run(self, chunk: list[WorkItem]) -> EncodedBatch:
+        decoded = [decode_asset(item, self.rates[item.spec.modality]) for item in chunk]
+        return encode_batch(decoded, self.encoders, self.fields, self.batch_size)
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, fields: list[Field], encoder_names: list[str], rates: dict[str, int],
+                 device: str | None = None, batch_size: int = 64, address: str | None = None,
+                 actors: int | None = None) -> None:
+        self.fields, self.encoder_names, self.rates = fields, encoder_names, rates
+        self.device, self.batch_size, self.address, self.actors = device, batch_size, address, actors
+
+    def _start(self):  # noqa: ANN202 - returns the ray module, imported late: ray is needed only here
+        try:
+            import ray
+        except ImportError as exc:
+            raise RuntimeError("--executor ray needs the ray package: pip install -r requirements.txt") from exc
+        if not ray.is_initialized():
+            ray.init(address=self.address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False,
+                     runtime_env={"py_modules": [str(p) for p in PACKAGES],
+                                  "env_vars": {k: v for k, v in os.environ.items()
+                                               if k.startswith(("HF_", "TRANSFORMERS_", "RETRIEVAL_"))}})
+        return ray
+
+    def batches(self, work: list[WorkItem]) -> Iterator[EncodedBatch]:
+        if not work:
+            return
+        ray = self._start()
+        from ray.util import ActorPool
+
+        gpu = self.device not in (None, "cpu") and ray.cluster_resources().get("GPU", 0) > 0
+        count = self.actors or max(1, int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1)))
+        count = min(count, -(-len(work) // self.batch_size))
+        actor = ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0)(EncodeWorker)
+        handles = [actor.remote(self.fields, self.encoder_names, self.device, self.batch_size, self.rates)
+                   for _ in range(count)]
+        chunks = [work[i:i + self.batch_size] for i in range(0, len(work), self.batch_size)]
+        try:
+            yield from ActorPool(handles).map_unordered(lambda a, chunk: a.run.remote(chunk), chunks)
+        finally:
+            for handle in handles:
+                ray.kill(handle)

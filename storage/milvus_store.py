@@ -1,0 +1,185 @@
+"""MilvusStore: the same store on Milvus, embedded (Milvus Lite, one file) or a cluster (a URI).
+
+One Milvus collection per store, named after the store and its generation: a new generation is written
+in full under a new name before the catalog points at it and the old one is dropped, so a crash midway
+leaves the previous index serving and an orphan that the next build removes. The FAISS factory string
+names the index kind here too (Flat, IVFn,Flat, HNSWm, IVFn,PQm), mapped to Milvus's index types.
+Writes use Strong consistency: a removal is visible to the next search, as with FAISS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storage.errors import EncoderMismatchError, StorageError
+from storage.faiss_store import default_factory
+from storage.vector_store import StoreBackend, VectorStore, pad_results
+
+log = logging.getLogger(__name__)
+
+_CLIENTS: dict[str, Any] = {}
+_LOCK = threading.Lock()
+MAX_MESSAGE_BYTES = 16 << 20  # rows per insert are sized to stay well under gRPC's 64 MB message limit
+
+
+def milvus_client(uri: str) -> Any:
+    """One client per URI and process: Milvus Lite runs one embedded server per file."""
+    with _LOCK:
+        if uri not in _CLIENTS:
+            from pymilvus import MilvusClient
+
+            if "://" not in uri:
+                Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                _CLIENTS[uri] = MilvusClient(uri)
+            except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds; the message is what matters
+                raise StorageError(f"cannot open Milvus at {uri}: {exc}. A Milvus Lite file is used by one "
+                                   "process at a time; a server URI must be reachable") from exc
+        return _CLIENTS[uri]
+
+
+def milvus_index(factory: str, count: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(index type, build params, search params) for a FAISS factory string."""
+    if factory == "Flat":
+        return "FLAT", {}, {}
+    if m := re.fullmatch(r"IVF(\d+),Flat", factory):
+        nlist = int(m[1])
+        return "IVF_FLAT", {"nlist": nlist}, {"nprobe": min(nlist, max(16, nlist // 16))}
+    if m := re.fullmatch(r"IVF(\d+),PQ(\d+)(?:x(\d+))?", factory):
+        nlist = int(m[1])
+        return "IVF_PQ", {"nlist": nlist, "m": int(m[2]), "nbits": int(m[3] or 8)}, {"nprobe": min(nlist, max(16, nlist // 16))}
+    if m := re.fullmatch(r"HNSW(\d+)", factory):
+        return "HNSW", {"M": int(m[1]), "efConstruction": 80}, {"ef": 64}
+    raise StorageError(f"factory {factory!r} has no Milvus equivalent here; use Flat, IVFn,Flat, IVFn,PQm or HNSWm")
+
+
+class MilvusStore(VectorStore):
+    """One Milvus collection: an INT64 primary key (the item id) and one float vector."""
+
+    def __init__(self, client: Any, name: str, dim: int, factory: str, header: dict[str, Any]) -> None:
+        self.client, self.name, self.dim, self.factory, self.header = client, name, dim, factory, dict(header)
+        self._search_params = milvus_index(factory, 0)[2]
+
+    @classmethod
+    def create(cls, client: Any, name: str, ids: np.ndarray, vectors: np.ndarray, factory: str | None,
+               header: dict[str, Any]) -> MilvusStore:
+        from pymilvus import DataType, MilvusClient
+
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        factory = factory or default_factory(len(ids))
+        index_type, params, _ = milvus_index(factory, len(ids))
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=int(vectors.shape[1]))
+        index = client.prepare_index_params()
+        index.add_index(field_name="vector", index_type=index_type, metric_type="IP", params=params)
+        if client.has_collection(name):
+            client.drop_collection(name)
+        client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+        store = cls(client, name, int(vectors.shape[1]), factory, header)
+        store.add(ids, vectors)
+        return store
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        self.check_dim(vectors)
+        step = max(1, MAX_MESSAGE_BYTES // (4 * self.dim))
+        for start in range(0, len(ids), step):
+            rows = [{"id": int(i), "vector": v} for i, v in zip(ids[start:start + step], vectors[start:start + step])]
+            self.client.upsert(self.name, rows)
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = [int(i) for i in np.asarray(ids, np.int64)]
+        if not ids:
+            return 0
+        present = self.client.query(self.name, ids=ids, output_fields=["id"])
+        if present:
+            self.client.delete(self.name, ids=[row["id"] for row in present])
+        return len(present)
+
+    def __len__(self) -> int:
+        rows = self.client.query(self.name, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def ids(self) -> np.ndarray:
+        iterator = self.client.query_iterator(self.name, filter="id >= -9223372036854775808",
+                                              output_fields=["id"], batch_size=10_000)
+        found: list[int] = []
+        try:
+            while batch := iterator.next():
+                found += [row["id"] for row in batch]
+        finally:
+            iterator.close()
+        return np.sort(np.asarray(found, np.int64))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
+        self.check_dim(queries)
+        count = len(self)
+        if count == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        k = max(1, min(k, count))
+        params = dict(self._search_params)
+        if "ef" in params:
+            params["ef"] = max(params["ef"], k)
+        hits = self.client.search(self.name, data=list(queries), limit=k, anns_field="vector",
+                                  search_params={"metric_type": "IP", "params": params})
+        return pad_results([[(h["id"], h["distance"]) for h in row] for row in hits], k)
+
+
+class MilvusBackend(StoreBackend):
+    """Stores as Milvus collections; `location` is `URI#collection`."""
+
+    def __init__(self, uri: str, index_dir: Path | None = None) -> None:
+        if not uri:
+            raise StorageError("the milvus backend needs a target: milvus:PATH.db or milvus:http://HOST:19530")
+        self.uri = uri
+        self.spec = f"milvus:{uri}"
+        self.client = milvus_client(uri)
+
+    @staticmethod
+    def collection_name(name: str, generation: int) -> str:
+        """Milvus names allow letters, digits and underscores; a hash keeps different stores apart."""
+        slug = re.sub(r"[^A-Za-z0-9_]+", "_", name)[:80].strip("_")
+        return f"s_{slug}_{hashlib.sha1(name.encode()).hexdigest()[:8]}_g{generation}"
+
+    def create(self, name: str, generation: int, ids: np.ndarray, vectors: np.ndarray, factory: str | None,
+               header: dict[str, Any]) -> tuple[MilvusStore, str | None]:
+        target = self.collection_name(name, generation)
+        store = MilvusStore.create(self.client, target, ids, vectors, factory, header)
+        stem = target.rsplit("_g", 1)[0] + "_g"
+        for other in self.client.list_collections():
+            if other.startswith(stem) and other != target:
+                self.client.drop_collection(other)  # older generations, and orphans of a crashed build
+        return store, f"{self.uri}#{target}"
+
+    def open(self, location: str, expect: dict[str, Any]) -> MilvusStore | None:
+        uri, _, target = location.rpartition("#")
+        if uri != self.uri or not self.client.has_collection(target):
+            return None
+        info = self.client.describe_collection(target)
+        dim = next(int(f["params"]["dim"]) for f in info["fields"] if f["name"] == "vector")
+        if "dim" in expect and expect["dim"] != dim:
+            raise EncoderMismatchError(f"Milvus collection {target} holds {dim}-d vectors, {expect['dim']} expected")
+        index = self.client.describe_index(target, "vector")
+        factory = _factory_of(index)
+        self.client.load_collection(target)
+        return MilvusStore(self.client, target, dim, factory, dict(expect))
+
+
+def _factory_of(index: dict[str, Any]) -> str:
+    kind = index.get("index_type", "FLAT")
+    if kind == "IVF_FLAT":
+        return f"IVF{index.get('nlist', 128)},Flat"
+    if kind == "IVF_PQ":
+        return f"IVF{index.get('nlist', 128)},PQ{index.get('m', 8)}"
+    if kind == "HNSW":
+        return f"HNSW{index.get('M', 16)}"
+    return "Flat"

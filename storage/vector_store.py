@@ -1,0 +1,120 @@
+"""The vector store interface, and the backends that keep a collection's indexes.
+
+A `VectorStore` is what fusion strategies search: item ids and unit vectors, inner product, add and
+remove. A `StoreBackend` is where a collection's stores live between runs: FAISS files beside the
+vectors (the embedded default) or a Milvus server (Milvus Lite in one file, or a cluster). A backend is
+named by one string, like a FAISS factory string names an index: `faiss`, `milvus:./data/milvus.db`,
+`milvus:http://milvus:19530`. A new backend is one file plus one line in `BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storage.errors import StorageError
+
+BACKENDS = {
+    "faiss": "storage.faiss_store:FaissBackend",
+    "milvus": "storage.milvus_store:MilvusBackend",
+}
+DEFAULT_BACKEND = "faiss"
+
+
+class VectorStore(ABC):
+    """An index of item vectors, searched by inner product (cosine on unit vectors)."""
+
+    dim: int
+    factory: str  # the FAISS factory string that names the index kind (each backend maps it to its own)
+    header: dict[str, Any]
+
+    @abstractmethod
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove these ids; returns how many were there."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def ids(self) -> np.ndarray:
+        """Every item id in the store."""
+
+    @abstractmethod
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and ids (queries x k), best first; -1 ids pad when fewer than `k` vectors exist."""
+
+    def to_gpu(self) -> bool:
+        """Move to a GPU when the backend can use one here; returns whether it did."""
+        return False
+
+    def check_dim(self, vectors: np.ndarray) -> None:
+        from storage.errors import EncoderMismatchError
+
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise EncoderMismatchError(
+                f"vectors of dimension {vectors.shape[-1]} given to an index of dimension {self.dim} "
+                f"(built by {self.header.get('encoders', 'unknown encoders')})")
+
+
+class StoreBackend(ABC):
+    """Creates stores that outlive the process, and opens them again by their location."""
+
+    spec: str
+
+    @abstractmethod
+    def create(self, name: str, generation: int, ids: np.ndarray, vectors: np.ndarray, factory: str | None,
+               header: dict[str, Any]) -> tuple[VectorStore, str | None]:
+        """Build and persist the store `name` at `generation`; returns it and its location (None when it
+        could only be kept in memory). Older generations of `name` are dropped once this one is whole."""
+
+    @abstractmethod
+    def open(self, location: str, expect: dict[str, Any]) -> VectorStore | None:
+        """The store at `location` if it is there, readable, and its header matches `expect`; else None."""
+
+
+def backend_kind(spec: str) -> str:
+    return spec.split(":", 1)[0]
+
+
+def open_backend(spec: str | None, index_dir: Path) -> StoreBackend:
+    """`faiss` keeps files under `index_dir`; `milvus:URI` talks to Milvus Lite (a file) or a server."""
+    spec = spec or DEFAULT_BACKEND
+    kind, _, target = spec.partition(":")
+    if kind not in BACKENDS:
+        raise StorageError(f"unknown vector backend {spec!r}; use one of: faiss, milvus:PATH_OR_URI")
+    module, _, cls = BACKENDS[kind].partition(":")
+    try:
+        backend_cls = getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        raise StorageError(f"vector backend {kind!r} needs a package that is not installed ({exc.name}); "
+                           "pip install -r requirements.txt") from exc
+    return backend_cls(target, index_dir) if kind != "faiss" else backend_cls(index_dir)
+
+
+def normalise_backend(spec: str | None) -> str:
+    """The spec to record for a collection: a Milvus Lite path made absolute, so any process finds it."""
+    spec = spec or DEFAULT_BACKEND
+    kind, _, target = spec.partition(":")
+    if kind == "milvus" and target and "://" not in target:
+        return f"milvus:{Path(target).expanduser().resolve()}"
+    if kind not in BACKENDS or (kind == "milvus" and not target):
+        raise StorageError(f"unknown vector backend {spec!r}; use faiss, milvus:PATH (Milvus Lite) or "
+                           "milvus:http://HOST:19530 (a Milvus server)")
+    return spec
+
+
+def pad_results(rows: list[list[tuple[int, float]]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query (id, score) lists as the (scores, ids) arrays FAISS returns, padded with -1."""
+    scores = np.full((len(rows), k), -np.inf, np.float32)
+    ids = np.full((len(rows), k), -1, np.int64)
+    for i, row in enumerate(rows):
+        for j, (item, score) in enumerate(row[:k]):
+            ids[i, j], scores[i, j] = item, score
+    return scores, ids

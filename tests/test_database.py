@@ -1,0 +1,107 @@
+"""The metadata layer on every database the tests can reach: SQLite always, PostgreSQL where
+RETRIEVAL_TEST_POSTGRES names a server (.ci/run starts one). Same tests, same assertions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from storage import Asset, Collection, Database, Item, SchemaError
+from storage.models import SCHEMA_VERSION, SchemaInfo
+from storage.repository import items_by_ids
+
+
+def add_collection(db: Database, tmp_path: Path, items: int = 20) -> int:
+    with db.session() as session:
+        collection = Collection(name="c", vector_dir=str(tmp_path))
+        session.add(collection)
+        session.flush()
+        for n in range(items):
+            item = Item(collection_id=collection.id, key=f"k{n}", meta={"n": n, "label": str(n % 3), "ü": [1, 2]})
+            item.assets = [Asset(modality=m, path=f"{n}.{m}", status="ok") for m in ("image", "audio")]
+            session.add(item)
+        return collection.id
+
+
+def test_newer_schema_is_refused(db_url: str) -> None:
+    db = Database(db_url)
+    with db.session() as session:
+        session.get(SchemaInfo, 1).version = SCHEMA_VERSION + 1
+    db.dispose()
+    with pytest.raises(SchemaError, match="newer"):
+        Database(db_url)
+
+
+def test_version_1_database_gains_the_backend_column(db_url: str) -> None:
+    db = Database(db_url)
+    with db.session() as session:
+        session.add(Collection(name="old", vector_dir="/v"))
+    with db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE collections DROP COLUMN vector_backend"))
+        conn.execute(text("UPDATE schema_info SET version = 1"))
+    db.dispose()
+    db = Database(db_url)
+    assert "vector_backend" in {c["name"] for c in inspect(db.engine).get_columns("collections")}
+    with db.session() as session:
+        assert session.scalar(select(Collection.vector_backend).filter_by(name="old")) == "faiss"
+        assert session.get(SchemaInfo, 1).version == SCHEMA_VERSION
+
+
+def test_result_metadata_is_one_sql_query(db_url: str, tmp_path: Path) -> None:
+    db = Database(db_url)
+    add_collection(db, tmp_path)
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with db.session() as session:
+        first = sorted(session.scalars(select(Item.id)).all())[:10]
+    statements.clear()
+    with db.session() as session:
+        items = items_by_ids(session, first)
+        assert len(items) == 10 and all(len(i.assets) == 2 for i in items.values())
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+
+
+def test_json_metadata_unique_keys_and_cascades(db_url: str, tmp_path: Path) -> None:
+    db = Database(db_url)
+    collection_id = add_collection(db, tmp_path, items=5)
+    with db.session() as session:
+        item = session.scalar(select(Item).filter_by(key="k4"))
+        assert item.meta == {"n": 4, "label": "1", "ü": [1, 2]}
+    with pytest.raises(IntegrityError):
+        with db.session() as session:
+            session.add(Item(collection_id=collection_id, key="k1", meta={}))
+    with db.session() as session:  # the failed transaction was rolled back, nothing else lost
+        assert session.query(Item).count() == 5
+        session.delete(session.get(Collection, collection_id))
+    with db.session() as session:
+        assert session.query(Item).count() == 0 and session.query(Asset).count() == 0
+
+
+def test_item_ids_are_64_bit(db_url: str, tmp_path: Path) -> None:
+    db = Database(db_url)
+    collection_id = add_collection(db, tmp_path, items=0)
+    big = 2**40 + 7  # FAISS and Milvus ids are int64: the database must keep them whole
+    with db.session() as session:
+        session.add(Item(id=big, collection_id=collection_id, key="big", meta={}))
+    with db.session() as session:
+        assert session.scalar(select(Item.id).filter_by(key="big")) == big
+
+
+@pytest.mark.datasets
+def test_index_reindex_and_search(db_url: str, small_folder: Path, tmp_path: Path) -> None:
+    from indexer.pipeline import Indexer
+    from indexer.status import collection_status
+    from retrieval import SearchEngine
+    from conftest import mnist_image
+
+    first = Indexer(db_url, vector_dir=tmp_path / "vectors").run(small_folder)
+    assert first.items == 12 and first.encoded > 0
+    again = Indexer(db_url).run(small_folder)  # the collection remembers where its vectors are
+    assert again.encoded == 0 and again.unchanged == first.encoded
+    result = SearchEngine.open(db_url).search(image=mnist_image(3, 0), strategy="late", k=3)
+    assert result.hits[0].key == "d3_george"
+    status = collection_status(db_url, "default")
+    assert status["items"] == 12 and all(b["current"] for b in status["indexes"])

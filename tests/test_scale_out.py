@@ -1,0 +1,103 @@
+"""Scale-out end to end: the demo collection indexed by Ray actors into Milvus Lite + PostgreSQL, searched
+with every fusion strategy; the same encodings as the local executor; incremental and crash-safe."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
+from indexer.pipeline import Indexer
+from retrieval import SearchEngine
+from retrieval.fusion import list_strategies
+from retrieval.train import TrainConfig
+from storage import VectorStorage
+from test_reliability import ROOT, check_consistent, media_manifest, ok_assets
+
+pytestmark = [pytest.mark.datasets, pytest.mark.slow]
+
+
+def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, tmp_path: Path) -> None:
+    manifest = build_digits_manifest(tmp_path / "digits", None, DemoSpec(seed=0))
+    roots = [datasets_dir(None)]
+    milvus = f"milvus:{tmp_path / 'milvus.db'}"
+    ray_run = Indexer(postgres_url, vector_dir=tmp_path / "ray-vectors", vector_backend=milvus,
+                      executor="ray", checkpoint_assets=512).run(manifest, roots=roots)
+    assert ray_run.items == 2000 and not ray_run.problems
+    assert ray_run.encoded == sum(ray_run.assets.values()) > 4000
+
+    # The same vectors as the local executor gives (Ray moves the work, not the maths).
+    local_url = f"sqlite:///{tmp_path}/local.db"
+    Indexer(local_url, vector_dir=tmp_path / "local-vectors").run(manifest, roots=roots)
+    ray_tables, local_tables = VectorStorage(tmp_path / "ray-vectors"), VectorStorage(tmp_path / "local-vectors")
+    for key in ("image@hog", "audio@mfcc", "text@sbert"):
+        a, b = ray_tables.load(key), local_tables.load(key)
+        assert len(a) == len(b) > 0
+        assert np.allclose(a.lookup(b.ids)[0], b.as_float32(), atol=2e-3), key
+
+    again = Indexer(postgres_url, executor="ray").run(manifest, roots=roots)
+    assert again.encoded == 0 and again.unchanged == ray_run.encoded
+
+    engine = SearchEngine.open(postgres_url)
+    for name, cls in list_strategies().items():
+        if cls.learns:
+            engine.train(TrainConfig(name, label_field="digit", epochs=3, seed=0), tmp_path / f"{name}.safetensors")
+    row = next(r for r in _rows(manifest) if r["split"] == "test" and r["image"] and r["audio"])
+    for name in list_strategies():
+        result = engine.search(image=row["image"], audio=row["audio"], strategy=name, k=10)
+        assert len(result.hits) == 10, name
+        same_digit = sum(h.metadata.get("digit") == row["digit"] for h in result.hits)
+        assert same_digit >= 5, (name, same_digit)
+
+
+def _rows(manifest: Path) -> list[dict[str, str]]:
+    import csv
+
+    base = manifest.parent
+    rows = list(csv.DictReader(manifest.open()))
+    for r in rows:
+        for m in ("image", "audio"):
+            r[m] = str((base / r[m]).resolve()) if r[m] else ""
+    return rows
+
+
+def test_killing_a_ray_run_loses_nothing(tmp_path: Path) -> None:
+    items = 300
+    manifest = media_manifest(tmp_path / "collection", items)
+    url = f"sqlite:///{tmp_path}/kill.db"
+    command = [sys.executable, "-m", "indexer", str(manifest), "--db", url, "--quiet", "--batch-size", "8",
+               "--checkpoint-every", "32", "--executor", "ray", "--vector-backend", f"milvus:{tmp_path}/m.db",
+               "--profile", str(tmp_path / "collection" / "fast.json"), "--allow-root", str(ROOT.parent / "shared")]
+    rng = random.Random(3)
+    kills = []
+    for _ in range(2):
+        before = ok_assets(url)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 180
+        while process.poll() is None and ok_assets(url) == before and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        kills.append(ok_assets(url))
+    assert len(kills) == 2 and all(0 < n < 2 * items for n in kills), kills
+    final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert check_consistent(url, expected_items=items) == {"image": items, "audio": items}
+    engine = SearchEngine.open(url)
+    assert {len(engine.search(image=str(p), strategy="late", k=5).hits) for p in _images(3)} == {5}
+
+
+def _images(n: int) -> list[Path]:
+    from conftest import MNIST
+
+    return sorted(MNIST.glob("*.png"))[:n]

@@ -1,0 +1,147 @@
+"""One suite, every vector store backend: FAISS files (default) and Milvus (here Milvus Lite, one file).
+
+The same assertions run on each backend; the fusion test at the end checks that every strategy gives
+the same results whichever backend holds the indexes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storage import Collection, Database, EncoderMismatchError, IndexBuild, StorageError, open_backend
+from storage.catalog import IndexCatalog
+from storage.milvus_store import MilvusBackend, milvus_index
+
+BACKENDS = ["faiss", "milvus"]
+
+
+def spec_for(kind: str, tmp_path: Path) -> str:
+    return "faiss" if kind == "faiss" else f"milvus:{tmp_path / 'milvus.db'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
+    return open_backend(spec_for(request.param, tmp_path), tmp_path / "indexes")
+
+
+def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_add_search_remove(backend) -> None:  # noqa: ANN001
+    ids, x = np.arange(1000, 1200), unit_rows(200, 16)
+    store, location = backend.create("s-field-a", 1, ids, x, "Flat", {"encoders": ["e1"]})
+    assert location is not None and len(store) == 200
+    scores, found = store.search(x[:5], 3)
+    assert found[:, 0].tolist() == ids[:5].tolist()
+    assert np.allclose(scores[:, 0], 1.0, atol=1e-4)
+    assert store.remove(ids[:10]) == 10 and store.remove(np.array([5, 6])) == 0
+    assert len(store) == 190 and not set(ids[:10]) & set(store.ids().tolist())
+    _, found = store.search(x[:10], 5)
+    assert not set(ids[:10]) & set(found.ravel().tolist())
+    store.add(np.array([7]), x[:1])
+    assert store.search(x[:1], 1)[1][0, 0] == 7
+
+
+def test_reopened_store_gives_the_same_answers(backend, tmp_path: Path) -> None:  # noqa: ANN001
+    ids, x = np.arange(300) * 3, unit_rows(300, 8, seed=1)
+    store, location = backend.create("s-field-b", 4, ids, x, None, {"encoders": ["e1"]})
+    before = store.search(x[:20], 10)
+    again = open_backend(backend.spec, tmp_path / "indexes").open(location, {"encoders": ["e1"]})
+    assert again is not None and len(again) == 300
+    assert np.array_equal(np.sort(again.ids()), np.sort(ids))
+    after = again.search(x[:20], 10)
+    assert np.array_equal(before[1], after[1]) and np.allclose(before[0], after[0], atol=1e-5)
+    assert backend.open(location + "-gone", {"encoders": ["e1"]}) is None
+
+
+def test_small_store_returns_what_it_has_and_empty_store_nothing(backend) -> None:  # noqa: ANN001
+    store, _ = backend.create("s-small", 1, np.array([1, 2, 3]), unit_rows(3, 4), "Flat", {})
+    scores, ids = store.search(unit_rows(2, 4, seed=5), 10)
+    assert ids.shape == (2, 3) and sorted(ids[0].tolist()) == [1, 2, 3]
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    store.remove(np.array([1, 2, 3]))
+    assert store.search(unit_rows(1, 4), 5)[1].shape == (1, 0)
+
+
+def test_wrong_dimension_is_refused(backend) -> None:  # noqa: ANN001
+    store, _ = backend.create("s-dim", 1, np.arange(10), unit_rows(10, 8), "Flat", {"encoders": ["e1"]})
+    with pytest.raises(EncoderMismatchError, match="dimension 4"):
+        store.search(unit_rows(1, 4), 3)
+
+
+def test_inverted_file_keeps_recall(backend) -> None:  # noqa: ANN001
+    ids, x = np.arange(4000), unit_rows(4000, 32, seed=2)
+    exact, _ = backend.create("s-exact", 1, ids, x, "Flat", {})
+    ivf, _ = backend.create("s-ivf", 1, ids, x, "IVF32,Flat", {})
+    assert ivf.factory == "IVF32,Flat"
+    queries = unit_rows(50, 32, seed=3)
+    truth, got = exact.search(queries, 10)[1], ivf.search(queries, 10)[1]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, got)])
+    assert recall >= 0.9
+
+
+def test_catalog_records_location_and_rebuilds_when_stale(backend, tmp_path: Path) -> None:  # noqa: ANN001
+    db = Database(f"sqlite:///{tmp_path}/c.db")
+    with db.session() as session:
+        session.add(Collection(id=1, name="c", vector_dir=str(tmp_path)))
+    catalog = IndexCatalog(db, 1, backend)
+    ids, x = np.arange(50), unit_rows(50, 8)
+    catalog.create("early", "k", ids, x, generation=3, header={"encoders": ["e1"]})
+    assert catalog.get("early", "k", 3, ["e1"]) is not None
+    assert catalog.get("early", "k", 4, ["e1"]) is None  # vectors changed since: stale
+    assert catalog.get("early", "k", 3, ["other"]) is None  # made by other encoders
+    catalog.create("early", "k", ids[:20], x[:20], generation=4, header={"encoders": ["e1"]})
+    current = catalog.get("early", "k", 4, ["e1"])
+    assert current is not None and len(current) == 20
+    with db.session() as session:
+        assert session.query(IndexBuild).count() == 1
+
+
+def test_milvus_drops_older_generations_and_maps_factories(tmp_path: Path) -> None:
+    backend = MilvusBackend(str(tmp_path / "m.db"))
+    ids, x = np.arange(40), unit_rows(40, 8)
+    _, first = backend.create("c1-late-a", 1, ids, x, "Flat", {})
+    _, second = backend.create("c1-late-a", 2, ids, x, "Flat", {})
+    names = backend.client.list_collections()
+    assert second.split("#")[1] in names and first.split("#")[1] not in names
+    assert backend.open(first, {}) is None
+    assert milvus_index("IVF1024,PQ64", 10)[0] == "IVF_PQ" and milvus_index("HNSW32", 10)[0] == "HNSW"
+    with pytest.raises(StorageError, match="no Milvus equivalent"):
+        milvus_index("OPQ16,IVF64,PQ16", 10)
+
+
+def test_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="unknown vector backend 'redis:x'"):
+        open_backend("redis:x", tmp_path)
+
+
+@pytest.mark.datasets
+def test_every_strategy_gives_the_same_results_on_both_backends(small_folder: Path, tmp_path: Path) -> None:
+    from indexer.pipeline import Indexer
+    from retrieval import SearchEngine
+    from retrieval.train import TrainConfig
+    from conftest import mnist_image, recording
+
+    url = f"sqlite:///{tmp_path}/both.db"
+    results = {}
+    for kind in BACKENDS:
+        Indexer(url, kind, vector_backend=spec_for(kind, tmp_path)).run(small_folder)
+        engine = SearchEngine.open(url, kind)
+        for learned in ("gated", "cross_attention"):
+            engine.train(TrainConfig(learned, epochs=2, batch_size=8, seed=0), tmp_path / f"{kind}-{learned}.safetensors")
+        for strategy in ("late", "early", "hybrid", "gated", "cross_attention"):
+            found = engine.search(text="the digit 2", image=mnist_image(2, 1), audio=recording(2, "lucas", 2),
+                                  strategy=strategy, k=5)
+            assert found.hits, strategy
+            results[(kind, strategy)] = [(h.key, round(h.score, 4)) for h in found.hits]
+    for strategy in ("late", "early", "hybrid", "gated", "cross_attention"):
+        assert results[("milvus", strategy)] == results[("faiss", strategy)], strategy
+    with Database(url).session() as session:
+        locations = [b.file for b in session.query(IndexBuild).all()]
+    assert any(loc.startswith(str(tmp_path / "milvus.db") + "#") for loc in locations)
+    assert any(loc.endswith(".faiss.safetensors") for loc in locations)
