@@ -74,6 +74,10 @@ class LocalExecutor:
             yield encode_batch(batch, self.encoders, self.fields, self.batch_size)
 
     def _decoded(self, work: list[WorkItem]) -> Iterator[list[Decoded]]:
+        if self.workers <= 0:  # decode in this thread, batch by batch
+            for start in range(0, len(work), self.batch_size):
+                yield [decode_asset(item, self.rates[item.spec.modality]) for item in work[start:start + self.batch_size]]
+            return
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             pending = []
             window = 2 * self.batch_size

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import threading
 from pathlib import Path
@@ -30,7 +31,8 @@ MAX_MESSAGE_BYTES = 16 << 20  # rows per insert are sized to stay well under gRP
 
 
 def milvus_client(uri: str) -> Any:
-    """One client per URI and process: Milvus Lite runs one embedded server per file."""
+    """One client per URI and process: Milvus Lite runs one embedded server per file. A secured server
+    takes its credentials from MILVUS_TOKEN ("user:password" or an API key), never from the URI on record."""
     with _LOCK:
         if uri not in _CLIENTS:
             from pymilvus import MilvusClient
@@ -38,7 +40,7 @@ def milvus_client(uri: str) -> Any:
             if "://" not in uri:
                 Path(uri).parent.mkdir(parents=True, exist_ok=True)
             try:
-                _CLIENTS[uri] = MilvusClient(uri)
+                _CLIENTS[uri] = MilvusClient(uri, token=os.environ.get("MILVUS_TOKEN", ""))
             except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds; the message is what matters
                 raise StorageError(f"cannot open Milvus at {uri}: {exc}. A Milvus Lite file is used by one "
                                    "process at a time; a server URI must be reachable") from exc
@@ -85,6 +87,7 @@ class MilvusStore(VectorStore):
         client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
         store = cls(client, name, int(vectors.shape[1]), factory, header)
         store.add(ids, vectors)
+        client.flush(name)  # seal the bulk load: sealed segments are indexed (Lite: 35 ms -> 6 ms a search)
         return store
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -122,16 +125,15 @@ class MilvusStore(VectorStore):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
         self.check_dim(queries)
-        count = len(self)
-        if count == 0:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        k = max(1, min(k, count))
         params = dict(self._search_params)
         if "ef" in params:
             params["ef"] = max(params["ef"], k)
-        hits = self.client.search(self.name, data=list(queries), limit=k, anns_field="vector",
+        # No count first: each call is a round trip (and a scan in Milvus Lite); a small collection
+        # simply returns fewer hits, and the result is as wide as the longest list, like FAISS's.
+        hits = self.client.search(self.name, data=list(queries), limit=max(1, k), anns_field="vector",
                                   search_params={"metric_type": "IP", "params": params})
-        return pad_results([[(h["id"], h["distance"]) for h in row] for row in hits], k)
+        rows = [[(h["id"], h["distance"]) for h in row] for row in hits]
+        return pad_results(rows, max((len(r) for r in rows), default=0))
 
 
 class MilvusBackend(StoreBackend):

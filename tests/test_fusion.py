@@ -142,3 +142,20 @@ def test_centring_removes_a_shared_offset(tmp_path: Path) -> None:
         assert centred[0].item_id == 5, name
         assert centred[0].score > plain[0].score
     assert abs(space.centred().tables["image@img-enc"].as_float32().mean(axis=0)[0]) < 0.2
+
+
+def test_late_without_rescoring_uses_each_list_only(space: VectorSpace) -> None:
+    q = query(space, seed=3)
+    full = {h.item_id: h.score for h in create_strategy("late", candidates=40).search(space, q, k=40)}
+    listed = create_strategy("late", candidates=40, rescore=False).search(space, q, k=40)
+    assert {h.item_id: round(h.score, 5) for h in listed} == {i: round(s, 5) for i, s in full.items()}
+    # with 5 candidates per channel, an item scores only in the channels whose top 5 hold it
+    expected: dict[int, float] = {}
+    for key, f in ((("image", "img-enc"), IMAGE), (("audio", "aud-enc"), AUDIO)):
+        table = space.tables[f.key]
+        sims = table.as_float32() @ q.vectors[key]
+        for n in np.argsort(-sims)[:5]:
+            expected[int(table.ids[n])] = expected.get(int(table.ids[n]), 0.0) + float(sims[n])
+    short = create_strategy("late", candidates=5, rescore=False).search(space, q, k=5)  # lists of max(k, 5)
+    best = sorted(expected.items(), key=lambda kv: -kv[1])[:5]
+    assert [(h.item_id, round(h.score, 4)) for h in short] == [(i, round(s, 4)) for i, s in best]

@@ -154,3 +154,29 @@ def test_hybrid_with_one_group_ranks_like_early(tmp_path: Path) -> None:
     early = [h.item_id for h in create_strategy("early").search(space, query, k=20)]
     one_group = create_strategy("hybrid", groups=[["image", "audio", "text"]], candidates=300)
     assert [h.item_id for h in one_group.search(space, query, k=20)] == early
+
+
+@pytest.mark.parametrize("kind,hyper", [("gated", {"hidden": 32}), ("gated", {"hidden": 0}),
+                                        ("early", {"hidden": 32}), ("early", {"hidden": 0})])
+def test_numpy_forward_pass_matches_torch(kind: str, hyper: dict) -> None:
+    from retrieval.fusion.modules import build_module
+
+    torch.manual_seed(0)
+    module = build_module({"kind": kind, "dims": [12, 5, 7], "out_dim": 6, **hyper}).eval()
+    with torch.no_grad():  # non-zero "missing" vectors, so the early module's gap filling is checked too
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    rng = np.random.default_rng(1)
+    blocks = [rng.standard_normal((5, d)).astype(np.float32) for d in (12, 5, 7)]
+    mask = np.array([[1, 1, 1], [1, 0, 0], [0, 1, 1], [0, 0, 1], [1, 0, 1]], bool)
+    with torch.no_grad():
+        expected = module([torch.from_numpy(b) for b in blocks], torch.from_numpy(mask)).numpy()
+    got = module.forward_numpy(blocks, mask)
+    assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-5)
+    module.train()  # weights may change while training: the numpy copy is taken again afterwards
+    with torch.no_grad():
+        next(module.parameters()).mul_(2.0)
+    module.eval()
+    with torch.no_grad():
+        changed = module([torch.from_numpy(b) for b in blocks], torch.from_numpy(mask)).numpy()
+    assert np.allclose(module.forward_numpy(blocks, mask), changed, atol=1e-5)

@@ -43,8 +43,10 @@ def concat_query(fields: list[Field], dims: list[int], query: EncodedQuery) -> n
     return np.concatenate(blocks)
 
 
-def search_concat(space: VectorSpace, fields: list[Field], query: EncodedQuery, n: int) -> np.ndarray:
-    """Ids of the best `n` items for the query over the concatenated fields."""
+def search_concat(space: VectorSpace, fields: list[Field], query: EncodedQuery, n: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and scores (Σ weight × cosine) of the best `n` items for the query over the concatenated fields."""
     dims = [space.tables[f.key].dim for f in fields]
-    _, ids = concat_index(space, fields).search(concat_query(fields, dims, query), n)
-    return ids[0][ids[0] >= 0]
+    scores, ids = concat_index(space, fields).search(concat_query(fields, dims, query), n)
+    keep = ids[0] >= 0
+    return ids[0][keep], scores[0][keep]

@@ -55,6 +55,6 @@ class EarlyFusion(FusionStrategy):
             space, query = space.centred(), space.centre_query(query)
         if not space.channels(query):
             return []
-        ids = search_concat(space, present_fields(space), query, k)
+        ids, _ = search_concat(space, present_fields(space), query, k)
         total, parts, matched = weighted_channel_scores(space, query, ids)
         return to_scored(ids[matched], total[matched], {m: v[matched] for m, v in parts.items()}, k)

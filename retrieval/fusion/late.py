@@ -5,7 +5,10 @@ and an item field that share an encoder), hybrid fusion one unit per group of it
 finds candidates in its own index; every candidate is then scored *exactly* in every unit from the stored
 vectors, so an item found by one unit is not penalised for having been just outside another's list.
 Unit scores are normalised (none, min-max, z-score, arctan) and fused (weighted sum, CombMNZ, or RRF).
-An item missing a modality simply has no score in the units that need it.
+An item missing a modality simply has no score in the units that need it. With `rescore=False` each unit
+keeps only the scores of its own list (classic CombSUM/RRF over top lists, as Milvus's rankers do): no
+vector lookups, so it costs little more than the unit searches, but an item just outside a list gets
+nothing from that unit.
 """
 
 from __future__ import annotations
@@ -28,13 +31,29 @@ class LateParams:
     rrf_k: float = 60.0
     candidates: int = 100
     centre: bool = False  # subtract each field's mean first (the modality gap of contrastive encoders)
+    rescore: bool = True  # score every candidate exactly in every unit (False: each unit's own list only)
 
 
-def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel], n: int) -> np.ndarray:
+def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel], n: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The unit's own best `n`: ids and their scores (Σ weight × cosine over its channels)."""
     fields = list(dict.fromkeys(c.field for c in unit))
     modalities = {c.query_modality for c in unit}
     sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in modalities}, query.weights)
     return search_concat(space, fields, sub, n)
+
+
+def listed_scores(unit: list[Channel], listed: tuple[np.ndarray, np.ndarray], ids: np.ndarray
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """`unit_scores` from the unit's own list only: ids outside it are absent; the score is shared
+    equally among the unit's query modalities."""
+    order = np.argsort(listed[0])
+    sorted_ids = listed[0][order]
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), max(len(sorted_ids) - 1, 0))
+    present = (sorted_ids[pos] == ids) if len(sorted_ids) else np.zeros(len(ids), bool)
+    total = np.where(present, listed[1][order][pos] if len(sorted_ids) else 0.0, 0.0).astype(np.float32)
+    modalities = sorted({c.query_modality for c in unit})
+    return total, {m: total / len(modalities) for m in modalities}, present
 
 
 def unit_scores(space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray
@@ -63,20 +82,28 @@ class UnitFusion(FusionStrategy):
         raise NotImplementedError
 
     def candidates(self, space: VectorSpace, query: EncodedQuery, k: int) -> np.ndarray:
+        return self._lists(space, query, k)[1]
+
+    def _lists(self, space: VectorSpace, query: EncodedQuery, k: int
+               ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        """Each unit's own list (ids, scores), and the union of their ids."""
         found = [unit_candidates(space, query, unit, max(k, self.params.candidates))
                  for unit in self.units(space, query)]
-        return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        return found, (np.unique(np.concatenate([ids for ids, _ in found])) if found else np.zeros(0, np.int64))
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
-        ids = self.candidates(space, query, k)
+        lists, ids = self._lists(space, query, k)
         total = np.zeros(len(ids), np.float32)
         hits = np.zeros(len(ids), np.int64)
         parts: dict[str, np.ndarray] = {}
         p = self.params
-        for unit in self.units(space, query):
-            raw, raw_parts, present = unit_scores(space, query, unit, ids)
+        for unit, listed in zip(self.units(space, query), lists):
+            if p.rescore:
+                raw, raw_parts, present = unit_scores(space, query, unit, ids)
+            else:
+                raw, raw_parts, present = listed_scores(unit, listed, ids)
             value = rrf(ranks(raw, present), p.rrf_k) if p.fusion == "rrf" else normalise(raw, present, p.normalisation)
             raw_sum = sum(raw_parts.values())
             for modality, part in raw_parts.items():  # split the unit's value in proportion to its raw parts
