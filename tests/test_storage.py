@@ -79,7 +79,7 @@ def test_vector_store_search_remove_and_persist(tmp_path: Path) -> None:
 
 
 def test_ivf_factory_above_flat_limit_keeps_recall() -> None:
-    assert default_factory(10_000) == "Flat"
+    assert default_factory(9_999) == "Flat" and default_factory(10_000) == "IVF512,Flat"
     assert default_factory(100_000).startswith("IVF")
     centres = unit(100, 32, seed=1)  # media vectors cluster; uniform noise is no model of them
     x = centres[np.random.default_rng(3).integers(0, 100, 5000)] + 0.3 * unit(5000, 32, seed=4)
