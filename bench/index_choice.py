@@ -24,7 +24,7 @@ def ivf_factory(n: int, tail: str) -> str:
     return default_factory(max(n, 10_000)).split(",")[0] + "," + tail
 
 
-def measure(n: int, pq: bool, hnsw_limit: int) -> list[dict]:
+def measure(n: int, pq: bool, hnsw_limit: int, pq_from: int) -> list[dict]:
     data = clustered(n, 512, seed=1)
     rng = np.random.default_rng(2)
     queries = data[rng.choice(n, 200, replace=False)] + 0.05 * clustered(200, 512, seed=3)
@@ -33,7 +33,7 @@ def measure(n: int, pq: bool, hnsw_limit: int) -> list[dict]:
     exact = FaissStore.build(ids, data, "Flat")
     truth = exact.search(queries, 10)[1]
     factories = (["Flat"] + (["HNSW32"] if n <= hnsw_limit else []) + [ivf_factory(n, "Flat")]
-                 + ([ivf_factory(n, "PQ64")] if pq else []))
+                 + ([ivf_factory(n, "PQ64")] if pq and n >= pq_from else []))
     rows = []
     for factory in factories:
         started = time.perf_counter()
@@ -63,11 +63,17 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--pq", action="store_true", help="also IVF-PQ64 (meant for 1M vectors)")
     parser.add_argument("--hnsw-limit", type=int, default=100_000)
+    parser.add_argument("--pq-from", type=int, default=1_000_000, help="IVF-PQ only from this many vectors")
     args = parser.parse_args()
-    rows = []
-    for n in args.sizes:
-        rows += measure(n, args.pq, args.hnsw_limit)
+    rows: list[dict] = []
+    for n in args.sizes:  # the report is rewritten after each size: a 1M run is long
+        rows += measure(n, args.pq, args.hnsw_limit, args.pq_from)
         print(rows[-1], flush=True)
+        write_report("index_choice", {"rows": rows}, markdown(rows, [m for m in args.sizes if m <= n]))
+    return 0
+
+
+def markdown(rows: list[dict], sizes: list[int]) -> str:
     lines = ["# Index choice", "", "d = 512, clustered synthetic vectors, 200 queries, recall@10 against exact search.",
              "", "| items | factory | default | build s | bytes/vector | recall@10 | p50 ms | p99 ms |",
              "|---|---|---|---|---|---|---|---|"]
@@ -80,15 +86,14 @@ def main() -> int:
     defaults = [r for r in rows if r.get("default")]
     lines += ["", "Default by size keeps recall@10 >= 0.95: "
               + ("yes" if all(r["recall@10"] >= 0.95 for r in defaults) else "no") + ".", ""]
-    for n in args.sizes:
+    for n in sizes:
         fine = [r for r in rows if r["items"] == n and "error" not in r and r["recall@10"] >= 0.95
                 and not r["factory"].startswith("HNSW")]
         fastest = min(fine, key=lambda r: r["p50_ms"])["factory"] if fine else "none"
         lines.append(f"- {n:,}: default {default_factory(n)}; fastest with recall@10 >= 0.95 that can remove ids: "
                      f"{fastest}.")
     lines.append("")
-    write_report("index_choice", {"rows": rows}, "\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import FIELDS, clustered, percentiles, synthetic_space, write_report
+from common import FIELDS, ROOT, clustered, percentiles, synthetic_space, write_report
 
 from retrieval.fusion import create_strategy  # noqa: E402
 from retrieval.fusion.concat import concat_index, concat_query  # noqa: E402
@@ -85,10 +86,10 @@ def measure(n: int, count: int, k: int, work: Path) -> dict:
         values["overhead_p50_ms"] = round(values["p50_ms"] - values["raw_p50_ms"], 3)
         result["strategies"][label] = values
         print(n, label, values, flush=True)
+        index = indexes = strategy = None  # the raw references hold indexes too
         if label not in ("late", "late (rescore=False)"):  # the next phase reuses the field indexes
             space._indexes.clear()  # noqa: SLF001 - a benchmark's memory: 1M items x 3 fields must fit
             gc.collect()
-        del strategy
     return result
 
 
@@ -122,9 +123,15 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args()
+    # sizes measured in earlier runs are kept (a 1M run takes ~20 minutes here): results merge by size
+    previous = ROOT / "docs" / "benchmarks" / "search_latency.json"
+    kept = json.loads(previous.read_text()).get("results", []) if previous.exists() else []
+    results = [r for r in kept if r["items"] not in args.sizes and "factories" in r]
     with tempfile.TemporaryDirectory() as folder:
-        results = [measure(n, args.queries, args.k, Path(folder)) for n in args.sizes]
-    write_report("search_latency", {"results": results}, markdown(results))
+        for n in args.sizes:
+            results.append(measure(n, args.queries, args.k, Path(folder)))
+            results.sort(key=lambda r: r["items"])
+            write_report("search_latency", {"results": results}, markdown(results))
     return 0
 
 

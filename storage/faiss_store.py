@@ -72,7 +72,8 @@ class FaissStore(VectorStore):
 
     def train(self, vectors: np.ndarray) -> None:
         """Train when the index needs it; inverted files learn from a sample (64 points per list, 10
-        k-means rounds): building stays fast at 100k+ vectors and recall@10 stays high (bench/index_choice)."""
+        k-means rounds; PQ codebooks likewise): building stays fast at 100k+ vectors and recall@10 stays
+        high (bench/index_choice)."""
         if self.index.is_trained:
             return
         try:
@@ -81,6 +82,9 @@ class FaissStore(VectorStore):
             ivf = None
         if ivf is not None:
             ivf.cp.niter = 10
+            pq = getattr(faiss.downcast_index(ivf), "pq", None)
+            if pq is not None:  # IVF-PQ codebooks: the same 10 rounds, on at most 64 points per code
+                pq.cp.niter, pq.cp.max_points_per_centroid = 10, 64
             limit = 64 * ivf.nlist
             if len(vectors) > limit:
                 vectors = vectors[np.random.default_rng(0).choice(len(vectors), limit, replace=False)]

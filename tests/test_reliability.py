@@ -69,6 +69,23 @@ def check_consistent(url: str, expected_items: int) -> dict[str, int]:
     return {m: len(v) for m, v in ok.items()}
 
 
+def kill_mid_run(command: list[str], url: str, rng: random.Random, max_delay: float, wait_s: float = 180
+                 ) -> int | None:
+    """Start an indexing run, wait until it is writing, SIGKILL it at a random moment; the good assets
+    then in the database, or None when the run finished first."""
+    before = ok_assets(url)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + wait_s
+    while process.poll() is None and ok_assets(url) == before and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, max_delay))
+    if process.poll() is not None:
+        return None
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    return ok_assets(url)
+
+
 def ok_assets(url: str) -> int:
     try:
         with Database(url).session() as session:
@@ -87,17 +104,10 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     rng = random.Random(7)
     progress = []
     while len(progress) < 5:
-        before = ok_assets(url)
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while process.poll() is None and ok_assets(url) == before and time.time() < deadline:
-            time.sleep(0.05)  # wait until this run is writing, then kill it at a random moment
-        time.sleep(rng.uniform(0.0, 0.4))
-        if process.poll() is not None:
+        after = kill_mid_run(command, url, rng, max_delay=0.4)
+        if after is None:
             break
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-        progress.append(ok_assets(url))
+        progress.append(after)
     assert len(progress) == 5 and all(0 < n < 2 * items for n in progress), (
         f"five kills must land mid-run (good assets after each kill: {progress})")
     print(f"good assets after each of {len(progress)} kills: {progress}")

@@ -4,10 +4,8 @@ with every fusion strategy; the same encodings as the local executor; incrementa
 from __future__ import annotations
 
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from retrieval import SearchEngine
 from retrieval.fusion import list_strategies
 from retrieval.train import TrainConfig
 from storage import VectorStorage
-from test_reliability import ROOT, check_consistent, media_manifest, ok_assets
+from test_reliability import ROOT, check_consistent, kill_mid_run, media_manifest
 
 pytestmark = [pytest.mark.datasets, pytest.mark.slow]
 
@@ -78,17 +76,10 @@ def test_killing_a_ray_run_loses_nothing(tmp_path: Path) -> None:
     rng = random.Random(3)
     kills = []
     for _ in range(2):
-        before = ok_assets(url)
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 180
-        while process.poll() is None and ok_assets(url) == before and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 0.3))
-        if process.poll() is not None:
+        after = kill_mid_run(command, url, rng, max_delay=0.3)
+        if after is None:
             break
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-        kills.append(ok_assets(url))
+        kills.append(after)
     assert len(kills) == 2 and all(0 < n < 2 * items for n in kills), kills
     final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
