@@ -44,7 +44,7 @@ def timed_searches(strategy, space, qs: list[EncodedQuery], k: int) -> list[floa
     return times
 
 
-def measure(n: int, count: int, k: int, work: Path) -> dict:
+def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = None) -> dict:
     space = synthetic_space(work / f"n{n}", n)
     qs = queries(count, 512)
     fields = list(FIELDS)
@@ -60,6 +60,8 @@ def measure(n: int, count: int, k: int, work: Path) -> dict:
         "cross_attention": ("cross_attention", {"checkpoint": checkpoints["cross_attention"]})}
     result: dict = {"items": n, "queries": count, "k": k, "strategies": {}, "raw": {}, "factories": {}}
     for label, (name, params) in phases.items():
+        if only and label not in only:
+            continue
         strategy = create_strategy(name, **params)
         build = time.perf_counter()
         strategy.prepare(space)
@@ -122,14 +124,20 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--strategies", nargs="+", help="measure only these labels (e.g. early gated)")
     args = parser.parse_args()
     # sizes measured in earlier runs are kept (a 1M run takes ~20 minutes here): results merge by size
     previous = ROOT / "docs" / "benchmarks" / "search_latency.json"
     kept = json.loads(previous.read_text()).get("results", []) if previous.exists() else []
-    results = [r for r in kept if r["items"] not in args.sizes and "factories" in r]
+    results = [r for r in kept if r["items"] not in args.sizes]
     with tempfile.TemporaryDirectory() as folder:
         for n in args.sizes:
-            results.append(measure(n, args.queries, args.k, Path(folder)))
+            result = measure(n, args.queries, args.k, Path(folder), args.strategies)
+            earlier = next((r for r in kept if r["items"] == n), None)
+            if args.strategies and earlier:  # add to the rows measured before for this size
+                for key in ("strategies", "raw", "factories"):
+                    result[key] = {**earlier.get(key, {}), **result[key]}
+            results.append(result)
             results.sort(key=lambda r: r["items"])
             write_report("search_latency", {"results": results}, markdown(results))
     return 0
