@@ -47,7 +47,7 @@ def milvus_client(uri: str) -> Any:
         return _CLIENTS[uri]
 
 
-def milvus_index(factory: str, count: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def milvus_index(factory: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(index type, build params, search params) for a FAISS factory string."""
     if factory == "Flat":
         return "FLAT", {}, {}
@@ -67,7 +67,7 @@ class MilvusStore(VectorStore):
 
     def __init__(self, client: Any, name: str, dim: int, factory: str, header: dict[str, Any]) -> None:
         self.client, self.name, self.dim, self.factory, self.header = client, name, dim, factory, dict(header)
-        self._search_params = milvus_index(factory, 0)[2]
+        self._search_params = milvus_index(factory)[2]
 
     @classmethod
     def create(cls, client: Any, name: str, ids: np.ndarray, vectors: np.ndarray, factory: str | None,
@@ -76,7 +76,7 @@ class MilvusStore(VectorStore):
 
         vectors = np.ascontiguousarray(vectors, np.float32)
         factory = factory or default_factory(len(ids))
-        index_type, params, _ = milvus_index(factory, len(ids))
+        index_type, params, _ = milvus_index(factory)
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=int(vectors.shape[1]))

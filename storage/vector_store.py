@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from storage.errors import StorageError
+from storage.errors import EncoderMismatchError, StorageError
 
 BACKENDS = {
     "faiss": "storage.faiss_store:FaissBackend",
@@ -55,8 +55,6 @@ class VectorStore(ABC):
         return False
 
     def check_dim(self, vectors: np.ndarray) -> None:
-        from storage.errors import EncoderMismatchError
-
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise EncoderMismatchError(
                 f"vectors of dimension {vectors.shape[-1]} given to an index of dimension {self.dim} "

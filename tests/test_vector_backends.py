@@ -113,9 +113,9 @@ def test_milvus_drops_older_generations_and_maps_factories(tmp_path: Path) -> No
     names = backend.client.list_collections()
     assert second.split("#")[1] in names and first.split("#")[1] not in names
     assert backend.open(first, {}) is None
-    assert milvus_index("IVF1024,PQ64", 10)[0] == "IVF_PQ" and milvus_index("HNSW32", 10)[0] == "HNSW"
+    assert milvus_index("IVF1024,PQ64")[0] == "IVF_PQ" and milvus_index("HNSW32")[0] == "HNSW"
     with pytest.raises(StorageError, match="no Milvus equivalent"):
-        milvus_index("OPQ16,IVF64,PQ16", 10)
+        milvus_index("OPQ16,IVF64,PQ16")
 
 
 def test_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:
