@@ -217,8 +217,7 @@ class Indexer:
             reason = exc.strerror or str(exc)
         if row is not None and digest is not None and row.sha256 == digest:
             row.path = spec.display  # same content under a new name: no re-encoding
-            has_vectors = all(np.isin(item_id, tables[f.key].ids) for f in self.profile.fields
-                              if f.modality == spec.modality)
+            has_vectors = all(item_id in tables[f.key] for f in self.profile.fields if f.modality == spec.modality)
             if row.status == "error" or has_vectors:
                 summary.unchanged += 1
                 return None

@@ -60,6 +60,11 @@ class VectorTable:
         self.ids, self.vectors = self.ids[keep], self.vectors[keep]
         return removed
 
+    def __contains__(self, item_id: int) -> bool:
+        """Binary search in the sorted ids: a re-run asks this once per unchanged asset."""
+        pos = int(np.searchsorted(self.ids, item_id))
+        return pos < len(self.ids) and int(self.ids[pos]) == int(item_id)
+
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectors for `ids` as float32 (zeros where absent) and a mask of which were present."""
         ids = np.asarray(ids, np.int64)

@@ -26,7 +26,9 @@ def test_sqlite_has_wal_and_foreign_keys(tmp_path: Path) -> None:
 
 def test_vector_table_upsert_remove_lookup() -> None:
     table = VectorTable(dim=3)
+    assert 7 not in table
     table.upsert(np.array([7, 2]), np.array([[1, 0, 0], [0, 1, 0]]))
+    assert 7 in table and 2 in table and 3 not in table and 8 not in table
     table.upsert(np.array([2, 5]), np.array([[0, 0, 1], [1, 1, 0]]))  # 2 replaced, 5 added
     assert table.ids.tolist() == [2, 5, 7]
     vectors, present = table.lookup(np.array([2, 9, 7]))
