@@ -160,21 +160,19 @@ class VectorSpace:
         return blocks, mask
 
     @staticmethod
-    def query_blocks(fields: list[Field], vectors: dict[tuple[str, str], np.ndarray], dims: list[int],
-                     modalities: set[str] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    def query_blocks(fields: list[Field], vectors: dict[tuple[str, str], np.ndarray], dims: list[int]
+                     ) -> tuple[list[np.ndarray], np.ndarray]:
         """A query as one row of field blocks: the query's (modality, encoder) vector fills that field."""
         blocks, mask = [], np.zeros((1, len(fields)), bool)
         for i, (f, dim) in enumerate(zip(fields, dims)):
             vector = vectors.get((f.modality, f.encoder))
-            use = vector is not None and (modalities is None or f.modality in modalities)
-            blocks.append((vector if use else np.zeros(dim, np.float32))[None, :].astype(np.float32))
-            mask[0, i] = use
+            blocks.append((vector if vector is not None else np.zeros(dim, np.float32))[None, :].astype(np.float32))
+            mask[0, i] = vector is not None
         return blocks, mask
 
     def channel_scores(self, query: EncodedQuery, channel: Channel, ids: np.ndarray,
                        negative: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Exact cosine of the query with each item's field vector, and which items have that field."""
-        vectors, present = self.tables[channel.field.key].lookup(ids)
         key = (channel.query_modality, channel.field.encoder)
         q = query.vectors[key] if key in query.vectors and not negative else query.negatives[key]
-        return vectors @ q, present
+        return self.tables[channel.field.key].similarities(ids, q)

@@ -10,6 +10,7 @@ named by one string, like a FAISS factory string names an index: `faiss`, `milvu
 from __future__ import annotations
 
 import importlib
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,12 @@ class VectorStore(ABC):
     @abstractmethod
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and ids (queries x k), best first; -1 ids pad when fewer than `k` vectors exist."""
+
+    @property
+    def exact_scores(self) -> bool:
+        """Whether a search returns exact inner products: the index keeps whole vectors (Flat, IVF…,Flat,
+        HNSW) or re-ranks with them (…,RFlat); compressed codes (PQ, SQ) give approximate scores."""
+        return not re.search(r"PQ|SQ|LSH|RaBitQ", self.factory) or self.factory.endswith("RFlat")
 
     def to_gpu(self) -> bool:
         """Move to a GPU when the backend can use one here; returns whether it did."""

@@ -157,7 +157,8 @@ def test_hybrid_with_one_group_ranks_like_early(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind,hyper", [("gated", {"hidden": 32}), ("gated", {"hidden": 0}),
-                                        ("early", {"hidden": 32}), ("early", {"hidden": 0})])
+                                        ("early", {"hidden": 32}), ("early", {"hidden": 0}),
+                                        ("cross_attention", {"width": 8, "heads": 2, "layers": 2})])
 def test_numpy_forward_pass_matches_torch(kind: str, hyper: dict) -> None:
     from retrieval.fusion.modules import build_module
 
@@ -173,6 +174,11 @@ def test_numpy_forward_pass_matches_torch(kind: str, hyper: dict) -> None:
         expected = module([torch.from_numpy(b) for b in blocks], torch.from_numpy(mask)).numpy()
     got = module.forward_numpy(blocks, mask)
     assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-5)
+    # one query row under several masks (a query and its variants) broadcasts to the same answer
+    one = [b[:1] for b in blocks]
+    with torch.no_grad():
+        expected_one = module([torch.from_numpy(np.repeat(b, 5, axis=0)) for b in one], torch.from_numpy(mask)).numpy()
+    assert np.allclose(module.forward_numpy(one, mask), expected_one, atol=1e-5)
     module.train()  # weights may change while training: the numpy copy is taken again afterwards
     with torch.no_grad():
         next(module.parameters()).mul_(2.0)

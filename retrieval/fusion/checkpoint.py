@@ -8,6 +8,8 @@ No pickle is ever loaded.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,22 @@ from storage import EncoderMismatchError
 from storage.artifacts import load_arrays, save_arrays
 
 
-_BLAS = ThreadpoolController()
+_BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
 
 
-def one_blas_thread():  # noqa: ANN201 - a context manager
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
     """Tiny matrix products on one thread: idle BLAS threads spin and slow the FAISS search that
-    follows (measured: a 0.3 ms search became 4 ms on two cores)."""
-    return _BLAS.limit(limits=1, user_api="blas")
+    follows (measured: a 0.3 ms search became 4 ms on two cores). Sets the libraries' thread counts
+    directly: threadpoolctl's `limit` re-inspects every library on each call (40 us a query)."""
+    before = [lib.get_num_threads() for lib in _BLAS]
+    for lib in _BLAS:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, threads in zip(_BLAS, before):
+            lib.set_num_threads(threads)
 
 
 @dataclass
@@ -89,15 +100,25 @@ class FusionCheckpoint:
         means = self.means or [np.zeros(b.shape[1], np.float32) for b in blocks]
         return [np.where(mask[:, [i]], b - m, 0.0).astype(np.float32) for i, (b, m) in enumerate(zip(blocks, means))]
 
+    def fuse_query(self, blocks: list[np.ndarray], masks: np.ndarray) -> np.ndarray:
+        """One query's blocks (one row each) fused under each row of `masks`: the query and its variants.
+
+        The numpy forward pass broadcasts the single row against the masks (absent fields are masked
+        inside every module, so they need not be zeroed); a module without one gets the rows repeated.
+        """
+        if len(masks) <= 16:
+            means = self.means or [None] * len(blocks)
+            centred = [np.asarray(b if m is None else b - m, np.float32) for b, m in zip(blocks, means)]
+            with one_blas_thread():
+                fused = self.module.forward_numpy(centred, masks)
+            if fused is not None:
+                return fused.astype(np.float32)
+        return self.fuse([np.repeat(b, len(masks), axis=0) for b in blocks], masks)
+
     @torch.inference_mode()
     def fuse(self, blocks: list[np.ndarray], mask: np.ndarray, batch: int = 4096) -> np.ndarray:
         """Fused, normalised vectors for rows of field blocks (zeros where `mask` is False)."""
         blocks = self.prepare(blocks, mask)
-        if len(mask) <= 16:  # a query and its variants: numpy where the module has a numpy forward pass
-            with one_blas_thread():
-                fused = self.module.forward_numpy(blocks, mask)
-            if fused is not None:
-                return fused.astype(np.float32)
         out = []
         for start in range(0, len(mask), batch):
             part = [torch.from_numpy(np.ascontiguousarray(b[start:start + batch], np.float32)) for b in blocks]

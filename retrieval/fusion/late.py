@@ -13,13 +13,13 @@ nothing from that unit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from retrieval.fusion.base import FusionStrategy, Scored, to_scored
-from retrieval.fusion.concat import present_fields, search_concat
+from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, ranks, rrf
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
@@ -34,31 +34,60 @@ class LateParams:
     rescore: bool = True  # score every candidate exactly in every unit (False: each unit's own list only)
 
 
-def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel], n: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """The unit's own best `n`: ids and their scores (Σ weight × cosine over its channels)."""
+@dataclass
+class UnitList:
+    """One unit's own search result, and where each of its ids sits in the union of all units' lists."""
+
+    ids: np.ndarray
+    scores: np.ndarray  # Σ weight × cosine over the unit's channels, as its index scored them
+    exact: bool  # the index keeps whole vectors, so these scores equal an exact re-scoring
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel], n: int) -> UnitList:
+    """The unit's own best `n`."""
     fields = list(dict.fromkeys(c.field for c in unit))
     modalities = {c.query_modality for c in unit}
     sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in modalities}, query.weights)
-    return search_concat(space, fields, sub, n)
+    ids, scores = search_concat(space, fields, sub, n)
+    return UnitList(ids, scores, concat_index(space, fields).exact_scores)
 
 
-def listed_scores(unit: list[Channel], listed: tuple[np.ndarray, np.ndarray], ids: np.ndarray
+def union(lists: list[UnitList]) -> np.ndarray:
+    """The sorted union of the lists' ids; each list learns the row of each of its ids in it."""
+    if not lists:
+        return np.zeros(0, np.int64)
+    ids, inverse = np.unique(np.concatenate([found.ids for found in lists]), return_inverse=True)
+    for found, rows in zip(lists, np.split(inverse, np.cumsum([len(found.ids) for found in lists])[:-1])):
+        found.rows = rows
+    return ids
+
+
+def listed_scores(unit: list[Channel], listed: UnitList, n: int
                   ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """`unit_scores` from the unit's own list only: ids outside it are absent; the score is shared
     equally among the unit's query modalities."""
-    order = np.argsort(listed[0])
-    sorted_ids = listed[0][order]
-    pos = np.minimum(np.searchsorted(sorted_ids, ids), max(len(sorted_ids) - 1, 0))
-    present = (sorted_ids[pos] == ids) if len(sorted_ids) else np.zeros(len(ids), bool)
-    total = np.where(present, listed[1][order][pos] if len(sorted_ids) else 0.0, 0.0).astype(np.float32)
+    total, present = np.zeros(n, np.float32), np.zeros(n, bool)
+    total[listed.rows], present[listed.rows] = listed.scores, True
     modalities = sorted({c.query_modality for c in unit})
     return total, {m: total / len(modalities) for m in modalities}, present
 
 
-def unit_scores(space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray
-                ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Σ weight × cosine over the unit's channels, each query modality's part, and which ids it reaches."""
+def unit_scores(space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray,
+                listed: UnitList | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Σ weight × cosine over the unit's channels, each query modality's part, and which ids it reaches.
+
+    `listed`: the unit's own list. When the unit is one channel and its index scored exactly, its own
+    ids keep their listed score and only the others are looked up (a third of the lookups, or more,
+    saved over three units).
+    """
+    if listed is not None and listed.exact and len(unit) == 1:
+        total, _, reached = listed_scores(unit, listed, len(ids))
+        rest = np.flatnonzero(~reached)
+        scores, present = space.channel_scores(query, unit[0], ids[rest])
+        total[rest] = scores * query.weight(unit[0].query_modality)
+        reached[rest] = present
+        return total, {unit[0].query_modality: total}, reached
     total = np.zeros(len(ids), np.float32)
     parts: dict[str, np.ndarray] = {}
     reached = np.zeros(len(ids), bool)
@@ -84,12 +113,11 @@ class UnitFusion(FusionStrategy):
     def candidates(self, space: VectorSpace, query: EncodedQuery, k: int) -> np.ndarray:
         return self._lists(space, query, k)[1]
 
-    def _lists(self, space: VectorSpace, query: EncodedQuery, k: int
-               ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-        """Each unit's own list (ids, scores), and the union of their ids."""
+    def _lists(self, space: VectorSpace, query: EncodedQuery, k: int) -> tuple[list[UnitList], np.ndarray]:
+        """Each unit's own list, and the union of their ids."""
         found = [unit_candidates(space, query, unit, max(k, self.params.candidates))
                  for unit in self.units(space, query)]
-        return found, (np.unique(np.concatenate([ids for ids, _ in found])) if found else np.zeros(0, np.int64))
+        return found, union(found)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.params.centre:
@@ -101,9 +129,9 @@ class UnitFusion(FusionStrategy):
         p = self.params
         for unit, listed in zip(self.units(space, query), lists):
             if p.rescore:
-                raw, raw_parts, present = unit_scores(space, query, unit, ids)
+                raw, raw_parts, present = unit_scores(space, query, unit, ids, listed)
             else:
-                raw, raw_parts, present = listed_scores(unit, listed, ids)
+                raw, raw_parts, present = listed_scores(unit, listed, len(ids))
             value = rrf(ranks(raw, present), p.rrf_k) if p.fusion == "rrf" else normalise(raw, present, p.normalisation)
             raw_sum = sum(raw_parts.values())
             for modality, part in raw_parts.items():  # split the unit's value in proportion to its raw parts

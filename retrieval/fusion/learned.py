@@ -98,44 +98,44 @@ class LearnedFusion(FusionStrategy):
     def fused_queries(self, query: EncodedQuery, variants: list[set[str]]) -> list[np.ndarray]:
         """The fused query for each subset of its modalities, from one batched forward pass.
 
-        Searching needs the whole query and, for the contributions, each leave-one-out variant: one
-        pass over a few rows costs what one row costs, where a pass per variant cost four times as much.
+        Searching needs the whole query and, for the contributions, each leave-one-out variant. They
+        share the query's vectors and differ only in the mask, so the numpy forward pass takes one row of
+        blocks under several masks: each field is projected once, not once per variant.
         """
-        ckpt = self.checkpoint
-        weights = {m: query.weight(m) for m in {m for m, _ in query.vectors}}
+        weights = {m: query.weight(m) for m in query.modalities}
         equal = len(set(weights.values())) <= 1
-        # every (positive?, subset) the variants need: the subset itself with equal weights, else single modalities
-        wanted: list[tuple[bool, frozenset[str]]] = []
-        for subset in variants:
-            wanted += [(True, frozenset(subset))] if equal else [(True, frozenset({m})) for m in subset]
-        wanted += [(False, frozenset({m})) for m in sorted({m for m, _ in query.negatives})]
-        keys = list(dict.fromkeys(wanted))
-        rows, masks = [], []
-        for positive, subset in keys:
-            blocks, mask = VectorSpace.query_blocks(ckpt.fields, query.vectors if positive else query.negatives,
-                                                    ckpt.dims, set(subset))
-            rows.append(blocks)
-            masks.append(mask)
-        mask = np.concatenate(masks)
-        fused = ckpt.fuse([np.concatenate([r[i] for r in rows]) for i in range(len(ckpt.fields))], mask)
-        fused[~mask.any(axis=1)] = 0.0
-        row = {key: fused[n] for n, key in enumerate(keys)}
-        negative = sum((query.negative_weight * row[(False, frozenset({m}))]
-                        for m in {m for m, _ in query.negatives}), np.zeros(ckpt.module.out_dim, np.float32))
+        # equal weights: each subset fused together, as in training; else each modality alone, mixed by weight
+        subsets = (list(dict.fromkeys(frozenset(v) for v in variants)) if equal
+                   else [frozenset({m}) for m in sorted({m for v in variants for m in v})])
+        row = dict(zip(subsets, self._fuse_subsets(query.vectors, subsets)))
+        negatives = [frozenset({m}) for m in sorted({m for m, _ in query.negatives})]
+        out_dim = self.checkpoint.module.out_dim
+        negative = query.negative_weight * self._fuse_subsets(query.negatives, negatives).sum(axis=0) \
+            if negatives else np.zeros(out_dim, np.float32)
         out = []
         for subset in variants:
             if equal:
-                vector = row[(True, frozenset(subset))] * (next(iter(weights.values()), 1.0) or 0.0)
+                vector = row[frozenset(subset)] * (next(iter(weights.values()), 1.0) or 0.0)
             else:
-                vector = sum((weights[m] * row[(True, frozenset({m}))] for m in subset),
-                             np.zeros(ckpt.module.out_dim, np.float32))
+                vector = sum((weights[m] * row[frozenset({m})] for m in subset), np.zeros(out_dim, np.float32))
             vector = vector - negative
             if self.params.blend > 0:
+                ckpt = self.checkpoint
                 sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in subset}, query.weights,
                                    query.negatives, query.negative_weight)
                 vector = np.concatenate([vector, np.sqrt(self.params.blend) * concat_query(ckpt.fields, ckpt.dims, sub)])
             out.append(vector.astype(np.float32))
         return out
+
+    def _fuse_subsets(self, vectors: dict[tuple[str, str], np.ndarray], subsets: list[frozenset[str]]) -> np.ndarray:
+        """One fused row per subset of the query modalities in `vectors` (zeros where a subset reaches no field)."""
+        ckpt = self.checkpoint
+        blocks, has = VectorSpace.query_blocks(ckpt.fields, vectors, ckpt.dims)
+        masks = np.array([[bool(h) and f.modality in subset for f, h in zip(ckpt.fields, has[0])]
+                          for subset in subsets], bool).reshape(-1, len(ckpt.fields))
+        fused = ckpt.fuse_query(blocks, masks)
+        fused[~masks.any(axis=1)] = 0.0
+        return fused
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         present = sorted({m for m, _ in query.vectors})
