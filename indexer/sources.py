@@ -174,7 +174,8 @@ def scan_manifest(path: Path) -> Scan:
 def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
     """Refuse assets whose real path (links followed) lies outside the source's folder and `extra_roots`:
     a manifest saying `../../etc/passwd`, or a link pointing out of the collection, is not read."""
-    roots = [found.root.resolve(), *(Path(r).resolve() for r in extra_roots or [])]
+    roots = [str(found.root.resolve()), *(str(Path(r).resolve()) for r in extra_roots or [])]
+    inside = tuple(root.rstrip(os.sep) + os.sep for root in roots)  # string prefixes: Path.parents is slow
     problems = list(found.problems)
     items = []
     for item in found.items:
@@ -187,7 +188,7 @@ def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
                 problems.append(Problem(str(asset.path), "symbolic link loop"))
                 del item.assets[modality]
                 continue
-            if not any(real == root or root in real.parents for root in roots):
+            if str(real) not in roots and not str(real).startswith(inside):
                 problems.append(Problem(str(asset.path), "outside the collection's folder; refused "
                                                          "(allow it with --allow-root FOLDER)"))
                 del item.assets[modality]

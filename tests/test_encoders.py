@@ -85,3 +85,24 @@ def test_missing_weights_say_which_model_where_and_what_to_do(name: str, looked:
 def test_missing_local_dir_is_reported(tmp_path: Path) -> None:
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         create_encoder(f"openclip:local-dir:{tmp_path / 'absent'}", cache=False)
+
+
+def test_mfcc_batches_clips_by_length_and_matches_the_per_clip_spectrogram() -> None:
+    from transformers.audio_utils import spectrogram
+
+    from retrieval.encoders.features import MfccAudioEncoder
+    from retrieval.media import Waveform
+
+    encoder = MfccAudioEncoder()
+    rng = np.random.default_rng(0)
+    lengths = [300, 4_000, 16_000, 9_000, 17_000, 40_000, 16_001, 250_000]  # under a frame, ..., 15 s alone
+    clips = [Waveform((0.1 * rng.standard_normal(n)).astype(np.float32), 16_000) for n in lengths]
+    got = encoder.encode("audio", clips, batch_size=64)
+    assert np.isfinite(got).all()  # a clip shorter than five frames once gave NaN (empty segments)
+    for clip, vector in zip(clips, got):
+        samples = np.pad(clip.samples, (0, max(0, encoder.frame - len(clip.samples))))
+        mel = spectrogram(samples, encoder.window, frame_length=encoder.frame, hop_length=encoder.hop, power=2.0,
+                          mel_filters=encoder.filters, log_mel="log10", mel_floor=1e-10, center=True)
+        expected = encoder._summary(mel)
+        expected = expected / np.linalg.norm(expected)
+        assert np.allclose(vector, expected, atol=1e-5)

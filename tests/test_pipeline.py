@@ -109,15 +109,15 @@ def test_a_crash_between_vectors_and_rows_is_healed_by_the_next_run(
         small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path}/c.db"
     calls = {"n": 0}
-    original = Indexer._upsert_asset
+    original = Indexer._asset_row
 
-    def crash_on_third_batch(session, decoded, existing):  # noqa: ANN001
+    def crash_on_third_batch(decoded):  # noqa: ANN001
         calls["n"] += 1
         if calls["n"] == 9:  # inside the third checkpoint of 4: its vectors are saved, its rows are not
             raise RuntimeError("simulated crash")
-        return original(session, decoded, existing)
+        return original(decoded)
 
-    monkeypatch.setattr(Indexer, "_upsert_asset", staticmethod(crash_on_third_batch))
+    monkeypatch.setattr(Indexer, "_asset_row", staticmethod(crash_on_third_batch))
     with pytest.raises(RuntimeError, match="simulated crash"):
         Indexer(url, batch_size=4, workers=1, checkpoint_assets=4).run(small_folder)
     monkeypatch.undo()
@@ -206,3 +206,16 @@ def test_two_collections_in_one_database_keep_their_own_vectors(small_folder: Pa
     Indexer(url, collection="b").run(other)
     assert len(SearchEngine.open(url, "a").space.item_ids()) == 12
     assert [h.key for h in SearchEngine.open(url, "b").search(image=mnist_image(5), k=5).hits] == ["five"]
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 33])
+@pytest.mark.parametrize("workers", [0, 3])
+def test_the_local_executor_decodes_every_item_once_in_order(count: int, workers: int,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer.executors import LocalExecutor
+
+    monkeypatch.setattr(LocalExecutor, "_decode", lambda self, items: [n * 10 for n in items])
+    executor = LocalExecutor({}, [], {}, batch_size=8, workers=workers)
+    batches = list(executor._decoded(list(range(count))))
+    assert [d for batch in batches for d in batch] == [n * 10 for n in range(count)]
+    assert all(len(batch) == 8 for batch in batches[:-1])

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.fft
 from PIL import Image
 from skimage.feature import hog
-from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+from transformers.audio_utils import mel_filter_bank, spectrogram_batch, window_function
 
 from retrieval.encoders.base import Encoder
 from retrieval.encoders.registry import register_encoder
@@ -67,23 +67,45 @@ class MfccAudioEncoder(Encoder):
         self.dim = self.n_mfcc * (self.segments + 1)
 
     def _features(self, wave: Waveform) -> np.ndarray:
-        samples = wave.samples
-        if len(samples) < self.frame:
-            samples = np.pad(samples, (0, self.frame - len(samples)))
-        mel = spectrogram(samples, self.window, frame_length=self.frame, hop_length=self.hop, power=2.0,
-                          mel_filters=self.filters, log_mel="log10", mel_floor=1e-10, center=True)
+        return self._encode_batch("audio", [wave])[0]
+
+    def _summary(self, mel: np.ndarray) -> np.ndarray:
+        """One clip's log-mel spectrogram (mel bands x frames) to its segment statistics."""
         mfcc = scipy.fft.dct(mel, type=2, axis=0, norm="ortho")[: self.n_mfcc].T  # frames x coefficients
         energy = mel.mean(axis=0)
         voiced = mfcc[energy >= energy.max() - 3.0]  # within 30 dB of the loudest frame
         if len(voiced) < self.segments:
             voiced = mfcc
+        if len(voiced) < self.segments:  # a clip under ~50 ms: repeat its frames so no segment is empty
+            voiced = np.repeat(voiced, -(-self.segments // len(voiced)), axis=0)
         spread = voiced.std(axis=0)
         voiced = voiced - voiced.mean(axis=0)
         parts = [part.mean(axis=0) for part in np.array_split(voiced, self.segments)]
         return np.concatenate([*parts, 0.5 * spread]).astype(np.float32)
 
     def _encode_batch(self, modality: Modality, batch: Sequence[Waveform]) -> np.ndarray:
-        return np.stack([self._features(wave) for wave in batch])
+        """Spectrograms of clips of similar length together: transformers' batched spectrogram loops over
+        frames once per group, not once per clip (30x fewer Python steps for a batch of 64 short clips).
+        A group is padded to its longest clip, so it holds clips within 2x of each other's length and at
+        most ~2M samples (a 10-minute clip goes alone)."""
+        samples = [np.pad(w.samples, (0, max(0, self.frame - len(w.samples)))) for w in batch]
+        out: list[np.ndarray | None] = [None] * len(samples)
+        order = sorted(range(len(samples)), key=lambda i: len(samples[i]))
+        while order:
+            shortest = len(samples[order[0]])
+            group = [order[0]]
+            for i in order[1:]:
+                longest = len(samples[i])
+                if longest > 2 * shortest or (len(group) + 1) * longest > 2_000_000:
+                    break
+                group.append(i)
+            order = order[len(group):]
+            mels = spectrogram_batch([samples[i] for i in group], self.window, frame_length=self.frame,
+                                     hop_length=self.hop, power=2.0, mel_filters=self.filters, log_mel="log10",
+                                     mel_floor=1e-10, center=True)
+            for i, mel in zip(group, mels):
+                out[i] = self._summary(mel)
+        return np.stack(out)
 
 
 @register_encoder("hog", "image: HOG + 8x8 thumbnail features (scikit-image); offline, no weights")
