@@ -159,3 +159,21 @@ def test_late_without_rescoring_uses_each_list_only(space: VectorSpace) -> None:
     short = create_strategy("late", candidates=5, rescore=False).search(space, q, k=5)  # lists of max(k, 5)
     best = sorted(expected.items(), key=lambda kv: -kv[1])[:5]
     assert [(h.item_id, round(h.score, 4)) for h in short] == [(i, round(s, 4)) for i, s in best]
+
+
+def test_late_reuses_exact_list_scores_and_looks_up_the_rest(space: VectorSpace) -> None:
+    from retrieval.fusion.late import union, unit_candidates, unit_scores
+
+    q = query(space, seed=5, image=0.7, audio=1.6)
+    hits = create_strategy("late", candidates=6).search(space, q, k=12)  # union of two lists of 12
+    assert len(hits) == 12
+    for h in hits:  # every fused score is the exact weighted sum, whether listed or looked up
+        assert h.score == pytest.approx(exact(space, q, h.item_id), abs=1e-5)
+    for channel in space.channels(q):
+        lists = [unit_candidates(space, q, [c], 12) for c in space.channels(q)]
+        ids = union(lists)
+        own = next(found for found, c in zip(lists, space.channels(q)) if c == channel)
+        assert own.exact and 0 < len(own.ids) < len(ids)
+        reused, _, reached = unit_scores(space, q, [channel], ids, own)
+        looked_up, _, present = unit_scores(space, q, [channel], ids)
+        assert np.allclose(reused, looked_up, atol=1e-6) and (reached == present).all()
