@@ -162,7 +162,7 @@ def test_late_without_rescoring_uses_each_list_only(space: VectorSpace) -> None:
 
 
 def test_late_reuses_exact_list_scores_and_looks_up_the_rest(space: VectorSpace) -> None:
-    from retrieval.fusion.late import union, unit_candidates, unit_scores
+    from retrieval.fusion.late import union, unit_candidates, unit_totals
 
     q = query(space, seed=5, image=0.7, audio=1.6)
     hits = create_strategy("late", candidates=6).search(space, q, k=12)  # union of two lists of 12
@@ -174,6 +174,26 @@ def test_late_reuses_exact_list_scores_and_looks_up_the_rest(space: VectorSpace)
         ids = union(lists)
         own = next(found for found, c in zip(lists, space.channels(q)) if c == channel)
         assert own.exact and 0 < len(own.ids) < len(ids)
-        reused, _, reached = unit_scores(space, q, [channel], ids, own)
-        looked_up, _, present = unit_scores(space, q, [channel], ids)
+        reused, reached = unit_totals(space, q, [channel], ids, own)
+        looked_up, present = unit_totals(space, q, [channel], ids)
         assert np.allclose(reused, looked_up, atol=1e-6) and (reached == present).all()
+
+
+@pytest.mark.parametrize("params", [{}, {"normalisation": "zscore"}, {"fusion": "mnz"}, {"rescore": False}])
+def test_unit_contributions_split_each_score_by_modality(space: VectorSpace, params: dict) -> None:
+    q = query(space, seed=7, image=0.5, audio=2.0)
+    q.negatives = {("image", "img-enc"): query(space, seed=8).vectors[("image", "img-enc")]}
+    for name, extra in (("late", {}), ("hybrid", {"groups": [["image", "audio"]]})):
+        hits = create_strategy(name, candidates=10, **extra, **params).search(space, q, k=10)
+        assert len(hits) == 10 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        for h in hits:
+            assert set(h.contributions) == {"image", "audio", "-image"}
+            assert sum(h.contributions.values()) == pytest.approx(h.score, abs=1e-5)
+    # one unit of both modalities, raw scores: each modality's part is its own weighted cosine
+    for h in create_strategy("hybrid", groups=[["image", "audio"]], candidates=10).search(
+            space, query(space, seed=7, image=0.5, audio=2.0), k=10):
+        for modality, f in (("image", IMAGE), ("audio", AUDIO)):
+            vectors, present = space.tables[f.key].lookup(np.array([h.item_id]))
+            key = (modality, f.encoder)
+            cosine = float(vectors[0] @ query(space, seed=7).vectors[key]) if present[0] else 0.0
+            assert h.contributions[modality] == pytest.approx({"image": 0.5, "audio": 2.0}[modality] * cosine, abs=1e-5)

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from retrieval.fusion.base import FusionStrategy, Scored, to_scored
+from retrieval.fusion.base import FusionStrategy, Scored
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, ranks, rrf
 from retrieval.space import Channel, EncodedQuery, VectorSpace
@@ -63,41 +63,41 @@ def union(lists: list[UnitList]) -> np.ndarray:
     return ids
 
 
-def listed_scores(unit: list[Channel], listed: UnitList, n: int
-                  ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """`unit_scores` from the unit's own list only: ids outside it are absent; the score is shared
-    equally among the unit's query modalities."""
+def listed_totals(listed: UnitList, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A unit's scores from its own list only, over the `n` ids of the union; ids outside it are absent."""
     total, present = np.zeros(n, np.float32), np.zeros(n, bool)
     total[listed.rows], present[listed.rows] = listed.scores, True
-    modalities = sorted({c.query_modality for c in unit})
-    return total, {m: total / len(modalities) for m in modalities}, present
+    return total, present
 
 
-def unit_scores(space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray,
-                listed: UnitList | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Σ weight × cosine over the unit's channels, each query modality's part, and which ids it reaches.
+def unit_totals(space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray,
+                listed: UnitList | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Σ weight × cosine over the unit's channels for each id, and which ids the unit reaches.
 
-    `listed`: the unit's own list. When the unit is one channel and its index scored exactly, its own
-    ids keep their listed score and only the others are looked up (a third of the lookups, or more,
-    saved over three units).
+    When the unit's index scored exactly, the ids of its own list keep their listed score and only the
+    others are looked up (with three units of 100, about a third of the lookups or more are saved).
     """
-    if listed is not None and listed.exact and len(unit) == 1:
-        total, _, reached = listed_scores(unit, listed, len(ids))
-        rest = np.flatnonzero(~reached)
-        scores, present = space.channel_scores(query, unit[0], ids[rest])
-        total[rest] = scores * query.weight(unit[0].query_modality)
-        reached[rest] = present
-        return total, {unit[0].query_modality: total}, reached
-    total = np.zeros(len(ids), np.float32)
-    parts: dict[str, np.ndarray] = {}
-    reached = np.zeros(len(ids), bool)
+    if listed is not None and listed.exact:
+        total, reached = listed_totals(listed, len(ids))
+    else:
+        total, reached = np.zeros(len(ids), np.float32), np.zeros(len(ids), bool)
+    rest = np.flatnonzero(~reached)
+    for part, present in unit_parts(space, query, unit, ids[rest]).values():
+        total[rest] += part
+        reached[rest] |= present
+    return total, reached
+
+
+def unit_parts(space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray
+               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each query modality's Σ weight × cosine over the unit's channels, and which ids it reaches."""
+    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for channel in unit:
         scores, present = space.channel_scores(query, channel, ids)
-        value = np.where(present, scores, 0.0) * query.weight(channel.query_modality)
-        parts[channel.query_modality] = parts.get(channel.query_modality, 0) + value
-        total += value
-        reached |= present
-    return total, parts, reached
+        value = scores * np.float32(query.weight(channel.query_modality))
+        before, reached = parts.get(channel.query_modality, (0.0, np.zeros(len(ids), bool)))
+        parts[channel.query_modality] = (before + value, reached | present)
+    return parts
 
 
 class UnitFusion(FusionStrategy):
@@ -122,38 +122,60 @@ class UnitFusion(FusionStrategy):
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
+        p = self.params
+        units = self.units(space, query)
         lists, ids = self._lists(space, query, k)
         total = np.zeros(len(ids), np.float32)
         hits = np.zeros(len(ids), np.int64)
-        parts: dict[str, np.ndarray] = {}
-        p = self.params
-        for unit, listed in zip(self.units(space, query), lists):
-            if p.rescore:
-                raw, raw_parts, present = unit_scores(space, query, unit, ids, listed)
-            else:
-                raw, raw_parts, present = listed_scores(unit, listed, len(ids))
+        values = []
+        for unit, listed in zip(units, lists):
+            raw, present = unit_totals(space, query, unit, ids, listed) if p.rescore else listed_totals(listed, len(ids))
             value = rrf(ranks(raw, present), p.rrf_k) if p.fusion == "rrf" else normalise(raw, present, p.normalisation)
-            raw_sum = sum(raw_parts.values())
-            for modality, part in raw_parts.items():  # split the unit's value in proportion to its raw parts
-                share = np.divide(part, raw_sum, out=np.full(len(ids), 1 / len(raw_parts)), where=raw_sum != 0)
-                parts[modality] = parts.get(modality, 0) + value * share
+            values.append(value)
             total += value
             hits += present
-        total, parts = self._subtract_negatives(space, query, ids, total, parts)
+        negatives = self._negatives(space, query, ids)
+        for value in negatives.values():
+            total = total + value
         if p.fusion == "mnz":
-            total, parts = total * hits, {m: v * hits for m, v in parts.items()}
-        keep = hits > 0
-        return to_scored(ids[keep], total[keep], {m: v[keep] for m, v in parts.items()}, k)
+            total = total * hits
+        reached = np.flatnonzero(hits > 0)
+        top = reached[np.argsort(-total[reached], kind="stable")[:k]]
+        parts = self._contributions(space, query, units, ids[top], [v[top] for v in values])
+        for name, value in negatives.items():
+            parts[name] = parts.get(name, 0) + value[top]
+        if p.fusion == "mnz":
+            parts = {m: v * hits[top] for m, v in parts.items()}
+        return [Scored(int(ids[i]), float(total[i]), {m: float(v[n]) for m, v in parts.items()})
+                for n, i in enumerate(top)]
 
-    def _subtract_negatives(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray, total: np.ndarray,
-                            parts: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _contributions(self, space: VectorSpace, query: EncodedQuery, units: list[list[Channel]], ids: np.ndarray,
+                       values: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Each unit's fused value split among its query modalities in proportion to their raw scores
+        (equally without re-scoring). Only the k results need it, so a unit of several modalities looks up
+        k rows per channel here rather than every candidate's."""
+        parts: dict[str, np.ndarray] = {}
+        for unit, value in zip(units, values):
+            modalities = sorted({c.query_modality for c in unit})
+            if len(modalities) == 1 or not self.params.rescore:
+                for modality in modalities:
+                    parts[modality] = parts.get(modality, 0) + value / len(modalities)
+                continue
+            raw = {m: part for m, (part, _) in unit_parts(space, query, unit, ids).items()}
+            raw_sum = sum(raw.values())
+            for modality, part in raw.items():
+                share = np.divide(part, raw_sum, out=np.full(len(ids), 1 / len(raw)), where=raw_sum != 0)
+                parts[modality] = parts.get(modality, 0) + value * share
+        return parts
+
+    def _negatives(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, np.ndarray]:
         """Negative terms lower the fused score by their weighted similarity (normalised like the rest)."""
+        out: dict[str, np.ndarray] = {}
         for channel in space.channels(query, negative=True):
             scores, present = space.channel_scores(query, channel, ids, negative=True)
             value = -query.negative_weight * normalise(scores, present, self.params.normalisation)
-            parts["-" + channel.query_modality] = parts.get("-" + channel.query_modality, 0) + value
-            total = total + value
-        return total, parts
+            out["-" + channel.query_modality] = out.get("-" + channel.query_modality, 0) + value
+        return out
 
 
 class LateFusion(UnitFusion):
