@@ -6,8 +6,9 @@ Both yield `EncodedBatch`es, so writing, checkpoints and crash safety are the pi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -66,9 +67,11 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, encoders: dict[str, Encoder], fields: list[Field], rates: dict[str, int],
-                 batch_size: int = 64, workers: int = 4) -> None:
+                 batch_size: int = 64, workers: int | None = None) -> None:
         self.encoders, self.fields, self.rates = encoders, fields, rates
-        self.batch_size, self.workers = batch_size, workers
+        # one decode thread per core (at most 4): more only take CPU from the encoders (2 cores: 4 threads
+        # indexed 2,000 generated items in 7.3 s, 2 threads in 6.8 s, medians of 3)
+        self.batch_size, self.workers = batch_size, min(4, os.cpu_count() or 1) if workers is None else workers
 
     def batches(self, work: list[WorkItem]) -> Iterator[EncodedBatch]:
         for batch in self._decoded(work):

@@ -61,7 +61,7 @@ class Indexer:
     """Indexes one collection of one database; reusable across runs."""
 
     def __init__(self, db_url: str, collection: str = "default", profile: Profile | None = None,
-                 device: str | None = None, batch_size: int = 64, workers: int = 4,
+                 device: str | None = None, batch_size: int = 64, workers: int | None = None,
                  vector_dir: Path | None = None, strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
                  checkpoint_assets: int = 1024, checkpoint_seconds: float = 15.0,
                  vector_backend: str | None = None, executor: str = "local", ray_address: str | None = None) -> None:

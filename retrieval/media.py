@@ -164,10 +164,11 @@ def load_audio(source: MediaInput, sample_rate: int, *, max_seconds: float = MAX
         if not data:
             raise MediaError(source, "empty file")
         try:
-            info = soundfile.info(io.BytesIO(data))
-            if info.frames / max(info.samplerate, 1) > max_seconds:
-                raise MediaError(source, f"audio lasts {info.duration:.0f} s, over the limit of {max_seconds:.0f} s")
-            samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+            with soundfile.SoundFile(io.BytesIO(data)) as sound:  # one open: the header, then the samples
+                seconds = sound.frames / max(sound.samplerate, 1)
+                if seconds > max_seconds:
+                    raise MediaError(source, f"audio lasts {seconds:.0f} s, over the limit of {max_seconds:.0f} s")
+                samples, rate = sound.read(dtype="float32", always_2d=True), sound.samplerate
         except MediaError:
             raise
         except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
