@@ -186,3 +186,17 @@ def test_numpy_forward_pass_matches_torch(kind: str, hyper: dict) -> None:
     with torch.no_grad():
         changed = module([torch.from_numpy(b) for b in blocks], torch.from_numpy(mask)).numpy()
     assert np.allclose(module.forward_numpy(blocks, mask), changed, atol=1e-5)
+
+
+@pytest.mark.parametrize("blend", [0.0, 0.5])
+def test_item_vectors_are_fused_a_chunk_at_a_time_with_the_same_result(tmp_path: Path, blend: float) -> None:
+    space, labels = synthetic_space(tmp_path / "v", n=100)
+    strategy = create_strategy("gated", checkpoint=str(fit(space, labels, "gated", tmp_path / "g.safetensors",
+                                                            epochs=2)), blend=blend)
+    ids = space.item_ids()
+    whole = strategy._compute(space, ids)
+    chunked = strategy._compute(space, ids, chunk=7)  # 100 items: 14 full chunks and a partial one
+    ckpt = strategy.checkpoint
+    blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids)
+    assert whole.shape == (len(ids), 32 + (sum(ckpt.dims) if blend else 0))
+    assert np.allclose(chunked, whole, atol=1e-6) and np.allclose(whole[:, :32], ckpt.fuse(blocks, mask), atol=1e-6)

@@ -73,13 +73,19 @@ class LearnedFusion(FusionStrategy):
             self._fused[space] = table
         return table.lookup(ids)[0]
 
-    def _compute(self, space: VectorSpace, ids: np.ndarray) -> np.ndarray:
+    def _compute(self, space: VectorSpace, ids: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+        """Fused vectors of `ids`, a chunk of items at a time: every field's float32 blocks for 1M items
+        at once (and their centred copies) held 12 GB and ran out of memory; a chunk holds ~0.8 GB."""
         ckpt = self._checked(space)
-        blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids)
-        fused = ckpt.fuse(blocks, mask)
-        if self.params.blend > 0:
-            fused = np.concatenate([fused, np.sqrt(self.params.blend) * np.concatenate(blocks, axis=1)], axis=1)
-        return fused
+        width = ckpt.module.out_dim + (sum(ckpt.dims) if self.params.blend > 0 else 0)
+        out = np.empty((len(ids), width), np.float32)
+        for start in range(0, len(ids), chunk):
+            blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids[start:start + chunk])
+            fused = ckpt.fuse(blocks, mask)
+            if self.params.blend > 0:
+                fused = np.concatenate([fused, np.sqrt(self.params.blend) * np.concatenate(blocks, axis=1)], axis=1)
+            out[start:start + len(fused)] = fused
+        return out
 
     def _index(self, space: VectorSpace):  # noqa: ANN202
         ckpt = self._checked(space)
