@@ -41,13 +41,22 @@ class Executor(Protocol):
 
 def encode_batch(batch: list[Decoded], encoders: dict[str, Encoder], fields: list[Field],
                  batch_size: int) -> EncodedBatch:
-    """Encode every decoded asset of a batch with each field's encoder; then drop the decoded media."""
+    """Encode every decoded asset of a batch with each field's encoder; then drop the decoded media.
+
+    An asset whose vector comes out NaN or infinite becomes an error (naming the encoder) instead of a
+    vector: one would poison every inner product it takes part in, in every index built from it."""
     out = EncodedBatch([])
+    batch = list(batch)
     for f in fields:
-        good = [d for d in batch if d.error is None and d.work.spec.modality == f.modality]
+        good = [n for n, d in enumerate(batch) if d.error is None and d.work.spec.modality == f.modality]
         if good:
-            vectors = encoders[f.encoder].encode(f.modality, [d.value for d in good], batch_size=batch_size)
-            out.vectors[f.key] = (np.array([d.work.item_id for d in good], np.int64), np.asarray(vectors, np.float32))
+            vectors = np.asarray(encoders[f.encoder].encode(f.modality, [batch[n].value for n in good],
+                                                            batch_size=batch_size), np.float32)
+            finite = np.isfinite(vectors).all(axis=1)
+            for n in np.asarray(good)[~finite]:
+                batch[n] = replace(batch[n], error=f"encoder {f.encoder} gave a non-finite vector for this file")
+            ids = np.array([batch[n].work.item_id for n in good], np.int64)
+            out.vectors[f.key] = (ids[finite], vectors[finite])
     out.decoded = [replace(d, value=d.value[:TEXT_PREVIEW] if isinstance(d.value, str) else None) for d in batch]
     return out
 

@@ -62,7 +62,8 @@ class SearchEngine:
                 raise EncoderMismatchError(
                     f"collection {self.collection_name!r} was indexed with {name} (dimension {record.dim}, "
                     f"preprocessing {record.preprocessing}); the encoder now gives dimension {encoder.dim}, "
-                    f"preprocessing {encoder.preprocessing}. Re-index with --reencode.")
+                    f"preprocessing {encoder.preprocessing}. Index the media again into a new collection "
+                    "(python -m indexer SOURCE --collection NEW) to search with this encoder.")
             self._encoders[name] = encoder
         return self._encoders[name]
 

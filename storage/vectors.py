@@ -145,7 +145,7 @@ class VectorStorage:
         if encoder is not None and header.get("encoder") not in (None, encoder):
             raise EncoderMismatchError(
                 f"{path}: vectors were made by encoder {header.get('encoder')!r}, not {encoder!r}; "
-                "re-index with --reencode to switch encoders"
+                "index the media into a new collection (or database) to switch encoders"
             )
         return table
 

@@ -219,3 +219,26 @@ def test_the_local_executor_decodes_every_item_once_in_order(count: int, workers
     batches = list(executor._decoded(list(range(count))))
     assert [d for batch in batches for d in batch] == [n * 10 for n in range(count)]
     assert all(len(batch) == 8 for batch in batches[:-1])
+
+
+def test_a_non_finite_vector_becomes_an_error_not_an_index_entry(small_folder: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval.encoders.features import HogImageEncoder
+
+    real = HogImageEncoder._encode_batch
+
+    def nan_for_the_first(self, modality, batch):  # noqa: ANN001, ANN202 - an encoder that misbehaves once
+        out = real(self, modality, batch)
+        out[0] = np.nan
+        return out
+
+    monkeypatch.setattr(HogImageEncoder, "_encode_batch", nan_for_the_first)
+    url = f"sqlite:///{tmp_path}/c.db"
+    summary = Indexer(url).run(small_folder)
+    bad = [p for p in summary.problems if "non-finite vector" in p.reason]
+    assert len(bad) == 1 and "hog" in bad[0].reason and summary.assets["image"] == 7
+    ok = consistent(url)
+    with Database(url).session() as session:
+        vector_dir = session.scalar(select(Collection.vector_dir))
+    vectors = VectorStorage(Path(vector_dir)).load("image@hog")
+    assert len(vectors) == len(ok["image"]) == 7 and np.isfinite(vectors.vectors.astype(np.float32)).all()
