@@ -190,8 +190,8 @@ class Indexer:
             new = [{"collection_id": self.collection.id, "key": s.key, "meta": s.metadata}
                    for s in specs if s.key not in existing]
             # one multi-row INSERT for every new item, their ids returned with it (no ORM objects to build)
-            fresh = dict((key, item_id) for item_id, key in session.execute(
-                insert(Item).returning(Item.id, Item.key), new)) if new else {}
+            fresh = {key: item_id for item_id, key in session.execute(
+                insert(Item).returning(Item.id, Item.key), new)} if new else {}
             for spec in specs:
                 item = existing.get(spec.key)
                 if item is not None and item.meta != spec.metadata:

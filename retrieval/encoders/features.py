@@ -66,9 +66,6 @@ class MfccAudioEncoder(Encoder):
         )
         self.dim = self.n_mfcc * (self.segments + 1)
 
-    def _features(self, wave: Waveform) -> np.ndarray:
-        return self._encode_batch("audio", [wave])[0]
-
     def _summary(self, mel: np.ndarray) -> np.ndarray:
         """One clip's log-mel spectrogram (mel bands x frames) to its segment statistics."""
         mfcc = scipy.fft.dct(mel, type=2, axis=0, norm="ortho")[: self.n_mfcc].T  # frames x coefficients

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from retrieval.space import EncodedQuery, VectorSpace
+from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
 @dataclass
@@ -56,6 +56,18 @@ class FusionStrategy(ABC):
         ...
 
 
+def channel_parts(space: VectorSpace, query: EncodedQuery, channels: list[Channel], ids: np.ndarray
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each query modality's Σ weight × cosine over `channels` for `ids`, and which ids it reaches."""
+    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for channel in channels:
+        scores, present = space.channel_scores(query, channel, ids)  # 0 where absent
+        value = scores * np.float32(query.weight(channel.query_modality))
+        before, reached = parts.get(channel.query_modality, (0.0, np.zeros(len(ids), bool)))
+        parts[channel.query_modality] = (before + value, reached | present)
+    return parts
+
+
 def weighted_channel_scores(space: VectorSpace, query: EncodedQuery, ids: np.ndarray
                             ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Σ weight × cosine over all channels for `ids`, each query modality's part, and which ids matched any.
@@ -66,12 +78,10 @@ def weighted_channel_scores(space: VectorSpace, query: EncodedQuery, ids: np.nda
     total = np.zeros(len(ids), np.float32)
     parts: dict[str, np.ndarray] = {}
     matched = np.zeros(len(ids), bool)
-    for channel in space.channels(query):
-        scores, present = space.channel_scores(query, channel, ids)
-        weighted = np.where(present, scores, 0.0) * query.weight(channel.query_modality)
-        parts[channel.query_modality] = parts.get(channel.query_modality, 0) + weighted
-        total += weighted
-        matched |= present
+    for modality, (value, reached) in channel_parts(space, query, space.channels(query), ids).items():
+        parts[modality] = value
+        total += value
+        matched |= reached
     for channel in space.channels(query, negative=True):
         scores, present = space.channel_scores(query, channel, ids, negative=True)
         weighted = -np.where(present, scores, 0.0) * query.negative_weight

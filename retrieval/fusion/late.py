@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from retrieval.fusion.base import FusionStrategy, Scored
+from retrieval.fusion.base import FusionStrategy, Scored, channel_parts
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, ranks, rrf
 from retrieval.space import Channel, EncodedQuery, VectorSpace
@@ -82,22 +82,10 @@ def unit_totals(space: VectorSpace, query: EncodedQuery, unit: list[Channel], id
     else:
         total, reached = np.zeros(len(ids), np.float32), np.zeros(len(ids), bool)
     rest = np.flatnonzero(~reached)
-    for part, present in unit_parts(space, query, unit, ids[rest]).values():
+    for part, present in channel_parts(space, query, unit, ids[rest]).values():
         total[rest] += part
         reached[rest] |= present
     return total, reached
-
-
-def unit_parts(space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray
-               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each query modality's Σ weight × cosine over the unit's channels, and which ids it reaches."""
-    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for channel in unit:
-        scores, present = space.channel_scores(query, channel, ids)
-        value = scores * np.float32(query.weight(channel.query_modality))
-        before, reached = parts.get(channel.query_modality, (0.0, np.zeros(len(ids), bool)))
-        parts[channel.query_modality] = (before + value, reached | present)
-    return parts
 
 
 class UnitFusion(FusionStrategy):
@@ -111,12 +99,12 @@ class UnitFusion(FusionStrategy):
         raise NotImplementedError
 
     def candidates(self, space: VectorSpace, query: EncodedQuery, k: int) -> np.ndarray:
-        return self._lists(space, query, k)[1]
+        return self._lists(space, query, self.units(space, query), k)[1]
 
-    def _lists(self, space: VectorSpace, query: EncodedQuery, k: int) -> tuple[list[UnitList], np.ndarray]:
+    def _lists(self, space: VectorSpace, query: EncodedQuery, units: list[list[Channel]], k: int
+               ) -> tuple[list[UnitList], np.ndarray]:
         """Each unit's own list, and the union of their ids."""
-        found = [unit_candidates(space, query, unit, max(k, self.params.candidates))
-                 for unit in self.units(space, query)]
+        found = [unit_candidates(space, query, unit, max(k, self.params.candidates)) for unit in units]
         return found, union(found)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
@@ -124,7 +112,7 @@ class UnitFusion(FusionStrategy):
             space, query = space.centred(), space.centre_query(query)
         p = self.params
         units = self.units(space, query)
-        lists, ids = self._lists(space, query, k)
+        lists, ids = self._lists(space, query, units, k)
         total = np.zeros(len(ids), np.float32)
         hits = np.zeros(len(ids), np.int64)
         values = []
@@ -161,7 +149,7 @@ class UnitFusion(FusionStrategy):
                 for modality in modalities:
                     parts[modality] = parts.get(modality, 0) + value / len(modalities)
                 continue
-            raw = {m: part for m, (part, _) in unit_parts(space, query, unit, ids).items()}
+            raw = {m: part for m, (part, _) in channel_parts(space, query, unit, ids).items()}
             raw_sum = sum(raw.values())
             for modality, part in raw.items():
                 share = np.divide(part, raw_sum, out=np.full(len(ids), 1 / len(raw)), where=raw_sum != 0)
