@@ -21,8 +21,12 @@ def build_demo(url: str) -> None:
     with st.status("Building the digits demo collection…", expanded=True) as status:
         try:
             bar = st.progress(0.0)
-            index_demo(url, progress=lambda stage, done, total: bar.progress(
-                min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}"))
+            index_demo(
+                url,
+                progress=lambda stage, done, total: bar.progress(
+                    min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}"
+                ),
+            )
         except FileNotFoundError as exc:
             status.update(label="The demo needs the shared datasets", state="error")
             st.error(str(exc))
@@ -38,8 +42,10 @@ def main() -> None:
     if not database_exists(url) or not collections(url):
         if page != "Index":
             st.title("Multimodal retrieval")
-            st.info(f"No collection in `{url}` yet. Build the digits demo collection (2,000 items, about "
-                    "half a minute), or index your own media on the Index page.")
+            st.info(
+                f"No collection in `{url}` yet. Build the digits demo collection (2,000 items, about "
+                "half a minute), or index your own media on the Index page."
+            )
             if st.button("Build the demo collection", type="primary", key="build_demo"):
                 build_demo(url)
                 st.rerun()

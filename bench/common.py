@@ -25,9 +25,14 @@ def machine() -> dict[str, str]:
     import faiss
     import torch
 
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "cpu": platform.processor() or platform.machine(), "faiss": faiss.__version__,
-            "torch": torch.__version__, "numpy": np.__version__}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "faiss": faiss.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
 
 
 def clustered(n: int, dim: int, seed: int, clusters: int = 200, spread: float = 0.35) -> np.ndarray:
@@ -53,11 +58,13 @@ def synthetic_space(folder: Path, n: int, dim: int = 512, missing: float = 0.2, 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
     ordered = sorted(seconds)
-    return {"p50_ms": round(1000 * statistics.median(ordered), 3),
-            "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 3)}
+    return {
+        "p50_ms": round(1000 * statistics.median(ordered), 3),
+        "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 3),
+    }
 
 
-def timed(fn) -> float:  # noqa: ANN001
+def timed(fn) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started

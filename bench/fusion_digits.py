@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import platform
 import random
@@ -31,14 +30,22 @@ from indexer.demo import build_digits_manifest, datasets_dir  # noqa: E402
 from retrieval import QueryInput, SearchEngine  # noqa: E402
 from retrieval.train import TrainConfig  # noqa: E402
 
-KINDS = [("image",), ("audio",), ("text",), ("image", "audio"), ("image", "text"), ("audio", "text"),
-         ("image", "audio", "text")]
+KINDS = [
+    ("image",),
+    ("audio",),
+    ("text",),
+    ("image", "audio"),
+    ("image", "text"),
+    ("audio", "text"),
+    ("image", "audio", "text"),
+]
 METRICS = ["precision@10", "ndcg@10", "mrr", "map@100"]
 FLOOR = {"image": 0.83, "audio": 0.55, "image+audio": 0.85}  # the issue's plain numpy floor, P@10
 
 
 def split_manifests(manifest: Path) -> dict[str, Path]:
-    rows = list(csv.DictReader(open(manifest, encoding="utf-8")))
+    with open(manifest, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
     out = {}
     for split in ("train", "test"):
         path = manifest.with_name(f"{split}.csv")
@@ -63,8 +70,10 @@ def strategies(checkpoints: dict[str, str]) -> dict[str, tuple[str, dict]]:
         "gated (blend 0.3)": ("gated", {"checkpoint": checkpoints["gated"], "blend": 0.3}),
         "gated (self-supervised)": ("gated", {"checkpoint": checkpoints["gated-ssl"]}),
         "cross-attention": ("cross_attention", {"checkpoint": checkpoints["cross_attention"]}),
-        "cross-attention (re-rank)": ("cross_attention", {"checkpoint": checkpoints["cross_attention"],
-                                                          "mode": "rerank"}),
+        "cross-attention (re-rank)": (
+            "cross_attention",
+            {"checkpoint": checkpoints["cross_attention"], "mode": "rerank"},
+        ),
     }
 
 
@@ -75,8 +84,9 @@ def make_queries(engine: SearchEngine, per_kind: int, seed: int) -> list[dict]:
         items = items_by_ids(session, engine.space.item_ids().tolist())
         rows = []
         for item in items.values():
-            assets = {a.modality: (a.preview if a.modality == "text" else a.path)
-                      for a in item.assets if a.status == "ok"}
+            assets = {
+                a.modality: (a.preview if a.modality == "text" else a.path) for a in item.assets if a.status == "ok"
+            }
             rows.append({"id": item.id, "digit": item.meta["digit"], "assets": assets})
     rng = random.Random(seed)
     queries = []
@@ -84,13 +94,21 @@ def make_queries(engine: SearchEngine, per_kind: int, seed: int) -> list[dict]:
         fitting = [r for r in rows if all(m in r["assets"] for m in kind)]
         rng.shuffle(fitting)
         for row in sorted(fitting[:per_kind], key=lambda r: r["id"]):
-            queries.append({"qid": f"{'+'.join(kind)}/{row['id']}", "kind": "+".join(kind), "item": row["id"],
-                            "digit": row["digit"], "input": {m: row["assets"][m] for m in kind}})
+            queries.append(
+                {
+                    "qid": f"{'+'.join(kind)}/{row['id']}",
+                    "kind": "+".join(kind),
+                    "item": row["id"],
+                    "digit": row["digit"],
+                    "input": {m: row["assets"][m] for m in kind},
+                }
+            )
     return queries, rows
 
 
-def run_strategy(engine: SearchEngine, queries: list[dict], encoded: dict, name: str, params: dict,
-                 only: str | None = None) -> tuple[dict, list[float]]:
+def run_strategy(
+    engine: SearchEngine, queries: list[dict], encoded: dict, name: str, params: dict, only: str | None = None
+) -> tuple[dict, list[float]]:
     from retrieval.space import EncodedQuery
 
     strategy = engine.strategy(name, **params)
@@ -108,7 +126,8 @@ def run_strategy(engine: SearchEngine, queries: list[dict], encoded: dict, name:
 
 
 def evaluate(queries: list[dict], rows: list[dict], run: dict) -> dict[str, dict[str, float]]:
-    from ranx import Qrels, Run, evaluate as ranx_evaluate
+    from ranx import Qrels, Run
+    from ranx import evaluate as ranx_evaluate
 
     by_digit: dict[str, list[int]] = {}
     for r in rows:
@@ -142,15 +161,23 @@ def main() -> int:
 
     train_engine = SearchEngine.open(url, "digits-train")
     checkpoints = {}
-    for key, strategy, label in (("gated", "gated", "digit"), ("gated-ssl", "gated", None),
-                                 ("cross_attention", "cross_attention", "digit"), ("early", "early", "digit")):
+    for key, strategy, label in (
+        ("gated", "gated", "digit"),
+        ("gated-ssl", "gated", None),
+        ("cross_attention", "cross_attention", "digit"),
+        ("early", "early", "digit"),
+    ):
         started = time.perf_counter()
-        result = train_engine.train(TrainConfig(strategy, label_field=label, epochs=args.epochs, seed=args.seed),
-                                    work / f"{key}.safetensors")
+        result = train_engine.train(
+            TrainConfig(strategy, label_field=label, epochs=args.epochs, seed=args.seed), work / f"{key}.safetensors"
+        )
         checkpoints[key] = str(result.path)
         timings[f"train {key} (s)"] = round(time.perf_counter() - started, 1)
-        print(f"trained {key}: {result.items} items, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
-              f"{timings[f'train {key} (s)']} s", file=sys.stderr)
+        print(
+            f"trained {key}: {result.items} items, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}, "
+            f"{timings[f'train {key} (s)']} s",
+            file=sys.stderr,
+        )
 
     engine = SearchEngine.open(url, "digits-test")
     queries, rows = make_queries(engine, args.per_kind, args.seed)
@@ -162,9 +189,13 @@ def main() -> int:
     for label, (name, params) in strategies(checkpoints).items():
         engine.strategy(name, **params).prepare(engine.space)  # build the index before timing queries
         run, latencies = run_strategy(engine, queries, encoded, name, params)
-        results[label] = {"metrics": evaluate(queries, rows, run),
-                          "latency_ms": {"p50": round(1000 * statistics.median(latencies), 2),
-                                         "p99": round(1000 * sorted(latencies)[int(0.99 * (len(latencies) - 1))], 2)}}
+        results[label] = {
+            "metrics": evaluate(queries, rows, run),
+            "latency_ms": {
+                "p50": round(1000 * statistics.median(latencies), 2),
+                "p99": round(1000 * sorted(latencies)[int(0.99 * (len(latencies) - 1))], 2),
+            },
+        }
         print(f"{label}: done", file=sys.stderr)
 
     single = {}
@@ -180,12 +211,20 @@ def main() -> int:
         best = max(options, key=lambda m: options[m]["precision@10"])
         best_single[kind] = {"modality": best, **options[best]}
 
-    report = {"machine": {"python": platform.python_version(), "platform": platform.platform(),
-                          "processor": platform.processor() or platform.machine()},
-              "split": "train: george, jackson, lucas + MNIST < 2500; test: nicolas + MNIST >= 2500",
-              "queries_per_kind": {k: sum(q["kind"] == k for q in queries) for k in sorted({q["kind"] for q in queries})},
-              "test_items": len(rows), "timings": timings, "floor_p10": FLOOR,
-              "strategies": results, "best_single_modality": best_single}
+    report = {
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "split": "train: george, jackson, lucas + MNIST < 2500; test: nicolas + MNIST >= 2500",
+        "queries_per_kind": {k: sum(q["kind"] == k for q in queries) for k in sorted({q["kind"] for q in queries})},
+        "test_items": len(rows),
+        "timings": timings,
+        "floor_p10": FLOOR,
+        "strategies": results,
+        "best_single_modality": best_single,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fusion_digits.json").write_text(json.dumps(report, indent=2))
@@ -197,24 +236,44 @@ def main() -> int:
 
 def to_markdown(report: dict) -> str:
     kinds = ["+".join(k) for k in KINDS]
-    lines = ["# Fusion strategies on the digits collection", "",
-             f"Split: {report['split']}. Test items: {report['test_items']}. Relevance: same digit; the query item "
-             "is excluded. Queries per kind: " + ", ".join(f"{k} {n}" for k, n in report["queries_per_kind"].items())
-             + ". Metrics computed by ranx.", ""]
+    lines = [
+        "# Fusion strategies on the digits collection",
+        "",
+        f"Split: {report['split']}. Test items: {report['test_items']}. Relevance: same digit; the query item "
+        "is excluded. Queries per kind: "
+        + ", ".join(f"{k} {n}" for k, n in report["queries_per_kind"].items())
+        + ". Metrics computed by ranx.",
+        "",
+    ]
     for metric in METRICS:
-        lines += [f"## {metric}", "", "| strategy | " + " | ".join(kinds) + " | p50 ms | p99 ms |",
-                  "|---" * (len(kinds) + 3) + "|"]
+        lines += [
+            f"## {metric}",
+            "",
+            "| strategy | " + " | ".join(kinds) + " | p50 ms | p99 ms |",
+            "|---" * (len(kinds) + 3) + "|",
+        ]
         for label, result in report["strategies"].items():
             cells = [f"{result['metrics'].get(k, {}).get(metric, float('nan')):.3f}" for k in kinds]
-            lines.append(f"| {label} | " + " | ".join(cells)
-                         + f" | {result['latency_ms']['p50']} | {result['latency_ms']['p99']} |")
+            lines.append(
+                f"| {label} | "
+                + " | ".join(cells)
+                + f" | {result['latency_ms']['p50']} | {result['latency_ms']['p99']} |"
+            )
         best = report["best_single_modality"]
-        lines.append("| *best single modality* | " + " | ".join(
-            f"{best[k][metric]:.3f} ({best[k]['modality']})" if k in best else "" for k in kinds) + " | | |")
+        lines.append(
+            "| *best single modality* | "
+            + " | ".join(f"{best[k][metric]:.3f} ({best[k]['modality']})" if k in best else "" for k in kinds)
+            + " | | |"
+        )
         lines.append("")
-    lines += ["Reference floor from the issue (plain numpy, P@10): " +
-              ", ".join(f"{k} {v}" for k, v in report["floor_p10"].items()) + ".", "",
-              "Timings: " + ", ".join(f"{k} {v}" for k, v in report["timings"].items()) + ".", ""]
+    lines += [
+        "Reference floor from the issue (plain numpy, P@10): "
+        + ", ".join(f"{k} {v}" for k, v in report["floor_p10"].items())
+        + ".",
+        "",
+        "Timings: " + ", ".join(f"{k} {v}" for k, v in report["timings"].items()) + ".",
+        "",
+    ]
     return "\n".join(lines)
 
 

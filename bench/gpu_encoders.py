@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 
-def timed(fn, seconds: float) -> tuple[float, int]:  # noqa: ANN001
+def timed(fn, seconds: float) -> tuple[float, int]:
     """Run `fn` (returning items done) repeatedly for about `seconds`; items per second and calls."""
     fn()  # warm-up: kernels, allocator, cuDNN autotune
     if torch.cuda.is_available():
@@ -42,14 +42,21 @@ def models(device: torch.device, dtype: torch.dtype) -> dict:
 
     clip = CLIPModel(CLIPConfig(vision_config={"patch_size": 32})).to(device, dtype).eval()
     clap = ClapModel(ClapConfig()).to(device, dtype).eval()
-    minilm = BertModel(BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                                  intermediate_size=1536)).to(device, dtype).eval()
+    minilm = (
+        BertModel(BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536))
+        .to(device, dtype)
+        .eval()
+    )
     return {"clip": clip, "clap": clap, "minilm": minilm}
 
 
-def gpu_rates(device: torch.device, seconds: float, batches: tuple[int, ...] = (64, 256),
-              audio_batches: tuple[int, ...] = (16, 64), dtype: torch.dtype = torch.float16
-              ) -> dict[str, dict[str, float]]:
+def gpu_rates(
+    device: torch.device,
+    seconds: float,
+    batches: tuple[int, ...] = (64, 256),
+    audio_batches: tuple[int, ...] = (16, 64),
+    dtype: torch.dtype = torch.float16,
+) -> dict[str, dict[str, float]]:
     from transformers import ClapFeatureExtractor
 
     m = models(device, dtype)
@@ -59,8 +66,8 @@ def gpu_rates(device: torch.device, seconds: float, batches: tuple[int, ...] = (
     rates: dict[str, dict[str, float]] = {}
 
     @torch.inference_mode()
-    def run(name: str, batch: int, fn) -> None:  # noqa: ANN001
-        rate, calls = timed(lambda: fn(batch), seconds)
+    def run(name: str, batch: int, fn) -> None:
+        rate, _calls = timed(lambda: fn(batch), seconds)
         rates.setdefault(name, {})[f"batch {batch}"] = round(rate, 1)
 
     for batch in batches:
@@ -73,8 +80,11 @@ def gpu_rates(device: torch.device, seconds: float, batches: tuple[int, ...] = (
     for batch in audio_batches:
         feats = audio_features["input_features"][:batch].to(device, dtype)
         longer = audio_features["is_longer"][:batch].to(device)
-        run("clap audio (HTSAT)", batch,
-            lambda b, f=feats, lo=longer: (m["clap"].get_audio_features(input_features=f, is_longer=lo), b)[1])
+        run(
+            "clap audio (HTSAT)",
+            batch,
+            lambda b, f=feats, lo=longer: (m["clap"].get_audio_features(input_features=f, is_longer=lo), b)[1],
+        )
         tokens = torch.randint(0, 50_000, (batch, 16), device=device)
         run("clap text", batch, lambda b, t=tokens: (m["clap"].get_text_features(input_ids=t), b)[1])
     return rates
@@ -126,19 +136,32 @@ def main() -> int:
     cpu = cpu_rates(args.seconds, args.workers)
     share = {
         "audio (CLAP)": round(min(1.0, cpu["clap audio features"] / max(gpu["clap audio (HTSAT)"].values())), 3),
-        "image (CLIP)": round(min(1.0, cpu["clip image preprocessing"] / max(gpu["clip image (ViT-B/32)"].values())), 3),
+        "image (CLIP)": round(
+            min(1.0, cpu["clip image preprocessing"] / max(gpu["clip image (ViT-B/32)"].values())), 3
+        ),
     }
-    report = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-              "transformers": __import__("transformers").__version__, "python": platform.python_version(),
-              "cpu_workers": args.workers, "precision": "fp16", "weights": "random (speed only)",
-              "gpu_items_per_s": gpu, "cpu_items_per_s": cpu,
-              "pipeline_share_of_gpu_rate": share, "seconds": round(time.perf_counter() - started, 1)}
+    report = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__,
+        "python": platform.python_version(),
+        "cpu_workers": args.workers,
+        "precision": "fp16",
+        "weights": "random (speed only)",
+        "gpu_items_per_s": gpu,
+        "cpu_items_per_s": cpu,
+        "pipeline_share_of_gpu_rate": share,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     print(json.dumps(report, indent=2))
-    print(f"\n| encoder | " + " | ".join(sorted({b for r in gpu.values() for b in r})) + " |")
+    print("\n| encoder | " + " | ".join(sorted({b for r in gpu.values() for b in r})) + " |")
     print("|---|" + "---|" * len({b for r in gpu.values() for b in r}))
     for name, rates in gpu.items():
-        print(f"| {name} | " + " | ".join(str(rates.get(b, "")) for b in sorted({b for r in gpu.values() for b in r}))
-              + " |")
+        print(
+            f"| {name} | "
+            + " | ".join(str(rates.get(b, "")) for b in sorted({b for r in gpu.values() for b in r}))
+            + " |"
+        )
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(report, handle, indent=2)

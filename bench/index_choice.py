@@ -14,10 +14,9 @@ import argparse
 import time
 
 import numpy as np
-
 from common import clustered, percentiles, write_report
 
-from storage import FaissStore, default_factory  # noqa: E402
+from storage import FaissStore, default_factory
 
 
 def ivf_factory(n: int, tail: str) -> str:
@@ -32,8 +31,12 @@ def measure(n: int, pq: bool, hnsw_limit: int, pq_from: int) -> list[dict]:
     ids = np.arange(n)
     exact = FaissStore.build(ids, data, "Flat")
     truth = exact.search(queries, 10)[1]
-    factories = (["Flat"] + (["HNSW32"] if n <= hnsw_limit else []) + [ivf_factory(n, "Flat")]
-                 + ([ivf_factory(n, "PQ64")] if pq and n >= pq_from else []))
+    factories = (
+        ["Flat"]
+        + (["HNSW32"] if n <= hnsw_limit else [])
+        + [ivf_factory(n, "Flat")]
+        + ([ivf_factory(n, "PQ64")] if pq and n >= pq_from else [])
+    )
     rows = []
     for factory in factories:
         started = time.perf_counter()
@@ -52,9 +55,17 @@ def measure(n: int, pq: bool, hnsw_limit: int, pq_from: int) -> list[dict]:
             found.append(store.search(q, 10)[1][0])
             times.append(time.perf_counter() - started)
         recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
-        rows.append({"items": n, "factory": factory, "build_s": round(build, 2), "bytes_per_vector": round(size / n, 1),
-                     "recall@10": round(recall, 4), **percentiles(times),
-                     "default": factory == default_factory(n)})
+        rows.append(
+            {
+                "items": n,
+                "factory": factory,
+                "build_s": round(build, 2),
+                "bytes_per_vector": round(size / n, 1),
+                "recall@10": round(recall, 4),
+                **percentiles(times),
+                "default": factory == default_factory(n),
+            }
+        )
     return rows
 
 
@@ -74,24 +85,40 @@ def main() -> int:
 
 
 def markdown(rows: list[dict], sizes: list[int]) -> str:
-    lines = ["# Index choice", "", "d = 512, clustered synthetic vectors, 200 queries, recall@10 against exact search.",
-             "", "| items | factory | default | build s | bytes/vector | recall@10 | p50 ms | p99 ms |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Index choice",
+        "",
+        "d = 512, clustered synthetic vectors, 200 queries, recall@10 against exact search.",
+        "",
+        "| items | factory | default | build s | bytes/vector | recall@10 | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['items']:,} | {r['factory']} | | error: {r['error']} | | | | |")
             continue
-        lines.append(f"| {r['items']:,} | {r['factory']} | {'yes' if r['default'] else ''} | {r['build_s']} | "
-                     f"{r['bytes_per_vector']} | {r['recall@10']} | {r['p50_ms']} | {r['p99_ms']} |")
+        lines.append(
+            f"| {r['items']:,} | {r['factory']} | {'yes' if r['default'] else ''} | {r['build_s']} | "
+            f"{r['bytes_per_vector']} | {r['recall@10']} | {r['p50_ms']} | {r['p99_ms']} |"
+        )
     defaults = [r for r in rows if r.get("default")]
-    lines += ["", "Default by size keeps recall@10 >= 0.95: "
-              + ("yes" if all(r["recall@10"] >= 0.95 for r in defaults) else "no") + ".", ""]
+    lines += [
+        "",
+        "Default by size keeps recall@10 >= 0.95: "
+        + ("yes" if all(r["recall@10"] >= 0.95 for r in defaults) else "no")
+        + ".",
+        "",
+    ]
     for n in sizes:
-        fine = [r for r in rows if r["items"] == n and "error" not in r and r["recall@10"] >= 0.95
-                and not r["factory"].startswith("HNSW")]
+        fine = [
+            r
+            for r in rows
+            if r["items"] == n and "error" not in r and r["recall@10"] >= 0.95 and not r["factory"].startswith("HNSW")
+        ]
         fastest = min(fine, key=lambda r: r["p50_ms"])["factory"] if fine else "none"
-        lines.append(f"- {n:,}: default {default_factory(n)}; fastest with recall@10 >= 0.95 that can remove ids: "
-                     f"{fastest}.")
+        lines.append(
+            f"- {n:,}: default {default_factory(n)}; fastest with recall@10 >= 0.95 that can remove ids: {fastest}."
+        )
     lines.append("")
     return "\n".join(lines)
 

@@ -22,15 +22,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import write_report
 
-from indexer.demo import build_digits_manifest, datasets_dir  # noqa: E402
-from indexer.pipeline import Indexer  # noqa: E402
-from indexer.sources import scan  # noqa: E402
-from indexer.work import WorkItem, decode_asset  # noqa: E402
-from retrieval.encoders import create_encoder  # noqa: E402
-from retrieval.profiles import PROFILES, Profile  # noqa: E402
+from indexer.demo import build_digits_manifest, datasets_dir
+from indexer.pipeline import Indexer
+from indexer.sources import scan
+from indexer.work import WorkItem, decode_asset
+from retrieval.encoders import create_encoder
+from retrieval.profiles import PROFILES, Profile
 
 CLIP = Profile("vit-b-32", {"image": ["openclip:ViT-B-32"], "audio": ["mfcc"], "text": ["openclip:ViT-B-32"]})
 
@@ -54,7 +53,7 @@ def encoder_only(manifest: Path, profile: Profile) -> tuple[float, int]:
     for modality, values in decoded.items():
         for encoder in encoders[modality]:
             for start in range(0, len(values), 64):
-                encoder.encode(modality, values[start:start + 64], batch_size=64)
+                encoder.encode(modality, values[start : start + 64], batch_size=64)
     return time.perf_counter() - started, sum(len(v) for v in decoded.values())
 
 
@@ -73,8 +72,11 @@ def end_to_end(url: str, manifest: Path, profile: Profile, roots: list[Path]) ->
 
     summary = indexer.run(manifest, roots=roots, progress=progress)
     memory["peak_process_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    return {"seconds": summary.seconds - summary.stages["load encoders"], "assets": summary.encoded,
-            "stages": summary.stages}, memory
+    return {
+        "seconds": summary.seconds - summary.stages["load encoders"],
+        "assets": summary.encoded,
+        "stages": summary.stages,
+    }, memory
 
 
 def measure(label: str, manifest: Path, profile: Profile, roots: list[Path], repeats: int, work: Path) -> dict:
@@ -87,11 +89,19 @@ def measure(label: str, manifest: Path, profile: Profile, roots: list[Path], rep
     e2e = statistics.median(r["seconds"] for r in runs)
     enc = statistics.median(t for t, _ in encode)
     assets = runs[-1]["assets"]
-    report = {"collection": label, "profile": profile.name, "assets": assets, "end_to_end_s": round(e2e, 2),
-              "encoder_only_s": round(enc, 2), "end_to_end_assets_per_s": round(assets / e2e, 1),
-              "encoder_only_assets_per_s": round(assets / enc, 1), "ratio": round(enc / e2e, 3),
-              "stages_s": {k: round(statistics.median(r["stages"][k] for r in runs), 2) for k in runs[0]["stages"]},
-              "memory": memories[-1], "repeats": repeats}
+    report = {
+        "collection": label,
+        "profile": profile.name,
+        "assets": assets,
+        "end_to_end_s": round(e2e, 2),
+        "encoder_only_s": round(enc, 2),
+        "end_to_end_assets_per_s": round(assets / e2e, 1),
+        "encoder_only_assets_per_s": round(assets / enc, 1),
+        "ratio": round(enc / e2e, 3),
+        "stages_s": {k: round(statistics.median(r["stages"][k] for r in runs), 2) for k in runs[0]["stages"]},
+        "memory": memories[-1],
+        "repeats": repeats,
+    }
     print(json.dumps(report), flush=True)
     return report
 
@@ -108,8 +118,10 @@ def synthetic_collection(folder: Path, items: int, seed: int = 0) -> Path:
     rows = []
     for n in range(items):
         image = Image.fromarray((rng.random((96, 96, 3)) * 60).astype(np.uint8))
-        ImageDraw.Draw(image).polygon([tuple(p) for p in rng.integers(0, 96, (5, 2)).tolist()],
-                                      fill=tuple(int(c) for c in rng.integers(60, 256, 3)))
+        ImageDraw.Draw(image).polygon(
+            [tuple(p) for p in rng.integers(0, 96, (5, 2)).tolist()],
+            fill=tuple(int(c) for c in rng.integers(60, 256, 3)),
+        )
         image.save(media / f"{n:05d}.png")
         f0 = rng.uniform(150, 900)
         clip = 0.3 * np.sin(2 * np.pi * f0 * t) * np.exp(-t * rng.uniform(1, 6)) + 0.01 * rng.standard_normal(len(t))
@@ -121,15 +133,21 @@ def synthetic_collection(folder: Path, items: int, seed: int = 0) -> Path:
 
 
 def markdown(reports: list[dict]) -> str:
-    lines = ["# Indexing throughput: end to end vs encoders alone", "",
-             "Same items, same run, fresh databases, models loaded before timing; medians of the repeats. "
-             "Target: end-to-end >= 0.8 x encoder-only.", "",
-             "| collection | profile | assets | end to end s | assets/s | encoders only s | assets/s | ratio |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Indexing throughput: end to end vs encoders alone",
+        "",
+        "Same items, same run, fresh databases, models loaded before timing; medians of the repeats. "
+        "Target: end-to-end >= 0.8 x encoder-only.",
+        "",
+        "| collection | profile | assets | end to end s | assets/s | encoders only s | assets/s | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in reports:
-        lines.append(f"| {r['collection']} | {r['profile']} | {r['assets']} | {r['end_to_end_s']} | "
-                     f"{r['end_to_end_assets_per_s']} | {r['encoder_only_s']} | {r['encoder_only_assets_per_s']} | "
-                     f"{r['ratio']} |")
+        lines.append(
+            f"| {r['collection']} | {r['profile']} | {r['assets']} | {r['end_to_end_s']} | "
+            f"{r['end_to_end_assets_per_s']} | {r['encoder_only_s']} | {r['encoder_only_assets_per_s']} | "
+            f"{r['ratio']} |"
+        )
     lines += ["", "Stages (s) and resident memory (MB) as the encode stage progresses:", ""]
     for r in reports:
         stages = ", ".join(f"{k} {v}" for k, v in r["stages_s"].items() if k != "load encoders")
@@ -157,8 +175,11 @@ def main() -> int:
             reports.append(measure(f"digits ({args.clip_items} items)", subset, CLIP, roots, args.repeats, work))
         if args.synthetic:
             manifest = synthetic_collection(work / "synthetic", args.synthetic)
-            reports.append(measure(f"synthetic {args.synthetic:,}", manifest, PROFILES["offline"], [],
-                                   max(1, args.repeats - 1), work))
+            reports.append(
+                measure(
+                    f"synthetic {args.synthetic:,}", manifest, PROFILES["offline"], [], max(1, args.repeats - 1), work
+                )
+            )
     write_report("indexing", {"results": reports}, markdown(reports))
     return 0
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from common import FIELDS, synthetic_space, write_report
 
-from retrieval.fusion import create_strategy  # noqa: E402
-from retrieval.space import VectorSpace  # noqa: E402
-from retrieval.train import TrainConfig, train  # noqa: E402
-from storage import VectorStorage  # noqa: E402
+from retrieval.fusion import create_strategy
+from retrieval.space import VectorSpace
+from retrieval.train import TrainConfig, train
+from storage import VectorStorage
 
 
 def main() -> int:
@@ -29,8 +29,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         space = synthetic_space(work / "v", args.items)
-        checkpoint = train(space, space.item_ids()[:4000], None, TrainConfig("gated", epochs=1),
-                           work / "gated.safetensors").path
+        checkpoint = train(
+            space, space.item_ids()[:4000], None, TrainConfig("gated", epochs=1), work / "gated.safetensors"
+        ).path
         timings = {}
         started = time.perf_counter()
         fresh = VectorSpace(FIELDS, VectorStorage(work / "v"), generation=2)
@@ -45,14 +46,23 @@ def main() -> int:
         create_strategy("gated", checkpoint=str(checkpoint)).prepare(fresh)
         timings["gated: fuse every item + build index (s)"] = round(time.perf_counter() - started, 2)
     total = round(sum(timings.values()), 2)
-    lines = ["# Re-fusion from stored vectors", "",
-             f"{args.items:,} synthetic items, d = 512, three fields (20 % missing each); nothing re-encoded.", "",
-             "| step | seconds |", "|---|---|", *[f"| {k} | {v} |" for k, v in timings.items()],
-             f"| all three | {total} |", "",
-             "Target: a strategy switched or re-trained on 100k items is re-fused and re-indexed in under 30 s: "
-             + ("met for each strategy" if max(list(timings.values())[1:]) < 30 else "not met") + "; rebuilding all "
-             f"three at once takes {total} s. IVF training (k-means over 1,536 dimensions for early fusion) and "
-             "writing the index file dominate.", ""]
+    lines = [
+        "# Re-fusion from stored vectors",
+        "",
+        f"{args.items:,} synthetic items, d = 512, three fields (20 % missing each); nothing re-encoded.",
+        "",
+        "| step | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in timings.items()],
+        f"| all three | {total} |",
+        "",
+        "Target: a strategy switched or re-trained on 100k items is re-fused and re-indexed in under 30 s: "
+        + ("met for each strategy" if max(list(timings.values())[1:]) < 30 else "not met")
+        + "; rebuilding all "
+        f"three at once takes {total} s. IVF training (k-means over 1,536 dimensions for early fusion) and "
+        "writing the index file dominate.",
+        "",
+    ]
     write_report("refusion", {"items": args.items, "timings": timings, "total_s": total}, "\n".join(lines))
     return 0
 

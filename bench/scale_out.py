@@ -19,11 +19,11 @@ from pathlib import Path
 
 from common import percentiles, write_report
 
-from indexer.demo import build_digits_manifest, datasets_dir  # noqa: E402
-from indexer.pipeline import Indexer  # noqa: E402
-from retrieval import SearchEngine  # noqa: E402
-from retrieval.fusion import list_strategies  # noqa: E402
-from retrieval.train import TrainConfig  # noqa: E402
+from indexer.demo import build_digits_manifest, datasets_dir
+from indexer.pipeline import Indexer
+from retrieval import SearchEngine
+from retrieval.fusion import list_strategies
+from retrieval.train import TrainConfig
 
 STAGE = "decode+encode+write"
 
@@ -42,9 +42,13 @@ def index_once(url: str, manifest: Path, folder: Path, executor: str, backend: s
     summary = indexer.run(manifest, roots=[datasets_dir()])
     if executor == "ray":
         ray.shutdown()
-    return {"assets": summary.encoded, "seconds": summary.seconds - summary.stages["load encoders"],
-            "stage_seconds": summary.stages[STAGE], "index_seconds": summary.stages["index"],
-            "cluster_start_seconds": startup}
+    return {
+        "assets": summary.encoded,
+        "seconds": summary.seconds - summary.stages["load encoders"],
+        "stage_seconds": summary.stages[STAGE],
+        "index_seconds": summary.stages["index"],
+        "cluster_start_seconds": startup,
+    }
 
 
 def search_latency(url: str, manifest: Path, folder: Path) -> dict[str, dict[str, float]]:
@@ -57,7 +61,7 @@ def search_latency(url: str, manifest: Path, folder: Path) -> dict[str, dict[str
             engine.train(TrainConfig(name, label_field="digit", epochs=5, seed=0), folder / f"{name}.safetensors")
     rows = [r for r in csv.DictReader(manifest.open()) if r["split"] == "test" and r["image"] and r["audio"]][:100]
     base = manifest.parent
-    queries = [dict(image=str(base / r["image"]), audio=str(base / r["audio"])) for r in rows]
+    queries = [{"image": str(base / r["image"]), "audio": str(base / r["audio"])} for r in rows]
     out = {}
     for name in list_strategies():
         engine.search(**queries[0], strategy=name)  # builds (or opens) the strategy's index
@@ -79,9 +83,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         manifest = build_digits_manifest(tmp / "digits")
-        setups = {"local + FAISS + SQLite": ("local", "faiss", None),
-                  "Ray + FAISS + SQLite": ("ray", "faiss", None),
-                  "Ray + Milvus Lite + " + ("PostgreSQL" if args.postgres else "SQLite"): ("ray", "milvus", args.postgres)}
+        setups = {
+            "local + FAISS + SQLite": ("local", "faiss", None),
+            "Ray + FAISS + SQLite": ("ray", "faiss", None),
+            "Ray + Milvus Lite + " + ("PostgreSQL" if args.postgres else "SQLite"): ("ray", "milvus", args.postgres),
+        }
         for label, (executor, backend, url) in setups.items():
             runs = []
             for n in range(args.repeats):
@@ -102,17 +108,27 @@ def main() -> int:
             Indexer(url, vector_dir=folder / "vectors", vector_backend=spec).run(manifest, roots=[datasets_dir()])
             report["search"][backend] = search_latency(url, manifest, folder)
             print(backend, report["search"][backend], flush=True)
-    lines = ["# Scale-out: local vs Ray indexing, FAISS vs Milvus Lite search", "",
-             "Digits demo collection (2,000 items, offline profile), this machine (2 cores). "
-             f"Medians of {args.repeats} runs; models loaded before the clock starts.", "",
-             "| setup | assets | end to end s | assets/s | decode+encode+write s | index s | Ray start s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Scale-out: local vs Ray indexing, FAISS vs Milvus Lite search",
+        "",
+        "Digits demo collection (2,000 items, offline profile), this machine (2 cores). "
+        f"Medians of {args.repeats} runs; models loaded before the clock starts.",
+        "",
+        "| setup | assets | end to end s | assets/s | decode+encode+write s | index s | Ray start s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for label, r in report["indexing"].items():
-        lines.append(f"| {label} | {r['assets']:.0f} | {r['seconds']:.1f} | {r['assets_per_s']:.0f} | "
-                     f"{r['stage_seconds']:.1f} | {r['index_seconds']:.1f} | {r['cluster_start_seconds']:.1f} |")
-    lines += ["", "Search, image + audio queries (100), k = 10, end to end through `SearchEngine.search`:", "",
-              "| strategy | FAISS p50 ms | FAISS p99 ms | Milvus Lite p50 ms | Milvus Lite p99 ms |",
-              "|---|---|---|---|---|"]
+        lines.append(
+            f"| {label} | {r['assets']:.0f} | {r['seconds']:.1f} | {r['assets_per_s']:.0f} | "
+            f"{r['stage_seconds']:.1f} | {r['index_seconds']:.1f} | {r['cluster_start_seconds']:.1f} |"
+        )
+    lines += [
+        "",
+        "Search, image + audio queries (100), k = 10, end to end through `SearchEngine.search`:",
+        "",
+        "| strategy | FAISS p50 ms | FAISS p99 ms | Milvus Lite p50 ms | Milvus Lite p99 ms |",
+        "|---|---|---|---|---|",
+    ]
     for name in report["search"]["faiss"]:
         f, m = report["search"]["faiss"][name], report["search"]["milvus"][name]
         lines.append(f"| {name} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} |")

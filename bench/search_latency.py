@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import FIELDS, ROOT, clustered, percentiles, synthetic_space, write_report
 
-from retrieval.fusion import create_strategy  # noqa: E402
-from retrieval.fusion.concat import concat_index, concat_query  # noqa: E402
-from retrieval.space import EncodedQuery  # noqa: E402
-from retrieval.train import TrainConfig, train  # noqa: E402
+from retrieval.fusion import create_strategy
+from retrieval.fusion.concat import concat_index, concat_query
+from retrieval.space import EncodedQuery
+from retrieval.train import TrainConfig, train
 
 
 def queries(count: int, dim: int) -> list[EncodedQuery]:
@@ -33,7 +32,7 @@ def queries(count: int, dim: int) -> list[EncodedQuery]:
     return [EncodedQuery({(f.modality, f.encoder): parts[i][q] for i, f in enumerate(FIELDS)}) for q in range(count)]
 
 
-def timed_searches(strategy, space, qs: list[EncodedQuery], k: int) -> list[float]:  # noqa: ANN001
+def timed_searches(strategy, space, qs: list[EncodedQuery], k: int) -> list[float]:
     for q in qs[:5]:
         strategy.search(space, q, k)  # warm caches
     times = []
@@ -55,9 +54,13 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
         config = TrainConfig(kind, epochs=1, out_dim=128, hidden=128, width=64, heads=2, layers=1)
         checkpoints[kind] = str(train(space, sample, None, config, work / f"{kind}-{n}.safetensors").path)
     phases = {  # strategy label -> (strategy, params); each phase builds, measures, then drops its indexes
-        "late": ("late", {}), "late (rescore=False)": ("late", {"rescore": False}), "hybrid": ("hybrid", {}),
-        "early": ("early", {}), "gated": ("gated", {"checkpoint": checkpoints["gated"]}),
-        "cross_attention": ("cross_attention", {"checkpoint": checkpoints["cross_attention"]})}
+        "late": ("late", {}),
+        "late (rescore=False)": ("late", {"rescore": False}),
+        "hybrid": ("hybrid", {}),
+        "early": ("early", {}),
+        "gated": ("gated", {"checkpoint": checkpoints["gated"]}),
+        "cross_attention": ("cross_attention", {"checkpoint": checkpoints["cross_attention"]}),
+    }
     result: dict = {"items": n, "queries": count, "k": k, "strategies": {}, "raw": {}, "factories": {}}
     for label, (name, params) in phases.items():
         if only and label not in only:
@@ -70,8 +73,10 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
         if name in ("late", "hybrid"):  # one raw search per unit, one after another, k = 100 each
             units = [[f] for f in fields] if name == "late" else [fields[:2], fields[2:]]
             indexes = [concat_index(space, unit) for unit in units]
-            raw = [sum(timed_raw(i, concat_query(unit, [512] * len(unit), q), 100) for i, unit in zip(indexes, units))
-                   for q in qs]
+            raw = [
+                sum(timed_raw(i, concat_query(unit, [512] * len(unit), q), 100) for i, unit in zip(indexes, units))
+                for q in qs
+            ]
             reference = "late: 3 field searches (k=100)" if name == "late" else "hybrid: image+audio and text (k=100)"
             result["factories"][name] = indexes[0].factory
         elif name == "early":
@@ -90,29 +95,35 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
         print(n, label, values, flush=True)
         index = indexes = strategy = None  # the raw references hold indexes too
         if label not in ("late", "late (rescore=False)"):  # the next phase reuses the field indexes
-            space._indexes.clear()  # noqa: SLF001 - a benchmark's memory: 1M items x 3 fields must fit
+            space._indexes.clear()
             gc.collect()
     return result
 
 
-def timed_raw(index, vector: np.ndarray, k: int) -> float:  # noqa: ANN001
+def timed_raw(index, vector: np.ndarray, k: int) -> float:
     started = time.perf_counter()
     index.search(vector, k)
     return time.perf_counter() - started
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["# Search latency against raw FAISS", "",
-             "Synthetic clustered vectors, d = 512, three modalities (20 % missing each), queries with all three, "
-             "k = 10. Raw reference, same run: late/hybrid = the three per-field FAISS searches one after another "
-             "(k = 100 candidates, as late fusion asks); early = one search of the concatenated index; gated and "
-             "cross-attention = one search of the learned index. Target ratio <= 1.3. Overhead = p50 - raw p50.",
-             "", "| items | strategy | p50 ms | p99 ms | raw p50 ms | ratio | overhead ms |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Search latency against raw FAISS",
+        "",
+        "Synthetic clustered vectors, d = 512, three modalities (20 % missing each), queries with all three, "
+        "k = 10. Raw reference, same run: late/hybrid = the three per-field FAISS searches one after another "
+        "(k = 100 candidates, as late fusion asks); early = one search of the concatenated index; gated and "
+        "cross-attention = one search of the learned index. Target ratio <= 1.3. Overhead = p50 - raw p50.",
+        "",
+        "| items | strategy | p50 ms | p99 ms | raw p50 ms | ratio | overhead ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         for name, v in r["strategies"].items():
-            lines.append(f"| {r['items']:,} | {name} | {v['p50_ms']} | {v['p99_ms']} | {v['raw_p50_ms']} | "
-                         f"{v['ratio_p50']} | {v['overhead_p50_ms']} |")
+            lines.append(
+                f"| {r['items']:,} | {name} | {v['p50_ms']} | {v['p99_ms']} | {v['raw_p50_ms']} | "
+                f"{v['ratio_p50']} | {v['overhead_p50_ms']} |"
+            )
     lines.append("")
     for r in results:
         lines.append(f"Index types at {r['items']:,}: {r['factories']}.")

@@ -23,8 +23,9 @@ class TqdmProgress:
     def __call__(self, stage: str, done: int, total: int) -> None:
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="asset" if stage != "index" else "index",
-                                          file=sys.stderr, leave=True)
+            bar = self.bars[stage] = tqdm(
+                total=total, desc=stage, unit="asset" if stage != "index" else "index", file=sys.stderr, leave=True
+            )
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -36,8 +37,10 @@ def _print_summary(summary, *, as_json: bool) -> None:  # noqa: ANN001
         return
     assets = ", ".join(f"{m}: {n}" for m, n in summary.assets.items()) or "none"
     print(f"items: {summary.items}   assets: {assets}")
-    print(f"encoded: {summary.encoded}   unchanged: {summary.unchanged}   changed: {summary.changed}   "
-          f"removed: {summary.removed}" + (f"   missing (use --prune): {summary.missing}" if summary.missing else ""))
+    print(
+        f"encoded: {summary.encoded}   unchanged: {summary.unchanged}   changed: {summary.changed}   "
+        f"removed: {summary.removed}" + (f"   missing (use --prune): {summary.missing}" if summary.missing else "")
+    )
     if summary.problems:
         print(f"skipped: {len(summary.problems)}")
         for problem in summary.problems[:50]:
@@ -53,10 +56,18 @@ def cmd_index(args: argparse.Namespace) -> int:
     from retrieval.profiles import load_profile
 
     profile = load_profile(args.profile) if args.profile else None
-    indexer = Indexer(args.db, args.collection, profile=profile, device=args.device, batch_size=args.batch_size,
-                      checkpoint_assets=args.checkpoint_every,
-                      vector_dir=Path(args.vector_dir) if args.vector_dir else None,
-                      vector_backend=args.vector_backend, executor=args.executor, ray_address=args.ray_address)
+    indexer = Indexer(
+        args.db,
+        args.collection,
+        profile=profile,
+        device=args.device,
+        batch_size=args.batch_size,
+        checkpoint_assets=args.checkpoint_every,
+        vector_dir=Path(args.vector_dir) if args.vector_dir else None,
+        vector_backend=args.vector_backend,
+        executor=args.executor,
+        ray_address=args.ray_address,
+    )
     roots = [Path(r) for r in args.allow_root] + getattr(args, "extra_roots", [])
     summary = indexer.run(args.path, prune=args.prune, progress=None if args.quiet else TqdmProgress(), roots=roots)
     _print_summary(summary, as_json=args.json)
@@ -75,8 +86,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("encoders: " + ", ".join(f"{e['name']} ({e['dim']}d)" for e in status["encoders"]))
     print(f"vectors: {status['vector_dir']}   indexes on: {status['vector_backend']}")
     for build in status["indexes"]:
-        print(f"index {build['strategy']}/{build['key']}: {build['factory']}, {build['count']} vectors"
-              + ("" if build["current"] else " (stale: rebuilt on next search)"))
+        print(
+            f"index {build['strategy']}/{build['key']}: {build['factory']}, {build['count']} vectors"
+            + ("" if build["current"] else " (stale: rebuilt on next search)")
+        )
     print(f"problems: {len(status['problems'])}")
     for problem in status["problems"]:
         print(f"  {problem['path']}: {problem['reason']}")
@@ -105,29 +118,49 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="offline (default for a new collection), pretrained, or a JSON file")
     parser.add_argument("--prune", action="store_true", help="remove items whose files are gone")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--checkpoint-every", type=int, default=1024, metavar="ASSETS",
-                        help="write vectors and rows together every ASSETS assets (what a crash can cost)")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1024,
+        metavar="ASSETS",
+        help="write vectors and rows together every ASSETS assets (what a crash can cost)",
+    )
     parser.add_argument("--device", help="cuda, cpu, ... (default: the best available)")
     parser.add_argument("--vector-dir", help="where vectors and indexes live (default: beside an SQLite file)")
-    parser.add_argument("--vector-backend", metavar="SPEC",
-                        help="where a new collection keeps its indexes: faiss (default), milvus:PATH.db (Milvus "
-                             "Lite) or milvus:http://HOST:19530 (a Milvus server)")
-    parser.add_argument("--executor", choices=("local", "ray"), default="local",
-                        help="run decoding and encoding here (local) or as Ray actors (ray)")
+    parser.add_argument(
+        "--vector-backend",
+        metavar="SPEC",
+        help="where a new collection keeps its indexes: faiss (default), milvus:PATH.db (Milvus "
+        "Lite) or milvus:http://HOST:19530 (a Milvus server)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="run decoding and encoding here (local) or as Ray actors (ray)",
+    )
     parser.add_argument("--ray-address", help="a Ray cluster to join (default: $RAY_ADDRESS, else a local one)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--allow-root", action="append", default=[], metavar="FOLDER",
-                        help="also read files under FOLDER (by default only under the folder or manifest's folder)")
+    parser.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="also read files under FOLDER (by default only under the folder or manifest's folder)",
+    )
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
     if command == "status":
-        parser = argparse.ArgumentParser(prog="python -m indexer status", description="What is indexed, and what was skipped.")
+        parser = argparse.ArgumentParser(
+            prog="python -m indexer status", description="What is indexed, and what was skipped."
+        )
         _common(parser)
         parser.set_defaults(func=cmd_status)
     elif command == "demo":
-        parser = argparse.ArgumentParser(prog="python -m indexer demo",
-                                         description="Build the digits demo collection and index it.")
+        parser = argparse.ArgumentParser(
+            prog="python -m indexer demo", description="Build the digits demo collection and index it."
+        )
         _common(parser)
         _index_options(parser)
         parser.add_argument("--out", default="data/digits", help="where the manifest is written")
@@ -137,8 +170,10 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--no-index", action="store_true", help="only write the manifest")
         parser.set_defaults(func=cmd_demo)
     else:
-        parser = argparse.ArgumentParser(prog="python -m indexer", description=(
-            "Index a folder or a manifest (.csv/.jsonl). Other commands: `status`, `demo`."))
+        parser = argparse.ArgumentParser(
+            prog="python -m indexer",
+            description=("Index a folder or a manifest (.csv/.jsonl). Other commands: `status`, `demo`."),
+        )
         parser.add_argument("path", help="a folder, or a manifest with id,image,audio,text columns")
         _common(parser)
         _index_options(parser)
@@ -151,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     command = argv[0] if argv and argv[0] in ("status", "demo") else "index"
     args = build_parser(command).parse_args(argv[1:] if command != "index" else argv)
     return run_command(args.func, args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,8 +18,13 @@ import json
 import os
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from indexer.pipeline import IndexSummary
 
 DEFAULT_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -28,8 +33,13 @@ TEST_SPEAKER = "nicolas"
 MNIST_SPLIT = 2500
 
 _TEMPLATES_DIGIT = [
-    "the digit {word}", "{digit}", "a handwritten {word}", "number {digit}", "{word}",
-    "someone says {word}", "the number {word}, spoken and written",
+    "the digit {word}",
+    "{digit}",
+    "a handwritten {word}",
+    "number {digit}",
+    "{word}",
+    "someone says {word}",
+    "the number {word}, spoken and written",
 ]
 _TEMPLATES_BOTH = ["{word}, read aloud by {speaker}", "{speaker} saying {digit}"]
 _TEMPLATES_SPEAKER = ["a recording by {speaker}", "sample from {speaker}", "{speaker}'s voice"]
@@ -65,8 +75,7 @@ def _presence(rng: random.Random, spec: DemoSpec) -> tuple[bool, bool, bool]:
     return tuple(i == forced for i in range(3))  # type: ignore[return-value]
 
 
-def build_digits_manifest(out_dir: str | Path, datasets: str | Path | None = None,
-                          spec: DemoSpec = DemoSpec()) -> Path:
+def build_digits_manifest(out_dir: str | Path, datasets: str | Path | None = None, spec: DemoSpec = DemoSpec()) -> Path:
     """Write `manifest.csv` for the digits collection into `out_dir` and return its path."""
     root = datasets_dir(datasets)
     out = Path(out_dir).resolve()
@@ -87,14 +96,18 @@ def build_digits_manifest(out_dir: str | Path, datasets: str | Path | None = Non
         pool = images[(digit, train)]
         image = pool[len(rows) % len(pool)]
         has_image, has_audio, has_text = _presence(rng, spec)
-        rows.append({
-            "id": f"{digit}-{speaker}-{take}",
-            "image": os.path.relpath(image, out) if has_image else "",
-            "audio": os.path.relpath(recording, out) if has_audio else "",
-            "text": _text_for(rng, digit, speaker) if has_text else "",
-            "digit": digit, "speaker": speaker, "split": "train" if train else "test",
-            "mnist_index": int(image.name.split("_")[0]),
-        })
+        rows.append(
+            {
+                "id": f"{digit}-{speaker}-{take}",
+                "image": os.path.relpath(image, out) if has_image else "",
+                "audio": os.path.relpath(recording, out) if has_audio else "",
+                "text": _text_for(rng, digit, speaker) if has_text else "",
+                "digit": digit,
+                "speaker": speaker,
+                "split": "train" if train else "test",
+                "mnist_index": int(image.name.split("_")[0]),
+            }
+        )
     if spec.limit is not None:
         rng.shuffle(rows)
         rows = sorted(rows[: spec.limit], key=lambda r: r["id"])
@@ -108,8 +121,15 @@ def build_digits_manifest(out_dir: str | Path, datasets: str | Path | None = Non
     return manifest
 
 
-KINDS = (("image",), ("audio",), ("text",), ("image", "audio"), ("image", "text"), ("audio", "text"),
-         ("image", "audio", "text"))
+KINDS = (
+    ("image",),
+    ("audio",),
+    ("text",),
+    ("image", "audio"),
+    ("image", "text"),
+    ("audio", "text"),
+    ("image", "audio", "text"),
+)
 
 
 def write_queries(rows: list[dict], path: Path, per_kind: int = 20, seed: int = 0) -> Path:
@@ -121,14 +141,23 @@ def write_queries(rows: list[dict], path: Path, per_kind: int = 20, seed: int = 
         fitting = [r for r in rows if r["split"] == "test" and all(r[m] for m in kind)]
         for row in sorted(rng.sample(fitting, min(per_kind, len(fitting))), key=lambda r: r["id"]):
             query = {m: row[m] for m in kind}
-            lines.append(json.dumps({"id": f"{'+'.join(kind)}/{row['id']}", **query, "digit": row["digit"],
-                                     "exclude": row["id"]}))
+            lines.append(
+                json.dumps(
+                    {"id": f"{'+'.join(kind)}/{row['id']}", **query, "digit": row["digit"], "exclude": row["id"]}
+                )
+            )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-def index_demo(url: str, out_dir: str | Path = "data/digits", datasets: str | Path | None = None,
-               spec: DemoSpec = DemoSpec(), progress=None, collection: str = "default"):  # noqa: ANN001, ANN201
+def index_demo(
+    url: str,
+    out_dir: str | Path = "data/digits",
+    datasets: str | Path | None = None,
+    spec: DemoSpec = DemoSpec(),
+    progress: Callable[[str, int, int], None] | None = None,
+    collection: str = "default",
+) -> IndexSummary:
     """Build the manifest and index it; the shared datasets folder is allowed as an extra root."""
     from indexer.pipeline import Indexer
 

@@ -29,8 +29,9 @@ class EncodedBatch:
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # field key -> (ids, vectors)
 
     def failed(self, modality: str) -> np.ndarray:
-        return np.array([d.work.item_id for d in self.decoded if d.error is not None
-                         and d.work.spec.modality == modality], np.int64)
+        return np.array(
+            [d.work.item_id for d in self.decoded if d.error is not None and d.work.spec.modality == modality], np.int64
+        )
 
 
 class Executor(Protocol):
@@ -39,8 +40,9 @@ class Executor(Protocol):
     def batches(self, work: list[WorkItem]) -> Iterator[EncodedBatch]: ...
 
 
-def encode_batch(batch: list[Decoded], encoders: dict[str, Encoder], fields: list[Field],
-                 batch_size: int) -> EncodedBatch:
+def encode_batch(
+    batch: list[Decoded], encoders: dict[str, Encoder], fields: list[Field], batch_size: int
+) -> EncodedBatch:
     """Encode every decoded asset of a batch with each field's encoder; then drop the decoded media.
 
     An asset whose vector comes out NaN or infinite becomes an error (naming the encoder) instead of a
@@ -50,8 +52,10 @@ def encode_batch(batch: list[Decoded], encoders: dict[str, Encoder], fields: lis
     for f in fields:
         good = [n for n, d in enumerate(batch) if d.error is None and d.work.spec.modality == f.modality]
         if good:
-            vectors = np.asarray(encoders[f.encoder].encode(f.modality, [batch[n].value for n in good],
-                                                            batch_size=batch_size), np.float32)
+            vectors = np.asarray(
+                encoders[f.encoder].encode(f.modality, [batch[n].value for n in good], batch_size=batch_size),
+                np.float32,
+            )
             finite = np.isfinite(vectors).all(axis=1)
             for n in np.asarray(good)[~finite]:
                 batch[n] = replace(batch[n], error=f"encoder {f.encoder} gave a non-finite vector for this file")
@@ -75,8 +79,14 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, encoders: dict[str, Encoder], fields: list[Field], rates: dict[str, int],
-                 batch_size: int = 64, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        encoders: dict[str, Encoder],
+        fields: list[Field],
+        rates: dict[str, int],
+        batch_size: int = 64,
+        workers: int | None = None,
+    ) -> None:
         self.encoders, self.fields, self.rates = encoders, fields, rates
         # one decode thread per core (at most 4): more only take CPU from the encoders (2 cores: 4 threads
         # indexed 2,000 generated items in 7.3 s, 2 threads in 6.8 s, medians of 3)
@@ -89,15 +99,16 @@ class LocalExecutor:
     def _decoded(self, work: list[WorkItem]) -> Iterator[list[Decoded]]:
         """Decoded batches, two ahead of the encoder; each batch is split into one slice per worker (a
         future per asset cost ~80 us of locking and wake-ups each, as much as decoding a small image)."""
-        batches = [work[start:start + self.batch_size] for start in range(0, len(work), self.batch_size)]
+        batches = [work[start : start + self.batch_size] for start in range(0, len(work), self.batch_size)]
         if self.workers <= 0:  # decode in this thread, batch by batch
             for batch in batches:
                 yield self._decode(batch)
             return
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
+
             def submit(batch: list[WorkItem]) -> list[Future[list[Decoded]]]:
                 step = -(-len(batch) // self.workers)
-                return [pool.submit(self._decode, batch[start:start + step]) for start in range(0, len(batch), step)]
+                return [pool.submit(self._decode, batch[start : start + step]) for start in range(0, len(batch), step)]
 
             ahead = deque(submit(batch) for batch in batches[:2])
             for upcoming in batches[2:]:

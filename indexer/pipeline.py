@@ -20,16 +20,30 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import selectinload
 
-from indexer.sources import AssetSpec, ItemSpec, Problem, confine, scan
 from indexer.executors import EncodedBatch, Executor, LocalExecutor, sample_rates
+from indexer.sources import AssetSpec, ItemSpec, Problem, confine, scan
 from indexer.work import Decoded, WorkItem
 from retrieval.encoders import Encoder, create_encoder
 from retrieval.fusion import create_strategy
 from retrieval.profiles import PROFILES, Profile
 from retrieval.space import VectorSpace
-from storage import (Asset, Collection, CollectionLock, Database, EncoderMismatchError, EncoderRecord, IndexCatalog, Item,
-                     SkippedFile, StorageError, VectorStorage, VectorTable, default_vector_dir,
-                     normalise_backend, remove_stale_temporaries)
+from storage import (
+    Asset,
+    Collection,
+    CollectionLock,
+    Database,
+    EncoderMismatchError,
+    EncoderRecord,
+    IndexCatalog,
+    Item,
+    SkippedFile,
+    StorageError,
+    VectorStorage,
+    VectorTable,
+    default_vector_dir,
+    normalise_backend,
+    remove_stale_temporaries,
+)
 from storage.models import utcnow
 from storage.repository import get_collection, ok_ids_by_modality
 
@@ -53,18 +67,31 @@ class IndexSummary:
     stages: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**{k: v for k, v in vars(self).items() if k != "problems"},
-                "problems": [vars(p) for p in self.problems]}
+        return {
+            **{k: v for k, v in vars(self).items() if k != "problems"},
+            "problems": [vars(p) for p in self.problems],
+        }
 
 
 class Indexer:
     """Indexes one collection of one database; reusable across runs."""
 
-    def __init__(self, db_url: str, collection: str = "default", profile: Profile | None = None,
-                 device: str | None = None, batch_size: int = 64, workers: int | None = None,
-                 vector_dir: Path | None = None, strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
-                 checkpoint_assets: int = 1024, checkpoint_seconds: float = 15.0,
-                 vector_backend: str | None = None, executor: str = "local", ray_address: str | None = None) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        collection: str = "default",
+        profile: Profile | None = None,
+        device: str | None = None,
+        batch_size: int = 64,
+        workers: int | None = None,
+        vector_dir: Path | None = None,
+        strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
+        checkpoint_assets: int = 1024,
+        checkpoint_seconds: float = 15.0,
+        vector_backend: str | None = None,
+        executor: str = "local",
+        ray_address: str | None = None,
+    ) -> None:
         self.db = Database(db_url)
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
@@ -77,25 +104,31 @@ class Indexer:
         self.encoders: dict[str, Encoder] = {}
 
     # -- set-up ------------------------------------------------------------------------------------
-    def _open_collection(self, profile: Profile | None, vector_dir: Path | None,
-                         vector_backend: str | None) -> Collection:
+    def _open_collection(
+        self, profile: Profile | None, vector_dir: Path | None, vector_backend: str | None
+    ) -> Collection:
         with self.db.session() as session:
             row = get_collection(session, self.collection_name)
             if row is None:
                 profile = profile or PROFILES["offline"]
-                row = Collection(name=self.collection_name, profile=profile.to_dict(),
-                                 vector_dir=str(vector_dir or default_vector_dir(self.db.url, self.collection_name)),
-                                 vector_backend=normalise_backend(vector_backend))
+                row = Collection(
+                    name=self.collection_name,
+                    profile=profile.to_dict(),
+                    vector_dir=str(vector_dir or default_vector_dir(self.db.url, self.collection_name)),
+                    vector_backend=normalise_backend(vector_backend),
+                )
                 session.add(row)
             elif vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
                 raise StorageError(
                     f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
-                    f"{vector_backend!r}; use another --collection name to index onto another backend")
+                    f"{vector_backend!r}; use another --collection name to index onto another backend"
+                )
             elif profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
                 raise EncoderMismatchError(
                     f"collection {self.collection_name!r} was indexed with profile "
                     f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
-                    "Use another --collection name or another database for a different profile.")
+                    "Use another --collection name or another database for a different profile."
+                )
             session.flush()
             return row
 
@@ -107,21 +140,37 @@ class Indexer:
                 self.encoders[name] = encoder
                 record = session.scalar(select(EncoderRecord).filter_by(collection_id=self.collection.id, name=name))
                 if record is None:
-                    session.add(EncoderRecord(collection_id=self.collection.id, name=name, weights=encoder.weights,
-                                              dim=encoder.dim, modalities=list(encoder.modalities),
-                                              preprocessing=encoder.preprocessing))
+                    session.add(
+                        EncoderRecord(
+                            collection_id=self.collection.id,
+                            name=name,
+                            weights=encoder.weights,
+                            dim=encoder.dim,
+                            modalities=list(encoder.modalities),
+                            preprocessing=encoder.preprocessing,
+                        )
+                    )
                 elif (record.dim, record.preprocessing) != (encoder.dim, encoder.preprocessing):
                     raise EncoderMismatchError(
                         f"{name}: stored vectors have dimension {record.dim} (preprocessing {record.preprocessing}), "
-                        f"the encoder now gives {encoder.dim} ({encoder.preprocessing}); use a new collection")
+                        f"the encoder now gives {encoder.dim} ({encoder.preprocessing}); use a new collection"
+                    )
 
     def _tables(self) -> dict[str, VectorTable]:
-        return {f.key: self.storage.load(f.key, dim=self.encoders[f.encoder].dim, encoder=f.encoder)
-                for f in self.profile.fields}
+        return {
+            f.key: self.storage.load(f.key, dim=self.encoders[f.encoder].dim, encoder=f.encoder)
+            for f in self.profile.fields
+        }
 
     # -- the run -------------------------------------------------------------------------------------
-    def run(self, source: str | Path, *, prune: bool = False, progress: ProgressFn | None = None,
-            roots: list[Path] | None = None) -> IndexSummary:
+    def run(
+        self,
+        source: str | Path,
+        *,
+        prune: bool = False,
+        progress: ProgressFn | None = None,
+        roots: list[Path] | None = None,
+    ) -> IndexSummary:
         """Index `source`; files outside its folder (or the extra `roots`) are refused, not read.
 
         One writer per collection: a second run at the same time raises `CollectionBusyError`. A write
@@ -134,9 +183,11 @@ class Indexer:
             except OSError as exc:
                 if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
                     raise
-                raise StorageError(f"cannot write {exc.filename or self.storage.root}: {exc.strerror}; "
-                                   "nothing was half-written: the previous index and database are intact, and "
-                                   "running again once there is room finishes the job") from exc
+                raise StorageError(
+                    f"cannot write {exc.filename or self.storage.root}: {exc.strerror}; "
+                    "nothing was half-written: the previous index and database are intact, and "
+                    "running again once there is room finishes the job"
+                ) from exc
 
     def _run(self, source: Path, prune: bool, progress: ProgressFn | None, roots: list[Path]) -> IndexSummary:
         started = time.perf_counter()
@@ -178,20 +229,31 @@ class Indexer:
                 table.remove(stray)
                 self.storage.save(f.key, table)
 
-    def _plan(self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary,
-              progress: ProgressFn | None) -> list[WorkItem]:
+    def _plan(
+        self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
+    ) -> list[WorkItem]:
         """Upsert item rows and pick the assets whose content changed (or whose vectors are missing)."""
         work: list[WorkItem] = []
         total = sum(len(s.assets) for s in specs)
         done = 0
         with self.db.session() as session:
-            existing = {i.key: i for i in session.scalars(
-                select(Item).filter_by(collection_id=self.collection.id).options(selectinload(Item.assets)))}
-            new = [{"collection_id": self.collection.id, "key": s.key, "meta": s.metadata}
-                   for s in specs if s.key not in existing]
+            existing = {
+                i.key: i
+                for i in session.scalars(
+                    select(Item).filter_by(collection_id=self.collection.id).options(selectinload(Item.assets))
+                )
+            }
+            new = [
+                {"collection_id": self.collection.id, "key": s.key, "meta": s.metadata}
+                for s in specs
+                if s.key not in existing
+            ]
             # one multi-row INSERT for every new item, their ids returned with it (no ORM objects to build)
-            fresh = {key: item_id for item_id, key in session.execute(
-                insert(Item).returning(Item.id, Item.key), new)} if new else {}
+            fresh = (
+                {key: item_id for item_id, key in session.execute(insert(Item).returning(Item.id, Item.key), new)}
+                if new
+                else {}
+            )
             for spec in specs:
                 item = existing.get(spec.key)
                 if item is not None and item.meta != spec.metadata:
@@ -207,8 +269,9 @@ class Indexer:
                         progress("hash", done, total)
         return work
 
-    def _plan_asset(self, item_id: int, spec: AssetSpec, row: Asset | None, tables: dict[str, VectorTable],
-                    summary: IndexSummary) -> WorkItem | None:
+    def _plan_asset(
+        self, item_id: int, spec: AssetSpec, row: Asset | None, tables: dict[str, VectorTable], summary: IndexSummary
+    ) -> WorkItem | None:
         try:
             digest = spec.sha256()
         except OSError as exc:
@@ -231,14 +294,16 @@ class Indexer:
         if self.executor_name == "ray":
             from indexer.ray_executor import RayExecutor
 
-            return RayExecutor(self.profile.fields, sorted(self.encoders), rates, self.device, self.batch_size,
-                               self.ray_address)
+            return RayExecutor(
+                self.profile.fields, sorted(self.encoders), rates, self.device, self.batch_size, self.ray_address
+            )
         if self.executor_name != "local":
             raise ValueError(f"unknown executor {self.executor_name!r}; use local or ray")
         return LocalExecutor(self.encoders, self.profile.fields, rates, self.batch_size, self.workers)
 
-    def _process(self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary,
-                 progress: ProgressFn | None) -> None:
+    def _process(
+        self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
+    ) -> None:
         """Collect encoded batches; every checkpoint, merge them into the tables, save the touched tables,
         then commit their rows. Merging once per checkpoint, not per batch, keeps a run linear: each
         merge copies a whole table (at 20k items, 20 MB per field per batch of 64)."""
@@ -277,36 +342,53 @@ class Indexer:
             self.storage.save(key, tables[key])
         with self.db.session() as session:
             item_ids = sorted({d.work.item_id for d in pending})
-            existing = {(item_id, modality): asset_id for asset_id, item_id, modality in session.execute(
-                select(Asset.id, Asset.item_id, Asset.modality).where(Asset.item_id.in_(item_ids)))}
+            existing = {
+                (item_id, modality): asset_id
+                for asset_id, item_id, modality in session.execute(
+                    select(Asset.id, Asset.item_id, Asset.modality).where(Asset.item_id.in_(item_ids))
+                )
+            }
             rows = [self._asset_row(d) for d in pending]
             new = [r for r in rows if (r["item_id"], r["modality"]) not in existing]
-            changed = [{"id": existing[(r["item_id"], r["modality"])], **r} for r in rows
-                       if (r["item_id"], r["modality"]) in existing]
+            changed = [
+                {"id": existing[(r["item_id"], r["modality"])], **r}
+                for r in rows
+                if (r["item_id"], r["modality"]) in existing
+            ]
             if new:
                 session.execute(insert(Asset), new)
             if changed:
                 session.execute(update(Asset), changed)
-            session.query(Collection).filter_by(id=self.collection.id).update(
-                {"generation": Collection.generation + 1})
+            session.query(Collection).filter_by(id=self.collection.id).update({"generation": Collection.generation + 1})
 
     @staticmethod
     def _asset_row(decoded: Decoded) -> dict[str, Any]:
         work, ok = decoded.work, decoded.error is None
-        return {"item_id": work.item_id, "modality": work.spec.modality, "path": work.spec.display,
-                "sha256": work.sha256, "size_bytes": decoded.size_bytes, "status": "ok" if ok else "error",
-                "error": decoded.error, "width": decoded.width, "height": decoded.height,
-                "duration_s": decoded.duration_s, "encoded_at": utcnow() if ok else None,
-                "preview": decoded.value if isinstance(decoded.value, str) else None}
+        return {
+            "item_id": work.item_id,
+            "modality": work.spec.modality,
+            "path": work.spec.display,
+            "sha256": work.sha256,
+            "size_bytes": decoded.size_bytes,
+            "status": "ok" if ok else "error",
+            "error": decoded.error,
+            "width": decoded.width,
+            "height": decoded.height,
+            "duration_s": decoded.duration_s,
+            "encoded_at": utcnow() if ok else None,
+            "preview": decoded.value if isinstance(decoded.value, str) else None,
+        }
 
-    def _prune(self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary,
-               prune: bool) -> None:
+    def _prune(self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary, prune: bool) -> None:
         wanted = {s.key: set(s.assets) for s in specs}
         gone_items: set[int] = set()
         gone_assets: list[tuple[int, str]] = []
         with self.db.session() as session:  # plain rows, not ORM objects: this reads the whole collection
-            rows = session.execute(select(Item.id, Item.key, Asset.modality).outerjoin(Asset)
-                                   .where(Item.collection_id == self.collection.id))
+            rows = session.execute(
+                select(Item.id, Item.key, Asset.modality)
+                .outerjoin(Asset)
+                .where(Item.collection_id == self.collection.id)
+            )
             for item_id, key, modality in rows:
                 if key not in wanted:
                     gone_items.add(item_id)
@@ -326,7 +408,8 @@ class Indexer:
                 session.execute(delete(Item).where(Item.id.in_(sorted(gone_items))))
             if gone_items or gone_assets:
                 session.query(Collection).filter_by(id=self.collection.id).update(
-                    {"generation": Collection.generation + 1})
+                    {"generation": Collection.generation + 1}
+                )
         summary.removed = len(gone_items)
 
     def _build_indexes(self, progress: ProgressFn | None) -> None:
@@ -343,15 +426,24 @@ class Indexer:
     def _summarise(self, summary: IndexSummary, scan_problems: list[Problem]) -> None:
         with self.db.session() as session:
             session.execute(delete(SkippedFile).where(SkippedFile.collection_id == self.collection.id))
-            session.add_all(SkippedFile(collection_id=self.collection.id, path=p.path, reason=p.reason)
-                            for p in scan_problems)
+            session.add_all(
+                SkippedFile(collection_id=self.collection.id, path=p.path, reason=p.reason) for p in scan_problems
+            )
             in_collection = Item.collection_id == self.collection.id
             summary.items = session.scalar(select(func.count()).select_from(Item).where(in_collection)) or 0
-            counts = session.execute(select(Asset.modality, func.count()).join(Item)
-                                     .where(in_collection, Asset.status == "ok").group_by(Asset.modality))
+            counts = session.execute(
+                select(Asset.modality, func.count())
+                .join(Item)
+                .where(in_collection, Asset.status == "ok")
+                .group_by(Asset.modality)
+            )
             summary.assets = dict(sorted((m, n) for m, n in counts))
-            errors = session.execute(select(Asset.path, Asset.error).join(Item)
-                                     .where(in_collection, Asset.status == "error").order_by(Asset.id))
+            errors = session.execute(
+                select(Asset.path, Asset.error)
+                .join(Item)
+                .where(in_collection, Asset.status == "error")
+                .order_by(Asset.id)
+            )
             summary.problems += [Problem(path, error or "error") for path, error in errors]
 
 

@@ -23,8 +23,9 @@ PACKAGES = [Path(__file__).resolve().parents[1] / name for name in ("indexer", "
 class EncodeWorker:
     """A Ray actor's state: the encoders, created once, then one chunk of work after another."""
 
-    def __init__(self, fields: list[Field], encoder_names: list[str], device: str | None, batch_size: int,
-                 rates: dict[str, int]) -> None:
+    def __init__(
+        self, fields: list[Field], encoder_names: list[str], device: str | None, batch_size: int, rates: dict[str, int]
+    ) -> None:
         from retrieval.encoders import create_encoder
 
         self.encoders = {name: create_encoder(name, device) for name in encoder_names}
@@ -38,9 +39,16 @@ class EncodeWorker:
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, fields: list[Field], encoder_names: list[str], rates: dict[str, int],
-                 device: str | None = None, batch_size: int = 64, address: str | None = None,
-                 actors: int | None = None) -> None:
+    def __init__(
+        self,
+        fields: list[Field],
+        encoder_names: list[str],
+        rates: dict[str, int],
+        device: str | None = None,
+        batch_size: int = 64,
+        address: str | None = None,
+        actors: int | None = None,
+    ) -> None:
         self.fields, self.encoder_names, self.rates = fields, encoder_names, rates
         self.device, self.batch_size, self.address, self.actors = device, batch_size, address, actors
 
@@ -50,11 +58,18 @@ class RayExecutor:
         except ImportError as exc:
             raise RuntimeError("--executor ray needs the ray package: pip install -r requirements.txt") from exc
         if not ray.is_initialized():
-            ray.init(address=self.address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
-                     log_to_driver=False, configure_logging=False,
-                     runtime_env={"py_modules": [str(p) for p in PACKAGES],
-                                  "env_vars": {k: v for k, v in os.environ.items()
-                                               if k.startswith(("HF_", "TRANSFORMERS_", "RETRIEVAL_"))}})
+            ray.init(
+                address=self.address or os.environ.get("RAY_ADDRESS"),
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                runtime_env={
+                    "py_modules": [str(p) for p in PACKAGES],
+                    "env_vars": {
+                        k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_", "RETRIEVAL_"))
+                    },
+                },
+            )
         return ray
 
     def batches(self, work: list[WorkItem]) -> Iterator[EncodedBatch]:
@@ -67,9 +82,11 @@ class RayExecutor:
         count = self.actors or max(1, int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1)))
         count = min(count, -(-len(work) // self.batch_size))
         actor = ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0)(EncodeWorker)
-        handles = [actor.remote(self.fields, self.encoder_names, self.device, self.batch_size, self.rates)
-                   for _ in range(count)]
-        chunks = [work[i:i + self.batch_size] for i in range(0, len(work), self.batch_size)]
+        handles = [
+            actor.remote(self.fields, self.encoder_names, self.device, self.batch_size, self.rates)
+            for _ in range(count)
+        ]
+        chunks = [work[i : i + self.batch_size] for i in range(0, len(work), self.batch_size)]
         try:
             yield from ActorPool(handles).map_unordered(lambda a, chunk: a.run.remote(chunk), chunks)
         finally:

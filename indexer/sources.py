@@ -97,8 +97,11 @@ def _classify(path: Path) -> tuple[str | None, str | None]:
 def scan_folder(root: Path) -> Scan:
     items: dict[str, ItemSpec] = {}
     problems: list[Problem] = []
-    for directory, dirnames, filenames in os.walk(root, followlinks=False, onerror=lambda e: problems.append(
-            Problem(str(e.filename), f"cannot list folder ({e.strerror})"))):
+    for directory, dirnames, filenames in os.walk(
+        root,
+        followlinks=False,
+        onerror=lambda e: problems.append(Problem(str(e.filename), f"cannot list folder ({e.strerror})")),
+    ):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(directory) / name
@@ -114,8 +117,12 @@ def scan_folder(root: Path) -> Scan:
             key = path.relative_to(root).with_suffix("").as_posix()
             item = items.setdefault(key, ItemSpec(key))
             if modality in item.assets:
-                problems.append(Problem(str(path), f"item {key!r} already has a {modality} "
-                                                   f"({item.assets[modality].path.name}); one per modality"))
+                problems.append(
+                    Problem(
+                        str(path),
+                        f"item {key!r} already has a {modality} ({item.assets[modality].path.name}); one per modality",
+                    )
+                )
                 continue
             item.assets[modality] = AssetSpec(modality, path)
     return Scan(sorted(items.values(), key=lambda i: i.key), problems, root)
@@ -153,8 +160,9 @@ def scan_manifest(path: Path) -> Scan:
             problems.append(Problem(where, f"duplicate id {key!r}"))
             continue
         seen.add(key)
-        item = ItemSpec(key, metadata={k: v for k, v in row.items()
-                                       if k not in ("id", *MODALITIES) and v not in (None, "")})
+        item = ItemSpec(
+            key, metadata={k: v for k, v in row.items() if k not in ("id", *MODALITIES) and v not in (None, "")}
+        )
         for modality in MODALITIES:
             value = row.get(modality)
             if value in (None, ""):
@@ -189,8 +197,11 @@ def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
                 del item.assets[modality]
                 continue
             if str(real) not in roots and not str(real).startswith(inside):
-                problems.append(Problem(str(asset.path), "outside the collection's folder; refused "
-                                                         "(allow it with --allow-root FOLDER)"))
+                problems.append(
+                    Problem(
+                        str(asset.path), "outside the collection's folder; refused (allow it with --allow-root FOLDER)"
+                    )
+                )
                 del item.assets[modality]
         if item.assets:
             items.append(item)

@@ -18,8 +18,11 @@ def collection_status(url: str, name: str = "default") -> dict[str, Any]:
         if collection is None:
             raise LookupError(f"no collection {name!r} in {url}")
         items = session.scalar(select(func.count()).select_from(Item).where(Item.collection_id == collection.id))
-        rows = session.execute(select(Asset.modality, Asset.status, Asset.path, Asset.error)
-                               .join(Item).where(Item.collection_id == collection.id)).all()
+        rows = session.execute(
+            select(Asset.modality, Asset.status, Asset.path, Asset.error)
+            .join(Item)
+            .where(Item.collection_id == collection.id)
+        ).all()
         skipped = session.scalars(select(SkippedFile).where(SkippedFile.collection_id == collection.id)).all()
         builds = session.scalars(select(IndexBuild).where(IndexBuild.collection_id == collection.id)).all()
         return {
@@ -30,10 +33,21 @@ def collection_status(url: str, name: str = "default") -> dict[str, Any]:
             "vector_dir": collection.vector_dir,
             "vector_backend": collection.vector_backend,
             "assets": dict(sorted(Counter(m for m, s, _, _ in rows if s == "ok").items())),
-            "encoders": [{"name": e.name, "dim": e.dim, "weights": e.weights, "preprocessing": e.preprocessing}
-                         for e in collection.encoders],
-            "indexes": [{"strategy": b.strategy, "key": b.key, "factory": b.factory, "count": b.count,
-                         "file": b.file, "current": b.generation == collection.generation} for b in builds],
+            "encoders": [
+                {"name": e.name, "dim": e.dim, "weights": e.weights, "preprocessing": e.preprocessing}
+                for e in collection.encoders
+            ],
+            "indexes": [
+                {
+                    "strategy": b.strategy,
+                    "key": b.key,
+                    "factory": b.factory,
+                    "count": b.count,
+                    "file": b.file,
+                    "current": b.generation == collection.generation,
+                }
+                for b in builds
+            ],
             "problems": [{"path": p, "reason": e} for _, s, p, e in rows if s == "error"]
-                        + [{"path": s.path, "reason": s.reason} for s in skipped],
+            + [{"path": s.path, "reason": s.reason} for s in skipped],
         }

@@ -49,5 +49,5 @@ def decode_asset(work: WorkItem, sample_rate: int) -> Decoded:
         return Decoded(work, error=exc.reason)
     except OSError as exc:
         return Decoded(work, error=f"cannot read file ({exc.strerror or exc})")
-    except Exception as exc:  # noqa: BLE001 - one odd file must never stop a batch; the reason is kept
+    except Exception as exc:
         return Decoded(work, error=f"unexpected decoding error: {type(exc).__name__}: {exc}")

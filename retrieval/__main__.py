@@ -24,8 +24,9 @@ def _query_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text")
     parser.add_argument("--image", help="an image file")
     parser.add_argument("--audio", help="an audio file")
-    parser.add_argument("--weight", action="append", default=[], metavar="MODALITY=W",
-                        help="query-side weight, e.g. --weight text=0.5")
+    parser.add_argument(
+        "--weight", action="append", default=[], metavar="MODALITY=W", help="query-side weight, e.g. --weight text=0.5"
+    )
     parser.add_argument("--negative-text", help="push results away from this text")
     parser.add_argument("--negative-image", help="push results away from this image")
     parser.add_argument("--negative-audio", help="push results away from this audio clip")
@@ -35,14 +36,23 @@ def _method_options(parser: argparse.ArgumentParser) -> None:
     from retrieval.fusion import list_strategies
     from retrieval.fusion.scoring import NORMALISATIONS
 
-    parser.add_argument("--strategy", action="append", choices=sorted(list_strategies()),
-                        help="fusion strategy; repeat to compare (default: late)")
+    parser.add_argument(
+        "--strategy",
+        action="append",
+        choices=sorted(list_strategies()),
+        help="fusion strategy; repeat to compare (default: late)",
+    )
     parser.add_argument("--preset", action="append", default=[], help="a saved preset (see tune); repeatable")
     parser.add_argument("--normalisation", choices=NORMALISATIONS, help="late/hybrid: score normalisation")
     parser.add_argument("--fusion", choices=("sum", "mnz", "rrf"), help="late/hybrid: how scores combine")
     parser.add_argument("--rrf-k", type=float, help="late/hybrid: k of reciprocal rank fusion")
-    parser.add_argument("--param", action="append", default=[], metavar="STRATEGY.NAME=VALUE",
-                        help="any strategy parameter, e.g. gated.checkpoint=FILE or hybrid.groups='[[\"image\"]]'")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="STRATEGY.NAME=VALUE",
+        help="any strategy parameter, e.g. gated.checkpoint=FILE or hybrid.groups='[[\"image\"]]'",
+    )
 
 
 def _weights(pairs: list[str]) -> dict[str, float]:
@@ -83,8 +93,15 @@ def _methods(args: argparse.Namespace, engine) -> list:  # noqa: ANN001
 def _query(args: argparse.Namespace):  # noqa: ANN202
     from retrieval.results import QueryInput
 
-    query = QueryInput(args.text, args.image, args.audio, _weights(args.weight), negative_text=args.negative_text,
-                       negative_image=args.negative_image, negative_audio=args.negative_audio)
+    query = QueryInput(
+        args.text,
+        args.image,
+        args.audio,
+        _weights(args.weight),
+        negative_text=args.negative_text,
+        negative_image=args.negative_image,
+        negative_audio=args.negative_audio,
+    )
     if not query.present():
         raise ValueError("give at least one of --text, --image, --audio")
     return query
@@ -102,9 +119,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     engine = _engine(args)
     results = engine.search_many(query, _methods(args, engine), k=args.k)
     if args.json:
-        print(json.dumps({"query": query.describe(),
-                          "results": {name: [h.to_dict() for h in r.hits] for name, r in results.items()}},
-                         indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "query": query.describe(),
+                    "results": {name: [h.to_dict() for h in r.hits] for name, r in results.items()},
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     for name, result in results.items():
         print(f"== {name} ({result.seconds * 1000:.1f} ms) {result.params or ''}")
@@ -144,8 +168,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"{rank + 1:>4}  " + "  ".join(cells))
     print()
     for pair in comparison.pairs:
-        print(f"{pair.a} vs {pair.b}: overlap@{args.k} {pair.overlap:.2f}, Jaccard {pair.jaccard:.2f}, "
-              f"RBO {pair.rbo:.2f}, Kendall's tau {pair.kendall_tau:.2f}")
+        print(
+            f"{pair.a} vs {pair.b}: overlap@{args.k} {pair.overlap:.2f}, Jaccard {pair.jaccard:.2f}, "
+            f"RBO {pair.rbo:.2f}, Kendall's tau {pair.kendall_tau:.2f}"
+        )
     print("latency: " + ", ".join(f"{n} {r.seconds * 1000:.1f} ms" for n, r in comparison.results.items()))
     print()
     for line in comparison.summary:
@@ -193,15 +219,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     engine = _engine(args)
     queries = load_queries(args.queries, args.label_field)
-    result = tune(engine, queries, _qrels(args, engine, queries), args.name, k=args.k, held_out=args.held_out,
-                  seed=args.seed)
+    result = tune(
+        engine, queries, _qrels(args, engine, queries), args.name, k=args.k, held_out=args.held_out, seed=args.seed
+    )
     best = result.best
-    print(f"best of {result.grid_size} settings on the tuning split (nDCG@{args.k} {result.tuning_score:.4f}): "
-          f"fusion={best.params['fusion']} normalisation={best.params['normalisation']} "
-          f"rrf_k={best.params['rrf_k']:g} weights={best.weights}")
+    print(
+        f"best of {result.grid_size} settings on the tuning split (nDCG@{args.k} {result.tuning_score:.4f}): "
+        f"fusion={best.params['fusion']} normalisation={best.params['normalisation']} "
+        f"rrf_k={best.params['rrf_k']:g} weights={best.weights}"
+    )
     print("held-out split:")
     print(result.held_out.to_markdown([f"ndcg@{args.k}", f"precision@{args.k}", "mrr"]))
-    print("gain in nDCG@%d over: " % args.k + ", ".join(f"{b} {g:+.4f}" for b, g in result.gain.items()))
+    print(f"gain in nDCG@{args.k} over: " + ", ".join(f"{b} {g:+.4f}" for b, g in result.gain.items()))
     print(f"saved as preset {args.name!r}: use --preset {args.name} (CLI), preset={args.name!r} (Python), or the UI")
     return 0
 
@@ -212,16 +241,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     from retrieval.train import TrainConfig
 
     where = dict(pair.split("=", 1) for pair in args.where if "=" in pair)
-    config = TrainConfig(args.strategy, label_field=args.label_field, where=where, epochs=args.epochs,
-                         seed=args.seed, centre=not args.no_centre)
+    config = TrainConfig(
+        args.strategy,
+        label_field=args.label_field,
+        where=where,
+        epochs=args.epochs,
+        seed=args.seed,
+        centre=not args.no_centre,
+    )
     engine = _engine(args)
     with tqdm(total=config.epochs, desc=f"train {args.strategy}", unit="epoch", file=sys.stderr) as bar:
+
         def progress(epoch: int, total: int, loss: float) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
+
         result = engine.train(config, args.out, progress)
-    print(f"trained {args.strategy} on {result.items} items in {result.seconds:.1f}s; "
-          f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}")
+    print(
+        f"trained {args.strategy} on {result.items} items in {result.seconds:.1f}s; "
+        f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}"
+    )
     print(f"checkpoint: {result.path} (loss curve: {result.path}.loss.json); registered for {args.collection!r}")
     return 0
 
@@ -262,8 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     _collection_options(fit)
     fit.add_argument("--strategy", required=True, choices=("gated", "cross_attention", "early"))
     fit.add_argument("--label-field", help="metadata field for supervised contrastive training (e.g. digit)")
-    fit.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
-                     help="train only on items whose metadata matches, e.g. --where split=train")
+    fit.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="train only on items whose metadata matches, e.g. --where split=train",
+    )
     fit.add_argument("--out", required=True, help="checkpoint file (.safetensors)")
     fit.add_argument("--epochs", type=int, default=40)
     fit.add_argument("--seed", type=int, default=0)

@@ -46,9 +46,12 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "k": self.k, "baseline": self.baseline,
-            "methods": {name: {"seconds": r.seconds, "params": r.params, "hits": [h.to_dict() for h in r.hits]}
-                        for name, r in self.results.items()},
+            "k": self.k,
+            "baseline": self.baseline,
+            "methods": {
+                name: {"seconds": r.seconds, "params": r.params, "hits": [h.to_dict() for h in r.hits]}
+                for name, r in self.results.items()
+            },
             "pairs": [vars(p) for p in self.pairs],
             "items": [vars(i) for i in self.items],
             "summary": self.summary,
@@ -71,8 +74,8 @@ def rank_biased_overlap(a: list, b: list, p: float = 0.9) -> float:
             overlap += (x in seen_b) + (y in seen_a)
         seen_a.add(x)
         seen_b.add(y)
-        total += (overlap / d) * p ** d
-    return float((overlap / depth) * p ** depth + (1 - p) / p * total)
+        total += (overlap / d) * p**d
+    return float((overlap / depth) * p**depth + (1 - p) / p * total)
 
 
 def kendall_tau_union(a: list, b: list) -> float:
@@ -89,8 +92,14 @@ def pair_stats(name_a: str, a: list, name_b: str, b: list, k: int) -> PairStats:
     a, b = a[:k], b[:k]
     common = len(set(a) & set(b))
     union = len(set(a) | set(b))
-    return PairStats(name_a, name_b, common / k if k else 0.0, common / union if union else 1.0,
-                     rank_biased_overlap(a, b), kendall_tau_union(a, b))
+    return PairStats(
+        name_a,
+        name_b,
+        common / k if k else 0.0,
+        common / union if union else 1.0,
+        rank_biased_overlap(a, b),
+        kendall_tau_union(a, b),
+    )
 
 
 def movements(results: dict[str, SearchResult], baseline: str) -> list[ItemMovement]:
@@ -113,7 +122,9 @@ def movements(results: dict[str, SearchResult], baseline: str) -> list[ItemMovem
             elif rank is None:
                 change[name] = "dropped"
             else:
-                change[name] = "same" if rank == base else (f"up {base - rank}" if rank < base else f"down {rank - base}")
+                change[name] = (
+                    "same" if rank == base else (f"up {base - rank}" if rank < base else f"down {rank - base}")
+                )
         hit = hits[item_id]
         out.append(ItemMovement(item_id, hit.key, sorted(hit.assets), {n: by_method.get(n) for n in results}, change))
     return sorted(out, key=lambda m: min(r for r in m.ranks.values() if r is not None))
@@ -143,7 +154,8 @@ def summarise(comparison: Comparison) -> list[str]:
             f"{name} keeps {round(pair.overlap * comparison.k)} of {base}'s top {comparison.k} "
             f"(Jaccard {pair.jaccard:.2f}, RBO {pair.rbo:.2f}, Kendall's tau {pair.kendall_tau:.2f}); "
             f"it promoted {up} and demoted {down}, brought in {len(new)}{_modality_phrase(new)} "
-            f"and dropped {len(dropped)}{_modality_phrase(dropped)}.")
+            f"and dropped {len(dropped)}{_modality_phrase(dropped)}."
+        )
     return lines
 
 

@@ -18,10 +18,8 @@ from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
 from retrieval.train import TrainConfig, TrainResult, select_items, train
-from storage import (CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError,
-                     VectorStorage)
-from storage.repository import (get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint,
-                                save_preset)
+from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError, VectorStorage
+from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
 
 
 class CollectionNotFoundError(LookupError):
@@ -37,7 +35,8 @@ class SearchEngine:
             row = get_collection(session, collection)
             if row is None:
                 raise CollectionNotFoundError(
-                    f"no collection {collection!r} in {db.url}; index one first: python -m indexer PATH --db {db.url}")
+                    f"no collection {collection!r} in {db.url}; index one first: python -m indexer PATH --db {db.url}"
+                )
             self.collection_id, self.generation = row.id, row.generation
             self.profile = Profile.from_dict(row.profile)
             self.records = {e.name: e for e in row.encoders}
@@ -45,7 +44,9 @@ class SearchEngine:
             catalog = IndexCatalog.for_collection(db, row)
         self._encoders: dict[str, Encoder] = {}
         self._strategies: dict[str, Any] = {}
-        self._keys: tuple[int, dict[int, str]] | None = None  # strategy instances by name and parameters (checkpoints stay loaded)
+        self._keys: tuple[int, dict[int, str]] | None = (
+            None  # strategy instances by name and parameters (checkpoints stay loaded)
+        )
         dims = {name: rec.dim for name, rec in self.records.items()}
         self.space = VectorSpace(self.profile.fields, VectorStorage(vector_dir), self.generation, catalog, dims=dims)
 
@@ -63,7 +64,8 @@ class SearchEngine:
                     f"collection {self.collection_name!r} was indexed with {name} (dimension {record.dim}, "
                     f"preprocessing {record.preprocessing}); the encoder now gives dimension {encoder.dim}, "
                     f"preprocessing {encoder.preprocessing}. Index the media again into a new collection "
-                    "(python -m indexer SOURCE --collection NEW) to search with this encoder.")
+                    "(python -m indexer SOURCE --collection NEW) to search with this encoder."
+                )
             self._encoders[name] = encoder
         return self._encoders[name]
 
@@ -77,8 +79,13 @@ class SearchEngine:
         if not query.present():
             raise ValueError("empty query: give at least one of text, image or audio")
         vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()})
-        negatives = self._encode_inputs({m: getattr(query, f"negative_{m}") for m in ("image", "audio", "text")
-                                         if getattr(query, f"negative_{m}") is not None})
+        negatives = self._encode_inputs(
+            {
+                m: getattr(query, f"negative_{m}")
+                for m in ("image", "audio", "text")
+                if getattr(query, f"negative_{m}") is not None
+            }
+        )
         return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight)
 
     def _encode_inputs(self, inputs: dict[str, Any]) -> dict[tuple[str, str], np.ndarray]:
@@ -99,9 +106,18 @@ class SearchEngine:
             return load_audio(value, encoder.sample_rate)
         return load_text(value)
 
-    def search(self, text: str | None = None, image: MediaInput | None = None, audio: MediaInput | None = None,
-               strategy: str = "late", k: int = 10, weights: dict[str, float] | None = None,
-               negative: dict[str, Any] | None = None, preset: str | None = None, **params: Any) -> SearchResult:
+    def search(
+        self,
+        text: str | None = None,
+        image: MediaInput | None = None,
+        audio: MediaInput | None = None,
+        strategy: str = "late",
+        k: int = 10,
+        weights: dict[str, float] | None = None,
+        negative: dict[str, Any] | None = None,
+        preset: str | None = None,
+        **params: Any,
+    ) -> SearchResult:
         """Search with any non-empty mix of text, image and audio.
 
         Images and audio may be paths, bytes or arrays; give audio arrays as `(samples, sample_rate)`
@@ -120,9 +136,14 @@ class SearchEngine:
             return self.search_many(query, [method], k=k)[preset]
         return self.search_many(query, [strategy], k=k, params={strategy: params})[strategy]
 
-    def search_many(self, query: QueryInput, methods: list[str | Method], k: int = 10,
-                    params: dict[str, dict[str, Any]] | None = None, keep_going: bool = False
-                    ) -> dict[str, SearchResult]:
+    def search_many(
+        self,
+        query: QueryInput,
+        methods: list[str | Method],
+        k: int = 10,
+        params: dict[str, dict[str, Any]] | None = None,
+        keep_going: bool = False,
+    ) -> dict[str, SearchResult]:
         """Encode once, search with each method: what comparisons are made of.
 
         A method is a strategy name (with `params[name]`), or a `Method` (a label, a strategy, its
@@ -135,8 +156,9 @@ class SearchEngine:
             if isinstance(method, str):
                 method = Method(method, method, dict((params or {}).get(method, {})))
             started = time.perf_counter()
-            weighted = EncodedQuery(encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives,
-                                    encoded.negative_weight)
+            weighted = EncodedQuery(
+                encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives, encoded.negative_weight
+            )
             try:
                 strategy = self.strategy(method.strategy, **method.params)
                 hits = self._hits(strategy.search(self.space, weighted, k))
@@ -145,9 +167,12 @@ class SearchEngine:
                     raise
                 results[method.label] = SearchResult(method.strategy, [], 0.0, dict(method.params), str(exc))
                 continue
-            results[method.label] = SearchResult(method.strategy, hits, time.perf_counter() - started,
-                                                 {**vars(strategy.params), **({"weights": method.weights}
-                                                                              if method.weights else {})})
+            results[method.label] = SearchResult(
+                method.strategy,
+                hits,
+                time.perf_counter() - started,
+                {**vars(strategy.params), **({"weights": method.weights} if method.weights else {})},
+            )
         return results
 
     def preset(self, name: str) -> Method:
@@ -155,14 +180,17 @@ class SearchEngine:
         with self.db.session() as session:
             row = get_preset(session, self.collection_id, name)
             if row is None:
-                raise LookupError(f"no preset {name!r} for collection {self.collection_name!r}; "
-                                  "make one with python -m retrieval tune")
+                raise LookupError(
+                    f"no preset {name!r} for collection {self.collection_name!r}; "
+                    "make one with python -m retrieval tune"
+                )
             return Method(name, row.strategy, dict(row.params), dict(row.weights))
 
     def save_preset(self, method: Method, report: dict[str, Any] | None = None) -> None:
         with self.db.session() as session:
-            save_preset(session, self.collection_id, method.label, method.strategy, method.params, method.weights,
-                        report or {})
+            save_preset(
+                session, self.collection_id, method.label, method.strategy, method.params, method.weights, report or {}
+            )
 
     def _hits(self, scored: list) -> list[Hit]:
         with self.db.session() as session:
@@ -174,8 +202,9 @@ class SearchEngine:
                     continue
                 assets = {a.modality: a.path for a in item.assets if a.status == "ok"}
                 text = next((a.preview for a in item.assets if a.modality == "text" and a.status == "ok"), None)
-                hits.append(Hit(len(hits) + 1, s.item_id, item.key, s.score, s.contributions, dict(item.meta),
-                                assets, text))
+                hits.append(
+                    Hit(len(hits) + 1, s.item_id, item.key, s.score, s.contributions, dict(item.meta), assets, text)
+                )
         return hits
 
     def strategy(self, name: str, **params: Any):  # noqa: ANN201
@@ -195,8 +224,14 @@ class SearchEngine:
             self._strategies[key] = create_strategy(name, **params)
         return self._strategies[key]
 
-    def compare(self, query: QueryInput, strategies: list[str], k: int = 10,
-                params: dict[str, dict[str, Any]] | None = None, baseline: str | None = None) -> Comparison:
+    def compare(
+        self,
+        query: QueryInput,
+        strategies: list[str],
+        k: int = 10,
+        params: dict[str, dict[str, Any]] | None = None,
+        baseline: str | None = None,
+    ) -> Comparison:
         """One query under several methods: lists, scores, contributions, latency, overlaps and movements."""
         return compare_results(self.search_many(query, strategies, k, params), k, baseline)
 
@@ -217,11 +252,25 @@ class SearchEngine:
         with self.db.session() as session:
             metadata = item_metadata(session, self.collection_id)
         ids, labels = select_items(metadata, self.space, config)
-        result = train(self.space, ids, labels, config, out, progress,
-                       meta={"collection": self.collection_name, "database": self.db.url})
+        result = train(
+            self.space,
+            ids,
+            labels,
+            config,
+            out,
+            progress,
+            meta={"collection": self.collection_name, "database": self.db.url},
+        )
         with self.db.session() as session:
-            session.add(CheckpointRecord(
-                collection_id=self.collection_id, strategy=config.strategy, file=str(Path(result.path).resolve()),
-                encoders=sorted({f.encoder for f in self.space.fields}), config=vars(config) | {"where": config.where},
-                items=result.items, final_loss=result.losses[-1] if result.losses else None))
+            session.add(
+                CheckpointRecord(
+                    collection_id=self.collection_id,
+                    strategy=config.strategy,
+                    file=str(Path(result.path).resolve()),
+                    encoders=sorted({f.encoder for f in self.space.fields}),
+                    config=vars(config) | {"where": config.where},
+                    items=result.items,
+                    final_loss=result.losses[-1] if result.losses else None,
+                )
+            )
         return result

@@ -13,8 +13,15 @@ from retrieval.media import MediaError
 from storage import StorageError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    StorageError, WeightsNotFoundError, MediaError, FileNotFoundError, PermissionError, ValueError, LookupError,
-    ArgumentError, OperationalError,
+    StorageError,
+    WeightsNotFoundError,
+    MediaError,
+    FileNotFoundError,
+    PermissionError,
+    ValueError,
+    LookupError,
+    ArgumentError,
+    OperationalError,
 )
 
 

@@ -49,21 +49,30 @@ class Evaluation:
 
     def to_markdown(self, metric_order: list[str] | None = None) -> str:
         kinds = ["all"] + [k for k in self.queries if k != "all"]
-        lines = [f"Queries: " + ", ".join(f"{k} {n}" for k, n in self.queries.items()) + ".", ""]
+        lines = ["Queries: " + ", ".join(f"{k} {n}" for k, n in self.queries.items()) + ".", ""]
         for metric in metric_order or self.metrics:
-            lines += [f"### {metric}", "", "| method | " + " | ".join(kinds) + " | p50 ms |",
-                      "|---" * (len(kinds) + 2) + "|"]
+            lines += [
+                f"### {metric}",
+                "",
+                "| method | " + " | ".join(kinds) + " | p50 ms |",
+                "|---" * (len(kinds) + 2) + "|",
+            ]
             for method, by_kind in self.table.items():
                 cells = [f"{by_kind.get(kind, {}).get(metric, float('nan')):.3f}" for kind in kinds]
                 lines.append(f"| {method} | " + " | ".join(cells) + f" | {self.latency_ms[method]['p50']} |")
             lines.append("")
         methods = list(self.table)
         if len(methods) > 1:
-            lines += [f"Paired randomisation test (ranx, Fisher), p-values on all queries:", "",
-                      "| metric | " + " | ".join(f"{a} vs {b}" for i, a in enumerate(methods) for b in methods[i + 1:])
-                      + " |", "|---" * (1 + len(methods) * (len(methods) - 1) // 2) + "|"]
+            lines += [
+                "Paired randomisation test (ranx, Fisher), p-values on all queries:",
+                "",
+                "| metric | "
+                + " | ".join(f"{a} vs {b}" for i, a in enumerate(methods) for b in methods[i + 1 :])
+                + " |",
+                "|---" * (1 + len(methods) * (len(methods) - 1) // 2) + "|",
+            ]
             for metric in self.metrics:
-                cells = [f"{self.pvalues[metric][a][b]:.3g}" for i, a in enumerate(methods) for b in methods[i + 1:]]
+                cells = [f"{self.pvalues[metric][a][b]:.3g}" for i, a in enumerate(methods) for b in methods[i + 1 :]]
                 lines.append(f"| {metric} | " + " | ".join(cells) + " |")
             lines.append("")
         return "\n".join(lines)
@@ -82,7 +91,7 @@ def load_queries(path: str | Path, label_field: str | None = None) -> list[EvalQ
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
 
-        def media(name: str) -> Path | None:
+        def media(name: str, row: dict = row) -> Path | None:
             value = row.get(name)
             return None if value in (None, "") else (path.parent / value).resolve()
 
@@ -90,8 +99,9 @@ def load_queries(path: str | Path, label_field: str | None = None) -> list[EvalQ
         if not query.present():
             raise ValueError(f"{path}:{number}: a query needs text, image or audio")
         label = row.get("label", row.get(label_field) if label_field else None)
-        queries.append(EvalQuery(str(row.get("id", number)), query, None if label is None else str(label),
-                                 row.get("exclude")))
+        queries.append(
+            EvalQuery(str(row.get("id", number)), query, None if label is None else str(label), row.get("exclude"))
+        )
     return queries
 
 
@@ -124,8 +134,9 @@ def label_qrels(engine: SearchEngine, queries: list[EvalQuery], label_field: str
     return {q.qid: {key: 1 for key in by_label.get(q.label, []) if key != q.exclude} for q in queries}
 
 
-def run_methods(engine: SearchEngine, queries: list[EvalQuery], methods: list[Method], depth: int = 100
-                ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list[float]]]:
+def run_methods(
+    engine: SearchEngine, queries: list[EvalQuery], methods: list[Method], depth: int = 100
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list[float]]]:
     """Ranked item keys with scores per method and query, plus each search's latency."""
     keys = engine.item_keys()
     encoded = {q.qid: engine.encode_query(q.query) for q in queries}
@@ -142,13 +153,20 @@ def run_methods(engine: SearchEngine, queries: list[EvalQuery], methods: list[Me
             latency[method.label].append(time.perf_counter() - started)
             ranked = [s for s in scored if keys.get(s.item_id) != q.exclude][:depth]
             # ranks, not raw scores: ties and negative scores would otherwise confuse the evaluator
-            runs[method.label][q.qid] = {keys[s.item_id]: float(len(ranked) - n) for n, s in enumerate(ranked)
-                                         if s.item_id in keys} or {"__none__": 0.0}
+            runs[method.label][q.qid] = {
+                keys[s.item_id]: float(len(ranked) - n) for n, s in enumerate(ranked) if s.item_id in keys
+            } or {"__none__": 0.0}
     return runs, latency
 
 
-def evaluate(engine: SearchEngine, queries: list[EvalQuery], qrels: dict[str, dict[str, int]],
-             methods: list[Method], k: int = 10, depth: int = 100) -> Evaluation:
+def evaluate(
+    engine: SearchEngine,
+    queries: list[EvalQuery],
+    qrels: dict[str, dict[str, int]],
+    methods: list[Method],
+    k: int = 10,
+    depth: int = 100,
+) -> Evaluation:
     from ranx import Qrels, Run, compare
     from ranx import evaluate as ranx_evaluate
 
@@ -165,19 +183,26 @@ def evaluate(engine: SearchEngine, queries: list[EvalQuery], qrels: dict[str, di
         table[method.label] = {}
         for kind, subset in kinds.items():
             qids = [q.qid for q in subset]
-            scores = ranx_evaluate(Qrels({i: qrels[i] for i in qids}), Run({i: runs[method.label][i] for i in qids}),
-                                   metrics)
+            scores = ranx_evaluate(
+                Qrels({i: qrels[i] for i in qids}), Run({i: runs[method.label][i] for i in qids}), metrics
+            )
             table[method.label][kind] = {m: round(float(v), 4) for m, v in scores.items()}
     pvalues: dict[str, dict[str, dict[str, float]]] = {m: {} for m in metrics}
     if len(methods) > 1:
         qids = [q.qid for q in usable]
-        report = compare(Qrels({i: qrels[i] for i in qids}),
-                         [Run({i: runs[m.label][i] for i in qids}, name=m.label) for m in methods],
-                         metrics, stat_test="fisher", max_p=0.05, random_seed=0).to_dict()
+        report = compare(
+            Qrels({i: qrels[i] for i in qids}),
+            [Run({i: runs[m.label][i] for i in qids}, name=m.label) for m in methods],
+            metrics,
+            stat_test="fisher",
+            max_p=0.05,
+            random_seed=0,
+        ).to_dict()
         for metric in metrics:
             for a in methods:
                 pvalues[metric][a.label] = {b: float(v[metric]) for b, v in report[a.label]["comparisons"].items()}
-    latency_ms = {m: {"p50": round(1000 * statistics.median(v), 2),
-                      "p99": round(1000 * sorted(v)[int(0.99 * (len(v) - 1))], 2)} for m, v in latency.items()}
+    latency_ms = {
+        m: {"p50": round(1000 * statistics.median(v), 2), "p99": round(1000 * sorted(v)[int(0.99 * (len(v) - 1))], 2)}
+        for m, v in latency.items()
+    }
     return Evaluation(k, metrics, table, pvalues, latency_ms, {k_: len(v) for k_, v in kinds.items()}, runs)
-

@@ -10,7 +10,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 import soundfile
@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 Modality = Literal["image", "audio", "text"]
 MODALITIES: tuple[Modality, ...] = ("image", "audio", "text")
-MediaInput = Union[str, Path, bytes, np.ndarray, Image.Image]
+MediaInput = str | Path | bytes | np.ndarray | Image.Image
 
 MAX_IMAGE_PIXELS = 50_000_000  # 50 MP: above that a header is more likely a decompression bomb than a photo
 MAX_AUDIO_SECONDS = 600.0
@@ -152,8 +152,9 @@ def _image_from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array).convert("RGB")
 
 
-def load_audio(source: MediaInput, sample_rate: int, *, max_seconds: float = MAX_AUDIO_SECONDS,
-               input_rate: int | None = None) -> Waveform:
+def load_audio(
+    source: MediaInput, sample_rate: int, *, max_seconds: float = MAX_AUDIO_SECONDS, input_rate: int | None = None
+) -> Waveform:
     """Mono float32 at `sample_rate`; arrays need `input_rate` (assumed equal to `sample_rate` if absent)."""
     if isinstance(source, Waveform):
         samples, rate = source.samples, source.sample_rate
@@ -186,8 +187,11 @@ def _normalise_waveform(source: object, samples: np.ndarray, rate: int, target: 
     if samples.size / rate > max_seconds:
         raise MediaError(source, f"audio lasts {samples.size / rate:.0f} s, over the limit of {max_seconds:.0f} s")
     if samples.size / rate < MIN_AUDIO_SECONDS:
-        raise MediaError(source, f"audio lasts {1000 * samples.size / rate:.1f} ms, too short to encode "
-                                 f"(at least {1000 * MIN_AUDIO_SECONDS:.0f} ms)")
+        raise MediaError(
+            source,
+            f"audio lasts {1000 * samples.size / rate:.1f} ms, too short to encode "
+            f"(at least {1000 * MIN_AUDIO_SECONDS:.0f} ms)",
+        )
     if float(np.abs(samples).max()) < SILENCE_PEAK:
         raise MediaError(source, "audio is silent")
     if rate != target:

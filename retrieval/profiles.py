@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retrieval.encoders.openclip import DEFAULT_MODEL as CLIP
 from retrieval.encoders.clap import DEFAULT_MODEL as CLAP
+from retrieval.encoders.openclip import DEFAULT_MODEL as CLIP
 from retrieval.media import MODALITIES, Modality
 
 
@@ -50,11 +50,14 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "offline": Profile("offline", {"image": ("hog",), "audio": ("mfcc",), "text": ("sbert",)}),
-    "pretrained": Profile("pretrained", {
-        "image": (f"openclip:{CLIP}",),
-        "audio": (f"clap:{CLAP}",),
-        "text": (f"openclip:{CLIP}", f"clap:{CLAP}", "sbert"),
-    }),
+    "pretrained": Profile(
+        "pretrained",
+        {
+            "image": (f"openclip:{CLIP}",),
+            "audio": (f"clap:{CLAP}",),
+            "text": (f"openclip:{CLIP}", f"clap:{CLAP}", "sbert"),
+        },
+    ),
 }
 
 

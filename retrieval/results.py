@@ -21,9 +21,16 @@ class Hit:
     text: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "item_id": self.item_id, "key": self.key, "score": round(self.score, 6),
-                "contributions": {m: round(v, 6) for m, v in self.contributions.items()},
-                "metadata": self.metadata, "assets": self.assets, "text": self.text}
+        return {
+            "rank": self.rank,
+            "item_id": self.item_id,
+            "key": self.key,
+            "score": round(self.score, 6),
+            "contributions": {m: round(v, 6) for m, v in self.contributions.items()},
+            "metadata": self.metadata,
+            "assets": self.assets,
+            "text": self.text,
+        }
 
 
 @dataclass
@@ -54,12 +61,17 @@ class QueryInput:
     def describe(self) -> dict[str, Any]:
         def show(value: Any) -> Any:
             return value if isinstance(value, str) or value is None else f"<{type(value).__name__}>"
-        out = {m: show(str(v) if isinstance(v, Path) else v) for m, v in
-               (("text", self.text), ("image", self.image), ("audio", self.audio))}
+
+        out = {
+            m: show(str(v) if isinstance(v, Path) else v)
+            for m, v in (("text", self.text), ("image", self.image), ("audio", self.audio))
+        }
         out["weights"] = self.weights
-        negatives = {m: show(str(v) if isinstance(v, Path) else v) for m, v in
-                     (("text", self.negative_text), ("image", self.negative_image), ("audio", self.negative_audio))
-                     if v is not None}
+        negatives = {
+            m: show(str(v) if isinstance(v, Path) else v)
+            for m, v in (("text", self.negative_text), ("image", self.negative_image), ("audio", self.negative_audio))
+            if v is not None
+        }
         if negatives:
             out["negative"] = negatives
         return out

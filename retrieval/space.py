@@ -51,9 +51,15 @@ class EncodedQuery:
 class VectorSpace:
     """All fields of one collection in memory, plus their indexes (kept by the catalog's backend when given)."""
 
-    def __init__(self, fields: list[Field], storage: VectorStorage, generation: int,
-                 catalog: IndexCatalog | None = None, factory: str | None = None,
-                 dims: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        fields: list[Field],
+        storage: VectorStorage,
+        generation: int,
+        catalog: IndexCatalog | None = None,
+        factory: str | None = None,
+        dims: dict[str, int] | None = None,
+    ) -> None:
         self.fields = fields
         self.generation = generation
         self.catalog = catalog
@@ -119,11 +125,16 @@ class VectorSpace:
     def channels(self, query: EncodedQuery, negative: bool = False) -> list[Channel]:
         """The query's channels (or those of its negative terms) that reach stored vectors."""
         vectors = query.negatives if negative else query.vectors
-        return [Channel(qm, f) for (qm, enc) in sorted(vectors) for f in self.fields
-                if f.encoder == enc and f.key in self.tables and len(self.tables[f.key])]
+        return [
+            Channel(qm, f)
+            for (qm, enc) in sorted(vectors)
+            for f in self.fields
+            if f.encoder == enc and f.key in self.tables and len(self.tables[f.key])
+        ]
 
-    def index(self, strategy: str, key: str, encoders: list[str],
-              build: Callable[[], tuple[np.ndarray, np.ndarray]]) -> VectorStore:
+    def index(
+        self, strategy: str, key: str, encoders: list[str], build: Callable[[], tuple[np.ndarray, np.ndarray]]
+    ) -> VectorStore:
         """The index named (strategy, key): from memory, from the backend if current, else built and kept."""
         strategy = self.index_prefix + strategy
         cached = self._indexes.get((strategy, key))
@@ -145,8 +156,7 @@ class VectorSpace:
         table = self.tables[f.key]
         return self.index("field", f.key, [f.encoder], lambda: (table.ids, table.as_float32()))
 
-    def item_blocks(self, fields: list[Field], dims: list[int], ids: np.ndarray
-                    ) -> tuple[list[np.ndarray], np.ndarray]:
+    def item_blocks(self, fields: list[Field], dims: list[int], ids: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """Each field's vectors for `ids` (zeros where absent) and the presence mask, items x fields."""
         blocks, mask = [], np.zeros((len(ids), len(fields)), bool)
         for i, (f, dim) in enumerate(zip(fields, dims)):
@@ -160,8 +170,9 @@ class VectorSpace:
         return blocks, mask
 
     @staticmethod
-    def query_blocks(fields: list[Field], vectors: dict[tuple[str, str], np.ndarray], dims: list[int]
-                     ) -> tuple[list[np.ndarray], np.ndarray]:
+    def query_blocks(
+        fields: list[Field], vectors: dict[tuple[str, str], np.ndarray], dims: list[int]
+    ) -> tuple[list[np.ndarray], np.ndarray]:
         """A query as one row of field blocks: the query's (modality, encoder) vector fills that field."""
         blocks, mask = [], np.zeros((1, len(fields)), bool)
         for i, (f, dim) in enumerate(zip(fields, dims)):
@@ -170,8 +181,9 @@ class VectorSpace:
             mask[0, i] = vector is not None
         return blocks, mask
 
-    def channel_scores(self, query: EncodedQuery, channel: Channel, ids: np.ndarray,
-                       negative: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def channel_scores(
+        self, query: EncodedQuery, channel: Channel, ids: np.ndarray, negative: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact cosine of the query with each item's field vector, and which items have that field."""
         key = (channel.query_modality, channel.field.encoder)
         q = query.vectors[key] if key in query.vectors and not negative else query.negatives[key]

@@ -89,9 +89,15 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, temperature: float, label
     return (per_row(log_prob_ab).mean() + per_row(log_prob_ba).mean()) / 2
 
 
-def train(space: VectorSpace, ids: np.ndarray, labels: list[Any] | None, config: TrainConfig, out: str | Path,
-          progress: Callable[[int, int, float], None] | None = None, meta: dict[str, Any] | None = None
-          ) -> TrainResult:
+def train(
+    space: VectorSpace,
+    ids: np.ndarray,
+    labels: list[Any] | None,
+    config: TrainConfig,
+    out: str | Path,
+    progress: Callable[[int, int, float], None] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> TrainResult:
     """Train on `ids` of `space` and save the checkpoint to `out` (plus `out`.loss.json)."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -103,8 +109,14 @@ def train(space: VectorSpace, ids: np.ndarray, labels: list[Any] | None, config:
     blocks, mask, ids = [b[keep] for b in blocks], mask[keep], ids[keep]
     if len(ids) < 4:
         raise ValueError(f"only {len(ids)} items to train on; index more of the collection first")
-    means = [b[mask[:, i]].mean(axis=0) if mask[:, i].any() else np.zeros(b.shape[1], np.float32)
-             for i, b in enumerate(blocks)] if config.centre else None
+    means = (
+        [
+            b[mask[:, i]].mean(axis=0) if mask[:, i].any() else np.zeros(b.shape[1], np.float32)
+            for i, b in enumerate(blocks)
+        ]
+        if config.centre
+        else None
+    )
     module = build_module(_module_config(config, dims))
     checkpoint = FusionCheckpoint(config.strategy, fields, dims, module, means)
     inputs = [torch.from_numpy(b) for b in checkpoint.prepare(blocks, mask)]
@@ -118,7 +130,7 @@ def train(space: VectorSpace, ids: np.ndarray, labels: list[Any] | None, config:
         order = torch.randperm(len(ids), generator=generator)
         total, batches = 0.0, 0
         for start in range(0, len(ids), config.batch_size):
-            rows = order[start:start + config.batch_size]
+            rows = order[start : start + config.batch_size]
             if len(rows) < 2:
                 continue
             batch = [x[rows] for x in inputs]
@@ -126,8 +138,9 @@ def train(space: VectorSpace, ids: np.ndarray, labels: list[Any] | None, config:
             view_b = random_views(present[rows], config.keep_probability, generator)
             fused_a = module([x * view_a[:, [i]] for i, x in enumerate(batch)], view_a)
             fused_b = module([x * view_b[:, [i]] for i, x in enumerate(batch)], view_b)
-            loss = contrastive_loss(fused_a, fused_b, config.temperature,
-                                    label_ids[rows] if label_ids is not None else None)
+            loss = contrastive_loss(
+                fused_a, fused_b, config.temperature, label_ids[rows] if label_ids is not None else None
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -137,10 +150,10 @@ def train(space: VectorSpace, ids: np.ndarray, labels: list[Any] | None, config:
         if progress:
             progress(epoch + 1, config.epochs, losses[-1])
     module.eval()
-    checkpoint.meta = {"config": asdict(config), "losses": losses, "items": int(len(ids)), **(meta or {})}
+    checkpoint.meta = {"config": asdict(config), "losses": losses, "items": len(ids), **(meta or {})}
     path = checkpoint.save(out)
     Path(f"{path}.loss.json").write_text(json.dumps({"losses": losses}, indent=1))
-    return TrainResult(path, losses, int(len(ids)), time.perf_counter() - started)
+    return TrainResult(path, losses, len(ids), time.perf_counter() - started)
 
 
 def _label_tensor(labels: list[Any], keep: np.ndarray) -> torch.Tensor:
@@ -149,8 +162,9 @@ def _label_tensor(labels: list[Any], keep: np.ndarray) -> torch.Tensor:
     return torch.tensor([codes[str(v)] for v in kept])
 
 
-def select_items(metadata: dict[int, dict], space: VectorSpace, config: TrainConfig
-                 ) -> tuple[np.ndarray, list[Any] | None]:
+def select_items(
+    metadata: dict[int, dict], space: VectorSpace, config: TrainConfig
+) -> tuple[np.ndarray, list[Any] | None]:
     """Items matching `where` (compared as text), and their labels when a label field is given."""
     ids, labels = [], []
     for item_id, meta in sorted(metadata.items()):

@@ -49,19 +49,27 @@ def ndcg_at(order: np.ndarray, relevant: np.ndarray, total_relevant: int, k: int
     return dcg / ideal if ideal else 0.0
 
 
-def cache_queries(engine: SearchEngine, queries: list[EvalQuery], qrels: dict[str, dict[str, int]],
-                  candidates: int = 100) -> list[tuple[CachedQuery, int]]:
+def cache_queries(
+    engine: SearchEngine, queries: list[EvalQuery], qrels: dict[str, dict[str, int]], candidates: int = 100
+) -> list[tuple[CachedQuery, int]]:
     keys = engine.item_keys()
     late = LateFusion(candidates=candidates)
     cached = []
     for q in queries:
         encoded = engine.encode_query(q.query)
         ids = np.array([i for i in late.candidates(engine.space, encoded, candidates) if keys.get(i) != q.exclude])
-        channels = [(c.query_modality, *engine.space.channel_scores(encoded, c, ids))
-                    for c in engine.space.channels(encoded)]
+        channels = [
+            (c.query_modality, *engine.space.channel_scores(encoded, c, ids)) for c in engine.space.channels(encoded)
+        ]
         relevant = qrels.get(q.qid, {})
-        cached.append((CachedQuery(q.qid, [keys[i] for i in ids], channels,
-                                   np.array([relevant.get(keys[i], 0) > 0 for i in ids])), len(relevant)))
+        cached.append(
+            (
+                CachedQuery(
+                    q.qid, [keys[i] for i in ids], channels, np.array([relevant.get(keys[i], 0) > 0 for i in ids])
+                ),
+                len(relevant),
+            )
+        )
     return cached
 
 
@@ -73,8 +81,11 @@ def score_setting(cached: list[tuple[CachedQuery, int]], setting: dict[str, Any]
             continue
         fused = np.zeros(len(query.keys))
         for modality, raw, present in query.channels:
-            part = rrf(ranks(raw, present), setting["rrf_k"]) if setting["fusion"] == "rrf" \
+            part = (
+                rrf(ranks(raw, present), setting["rrf_k"])
+                if setting["fusion"] == "rrf"
                 else normalise(raw, present, setting["normalisation"])
+            )
             fused += setting["weights"].get(modality, 1.0) * part
         values.append(ndcg_at(np.argsort(-fused, kind="stable"), query.relevant, total_relevant, k))
     return float(np.mean(values))
@@ -82,15 +93,24 @@ def score_setting(cached: list[tuple[CachedQuery, int]], setting: dict[str, Any]
 
 def grid(modalities: list[str]) -> list[dict[str, Any]]:
     weightings = [dict(zip(modalities, combo)) for combo in itertools.product(WEIGHTS, repeat=len(modalities))]
-    settings = [{"fusion": "sum", "normalisation": n, "rrf_k": 60.0, "weights": w}
-                for n in NORMALISATIONS for w in weightings]
-    settings += [{"fusion": "rrf", "normalisation": "none", "rrf_k": rk, "weights": w}
-                 for rk in RRF_KS for w in weightings]
+    settings = [
+        {"fusion": "sum", "normalisation": n, "rrf_k": 60.0, "weights": w} for n in NORMALISATIONS for w in weightings
+    ]
+    settings += [
+        {"fusion": "rrf", "normalisation": "none", "rrf_k": rk, "weights": w} for rk in RRF_KS for w in weightings
+    ]
     return settings
 
 
-def tune(engine: SearchEngine, queries: list[EvalQuery], qrels: dict[str, dict[str, int]], name: str,
-         k: int = 10, held_out: float = 0.5, seed: int = 0) -> TuneResult:
+def tune(
+    engine: SearchEngine,
+    queries: list[EvalQuery],
+    qrels: dict[str, dict[str, int]],
+    name: str,
+    k: int = 10,
+    held_out: float = 0.5,
+    seed: int = 0,
+) -> TuneResult:
     """Pick the best late-fusion setting on a tuning split, report it on the held-out split, save it."""
     shuffled = list(queries)
     random.Random(seed).shuffle(shuffled)
@@ -103,13 +123,26 @@ def tune(engine: SearchEngine, queries: list[EvalQuery], qrels: dict[str, dict[s
     settings = grid(modalities)
     scored = [(score_setting(cached, s, k), n, s) for n, s in enumerate(settings)]
     best_score, _, best = max(scored, key=lambda t: (t[0], -t[1]))
-    method = Method(name, "late", {"fusion": best["fusion"], "normalisation": best["normalisation"],
-                                   "rrf_k": best["rrf_k"]}, best["weights"])
+    method = Method(
+        name,
+        "late",
+        {"fusion": best["fusion"], "normalisation": best["normalisation"], "rrf_k": best["rrf_k"]},
+        best["weights"],
+    )
     baselines = [Method("late (default)", "late"), Method("late (RRF k=60)", "late", {"fusion": "rrf"})]
     report = evaluate(engine, testing, qrels, [method, *baselines], k=k)
     metric = f"ndcg@{k}"
-    gain = {b.label: round(report.table[name]["all"][metric] - report.table[b.label]["all"][metric], 4)
-            for b in baselines}
-    engine.save_preset(method, {"tuning_" + metric: round(best_score, 4), "held_out": report.to_dict(),
-                                "gain_" + metric: gain, "tuning_queries": len(tuning), "held_out_queries": len(testing)})
+    gain = {
+        b.label: round(report.table[name]["all"][metric] - report.table[b.label]["all"][metric], 4) for b in baselines
+    }
+    engine.save_preset(
+        method,
+        {
+            "tuning_" + metric: round(best_score, 4),
+            "held_out": report.to_dict(),
+            "gain_" + metric: gain,
+            "tuning_queries": len(tuning),
+            "held_out_queries": len(testing),
+        },
+    )
     return TuneResult(method, best_score, len(settings), report, gain)

@@ -6,15 +6,39 @@ Imports none of the application's other packages.
 from storage.catalog import IndexCatalog
 from storage.db import Database, default_vector_dir, sqlite_path
 from storage.errors import CorruptArtifactError, EncoderMismatchError, SchemaError, StorageError
-from storage.lock import CollectionBusyError, CollectionLock, remove_stale_temporaries
 from storage.faiss_store import FaissStore, default_factory, gpu_count
-from storage.vector_store import StoreBackend, VectorStore, normalise_backend, open_backend
+from storage.lock import CollectionBusyError, CollectionLock, remove_stale_temporaries
 from storage.models import Asset, CheckpointRecord, Collection, EncoderRecord, IndexBuild, Item, SkippedFile
+from storage.vector_store import StoreBackend, VectorStore, normalise_backend, open_backend
 from storage.vectors import VectorStorage, VectorTable, field_key
 
 __all__ = [
-    "Asset", "CheckpointRecord", "CollectionBusyError", "CollectionLock", "Collection", "CorruptArtifactError", "Database", "FaissStore", "EncoderMismatchError", "EncoderRecord",
-    "IndexBuild", "IndexCatalog", "Item", "SchemaError", "SkippedFile", "StorageError", "StoreBackend", "VectorStorage", "VectorStore",
-    "VectorTable", "default_factory", "default_vector_dir", "field_key", "gpu_count", "normalise_backend", "open_backend",
-    "remove_stale_temporaries", "sqlite_path",
+    "Asset",
+    "CheckpointRecord",
+    "Collection",
+    "CollectionBusyError",
+    "CollectionLock",
+    "CorruptArtifactError",
+    "Database",
+    "EncoderMismatchError",
+    "EncoderRecord",
+    "FaissStore",
+    "IndexBuild",
+    "IndexCatalog",
+    "Item",
+    "SchemaError",
+    "SkippedFile",
+    "StorageError",
+    "StoreBackend",
+    "VectorStorage",
+    "VectorStore",
+    "VectorTable",
+    "default_factory",
+    "default_vector_dir",
+    "field_key",
+    "gpu_count",
+    "normalise_backend",
+    "open_backend",
+    "remove_stale_temporaries",
+    "sqlite_path",
 ]

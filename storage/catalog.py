@@ -30,7 +30,9 @@ class IndexCatalog:
         return cls(db, collection.id, open_backend(collection.vector_backend, index_dir))
 
     def _row(self, session: Any, strategy: str, key: str) -> IndexBuild | None:
-        return session.scalar(select(IndexBuild).filter_by(collection_id=self.collection_id, strategy=strategy, key=key))
+        return session.scalar(
+            select(IndexBuild).filter_by(collection_id=self.collection_id, strategy=strategy, key=key)
+        )
 
     def get(self, strategy: str, key: str, generation: int, encoders: list[str]) -> VectorStore | None:
         """The stored index if it is current and made by `encoders`; None when it must be (re)built."""
@@ -41,13 +43,22 @@ class IndexCatalog:
             location = row.file
         return self.backend.open(location, {"encoders": encoders})
 
-    def create(self, strategy: str, key: str, ids: np.ndarray, vectors: np.ndarray, generation: int,
-               factory: str | None = None, header: dict[str, Any] | None = None) -> VectorStore:
+    def create(
+        self,
+        strategy: str,
+        key: str,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        generation: int,
+        factory: str | None = None,
+        header: dict[str, Any] | None = None,
+    ) -> VectorStore:
         """Build the index, persist it on the backend, then record it (in that order: crash-safe)."""
         started = time.perf_counter()
         header = {**(header or {}), "strategy": strategy}
-        store, location = self.backend.create(f"c{self.collection_id}-{strategy}-{key}", generation, ids, vectors,
-                                              factory, header)
+        store, location = self.backend.create(
+            f"c{self.collection_id}-{strategy}-{key}", generation, ids, vectors, factory, header
+        )
         if location is None:
             return store
         with self.db.session() as session:

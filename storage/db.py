@@ -76,8 +76,9 @@ class Database:
         """Older databases gain the columns added since, in the same transaction as the version bump."""
         columns = {c["name"] for c in inspect(session.connection()).get_columns("collections")}
         if "vector_backend" not in columns:
-            session.execute(text("ALTER TABLE collections ADD COLUMN vector_backend VARCHAR(500) "
-                                 "NOT NULL DEFAULT 'faiss'"))
+            session.execute(
+                text("ALTER TABLE collections ADD COLUMN vector_backend VARCHAR(500) NOT NULL DEFAULT 'faiss'")
+            )
         info.version = SCHEMA_VERSION
 
     @contextmanager

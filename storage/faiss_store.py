@@ -53,8 +53,9 @@ class FaissStore(VectorStore):
 
     # -- building -----------------------------------------------------------------------------
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, factory: str | None = None,
-              header: dict[str, Any] | None = None) -> FaissStore:
+    def build(
+        cls, ids: np.ndarray, vectors: np.ndarray, factory: str | None = None, header: dict[str, Any] | None = None
+    ) -> FaissStore:
         vectors = np.ascontiguousarray(vectors, np.float32)
         store = cls(vectors.shape[1], factory or default_factory(len(ids)), header)
         store.train(vectors)
@@ -166,8 +167,15 @@ class FaissBackend(StoreBackend):
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]
         return self.index_dir / f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:8]}.faiss.safetensors"
 
-    def create(self, name: str, generation: int, ids: np.ndarray, vectors: np.ndarray, factory: str | None,
-               header: dict[str, Any]) -> tuple[FaissStore, str | None]:
+    def create(
+        self,
+        name: str,
+        generation: int,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        factory: str | None,
+        header: dict[str, Any],
+    ) -> tuple[FaissStore, str | None]:
         store = FaissStore.build(ids, vectors, factory, header)
         path = self.path_for(name)
         try:

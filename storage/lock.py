@@ -33,8 +33,9 @@ class CollectionLock:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise CollectionBusyError(f"{self.what} is being written by {holder}; wait for it to finish "
-                                      "(a second writer would corrupt it)") from None
+            raise CollectionBusyError(
+                f"{self.what} is being written by {holder}; wait for it to finish (a second writer would corrupt it)"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")

@@ -41,9 +41,11 @@ def milvus_client(uri: str) -> Any:
                 Path(uri).parent.mkdir(parents=True, exist_ok=True)
             try:
                 _CLIENTS[uri] = MilvusClient(uri, token=os.environ.get("MILVUS_TOKEN", ""))
-            except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds; the message is what matters
-                raise StorageError(f"cannot open Milvus at {uri}: {exc}. A Milvus Lite file is used by one "
-                                   "process at a time; a server URI must be reachable") from exc
+            except Exception as exc:
+                raise StorageError(
+                    f"cannot open Milvus at {uri}: {exc}. A Milvus Lite file is used by one "
+                    "process at a time; a server URI must be reachable"
+                ) from exc
         return _CLIENTS[uri]
 
 
@@ -56,7 +58,11 @@ def milvus_index(factory: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         return "IVF_FLAT", {"nlist": nlist}, {"nprobe": min(nlist, max(16, nlist // 16))}
     if m := re.fullmatch(r"IVF(\d+),PQ(\d+)(?:x(\d+))?", factory):
         nlist = int(m[1])
-        return "IVF_PQ", {"nlist": nlist, "m": int(m[2]), "nbits": int(m[3] or 8)}, {"nprobe": min(nlist, max(16, nlist // 16))}
+        return (
+            "IVF_PQ",
+            {"nlist": nlist, "m": int(m[2]), "nbits": int(m[3] or 8)},
+            {"nprobe": min(nlist, max(16, nlist // 16))},
+        )
     if m := re.fullmatch(r"HNSW(\d+)", factory):
         return "HNSW", {"M": int(m[1]), "efConstruction": 80}, {"ef": 64}
     raise StorageError(f"factory {factory!r} has no Milvus equivalent here; use Flat, IVFn,Flat, IVFn,PQm or HNSWm")
@@ -70,8 +76,9 @@ class MilvusStore(VectorStore):
         self._search_params = milvus_index(factory)[2]
 
     @classmethod
-    def create(cls, client: Any, name: str, ids: np.ndarray, vectors: np.ndarray, factory: str | None,
-               header: dict[str, Any]) -> MilvusStore:
+    def create(
+        cls, client: Any, name: str, ids: np.ndarray, vectors: np.ndarray, factory: str | None, header: dict[str, Any]
+    ) -> MilvusStore:
         from pymilvus import DataType, MilvusClient
 
         vectors = np.ascontiguousarray(vectors, np.float32)
@@ -95,7 +102,9 @@ class MilvusStore(VectorStore):
         self.check_dim(vectors)
         step = max(1, MAX_MESSAGE_BYTES // (4 * self.dim))
         for start in range(0, len(ids), step):
-            rows = [{"id": int(i), "vector": v} for i, v in zip(ids[start:start + step], vectors[start:start + step])]
+            rows = [
+                {"id": int(i), "vector": v} for i, v in zip(ids[start : start + step], vectors[start : start + step])
+            ]
             self.client.upsert(self.name, rows)
 
     def remove(self, ids: np.ndarray) -> int:
@@ -112,8 +121,9 @@ class MilvusStore(VectorStore):
         return int(rows[0]["count(*)"])
 
     def ids(self) -> np.ndarray:
-        iterator = self.client.query_iterator(self.name, filter="id >= -9223372036854775808",
-                                              output_fields=["id"], batch_size=10_000)
+        iterator = self.client.query_iterator(
+            self.name, filter="id >= -9223372036854775808", output_fields=["id"], batch_size=10_000
+        )
         found: list[int] = []
         try:
             while batch := iterator.next():
@@ -130,8 +140,13 @@ class MilvusStore(VectorStore):
             params["ef"] = max(params["ef"], k)
         # No count first: each call is a round trip (and a scan in Milvus Lite); a small collection
         # simply returns fewer hits, and the result is as wide as the longest list, like FAISS's.
-        hits = self.client.search(self.name, data=list(queries), limit=max(1, k), anns_field="vector",
-                                  search_params={"metric_type": "IP", "params": params})
+        hits = self.client.search(
+            self.name,
+            data=list(queries),
+            limit=max(1, k),
+            anns_field="vector",
+            search_params={"metric_type": "IP", "params": params},
+        )
         rows = [[(h["id"], h["distance"]) for h in row] for row in hits]
         return pad_results(rows, max((len(r) for r in rows), default=0))
 
@@ -152,8 +167,15 @@ class MilvusBackend(StoreBackend):
         slug = re.sub(r"[^A-Za-z0-9_]+", "_", name)[:80].strip("_")
         return f"s_{slug}_{hashlib.sha1(name.encode()).hexdigest()[:8]}_g{generation}"
 
-    def create(self, name: str, generation: int, ids: np.ndarray, vectors: np.ndarray, factory: str | None,
-               header: dict[str, Any]) -> tuple[MilvusStore, str | None]:
+    def create(
+        self,
+        name: str,
+        generation: int,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        factory: str | None,
+        header: dict[str, Any],
+    ) -> tuple[MilvusStore, str | None]:
         target = self.collection_name(name, generation)
         store = MilvusStore.create(self.client, target, ids, vectors, factory, header)
         stem = target.rsplit("_g", 1)[0] + "_g"

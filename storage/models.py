@@ -7,8 +7,8 @@ without pushing megabytes of blobs through SQL.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -21,11 +21,11 @@ IdType = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
 
 
 class SchemaInfo(Base):
@@ -65,9 +65,7 @@ class Item(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     collection: Mapped[Collection] = relationship(back_populates="items")
-    assets: Mapped[list[Asset]] = relationship(
-        back_populates="item", cascade="all, delete-orphan", lazy="selectin"
-    )
+    assets: Mapped[list[Asset]] = relationship(back_populates="item", cascade="all, delete-orphan", lazy="selectin")
 
 
 class Asset(Base):

@@ -26,8 +26,10 @@ def items_by_ids(session: Session, ids: Iterable[int]) -> dict[int, Item]:
 def ok_ids_by_modality(session: Session, collection_id: int) -> dict[str, set[int]]:
     """Which items hold a good asset of each modality: the truth the vector tables must agree with."""
     rows = session.execute(
-        select(Asset.modality, Asset.item_id).join(Item).where(Item.collection_id == collection_id,
-                                                               Asset.status == "ok"))
+        select(Asset.modality, Asset.item_id)
+        .join(Item)
+        .where(Item.collection_id == collection_id, Asset.status == "ok")
+    )
     out: dict[str, set[int]] = {}
     for modality, item_id in rows:
         out.setdefault(modality, set()).add(item_id)
@@ -35,9 +37,12 @@ def ok_ids_by_modality(session: Session, collection_id: int) -> dict[str, set[in
 
 
 def latest_checkpoint(session: Session, collection_id: int, strategy: str) -> CheckpointRecord | None:
-    return session.scalar(select(CheckpointRecord)
-                          .where(CheckpointRecord.collection_id == collection_id, CheckpointRecord.strategy == strategy)
-                          .order_by(CheckpointRecord.created_at.desc(), CheckpointRecord.id.desc()).limit(1))
+    return session.scalar(
+        select(CheckpointRecord)
+        .where(CheckpointRecord.collection_id == collection_id, CheckpointRecord.strategy == strategy)
+        .order_by(CheckpointRecord.created_at.desc(), CheckpointRecord.id.desc())
+        .limit(1)
+    )
 
 
 def item_metadata(session: Session, collection_id: int) -> dict[int, dict]:
@@ -53,8 +58,9 @@ def list_presets(session: Session, collection_id: int) -> list[Preset]:
     return list(session.scalars(select(Preset).where(Preset.collection_id == collection_id).order_by(Preset.name)))
 
 
-def save_preset(session: Session, collection_id: int, name: str, strategy: str, params: dict, weights: dict,
-                report: dict) -> Preset:
+def save_preset(
+    session: Session, collection_id: int, name: str, strategy: str, params: dict, weights: dict, report: dict
+) -> Preset:
     row = get_preset(session, collection_id, name) or Preset(collection_id=collection_id, name=name)
     row.strategy, row.params, row.weights, row.report = strategy, dict(params), dict(weights), dict(report)
     session.add(row)

@@ -65,7 +65,8 @@ class VectorStore(ABC):
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise EncoderMismatchError(
                 f"vectors of dimension {vectors.shape[-1]} given to an index of dimension {self.dim} "
-                f"(built by {self.header.get('encoders', 'unknown encoders')})")
+                f"(built by {self.header.get('encoders', 'unknown encoders')})"
+            )
 
 
 class StoreBackend(ABC):
@@ -74,8 +75,15 @@ class StoreBackend(ABC):
     spec: str
 
     @abstractmethod
-    def create(self, name: str, generation: int, ids: np.ndarray, vectors: np.ndarray, factory: str | None,
-               header: dict[str, Any]) -> tuple[VectorStore, str | None]:
+    def create(
+        self,
+        name: str,
+        generation: int,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        factory: str | None,
+        header: dict[str, Any],
+    ) -> tuple[VectorStore, str | None]:
         """Build and persist the store `name` at `generation`; returns it and its location (None when it
         could only be kept in memory). Older generations of `name` are dropped once this one is whole."""
 
@@ -98,8 +106,10 @@ def open_backend(spec: str | None, index_dir: Path) -> StoreBackend:
     try:
         backend_cls = getattr(importlib.import_module(module), cls)
     except ImportError as exc:
-        raise StorageError(f"vector backend {kind!r} needs a package that is not installed ({exc.name}); "
-                           "pip install -r requirements.txt") from exc
+        raise StorageError(
+            f"vector backend {kind!r} needs a package that is not installed ({exc.name}); "
+            "pip install -r requirements.txt"
+        ) from exc
     return backend_cls(target, index_dir) if kind != "faiss" else backend_cls(index_dir)
 
 
@@ -110,8 +120,10 @@ def normalise_backend(spec: str | None) -> str:
     if kind == "milvus" and target and "://" not in target:
         return f"milvus:{Path(target).expanduser().resolve()}"
     if kind not in BACKENDS or (kind == "milvus" and not target):
-        raise StorageError(f"unknown vector backend {spec!r}; use faiss, milvus:PATH (Milvus Lite) or "
-                           "milvus:http://HOST:19530 (a Milvus server)")
+        raise StorageError(
+            f"unknown vector backend {spec!r}; use faiss, milvus:PATH (Milvus Lite) or "
+            "milvus:http://HOST:19530 (a Milvus server)"
+        )
     return spec
 
 

@@ -19,7 +19,7 @@ FSDD = DATASETS / "fsdd" / "recordings"
 MNIST = DATASETS / "mnist" / "images"
 
 
-def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+def pytest_collection_modifyitems(config, items):
     if not DATASETS.is_dir():
         skip = pytest.mark.skip(reason=f"{DATASETS} not found")
         for item in items:
@@ -66,8 +66,11 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     clip = register_tiny_clip(base / "configs")
     clip_dir = save_tiny_clip_dir(base / "clip-dir")
     clap_dir = save_tiny_clap_dir(base / "clap")
-    return {"openclip": f"openclip:{clip}", "openclip_dir": f"openclip:local-dir:{clip_dir}",
-            "clap": f"clap:{clap_dir}"}
+    return {
+        "openclip": f"openclip:{clip}",
+        "openclip_dir": f"openclip:local-dir:{clip_dir}",
+        "clap": f"clap:{clap_dir}",
+    }
 
 
 POSTGRES = os.environ.get("RETRIEVAL_TEST_POSTGRES")  # set by .ci/run: export it from scripts/postgres.sh

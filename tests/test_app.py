@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import mnist_image, recording
+from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.datasets
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -91,7 +90,7 @@ def test_evaluate_page(app: AppTest) -> None:
     app.sidebar.radio(key="page").set_value("Evaluate").run()
     app.button(key="eval_run").click().run()
     assert_clean(app)
-    assert app.dataframe and "ndcg@10" in [s.value for s in app.selectbox if s.key == "eval_metric"][0]
+    assert app.dataframe and "ndcg@10" in next(s.value for s in app.selectbox if s.key == "eval_metric")
 
 
 def test_index_page_indexes_and_trains(app: AppTest, demo: dict[str, str], tmp_path: Path) -> None:
@@ -137,7 +136,7 @@ def test_ui_searches_while_an_indexer_writes_the_database(app: AppTest, demo: di
     def write() -> None:
         try:
             index_demo(demo["url"], Path(demo["root"]) / "busy", spec=DemoSpec(limit=150, seed=1), collection="busy")
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     writer = threading.Thread(target=write)

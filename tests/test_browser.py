@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import recording
 
 pytestmark = pytest.mark.datasets
@@ -29,7 +28,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def server(tmp_path_factory: pytest.TempPathFactory):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
     from indexer.demo import DemoSpec, index_demo
@@ -39,10 +38,25 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     index_demo(url, folder / "digits", spec=DemoSpec(limit=200))
     port = free_port()
     env = {**os.environ, "RETRIEVAL_DB": url, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-                                "--server.port", str(port), "--server.address", "127.0.0.1",
-                                "--server.headless", "true"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -56,22 +70,31 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.fixture(scope="module")
-def browser():  # noqa: ANN201
+def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1600,1400"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1600,1400",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     yield driver
     driver.quit()
 
 
-def wait_idle(driver, timeout: float = 120) -> None:  # noqa: ANN001
+def wait_idle(driver, timeout: float = 120) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -80,7 +103,7 @@ def wait_idle(driver, timeout: float = 120) -> None:  # noqa: ANN001
     WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, READY)))
 
 
-def test_a_person_searches_and_sees_every_method(server: str, browser) -> None:  # noqa: ANN001
+def test_a_person_searches_and_sees_every_method(server: str, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -94,7 +117,8 @@ def test_a_person_searches_and_sees_every_method(server: str, browser) -> None: 
     box.send_keys("the digit three", Keys.ENTER)
     wait_idle(browser)
     audio = browser.find_element(
-        By.XPATH, '//*[@data-testid="stFileUploader"][.//*[normalize-space(text())="Audio clip"]]//input[@type="file"]')
+        By.XPATH, '//*[@data-testid="stFileUploader"][.//*[normalize-space(text())="Audio clip"]]//input[@type="file"]'
+    )
     audio.send_keys(str(recording(3)))
     wait_idle(browser)
     time.sleep(1)

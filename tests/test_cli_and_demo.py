@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import mnist_image, recording
+
 from indexer.__main__ import main as indexer_main
 from indexer.demo import DemoSpec, build_digits_manifest
 from retrieval.__main__ import main as retrieval_main
@@ -19,9 +19,9 @@ pytestmark = pytest.mark.datasets
 def test_demo_manifest_is_seeded_partial_and_split(tmp_path: Path) -> None:
     path = build_digits_manifest(tmp_path / "a", spec=DemoSpec(seed=3))
     again = build_digits_manifest(tmp_path / "b", spec=DemoSpec(seed=3))
-    rows = list(csv.DictReader(open(path)))
+    rows = list(csv.DictReader(path.open()))
     assert len(rows) == 2000
-    assert [r["image"] for r in rows] == [r["image"] for r in csv.DictReader(open(again))]
+    assert [r["image"] for r in rows] == [r["image"] for r in csv.DictReader(again.open())]
     assert all(r["image"] or r["audio"] or r["text"] for r in rows)
     for modality, rate in (("image", 0.8), ("audio", 0.8), ("text", 0.5)):
         share = sum(bool(r[modality]) for r in rows) / len(rows)
@@ -32,8 +32,10 @@ def test_demo_manifest_is_seeded_partial_and_split(tmp_path: Path) -> None:
             assert (int(r["mnist_index"]) < 2500) == (r["split"] == "train")
         assert (r["speaker"] == "nicolas") == (r["split"] == "test")
     texts = [r["text"] for r in rows if r["text"]]
-    assert any("nicolas" in t and not any(w in t for w in ("zero", "one", "two")) and not any(c.isdigit() for c in t)
-               for t in texts), "some texts must name only the speaker"
+    assert any(
+        "nicolas" in t and not any(w in t for w in ("zero", "one", "two")) and not any(c.isdigit() for c in t)
+        for t in texts
+    ), "some texts must name only the speaker"
     assert (tmp_path / "a" / "ATTRIBUTION.txt").read_text().count("CC BY-SA") == 2
 
 
@@ -47,8 +49,27 @@ def test_index_status_and_search_from_the_command_line(tmp_path: Path, capsys: p
     status = json.loads(capsys.readouterr().out)
     assert status["items"] == 60 and status["problems"] == []
 
-    assert retrieval_main(["search", "--db", url, "--text", "the digit seven", "--audio", str(recording(7)),
-                           "--strategy", "late", "--strategy", "early", "--k", "4", "--json"]) == 0
+    assert (
+        retrieval_main(
+            [
+                "search",
+                "--db",
+                url,
+                "--text",
+                "the digit seven",
+                "--audio",
+                str(recording(7)),
+                "--strategy",
+                "late",
+                "--strategy",
+                "early",
+                "--k",
+                "4",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["query"]["text"] == "the digit seven"
     assert set(out["results"]) == {"late", "early"}
@@ -75,24 +96,79 @@ def test_all_five_strategies_from_the_cli_after_training(tmp_path: Path, capsys:
     assert indexer_main(["demo", "--db", url, "--out", str(tmp_path / "digits"), "--limit", "150", "--quiet"]) == 0
     capsys.readouterr()
     for strategy in ("gated", "cross_attention"):
-        assert retrieval_main(["train", "--db", url, "--strategy", strategy, "--label-field", "digit",
-                               "--epochs", "3", "--out", str(tmp_path / f"{strategy}.safetensors")]) == 0
+        assert (
+            retrieval_main(
+                [
+                    "train",
+                    "--db",
+                    url,
+                    "--strategy",
+                    strategy,
+                    "--label-field",
+                    "digit",
+                    "--epochs",
+                    "3",
+                    "--out",
+                    str(tmp_path / f"{strategy}.safetensors"),
+                ]
+            )
+            == 0
+        )
         assert "registered" in capsys.readouterr().out
     args = ["search", "--db", url, "--k", "5", "--json"] + [
-        x for s in ("late", "early", "hybrid", "gated", "cross_attention") for x in ("--strategy", s)]
-    for query in (["--audio", str(recording(3))], ["--image", str(mnist_image(3)), "--text", "three"],
-                  ["--audio", str(recording(3)), "--image", str(mnist_image(3)), "--text", "three"]):
+        x for s in ("late", "early", "hybrid", "gated", "cross_attention") for x in ("--strategy", s)
+    ]
+    for query in (
+        ["--audio", str(recording(3))],
+        ["--image", str(mnist_image(3)), "--text", "three"],
+        ["--audio", str(recording(3)), "--image", str(mnist_image(3)), "--text", "three"],
+    ):
         assert retrieval_main(args + query) == 0
         results = json.loads(capsys.readouterr().out)["results"]
         assert set(results) == {"late", "early", "hybrid", "gated", "cross_attention"}
         assert all(len(hits) == 5 for hits in results.values()), {k: len(v) for k, v in results.items()}
     # the learned strategies reach items without audio from an audio query; late fusion cannot
-    assert retrieval_main(["search", "--db", url, "--audio", str(recording(3)), "--k", "150", "--json",
-                           "--strategy", "late", "--strategy", "gated"]) == 0
+    assert (
+        retrieval_main(
+            [
+                "search",
+                "--db",
+                url,
+                "--audio",
+                str(recording(3)),
+                "--k",
+                "150",
+                "--json",
+                "--strategy",
+                "late",
+                "--strategy",
+                "gated",
+            ]
+        )
+        == 0
+    )
     results = json.loads(capsys.readouterr().out)["results"]
     assert all("audio" in h["assets"] for h in results["late"]) and len(results["late"]) < 150
     assert len(results["gated"]) == 150 and any("audio" not in h["assets"] for h in results["gated"])
-    assert retrieval_main(["search", "--db", url, "--audio", str(recording(3)), "--strategy", "hybrid",
-                           "--param", "hybrid.groups=[[\"image\"],[\"audio\",\"text\"]]", "--param",
-                           "hybrid.fusion=rrf", "--negative-text", "seven", "--json"]) == 0
+    assert (
+        retrieval_main(
+            [
+                "search",
+                "--db",
+                url,
+                "--audio",
+                str(recording(3)),
+                "--strategy",
+                "hybrid",
+                "--param",
+                'hybrid.groups=[["image"],["audio","text"]]',
+                "--param",
+                "hybrid.fusion=rrf",
+                "--negative-text",
+                "seven",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["query"]["negative"] == {"text": "seven"}

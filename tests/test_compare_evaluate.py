@@ -14,8 +14,10 @@ from retrieval.tune import grid, ndcg_at
 
 
 def result(name: str, keys: list[int], assets: dict[int, list[str]] | None = None) -> SearchResult:
-    hits = [Hit(n + 1, i, f"item{i}", 1.0 - n / 10, {}, {}, {m: "x" for m in (assets or {}).get(i, ["image"])})
-            for n, i in enumerate(keys)]
+    hits = [
+        Hit(n + 1, i, f"item{i}", 1.0 - n / 10, {}, {}, dict.fromkeys((assets or {}).get(i, ["image"]), "x"))
+        for n, i in enumerate(keys)
+    ]
     return SearchResult(name, hits, 0.001)
 
 
@@ -37,8 +39,10 @@ def test_pair_statistics() -> None:
 
 
 def test_movements_and_summary() -> None:
-    comparison = compare_results({"late": result("late", [1, 2, 3, 4]),
-                                  "gated": result("gated", [3, 1, 9, 8], {9: ["audio"], 8: ["audio"]})}, k=4)
+    comparison = compare_results(
+        {"late": result("late", [1, 2, 3, 4]), "gated": result("gated", [3, 1, 9, 8], {9: ["audio"], 8: ["audio"]})},
+        k=4,
+    )
     moves = {m.item_id: m.change.get("gated") for m in comparison.items}
     assert moves == {1: "down 1", 2: "dropped", 3: "up 2", 4: "dropped", 9: "new", 8: "new"}
     assert comparison.items[0].ranks == {"late": 1, "gated": 2}
@@ -69,7 +73,8 @@ def test_grid_covers_sum_and_rrf() -> None:
 
 @pytest.mark.datasets
 def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from ranx import Qrels, Run, evaluate as ranx_evaluate
+    from ranx import Qrels, Run
+    from ranx import evaluate as ranx_evaluate
 
     from indexer.__main__ import main as indexer_main
     from retrieval import SearchEngine
@@ -89,20 +94,43 @@ def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.Ca
     evaluation = evaluate(engine, queries, qrels, methods, k=10)
     # the table is ranx's own numbers on the same runs
     usable = [q.qid for q in queries if qrels[q.qid]]
-    reference = ranx_evaluate(Qrels({i: qrels[i] for i in usable}),
-                              Run({i: evaluation.runs["rrf"][i] for i in usable}), "ndcg@10")
+    reference = ranx_evaluate(
+        Qrels({i: qrels[i] for i in usable}), Run({i: evaluation.runs["rrf"][i] for i in usable}), "ndcg@10"
+    )
     assert evaluation.table["rrf"]["all"]["ndcg@10"] == pytest.approx(float(reference), abs=1e-4)
     assert 0 <= evaluation.pvalues["ndcg@10"]["late"]["rrf"] <= 1
     assert "Paired randomisation test" in evaluation.to_markdown()
 
     out = tmp_path / "eval"
-    assert retrieval_main(["evaluate", "--db", url, "--queries", str(queries_file), "--label-field", "digit",
-                           "--strategy", "late", "--strategy", "early", "--out", str(out)]) == 0
+    assert (
+        retrieval_main(
+            [
+                "evaluate",
+                "--db",
+                url,
+                "--queries",
+                str(queries_file),
+                "--label-field",
+                "digit",
+                "--strategy",
+                "late",
+                "--strategy",
+                "early",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert {p.name for p in out.iterdir()} >= {"evaluation.json", "evaluation.md", "ndcg@10.html", "bump.html"}
     assert "### ndcg@10" in capsys.readouterr().out
 
-    assert retrieval_main(["tune", "--db", url, "--queries", str(queries_file), "--label-field", "digit",
-                           "--name", "best"]) == 0
+    assert (
+        retrieval_main(
+            ["tune", "--db", url, "--queries", str(queries_file), "--label-field", "digit", "--name", "best"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "saved as preset 'best'" in printed and "gain in nDCG@10" in printed
     preset = engine.preset("best")
@@ -110,8 +138,27 @@ def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.Ca
     hits = engine.search(image=queries[0].query.image, preset="best", k=3).hits
     assert len(hits) == 3
 
-    assert retrieval_main(["compare", "--db", url, "--text", "seven", "--image", str(queries[0].query.image),
-                           "--strategy", "late", "--strategy", "early", "--preset", "best", "--json"]) == 0
+    assert (
+        retrieval_main(
+            [
+                "compare",
+                "--db",
+                url,
+                "--text",
+                "seven",
+                "--image",
+                str(queries[0].query.image),
+                "--strategy",
+                "late",
+                "--strategy",
+                "early",
+                "--preset",
+                "best",
+                "--json",
+            ]
+        )
+        == 0
+    )
     compared = json.loads(capsys.readouterr().out)
     assert set(compared["methods"]) == {"late", "early", "best"} and len(compared["pairs"]) == 3
     assert compared["summary"] and all("latency" not in s for s in compared["summary"])

@@ -70,9 +70,8 @@ def test_json_metadata_unique_keys_and_cascades(db_url: str, tmp_path: Path) -> 
     with db.session() as session:
         item = session.scalar(select(Item).filter_by(key="k4"))
         assert item.meta == {"n": 4, "label": "1", "ü": [1, 2]}
-    with pytest.raises(IntegrityError):
-        with db.session() as session:
-            session.add(Item(collection_id=collection_id, key="k1", meta={}))
+    with pytest.raises(IntegrityError), db.session() as session:
+        session.add(Item(collection_id=collection_id, key="k1", meta={}))
     with db.session() as session:  # the failed transaction was rolled back, nothing else lost
         assert session.query(Item).count() == 5
         session.delete(session.get(Collection, collection_id))
@@ -92,10 +91,11 @@ def test_item_ids_are_64_bit(db_url: str, tmp_path: Path) -> None:
 
 @pytest.mark.datasets
 def test_index_reindex_and_search(db_url: str, small_folder: Path, tmp_path: Path) -> None:
+    from conftest import mnist_image
+
     from indexer.pipeline import Indexer
     from indexer.status import collection_status
     from retrieval import SearchEngine
-    from conftest import mnist_image
 
     first = Indexer(db_url, vector_dir=tmp_path / "vectors").run(small_folder)
     assert first.items == 12 and first.encoded > 0

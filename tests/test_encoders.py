@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import mnist_image, recording
+
 from retrieval.encoders import WeightsNotFoundError, create_encoder, list_encoders
 from retrieval.media import load_audio, load_image
 
@@ -68,12 +68,15 @@ def test_tiny_clap_reads_audio_and_text(tiny_models: dict[str, str]) -> None:
     np.testing.assert_allclose(audio[0], audio[1], atol=1e-5)
 
 
-@pytest.mark.parametrize("name, looked", [
-    ("openclip:ViT-B-32/laion2b_s34b_b79k", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"),
-    ("openclip:ViT-B-32/not-a-tag", "not-a-tag"),
-    ("clap:laion/clap-htsat-unfused", "laion/clap-htsat-unfused"),
-    ("sbert:/nowhere/model", "/nowhere/model"),
-])
+@pytest.mark.parametrize(
+    "name, looked",
+    [
+        ("openclip:ViT-B-32/laion2b_s34b_b79k", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"),
+        ("openclip:ViT-B-32/not-a-tag", "not-a-tag"),
+        ("clap:laion/clap-htsat-unfused", "laion/clap-htsat-unfused"),
+        ("sbert:/nowhere/model", "/nowhere/model"),
+    ],
+)
 def test_missing_weights_say_which_model_where_and_what_to_do(name: str, looked: str) -> None:
     with pytest.raises(WeightsNotFoundError) as caught:
         create_encoder(name, cache=False)
@@ -101,8 +104,17 @@ def test_mfcc_batches_clips_by_length_and_matches_the_per_clip_spectrogram() -> 
     assert np.isfinite(got).all()  # a clip shorter than five frames once gave NaN (empty segments)
     for clip, vector in zip(clips, got):
         samples = np.pad(clip.samples, (0, max(0, encoder.frame - len(clip.samples))))
-        mel = spectrogram(samples, encoder.window, frame_length=encoder.frame, hop_length=encoder.hop, power=2.0,
-                          mel_filters=encoder.filters, log_mel="log10", mel_floor=1e-10, center=True)
+        mel = spectrogram(
+            samples,
+            encoder.window,
+            frame_length=encoder.frame,
+            hop_length=encoder.hop,
+            power=2.0,
+            mel_filters=encoder.filters,
+            log_mel="log10",
+            mel_floor=1e-10,
+            center=True,
+        )
         expected = encoder._summary(mel)
         expected = expected / np.linalg.norm(expected)
         assert np.allclose(vector, expected, atol=1e-5)

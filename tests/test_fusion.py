@@ -39,13 +39,18 @@ def space(tmp_path: Path) -> VectorSpace:
 
 def query(space: VectorSpace, seed: int = 1, **weights: float) -> EncodedQuery:
     rng = np.random.default_rng(seed)
-    return EncodedQuery({("image", "img-enc"): unit(rng.normal(size=8).astype(np.float32)),
-                         ("audio", "aud-enc"): unit(rng.normal(size=6).astype(np.float32))}, weights)
+    return EncodedQuery(
+        {
+            ("image", "img-enc"): unit(rng.normal(size=8).astype(np.float32)),
+            ("audio", "aud-enc"): unit(rng.normal(size=6).astype(np.float32)),
+        },
+        weights,
+    )
 
 
 def exact(space: VectorSpace, q: EncodedQuery, item: int) -> float:
     total = 0.0
-    for (modality, encoder), vector in q.vectors.items():
+    for (modality, _encoder), vector in q.vectors.items():
         f = IMAGE if modality == "image" else AUDIO
         vectors, present = space.tables[f.key].lookup(np.array([item]))
         total += q.weight(modality) * float(vectors[0] @ vector) * bool(present[0])
@@ -75,8 +80,12 @@ def test_early_identity_equals_weighted_sum_of_similarities(space: VectorSpace) 
 def test_rrf_matches_a_hand_computation(tmp_path: Path) -> None:
     # image ranks items 1,2,3; audio ranks 3,1 (item 2 has no audio)
     space = make_space(tmp_path, image={1: [1, 0.0], 2: [1, 0.5], 3: [1, 1.2]}, audio={1: [0.5, 1], 3: [1, 0]})
-    q = EncodedQuery({("image", "img-enc"): unit(np.array([1, 0], np.float32)),
-                      ("audio", "aud-enc"): unit(np.array([1, 0], np.float32))})
+    q = EncodedQuery(
+        {
+            ("image", "img-enc"): unit(np.array([1, 0], np.float32)),
+            ("audio", "aud-enc"): unit(np.array([1, 0], np.float32)),
+        }
+    )
     hits = create_strategy("late", fusion="rrf", rrf_k=10).search(space, q, k=3)
     expected = {1: 1 / 11 + 1 / 12, 2: 1 / 12, 3: 1 / 13 + 1 / 11}
     assert [h.item_id for h in hits] == sorted(expected, key=lambda i: -expected[i])
@@ -99,10 +108,15 @@ def test_normalisations_and_ranks() -> None:
 
 def test_normalisation_can_reorder_results(tmp_path: Path) -> None:
     # audio scores spread widely, image scores are all close: min-max gives image a bigger say.
-    space = make_space(tmp_path, image={1: [1, 0.30], 2: [1, 0.0], 3: [1, 0.1]},
-                       audio={1: [1, 0], 2: [1, 0.6], 3: [1, 3.0]})
-    q = EncodedQuery({("image", "img-enc"): unit(np.array([1, 0], np.float32)),
-                      ("audio", "aud-enc"): unit(np.array([1, 0], np.float32))})
+    space = make_space(
+        tmp_path, image={1: [1, 0.30], 2: [1, 0.0], 3: [1, 0.1]}, audio={1: [1, 0], 2: [1, 0.6], 3: [1, 3.0]}
+    )
+    q = EncodedQuery(
+        {
+            ("image", "img-enc"): unit(np.array([1, 0], np.float32)),
+            ("audio", "aud-enc"): unit(np.array([1, 0], np.float32)),
+        }
+    )
     raw = [h.item_id for h in create_strategy("late").search(space, q, k=3)]
     scaled = [h.item_id for h in create_strategy("late", normalisation="minmax").search(space, q, k=3)]
     assert raw != scaled
@@ -122,7 +136,8 @@ def test_missing_modalities_on_both_sides(space: VectorSpace) -> None:
 def test_zero_weight_silences_a_modality(space: VectorSpace) -> None:
     muted = create_strategy("early").search(space, query(space, audio=0.0), k=10)
     image_only = create_strategy("early").search(
-        space, EncodedQuery({("image", "img-enc"): query(space).vectors[("image", "img-enc")]}), k=10)
+        space, EncodedQuery({("image", "img-enc"): query(space).vectors[("image", "img-enc")]}), k=10
+    )
     assert [h.item_id for h in muted] == [h.item_id for h in image_only]
 
 
@@ -133,8 +148,9 @@ def test_centring_removes_a_shared_offset(tmp_path: Path) -> None:
     offset[0] = 3.0
     signal = rng.normal(size=(30, 8))
     signal[:, 0] = 0
-    space = make_space(tmp_path, image={i + 1: (offset + signal[i]).tolist() for i in range(30)},
-                       audio={1: [1, 0, 0, 0, 0, 0]})
+    space = make_space(
+        tmp_path, image={i + 1: (offset + signal[i]).tolist() for i in range(30)}, audio={1: [1, 0, 0, 0, 0, 0]}
+    )
     q = EncodedQuery({("image", "img-enc"): unit(signal[4].astype(np.float32))})  # a query without the offset
     for name in ("late", "early"):
         plain = create_strategy(name).search(space, q, k=3)
@@ -191,7 +207,8 @@ def test_unit_contributions_split_each_score_by_modality(space: VectorSpace, par
             assert sum(h.contributions.values()) == pytest.approx(h.score, abs=1e-5)
     # one unit of both modalities, raw scores: each modality's part is its own weighted cosine
     for h in create_strategy("hybrid", groups=[["image", "audio"]], candidates=10).search(
-            space, query(space, seed=7, image=0.5, audio=2.0), k=10):
+        space, query(space, seed=7, image=0.5, audio=2.0), k=10
+    ):
         for modality, f in (("image", IMAGE), ("audio", AUDIO)):
             vectors, present = space.tables[f.key].lookup(np.array([h.item_id]))
             key = (modality, f.encoder)

@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import mnist_image, recording
 from PIL import Image
 
-from conftest import MNIST, mnist_image, recording
-from indexer import Indexer
-from indexer import pipeline
+from indexer import Indexer, pipeline
 from retrieval import SearchEngine
 
 pytestmark = pytest.mark.datasets
@@ -27,8 +26,13 @@ pytestmark = pytest.mark.datasets
 def png_claiming(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def jpeg_bytes(mode: str = "RGB") -> bytes:
@@ -94,7 +98,7 @@ def test_twenty_kinds_of_bad_input_each_get_a_reason(tmp_path: Path, monkeypatch
     bad, good = build_corpus(folder)
     real_scan = pipeline.scan
 
-    def scan_then_delete(path):  # noqa: ANN001, ANN202 - a file removed between scan and read
+    def scan_then_delete(path):
         found = real_scan(path)
         (folder / "vanishing.wav").unlink()
         return found
@@ -112,10 +116,10 @@ def test_twenty_kinds_of_bad_input_each_get_a_reason(tmp_path: Path, monkeypatch
 
 def test_unreadable_file_as_an_ordinary_user(tmp_path: Path) -> None:
     """Root reads everything, so the check drops to an ordinary user in a child process where needed."""
+    import tempfile
+
     from indexer.sources import AssetSpec
     from indexer.work import WorkItem, decode_asset
-
-    import tempfile
 
     folder = Path(tempfile.mkdtemp(dir="/tmp"))
     folder.chmod(0o755)  # the folder is open, the file is not
@@ -130,7 +134,7 @@ def test_unreadable_file_as_an_ordinary_user(tmp_path: Path) -> None:
                 os.setgid(65534)
                 os.setuid(65534)
             reason = decode_asset(WorkItem(1, AssetSpec("image", path), "x"), 16000).error or "decoded"
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             reason = f"crashed: {exc!r}"
         os.write(write, reason.encode())
         os._exit(0)
@@ -146,11 +150,13 @@ def test_manifest_escapes_missing_columns_and_duplicates(tmp_path: Path) -> None
     collection.mkdir()
     shutil.copy(mnist_image(2), collection / "two.png")
     (tmp_path / "outside.png").write_bytes(mnist_image(3).read_bytes())
-    (collection / "m.csv").write_text("id,image,text,label\n"
-                                      "a,two.png,the digit two,2\n"
-                                      "b,../../../../../../etc/passwd,,x\n"
-                                      "c,../outside.png\n"            # a row with missing columns
-                                      "a,two.png,again,2\n")
+    (collection / "m.csv").write_text(
+        "id,image,text,label\n"
+        "a,two.png,the digit two,2\n"
+        "b,../../../../../../etc/passwd,,x\n"
+        "c,../outside.png\n"  # a row with missing columns
+        "a,two.png,again,2\n"
+    )
     summary = Indexer(f"sqlite:///{tmp_path}/c.db").run(collection / "m.csv")
     reasons = sorted(p.reason for p in summary.problems)
     assert sum("outside the collection" in r for r in reasons) == 2  # /etc/passwd and ../outside.png
@@ -160,7 +166,7 @@ def test_manifest_escapes_missing_columns_and_duplicates(tmp_path: Path) -> None
     assert allowed.assets == {"image": 2, "text": 1}  # allowed explicitly: ../outside.png is read
 
 
-INJECTIONS = ["'; DROP TABLE items; --", "\" OR 1=1 --", "x') UNION SELECT * FROM assets --", "%' OR '%'='"]
+INJECTIONS = ["'; DROP TABLE items; --", '" OR 1=1 --', "x') UNION SELECT * FROM assets --", "%' OR '%'='"]
 
 
 @pytest.mark.parametrize("evil", INJECTIONS)
@@ -198,7 +204,7 @@ def test_checkpoints_are_never_unpickled(tmp_path: Path) -> None:
     from storage import CorruptArtifactError
 
     class Boom:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
 
     pickled = tmp_path / "evil.safetensors"

@@ -23,8 +23,9 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def synthetic_space(root: Path, n: int = 300, seed: int = 0, informative=(True, True, False),
-                    dims=(16, 12, 10)) -> tuple[VectorSpace, np.ndarray]:
+def synthetic_space(
+    root: Path, n: int = 300, seed: int = 0, informative=(True, True, False), dims=(16, 12, 10)
+) -> tuple[VectorSpace, np.ndarray]:
     """Items of CLASSES classes; informative fields are class centre + noise, the others pure noise.
     Every third item lacks field B, every seventh lacks field A (both coprime with CLASSES)."""
     rng = np.random.default_rng(seed)
@@ -42,9 +43,17 @@ def synthetic_space(root: Path, n: int = 300, seed: int = 0, informative=(True, 
     return VectorSpace([A, B, C], storage, generation=1), labels
 
 
-def fit(space: VectorSpace, labels: np.ndarray, strategy: str, out: Path, **overrides) -> Path:  # noqa: ANN003
-    config = TrainConfig(strategy, label_field="label", epochs=overrides.pop("epochs", 25), batch_size=128,
-                         hidden=64, width=32, out_dim=32, **overrides)
+def fit(space: VectorSpace, labels: np.ndarray, strategy: str, out: Path, **overrides) -> Path:
+    config = TrainConfig(
+        strategy,
+        label_field="label",
+        epochs=overrides.pop("epochs", 25),
+        batch_size=128,
+        hidden=64,
+        width=32,
+        out_dim=32,
+        **overrides,
+    )
     return train(space, space.item_ids(), [int(labels[i - 1]) for i in space.item_ids()], config, out).path
 
 
@@ -53,7 +62,7 @@ def only(space: VectorSpace, field: Field, item: int) -> EncodedQuery:
     return EncodedQuery({(field.modality, field.encoder): vector})
 
 
-def precision(hits, labels: np.ndarray, label: int) -> float:  # noqa: ANN001
+def precision(hits, labels: np.ndarray, label: int) -> float:
     return float(np.mean([labels[h.item_id - 1] == label for h in hits]))
 
 
@@ -64,8 +73,9 @@ def test_a_noisy_modality_gets_a_low_gate(tmp_path: Path) -> None:
     blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids)
     full = mask.all(axis=1)
     with torch.no_grad():
-        gates = ckpt.module.gates([torch.from_numpy(b) for b in ckpt.prepare(blocks, mask)],
-                                  torch.from_numpy(mask)).numpy()[full]
+        gates = ckpt.module.gates(
+            [torch.from_numpy(b) for b in ckpt.prepare(blocks, mask)], torch.from_numpy(mask)
+        ).numpy()[full]
     assert gates[:, 2].mean() < 0.5 * min(gates[:, 0].mean(), gates[:, 1].mean())
 
 
@@ -97,7 +107,7 @@ def test_checkpoint_round_trip_determinism_and_refusal(tmp_path: Path) -> None:
     assert Path(f"{first}.loss.json").exists()
 
     # Same encoders, another collection: it indexes and searches.
-    other, other_labels = synthetic_space(tmp_path / "other", n=100, seed=0)
+    other, _other_labels = synthetic_space(tmp_path / "other", n=100, seed=0)
     hits = create_strategy("gated", checkpoint=str(first)).search(other, only(other, A, 1), k=5)
     assert len(hits) == 5
     # Other encoders (dimensions): refused with a clear message.
@@ -115,7 +125,9 @@ def test_rerank_mode_and_blend(tmp_path: Path) -> None:
     path = str(fit(space, labels, "cross_attention", tmp_path / "x.safetensors", epochs=10))
     query = EncodedQuery({**only(space, A, 7).vectors, **only(space, B, 7).vectors})
     late_ids = set(create_strategy("late", candidates=30).candidates(space, query, 10).tolist())
-    reranked = create_strategy("cross_attention", checkpoint=path, mode="rerank", candidates=30).search(space, query, 10)
+    reranked = create_strategy("cross_attention", checkpoint=path, mode="rerank", candidates=30).search(
+        space, query, 10
+    )
     assert {h.item_id for h in reranked} <= late_ids and len(reranked) == 10
     blended = create_strategy("cross_attention", checkpoint=path, blend=1.0)
     scores = [h.score for h in blended.search(space, query, k=5)]
@@ -141,7 +153,8 @@ def test_negative_terms_push_results_away(tmp_path: Path) -> None:
     for name in ("late", "early", "hybrid"):
         plain = create_strategy(name).search(space, query, k=30)
         pushed = create_strategy(name).search(
-            space, EncodedQuery(query.vectors, negatives=avoid, negative_weight=1.0), k=30)
+            space, EncodedQuery(query.vectors, negatives=avoid, negative_weight=1.0), k=30
+        )
         other = labels[2]
         assert precision(pushed, labels, labels[1]) >= precision(plain, labels, labels[1])
         assert sum(labels[h.item_id - 1] == other for h in pushed) <= sum(labels[h.item_id - 1] == other for h in plain)
@@ -156,9 +169,16 @@ def test_hybrid_with_one_group_ranks_like_early(tmp_path: Path) -> None:
     assert [h.item_id for h in one_group.search(space, query, k=20)] == early
 
 
-@pytest.mark.parametrize("kind,hyper", [("gated", {"hidden": 32}), ("gated", {"hidden": 0}),
-                                        ("early", {"hidden": 32}), ("early", {"hidden": 0}),
-                                        ("cross_attention", {"width": 8, "heads": 2, "layers": 2})])
+@pytest.mark.parametrize(
+    "kind,hyper",
+    [
+        ("gated", {"hidden": 32}),
+        ("gated", {"hidden": 0}),
+        ("early", {"hidden": 32}),
+        ("early", {"hidden": 0}),
+        ("cross_attention", {"width": 8, "heads": 2, "layers": 2}),
+    ],
+)
 def test_numpy_forward_pass_matches_torch(kind: str, hyper: dict) -> None:
     from retrieval.fusion.modules import build_module
 
@@ -191,8 +211,9 @@ def test_numpy_forward_pass_matches_torch(kind: str, hyper: dict) -> None:
 @pytest.mark.parametrize("blend", [0.0, 0.5])
 def test_item_vectors_are_fused_a_chunk_at_a_time_with_the_same_result(tmp_path: Path, blend: float) -> None:
     space, labels = synthetic_space(tmp_path / "v", n=100)
-    strategy = create_strategy("gated", checkpoint=str(fit(space, labels, "gated", tmp_path / "g.safetensors",
-                                                            epochs=2)), blend=blend)
+    strategy = create_strategy(
+        "gated", checkpoint=str(fit(space, labels, "gated", tmp_path / "g.safetensors", epochs=2)), blend=blend
+    )
     ids = space.item_ids()
     whole = strategy._compute(space, ids)
     chunked = strategy._compute(space, ids, chunk=7)  # 100 items: 14 full chunks and a partial one

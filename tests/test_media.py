@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import mnist_image, recording
 from PIL import Image
 
-from conftest import mnist_image, recording
 from retrieval.media import MediaError, load_audio, load_image, load_text, sniff_modality
 
 pytestmark = pytest.mark.datasets
@@ -18,11 +18,14 @@ pytestmark = pytest.mark.datasets
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG header that claims a huge size (a decompression bomb's calling card)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_real_image_decodes_to_rgb() -> None:
@@ -46,12 +49,15 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert load_image(path).size == (20, 40)
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "empty file"),
-    (b"\x00\x01garbage" * 50, "not a recognised image"),
-    (png_claiming(100_000, 100_000), "over the limit|decompression bomb"),
-    (png_claiming(10_000, 10_000), "claims 10000x10000 pixels, over the limit"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty file"),
+        (b"\x00\x01garbage" * 50, "not a recognised image"),
+        (png_claiming(100_000, 100_000), "over the limit|decompression bomb"),
+        (png_claiming(10_000, 10_000), "claims 10000x10000 pixels, over the limit"),
+    ],
+)
 def test_bad_images_name_the_reason(tmp_path: Path, data: bytes, reason: str) -> None:
     path = tmp_path / "bad.png"
     path.write_bytes(data)
@@ -65,7 +71,7 @@ def test_truncated_png_is_refused(tmp_path: Path) -> None:
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer, "PNG")
     path = tmp_path / "cut.png"
     path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-    with pytest.raises(MediaError, match="truncated|corrupt"):
+    with pytest.raises(MediaError, match=r"truncated|corrupt"):
         load_image(path)
 
 
@@ -83,13 +89,16 @@ def test_stereo_array_becomes_mono() -> None:
     assert wave.samples.shape == (800,) and np.allclose(wave.samples, 0.125)
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda p: p.write_bytes(b""), "empty file"),
-    (lambda p: p.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + b"\x00" * 20), "not a readable audio file"),
-    (lambda p: soundfile.write(p, np.full(100, np.nan, np.float32), 8000, subtype="FLOAT"), "NaN or infinite"),
-    (lambda p: soundfile.write(p, np.zeros(8000 * 11, np.float32), 8000), "over the limit"),
-])
-def test_bad_audio_names_the_reason(tmp_path: Path, make, reason: str) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + b"\x00" * 20), "not a readable audio file"),
+        (lambda p: soundfile.write(p, np.full(100, np.nan, np.float32), 8000, subtype="FLOAT"), "NaN or infinite"),
+        (lambda p: soundfile.write(p, np.zeros(8000 * 11, np.float32), 8000), "over the limit"),
+    ],
+)
+def test_bad_audio_names_the_reason(tmp_path: Path, make, reason: str) -> None:
     path = tmp_path / "bad.wav"
     make(path)
     with pytest.raises(MediaError, match=reason):

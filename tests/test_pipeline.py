@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MNIST, mnist_image, recording
 from sqlalchemy import select
 
-from conftest import MNIST, mnist_image, recording
 from indexer import Indexer
 from indexer.status import collection_status
 from retrieval import SearchEngine
@@ -29,8 +29,14 @@ def add_bad_files(folder: Path) -> dict[str, str]:
     (folder / "headerless.wav").write_bytes(recording(5).read_bytes()[44:])
     (folder / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (folder / "mystery.xyz").write_bytes(bytes(range(256)))
-    return {"truncated.png": "truncated", "random.jpg": "not a recognised image", "empty.wav": "empty file",
-            "headerless.wav": "not a readable audio", "latin1.txt": "not UTF-8", "mystery.xyz": "unsupported"}
+    return {
+        "truncated.png": "truncated",
+        "random.jpg": "not a recognised image",
+        "empty.wav": "empty file",
+        "headerless.wav": "not a readable audio",
+        "latin1.txt": "not UTF-8",
+        "mystery.xyz": "unsupported",
+    }
 
 
 def consistent(url: str) -> dict[str, set[int]]:
@@ -56,7 +62,10 @@ def test_index_folder_with_bad_files_then_search(small_folder: Path, tmp_path: P
         assert word in reasons[name], (name, reasons.get(name))
     status = collection_status(url)
     assert {Path(p["path"]).name for p in status["problems"]} == set(expected)
-    assert all(b["current"] for b in status["indexes"]) and {b["strategy"] for b in status["indexes"]} == {"field", "early"}  # hybrid reuses both
+    assert all(b["current"] for b in status["indexes"]) and {b["strategy"] for b in status["indexes"]} == {
+        "field",
+        "early",
+    }  # hybrid reuses both
     consistent(url)
 
     engine = SearchEngine.open(url)
@@ -94,8 +103,8 @@ def test_rerun_is_incremental_and_prunes(small_folder: Path, tmp_path: Path) -> 
     again = Indexer(url).run(small_folder)
     assert again.encoded == 0 and again.unchanged == 20
 
-    shutil.copy(mnist_image(8), small_folder / "d0_george.png")      # changed content
-    (small_folder / "d1_jackson.png").unlink()                         # gone (d1_jackson has no audio: item gone)
+    shutil.copy(mnist_image(8), small_folder / "d0_george.png")  # changed content
+    (small_folder / "d1_jackson.png").unlink()  # gone (d1_jackson has no audio: item gone)
     shutil.move(small_folder / "d2_george.txt", small_folder / "renamed.txt")  # same content, new item
     third = Indexer(url).run(small_folder)
     assert (third.changed, third.encoded, third.missing, third.removed) == (1, 2, 1, 0)
@@ -106,12 +115,13 @@ def test_rerun_is_incremental_and_prunes(small_folder: Path, tmp_path: Path) -> 
 
 
 def test_a_crash_between_vectors_and_rows_is_healed_by_the_next_run(
-        small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite:///{tmp_path}/c.db"
     calls = {"n": 0}
     original = Indexer._asset_row
 
-    def crash_on_third_batch(decoded):  # noqa: ANN001
+    def crash_on_third_batch(decoded):
         calls["n"] += 1
         if calls["n"] == 9:  # inside the third checkpoint of 4: its vectors are saved, its rows are not
             raise RuntimeError("simulated crash")
@@ -130,7 +140,8 @@ def test_a_crash_between_vectors_and_rows_is_healed_by_the_next_run(
 
 
 def test_other_encoders_are_refused_with_a_clear_message(
-        small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from retrieval.encoders import registry
     from retrieval.encoders.features import HogImageEncoder
     from retrieval.profiles import Profile
@@ -161,10 +172,12 @@ def test_stale_index_is_rebuilt_not_trusted(small_folder: Path, tmp_path: Path) 
     assert any(b["current"] for b in collection_status(url)["indexes"])
 
 
-def test_more_bad_input_never_stops_the_batch(small_folder: Path, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from indexer import pipeline
+def test_more_bad_input_never_stops_the_batch(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from test_media import png_claiming
+
+    from indexer import pipeline
 
     (small_folder / "bomb.png").write_bytes(png_claiming(100_000, 100_000))
     (small_folder / "dangling.wav").symlink_to(small_folder / "nowhere.wav")
@@ -172,7 +185,7 @@ def test_more_bad_input_never_stops_the_batch(small_folder: Path, tmp_path: Path
     shutil.copy(recording(9), vanishing)
     real_scan = pipeline.scan
 
-    def scan_then_delete(path):  # noqa: ANN001, ANN202 - a file removed between scan and read
+    def scan_then_delete(path):
         found = real_scan(path)
         vanishing.unlink()
         return found
@@ -191,7 +204,9 @@ def test_manifest_row_pointing_nowhere_and_empty_folder(tmp_path: Path) -> None:
     manifest.write_text(f"id,image,audio,label\na,{mnist_image(4)},,4\nb,missing.png,{recording(4)},4\n")
     summary = Indexer(f"sqlite:///{tmp_path}/c.db").run(manifest, roots=[MNIST.parent.parent])
     assert summary.items == 2 and summary.assets == {"audio": 1, "image": 1}
-    assert [(Path(p.path).name, p.reason) for p in summary.problems] == [("missing.png", "cannot read file (No such file or directory)")]
+    assert [(Path(p.path).name, p.reason) for p in summary.problems] == [
+        ("missing.png", "cannot read file (No such file or directory)")
+    ]
     (tmp_path / "empty").mkdir()
     empty = Indexer(f"sqlite:///{tmp_path}/e.db").run(tmp_path / "empty")
     assert (empty.items, empty.encoded, empty.problems) == (0, 0, [])
@@ -210,8 +225,9 @@ def test_two_collections_in_one_database_keep_their_own_vectors(small_folder: Pa
 
 @pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 33])
 @pytest.mark.parametrize("workers", [0, 3])
-def test_the_local_executor_decodes_every_item_once_in_order(count: int, workers: int,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_local_executor_decodes_every_item_once_in_order(
+    count: int, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from indexer.executors import LocalExecutor
 
     monkeypatch.setattr(LocalExecutor, "_decode", lambda self, items: [n * 10 for n in items])
@@ -221,13 +237,14 @@ def test_the_local_executor_decodes_every_item_once_in_order(count: int, workers
     assert all(len(batch) == 8 for batch in batches[:-1])
 
 
-def test_a_non_finite_vector_becomes_an_error_not_an_index_entry(small_folder: Path, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_non_finite_vector_becomes_an_error_not_an_index_entry(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from retrieval.encoders.features import HogImageEncoder
 
     real = HogImageEncoder._encode_batch
 
-    def nan_for_the_first(self, modality, batch):  # noqa: ANN001, ANN202 - an encoder that misbehaves once
+    def nan_for_the_first(self, modality, batch):
         out = real(self, modality, batch)
         out[0] = np.nan
         return out

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import mnist_image, recording
+
 from indexer import Indexer
 from retrieval import QueryInput, SearchEngine
 from retrieval.profiles import PROFILES, load_profile
@@ -22,12 +22,22 @@ def test_pretrained_profile_names_real_weights() -> None:
     assert set(profile.encoders["text"]) == {*profile.encoders["image"], *profile.encoders["audio"], "sbert"}
 
 
-def test_index_and_search_with_clip_and_clap_spaces(tiny_models: dict[str, str], small_folder: Path,
-                                                      tmp_path: Path) -> None:
+def test_index_and_search_with_clip_and_clap_spaces(
+    tiny_models: dict[str, str], small_folder: Path, tmp_path: Path
+) -> None:
     profile_file = tmp_path / "tiny.json"
-    profile_file.write_text(json.dumps({"name": "tiny", "encoders": {
-        "image": [tiny_models["openclip"]], "audio": [tiny_models["clap"]],
-        "text": [tiny_models["openclip"], tiny_models["clap"], "sbert"]}}))
+    profile_file.write_text(
+        json.dumps(
+            {
+                "name": "tiny",
+                "encoders": {
+                    "image": [tiny_models["openclip"]],
+                    "audio": [tiny_models["clap"]],
+                    "text": [tiny_models["openclip"], tiny_models["clap"], "sbert"],
+                },
+            }
+        )
+    )
     url = f"sqlite:///{tmp_path}/p.db"
     summary = Indexer(url, profile=load_profile(profile_file)).run(small_folder)
     assert summary.assets == {"audio": 8, "image": 8, "text": 4}

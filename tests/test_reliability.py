@@ -15,14 +15,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FSDD, MNIST, mnist_image, recording
 from sqlalchemy import func, select
 
-from conftest import FSDD, MNIST, mnist_image, recording
 from indexer import Indexer
 from retrieval import SearchEngine
 from retrieval.profiles import Profile
-from storage import (Asset, CollectionBusyError, CollectionLock, Database, IndexBuild, Item, StorageError,
-                     VectorStorage, open_backend)
+from storage import (
+    Asset,
+    CollectionBusyError,
+    CollectionLock,
+    Database,
+    IndexBuild,
+    Item,
+    StorageError,
+    VectorStorage,
+    open_backend,
+)
 from storage.models import Collection
 from storage.repository import ok_ids_by_modality
 
@@ -69,8 +78,7 @@ def check_consistent(url: str, expected_items: int) -> dict[str, int]:
     return {m: len(v) for m, v in ok.items()}
 
 
-def kill_mid_run(command: list[str], url: str, rng: random.Random, max_delay: float, wait_s: float = 180
-                 ) -> int | None:
+def kill_mid_run(command: list[str], url: str, rng: random.Random, max_delay: float, wait_s: float = 180) -> int | None:
     """Start an indexing run, wait until it is writing, SIGKILL it at a random moment; the good assets
     then in the database, or None when the run finished first."""
     before = ok_assets(url)
@@ -90,7 +98,7 @@ def ok_assets(url: str) -> int:
     try:
         with Database(url).session() as session:
             return session.scalar(select(func.count()).select_from(Asset).where(Asset.status == "ok")) or 0
-    except Exception:  # noqa: BLE001 - killed before the schema existed
+    except Exception:
         return 0
 
 
@@ -99,8 +107,23 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     items = 500
     manifest = media_manifest(tmp_path / "collection", items)
     url = f"sqlite:///{tmp_path}/kill.db"
-    command = [sys.executable, "-m", "indexer", str(manifest), "--db", url, "--quiet", "--batch-size", "8", "--checkpoint-every", "32",
-               "--profile", str(tmp_path / "collection" / "fast.json"), "--allow-root", str(MNIST.parent.parent)]
+    command = [
+        sys.executable,
+        "-m",
+        "indexer",
+        str(manifest),
+        "--db",
+        url,
+        "--quiet",
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "32",
+        "--profile",
+        str(tmp_path / "collection" / "fast.json"),
+        "--allow-root",
+        str(MNIST.parent.parent),
+    ]
     rng = random.Random(7)
     progress = []
     while len(progress) < 5:
@@ -109,7 +132,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
             break
         progress.append(after)
     assert len(progress) == 5 and all(0 < n < 2 * items for n in progress), (
-        f"five kills must land mid-run (good assets after each kill: {progress})")
+        f"five kills must land mid-run (good assets after each kill: {progress})"
+    )
     print(f"good assets after each of {len(progress)} kills: {progress}")
     final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
@@ -120,9 +144,11 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
 def test_a_second_writer_is_refused(small_folder: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/c.db"
     indexer = Indexer(url)
-    with CollectionLock(indexer.storage.root, "test"):
-        with pytest.raises(CollectionBusyError, match="is being written by pid"):
-            Indexer(url).run(small_folder)
+    with (
+        CollectionLock(indexer.storage.root, "test"),
+        pytest.raises(CollectionBusyError, match="is being written by pid"),
+    ):
+        Indexer(url).run(small_folder)
     assert Indexer(url).run(small_folder).encoded == 20  # the lock is gone with its holder
 
 
@@ -138,7 +164,7 @@ def test_searching_while_an_indexer_writes(tmp_path: Path) -> None:
     def write() -> None:
         try:
             Indexer(url, batch_size=16).run(more, roots=[MNIST.parent.parent], prune=True)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:
             errors.append(exc)
         finally:
             done.set()
@@ -160,8 +186,9 @@ def test_searching_while_an_indexer_writes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
-def test_disk_full_or_read_only_keeps_the_previous_index(small_folder: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+def test_disk_full_or_read_only_keeps_the_previous_index(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
     import shutil
 
     from storage import artifacts
@@ -173,7 +200,7 @@ def test_disk_full_or_read_only_keeps_the_previous_index(small_folder: Path, tmp
 
     real = artifacts.os.fdopen
 
-    def failing_fdopen(fd, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def failing_fdopen(fd, *args, **kwargs):
         handle = real(fd, *args, **kwargs)
         handle.write(b"partial")
         handle.close()

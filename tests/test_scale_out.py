@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_reliability import ROOT, check_consistent, kill_mid_run, media_manifest
 
 from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 from indexer.pipeline import Indexer
@@ -17,7 +18,6 @@ from retrieval import SearchEngine
 from retrieval.fusion import list_strategies
 from retrieval.train import TrainConfig
 from storage import VectorStorage
-from test_reliability import ROOT, check_consistent, kill_mid_run, media_manifest
 
 pytestmark = [pytest.mark.datasets, pytest.mark.slow]
 
@@ -26,8 +26,9 @@ def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, tmp_path
     manifest = build_digits_manifest(tmp_path / "digits", None, DemoSpec(seed=0))
     roots = [datasets_dir(None)]
     milvus = f"milvus:{tmp_path / 'milvus.db'}"
-    ray_run = Indexer(postgres_url, vector_dir=tmp_path / "ray-vectors", vector_backend=milvus,
-                      executor="ray", checkpoint_assets=512).run(manifest, roots=roots)
+    ray_run = Indexer(
+        postgres_url, vector_dir=tmp_path / "ray-vectors", vector_backend=milvus, executor="ray", checkpoint_assets=512
+    ).run(manifest, roots=roots)
     assert ray_run.items == 2000 and not ray_run.problems
     assert ray_run.encoded == sum(ray_run.assets.values()) > 4000
 
@@ -70,9 +71,27 @@ def test_killing_a_ray_run_loses_nothing(tmp_path: Path) -> None:
     items = 300
     manifest = media_manifest(tmp_path / "collection", items)
     url = f"sqlite:///{tmp_path}/kill.db"
-    command = [sys.executable, "-m", "indexer", str(manifest), "--db", url, "--quiet", "--batch-size", "8",
-               "--checkpoint-every", "32", "--executor", "ray", "--vector-backend", f"milvus:{tmp_path}/m.db",
-               "--profile", str(tmp_path / "collection" / "fast.json"), "--allow-root", str(ROOT.parent / "shared")]
+    command = [
+        sys.executable,
+        "-m",
+        "indexer",
+        str(manifest),
+        "--db",
+        url,
+        "--quiet",
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "32",
+        "--executor",
+        "ray",
+        "--vector-backend",
+        f"milvus:{tmp_path}/m.db",
+        "--profile",
+        str(tmp_path / "collection" / "fast.json"),
+        "--allow-root",
+        str(ROOT.parent / "shared"),
+    ]
     rng = random.Random(3)
     kills = []
     for _ in range(2):

@@ -5,22 +5,22 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import mnist_image, recording
+
 from indexer.sources import scan
 
 pytestmark = pytest.mark.datasets
 
 
 def test_folder_groups_by_stem_and_types_by_content(tmp_path: Path) -> None:
-    shutil.copy(mnist_image(1), tmp_path / "cat_01.jpg")          # a PNG named .jpg: still an image
+    shutil.copy(mnist_image(1), tmp_path / "cat_01.jpg")  # a PNG named .jpg: still an image
     shutil.copy(recording(1), tmp_path / "cat_01.wav")
     (tmp_path / "cat_01.txt").write_text("a cat")
-    shutil.copy(recording(2), tmp_path / "dog.bin")                # a WAV with an odd extension: audio
-    (tmp_path / "notes.xyz").write_bytes(bytes(range(256)))        # unknown type
+    shutil.copy(recording(2), tmp_path / "dog.bin")  # a WAV with an odd extension: audio
+    (tmp_path / "notes.xyz").write_bytes(bytes(range(256)))  # unknown type
     (tmp_path / "sub").mkdir()
-    shutil.copy(mnist_image(2), tmp_path / "sub" / "cat_01.png")   # same stem in another folder: another item
-    shutil.copy(mnist_image(3), tmp_path / "cat_01.png")           # second image for one item
+    shutil.copy(mnist_image(2), tmp_path / "sub" / "cat_01.png")  # same stem in another folder: another item
+    shutil.copy(mnist_image(3), tmp_path / "cat_01.png")  # second image for one item
     found = scan(tmp_path)
     items = {i.key: i for i in found.items}
     assert set(items) == {"cat_01", "dog", "sub/cat_01"}
@@ -37,12 +37,14 @@ def test_csv_manifest_keeps_metadata_and_resolves_paths(tmp_path: Path) -> None:
     shutil.copy(mnist_image(7), media / "seven.png")
     (media / "caption.txt").write_text("a handwritten seven")
     manifest = tmp_path / "m.csv"
-    manifest.write_text("id,image,audio,text,label\n"
-                        "a,media/seven.png,,media/caption.txt,7\n"
-                        "b,,media/nowhere.wav,the digit two,2\n"
-                        ",media/seven.png,,,1\n"
-                        "a,media/seven.png,,,7\n"
-                        "c,,,,3\n")
+    manifest.write_text(
+        "id,image,audio,text,label\n"
+        "a,media/seven.png,,media/caption.txt,7\n"
+        "b,,media/nowhere.wav,the digit two,2\n"
+        ",media/seven.png,,,1\n"
+        "a,media/seven.png,,,7\n"
+        "c,,,,3\n"
+    )
     found = scan(manifest)
     items = {i.key: i for i in found.items}
     assert set(items) == {"a", "b"}

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from storage import (CorruptArtifactError, Database, EncoderMismatchError, VectorStorage, FaissStore,
-                     VectorTable, default_factory)
+from storage import (
+    CorruptArtifactError,
+    Database,
+    EncoderMismatchError,
+    FaissStore,
+    VectorStorage,
+    VectorTable,
+    default_factory,
+)
 
 
 def unit(rows: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -23,7 +23,7 @@ def spec_for(kind: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
+def backend(request: pytest.FixtureRequest, tmp_path: Path):
     return open_backend(spec_for(request.param, tmp_path), tmp_path / "indexes")
 
 
@@ -32,7 +32,7 @@ def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_add_search_remove(backend) -> None:  # noqa: ANN001
+def test_add_search_remove(backend) -> None:
     ids, x = np.arange(1000, 1200), unit_rows(200, 16)
     store, location = backend.create("s-field-a", 1, ids, x, "Flat", {"encoders": ["e1"]})
     assert location is not None and len(store) == 200
@@ -47,7 +47,7 @@ def test_add_search_remove(backend) -> None:  # noqa: ANN001
     assert store.search(x[:1], 1)[1][0, 0] == 7
 
 
-def test_reopened_store_gives_the_same_answers(backend, tmp_path: Path) -> None:  # noqa: ANN001
+def test_reopened_store_gives_the_same_answers(backend, tmp_path: Path) -> None:
     ids, x = np.arange(300) * 3, unit_rows(300, 8, seed=1)
     store, location = backend.create("s-field-b", 4, ids, x, None, {"encoders": ["e1"]})
     before = store.search(x[:20], 10)
@@ -59,7 +59,7 @@ def test_reopened_store_gives_the_same_answers(backend, tmp_path: Path) -> None:
     assert backend.open(location + "-gone", {"encoders": ["e1"]}) is None
 
 
-def test_small_store_returns_what_it_has_and_empty_store_nothing(backend) -> None:  # noqa: ANN001
+def test_small_store_returns_what_it_has_and_empty_store_nothing(backend) -> None:
     store, _ = backend.create("s-small", 1, np.array([1, 2, 3]), unit_rows(3, 4), "Flat", {})
     scores, ids = store.search(unit_rows(2, 4, seed=5), 10)
     assert ids.shape == (2, 3) and sorted(ids[0].tolist()) == [1, 2, 3]
@@ -68,13 +68,13 @@ def test_small_store_returns_what_it_has_and_empty_store_nothing(backend) -> Non
     assert store.search(unit_rows(1, 4), 5)[1].shape == (1, 0)
 
 
-def test_wrong_dimension_is_refused(backend) -> None:  # noqa: ANN001
+def test_wrong_dimension_is_refused(backend) -> None:
     store, _ = backend.create("s-dim", 1, np.arange(10), unit_rows(10, 8), "Flat", {"encoders": ["e1"]})
     with pytest.raises(EncoderMismatchError, match="dimension 4"):
         store.search(unit_rows(1, 4), 3)
 
 
-def test_inverted_file_keeps_recall(backend) -> None:  # noqa: ANN001
+def test_inverted_file_keeps_recall(backend) -> None:
     # clustered, like media embeddings (uniform noise is the worst case for any inverted file)
     centres = unit_rows(40, 32, seed=9)
     x = centres[np.random.default_rng(2).integers(0, 40, 4000)] + 0.3 * unit_rows(4000, 32, seed=2)
@@ -88,7 +88,7 @@ def test_inverted_file_keeps_recall(backend) -> None:  # noqa: ANN001
     assert recall >= 0.9
 
 
-def test_catalog_records_location_and_rebuilds_when_stale(backend, tmp_path: Path) -> None:  # noqa: ANN001
+def test_catalog_records_location_and_rebuilds_when_stale(backend, tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path}/c.db")
     with db.session() as session:
         session.add(Collection(id=1, name="c", vector_dir=str(tmp_path)))
@@ -125,10 +125,11 @@ def test_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.datasets
 def test_every_strategy_gives_the_same_results_on_both_backends(small_folder: Path, tmp_path: Path) -> None:
+    from conftest import mnist_image, recording
+
     from indexer.pipeline import Indexer
     from retrieval import SearchEngine
     from retrieval.train import TrainConfig
-    from conftest import mnist_image, recording
 
     url = f"sqlite:///{tmp_path}/both.db"
     results = {}
@@ -136,10 +137,13 @@ def test_every_strategy_gives_the_same_results_on_both_backends(small_folder: Pa
         Indexer(url, kind, vector_backend=spec_for(kind, tmp_path)).run(small_folder)
         engine = SearchEngine.open(url, kind)
         for learned in ("gated", "cross_attention"):
-            engine.train(TrainConfig(learned, epochs=2, batch_size=8, seed=0), tmp_path / f"{kind}-{learned}.safetensors")
+            engine.train(
+                TrainConfig(learned, epochs=2, batch_size=8, seed=0), tmp_path / f"{kind}-{learned}.safetensors"
+            )
         for strategy in ("late", "early", "hybrid", "gated", "cross_attention"):
-            found = engine.search(text="the digit 2", image=mnist_image(2, 1), audio=recording(2, "lucas", 2),
-                                  strategy=strategy, k=5)
+            found = engine.search(
+                text="the digit 2", image=mnist_image(2, 1), audio=recording(2, "lucas", 2), strategy=strategy, k=5
+            )
             assert found.hits, strategy
             results[(kind, strategy)] = [(h.key, round(h.score, 4)) for h in found.hits]
     for strategy in ("late", "early", "hybrid", "gated", "cross_attention"):

@@ -17,11 +17,17 @@ def contribution_bar(contributions: dict[str, float]) -> str:
     total = sum(abs(v) for v in contributions.values()) or 1.0
     parts = "".join(
         f'<div title="{html.escape(m)} {v:.3f}" style="width:{100 * abs(v) / total:.1f}%;'
-        f'background:{COLOURS.get(m, "#9D9D9D")};height:8px"></div>' for m, v in contributions.items())
-    legend = " · ".join(f'<span style="color:{COLOURS.get(m, "#777")}">{html.escape(m)} {v:.2f}</span>'
-                        for m, v in contributions.items())
-    return (f'<div style="display:flex;width:100%;border-radius:3px;overflow:hidden">{parts}</div>'
-            f'<div style="font-size:0.75em">{legend}</div>')
+        f'background:{COLOURS.get(m, "#9D9D9D")};height:8px"></div>'
+        for m, v in contributions.items()
+    )
+    legend = " · ".join(
+        f'<span style="color:{COLOURS.get(m, "#777")}">{html.escape(m)} {v:.2f}</span>'
+        for m, v in contributions.items()
+    )
+    return (
+        f'<div style="display:flex;width:100%;border-radius:3px;overflow:hidden">{parts}</div>'
+        f'<div style="font-size:0.75em">{legend}</div>'
+    )
 
 
 def movement_badge(change: str | None) -> str:
@@ -35,8 +41,10 @@ def movement_badge(change: str | None) -> str:
 
 def result_card(hit: Hit, method: str, change: str | None, on_example) -> None:  # noqa: ANN001
     with st.container(border=True):
-        st.markdown(f"**{hit.rank}. {html.escape(hit.key)}**{movement_badge(change)}  \n"
-                    f"score `{hit.score:.3f}`", help=", ".join(f"{k}={v}" for k, v in hit.metadata.items()) or None)
+        st.markdown(
+            f"**{hit.rank}. {html.escape(hit.key)}**{movement_badge(change)}  \nscore `{hit.score:.3f}`",
+            help=", ".join(f"{k}={v}" for k, v in hit.metadata.items()) or None,
+        )
         image, audio = hit.assets.get("image"), hit.assets.get("audio")
         if image and Path(image).is_file():
             st.image(image, width=72)
@@ -46,5 +54,10 @@ def result_card(hit: Hit, method: str, change: str | None, on_example) -> None: 
             st.caption(hit.text[:200])
         if hit.contributions:
             st.markdown(contribution_bar(hit.contributions), unsafe_allow_html=True)
-        st.button("Search with this item", key=f"example-{method}-{hit.item_id}", on_click=on_example,
-                  args=(hit.item_id,), width="stretch")
+        st.button(
+            "Search with this item",
+            key=f"example-{method}-{hit.item_id}",
+            on_click=on_example,
+            args=(hit.item_id,),
+            width="stretch",
+        )

@@ -26,21 +26,24 @@ def _label_fields(engine) -> list[str]:  # noqa: ANN001
 def render(settings: Settings) -> None:
     st.header("Evaluate")
     engine = engine_for(settings.url, settings.collection)
-    uploaded = st.file_uploader("Queries (JSONL: id, text/image/audio, label, exclude)", type=["jsonl"],
-                                key="eval_queries")
+    uploaded = st.file_uploader(
+        "Queries (JSONL: id, text/image/audio, label, exclude)", type=["jsonl"], key="eval_queries"
+    )
     if uploaded is None and not DEMO_QUERIES.is_file():
         st.info("Upload a JSONL file of labelled queries to evaluate the methods chosen in the sidebar.")
         return
     fields = _label_fields(engine)
-    relevance = st.radio("Relevance", ["items sharing a label", "a TREC qrels file"], horizontal=True,
-                         key="eval_relevance")
+    relevance = st.radio(
+        "Relevance", ["items sharing a label", "a TREC qrels file"], horizontal=True, key="eval_relevance"
+    )
     label_field = qrels_file = None
     if relevance == "items sharing a label":
         if not fields:
             st.warning("This collection's items carry no metadata to use as labels; upload a qrels file.")
             return
-        label_field = st.selectbox("Label field", fields, index=fields.index("digit") if "digit" in fields else 0,
-                                   key="eval_label")
+        label_field = st.selectbox(
+            "Label field", fields, index=fields.index("digit") if "digit" in fields else 0, key="eval_label"
+        )
     else:
         qrels_file = st.file_uploader("Qrels (query iteration item_key relevance)", key="eval_qrels")
     source = "the uploaded file" if uploaded else f"`{DEMO_QUERIES}` (the demo's labelled queries)"
@@ -70,8 +73,9 @@ def render(settings: Settings) -> None:
             return
         status.update(label=f"Evaluated {result.queries['all']} queries", state="complete")
     metric = st.selectbox("Metric", result.metrics, index=result.metrics.index(f"ndcg@{settings.k}"), key="eval_metric")
-    table = pd.DataFrame({method: {kind: values[metric] for kind, values in by_kind.items()}
-                          for method, by_kind in result.table.items()}).T
+    table = pd.DataFrame(
+        {method: {kind: values[metric] for kind, values in by_kind.items()} for method, by_kind in result.table.items()}
+    ).T
     st.dataframe(table.round(3))
     st.altair_chart(metric_chart(result, metric))
     st.markdown(result.to_markdown([metric]).split("Paired")[-1] if len(result.table) > 1 else "")

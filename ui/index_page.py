@@ -16,8 +16,9 @@ from ui.state import allowed_roots, collections, engine_for, inside_roots
 def render(url: str, collection: str | None) -> None:
     st.header("Index")
     st.caption("Allowed folders: " + ", ".join(f"`{r}`" for r in allowed_roots()))
-    path = st.text_input("Folder or manifest (.csv / .jsonl) on the server", key="index_path",
-                         value="data/digits/manifest.csv")
+    path = st.text_input(
+        "Folder or manifest (.csv / .jsonl) on the server", key="index_path", value="data/digits/manifest.csv"
+    )
     name = st.text_input("Collection", value=collection or "default", key="index_collection")
     prune = st.checkbox("Remove items whose files are gone", key="index_prune")
     if st.button("Index", type="primary", key="index_run"):
@@ -42,13 +43,15 @@ def run_indexer(url: str, name: str, path: Path, prune: bool) -> None:
     with st.status(f"Indexing {path}…", expanded=True) as status:
         try:
             summary = Indexer(url, name).run(path, prune=prune, progress=progress)
-        except Exception as exc:  # noqa: BLE001 - shown in the page, never as a traceback
+        except Exception as exc:
             status.update(label="Indexing failed", state="error")
             st.error(str(exc))
             return
         status.update(label=f"Indexed {summary.items} items in {summary.seconds:.1f}s", state="complete")
-    st.write(f"Assets: {summary.assets} · encoded {summary.encoded}, unchanged {summary.unchanged}, "
-             f"changed {summary.changed}, removed {summary.removed}")
+    st.write(
+        f"Assets: {summary.assets} · encoded {summary.encoded}, unchanged {summary.unchanged}, "
+        f"changed {summary.changed}, removed {summary.removed}"
+    )
     if summary.problems:
         st.subheader(f"Skipped ({len(summary.problems)})")
         st.dataframe(pd.DataFrame([vars(p) for p in summary.problems]), hide_index=True)
@@ -80,5 +83,7 @@ def train_section(url: str, collection: str) -> None:
     except (ValueError, LookupError) as exc:
         st.error(str(exc))
         return
-    st.success(f"Trained on {result.items} items in {result.seconds:.1f}s; saved {result.path}. "
-               f"Choose '{strategy}' in the sidebar to use it.")
+    st.success(
+        f"Trained on {result.items} items in {result.seconds:.1f}s; saved {result.path}. "
+        f"Choose '{strategy}' in the sidebar to use it."
+    )

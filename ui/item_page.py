@@ -45,9 +45,11 @@ def render(settings: Settings) -> None:
     ok = {m: a for m, a in assets.items() if a.status == "ok"}
     if not ok or not settings.methods:
         return
-    query = QueryInput(text=ok["text"].preview if "text" in ok else None,
-                       image=ok["image"].path if "image" in ok else None,
-                       audio=ok["audio"].path if "audio" in ok else None)
+    query = QueryInput(
+        text=ok["text"].preview if "text" in ok else None,
+        image=ok["image"].path if "image" in ok else None,
+        audio=ok["audio"].path if "audio" in ok else None,
+    )
     st.subheader("Nearest neighbours")
     results = engine.search_many(query, settings.methods, k=settings.k + 1, keep_going=True)
     for column, (label, result) in zip(st.columns(len(results)), results.items()):

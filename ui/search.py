@@ -27,8 +27,10 @@ def _upload(widget, label: str) -> bytes | None:  # noqa: ANN001
         return None
     data = widget.getvalue()
     if len(data) > MAX_UPLOAD_BYTES:
-        raise MediaError(widget.name, f"{label} is {len(data) // 1024 // 1024} MB, over the limit of "
-                                      f"{MAX_UPLOAD_BYTES // 1024 // 1024} MB")
+        raise MediaError(
+            widget.name,
+            f"{label} is {len(data) // 1024 // 1024} MB, over the limit of {MAX_UPLOAD_BYTES // 1024 // 1024} MB",
+        )
     return data
 
 
@@ -41,9 +43,11 @@ def _example_query(engine, item_id: int) -> QueryInput | None:  # noqa: ANN001
             return None
         ok = {a.modality: a for a in item.assets if a.status == "ok"}
         st.info(f"Searching with item **{item.key}** (its {', '.join(sorted(ok))}).")
-        return QueryInput(text=ok["text"].preview if "text" in ok else None,
-                          image=ok["image"].path if "image" in ok else None,
-                          audio=ok["audio"].path if "audio" in ok else None)
+        return QueryInput(
+            text=ok["text"].preview if "text" in ok else None,
+            image=ok["image"].path if "image" in ok else None,
+            audio=ok["audio"].path if "audio" in ok else None,
+        )
 
 
 def render(settings: Settings) -> None:
@@ -56,8 +60,11 @@ def render(settings: Settings) -> None:
     recorded = right.audio_input("…or record one", key="query_recording")
     query: QueryInput | None
     try:
-        query = QueryInput(text=text.strip() or None, image=_upload(image, "the image"),
-                           audio=_upload(audio, "the audio clip") or _upload(recorded, "the recording"))
+        query = QueryInput(
+            text=text.strip() or None,
+            image=_upload(image, "the image"),
+            audio=_upload(audio, "the audio clip") or _upload(recorded, "the recording"),
+        )
     except MediaError as exc:
         st.error(f"That upload cannot be used: {exc.reason}.")
         return
@@ -67,8 +74,10 @@ def render(settings: Settings) -> None:
             st.rerun()
         query = _example_query(engine, st.session_state["example"]) or query
     if not query.present():
-        st.info("Type a text, upload an image or an audio clip, or record one: any mix works. "
-                "Each method below searches with everything you give, and you can compare them side by side.")
+        st.info(
+            "Type a text, upload an image or an audio clip, or record one: any mix works. "
+            "Each method below searches with everything you give, and you can compare them side by side."
+        )
         return
     if not settings.methods:
         st.warning("Choose at least one fusion method in the sidebar.")
@@ -107,9 +116,21 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
         st.subheader("How the methods differ")
         for line in comparison.summary:
             st.write(line)
-        st.dataframe(pd.DataFrame([{"methods": f"{p.a} vs {p.b}", f"overlap@{settings.k}": p.overlap,
-                                    "Jaccard": p.jaccard, "RBO": p.rbo, "Kendall's tau": p.kendall_tau}
-                                   for p in comparison.pairs]).round(3), hide_index=True)
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "methods": f"{p.a} vs {p.b}",
+                        f"overlap@{settings.k}": p.overlap,
+                        "Jaccard": p.jaccard,
+                        "RBO": p.rbo,
+                        "Kendall's tau": p.kendall_tau,
+                    }
+                    for p in comparison.pairs
+                ]
+            ).round(3),
+            hide_index=True,
+        )
         st.altair_chart(bump_chart(comparison), width="stretch")
 
 

@@ -59,18 +59,28 @@ def sidebar(url: str) -> Settings | None:
     if not names:
         st.sidebar.warning("No collection yet: index one on the Index page.")
         return None
-    collection = st.sidebar.selectbox("Collection", names, key="collection",
-                                      index=names.index("default") if "default" in names else 0)
+    collection = st.sidebar.selectbox(
+        "Collection", names, key="collection", index=names.index("default") if "default" in names else 0
+    )
     engine = engine_for(url, collection)
     with engine.db.session() as session:
         presets = [p.name for p in list_presets(session, engine.collection_id)]
     options = list(list_strategies()) + [f"preset:{p}" for p in presets]
-    chosen = st.sidebar.multiselect("Fusion methods to show", options, default=["late", "early"], key="methods",
-                                    help="Learned methods (gated, cross_attention) need training: see the Index page.")
+    chosen = st.sidebar.multiselect(
+        "Fusion methods to show",
+        options,
+        default=["late", "early"],
+        key="methods",
+        help="Learned methods (gated, cross_attention) need training: see the Index page.",
+    )
     st.sidebar.markdown("**Query weights**")
     weights = {m: st.sidebar.slider(m, 0.0, 2.0, 1.0, 0.05, key=f"weight_{m}") for m in ("image", "audio", "text")}
-    normalisation = st.sidebar.selectbox("Late/hybrid: score normalisation", NORMALISATIONS, key="normalisation",
-                                         help="Normalisation can reorder results: it is always shown.")
+    normalisation = st.sidebar.selectbox(
+        "Late/hybrid: score normalisation",
+        NORMALISATIONS,
+        key="normalisation",
+        help="Normalisation can reorder results: it is always shown.",
+    )
     fusion = st.sidebar.selectbox("Late/hybrid: fusion", ("sum", "mnz", "rrf"), key="fusion")
     rrf_k = st.sidebar.number_input("RRF k", 1.0, 1000.0, 60.0, 1.0, key="rrf_k")
     k = st.sidebar.slider("Results", 3, 30, 10, key="k")
@@ -79,7 +89,9 @@ def sidebar(url: str) -> Settings | None:
         if option.startswith("preset:"):
             methods.append(engine.preset(option.removeprefix("preset:")))
             continue
-        params = {"normalisation": normalisation, "fusion": fusion, "rrf_k": rrf_k} if option in ("late", "hybrid") else {}
+        params = (
+            {"normalisation": normalisation, "fusion": fusion, "rrf_k": rrf_k} if option in ("late", "hybrid") else {}
+        )
         methods.append(Method(option, option, params, {m: w for m, w in weights.items() if w != 1.0}))
     return Settings(url, collection, methods, k)
 

@@ -54,15 +54,21 @@ class Encoder(ABC):
     def info(self) -> EncoderInfo:
         return EncoderInfo(self.name, self.dim, tuple(self.modalities), self.weights, self.preprocessing)
 
-    def encode(self, modality: Modality, inputs: Sequence[Any], *, batch_size: int | None = None,
-               progress: Progress | None = None) -> np.ndarray:
+    def encode(
+        self,
+        modality: Modality,
+        inputs: Sequence[Any],
+        *,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
         if modality not in self.modalities:
             raise ValueError(f"encoder {self.name} does not read {modality} (it reads {', '.join(self.modalities)})")
         size = batch_size or self.batch_size
         out = np.zeros((len(inputs), self.dim), np.float32)
         for start in range(0, len(inputs), size):
-            batch = inputs[start:start + size]
-            out[start:start + len(batch)] = self._encode_batch(modality, batch)
+            batch = inputs[start : start + size]
+            out[start : start + len(batch)] = self._encode_batch(modality, batch)
             if progress is not None:
                 progress(len(batch))
         return l2_normalise(out)

@@ -38,7 +38,8 @@ class ClapEncoder(Encoder):
             model = ClapModel.from_pretrained(source, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise WeightsNotFoundError(
-                f"CLAP model {source!r}", [source, "the Hugging Face cache (HF_HOME)"],
+                f"CLAP model {source!r}",
+                [source, "the Hugging Face cache (HF_HOME)"],
                 "Model hubs cannot be reached from here. Download it on a connected machine "
                 f"(`huggingface-cli download {source}`) and copy the cache, or save it with "
                 "ClapModel.save_pretrained + ClapProcessor.save_pretrained and name the folder: clap:/path.",

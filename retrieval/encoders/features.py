@@ -61,8 +61,13 @@ class MfccAudioEncoder(Encoder):
         self.frame, self.hop = 400, 160  # 25 ms windows every 10 ms
         self.window = window_function(self.frame, "hann")
         self.filters = mel_filter_bank(
-            num_frequency_bins=self.frame // 2 + 1, num_mel_filters=40, min_frequency=60.0,
-            max_frequency=7600.0, sampling_rate=self.sample_rate, norm="slaney", mel_scale="slaney",
+            num_frequency_bins=self.frame // 2 + 1,
+            num_mel_filters=40,
+            min_frequency=60.0,
+            max_frequency=7600.0,
+            sampling_rate=self.sample_rate,
+            norm="slaney",
+            mel_scale="slaney",
         )
         self.dim = self.n_mfcc * (self.segments + 1)
 
@@ -96,10 +101,18 @@ class MfccAudioEncoder(Encoder):
                 if longest > 2 * shortest or (len(group) + 1) * longest > 2_000_000:
                     break
                 group.append(i)
-            order = order[len(group):]
-            mels = spectrogram_batch([samples[i] for i in group], self.window, frame_length=self.frame,
-                                     hop_length=self.hop, power=2.0, mel_filters=self.filters, log_mel="log10",
-                                     mel_floor=1e-10, center=True)
+            order = order[len(group) :]
+            mels = spectrogram_batch(
+                [samples[i] for i in group],
+                self.window,
+                frame_length=self.frame,
+                hop_length=self.hop,
+                power=2.0,
+                mel_filters=self.filters,
+                log_mel="log10",
+                mel_floor=1e-10,
+                center=True,
+            )
             for i, mel in zip(group, mels):
                 out[i] = self._summary(mel)
         return np.stack(out)

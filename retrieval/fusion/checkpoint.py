@@ -23,7 +23,6 @@ from retrieval.profiles import Field
 from storage import EncoderMismatchError
 from storage.artifacts import load_arrays, save_arrays
 
-
 _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
 
 
@@ -64,9 +63,15 @@ class FusionCheckpoint:
         arrays = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
         for i, mean in enumerate(self.means or []):
             arrays[f"mean.{i}"] = mean.astype(np.float32)
-        header = {"strategy": self.strategy, "module": self.module.config(), "meta": self.meta,
-                  "fields": [{"modality": f.modality, "encoder": f.encoder, "dim": d}
-                             for f, d in zip(self.fields, self.dims)], "centred": self.means is not None}
+        header = {
+            "strategy": self.strategy,
+            "module": self.module.config(),
+            "meta": self.meta,
+            "fields": [
+                {"modality": f.modality, "encoder": f.encoder, "dim": d} for f, d in zip(self.fields, self.dims)
+            ],
+            "centred": self.means is not None,
+        }
         save_arrays(path, arrays, header)
         self.path = path
         return path
@@ -78,13 +83,21 @@ class FusionCheckpoint:
             raise FileNotFoundError(f"checkpoint {path} not found")
         arrays, header = load_arrays(path)
         module = build_module(header["module"])
-        state = {k.removeprefix("module."): torch.from_numpy(v.copy()) for k, v in arrays.items()
-                 if k.startswith("module.")}
+        state = {
+            k.removeprefix("module."): torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("module.")
+        }
         module.load_state_dict(state)
         fields = [Field(f["modality"], f["encoder"]) for f in header["fields"]]
         means = [arrays[f"mean.{i}"] for i in range(len(fields))] if header.get("centred") else None
-        return cls(header["strategy"], fields, [f["dim"] for f in header["fields"]], module.eval(), means,
-                   header.get("meta", {}), path)
+        return cls(
+            header["strategy"],
+            fields,
+            [f["dim"] for f in header["fields"]],
+            module.eval(),
+            means,
+            header.get("meta", {}),
+            path,
+        )
 
     def check(self, fields: list[Field], dims: dict[str, int]) -> None:
         """Refuse a space whose fields or dimensions differ from the ones this was trained on."""
@@ -93,7 +106,8 @@ class FusionCheckpoint:
         if wanted != have:
             raise EncoderMismatchError(
                 f"checkpoint {self.path} was trained on fields {wanted}; this collection has {have}. "
-                "Train a checkpoint on a collection encoded with the same encoders.")
+                "Train a checkpoint on a collection encoded with the same encoders."
+            )
 
     def prepare(self, blocks: list[np.ndarray], mask: np.ndarray) -> list[np.ndarray]:
         """Centre present blocks (when trained so) and zero absent ones: training and use share this."""
@@ -121,6 +135,6 @@ class FusionCheckpoint:
         blocks = self.prepare(blocks, mask)
         out = []
         for start in range(0, len(mask), batch):
-            part = [torch.from_numpy(np.ascontiguousarray(b[start:start + batch], np.float32)) for b in blocks]
-            out.append(self.module(part, torch.from_numpy(mask[start:start + batch])).numpy())
+            part = [torch.from_numpy(np.ascontiguousarray(b[start : start + batch], np.float32)) for b in blocks]
+            out.append(self.module(part, torch.from_numpy(mask[start : start + batch])).numpy())
         return np.concatenate(out) if out else np.zeros((0, self.module.out_dim), np.float32)

@@ -29,7 +29,7 @@ def concat_index(space: VectorSpace, fields: list[Field]) -> VectorStore:
         out = np.empty((len(ids), sum(dims)), np.float32)
         for f, start, dim in zip(fields, np.cumsum([0, *dims[:-1]]), dims):
             for row in range(0, len(ids), 65_536):
-                out[row:row + 65_536, start:start + dim] = space.tables[f.key].lookup(ids[row:row + 65_536])[0]
+                out[row : row + 65_536, start : start + dim] = space.tables[f.key].lookup(ids[row : row + 65_536])[0]
         return ids, out
 
     key = "+".join(f.key for f in fields)
@@ -43,15 +43,16 @@ def concat_query(fields: list[Field], dims: list[int], query: EncodedQuery) -> n
         for (modality, encoder), vector in query.vectors.items():
             if encoder == f.encoder:
                 block += query.weight(modality) * vector
-        for (modality, encoder), vector in query.negatives.items():
+        for (_, encoder), vector in query.negatives.items():
             if encoder == f.encoder:
                 block -= query.negative_weight * vector
         blocks.append(block)
     return np.concatenate(blocks)
 
 
-def search_concat(space: VectorSpace, fields: list[Field], query: EncodedQuery, n: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def search_concat(
+    space: VectorSpace, fields: list[Field], query: EncodedQuery, n: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Ids and scores (Σ weight × cosine) of the best `n` items for the query over the concatenated fields."""
     dims = [space.tables[f.key].dim for f in fields]
     scores, ids = concat_index(space, fields).search(concat_query(fields, dims, query), n)

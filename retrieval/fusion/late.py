@@ -70,8 +70,9 @@ def listed_totals(listed: UnitList, n: int) -> tuple[np.ndarray, np.ndarray]:
     return total, present
 
 
-def unit_totals(space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray,
-                listed: UnitList | None = None) -> tuple[np.ndarray, np.ndarray]:
+def unit_totals(
+    space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray, listed: UnitList | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Σ weight × cosine over the unit's channels for each id, and which ids the unit reaches.
 
     When the unit's index scored exactly, the ids of its own list keep their listed score and only the
@@ -101,8 +102,9 @@ class UnitFusion(FusionStrategy):
     def candidates(self, space: VectorSpace, query: EncodedQuery, k: int) -> np.ndarray:
         return self._lists(space, query, self.units(space, query), k)[1]
 
-    def _lists(self, space: VectorSpace, query: EncodedQuery, units: list[list[Channel]], k: int
-               ) -> tuple[list[UnitList], np.ndarray]:
+    def _lists(
+        self, space: VectorSpace, query: EncodedQuery, units: list[list[Channel]], k: int
+    ) -> tuple[list[UnitList], np.ndarray]:
         """Each unit's own list, and the union of their ids."""
         found = [unit_candidates(space, query, unit, max(k, self.params.candidates)) for unit in units]
         return found, union(found)
@@ -117,7 +119,9 @@ class UnitFusion(FusionStrategy):
         hits = np.zeros(len(ids), np.int64)
         values = []
         for unit, listed in zip(units, lists):
-            raw, present = unit_totals(space, query, unit, ids, listed) if p.rescore else listed_totals(listed, len(ids))
+            raw, present = (
+                unit_totals(space, query, unit, ids, listed) if p.rescore else listed_totals(listed, len(ids))
+            )
             value = rrf(ranks(raw, present), p.rrf_k) if p.fusion == "rrf" else normalise(raw, present, p.normalisation)
             values.append(value)
             total += value
@@ -134,11 +138,18 @@ class UnitFusion(FusionStrategy):
             parts[name] = parts.get(name, 0) + value[top]
         if p.fusion == "mnz":
             parts = {m: v * hits[top] for m, v in parts.items()}
-        return [Scored(int(ids[i]), float(total[i]), {m: float(v[n]) for m, v in parts.items()})
-                for n, i in enumerate(top)]
+        return [
+            Scored(int(ids[i]), float(total[i]), {m: float(v[n]) for m, v in parts.items()}) for n, i in enumerate(top)
+        ]
 
-    def _contributions(self, space: VectorSpace, query: EncodedQuery, units: list[list[Channel]], ids: np.ndarray,
-                       values: list[np.ndarray]) -> dict[str, np.ndarray]:
+    def _contributions(
+        self,
+        space: VectorSpace,
+        query: EncodedQuery,
+        units: list[list[Channel]],
+        ids: np.ndarray,
+        values: list[np.ndarray],
+    ) -> dict[str, np.ndarray]:
         """Each unit's fused value split among its query modalities in proportion to their raw scores
         (equally without re-scoring). Only the k results need it, so a unit of several modalities looks up
         k rows per channel here rather than every candidate's."""

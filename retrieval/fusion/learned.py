@@ -49,8 +49,10 @@ class LearnedFusion(FusionStrategy):
     def checkpoint(self) -> FusionCheckpoint:
         if self._checkpoint is None:
             if not self.params.checkpoint:
-                raise ValueError(f"{self.name} fusion learns: train it first "
-                                 f"(python -m retrieval train --strategy {self.name} ...) or pass checkpoint=FILE")
+                raise ValueError(
+                    f"{self.name} fusion learns: train it first "
+                    f"(python -m retrieval train --strategy {self.name} ...) or pass checkpoint=FILE"
+                )
             checkpoint = FusionCheckpoint.load(self.params.checkpoint)
             if checkpoint.module.kind != self.module_kind:
                 raise ValueError(f"{self.params.checkpoint} holds a {checkpoint.module.kind} model, not {self.name}")
@@ -80,18 +82,22 @@ class LearnedFusion(FusionStrategy):
         width = ckpt.module.out_dim + (sum(ckpt.dims) if self.params.blend > 0 else 0)
         out = np.empty((len(ids), width), np.float32)
         for start in range(0, len(ids), chunk):
-            blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids[start:start + chunk])
+            blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids[start : start + chunk])
             fused = ckpt.fuse(blocks, mask)
             if self.params.blend > 0:
                 fused = np.concatenate([fused, np.sqrt(self.params.blend) * np.concatenate(blocks, axis=1)], axis=1)
-            out[start:start + len(fused)] = fused
+            out[start : start + len(fused)] = fused
         return out
 
     def _index(self, space: VectorSpace):  # noqa: ANN202
         ckpt = self._checked(space)
         key = ckpt.digest + (f"-blend{self.params.blend:g}" if self.params.blend > 0 else "")
-        return space.index(self.name, key, [f.encoder for f in ckpt.fields],
-                           lambda: (space.item_ids(), self.item_vectors(space, space.item_ids())))
+        return space.index(
+            self.name,
+            key,
+            [f.encoder for f in ckpt.fields],
+            lambda: (space.item_ids(), self.item_vectors(space, space.item_ids())),
+        )
 
     def prepare(self, space: VectorSpace) -> None:
         if space.tables and self.params.checkpoint:
@@ -111,13 +117,19 @@ class LearnedFusion(FusionStrategy):
         weights = {m: query.weight(m) for m in query.modalities}
         equal = len(set(weights.values())) <= 1
         # equal weights: each subset fused together, as in training; else each modality alone, mixed by weight
-        subsets = (list(dict.fromkeys(frozenset(v) for v in variants)) if equal
-                   else [frozenset({m}) for m in sorted({m for v in variants for m in v})])
+        subsets = (
+            list(dict.fromkeys(frozenset(v) for v in variants))
+            if equal
+            else [frozenset({m}) for m in sorted({m for v in variants for m in v})]
+        )
         row = dict(zip(subsets, self._fuse_subsets(query.vectors, subsets)))
         negatives = [frozenset({m}) for m in sorted({m for m, _ in query.negatives})]
         out_dim = self.checkpoint.module.out_dim
-        negative = query.negative_weight * self._fuse_subsets(query.negatives, negatives).sum(axis=0) \
-            if negatives else np.zeros(out_dim, np.float32)
+        negative = (
+            query.negative_weight * self._fuse_subsets(query.negatives, negatives).sum(axis=0)
+            if negatives
+            else np.zeros(out_dim, np.float32)
+        )
         out = []
         for subset in variants:
             if equal:
@@ -127,9 +139,15 @@ class LearnedFusion(FusionStrategy):
             vector = vector - negative
             if self.params.blend > 0:
                 ckpt = self.checkpoint
-                sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in subset}, query.weights,
-                                   query.negatives, query.negative_weight)
-                vector = np.concatenate([vector, np.sqrt(self.params.blend) * concat_query(ckpt.fields, ckpt.dims, sub)])
+                sub = EncodedQuery(
+                    {k: v for k, v in query.vectors.items() if k[0] in subset},
+                    query.weights,
+                    query.negatives,
+                    query.negative_weight,
+                )
+                vector = np.concatenate(
+                    [vector, np.sqrt(self.params.blend) * concat_query(ckpt.fields, ckpt.dims, sub)]
+                )
             out.append(vector.astype(np.float32))
         return out
 
@@ -137,8 +155,9 @@ class LearnedFusion(FusionStrategy):
         """One fused row per subset of the query modalities in `vectors` (zeros where a subset reaches no field)."""
         ckpt = self.checkpoint
         blocks, has = VectorSpace.query_blocks(ckpt.fields, vectors, ckpt.dims)
-        masks = np.array([[bool(h) and f.modality in subset for f, h in zip(ckpt.fields, has[0])]
-                          for subset in subsets], bool).reshape(-1, len(ckpt.fields))
+        masks = np.array(
+            [[bool(h) and f.modality in subset for f, h in zip(ckpt.fields, has[0])] for subset in subsets], bool
+        ).reshape(-1, len(ckpt.fields))
         fused = ckpt.fuse_query(blocks, masks)
         fused[~masks.any(axis=1)] = 0.0
         return fused
@@ -159,11 +178,14 @@ class LearnedFusion(FusionStrategy):
         order = np.argsort(-scores, kind="stable")[:k]
         ids, scores = ids[order], scores[order]
         parts = self._occlusion(space, present, without, ids, scores)
-        return [Scored(int(i), float(s), {m: float(p[n]) for m, p in parts.items()})
-                for n, (i, s) in enumerate(zip(ids, scores))]
+        return [
+            Scored(int(i), float(s), {m: float(p[n]) for m, p in parts.items()})
+            for n, (i, s) in enumerate(zip(ids, scores))
+        ]
 
-    def _occlusion(self, space: VectorSpace, present: list[str], without: list[np.ndarray], ids: np.ndarray,
-                   scores: np.ndarray) -> dict[str, np.ndarray]:
+    def _occlusion(
+        self, space: VectorSpace, present: list[str], without: list[np.ndarray], ids: np.ndarray, scores: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """How much each item's score drops when one query modality is left out, scaled to add up to it."""
         if len(present) == 1 or not len(ids):
             return {m: scores.copy() for m in present}

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from scipy.special import erf
 import torch.nn.functional as F
+from scipy.special import erf
 from torch import nn
 
 
@@ -86,20 +86,22 @@ class EarlyProjection(FusionModule):
 
     kind = "early"
 
-    def __init__(self, dims: list[int], out_dim: int = 128, hidden: int = 256, dropout: float = 0.1,
-                 missing: str = "learned") -> None:
+    def __init__(
+        self, dims: list[int], out_dim: int = 128, hidden: int = 256, dropout: float = 0.1, missing: str = "learned"
+    ) -> None:
         super().__init__(dims, out_dim, hidden=hidden, dropout=dropout, missing=missing)
-        self.missing = nn.ParameterList([nn.Parameter(torch.zeros(d), requires_grad=missing == "learned")
-                                         for d in dims])
+        self.missing = nn.ParameterList(
+            [nn.Parameter(torch.zeros(d), requires_grad=missing == "learned") for d in dims]
+        )
         self.project = _mlp(sum(dims), out_dim, hidden, dropout)
 
     def fuse(self, blocks: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        filled = [torch.where(mask[:, i:i + 1], b, self.missing[i].expand_as(b)) for i, b in enumerate(blocks)]
+        filled = [torch.where(mask[:, i : i + 1], b, self.missing[i].expand_as(b)) for i, b in enumerate(blocks)]
         return self.project(torch.cat(filled, dim=-1))
 
     def forward_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
         w = self.weights_numpy()
-        filled = [np.where(mask[:, i:i + 1], b, w[f"missing.{i}"]) for i, b in enumerate(blocks)]
+        filled = [np.where(mask[:, i : i + 1], b, w[f"missing.{i}"]) for i, b in enumerate(blocks)]
         return _normalise(_mlp_numpy(w, "project", np.concatenate(filled, axis=1)))
 
 
@@ -111,11 +113,12 @@ class GatedFusion(FusionModule):
     def __init__(self, dims: list[int], out_dim: int = 128, hidden: int = 256, dropout: float = 0.1) -> None:
         super().__init__(dims, out_dim, hidden=hidden, dropout=dropout)
         self.project = nn.ModuleList([_mlp(d, out_dim, hidden, dropout) for d in dims])
-        self.gate = nn.Sequential(nn.Linear(sum(dims) + len(dims), hidden or 64), nn.GELU(),
-                                  nn.Linear(hidden or 64, len(dims)))
+        self.gate = nn.Sequential(
+            nn.Linear(sum(dims) + len(dims), hidden or 64), nn.GELU(), nn.Linear(hidden or 64, len(dims))
+        )
 
     def gates(self, blocks: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        inputs = torch.cat([*(b * mask[:, i:i + 1] for i, b in enumerate(blocks)), mask.float()], dim=-1)
+        inputs = torch.cat([*(b * mask[:, i : i + 1] for i, b in enumerate(blocks)), mask.float()], dim=-1)
         return torch.sigmoid(self.gate(inputs)) * mask.float()
 
     def fuse(self, blocks: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
@@ -126,10 +129,10 @@ class GatedFusion(FusionModule):
     def forward_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
         w = self.weights_numpy()
         present = mask.astype(np.float32)
-        inputs = np.concatenate([*(b * present[:, i:i + 1] for i, b in enumerate(blocks)), present], axis=1)
+        inputs = np.concatenate([*(b * present[:, i : i + 1] for i, b in enumerate(blocks)), present], axis=1)
         hidden = _gelu(inputs @ w["gate.0.weight"].T + w["gate.0.bias"])
         gates = present / (1.0 + np.exp(-(hidden @ w["gate.2.weight"].T + w["gate.2.bias"])))
-        fused = sum(gates[:, i:i + 1] * _normalise(_mlp_numpy(w, f"project.{i}", b)) for i, b in enumerate(blocks))
+        fused = sum(gates[:, i : i + 1] * _normalise(_mlp_numpy(w, f"project.{i}", b)) for i, b in enumerate(blocks))
         return _normalise(fused)
 
 
@@ -139,13 +142,21 @@ class CrossAttentionFusion(FusionModule):
 
     kind = "cross_attention"
 
-    def __init__(self, dims: list[int], out_dim: int = 128, width: int = 128, heads: int = 4, layers: int = 2,
-                 dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        dims: list[int],
+        out_dim: int = 128,
+        width: int = 128,
+        heads: int = 4,
+        layers: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__(dims, out_dim, width=width, heads=heads, layers=layers, dropout=dropout)
         self.project = nn.ModuleList([nn.Linear(d, width) for d in dims])
         self.modality = nn.Parameter(torch.randn(len(dims), width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=dropout,
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, dim_feedforward=2 * width, dropout=dropout, batch_first=True, norm_first=True
+        )
         self.attention = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.out = nn.Linear(width, out_dim)
 
@@ -160,8 +171,10 @@ class CrossAttentionFusion(FusionModule):
         """The encoder layers written out (pre-norm attention, then a ReLU feed-forward, each residual)."""
         w = self.weights_numpy()
         heads = self.hyper["heads"]
-        tokens = np.stack([b @ w[f"project.{i}.weight"].T + w[f"project.{i}.bias"] for i, b in enumerate(blocks)],
-                          axis=1) + w["modality"]
+        tokens = (
+            np.stack([b @ w[f"project.{i}.weight"].T + w[f"project.{i}.bias"] for i, b in enumerate(blocks)], axis=1)
+            + w["modality"]
+        )
         x = np.broadcast_to(tokens, (len(mask), *tokens.shape[1:]))  # one query row under several masks
         rows, count, width = x.shape
         blocked = np.where(mask[:, None, None, :], 0.0, -1e9).astype(np.float32)  # padded keys get no weight
