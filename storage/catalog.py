@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import select
 
 from storage.db import Database
+from storage.faiss_store import Rows
 from storage.models import Collection, IndexBuild
 from storage.vector_store import StoreBackend, VectorStore, open_backend
 
@@ -48,7 +49,7 @@ class IndexCatalog:
         strategy: str,
         key: str,
         ids: np.ndarray,
-        vectors: np.ndarray,
+        vectors: Rows,
         generation: int,
         factory: str | None = None,
         header: dict[str, Any] | None = None,
