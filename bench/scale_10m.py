@@ -270,11 +270,15 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--timeout", type=int, default=6 * 3600)
     parser.add_argument("--factory", help="one FAISS factory for every index (default: by size and dimension)")
+    parser.add_argument("--compress-from", type=int, help="compressed indexes from this many vectors")
     parser.add_argument("--phase", choices=["build", "truth", "search"], help=argparse.SUPPRESS)
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.factory:  # the children inherit it
         os.environ["SCALE_FACTORY"] = args.factory
+    if args.compress_from:
+        os.environ["SCALE_COMPRESS_FROM"] = str(args.compress_from)
+        args.factory = args.factory or f"default, compressed from {args.compress_from:,}"
     if args.phase is None:
         return run(args)
     handlers = {
