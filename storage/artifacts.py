@@ -19,12 +19,15 @@ from safetensors.numpy import load_file, save
 from storage.errors import CorruptArtifactError
 
 _HEADER_KEY = "header"
+# Temporary files are named `.NAME.retrieval-PID-RANDOM.tmp`: the marker and the writer's pid make them
+# ours beyond doubt, so the stale-temporary sweep never touches a user's own `.*.tmp` files.
+TEMP_MARKER = "retrieval"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to `path` so that readers see either the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{TEMP_MARKER}-{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
