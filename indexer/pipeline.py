@@ -233,9 +233,10 @@ class Indexer:
         self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
     ) -> list[WorkItem]:
         """Upsert item rows and pick the assets whose content changed (or whose vectors are missing)."""
+        # Every file is read before the transaction opens: inserting items takes the database's write
+        # lock, and a slow disk (or a file that never ends) must not hold it and stall every other writer.
+        digests = self._hash(specs, progress)
         work: list[WorkItem] = []
-        total = sum(len(s.assets) for s in specs)
-        done = 0
         with self.db.session() as session:
             existing = {
                 i.key: i
@@ -261,23 +262,39 @@ class Indexer:
                 current = {a.modality: a for a in item.assets} if item is not None else {}
                 item_id = item.id if item is not None else fresh[spec.key]
                 for modality, asset in spec.assets.items():
-                    done += 1
-                    work_item = self._plan_asset(item_id, asset, current.get(modality), tables, summary)
+                    digest = digests[(spec.key, modality)]
+                    work_item = self._plan_asset(item_id, asset, digest, current.get(modality), tables, summary)
                     if work_item is not None:
                         work.append(work_item)
-                    if progress and (done % 256 == 0 or done == total):
-                        progress("hash", done, total)
         return work
 
+    @staticmethod
+    def _hash(specs: list[ItemSpec], progress: ProgressFn | None) -> dict[tuple[str, str], str | OSError]:
+        """Each asset's content hash, or the error that kept it from being read."""
+        total = sum(len(s.assets) for s in specs)
+        digests: dict[tuple[str, str], str | OSError] = {}
+        done = 0
+        for spec in specs:
+            for modality, asset in spec.assets.items():
+                try:
+                    digests[(spec.key, modality)] = asset.sha256()
+                except OSError as exc:
+                    digests[(spec.key, modality)] = exc
+                done += 1
+                if progress and (done % 256 == 0 or done == total):
+                    progress("hash", done, total)
+        return digests
+
     def _plan_asset(
-        self, item_id: int, spec: AssetSpec, row: Asset | None, tables: dict[str, VectorTable], summary: IndexSummary
+        self,
+        item_id: int,
+        spec: AssetSpec,
+        digest: str | OSError,
+        row: Asset | None,
+        tables: dict[str, VectorTable],
+        summary: IndexSummary,
     ) -> WorkItem | None:
-        try:
-            digest = spec.sha256()
-        except OSError as exc:
-            digest = None
-            reason = exc.strerror or str(exc)
-        if row is not None and digest is not None and row.sha256 == digest:
+        if row is not None and isinstance(digest, str) and row.sha256 == digest:
             row.path = spec.display  # same content under a new name: no re-encoding
             has_vectors = all(item_id in tables[f.key] for f in self.profile.fields if f.modality == spec.modality)
             if row.status == "error" or has_vectors:
@@ -285,8 +302,8 @@ class Indexer:
                 return None
         if row is not None and row.status == "ok":
             summary.changed += 1
-        if digest is None:
-            return WorkItem(item_id, spec, None, error=f"cannot read file ({reason})")
+        if isinstance(digest, OSError):
+            return WorkItem(item_id, spec, None, error=f"cannot read file ({digest.strerror or digest})")
         return WorkItem(item_id, spec, digest)
 
     def executor(self) -> Executor:

@@ -11,6 +11,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import IO
 
 from storage.artifacts import TEMP_MARKER
 from storage.errors import StorageError
@@ -24,7 +25,7 @@ class CollectionLock:
     def __init__(self, folder: Path, what: str) -> None:
         self.path = Path(folder) / ".writer.lock"
         self.what = what
-        self._handle = None
+        self._handle: IO[str] | None = None
 
     def __enter__(self) -> CollectionLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)

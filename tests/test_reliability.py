@@ -214,3 +214,34 @@ def test_disk_full_or_read_only_keeps_the_previous_index(
     assert [h.key for h in after.hits] == [h.key for h in before.hits]
     assert not list(tmp_path.rglob("*.tmp")), "the temporary file is removed"
     assert Indexer(url).run(small_folder).changed == 1  # with room again, the next run finishes the job
+
+
+def test_files_are_read_with_no_write_transaction_open(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashing reads every file; while it does, another writer of the same database must get the write
+    lock at once (a slow or never-ending file must not stall every other collection's indexer)."""
+    import sqlite3
+
+    from indexer.sources import AssetSpec
+
+    db_file = tmp_path / "c.db"
+    url = f"sqlite:///{db_file}"
+    real = AssetSpec.sha256
+    blocked: list[str] = []
+
+    def sha256_while_probing(self: AssetSpec) -> str:
+        probe = sqlite3.connect(db_file, timeout=0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")  # fails at once when another connection holds the write lock
+            probe.rollback()
+        except sqlite3.OperationalError as exc:
+            blocked.append(f"{self.display}: {exc}")
+        finally:
+            probe.close()
+        return real(self)
+
+    monkeypatch.setattr(AssetSpec, "sha256", sha256_while_probing)
+    for _ in range(2):  # a first run (new items inserted) and a second one (rows already there)
+        Indexer(url, profile=Profile.from_dict(FAST)).run(small_folder)
+    assert not blocked, blocked[:3]
