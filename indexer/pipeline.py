@@ -38,12 +38,13 @@ from storage import (
     Item,
     SkippedFile,
     StorageError,
-    VectorStorage,
     VectorTable,
-    default_vector_dir,
+    collection_folder,
+    default_vector_base,
     normalise_backend,
     remove_stale_temporaries,
 )
+from storage.catalog import collection_storage
 from storage.models import utcnow
 from storage.repository import get_collection, ok_ids_by_modality
 
@@ -100,7 +101,7 @@ class Indexer:
         self.checkpoint_assets, self.checkpoint_seconds = checkpoint_assets, checkpoint_seconds
         self.collection = self._open_collection(profile, vector_dir, vector_backend)
         self.profile = Profile.from_dict(self.collection.profile)
-        self.storage = VectorStorage(Path(self.collection.vector_dir))
+        self.storage = collection_storage(self.db, self.collection)
         self.encoders: dict[str, Encoder] = {}
 
     # -- set-up ------------------------------------------------------------------------------------
@@ -114,10 +115,13 @@ class Indexer:
                 row = Collection(
                     name=self.collection_name,
                     profile=profile.to_dict(),
-                    vector_dir=str(vector_dir or default_vector_dir(self.db.url, self.collection_name)),
+                    vector_dir="",
                     vector_backend=normalise_backend(vector_backend),
                 )
                 session.add(row)
+                session.flush()  # the id names the folder: collections sharing a --vector-dir never meet
+                base = vector_dir if vector_dir is not None else default_vector_base(self.db.url)
+                row.vector_dir = str(collection_folder(base, self.collection_name, self.db.uid, row.id))
             elif vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
                 raise StorageError(
                     f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
@@ -307,7 +311,7 @@ class Indexer:
         return WorkItem(item_id, spec, digest)
 
     def executor(self) -> Executor:
-        rates = sample_rates(self.encoders, self.profile.encoders)
+        rates = sample_rates(self.encoders, {m: list(names) for m, names in self.profile.encoders.items()})
         if self.executor_name == "ray":
             from indexer.ray_executor import RayExecutor
 
@@ -431,7 +435,7 @@ class Indexer:
 
     def _build_indexes(self, progress: ProgressFn | None) -> None:
         with self.db.session() as session:
-            generation = session.get(Collection, self.collection.id).generation
+            generation = session.scalar(select(Collection.generation).where(Collection.id == self.collection.id)) or 0
         dims = {name: e.dim for name, e in self.encoders.items()}
         catalog = IndexCatalog.for_collection(self.db, self.collection)
         space = VectorSpace(self.profile.fields, self.storage, generation, catalog, dims=dims)

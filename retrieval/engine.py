@@ -18,7 +18,8 @@ from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
 from retrieval.train import TrainConfig, TrainResult, select_items, train
-from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError, VectorStorage
+from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError
+from storage.catalog import collection_storage
 from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
 
 
@@ -40,7 +41,7 @@ class SearchEngine:
             self.collection_id, self.generation = row.id, row.generation
             self.profile = Profile.from_dict(row.profile)
             self.records = {e.name: e for e in row.encoders}
-            vector_dir = Path(row.vector_dir)
+            storage = collection_storage(db, row)
             catalog = IndexCatalog.for_collection(db, row)
         self._encoders: dict[str, Encoder] = {}
         self._strategies: dict[str, Any] = {}
@@ -48,7 +49,7 @@ class SearchEngine:
             None  # strategy instances by name and parameters (checkpoints stay loaded)
         )
         dims = {name: rec.dim for name, rec in self.records.items()}
-        self.space = VectorSpace(self.profile.fields, VectorStorage(vector_dir), self.generation, catalog, dims=dims)
+        self.space = VectorSpace(self.profile.fields, storage, self.generation, catalog, dims=dims)
 
     @classmethod
     def open(cls, url: str, collection: str = "default", device: str | None = None) -> SearchEngine:
