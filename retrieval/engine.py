@@ -19,7 +19,7 @@ from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
 from retrieval.train import TrainConfig, TrainResult, select_items, train
 from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError
-from storage.catalog import collection_storage
+from storage.catalog import check_tables_present, collection_storage
 from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
 
 
@@ -43,6 +43,7 @@ class SearchEngine:
             self.records = {e.name: e for e in row.encoders}
             storage = collection_storage(db, row)
             catalog = IndexCatalog.for_collection(db, row)
+        check_tables_present(db, row, storage, [(f.key, f.modality) for f in self.profile.fields])
         self._encoders: dict[str, Encoder] = {}
         self._strategies: dict[str, Any] = {}
         self._keys: tuple[int, dict[int, str]] | None = (

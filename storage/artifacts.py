@@ -60,3 +60,16 @@ def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         raise
     except (SafetensorError, ValueError, OSError) as exc:
         raise CorruptArtifactError(f"{path}: cannot be read ({exc}); delete it and re-run the indexer") from exc
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """Only the JSON header of a file (what made it, how many rows): no arrays are read."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            meta = json.loads(handle.read(size)).get("__metadata__", {})
+        return json.loads(meta.get(_HEADER_KEY, "{}"))
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, AttributeError) as exc:
+        raise CorruptArtifactError(f"{path}: cannot be read ({exc}); delete it and re-run the indexer") from exc

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from storage.db import Database
-from storage.models import Collection, IndexBuild
+from storage.errors import StorageError
+from storage.models import Asset, Collection, IndexBuild, Item
 from storage.vector_store import StoreBackend, VectorStore, open_backend
 from storage.vectors import VectorStorage
 
@@ -28,6 +29,45 @@ def owner_of(db: Database, collection_id: int) -> str:
 def collection_storage(db: Database, collection: Collection) -> VectorStorage:
     """A collection's vector tables, refusing any that another collection or database wrote."""
     return VectorStorage(Path(collection.vector_dir), owner=owner_of(db, collection.id))
+
+
+class MissingVectorsError(StorageError):
+    """A vector table is gone while the database says items have vectors in it."""
+
+
+def ok_counts(db: Database, collection_id: int) -> dict[str, int]:
+    """How many items hold a good asset of each modality (each has a vector in every field of it)."""
+    with db.session() as session:
+        rows = session.execute(
+            select(Asset.modality, func.count())
+            .join(Item)
+            .where(Item.collection_id == collection_id, Asset.status == "ok")
+            .group_by(Asset.modality)
+        )
+        return {modality: int(count) for modality, count in rows}
+
+
+def check_tables_present(
+    db: Database, collection: Collection, storage: VectorStorage, fields: list[tuple[str, str]]
+) -> None:
+    """Refuse to go on when a field's table (`fields`: key, modality) is missing but the database says
+    items have vectors in it: a search would silently miss them. Only a missing file costs a query."""
+    missing = [(key, modality) for key, modality in fields if not storage.exists(key)]
+    if not missing:
+        return
+    counts = ok_counts(db, collection.id)
+    lost = [(key, modality, counts[modality]) for key, modality in missing if counts.get(modality)]
+    if not lost:
+        return
+    key, modality, count = lost[0]
+    where = "" if storage.root.is_dir() else f" (the folder {storage.root} does not exist)"
+    raise MissingVectorsError(
+        f"{storage.path_for(key)}: the vector table of {key} is missing{where}, but the database says "
+        f"{count} items have {modality} vectors in it"
+        + (f" (and {len(lost) - 1} more tables are missing)" if len(lost) > 1 else "")
+        + f"; see `python -m indexer check --db URL --collection {collection.name}`, and index the "
+        "collection again to re-encode what was lost"
+    )
 
 
 class IndexCatalog:

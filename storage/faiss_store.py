@@ -145,7 +145,7 @@ class FaissStore(VectorStore):
             if header.get(key) != wanted:
                 raise EncoderMismatchError(
                     f"index {path} was built with {key}={header.get(key)!r}, but {wanted!r} is in use; "
-                    "rebuild it (python -m indexer rebuild) or open it with the encoders that made it"
+                    "rebuild it from the vector tables: python -m indexer check --repair --db URL --collection NAME"
                 )
         store = cls.__new__(cls)
         store.dim, store.factory, store.header = int(header["dim"]), str(header["factory"]), header

@@ -54,6 +54,20 @@ class CollectionLock:
             self._handle = None
 
 
+def writer_active(folder: Path) -> bool:
+    """Whether an indexer holds this folder's writer lock now (its files may be mid-checkpoint)."""
+    try:
+        with open(Path(folder) / ".writer.lock") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
+
+
 # Ours only: `.NAME.retrieval-PID-RANDOM.tmp` (storage.artifacts.write_atomic), or the older
 # `.NAME.{vectors,faiss}.safetensors.PID.RANDOM.tmp` of earlier versions; nothing else is touched.
 _TEMPORARY = re.compile(
