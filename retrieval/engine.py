@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -17,9 +17,11 @@ from retrieval.media import MediaInput, load_audio, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
-from retrieval.train import TrainConfig, TrainResult, select_items, train
 from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError, VectorStorage
 from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
+
+if TYPE_CHECKING:  # training brings torch: imported by `train`, not by every search
+    from retrieval.train import TrainConfig, TrainResult
 
 
 class CollectionNotFoundError(LookupError):
@@ -249,6 +251,8 @@ class SearchEngine:
 
     def train(self, config: TrainConfig, out: str | Path, progress=None) -> TrainResult:  # noqa: ANN001
         """Fit a learned strategy on this collection's stored vectors and register the checkpoint."""
+        from retrieval.train import select_items, train
+
         with self.db.session() as session:
             metadata = item_metadata(session, self.collection_id)
         ids, labels = select_items(metadata, self.space, config)
