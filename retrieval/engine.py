@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder
 from retrieval.fusion import create_strategy
-from retrieval.media import MediaInput, load_audio, load_image, load_text
+from retrieval.media import MediaInput, Modality, load_audio, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
@@ -90,7 +91,7 @@ class SearchEngine:
         )
         return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight)
 
-    def _encode_inputs(self, inputs: dict[str, Any]) -> dict[tuple[str, str], np.ndarray]:
+    def _encode_inputs(self, inputs: dict[Modality, Any]) -> dict[tuple[str, str], np.ndarray]:
         vectors: dict[tuple[str, str], np.ndarray] = {}
         for modality, value in inputs.items():
             for name in self.profile.encoders.get(modality, ()):
@@ -141,7 +142,7 @@ class SearchEngine:
     def search_many(
         self,
         query: QueryInput,
-        methods: list[str | Method],
+        methods: Sequence[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         keep_going: bool = False,
@@ -197,7 +198,7 @@ class SearchEngine:
     def _hits(self, scored: list) -> list[Hit]:
         with self.db.session() as session:
             items = items_by_ids(session, [s.item_id for s in scored])
-            hits = []
+            hits: list[Hit] = []
             for s in scored:
                 item = items.get(s.item_id)
                 if item is None:  # removed since the vectors were loaded
@@ -229,7 +230,7 @@ class SearchEngine:
     def compare(
         self,
         query: QueryInput,
-        strategies: list[str],
+        strategies: Sequence[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         baseline: str | None = None,

@@ -44,7 +44,8 @@ class ClapEncoder(Encoder):
                 f"(`huggingface-cli download {source}`) and copy the cache, or save it with "
                 "ClapModel.save_pretrained + ClapProcessor.save_pretrained and name the folder: clap:/path.",
             ) from exc
-        self.model = (model.half() if half_precision(self.device) else model).to(self.device).eval()
+        model = model.half() if half_precision(self.device) else model
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' stub types .to oddly
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
         self.weights = source
         self.dim = int(model.config.projection_dim)

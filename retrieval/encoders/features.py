@@ -118,7 +118,7 @@ class MfccAudioEncoder(Encoder):
             )
             for i, mel in zip(group, mels):
                 out[i] = self._summary(mel)
-        return np.stack(out)
+        return np.stack([row for row in out if row is not None])  # every slot is filled above
 
 
 @register_encoder("hog", "image: HOG + 8x8 thumbnail features (scikit-image); offline, no weights")
