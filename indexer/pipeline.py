@@ -24,6 +24,7 @@ from indexer.executors import EncodedBatch, Executor, LocalExecutor, sample_rate
 from indexer.sources import AssetSpec, ItemSpec, Problem, confine, scan
 from indexer.work import Decoded, WorkItem
 from retrieval.encoders import Encoder, create_encoder
+from retrieval.errors import InvalidInputError
 from retrieval.fusion import create_strategy
 from retrieval.profiles import PROFILES, Profile
 from retrieval.space import VectorSpace
@@ -298,7 +299,7 @@ class Indexer:
                 self.profile.fields, sorted(self.encoders), rates, self.device, self.batch_size, self.ray_address
             )
         if self.executor_name != "local":
-            raise ValueError(f"unknown executor {self.executor_name!r}; use local or ray")
+            raise InvalidInputError(f"unknown executor {self.executor_name!r}; use local or ray")
         return LocalExecutor(self.encoders, self.profile.fields, rates, self.batch_size, self.workers)
 
     def _process(

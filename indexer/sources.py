@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retrieval.errors import InvalidInputError
 from retrieval.media import MODALITIES, modality_from_extension, sniff_modality
 
 MANIFEST_SUFFIXES = {".csv", ".jsonl"}
@@ -73,7 +74,7 @@ def scan(path: str | Path) -> Scan:
         return scan_folder(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such folder or manifest")
-    raise ValueError(f"{path}: not a folder nor a manifest (.csv or .jsonl)")
+    raise InvalidInputError(f"{path}: not a folder nor a manifest (.csv or .jsonl)")
 
 
 def _classify(path: Path) -> tuple[str | None, str | None]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from retrieval.errors import run_command
+from retrieval.errors import InvalidInputError, run_command
 
 DEFAULT_DB = "sqlite:///data/demo.db"
 
@@ -60,7 +60,7 @@ def _weights(pairs: list[str]) -> dict[str, float]:
     for pair in pairs:
         modality, _, value = pair.partition("=")
         if modality not in ("image", "audio", "text") or not value:
-            raise ValueError(f"--weight expects image=W, audio=W or text=W, got {pair!r}")
+            raise InvalidInputError(f"--weight expects image=W, audio=W or text=W, got {pair!r}")
         weights[modality] = float(value)
     return weights
 
@@ -73,7 +73,7 @@ def _strategy_params(args: argparse.Namespace, name: str) -> dict[str, Any]:
         target, _, value = item.partition("=")
         strategy, _, key = target.partition(".")
         if not key or not value:
-            raise ValueError(f"--param expects STRATEGY.NAME=VALUE, got {item!r}")
+            raise InvalidInputError(f"--param expects STRATEGY.NAME=VALUE, got {item!r}")
         if strategy == name:
             try:
                 params[key] = json.loads(value)
@@ -103,7 +103,7 @@ def _query(args: argparse.Namespace):  # noqa: ANN202
         negative_audio=args.negative_audio,
     )
     if not query.present():
-        raise ValueError("give at least one of --text, --image, --audio")
+        raise InvalidInputError("give at least one of --text, --image, --audio")
     return query
 
 
@@ -148,7 +148,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     engine = _engine(args)
     methods = _methods(args, engine)
     if len(methods) < 2:
-        raise ValueError("compare needs at least two methods: repeat --strategy (or add --preset)")
+        raise InvalidInputError("compare needs at least two methods: repeat --strategy (or add --preset)")
     comparison = compare_results(engine.search_many(query, methods, k=args.k), args.k)
     if args.plot:
         from retrieval.plots import bump_chart, save
@@ -183,7 +183,7 @@ def _qrels(args: argparse.Namespace, engine, queries):  # noqa: ANN001, ANN202
     from retrieval.evaluate import label_qrels, load_trec_qrels
 
     if bool(args.qrels) == bool(args.label_field):
-        raise ValueError("give exactly one of --qrels FILE or --label-field FIELD")
+        raise InvalidInputError("give exactly one of --qrels FILE or --label-field FIELD")
     return load_trec_qrels(args.qrels) if args.qrels else label_qrels(engine, queries, args.label_field)
 
 

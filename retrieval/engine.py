@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder
+from retrieval.errors import InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
 from retrieval.media import MediaInput, load_audio, load_image, load_text
 from retrieval.profiles import Profile
@@ -22,7 +23,7 @@ from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatal
 from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
 
 
-class CollectionNotFoundError(LookupError):
+class CollectionNotFoundError(NotFoundError):
     pass
 
 
@@ -77,7 +78,7 @@ class SearchEngine:
 
     def encode_query(self, query: QueryInput) -> EncodedQuery:
         if not query.present():
-            raise ValueError("empty query: give at least one of text, image or audio")
+            raise InvalidInputError("empty query: give at least one of text, image or audio")
         vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()})
         negatives = self._encode_inputs(
             {
@@ -102,7 +103,7 @@ class SearchEngine:
             return load_image(value)
         if modality == "audio":
             if isinstance(value, tuple):  # (samples, sample_rate): arrays carry no rate of their own
-                return load_audio(np.asarray(value[0]), encoder.sample_rate, input_rate=int(value[1]))
+                return load_audio(np.asarray(value[0]), encoder.sample_rate, input_rate=value[1])
             return load_audio(value, encoder.sample_rate)
         return load_text(value)
 
@@ -128,7 +129,7 @@ class SearchEngine:
         negative = negative or {}
         unknown = set(negative) - {"text", "image", "audio"}
         if unknown:
-            raise ValueError(f"negative terms are text, image or audio, not {sorted(unknown)}")
+            raise InvalidInputError(f"negative terms are text, image or audio, not {sorted(unknown)}")
         query = QueryInput(text, image, audio, dict(weights or {}), **{f"negative_{m}": v for m, v in negative.items()})
         if preset is not None:
             saved = self.preset(preset)
@@ -180,7 +181,7 @@ class SearchEngine:
         with self.db.session() as session:
             row = get_preset(session, self.collection_id, name)
             if row is None:
-                raise LookupError(
+                raise NotFoundError(
                     f"no preset {name!r} for collection {self.collection_name!r}; "
                     "make one with python -m retrieval tune"
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from retrieval.encoders.base import Encoder
+from retrieval.errors import NotFoundError
 
 Factory = Callable[[str | None, str | None], Encoder]
 _FAMILIES: dict[str, tuple[Factory, str]] = {}
@@ -41,7 +42,7 @@ def create_encoder(name: str, device: str | None = None, *, cache: bool = True) 
         return _CACHE[key]
     family, argument = split_name(name)
     if family not in _FAMILIES:
-        raise KeyError(f"unknown encoder {name!r}; known families: {', '.join(sorted(_FAMILIES))}")
+        raise NotFoundError(f"unknown encoder {name!r}; known families: {', '.join(sorted(_FAMILIES))}")
     encoder = _FAMILIES[family][0](argument, device)
     encoder.name = name
     if cache:

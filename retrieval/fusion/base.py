@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from retrieval.errors import InvalidInputError
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
@@ -44,7 +45,7 @@ class FusionStrategy(ABC):
         known = {f.name for f in fields(self.Params)}
         unknown = set(params) - known
         if unknown:
-            raise ValueError(
+            raise InvalidInputError(
                 f"strategy {self.name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(known) or 'none'}"
             )
         self.params = self.Params(**params)

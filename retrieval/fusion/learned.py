@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from retrieval.errors import InvalidInputError
 from retrieval.fusion.base import FusionStrategy, Scored
 from retrieval.fusion.checkpoint import FusionCheckpoint
 from retrieval.fusion.concat import concat_query
@@ -49,13 +50,15 @@ class LearnedFusion(FusionStrategy):
     def checkpoint(self) -> FusionCheckpoint:
         if self._checkpoint is None:
             if not self.params.checkpoint:
-                raise ValueError(
+                raise InvalidInputError(
                     f"{self.name} fusion learns: train it first "
                     f"(python -m retrieval train --strategy {self.name} ...) or pass checkpoint=FILE"
                 )
             checkpoint = FusionCheckpoint.load(self.params.checkpoint)
             if checkpoint.module.kind != self.module_kind:
-                raise ValueError(f"{self.params.checkpoint} holds a {checkpoint.module.kind} model, not {self.name}")
+                raise InvalidInputError(
+                    f"{self.params.checkpoint} holds a {checkpoint.module.kind} model, not {self.name}"
+                )
             self._checkpoint = checkpoint
         return self._checkpoint
 
