@@ -10,16 +10,17 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from retrieval.checks import MAX_WEIGHT, check_k, check_weights, finite_float
 from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder
-from retrieval.errors import InvalidInputError, NotFoundError
+from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
 from retrieval.media import MediaInput, load_audio, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
 from retrieval.train import TrainConfig, TrainResult, select_items, train
-from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError, VectorStorage
+from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, VectorStorage
 from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
 
 
@@ -79,6 +80,8 @@ class SearchEngine:
     def encode_query(self, query: QueryInput) -> EncodedQuery:
         if not query.present():
             raise InvalidInputError("empty query: give at least one of text, image or audio")
+        check_weights(query.weights)
+        finite_float("negative weight", query.negative_weight, -MAX_WEIGHT, MAX_WEIGHT)
         vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()})
         negatives = self._encode_inputs(
             {
@@ -151,19 +154,22 @@ class SearchEngine:
         parameters and query weights), such as a saved preset; results are keyed by label. With
         `keep_going`, a method that cannot run (say, an untrained one) gets an error instead of raising.
         """
+        # k beyond the collection's size only asks FAISS to allocate rows that cannot be filled
+        k = min(check_k(k), max(1, len(self.item_keys())))
         encoded = self.encode_query(query)
         results: dict[str, SearchResult] = {}
         for method in methods:
             if isinstance(method, str):
                 method = Method(method, method, dict((params or {}).get(method, {})))
             started = time.perf_counter()
+            check_weights(method.weights, f"weights of {method.label!r}")
             weighted = EncodedQuery(
                 encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives, encoded.negative_weight
             )
             try:
                 strategy = self.strategy(method.strategy, **method.params)
                 hits = self._hits(strategy.search(self.space, weighted, k))
-            except (ValueError, LookupError, StorageError) as exc:
+            except USER_ERRORS as exc:  # the user's to fix: a bug still raises
                 if not keep_going:
                     raise
                 results[method.label] = SearchResult(method.strategy, [], 0.0, dict(method.params), str(exc))
