@@ -130,6 +130,9 @@ class SearchEngine:
         keywords are the strategy's parameters.
         """
         negative = negative or {}
+        if not isinstance(negative, dict):
+            raise InvalidInputError(f"negative must map text, image or audio to a query, not {negative!r}")
+        weights = check_weights(weights)
         unknown = set(negative) - {"text", "image", "audio"}
         if unknown:
             raise InvalidInputError(f"negative terms are text, image or audio, not {sorted(unknown)}")
