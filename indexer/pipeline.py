@@ -21,10 +21,13 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import selectinload
 
 from indexer.executors import EncodedBatch, Executor, LocalExecutor, sample_rates
-from indexer.sources import AssetSpec, ItemSpec, Problem, confine, scan
+from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
 from indexer.work import Decoded, WorkItem
+from retrieval.checks import check_collection_name, whole_number
 from retrieval.encoders import Encoder, create_encoder
+from retrieval.errors import InvalidInputError
 from retrieval.fusion import create_strategy
+from retrieval.media import MediaError
 from retrieval.profiles import PROFILES, Profile
 from retrieval.space import VectorSpace
 from storage import (
@@ -63,6 +66,7 @@ class IndexSummary:
     changed: int = 0
     removed: int = 0
     missing: int = 0
+    unseen: int = 0  # items kept because their folder (or a manifest row) could not be read
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
@@ -93,6 +97,9 @@ class Indexer:
         executor: str = "local",
         ray_address: str | None = None,
     ) -> None:
+        check_collection_name(collection)  # before any row is written: a 300-character name is refused here
+        whole_number("batch_size", batch_size, 1)
+        whole_number("checkpoint_assets", checkpoint_assets, 1)
         self.db = Database(db_url)
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
@@ -174,33 +181,39 @@ class Indexer:
         prune: bool = False,
         progress: ProgressFn | None = None,
         roots: list[Path] | None = None,
+        confined: bool = True,
     ) -> IndexSummary:
-        """Index `source`; files outside its folder (or the extra `roots`) are refused, not read.
+        """Index `source`; files outside its folder (or the extra `roots`) are refused, not read, unless
+        `confined` is False (a manifest given by its own author on the command line: see the README's threat
+        model). With `prune`, items that were not seen because a folder could not be listed are kept.
 
         One writer per collection: a second run at the same time raises `CollectionBusyError`. A write
         that fails (disk full, read-only folder) raises `StorageError` and leaves the previous files whole.
         """
-        with CollectionLock(self.storage.root, f"collection {self.collection_name!r}"):
-            remove_stale_temporaries(self.storage.root)
-            try:
-                return self._run(Path(source), prune, progress, roots or [])
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
-                    raise
-                raise StorageError(
-                    f"cannot write {exc.filename or self.storage.root}: {exc.strerror}; "
-                    "nothing was half-written: the previous index and database are intact, and "
-                    "running again once there is room finishes the job"
-                ) from exc
+        try:  # the lock file is a write too: a full disk there is the same clear error
+            with CollectionLock(self.storage.root, f"collection {self.collection_name!r}"):
+                remove_stale_temporaries(self.storage.root)
+                return self._run(Path(source), prune, progress, roots or [], confined)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+                raise
+            raise StorageError(
+                f"cannot write {exc.filename or self.storage.root}: {exc.strerror}; "
+                "nothing was half-written: the previous index and database are intact, and "
+                "running again once there is room finishes the job"
+            ) from exc
 
-    def _run(self, source: Path, prune: bool, progress: ProgressFn | None, roots: list[Path]) -> IndexSummary:
+    def _run(
+        self, source: Path, prune: bool, progress: ProgressFn | None, roots: list[Path], confined: bool = True
+    ) -> IndexSummary:
         started = time.perf_counter()
         summary = IndexSummary()
         stage = _Stopwatch(summary.stages)
         with stage("load encoders"):
             self._load_encoders()
         with stage("scan"):
-            found = confine(scan(source), roots)
+            found = scan(source)
+            found = confine(found, roots) if confined else found
             summary.problems.extend(found.problems)
             with self.db.session() as session:
                 session.query(Collection).filter_by(id=self.collection.id).update({"root": str(found.root)})
@@ -215,7 +228,7 @@ class Indexer:
         with stage("decode+encode+write"):
             self._process(work, tables, summary, progress)
         with stage("prune"):
-            self._prune(found.items, tables, summary, prune)
+            self._prune(found, tables, summary, prune)
         with stage("index"):
             self._build_indexes(progress)
         self._summarise(summary, found.problems)
@@ -273,16 +286,16 @@ class Indexer:
         return work
 
     @staticmethod
-    def _hash(specs: list[ItemSpec], progress: ProgressFn | None) -> dict[tuple[str, str], str | OSError]:
-        """Each asset's content hash, or the error that kept it from being read."""
+    def _hash(specs: list[ItemSpec], progress: ProgressFn | None) -> dict[tuple[str, str], str | OSError | MediaError]:
+        """Each asset's content hash, or the error that kept it from being read (a FIFO is refused unopened)."""
         total = sum(len(s.assets) for s in specs)
-        digests: dict[tuple[str, str], str | OSError] = {}
+        digests: dict[tuple[str, str], str | OSError | MediaError] = {}
         done = 0
         for spec in specs:
             for modality, asset in spec.assets.items():
                 try:
                     digests[(spec.key, modality)] = asset.sha256()
-                except OSError as exc:
+                except (MediaError, OSError) as exc:
                     digests[(spec.key, modality)] = exc
                 done += 1
                 if progress and (done % 256 == 0 or done == total):
@@ -293,7 +306,7 @@ class Indexer:
         self,
         item_id: int,
         spec: AssetSpec,
-        digest: str | OSError,
+        digest: str | OSError | MediaError,
         row: Asset | None,
         tables: dict[str, VectorTable],
         summary: IndexSummary,
@@ -306,8 +319,9 @@ class Indexer:
                 return None
         if row is not None and row.status == "ok":
             summary.changed += 1
-        if isinstance(digest, OSError):
-            return WorkItem(item_id, spec, None, error=f"cannot read file ({digest.strerror or digest})")
+        if not isinstance(digest, str):
+            reason = digest.reason if isinstance(digest, MediaError) else (digest.strerror or str(digest))
+            return WorkItem(item_id, spec, None, error=f"cannot read file ({reason})")
         return WorkItem(item_id, spec, digest)
 
     def executor(self) -> Executor:
@@ -319,7 +333,7 @@ class Indexer:
                 self.profile.fields, sorted(self.encoders), rates, self.device, self.batch_size, self.ray_address
             )
         if self.executor_name != "local":
-            raise ValueError(f"unknown executor {self.executor_name!r}; use local or ray")
+            raise InvalidInputError(f"unknown executor {self.executor_name!r}; use local or ray")
         return LocalExecutor(self.encoders, self.profile.fields, rates, self.batch_size, self.workers)
 
     def _process(
@@ -400,10 +414,13 @@ class Indexer:
             "preview": decoded.value if isinstance(decoded.value, str) else None,
         }
 
-    def _prune(self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary, prune: bool) -> None:
-        wanted = {s.key: set(s.assets) for s in specs}
+    def _prune(self, found: Scan, tables: dict[str, VectorTable], summary: IndexSummary, prune: bool) -> None:
+        """Remove items (and assets) the source no longer has; never one the scan could not see (under a
+        folder it could not list, or named by a manifest row it could not read): those are counted as kept."""
+        wanted = {s.key: set(s.assets) for s in found.items}
         gone_items: set[int] = set()
         gone_assets: list[tuple[int, str]] = []
+        hidden: set[int] = set()
         with self.db.session() as session:  # plain rows, not ORM objects: this reads the whole collection
             rows = session.execute(
                 select(Item.id, Item.key, Asset.modality)
@@ -411,10 +428,15 @@ class Indexer:
                 .where(Item.collection_id == self.collection.id)
             )
             for item_id, key, modality in rows:
+                incomplete = key not in wanted or (modality is not None and modality not in wanted[key])
+                if incomplete and found.unseen and found.may_hide(key):
+                    hidden.add(item_id)
+                    continue
                 if key not in wanted:
                     gone_items.add(item_id)
                 if modality is not None and (key not in wanted or modality not in wanted[key]):
                     gone_assets.append((item_id, modality))
+        summary.unseen = len(hidden)
         if not prune:
             summary.missing = len(gone_items)
             return

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.datasets
 
 def test_registry_lists_every_family_and_refuses_unknown_names() -> None:
     assert {"hog", "mfcc", "sbert", "openclip", "clap"} <= set(list_encoders())
-    with pytest.raises(KeyError, match="unknown encoder 'nope'"):
+    with pytest.raises(LookupError, match="unknown encoder 'nope'"):
         create_encoder("nope")
 
 
