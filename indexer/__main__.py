@@ -65,7 +65,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         profile=profile,
         device=args.device,
         batch_size=args.batch_size,
-        checkpoint_assets=args.checkpoint_every,
+        flush_assets=args.flush_every,
         vector_dir=Path(args.vector_dir) if args.vector_dir else None,
         vector_backend=args.vector_backend,
         executor=args.executor,
@@ -164,7 +164,9 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune", action="store_true", help="remove items whose files are gone")
     parser.add_argument("--batch-size", type=checks.positive_int(MAX_BATCH), default=64)
     parser.add_argument(
-        "--checkpoint-every",
+        "--flush-every",
+        "--checkpoint-every",  # its name before 0.12 (a checkpoint is a trained model now)
+        dest="flush_every",
         type=checks.positive_int(),
         default=1024,
         metavar="ASSETS",

@@ -52,6 +52,17 @@ from storage.models import utcnow
 from storage.repository import get_collection, ok_ids_by_modality
 
 ProgressFn = Callable[[str, int, int], None]
+
+# Named points where tests inject a crash: `FAULTS[name] = callable` (monkeypatch.setitem), a no-op otherwise.
+FAULTS: dict[str, Callable[[], None]] = {}
+
+
+def fault(point: str) -> None:
+    hook = FAULTS.get(point)
+    if hook is not None:
+        hook()
+
+
 """(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
 
 DEFAULT_STRATEGIES = ("late", "early", "hybrid")
@@ -91,21 +102,22 @@ class Indexer:
         workers: int | None = None,
         vector_dir: Path | None = None,
         strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
-        checkpoint_assets: int = 1024,
-        checkpoint_seconds: float = 15.0,
+        flush_assets: int = 1024,
+        flush_seconds: float = 15.0,
         vector_backend: str | None = None,
         executor: str = "local",
         ray_address: str | None = None,
     ) -> None:
         check_collection_name(collection)  # before any row is written: a 300-character name is refused here
         whole_number("batch_size", batch_size, 1)
-        whole_number("checkpoint_assets", checkpoint_assets, 1)
+        whole_number("flush_assets", flush_assets, 1)
         self.db = Database(db_url)
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
         self.executor_name, self.ray_address = executor, ray_address
-        # How much work a crash may cost: vectors and rows are written together every checkpoint.
-        self.checkpoint_assets, self.checkpoint_seconds = checkpoint_assets, checkpoint_seconds
+        # How much work a crash may cost: vectors and rows are written together at every flush point.
+        # ("Flush", not "checkpoint": a checkpoint is a trained fusion model.)
+        self.flush_assets, self.flush_seconds = flush_assets, flush_seconds
         self.collection = self._open_collection(profile, vector_dir, vector_backend)
         self.profile = Profile.from_dict(self.collection.profile)
         self.storage = collection_storage(self.db, self.collection)
@@ -339,8 +351,8 @@ class Indexer:
     def _process(
         self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
     ) -> None:
-        """Collect encoded batches; every checkpoint, merge them into the tables, save the touched tables,
-        then commit their rows. Merging once per checkpoint, not per batch, keeps a run linear: each
+        """Collect encoded batches; at every flush point, merge them into the tables, save the touched tables,
+        then commit their rows. Merging once per flush, not per batch, keeps a run linear: each
         merge copies a whole table (at 20k items, 20 MB per field per batch of 64)."""
         done, pending, staged = 0, [], []
         last_flush = time.monotonic()
@@ -349,7 +361,7 @@ class Indexer:
             pending += batch.decoded
             done += len(batch.decoded)
             summary.encoded += sum(d.error is None for d in batch.decoded)
-            if len(pending) >= self.checkpoint_assets or time.monotonic() - last_flush > self.checkpoint_seconds:
+            if len(pending) >= self.flush_assets or time.monotonic() - last_flush > self.flush_seconds:
                 self._flush(pending, self._merge(staged, tables), tables)
                 pending, staged, last_flush = [], [], time.monotonic()
             if progress:
@@ -371,10 +383,11 @@ class Indexer:
         return touched
 
     def _flush(self, pending: list[Decoded], touched: set[str], tables: dict[str, VectorTable]) -> None:
-        """A checkpoint: vector tables first (atomically), then the rows that point at them, in one commit
+        """A flush point: vector tables first (atomically), then the rows that point at them, in one commit
         (new rows in one multi-row INSERT, changed ones in one executemany UPDATE)."""
         for key in sorted(touched):
             self.storage.save(key, tables[key])
+        fault("flush:tables-saved")  # a crash here leaves tables ahead of rows: the next run heals it
         with self.db.session() as session:
             item_ids = sorted({d.work.item_id for d in pending})
             existing = {
