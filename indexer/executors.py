@@ -17,6 +17,7 @@ import numpy as np
 
 from indexer.work import Decoded, WorkItem, decode_asset
 from retrieval.encoders import Encoder
+from retrieval.media import MODALITIES
 from retrieval.profiles import Field
 from storage.models import TEXT_PREVIEW
 
@@ -67,8 +68,8 @@ def encode_batch(
 
 def sample_rates(encoders: dict[str, Encoder], profile_encoders: Mapping[str, Sequence[str]]) -> dict[str, int]:
     """The rate each modality is decoded at: that of its first encoder (audio must match it)."""
-    rates = {}
-    for modality in ("image", "audio", "text"):
+    rates: dict[str, int] = {}
+    for modality in MODALITIES:
         names = list(profile_encoders.get(modality, ()))
         rates[modality] = encoders[names[0]].sample_rate if names else 16_000
     return rates

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from scipy.special import erf
 from torch import nn
 
+from retrieval.linalg import l2_normalise
+
 
 class FusionModule(nn.Module):
     kind: ClassVar[str]
@@ -74,10 +76,6 @@ def _layer_norm(x: np.ndarray, w: dict[str, np.ndarray], prefix: str, eps: float
     return centred / scale * w[f"{prefix}.weight"] + w[f"{prefix}.bias"]
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def _mlp(d_in: int, d_out: int, hidden: int, dropout: float) -> nn.Module:
     if hidden <= 0:
         return nn.Linear(d_in, d_out)
@@ -105,7 +103,7 @@ class EarlyProjection(FusionModule):
     def forward_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
         w = self.weights_numpy()
         filled = [np.where(mask[:, i : i + 1], b, w[f"missing.{i}"]) for i, b in enumerate(blocks)]
-        return _normalise(_mlp_numpy(w, "project", np.concatenate(filled, axis=1)))
+        return l2_normalise(_mlp_numpy(w, "project", np.concatenate(filled, axis=1)))
 
 
 class GatedFusion(FusionModule):
@@ -135,8 +133,8 @@ class GatedFusion(FusionModule):
         inputs = np.concatenate([*(b * present[:, i : i + 1] for i, b in enumerate(blocks)), present], axis=1)
         hidden = _gelu(inputs @ w["gate.0.weight"].T + w["gate.0.bias"])
         gates = present / (1.0 + np.exp(-(hidden @ w["gate.2.weight"].T + w["gate.2.bias"])))
-        fused = sum(gates[:, i : i + 1] * _normalise(_mlp_numpy(w, f"project.{i}", b)) for i, b in enumerate(blocks))
-        return _normalise(fused)
+        fused = sum(gates[:, i : i + 1] * l2_normalise(_mlp_numpy(w, f"project.{i}", b)) for i, b in enumerate(blocks))
+        return l2_normalise(fused)
 
 
 class CrossAttentionFusion(FusionModule):
@@ -194,7 +192,7 @@ class CrossAttentionFusion(FusionModule):
             x = x + hidden @ w[p + "linear2.weight"].T + w[p + "linear2.bias"]
         present = mask.astype(np.float32)[..., None]
         pooled = (x * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1.0)
-        return _normalise(pooled @ w["out.weight"].T + w["out.bias"])
+        return l2_normalise(pooled @ w["out.weight"].T + w["out.bias"])
 
 
 MODULES: dict[str, type[FusionModule]] = {m.kind: m for m in (EarlyProjection, GatedFusion, CrossAttentionFusion)}
