@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from retrieval import checks
 from retrieval.errors import run_command
+from storage.db import DEFAULT_URL as DEFAULT_DB
 
-DEFAULT_DB = "sqlite:///data/demo.db"
 MAX_BATCH = 4096  # assets per encoder batch: beyond it one batch of decoded media alone outgrows memory
 
 

@@ -10,8 +10,7 @@ from typing import Any
 
 from retrieval import checks
 from retrieval.errors import InvalidInputError, run_command
-
-DEFAULT_DB = "sqlite:///data/demo.db"
+from storage.db import DEFAULT_URL as DEFAULT_DB
 
 
 # -- shared options -----------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from retrieval.fusion import list_strategies
 from retrieval.fusion.scoring import NORMALISATIONS
 from retrieval.results import Method
 from storage import Database, sqlite_path
+from storage.db import DEFAULT_URL as DEFAULT_DB
 from storage.models import Collection
 from storage.repository import list_presets
 
-DEFAULT_DB = "sqlite:///data/demo.db"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
