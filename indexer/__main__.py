@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
+from retrieval import checks
 from retrieval.errors import run_command
 
 DEFAULT_DB = "sqlite:///data/demo.db"
+MAX_BATCH = 4096  # assets per encoder batch: beyond it one batch of decoded media alone outgrows memory
 
 
 class TqdmProgress:
@@ -33,7 +34,7 @@ class TqdmProgress:
 
 def _print_summary(summary, *, as_json: bool) -> None:  # noqa: ANN001
     if as_json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        print(checks.json_text(summary.to_dict()))
         return
     assets = ", ".join(f"{m}: {n}" for m, n in summary.assets.items()) or "none"
     print(f"items: {summary.items}   assets: {assets}")
@@ -41,6 +42,8 @@ def _print_summary(summary, *, as_json: bool) -> None:  # noqa: ANN001
         f"encoded: {summary.encoded}   unchanged: {summary.unchanged}   changed: {summary.changed}   "
         f"removed: {summary.removed}" + (f"   missing (use --prune): {summary.missing}" if summary.missing else "")
     )
+    if summary.unseen:
+        print(f"kept, not seen (a folder or manifest row could not be read; nothing pruned there): {summary.unseen}")
     if summary.problems:
         print(f"skipped: {len(summary.problems)}")
         for problem in summary.problems[:50]:
@@ -62,14 +65,23 @@ def cmd_index(args: argparse.Namespace) -> int:
         profile=profile,
         device=args.device,
         batch_size=args.batch_size,
-        checkpoint_assets=args.checkpoint_every,
+        flush_assets=args.flush_every,
         vector_dir=Path(args.vector_dir) if args.vector_dir else None,
         vector_backend=args.vector_backend,
         executor=args.executor,
         ray_address=args.ray_address,
     )
     roots = [Path(r) for r in args.allow_root] + getattr(args, "extra_roots", [])
-    summary = indexer.run(args.path, prune=args.prune, progress=None if args.quiet else TqdmProgress(), roots=roots)
+    # A manifest given here was written (or chosen) by the person running the command: its paths are read
+    # wherever they point unless --confine; a folder's links pointing out stay refused (README: threat model).
+    manifest = Path(args.path).suffix.lower() in (".csv", ".jsonl")
+    summary = indexer.run(
+        args.path,
+        prune=args.prune,
+        progress=None if args.quiet else TqdmProgress(),
+        roots=roots,
+        confined=args.confine or not manifest,
+    )
     _print_summary(summary, as_json=args.json)
     return 0
 
@@ -79,7 +91,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     status = collection_status(args.db, args.collection)
     if args.json:
-        print(json.dumps(status, indent=2, default=str))
+        print(checks.json_text(status))
         return 1 if status["vector_problems"] else 0
     print(f"collection {status['collection']!r}: {status['items']} items, generation {status['generation']}")
     print("assets: " + ", ".join(f"{m}: {n}" for m, n in status["assets"].items()))
@@ -111,7 +123,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         args.db, args.collection, repair=args.repair, progress=None if args.quiet else TqdmProgress()
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(checks.json_text(report.to_dict()))
         return 1 if report.left else 0
     print(
         f"collection {report.collection!r}: {report.items} items, {report.tables} vector tables, "
@@ -141,17 +153,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLAlchemy URL (default {DEFAULT_DB})")
-    parser.add_argument("--collection", default="default", help="collection name inside the database")
+    parser.add_argument(
+        "--collection", default="default", type=checks.collection_name, help="collection name inside the database"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def _index_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="offline (default for a new collection), pretrained, or a JSON file")
     parser.add_argument("--prune", action="store_true", help="remove items whose files are gone")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=checks.positive_int(MAX_BATCH), default=64)
     parser.add_argument(
-        "--checkpoint-every",
-        type=int,
+        "--flush-every",
+        "--checkpoint-every",  # its name before 0.12 (a checkpoint is a trained model now)
+        dest="flush_every",
+        type=checks.positive_int(),
         default=1024,
         metavar="ASSETS",
         help="write vectors and rows together every ASSETS assets (what a crash can cost)",
@@ -177,7 +193,12 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FOLDER",
-        help="also read files under FOLDER (by default only under the folder or manifest's folder)",
+        help="also read files under FOLDER (by default only under the folder, or anywhere for a manifest)",
+    )
+    parser.add_argument(
+        "--confine",
+        action="store_true",
+        help="read a manifest's files only under its own folder (and --allow-root): for a manifest from someone else",
     )
 
 
@@ -207,7 +228,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--out", default="data/digits", help="where the manifest is written")
         parser.add_argument("--datasets", help="the shared datasets folder (default ../shared/datasets)")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--limit", type=int, help="number of items (default: all 2,000)")
+        parser.add_argument("--limit", type=checks.positive_int(), help="number of items (default: all 2,000)")
         parser.add_argument("--no-index", action="store_true", help="only write the manifest")
         parser.set_defaults(func=cmd_demo)
     else:

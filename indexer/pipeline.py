@@ -21,10 +21,13 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import selectinload
 
 from indexer.executors import EncodedBatch, Executor, LocalExecutor, sample_rates
-from indexer.sources import AssetSpec, ItemSpec, Problem, confine, scan
+from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
 from indexer.work import Decoded, WorkItem
+from retrieval.checks import check_collection_name, whole_number
 from retrieval.encoders import Encoder, create_encoder
+from retrieval.errors import InvalidInputError
 from retrieval.fusion import create_strategy
+from retrieval.media import MediaError
 from retrieval.profiles import PROFILES, Profile
 from retrieval.space import VectorSpace
 from storage import (
@@ -49,6 +52,17 @@ from storage.models import utcnow
 from storage.repository import get_collection, ok_ids_by_modality
 
 ProgressFn = Callable[[str, int, int], None]
+
+# Named points where tests inject a crash: `FAULTS[name] = callable` (monkeypatch.setitem), a no-op otherwise.
+FAULTS: dict[str, Callable[[], None]] = {}
+
+
+def fault(point: str) -> None:
+    hook = FAULTS.get(point)
+    if hook is not None:
+        hook()
+
+
 """(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
 
 DEFAULT_STRATEGIES = ("late", "early", "hybrid")
@@ -63,6 +77,7 @@ class IndexSummary:
     changed: int = 0
     removed: int = 0
     missing: int = 0
+    unseen: int = 0  # items kept because their folder (or a manifest row) could not be read
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
@@ -87,18 +102,22 @@ class Indexer:
         workers: int | None = None,
         vector_dir: Path | None = None,
         strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
-        checkpoint_assets: int = 1024,
-        checkpoint_seconds: float = 15.0,
+        flush_assets: int = 1024,
+        flush_seconds: float = 15.0,
         vector_backend: str | None = None,
         executor: str = "local",
         ray_address: str | None = None,
     ) -> None:
+        check_collection_name(collection)  # before any row is written: a 300-character name is refused here
+        whole_number("batch_size", batch_size, 1)
+        whole_number("flush_assets", flush_assets, 1)
         self.db = Database(db_url)
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
         self.executor_name, self.ray_address = executor, ray_address
-        # How much work a crash may cost: vectors and rows are written together every checkpoint.
-        self.checkpoint_assets, self.checkpoint_seconds = checkpoint_assets, checkpoint_seconds
+        # How much work a crash may cost: vectors and rows are written together at every flush point.
+        # ("Flush", not "checkpoint": a checkpoint is a trained fusion model.)
+        self.flush_assets, self.flush_seconds = flush_assets, flush_seconds
         self.collection = self._open_collection(profile, vector_dir, vector_backend)
         self.profile = Profile.from_dict(self.collection.profile)
         self.storage = collection_storage(self.db, self.collection)
@@ -174,33 +193,39 @@ class Indexer:
         prune: bool = False,
         progress: ProgressFn | None = None,
         roots: list[Path] | None = None,
+        confined: bool = True,
     ) -> IndexSummary:
-        """Index `source`; files outside its folder (or the extra `roots`) are refused, not read.
+        """Index `source`; files outside its folder (or the extra `roots`) are refused, not read, unless
+        `confined` is False (a manifest given by its own author on the command line: see the README's threat
+        model). With `prune`, items that were not seen because a folder could not be listed are kept.
 
         One writer per collection: a second run at the same time raises `CollectionBusyError`. A write
         that fails (disk full, read-only folder) raises `StorageError` and leaves the previous files whole.
         """
-        with CollectionLock(self.storage.root, f"collection {self.collection_name!r}"):
-            remove_stale_temporaries(self.storage.root)
-            try:
-                return self._run(Path(source), prune, progress, roots or [])
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
-                    raise
-                raise StorageError(
-                    f"cannot write {exc.filename or self.storage.root}: {exc.strerror}; "
-                    "nothing was half-written: the previous index and database are intact, and "
-                    "running again once there is room finishes the job"
-                ) from exc
+        try:  # the lock file is a write too: a full disk there is the same clear error
+            with CollectionLock(self.storage.root, f"collection {self.collection_name!r}"):
+                remove_stale_temporaries(self.storage.root)
+                return self._run(Path(source), prune, progress, roots or [], confined)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+                raise
+            raise StorageError(
+                f"cannot write {exc.filename or self.storage.root}: {exc.strerror}; "
+                "nothing was half-written: the previous index and database are intact, and "
+                "running again once there is room finishes the job"
+            ) from exc
 
-    def _run(self, source: Path, prune: bool, progress: ProgressFn | None, roots: list[Path]) -> IndexSummary:
+    def _run(
+        self, source: Path, prune: bool, progress: ProgressFn | None, roots: list[Path], confined: bool = True
+    ) -> IndexSummary:
         started = time.perf_counter()
         summary = IndexSummary()
         stage = _Stopwatch(summary.stages)
         with stage("load encoders"):
             self._load_encoders()
         with stage("scan"):
-            found = confine(scan(source), roots)
+            found = scan(source)
+            found = confine(found, roots) if confined else found
             summary.problems.extend(found.problems)
             with self.db.session() as session:
                 session.query(Collection).filter_by(id=self.collection.id).update({"root": str(found.root)})
@@ -215,7 +240,7 @@ class Indexer:
         with stage("decode+encode+write"):
             self._process(work, tables, summary, progress)
         with stage("prune"):
-            self._prune(found.items, tables, summary, prune)
+            self._prune(found, tables, summary, prune)
         with stage("index"):
             self._build_indexes(progress)
         self._summarise(summary, found.problems)
@@ -273,16 +298,16 @@ class Indexer:
         return work
 
     @staticmethod
-    def _hash(specs: list[ItemSpec], progress: ProgressFn | None) -> dict[tuple[str, str], str | OSError]:
-        """Each asset's content hash, or the error that kept it from being read."""
+    def _hash(specs: list[ItemSpec], progress: ProgressFn | None) -> dict[tuple[str, str], str | OSError | MediaError]:
+        """Each asset's content hash, or the error that kept it from being read (a FIFO is refused unopened)."""
         total = sum(len(s.assets) for s in specs)
-        digests: dict[tuple[str, str], str | OSError] = {}
+        digests: dict[tuple[str, str], str | OSError | MediaError] = {}
         done = 0
         for spec in specs:
             for modality, asset in spec.assets.items():
                 try:
                     digests[(spec.key, modality)] = asset.sha256()
-                except OSError as exc:
+                except (MediaError, OSError) as exc:
                     digests[(spec.key, modality)] = exc
                 done += 1
                 if progress and (done % 256 == 0 or done == total):
@@ -293,7 +318,7 @@ class Indexer:
         self,
         item_id: int,
         spec: AssetSpec,
-        digest: str | OSError,
+        digest: str | OSError | MediaError,
         row: Asset | None,
         tables: dict[str, VectorTable],
         summary: IndexSummary,
@@ -306,8 +331,9 @@ class Indexer:
                 return None
         if row is not None and row.status == "ok":
             summary.changed += 1
-        if isinstance(digest, OSError):
-            return WorkItem(item_id, spec, None, error=f"cannot read file ({digest.strerror or digest})")
+        if not isinstance(digest, str):
+            reason = digest.reason if isinstance(digest, MediaError) else (digest.strerror or str(digest))
+            return WorkItem(item_id, spec, None, error=f"cannot read file ({reason})")
         return WorkItem(item_id, spec, digest)
 
     def executor(self) -> Executor:
@@ -319,14 +345,14 @@ class Indexer:
                 self.profile.fields, sorted(self.encoders), rates, self.device, self.batch_size, self.ray_address
             )
         if self.executor_name != "local":
-            raise ValueError(f"unknown executor {self.executor_name!r}; use local or ray")
+            raise InvalidInputError(f"unknown executor {self.executor_name!r}; use local or ray")
         return LocalExecutor(self.encoders, self.profile.fields, rates, self.batch_size, self.workers)
 
     def _process(
         self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
     ) -> None:
-        """Collect encoded batches; every checkpoint, merge them into the tables, save the touched tables,
-        then commit their rows. Merging once per checkpoint, not per batch, keeps a run linear: each
+        """Collect encoded batches; at every flush point, merge them into the tables, save the touched tables,
+        then commit their rows. Merging once per flush, not per batch, keeps a run linear: each
         merge copies a whole table (at 20k items, 20 MB per field per batch of 64)."""
         done, pending, staged = 0, [], []
         last_flush = time.monotonic()
@@ -335,7 +361,7 @@ class Indexer:
             pending += batch.decoded
             done += len(batch.decoded)
             summary.encoded += sum(d.error is None for d in batch.decoded)
-            if len(pending) >= self.checkpoint_assets or time.monotonic() - last_flush > self.checkpoint_seconds:
+            if len(pending) >= self.flush_assets or time.monotonic() - last_flush > self.flush_seconds:
                 self._flush(pending, self._merge(staged, tables), tables)
                 pending, staged, last_flush = [], [], time.monotonic()
             if progress:
@@ -357,10 +383,11 @@ class Indexer:
         return touched
 
     def _flush(self, pending: list[Decoded], touched: set[str], tables: dict[str, VectorTable]) -> None:
-        """A checkpoint: vector tables first (atomically), then the rows that point at them, in one commit
+        """A flush point: vector tables first (atomically), then the rows that point at them, in one commit
         (new rows in one multi-row INSERT, changed ones in one executemany UPDATE)."""
         for key in sorted(touched):
             self.storage.save(key, tables[key])
+        fault("flush:tables-saved")  # a crash here leaves tables ahead of rows: the next run heals it
         with self.db.session() as session:
             item_ids = sorted({d.work.item_id for d in pending})
             existing = {
@@ -400,10 +427,13 @@ class Indexer:
             "preview": decoded.value if isinstance(decoded.value, str) else None,
         }
 
-    def _prune(self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary, prune: bool) -> None:
-        wanted = {s.key: set(s.assets) for s in specs}
+    def _prune(self, found: Scan, tables: dict[str, VectorTable], summary: IndexSummary, prune: bool) -> None:
+        """Remove items (and assets) the source no longer has; never one the scan could not see (under a
+        folder it could not list, or named by a manifest row it could not read): those are counted as kept."""
+        wanted = {s.key: set(s.assets) for s in found.items}
         gone_items: set[int] = set()
         gone_assets: list[tuple[int, str]] = []
+        hidden: set[int] = set()
         with self.db.session() as session:  # plain rows, not ORM objects: this reads the whole collection
             rows = session.execute(
                 select(Item.id, Item.key, Asset.modality)
@@ -411,10 +441,15 @@ class Indexer:
                 .where(Item.collection_id == self.collection.id)
             )
             for item_id, key, modality in rows:
+                incomplete = key not in wanted or (modality is not None and modality not in wanted[key])
+                if incomplete and found.unseen and found.may_hide(key):
+                    hidden.add(item_id)
+                    continue
                 if key not in wanted:
                     gone_items.add(item_id)
                 if modality is not None and (key not in wanted or modality not in wanted[key]):
                     gone_assets.append((item_id, modality))
+        summary.unseen = len(hidden)
         if not prune:
             summary.missing = len(gone_items)
             return

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from retrieval.errors import NotFoundError
 from retrieval.profiles import Profile
 from storage import Asset, Collection, CorruptArtifactError, Database, IndexBuild, Item, SkippedFile
 from storage.artifacts import read_header
@@ -48,7 +49,7 @@ def collection_status(url: str, name: str = "default") -> dict[str, Any]:
     with db.session() as session:
         collection = get_collection(session, name)
         if collection is None:
-            raise LookupError(f"no collection {name!r} in {url}")
+            raise NotFoundError(f"no collection {name!r} in {url}")
         items = session.scalar(select(func.count()).select_from(Item).where(Item.collection_id == collection.id))
         rows = session.execute(
             select(Asset.modality, Asset.status, Asset.path, Asset.error)

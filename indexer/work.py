@@ -40,7 +40,8 @@ def decode_asset(work: WorkItem, sample_rate: int) -> Decoded:
         size = spec.path.stat().st_size
         if spec.modality == "image":
             image = load_image(spec.path)
-            return Decoded(work, image, size_bytes=size, width=image.width, height=image.height)
+            width, height = image.info.get("source_size", image.size)  # before shrinking for the encoders
+            return Decoded(work, image, size_bytes=size, width=width, height=height)
         if spec.modality == "audio":
             wave: Waveform = load_audio(spec.path, sample_rate)
             return Decoded(work, wave, size_bytes=size, duration_s=wave.duration_s)

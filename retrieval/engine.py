@@ -11,14 +11,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
+from retrieval.checks import MAX_WEIGHT, check_k, check_weights, finite_float
 from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder
+from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
 from retrieval.media import MediaInput, Modality, load_audio, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
-from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError
+from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item
 from storage.catalog import check_tables_present, collection_storage
 from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:  # training brings torch: imported by `train`, not by every se
     from retrieval.train import TrainConfig, TrainResult
 
 
-class CollectionNotFoundError(LookupError):
+class CollectionNotFoundError(NotFoundError):
     pass
 
 
@@ -82,7 +84,9 @@ class SearchEngine:
 
     def encode_query(self, query: QueryInput) -> EncodedQuery:
         if not query.present():
-            raise ValueError("empty query: give at least one of text, image or audio")
+            raise InvalidInputError("empty query: give at least one of text, image or audio")
+        check_weights(query.weights)
+        finite_float("negative weight", query.negative_weight, -MAX_WEIGHT, MAX_WEIGHT)
         vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()})
         negatives = self._encode_inputs(
             {
@@ -107,7 +111,7 @@ class SearchEngine:
             return load_image(value)
         if modality == "audio":
             if isinstance(value, tuple):  # (samples, sample_rate): arrays carry no rate of their own
-                return load_audio(np.asarray(value[0]), encoder.sample_rate, input_rate=int(value[1]))
+                return load_audio(np.asarray(value[0]), encoder.sample_rate, input_rate=value[1])
             return load_audio(value, encoder.sample_rate)
         return load_text(value)
 
@@ -131,9 +135,12 @@ class SearchEngine:
         keywords are the strategy's parameters.
         """
         negative = negative or {}
+        if not isinstance(negative, dict):
+            raise InvalidInputError(f"negative must map text, image or audio to a query, not {negative!r}")
+        weights = check_weights(weights)
         unknown = set(negative) - {"text", "image", "audio"}
         if unknown:
-            raise ValueError(f"negative terms are text, image or audio, not {sorted(unknown)}")
+            raise InvalidInputError(f"negative terms are text, image or audio, not {sorted(unknown)}")
         query = QueryInput(text, image, audio, dict(weights or {}), **{f"negative_{m}": v for m, v in negative.items()})
         if preset is not None:
             saved = self.preset(preset)
@@ -155,19 +162,22 @@ class SearchEngine:
         parameters and query weights), such as a saved preset; results are keyed by label. With
         `keep_going`, a method that cannot run (say, an untrained one) gets an error instead of raising.
         """
+        # k beyond the collection's size only asks FAISS to allocate rows that cannot be filled
+        k = min(check_k(k), max(1, len(self.item_keys())))
         encoded = self.encode_query(query)
         results: dict[str, SearchResult] = {}
         for method in methods:
             if isinstance(method, str):
                 method = Method(method, method, dict((params or {}).get(method, {})))
             started = time.perf_counter()
+            check_weights(method.weights, f"weights of {method.label!r}")
             weighted = EncodedQuery(
                 encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives, encoded.negative_weight
             )
             try:
                 strategy = self.strategy(method.strategy, **method.params)
                 hits = self._hits(strategy.search(self.space, weighted, k))
-            except (ValueError, LookupError, StorageError) as exc:
+            except USER_ERRORS as exc:  # the user's to fix: a bug still raises
                 if not keep_going:
                     raise
                 results[method.label] = SearchResult(method.strategy, [], 0.0, dict(method.params), str(exc))
@@ -185,7 +195,7 @@ class SearchEngine:
         with self.db.session() as session:
             row = get_preset(session, self.collection_id, name)
             if row is None:
-                raise LookupError(
+                raise NotFoundError(
                     f"no preset {name!r} for collection {self.collection_name!r}; "
                     "make one with python -m retrieval tune"
                 )

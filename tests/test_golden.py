@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from conftest import mnist_image, recording
 
-pytestmark = pytest.mark.datasets
 GOLDEN = Path(__file__).parent / "golden" / "rankings.json"
 LEARNED = ("early", "gated", "cross_attention")  # trained on the demo's train split, 4 epochs
 

@@ -35,7 +35,6 @@ from storage import (
 from storage.models import Collection
 from storage.repository import ok_ids_by_modality
 
-pytestmark = pytest.mark.datasets
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"name": "fast", "encoders": {"image": ["hog"], "audio": ["mfcc"]}}
 
@@ -117,7 +116,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
         "--quiet",
         "--batch-size",
         "8",
-        "--checkpoint-every",
+        "--flush-every",
         "32",
         "--profile",
         str(tmp_path / "collection" / "fast.json"),

@@ -9,19 +9,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from retrieval.errors import InvalidInputError, WeightsNotFoundError
 from retrieval.media import Modality
+
+__all__ = ["Encoder", "EncoderInfo", "WeightsNotFoundError"]
 
 Progress = Callable[[int], None]
 """Called with the number of inputs just finished, so the CLI can drive tqdm and the UI st.progress."""
-
-
-class WeightsNotFoundError(Exception):
-    """Pretrained weights are not on disk; the message says which model, where we looked, what to do."""
-
-    def __init__(self, model: str, looked: Sequence[str], hint: str) -> None:
-        self.model, self.looked, self.hint = model, list(looked), hint
-        places = "\n  ".join(self.looked) or "(nowhere)"
-        super().__init__(f"weights for {model} are not on this machine.\nLooked in:\n  {places}\n{hint}")
 
 
 @dataclass(frozen=True)
@@ -63,7 +57,9 @@ class Encoder(ABC):
         progress: Progress | None = None,
     ) -> np.ndarray:
         if modality not in self.modalities:
-            raise ValueError(f"encoder {self.name} does not read {modality} (it reads {', '.join(self.modalities)})")
+            raise InvalidInputError(
+                f"encoder {self.name} does not read {modality} (it reads {', '.join(self.modalities)})"
+            )
         size = batch_size or self.batch_size
         out = np.zeros((len(inputs), self.dim), np.float32)
         for start in range(0, len(inputs), size):

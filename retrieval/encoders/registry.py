@@ -13,6 +13,7 @@ import importlib
 from collections.abc import Callable
 
 from retrieval.encoders.base import Encoder
+from retrieval.errors import NotFoundError
 
 DEFAULT_CLIP = "ViT-B-32/laion2b_s34b_b79k"  # OpenCLIP architecture/tag of the `pretrained` profile
 DEFAULT_CLAP = "laion/clap-htsat-unfused"  # Hugging Face repo id of the `pretrained` profile's CLAP
@@ -65,7 +66,7 @@ def create_encoder(name: str, device: str | None = None, *, cache: bool = True) 
     _load_family(family)
     if family not in _FAMILIES:
         known = sorted(set(_FAMILIES) | set(BUILTIN_FAMILIES))
-        raise KeyError(f"unknown encoder {name!r}; known families: {', '.join(known)}")
+        raise NotFoundError(f"unknown encoder {name!r}; known families: {', '.join(known)}")
     encoder = _FAMILIES[family][0](argument, device)
     encoder.name = name
     if cache:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from retrieval.errors import InvalidInputError
 from retrieval.fusion.base import FusionStrategy, Scored
 from retrieval.fusion.concat import concat_query
 from retrieval.fusion.late import LateFusion
@@ -51,7 +52,7 @@ class LearnedFusion(FusionStrategy):
     def checkpoint(self) -> FusionCheckpoint:
         if self._checkpoint is None:
             if not self.params.checkpoint:
-                raise ValueError(
+                raise InvalidInputError(
                     f"{self.name} fusion learns: train it first "
                     f"(python -m retrieval train --strategy {self.name} ...) or pass checkpoint=FILE"
                 )
@@ -59,7 +60,9 @@ class LearnedFusion(FusionStrategy):
 
             checkpoint = FusionCheckpoint.load(self.params.checkpoint)
             if checkpoint.module.kind != self.module_kind:
-                raise ValueError(f"{self.params.checkpoint} holds a {checkpoint.module.kind} model, not {self.name}")
+                raise InvalidInputError(
+                    f"{self.params.checkpoint} holds a {checkpoint.module.kind} model, not {self.name}"
+                )
             self._checkpoint = checkpoint
         return self._checkpoint
 
