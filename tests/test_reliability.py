@@ -311,5 +311,10 @@ def test_a_folder_shared_the_old_way_is_refused_not_mixed(small_folder: Path, tm
         Indexer(url, "b").run(other_folder(tmp_path / "other"))
     with pytest.raises(ForeignArtifactError, match=str(a.storage.root)):
         SearchEngine.open(url, "b")
+    from indexer.status import collection_status
+
+    problems = collection_status(url, "b")["vector_problems"]
+    assert len(problems) == 2 and all("written by another collection or database" in p for p in problems)
+    assert collection_status(url, "a")["vector_problems"] == []
     assert b.storage.root != a.storage.root
     finds_its_own_items(url, "a", small_folder)
