@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import select
@@ -15,7 +15,7 @@ from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder
 from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
-from retrieval.media import MediaInput, load_audio, load_image, load_text
+from retrieval.media import MediaInput, Modality, load_audio, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
@@ -97,7 +97,8 @@ class SearchEngine:
         for modality, value in inputs.items():
             for name in self.profile.encoders.get(modality, ()):
                 encoder = self.encoder(name)
-                vectors[(modality, name)] = encoder.encode(modality, [self._decode(modality, value, encoder)])[0]
+                kind = cast(Modality, modality)
+                vectors[(modality, name)] = encoder.encode(kind, [self._decode(modality, value, encoder)])[0]
         return vectors
 
     @staticmethod
@@ -205,7 +206,7 @@ class SearchEngine:
     def _hits(self, scored: list) -> list[Hit]:
         with self.db.session() as session:
             items = items_by_ids(session, [s.item_id for s in scored])
-            hits = []
+            hits: list[Hit] = []
             for s in scored:
                 item = items.get(s.item_id)
                 if item is None:  # removed since the vectors were loaded
@@ -237,7 +238,7 @@ class SearchEngine:
     def compare(
         self,
         query: QueryInput,
-        strategies: list[str],
+        strategies: list[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         baseline: str | None = None,
