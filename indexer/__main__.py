@@ -1,4 +1,4 @@
-"""Command line: `python -m indexer PATH --db URL`, `python -m indexer status`, `python -m indexer demo`."""
+"""Command line: `python -m indexer PATH --db URL`, `python -m indexer status|check|demo`."""
 
 from __future__ import annotations
 
@@ -92,11 +92,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = collection_status(args.db, args.collection)
     if args.json:
         print(checks.json_text(status))
-        return 0
+        return 1 if status["vector_problems"] else 0
     print(f"collection {status['collection']!r}: {status['items']} items, generation {status['generation']}")
     print("assets: " + ", ".join(f"{m}: {n}" for m, n in status["assets"].items()))
     print("encoders: " + ", ".join(f"{e['name']} ({e['dim']}d)" for e in status["encoders"]))
     print(f"vectors: {status['vector_dir']}   indexes on: {status['vector_backend']}")
+    for table in status["vector_tables"]:
+        stored = {None: "MISSING", -1: "UNREADABLE"}.get(table["vectors"], f"{table['vectors']} vectors")
+        print(f"table {table['field']}: {stored} ({table['expected']} in the database)")
     for build in status["indexes"]:
         print(
             f"index {build['strategy']}/{build['key']}: {build['factory']}, {build['count']} vectors"
@@ -105,7 +108,35 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"problems: {len(status['problems'])}")
     for problem in status["problems"]:
         print(f"  {problem['path']}: {problem['reason']}")
+    for problem in status["vector_problems"]:
+        print(f"error: {problem}", file=sys.stderr)
+    if status["vector_problems"]:
+        print("run `python -m indexer check` for every difference, and `--repair` to fix what can be", file=sys.stderr)
+        return 1
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from indexer.check import check_collection
+
+    report = check_collection(
+        args.db, args.collection, repair=args.repair, progress=None if args.quiet else TqdmProgress()
+    )
+    if args.json:
+        print(checks.json_text(report.to_dict()))
+        return 1 if report.left else 0
+    print(
+        f"collection {report.collection!r}: {report.items} items, {report.tables} vector tables, "
+        f"{report.indexes} indexes ({report.stale} stale: the next search rebuilds them)"
+    )
+    if report.busy:
+        print("note: an indexer is writing this collection now; differences may be its work in progress")
+    for f in report.findings:
+        state = "repaired" if f.repaired else ("repairable with --repair" if f.repairable else "NOT repairable")
+        print(f"{f.artefact} {f.name}: {f.problem}\n  at {f.location}\n  {state}: {f.fix}")
+    repaired = len(report.findings) - len(report.left)
+    print(f"differences: {len(report.findings)}, repaired: {repaired}, left: {len(report.left)}")
+    return 1 if report.left else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -176,6 +207,16 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         )
         _common(parser)
         parser.set_defaults(func=cmd_status)
+    elif command == "check":
+        parser = argparse.ArgumentParser(
+            prog="python -m indexer check",
+            description="Compare the database rows, the vector tables and every index of a collection; "
+            "with --repair, fix what can be rebuilt from what is stored. Exit status 1 while differences remain.",
+        )
+        _common(parser)
+        parser.add_argument("--repair", action="store_true", help="fix what can be rebuilt (takes the writer lock)")
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        parser.set_defaults(func=cmd_check)
     elif command == "demo":
         parser = argparse.ArgumentParser(
             prog="python -m indexer demo", description="Build the digits demo collection and index it."
@@ -191,7 +232,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     else:
         parser = argparse.ArgumentParser(
             prog="python -m indexer",
-            description=("Index a folder or a manifest (.csv/.jsonl). Other commands: `status`, `demo`."),
+            description=("Index a folder or a manifest (.csv/.jsonl). Other commands: `status`, `check`, `demo`."),
         )
         parser.add_argument("path", help="a folder, or a manifest with id,image,audio,text columns")
         _common(parser)
@@ -202,7 +243,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and argv[0] in ("status", "demo") else "index"
+    command = argv[0] if argv and argv[0] in ("status", "check", "demo") else "index"
     args = build_parser(command).parse_args(argv[1:] if command != "index" else argv)
     return run_command(args.func, args)
 

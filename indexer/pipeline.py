@@ -41,12 +41,13 @@ from storage import (
     Item,
     SkippedFile,
     StorageError,
-    VectorStorage,
     VectorTable,
-    default_vector_dir,
+    collection_folder,
+    default_vector_base,
     normalise_backend,
     remove_stale_temporaries,
 )
+from storage.catalog import collection_storage
 from storage.models import utcnow
 from storage.repository import get_collection, ok_ids_by_modality
 
@@ -107,7 +108,7 @@ class Indexer:
         self.checkpoint_assets, self.checkpoint_seconds = checkpoint_assets, checkpoint_seconds
         self.collection = self._open_collection(profile, vector_dir, vector_backend)
         self.profile = Profile.from_dict(self.collection.profile)
-        self.storage = VectorStorage(Path(self.collection.vector_dir))
+        self.storage = collection_storage(self.db, self.collection)
         self.encoders: dict[str, Encoder] = {}
 
     # -- set-up ------------------------------------------------------------------------------------
@@ -121,10 +122,13 @@ class Indexer:
                 row = Collection(
                     name=self.collection_name,
                     profile=profile.to_dict(),
-                    vector_dir=str(vector_dir or default_vector_dir(self.db.url, self.collection_name)),
+                    vector_dir="",
                     vector_backend=normalise_backend(vector_backend),
                 )
                 session.add(row)
+                session.flush()  # the id names the folder: collections sharing a --vector-dir never meet
+                base = vector_dir if vector_dir is not None else default_vector_base(self.db.url)
+                row.vector_dir = str(collection_folder(base, self.collection_name, self.db.uid, row.id))
             elif vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
                 raise StorageError(
                     f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
@@ -246,9 +250,10 @@ class Indexer:
         self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
     ) -> list[WorkItem]:
         """Upsert item rows and pick the assets whose content changed (or whose vectors are missing)."""
+        # Every file is read before the transaction opens: inserting items takes the database's write
+        # lock, and a slow disk (or a file that never ends) must not hold it and stall every other writer.
+        digests = self._hash(specs, progress)
         work: list[WorkItem] = []
-        total = sum(len(s.assets) for s in specs)
-        done = 0
         with self.db.session() as session:
             existing = {
                 i.key: i
@@ -274,25 +279,39 @@ class Indexer:
                 current = {a.modality: a for a in item.assets} if item is not None else {}
                 item_id = item.id if item is not None else fresh[spec.key]
                 for modality, asset in spec.assets.items():
-                    done += 1
-                    work_item = self._plan_asset(item_id, asset, current.get(modality), tables, summary)
+                    digest = digests[(spec.key, modality)]
+                    work_item = self._plan_asset(item_id, asset, digest, current.get(modality), tables, summary)
                     if work_item is not None:
                         work.append(work_item)
-                    if progress and (done % 256 == 0 or done == total):
-                        progress("hash", done, total)
         return work
 
+    @staticmethod
+    def _hash(specs: list[ItemSpec], progress: ProgressFn | None) -> dict[tuple[str, str], str | OSError | MediaError]:
+        """Each asset's content hash, or the error that kept it from being read (a FIFO is refused unopened)."""
+        total = sum(len(s.assets) for s in specs)
+        digests: dict[tuple[str, str], str | OSError | MediaError] = {}
+        done = 0
+        for spec in specs:
+            for modality, asset in spec.assets.items():
+                try:
+                    digests[(spec.key, modality)] = asset.sha256()
+                except (MediaError, OSError) as exc:
+                    digests[(spec.key, modality)] = exc
+                done += 1
+                if progress and (done % 256 == 0 or done == total):
+                    progress("hash", done, total)
+        return digests
+
     def _plan_asset(
-        self, item_id: int, spec: AssetSpec, row: Asset | None, tables: dict[str, VectorTable], summary: IndexSummary
+        self,
+        item_id: int,
+        spec: AssetSpec,
+        digest: str | OSError | MediaError,
+        row: Asset | None,
+        tables: dict[str, VectorTable],
+        summary: IndexSummary,
     ) -> WorkItem | None:
-        try:
-            digest = spec.sha256()
-        except MediaError as exc:  # a FIFO or device: refused without opening it for real
-            digest, reason = None, exc.reason
-        except OSError as exc:
-            digest = None
-            reason = exc.strerror or str(exc)
-        if row is not None and digest is not None and row.sha256 == digest:
+        if row is not None and isinstance(digest, str) and row.sha256 == digest:
             row.path = spec.display  # same content under a new name: no re-encoding
             has_vectors = all(item_id in tables[f.key] for f in self.profile.fields if f.modality == spec.modality)
             if row.status == "error" or has_vectors:
@@ -300,12 +319,13 @@ class Indexer:
                 return None
         if row is not None and row.status == "ok":
             summary.changed += 1
-        if digest is None:
+        if not isinstance(digest, str):
+            reason = digest.reason if isinstance(digest, MediaError) else (digest.strerror or str(digest))
             return WorkItem(item_id, spec, None, error=f"cannot read file ({reason})")
         return WorkItem(item_id, spec, digest)
 
     def executor(self) -> Executor:
-        rates = sample_rates(self.encoders, self.profile.encoders)
+        rates = sample_rates(self.encoders, {m: list(names) for m, names in self.profile.encoders.items()})
         if self.executor_name == "ray":
             from indexer.ray_executor import RayExecutor
 
@@ -437,7 +457,7 @@ class Indexer:
 
     def _build_indexes(self, progress: ProgressFn | None) -> None:
         with self.db.session() as session:
-            generation = session.get(Collection, self.collection.id).generation
+            generation = session.scalar(select(Collection.generation).where(Collection.id == self.collection.id)) or 0
         dims = {name: e.dim for name, e in self.encoders.items()}
         catalog = IndexCatalog.for_collection(self.db, self.collection)
         space = VectorSpace(self.profile.fields, self.storage, generation, catalog, dims=dims)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sqlalchemy import select
@@ -19,9 +20,12 @@ from retrieval.media import MediaInput, Modality, load_audio, load_image, load_t
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
-from retrieval.train import TrainConfig, TrainResult, select_items, train
-from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, VectorStorage
+from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item
+from storage.catalog import check_tables_present, collection_storage
 from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
+
+if TYPE_CHECKING:  # training brings torch: imported by `train`, not by every search
+    from retrieval.train import TrainConfig, TrainResult
 
 
 class CollectionNotFoundError(NotFoundError):
@@ -42,15 +46,16 @@ class SearchEngine:
             self.collection_id, self.generation = row.id, row.generation
             self.profile = Profile.from_dict(row.profile)
             self.records = {e.name: e for e in row.encoders}
-            vector_dir = Path(row.vector_dir)
+            storage = collection_storage(db, row)
             catalog = IndexCatalog.for_collection(db, row)
+        check_tables_present(db, row, storage, [(f.key, f.modality) for f in self.profile.fields])
         self._encoders: dict[str, Encoder] = {}
         self._strategies: dict[str, Any] = {}
         self._keys: tuple[int, dict[int, str]] | None = (
             None  # strategy instances by name and parameters (checkpoints stay loaded)
         )
         dims = {name: rec.dim for name, rec in self.records.items()}
-        self.space = VectorSpace(self.profile.fields, VectorStorage(vector_dir), self.generation, catalog, dims=dims)
+        self.space = VectorSpace(self.profile.fields, storage, self.generation, catalog, dims=dims)
 
     @classmethod
     def open(cls, url: str, collection: str = "default", device: str | None = None) -> SearchEngine:
@@ -92,7 +97,7 @@ class SearchEngine:
         )
         return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight)
 
-    def _encode_inputs(self, inputs: dict[str, Any]) -> dict[tuple[str, str], np.ndarray]:
+    def _encode_inputs(self, inputs: dict[Modality, Any]) -> dict[tuple[str, str], np.ndarray]:
         vectors: dict[tuple[str, str], np.ndarray] = {}
         for modality, value in inputs.items():
             for name in self.profile.encoders.get(modality, ()):
@@ -147,7 +152,7 @@ class SearchEngine:
     def search_many(
         self,
         query: QueryInput,
-        methods: list[str | Method],
+        methods: Sequence[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         keep_going: bool = False,
@@ -238,7 +243,7 @@ class SearchEngine:
     def compare(
         self,
         query: QueryInput,
-        strategies: list[str | Method],
+        strategies: Sequence[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         baseline: str | None = None,
@@ -260,6 +265,8 @@ class SearchEngine:
 
     def train(self, config: TrainConfig, out: str | Path, progress=None) -> TrainResult:  # noqa: ANN001
         """Fit a learned strategy on this collection's stored vectors and register the checkpoint."""
+        from retrieval.train import select_items, train
+
         with self.db.session() as session:
             metadata = item_metadata(session, self.collection_id)
         ids, labels = select_items(metadata, self.space, config)
