@@ -90,6 +90,10 @@ def load_queries(path: str | Path, label_field: str | None = None) -> list[EvalQ
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise InvalidInputError(f"{path}:{number}: a query must be a JSON object, not {type(row).__name__}")
+        if any(not isinstance(row.get(m), (str, type(None))) for m in ("image", "audio", "text")):
+            raise InvalidInputError(f"{path}:{number}: text, image and audio must be strings")
 
         def media(name: str, row: dict = row) -> Path | None:
             value = row.get(name)
