@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.compare import compare_results, kendall_tau_union, pair_stats, rank_biased_overlap
+from retrieval.compare import compare_results, kendall_tau, pair_stats, rank_biased_overlap
 from retrieval.results import Hit, SearchResult
 from retrieval.tune import grid, ndcg_at
 
@@ -34,8 +34,10 @@ def test_rank_biased_overlap_matches_reference_values() -> None:
 def test_pair_statistics() -> None:
     stats = pair_stats("a", [1, 2, 3, 4], "b", [3, 4, 5, 6], k=4)
     assert (stats.overlap, stats.jaccard) == (0.5, pytest.approx(2 / 6))
-    assert kendall_tau_union([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
-    assert kendall_tau_union([1, 2, 3], [3, 2, 1]) < 0
+    assert kendall_tau([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) < 0
+    assert kendall_tau([1, 2, 3], [4, 5, 6]) is None, "nothing in common: undefined, not -0.71"
+    assert kendall_tau([1, 2, 3], [1, 5, 6]) is None, "one shared item orders nothing"
 
 
 def test_movements_and_summary() -> None:

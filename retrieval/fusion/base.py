@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from retrieval.fusion.scoring import rank_order
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
@@ -93,5 +94,5 @@ def weighted_channel_scores(
 
 
 def to_scored(ids: np.ndarray, scores: np.ndarray, parts: dict[str, np.ndarray], k: int) -> list[Scored]:
-    order = np.argsort(-scores, kind="stable")[:k]
+    order = rank_order(scores, ids, k)
     return [Scored(int(ids[i]), float(scores[i]), {m: float(p[i]) for m, p in parts.items()}) for i in order]
