@@ -166,3 +166,21 @@ def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.Ca
     assert compared["summary"] and all("latency" not in s for s in compared["summary"])
     with pytest.raises(LookupError, match="no preset"):
         engine.preset("nope")
+
+
+def test_tied_items_did_not_move() -> None:
+    """Equal scores express no order: two methods listing a tie differently moved nothing."""
+
+    def tied(name: str, keys: list[int]) -> SearchResult:
+        return SearchResult(
+            name, [Hit(n + 1, i, f"item{i}", 1.0, {}, {}, {"text": "x"}) for n, i in enumerate(keys)], 0.0
+        )
+
+    comparison = compare_results({"late": tied("late", [1, 2, 3, 4]), "early": tied("early", [4, 3, 2, 1])}, k=4)
+    assert {m.change["early"] for m in comparison.items} == {"same"}
+    assert not any(m.moved for m in comparison.items)
+    assert comparison.pairs[0].kendall_tau is None, "all tied: no order to correlate"
+    assert "promoted 0 and demoted 0" in comparison.summary[0] and "Kendall" not in comparison.summary[0]
+    # a real move past a tie group still counts: 5 jumps from below the tie to the top
+    moved = compare_results({"late": tied("late", [1, 2, 3]), "early": result("early", [5, 1, 2])}, k=3)
+    assert {m.item_id: m.change["early"] for m in moved.items}[5] == "new"
