@@ -177,7 +177,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for pair in comparison.pairs:
         print(
             f"{pair.a} vs {pair.b}: overlap@{args.k} {pair.overlap:.2f}, Jaccard {pair.jaccard:.2f}, "
-            f"RBO {pair.rbo:.2f}, Kendall's tau {pair.kendall_tau:.2f}"
+            f"RBO {pair.rbo:.2f}, Kendall's tau "
+            + (
+                "undefined (fewer than two shared, untied items)"
+                if pair.kendall_tau is None
+                else f"{pair.kendall_tau:.2f}"
+            )
         )
     print("latency: " + ", ".join(f"{n} {r.seconds * 1000:.1f} ms" for n, r in comparison.results.items()))
     print()

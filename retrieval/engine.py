@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -98,8 +98,7 @@ class SearchEngine:
         for modality, value in inputs.items():
             for name in self.profile.encoders.get(modality, ()):
                 encoder = self.encoder(name)
-                kind = cast(Modality, modality)
-                vectors[(modality, name)] = encoder.encode(kind, [self._decode(modality, value, encoder)])[0]
+                vectors[(modality, name)] = encoder.encode(modality, [self._decode(modality, value, encoder)])[0]
         return vectors
 
     @staticmethod

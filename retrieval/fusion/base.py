@@ -10,6 +10,7 @@ import numpy as np
 
 from retrieval.checks import check_params
 from retrieval.errors import InvalidInputError
+from retrieval.fusion.scoring import rank_order
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
@@ -95,5 +96,5 @@ def weighted_channel_scores(
 
 
 def to_scored(ids: np.ndarray, scores: np.ndarray, parts: dict[str, np.ndarray], k: int) -> list[Scored]:
-    order = np.argsort(-scores, kind="stable")[:k]
+    order = rank_order(scores, ids, k)
     return [Scored(int(ids[i]), float(scores[i]), {m: float(p[i]) for m, p in parts.items()}) for i in order]

@@ -55,6 +55,8 @@ class EarlyFusion(FusionStrategy):
             space, query = space.centred(), space.centre_query(query)
         if not space.channels(query):
             return []
-        ids, _ = search_concat(space, present_fields(space), query, k)
+        # more than k from the index: items tied at the k-th score are then cut by id (`rank_order`), as
+        # every strategy cuts them, not by the index's internal order
+        ids, _ = search_concat(space, present_fields(space), query, max(2 * k, k + 20))
         total, parts, matched = weighted_channel_scores(space, query, ids)
         return to_scored(ids[matched], total[matched], {m: v[matched] for m, v in parts.items()}, k)

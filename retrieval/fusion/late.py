@@ -20,7 +20,7 @@ import numpy as np
 
 from retrieval.fusion.base import FusionStrategy, Scored, channel_parts
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
-from retrieval.fusion.scoring import Normalisation, normalise, ranks, rrf
+from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
@@ -132,7 +132,7 @@ class UnitFusion(FusionStrategy):
         if p.fusion == "mnz":
             total = total * hits
         reached = np.flatnonzero(hits > 0)
-        top = reached[np.argsort(-total[reached], kind="stable")[:k]]
+        top = reached[rank_order(total[reached], ids[reached], k)]
         parts = self._contributions(space, query, units, ids[top], [v[top] for v in values])
         for name, value in negatives.items():
             parts[name] = parts.get(name, 0) + value[top]

@@ -18,6 +18,7 @@ from retrieval.errors import InvalidInputError
 from retrieval.fusion.base import FusionStrategy, Scored
 from retrieval.fusion.concat import concat_query
 from retrieval.fusion.late import LateFusion
+from retrieval.fusion.scoring import rank_order
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import VectorTable
 
@@ -179,10 +180,10 @@ class LearnedFusion(FusionStrategy):
             ids = LateFusion(candidates=self.params.candidates).candidates(space, query, k)
             scores = self.item_vectors(space, ids) @ vector
         else:
-            found_scores, found = self._index(space).search(vector, k)
+            found_scores, found = self._index(space).search(vector, max(2 * k, k + 20))  # ties cut by id
             keep = found[0] >= 0
             ids, scores = found[0][keep], found_scores[0][keep]
-        order = np.argsort(-scores, kind="stable")[:k]
+        order = rank_order(scores, ids, k)
         ids, scores = ids[order], scores[order]
         parts = self._occlusion(space, present, without, ids, scores)
         return [
