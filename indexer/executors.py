@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -65,7 +65,7 @@ def encode_batch(
     return out
 
 
-def sample_rates(encoders: dict[str, Encoder], profile_encoders: dict[str, list[str]]) -> dict[str, int]:
+def sample_rates(encoders: dict[str, Encoder], profile_encoders: Mapping[str, Sequence[str]]) -> dict[str, int]:
     """The rate each modality is decoded at: that of its first encoder (audio must match it)."""
     rates = {}
     for modality in ("image", "audio", "text"):

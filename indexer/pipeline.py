@@ -414,7 +414,9 @@ class Indexer:
 
     def _build_indexes(self, progress: ProgressFn | None) -> None:
         with self.db.session() as session:
-            generation = session.get(Collection, self.collection.id).generation
+            row = session.get(Collection, self.collection.id)
+            assert row is not None, "the collection row is created before indexes are built"
+            generation = row.generation
         dims = {name: e.dim for name, e in self.encoders.items()}
         catalog = IndexCatalog.for_collection(self.db, self.collection)
         space = VectorSpace(self.profile.fields, self.storage, generation, catalog, dims=dims)

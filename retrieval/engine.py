@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -13,13 +14,15 @@ from sqlalchemy import select
 from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder
 from retrieval.fusion import create_strategy
-from retrieval.media import MediaInput, load_audio, load_image, load_text
+from retrieval.media import MediaInput, Modality, load_audio, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
-from retrieval.train import TrainConfig, TrainResult, select_items, train
 from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError, VectorStorage
 from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
+
+if TYPE_CHECKING:  # training brings torch: imported by `train`, not by every search
+    from retrieval.train import TrainConfig, TrainResult
 
 
 class CollectionNotFoundError(LookupError):
@@ -88,7 +91,7 @@ class SearchEngine:
         )
         return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight)
 
-    def _encode_inputs(self, inputs: dict[str, Any]) -> dict[tuple[str, str], np.ndarray]:
+    def _encode_inputs(self, inputs: dict[Modality, Any]) -> dict[tuple[str, str], np.ndarray]:
         vectors: dict[tuple[str, str], np.ndarray] = {}
         for modality, value in inputs.items():
             for name in self.profile.encoders.get(modality, ()):
@@ -139,7 +142,7 @@ class SearchEngine:
     def search_many(
         self,
         query: QueryInput,
-        methods: list[str | Method],
+        methods: Sequence[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         keep_going: bool = False,
@@ -195,7 +198,7 @@ class SearchEngine:
     def _hits(self, scored: list) -> list[Hit]:
         with self.db.session() as session:
             items = items_by_ids(session, [s.item_id for s in scored])
-            hits = []
+            hits: list[Hit] = []
             for s in scored:
                 item = items.get(s.item_id)
                 if item is None:  # removed since the vectors were loaded
@@ -227,7 +230,7 @@ class SearchEngine:
     def compare(
         self,
         query: QueryInput,
-        strategies: list[str],
+        strategies: Sequence[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         baseline: str | None = None,
@@ -249,6 +252,8 @@ class SearchEngine:
 
     def train(self, config: TrainConfig, out: str | Path, progress=None) -> TrainResult:  # noqa: ANN001
         """Fit a learned strategy on this collection's stored vectors and register the checkpoint."""
+        from retrieval.train import select_items, train
+
         with self.db.session() as session:
             metadata = item_metadata(session, self.collection_id)
         ids, labels = select_items(metadata, self.space, config)

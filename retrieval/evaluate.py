@@ -131,7 +131,7 @@ def label_qrels(engine: SearchEngine, queries: list[EvalQuery], label_field: str
     missing = [q.qid for q in queries if q.label is None]
     if missing:
         raise ValueError(f"queries {missing[:5]} carry no label; add 'label' (or '{label_field}') to each row")
-    return {q.qid: {key: 1 for key in by_label.get(q.label, []) if key != q.exclude} for q in queries}
+    return {q.qid: {key: 1 for key in by_label.get(q.label or "", []) if key != q.exclude} for q in queries}
 
 
 def run_methods(

@@ -122,7 +122,7 @@ def load_image(source: MediaInput, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Ima
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
                 raise MediaError(source, f"image claims {width}x{height} pixels, over the limit of {max_pixels}")
@@ -161,6 +161,8 @@ def load_audio(
     elif isinstance(source, np.ndarray):
         samples, rate = source, input_rate or sample_rate
     else:
+        if not isinstance(source, (str, Path, bytes)):
+            raise MediaError(source, "audio must be a file, bytes, a Waveform or a 1-D/2-D array")
         data = _read_bytes(source) if isinstance(source, (str, Path)) else source
         if not data:
             raise MediaError(source, "empty file")

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retrieval.encoders.clap import DEFAULT_MODEL as CLAP
-from retrieval.encoders.openclip import DEFAULT_MODEL as CLIP
+from retrieval.encoders.registry import DEFAULT_CLAP as CLAP
+from retrieval.encoders.registry import DEFAULT_CLIP as CLIP
 from retrieval.media import MODALITIES, Modality
 
 

@@ -105,7 +105,7 @@ def train(
     fields = [f for f in space.fields if f.key in space.tables]
     dims = [space.tables[f.key].dim for f in fields]
     blocks, mask = space.item_blocks(fields, dims, ids)
-    keep = mask.any(axis=1)
+    keep = np.asarray(mask.any(axis=1), bool)
     blocks, mask, ids = [b[keep] for b in blocks], mask[keep], ids[keep]
     if len(ids) < 4:
         raise ValueError(f"only {len(ids)} items to train on; index more of the collection first")

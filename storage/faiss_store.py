@@ -106,7 +106,7 @@ class FaissStore(VectorStore):
 
     def ids(self) -> np.ndarray:
         """Every item id in the index (a copy)."""
-        cpu = faiss.index_gpu_to_cpu(self.index) if self._on_gpu else self.index
+        cpu: Any = faiss.index_gpu_to_cpu(self.index) if self._on_gpu else self.index
         return faiss.vector_to_array(cpu.id_map).copy()
 
     # -- searching ------------------------------------------------------------------------------

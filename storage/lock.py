@@ -10,6 +10,7 @@ import fcntl
 import os
 import time
 from pathlib import Path
+from typing import IO
 
 from storage.errors import StorageError
 
@@ -22,7 +23,7 @@ class CollectionLock:
     def __init__(self, folder: Path, what: str) -> None:
         self.path = Path(folder) / ".writer.lock"
         self.what = what
-        self._handle = None
+        self._handle: IO[str] | None = None
 
     def __enter__(self) -> CollectionLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)

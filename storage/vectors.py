@@ -49,7 +49,7 @@ class VectorTable:
     dim: int
     header: dict[str, Any] = field(default_factory=dict)
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    vectors: np.ndarray | None = None
+    vectors: np.ndarray = None  # type: ignore[assignment]  # float16 (0, dim) when not given: see __post_init__
 
     def __post_init__(self) -> None:
         if self.vectors is None:

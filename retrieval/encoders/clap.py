@@ -13,10 +13,10 @@ import torch
 
 from retrieval.device import get_device, half_precision
 from retrieval.encoders.base import Encoder, WeightsNotFoundError
-from retrieval.encoders.registry import register_encoder
+from retrieval.encoders.registry import DEFAULT_CLAP, register_encoder
 from retrieval.media import Modality, Waveform
 
-DEFAULT_MODEL = "laion/clap-htsat-unfused"
+DEFAULT_MODEL = DEFAULT_CLAP
 
 
 def _features(output: object) -> torch.Tensor:
@@ -44,7 +44,8 @@ class ClapEncoder(Encoder):
                 f"(`huggingface-cli download {source}`) and copy the cache, or save it with "
                 "ClapModel.save_pretrained + ClapProcessor.save_pretrained and name the folder: clap:/path.",
             ) from exc
-        self.model = (model.half() if half_precision(self.device) else model).to(self.device).eval()
+        model = model.half() if half_precision(self.device) else model
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' stub types .to oddly
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
         self.weights = source
         self.dim = int(model.config.projection_dim)

@@ -17,10 +17,10 @@ from PIL import Image
 
 from retrieval.device import get_device, half_precision
 from retrieval.encoders.base import Encoder, WeightsNotFoundError
-from retrieval.encoders.registry import register_encoder
+from retrieval.encoders.registry import DEFAULT_CLIP, register_encoder
 from retrieval.media import Modality
 
-DEFAULT_MODEL = "ViT-B-32/laion2b_s34b_b79k"
+DEFAULT_MODEL = DEFAULT_CLIP
 
 
 def parse_openclip_name(argument: str) -> tuple[str, str | None]:

@@ -121,7 +121,7 @@ class FusionCheckpoint:
         inside every module, so they need not be zeroed); a module without one gets the rows repeated.
         """
         if len(masks) <= 16:
-            means = self.means or [None] * len(blocks)
+            means: list[np.ndarray | None] = list(self.means) if self.means else [None] * len(blocks)
             centred = [np.asarray(b if m is None else b - m, np.float32) for b, m in zip(blocks, means)]
             with one_blas_thread():
                 fused = self.module.forward_numpy(centred, masks)

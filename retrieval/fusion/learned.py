@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from retrieval.fusion.base import FusionStrategy, Scored
-from retrieval.fusion.checkpoint import FusionCheckpoint, one_blas_thread
 from retrieval.fusion.concat import concat_query
 from retrieval.fusion.late import LateFusion
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import VectorTable
+
+if TYPE_CHECKING:  # the checkpoint brings torch: loaded with the first learned search, not with the package
+    from retrieval.fusion.checkpoint import FusionCheckpoint
 
 
 @dataclass
@@ -53,6 +55,8 @@ class LearnedFusion(FusionStrategy):
                     f"{self.name} fusion learns: train it first "
                     f"(python -m retrieval train --strategy {self.name} ...) or pass checkpoint=FILE"
                 )
+            from retrieval.fusion.checkpoint import FusionCheckpoint
+
             checkpoint = FusionCheckpoint.load(self.params.checkpoint)
             if checkpoint.module.kind != self.module_kind:
                 raise ValueError(f"{self.params.checkpoint} holds a {checkpoint.module.kind} model, not {self.name}")
@@ -165,6 +169,8 @@ class LearnedFusion(FusionStrategy):
     def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
         """The module's own weighing, per field: gates (gated) or attention maps (cross-attention), of the
         query and of each item (`item_gates`: items x fields; `item_attention`: items x fields x fields)."""
+        from retrieval.fusion.checkpoint import one_blas_thread
+
         ckpt = self._checked(space)
         blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids)
         query_blocks, query_mask = VectorSpace.query_blocks(ckpt.fields, query.vectors, ckpt.dims)
