@@ -58,6 +58,11 @@ class FusionStrategy(ABC):
     @abstractmethod
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]: ...
 
+    def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
+        """Why `ids` scored as they did, beyond `Scored.contributions`: what this strategy weighs (a gate, an
+        attention map, a channel's rank), as plain arrays keyed by name; {} where there is nothing more."""
+        return {}
+
 
 def channel_parts(
     space: VectorSpace, query: EncodedQuery, channels: list[Channel], ids: np.ndarray

@@ -14,7 +14,7 @@ nothing from that unit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -141,6 +141,36 @@ class UnitFusion(FusionStrategy):
         return [
             Scored(int(ids[i]), float(total[i]), {m: float(v[n]) for m, v in parts.items()}) for n, i in enumerate(top)
         ]
+
+    def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
+        """Per unit (a channel, for late): each id's rank among the candidates (0: not reached), raw
+        weighted cosine, and the normalised (or RRF) value that the fused score adds up."""
+        if self.params.centre:
+            space, query = space.centred(), space.centre_query(query)
+        units = self.units(space, query)
+        lists, candidates = self._lists(space, query, units, len(ids))
+        if not len(candidates):
+            return {"units": [], "rank": np.zeros((len(ids), 0), np.int64)}
+        rows = np.searchsorted(candidates, ids).clip(0, max(len(candidates) - 1, 0))
+        found = candidates[rows] == ids
+        out: dict[str, Any] = {"units": [" + ".join(c.label for c in unit) for unit in units]}
+        for name in ("rank", "raw", "normalised"):
+            out[name] = np.zeros((len(ids), len(units)), np.int64 if name == "rank" else np.float32)
+        for u, (unit, listed) in enumerate(zip(units, lists)):
+            raw, present = (
+                unit_totals(space, query, unit, candidates, listed)
+                if self.params.rescore
+                else listed_totals(listed, len(candidates))
+            )
+            rank = ranks(raw, present)
+            value = (
+                rrf(rank, self.params.rrf_k)
+                if self.params.fusion == "rrf"
+                else normalise(raw, present, self.params.normalisation)
+            )
+            for name, array in (("rank", rank), ("raw", raw), ("normalised", value)):
+                out[name][:, u] = np.where(found, array[rows], 0)
+        return out
 
     def _contributions(
         self,

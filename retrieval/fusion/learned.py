@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -169,6 +169,23 @@ class LearnedFusion(FusionStrategy):
         fused = ckpt.fuse_query(blocks, masks)
         fused[~masks.any(axis=1)] = 0.0
         return fused
+
+    def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
+        """The module's own weighing, per field: gates (gated) or attention maps (cross-attention), of the
+        query and of each item (`item_gates`: items x fields; `item_attention`: items x fields x fields)."""
+        from retrieval.fusion.checkpoint import one_blas_thread
+
+        ckpt = self._checked(space)
+        blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids)
+        query_blocks, query_mask = VectorSpace.query_blocks(ckpt.fields, query.vectors, ckpt.dims)
+        items, asked = ckpt.prepare(blocks, mask), ckpt.prepare(query_blocks, query_mask)
+        out: dict[str, Any] = {"fields": [f.key for f in ckpt.fields], "item_mask": mask, "query_mask": query_mask[0]}
+        for name in ("gates", "attention"):
+            weigh = getattr(ckpt.module, f"{name}_numpy", None)
+            if weigh is not None:
+                with one_blas_thread():
+                    out[f"item_{name}"], out[f"query_{name}"] = weigh(items, mask), weigh(asked, query_mask)[0]
+        return out
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         present = sorted({m for m, _ in query.vectors})
