@@ -23,7 +23,8 @@ from sqlalchemy.orm import selectinload
 from indexer.executors import EncodedBatch, Executor, LocalExecutor, sample_rates
 from indexer.sources import AssetSpec, ItemSpec, Problem, confine, scan
 from indexer.work import Decoded, WorkItem
-from retrieval.encoders import Encoder, create_encoder
+from retrieval.device import get_device
+from retrieval.encoders import Encoder, create_encoders
 from retrieval.fusion import create_strategy
 from retrieval.profiles import PROFILES, Profile
 from retrieval.space import VectorSpace
@@ -92,6 +93,7 @@ class Indexer:
         executor: str = "local",
         ray_address: str | None = None,
     ) -> None:
+        get_device(device)  # a device this machine lacks is refused before anything is written
         self.db = Database(db_url)
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
@@ -107,37 +109,57 @@ class Indexer:
     def _open_collection(
         self, profile: Profile | None, vector_dir: Path | None, vector_backend: str | None
     ) -> Collection:
+        """The collection's row; a new collection's row is only built here, and saved by `_save_collection`
+        once its encoders have loaded (a first run that failed on missing weights or a bad device used to
+        leave a collection bound to that profile, so the next run with another profile was refused)."""
         with self.db.session() as session:
             row = get_collection(session, self.collection_name)
             if row is None:
                 profile = profile or PROFILES["offline"]
-                row = Collection(
+                return Collection(
                     name=self.collection_name,
                     profile=profile.to_dict(),
                     vector_dir=str(vector_dir or default_vector_dir(self.db.url, self.collection_name)),
                     vector_backend=normalise_backend(vector_backend),
+                    generation=0,
                 )
-                session.add(row)
-            elif vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
+            if vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
                 raise StorageError(
                     f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
                     f"{vector_backend!r}; use another --collection name to index onto another backend"
                 )
-            elif profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
+            if profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
                 raise EncoderMismatchError(
                     f"collection {self.collection_name!r} was indexed with profile "
                     f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
                     "Use another --collection name or another database for a different profile."
                 )
-            session.flush()
             return row
 
-    def _load_encoders(self) -> None:
-        names = sorted({name for names in self.profile.encoders.values() for name in names})
+    def _save_collection(self) -> None:
+        if self.collection.id is not None:
+            return
         with self.db.session() as session:
-            for name in names:
-                encoder = self.encoders.get(name) or create_encoder(name, self.device)
-                self.encoders[name] = encoder
+            if get_collection(session, self.collection_name) is not None:  # another process made it meanwhile
+                raise EncoderMismatchError(
+                    f"collection {self.collection_name!r} was created by another run while this one loaded its "
+                    "encoders; run again to index into it"
+                )
+            session.add(self.collection)
+            session.flush()
+
+    def _create_encoders(self) -> None:
+        """Every encoder of the profile; all missing weights are reported at once (`create_encoders`)."""
+        names = sorted({name for names in self.profile.encoders.values() for name in names})
+        self.encoders.update(create_encoders([n for n in names if n not in self.encoders], self.device))
+
+    def _load_encoders(self) -> None:
+        """Encoders first, then (only once they load) the collection's row and its encoder records."""
+        self._create_encoders()
+        self._save_collection()
+        with self.db.session() as session:
+            for name in sorted(self.encoders):
+                encoder = self.encoders[name]
                 record = session.scalar(select(EncoderRecord).filter_by(collection_id=self.collection.id, name=name))
                 if record is None:
                     session.add(
@@ -176,6 +198,7 @@ class Indexer:
         One writer per collection: a second run at the same time raises `CollectionBusyError`. A write
         that fails (disk full, read-only folder) raises `StorageError` and leaves the previous files whole.
         """
+        self._create_encoders()  # before the lock and any write: missing weights leave nothing behind
         with CollectionLock(self.storage.root, f"collection {self.collection_name!r}"):
             remove_stale_temporaries(self.storage.root)
             try:

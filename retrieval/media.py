@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -156,28 +157,50 @@ def load_audio(
     source: MediaInput, sample_rate: int, *, max_seconds: float = MAX_AUDIO_SECONDS, input_rate: int | None = None
 ) -> Waveform:
     """Mono float32 at `sample_rate`; arrays need `input_rate` (assumed equal to `sample_rate` if absent)."""
+    return load_audio_rates(source, (sample_rate,), max_seconds=max_seconds, input_rate=input_rate)[sample_rate]
+
+
+def load_audio_rates(
+    source: MediaInput,
+    rates: Iterable[int],
+    *,
+    max_seconds: float = MAX_AUDIO_SECONDS,
+    input_rate: int | None = None,
+) -> dict[int, Waveform]:
+    """The one audio decode step, for the indexer and for queries alike: read and check the file once,
+    then resample it to each rate in `rates` (each audio encoder's own), so a profile with `mfcc` (16 kHz)
+    and CLAP (48 kHz) gives each encoder what it was trained on. Arrays need `input_rate` (assumed equal
+    to the first rate when absent)."""
+    targets = sorted(set(rates))
+    if not targets:
+        raise ValueError("load_audio_rates needs at least one sample rate")
     if isinstance(source, Waveform):
         samples, rate = source.samples, source.sample_rate
     elif isinstance(source, np.ndarray):
-        samples, rate = source, input_rate or sample_rate
+        samples, rate = source, input_rate or targets[0]
     else:
-        data = _read_bytes(source) if isinstance(source, (str, Path)) else source
-        if not data:
-            raise MediaError(source, "empty file")
-        try:
-            with soundfile.SoundFile(io.BytesIO(data)) as sound:  # one open: the header, then the samples
-                seconds = sound.frames / max(sound.samplerate, 1)
-                if seconds > max_seconds:
-                    raise MediaError(source, f"audio lasts {seconds:.0f} s, over the limit of {max_seconds:.0f} s")
-                samples, rate = sound.read(dtype="float32", always_2d=True), sound.samplerate
-        except MediaError:
-            raise
-        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-            raise MediaError(source, f"not a readable audio file ({exc})") from None
-    return _normalise_waveform(source, np.asarray(samples, np.float32), int(rate), sample_rate, max_seconds)
+        samples, rate = _decode_audio(source, max_seconds)
+    checked = _checked_samples(source, np.asarray(samples, np.float32), int(rate), max_seconds)
+    return {target: _resampled(checked, int(rate), target) for target in targets}
 
 
-def _normalise_waveform(source: object, samples: np.ndarray, rate: int, target: int, max_seconds: float) -> Waveform:
+def _decode_audio(source: str | Path | bytes | Image.Image, max_seconds: float) -> tuple[np.ndarray, int]:
+    data = _read_bytes(source) if isinstance(source, (str, Path)) else source
+    if not data or not isinstance(data, bytes):
+        raise MediaError(source, "empty file" if not data else "not audio")
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as sound:  # one open: the header, then the samples
+            seconds = sound.frames / max(sound.samplerate, 1)
+            if seconds > max_seconds:
+                raise MediaError(source, f"audio lasts {seconds:.0f} s, over the limit of {max_seconds:.0f} s")
+            return sound.read(dtype="float32", always_2d=True), sound.samplerate
+    except MediaError:
+        raise
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise MediaError(source, f"not a readable audio file ({exc})") from None
+
+
+def _checked_samples(source: object, samples: np.ndarray, rate: int, max_seconds: float) -> np.ndarray:
     if samples.ndim == 2:
         samples = samples.mean(axis=1)
     if samples.ndim != 1 or samples.size == 0:
@@ -194,6 +217,10 @@ def _normalise_waveform(source: object, samples: np.ndarray, rate: int, target: 
         )
     if float(np.abs(samples).max()) < SILENCE_PEAK:
         raise MediaError(source, "audio is silent")
+    return samples
+
+
+def _resampled(samples: np.ndarray, rate: int, target: int) -> Waveform:
     if rate != target:
         samples = soxr.resample(samples, rate, target).astype(np.float32)
     return Waveform(samples=samples, sample_rate=target)

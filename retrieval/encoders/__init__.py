@@ -7,6 +7,14 @@ from retrieval.encoders import (  # noqa: F401  (register sbert, openclip, clap)
     sbert,
 )
 from retrieval.encoders.base import Encoder, EncoderInfo, WeightsNotFoundError
-from retrieval.encoders.registry import create_encoder, list_encoders, register_encoder
+from retrieval.encoders.registry import create_encoder, create_encoders, list_encoders, register_encoder
 
-__all__ = ["Encoder", "EncoderInfo", "WeightsNotFoundError", "create_encoder", "list_encoders", "register_encoder"]
+__all__ = [
+    "Encoder",
+    "EncoderInfo",
+    "WeightsNotFoundError",
+    "create_encoder",
+    "create_encoders",
+    "list_encoders",
+    "register_encoder",
+]

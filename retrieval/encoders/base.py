@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -9,19 +10,57 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from retrieval.media import Modality
+from retrieval.media import Modality, Waveform
 
 Progress = Callable[[int], None]
 """Called with the number of inputs just finished, so the CLI can drive tqdm and the UI st.progress."""
 
 
 class WeightsNotFoundError(Exception):
-    """Pretrained weights are not on disk; the message says which model, where we looked, what to do."""
+    """Pretrained weights are not on disk; the message says which model, where we looked, what to do.
+
+    `combine` joins several into one, so a profile with three missing models says so in one run."""
 
     def __init__(self, model: str, looked: Sequence[str], hint: str) -> None:
         self.model, self.looked, self.hint = model, list(looked), hint
+        self.missing: list[WeightsNotFoundError] = [self]
         places = "\n  ".join(self.looked) or "(nowhere)"
         super().__init__(f"weights for {model} are not on this machine.\nLooked in:\n  {places}\n{hint}")
+
+    @classmethod
+    def combine(cls, errors: Sequence[WeightsNotFoundError]) -> WeightsNotFoundError:
+        if len(errors) == 1:
+            return errors[0]
+        combined = cls(
+            ", ".join(e.model for e in errors), [p for e in errors for p in e.looked], "\n".join(e.hint for e in errors)
+        )
+        combined.missing = [m for e in errors for m in e.missing]
+        Exception.__init__(
+            combined,
+            f"{len(combined.missing)} models' weights are not on this machine:\n\n"
+            + "\n\n".join(f"{n}. {e}" for n, e in enumerate(combined.missing, start=1)),
+        )
+        return combined
+
+
+def hub_cache_folder(repo: str) -> str:
+    """Where the Hugging Face cache keeps `repo` on this machine (what `hf download` fills)."""
+    from huggingface_hub import constants
+
+    return os.path.join(constants.HF_HUB_CACHE, "models--" + repo.replace("/", "--"))
+
+
+def hub_download_hint(repo: str, files: Sequence[str] = ()) -> str:
+    """The command that puts `repo` where we look, for the huggingface_hub installed here (`hf`, which
+    replaced `huggingface-cli` in huggingface_hub 1.0), and how to carry it to an offline machine."""
+    from huggingface_hub import constants
+
+    command = " ".join(["hf download", repo, *files])
+    return (
+        f"On a machine that can reach huggingface.co run `{command}`; it fills "
+        f"{hub_cache_folder(repo)} when HF_HOME is the same there ({constants.HF_HOME}), otherwise copy the "
+        f"folder models--{repo.replace('/', '--')} from that machine's HF_HOME/hub into {constants.HF_HUB_CACHE}."
+    )
 
 
 @dataclass(frozen=True)
@@ -64,6 +103,8 @@ class Encoder(ABC):
     ) -> np.ndarray:
         if modality not in self.modalities:
             raise ValueError(f"encoder {self.name} does not read {modality} (it reads {', '.join(self.modalities)})")
+        if modality == "audio":
+            self._check_rates(inputs)
         size = batch_size or self.batch_size
         out = np.zeros((len(inputs), self.dim), np.float32)
         for start in range(0, len(inputs), size):
@@ -72,6 +113,15 @@ class Encoder(ABC):
             if progress is not None:
                 progress(len(batch))
         return l2_normalise(out)
+
+    def _check_rates(self, inputs: Sequence[Any]) -> None:
+        """Audio decoded at another rate would be read as if slowed down or sped up, with no error: a bug."""
+        wrong = {w.sample_rate for w in inputs if isinstance(w, Waveform) and w.sample_rate != self.sample_rate}
+        if wrong:
+            raise RuntimeError(
+                f"encoder {self.name} reads audio at {self.sample_rate} Hz but was given audio at {sorted(wrong)} Hz; "
+                "decode it with retrieval.media.load_audio_rates for every encoder's rate"
+            )
 
     @abstractmethod
     def _encode_batch(self, modality: Modality, batch: Sequence[Any]) -> np.ndarray:

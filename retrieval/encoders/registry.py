@@ -7,9 +7,11 @@ that calls `register_encoder` plus one import line in `retrieval/encoders/__init
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from retrieval.encoders.base import Encoder
+from retrieval.device import get_device
+from retrieval.encoders.base import Encoder, WeightsNotFoundError
+from retrieval.encoders.loading import quiet_loading
 
 Factory = Callable[[str | None, str | None], Encoder]
 _FAMILIES: dict[str, tuple[Factory, str]] = {}
@@ -42,8 +44,26 @@ def create_encoder(name: str, device: str | None = None, *, cache: bool = True) 
     family, argument = split_name(name)
     if family not in _FAMILIES:
         raise KeyError(f"unknown encoder {name!r}; known families: {', '.join(sorted(_FAMILIES))}")
-    encoder = _FAMILIES[family][0](argument, device)
+    with quiet_loading():
+        encoder = _FAMILIES[family][0](argument, device)
     encoder.name = name
     if cache:
         _CACHE[key] = encoder
     return encoder
+
+
+def create_encoders(names: Iterable[str], device: str | None = None) -> dict[str, Encoder]:
+    """Every encoder of `names`, or one `WeightsNotFoundError` that lists all the missing ones at once
+    (one at a time, a profile with three missing models took three runs to learn so). A bad `device`
+    is refused first, before any weights are read."""
+    get_device(device)
+    encoders: dict[str, Encoder] = {}
+    missing: list[WeightsNotFoundError] = []
+    for name in dict.fromkeys(names):
+        try:
+            encoders[name] = create_encoder(name, device)
+        except WeightsNotFoundError as exc:
+            missing.append(exc)
+    if missing:
+        raise WeightsNotFoundError.combine(missing)
+    return encoders
