@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import select
 
 from retrieval.compare import Comparison, compare_results
-from retrieval.encoders import Encoder, create_encoder
+from retrieval.encoders import Encoder, create_encoder, create_encoders
 from retrieval.fusion import create_strategy
 from retrieval.media import MediaInput, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
@@ -70,7 +70,9 @@ class SearchEngine:
         return self._encoders[name]
 
     def load_encoders(self) -> None:
-        """Create every encoder of the profile now (a UI does this once, so the first search is fast)."""
+        """Create every encoder of the profile now (a UI does this once, so the first search is fast);
+        missing weights are reported for every model at once."""
+        create_encoders([n for names in self.profile.encoders.values() for n in names], self.device)
         for names in self.profile.encoders.values():
             for name in names:
                 self.encoder(name)
