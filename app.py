@@ -21,12 +21,11 @@ def build_demo(url: str) -> None:
     with st.status("Building the digits demo collection…", expanded=True) as status:
         try:
             bar = st.progress(0.0)
-            index_demo(
-                url,
-                progress=lambda stage, done, total: bar.progress(
-                    min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}"
-                ),
-            )
+
+            def report(stage: str, done: int, total: int) -> None:
+                bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}")
+
+            index_demo(url, progress=report)
         except FileNotFoundError as exc:
             status.update(label="The demo needs the shared datasets", state="error")
             st.error(str(exc))

@@ -55,7 +55,7 @@ class DemoSpec:
 
 
 def datasets_dir(explicit: str | Path | None = None) -> Path:
-    path = Path(explicit or os.environ.get("DIGITS_DATASETS", DEFAULT_DATASETS))
+    path = Path(explicit or os.environ.get("DIGITS_DATASETS") or DEFAULT_DATASETS)
     if not (path / "fsdd" / "recordings").is_dir() or not (path / "mnist" / "images").is_dir():
         raise FileNotFoundError(f"{path}: expected fsdd/recordings and mnist/images (see ../shared/datasets/README.md)")
     return path
@@ -89,7 +89,7 @@ def build_digits_manifest(out_dir: str | Path, datasets: str | Path | None = Non
             images.setdefault((int(match[2]), int(match[1]) < MNIST_SPLIT), []).append(path)
     for pool in images.values():
         rng.shuffle(pool)
-    rows = []
+    rows: list[dict[str, str | int]] = []
     for recording in recordings:
         digit_s, speaker, take = recording.stem.split("_")
         digit, train = int(digit_s), speaker in TRAIN_SPEAKERS
@@ -110,7 +110,7 @@ def build_digits_manifest(out_dir: str | Path, datasets: str | Path | None = Non
         )
     if spec.limit is not None:
         rng.shuffle(rows)
-        rows = sorted(rows[: spec.limit], key=lambda r: r["id"])
+        rows = sorted(rows[: spec.limit], key=lambda r: str(r["id"]))
     manifest = out / "manifest.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -44,7 +44,8 @@ def decode_asset(work: WorkItem, sample_rates: int | Sequence[int]) -> Decoded:
         size = spec.path.stat().st_size
         if spec.modality == "image":
             image = load_image(spec.path)
-            return Decoded(work, image, size_bytes=size, width=image.width, height=image.height)
+            width, height = image.info.get("source_size", image.size)  # before shrinking for the encoders
+            return Decoded(work, image, size_bytes=size, width=width, height=height)
         if spec.modality == "audio":
             rates = (sample_rates,) if isinstance(sample_rates, int) else tuple(sample_rates)
             waves = load_audio_rates(spec.path, rates)

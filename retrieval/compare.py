@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from scipy.stats import kendalltau
-
 from retrieval.results import Hit, SearchResult
 
 
@@ -79,6 +77,8 @@ def rank_biased_overlap(a: list, b: list, p: float = 0.9) -> float:
 
 
 def kendall_tau_union(a: list, b: list) -> float:
+    from scipy.stats import kendalltau  # scipy.stats costs ~1 s to import; only comparisons need it
+
     union = list(dict.fromkeys(a + b))
     if len(union) < 2:
         return 1.0

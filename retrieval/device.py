@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import torch
 
+from retrieval.errors import NotFoundError
 
-class DeviceNotFoundError(ValueError):
+
+class DeviceNotFoundError(NotFoundError):
     """`--device` names a device this machine does not have."""
 
 

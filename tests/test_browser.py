@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from conftest import recording
 
-pytestmark = pytest.mark.datasets
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "data" / "screenshots"))
 READY = '[data-testid="stApp"][data-test-script-state="notRunning"]'

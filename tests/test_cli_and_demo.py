@@ -13,8 +13,6 @@ from indexer.__main__ import main as indexer_main
 from indexer.demo import DemoSpec, build_digits_manifest
 from retrieval.__main__ import main as retrieval_main
 
-pytestmark = pytest.mark.datasets
-
 
 def test_demo_manifest_is_seeded_partial_and_split(tmp_path: Path) -> None:
     path = build_digits_manifest(tmp_path / "a", spec=DemoSpec(seed=3))

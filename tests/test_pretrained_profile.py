@@ -15,8 +15,6 @@ from indexer import Indexer
 from retrieval import QueryInput, SearchEngine
 from retrieval.profiles import PROFILES, load_profile
 
-pytestmark = pytest.mark.datasets
-
 
 def test_pretrained_profile_names_real_weights() -> None:
     profile = PROFILES["pretrained"]

@@ -16,8 +16,6 @@ from PIL import Image
 from retrieval.encoders import WeightsNotFoundError, create_encoder
 from retrieval.media import Waveform, load_audio, load_image
 
-pytestmark = pytest.mark.datasets
-
 
 @pytest.fixture
 def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

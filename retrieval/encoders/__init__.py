@@ -1,11 +1,5 @@
-"""Encoders: one registry (`create_encoder`), one file per family."""
+"""Encoders: one registry (`create_encoder`), one file per family, each imported when first used."""
 
-from retrieval.encoders import (  # noqa: F401  (register sbert, openclip, clap)
-    clap,
-    features,
-    openclip,
-    sbert,
-)
 from retrieval.encoders.base import Encoder, EncoderInfo, WeightsNotFoundError
 from retrieval.encoders.registry import create_encoder, create_encoders, list_encoders, register_encoder
 

@@ -10,37 +10,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from retrieval.errors import InvalidInputError, WeightsNotFoundError
 from retrieval.media import Modality, Waveform
+
+__all__ = ["Encoder", "EncoderInfo", "WeightsNotFoundError"]
 
 Progress = Callable[[int], None]
 """Called with the number of inputs just finished, so the CLI can drive tqdm and the UI st.progress."""
-
-
-class WeightsNotFoundError(Exception):
-    """Pretrained weights are not on disk; the message says which model, where we looked, what to do.
-
-    `combine` joins several into one, so a profile with three missing models says so in one run."""
-
-    def __init__(self, model: str, looked: Sequence[str], hint: str) -> None:
-        self.model, self.looked, self.hint = model, list(looked), hint
-        self.missing: list[WeightsNotFoundError] = [self]
-        places = "\n  ".join(self.looked) or "(nowhere)"
-        super().__init__(f"weights for {model} are not on this machine.\nLooked in:\n  {places}\n{hint}")
-
-    @classmethod
-    def combine(cls, errors: Sequence[WeightsNotFoundError]) -> WeightsNotFoundError:
-        if len(errors) == 1:
-            return errors[0]
-        combined = cls(
-            ", ".join(e.model for e in errors), [p for e in errors for p in e.looked], "\n".join(e.hint for e in errors)
-        )
-        combined.missing = [m for e in errors for m in e.missing]
-        Exception.__init__(
-            combined,
-            f"{len(combined.missing)} models' weights are not on this machine:\n\n"
-            + "\n\n".join(f"{n}. {e}" for n, e in enumerate(combined.missing, start=1)),
-        )
-        return combined
 
 
 def hub_cache_folder(repo: str) -> str:
@@ -102,7 +78,9 @@ class Encoder(ABC):
         progress: Progress | None = None,
     ) -> np.ndarray:
         if modality not in self.modalities:
-            raise ValueError(f"encoder {self.name} does not read {modality} (it reads {', '.join(self.modalities)})")
+            raise InvalidInputError(
+                f"encoder {self.name} does not read {modality} (it reads {', '.join(self.modalities)})"
+            )
         if modality == "audio":
             self._check_rates(inputs)
         size = batch_size or self.batch_size

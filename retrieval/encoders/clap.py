@@ -17,10 +17,10 @@ import torch
 from retrieval.device import get_device, half_precision
 from retrieval.encoders.base import Encoder, WeightsNotFoundError, hub_cache_folder, hub_download_hint
 from retrieval.encoders.clap_features import ClapLogMel
-from retrieval.encoders.registry import register_encoder
+from retrieval.encoders.registry import DEFAULT_CLAP, register_encoder
 from retrieval.media import Modality, Waveform
 
-DEFAULT_MODEL = "laion/clap-htsat-unfused"
+DEFAULT_MODEL = DEFAULT_CLAP
 
 
 def _features(output: object) -> torch.Tensor:

@@ -24,10 +24,10 @@ from PIL import Image
 from retrieval.device import get_device, half_precision
 from retrieval.encoders.base import Encoder, WeightsNotFoundError, hub_cache_folder, hub_download_hint
 from retrieval.encoders.image_preprocess import TorchImagePreprocess
-from retrieval.encoders.registry import register_encoder
+from retrieval.encoders.registry import DEFAULT_CLIP, register_encoder
 from retrieval.media import Modality
 
-DEFAULT_MODEL = "ViT-B-32/laion2b_s34b_b79k"
+DEFAULT_MODEL = DEFAULT_CLIP
 WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's default names
 
 

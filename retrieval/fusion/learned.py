@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from retrieval.errors import InvalidInputError
 from retrieval.fusion.base import FusionStrategy, Scored
-from retrieval.fusion.checkpoint import FusionCheckpoint
 from retrieval.fusion.concat import concat_query
 from retrieval.fusion.late import LateFusion
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import VectorTable
+
+if TYPE_CHECKING:  # the checkpoint brings torch: loaded with the first learned search, not with the package
+    from retrieval.fusion.checkpoint import FusionCheckpoint
 
 
 @dataclass
@@ -49,13 +52,17 @@ class LearnedFusion(FusionStrategy):
     def checkpoint(self) -> FusionCheckpoint:
         if self._checkpoint is None:
             if not self.params.checkpoint:
-                raise ValueError(
+                raise InvalidInputError(
                     f"{self.name} fusion learns: train it first "
                     f"(python -m retrieval train --strategy {self.name} ...) or pass checkpoint=FILE"
                 )
+            from retrieval.fusion.checkpoint import FusionCheckpoint
+
             checkpoint = FusionCheckpoint.load(self.params.checkpoint)
             if checkpoint.module.kind != self.module_kind:
-                raise ValueError(f"{self.params.checkpoint} holds a {checkpoint.module.kind} model, not {self.name}")
+                raise InvalidInputError(
+                    f"{self.params.checkpoint} holds a {checkpoint.module.kind} model, not {self.name}"
+                )
             self._checkpoint = checkpoint
         return self._checkpoint
 

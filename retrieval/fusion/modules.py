@@ -22,6 +22,7 @@ class FusionModule(nn.Module):
     def __init__(self, dims: list[int], out_dim: int = 128, **hyper: Any) -> None:
         super().__init__()
         self.dims, self.out_dim, self.hyper = list(dims), out_dim, hyper
+        self._numpy: dict[str, np.ndarray] | None = None  # float32 weights for the numpy forward pass
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "dims": self.dims, "out_dim": self.out_dim, **self.hyper}
@@ -44,9 +45,11 @@ class FusionModule(nn.Module):
 
     def weights_numpy(self) -> dict[str, np.ndarray]:
         """The parameters as float32 arrays, taken once (inference only: eval mode, no further training)."""
-        if getattr(self, "_numpy", None) is None:
-            self._numpy = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in self.state_dict().items()}
-        return self._numpy
+        weights = self._numpy
+        if weights is None:
+            weights = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in self.state_dict().items()}
+            self._numpy = weights
+        return weights
 
     def train(self, mode: bool = True) -> FusionModule:
         self._numpy = None  # weights may change: take them again after training
