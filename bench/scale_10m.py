@@ -30,7 +30,15 @@ from storage import VectorStorage
 from storage.faiss_store import FaissBackend
 
 DIM, MISSING, CLUSTERS, SPREAD, CHUNK = 512, 0.2, 1000, 0.35, 131_072
-STRATEGIES = {"late": {}, "early": {}, "hybrid": {}, "gated": {"learned": True}}
+# late and hybrid with raw cosines summed (not their z-score + adaptive defaults): their exact score is then
+# Σ cosine over every item, the same as early's, so one exact search defines recall for all three
+RAW_SUM = {"normalisation": "none", "weighting": "fixed"}
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "late": {"params": RAW_SUM},
+    "early": {},
+    "hybrid": {"params": RAW_SUM},
+    "gated": {"learned": True},
+}
 
 
 # -- data ------------------------------------------------------------------------------------------------
@@ -105,7 +113,7 @@ def make_strategy(name: str, work: Path):
     from retrieval.fusion import create_strategy
 
     if not STRATEGIES[name].get("learned"):
-        return create_strategy(name)
+        return create_strategy(name, **STRATEGIES[name].get("params", {}))
     checkpoint = work / f"{name}.safetensors"
     if not checkpoint.exists():
         from retrieval.train import TrainConfig, train
