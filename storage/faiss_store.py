@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 FLAT_LIMIT = 10_000
 COMPRESS_FROM = 2_000_000  # above today's 1M benchmark, where IVF,Flat stays (bench/scale_10m.py)
-COMPRESS_BITS_PER_DIM = 1  # PQ128x4fs at 512-d: 64 B a vector, recall@10 1.0 re-scored (bench/index_choice.py)
+COMPRESS_BITS_PER_DIM = 1  # PQ128x4fs at 512-d: 64 B a vector, recall@10 1.0 re-scored from 300 (vector_store.py)
 MAX_COMPRESSED_NLIST = 2048
 ADD_CHUNK = 65_536  # rows converted to float32 and added at a time: 128 MB at 512-d
 

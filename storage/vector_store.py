@@ -28,8 +28,10 @@ BACKENDS = {
 }
 DEFAULT_BACKEND = "faiss"
 # A compressed index's shortlist: max(RESCORE_FACTOR x wanted, RESCORE_MIN) candidates, re-scored exactly.
-# 512-d clustered vectors, 50k, IVF256,PQ128x4fs: recall@10 0.68 from 100 candidates, 1.0 from 300
-# (bench/index_choice.py --compressed); late fusion's units want 100 each, so 3 x 100 keeps that ratio.
+# 512-d clustered vectors, 50k, IVF256,PQ128x4fs, 100 queries: recall@10 0.68 from 100 candidates, 1.0 from
+# 300; PQ64x4fs (100k) 0.42 and 0.82. One session's scratch run of the method that
+# `bench/index_choice.py --compressed` implements (not yet run on a quiet machine); late fusion's units want
+# 100 each, so 3 x 100 keeps that ratio.
 RESCORE_FACTOR, RESCORE_MIN = 3, 300
 
 
