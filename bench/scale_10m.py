@@ -1,6 +1,7 @@
 """Ten million items on one machine: build time, bytes per item, latency, recall and memory per strategy.
 
-    .venv/bin/python bench/scale_10m.py --items 1000000 --work /work/scratch-18/n1m [--strategies late early]
+    PYTHONPATH=. .venv/bin/python bench/scale_10m.py --items 1000000 --work /tmp/n1m [--strategies late early]
+        [--compress-from 500000]  # PYTHONPATH=.: this checkout, not the editable install's
 
 Synthetic clustered unit vectors, three 512-d fields, each missing for 20 % of the items, written a
 chunk at a time into memory-mapped float16 tables (never all in memory). Queries carry all three
@@ -103,10 +104,14 @@ class FileCatalog:
 
 
 def open_space(work: Path):
+    import storage.faiss_store as faiss_store
     from retrieval.space import VectorSpace
 
-    storage = VectorStorage(work / "vectors")
-    return VectorSpace(FIELDS, storage, generation=1, catalog=FileCatalog(work / "indexes"))  # type: ignore[arg-type]
+    if os.environ.get("SCALE_COMPRESS_FROM"):  # compressed indexes from this many vectors (1M: compare both)
+        faiss_store.COMPRESS_FROM = int(os.environ["SCALE_COMPRESS_FROM"])
+    tables, factory = VectorStorage(work / "vectors"), os.environ.get("SCALE_FACTORY") or None
+    catalog = FileCatalog(work / "indexes")
+    return VectorSpace(FIELDS, tables, generation=1, catalog=catalog, factory=factory)  # type: ignore[arg-type]
 
 
 def make_strategy(name: str, work: Path):
