@@ -41,7 +41,6 @@ class LearnedFusion(FusionStrategy):
     learns = True
     missing = "absent fields are masked out; the model was trained with modalities dropped at random"
     Params = LearnedParams
-    module_kind: str
 
     def __init__(self, **params) -> None:  # noqa: ANN003
         super().__init__(**params)
