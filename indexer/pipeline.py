@@ -49,7 +49,7 @@ from storage import (
 )
 from storage.catalog import collection_storage
 from storage.models import utcnow
-from storage.repository import get_collection, ok_ids_by_modality
+from storage.repository import bump_generation, get_collection, ok_ids_by_modality, set_collection
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -243,7 +243,7 @@ class Indexer:
             found = confine(found, roots) if confined else found
             summary.problems.extend(found.problems)
             with self.db.session() as session:
-                session.query(Collection).filter_by(id=self.collection.id).update({"root": str(found.root)})
+                set_collection(session, self.collection.id, root=str(found.root))
         tables = self._tables()
         with stage("reconcile"):
             self._reconcile(tables)
@@ -417,7 +417,7 @@ class Indexer:
                 session.execute(insert(Asset), new)
             if changed:
                 session.execute(update(Asset), changed)
-            session.query(Collection).filter_by(id=self.collection.id).update({"generation": Collection.generation + 1})
+            bump_generation(session, self.collection.id)
 
     @staticmethod
     def _asset_row(decoded: Decoded) -> dict[str, Any]:
@@ -473,9 +473,7 @@ class Indexer:
             if gone_items:
                 session.execute(delete(Item).where(Item.id.in_(sorted(gone_items))))
             if gone_items or gone_assets:
-                session.query(Collection).filter_by(id=self.collection.id).update(
-                    {"generation": Collection.generation + 1}
-                )
+                bump_generation(session, self.collection.id)
         summary.removed = len(gone_items)
 
     def _build_indexes(self, progress: ProgressFn | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,15 @@ from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item
 from storage.catalog import check_tables_present, collection_storage
-from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
+from storage.repository import (
+    get_collection,
+    get_preset,
+    item_metadata,
+    items_by_ids,
+    latest_checkpoint,
+    list_presets,
+    save_preset,
+)
 
 if TYPE_CHECKING:  # training brings torch: imported by `train`, not by every search
     from retrieval.train import TrainConfig, TrainResult
@@ -260,6 +268,34 @@ class SearchEngine:
                 rows = session.execute(select(Item.id, Item.key).where(Item.collection_id == self.collection_id))
                 self._keys = (self.generation, dict(rows.all()))
         return self._keys[1]
+
+    # The collection's rows, for front ends and evaluation: none of them opens a session of its own.
+    def items(self, ids: Iterable[int]) -> dict[int, Item]:
+        """Items with their assets loaded (usable after the call), in one query."""
+        with self.db.session() as session:
+            return items_by_ids(session, ids)
+
+    def item_query(self, item_id: int) -> QueryInput | None:
+        """The query an item makes of itself (its readable text, image and audio): "search with this item"."""
+        item = self.items([item_id]).get(item_id)
+        ok = {a.modality: a for a in item.assets if a.status == "ok"} if item is not None else {}
+        if not ok:
+            return None
+        return QueryInput(
+            text=ok["text"].preview if "text" in ok else None,
+            image=ok["image"].path if "image" in ok else None,
+            audio=ok["audio"].path if "audio" in ok else None,
+        )
+
+    def metadata(self) -> dict[int, dict]:
+        """Item id -> metadata for every item of the collection."""
+        with self.db.session() as session:
+            return item_metadata(session, self.collection_id)
+
+    def presets(self) -> list[str]:
+        """Names of the presets saved for this collection (see `tune`)."""
+        with self.db.session() as session:
+            return [p.name for p in list_presets(session, self.collection_id)]
 
     def prepare(self, strategies: list[str]) -> None:
         for name in strategies:
