@@ -52,6 +52,7 @@ from storage.models import utcnow
 from storage.repository import get_collection, ok_ids_by_modality
 
 ProgressFn = Callable[[str, int, int], None]
+"""(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
 
 # Named points where tests inject a crash: `FAULTS[name] = callable` (monkeypatch.setitem), a no-op otherwise.
 FAULTS: dict[str, Callable[[], None]] = {}
@@ -62,8 +63,6 @@ def fault(point: str) -> None:
     if hook is not None:
         hook()
 
-
-"""(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
 
 DEFAULT_STRATEGIES = ("late", "early", "hybrid")
 
