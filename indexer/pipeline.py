@@ -151,8 +151,22 @@ class Indexer:
                     f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
                     "Use another --collection name or another database for a different profile."
                 )
+            if not Path(row.vector_dir).is_absolute():
+                row.vector_dir = str(self._resolve_legacy_folder(Path(row.vector_dir)))
             session.flush()
             return row
+
+    def _resolve_legacy_folder(self, folder: Path) -> Path:
+        """Older versions recorded a relative --vector-dir as given: it is found only from the folder the
+        indexer ran in. From there, it is recorded absolute now; from anywhere else, nothing is written
+        (a new empty folder here would re-encode everything and orphan the vectors already stored)."""
+        if not folder.is_dir():
+            raise StorageError(
+                f"collection {self.collection_name!r} records its vectors at the relative path {folder}, "
+                f"which is not under {Path.cwd()}; run the indexer once from the folder it first ran in "
+                "(the path is then recorded absolute and any folder works)"
+            )
+        return folder.resolve()
 
     def _load_encoders(self) -> None:
         names = sorted({name for names in self.profile.encoders.values() for name in names})

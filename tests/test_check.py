@@ -199,3 +199,38 @@ def test_a_relative_vector_dir_is_stored_resolved(
     monkeypatch.chdir(tmp_path / "elsewhere")  # a search from another folder finds the same vectors
     hits = SearchEngine.open(url).search(image=mnist_image(0), k=1).hits
     assert hits[0].key == "d0_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
+
+
+def test_a_relative_folder_recorded_by_an_older_version_is_made_absolute_where_it_is_found(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from sqlalchemy import update
+
+    from storage import StorageError
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(here)
+    indexer = Indexer(url, profile=Profile.from_dict(FAST), vector_dir=Path("vectors"))
+    indexer.run(small_folder)
+    relative = os.path.relpath(indexer.storage.root, here)
+    with Database(url).session() as session:  # what an older version recorded
+        session.execute(update(Collection).values(vector_dir=relative))
+
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(MissingVectorsError, match="recorded relative to where the indexer ran"):
+        SearchEngine.open(url)
+    with pytest.raises(StorageError, match=f"relative path {relative}, which is not under {elsewhere}"):
+        Indexer(url)
+    assert not (elsewhere / "vectors").exists(), "nothing is written where the vectors are not"
+
+    monkeypatch.chdir(here)
+    assert Indexer(url).run(small_folder).encoded == 0
+    monkeypatch.chdir(elsewhere)
+    with Database(url).session() as session:
+        assert session.scalar(select(Collection.vector_dir)) == str(indexer.storage.root)
+    assert SearchEngine.open(url).search(image=mnist_image(0), k=1).hits[0].key == "d0_george"
