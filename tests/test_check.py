@@ -58,6 +58,8 @@ def test_a_consistent_collection_has_no_differences(indexed: tuple[str, Indexer]
     code, report = run_check(url, capsys)
     assert (code, report["findings"], report["items"], report["tables"]) == (0, [], 12, 2)
     assert report["indexes"] >= 3  # a field index per table and early fusion's, all current
+    assert indexer_main(["check", "--db", url, "--quiet"]) == 0
+    assert capsys.readouterr().out.endswith("differences: 0, repaired: 0, left: 0\n")
 
 
 def test_a_deleted_table_is_an_error_in_search_status_and_check(
@@ -140,8 +142,10 @@ def test_a_corrupt_index_is_reported_and_rebuilt(indexed: tuple[str, Indexer], c
     code, report = run_check(url, capsys)
     [finding] = report["findings"]
     assert code == 1 and finding["name"] == "field/image@hog" and finding["problem"] == "missing or unreadable"
-    code, report = run_check(url, capsys, "--repair")
-    assert code == 0 and report["findings"][0]["fix"].endswith(": rebuilt")
+    assert indexer_main(["check", "--db", url, "--quiet", "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert f"index field/image@hog: missing or unreadable\n  at {path}\n  repaired: rebuild it" in out
+    assert out.endswith("differences: 1, repaired: 1, left: 0\n")
     assert index_ids(url, "field", "image@hog") == ok_ids(url)["image"]
 
 
