@@ -24,10 +24,11 @@ from indexer.executors import EncodedBatch, Executor, LocalExecutor, sample_rate
 from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
 from indexer.work import Decoded, WorkItem
 from retrieval.checks import check_collection_name, whole_number
-from retrieval.encoders import Encoder, create_encoder
+from retrieval.device import get_device
+from retrieval.encoders import Encoder, create_encoders
 from retrieval.errors import InvalidInputError
 from retrieval.fusion import create_strategy
-from retrieval.media import MediaError
+from retrieval.media import MODALITIES, MediaError
 from retrieval.profiles import PROFILES, Profile
 from retrieval.space import VectorSpace
 from storage import (
@@ -110,6 +111,7 @@ class Indexer:
         check_collection_name(collection)  # before any row is written: a 300-character name is refused here
         whole_number("batch_size", batch_size, 1)
         whole_number("flush_assets", flush_assets, 1)
+        get_device(device)  # a device this machine lacks is refused before anything is written
         self.db = Database(db_url)
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
@@ -117,10 +119,10 @@ class Indexer:
         # How much work a crash may cost: vectors and rows are written together at every flush point.
         # ("Flush", not "checkpoint": a checkpoint is a trained fusion model.)
         self.flush_assets, self.flush_seconds = flush_assets, flush_seconds
+        self.encoders: dict[str, Encoder] = {}
         self.collection = self._open_collection(profile, vector_dir, vector_backend)
         self.profile = Profile.from_dict(self.collection.profile)
         self.storage = collection_storage(self.db, self.collection)
-        self.encoders: dict[str, Encoder] = {}
 
     # -- set-up ------------------------------------------------------------------------------------
     def _open_collection(
@@ -128,33 +130,24 @@ class Indexer:
     ) -> Collection:
         with self.db.session() as session:
             row = get_collection(session, self.collection_name)
-            if row is None:
-                profile = profile or PROFILES["offline"]
-                row = Collection(
-                    name=self.collection_name,
-                    profile=profile.to_dict(),
-                    vector_dir="",
-                    vector_backend=normalise_backend(vector_backend),
-                )
-                session.add(row)
-                session.flush()  # the id names the folder: collections sharing a --vector-dir never meet
-                base = vector_dir if vector_dir is not None else default_vector_base(self.db.url)
-                row.vector_dir = str(collection_folder(base, self.collection_name, self.db.uid, row.id))
-            elif vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
-                raise StorageError(
-                    f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
-                    f"{vector_backend!r}; use another --collection name to index onto another backend"
-                )
-            elif profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
-                raise EncoderMismatchError(
-                    f"collection {self.collection_name!r} was indexed with profile "
-                    f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
-                    "Use another --collection name or another database for a different profile."
-                )
-            if not Path(row.vector_dir).is_absolute():
-                row.vector_dir = str(self._resolve_legacy_folder(Path(row.vector_dir)))
-            session.flush()
-            return row
+        if row is None:
+            return self._new_collection(profile or PROFILES["offline"], vector_dir, vector_backend)
+        if vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
+            raise StorageError(
+                f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
+                f"{vector_backend!r}; use another --collection name to index onto another backend"
+            )
+        if profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
+            raise EncoderMismatchError(
+                f"collection {self.collection_name!r} was indexed with profile "
+                f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
+                "Use another --collection name or another database for a different profile."
+            )
+        if not Path(row.vector_dir).is_absolute():
+            row.vector_dir = str(self._resolve_legacy_folder(Path(row.vector_dir)))
+            with self.db.session() as session:
+                session.execute(update(Collection).where(Collection.id == row.id).values(vector_dir=row.vector_dir))
+        return row
 
     def _resolve_legacy_folder(self, folder: Path) -> Path:
         """Older versions recorded a relative --vector-dir as given: it is found only from the folder the
@@ -168,12 +161,37 @@ class Indexer:
             )
         return folder.resolve()
 
-    def _load_encoders(self) -> None:
-        names = sorted({name for names in self.profile.encoders.values() for name in names})
+    def _new_collection(self, profile: Profile, vector_dir: Path | None, vector_backend: str | None) -> Collection:
+        """A new collection's row, written only once its encoders have loaded: a first run that failed on
+        missing weights used to leave a collection bound to that profile, so the next run with another
+        profile was refused although nothing was indexed. (The row's id names its folder, so the row is
+        made here rather than at the first flush.)"""
+        self._create_encoders(profile)
         with self.db.session() as session:
-            for name in names:
-                encoder = self.encoders.get(name) or create_encoder(name, self.device)
-                self.encoders[name] = encoder
+            row = Collection(
+                name=self.collection_name,
+                profile=profile.to_dict(),
+                vector_dir="",
+                vector_backend=normalise_backend(vector_backend),
+            )
+            session.add(row)
+            session.flush()  # the id names the folder: collections sharing a --vector-dir never meet
+            base = vector_dir if vector_dir is not None else default_vector_base(self.db.url)
+            row.vector_dir = str(collection_folder(base, self.collection_name, self.db.uid, row.id))
+            session.flush()
+            return row
+
+    def _create_encoders(self, profile: Profile | None = None) -> None:
+        """Every encoder of the profile; all missing weights are reported at once (`create_encoders`)."""
+        profile = profile or self.profile
+        names = sorted({name for names in profile.encoders.values() for name in names})
+        self.encoders.update(create_encoders([n for n in names if n not in self.encoders], self.device))
+
+    def _load_encoders(self) -> None:
+        self._create_encoders()
+        with self.db.session() as session:
+            for name in sorted(self.encoders):
+                encoder = self.encoders[name]
                 record = session.scalar(select(EncoderRecord).filter_by(collection_id=self.collection.id, name=name))
                 if record is None:
                     session.add(
@@ -249,7 +267,7 @@ class Indexer:
             work = self._plan(found.items, tables, summary, progress)
             # one modality after another: every batch then fills each encoder's batch (64 images, not
             # 25 images + 25 clips + 14 texts), which is what the encoders' throughput is measured at
-            work.sort(key=lambda w: ("image", "audio", "text").index(w.spec.modality))
+            work.sort(key=lambda w: MODALITIES.index(w.spec.modality))
         with stage("decode+encode+write"):
             self._process(work, tables, summary, progress)
         with stage("prune"):
