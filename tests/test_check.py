@@ -22,6 +22,7 @@ from storage.catalog import MissingVectorsError
 from storage.repository import ok_ids_by_modality
 
 FAST = {"name": "fast", "encoders": {"image": ["hog"], "audio": ["mfcc"]}}
+COSINE = {"normalisation": "none", "weighting": "fixed"}  # late's score is then the cosine itself
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_a_deleted_table_is_an_error_in_search_status_and_check(
     again = Indexer(url).run(small_folder)  # what check says to do
     assert (again.encoded, again.unchanged) == (8, 12)  # the images; the recordings and texts are kept
     assert run_check(url, capsys)[0] == 0
-    hits = SearchEngine.open(url).search(image=mnist_image(2), k=3).hits
+    hits = SearchEngine.open(url).search(image=mnist_image(2), k=3, **COSINE).hits
     assert hits[0].key == "d2_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
 
 
@@ -162,7 +163,7 @@ def test_a_swapped_index_points_at_a_command_that_exists_and_check_repairs_it(
     [finding] = report["findings"]
     assert finding["name"] == "field/audio@mfcc" and "does not match its record" in finding["problem"]
     assert code == 0 and finding["repaired"]
-    hits = SearchEngine.open(url).search(audio=recording(3, "george", 0), k=3).hits
+    hits = SearchEngine.open(url).search(audio=recording(3, "george", 0), k=3, **COSINE).hits
     assert hits[0].key == "d3_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
 
 
@@ -201,7 +202,7 @@ def test_a_relative_vector_dir_is_stored_resolved(
         recorded = Path(session.scalar(select(Collection.vector_dir)))
     assert recorded.is_absolute() and recorded.parent == tmp_path / "here" / "vectors"
     monkeypatch.chdir(tmp_path / "elsewhere")  # a search from another folder finds the same vectors
-    hits = SearchEngine.open(url).search(image=mnist_image(0), k=1).hits
+    hits = SearchEngine.open(url).search(image=mnist_image(0), k=1, **COSINE).hits
     assert hits[0].key == "d0_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
 
 
