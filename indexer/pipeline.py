@@ -52,6 +52,7 @@ from storage.models import utcnow
 from storage.repository import bump_generation, get_collection, ok_ids_by_modality, set_collection
 
 ProgressFn = Callable[[str, int, int], None]
+"""(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
 
 # Named points where tests inject a crash: `FAULTS[name] = callable` (monkeypatch.setitem), a no-op otherwise.
 FAULTS: dict[str, Callable[[], None]] = {}
@@ -62,8 +63,6 @@ def fault(point: str) -> None:
     if hook is not None:
         hook()
 
-
-"""(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
 
 DEFAULT_STRATEGIES = ("late", "early", "hybrid")
 
@@ -143,7 +142,23 @@ class Indexer:
                 f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
                 "Use another --collection name or another database for a different profile."
             )
+        if not Path(row.vector_dir).is_absolute():
+            row.vector_dir = str(self._resolve_legacy_folder(Path(row.vector_dir)))
+            with self.db.session() as session:
+                session.execute(update(Collection).where(Collection.id == row.id).values(vector_dir=row.vector_dir))
         return row
+
+    def _resolve_legacy_folder(self, folder: Path) -> Path:
+        """Older versions recorded a relative --vector-dir as given: it is found only from the folder the
+        indexer ran in. From there, it is recorded absolute now; from anywhere else, nothing is written
+        (a new empty folder here would re-encode everything and orphan the vectors already stored)."""
+        if not folder.is_dir():
+            raise StorageError(
+                f"collection {self.collection_name!r} records its vectors at the relative path {folder}, "
+                f"which is not under {Path.cwd()}; run the indexer once from the folder it first ran in "
+                "(the path is then recorded absolute and any folder works)"
+            )
+        return folder.resolve()
 
     def _new_collection(self, profile: Profile, vector_dir: Path | None, vector_backend: str | None) -> Collection:
         """A new collection's row, written only once its encoders have loaded: a first run that failed on
