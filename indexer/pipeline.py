@@ -26,6 +26,7 @@ from indexer.work import Decoded, WorkItem
 from retrieval.checks import check_collection_name, whole_number
 from retrieval.device import get_device
 from retrieval.encoders import Encoder, create_encoders
+from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.fusion import create_strategy
 from retrieval.media import MODALITIES, MediaError
 from retrieval.profiles import PROFILES, Profile
@@ -203,11 +204,8 @@ class Indexer:
                             preprocessing=encoder.preprocessing,
                         )
                     )
-                elif (record.dim, record.preprocessing) != (encoder.dim, encoder.preprocessing):
-                    raise EncoderMismatchError(
-                        f"{name}: stored vectors have dimension {record.dim} (preprocessing {record.preprocessing}), "
-                        f"the encoder now gives {encoder.dim} ({encoder.preprocessing}); use a new collection"
-                    )
+                else:
+                    refuse_changed_encoder(self.collection.name, name, record.dim, record.preprocessing, encoder)
 
     def _tables(self) -> dict[str, VectorTable]:
         return {

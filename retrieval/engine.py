@@ -14,13 +14,14 @@ from sqlalchemy import select
 from retrieval.checks import MAX_WEIGHT, check_k, check_weights, finite_float
 from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder, create_encoders
+from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
 from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
-from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item
+from storage import CheckpointRecord, Database, IndexCatalog, Item
 from storage.catalog import check_tables_present, collection_storage
 from storage.repository import (
     get_collection,
@@ -74,13 +75,8 @@ class SearchEngine:
         if name not in self._encoders:
             encoder = create_encoder(name, self.device)
             record = self.records.get(name)
-            if record is not None and (record.dim != encoder.dim or record.preprocessing != encoder.preprocessing):
-                raise EncoderMismatchError(
-                    f"collection {self.collection_name!r} was indexed with {name} (dimension {record.dim}, "
-                    f"preprocessing {record.preprocessing}); the encoder now gives dimension {encoder.dim}, "
-                    f"preprocessing {encoder.preprocessing}. Index the media again into a new collection "
-                    "(python -m indexer SOURCE --collection NEW) to search with this encoder."
-                )
+            if record is not None:
+                refuse_changed_encoder(self.collection_name, name, record.dim, record.preprocessing, encoder)
             self._encoders[name] = encoder
         return self._encoders[name]
 
