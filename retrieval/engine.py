@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -102,8 +102,7 @@ class SearchEngine:
         for modality, value in inputs.items():
             for name in self.profile.encoders.get(modality, ()):
                 encoder = self.encoder(name)
-                kind = cast(Modality, modality)
-                vectors[(modality, name)] = encoder.encode(kind, [self._decode(modality, value, encoder)])[0]
+                vectors[(modality, name)] = encoder.encode(modality, [self._decode(modality, value, encoder)])[0]
         return vectors
 
     @staticmethod
@@ -165,13 +164,15 @@ class SearchEngine:
         """
         # k beyond the collection's size only asks FAISS to allocate rows that cannot be filled
         k = min(check_k(k), max(1, len(self.item_keys())))
+        chosen = [m if isinstance(m, Method) else Method(m, m, dict((params or {}).get(m, {}))) for m in methods]
+        for method in chosen:  # parameters and weights are checked before any media is decoded or encoded
+            check_weights(method.weights, f"weights of {method.label!r}")
+            if not keep_going:
+                self.strategy(method.strategy, **method.params)
         encoded = self.encode_query(query)
         results: dict[str, SearchResult] = {}
-        for method in methods:
-            if isinstance(method, str):
-                method = Method(method, method, dict((params or {}).get(method, {})))
+        for method in chosen:
             started = time.perf_counter()
-            check_weights(method.weights, f"weights of {method.label!r}")
             weighted = EncodedQuery(
                 encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives, encoded.negative_weight
             )
