@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import delete, select, update
 
 from indexer.pipeline import ProgressFn
+from retrieval.errors import NotFoundError
 from retrieval.fusion.concat import concat_index
 from retrieval.profiles import Field, Profile
 from retrieval.space import VectorSpace
@@ -77,7 +78,7 @@ def check_collection(
     with db.session() as session:
         row = get_collection(session, name)
         if row is None:
-            raise LookupError(f"no collection {name!r} in {url}")
+            raise NotFoundError(f"no collection {name!r} in {url}")
     storage = collection_storage(db, row)
     if not repair:
         return _Check(db, row, storage, repair=False, progress=progress).run(busy=writer_active(storage.root))

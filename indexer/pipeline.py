@@ -24,10 +24,11 @@ from indexer.executors import EncodedBatch, Executor, LocalExecutor, sample_rate
 from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
 from indexer.work import Decoded, WorkItem
 from retrieval.checks import check_collection_name, whole_number
-from retrieval.encoders import Encoder, create_encoder
+from retrieval.device import get_device
+from retrieval.encoders import Encoder, create_encoders
 from retrieval.errors import InvalidInputError
 from retrieval.fusion import create_strategy
-from retrieval.media import MediaError
+from retrieval.media import MODALITIES, MediaError
 from retrieval.profiles import PROFILES, Profile
 from retrieval.space import VectorSpace
 from storage import (
@@ -52,6 +53,17 @@ from storage.models import utcnow
 from storage.repository import get_collection, ok_ids_by_modality
 
 ProgressFn = Callable[[str, int, int], None]
+
+# Named points where tests inject a crash: `FAULTS[name] = callable` (monkeypatch.setitem), a no-op otherwise.
+FAULTS: dict[str, Callable[[], None]] = {}
+
+
+def fault(point: str) -> None:
+    hook = FAULTS.get(point)
+    if hook is not None:
+        hook()
+
+
 """(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
 
 DEFAULT_STRATEGIES = ("late", "early", "hybrid")
@@ -91,25 +103,27 @@ class Indexer:
         workers: int | None = None,
         vector_dir: Path | None = None,
         strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
-        checkpoint_assets: int = 1024,
-        checkpoint_seconds: float = 15.0,
+        flush_assets: int = 1024,
+        flush_seconds: float = 15.0,
         vector_backend: str | None = None,
         executor: str = "local",
         ray_address: str | None = None,
     ) -> None:
         check_collection_name(collection)  # before any row is written: a 300-character name is refused here
         whole_number("batch_size", batch_size, 1)
-        whole_number("checkpoint_assets", checkpoint_assets, 1)
+        whole_number("flush_assets", flush_assets, 1)
+        get_device(device)  # a device this machine lacks is refused before anything is written
         self.db = Database(db_url)
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
         self.executor_name, self.ray_address = executor, ray_address
-        # How much work a crash may cost: vectors and rows are written together every checkpoint.
-        self.checkpoint_assets, self.checkpoint_seconds = checkpoint_assets, checkpoint_seconds
+        # How much work a crash may cost: vectors and rows are written together at every flush point.
+        # ("Flush", not "checkpoint": a checkpoint is a trained fusion model.)
+        self.flush_assets, self.flush_seconds = flush_assets, flush_seconds
+        self.encoders: dict[str, Encoder] = {}
         self.collection = self._open_collection(profile, vector_dir, vector_backend)
         self.profile = Profile.from_dict(self.collection.profile)
         self.storage = collection_storage(self.db, self.collection)
-        self.encoders: dict[str, Encoder] = {}
 
     # -- set-up ------------------------------------------------------------------------------------
     def _open_collection(
@@ -117,38 +131,52 @@ class Indexer:
     ) -> Collection:
         with self.db.session() as session:
             row = get_collection(session, self.collection_name)
-            if row is None:
-                profile = profile or PROFILES["offline"]
-                row = Collection(
-                    name=self.collection_name,
-                    profile=profile.to_dict(),
-                    vector_dir="",
-                    vector_backend=normalise_backend(vector_backend),
-                )
-                session.add(row)
-                session.flush()  # the id names the folder: collections sharing a --vector-dir never meet
-                base = vector_dir if vector_dir is not None else default_vector_base(self.db.url)
-                row.vector_dir = str(collection_folder(base, self.collection_name, self.db.uid, row.id))
-            elif vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
-                raise StorageError(
-                    f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
-                    f"{vector_backend!r}; use another --collection name to index onto another backend"
-                )
-            elif profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
-                raise EncoderMismatchError(
-                    f"collection {self.collection_name!r} was indexed with profile "
-                    f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
-                    "Use another --collection name or another database for a different profile."
-                )
+        if row is None:
+            return self._new_collection(profile or PROFILES["offline"], vector_dir, vector_backend)
+        if vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
+            raise StorageError(
+                f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
+                f"{vector_backend!r}; use another --collection name to index onto another backend"
+            )
+        if profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
+            raise EncoderMismatchError(
+                f"collection {self.collection_name!r} was indexed with profile "
+                f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
+                "Use another --collection name or another database for a different profile."
+            )
+        return row
+
+    def _new_collection(self, profile: Profile, vector_dir: Path | None, vector_backend: str | None) -> Collection:
+        """A new collection's row, written only once its encoders have loaded: a first run that failed on
+        missing weights used to leave a collection bound to that profile, so the next run with another
+        profile was refused although nothing was indexed. (The row's id names its folder, so the row is
+        made here rather than at the first flush.)"""
+        self._create_encoders(profile)
+        with self.db.session() as session:
+            row = Collection(
+                name=self.collection_name,
+                profile=profile.to_dict(),
+                vector_dir="",
+                vector_backend=normalise_backend(vector_backend),
+            )
+            session.add(row)
+            session.flush()  # the id names the folder: collections sharing a --vector-dir never meet
+            base = vector_dir if vector_dir is not None else default_vector_base(self.db.url)
+            row.vector_dir = str(collection_folder(base, self.collection_name, self.db.uid, row.id))
             session.flush()
             return row
 
+    def _create_encoders(self, profile: Profile | None = None) -> None:
+        """Every encoder of the profile; all missing weights are reported at once (`create_encoders`)."""
+        profile = profile or self.profile
+        names = sorted({name for names in profile.encoders.values() for name in names})
+        self.encoders.update(create_encoders([n for n in names if n not in self.encoders], self.device))
+
     def _load_encoders(self) -> None:
-        names = sorted({name for names in self.profile.encoders.values() for name in names})
+        self._create_encoders()
         with self.db.session() as session:
-            for name in names:
-                encoder = self.encoders.get(name) or create_encoder(name, self.device)
-                self.encoders[name] = encoder
+            for name in sorted(self.encoders):
+                encoder = self.encoders[name]
                 record = session.scalar(select(EncoderRecord).filter_by(collection_id=self.collection.id, name=name))
                 if record is None:
                     session.add(
@@ -224,7 +252,7 @@ class Indexer:
             work = self._plan(found.items, tables, summary, progress)
             # one modality after another: every batch then fills each encoder's batch (64 images, not
             # 25 images + 25 clips + 14 texts), which is what the encoders' throughput is measured at
-            work.sort(key=lambda w: ("image", "audio", "text").index(w.spec.modality))
+            work.sort(key=lambda w: MODALITIES.index(w.spec.modality))
         with stage("decode+encode+write"):
             self._process(work, tables, summary, progress)
         with stage("prune"):
@@ -339,8 +367,8 @@ class Indexer:
     def _process(
         self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
     ) -> None:
-        """Collect encoded batches; every checkpoint, merge them into the tables, save the touched tables,
-        then commit their rows. Merging once per checkpoint, not per batch, keeps a run linear: each
+        """Collect encoded batches; at every flush point, merge them into the tables, save the touched tables,
+        then commit their rows. Merging once per flush, not per batch, keeps a run linear: each
         merge copies a whole table (at 20k items, 20 MB per field per batch of 64)."""
         done, pending, staged = 0, [], []
         last_flush = time.monotonic()
@@ -349,7 +377,7 @@ class Indexer:
             pending += batch.decoded
             done += len(batch.decoded)
             summary.encoded += sum(d.error is None for d in batch.decoded)
-            if len(pending) >= self.checkpoint_assets or time.monotonic() - last_flush > self.checkpoint_seconds:
+            if len(pending) >= self.flush_assets or time.monotonic() - last_flush > self.flush_seconds:
                 self._flush(pending, self._merge(staged, tables), tables)
                 pending, staged, last_flush = [], [], time.monotonic()
             if progress:
@@ -371,10 +399,11 @@ class Indexer:
         return touched
 
     def _flush(self, pending: list[Decoded], touched: set[str], tables: dict[str, VectorTable]) -> None:
-        """A checkpoint: vector tables first (atomically), then the rows that point at them, in one commit
+        """A flush point: vector tables first (atomically), then the rows that point at them, in one commit
         (new rows in one multi-row INSERT, changed ones in one executemany UPDATE)."""
         for key in sorted(touched):
             self.storage.save(key, tables[key])
+        fault("flush:tables-saved")  # a crash here leaves tables ahead of rows: the next run heals it
         with self.db.session() as session:
             item_ids = sorted({d.work.item_id for d in pending})
             existing = {

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from retrieval.checks import MAX_WEIGHT, check_k, check_weights, finite_float
 from retrieval.compare import Comparison, compare_results
-from retrieval.encoders import Encoder, create_encoder
+from retrieval.encoders import Encoder, create_encoder, create_encoders
 from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
-from retrieval.media import MediaInput, Modality, load_audio, load_image, load_text
+from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
@@ -77,7 +77,9 @@ class SearchEngine:
         return self._encoders[name]
 
     def load_encoders(self) -> None:
-        """Create every encoder of the profile now (a UI does this once, so the first search is fast)."""
+        """Create every encoder of the profile now (a UI does this once, so the first search is fast);
+        missing weights are reported for every model at once."""
+        create_encoders([n for names in self.profile.encoders.values() for n in names], self.device)
         for names in self.profile.encoders.values():
             for name in names:
                 self.encoder(name)
@@ -89,30 +91,31 @@ class SearchEngine:
         finite_float("negative weight", query.negative_weight, -MAX_WEIGHT, MAX_WEIGHT)
         vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()})
         negatives = self._encode_inputs(
-            {
-                m: getattr(query, f"negative_{m}")
-                for m in ("image", "audio", "text")
-                if getattr(query, f"negative_{m}") is not None
-            }
+            {m: getattr(query, f"negative_{m}") for m in MODALITIES if getattr(query, f"negative_{m}") is not None}
         )
         return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight)
 
     def _encode_inputs(self, inputs: dict[Modality, Any]) -> dict[tuple[str, str], np.ndarray]:
         vectors: dict[tuple[str, str], np.ndarray] = {}
         for modality, value in inputs.items():
-            for name in self.profile.encoders.get(modality, ()):
-                encoder = self.encoder(name)
-                vectors[(modality, name)] = encoder.encode(modality, [self._decode(modality, value, encoder)])[0]
+            encoders = {name: self.encoder(name) for name in self.profile.encoders.get(modality, ())}
+            if not encoders:
+                continue
+            decoded = self._decode(modality, value, sorted({e.sample_rate for e in encoders.values()}))
+            for name, encoder in encoders.items():
+                one = decoded[encoder.sample_rate] if isinstance(decoded, dict) else decoded
+                vectors[(modality, name)] = encoder.encode(modality, [one])[0]
         return vectors
 
     @staticmethod
-    def _decode(modality: str, value: Any, encoder: Encoder) -> Any:
+    def _decode(modality: str, value: Any, rates: list[int]) -> Any:
+        """The indexer's decode step (`load_audio_rates`: one read, one copy per encoder's rate)."""
         if modality == "image":
             return load_image(value)
         if modality == "audio":
             if isinstance(value, tuple):  # (samples, sample_rate): arrays carry no rate of their own
-                return load_audio(np.asarray(value[0]), encoder.sample_rate, input_rate=value[1])
-            return load_audio(value, encoder.sample_rate)
+                return load_audio_rates(np.asarray(value[0]), rates, input_rate=value[1])
+            return load_audio_rates(value, rates)
         return load_text(value)
 
     def search(

@@ -42,12 +42,29 @@ class MediaError(InvalidInputError):
 
 
 class WeightsNotFoundError(NotFoundError):
-    """Pretrained weights are not on disk; the message says which model, where we looked, what to do."""
+    """Pretrained weights are not on disk; the message says which model, where we looked, what to do.
+
+    `combine` joins several into one, so a profile with three missing models says so in one run."""
 
     def __init__(self, model: str, looked: Sequence[str], hint: str) -> None:
         self.model, self.looked, self.hint = model, list(looked), hint
+        self.missing: list[WeightsNotFoundError] = [self]
         places = "\n  ".join(self.looked) or "(nowhere)"
         super().__init__(f"weights for {model} are not on this machine.\nLooked in:\n  {places}\n{hint}")
+
+    @classmethod
+    def combine(cls, errors: Sequence[WeightsNotFoundError]) -> WeightsNotFoundError:
+        if len(errors) == 1:
+            return errors[0]
+        combined = cls(
+            ", ".join(e.model for e in errors), [p for e in errors for p in e.looked], "\n".join(e.hint for e in errors)
+        )
+        combined.missing = [m for e in errors for m in e.missing]
+        combined.args = (
+            f"{len(combined.missing)} models' weights are not on this machine:\n\n"
+            + "\n\n".join(f"{n}. {e}" for n, e in enumerate(combined.missing, start=1)),
+        )
+        return combined
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (RetrievalError, StorageError)

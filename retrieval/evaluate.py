@@ -16,11 +16,10 @@ from typing import Any
 
 from retrieval.engine import SearchEngine
 from retrieval.errors import InvalidInputError
+from retrieval.media import MODALITIES
 from retrieval.results import Method, QueryInput
 from retrieval.space import EncodedQuery
 from storage.repository import item_metadata
-
-MODALITY_ORDER = ("image", "audio", "text")
 
 
 @dataclass
@@ -32,7 +31,7 @@ class EvalQuery:
 
     @property
     def kind(self) -> str:
-        return "+".join(m for m in MODALITY_ORDER if getattr(self.query, m) is not None)
+        return "+".join(m for m in MODALITIES if getattr(self.query, m) is not None)
 
 
 @dataclass
@@ -181,7 +180,7 @@ def evaluate(
         raise InvalidInputError("no query has a relevant item: check the qrels or the label field")
     runs, latency = run_methods(engine, usable, methods, depth)
     kinds = {"all": usable}
-    for q in sorted(usable, key=lambda q: (q.kind.count("+"), [MODALITY_ORDER.index(m) for m in q.kind.split("+")])):
+    for q in sorted(usable, key=lambda q: (q.kind.count("+"), [MODALITIES.index(m) for m in q.kind.split("+")])):
         kinds.setdefault(q.kind, []).append(q)
     table: dict[str, dict[str, dict[str, float]]] = {}
     for method in methods:

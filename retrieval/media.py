@@ -10,6 +10,7 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -246,6 +247,27 @@ def load_audio(
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise MediaError(source, f"not a readable audio file ({exc})") from None
     return _checked(source, samples, peak, sample_rate)
+
+
+def load_audio_rates(
+    source: MediaInput | Waveform,
+    rates: Iterable[int],
+    *,
+    max_seconds: float = MAX_AUDIO_SECONDS,
+    input_rate: int | None = None,
+) -> dict[int, Waveform]:
+    """The one audio decode step, for the indexer and for queries alike: {rate: Waveform} for each of
+    `rates` (each audio encoder's own), so a profile with `mfcc` (16 kHz) and CLAP (48 kHz) gives each
+    encoder what it was trained on, at index time exactly as at query time. The file is read once, at the
+    highest rate (`load_audio`), and resampled down from that copy to the others."""
+    targets = sorted(set(rates), reverse=True)
+    if not targets:
+        raise ValueError("load_audio_rates needs at least one sample rate")
+    first = load_audio(source, targets[0], max_seconds=max_seconds, input_rate=input_rate)
+    out = {targets[0]: first}
+    for target in targets[1:]:
+        out[target] = Waveform(soxr.resample(first.samples, first.sample_rate, target).astype(np.float32), target)
+    return out
 
 
 def _check_audio_size(source: object, frames: int, channels: int, rate: int, max_seconds: float) -> None:

@@ -21,7 +21,6 @@ from storage import Collection, Database, EncoderMismatchError, IndexBuild, Item
 from storage.catalog import MissingVectorsError
 from storage.repository import ok_ids_by_modality
 
-pytestmark = pytest.mark.datasets
 FAST = {"name": "fast", "encoders": {"image": ["hog"], "audio": ["mfcc"]}}
 
 

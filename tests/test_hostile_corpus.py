@@ -31,8 +31,6 @@ from retrieval.__main__ import main as retrieval_main
 from retrieval.errors import USER_ERRORS, MediaError, RetrievalError
 from storage import CorruptArtifactError, StorageError
 
-pytestmark = pytest.mark.datasets
-
 BIG_NOTE = "n" * 2_000_000  # a 2 MB metadata value: search's text output must not print it
 
 
@@ -423,7 +421,7 @@ def test_three_hundred_character_collection_name_writes_no_row(tmp_path: Path, c
         assert sqlite3.connect(tmp_path / "c.db").execute("select count(*) from collections").fetchone() == (0,)
 
 
-@pytest.mark.parametrize("argv", [["--batch-size", "0"], ["--batch-size", "-1"], ["--checkpoint-every", "0"]])
+@pytest.mark.parametrize("argv", [["--batch-size", "0"], ["--batch-size", "-1"], ["--flush-every", "0"]])
 def test_indexer_cli_refuses_non_positive_sizes(tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str]) -> None:
     code, _, err = _cli(indexer_main, [str(tmp_path), "--db", f"sqlite:///{tmp_path}/c.db", *argv], capsys)
     assert (code == 2 and "must be between 1" in err) or "must be at least 1" in err, err

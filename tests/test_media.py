@@ -13,8 +13,6 @@ from PIL import Image
 
 from retrieval.media import MediaError, load_audio, load_image, load_text, sniff_modality
 
-pytestmark = pytest.mark.datasets
-
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG header that claims a huge size (a decompression bomb's calling card)."""

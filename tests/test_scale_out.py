@@ -18,15 +18,16 @@ from retrieval import SearchEngine
 from retrieval.fusion import list_strategies
 from retrieval.train import TrainConfig
 
-pytestmark = [pytest.mark.datasets, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
+@pytest.mark.datasets
 def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, tmp_path: Path) -> None:
     manifest = build_digits_manifest(tmp_path / "digits", None, DemoSpec(seed=0))
     roots = [datasets_dir(None)]
     milvus = f"milvus:{tmp_path / 'milvus.db'}"
     ray_indexer = Indexer(
-        postgres_url, vector_dir=tmp_path / "ray-vectors", vector_backend=milvus, executor="ray", checkpoint_assets=512
+        postgres_url, vector_dir=tmp_path / "ray-vectors", vector_backend=milvus, executor="ray", flush_assets=512
     )
     ray_run = ray_indexer.run(manifest, roots=roots)
     assert ray_run.items == 2000 and not ray_run.problems
@@ -68,6 +69,7 @@ def _rows(manifest: Path) -> list[dict[str, str]]:
     return rows
 
 
+@pytest.mark.datasets
 def test_killing_a_ray_run_loses_nothing(tmp_path: Path) -> None:
     items = 300
     manifest = media_manifest(tmp_path / "collection", items)
@@ -82,7 +84,7 @@ def test_killing_a_ray_run_loses_nothing(tmp_path: Path) -> None:
         "--quiet",
         "--batch-size",
         "8",
-        "--checkpoint-every",
+        "--flush-every",
         "32",
         "--executor",
         "ray",

@@ -10,8 +10,6 @@ from conftest import mnist_image, recording
 from indexer.sources import scan
 from retrieval.errors import NotFoundError
 
-pytestmark = pytest.mark.datasets
-
 
 def test_folder_groups_by_stem_and_types_by_content(tmp_path: Path) -> None:
     shutil.copy(mnist_image(1), tmp_path / "cat_01.jpg")  # a PNG named .jpg: still an image

@@ -10,10 +10,12 @@ Families are imported on first use: a query that needs only `hog` never loads to
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from retrieval.device import get_device
 from retrieval.encoders.base import Encoder
-from retrieval.errors import NotFoundError
+from retrieval.encoders.loading import quiet_loading
+from retrieval.errors import NotFoundError, WeightsNotFoundError
 
 DEFAULT_CLIP = "ViT-B-32/laion2b_s34b_b79k"  # OpenCLIP architecture/tag of the `pretrained` profile
 DEFAULT_CLAP = "laion/clap-htsat-unfused"  # Hugging Face repo id of the `pretrained` profile's CLAP
@@ -67,8 +69,26 @@ def create_encoder(name: str, device: str | None = None, *, cache: bool = True) 
     if family not in _FAMILIES:
         known = sorted(set(_FAMILIES) | set(BUILTIN_FAMILIES))
         raise NotFoundError(f"unknown encoder {name!r}; known families: {', '.join(known)}")
-    encoder = _FAMILIES[family][0](argument, device)
+    with quiet_loading():
+        encoder = _FAMILIES[family][0](argument, device)
     encoder.name = name
     if cache:
         _CACHE[key] = encoder
     return encoder
+
+
+def create_encoders(names: Iterable[str], device: str | None = None) -> dict[str, Encoder]:
+    """Every encoder of `names`, or one `WeightsNotFoundError` that lists all the missing ones at once
+    (one at a time, a profile with three missing models took three runs to learn so). A bad `device`
+    is refused first, before any weights are read."""
+    get_device(device)
+    encoders: dict[str, Encoder] = {}
+    missing: list[WeightsNotFoundError] = []
+    for name in dict.fromkeys(names):
+        try:
+            encoders[name] = create_encoder(name, device)
+        except WeightsNotFoundError as exc:
+            missing.append(exc)
+    if missing:
+        raise WeightsNotFoundError.combine(missing)
+    return encoders
