@@ -49,7 +49,11 @@ class AssetSpec:
         if self.inline_text is not None:
             digest.update(self.inline_text.encode("utf-8"))
         else:
-            with open_regular(self.path) as handle:
+            try:
+                handle = open_regular(self.path)
+            except FileNotFoundError:  # the decoder's wording: "file not found"
+                raise MediaError(self.path, "file not found") from None
+            with handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
         return digest.hexdigest()
