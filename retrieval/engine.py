@@ -171,13 +171,15 @@ class SearchEngine:
         """
         # k beyond the collection's size only asks FAISS to allocate rows that cannot be filled
         k = min(check_k(k), max(1, len(self.item_keys())))
+        chosen = [m if isinstance(m, Method) else Method(m, m, dict((params or {}).get(m, {}))) for m in methods]
+        for method in chosen:  # parameters and weights are checked before any media is decoded or encoded
+            check_weights(method.weights, f"weights of {method.label!r}")
+            if not keep_going:
+                self.strategy(method.strategy, **method.params)
         encoded = self.encode_query(query)
         results: dict[str, SearchResult] = {}
-        for method in methods:
-            if isinstance(method, str):
-                method = Method(method, method, dict((params or {}).get(method, {})))
+        for method in chosen:
             started = time.perf_counter()
-            check_weights(method.weights, f"weights of {method.label!r}")
             weighted = EncodedQuery(
                 encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives, encoded.negative_weight
             )
