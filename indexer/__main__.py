@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from indexer.sources import OUTSIDE
 from retrieval.errors import run_command
 
 DEFAULT_DB = "sqlite:///data/demo.db"
@@ -47,6 +48,8 @@ def _print_summary(summary, *, as_json: bool) -> None:  # noqa: ANN001
             print(f"  {problem.path}: {problem.reason}")
         if len(summary.problems) > 50:
             print(f"  ... and {len(summary.problems) - 50} more (python -m indexer status)")
+        if any(p.reason == OUTSIDE for p in summary.problems):
+            print("  (files outside the source's folder are read only from folders given with --allow-root FOLDER)")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.stages.items())
     print(f"time: {summary.seconds:.1f}s ({stages})")
 

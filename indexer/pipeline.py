@@ -196,7 +196,11 @@ class Indexer:
         with stage("load encoders"):
             self._load_encoders()
         with stage("scan"):
-            found = confine(scan(source), roots)
+            scanned = scan(source)
+            # what the source lists, refused or not: pruning removes what it no longer lists, never what it
+            # lists but could not read this time (a file outside the allowed folders is still there)
+            listed = {i.key: set(i.assets) for i in scanned.items}
+            found = confine(scanned, roots)
             summary.problems.extend(found.problems)
             with self.db.session() as session:
                 session.query(Collection).filter_by(id=self.collection.id).update({"root": str(found.root)})
@@ -211,7 +215,7 @@ class Indexer:
         with stage("decode+encode+write"):
             self._process(work, tables, summary, progress)
         with stage("prune"):
-            self._prune(found.items, tables, summary, prune)
+            self._prune(listed, tables, summary, prune)
         with stage("index"):
             self._build_indexes(progress)
         self._summarise(summary, found.problems)
@@ -379,8 +383,10 @@ class Indexer:
             "preview": decoded.value if isinstance(decoded.value, str) else None,
         }
 
-    def _prune(self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary, prune: bool) -> None:
-        wanted = {s.key: set(s.assets) for s in specs}
+    def _prune(
+        self, wanted: dict[str, set[str]], tables: dict[str, VectorTable], summary: IndexSummary, prune: bool
+    ) -> None:
+        """Remove (with `prune`; else count as `missing`) items and assets that the source no longer lists."""
         gone_items: set[int] = set()
         gone_assets: list[tuple[int, str]] = []
         with self.db.session() as session:  # plain rows, not ORM objects: this reads the whole collection
