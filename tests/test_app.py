@@ -92,7 +92,7 @@ def test_index_page_indexes_and_trains(app: AppTest, demo: dict[str, str], tmp_p
     assert_clean(app)
     assert app.dataframe, "skipped files are listed"
     summary = next(m.value for m in app.markdown if m.value.startswith("**mine**"))
-    assert "1 items (1 image)" in summary and "{" not in summary, "a sentence, not a Python dict"
+    assert "2 items (1 image)" in summary and "{" not in summary, "a sentence, not a Python dict"
     app.text_input(key="index_path").set_value("/etc")
     app.button(key="index_run").click().run()
     assert "outside the allowed folders" in app.error[0].value
@@ -283,16 +283,22 @@ def chart_rows(app: AppTest) -> list[dict]:
 
 
 def test_bump_chart_keeps_every_rank_of_every_method(app: AppTest) -> None:
-    """Item 4: four methods, k = 5: every method's ranks 1..5 are drawn."""
-    app.sidebar.multiselect(key="methods").set_value(["late", "early", "hybrid", "late"][:3])
-    app.sidebar.slider(key="k").set_value(5)
-    app.text_input(key="query_text").set_value("the digit three").run()
+    """Item 4: three methods, k = 8 (up to 24 items): every method's ranks 1..8 are drawn, labelled in a dark
+    colour instead of a legend that gets cut off."""
+    import json
+
+    app.sidebar.multiselect(key="methods").set_value(["late", "early", "hybrid"])
+    app.sidebar.slider(key="k").set_value(8)
+    upload(app, "query_image", mnist_image(3), "image/png")
+    app.text_input(key="query_text").set_value("a recording by george").run()
     assert_clean(app)
     rows = chart_rows(app)
     for method in ("late", "early", "hybrid"):
-        assert sorted(r["rank"] for r in rows if r["method"] == method) == [1, 2, 3, 4, 5], method
-    spec = app.get("vega_lite_chart")[0].proto.spec
-    assert "#EECA3B" not in spec.upper() and "#BAB0AC" not in spec.upper(), "no pale yellow or grey"
+        assert sorted(r["rank"] for r in rows if r["method"] == method) == list(range(1, 9)), method
+    spec = json.loads(app.get("vega_lite_chart")[0].proto.spec)
+    line, labels = spec["layer"]
+    assert line["encoding"]["color"]["legend"] is None, "no legend to cut off: each line is labelled"
+    assert labels["encoding"]["color"] == {"value": "#222"}, "labels in a dark colour, whatever the line's"
 
 
 def test_query_by_example_shows_the_example_and_gives_way_to_typing(app: AppTest) -> None:

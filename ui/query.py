@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from retrieval.media import MediaError
+from retrieval.media import MediaError, load_image
 from retrieval.results import QueryInput
 from ui.state import MAX_UPLOAD_BYTES
 
@@ -75,6 +75,11 @@ def query_widgets() -> QueryInput:
     left.file_uploader("Audio clip", type=AUDIO_TYPES, key="query_audio", on_change=_keep, args=("query_audio",))
     right.audio_input("…or record one", key="query_recording", on_change=_keep, args=("query_recording",))
     image = _upload("query_image")
+    if image is not None:
+        try:  # a broken image is refused here, before it is shown or searched with
+            load_image(image.data)
+        except MediaError as exc:
+            raise MediaError(image.name, f"the image cannot be read ({exc.reason})") from exc
     audio = _upload("query_audio")
     recorded = _upload("query_recording")
     clip = audio if audio is not None else recorded
@@ -115,5 +120,6 @@ def show_query(query: QueryInput, example: str | None) -> None:
             columns[0].markdown(f"> {query.text}")
         if query.image is not None and (not isinstance(query.image, str | Path) or Path(query.image).is_file()):
             columns[1].image(query.image, width=96)
-        if query.audio is not None and (not isinstance(query.audio, str | Path) or Path(query.audio).is_file()):
-            columns[2].audio(query.audio)
+        audio = query.audio
+        if isinstance(audio, bytes) or (isinstance(audio, str | Path) and Path(audio).is_file()):
+            columns[2].audio(audio)
