@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from scipy.stats import kendalltau
-
 from retrieval.fusion.scoring import tie_key
 from retrieval.results import Hit, SearchResult
 
@@ -111,6 +109,8 @@ def kendall_tau(a: list, b: list, rank_a: dict | None = None, rank_b: dict | Non
     common = [x for x in a if x in in_b]
     if len(common) < 2:
         return None
+    from scipy.stats import kendalltau  # scipy.stats costs ~1 s to import; only comparisons need it
+
     rank_a = rank_a or {x: n for n, x in enumerate(a)}
     rank_b = rank_b or {x: n for n, x in enumerate(b)}
     tau = kendalltau([rank_a[x] for x in common], [rank_b[x] for x in common]).statistic

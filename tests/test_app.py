@@ -9,7 +9,6 @@ import pytest
 from conftest import mnist_image, recording
 from streamlit.testing.v1 import AppTest
 
-pytestmark = pytest.mark.datasets
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 

@@ -16,7 +16,6 @@ import pytest
 from conftest import recording
 from selenium.webdriver.common.by import By
 
-pytestmark = pytest.mark.datasets
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "data" / "screenshots"))
 READY = '[data-testid="stApp"][data-test-script-state="notRunning"]'

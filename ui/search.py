@@ -13,6 +13,7 @@ from retrieval.fusion import list_strategies
 from retrieval.media import MediaError
 from retrieval.plots import bump_chart
 from retrieval.results import Method, QueryInput, SearchResult
+from ui import compare_view, explain
 from ui.cards import result_card
 from ui.query import example_query, query_widgets, show_query, use_example
 from ui.results_cache import cached_search
@@ -54,11 +55,18 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
         return
     elapsed = time.perf_counter() - started
     results = {label: r for label, r in everything.items() if r.error is None}
+    problems = {label: r.error for label, r in everything.items() if r.error is not None}
     st.caption(f"Searched {len(everything)} method(s) in {elapsed * 1000:.0f} ms.")
     comparison = compare_results(results, settings.k) if results else None
-    method_columns(settings.methods, everything, comparison)
+    if compare_view.compact_chosen():
+        compare_view.render(results, problems, comparison, settings.k)
+    else:
+        method_columns(settings.methods, everything, comparison)
     if comparison and len(results) > 1:
         comparison_section(comparison)
+    if results:
+        with st.expander("Why these results", expanded=True):
+            explain.render(engine, query, settings.methods, results)
 
 
 def method_columns(methods: list[Method], results: dict[str, SearchResult], comparison: Comparison | None) -> None:

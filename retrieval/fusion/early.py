@@ -9,6 +9,9 @@ or MLP projection (with learned "missing" vectors) maps the concatenation into a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from retrieval.fusion.base import FusionStrategy, Scored, to_scored, weighted_channel_scores
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
@@ -47,6 +50,9 @@ class EarlyFusion(FusionStrategy):
             self.learned.prepare(space)
         elif space.tables:
             concat_index(space, present_fields(space))
+
+    def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
+        return self.learned.explain(space, query, ids) if self.learned is not None else {}
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.learned is not None:

@@ -6,6 +6,8 @@ from typing import Literal
 
 import numpy as np
 
+from retrieval.errors import InvalidInputError
+
 Normalisation = Literal["none", "minmax", "zscore", "arctan"]
 NORMALISATIONS: tuple[str, ...] = ("none", "minmax", "zscore", "arctan")
 # Scores are float32 sums (about 7 significant digits): two that agree to 5 decimals are a tie. The UI
@@ -43,7 +45,7 @@ def normalise(scores: np.ndarray, present: np.ndarray, method: Normalisation) ->
     elif method == "arctan":
         result = np.arctan(values) * (2 / np.pi)
     else:
-        raise ValueError(f"unknown normalisation {method!r}; choose from {', '.join(NORMALISATIONS)}")
+        raise InvalidInputError(f"unknown normalisation {method!r}; choose from {', '.join(NORMALISATIONS)}")
     out[present] = result
     return out
 
