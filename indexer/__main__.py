@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from indexer.demo import DEMO_EPOCHS
+from indexer.sources import OUTSIDE
 from retrieval import checks
 from retrieval.errors import run_command
 from storage.db import DEFAULT_URL as DEFAULT_DB
@@ -50,6 +51,8 @@ def _print_summary(summary, *, as_json: bool) -> None:  # noqa: ANN001
             print(f"  {problem.path}: {problem.reason}")
         if len(summary.problems) > 50:
             print(f"  ... and {len(summary.problems) - 50} more (python -m indexer status)")
+        if any(p.reason == OUTSIDE for p in summary.problems):
+            print("  (files outside the source's folder are read only from folders given with --allow-root FOLDER)")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.stages.items())
     print(f"time: {summary.seconds:.1f}s ({stages})")
 

@@ -253,6 +253,11 @@ class Indexer:
             self._load_encoders()
         with stage("scan"):
             found = scan(source)
+            # what the source lists, refused or not (confine drops refused assets in place): pruning removes
+            # what the source no longer lists, never what it lists but may not read this time
+            listed = Scan(
+                [ItemSpec(i.key, dict(i.assets), i.metadata) for i in found.items], [], found.root, found.unseen
+            )
             found = confine(found, roots) if confined else found
             summary.problems.extend(found.problems)
             with self.db.session() as session:
@@ -268,7 +273,7 @@ class Indexer:
         with stage("decode+encode+write"):
             self._process(work, tables, summary, progress)
         with stage("prune"):
-            self._prune(found, tables, summary, prune)
+            self._prune(listed, tables, summary, prune)
         with stage("index"):
             self._build_indexes(progress)
         self._summarise(summary, found.problems)

@@ -321,6 +321,10 @@ def _manifest_asset(manifest: Path, key: str, modality: str, value: object) -> t
     return AssetSpec(modality, target), None
 
 
+# front ends add how to allow a folder (the CLI's --allow-root, the UI's RETRIEVAL_ROOTS)
+OUTSIDE = "outside the collection's folder and the allowed folders; refused"
+
+
 def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
     """Refuse assets whose real path (links followed) lies outside the source's folder and `extra_roots`:
     a manifest saying `../../etc/passwd`, or a link pointing out of the collection, is not read."""
@@ -339,11 +343,7 @@ def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
                 del item.assets[modality]
                 continue
             if str(real) not in roots and not str(real).startswith(inside):
-                problems.append(
-                    Problem(
-                        str(asset.path), "outside the collection's folder; refused (allow it with --allow-root FOLDER)"
-                    )
-                )
+                problems.append(Problem(str(asset.path), OUTSIDE))
                 del item.assets[modality]
         if item.assets:
             items.append(item)

@@ -157,13 +157,14 @@ class SearchEngine:
 
     def search_many(
         self,
-        query: QueryInput,
+        query: QueryInput | EncodedQuery,
         methods: Sequence[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         keep_going: bool = False,
     ) -> dict[str, SearchResult]:
-        """Encode once, search with each method: what comparisons are made of.
+        """Encode once (or take a query `encode_query` already encoded), search with each method: what
+        comparisons are made of.
 
         A method is a strategy name (with `params[name]`), or a `Method` (a label, a strategy, its
         parameters and query weights), such as a saved preset; results are keyed by label. With
@@ -176,7 +177,7 @@ class SearchEngine:
             check_weights(method.weights, f"weights of {method.label!r}")
             if not keep_going:
                 self.strategy(method.strategy, **method.params)
-        encoded = self.encode_query(query)
+        encoded = query if isinstance(query, EncodedQuery) else self.encode_query(query)
         results: dict[str, SearchResult] = {}
         for method in chosen:
             started = time.perf_counter()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
 
+from ui.cards import result_card
 from ui.state import Settings, engine_for
+
+
+def _open(key: str, _item_id: int) -> None:
+    """A neighbour's button: show that item."""
+    st.session_state["item_key"] = key
 
 
 def render(settings: Settings) -> None:
@@ -50,4 +57,4 @@ def render(settings: Settings) -> None:
             if result.error:
                 st.warning(result.error)
             for hit in [h for h in result.hits if h.item_id != item.id][: settings.k]:
-                st.write(f"{hit.key} · {hit.score:.3f}")
+                result_card(hit, f"item-{label}", None, partial(_open, hit.key), action="Open this item")
