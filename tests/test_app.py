@@ -19,7 +19,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
     folder = tmp_path_factory.mktemp("ui")
     url = f"sqlite:///{folder}/demo.db"
-    index_demo(url, folder / "digits", spec=DemoSpec(limit=200))
+    index_demo(url, folder / "digits", spec=DemoSpec(limit=200), train=False)  # untrained: see test_first_run
     return {"url": url, "queries": str(folder / "digits" / "queries.jsonl"), "root": str(folder)}
 
 
@@ -28,7 +28,9 @@ def app(demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv("RETRIEVAL_DB", demo["url"])
     monkeypatch.setenv("RETRIEVAL_QUERIES", demo["queries"])
     monkeypatch.setenv("RETRIEVAL_ROOTS", demo["root"])
-    return AppTest.from_file(APP, default_timeout=180).run()
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["compact_view"] = False  # these tests read the cards; test_first_run covers the grid
+    return at.run()
 
 
 def upload(at: AppTest, key: str, path: Path, mime: str) -> None:
