@@ -35,7 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
     folder = tmp_path_factory.mktemp("browser")
     url = f"sqlite:///{folder}/demo.db"
-    index_demo(url, folder / "digits", spec=DemoSpec(limit=200))
+    index_demo(url, folder / "digits", spec=DemoSpec(limit=200), train=False)  # trained: test_browser_first_run
     port = free_port()
     env = {**os.environ, "RETRIEVAL_DB": url, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
@@ -123,6 +123,10 @@ def test_a_person_searches_and_sees_every_method(server: str, browser) -> None:
     wait_idle(browser)
     time.sleep(1)
     wait_idle(browser)
+    browser.find_element(
+        By.XPATH, '//label[.//*[normalize-space(text())="Compact comparison (one row per rank)"]]'
+    ).click()
+    wait_idle(browser)  # the cards, not the grid (tests/test_browser_first_run.py covers the grid)
     body = browser.find_element(By.TAG_NAME, "body").text
     browser.save_screenshot(str(SHOTS / "02-results.png"))
     assert "Searched 2 method(s)" in body

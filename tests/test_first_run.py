@@ -81,8 +81,8 @@ def test_grid_colours_shared_items_alike_and_marks_moves() -> None:
     assert page.count("<tr") == 4, "a header and one row per rank"
     assert page.count(f"background:{colours[2]}") == 2 and page.count(f"background:{colours[1]}") == 2
     rows = page.split("<tr")[1:]
-    assert "item-2</b> ⬆1" in rows[1], "item 2 rose from rank 2 to rank 1"
-    assert "item-4</b> 🆕" in rows[2] and "item-1</b> ⬇2" in rows[3]
+    assert "item-2</b> <span" in rows[1] and "▲1</span>" in rows[1], "item 2 rose from rank 2 to rank 1"
+    assert ">new</span>" in rows[2] and "▼2</span>" in rows[3]
 
 
 def test_late_explanation_adds_up_to_the_score(engine: SearchEngine) -> None:
