@@ -52,7 +52,11 @@ def empty_server(tmp_path_factory: pytest.TempPathFactory):
             time.sleep(0.5)
     yield f"http://127.0.0.1:{port}"
     process.terminate()
-    process.wait(timeout=20)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=20)
 
 
 def assert_no_exception(driver) -> None:
@@ -65,13 +69,17 @@ def assert_no_exception(driver) -> None:
 def test_first_run_builds_the_demo_and_compares_three_methods(empty_server: str, browser) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.set_window_size(1600, 1000)
     browser.get(empty_server)
     wait_idle(browser)
+    build = WebDriverWait(browser, 60).until(
+        ec.element_to_be_clickable((By.XPATH, '//button[.//*[normalize-space(text())="Build the demo collection"]]'))
+    )
     browser.save_screenshot(str(SHOTS / "first-run-1-empty.png"))
-    build = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Build the demo collection")
     started = time.perf_counter()
     build.click()
     wait_idle(browser, timeout=900)
@@ -80,7 +88,9 @@ def test_first_run_builds_the_demo_and_compares_three_methods(empty_server: str,
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "any mix works" in body, "after the build the Search page opens"
 
-    chooser = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stMultiSelect"] input')
+    chooser = WebDriverWait(browser, 180).until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stMultiSelect"] input'))
+    )
     chooser.send_keys("cross_attention", Keys.ENTER)
     wait_idle(browser)
     started = time.perf_counter()
@@ -109,8 +119,9 @@ def test_first_run_builds_the_demo_and_compares_three_methods(empty_server: str,
     browser.save_screenshot(str(SHOTS / "first-run-2-comparison.png"))
     assert grid.rect["height"] < 700, "ten rows of three methods fit one 1600x1000 screen"
 
-    tabs = browser.find_elements(By.CSS_SELECTOR, 'button[role="tab"]')
-    assert [t.text for t in tabs] == ["late", "gated", "cross_attention"]
+    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, '[data-testid="stTab"]')))
+    tabs = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stTab"]')
+    assert [t.text.strip() for t in tabs] == ["late", "gated", "cross_attention"]
     browser.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -90)", tabs[1])
     tabs[1].click()
     time.sleep(1.5)
