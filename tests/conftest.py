@@ -123,7 +123,7 @@ def ui_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     require_datasets()
     folder = tmp_path_factory.mktemp("ui")
     url = f"sqlite:///{folder}/demo.db"
-    index_demo(url, folder / "digits", spec=DemoSpec(limit=200))
+    index_demo(url, folder / "digits", spec=DemoSpec(limit=200), train=False)  # trained: tests/test_first_run.py
     return {
         "url": url,
         "queries": str(folder / "digits" / "queries.jsonl"),

@@ -22,7 +22,9 @@ def app(demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv("RETRIEVAL_DB", demo["url"])
     monkeypatch.setenv("RETRIEVAL_QUERIES", demo["queries"])
     monkeypatch.setenv("RETRIEVAL_ROOTS", demo["roots"])
-    return AppTest.from_file(APP, default_timeout=180).run()
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["compact_view"] = False  # these tests read the cards; test_first_run covers the grid
+    return at.run()
 
 
 def upload(at: AppTest, key: str, path: Path, mime: str) -> None:
@@ -131,7 +133,13 @@ def test_ui_searches_while_an_indexer_writes_the_database(app: AppTest, demo: di
 
     def write() -> None:
         try:
-            index_demo(demo["url"], Path(demo["root"]) / "busy", spec=DemoSpec(limit=150, seed=1), collection="busy")
+            index_demo(
+                demo["url"],
+                Path(demo["root"]) / "busy",
+                spec=DemoSpec(limit=150, seed=1),
+                collection="busy",
+                train=False,
+            )
         except BaseException as exc:
             errors.append(exc)
 

@@ -130,6 +130,10 @@ def test_a_person_searches_and_sees_every_method(server: str, browser) -> None:
     wait_idle(browser)
     time.sleep(1)
     wait_idle(browser)
+    browser.find_element(
+        By.XPATH, '//label[.//*[normalize-space(text())="Compact comparison (one row per rank)"]]'
+    ).click()
+    wait_idle(browser)  # the cards, not the grid (tests/test_browser_first_run.py covers the grid)
     body = browser.find_element(By.TAG_NAME, "body").text
     browser.save_screenshot(str(SHOTS / "02-results.png"))
     assert "Searched 2 method(s)" in body
