@@ -17,6 +17,7 @@ import numpy as np
 
 from indexer.work import Decoded, WorkItem, decode_asset
 from retrieval.encoders import Encoder
+from retrieval.media import MODALITIES
 from retrieval.profiles import Field
 from storage.models import TEXT_PREVIEW
 
@@ -73,8 +74,8 @@ def sample_rates(
     encoders: dict[str, Encoder], profile_encoders: Mapping[str, Sequence[str]]
 ) -> dict[str, tuple[int, ...]]:
     """The rates each modality is decoded at: every rate its encoders read (audio: one copy per rate)."""
-    rates = {}
-    for modality in ("image", "audio", "text"):
+    rates: dict[str, tuple[int, ...]] = {}
+    for modality in MODALITIES:
         names = list(profile_encoders.get(modality, ()))
         rates[modality] = tuple(sorted({encoders[n].sample_rate for n in names})) or (16_000,)
     return rates

@@ -28,7 +28,7 @@ from retrieval.device import get_device
 from retrieval.encoders import Encoder, create_encoders
 from retrieval.errors import InvalidInputError
 from retrieval.fusion import create_strategy
-from retrieval.media import MediaError
+from retrieval.media import MODALITIES, MediaError
 from retrieval.profiles import PROFILES, Profile
 from retrieval.space import VectorSpace
 from storage import (
@@ -252,7 +252,7 @@ class Indexer:
             work = self._plan(found.items, tables, summary, progress)
             # one modality after another: every batch then fills each encoder's batch (64 images, not
             # 25 images + 25 clips + 14 texts), which is what the encoders' throughput is measured at
-            work.sort(key=lambda w: ("image", "audio", "text").index(w.spec.modality))
+            work.sort(key=lambda w: MODALITIES.index(w.spec.modality))
         with stage("decode+encode+write"):
             self._process(work, tables, summary, progress)
         with stage("prune"):
