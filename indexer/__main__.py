@@ -8,10 +8,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from indexer.demo import DEMO_EPOCHS
 from retrieval import checks
 from retrieval.errors import run_command
+from storage.db import DEFAULT_URL as DEFAULT_DB
 
-DEFAULT_DB = "sqlite:///data/demo.db"
 MAX_BATCH = 4096  # assets per encoder batch: beyond it one batch of decoded media alone outgrows memory
 
 
@@ -24,9 +25,8 @@ class TqdmProgress:
     def __call__(self, stage: str, done: int, total: int) -> None:
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self.bars[stage] = tqdm(
-                total=total, desc=stage, unit="asset" if stage != "index" else "index", file=sys.stderr, leave=True
-            )
+            unit = "epoch" if stage.startswith("train") else "index" if stage == "index" else "asset"
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=unit, file=sys.stderr, leave=True)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -148,7 +148,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     args.path = str(manifest)
     args.extra_roots = [datasets_dir(args.datasets)]
-    return cmd_index(args)
+    status = cmd_index(args)
+    if status == 0 and not args.no_train:
+        _train_demo(args)
+    return status
+
+
+def _train_demo(args: argparse.Namespace) -> None:
+    """Train what learns on the demo's train split, so that every strategy answers (tqdm per strategy)."""
+    import time
+
+    from indexer.demo import LEARNED_EARLY_PRESET, train_demo
+
+    started = time.perf_counter()
+    results = train_demo(args.db, args.out, args.collection, args.epochs, None if args.quiet else TqdmProgress())
+    out = sys.stderr if args.json else sys.stdout
+    for name, result in results.items():
+        print(
+            f"trained {name} on {result.items} items in {result.seconds:.1f}s "
+            f"(loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}): {result.path}",
+            file=out,
+        )
+    print(
+        f"training: {time.perf_counter() - started:.1f}s; learned early is the preset {LEARNED_EARLY_PRESET!r}",
+        file=out,
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -230,6 +254,10 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--limit", type=checks.positive_int(), help="number of items (default: all 2,000)")
         parser.add_argument("--no-index", action="store_true", help="only write the manifest")
+        parser.add_argument(
+            "--no-train", action="store_true", help="do not train gated, cross_attention and learned early"
+        )
+        parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"training epochs (default {DEMO_EPOCHS})")
         parser.set_defaults(func=cmd_demo)
     else:
         parser = argparse.ArgumentParser(

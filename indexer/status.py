@@ -23,14 +23,19 @@ def vector_tables(db: Database, collection: Collection, ok: Counter[str]) -> tup
     tables, problems = [], []
     for f in Profile.from_dict(collection.profile).fields:
         path, expected = storage.path_for(f.key), ok.get(f.modality, 0)
+        owner: str | None = None
         try:
-            stored: int | None = int(read_header(path).get("count", 0))
+            header = read_header(path)
+            stored: int | None = int(header.get("count", 0))
+            owner = header.get("owner")
         except FileNotFoundError:
             stored = None
         except CorruptArtifactError:
             stored = -1
         tables.append({"field": f.key, "file": str(path), "vectors": stored, "expected": expected})
-        if stored is None and expected:
+        if owner not in (None, storage.owner):
+            problems.append(f"{path}: written by another collection or database ({owner}, this is {storage.owner})")
+        elif stored is None and expected:
             problems.append(f"{path}: missing, but {expected} items have {f.modality} vectors in the database")
         elif stored == -1:
             problems.append(f"{path}: cannot be read")

@@ -10,8 +10,7 @@ from typing import Any
 
 from retrieval import checks
 from retrieval.errors import InvalidInputError, run_command
-
-DEFAULT_DB = "sqlite:///data/demo.db"
+from storage.db import DEFAULT_URL as DEFAULT_DB
 
 
 # -- shared options -----------------------------------------------------------------------------------
@@ -178,7 +177,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for pair in comparison.pairs:
         print(
             f"{pair.a} vs {pair.b}: overlap@{args.k} {pair.overlap:.2f}, Jaccard {pair.jaccard:.2f}, "
-            f"RBO {pair.rbo:.2f}, Kendall's tau {pair.kendall_tau:.2f}"
+            f"RBO {pair.rbo:.2f}, Kendall's tau "
+            + (
+                "undefined (fewer than two shared, untied items)"
+                if pair.kendall_tau is None
+                else f"{pair.kendall_tau:.2f}"
+            )
         )
     print("latency: " + ", ".join(f"{n} {r.seconds * 1000:.1f} ms" for n, r in comparison.results.items()))
     print()
@@ -240,6 +244,41 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(result.held_out.to_markdown([f"ndcg@{args.k}", f"precision@{args.k}", "mrr"]))
     print(f"gain in nDCG@{args.k} over: " + ", ".join(f"{b} {g:+.4f}" for b, g in result.gain.items()))
     print(f"saved as preset {args.name!r}: use --preset {args.name} (CLI), preset={args.name!r} (Python), or the UI")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from retrieval.evaluate import load_queries
+    from retrieval.report import report_charts, sample_queries, strategy_report
+
+    engine = _engine(args)
+    queries = load_queries(args.queries, args.label_field) if args.queries else sample_queries(engine)
+    qrels = _qrels(args, engine, queries) if args.queries and (args.label_field or args.qrels) else None
+    methods = _methods(args, engine) if args.strategy or args.preset else None
+    with tqdm(desc="report", unit="method", file=sys.stderr) as bar:
+
+        def progress(label: str, done: int, total: int) -> None:
+            bar.total = total
+            bar.set_postfix_str(label)
+            bar.update(done - bar.n)
+
+        report = strategy_report(engine, queries, qrels, methods, k=args.k, progress=progress)
+    markdown = report.to_markdown()
+    if args.out:
+        from retrieval.plots import save
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "strategies.json").write_text(json.dumps(report.to_dict(), indent=2))
+        (out / "strategies.md").write_text(markdown + "\n")
+        written = [out / "strategies.json", out / "strategies.md"]
+        for name, chart in report_charts(report).items():
+            written += save(chart, out / f"strategies-{name}")
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else markdown)
     return 0
 
 
@@ -306,6 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--held-out", type=checks.bounded_float(0.05, 0.95), default=0.5, help="share of queries held out (default 0.5)"
     )
     tune.add_argument("--seed", type=int, default=0)
+
+    report = sub.add_parser("report", help="every strategy measured on this collection: latency, quality, size")
+    _collection_options(report)
+    _method_options(report)
+    report.add_argument("--queries", help="labelled queries (JSONL); default: 20 of the collection's items")
+    report.add_argument("--qrels", help="TREC qrels file (query iteration item_key relevance)")
+    report.add_argument("--label-field", help="relevant = items whose metadata FIELD equals the query's label")
+    report.add_argument("--k", type=int, default=10)
+    report.add_argument("--out", help="folder for strategies.json, strategies.md and charts (HTML, PNG)")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=cmd_report)
 
     fit = sub.add_parser("train", help="fit a learned fusion strategy on an indexed collection")
     _collection_options(fit)

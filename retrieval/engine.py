@@ -16,7 +16,7 @@ from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder, create_encoders
 from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
-from retrieval.media import MediaInput, Modality, load_audio_rates, load_image, load_text
+from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
@@ -91,11 +91,7 @@ class SearchEngine:
         finite_float("negative weight", query.negative_weight, -MAX_WEIGHT, MAX_WEIGHT)
         vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()})
         negatives = self._encode_inputs(
-            {
-                m: getattr(query, f"negative_{m}")
-                for m in ("image", "audio", "text")
-                if getattr(query, f"negative_{m}") is not None
-            }
+            {m: getattr(query, f"negative_{m}") for m in MODALITIES if getattr(query, f"negative_{m}") is not None}
         )
         return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight)
 
@@ -108,7 +104,7 @@ class SearchEngine:
             decoded = self._decode(modality, value, sorted({e.sample_rate for e in encoders.values()}))
             for name, encoder in encoders.items():
                 one = decoded[encoder.sample_rate] if isinstance(decoded, dict) else decoded
-                vectors[(modality, name)] = encoder.encode(modality, [one])[0]  # type: ignore[arg-type]
+                vectors[(modality, name)] = encoder.encode(modality, [one])[0]
         return vectors
 
     @staticmethod

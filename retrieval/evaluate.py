@@ -16,11 +16,10 @@ from typing import Any
 
 from retrieval.engine import SearchEngine
 from retrieval.errors import InvalidInputError
+from retrieval.media import MODALITIES
 from retrieval.results import Method, QueryInput
 from retrieval.space import EncodedQuery
 from storage.repository import item_metadata
-
-MODALITY_ORDER = ("image", "audio", "text")
 
 
 @dataclass
@@ -32,7 +31,7 @@ class EvalQuery:
 
     @property
     def kind(self) -> str:
-        return "+".join(m for m in MODALITY_ORDER if getattr(self.query, m) is not None)
+        return "+".join(m for m in MODALITIES if getattr(self.query, m) is not None)
 
 
 @dataclass
@@ -91,6 +90,10 @@ def load_queries(path: str | Path, label_field: str | None = None) -> list[EvalQ
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise InvalidInputError(f"{path}:{number}: a query must be a JSON object, not {type(row).__name__}")
+        if any(not isinstance(row.get(m), (str, type(None))) for m in ("image", "audio", "text")):
+            raise InvalidInputError(f"{path}:{number}: text, image and audio must be strings")
 
         def media(name: str, row: dict = row) -> Path | None:
             value = row.get(name)
@@ -177,7 +180,7 @@ def evaluate(
         raise InvalidInputError("no query has a relevant item: check the qrels or the label field")
     runs, latency = run_methods(engine, usable, methods, depth)
     kinds = {"all": usable}
-    for q in sorted(usable, key=lambda q: (q.kind.count("+"), [MODALITY_ORDER.index(m) for m in q.kind.split("+")])):
+    for q in sorted(usable, key=lambda q: (q.kind.count("+"), [MODALITIES.index(m) for m in q.kind.split("+")])):
         kinds.setdefault(q.kind, []).append(q)
     table: dict[str, dict[str, dict[str, float]]] = {}
     for method in methods:

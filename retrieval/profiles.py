@@ -15,6 +15,7 @@ from retrieval.encoders.registry import DEFAULT_CLAP as CLAP
 from retrieval.encoders.registry import DEFAULT_CLIP as CLIP
 from retrieval.errors import InvalidInputError
 from retrieval.media import MODALITIES, Modality
+from storage.vectors import field_key
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Field:
 
     @property
     def key(self) -> str:
-        return f"{self.modality}@{self.encoder}"
+        return field_key(self.modality, self.encoder)
 
 
 @dataclass(frozen=True)

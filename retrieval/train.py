@@ -153,8 +153,9 @@ def train(
     module.eval()
     checkpoint.meta = {"config": asdict(config), "losses": losses, "items": len(ids), **(meta or {})}
     path = checkpoint.save(out)
-    Path(f"{path}.loss.json").write_text(json.dumps({"losses": losses}, indent=1))
-    return TrainResult(path, losses, len(ids), time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    Path(f"{path}.loss.json").write_text(json.dumps({"losses": losses, "seconds": seconds}, indent=1))
+    return TrainResult(path, losses, len(ids), seconds)
 
 
 def _label_tensor(labels: list[Any], keep: np.ndarray) -> torch.Tensor:

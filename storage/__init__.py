@@ -3,7 +3,7 @@
 Imports none of the application's other packages.
 """
 
-from storage.catalog import IndexCatalog
+from storage.catalog import IndexCatalog, MissingVectorsError
 from storage.db import Database, collection_folder, default_vector_base, sqlite_path
 from storage.errors import CorruptArtifactError, EncoderMismatchError, ForeignArtifactError, SchemaError, StorageError
 from storage.faiss_store import FaissStore, default_factory, gpu_count
@@ -27,6 +27,7 @@ __all__ = [
     "IndexBuild",
     "IndexCatalog",
     "Item",
+    "MissingVectorsError",
     "SchemaError",
     "SkippedFile",
     "StorageError",

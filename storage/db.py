@@ -27,6 +27,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API
     cursor.close()
 
 
+DEFAULT_URL = "sqlite:///data/demo.db"  # the demo's database: what the CLIs and the UI open unless told otherwise
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file behind an SQLite URL, or None for other back ends and in-memory databases."""
     parsed = make_url(url)

@@ -30,8 +30,11 @@ def free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    from conftest import require_datasets
+
     from indexer.demo import DemoSpec, index_demo
 
+    require_datasets()
     folder = tmp_path_factory.mktemp("browser")
     url = f"sqlite:///{folder}/demo.db"
     index_demo(url, folder / "digits", spec=DemoSpec(limit=200))

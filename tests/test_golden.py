@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import mnist_image, recording
+from conftest import mnist_image, recording, require_datasets
 
 GOLDEN = Path(__file__).parent / "golden" / "rankings.json"
 LEARNED = ("early", "gated", "cross_attention")  # trained on the demo's train split, 4 epochs
@@ -33,6 +33,7 @@ def rankings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[list[ob
     from retrieval.fusion import list_strategies
     from retrieval.train import TrainConfig
 
+    require_datasets()
     folder = tmp_path_factory.mktemp("golden")
     url = f"sqlite:///{folder}/demo.db"
     index_demo(url, folder / "digits", spec=DemoSpec(limit=200))

@@ -478,3 +478,14 @@ def test_a_bug_is_not_a_user_error() -> None:
     assert user_message(KeyError("module")) is None
     assert user_message(RetrievalError("a reason")) == "a reason"
     assert all(issubclass(e, Exception) for e in USER_ERRORS)
+
+
+@pytest.mark.parametrize("line", ["null", "42", "[1]", '{"id": "q", "text": 7}', '{"id": "q", "image": ["a"]}'])
+def test_query_file_lines_that_are_not_queries(
+    collection: dict[str, Any], capsys: pytest.CaptureFixture, tmp_path: Path, line: str
+) -> None:
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": "ok", "text": "digit 1", "label": "1"}\n' + line + "\n")
+    argv = ["evaluate", "--db", collection["url"], "--queries", str(queries), "--label-field", "note"]
+    code, _, err = _cli(retrieval_main, argv, capsys)
+    assert code == 2 and err.startswith(f"error: {queries}:2: ") and len(err.strip().splitlines()) == 1, err

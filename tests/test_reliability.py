@@ -102,6 +102,7 @@ def ok_assets(url: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.datasets
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     items = 500
     manifest = media_manifest(tmp_path / "collection", items)
@@ -151,6 +152,7 @@ def test_a_second_writer_is_refused(small_folder: Path, tmp_path: Path) -> None:
     assert Indexer(url).run(small_folder).encoded == 20  # the lock is gone with its holder
 
 
+@pytest.mark.datasets
 def test_searching_while_an_indexer_writes(tmp_path: Path) -> None:
     manifest = media_manifest(tmp_path / "collection", 200)
     url = f"sqlite:///{tmp_path}/c.db"
@@ -309,5 +311,10 @@ def test_a_folder_shared_the_old_way_is_refused_not_mixed(small_folder: Path, tm
         Indexer(url, "b").run(other_folder(tmp_path / "other"))
     with pytest.raises(ForeignArtifactError, match=str(a.storage.root)):
         SearchEngine.open(url, "b")
+    from indexer.status import collection_status
+
+    problems = collection_status(url, "b")["vector_problems"]
+    assert len(problems) == 2 and all("written by another collection or database" in p for p in problems)
+    assert collection_status(url, "a")["vector_problems"] == []
     assert b.storage.root != a.storage.root
     finds_its_own_items(url, "a", small_folder)

@@ -21,6 +21,7 @@ from retrieval.train import TrainConfig
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.datasets
 def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, tmp_path: Path) -> None:
     manifest = build_digits_manifest(tmp_path / "digits", None, DemoSpec(seed=0))
     roots = [datasets_dir(None)]
@@ -68,6 +69,7 @@ def _rows(manifest: Path) -> list[dict[str, str]]:
     return rows
 
 
+@pytest.mark.datasets
 def test_killing_a_ray_run_loses_nothing(tmp_path: Path) -> None:
     items = 300
     manifest = media_manifest(tmp_path / "collection", items)

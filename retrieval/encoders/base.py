@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from retrieval.errors import InvalidInputError, WeightsNotFoundError
+from retrieval.linalg import l2_normalise
 from retrieval.media import Modality, Waveform
 
 __all__ = ["Encoder", "EncoderInfo", "WeightsNotFoundError"]
@@ -104,8 +105,3 @@ class Encoder(ABC):
     @abstractmethod
     def _encode_batch(self, modality: Modality, batch: Sequence[Any]) -> np.ndarray:
         """Raw vectors for one batch; `encode` normalises them."""
-
-
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -10,6 +10,7 @@ import numpy as np
 
 from retrieval.checks import check_params
 from retrieval.errors import InvalidInputError
+from retrieval.fusion.scoring import rank_order
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
@@ -57,6 +58,11 @@ class FusionStrategy(ABC):
     @abstractmethod
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]: ...
 
+    def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
+        """Why `ids` scored as they did, beyond `Scored.contributions`: what this strategy weighs (a gate, an
+        attention map, a channel's rank), as plain arrays keyed by name; {} where there is nothing more."""
+        return {}
+
 
 def channel_parts(
     space: VectorSpace, query: EncodedQuery, channels: list[Channel], ids: np.ndarray
@@ -95,5 +101,5 @@ def weighted_channel_scores(
 
 
 def to_scored(ids: np.ndarray, scores: np.ndarray, parts: dict[str, np.ndarray], k: int) -> list[Scored]:
-    order = np.argsort(-scores, kind="stable")[:k]
+    order = rank_order(scores, ids, k)
     return [Scored(int(ids[i]), float(scores[i]), {m: float(p[i]) for m, p in parts.items()}) for i in order]

@@ -4,7 +4,11 @@ A *unit* is a set of channels searched together: late fusion makes one unit per 
 and an item field that share an encoder), hybrid fusion one unit per group of item modalities. Each unit
 finds candidates in its own index; every candidate is then scored *exactly* in every unit from the stored
 vectors, so an item found by one unit is not penalised for having been just outside another's list.
-Unit scores are normalised (none, min-max, z-score, arctan) and fused (weighted sum, CombMNZ, or RRF).
+Unit scores are normalised (none, min-max, z-score, arctan), weighted, and fused (weighted sum, CombMNZ,
+or RRF). A query modality's weight multiplies its unit's *normalised* score (weighted CombSUM / weighted
+RRF): applied to the raw cosines, z-score, min-max and ranks cancelled it. With `weighting="adaptive"`
+each unit's weight is also scaled per query by label-free performance predictors (`adaptive.py`), so a
+noise clip or a blank image hardly moves the ranking.
 An item missing a modality simply has no score in the units that need it. With `rescore=False` each unit
 keeps only the scores of its own list (classic CombSUM/RRF over top lists, as Milvus's rankers do): no
 vector lookups, so it costs little more than the unit searches, but an item just outside a list gets
@@ -14,24 +18,30 @@ nothing from that unit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from retrieval.fusion.adaptive import adaptive_weights
 from retrieval.fusion.base import FusionStrategy, Scored, channel_parts
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
-from retrieval.fusion.scoring import Normalisation, normalise, ranks, rrf
+from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
 @dataclass
 class LateParams:
-    normalisation: Normalisation = "none"
+    # Defaults by evidence (docs/benchmarks/fusion_cross_speaker.md): on unseen speakers raw cosines let
+    # the weaker encoder's wider score range decide, and z-score without adaptive weights let a noise clip
+    # cost 0.40 P@10; z-score with adaptive weights is the best of the fixed settings on both.
+    normalisation: Normalisation = "zscore"
     fusion: Literal["sum", "mnz", "rrf"] = "sum"
     rrf_k: float = 60.0
     candidates: int = 100
     centre: bool = False  # subtract each field's mean first (the modality gap of contrastive encoders)
     rescore: bool = True  # score every candidate exactly in every unit (False: each unit's own list only)
+    # "adaptive": per-query unit weights from score spread and top-score clarity (no labels; adaptive.py)
+    weighting: Literal["fixed", "adaptive"] = "adaptive"
 
 
 @dataclass
@@ -115,16 +125,15 @@ class UnitFusion(FusionStrategy):
         p = self.params
         units = self.units(space, query)
         lists, ids = self._lists(space, query, units, k)
+        raws = [self._raw(space, query, unit, ids, listed) for unit, listed in zip(units, lists)]
+        weights = self.unit_weights(space, query, units, raws, ids)
         total = np.zeros(len(ids), np.float32)
         hits = np.zeros(len(ids), np.int64)
         values = []
-        for unit, listed in zip(units, lists):
-            raw, present = (
-                unit_totals(space, query, unit, ids, listed) if p.rescore else listed_totals(listed, len(ids))
-            )
+        for (raw, present), weight in zip(raws, weights):
             value = rrf(ranks(raw, present), p.rrf_k) if p.fusion == "rrf" else normalise(raw, present, p.normalisation)
-            values.append(value)
-            total += value
+            values.append(np.float32(weight) * value)
+            total += values[-1]
             hits += present
         negatives = self._negatives(space, query, ids)
         for value in negatives.values():
@@ -132,7 +141,7 @@ class UnitFusion(FusionStrategy):
         if p.fusion == "mnz":
             total = total * hits
         reached = np.flatnonzero(hits > 0)
-        top = reached[np.argsort(-total[reached], kind="stable")[:k]]
+        top = reached[rank_order(total[reached], ids[reached], k)]
         parts = self._contributions(space, query, units, ids[top], [v[top] for v in values])
         for name, value in negatives.items():
             parts[name] = parts.get(name, 0) + value[top]
@@ -141,6 +150,63 @@ class UnitFusion(FusionStrategy):
         return [
             Scored(int(ids[i]), float(total[i]), {m: float(v[n]) for m, v in parts.items()}) for n, i in enumerate(top)
         ]
+
+    def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
+        """Per unit (a channel, for late): each id's rank among the candidates (0: not reached), raw
+        weighted cosine, and the normalised (or RRF) value that the fused score adds up."""
+        if self.params.centre:
+            space, query = space.centred(), space.centre_query(query)
+        units = self.units(space, query)
+        lists, candidates = self._lists(space, query, units, len(ids))
+        if not len(candidates):
+            return {"units": [], "rank": np.zeros((len(ids), 0), np.int64)}
+        rows = np.searchsorted(candidates, ids).clip(0, max(len(candidates) - 1, 0))
+        found = candidates[rows] == ids
+        out: dict[str, Any] = {"units": [" + ".join(c.label for c in unit) for unit in units]}
+        for name in ("rank", "raw", "normalised"):
+            out[name] = np.zeros((len(ids), len(units)), np.int64 if name == "rank" else np.float32)
+        for u, (unit, listed) in enumerate(zip(units, lists)):
+            raw, present = self._raw(space, query, unit, candidates, listed)
+            rank = ranks(raw, present)
+            value = (
+                rrf(rank, self.params.rrf_k)
+                if self.params.fusion == "rrf"
+                else normalise(raw, present, self.params.normalisation)
+            )
+            for name, array in (("rank", rank), ("raw", raw), ("normalised", value)):
+                out[name][:, u] = np.where(found, array[rows], 0)
+        return out
+
+    def _raw(
+        self, space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray, listed: UnitList
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A unit's raw scores over `ids`; a unit of one query modality scores it unweighted (its weight
+        applies after normalisation), a unit of several keeps the weights that mix them."""
+        if len({c.query_modality for c in unit}) == 1:
+            scale = query_weight(query, unit)
+            query = unweighted(query)
+            # the unit's list was searched weighted; its scores, unweighted, are the same cosines
+            listed = UnitList(listed.ids, listed.scores / (scale or 1.0), listed.exact and scale != 0, listed.rows)
+        if self.params.rescore:
+            return unit_totals(space, query, unit, ids, listed)
+        return listed_totals(listed, len(ids))
+
+    def unit_weights(
+        self,
+        space: VectorSpace,
+        query: EncodedQuery,
+        units: list[list[Channel]],
+        raws: list[tuple[np.ndarray, np.ndarray]],
+        ids: np.ndarray,
+    ) -> np.ndarray:
+        """Each unit's weight: its query modality's weight (1 for a unit mixing several), times the adaptive
+        weight when asked for."""
+        fixed = np.array([query_weight(query, unit) for unit in units], np.float64)
+        if self.params.weighting != "adaptive" or len(units) < 2:
+            return fixed
+        plain = unweighted(query)
+        scoring = [plain if len({c.query_modality for c in u}) == 1 else query for u in units]
+        return fixed * adaptive_weights(space, scoring, units, raws, ids)
 
     def _contributions(
         self,
@@ -175,6 +241,16 @@ class UnitFusion(FusionStrategy):
             value = -query.negative_weight * normalise(scores, present, self.params.normalisation)
             out["-" + channel.query_modality] = out.get("-" + channel.query_modality, 0) + value
         return out
+
+
+def unweighted(query: EncodedQuery) -> EncodedQuery:
+    return EncodedQuery(query.vectors, {}, query.negatives, query.negative_weight)
+
+
+def query_weight(query: EncodedQuery, unit: list[Channel]) -> float:
+    """The weight of a unit's query modality; 1 for a unit that mixes several (their weights act inside)."""
+    modalities = {c.query_modality for c in unit}
+    return query.weight(modalities.pop()) if len(modalities) == 1 else 1.0
 
 
 class LateFusion(UnitFusion):
