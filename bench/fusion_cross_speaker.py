@@ -59,18 +59,25 @@ LEARNED = {"early (learned)": "early", "gated": "gated", "cross-attention": "cro
 
 
 def fixed_strategies() -> dict[str, tuple[str, dict]]:
-    out = {
+    if "weighting" not in {f.name for f in dataclasses.fields(LateParams)}:  # the code before issue 13
+        return {
+            "late (defaults)": ("late", {}),
+            "late (z-score)": ("late", {"normalisation": "zscore"}),
+            "late (RRF)": ("late", {"fusion": "rrf"}),
+            "hybrid (defaults)": ("hybrid", {}),
+            "early (identity)": ("early", {}),
+        }
+    fixed = {"weighting": "fixed"}
+    return {
         "late (defaults)": ("late", {}),
-        "late (none, sum)": ("late", {"normalisation": "none", "fusion": "sum"}),
-        "late (z-score)": ("late", {"normalisation": "zscore"}),
-        "late (RRF)": ("late", {"fusion": "rrf"}),
+        "late (none, sum: old defaults)": ("late", {"normalisation": "none", **fixed}),
+        "late (z-score, fixed weights)": ("late", {"normalisation": "zscore", **fixed}),
+        "late (RRF, fixed weights)": ("late", {"fusion": "rrf", **fixed}),
+        "late (RRF, adaptive)": ("late", {"fusion": "rrf"}),
         "hybrid (defaults)": ("hybrid", {}),
+        "hybrid (old defaults)": ("hybrid", {"normalisation": "none", **fixed}),
         "early (identity)": ("early", {}),
     }
-    if "weighting" in {f.name for f in dataclasses.fields(LateParams)}:
-        out["late (adaptive)"] = ("late", {"weighting": "adaptive"})
-        out["hybrid (adaptive)"] = ("hybrid", {"weighting": "adaptive"})
-    return out
 
 
 def rotation(r: int) -> dict[str, tuple[str, ...]]:
@@ -119,6 +126,8 @@ def tuned_preset(train_set: Collection, seed: int, per_kind: int = 12) -> tuple[
     settings = grid(["audio", "image", "text"])
     best = max(enumerate(settings), key=lambda t: (score_setting(cached, t[1], 10), -t[0]))[1]
     params = {"fusion": best["fusion"], "normalisation": best["normalisation"], "rrf_k": best["rrf_k"]}
+    if "weighting" in {f.name for f in dataclasses.fields(LateParams)}:
+        params["weighting"] = "fixed"  # what tune chooses: one set of weights for every query
     return params, best["weights"]
 
 

@@ -292,3 +292,22 @@ def test_fused_is_never_below_its_best_modality(tmp_path: Path) -> None:
     # worst case is about as far); the raw sum loses over 0.05
     assert mean_precision({}, ("image", "audio")) >= best_single - 0.03
     assert mean_precision(RAW, ("image", "audio")) < best_single - 0.05
+
+
+def test_a_noise_clip_does_not_move_a_learned_strategys_top_results(tmp_path: Path) -> None:
+    from retrieval.train import TrainConfig, train
+
+    space, labels = labelled_space(tmp_path / "v", audio_noise=0.8)
+    config = TrainConfig("gated", label_field="label", epochs=15, batch_size=64, hidden=32, out_dim=16)
+    result = train(space, space.item_ids(), [int(labels[i - 1]) for i in space.item_ids()], config, tmp_path / "g")
+    image = space.tables[IMAGE.key].lookup(np.array([1]))[0][0]
+    noise = unit(np.eye(12)[0] + 0.05 * np.random.default_rng(3).normal(size=12)).astype(np.float32)
+    alone = EncodedQuery({("image", "img-enc"): image})
+    noisy = EncodedQuery({("image", "img-enc"): image, ("audio", "aud-enc"): noise})
+    for name in ("gated", "early"):
+        params = {"checkpoint": str(result.path)} if name == "gated" else {}
+        top = [h.item_id for h in create_strategy(name, **params).search(space, alone, k=10)]
+        assert [h.item_id for h in create_strategy(name, **params).search(space, noisy, k=10)] == top
+        # without screening, the clip does move them
+        unscreened = create_strategy(name, screen=False, **params).search(space, noisy, k=10)
+        assert [h.item_id for h in unscreened] != top

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from retrieval.fusion.adaptive import adaptive_weights
+from retrieval.fusion.adaptive import adaptive_weights, screened
 from retrieval.fusion.base import FusionStrategy, Scored, channel_parts
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, ranks, rrf
@@ -120,6 +120,8 @@ class UnitFusion(FusionStrategy):
         return found, union(found)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
+        if self.params.weighting == "adaptive":
+            query = screened(space, query)  # a flat input would get a weight near 0 anyway; now exactly 0
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
         p = self.params
