@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import evaluate_page, index_page, item_page, search
+from ui import evaluate_page, index_page, item_page, search, strategies_page
 from ui.state import collections, database_exists, db_url, sidebar
 
-PAGES = ("Search", "Evaluate", "Index", "Item")
+PAGES = ("Search", "Strategies", "Evaluate", "Index", "Item")
 
 
 def build_demo(url: str) -> None:
     from indexer.demo import index_demo
 
-    with st.status("Building the digits demo collection…", expanded=True) as status:
+    with st.status(
+        "Building the digits demo collection, then training the learned strategies…", expanded=True
+    ) as status:
         try:
             bar = st.progress(0.0)
-            index_demo(
-                url,
-                progress=lambda stage, done, total: bar.progress(
-                    min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}"
-                ),
-            )
+
+            def report(stage: str, done: int, total: int) -> None:
+                bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}")
+
+            index_demo(url, progress=report)
         except FileNotFoundError as exc:
             status.update(label="The demo needs the shared datasets", state="error")
             st.error(str(exc))
@@ -43,8 +44,9 @@ def main() -> None:
         if page != "Index":
             st.title("Multimodal retrieval")
             st.info(
-                f"No collection in `{url}` yet. Build the digits demo collection (2,000 items, about "
-                "half a minute), or index your own media on the Index page."
+                f"No collection in `{url}` yet. Build the digits demo collection (2,000 items indexed, then "
+                "gated, cross-attention and learned early trained: about a minute), or index your own media "
+                "on the Index page."
             )
             if st.button("Build the demo collection", type="primary", key="build_demo"):
                 build_demo(url)
@@ -57,6 +59,8 @@ def main() -> None:
         return
     if page == "Search":
         search.render(settings)
+    elif page == "Strategies":
+        strategies_page.render(settings)
     elif page == "Evaluate":
         evaluate_page.render(settings)
     elif page == "Index":

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Set up, build and index the digits demo collection (SQLite at data/demo.db), then run one sample query.
+# Set up, build and index the digits demo collection (SQLite at data/demo.db), train the learned strategies on
+# its train split, then compare two methods on one sample query (their lists, overlap and a summary).
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error HF_HUB_DISABLE_PROGRESS_BARS=1
 .venv/bin/python -m indexer demo --db sqlite:///data/demo.db
 datasets=${DIGITS_DATASETS:-../shared/datasets}
-.venv/bin/python -m retrieval search --db sqlite:///data/demo.db \
+.venv/bin/python -m retrieval compare --db sqlite:///data/demo.db \
   --text "the digit seven" --audio "$datasets/fsdd/recordings/7_nicolas_0.wav" \
-  --strategy late --strategy early --k 5
+  --strategy late --strategy gated --k 5

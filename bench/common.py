@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from retrieval.profiles import Field
+from retrieval.space import VectorSpace
+from storage import VectorStorage
 
-from retrieval.profiles import Field  # noqa: E402
-from retrieval.space import VectorSpace  # noqa: E402
-from storage import VectorStorage  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: reports go to ROOT / "docs" / "benchmarks"
 
 FIELDS = [Field("image", "enc-image"), Field("audio", "enc-audio"), Field("text", "enc-text")]
 

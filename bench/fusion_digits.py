@@ -22,13 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from indexer import Indexer
+from indexer.demo import build_digits_manifest, datasets_dir
+from retrieval import QueryInput, SearchEngine
+from retrieval.train import TrainConfig
 
-from indexer import Indexer  # noqa: E402
-from indexer.demo import build_digits_manifest, datasets_dir  # noqa: E402
-from retrieval import QueryInput, SearchEngine  # noqa: E402
-from retrieval.train import TrainConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 KINDS = [
     ("image",),

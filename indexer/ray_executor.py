@@ -24,7 +24,12 @@ class EncodeWorker:
     """A Ray actor's state: the encoders, created once, then one chunk of work after another."""
 
     def __init__(
-        self, fields: list[Field], encoder_names: list[str], device: str | None, batch_size: int, rates: dict[str, int]
+        self,
+        fields: list[Field],
+        encoder_names: list[str],
+        device: str | None,
+        batch_size: int,
+        rates: dict[str, tuple[int, ...]],
     ) -> None:
         from retrieval.encoders import create_encoder
 
@@ -43,7 +48,7 @@ class RayExecutor:
         self,
         fields: list[Field],
         encoder_names: list[str],
-        rates: dict[str, int],
+        rates: dict[str, tuple[int, ...]],
         device: str | None = None,
         batch_size: int = 64,
         address: str | None = None,

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
 
+from retrieval.checks import MAX_WEIGHT, check_k, check_weights, finite_float
 from retrieval.compare import Comparison, compare_results
-from retrieval.encoders import Encoder, create_encoder
+from retrieval.encoders import Encoder, create_encoder, create_encoders
+from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
-from retrieval.media import MediaInput, load_audio, load_image, load_text
+from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
-from retrieval.train import TrainConfig, TrainResult, select_items, train
-from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError, VectorStorage
+from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item
+from storage.catalog import check_tables_present, collection_storage
 from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
 
+if TYPE_CHECKING:  # training brings torch: imported by `train`, not by every search
+    from retrieval.train import TrainConfig, TrainResult
 
-class CollectionNotFoundError(LookupError):
+
+class CollectionNotFoundError(NotFoundError):
     pass
 
 
@@ -40,15 +46,16 @@ class SearchEngine:
             self.collection_id, self.generation = row.id, row.generation
             self.profile = Profile.from_dict(row.profile)
             self.records = {e.name: e for e in row.encoders}
-            vector_dir = Path(row.vector_dir)
+            storage = collection_storage(db, row)
             catalog = IndexCatalog.for_collection(db, row)
+        check_tables_present(db, row, storage, [(f.key, f.modality) for f in self.profile.fields])
         self._encoders: dict[str, Encoder] = {}
         self._strategies: dict[str, Any] = {}
         self._keys: tuple[int, dict[int, str]] | None = (
             None  # strategy instances by name and parameters (checkpoints stay loaded)
         )
         dims = {name: rec.dim for name, rec in self.records.items()}
-        self.space = VectorSpace(self.profile.fields, VectorStorage(vector_dir), self.generation, catalog, dims=dims)
+        self.space = VectorSpace(self.profile.fields, storage, self.generation, catalog, dims=dims)
 
     @classmethod
     def open(cls, url: str, collection: str = "default", device: str | None = None) -> SearchEngine:
@@ -70,40 +77,45 @@ class SearchEngine:
         return self._encoders[name]
 
     def load_encoders(self) -> None:
-        """Create every encoder of the profile now (a UI does this once, so the first search is fast)."""
+        """Create every encoder of the profile now (a UI does this once, so the first search is fast);
+        missing weights are reported for every model at once."""
+        create_encoders([n for names in self.profile.encoders.values() for n in names], self.device)
         for names in self.profile.encoders.values():
             for name in names:
                 self.encoder(name)
 
     def encode_query(self, query: QueryInput) -> EncodedQuery:
         if not query.present():
-            raise ValueError("empty query: give at least one of text, image or audio")
+            raise InvalidInputError("empty query: give at least one of text, image or audio")
+        check_weights(query.weights)
+        finite_float("negative weight", query.negative_weight, -MAX_WEIGHT, MAX_WEIGHT)
         vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()})
         negatives = self._encode_inputs(
-            {
-                m: getattr(query, f"negative_{m}")
-                for m in ("image", "audio", "text")
-                if getattr(query, f"negative_{m}") is not None
-            }
+            {m: getattr(query, f"negative_{m}") for m in MODALITIES if getattr(query, f"negative_{m}") is not None}
         )
         return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight)
 
-    def _encode_inputs(self, inputs: dict[str, Any]) -> dict[tuple[str, str], np.ndarray]:
+    def _encode_inputs(self, inputs: dict[Modality, Any]) -> dict[tuple[str, str], np.ndarray]:
         vectors: dict[tuple[str, str], np.ndarray] = {}
         for modality, value in inputs.items():
-            for name in self.profile.encoders.get(modality, ()):
-                encoder = self.encoder(name)
-                vectors[(modality, name)] = encoder.encode(modality, [self._decode(modality, value, encoder)])[0]
+            encoders = {name: self.encoder(name) for name in self.profile.encoders.get(modality, ())}
+            if not encoders:
+                continue
+            decoded = self._decode(modality, value, sorted({e.sample_rate for e in encoders.values()}))
+            for name, encoder in encoders.items():
+                one = decoded[encoder.sample_rate] if isinstance(decoded, dict) else decoded
+                vectors[(modality, name)] = encoder.encode(modality, [one])[0]
         return vectors
 
     @staticmethod
-    def _decode(modality: str, value: Any, encoder: Encoder) -> Any:
+    def _decode(modality: str, value: Any, rates: list[int]) -> Any:
+        """The indexer's decode step (`load_audio_rates`: one read, one copy per encoder's rate)."""
         if modality == "image":
             return load_image(value)
         if modality == "audio":
             if isinstance(value, tuple):  # (samples, sample_rate): arrays carry no rate of their own
-                return load_audio(np.asarray(value[0]), encoder.sample_rate, input_rate=int(value[1]))
-            return load_audio(value, encoder.sample_rate)
+                return load_audio_rates(np.asarray(value[0]), rates, input_rate=value[1])
+            return load_audio_rates(value, rates)
         return load_text(value)
 
     def search(
@@ -126,9 +138,12 @@ class SearchEngine:
         keywords are the strategy's parameters.
         """
         negative = negative or {}
+        if not isinstance(negative, dict):
+            raise InvalidInputError(f"negative must map text, image or audio to a query, not {negative!r}")
+        weights = check_weights(weights)
         unknown = set(negative) - {"text", "image", "audio"}
         if unknown:
-            raise ValueError(f"negative terms are text, image or audio, not {sorted(unknown)}")
+            raise InvalidInputError(f"negative terms are text, image or audio, not {sorted(unknown)}")
         query = QueryInput(text, image, audio, dict(weights or {}), **{f"negative_{m}": v for m, v in negative.items()})
         if preset is not None:
             saved = self.preset(preset)
@@ -139,7 +154,7 @@ class SearchEngine:
     def search_many(
         self,
         query: QueryInput,
-        methods: list[str | Method],
+        methods: Sequence[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         keep_going: bool = False,
@@ -150,19 +165,22 @@ class SearchEngine:
         parameters and query weights), such as a saved preset; results are keyed by label. With
         `keep_going`, a method that cannot run (say, an untrained one) gets an error instead of raising.
         """
+        # k beyond the collection's size only asks FAISS to allocate rows that cannot be filled
+        k = min(check_k(k), max(1, len(self.item_keys())))
         encoded = self.encode_query(query)
         results: dict[str, SearchResult] = {}
         for method in methods:
             if isinstance(method, str):
                 method = Method(method, method, dict((params or {}).get(method, {})))
             started = time.perf_counter()
+            check_weights(method.weights, f"weights of {method.label!r}")
             weighted = EncodedQuery(
                 encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives, encoded.negative_weight
             )
             try:
                 strategy = self.strategy(method.strategy, **method.params)
                 hits = self._hits(strategy.search(self.space, weighted, k))
-            except (ValueError, LookupError, StorageError) as exc:
+            except USER_ERRORS as exc:  # the user's to fix: a bug still raises
                 if not keep_going:
                     raise
                 results[method.label] = SearchResult(method.strategy, [], 0.0, dict(method.params), str(exc))
@@ -180,7 +198,7 @@ class SearchEngine:
         with self.db.session() as session:
             row = get_preset(session, self.collection_id, name)
             if row is None:
-                raise LookupError(
+                raise NotFoundError(
                     f"no preset {name!r} for collection {self.collection_name!r}; "
                     "make one with python -m retrieval tune"
                 )
@@ -195,7 +213,7 @@ class SearchEngine:
     def _hits(self, scored: list) -> list[Hit]:
         with self.db.session() as session:
             items = items_by_ids(session, [s.item_id for s in scored])
-            hits = []
+            hits: list[Hit] = []
             for s in scored:
                 item = items.get(s.item_id)
                 if item is None:  # removed since the vectors were loaded
@@ -227,7 +245,7 @@ class SearchEngine:
     def compare(
         self,
         query: QueryInput,
-        strategies: list[str],
+        strategies: Sequence[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         baseline: str | None = None,
@@ -249,6 +267,8 @@ class SearchEngine:
 
     def train(self, config: TrainConfig, out: str | Path, progress=None) -> TrainResult:  # noqa: ANN001
         """Fit a learned strategy on this collection's stored vectors and register the checkpoint."""
+        from retrieval.train import select_items, train
+
         with self.db.session() as session:
             metadata = item_metadata(session, self.collection_id)
         ids, labels = select_items(metadata, self.space, config)

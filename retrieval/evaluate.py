@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.engine import SearchEngine
+from retrieval.errors import InvalidInputError
+from retrieval.media import MODALITIES
 from retrieval.results import Method, QueryInput
 from retrieval.space import EncodedQuery
 from storage.repository import item_metadata
-
-MODALITY_ORDER = ("image", "audio", "text")
 
 
 @dataclass
@@ -31,7 +31,7 @@ class EvalQuery:
 
     @property
     def kind(self) -> str:
-        return "+".join(m for m in MODALITY_ORDER if getattr(self.query, m) is not None)
+        return "+".join(m for m in MODALITIES if getattr(self.query, m) is not None)
 
 
 @dataclass
@@ -89,7 +89,11 @@ def load_queries(path: str | Path, label_field: str | None = None) -> list[EvalQ
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+            raise InvalidInputError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise InvalidInputError(f"{path}:{number}: a query must be a JSON object, not {type(row).__name__}")
+        if any(not isinstance(row.get(m), (str, type(None))) for m in ("image", "audio", "text")):
+            raise InvalidInputError(f"{path}:{number}: text, image and audio must be strings")
 
         def media(name: str, row: dict = row) -> Path | None:
             value = row.get(name)
@@ -97,7 +101,7 @@ def load_queries(path: str | Path, label_field: str | None = None) -> list[EvalQ
 
         query = QueryInput(text=row.get("text") or None, image=media("image"), audio=media("audio"))
         if not query.present():
-            raise ValueError(f"{path}:{number}: a query needs text, image or audio")
+            raise InvalidInputError(f"{path}:{number}: a query needs text, image or audio")
         label = row.get("label", row.get(label_field) if label_field else None)
         queries.append(
             EvalQuery(str(row.get("id", number)), query, None if label is None else str(label), row.get("exclude"))
@@ -113,7 +117,7 @@ def load_trec_qrels(path: str | Path) -> dict[str, dict[str, int]]:
         if not parts:
             continue
         if len(parts) != 4:
-            raise ValueError(f"{path}:{number}: expected 'query iteration item relevance'")
+            raise InvalidInputError(f"{path}:{number}: expected 'query iteration item relevance'")
         qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
     return qrels
 
@@ -130,8 +134,8 @@ def label_qrels(engine: SearchEngine, queries: list[EvalQuery], label_field: str
             by_label.setdefault(str(value), []).append(keys[item_id])
     missing = [q.qid for q in queries if q.label is None]
     if missing:
-        raise ValueError(f"queries {missing[:5]} carry no label; add 'label' (or '{label_field}') to each row")
-    return {q.qid: {key: 1 for key in by_label.get(q.label, []) if key != q.exclude} for q in queries}
+        raise InvalidInputError(f"queries {missing[:5]} carry no label; add 'label' (or '{label_field}') to each row")
+    return {q.qid: {key: 1 for key in by_label.get(q.label or "", []) if key != q.exclude} for q in queries}
 
 
 def run_methods(
@@ -173,10 +177,10 @@ def evaluate(
     metrics = [f"precision@{k}", f"recall@{k}", "mrr", f"ndcg@{k}", f"map@{k}"]
     usable = [q for q in queries if qrels.get(q.qid)]
     if not usable:
-        raise ValueError("no query has a relevant item: check the qrels or the label field")
+        raise InvalidInputError("no query has a relevant item: check the qrels or the label field")
     runs, latency = run_methods(engine, usable, methods, depth)
     kinds = {"all": usable}
-    for q in sorted(usable, key=lambda q: (q.kind.count("+"), [MODALITY_ORDER.index(m) for m in q.kind.split("+")])):
+    for q in sorted(usable, key=lambda q: (q.kind.count("+"), [MODALITIES.index(m) for m in q.kind.split("+")])):
         kinds.setdefault(q.kind, []).append(q)
     table: dict[str, dict[str, dict[str, float]]] = {}
     for method in methods:

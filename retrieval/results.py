@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrieval.media import MediaInput
+from retrieval.media import MODALITIES, MediaInput, Modality
 
 
 @dataclass
@@ -55,8 +55,8 @@ class QueryInput:
     negative_audio: MediaInput | None = None
     negative_weight: float = 1.0
 
-    def present(self) -> list[str]:
-        return [m for m in ("image", "audio", "text") if getattr(self, m) is not None]
+    def present(self) -> list[Modality]:
+        return [m for m in MODALITIES if getattr(self, m) is not None]
 
     def describe(self) -> dict[str, Any]:
         def show(value: Any) -> Any:

@@ -13,12 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from retrieval.linalg import l2_normalise
 from retrieval.profiles import Field
-from storage import FaissStore, IndexCatalog, VectorStorage, VectorStore, VectorTable
-
-
-def l2_rows(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+from storage import FaissStore, IndexCatalog, VectorStorage, VectorStore, VectorTable, field_key
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,7 @@ class VectorSpace:
                 self.means[key] = mean
                 centred = VectorTable(dim=table.dim, header=dict(table.header))
                 if len(table):
-                    centred.upsert(table.ids, l2_rows(table.as_float32() - mean))
+                    centred.upsert(table.ids, l2_normalise(table.as_float32() - mean))
                 view.tables[key] = centred
             view.means = self.means
             self._centred = view
@@ -103,11 +100,11 @@ class VectorSpace:
         def centre(vectors: dict[tuple[str, str], np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
             out = {}
             for (modality, encoder), vector in vectors.items():
-                mean = means.get(f"{modality}@{encoder}")
+                mean = means.get(field_key(modality, encoder))
                 if mean is None:
                     same = [m for k, m in means.items() if k.split("@", 1)[1] == encoder]
                     mean = same[0] if same else np.zeros_like(vector)
-                out[(modality, encoder)] = l2_rows((vector - mean)[None, :])[0]
+                out[(modality, encoder)] = l2_normalise((vector - mean)[None, :])[0]
             return out
 
         return EncodedQuery(centre(query.vectors), query.weights, centre(query.negatives), query.negative_weight)

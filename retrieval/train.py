@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from retrieval.errors import InvalidInputError
 from retrieval.fusion.checkpoint import FusionCheckpoint
 from retrieval.fusion.modules import build_module
 from retrieval.space import VectorSpace
@@ -59,7 +60,7 @@ class TrainResult:
 def _module_config(config: TrainConfig, dims: list[int]) -> dict[str, Any]:
     kind = MODULE_FOR.get(config.strategy)
     if kind is None:
-        raise ValueError(f"strategy {config.strategy!r} does not learn; trainable: {', '.join(MODULE_FOR)}")
+        raise InvalidInputError(f"strategy {config.strategy!r} does not learn; trainable: {', '.join(MODULE_FOR)}")
     base: dict[str, Any] = {"kind": kind, "dims": dims, "out_dim": config.out_dim, "dropout": config.dropout}
     if kind == "cross_attention":
         return {**base, "width": config.width, "heads": config.heads, "layers": config.layers}
@@ -105,10 +106,10 @@ def train(
     fields = [f for f in space.fields if f.key in space.tables]
     dims = [space.tables[f.key].dim for f in fields]
     blocks, mask = space.item_blocks(fields, dims, ids)
-    keep = mask.any(axis=1)
+    keep = np.asarray(mask.any(axis=1), bool)
     blocks, mask, ids = [b[keep] for b in blocks], mask[keep], ids[keep]
     if len(ids) < 4:
-        raise ValueError(f"only {len(ids)} items to train on; index more of the collection first")
+        raise InvalidInputError(f"only {len(ids)} items to train on; index more of the collection first")
     means = (
         [
             b[mask[:, i]].mean(axis=0) if mask[:, i].any() else np.zeros(b.shape[1], np.float32)
@@ -152,8 +153,9 @@ def train(
     module.eval()
     checkpoint.meta = {"config": asdict(config), "losses": losses, "items": len(ids), **(meta or {})}
     path = checkpoint.save(out)
-    Path(f"{path}.loss.json").write_text(json.dumps({"losses": losses}, indent=1))
-    return TrainResult(path, losses, len(ids), time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    Path(f"{path}.loss.json").write_text(json.dumps({"losses": losses, "seconds": seconds}, indent=1))
+    return TrainResult(path, losses, len(ids), seconds)
 
 
 def _label_tensor(labels: list[Any], keep: np.ndarray) -> torch.Tensor:

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Create .venv and install requirements.txt; a no-op when both are already up to date.
+# Create .venv, install requirements.txt (exact pins) and the project itself (editable, so `retrieval` and
+# `indexer` are commands and `from retrieval import SearchEngine` works from any folder).
+# A no-op when requirements.txt and pyproject.toml are unchanged since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing requirements into .venv (a few minutes the first time)..." >&2
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements.txt
+  # --no-deps: the pins above are the dependencies; --no-build-isolation: setuptools comes with the venv's pip
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi

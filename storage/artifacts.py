@@ -19,12 +19,15 @@ from safetensors.numpy import load_file, save
 from storage.errors import CorruptArtifactError
 
 _HEADER_KEY = "header"
+# Temporary files are named `.NAME.retrieval-PID-RANDOM.tmp`: the marker and the writer's pid make them
+# ours beyond doubt, so the stale-temporary sweep never touches a user's own `.*.tmp` files.
+TEMP_MARKER = "retrieval"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to `path` so that readers see either the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{TEMP_MARKER}-{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -56,4 +59,17 @@ def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     except FileNotFoundError:
         raise
     except (SafetensorError, ValueError, OSError) as exc:
+        raise CorruptArtifactError(f"{path}: cannot be read ({exc}); delete it and re-run the indexer") from exc
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """Only the JSON header of a file (what made it, how many rows): no arrays are read."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            meta = json.loads(handle.read(size)).get("__metadata__", {})
+        return json.loads(meta.get(_HEADER_KEY, "{}"))
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, AttributeError) as exc:
         raise CorruptArtifactError(f"{path}: cannot be read ({exc}); delete it and re-run the indexer") from exc

@@ -106,7 +106,7 @@ class FaissStore(VectorStore):
 
     def ids(self) -> np.ndarray:
         """Every item id in the index (a copy)."""
-        cpu = faiss.index_gpu_to_cpu(self.index) if self._on_gpu else self.index
+        cpu: Any = faiss.index_gpu_to_cpu(self.index) if self._on_gpu else self.index
         return faiss.vector_to_array(cpu.id_map).copy()
 
     # -- searching ------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ class FaissStore(VectorStore):
             if header.get(key) != wanted:
                 raise EncoderMismatchError(
                     f"index {path} was built with {key}={header.get(key)!r}, but {wanted!r} is in use; "
-                    "rebuild it (python -m indexer rebuild) or open it with the encoders that made it"
+                    "rebuild it from the vector tables: python -m indexer check --repair --db URL --collection NAME"
                 )
         store = cls.__new__(cls)
         store.dim, store.factory, store.header = int(header["dim"]), str(header["factory"]), header

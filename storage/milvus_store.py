@@ -108,10 +108,10 @@ class MilvusStore(VectorStore):
             self.client.upsert(self.name, rows)
 
     def remove(self, ids: np.ndarray) -> int:
-        ids = [int(i) for i in np.asarray(ids, np.int64)]
-        if not ids:
+        keys = [int(i) for i in np.asarray(ids, np.int64)]
+        if not keys:
             return 0
-        present = self.client.query(self.name, ids=ids, output_fields=["id"])
+        present = self.client.query(self.name, ids=keys, output_fields=["id"])
         if present:
             self.client.delete(self.name, ids=[row["id"] for row in present])
         return len(present)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from storage.artifacts import load_arrays, save_arrays
-from storage.errors import EncoderMismatchError
+from storage.errors import EncoderMismatchError, ForeignArtifactError
 
 
 def _float32_rows(vectors: np.ndarray, rows: np.ndarray | None = None):  # noqa: ANN202 - a torch tensor
@@ -49,7 +49,7 @@ class VectorTable:
     dim: int
     header: dict[str, Any] = field(default_factory=dict)
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    vectors: np.ndarray | None = None
+    vectors: np.ndarray = None  # type: ignore[assignment]  # float16 (0, dim) when not given: see __post_init__
 
     def __post_init__(self) -> None:
         if self.vectors is None:
@@ -119,10 +119,16 @@ class VectorTable:
 
 
 class VectorStorage:
-    """A folder of vector tables, one file per field, each written atomically."""
+    """A folder of vector tables, one file per field, each written atomically.
 
-    def __init__(self, root: Path) -> None:
+    With an `owner` (database id/collection id), every table written is stamped with it and a table
+    stamped by another owner is refused: two collections or databases can never read or overwrite each
+    other's vectors, even in a folder that older versions let them share. Unstamped tables are read.
+    """
+
+    def __init__(self, root: Path, owner: str | None = None) -> None:
         self.root = Path(root)
+        self.owner = owner
 
     def path_for(self, key: str) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:60]
@@ -139,6 +145,12 @@ class VectorStorage:
                 raise FileNotFoundError(f"no vectors stored for {key} in {self.root}")
             return VectorTable(dim=dim, header={"field": key, "encoder": encoder, "dim": dim})
         arrays, header = load_arrays(path)
+        if self.owner is not None and header.get("owner") not in (None, self.owner):
+            raise ForeignArtifactError(
+                f"{path} belongs to another collection or database ({header['owner']}, not {self.owner}): "
+                f"they share the folder {self.root}. Nothing was changed; index this collection into a new "
+                "one (another --collection name) so that each gets its own folder"
+            )
         table = VectorTable(dim=int(header["dim"]), header=header, ids=arrays["ids"], vectors=arrays["vectors"])
         if dim is not None and table.dim != dim:
             raise EncoderMismatchError(f"{path}: stored vectors have dimension {table.dim}, expected {dim}")
@@ -151,4 +163,6 @@ class VectorStorage:
 
     def save(self, key: str, table: VectorTable) -> None:
         header = {**table.header, "field": key, "dim": table.dim, "count": len(table)}
+        if self.owner is not None:
+            header["owner"] = self.owner
         save_arrays(self.path_for(key), {"ids": table.ids, "vectors": table.vectors}, header)

@@ -6,10 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import mnist_image, recording
+from conftest import mnist_image, recording, require_datasets
 from streamlit.testing.v1 import AppTest
 
-pytestmark = pytest.mark.datasets
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
@@ -17,6 +16,7 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     from indexer.demo import DemoSpec, index_demo
 
+    require_datasets()
     folder = tmp_path_factory.mktemp("ui")
     url = f"sqlite:///{folder}/demo.db"
     index_demo(url, folder / "digits", spec=DemoSpec(limit=200))

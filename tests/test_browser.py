@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from conftest import recording
 
-pytestmark = pytest.mark.datasets
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "data" / "screenshots"))
 READY = '[data-testid="stApp"][data-test-script-state="notRunning"]'
@@ -31,8 +30,11 @@ def free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    from conftest import require_datasets
+
     from indexer.demo import DemoSpec, index_demo
 
+    require_datasets()
     folder = tmp_path_factory.mktemp("browser")
     url = f"sqlite:///{folder}/demo.db"
     index_demo(url, folder / "digits", spec=DemoSpec(limit=200))

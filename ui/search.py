@@ -11,6 +11,7 @@ from retrieval.compare import compare_results
 from retrieval.media import MediaError
 from retrieval.plots import bump_chart
 from retrieval.results import QueryInput
+from ui import compare_view, explain
 from ui.cards import result_card
 from ui.state import MAX_UPLOAD_BYTES, Settings, engine_for
 
@@ -97,7 +98,10 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
     problems = {label: r.error for label, r in everything.items() if r.error is not None}
     st.caption(f"Searched {len(everything)} method(s) in {elapsed * 1000:.0f} ms.")
     comparison = compare_results(results, settings.k) if results else None
-    columns = st.columns(len(settings.methods))
+    compact = compare_view.compact_chosen()
+    if compact:
+        compare_view.render(results, problems, comparison, settings.k)
+    columns = [] if compact else st.columns(len(settings.methods))  # the cards, when the grid is off
     for column, method in zip(columns, settings.methods):
         with column:
             if method.label in problems:
@@ -132,6 +136,9 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
             hide_index=True,
         )
         st.altair_chart(bump_chart(comparison), width="stretch")
+    if results:
+        with st.expander("Why these results", expanded=True):
+            explain.render(engine, query, settings.methods, results)
 
 
 def _describe(params: dict) -> str:

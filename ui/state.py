@@ -11,12 +11,13 @@ import streamlit as st
 from retrieval import SearchEngine
 from retrieval.fusion import list_strategies
 from retrieval.fusion.scoring import NORMALISATIONS
+from retrieval.report import best_learned
 from retrieval.results import Method
 from storage import Database, sqlite_path
+from storage.db import DEFAULT_URL as DEFAULT_DB
 from storage.models import Collection
 from storage.repository import list_presets
 
-DEFAULT_DB = "sqlite:///data/demo.db"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
@@ -69,7 +70,7 @@ def sidebar(url: str) -> Settings | None:
     chosen = st.sidebar.multiselect(
         "Fusion methods to show",
         options,
-        default=["late", "early"],
+        default=["late", best_learned(engine) or "early"],  # late vs learned: lists that differ
         key="methods",
         help="Learned methods (gated, cross_attention) need training: see the Index page.",
     )

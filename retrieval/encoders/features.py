@@ -13,7 +13,6 @@ import numpy as np
 import scipy.fft
 from PIL import Image
 from skimage.feature import hog
-from transformers.audio_utils import mel_filter_bank, spectrogram_batch, window_function
 
 from retrieval.encoders.base import Encoder
 from retrieval.encoders.registry import register_encoder
@@ -57,6 +56,8 @@ class MfccAudioEncoder(Encoder):
     n_mfcc = 20
 
     def __init__(self) -> None:
+        from transformers.audio_utils import mel_filter_bank, window_function  # 2.5 s to import: MFCC only
+
         self.name = "mfcc"
         self.frame, self.hop = 400, 160  # 25 ms windows every 10 ms
         self.window = window_function(self.frame, "hann")
@@ -102,6 +103,8 @@ class MfccAudioEncoder(Encoder):
                     break
                 group.append(i)
             order = order[len(group) :]
+            from transformers.audio_utils import spectrogram_batch
+
             mels = spectrogram_batch(
                 [samples[i] for i in group],
                 self.window,
@@ -115,7 +118,7 @@ class MfccAudioEncoder(Encoder):
             )
             for i, mel in zip(group, mels):
                 out[i] = self._summary(mel)
-        return np.stack(out)
+        return np.stack([row for row in out if row is not None])  # every slot is filled above
 
 
 @register_encoder("hog", "image: HOG + 8x8 thumbnail features (scikit-image); offline, no weights")

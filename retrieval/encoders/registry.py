@@ -2,14 +2,32 @@
 
 A name is `family` or `family:argument`, e.g. `hog`, `sbert`, `openclip:ViT-B-32/laion2b_s34b_b79k`,
 `openclip:local-dir:/models/clip`, `clap:laion/clap-htsat-unfused`. A new encoder family is one file
-that calls `register_encoder` plus one import line in `retrieval/encoders/__init__.py`.
+that calls `register_encoder`, plus its line in `BUILTIN_FAMILIES` (or an import by the caller, for a plug-in).
+
+Families are imported on first use: a query that needs only `hog` never loads torch or transformers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterable
 
+from retrieval.device import get_device
 from retrieval.encoders.base import Encoder
+from retrieval.encoders.loading import quiet_loading
+from retrieval.errors import NotFoundError, WeightsNotFoundError
+
+DEFAULT_CLIP = "ViT-B-32/laion2b_s34b_b79k"  # OpenCLIP architecture/tag of the `pretrained` profile
+DEFAULT_CLAP = "laion/clap-htsat-unfused"  # Hugging Face repo id of the `pretrained` profile's CLAP
+
+# family -> the module whose import registers it
+BUILTIN_FAMILIES = {
+    "hog": "retrieval.encoders.features",
+    "mfcc": "retrieval.encoders.features",
+    "sbert": "retrieval.encoders.sbert",
+    "openclip": "retrieval.encoders.openclip",
+    "clap": "retrieval.encoders.clap",
+}
 
 Factory = Callable[[str | None, str | None], Encoder]
 _FAMILIES: dict[str, tuple[Factory, str]] = {}
@@ -24,8 +42,15 @@ def register_encoder(family: str, description: str) -> Callable[[Factory], Facto
     return decorate
 
 
+def _load_family(family: str) -> None:
+    if family not in _FAMILIES and family in BUILTIN_FAMILIES:
+        importlib.import_module(BUILTIN_FAMILIES[family])
+
+
 def list_encoders() -> dict[str, str]:
-    """Encoder families and what each one is."""
+    """Encoder families and what each one is (imports every built-in family)."""
+    for family in BUILTIN_FAMILIES:
+        _load_family(family)
     return {family: description for family, (_, description) in sorted(_FAMILIES.items())}
 
 
@@ -40,10 +65,30 @@ def create_encoder(name: str, device: str | None = None, *, cache: bool = True) 
     if cache and key in _CACHE:
         return _CACHE[key]
     family, argument = split_name(name)
+    _load_family(family)
     if family not in _FAMILIES:
-        raise KeyError(f"unknown encoder {name!r}; known families: {', '.join(sorted(_FAMILIES))}")
-    encoder = _FAMILIES[family][0](argument, device)
+        known = sorted(set(_FAMILIES) | set(BUILTIN_FAMILIES))
+        raise NotFoundError(f"unknown encoder {name!r}; known families: {', '.join(known)}")
+    with quiet_loading():
+        encoder = _FAMILIES[family][0](argument, device)
     encoder.name = name
     if cache:
         _CACHE[key] = encoder
     return encoder
+
+
+def create_encoders(names: Iterable[str], device: str | None = None) -> dict[str, Encoder]:
+    """Every encoder of `names`, or one `WeightsNotFoundError` that lists all the missing ones at once
+    (one at a time, a profile with three missing models took three runs to learn so). A bad `device`
+    is refused first, before any weights are read."""
+    get_device(device)
+    encoders: dict[str, Encoder] = {}
+    missing: list[WeightsNotFoundError] = []
+    for name in dict.fromkeys(names):
+        try:
+            encoders[name] = create_encoder(name, device)
+        except WeightsNotFoundError as exc:
+            missing.append(exc)
+    if missing:
+        raise WeightsNotFoundError.combine(missing)
+    return encoders

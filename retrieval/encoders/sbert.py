@@ -42,7 +42,10 @@ class SentenceTransformerEncoder(Encoder):
         if half_precision(self.device):
             self.model.half()
         self.weights = source
-        self.dim = int(self.model.get_embedding_dimension())
+        dim = self.model.get_embedding_dimension()
+        if dim is None:
+            raise ValueError(f"{source}: the model does not say its embedding dimension")
+        self.dim = int(dim)
 
     def _encode_batch(self, modality: Modality, batch: Sequence[str]) -> np.ndarray:
         return self.model.encode(

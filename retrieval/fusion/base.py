@@ -8,6 +8,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from retrieval.checks import check_params
+from retrieval.errors import InvalidInputError
+from retrieval.fusion.scoring import rank_order
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
@@ -44,16 +47,21 @@ class FusionStrategy(ABC):
         known = {f.name for f in fields(self.Params)}
         unknown = set(params) - known
         if unknown:
-            raise ValueError(
+            raise InvalidInputError(
                 f"strategy {self.name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(known) or 'none'}"
             )
-        self.params = self.Params(**params)
+        self.params = self.Params(**check_params(self.name, self.Params, params))  # values, not only names
 
     def prepare(self, space: VectorSpace) -> None:  # noqa: B027 (a hook: most strategies prepare nothing)
         """Build (or load) the indexes this strategy searches, ahead of the first query."""
 
     @abstractmethod
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]: ...
+
+    def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
+        """Why `ids` scored as they did, beyond `Scored.contributions`: what this strategy weighs (a gate, an
+        attention map, a channel's rank), as plain arrays keyed by name; {} where there is nothing more."""
+        return {}
 
 
 def channel_parts(
@@ -93,5 +101,5 @@ def weighted_channel_scores(
 
 
 def to_scored(ids: np.ndarray, scores: np.ndarray, parts: dict[str, np.ndarray], k: int) -> list[Scored]:
-    order = np.argsort(-scores, kind="stable")[:k]
+    order = rank_order(scores, ids, k)
     return [Scored(int(ids[i]), float(scores[i]), {m: float(p[i]) for m, p in parts.items()}) for i in order]

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
+from retrieval.errors import NotFoundError
 from retrieval.fusion.modules import FusionModule, build_module
 from retrieval.profiles import Field
-from storage import EncoderMismatchError
+from storage import CorruptArtifactError, EncoderMismatchError
 from storage.artifacts import load_arrays, save_arrays
 
 _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
@@ -80,8 +81,18 @@ class FusionCheckpoint:
     def load(cls, path: str | Path) -> FusionCheckpoint:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} not found")
+            raise NotFoundError(f"checkpoint {path} not found")
         arrays, header = load_arrays(path)
+        try:
+            return cls._from_arrays(path, arrays, header)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:  # the file's content, not code
+            raise CorruptArtifactError(
+                f"{path}: a safetensors file, but not a fusion checkpoint of this program "
+                f"({type(exc).__name__}: {exc}); train one with python -m retrieval train"
+            ) from None
+
+    @classmethod
+    def _from_arrays(cls, path: Path, arrays: dict[str, np.ndarray], header: dict) -> FusionCheckpoint:
         module = build_module(header["module"])
         state = {
             k.removeprefix("module."): torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("module.")
@@ -121,7 +132,7 @@ class FusionCheckpoint:
         inside every module, so they need not be zeroed); a module without one gets the rows repeated.
         """
         if len(masks) <= 16:
-            means = self.means or [None] * len(blocks)
+            means: list[np.ndarray | None] = list(self.means) if self.means else [None] * len(blocks)
             centred = [np.asarray(b if m is None else b - m, np.float32) for b, m in zip(blocks, means)]
             with one_blas_thread():
                 fused = self.module.forward_numpy(centred, masks)

@@ -9,6 +9,9 @@ or MLP projection (with learned "missing" vectors) maps the concatenation into a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from retrieval.fusion.adaptive import screened
 from retrieval.fusion.base import FusionStrategy, Scored, to_scored, weighted_channel_scores
@@ -50,6 +53,9 @@ class EarlyFusion(FusionStrategy):
         elif space.tables:
             concat_index(space, present_fields(space))
 
+    def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
+        return self.learned.explain(space, query, ids) if self.learned is not None else {}
+
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.learned is not None:
             return self.learned.search(space, query, k)
@@ -59,6 +65,8 @@ class EarlyFusion(FusionStrategy):
             space, query = space.centred(), space.centre_query(query)
         if not space.channels(query):
             return []
-        ids, _ = search_concat(space, present_fields(space), query, k)
+        # more than k from the index: items tied at the k-th score are then cut by id (`rank_order`), as
+        # every strategy cuts them, not by the index's internal order
+        ids, _ = search_concat(space, present_fields(space), query, max(2 * k, k + 20))
         total, parts, matched = weighted_channel_scores(space, query, ids)
         return to_scored(ids[matched], total[matched], {m: v[matched] for m, v in parts.items()}, k)

@@ -18,14 +18,14 @@ nothing from that unit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from retrieval.fusion.adaptive import adaptive_weights, screened
 from retrieval.fusion.base import FusionStrategy, Scored, channel_parts
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
-from retrieval.fusion.scoring import Normalisation, normalise, ranks, rrf
+from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
@@ -145,7 +145,7 @@ class UnitFusion(FusionStrategy):
         if p.fusion == "mnz":
             total = total * hits
         reached = np.flatnonzero(hits > 0)
-        top = reached[np.argsort(-total[reached], kind="stable")[:k]]
+        top = reached[rank_order(total[reached], ids[reached], k)]
         parts = self._contributions(space, query, units, ids[top], [v[top] for v in values])
         for name, value in negatives.items():
             parts[name] = parts.get(name, 0) + value[top]
@@ -154,6 +154,32 @@ class UnitFusion(FusionStrategy):
         return [
             Scored(int(ids[i]), float(total[i]), {m: float(v[n]) for m, v in parts.items()}) for n, i in enumerate(top)
         ]
+
+    def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
+        """Per unit (a channel, for late): each id's rank among the candidates (0: not reached), raw
+        weighted cosine, and the normalised (or RRF) value that the fused score adds up."""
+        if self.params.centre:
+            space, query = space.centred(), space.centre_query(query)
+        units = self.units(space, query)
+        lists, candidates = self._lists(space, query, units, len(ids))
+        if not len(candidates):
+            return {"units": [], "rank": np.zeros((len(ids), 0), np.int64)}
+        rows = np.searchsorted(candidates, ids).clip(0, max(len(candidates) - 1, 0))
+        found = candidates[rows] == ids
+        out: dict[str, Any] = {"units": [" + ".join(c.label for c in unit) for unit in units]}
+        for name in ("rank", "raw", "normalised"):
+            out[name] = np.zeros((len(ids), len(units)), np.int64 if name == "rank" else np.float32)
+        for u, (unit, listed) in enumerate(zip(units, lists)):
+            raw, present = self._raw(space, query, unit, candidates, listed)
+            rank = ranks(raw, present)
+            value = (
+                rrf(rank, self.params.rrf_k)
+                if self.params.fusion == "rrf"
+                else normalise(raw, present, self.params.normalisation)
+            )
+            for name, array in (("rank", rank), ("raw", raw), ("normalised", value)):
+                out[name][:, u] = np.where(found, array[rows], 0)
+        return out
 
     def _raw(
         self, space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray, listed: UnitList

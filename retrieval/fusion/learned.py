@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from retrieval.errors import InvalidInputError
 from retrieval.fusion.adaptive import screened
 from retrieval.fusion.base import FusionStrategy, Scored
-from retrieval.fusion.checkpoint import FusionCheckpoint
 from retrieval.fusion.concat import concat_query
 from retrieval.fusion.late import LateFusion
+from retrieval.fusion.scoring import rank_order
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import VectorTable
+
+if TYPE_CHECKING:  # the checkpoint brings torch: loaded with the first learned search, not with the package
+    from retrieval.fusion.checkpoint import FusionCheckpoint
 
 
 @dataclass
@@ -53,13 +57,17 @@ class LearnedFusion(FusionStrategy):
     def checkpoint(self) -> FusionCheckpoint:
         if self._checkpoint is None:
             if not self.params.checkpoint:
-                raise ValueError(
+                raise InvalidInputError(
                     f"{self.name} fusion learns: train it first "
                     f"(python -m retrieval train --strategy {self.name} ...) or pass checkpoint=FILE"
                 )
+            from retrieval.fusion.checkpoint import FusionCheckpoint
+
             checkpoint = FusionCheckpoint.load(self.params.checkpoint)
             if checkpoint.module.kind != self.module_kind:
-                raise ValueError(f"{self.params.checkpoint} holds a {checkpoint.module.kind} model, not {self.name}")
+                raise InvalidInputError(
+                    f"{self.params.checkpoint} holds a {checkpoint.module.kind} model, not {self.name}"
+                )
             self._checkpoint = checkpoint
         return self._checkpoint
 
@@ -166,6 +174,23 @@ class LearnedFusion(FusionStrategy):
         fused[~masks.any(axis=1)] = 0.0
         return fused
 
+    def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
+        """The module's own weighing, per field: gates (gated) or attention maps (cross-attention), of the
+        query and of each item (`item_gates`: items x fields; `item_attention`: items x fields x fields)."""
+        from retrieval.fusion.checkpoint import one_blas_thread
+
+        ckpt = self._checked(space)
+        blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids)
+        query_blocks, query_mask = VectorSpace.query_blocks(ckpt.fields, query.vectors, ckpt.dims)
+        items, asked = ckpt.prepare(blocks, mask), ckpt.prepare(query_blocks, query_mask)
+        out: dict[str, Any] = {"fields": [f.key for f in ckpt.fields], "item_mask": mask, "query_mask": query_mask[0]}
+        for name in ("gates", "attention"):
+            weigh = getattr(ckpt.module, f"{name}_numpy", None)
+            if weigh is not None:
+                with one_blas_thread():
+                    out[f"item_{name}"], out[f"query_{name}"] = weigh(items, mask), weigh(asked, query_mask)[0]
+        return out
+
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.params.screen:
             query = screened(space, query)
@@ -178,10 +203,10 @@ class LearnedFusion(FusionStrategy):
             ids = LateFusion(candidates=self.params.candidates).candidates(space, query, k)
             scores = self.item_vectors(space, ids) @ vector
         else:
-            found_scores, found = self._index(space).search(vector, k)
+            found_scores, found = self._index(space).search(vector, max(2 * k, k + 20))  # ties cut by id
             keep = found[0] >= 0
             ids, scores = found[0][keep], found_scores[0][keep]
-        order = np.argsort(-scores, kind="stable")[:k]
+        order = rank_order(scores, ids, k)
         ids, scores = ids[order], scores[order]
         parts = self._occlusion(space, present, without, ids, scores)
         return [

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from scipy.special import erf
 from torch import nn
 
+from retrieval.linalg import l2_normalise
+
 
 class FusionModule(nn.Module):
     kind: ClassVar[str]
@@ -22,6 +24,7 @@ class FusionModule(nn.Module):
     def __init__(self, dims: list[int], out_dim: int = 128, **hyper: Any) -> None:
         super().__init__()
         self.dims, self.out_dim, self.hyper = list(dims), out_dim, hyper
+        self._numpy: dict[str, np.ndarray] | None = None  # float32 weights for the numpy forward pass
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "dims": self.dims, "out_dim": self.out_dim, **self.hyper}
@@ -44,9 +47,11 @@ class FusionModule(nn.Module):
 
     def weights_numpy(self) -> dict[str, np.ndarray]:
         """The parameters as float32 arrays, taken once (inference only: eval mode, no further training)."""
-        if getattr(self, "_numpy", None) is None:
-            self._numpy = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in self.state_dict().items()}
-        return self._numpy
+        weights = self._numpy
+        if weights is None:
+            weights = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in self.state_dict().items()}
+            self._numpy = weights
+        return weights
 
     def train(self, mode: bool = True) -> FusionModule:
         self._numpy = None  # weights may change: take them again after training
@@ -69,10 +74,6 @@ def _layer_norm(x: np.ndarray, w: dict[str, np.ndarray], prefix: str, eps: float
     centred = x - x.mean(axis=-1, keepdims=True)
     scale = np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)
     return centred / scale * w[f"{prefix}.weight"] + w[f"{prefix}.bias"]
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def _mlp(d_in: int, d_out: int, hidden: int, dropout: float) -> nn.Module:
@@ -102,7 +103,7 @@ class EarlyProjection(FusionModule):
     def forward_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
         w = self.weights_numpy()
         filled = [np.where(mask[:, i : i + 1], b, w[f"missing.{i}"]) for i, b in enumerate(blocks)]
-        return _normalise(_mlp_numpy(w, "project", np.concatenate(filled, axis=1)))
+        return l2_normalise(_mlp_numpy(w, "project", np.concatenate(filled, axis=1)))
 
 
 class GatedFusion(FusionModule):
@@ -126,14 +127,19 @@ class GatedFusion(FusionModule):
         projected = torch.stack([F.normalize(p(b), dim=-1) for p, b in zip(self.project, blocks)], dim=1)
         return (gates.unsqueeze(-1) * projected).sum(dim=1)
 
-    def forward_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
+    def gates_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """Each row's gate per field (0 where absent): what a result's explanation shows."""
         w = self.weights_numpy()
         present = mask.astype(np.float32)
         inputs = np.concatenate([*(b * present[:, i : i + 1] for i, b in enumerate(blocks)), present], axis=1)
         hidden = _gelu(inputs @ w["gate.0.weight"].T + w["gate.0.bias"])
-        gates = present / (1.0 + np.exp(-(hidden @ w["gate.2.weight"].T + w["gate.2.bias"])))
-        fused = sum(gates[:, i : i + 1] * _normalise(_mlp_numpy(w, f"project.{i}", b)) for i, b in enumerate(blocks))
-        return _normalise(fused)
+        return present / (1.0 + np.exp(-(hidden @ w["gate.2.weight"].T + w["gate.2.bias"])))
+
+    def forward_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
+        w = self.weights_numpy()
+        gates = self.gates_numpy(blocks, mask)
+        fused = sum(gates[:, i : i + 1] * l2_normalise(_mlp_numpy(w, f"project.{i}", b)) for i, b in enumerate(blocks))
+        return l2_normalise(fused)
 
 
 class CrossAttentionFusion(FusionModule):
@@ -167,8 +173,18 @@ class CrossAttentionFusion(FusionModule):
         pooled = (attended * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         return self.out(pooled)
 
-    def forward_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
-        """The encoder layers written out (pre-norm attention, then a ReLU feed-forward, each residual)."""
+    def attention_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """rows x fields x fields: how much each field's token attended to each other's, averaged over
+        heads and layers (what a result's explanation shows)."""
+        maps: list[np.ndarray] = []
+        self.forward_numpy(blocks, mask, attention=maps)
+        return np.mean(maps, axis=0)
+
+    def forward_numpy(
+        self, blocks: list[np.ndarray], mask: np.ndarray, attention: list[np.ndarray] | None = None
+    ) -> np.ndarray:
+        """The encoder layers written out (pre-norm attention, then a ReLU feed-forward, each residual).
+        With `attention`, each layer's head-averaged attention map is appended to it."""
         w = self.weights_numpy()
         heads = self.hyper["heads"]
         tokens = (
@@ -183,15 +199,17 @@ class CrossAttentionFusion(FusionModule):
             qkv = _layer_norm(x, w, p + "norm1") @ w[p + "self_attn.in_proj_weight"].T + w[p + "self_attn.in_proj_bias"]
             q, k, v = (part.reshape(rows, count, heads, -1).transpose(0, 2, 1, 3) for part in np.split(qkv, 3, axis=-1))
             scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1]) + blocked
-            attention = np.exp(scores - scores.max(axis=-1, keepdims=True))
-            attention /= attention.sum(axis=-1, keepdims=True)
-            attended = (attention @ v).transpose(0, 2, 1, 3).reshape(rows, count, width)
+            weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            weights /= weights.sum(axis=-1, keepdims=True)
+            if attention is not None:
+                attention.append(weights.mean(axis=1))
+            attended = (weights @ v).transpose(0, 2, 1, 3).reshape(rows, count, width)
             x = x + attended @ w[p + "self_attn.out_proj.weight"].T + w[p + "self_attn.out_proj.bias"]
             hidden = np.maximum(_layer_norm(x, w, p + "norm2") @ w[p + "linear1.weight"].T + w[p + "linear1.bias"], 0)
             x = x + hidden @ w[p + "linear2.weight"].T + w[p + "linear2.bias"]
         present = mask.astype(np.float32)[..., None]
         pooled = (x * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1.0)
-        return _normalise(pooled @ w["out.weight"].T + w["out.bias"])
+        return l2_normalise(pooled @ w["out.weight"].T + w["out.bias"])
 
 
 MODULES: dict[str, type[FusionModule]] = {m.kind: m for m in (EarlyProjection, GatedFusion, CrossAttentionFusion)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from retrieval.errors import InvalidInputError
 from retrieval.fusion.base import FusionStrategy
 from retrieval.fusion.cross_attention import CrossAttentionFusion
 from retrieval.fusion.early import EarlyFusion
@@ -26,5 +27,5 @@ def list_strategies() -> dict[str, type[FusionStrategy]]:
 
 def create_strategy(name: str, **params: Any) -> FusionStrategy:
     if name not in STRATEGIES:
-        raise ValueError(f"unknown fusion strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+        raise InvalidInputError(f"unknown fusion strategy {name!r}; choose from {', '.join(STRATEGIES)}")
     return STRATEGIES[name](**params)

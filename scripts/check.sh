@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Code checks that CI runs before the tests: ruff (lint + format) and mypy, configured in pyproject.toml.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy

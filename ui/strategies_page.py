@@ -1,0 +1,82 @@
+"""Strategies page: the comparison table of fusion strategies, measured on this collection (retrieval.report)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from retrieval.evaluate import label_qrels, load_queries
+from retrieval.report import StrategyReport, per_kind, report_charts, sample_queries, strategy_report
+from ui.evaluate_page import DEMO_QUERIES, _label_fields
+from ui.state import Settings, engine_for
+
+
+def report_frame(report: StrategyReport) -> pd.DataFrame:
+    """One row per method: the columns of the seed's star table, as numbers."""
+    k = report.k
+    rows = []
+    for r in report.rows:
+        rows.append(
+            {
+                "method": r.method,
+                "fuses": f"at {r.fuses_at} time",
+                "learns": "yes" if r.learns else "no",
+                "p50 ms": r.p50_ms,
+                f"P@{k}": r.quality.get("all", {}).get(f"P@{k}"),
+                f"nDCG@{k}": r.quality.get("all", {}).get(f"nDCG@{k}"),
+                f"nDCG@{k}, all three": r.full_ndcg,
+                f"nDCG@{k}, one missing": r.one_missing_ndcg,
+                "training s": r.train_seconds,
+                "index MB": None if r.index_bytes is None else r.index_bytes / 1e6,
+                "adding a modality": r.error or r.new_modality,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def render(settings: Settings) -> None:
+    st.header("Strategies")
+    st.write(
+        "Every fusion strategy measured on this collection: search latency, quality per query kind, quality "
+        "when a query lacks one modality, training time, index size on disk, and what adding a modality costs."
+    )
+    engine = engine_for(settings.url, settings.collection)
+    fields = _label_fields(engine)
+    labelled = DEMO_QUERIES.is_file() and bool(fields)
+    if labelled:
+        label_field = st.selectbox(
+            "Label field (relevant = same label)",
+            fields,
+            index=fields.index("digit") if "digit" in fields else 0,
+            key="report_label",
+        )
+        st.caption(f"Quality from `{DEMO_QUERIES}` (the collection's labelled queries), k = {settings.k}.")
+        st.slider("Queries per kind", 2, 50, 10, key="report_per_kind", help="More: steadier numbers, slower.")
+    else:
+        label_field = None
+        st.caption("No labelled queries: latency and sizes only, from 20 of the collection's items.")
+    if st.button("Measure every strategy", type="primary", key="run_report"):
+        st.session_state["strategy_report"] = _measure(engine, label_field if labelled else None, settings.k)
+    report: StrategyReport | None = st.session_state.get("strategy_report")
+    if report is None:
+        return
+    st.dataframe(report_frame(report).round(3), hide_index=True)
+    for chart in report_charts(report).values():
+        st.altair_chart(chart)
+
+
+def _measure(engine, label_field: str | None, k: int) -> StrategyReport:  # noqa: ANN001
+    with st.status("Measuring every strategy…", expanded=True) as status:
+        bar = st.progress(0.0)
+        if label_field:
+            queries = per_kind(load_queries(DEMO_QUERIES, label_field), st.session_state.get("report_per_kind", 10))
+            qrels = label_qrels(engine, queries, label_field)
+        else:
+            queries, qrels = sample_queries(engine), None
+
+        def progress(label: str, done: int, total: int) -> None:
+            bar.progress(min(1.0, done / max(total, 1)), text=f"{label} ({done}/{total})")
+
+        report = strategy_report(engine, queries, qrels, k=k, progress=progress)
+        status.update(label=f"Measured {len(report.rows)} methods on {len(queries)} queries", state="complete")
+    return report
