@@ -20,13 +20,12 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import selectinload
 
-from indexer.executors import EncodedBatch, Executor, LocalExecutor, sample_rates
+from indexer.executors import EXECUTORS, EncodedBatch, Executor, ExecutorSettings, sample_rates
 from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
 from indexer.work import Decoded, WorkItem
 from retrieval.checks import check_collection_name, whole_number
 from retrieval.device import get_device
 from retrieval.encoders import Encoder, create_encoders
-from retrieval.errors import InvalidInputError
 from retrieval.fusion import create_strategy
 from retrieval.media import MODALITIES, MediaError
 from retrieval.profiles import PROFILES, Profile
@@ -354,15 +353,10 @@ class Indexer:
 
     def executor(self) -> Executor:
         rates = sample_rates(self.encoders, {m: list(names) for m, names in self.profile.encoders.items()})
-        if self.executor_name == "ray":
-            from indexer.ray_executor import RayExecutor
-
-            return RayExecutor(
-                self.profile.fields, sorted(self.encoders), rates, self.device, self.batch_size, self.ray_address
-            )
-        if self.executor_name != "local":
-            raise InvalidInputError(f"unknown executor {self.executor_name!r}; use local or ray")
-        return LocalExecutor(self.encoders, self.profile.fields, rates, self.batch_size, self.workers)
+        settings = ExecutorSettings(
+            self.encoders, self.profile.fields, rates, self.device, self.batch_size, self.workers, self.ray_address
+        )
+        return EXECUTORS.get(self.executor_name).from_settings(settings)
 
     def _process(
         self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None

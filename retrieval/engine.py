@@ -227,9 +227,9 @@ class SearchEngine:
 
     def strategy(self, name: str, **params: Any):  # noqa: ANN201
         """A strategy by name; a learned one without `checkpoint` gets the latest trained on this collection."""
-        from retrieval.fusion import list_strategies
+        from retrieval.fusion.registry import STRATEGIES
 
-        cls = list_strategies().get(name)
+        cls = STRATEGIES.get(name) if name in STRATEGIES else None
         if cls is not None and cls.learns and not params.get("checkpoint"):
             with self.db.session() as session:
                 record = latest_checkpoint(session, self.collection_id, name)

@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from indexer import Indexer
-from retrieval.train import MODULE_FOR, TrainConfig
+from retrieval.fusion import learned_strategies
+from retrieval.train import TrainConfig
 from ui.state import allowed_roots, collections, engine_for, inside_roots
 
 
@@ -61,7 +62,7 @@ def run_indexer(url: str, name: str, path: Path, prune: bool) -> None:
 
 def train_section(url: str, collection: str) -> None:
     st.subheader("Train a learned strategy")
-    strategy = st.selectbox("Strategy", list(MODULE_FOR), key="train_strategy")
+    strategy = st.selectbox("Strategy", learned_strategies(), key="train_strategy")
     label = st.text_input("Label field (empty: self-supervised)", value="digit", key="train_label")
     epochs = st.slider("Epochs", 1, 100, 30, key="train_epochs")
     if not st.button("Train", key="train_run"):

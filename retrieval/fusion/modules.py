@@ -20,6 +20,8 @@ from retrieval.linalg import l2_normalise
 
 class FusionModule(nn.Module):
     kind: ClassVar[str]
+    # the hyper-parameters (besides dims, out_dim, dropout) that training reads from its config by name
+    config_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, dims: list[int], out_dim: int = 128, **hyper: Any) -> None:
         super().__init__()
@@ -86,6 +88,7 @@ class EarlyProjection(FusionModule):
     """Concatenate, then project (linear, or an MLP when hidden > 0); gaps are zeros or learned vectors."""
 
     kind = "early"
+    config_keys = ("hidden",)
 
     def __init__(
         self, dims: list[int], out_dim: int = 128, hidden: int = 256, dropout: float = 0.1, missing: str = "learned"
@@ -110,6 +113,7 @@ class GatedFusion(FusionModule):
     """Σ gate_f × projection_f(x_f); gates are sigmoids of all present inputs and the presence mask."""
 
     kind = "gated"
+    config_keys = ("hidden",)
 
     def __init__(self, dims: list[int], out_dim: int = 128, hidden: int = 256, dropout: float = 0.1) -> None:
         super().__init__(dims, out_dim, hidden=hidden, dropout=dropout)
@@ -147,6 +151,7 @@ class CrossAttentionFusion(FusionModule):
     other; a masked mean pools the tokens into one vector."""
 
     kind = "cross_attention"
+    config_keys = ("width", "heads", "layers")
 
     def __init__(
         self,
