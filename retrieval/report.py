@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 from retrieval.evaluate import EvalQuery, evaluate, run_methods
 from retrieval.fusion import list_strategies, strategy_class
 from retrieval.results import Method
-from storage.models import IndexBuild
-from storage.repository import latest_checkpoint
+from storage.repository import index_build, latest_checkpoint
 
 if TYPE_CHECKING:
     import altair as alt
@@ -118,11 +117,7 @@ def index_bytes(engine: SearchEngine, used: list[tuple[str, str]]) -> int | None
     total = 0
     with engine.db.session() as session:
         for strategy, key in dict.fromkeys(used):
-            row = (
-                session.query(IndexBuild)
-                .filter_by(collection_id=engine.collection_id, strategy=strategy, key=key)
-                .one_or_none()
-            )
+            row = index_build(session, engine.collection_id, strategy, key)
             path = Path(row.file) if row is not None else None
             if path is None or not path.is_file():
                 return None

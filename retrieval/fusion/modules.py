@@ -109,7 +109,7 @@ class EarlyProjection(FusionModule):
         return l2_normalise(_mlp_numpy(w, "project", np.concatenate(filled, axis=1)))
 
 
-class GatedFusion(FusionModule):
+class GatedNet(FusionModule):
     """Σ gate_f × projection_f(x_f); gates are sigmoids of all present inputs and the presence mask."""
 
     kind = "gated"
@@ -146,7 +146,7 @@ class GatedFusion(FusionModule):
         return l2_normalise(fused)
 
 
-class CrossAttentionFusion(FusionModule):
+class CrossAttentionNet(FusionModule):
     """Each present field is a token (projection + modality embedding); attention lets them inform each
     other; a masked mean pools the tokens into one vector."""
 
@@ -217,7 +217,7 @@ class CrossAttentionFusion(FusionModule):
         return l2_normalise(pooled @ w["out.weight"].T + w["out.bias"])
 
 
-MODULES: dict[str, type[FusionModule]] = {m.kind: m for m in (EarlyProjection, GatedFusion, CrossAttentionFusion)}
+MODULES: dict[str, type[FusionModule]] = {m.kind: m for m in (EarlyProjection, GatedNet, CrossAttentionNet)}
 
 
 def build_module(config: dict[str, Any]) -> FusionModule:
