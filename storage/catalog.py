@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from storage.db import Database
 from storage.errors import StorageError
+from storage.faiss_store import Rows
 from storage.models import Asset, Collection, IndexBuild, Item
 from storage.vector_store import StoreBackend, VectorStore, open_backend
 from storage.vectors import VectorStorage
@@ -108,7 +109,7 @@ class IndexCatalog:
         strategy: str,
         key: str,
         ids: np.ndarray,
-        vectors: np.ndarray,
+        vectors: Rows,
         generation: int,
         factory: str | None = None,
         header: dict[str, Any] | None = None,

@@ -24,7 +24,7 @@ import numpy as np
 
 from retrieval.fusion.adaptive import adaptive_weights, screened
 from retrieval.fusion.base import FusionStrategy, Scored, channel_parts
-from retrieval.fusion.concat import concat_index, present_fields, search_concat
+from retrieval.fusion.concat import present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
@@ -60,7 +60,7 @@ def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel]
     modalities = {c.query_modality for c in unit}
     sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in modalities}, query.weights)
     ids, scores = search_concat(space, fields, sub, n)
-    return UnitList(ids, scores, concat_index(space, fields).exact_scores)
+    return UnitList(ids, scores, True)  # search_concat re-scores a compressed index's candidates exactly
 
 
 def union(lists: list[UnitList]) -> np.ndarray:

@@ -77,15 +77,23 @@ class LearnedFusion(FusionStrategy):
         return ckpt
 
     def item_vectors(self, space: VectorSpace, ids: np.ndarray) -> np.ndarray:
-        """Fused vectors of `ids`, computed once per space and then looked up."""
+        """Fused vectors of `ids`, looked up in the space's stored table of fused vectors."""
+        return self._fused_table(space).lookup(ids)[0]
+
+    def _fused_table(self, space: VectorSpace) -> VectorTable:
+        """Every item's fused vector, computed once per checkpoint and generation and stored as a table."""
         table = self._fused.get(space)
-        if table is None or table.header.get("generation") != space.generation:
-            all_ids = space.item_ids()
-            vectors = self._compute(space, all_ids)
-            table = VectorTable(dim=vectors.shape[1], header={"generation": space.generation})
-            table.upsert(all_ids, vectors)
+        if table is None:
+            ckpt = self._checked(space)
+            width = ckpt.module.out_dim + (sum(ckpt.dims) if self.params.blend > 0 else 0)
+            table = space.derived_table(self._key(space), width, lambda ids: self._compute(space, ids))
             self._fused[space] = table
-        return table.lookup(ids)[0]
+        return table
+
+    def _key(self, space: VectorSpace) -> str:
+        return f"{self.name}-{self._checked(space).digest}" + (
+            f"-blend{self.params.blend:g}" if self.params.blend > 0 else ""
+        )
 
     def _compute(self, space: VectorSpace, ids: np.ndarray, chunk: int = ROWS_PER_CHUNK) -> np.ndarray:
         """Fused vectors of `ids`, a chunk of items at a time: every field's float32 blocks for 1M items
@@ -104,12 +112,12 @@ class LearnedFusion(FusionStrategy):
     def _index(self, space: VectorSpace):  # noqa: ANN202
         ckpt = self._checked(space)
         key = ckpt.digest + (f"-blend{self.params.blend:g}" if self.params.blend > 0 else "")
-        return space.index(
-            self.name,
-            key,
-            [f.encoder for f in ckpt.fields],
-            lambda: (space.item_ids(), self.item_vectors(space, space.item_ids())),
-        )
+
+        def build() -> tuple[np.ndarray, np.ndarray]:
+            table = self._fused_table(space)
+            return table.ids, table.vectors
+
+        return space.index(self.name, key, [f.encoder for f in ckpt.fields], build)
 
     def prepare(self, space: VectorSpace) -> None:
         if space.tables and self.params.checkpoint:
@@ -203,9 +211,13 @@ class LearnedFusion(FusionStrategy):
             ids = LateFusion(candidates=self.params.candidates).candidates(space, query, k)
             scores = self.item_vectors(space, ids) @ vector
         else:
-            found_scores, found = self._index(space).search(vector, max(2 * k, k + 20))  # ties cut by id
+            index = self._index(space)
+            wanted = max(index.shortlist(k), 2 * k, k + 20)  # ties cut by id
+            found_scores, found = index.search(vector, wanted)
             keep = found[0] >= 0
             ids, scores = found[0][keep], found_scores[0][keep]
+            if not index.exact_scores:  # compressed codes find candidates; the stored table scores them
+                scores = self.item_vectors(space, ids) @ vector
         order = rank_order(scores, ids, k)
         ids, scores = ids[order], scores[order]
         parts = self._occlusion(space, present, without, ids, scores)
