@@ -22,7 +22,9 @@ def app(demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv("RETRIEVAL_DB", demo["url"])
     monkeypatch.setenv("RETRIEVAL_QUERIES", demo["queries"])
     monkeypatch.setenv("RETRIEVAL_ROOTS", demo["roots"])
-    return AppTest.from_file(APP, default_timeout=180).run()
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["compact_view"] = False  # these tests read the result cards, one column per method
+    return at.run()
 
 
 def upload(at: AppTest, key: str, path: Path, mime: str) -> None:
