@@ -187,6 +187,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _index_options(parser: argparse.ArgumentParser) -> None:
+    from indexer.executors import EXECUTORS
+
     parser.add_argument("--profile", help="offline (default for a new collection), pretrained, or a JSON file")
     parser.add_argument("--prune", action="store_true", help="remove items whose files are gone")
     parser.add_argument("--batch-size", type=checks.positive_int(MAX_BATCH), default=64)
@@ -209,7 +211,7 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--executor",
-        choices=("local", "ray"),
+        choices=EXECUTORS.names(),
         default="local",
         help="run decoding and encoding here (local) or as Ray actors (ray)",
     )

@@ -49,7 +49,11 @@ class AssetSpec:
         if self.inline_text is not None:
             digest.update(self.inline_text.encode("utf-8"))
         else:
-            with open_regular(self.path) as handle:
+            try:
+                handle = open_regular(self.path)
+            except FileNotFoundError:  # the decoder's wording: "file not found"
+                raise MediaError(self.path, "file not found") from None
+            with handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
         return digest.hexdigest()
@@ -105,9 +109,8 @@ def _classify(path: Path) -> tuple[str | None, str | None]:
     try:
         with open_regular(path) as handle:
             head = handle.read(SNIFF_BYTES)
-    except MediaError as exc:
-        unreadable = exc.reason in ("permission denied",) or exc.reason.startswith("cannot read")
-        return (by_extension, None) if by_extension and unreadable else (None, exc.reason)
+    except MediaError as exc:  # a special file that appeared since the stat
+        return None, exc.reason
     except OSError as exc:
         return (by_extension, None) if by_extension else (None, f"cannot read file ({exc.strerror or exc})")
     by_content = sniff_modality(head)

@@ -20,7 +20,6 @@ from retrieval.errors import InvalidInputError
 from retrieval.media import MODALITIES
 from retrieval.results import Method, QueryInput
 from retrieval.space import EncodedQuery
-from storage.repository import item_metadata
 
 
 @dataclass
@@ -125,9 +124,8 @@ def load_trec_qrels(path: str | Path) -> dict[str, dict[str, int]]:
 
 def label_qrels(engine: SearchEngine, queries: list[EvalQuery], label_field: str) -> dict[str, dict[str, int]]:
     """Items whose `label_field` equals the query's label are relevant (the excluded item is not)."""
-    with engine.db.session() as session:
-        metadata = item_metadata(session, engine.collection_id)
-        keys = engine.item_keys()
+    metadata = engine.metadata()
+    keys = engine.item_keys()
     by_label: dict[str, list[str]] = {}
     for item_id, meta in metadata.items():
         value = (meta or {}).get(label_field)

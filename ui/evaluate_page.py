@@ -12,15 +12,13 @@ import streamlit as st
 from retrieval.errors import reportable
 from retrieval.evaluate import Evaluation, evaluate, label_qrels, load_queries, load_trec_qrels
 from retrieval.plots import metric_chart
-from storage.repository import item_metadata
 from ui.state import Settings, engine_for
 
 DEMO_QUERIES = Path(os.environ.get("RETRIEVAL_QUERIES", "data/digits/queries.jsonl"))
 
 
 def _label_fields(engine) -> list[str]:  # noqa: ANN001
-    with engine.db.session() as session:
-        metadata = item_metadata(session, engine.collection_id)
+    metadata = engine.metadata()
     return sorted({k for meta in metadata.values() for k in (meta or {})})
 
 

@@ -17,7 +17,8 @@ from indexer import Indexer
 from indexer.pipeline import IndexSummary
 from indexer.sources import OUTSIDE
 from retrieval.errors import reportable
-from retrieval.train import MODULE_FOR, TrainConfig
+from retrieval.fusion import learned_strategies
+from retrieval.train import TrainConfig
 from ui.state import allowed_roots, collections, database_exists, engine_for, inside_roots
 
 ROOTS_HINT = "outside the allowed folders; refused (add its folder to RETRIEVAL_ROOTS to allow it)"
@@ -149,7 +150,7 @@ def confirm_removal(url: str) -> None:
 def train_section(url: str, collection: str) -> None:
     st.subheader("Train a learned strategy")
     st.caption(f"Trains on the collection chosen in the sidebar: **{collection}**.")
-    strategy = st.selectbox("Strategy", list(MODULE_FOR), key="train_strategy")
+    strategy = st.selectbox("Strategy", learned_strategies(), key="train_strategy")
     label = st.text_input("Label field (empty: self-supervised)", value="digit", key="train_label")
     epochs = st.slider("Epochs", 1, 100, 30, key="train_epochs")
     if not st.button("Train", key="train_run"):

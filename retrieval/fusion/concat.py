@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from retrieval.linalg import ROWS_PER_CHUNK
 from retrieval.profiles import Field
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import VectorStore
@@ -28,8 +29,9 @@ def concat_index(space: VectorSpace, fields: list[Field]) -> VectorStore:
         dims = [space.tables[f.key].dim for f in fields]
         out = np.empty((len(ids), sum(dims)), np.float32)
         for f, start, dim in zip(fields, np.cumsum([0, *dims[:-1]]), dims):
-            for row in range(0, len(ids), 65_536):
-                out[row : row + 65_536, start : start + dim] = space.tables[f.key].lookup(ids[row : row + 65_536])[0]
+            for row in range(0, len(ids), ROWS_PER_CHUNK):
+                rows = ids[row : row + ROWS_PER_CHUNK]
+                out[row : row + ROWS_PER_CHUNK, start : start + dim] = space.tables[f.key].lookup(rows)[0]
         return ids, out
 
     key = "+".join(f.key for f in fields)

@@ -37,6 +37,7 @@ class EarlyFusion(FusionStrategy):
     name = "early"
     fuses_at = "index"
     trainable = True
+    module_kind = "early"
     missing = "a missing item modality is a zero block (identity) or a learned 'missing' vector (checkpoint)"
     Params = EarlyParams
 

@@ -19,6 +19,7 @@ from retrieval.fusion.base import FusionStrategy, Scored
 from retrieval.fusion.concat import concat_query
 from retrieval.fusion.late import LateFusion
 from retrieval.fusion.scoring import rank_order
+from retrieval.linalg import ROWS_PER_CHUNK
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import VectorTable
 
@@ -41,7 +42,6 @@ class LearnedFusion(FusionStrategy):
     learns = True
     missing = "absent fields are masked out; the model was trained with modalities dropped at random"
     Params = LearnedParams
-    module_kind: str
 
     def __init__(self, **params) -> None:  # noqa: ANN003
         super().__init__(**params)
@@ -83,7 +83,7 @@ class LearnedFusion(FusionStrategy):
             self._fused[space] = table
         return table.lookup(ids)[0]
 
-    def _compute(self, space: VectorSpace, ids: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    def _compute(self, space: VectorSpace, ids: np.ndarray, chunk: int = ROWS_PER_CHUNK) -> np.ndarray:
         """Fused vectors of `ids`, a chunk of items at a time: every field's float32 blocks for 1M items
         at once (and their centred copies) held 12 GB and ran out of memory; a chunk holds ~0.8 GB."""
         ckpt = self._checked(space)
