@@ -23,7 +23,7 @@ def app(demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv("RETRIEVAL_QUERIES", demo["queries"])
     monkeypatch.setenv("RETRIEVAL_ROOTS", demo["roots"])
     at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["compact_view"] = False  # these tests read the cards; test_first_run covers the grid
+    at.session_state["compact_view"] = False  # these tests read the result cards, one column per method
     return at.run()
 
 

@@ -130,10 +130,7 @@ def test_a_person_searches_and_sees_every_method(server: str, browser) -> None:
     wait_idle(browser)
     time.sleep(1)
     wait_idle(browser)
-    browser.find_element(
-        By.XPATH, '//label[.//*[normalize-space(text())="Compact comparison (one row per rank)"]]'
-    ).click()
-    wait_idle(browser)  # the cards, not the grid (tests/test_browser_first_run.py covers the grid)
+    show_cards(browser)
     body = browser.find_element(By.TAG_NAME, "body").text
     browser.save_screenshot(str(SHOTS / "02-results.png"))
     assert "Searched 2 method(s)" in body
@@ -156,6 +153,16 @@ def settle(driver, ready, timeout: float = 60) -> float:
     raise AssertionError(f"the page did not settle within {timeout} s; captions: {captions(driver)[:500]}")
 
 
+def show_cards(driver) -> None:
+    """Turn the compact comparison grid off: these tests read the per-method columns of cards."""
+    switch = driver.find_elements(
+        By.XPATH, '//*[@data-testid="stCheckbox"][.//*[contains(text(), "Compact comparison")]]'
+    )
+    if switch and switch[0].find_element(By.TAG_NAME, "input").is_selected():
+        switch[0].find_element(By.TAG_NAME, "label").click()
+        settle(driver, lambda d: "late" in headers(d))
+
+
 def captions(driver) -> str:
     """The method columns' captions, which name the query weights in force."""
     return " ".join(c.text for c in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]'))
@@ -172,7 +179,9 @@ def test_a_weight_change_or_an_added_method_answers_within_a_second(server: str,
     browser.get(server)
     settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
     browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("the digit three", Keys.ENTER)
-    settle(browser, lambda d: "late" in headers(d))
+    settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stCheckbox"]') or "late" in headers(d))
+    wait_idle(browser)
+    show_cards(browser)
     wait_idle(browser)
     timings: dict[str, list[float]] = {"weight": [], "method": []}
     for step in range(3):

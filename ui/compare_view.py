@@ -125,9 +125,9 @@ def render(results: dict[str, SearchResult], problems: dict[str, str], compariso
 
 def compact_chosen() -> bool:
     """The toggle between this grid (default) and the result cards."""
+    st.session_state.setdefault("compact_view", True)  # the default, settable before the first run (tests)
     return st.toggle(
         "Compact comparison (one row per rank)",
-        value=True,
         key="compact_view",
         help="Off: one card per result, with an audio player and a 'Search with this item' button.",
     )

@@ -92,18 +92,9 @@ def query_widgets() -> QueryInput:
 
 def example_query(engine, item_id: int) -> tuple[str, QueryInput] | None:  # noqa: ANN001
     """The item's key and its media as a query, or None when it is gone."""
-    from storage.repository import items_by_ids
-
-    with engine.db.session() as session:
-        item = items_by_ids(session, [item_id]).get(item_id)
-        if item is None:
-            return None
-        ok = {a.modality: a for a in item.assets if a.status == "ok"}
-        return item.key, QueryInput(
-            text=ok["text"].preview if "text" in ok else None,
-            image=ok["image"].path if "image" in ok else None,
-            audio=ok["audio"].path if "audio" in ok else None,
-        )
+    item = engine.items([item_id]).get(item_id)
+    query = engine.item_query(item_id) if item is not None else None
+    return None if query is None else (item.key, query)
 
 
 def show_query(query: QueryInput, example: str | None) -> None:

@@ -85,9 +85,13 @@ def method_columns(methods: list[Method], results: dict[str, SearchResult], comp
                 result_card(hit, method.label, changes.get(hit.item_id, {}).get(method.label), use_example)
 
 
+def _learns(strategy: str) -> bool:
+    """Whether the strategy needs a trained checkpoint (False for a name no registry knows, e.g. a preset's)."""
+    return strategy in list_strategies() and strategy_class(strategy).learns
+
+
 def method_problem(method: Method, error: str) -> None:
-    strategy = strategy_class(method.strategy) if method.strategy in list_strategies() else None
-    if strategy is not None and strategy.learns and "train it first" in error:
+    if _learns(method.strategy) and "train it first" in error:
         st.warning(
             f"{method.label} learns from this collection: train it first on the Index page "
             "(under “Train a learned strategy”), then choose it here again."
@@ -148,8 +152,7 @@ def bump_spec(rows: tuple) -> dict:
 
 def describe(method: Method, params: dict) -> str:
     """The parameters that shape this method's ranking, in words (not another strategy's)."""
-    strategy = strategy_class(method.strategy) if method.strategy in list_strategies() else None
-    if (strategy is not None and strategy.learns) or params.get("checkpoint"):
+    if _learns(method.strategy) or params.get("checkpoint"):
         parts = [f"trained model {Path(params['checkpoint']).name}" if params.get("checkpoint") else "trained model"]
         parts.append(f"mode={params.get('mode', 'index')}")
     elif method.strategy in ("late", "hybrid"):
