@@ -16,7 +16,16 @@ PAGES = ("Search", "Strategies", "Evaluate", "Index", "Item")
 
 
 def build_demo(url: str) -> None:
-    from indexer.demo import index_demo
+    import os
+    from pathlib import Path
+
+    from indexer.demo import DemoSpec, index_demo
+    from storage import sqlite_path
+
+    # the manifest beside an SQLite file (data/demo.db -> data/digits); RETRIEVAL_DEMO_LIMIT: fewer items
+    database = sqlite_path(url)
+    out = database.parent / "digits" if database else Path("data/digits")
+    limit = os.environ.get("RETRIEVAL_DEMO_LIMIT")
 
     with st.status(
         "Building the digits demo collection, then training the learned strategies…", expanded=True
@@ -27,7 +36,7 @@ def build_demo(url: str) -> None:
             def report(stage: str, done: int, total: int) -> None:
                 bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}")
 
-            index_demo(url, progress=report)
+            index_demo(url, out, spec=DemoSpec(limit=int(limit) if limit else None), progress=report)
         except FileNotFoundError as exc:
             status.update(label="The demo needs the shared datasets", state="error")
             st.error(str(exc))

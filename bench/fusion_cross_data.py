@@ -160,8 +160,8 @@ def demo_like(media: Media, speakers: tuple[str, ...], mnist: tuple[int, int], s
     digits = [0]
     stems = sorted(s for s in media.audio if s.split("_")[1] in speakers)
     for item, stem in enumerate(stems, start=1):
-        digit, speaker, _ = stem.split("_")
-        d = int(digit)
+        spoken, speaker, _ = stem.split("_")
+        d = int(spoken)
         has_image, has_audio, has_text = _presence(rng, DemoSpec())
         if has_image:
             vectors["image"][item] = media.image[pools[d][item % len(pools[d])]]

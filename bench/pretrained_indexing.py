@@ -9,17 +9,19 @@ texts):
   after (`ClapLogMel`, `TorchImagePreprocess`: torch, batched, on the encoder's device);
 - the encoders' own throughput on already-decoded inputs (`encode()`, as the pipeline calls it);
 - indexing end to end (`Indexer.run`: scan, hash, decode, encode, write, index), models loaded first.
-Target: end to end >= 0.8 x encoder-only.
+Target: end to end >= 0.8 x encoder-only (the median of per-pair ratios, pairs run back to back).
 
     python bench/pretrained_indexing.py [--items 48] [--repeats 2]
 
-Writes docs/benchmarks/pretrained_indexing.{json,md}; about 5 minutes and 3 GB on 2 CPU cores.
+Writes docs/benchmarks/pretrained_indexing.{json,md}; about 3 minutes and 3 GB on 2 idle CPU cores
+(8 items, 3 pairs of runs; two to three times that on a machine shared with other work).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -30,9 +32,8 @@ os.environ["HF_HOME"] = str(CACHE)  # before huggingface_hub is imported: it rea
 os.environ["HF_HUB_OFFLINE"] = "1"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import numpy as np  # noqa: E402
 from common import write_report  # noqa: E402
-from indexing import measure  # noqa: E402
+from indexing import encoder_only, end_to_end  # noqa: E402
 
 from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir  # noqa: E402
 from retrieval.encoders import create_encoder  # noqa: E402
@@ -40,9 +41,10 @@ from retrieval.media import load_audio, load_image  # noqa: E402
 from retrieval.profiles import PROFILES  # noqa: E402
 
 
-def rate(fn, items: int, repeats: int = 3) -> float:
-    """Items per second of `fn()`, best of `repeats` (after one warm-up call)."""
-    fn()
+def rate(fn, items: int, repeats: int = 2, warm_up: bool = True) -> float:
+    """Items per second of `fn()`, best of `repeats` (after one warm-up call unless `warm_up` is False)."""
+    if warm_up:
+        fn()
     best = min(_timed(fn) for _ in range(repeats))
     return round(items / best, 1)
 
@@ -59,8 +61,8 @@ def preprocessing(manifest_items: int) -> dict[str, float]:
     clip = create_encoder(PROFILES["pretrained"].encoders["image"][0])
     clap = create_encoder(PROFILES["pretrained"].encoders["audio"][0])
     root = datasets_dir()
-    images = [load_image(p) for p in sorted((root / "mnist" / "images").glob("*.png"))[:64]]
-    clips = [load_audio(p, clap.sample_rate).samples for p in sorted((root / "fsdd" / "recordings").glob("*.wav"))[:16]]
+    images = [load_image(p) for p in sorted((root / "mnist" / "images").glob("*.png"))[:32]]
+    clips = [load_audio(p, clap.sample_rate).samples for p in sorted((root / "fsdd" / "recordings").glob("*.wav"))[:8]]
     extractor = clap.processor.feature_extractor
     with torch.inference_mode():
         pixels = clip.pixels(images)
@@ -74,13 +76,40 @@ def preprocessing(manifest_items: int) -> dict[str, float]:
                 lambda: clap.model.get_audio_features(input_features=features.features, is_longer=features.is_longer),
                 len(clips),
                 repeats=1,
+                warm_up=False,
             ),
             "clip preprocessing, open_clip PIL (images/s)": rate(
                 lambda: torch.stack([clip.preprocess(i) for i in images]), len(images)
             ),
             "clip preprocessing, torch batched (images/s)": rate(lambda: clip.pixels(images), len(images)),
-            "clip image tower only (images/s)": rate(lambda: clip.model.encode_image(pixels), len(images), repeats=1),
+            "clip image tower only (images/s)": rate(
+                lambda: clip.model.encode_image(pixels), len(images), repeats=1, warm_up=False
+            ),
         }
+
+
+def interleaved(manifest: Path, roots: list[Path], repeats: int, work: Path) -> dict:
+    """End to end and encoder-only runs in alternation, a ratio per pair: on a machine shared with other
+    work the load changes from minute to minute, and a pair measured back to back sees about the same."""
+    pairs = []
+    for n in range(repeats):
+        run, memory = end_to_end(f"sqlite:///{work}/run-{n}.db", manifest, PROFILES["pretrained"], roots)
+        seconds, assets = encoder_only(manifest, PROFILES["pretrained"])
+        pairs.append({"end_to_end_s": round(run["seconds"], 2), "encoder_only_s": round(seconds, 2), "assets": assets})
+        print(pairs[-1], flush=True)
+    e2e = statistics.median(p["end_to_end_s"] for p in pairs)
+    enc = statistics.median(p["encoder_only_s"] for p in pairs)
+    assets = pairs[-1]["assets"]
+    return {
+        "assets": assets,
+        "end_to_end_assets_per_s": round(assets / e2e, 2),
+        "encoder_only_assets_per_s": round(assets / enc, 2),
+        "ratio": round(statistics.median(p["encoder_only_s"] / p["end_to_end_s"] for p in pairs), 3),
+        "ratios": [round(p["encoder_only_s"] / p["end_to_end_s"], 3) for p in pairs],
+        "stages_s": {k: round(v, 2) for k, v in run["stages"].items()},
+        "memory": memory,
+        "repeats": repeats,
+    }
 
 
 def markdown(report: dict) -> str:
@@ -96,7 +125,7 @@ def markdown(report: dict) -> str:
         "|---|---|",
         f"| end to end (assets/s) | {run['end_to_end_assets_per_s']} |",
         f"| encoders only (assets/s) | {run['encoder_only_assets_per_s']} |",
-        f"| ratio (target >= 0.8) | {run['ratio']} |",
+        f"| ratio (target >= 0.8), median of pairs | {run['ratio']} (each pair: {run['ratios']}) |",
         *[f"| stage: {k} (s) | {v} |" for k, v in run["stages_s"].items()],
         "",
         "| preprocessing and towers | rate |",
@@ -109,8 +138,8 @@ def markdown(report: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=48)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--items", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from tiny_models import build_pretrained_cache
 
@@ -120,10 +149,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         manifest = build_digits_manifest(work / "digits", spec=DemoSpec(limit=args.items))
-        indexing = measure("digits", manifest, PROFILES["pretrained"], [datasets_dir()], args.repeats, work)
+        indexing = interleaved(manifest, [datasets_dir()], args.repeats, work)
     report = {"items": args.items, "indexing": indexing, "preprocessing": preprocessing(args.items)}
     write_report("pretrained_indexing", report, markdown(report))
-    np.testing.assert_(indexing["ratio"] > 0)
     return 0
 
 

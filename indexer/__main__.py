@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from indexer.demo import DEMO_EPOCHS
+from indexer.sources import OUTSIDE
 from retrieval import checks
 from retrieval.errors import run_command
 from storage.db import DEFAULT_URL as DEFAULT_DB
@@ -50,6 +51,8 @@ def _print_summary(summary, *, as_json: bool) -> None:  # noqa: ANN001
             print(f"  {problem.path}: {problem.reason}")
         if len(summary.problems) > 50:
             print(f"  ... and {len(summary.problems) - 50} more (python -m indexer status)")
+        if any(p.reason == OUTSIDE for p in summary.problems):
+            print("  (files outside the source's folder are read only from folders given with --allow-root FOLDER)")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.stages.items())
     print(f"time: {summary.seconds:.1f}s ({stages})")
 
@@ -184,6 +187,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _index_options(parser: argparse.ArgumentParser) -> None:
+    from indexer.executors import EXECUTORS
+
     parser.add_argument("--profile", help="offline (default for a new collection), pretrained, or a JSON file")
     parser.add_argument("--prune", action="store_true", help="remove items whose files are gone")
     parser.add_argument("--batch-size", type=checks.positive_int(MAX_BATCH), default=64)
@@ -206,7 +211,7 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--executor",
-        choices=("local", "ray"),
+        choices=EXECUTORS.names(),
         default="local",
         help="run decoding and encoding here (local) or as Ray actors (ray)",
     )

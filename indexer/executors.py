@@ -20,6 +20,7 @@ from retrieval.encoders import Encoder
 from retrieval.media import MODALITIES
 from retrieval.profiles import Field
 from storage.models import TEXT_PREVIEW
+from storage.registry import Registry
 
 
 @dataclass
@@ -35,8 +36,24 @@ class EncodedBatch:
         )
 
 
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """What every executor is built from; each takes the parts it needs."""
+
+    encoders: dict[str, Encoder]
+    fields: list[Field]
+    rates: dict[str, tuple[int, ...]]
+    device: str | None = None
+    batch_size: int = 64
+    workers: int | None = None  # decode threads (local)
+    address: str | None = None  # a cluster to join (ray)
+
+
 class Executor(Protocol):
     name: str
+
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> Executor: ...
 
     def batches(self, work: list[WorkItem]) -> Iterator[EncodedBatch]: ...
 
@@ -86,6 +103,10 @@ class LocalExecutor:
 
     name = "local"
 
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> LocalExecutor:
+        return cls(settings.encoders, settings.fields, settings.rates, settings.batch_size, settings.workers)
+
     def __init__(
         self,
         encoders: dict[str, Encoder],
@@ -127,3 +148,8 @@ class LocalExecutor:
 
     def _decode(self, items: list[WorkItem]) -> list[Decoded]:
         return [decode_asset(item, self.rates[item.spec.modality]) for item in items]
+
+
+EXECUTORS: Registry[type[Executor]] = Registry("executor")
+EXECUTORS.register("local", LocalExecutor, "decode in threads, encode in this process (the default)")
+EXECUTORS.register("ray", "indexer.ray_executor:RayExecutor", "decode + encode on Ray actors (--ray-address)")

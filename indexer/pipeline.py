@@ -20,13 +20,13 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import selectinload
 
-from indexer.executors import EncodedBatch, Executor, LocalExecutor, sample_rates
+from indexer.executors import EXECUTORS, EncodedBatch, Executor, ExecutorSettings, sample_rates
 from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
 from indexer.work import Decoded, WorkItem
 from retrieval.checks import check_collection_name, whole_number
 from retrieval.device import get_device
 from retrieval.encoders import Encoder, create_encoders
-from retrieval.errors import InvalidInputError
+from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.fusion import create_strategy
 from retrieval.media import MODALITIES, MediaError
 from retrieval.profiles import PROFILES, Profile
@@ -50,9 +50,10 @@ from storage import (
 )
 from storage.catalog import collection_storage
 from storage.models import utcnow
-from storage.repository import get_collection, ok_ids_by_modality
+from storage.repository import bump_generation, get_collection, ok_ids_by_modality, set_collection
 
 ProgressFn = Callable[[str, int, int], None]
+"""(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
 
 # Named points where tests inject a crash: `FAULTS[name] = callable` (monkeypatch.setitem), a no-op otherwise.
 FAULTS: dict[str, Callable[[], None]] = {}
@@ -63,8 +64,6 @@ def fault(point: str) -> None:
     if hook is not None:
         hook()
 
-
-"""(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
 
 DEFAULT_STRATEGIES = ("late", "early", "hybrid")
 
@@ -144,7 +143,23 @@ class Indexer:
                 f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
                 "Use another --collection name or another database for a different profile."
             )
+        if not Path(row.vector_dir).is_absolute():
+            row.vector_dir = str(self._resolve_legacy_folder(Path(row.vector_dir)))
+            with self.db.session() as session:
+                session.execute(update(Collection).where(Collection.id == row.id).values(vector_dir=row.vector_dir))
         return row
+
+    def _resolve_legacy_folder(self, folder: Path) -> Path:
+        """Older versions recorded a relative --vector-dir as given: it is found only from the folder the
+        indexer ran in. From there, it is recorded absolute now; from anywhere else, nothing is written
+        (a new empty folder here would re-encode everything and orphan the vectors already stored)."""
+        if not folder.is_dir():
+            raise StorageError(
+                f"collection {self.collection_name!r} records its vectors at the relative path {folder}, "
+                f"which is not under {Path.cwd()}; run the indexer once from the folder it first ran in "
+                "(the path is then recorded absolute and any folder works)"
+            )
+        return folder.resolve()
 
     def _new_collection(self, profile: Profile, vector_dir: Path | None, vector_backend: str | None) -> Collection:
         """A new collection's row, written only once its encoders have loaded: a first run that failed on
@@ -189,11 +204,8 @@ class Indexer:
                             preprocessing=encoder.preprocessing,
                         )
                     )
-                elif (record.dim, record.preprocessing) != (encoder.dim, encoder.preprocessing):
-                    raise EncoderMismatchError(
-                        f"{name}: stored vectors have dimension {record.dim} (preprocessing {record.preprocessing}), "
-                        f"the encoder now gives {encoder.dim} ({encoder.preprocessing}); use a new collection"
-                    )
+                else:
+                    refuse_changed_encoder(self.collection.name, name, record.dim, record.preprocessing, encoder)
 
     def _tables(self) -> dict[str, VectorTable]:
         return {
@@ -241,10 +253,15 @@ class Indexer:
             self._load_encoders()
         with stage("scan"):
             found = scan(source)
+            # what the source lists, refused or not (confine drops refused assets in place): pruning removes
+            # what the source no longer lists, never what it lists but may not read this time
+            listed = Scan(
+                [ItemSpec(i.key, dict(i.assets), i.metadata) for i in found.items], [], found.root, found.unseen
+            )
             found = confine(found, roots) if confined else found
             summary.problems.extend(found.problems)
             with self.db.session() as session:
-                session.query(Collection).filter_by(id=self.collection.id).update({"root": str(found.root)})
+                set_collection(session, self.collection.id, root=str(found.root))
         tables = self._tables()
         with stage("reconcile"):
             self._reconcile(tables)
@@ -256,7 +273,7 @@ class Indexer:
         with stage("decode+encode+write"):
             self._process(work, tables, summary, progress)
         with stage("prune"):
-            self._prune(found, tables, summary, prune)
+            self._prune(listed, tables, summary, prune)
         with stage("index"):
             self._build_indexes(progress)
         self._summarise(summary, found.problems)
@@ -354,15 +371,10 @@ class Indexer:
 
     def executor(self) -> Executor:
         rates = sample_rates(self.encoders, {m: list(names) for m, names in self.profile.encoders.items()})
-        if self.executor_name == "ray":
-            from indexer.ray_executor import RayExecutor
-
-            return RayExecutor(
-                self.profile.fields, sorted(self.encoders), rates, self.device, self.batch_size, self.ray_address
-            )
-        if self.executor_name != "local":
-            raise InvalidInputError(f"unknown executor {self.executor_name!r}; use local or ray")
-        return LocalExecutor(self.encoders, self.profile.fields, rates, self.batch_size, self.workers)
+        settings = ExecutorSettings(
+            self.encoders, self.profile.fields, rates, self.device, self.batch_size, self.workers, self.ray_address
+        )
+        return EXECUTORS.get(self.executor_name).from_settings(settings)
 
     def _process(
         self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
@@ -423,7 +435,7 @@ class Indexer:
                 session.execute(insert(Asset), new)
             if changed:
                 session.execute(update(Asset), changed)
-            session.query(Collection).filter_by(id=self.collection.id).update({"generation": Collection.generation + 1})
+            bump_generation(session, self.collection.id)
 
     @staticmethod
     def _asset_row(decoded: Decoded) -> dict[str, Any]:
@@ -479,9 +491,7 @@ class Indexer:
             if gone_items:
                 session.execute(delete(Item).where(Item.id.in_(sorted(gone_items))))
             if gone_items or gone_assets:
-                session.query(Collection).filter_by(id=self.collection.id).update(
-                    {"generation": Collection.generation + 1}
-                )
+                bump_generation(session, self.collection.id)
         summary.removed = len(gone_items)
 
     def _build_indexes(self, progress: ProgressFn | None) -> None:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from indexer.executors import EncodedBatch, encode_batch
+from indexer.executors import EncodedBatch, ExecutorSettings, encode_batch
 from indexer.work import WorkItem, decode_asset
 from retrieval.profiles import Field
 
@@ -43,6 +43,17 @@ class EncodeWorker:
 
 class RayExecutor:
     name = "ray"
+
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> RayExecutor:
+        return cls(
+            settings.fields,
+            sorted(settings.encoders),
+            settings.rates,
+            settings.device,
+            settings.batch_size,
+            settings.address,
+        )
 
     def __init__(
         self,

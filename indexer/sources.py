@@ -49,7 +49,11 @@ class AssetSpec:
         if self.inline_text is not None:
             digest.update(self.inline_text.encode("utf-8"))
         else:
-            with open_regular(self.path) as handle:
+            try:
+                handle = open_regular(self.path)
+            except FileNotFoundError:  # the decoder's wording: "file not found"
+                raise MediaError(self.path, "file not found") from None
+            with handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
         return digest.hexdigest()
@@ -105,9 +109,8 @@ def _classify(path: Path) -> tuple[str | None, str | None]:
     try:
         with open_regular(path) as handle:
             head = handle.read(SNIFF_BYTES)
-    except MediaError as exc:
-        unreadable = exc.reason in ("permission denied",) or exc.reason.startswith("cannot read")
-        return (by_extension, None) if by_extension and unreadable else (None, exc.reason)
+    except MediaError as exc:  # a special file that appeared since the stat
+        return None, exc.reason
     except OSError as exc:
         return (by_extension, None) if by_extension else (None, f"cannot read file ({exc.strerror or exc})")
     by_content = sniff_modality(head)
@@ -318,6 +321,10 @@ def _manifest_asset(manifest: Path, key: str, modality: str, value: object) -> t
     return AssetSpec(modality, target), None
 
 
+# front ends add how to allow a folder (the CLI's --allow-root, the UI's RETRIEVAL_ROOTS)
+OUTSIDE = "outside the collection's folder and the allowed folders; refused"
+
+
 def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
     """Refuse assets whose real path (links followed) lies outside the source's folder and `extra_roots`:
     a manifest saying `../../etc/passwd`, or a link pointing out of the collection, is not read."""
@@ -336,11 +343,7 @@ def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
                 del item.assets[modality]
                 continue
             if str(real) not in roots and not str(real).startswith(inside):
-                problems.append(
-                    Problem(
-                        str(asset.path), "outside the collection's folder; refused (allow it with --allow-root FOLDER)"
-                    )
-                )
+                problems.append(Problem(str(asset.path), OUTSIDE))
                 del item.assets[modality]
         if item.assets:
             items.append(item)

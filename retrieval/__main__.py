@@ -357,9 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_report)
 
+    from retrieval.fusion import learned_strategies
+
     fit = sub.add_parser("train", help="fit a learned fusion strategy on an indexed collection")
     _collection_options(fit)
-    fit.add_argument("--strategy", required=True, choices=("gated", "cross_attention", "early"))
+    fit.add_argument("--strategy", required=True, choices=learned_strategies())
     fit.add_argument("--label-field", help="metadata field for supervised contrastive training (e.g. digit)")
     fit.add_argument(
         "--where",

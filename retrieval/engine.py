@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,15 +14,24 @@ from sqlalchemy import select
 from retrieval.checks import MAX_WEIGHT, check_k, check_weights, finite_float
 from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder, create_encoders
+from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
 from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
-from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item
+from storage import CheckpointRecord, Database, IndexCatalog, Item
 from storage.catalog import check_tables_present, collection_storage
-from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
+from storage.repository import (
+    get_collection,
+    get_preset,
+    item_metadata,
+    items_by_ids,
+    latest_checkpoint,
+    list_presets,
+    save_preset,
+)
 
 if TYPE_CHECKING:  # training brings torch: imported by `train`, not by every search
     from retrieval.train import TrainConfig, TrainResult
@@ -66,13 +75,8 @@ class SearchEngine:
         if name not in self._encoders:
             encoder = create_encoder(name, self.device)
             record = self.records.get(name)
-            if record is not None and (record.dim != encoder.dim or record.preprocessing != encoder.preprocessing):
-                raise EncoderMismatchError(
-                    f"collection {self.collection_name!r} was indexed with {name} (dimension {record.dim}, "
-                    f"preprocessing {record.preprocessing}); the encoder now gives dimension {encoder.dim}, "
-                    f"preprocessing {encoder.preprocessing}. Index the media again into a new collection "
-                    "(python -m indexer SOURCE --collection NEW) to search with this encoder."
-                )
+            if record is not None:
+                refuse_changed_encoder(self.collection_name, name, record.dim, record.preprocessing, encoder)
             self._encoders[name] = encoder
         return self._encoders[name]
 
@@ -153,13 +157,14 @@ class SearchEngine:
 
     def search_many(
         self,
-        query: QueryInput,
+        query: QueryInput | EncodedQuery,
         methods: Sequence[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         keep_going: bool = False,
     ) -> dict[str, SearchResult]:
-        """Encode once, search with each method: what comparisons are made of.
+        """Encode once (or take a query `encode_query` already encoded), search with each method: what
+        comparisons are made of.
 
         A method is a strategy name (with `params[name]`), or a `Method` (a label, a strategy, its
         parameters and query weights), such as a saved preset; results are keyed by label. With
@@ -167,13 +172,15 @@ class SearchEngine:
         """
         # k beyond the collection's size only asks FAISS to allocate rows that cannot be filled
         k = min(check_k(k), max(1, len(self.item_keys())))
-        encoded = self.encode_query(query)
-        results: dict[str, SearchResult] = {}
-        for method in methods:
-            if isinstance(method, str):
-                method = Method(method, method, dict((params or {}).get(method, {})))
-            started = time.perf_counter()
+        chosen = [m if isinstance(m, Method) else Method(m, m, dict((params or {}).get(m, {}))) for m in methods]
+        for method in chosen:  # parameters and weights are checked before any media is decoded or encoded
             check_weights(method.weights, f"weights of {method.label!r}")
+            if not keep_going:
+                self.strategy(method.strategy, **method.params)
+        encoded = query if isinstance(query, EncodedQuery) else self.encode_query(query)
+        results: dict[str, SearchResult] = {}
+        for method in chosen:
+            started = time.perf_counter()
             weighted = EncodedQuery(
                 encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives, encoded.negative_weight
             )
@@ -227,9 +234,9 @@ class SearchEngine:
 
     def strategy(self, name: str, **params: Any):  # noqa: ANN201
         """A strategy by name; a learned one without `checkpoint` gets the latest trained on this collection."""
-        from retrieval.fusion import list_strategies
+        from retrieval.fusion.registry import STRATEGIES
 
-        cls = list_strategies().get(name)
+        cls = STRATEGIES.get(name) if name in STRATEGIES else None
         if cls is not None and cls.learns and not params.get("checkpoint"):
             with self.db.session() as session:
                 record = latest_checkpoint(session, self.collection_id, name)
@@ -260,6 +267,34 @@ class SearchEngine:
                 rows = session.execute(select(Item.id, Item.key).where(Item.collection_id == self.collection_id))
                 self._keys = (self.generation, dict(rows.all()))
         return self._keys[1]
+
+    # The collection's rows, for front ends and evaluation: none of them opens a session of its own.
+    def items(self, ids: Iterable[int]) -> dict[int, Item]:
+        """Items with their assets loaded (usable after the call), in one query."""
+        with self.db.session() as session:
+            return items_by_ids(session, ids)
+
+    def item_query(self, item_id: int) -> QueryInput | None:
+        """The query an item makes of itself (its readable text, image and audio): "search with this item"."""
+        item = self.items([item_id]).get(item_id)
+        ok = {a.modality: a for a in item.assets if a.status == "ok"} if item is not None else {}
+        if not ok:
+            return None
+        return QueryInput(
+            text=ok["text"].preview if "text" in ok else None,
+            image=ok["image"].path if "image" in ok else None,
+            audio=ok["audio"].path if "audio" in ok else None,
+        )
+
+    def metadata(self) -> dict[int, dict]:
+        """Item id -> metadata for every item of the collection."""
+        with self.db.session() as session:
+            return item_metadata(session, self.collection_id)
+
+    def presets(self) -> list[str]:
+        """Names of the presets saved for this collection (see `tune`)."""
+        with self.db.session() as session:
+            return [p.name for p in list_presets(session, self.collection_id)]
 
     def prepare(self, strategies: list[str]) -> None:
         for name in strategies:

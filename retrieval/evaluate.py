@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ from retrieval.errors import InvalidInputError
 from retrieval.media import MODALITIES
 from retrieval.results import Method, QueryInput
 from retrieval.space import EncodedQuery
-from storage.repository import item_metadata
 
 
 @dataclass
@@ -124,9 +124,8 @@ def load_trec_qrels(path: str | Path) -> dict[str, dict[str, int]]:
 
 def label_qrels(engine: SearchEngine, queries: list[EvalQuery], label_field: str) -> dict[str, dict[str, int]]:
     """Items whose `label_field` equals the query's label are relevant (the excluded item is not)."""
-    with engine.db.session() as session:
-        metadata = item_metadata(session, engine.collection_id)
-        keys = engine.item_keys()
+    metadata = engine.metadata()
+    keys = engine.item_keys()
     by_label: dict[str, list[str]] = {}
     for item_id, meta in metadata.items():
         value = (meta or {}).get(label_field)
@@ -139,17 +138,28 @@ def label_qrels(engine: SearchEngine, queries: list[EvalQuery], label_field: str
 
 
 def run_methods(
-    engine: SearchEngine, queries: list[EvalQuery], methods: list[Method], depth: int = 100
+    engine: SearchEngine,
+    queries: list[EvalQuery],
+    methods: list[Method],
+    depth: int = 100,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list[float]]]:
-    """Ranked item keys with scores per method and query, plus each search's latency."""
+    """Ranked item keys with scores per method and query, plus each search's latency.
+
+    `progress(stage, done, total)` is called after each query: stage "encoding queries", then each method's label.
+    """
     keys = engine.item_keys()
-    encoded = {q.qid: engine.encode_query(q.query) for q in queries}
+    encoded = {}
+    for n, q in enumerate(queries, start=1):
+        encoded[q.qid] = engine.encode_query(q.query)
+        if progress:
+            progress("encoding queries", n, len(queries))
     runs: dict[str, dict[str, dict[str, float]]] = {}
     latency: dict[str, list[float]] = {}
     for method in methods:
         strategy = engine.strategy(method.strategy, **method.params)
         runs[method.label], latency[method.label] = {}, []
-        for q in queries:
+        for n, q in enumerate(queries, start=1):
             base = encoded[q.qid]
             query = EncodedQuery(base.vectors, {**base.weights, **method.weights}, base.negatives, base.negative_weight)
             started = time.perf_counter()
@@ -160,6 +170,8 @@ def run_methods(
             runs[method.label][q.qid] = {
                 keys[s.item_id]: float(len(ranked) - n) for n, s in enumerate(ranked) if s.item_id in keys
             } or {"__none__": 0.0}
+            if progress:
+                progress(method.label, n, len(queries))
     return runs, latency
 
 
@@ -170,6 +182,7 @@ def evaluate(
     methods: list[Method],
     k: int = 10,
     depth: int = 100,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluation:
     from ranx import Qrels, Run, compare
     from ranx import evaluate as ranx_evaluate
@@ -178,7 +191,7 @@ def evaluate(
     usable = [q for q in queries if qrels.get(q.qid)]
     if not usable:
         raise InvalidInputError("no query has a relevant item: check the qrels or the label field")
-    runs, latency = run_methods(engine, usable, methods, depth)
+    runs, latency = run_methods(engine, usable, methods, depth, progress)
     kinds = {"all": usable}
     for q in sorted(usable, key=lambda q: (q.kind.count("+"), [MODALITIES.index(m) for m in q.kind.split("+")])):
         kinds.setdefault(q.kind, []).append(q)

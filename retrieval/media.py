@@ -59,16 +59,7 @@ def open_regular(path: str | Path) -> BinaryIO:
     real (opening a FIFO waits for a writer forever). O_NONBLOCK makes the open itself return at once, and
     fstat on the open descriptor decides (no window between a check and the open)."""
     path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise MediaError(path, "file not found") from None
-    except PermissionError:
-        raise MediaError(path, "permission denied") from None
-    except IsADirectoryError:
-        raise MediaError(path, "is a directory") from None
-    except OSError as exc:
-        raise MediaError(path, f"cannot read file ({exc.strerror or exc})") from None
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))  # OSError as usual
     kind = special_file_kind(os.fstat(fd).st_mode)
     if kind is not None:
         os.close(fd)
@@ -94,14 +85,20 @@ def special_file_kind(mode: int) -> str | None:
 
 def _read_bytes(source: str | Path, limit: int | None = None) -> bytes:
     path = Path(source)
-    with open_regular(path) as handle:
-        try:
+    try:
+        with open_regular(path) as handle:
             size = os.fstat(handle.fileno()).st_size
             if limit is not None and size > limit:
                 raise MediaError(path, f"file is {size} bytes, over the limit of {limit}")
             return handle.read()
-        except OSError as exc:
-            raise MediaError(path, f"cannot read file ({exc.strerror or exc})") from None
+    except FileNotFoundError:
+        raise MediaError(path, "file not found") from None
+    except PermissionError:
+        raise MediaError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise MediaError(path, "is a directory") from None
+    except OSError as exc:
+        raise MediaError(path, f"cannot read file ({exc.strerror or exc})") from None
 
 
 def sniff_modality(head: bytes) -> Modality | None:

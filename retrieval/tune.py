@@ -127,7 +127,13 @@ def tune(
     method = Method(
         name,
         "late",
-        {"fusion": best["fusion"], "normalisation": best["normalisation"], "rrf_k": best["rrf_k"]},
+        # the grid scores fixed weights, so the preset keeps them fixed (late's default is adaptive)
+        {
+            "fusion": best["fusion"],
+            "normalisation": best["normalisation"],
+            "rrf_k": best["rrf_k"],
+            "weighting": "fixed",
+        },
         best["weights"],
     )
     baselines = [Method("late (default)", "late"), Method("late (RRF k=60)", "late", {"fusion": "rrf"})]

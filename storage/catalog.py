@@ -62,6 +62,8 @@ def check_tables_present(
         return
     key, modality, count = lost[0]
     where = "" if storage.root.is_dir() else f" (the folder {storage.root} does not exist)"
+    if not storage.root.is_absolute():
+        where += f" (its folder was recorded relative to where the indexer ran, not {Path.cwd()}: run from there)"
     raise MissingVectorsError(
         f"{storage.path_for(key)}: the vector table of {key} is missing{where}, but the database says "
         f"{count} items have {modality} vectors in it"

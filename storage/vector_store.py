@@ -4,28 +4,30 @@ A `VectorStore` is what fusion strategies search: item ids and unit vectors, inn
 remove. A `StoreBackend` is where a collection's stores live between runs: FAISS files beside the
 vectors (the embedded default) or a Milvus server (Milvus Lite in one file, or a cluster). A backend is
 named by one string, like a FAISS factory string names an index: `faiss`, `milvus:./data/milvus.db`,
-`milvus:http://milvus:19530`. A new backend is one file plus one line in `BACKENDS`.
+`milvus:http://milvus:19530`. A new backend is one file plus one line registering it in `BACKENDS`.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from storage.errors import EncoderMismatchError, StorageError
+from storage.registry import Registry
 
 if TYPE_CHECKING:
     from storage.faiss_store import Rows
 
-BACKENDS = {
-    "faiss": "storage.faiss_store:FaissBackend",
-    "milvus": "storage.milvus_store:MilvusBackend",
-}
+BACKENDS: Registry[Callable[..., StoreBackend]] = Registry("vector backend")
+BACKENDS.register("faiss", "storage.faiss_store:FaissBackend", "FAISS files beside the vectors (the default)")
+BACKENDS.register(
+    "milvus", "storage.milvus_store:MilvusBackend", "milvus:PATH (Milvus Lite) or milvus:http://HOST:19530"
+)
 DEFAULT_BACKEND = "faiss"
 # A compressed index's shortlist: max(RESCORE_FACTOR x wanted, RESCORE_MIN) candidates, re-scored exactly.
 # 512-d clustered vectors, 50k, IVF256,PQ128x4fs, 100 queries: recall@10 0.68 from 100 candidates, 1.0 from
@@ -116,9 +118,8 @@ def open_backend(spec: str | None, index_dir: Path) -> StoreBackend:
     kind, _, target = spec.partition(":")
     if kind not in BACKENDS:
         raise StorageError(f"unknown vector backend {spec!r}; use one of: faiss, milvus:PATH_OR_URI")
-    module, _, cls = BACKENDS[kind].partition(":")
     try:
-        backend_cls = getattr(importlib.import_module(module), cls)
+        backend_cls = BACKENDS.get(kind)
     except ImportError as exc:
         raise StorageError(
             f"vector backend {kind!r} needs a package that is not installed ({exc.name}); "

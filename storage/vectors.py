@@ -20,6 +20,8 @@ import numpy as np
 from storage.artifacts import map_arrays, save_arrays, write_streamed
 from storage.errors import EncoderMismatchError, ForeignArtifactError
 
+NUMPY_CAST_MAX = 4096  # elements: below this numpy's cast of a few rows beats torch's per-call cost
+
 
 def _float32_rows(vectors: np.ndarray, rows: np.ndarray | None = None):  # noqa: ANN202 - a torch tensor
     """Rows of a float16 array (all of them by default) as a float32 torch tensor sharing no memory.
@@ -31,7 +33,7 @@ def _float32_rows(vectors: np.ndarray, rows: np.ndarray | None = None):  # noqa:
     """
     import torch
 
-    if rows is not None and len(rows) * vectors.shape[1] <= 4096:
+    if rows is not None and len(rows) * vectors.shape[1] <= NUMPY_CAST_MAX:
         return torch.from_numpy(vectors[rows].astype(np.float32))
 
     source = torch.from_numpy(vectors)

@@ -113,3 +113,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/test.db"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def ui_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The digits demo (200 items) built once per test session for the UI tests (AppTest and browser)."""
+    from indexer.demo import DemoSpec, index_demo
+
+    require_datasets()
+    folder = tmp_path_factory.mktemp("ui")
+    url = f"sqlite:///{folder}/demo.db"
+    index_demo(url, folder / "digits", spec=DemoSpec(limit=200), train=False)  # trained: tests/test_first_run.py
+    return {
+        "url": url,
+        "queries": str(folder / "digits" / "queries.jsonl"),
+        "manifest": str(folder / "digits" / "manifest.csv"),
+        "root": str(folder),
+        # what the Index page may read: the demo's folder and the shared media its manifest points at
+        "roots": os.pathsep.join([str(folder), str(DATASETS)]),
+    }

@@ -22,6 +22,7 @@ from storage.catalog import MissingVectorsError
 from storage.repository import ok_ids_by_modality
 
 FAST = {"name": "fast", "encoders": {"image": ["hog"], "audio": ["mfcc"]}}
+COSINE = {"normalisation": "none", "weighting": "fixed"}  # late's score is then the cosine itself
 
 
 @pytest.fixture
@@ -58,6 +59,8 @@ def test_a_consistent_collection_has_no_differences(indexed: tuple[str, Indexer]
     code, report = run_check(url, capsys)
     assert (code, report["findings"], report["items"], report["tables"]) == (0, [], 12, 2)
     assert report["indexes"] >= 3  # a field index per table and early fusion's, all current
+    assert indexer_main(["check", "--db", url, "--quiet"]) == 0
+    assert capsys.readouterr().out.endswith("differences: 0, repaired: 0, left: 0\n")
 
 
 def test_a_deleted_table_is_an_error_in_search_status_and_check(
@@ -84,7 +87,7 @@ def test_a_deleted_table_is_an_error_in_search_status_and_check(
     again = Indexer(url).run(small_folder)  # what check says to do
     assert (again.encoded, again.unchanged) == (8, 12)  # the images; the recordings and texts are kept
     assert run_check(url, capsys)[0] == 0
-    hits = SearchEngine.open(url).search(image=mnist_image(2), k=3).hits
+    hits = SearchEngine.open(url).search(image=mnist_image(2), k=3, **COSINE).hits
     assert hits[0].key == "d2_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
 
 
@@ -140,8 +143,10 @@ def test_a_corrupt_index_is_reported_and_rebuilt(indexed: tuple[str, Indexer], c
     code, report = run_check(url, capsys)
     [finding] = report["findings"]
     assert code == 1 and finding["name"] == "field/image@hog" and finding["problem"] == "missing or unreadable"
-    code, report = run_check(url, capsys, "--repair")
-    assert code == 0 and report["findings"][0]["fix"].endswith(": rebuilt")
+    assert indexer_main(["check", "--db", url, "--quiet", "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert f"index field/image@hog: missing or unreadable\n  at {path}\n  repaired: rebuild it" in out
+    assert out.endswith("differences: 1, repaired: 1, left: 0\n")
     assert index_ids(url, "field", "image@hog") == ok_ids(url)["image"]
 
 
@@ -158,7 +163,7 @@ def test_a_swapped_index_points_at_a_command_that_exists_and_check_repairs_it(
     [finding] = report["findings"]
     assert finding["name"] == "field/audio@mfcc" and "does not match its record" in finding["problem"]
     assert code == 0 and finding["repaired"]
-    hits = SearchEngine.open(url).search(audio=recording(3, "george", 0), k=3).hits
+    hits = SearchEngine.open(url).search(audio=recording(3, "george", 0), k=3, **COSINE).hits
     assert hits[0].key == "d3_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
 
 
@@ -197,5 +202,40 @@ def test_a_relative_vector_dir_is_stored_resolved(
         recorded = Path(session.scalar(select(Collection.vector_dir)))
     assert recorded.is_absolute() and recorded.parent == tmp_path / "here" / "vectors"
     monkeypatch.chdir(tmp_path / "elsewhere")  # a search from another folder finds the same vectors
-    hits = SearchEngine.open(url).search(image=mnist_image(0), k=1).hits
+    hits = SearchEngine.open(url).search(image=mnist_image(0), k=1, **COSINE).hits
     assert hits[0].key == "d0_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
+
+
+def test_a_relative_folder_recorded_by_an_older_version_is_made_absolute_where_it_is_found(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from sqlalchemy import update
+
+    from storage import StorageError
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(here)
+    indexer = Indexer(url, profile=Profile.from_dict(FAST), vector_dir=Path("vectors"))
+    indexer.run(small_folder)
+    relative = os.path.relpath(indexer.storage.root, here)
+    with Database(url).session() as session:  # what an older version recorded
+        session.execute(update(Collection).values(vector_dir=relative))
+
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(MissingVectorsError, match="recorded relative to where the indexer ran"):
+        SearchEngine.open(url)
+    with pytest.raises(StorageError, match=f"relative path {relative}, which is not under {elsewhere}"):
+        Indexer(url)
+    assert not (elsewhere / "vectors").exists(), "nothing is written where the vectors are not"
+
+    monkeypatch.chdir(here)
+    assert Indexer(url).run(small_folder).encoded == 0
+    monkeypatch.chdir(elsewhere)
+    with Database(url).session() as session:
+        assert session.scalar(select(Collection.vector_dir)) == str(indexer.storage.root)
+    assert SearchEngine.open(url).search(image=mnist_image(0), k=1).hits[0].key == "d0_george"

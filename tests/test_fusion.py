@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.fusion import create_strategy, list_strategies
+from retrieval.fusion import create_strategy, list_strategies, strategy_class
 from retrieval.fusion.scoring import normalise, ranks, rrf
 from retrieval.profiles import Field
 from retrieval.space import EncodedQuery, VectorSpace
@@ -59,11 +59,12 @@ def exact(space: VectorSpace, q: EncodedQuery, item: int) -> float:
 
 
 def test_registry_describes_each_strategy() -> None:
-    for name, cls in list_strategies().items():
+    for name in list_strategies():
+        cls = strategy_class(name)
         assert cls.name == name and cls.fuses_at in ("index", "query") and cls.missing
     with pytest.raises(ValueError, match="no parameter"):
         create_strategy("late", normalization="minmax")
-    with pytest.raises(ValueError, match="unknown fusion strategy"):
+    with pytest.raises(LookupError, match="unknown fusion strategy"):
         create_strategy("magic")
 
 
@@ -292,3 +293,47 @@ def test_fused_is_never_below_its_best_modality(tmp_path: Path) -> None:
     # worst case is about as far); the raw sum loses over 0.05
     assert mean_precision({}, ("image", "audio")) >= best_single - 0.03
     assert mean_precision(RAW, ("image", "audio")) < best_single - 0.05
+
+
+def test_a_noise_clip_does_not_move_a_learned_strategys_top_results(tmp_path: Path) -> None:
+    from retrieval.train import TrainConfig, train
+
+    space, labels = labelled_space(tmp_path / "v", audio_noise=0.8)
+    config = TrainConfig("gated", label_field="label", epochs=15, batch_size=64, hidden=32, out_dim=16)
+    result = train(space, space.item_ids(), [int(labels[i - 1]) for i in space.item_ids()], config, tmp_path / "g")
+    image = space.tables[IMAGE.key].lookup(np.array([1]))[0][0]
+    noise = unit(np.eye(12)[0] + 0.05 * np.random.default_rng(3).normal(size=12)).astype(np.float32)
+    alone = EncodedQuery({("image", "img-enc"): image})
+    noisy = EncodedQuery({("image", "img-enc"): image, ("audio", "aud-enc"): noise})
+    for name in ("gated", "early"):
+        params = {"checkpoint": str(result.path)} if name == "gated" else {}
+        top = [h.item_id for h in create_strategy(name, **params).search(space, alone, k=10)]
+        assert [h.item_id for h in create_strategy(name, **params).search(space, noisy, k=10)] == top
+        # without screening, the clip does move them
+        unscreened = create_strategy(name, screen=False, **params).search(space, noisy, k=10)
+        assert [h.item_id for h in unscreened] != top
+
+
+def test_several_encoders_of_one_modality_do_not_win_by_count(tmp_path: Path) -> None:
+    """As with the pretrained profile: text meets captions through three encoders, images through one.
+    Captions that barely match must not outrank an image that matches well for having three channels."""
+    rng = np.random.default_rng(0)
+    fields = [Field("image", "clip"), Field("text", "clip"), Field("text", "clap"), Field("text", "sbert")]
+    query = {f.encoder: unit(rng.normal(size=8)).astype(np.float32) for f in fields}
+    storage = VectorStorage(tmp_path)
+    rows: dict[str, dict[int, np.ndarray]] = {f.key: {} for f in fields}
+    for item in range(1, 41):
+        if item <= 20:  # captioned items, each caption a weak match in every text space
+            for f in fields[1:]:
+                rows[f.key][item] = unit(0.5 * query[f.encoder] + rng.normal(size=8))
+        else:  # uncaptioned items; item 40's image matches the text well
+            rows["image@clip"][item] = unit((3.0 if item == 40 else 0.0) * query["clip"] + rng.normal(size=8))
+    for f in fields:
+        table = storage.load(f.key, dim=8, encoder=f.encoder)
+        table.upsert(np.array(list(rows[f.key])), np.stack(list(rows[f.key].values())).astype(np.float32))
+        storage.save(f.key, table)
+    space = VectorSpace(fields, storage, generation=1)
+    q = EncodedQuery({("text", encoder): vector for encoder, vector in query.items()})
+    for params in ({}, {"weighting": "fixed"}, RAW):
+        ranked = [h.item_id for h in create_strategy("late", **params).search(space, q, 40)]
+        assert ranked.index(40) < 3, params  # summed over channels, item 40 came after most captions

@@ -36,7 +36,7 @@ def rankings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[list[ob
     require_datasets()
     folder = tmp_path_factory.mktemp("golden")
     url = f"sqlite:///{folder}/demo.db"
-    index_demo(url, folder / "digits", spec=DemoSpec(limit=200))
+    index_demo(url, folder / "digits", spec=DemoSpec(limit=200), train=False)  # trained below, 4 epochs
     engine = SearchEngine.open(url)
     for strategy in LEARNED:
         config = TrainConfig(strategy, label_field="digit", where={"split": "train"}, epochs=4, seed=0)

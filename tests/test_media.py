@@ -201,15 +201,15 @@ def _constant_flac(path: Path, rate: int, channels: int, seconds: int) -> None:
 
 
 def test_multichannel_high_rate_audio_is_read_in_blocks(tmp_path: Path) -> None:
-    """8 channels at 192 kHz for 10 s (15M samples, 46 KB as FLAC): read whole, 61 MB of float32 plus its
-    mean (measured growth 75 MB); read in blocks, downmixed and resampled a block at a time, 9 MB."""
+    """8 channels at 192 kHz for 20 s (31M samples, 90 KB as FLAC): read whole, 123 MB of float32 plus its
+    mean (measured peak growth 148 MB); read in blocks, downmixed and resampled a block at a time, 10 MB."""
     path = tmp_path / "wide.flac"
-    _constant_flac(path, 192_000, 8, 10)
+    _constant_flac(path, 192_000, 8, 20)
     result = _peak_growth("audio", [path])
     assert result["error"] is None
-    assert result["growth_mb"] < 25, result
+    assert result["growth_mb"] < 40, result
     wave = load_audio(path, 16_000)
-    assert wave.sample_rate == 16_000 and abs(len(wave.samples) - 160_000) <= 1
+    assert wave.sample_rate == 16_000 and abs(len(wave.samples) - 320_000) <= 1
     assert abs(float(np.median(wave.samples)) - 0.25) < 0.01
 
 

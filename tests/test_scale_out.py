@@ -15,7 +15,7 @@ from test_reliability import ROOT, check_consistent, kill_mid_run, media_manifes
 from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 from indexer.pipeline import Indexer
 from retrieval import SearchEngine
-from retrieval.fusion import list_strategies
+from retrieval.fusion import list_strategies, strategy_class
 from retrieval.train import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,8 @@ def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, tmp_path
     assert again.encoded == 0 and again.unchanged == ray_run.encoded
 
     engine = SearchEngine.open(postgres_url)
-    for name, cls in list_strategies().items():
+    for name in list_strategies():
+        cls = strategy_class(name)
         if cls.learns:
             engine.train(TrainConfig(name, label_field="digit", epochs=3, seed=0), tmp_path / f"{name}.safetensors")
     row = next(r for r in _rows(manifest) if r["split"] == "test" and r["image"] and r["audio"])

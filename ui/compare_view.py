@@ -1,7 +1,7 @@
 """The compact comparison: one row per rank, one column per method, so three methods' top 10 fit one screen.
 
 Each cell holds a thumbnail (or a mark for audio/text-only items), the key, the score and what moved
-against the first method (⬆ up, ⬇ down, 🆕 new). An item found by more than one method keeps one colour in
+against the first method (▲ up, ▼ down, new). An item found by more than one method keeps one colour in
 every column, so the eye follows it across; items only one method found stay uncoloured.
 """
 
@@ -16,7 +16,6 @@ import streamlit as st
 
 from retrieval.compare import Comparison
 from retrieval.results import Hit, SearchResult
-from ui.cards import movement_badge
 
 # Tableau 10 (altair's default categorical scheme), lightened for backgrounds behind dark text.
 PALETTE = [
@@ -57,19 +56,30 @@ def item_colours(results: dict[str, SearchResult]) -> dict[int, str]:
     return {item: PALETTE[n % len(PALETTE)] for n, item in enumerate(shared)}
 
 
+def movement_mark(change: str | None) -> str:
+    """▲n / ▼n / new against the first method (plain symbols: headless browsers often lack emoji fonts)."""
+    if not change or change == "same":
+        return ""
+    if change == "new":
+        return ' <span style="color:#2b7a0b;font-size:0.8em">new</span>'
+    direction, _, steps = change.partition(" ")
+    colour = "#2b7a0b" if direction == "up" else "#b23b3b"
+    return f' <span style="color:{colour}">{"▲" if direction == "up" else "▼"}{html.escape(steps)}</span>'
+
+
 def _cell(hit: Hit, change: str | None, colour: str | None) -> str:
     uri = thumbnail_uri(hit.assets["image"]) if hit.assets.get("image") else None
     if uri:
         picture = f'<img src="{uri}" width="32" height="32" style="image-rendering:pixelated">'
     else:
-        mark = "🔊" if hit.assets.get("audio") else "📝"
+        mark = "♪" if hit.assets.get("audio") else "¶"
         picture = f'<span style="display:inline-block;width:32px;text-align:center">{mark}</span>'
     title = html.escape(", ".join(f"{k}={v}" for k, v in hit.metadata.items()) + (f" · {hit.text}" if hit.text else ""))
     background = f"background:{colour};" if colour else ""
     return (
         f'<td class="cmp-cell" data-item="{hit.item_id}" title="{title}" style="{background}">'
         f'<div style="display:flex;align-items:center;gap:6px">{picture}'
-        f"<div><b>{html.escape(hit.key)}</b>{html.escape(movement_badge(change))}<br>"
+        f"<div><b>{html.escape(hit.key)}</b>{movement_mark(change)}<br>"
         f"<code>{hit.score:.3f}</code></div></div></td>"
     )
 
@@ -108,16 +118,16 @@ def render(results: dict[str, SearchResult], problems: dict[str, str], compariso
         return
     st.caption(
         " · ".join(f"**{label}** {r.seconds * 1000:.1f} ms" for label, r in results.items())
-        + " · colour: found by more than one method · ⬆⬇🆕: moved against the first"
+        + " · colour: found by more than one method · ▲ ▼ new: moved against the first · ♪ audio only · ¶ text only"
     )
     st.markdown(grid_html(results, comparison, k), unsafe_allow_html=True)
 
 
 def compact_chosen() -> bool:
     """The toggle between this grid (default) and the result cards."""
+    st.session_state.setdefault("compact_view", True)  # the default, settable before the first run (tests)
     return st.toggle(
         "Compact comparison (one row per rank)",
-        value=True,
         key="compact_view",
         help="Off: one card per result, with an audio player and a 'Search with this item' button.",
     )

@@ -13,6 +13,7 @@ import numpy as np
 from retrieval.errors import InvalidInputError, WeightsNotFoundError
 from retrieval.linalg import l2_normalise
 from retrieval.media import Modality, Waveform
+from storage.errors import EncoderMismatchError
 
 __all__ = ["Encoder", "EncoderInfo", "WeightsNotFoundError"]
 
@@ -105,3 +106,14 @@ class Encoder(ABC):
     @abstractmethod
     def _encode_batch(self, modality: Modality, batch: Sequence[Any]) -> np.ndarray:
         """Raw vectors for one batch; `encode` normalises them."""
+
+
+def refuse_changed_encoder(collection: str, name: str, dim: int, preprocessing: str, encoder: Encoder) -> None:
+    """The encoder guard, written once: vectors stored as (`dim`, `preprocessing`) must not meet an encoder
+    that now makes other ones (new weights, another architecture, other preprocessing) under the same name."""
+    if (dim, preprocessing) != (encoder.dim, encoder.preprocessing):
+        raise EncoderMismatchError(
+            f"collection {collection!r} was indexed with {name} (dimension {dim}, preprocessing {preprocessing}); "
+            f"the encoder now gives dimension {encoder.dim}, preprocessing {encoder.preprocessing}. Index the media "
+            f"again into a new collection (python -m indexer SOURCE --collection NEW) to use this encoder."
+        )

@@ -40,6 +40,7 @@ class FusionStrategy(ABC):
     fuses_at: ClassVar[Literal["index", "query"]]
     learns: ClassVar[bool] = False  # needs a trained checkpoint before it can search
     trainable: ClassVar[bool] = False  # can use one (early: a learned projection instead of the identity)
+    module_kind: ClassVar[str | None] = None  # the torch module training fits (retrieval/fusion/modules.py)
     missing: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
 

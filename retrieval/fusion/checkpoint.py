@@ -24,6 +24,7 @@ from retrieval.profiles import Field
 from storage import CorruptArtifactError, EncoderMismatchError
 from storage.artifacts import load_arrays, save_arrays
 
+FORWARD_BATCH = 4096  # rows per torch forward pass when fusing a collection: bounds the activations' memory
 _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
 
 
@@ -141,7 +142,7 @@ class FusionCheckpoint:
         return self.fuse([np.repeat(b, len(masks), axis=0) for b in blocks], masks)
 
     @torch.inference_mode()
-    def fuse(self, blocks: list[np.ndarray], mask: np.ndarray, batch: int = 4096) -> np.ndarray:
+    def fuse(self, blocks: list[np.ndarray], mask: np.ndarray, batch: int = FORWARD_BATCH) -> np.ndarray:
         """Fused, normalised vectors for rows of field blocks (zeros where `mask` is False)."""
         blocks = self.prepare(blocks, mask)
         out = []

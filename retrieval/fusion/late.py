@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from retrieval.fusion.adaptive import adaptive_weights
+from retrieval.fusion.adaptive import adaptive_weights, screened
 from retrieval.fusion.base import FusionStrategy, Scored, channel_parts
 from retrieval.fusion.concat import present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
@@ -120,6 +120,8 @@ class UnitFusion(FusionStrategy):
         return found, union(found)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
+        if self.params.weighting == "adaptive":
+            query = screened(space, query)  # a flat input would get a weight near 0 anyway; now exactly 0
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
         p = self.params
@@ -130,11 +132,13 @@ class UnitFusion(FusionStrategy):
         total = np.zeros(len(ids), np.float32)
         hits = np.zeros(len(ids), np.int64)
         values = []
-        for (raw, present), weight in zip(raws, weights):
+        shares, groups = per_item_modality(units, [present for _, present in raws])
+        for (raw, present), weight, share in zip(raws, weights, shares):
             value = rrf(ranks(raw, present), p.rrf_k) if p.fusion == "rrf" else normalise(raw, present, p.normalisation)
-            values.append(np.float32(weight) * value)
+            values.append((np.float32(weight) * share * value).astype(np.float32))
             total += values[-1]
-            hits += present
+        for members in groups:
+            hits += np.any([raws[n][1] for n in members], axis=0)
         negatives = self._negatives(space, query, ids)
         for value in negatives.values():
             total = total + value
@@ -241,6 +245,26 @@ class UnitFusion(FusionStrategy):
             value = -query.negative_weight * normalise(scores, present, self.params.normalisation)
             out["-" + channel.query_modality] = out.get("-" + channel.query_modality, 0) + value
         return out
+
+
+def per_item_modality(
+    units: list[list[Channel]], presents: list[np.ndarray]
+) -> tuple[list[np.ndarray], list[list[int]]]:
+    """Each unit's share of its group, and the groups: single-channel units that join one query modality
+    to one item modality through different encoders (with the pretrained profile, text meets a caption
+    through CLIP, CLAP and MiniLM) form a group whose values are averaged over the channels an item has,
+    so a captioned item is not ranked above an uncaptioned one for having three text channels to one."""
+    keyed: dict[tuple, list[int]] = {}
+    for n, unit in enumerate(units):
+        key = (unit[0].query_modality, unit[0].field.modality) if len(unit) == 1 else ("unit", n)
+        keyed.setdefault(key, []).append(n)
+    shares = [np.ones(len(p), np.float32) for p in presents]
+    for members in keyed.values():
+        if len(members) > 1:
+            count = np.maximum(np.sum([presents[n] for n in members], axis=0), 1)
+            for n in members:
+                shares[n] = (1.0 / count).astype(np.float32)
+    return shares, list(keyed.values())
 
 
 def unweighted(query: EncodedQuery) -> EncodedQuery:

@@ -20,6 +20,8 @@ from retrieval.linalg import l2_normalise
 
 class FusionModule(nn.Module):
     kind: ClassVar[str]
+    # the hyper-parameters (besides dims, out_dim, dropout) that training reads from its config by name
+    config_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, dims: list[int], out_dim: int = 128, **hyper: Any) -> None:
         super().__init__()
@@ -86,6 +88,7 @@ class EarlyProjection(FusionModule):
     """Concatenate, then project (linear, or an MLP when hidden > 0); gaps are zeros or learned vectors."""
 
     kind = "early"
+    config_keys = ("hidden",)
 
     def __init__(
         self, dims: list[int], out_dim: int = 128, hidden: int = 256, dropout: float = 0.1, missing: str = "learned"
@@ -106,10 +109,11 @@ class EarlyProjection(FusionModule):
         return l2_normalise(_mlp_numpy(w, "project", np.concatenate(filled, axis=1)))
 
 
-class GatedFusion(FusionModule):
+class GatedNet(FusionModule):
     """Σ gate_f × projection_f(x_f); gates are sigmoids of all present inputs and the presence mask."""
 
     kind = "gated"
+    config_keys = ("hidden",)
 
     def __init__(self, dims: list[int], out_dim: int = 128, hidden: int = 256, dropout: float = 0.1) -> None:
         super().__init__(dims, out_dim, hidden=hidden, dropout=dropout)
@@ -142,11 +146,12 @@ class GatedFusion(FusionModule):
         return l2_normalise(fused)
 
 
-class CrossAttentionFusion(FusionModule):
+class CrossAttentionNet(FusionModule):
     """Each present field is a token (projection + modality embedding); attention lets them inform each
     other; a masked mean pools the tokens into one vector."""
 
     kind = "cross_attention"
+    config_keys = ("width", "heads", "layers")
 
     def __init__(
         self,
@@ -212,7 +217,7 @@ class CrossAttentionFusion(FusionModule):
         return l2_normalise(pooled @ w["out.weight"].T + w["out.bias"])
 
 
-MODULES: dict[str, type[FusionModule]] = {m.kind: m for m in (EarlyProjection, GatedFusion, CrossAttentionFusion)}
+MODULES: dict[str, type[FusionModule]] = {m.kind: m for m in (EarlyProjection, GatedNet, CrossAttentionNet)}
 
 
 def build_module(config: dict[str, Any]) -> FusionModule:

@@ -9,7 +9,8 @@ import numpy as np
 from retrieval.errors import InvalidInputError
 
 Normalisation = Literal["none", "minmax", "zscore", "arctan"]
-NORMALISATIONS: tuple[str, ...] = ("none", "minmax", "zscore", "arctan")
+# z-score first: the default (LateParams), so lists and the UI's selector start from it
+NORMALISATIONS: tuple[str, ...] = ("zscore", "none", "minmax", "arctan")
 # Scores are float32 sums (about 7 significant digits): two that agree to 5 decimals are a tie. The UI
 # prints 3 decimals, so a "1.000 vs 1.000" the user sees is always a tie here too.
 TIE_DECIMALS = 5

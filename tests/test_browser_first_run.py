@@ -1,0 +1,132 @@
+"""The first run in a real browser: an empty database, "Build the demo collection", then three methods
+compared in the grid. Prints the build time and the first search's time; saves the screenshots the README
+shows (docs/screenshots/, or SCREENSHOT_DIR). Skipped where Chromium or its driver is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import recording
+from test_browser import browser, free_port, wait_idle  # noqa: F401 (browser is a fixture)
+
+pytestmark = pytest.mark.datasets
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "docs" / "screenshots"))
+DEMO_LIMIT = os.environ.get("RETRIEVAL_DEMO_LIMIT", "400")  # items the button builds (the real demo: 2,000)
+GRID_COLUMNS = """
+const rows = [...document.querySelectorAll('table.cmp-grid tr')].slice(1);
+const cells = rows.map(r => [...r.querySelectorAll('td')].map(td => (td.querySelector('b') || {}).textContent || ''));
+return cells[0].map((_, c) => cells.map(row => row[c]));
+"""
+
+
+@pytest.fixture(scope="module")
+def empty_server(tmp_path_factory: pytest.TempPathFactory):
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    folder = tmp_path_factory.mktemp("first-run-browser")
+    port = free_port()
+    env = {
+        **os.environ,
+        "RETRIEVAL_DB": f"sqlite:///{folder}/demo.db",
+        "RETRIEVAL_DEMO_LIMIT": DEMO_LIMIT,
+        "HF_HUB_OFFLINE": "1",
+    }
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import socket
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=20)
+
+
+def assert_no_exception(driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]'), "the page shows an exception"
+    assert "Traceback" not in driver.find_element(By.TAG_NAME, "body").text
+
+
+def test_first_run_builds_the_demo_and_compares_three_methods(empty_server: str, browser) -> None:  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.set_window_size(1600, 1000)
+    browser.get(empty_server)
+    wait_idle(browser)
+    build = WebDriverWait(browser, 60).until(
+        ec.element_to_be_clickable((By.XPATH, '//button[.//*[normalize-space(text())="Build the demo collection"]]'))
+    )
+    browser.save_screenshot(str(SHOTS / "first-run-1-empty.png"))
+    started = time.perf_counter()
+    build.click()
+    wait_idle(browser, timeout=900)
+    built = time.perf_counter() - started
+    assert_no_exception(browser)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "any mix works" in body, "after the build the Search page opens"
+
+    chooser = WebDriverWait(browser, 180).until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stMultiSelect"] input'))
+    )
+    chooser.send_keys("cross_attention", Keys.ENTER)
+    wait_idle(browser)
+    started = time.perf_counter()
+    browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("the digit seven", Keys.ENTER)
+    wait_idle(browser)
+    first_search = time.perf_counter() - started
+    caption = next(e.text for e in browser.find_elements(By.TAG_NAME, "p") if e.text.startswith("Searched "))
+    audio = browser.find_element(
+        By.XPATH, '//*[@data-testid="stFileUploader"][.//*[normalize-space(text())="Audio clip"]]//input[@type="file"]'
+    )
+    audio.send_keys(str(recording(7, "nicolas", 0)))
+    wait_idle(browser)
+    time.sleep(1)
+    wait_idle(browser)
+    assert_no_exception(browser)
+    print(f"\ndemo build ({DEMO_LIMIT} items, trained): {built:.1f} s; first search: {first_search:.2f} s ({caption})")
+
+    headers = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "table.cmp-grid tr:first-child th")]
+    assert headers == ["#", "late", "gated", "cross_attention"]
+    late, gated, attention = browser.execute_script(GRID_COLUMNS)
+    assert len(late) == len(gated) == len(attention) == 10 and all(late + gated + attention)
+    assert late != gated and late != attention and gated != attention, "three methods, three different lists"
+    grid = browser.find_element(By.CSS_SELECTOR, "table.cmp-grid")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -90)", grid)
+    time.sleep(0.5)
+    browser.save_screenshot(str(SHOTS / "first-run-2-comparison.png"))
+    assert grid.rect["height"] < 700, "ten rows of three methods fit one 1600x1000 screen"
+
+    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, '[data-testid="stTab"]')))
+    tabs = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stTab"]')
+    assert [t.text.strip() for t in tabs] == ["late", "gated", "cross_attention"]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -90)", tabs[1])
+    tabs[1].click()
+    time.sleep(1.5)
+    browser.save_screenshot(str(SHOTS / "first-run-3-why-gated.png"))
+    tabs[2].click()
+    time.sleep(1.5)
+    browser.save_screenshot(str(SHOTS / "first-run-4-why-attention.png"))
+    assert_no_exception(browser)

@@ -1,0 +1,172 @@
+"""The first run: the demo trains what learns, the Search page opens on methods that differ, the compact
+comparison grid, the per-result explanations, and the Strategies page / `python -m retrieval report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import recording
+from streamlit.testing.v1 import AppTest
+
+from retrieval import SearchEngine
+from retrieval.compare import compare_results
+from retrieval.results import Hit, QueryInput, SearchResult
+
+pytestmark = pytest.mark.datasets
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+EPOCHS = 3  # enough to train and differ from late; the demo itself trains 12
+
+
+@pytest.fixture(scope="module")
+def trained_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from indexer.demo import DemoSpec, index_demo
+
+    folder = tmp_path_factory.mktemp("first-run")
+    url = f"sqlite:///{folder}/demo.db"
+    index_demo(url, folder / "digits", spec=DemoSpec(limit=240), epochs=EPOCHS)
+    return {"url": url, "queries": str(folder / "digits" / "queries.jsonl"), "digits": str(folder / "digits")}
+
+
+@pytest.fixture(scope="module")
+def engine(trained_demo: dict[str, str]) -> SearchEngine:
+    return SearchEngine.open(trained_demo["url"])
+
+
+QUERY = QueryInput(text="the digit seven", audio=recording(7, "nicolas", 0))
+
+
+def test_the_demo_trains_so_every_strategy_answers(engine: SearchEngine, trained_demo: dict[str, str]) -> None:
+    methods = ["late", "early", "hybrid", "gated", "cross_attention"]
+    results = engine.search_many(QUERY, [*methods, engine.preset("learned_early")], k=10, keep_going=True)
+    assert {label: r.error for label, r in results.items()} == dict.fromkeys([*methods, "learned_early"])
+    assert all(len(r.hits) == 10 for r in results.values())
+    late = [h.item_id for h in results["late"].hits]
+    for learned in ("gated", "cross_attention", "learned_early"):
+        assert [h.item_id for h in results[learned].hits] != late, f"{learned} ranks exactly as late"
+    for name in ("gated", "cross_attention", "early"):
+        curve = json.loads(Path(trained_demo["digits"], f"{name}.safetensors.loss.json").read_text())
+        assert len(curve["losses"]) == EPOCHS and curve["seconds"] > 0
+        assert curve["losses"][-1] < curve["losses"][0], f"{name} did not learn"
+
+
+def test_demo_cli_trains_with_progress(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from indexer.__main__ import main
+
+    url = f"sqlite:///{tmp_path}/demo.db"
+    assert main(["demo", "--db", url, "--out", str(tmp_path / "d"), "--limit", "80", "--epochs", "2"]) == 0
+    out, err = capsys.readouterr()
+    for name in ("gated", "cross_attention", "early"):
+        assert f"trained {name} on" in out
+        assert f"train {name}: 100%" in err, "a tqdm bar per trained strategy"
+    assert "preset 'learned_early'" in out
+
+
+def hit(item_id: int, rank: int, score: float) -> Hit:
+    return Hit(rank, item_id, f"item-{item_id}", score, {"text": score}, {}, {})
+
+
+def test_grid_colours_shared_items_alike_and_marks_moves() -> None:
+    from ui.compare_view import grid_html, item_colours
+
+    results = {
+        "late": SearchResult("late", [hit(1, 1, 0.9), hit(2, 2, 0.8), hit(3, 3, 0.7)], 0.001),
+        "gated": SearchResult("gated", [hit(2, 1, 0.9), hit(4, 2, 0.8), hit(1, 3, 0.7)], 0.001),
+    }
+    colours = item_colours(results)
+    assert set(colours) == {1, 2} and colours[1] != colours[2], "only items both found get a colour, each its own"
+    page = grid_html(results, compare_results(results, 3), 3)
+    assert page.count("<tr") == 4, "a header and one row per rank"
+    assert page.count(f"background:{colours[2]}") == 2 and page.count(f"background:{colours[1]}") == 2
+    rows = page.split("<tr")[1:]
+    assert "item-2</b> <span" in rows[1] and "▲1</span>" in rows[1], "item 2 rose from rank 2 to rank 1"
+    assert ">new</span>" in rows[2] and "▼2</span>" in rows[3]
+
+
+def test_late_explanation_adds_up_to_the_score(engine: SearchEngine) -> None:
+    encoded = engine.encode_query(QUERY)
+    strategy = engine.strategy("late", normalisation="zscore")
+    scored = strategy.search(engine.space, encoded, 10)
+    explained = strategy.explain(engine.space, encoded, np.array([s.item_id for s in scored]))
+    assert [u.split(" [")[0] for u in explained["units"]] == ["audio→audio", "text→text"]
+    np.testing.assert_allclose(explained["normalised"].sum(axis=1), [s.score for s in scored], rtol=1e-4, atol=1e-5)
+    assert (explained["rank"] >= 0).all() and 1 in explained["rank"], "the best of a channel is ranked 1"
+
+
+def test_gates_and_attention_are_what_the_model_weighs(engine: SearchEngine) -> None:
+    import torch
+
+    encoded = engine.encode_query(QUERY)
+    gated = engine.strategy("gated")
+    ids = np.array([s.item_id for s in gated.search(engine.space, encoded, 10)])
+    explained = gated.explain(engine.space, encoded, ids)
+    ckpt = gated.checkpoint
+    blocks, mask = engine.space.item_blocks(ckpt.fields, ckpt.dims, ids)
+    with torch.no_grad():
+        expected = ckpt.module.gates([torch.from_numpy(b) for b in ckpt.prepare(blocks, mask)], torch.from_numpy(mask))
+    np.testing.assert_allclose(explained["item_gates"], expected.numpy(), atol=1e-5)
+    assert (explained["item_gates"][~mask] == 0).all() and explained["query_gates"][0] == 0, "no image: no gate"
+
+    attention = engine.strategy("cross_attention")
+    ids = np.array([s.item_id for s in attention.search(engine.space, encoded, 10)])
+    explained = attention.explain(engine.space, encoded, ids)
+    maps, present = explained["item_attention"], explained["item_mask"]
+    assert maps.shape == (10, 3, 3)
+    np.testing.assert_allclose(maps.sum(axis=2), 1.0, atol=1e-5)
+    assert np.allclose(maps[~present[:, None, :].repeat(3, axis=1)], 0.0, atol=1e-6), "absent tokens get none"
+
+
+@pytest.fixture
+def app(trained_demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    import ui.evaluate_page
+
+    monkeypatch.setenv("RETRIEVAL_DB", trained_demo["url"])
+    monkeypatch.setattr(ui.evaluate_page, "DEMO_QUERIES", Path(trained_demo["queries"]))
+    return AppTest.from_file(APP, default_timeout=240).run()
+
+
+def test_search_opens_on_late_and_the_best_learned_in_the_grid(app: AppTest) -> None:
+    assert app.sidebar.multiselect(key="methods").value == ["late", "gated"]
+    app.sidebar.multiselect(key="methods").set_value(["late", "gated", "cross_attention"])
+    app.text_input(key="query_text").set_value("the digit seven").run()
+    assert not app.exception, [e.value for e in app.exception]
+    grid = next(m.value for m in app.markdown if "cmp-grid" in m.value)
+    assert grid.count("<tr") == 11 and all(f"<th>{m}</th>" in grid for m in ("late", "gated", "cross_attention"))
+    assert not [b for b in app.button if b.label == "Search with this item"], "the grid replaces the cards"
+    assert [t.label for t in app.tabs] == ["late", "gated", "cross_attention"], "one explanation per method"
+    assert len(app.get("vega_lite_chart")) >= 7, "bump chart, three shares, channels, gates, attention"
+    app.toggle(key="compact_view").set_value(False).run()
+    assert len([b for b in app.button if b.label == "Search with this item"]) == 30
+
+
+def test_strategies_page_measures_every_method(app: AppTest) -> None:
+    app.sidebar.radio(key="page").set_value("Strategies").run()
+    app.slider(key="report_per_kind").set_value(3)
+    app.button(key="run_report").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    table = app.dataframe[0].value.set_index("method")
+    assert list(table.index) == ["early", "late", "hybrid", "gated", "cross_attention", "learned_early"]
+    assert (table["p50 ms"] > 0).all() and (table["index MB"] > 0).all()
+    assert table["nDCG@10"].between(0, 1).all() and table.loc["gated", "training s"] > 0
+    assert table.loc["late", "adding a modality"].startswith("no re-indexing")
+    assert len(app.get("vega_lite_chart")) == 3
+
+
+def test_report_cli_writes_table_and_charts(
+    trained_demo: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from retrieval.__main__ import main
+
+    argv = ["report", "--db", trained_demo["url"], "--queries", trained_demo["queries"], "--label-field", "digit"]
+    assert main([*argv, "--strategy", "late", "--strategy", "gated", "--out", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = {r["method"]: r for r in report["rows"]}
+    lines = Path(trained_demo["queries"]).read_text().splitlines()
+    assert list(rows) == ["late", "gated"] and report["queries"]["all"] == len(lines)
+    assert set(rows["gated"]["quality"]) == {"all", *[k for k in report["queries"] if k != "all"]}
+    assert rows["late"]["train_seconds"] is None and rows["gated"]["train_seconds"] > 0
+    assert rows["gated"]["one_missing_ndcg"] is not None and rows["late"]["index_bytes"] > 0
+    assert (tmp_path / "strategies.md").read_text().startswith("| method |")
+    assert (tmp_path / "strategies-quality.html").is_file()
