@@ -3,7 +3,8 @@
 Needs only torch, transformers and numpy (no FAISS, no network, no weights): CLIP ViT-B/32 (image and
 text towers), CLAP HTSAT-unfused (audio and text) and MiniLM-L6 (text). Alongside, the CPU side of the
 pipeline for the same items (CLAP's log-mel feature extraction, image resizing and normalisation) is
-timed with a thread pool, so the report shows what share of the GPU's rate the pipeline can feed.
+timed with a thread pool, so the report shows what share of the GPU's rate the pipeline can feed; and the
+project's own torch preprocessing (batched, on the GPU) next to it.
 
     python bench/gpu_encoders.py [--seconds 8] [--out FILE.json]
 
@@ -121,6 +122,41 @@ def cpu_rates(seconds: float, workers: int) -> dict[str, float]:
     return out
 
 
+def device_preprocessing_rates(device: torch.device, seconds: float, batch: int = 64) -> dict[str, float]:
+    """What this project's own preprocessing feeds, computed on `device` in torch, batched (issue 16):
+    `ClapLogMel` (CLAP's log-mel) and `TorchImagePreprocess` (CLIP's resize + crop + normalise)."""
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+    from transformers import ClapFeatureExtractor
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from retrieval.encoders.clap_features import ClapLogMel
+    from retrieval.encoders.image_preprocess import TorchImagePreprocess
+
+    rng = np.random.default_rng(0)
+    log_mel = ClapLogMel(ClapFeatureExtractor(truncation="rand_trunc"), device)
+    clips = [rng.normal(0, 0.1, 48_000 * 2).astype(np.float32) for _ in range(batch)]
+    images = [Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) for _ in range(batch)]
+    pixels = TorchImagePreprocess(
+        size=(224, 224),
+        mean=torch.tensor([0.481, 0.458, 0.408], device=device).view(1, 3, 1, 1),
+        std=torch.tensor([0.269, 0.261, 0.276], device=device).view(1, 3, 1, 1),
+        interpolation="bicubic",
+        resize_mode="shortest",
+        device=device,
+        fallback=lambda image: torch.zeros(3, 224, 224),
+    )
+    with torch.inference_mode():
+        audio, _ = timed(lambda: (log_mel(clips), batch)[1], seconds)
+        image, _ = timed(lambda: (pixels(images), batch)[1], seconds)
+    return {
+        "clap log-mel (torch, batched)": round(audio, 1),
+        "clip image preprocessing (torch, batched)": round(image, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement")
@@ -134,6 +170,7 @@ def main() -> int:
     started = time.perf_counter()
     gpu = gpu_rates(device, args.seconds)
     cpu = cpu_rates(args.seconds, args.workers)
+    on_device = device_preprocessing_rates(device, args.seconds)
     share = {
         "audio (CLAP)": round(min(1.0, cpu["clap audio features"] / max(gpu["clap audio (HTSAT)"].values())), 3),
         "image (CLIP)": round(
@@ -151,6 +188,19 @@ def main() -> int:
         "gpu_items_per_s": gpu,
         "cpu_items_per_s": cpu,
         "pipeline_share_of_gpu_rate": share,
+        "torch_preprocessing_on_gpu_items_per_s": on_device,
+        "torch_preprocessing_share_of_gpu_rate": {
+            "audio (CLAP)": round(
+                min(1.0, on_device["clap log-mel (torch, batched)"] / max(gpu["clap audio (HTSAT)"].values())), 3
+            ),
+            "image (CLIP)": round(
+                min(
+                    1.0,
+                    on_device["clip image preprocessing (torch, batched)"] / max(gpu["clip image (ViT-B/32)"].values()),
+                ),
+                3,
+            ),
+        },
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(report, indent=2))

@@ -46,14 +46,15 @@ def encoder_only(manifest: Path, profile: Profile) -> tuple[float, int]:
     decoded: dict[str, list] = {"image": [], "audio": [], "text": []}
     for item in scan(manifest).items:
         for modality, spec in item.assets.items():
-            value = decode_asset(WorkItem(0, spec, None), encoders[modality][0].sample_rate).value
+            value = decode_asset(WorkItem(0, spec, None), [e.sample_rate for e in encoders[modality]]).value
             if value is not None:
                 decoded[modality].append(value)
     started = time.perf_counter()
     for modality, values in decoded.items():
         for encoder in encoders[modality]:
             for start in range(0, len(values), 64):
-                encoder.encode(modality, values[start : start + 64], batch_size=64)
+                batch = [v[encoder.sample_rate] if isinstance(v, dict) else v for v in values[start : start + 64]]
+                encoder.encode(modality, batch, batch_size=64)
     return time.perf_counter() - started, sum(len(v) for v in decoded.values())
 
 

@@ -22,7 +22,7 @@ from common import percentiles, write_report
 from indexer.demo import build_digits_manifest, datasets_dir
 from indexer.pipeline import Indexer
 from retrieval import SearchEngine
-from retrieval.fusion import list_strategies
+from retrieval.fusion import list_strategies, strategy_class
 from retrieval.train import TrainConfig
 
 STAGE = "decode+encode+write"
@@ -56,7 +56,8 @@ def search_latency(url: str, manifest: Path, folder: Path) -> dict[str, dict[str
 
     engine = SearchEngine.open(url)
     engine.load_encoders()
-    for name, cls in list_strategies().items():
+    for name in list_strategies():
+        cls = strategy_class(name)
         if cls.learns:
             engine.train(TrainConfig(name, label_field="digit", epochs=5, seed=0), folder / f"{name}.safetensors")
     rows = [r for r in csv.DictReader(manifest.open()) if r["split"] == "test" and r["image"] and r["audio"]][:100]

@@ -1,18 +1,20 @@
-"""Command line: `python -m indexer PATH --db URL`, `python -m indexer status`, `python -m indexer demo`."""
+"""Command line: `python -m indexer PATH --db URL`, `python -m indexer status|check|demo`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from indexer.demo import DEMO_EPOCHS
+from indexer.sources import OUTSIDE
+from retrieval import checks
 from retrieval.errors import run_command
+from storage.db import DEFAULT_URL as DEFAULT_DB
 
-DEFAULT_DB = "sqlite:///data/demo.db"
+MAX_BATCH = 4096  # assets per encoder batch: beyond it one batch of decoded media alone outgrows memory
 
 
 class TqdmProgress:
@@ -33,7 +35,7 @@ class TqdmProgress:
 
 def _print_summary(summary, *, as_json: bool) -> None:  # noqa: ANN001
     if as_json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        print(checks.json_text(summary.to_dict()))
         return
     assets = ", ".join(f"{m}: {n}" for m, n in summary.assets.items()) or "none"
     print(f"items: {summary.items}   assets: {assets}")
@@ -41,12 +43,16 @@ def _print_summary(summary, *, as_json: bool) -> None:  # noqa: ANN001
         f"encoded: {summary.encoded}   unchanged: {summary.unchanged}   changed: {summary.changed}   "
         f"removed: {summary.removed}" + (f"   missing (use --prune): {summary.missing}" if summary.missing else "")
     )
+    if summary.unseen:
+        print(f"kept, not seen (a folder or manifest row could not be read; nothing pruned there): {summary.unseen}")
     if summary.problems:
         print(f"skipped: {len(summary.problems)}")
         for problem in summary.problems[:50]:
             print(f"  {problem.path}: {problem.reason}")
         if len(summary.problems) > 50:
             print(f"  ... and {len(summary.problems) - 50} more (python -m indexer status)")
+        if any(p.reason == OUTSIDE for p in summary.problems):
+            print("  (files outside the source's folder are read only from folders given with --allow-root FOLDER)")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.stages.items())
     print(f"time: {summary.seconds:.1f}s ({stages})")
 
@@ -62,14 +68,23 @@ def cmd_index(args: argparse.Namespace) -> int:
         profile=profile,
         device=args.device,
         batch_size=args.batch_size,
-        checkpoint_assets=args.checkpoint_every,
+        flush_assets=args.flush_every,
         vector_dir=Path(args.vector_dir) if args.vector_dir else None,
         vector_backend=args.vector_backend,
         executor=args.executor,
         ray_address=args.ray_address,
     )
     roots = [Path(r) for r in args.allow_root] + getattr(args, "extra_roots", [])
-    summary = indexer.run(args.path, prune=args.prune, progress=None if args.quiet else TqdmProgress(), roots=roots)
+    # A manifest given here was written (or chosen) by the person running the command: its paths are read
+    # wherever they point unless --confine; a folder's links pointing out stay refused (README: threat model).
+    manifest = Path(args.path).suffix.lower() in (".csv", ".jsonl")
+    summary = indexer.run(
+        args.path,
+        prune=args.prune,
+        progress=None if args.quiet else TqdmProgress(),
+        roots=roots,
+        confined=args.confine or not manifest,
+    )
     _print_summary(summary, as_json=args.json)
     return 0
 
@@ -79,12 +94,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     status = collection_status(args.db, args.collection)
     if args.json:
-        print(json.dumps(status, indent=2, default=str))
-        return 0
+        print(checks.json_text(status))
+        return 1 if status["vector_problems"] else 0
     print(f"collection {status['collection']!r}: {status['items']} items, generation {status['generation']}")
     print("assets: " + ", ".join(f"{m}: {n}" for m, n in status["assets"].items()))
     print("encoders: " + ", ".join(f"{e['name']} ({e['dim']}d)" for e in status["encoders"]))
     print(f"vectors: {status['vector_dir']}   indexes on: {status['vector_backend']}")
+    for table in status["vector_tables"]:
+        stored = {None: "MISSING", -1: "UNREADABLE"}.get(table["vectors"], f"{table['vectors']} vectors")
+        print(f"table {table['field']}: {stored} ({table['expected']} in the database)")
     for build in status["indexes"]:
         print(
             f"index {build['strategy']}/{build['key']}: {build['factory']}, {build['count']} vectors"
@@ -93,7 +111,35 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"problems: {len(status['problems'])}")
     for problem in status["problems"]:
         print(f"  {problem['path']}: {problem['reason']}")
+    for problem in status["vector_problems"]:
+        print(f"error: {problem}", file=sys.stderr)
+    if status["vector_problems"]:
+        print("run `python -m indexer check` for every difference, and `--repair` to fix what can be", file=sys.stderr)
+        return 1
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from indexer.check import check_collection
+
+    report = check_collection(
+        args.db, args.collection, repair=args.repair, progress=None if args.quiet else TqdmProgress()
+    )
+    if args.json:
+        print(checks.json_text(report.to_dict()))
+        return 1 if report.left else 0
+    print(
+        f"collection {report.collection!r}: {report.items} items, {report.tables} vector tables, "
+        f"{report.indexes} indexes ({report.stale} stale: the next search rebuilds them)"
+    )
+    if report.busy:
+        print("note: an indexer is writing this collection now; differences may be its work in progress")
+    for f in report.findings:
+        state = "repaired" if f.repaired else ("repairable with --repair" if f.repairable else "NOT repairable")
+        print(f"{f.artefact} {f.name}: {f.problem}\n  at {f.location}\n  {state}: {f.fix}")
+    repaired = len(report.findings) - len(report.left)
+    print(f"differences: {len(report.findings)}, repaired: {repaired}, left: {len(report.left)}")
+    return 1 if report.left else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -134,17 +180,23 @@ def _train_demo(args: argparse.Namespace) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLAlchemy URL (default {DEFAULT_DB})")
-    parser.add_argument("--collection", default="default", help="collection name inside the database")
+    parser.add_argument(
+        "--collection", default="default", type=checks.collection_name, help="collection name inside the database"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def _index_options(parser: argparse.ArgumentParser) -> None:
+    from indexer.executors import EXECUTORS
+
     parser.add_argument("--profile", help="offline (default for a new collection), pretrained, or a JSON file")
     parser.add_argument("--prune", action="store_true", help="remove items whose files are gone")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=checks.positive_int(MAX_BATCH), default=64)
     parser.add_argument(
-        "--checkpoint-every",
-        type=int,
+        "--flush-every",
+        "--checkpoint-every",  # its name before 0.12 (a checkpoint is a trained model now)
+        dest="flush_every",
+        type=checks.positive_int(),
         default=1024,
         metavar="ASSETS",
         help="write vectors and rows together every ASSETS assets (what a crash can cost)",
@@ -159,7 +211,7 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--executor",
-        choices=("local", "ray"),
+        choices=EXECUTORS.names(),
         default="local",
         help="run decoding and encoding here (local) or as Ray actors (ray)",
     )
@@ -170,7 +222,12 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FOLDER",
-        help="also read files under FOLDER (by default only under the folder or manifest's folder)",
+        help="also read files under FOLDER (by default only under the folder, or anywhere for a manifest)",
+    )
+    parser.add_argument(
+        "--confine",
+        action="store_true",
+        help="read a manifest's files only under its own folder (and --allow-root): for a manifest from someone else",
     )
 
 
@@ -181,6 +238,16 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         )
         _common(parser)
         parser.set_defaults(func=cmd_status)
+    elif command == "check":
+        parser = argparse.ArgumentParser(
+            prog="python -m indexer check",
+            description="Compare the database rows, the vector tables and every index of a collection; "
+            "with --repair, fix what can be rebuilt from what is stored. Exit status 1 while differences remain.",
+        )
+        _common(parser)
+        parser.add_argument("--repair", action="store_true", help="fix what can be rebuilt (takes the writer lock)")
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        parser.set_defaults(func=cmd_check)
     elif command == "demo":
         parser = argparse.ArgumentParser(
             prog="python -m indexer demo", description="Build the digits demo collection and index it."
@@ -190,7 +257,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--out", default="data/digits", help="where the manifest is written")
         parser.add_argument("--datasets", help="the shared datasets folder (default ../shared/datasets)")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--limit", type=int, help="number of items (default: all 2,000)")
+        parser.add_argument("--limit", type=checks.positive_int(), help="number of items (default: all 2,000)")
         parser.add_argument("--no-index", action="store_true", help="only write the manifest")
         parser.add_argument(
             "--no-train", action="store_true", help="do not train gated, cross_attention and learned early"
@@ -200,7 +267,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     else:
         parser = argparse.ArgumentParser(
             prog="python -m indexer",
-            description=("Index a folder or a manifest (.csv/.jsonl). Other commands: `status`, `demo`."),
+            description=("Index a folder or a manifest (.csv/.jsonl). Other commands: `status`, `check`, `demo`."),
         )
         parser.add_argument("path", help="a folder, or a manifest with id,image,audio,text columns")
         _common(parser)
@@ -211,7 +278,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and argv[0] in ("status", "demo") else "index"
+    command = argv[0] if argv and argv[0] in ("status", "check", "demo") else "index"
     args = build_parser(command).parse_args(argv[1:] if command != "index" else argv)
     return run_command(args.func, args)
 

@@ -35,7 +35,6 @@ TRAIN_SPEAKERS = ("george", "jackson", "lucas")
 TEST_SPEAKER = "nicolas"
 MNIST_SPLIT = 2500
 # What the demo trains, so that every strategy answers on the first run; learned early is saved as a preset.
-TRAINED = ("gated", "cross_attention", "early")
 LEARNED_EARLY_PRESET = "learned_early"
 # 12 epochs of supervised training on the 1,500 train items (the benchmark uses 40): measured CPU time per
 # epoch on one thread, gated 0.45 s, cross-attention 1.0 s, early 0.2 s, so ~20 s in all.
@@ -193,12 +192,13 @@ def train_demo(
     register the checkpoints, save learned early as the preset `learned_early`, and build their indexes
     now so the first search does not. Seeded: the same collection gives the same checkpoints."""
     from retrieval import SearchEngine
+    from retrieval.fusion import learned_strategies
     from retrieval.results import Method
 
     engine = SearchEngine.open(url, collection)
     results: dict[str, TrainResult] = {}
     with one_torch_thread():
-        for name in TRAINED:
+        for name in learned_strategies():  # early, gated, cross_attention
             results[name] = _train_one(engine, name, out_dir, epochs, progress)
     checkpoint = str(results["early"].path.resolve())
     engine.save_preset(

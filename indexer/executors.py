@@ -17,8 +17,10 @@ import numpy as np
 
 from indexer.work import Decoded, WorkItem, decode_asset
 from retrieval.encoders import Encoder
+from retrieval.media import MODALITIES
 from retrieval.profiles import Field
 from storage.models import TEXT_PREVIEW
+from storage.registry import Registry
 
 
 @dataclass
@@ -34,8 +36,24 @@ class EncodedBatch:
         )
 
 
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """What every executor is built from; each takes the parts it needs."""
+
+    encoders: dict[str, Encoder]
+    fields: list[Field]
+    rates: dict[str, tuple[int, ...]]
+    device: str | None = None
+    batch_size: int = 64
+    workers: int | None = None  # decode threads (local)
+    address: str | None = None  # a cluster to join (ray)
+
+
 class Executor(Protocol):
     name: str
+
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> Executor: ...
 
     def batches(self, work: list[WorkItem]) -> Iterator[EncodedBatch]: ...
 
@@ -52,10 +70,9 @@ def encode_batch(
     for f in fields:
         good = [n for n, d in enumerate(batch) if d.error is None and d.work.spec.modality == f.modality]
         if good:
-            vectors = np.asarray(
-                encoders[f.encoder].encode(f.modality, [batch[n].value for n in good], batch_size=batch_size),
-                np.float32,
-            )
+            encoder = encoders[f.encoder]
+            inputs = [_for_encoder(batch[n].value, encoder) for n in good]
+            vectors = np.asarray(encoder.encode(f.modality, inputs, batch_size=batch_size), np.float32)
             finite = np.isfinite(vectors).all(axis=1)
             for n in np.asarray(good)[~finite]:
                 batch[n] = replace(batch[n], error=f"encoder {f.encoder} gave a non-finite vector for this file")
@@ -65,12 +82,19 @@ def encode_batch(
     return out
 
 
-def sample_rates(encoders: dict[str, Encoder], profile_encoders: Mapping[str, Sequence[str]]) -> dict[str, int]:
-    """The rate each modality is decoded at: that of its first encoder (audio must match it)."""
-    rates = {}
-    for modality in ("image", "audio", "text"):
+def _for_encoder(value: object, encoder: Encoder) -> object:
+    """Decoded audio is {rate: Waveform}; an encoder reads its own rate's copy."""
+    return value[encoder.sample_rate] if isinstance(value, dict) else value
+
+
+def sample_rates(
+    encoders: dict[str, Encoder], profile_encoders: Mapping[str, Sequence[str]]
+) -> dict[str, tuple[int, ...]]:
+    """The rates each modality is decoded at: every rate its encoders read (audio: one copy per rate)."""
+    rates: dict[str, tuple[int, ...]] = {}
+    for modality in MODALITIES:
         names = list(profile_encoders.get(modality, ()))
-        rates[modality] = encoders[names[0]].sample_rate if names else 16_000
+        rates[modality] = tuple(sorted({encoders[n].sample_rate for n in names})) or (16_000,)
     return rates
 
 
@@ -79,11 +103,15 @@ class LocalExecutor:
 
     name = "local"
 
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> LocalExecutor:
+        return cls(settings.encoders, settings.fields, settings.rates, settings.batch_size, settings.workers)
+
     def __init__(
         self,
         encoders: dict[str, Encoder],
         fields: list[Field],
-        rates: dict[str, int],
+        rates: dict[str, tuple[int, ...]],
         batch_size: int = 64,
         workers: int | None = None,
     ) -> None:
@@ -120,3 +148,8 @@ class LocalExecutor:
 
     def _decode(self, items: list[WorkItem]) -> list[Decoded]:
         return [decode_asset(item, self.rates[item.spec.modality]) for item in items]
+
+
+EXECUTORS: Registry[type[Executor]] = Registry("executor")
+EXECUTORS.register("local", LocalExecutor, "decode in threads, encode in this process (the default)")
+EXECUTORS.register("ray", "indexer.ray_executor:RayExecutor", "decode + encode on Ray actors (--ray-address)")

@@ -20,11 +20,15 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import selectinload
 
-from indexer.executors import EncodedBatch, Executor, LocalExecutor, sample_rates
-from indexer.sources import AssetSpec, ItemSpec, Problem, confine, scan
+from indexer.executors import EXECUTORS, EncodedBatch, Executor, ExecutorSettings, sample_rates
+from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
 from indexer.work import Decoded, WorkItem
-from retrieval.encoders import Encoder, create_encoder
+from retrieval.checks import check_collection_name, whole_number
+from retrieval.device import get_device
+from retrieval.encoders import Encoder, create_encoders
+from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.fusion import create_strategy
+from retrieval.media import MODALITIES, MediaError
 from retrieval.profiles import PROFILES, Profile
 from retrieval.space import VectorSpace
 from storage import (
@@ -38,17 +42,28 @@ from storage import (
     Item,
     SkippedFile,
     StorageError,
-    VectorStorage,
     VectorTable,
-    default_vector_dir,
+    collection_folder,
+    default_vector_base,
     normalise_backend,
     remove_stale_temporaries,
 )
+from storage.catalog import collection_storage
 from storage.models import utcnow
-from storage.repository import get_collection, ok_ids_by_modality
+from storage.repository import bump_generation, get_collection, ok_ids_by_modality, set_collection
 
 ProgressFn = Callable[[str, int, int], None]
 """(stage, done, total): the CLI drives tqdm with it, the UI st.progress."""
+
+# Named points where tests inject a crash: `FAULTS[name] = callable` (monkeypatch.setitem), a no-op otherwise.
+FAULTS: dict[str, Callable[[], None]] = {}
+
+
+def fault(point: str) -> None:
+    hook = FAULTS.get(point)
+    if hook is not None:
+        hook()
+
 
 DEFAULT_STRATEGIES = ("late", "early", "hybrid")
 
@@ -62,6 +77,7 @@ class IndexSummary:
     changed: int = 0
     removed: int = 0
     missing: int = 0
+    unseen: int = 0  # items kept because their folder (or a manifest row) could not be read
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
@@ -86,22 +102,27 @@ class Indexer:
         workers: int | None = None,
         vector_dir: Path | None = None,
         strategies: tuple[str, ...] = DEFAULT_STRATEGIES,
-        checkpoint_assets: int = 1024,
-        checkpoint_seconds: float = 15.0,
+        flush_assets: int = 1024,
+        flush_seconds: float = 15.0,
         vector_backend: str | None = None,
         executor: str = "local",
         ray_address: str | None = None,
     ) -> None:
+        check_collection_name(collection)  # before any row is written: a 300-character name is refused here
+        whole_number("batch_size", batch_size, 1)
+        whole_number("flush_assets", flush_assets, 1)
+        get_device(device)  # a device this machine lacks is refused before anything is written
         self.db = Database(db_url)
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
         self.executor_name, self.ray_address = executor, ray_address
-        # How much work a crash may cost: vectors and rows are written together every checkpoint.
-        self.checkpoint_assets, self.checkpoint_seconds = checkpoint_assets, checkpoint_seconds
+        # How much work a crash may cost: vectors and rows are written together at every flush point.
+        # ("Flush", not "checkpoint": a checkpoint is a trained fusion model.)
+        self.flush_assets, self.flush_seconds = flush_assets, flush_seconds
+        self.encoders: dict[str, Encoder] = {}
         self.collection = self._open_collection(profile, vector_dir, vector_backend)
         self.profile = Profile.from_dict(self.collection.profile)
-        self.storage = VectorStorage(Path(self.collection.vector_dir))
-        self.encoders: dict[str, Encoder] = {}
+        self.storage = collection_storage(self.db, self.collection)
 
     # -- set-up ------------------------------------------------------------------------------------
     def _open_collection(
@@ -109,35 +130,68 @@ class Indexer:
     ) -> Collection:
         with self.db.session() as session:
             row = get_collection(session, self.collection_name)
-            if row is None:
-                profile = profile or PROFILES["offline"]
-                row = Collection(
-                    name=self.collection_name,
-                    profile=profile.to_dict(),
-                    vector_dir=str(vector_dir or default_vector_dir(self.db.url, self.collection_name)),
-                    vector_backend=normalise_backend(vector_backend),
-                )
-                session.add(row)
-            elif vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
-                raise StorageError(
-                    f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
-                    f"{vector_backend!r}; use another --collection name to index onto another backend"
-                )
-            elif profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
-                raise EncoderMismatchError(
-                    f"collection {self.collection_name!r} was indexed with profile "
-                    f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
-                    "Use another --collection name or another database for a different profile."
-                )
+        if row is None:
+            return self._new_collection(profile or PROFILES["offline"], vector_dir, vector_backend)
+        if vector_backend is not None and normalise_backend(vector_backend) != row.vector_backend:
+            raise StorageError(
+                f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
+                f"{vector_backend!r}; use another --collection name to index onto another backend"
+            )
+        if profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
+            raise EncoderMismatchError(
+                f"collection {self.collection_name!r} was indexed with profile "
+                f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
+                "Use another --collection name or another database for a different profile."
+            )
+        if not Path(row.vector_dir).is_absolute():
+            row.vector_dir = str(self._resolve_legacy_folder(Path(row.vector_dir)))
+            with self.db.session() as session:
+                session.execute(update(Collection).where(Collection.id == row.id).values(vector_dir=row.vector_dir))
+        return row
+
+    def _resolve_legacy_folder(self, folder: Path) -> Path:
+        """Older versions recorded a relative --vector-dir as given: it is found only from the folder the
+        indexer ran in. From there, it is recorded absolute now; from anywhere else, nothing is written
+        (a new empty folder here would re-encode everything and orphan the vectors already stored)."""
+        if not folder.is_dir():
+            raise StorageError(
+                f"collection {self.collection_name!r} records its vectors at the relative path {folder}, "
+                f"which is not under {Path.cwd()}; run the indexer once from the folder it first ran in "
+                "(the path is then recorded absolute and any folder works)"
+            )
+        return folder.resolve()
+
+    def _new_collection(self, profile: Profile, vector_dir: Path | None, vector_backend: str | None) -> Collection:
+        """A new collection's row, written only once its encoders have loaded: a first run that failed on
+        missing weights used to leave a collection bound to that profile, so the next run with another
+        profile was refused although nothing was indexed. (The row's id names its folder, so the row is
+        made here rather than at the first flush.)"""
+        self._create_encoders(profile)
+        with self.db.session() as session:
+            row = Collection(
+                name=self.collection_name,
+                profile=profile.to_dict(),
+                vector_dir="",
+                vector_backend=normalise_backend(vector_backend),
+            )
+            session.add(row)
+            session.flush()  # the id names the folder: collections sharing a --vector-dir never meet
+            base = vector_dir if vector_dir is not None else default_vector_base(self.db.url)
+            row.vector_dir = str(collection_folder(base, self.collection_name, self.db.uid, row.id))
             session.flush()
             return row
 
+    def _create_encoders(self, profile: Profile | None = None) -> None:
+        """Every encoder of the profile; all missing weights are reported at once (`create_encoders`)."""
+        profile = profile or self.profile
+        names = sorted({name for names in profile.encoders.values() for name in names})
+        self.encoders.update(create_encoders([n for n in names if n not in self.encoders], self.device))
+
     def _load_encoders(self) -> None:
-        names = sorted({name for names in self.profile.encoders.values() for name in names})
+        self._create_encoders()
         with self.db.session() as session:
-            for name in names:
-                encoder = self.encoders.get(name) or create_encoder(name, self.device)
-                self.encoders[name] = encoder
+            for name in sorted(self.encoders):
+                encoder = self.encoders[name]
                 record = session.scalar(select(EncoderRecord).filter_by(collection_id=self.collection.id, name=name))
                 if record is None:
                     session.add(
@@ -150,11 +204,8 @@ class Indexer:
                             preprocessing=encoder.preprocessing,
                         )
                     )
-                elif (record.dim, record.preprocessing) != (encoder.dim, encoder.preprocessing):
-                    raise EncoderMismatchError(
-                        f"{name}: stored vectors have dimension {record.dim} (preprocessing {record.preprocessing}), "
-                        f"the encoder now gives {encoder.dim} ({encoder.preprocessing}); use a new collection"
-                    )
+                else:
+                    refuse_changed_encoder(self.collection.name, name, record.dim, record.preprocessing, encoder)
 
     def _tables(self) -> dict[str, VectorTable]:
         return {
@@ -170,36 +221,47 @@ class Indexer:
         prune: bool = False,
         progress: ProgressFn | None = None,
         roots: list[Path] | None = None,
+        confined: bool = True,
     ) -> IndexSummary:
-        """Index `source`; files outside its folder (or the extra `roots`) are refused, not read.
+        """Index `source`; files outside its folder (or the extra `roots`) are refused, not read, unless
+        `confined` is False (a manifest given by its own author on the command line: see the README's threat
+        model). With `prune`, items that were not seen because a folder could not be listed are kept.
 
         One writer per collection: a second run at the same time raises `CollectionBusyError`. A write
         that fails (disk full, read-only folder) raises `StorageError` and leaves the previous files whole.
         """
-        with CollectionLock(self.storage.root, f"collection {self.collection_name!r}"):
-            remove_stale_temporaries(self.storage.root)
-            try:
-                return self._run(Path(source), prune, progress, roots or [])
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
-                    raise
-                raise StorageError(
-                    f"cannot write {exc.filename or self.storage.root}: {exc.strerror}; "
-                    "nothing was half-written: the previous index and database are intact, and "
-                    "running again once there is room finishes the job"
-                ) from exc
+        try:  # the lock file is a write too: a full disk there is the same clear error
+            with CollectionLock(self.storage.root, f"collection {self.collection_name!r}"):
+                remove_stale_temporaries(self.storage.root)
+                return self._run(Path(source), prune, progress, roots or [], confined)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+                raise
+            raise StorageError(
+                f"cannot write {exc.filename or self.storage.root}: {exc.strerror}; "
+                "nothing was half-written: the previous index and database are intact, and "
+                "running again once there is room finishes the job"
+            ) from exc
 
-    def _run(self, source: Path, prune: bool, progress: ProgressFn | None, roots: list[Path]) -> IndexSummary:
+    def _run(
+        self, source: Path, prune: bool, progress: ProgressFn | None, roots: list[Path], confined: bool = True
+    ) -> IndexSummary:
         started = time.perf_counter()
         summary = IndexSummary()
         stage = _Stopwatch(summary.stages)
         with stage("load encoders"):
             self._load_encoders()
         with stage("scan"):
-            found = confine(scan(source), roots)
+            found = scan(source)
+            # what the source lists, refused or not (confine drops refused assets in place): pruning removes
+            # what the source no longer lists, never what it lists but may not read this time
+            listed = Scan(
+                [ItemSpec(i.key, dict(i.assets), i.metadata) for i in found.items], [], found.root, found.unseen
+            )
+            found = confine(found, roots) if confined else found
             summary.problems.extend(found.problems)
             with self.db.session() as session:
-                session.query(Collection).filter_by(id=self.collection.id).update({"root": str(found.root)})
+                set_collection(session, self.collection.id, root=str(found.root))
         tables = self._tables()
         with stage("reconcile"):
             self._reconcile(tables)
@@ -207,11 +269,11 @@ class Indexer:
             work = self._plan(found.items, tables, summary, progress)
             # one modality after another: every batch then fills each encoder's batch (64 images, not
             # 25 images + 25 clips + 14 texts), which is what the encoders' throughput is measured at
-            work.sort(key=lambda w: ("image", "audio", "text").index(w.spec.modality))
+            work.sort(key=lambda w: MODALITIES.index(w.spec.modality))
         with stage("decode+encode+write"):
             self._process(work, tables, summary, progress)
         with stage("prune"):
-            self._prune(found.items, tables, summary, prune)
+            self._prune(listed, tables, summary, prune)
         with stage("index"):
             self._build_indexes(progress)
         self._summarise(summary, found.problems)
@@ -233,9 +295,10 @@ class Indexer:
         self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
     ) -> list[WorkItem]:
         """Upsert item rows and pick the assets whose content changed (or whose vectors are missing)."""
+        # Every file is read before the transaction opens: inserting items takes the database's write
+        # lock, and a slow disk (or a file that never ends) must not hold it and stall every other writer.
+        digests = self._hash(specs, progress)
         work: list[WorkItem] = []
-        total = sum(len(s.assets) for s in specs)
-        done = 0
         with self.db.session() as session:
             existing = {
                 i.key: i
@@ -261,23 +324,39 @@ class Indexer:
                 current = {a.modality: a for a in item.assets} if item is not None else {}
                 item_id = item.id if item is not None else fresh[spec.key]
                 for modality, asset in spec.assets.items():
-                    done += 1
-                    work_item = self._plan_asset(item_id, asset, current.get(modality), tables, summary)
+                    digest = digests[(spec.key, modality)]
+                    work_item = self._plan_asset(item_id, asset, digest, current.get(modality), tables, summary)
                     if work_item is not None:
                         work.append(work_item)
-                    if progress and (done % 256 == 0 or done == total):
-                        progress("hash", done, total)
         return work
 
+    @staticmethod
+    def _hash(specs: list[ItemSpec], progress: ProgressFn | None) -> dict[tuple[str, str], str | OSError | MediaError]:
+        """Each asset's content hash, or the error that kept it from being read (a FIFO is refused unopened)."""
+        total = sum(len(s.assets) for s in specs)
+        digests: dict[tuple[str, str], str | OSError | MediaError] = {}
+        done = 0
+        for spec in specs:
+            for modality, asset in spec.assets.items():
+                try:
+                    digests[(spec.key, modality)] = asset.sha256()
+                except (MediaError, OSError) as exc:
+                    digests[(spec.key, modality)] = exc
+                done += 1
+                if progress and (done % 256 == 0 or done == total):
+                    progress("hash", done, total)
+        return digests
+
     def _plan_asset(
-        self, item_id: int, spec: AssetSpec, row: Asset | None, tables: dict[str, VectorTable], summary: IndexSummary
+        self,
+        item_id: int,
+        spec: AssetSpec,
+        digest: str | OSError | MediaError,
+        row: Asset | None,
+        tables: dict[str, VectorTable],
+        summary: IndexSummary,
     ) -> WorkItem | None:
-        try:
-            digest = spec.sha256()
-        except OSError as exc:
-            digest = None
-            reason = exc.strerror or str(exc)
-        if row is not None and digest is not None and row.sha256 == digest:
+        if row is not None and isinstance(digest, str) and row.sha256 == digest:
             row.path = spec.display  # same content under a new name: no re-encoding
             has_vectors = all(item_id in tables[f.key] for f in self.profile.fields if f.modality == spec.modality)
             if row.status == "error" or has_vectors:
@@ -285,27 +364,23 @@ class Indexer:
                 return None
         if row is not None and row.status == "ok":
             summary.changed += 1
-        if digest is None:
+        if not isinstance(digest, str):
+            reason = digest.reason if isinstance(digest, MediaError) else (digest.strerror or str(digest))
             return WorkItem(item_id, spec, None, error=f"cannot read file ({reason})")
         return WorkItem(item_id, spec, digest)
 
     def executor(self) -> Executor:
-        rates = sample_rates(self.encoders, self.profile.encoders)
-        if self.executor_name == "ray":
-            from indexer.ray_executor import RayExecutor
-
-            return RayExecutor(
-                self.profile.fields, sorted(self.encoders), rates, self.device, self.batch_size, self.ray_address
-            )
-        if self.executor_name != "local":
-            raise ValueError(f"unknown executor {self.executor_name!r}; use local or ray")
-        return LocalExecutor(self.encoders, self.profile.fields, rates, self.batch_size, self.workers)
+        rates = sample_rates(self.encoders, {m: list(names) for m, names in self.profile.encoders.items()})
+        settings = ExecutorSettings(
+            self.encoders, self.profile.fields, rates, self.device, self.batch_size, self.workers, self.ray_address
+        )
+        return EXECUTORS.get(self.executor_name).from_settings(settings)
 
     def _process(
         self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
     ) -> None:
-        """Collect encoded batches; every checkpoint, merge them into the tables, save the touched tables,
-        then commit their rows. Merging once per checkpoint, not per batch, keeps a run linear: each
+        """Collect encoded batches; at every flush point, merge them into the tables, save the touched tables,
+        then commit their rows. Merging once per flush, not per batch, keeps a run linear: each
         merge copies a whole table (at 20k items, 20 MB per field per batch of 64)."""
         done, pending, staged = 0, [], []
         last_flush = time.monotonic()
@@ -314,7 +389,7 @@ class Indexer:
             pending += batch.decoded
             done += len(batch.decoded)
             summary.encoded += sum(d.error is None for d in batch.decoded)
-            if len(pending) >= self.checkpoint_assets or time.monotonic() - last_flush > self.checkpoint_seconds:
+            if len(pending) >= self.flush_assets or time.monotonic() - last_flush > self.flush_seconds:
                 self._flush(pending, self._merge(staged, tables), tables)
                 pending, staged, last_flush = [], [], time.monotonic()
             if progress:
@@ -336,10 +411,11 @@ class Indexer:
         return touched
 
     def _flush(self, pending: list[Decoded], touched: set[str], tables: dict[str, VectorTable]) -> None:
-        """A checkpoint: vector tables first (atomically), then the rows that point at them, in one commit
+        """A flush point: vector tables first (atomically), then the rows that point at them, in one commit
         (new rows in one multi-row INSERT, changed ones in one executemany UPDATE)."""
         for key in sorted(touched):
             self.storage.save(key, tables[key])
+        fault("flush:tables-saved")  # a crash here leaves tables ahead of rows: the next run heals it
         with self.db.session() as session:
             item_ids = sorted({d.work.item_id for d in pending})
             existing = {
@@ -359,7 +435,7 @@ class Indexer:
                 session.execute(insert(Asset), new)
             if changed:
                 session.execute(update(Asset), changed)
-            session.query(Collection).filter_by(id=self.collection.id).update({"generation": Collection.generation + 1})
+            bump_generation(session, self.collection.id)
 
     @staticmethod
     def _asset_row(decoded: Decoded) -> dict[str, Any]:
@@ -379,10 +455,13 @@ class Indexer:
             "preview": decoded.value if isinstance(decoded.value, str) else None,
         }
 
-    def _prune(self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary, prune: bool) -> None:
-        wanted = {s.key: set(s.assets) for s in specs}
+    def _prune(self, found: Scan, tables: dict[str, VectorTable], summary: IndexSummary, prune: bool) -> None:
+        """Remove items (and assets) the source no longer has; never one the scan could not see (under a
+        folder it could not list, or named by a manifest row it could not read): those are counted as kept."""
+        wanted = {s.key: set(s.assets) for s in found.items}
         gone_items: set[int] = set()
         gone_assets: list[tuple[int, str]] = []
+        hidden: set[int] = set()
         with self.db.session() as session:  # plain rows, not ORM objects: this reads the whole collection
             rows = session.execute(
                 select(Item.id, Item.key, Asset.modality)
@@ -390,10 +469,15 @@ class Indexer:
                 .where(Item.collection_id == self.collection.id)
             )
             for item_id, key, modality in rows:
+                incomplete = key not in wanted or (modality is not None and modality not in wanted[key])
+                if incomplete and found.unseen and found.may_hide(key):
+                    hidden.add(item_id)
+                    continue
                 if key not in wanted:
                     gone_items.add(item_id)
                 if modality is not None and (key not in wanted or modality not in wanted[key]):
                     gone_assets.append((item_id, modality))
+        summary.unseen = len(hidden)
         if not prune:
             summary.missing = len(gone_items)
             return
@@ -407,16 +491,12 @@ class Indexer:
             if gone_items:
                 session.execute(delete(Item).where(Item.id.in_(sorted(gone_items))))
             if gone_items or gone_assets:
-                session.query(Collection).filter_by(id=self.collection.id).update(
-                    {"generation": Collection.generation + 1}
-                )
+                bump_generation(session, self.collection.id)
         summary.removed = len(gone_items)
 
     def _build_indexes(self, progress: ProgressFn | None) -> None:
         with self.db.session() as session:
-            row = session.get(Collection, self.collection.id)
-            assert row is not None, "the collection row is created before indexes are built"
-            generation = row.generation
+            generation = session.scalar(select(Collection.generation).where(Collection.id == self.collection.id)) or 0
         dims = {name: e.dim for name, e in self.encoders.items()}
         catalog = IndexCatalog.for_collection(self.db, self.collection)
         space = VectorSpace(self.profile.fields, self.storage, generation, catalog, dims=dims)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from indexer.executors import EncodedBatch, encode_batch
+from indexer.executors import EncodedBatch, ExecutorSettings, encode_batch
 from indexer.work import WorkItem, decode_asset
 from retrieval.profiles import Field
 
@@ -24,7 +24,12 @@ class EncodeWorker:
     """A Ray actor's state: the encoders, created once, then one chunk of work after another."""
 
     def __init__(
-        self, fields: list[Field], encoder_names: list[str], device: str | None, batch_size: int, rates: dict[str, int]
+        self,
+        fields: list[Field],
+        encoder_names: list[str],
+        device: str | None,
+        batch_size: int,
+        rates: dict[str, tuple[int, ...]],
     ) -> None:
         from retrieval.encoders import create_encoder
 
@@ -39,11 +44,22 @@ class EncodeWorker:
 class RayExecutor:
     name = "ray"
 
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> RayExecutor:
+        return cls(
+            settings.fields,
+            sorted(settings.encoders),
+            settings.rates,
+            settings.device,
+            settings.batch_size,
+            settings.address,
+        )
+
     def __init__(
         self,
         fields: list[Field],
         encoder_names: list[str],
-        rates: dict[str, int],
+        rates: dict[str, tuple[int, ...]],
         device: str | None = None,
         batch_size: int = 64,
         address: str | None = None,

@@ -9,17 +9,31 @@ and any other columns kept as metadata; relative paths resolve against the manif
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from retrieval.media import MODALITIES, modality_from_extension, sniff_modality
+from retrieval.errors import InvalidInputError, NotFoundError
+from retrieval.media import (
+    MAX_TEXT_BYTES,
+    MODALITIES,
+    MediaError,
+    modality_from_extension,
+    open_regular,
+    sniff_modality,
+    special_file_kind,
+)
 
 MANIFEST_SUFFIXES = {".csv", ".jsonl"}
 SNIFF_BYTES = 64
+MAX_KEY_CHARS = 500  # the items table keeps keys of up to 500 characters
+_EXTRA = "\x00extra"  # DictReader's key for fields beyond the header (no real column has a NUL in it)
 
 
 @dataclass
@@ -29,12 +43,17 @@ class AssetSpec:
     inline_text: str | None = None
 
     def sha256(self) -> str:
-        """Content hash: what decides whether an asset must be re-encoded."""
+        """Content hash: what decides whether an asset must be re-encoded. A FIFO or device raises
+        `MediaError` instead of blocking."""
         digest = hashlib.sha256()
         if self.inline_text is not None:
             digest.update(self.inline_text.encode("utf-8"))
         else:
-            with open(self.path, "rb") as handle:
+            try:
+                handle = open_regular(self.path)
+            except FileNotFoundError:  # the decoder's wording: "file not found"
+                raise MediaError(self.path, "file not found") from None
+            with handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
         return digest.hexdigest()
@@ -59,9 +78,17 @@ class Problem:
 
 @dataclass
 class Scan:
+    """Items found, problems met, and what could not be seen: `unseen` keys (prefixes ending in "/" for a
+    folder, "" for everything) name items that may exist but were not listed; `--prune` must keep them."""
+
     items: list[ItemSpec]
     problems: list[Problem]
     root: Path
+    unseen: list[str] = field(default_factory=list)
+
+    def may_hide(self, key: str) -> bool:
+        """Whether the item `key` could exist without this scan having seen it."""
+        return any(key == u or ((u.endswith("/") or u == "") and key.startswith(u)) for u in self.unseen)
 
 
 def scan(path: str | Path) -> Scan:
@@ -72,16 +99,18 @@ def scan(path: str | Path) -> Scan:
     if path.is_dir():
         return scan_folder(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such folder or manifest")
-    raise ValueError(f"{path}: not a folder nor a manifest (.csv or .jsonl)")
+        raise NotFoundError(f"{path}: no such folder or manifest")
+    raise InvalidInputError(f"{path}: not a folder nor a manifest (.csv or .jsonl)")
 
 
 def _classify(path: Path) -> tuple[str | None, str | None]:
     """(modality, None) or (None, reason): content decides, the extension breaks ties."""
     by_extension = modality_from_extension(path)
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(SNIFF_BYTES)
+    except MediaError as exc:  # a special file that appeared since the stat
+        return None, exc.reason
     except OSError as exc:
         return (by_extension, None) if by_extension else (None, f"cannot read file ({exc.strerror or exc})")
     by_content = sniff_modality(head)
@@ -94,27 +123,43 @@ def _classify(path: Path) -> tuple[str | None, str | None]:
     return None, ("unsupported file type" if head else "empty file of unknown type")
 
 
+def _key_problem(key: str) -> str | None:
+    """Why `key` cannot name an item (the database keeps up to 500 characters of valid Unicode)."""
+    if len(key) > MAX_KEY_CHARS:
+        return f"item id is {len(key)} characters, over the limit of {MAX_KEY_CHARS}"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8 (undecodable bytes)"
+    if "\x00" in key:
+        return "item id contains a NUL character"
+    return None
+
+
 def scan_folder(root: Path) -> Scan:
     items: dict[str, ItemSpec] = {}
     problems: list[Problem] = []
-    for directory, dirnames, filenames in os.walk(
-        root,
-        followlinks=False,
-        onerror=lambda e: problems.append(Problem(str(e.filename), f"cannot list folder ({e.strerror})")),
-    ):
+    unseen: list[str] = []
+
+    def cannot_list(error: OSError) -> None:
+        where = Path(str(error.filename))
+        problems.append(Problem(str(where), f"cannot list folder ({error.strerror}); its items are kept as they were"))
+        relative = where.relative_to(root).as_posix() if where != root and where.is_relative_to(root) else ""
+        unseen.append("" if relative in ("", ".") else relative + "/")
+
+    for directory, dirnames, filenames in os.walk(root, followlinks=False, onerror=cannot_list):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(directory) / name
             if name.startswith(".") or path.suffix.lower() in MANIFEST_SUFFIXES:
                 continue
-            if path.is_symlink() and not path.exists():
-                problems.append(Problem(str(path), "broken or looping symbolic link"))
-                continue
-            modality, reason = _classify(path)
-            if modality is None:
-                problems.append(Problem(str(path), reason or "unsupported file type"))
-                continue
             key = path.relative_to(root).with_suffix("").as_posix()
+            modality, reason = _file_modality(path, key)
+            if modality is None:
+                problems.append(Problem(_printable(path), reason or "unsupported file type"))
+                if reason and reason.startswith(("cannot read", "permission denied")):
+                    unseen.append(key)  # it may be an item's file: pruning must not take the item
+                continue
             item = items.setdefault(key, ItemSpec(key))
             if modality in item.assets:
                 problems.append(
@@ -125,36 +170,113 @@ def scan_folder(root: Path) -> Scan:
                 )
                 continue
             item.assets[modality] = AssetSpec(modality, path)
-    return Scan(sorted(items.values(), key=lambda i: i.key), problems, root)
+    return Scan(sorted(items.values(), key=lambda i: i.key), problems, root, unseen)
 
 
-def _manifest_rows(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        if path.suffix.lower() == ".csv":
-            return list(csv.DictReader(handle))
-        rows = []
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    rows.append({"__error__": f"line {number}: invalid JSON ({exc.msg})"})
-        return rows
+def _file_modality(path: Path, key: str) -> tuple[str | None, str | None]:
+    """(modality, None), or (None, why the file is skipped): special files are never opened."""
+    bad_key = _key_problem(key)
+    if bad_key:
+        return None, bad_key
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None, "broken or looping symbolic link" if path.is_symlink() else "file vanished while scanning"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "broken or looping symbolic link"
+        return None, f"cannot read file ({exc.strerror or exc})"
+    kind = special_file_kind(mode)
+    if kind is not None:
+        return None, f"not a regular file ({kind}); skipped"
+    return _classify(path)
+
+
+def _printable(path: Path) -> str:
+    """A path as text the database can keep (undecodable bytes shown as \\x.. escapes)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _csv_rows(handle: TextIO) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_TEXT_BYTES))  # a long inline text is still a row
+    reader = csv.DictReader(handle, restkey=_EXTRA)
+    number = 0
+    while True:
+        number += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield number, None, f"unreadable CSV row ({exc})"
+            continue
+        extra = row.pop(_EXTRA, None)
+        if extra:
+            yield (
+                number,
+                None,
+                (f"row has {len(extra)} more field(s) than the header; quote values that contain commas"),
+            )
+            continue
+        yield number, row, None
+
+
+def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, None, f"invalid JSON ({exc.msg})"
+            continue
+        except RecursionError:
+            yield number, None, "invalid JSON (nested too deeply)"
+            continue
+        if not isinstance(row, dict):
+            yield number, None, f"a row must be a JSON object, not {_json_kind(row)}"
+            continue
+        yield number, row, None
+
+
+def _json_kind(value: object) -> str:
+    return {type(None): "null", bool: "true/false", list: "a list", str: "a string"}.get(type(value), "a number")
+
+
+def _manifest_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """(row or line number, row, None) or (number, None, why the row is unusable), lazily."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            yield from (_csv_rows(handle) if path.suffix.lower() == ".csv" else _jsonl_rows(handle))
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})") from None
+
+
+def _row_key(row: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(key, None) or (None, why the row's id is unusable); 0 is an id like any other."""
+    value = row.get("id")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, "row has no id"
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None, f"id must be a string or a whole number, not {_json_kind(value)}"
+    key = str(value).strip()
+    problem = _key_problem(key)
+    return (None, problem) if problem else (key, None)
 
 
 def scan_manifest(path: Path) -> Scan:
     base = path.parent
     items: list[ItemSpec] = []
     problems: list[Problem] = []
+    unseen: list[str] = []
     seen: set[str] = set()
-    for number, row in enumerate(_manifest_rows(path), start=1):
+    for number, row, error in _manifest_rows(path):
         where = f"{path}:{number}"
-        if "__error__" in row or not isinstance(row, dict):
-            problems.append(Problem(where, row.get("__error__", "row is not an object")))
-            continue
-        key = str(row.get("id") or "").strip()
-        if not key:
-            problems.append(Problem(where, "row has no id"))
+        key, why = _row_key(row) if row is not None else (None, error)
+        if key is None or row is None:
+            problems.append(Problem(where, why or "unusable row"))
+            if row is None:
+                unseen.append("")  # an unreadable row may have named any item: prune nothing this run
             continue
         if key in seen:
             problems.append(Problem(where, f"duplicate id {key!r}"))
@@ -164,19 +286,43 @@ def scan_manifest(path: Path) -> Scan:
             key, metadata={k: v for k, v in row.items() if k not in ("id", *MODALITIES) and v not in (None, "")}
         )
         for modality in MODALITIES:
-            value = row.get(modality)
-            if value in (None, ""):
-                continue
-            target = Path(os.path.normpath(base / str(value)))  # links are followed (and checked) by confine()
-            if modality == "text" and not target.is_file():
-                item.assets["text"] = AssetSpec("text", Path(f"{path}#{key}"), inline_text=str(value))
-            else:
-                item.assets[modality] = AssetSpec(modality, target)
+            asset, problem = _manifest_asset(path, key, modality, row.get(modality))
+            if problem:
+                problems.append(Problem(where, problem))
+            if asset is not None:
+                item.assets[modality] = asset
         if not item.assets:
             problems.append(Problem(where, f"item {key!r} names no image, audio or text"))
             continue
         items.append(item)
-    return Scan(items, problems, base)
+    return Scan(items, problems, base, unseen)
+
+
+def _manifest_asset(manifest: Path, key: str, modality: str, value: object) -> tuple[AssetSpec | None, str | None]:
+    """A manifest cell as an asset, or why it is refused (a FIFO or device is never opened)."""
+    if value in (None, ""):
+        return None, None
+    if modality == "text" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None, f"{modality} must be a path{' or a text' if modality == 'text' else ''}, not {_json_kind(value)}"
+    if "\x00" in value:
+        return None, f"{modality} contains a NUL character"
+    target = Path(os.path.normpath(manifest.parent / value))  # links are followed (and checked) by confine()
+    try:
+        mode: int | None = target.stat().st_mode
+    except (OSError, ValueError):
+        mode = None
+    if modality == "text" and (mode is None or stat.S_ISDIR(mode)):
+        return AssetSpec("text", Path(f"{manifest}#{key}"), inline_text=value), None
+    kind = special_file_kind(mode) if mode is not None else None
+    if kind is not None:
+        return None, f"{target}: not a regular file ({kind}); skipped"
+    return AssetSpec(modality, target), None
+
+
+# front ends add how to allow a folder (the CLI's --allow-root, the UI's RETRIEVAL_ROOTS)
+OUTSIDE = "outside the collection's folder and the allowed folders; refused"
 
 
 def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
@@ -197,12 +343,8 @@ def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
                 del item.assets[modality]
                 continue
             if str(real) not in roots and not str(real).startswith(inside):
-                problems.append(
-                    Problem(
-                        str(asset.path), "outside the collection's folder; refused (allow it with --allow-root FOLDER)"
-                    )
-                )
+                problems.append(Problem(str(asset.path), OUTSIDE))
                 del item.assets[modality]
         if item.assets:
             items.append(item)
-    return Scan(items, problems, found.root)
+    return Scan(items, problems, found.root, found.unseen)

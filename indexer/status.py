@@ -7,8 +7,41 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from storage import Asset, Database, IndexBuild, Item, SkippedFile
+from retrieval.errors import NotFoundError
+from retrieval.profiles import Profile
+from storage import Asset, Collection, CorruptArtifactError, Database, IndexBuild, Item, SkippedFile
+from storage.artifacts import read_header
+from storage.catalog import collection_storage
+from storage.lock import writer_active
 from storage.repository import get_collection
+
+
+def vector_tables(db: Database, collection: Collection, ok: Counter[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each field's table: its file, how many vectors it holds (from its header: nothing else is read)
+    and how many the database expects; plus a sentence for each table that is missing or disagrees."""
+    storage = collection_storage(db, collection)
+    tables, problems = [], []
+    for f in Profile.from_dict(collection.profile).fields:
+        path, expected = storage.path_for(f.key), ok.get(f.modality, 0)
+        owner: str | None = None
+        try:
+            header = read_header(path)
+            stored: int | None = int(header.get("count", 0))
+            owner = header.get("owner")
+        except FileNotFoundError:
+            stored = None
+        except CorruptArtifactError:
+            stored = -1
+        tables.append({"field": f.key, "file": str(path), "vectors": stored, "expected": expected})
+        if owner not in (None, storage.owner):
+            problems.append(f"{path}: written by another collection or database ({owner}, this is {storage.owner})")
+        elif stored is None and expected:
+            problems.append(f"{path}: missing, but {expected} items have {f.modality} vectors in the database")
+        elif stored == -1:
+            problems.append(f"{path}: cannot be read")
+        elif stored is not None and stored != expected and not writer_active(storage.root):
+            problems.append(f"{path}: holds {stored} vectors, the database expects {expected}")
+    return tables, problems
 
 
 def collection_status(url: str, name: str = "default") -> dict[str, Any]:
@@ -16,7 +49,7 @@ def collection_status(url: str, name: str = "default") -> dict[str, Any]:
     with db.session() as session:
         collection = get_collection(session, name)
         if collection is None:
-            raise LookupError(f"no collection {name!r} in {url}")
+            raise NotFoundError(f"no collection {name!r} in {url}")
         items = session.scalar(select(func.count()).select_from(Item).where(Item.collection_id == collection.id))
         rows = session.execute(
             select(Asset.modality, Asset.status, Asset.path, Asset.error)
@@ -25,6 +58,8 @@ def collection_status(url: str, name: str = "default") -> dict[str, Any]:
         ).all()
         skipped = session.scalars(select(SkippedFile).where(SkippedFile.collection_id == collection.id)).all()
         builds = session.scalars(select(IndexBuild).where(IndexBuild.collection_id == collection.id)).all()
+        ok = Counter(m for m, s, _, _ in rows if s == "ok")
+        tables, table_problems = vector_tables(db, collection, ok)
         return {
             "collection": name,
             "items": items,
@@ -32,7 +67,10 @@ def collection_status(url: str, name: str = "default") -> dict[str, Any]:
             "profile": collection.profile,
             "vector_dir": collection.vector_dir,
             "vector_backend": collection.vector_backend,
-            "assets": dict(sorted(Counter(m for m, s, _, _ in rows if s == "ok").items())),
+            "assets": dict(sorted(ok.items())),
+            "vector_tables": tables,
+            # differences between the database and the vector tables (`python -m indexer check` says more)
+            "vector_problems": table_problems,
             "encoders": [
                 {"name": e.name, "dim": e.dim, "weights": e.weights, "preprocessing": e.preprocessing}
                 for e in collection.encoders

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from indexer.sources import AssetSpec
-from retrieval.media import MediaError, Waveform, load_audio, load_image, load_text
+from retrieval.media import MediaError, load_audio_rates, load_image, load_text
 
 
 @dataclass
@@ -28,8 +29,11 @@ class Decoded:
     duration_s: float | None = None
 
 
-def decode_asset(work: WorkItem, sample_rate: int) -> Decoded:
-    """Decode one asset; a bad file becomes a `Decoded` with its reason instead of an exception."""
+def decode_asset(work: WorkItem, sample_rates: int | Sequence[int]) -> Decoded:
+    """Decode one asset; a bad file becomes a `Decoded` with its reason instead of an exception.
+
+    Audio is read once and resampled to each of `sample_rates` (those of the profile's audio encoders):
+    its value is {rate: Waveform}, and each encoder is given its own rate's copy."""
     if work.error is not None:
         return Decoded(work, error=work.error)
     spec = work.spec
@@ -40,10 +44,12 @@ def decode_asset(work: WorkItem, sample_rate: int) -> Decoded:
         size = spec.path.stat().st_size
         if spec.modality == "image":
             image = load_image(spec.path)
-            return Decoded(work, image, size_bytes=size, width=image.width, height=image.height)
+            width, height = image.info.get("source_size", image.size)  # before shrinking for the encoders
+            return Decoded(work, image, size_bytes=size, width=width, height=height)
         if spec.modality == "audio":
-            wave: Waveform = load_audio(spec.path, sample_rate)
-            return Decoded(work, wave, size_bytes=size, duration_s=wave.duration_s)
+            rates = (sample_rates,) if isinstance(sample_rates, int) else tuple(sample_rates)
+            waves = load_audio_rates(spec.path, rates)
+            return Decoded(work, waves, size_bytes=size, duration_s=next(iter(waves.values())).duration_s)
         return Decoded(work, load_text(spec.path), size_bytes=size)
     except MediaError as exc:
         return Decoded(work, error=exc.reason)

@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from retrieval.errors import run_command
-
-DEFAULT_DB = "sqlite:///data/demo.db"
+from retrieval import checks
+from retrieval.errors import InvalidInputError, run_command
+from storage.db import DEFAULT_URL as DEFAULT_DB
 
 
 # -- shared options -----------------------------------------------------------------------------------
 def _collection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLAlchemy URL (default {DEFAULT_DB})")
-    parser.add_argument("--collection", default="default")
+    parser.add_argument("--collection", default="default", type=checks.collection_name)
     parser.add_argument("--device", help="cuda, cpu, ... (default: the best available)")
 
 
@@ -45,7 +45,7 @@ def _method_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", action="append", default=[], help="a saved preset (see tune); repeatable")
     parser.add_argument("--normalisation", choices=NORMALISATIONS, help="late/hybrid: score normalisation")
     parser.add_argument("--fusion", choices=("sum", "mnz", "rrf"), help="late/hybrid: how scores combine")
-    parser.add_argument("--rrf-k", type=float, help="late/hybrid: k of reciprocal rank fusion")
+    parser.add_argument("--rrf-k", type=checks.bounded_float(0, 1e6), help="late/hybrid: k of reciprocal rank fusion")
     parser.add_argument(
         "--param",
         action="append",
@@ -60,9 +60,12 @@ def _weights(pairs: list[str]) -> dict[str, float]:
     for pair in pairs:
         modality, _, value = pair.partition("=")
         if modality not in ("image", "audio", "text") or not value:
-            raise ValueError(f"--weight expects image=W, audio=W or text=W, got {pair!r}")
-        weights[modality] = float(value)
-    return weights
+            raise InvalidInputError(f"--weight expects image=W, audio=W or text=W, got {pair!r}")
+        try:
+            weights[modality] = float(value)
+        except ValueError:
+            raise InvalidInputError(f"--weight {pair!r}: {value!r} is not a number") from None
+    return checks.check_weights(weights, "--weight")
 
 
 def _strategy_params(args: argparse.Namespace, name: str) -> dict[str, Any]:
@@ -73,7 +76,7 @@ def _strategy_params(args: argparse.Namespace, name: str) -> dict[str, Any]:
         target, _, value = item.partition("=")
         strategy, _, key = target.partition(".")
         if not key or not value:
-            raise ValueError(f"--param expects STRATEGY.NAME=VALUE, got {item!r}")
+            raise InvalidInputError(f"--param expects STRATEGY.NAME=VALUE, got {item!r}")
         if strategy == name:
             try:
                 params[key] = json.loads(value)
@@ -103,7 +106,7 @@ def _query(args: argparse.Namespace):  # noqa: ANN202
         negative_audio=args.negative_audio,
     )
     if not query.present():
-        raise ValueError("give at least one of --text, --image, --audio")
+        raise InvalidInputError("give at least one of --text, --image, --audio")
     return query
 
 
@@ -113,6 +116,12 @@ def _engine(args: argparse.Namespace):  # noqa: ANN202
     return SearchEngine.open(args.db, args.collection, device=args.device)
 
 
+def _short(value: Any, width: int) -> str:
+    """A value for one line of text output: at most `width` characters (a 50 MB metadata value is not printed)."""
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 # -- commands -------------------------------------------------------------------------------------------
 def cmd_search(args: argparse.Namespace) -> int:
     query = _query(args)
@@ -120,13 +129,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     results = engine.search_many(query, _methods(args, engine), k=args.k)
     if args.json:
         print(
-            json.dumps(
+            checks.json_text(
                 {
                     "query": query.describe(),
                     "results": {name: [h.to_dict() for h in r.hits] for name, r in results.items()},
-                },
-                indent=2,
-                default=str,
+                }
             )
         )
         return 0
@@ -134,8 +141,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"== {name} ({result.seconds * 1000:.1f} ms) {result.params or ''}")
         for hit in result.hits:
             parts = " ".join(f"{m}={v:.3f}" for m, v in hit.contributions.items())
-            meta = " ".join(f"{k}={v}" for k, v in list(hit.metadata.items())[:4])
-            print(f"{hit.rank:3d}. {hit.key:<28} {hit.score:7.4f}  [{parts}]  {meta}")
+            meta = " ".join(f"{_short(k, 24)}={_short(v, 60)}" for k, v in list(hit.metadata.items())[:4])
+            print(f"{hit.rank:3d}. {_short(hit.key, 60):<28} {hit.score:7.4f}  [{parts}]  {meta}")
         if not result.hits:
             print("   (no item shares a modality with this query)")
     return 0
@@ -148,7 +155,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     engine = _engine(args)
     methods = _methods(args, engine)
     if len(methods) < 2:
-        raise ValueError("compare needs at least two methods: repeat --strategy (or add --preset)")
+        raise InvalidInputError("compare needs at least two methods: repeat --strategy (or add --preset)")
     comparison = compare_results(engine.search_many(query, methods, k=args.k), args.k)
     if args.plot:
         from retrieval.plots import bump_chart, save
@@ -156,21 +163,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for path in save(bump_chart(comparison), Path(args.plot) / "bump"):
             print(f"wrote {path}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"query": query.describe(), **comparison.to_dict()}, indent=2, default=str))
+        print(checks.json_text({"query": query.describe(), **comparison.to_dict()}))
         return 0
     names = list(comparison.results)
     print(f"{'rank':>4}  " + "  ".join(f"{n[:26]:<26}" for n in names))
-    for rank in range(args.k):
+    for rank in range(max((len(r.hits) for r in comparison.results.values()), default=0)):  # no blank rows
         cells = []
         for name in names:
             hits = comparison.results[name].hits
-            cells.append(f"{hits[rank].key[:18]:<18} {hits[rank].score:7.3f}" if rank < len(hits) else " " * 26)
+            cells.append(f"{_short(hits[rank].key, 18):<18} {hits[rank].score:7.3f}" if rank < len(hits) else " " * 26)
         print(f"{rank + 1:>4}  " + "  ".join(cells))
     print()
     for pair in comparison.pairs:
         print(
             f"{pair.a} vs {pair.b}: overlap@{args.k} {pair.overlap:.2f}, Jaccard {pair.jaccard:.2f}, "
-            f"RBO {pair.rbo:.2f}, Kendall's tau {pair.kendall_tau:.2f}"
+            f"RBO {pair.rbo:.2f}, Kendall's tau "
+            + (
+                "undefined (fewer than two shared, untied items)"
+                if pair.kendall_tau is None
+                else f"{pair.kendall_tau:.2f}"
+            )
         )
     print("latency: " + ", ".join(f"{n} {r.seconds * 1000:.1f} ms" for n, r in comparison.results.items()))
     print()
@@ -183,7 +195,7 @@ def _qrels(args: argparse.Namespace, engine, queries):  # noqa: ANN001, ANN202
     from retrieval.evaluate import label_qrels, load_trec_qrels
 
     if bool(args.qrels) == bool(args.label_field):
-        raise ValueError("give exactly one of --qrels FILE or --label-field FIELD")
+        raise InvalidInputError("give exactly one of --qrels FILE or --label-field FIELD")
     return load_trec_qrels(args.qrels) if args.qrels else label_qrels(engine, queries, args.label_field)
 
 
@@ -199,7 +211,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "evaluation.json").write_text(json.dumps(evaluation.to_dict(), indent=2))
+        (out / "evaluation.json").write_text(checks.json_text(evaluation.to_dict()))
         (out / "evaluation.md").write_text(markdown)
         written = [out / "evaluation.json", out / "evaluation.md"]
         written += save(metric_chart(evaluation, f"ndcg@{args.k}"), out / f"ndcg@{args.k}")
@@ -209,7 +221,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             written += save(bump_chart(engine.compare(chosen.query, methods, args.k)), out / "bump")
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
-    print(json.dumps(evaluation.to_dict(), indent=2) if args.json else markdown)
+    print(checks.json_text(evaluation.to_dict()) if args.json else markdown)
     return 0
 
 
@@ -310,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         _collection_options(command)
         _query_options(command)
         _method_options(command)
-        command.add_argument("--k", type=int, default=10)
+        command.add_argument("--k", type=checks.positive_int(checks.MAX_K), default=10)
         command.add_argument("--json", action="store_true", help="print one JSON object")
         command.set_defaults(func=func)
     compare.add_argument("--plot", metavar="DIR", help="also write a bump chart (HTML and PNG) into DIR")
@@ -322,14 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--queries", required=True, help="JSONL: id, text/image/audio, label, exclude")
         command.add_argument("--qrels", help="TREC qrels file (query iteration item_key relevance)")
         command.add_argument("--label-field", help="relevant = items whose metadata FIELD equals the query's label")
-        command.add_argument("--k", type=int, default=10)
+        command.add_argument("--k", type=checks.positive_int(checks.MAX_K), default=10)
         command.set_defaults(func=func)
     _method_options(evaluate)
     evaluate.add_argument("--out", help="folder for evaluation.json, evaluation.md and charts (HTML, PNG)")
     evaluate.add_argument("--bump-query", help="query id for the bump chart (default: the first)")
     evaluate.add_argument("--json", action="store_true")
     tune.add_argument("--name", required=True, help="preset name to save the result under")
-    tune.add_argument("--held-out", type=float, default=0.5, help="share of queries held out (default 0.5)")
+    tune.add_argument(
+        "--held-out", type=checks.bounded_float(0.05, 0.95), default=0.5, help="share of queries held out (default 0.5)"
+    )
     tune.add_argument("--seed", type=int, default=0)
 
     report = sub.add_parser("report", help="every strategy measured on this collection: latency, quality, size")
@@ -343,9 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_report)
 
+    from retrieval.fusion import learned_strategies
+
     fit = sub.add_parser("train", help="fit a learned fusion strategy on an indexed collection")
     _collection_options(fit)
-    fit.add_argument("--strategy", required=True, choices=("gated", "cross_attention", "early"))
+    fit.add_argument("--strategy", required=True, choices=learned_strategies())
     fit.add_argument("--label-field", help="metadata field for supervised contrastive training (e.g. digit)")
     fit.add_argument(
         "--where",
@@ -355,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train only on items whose metadata matches, e.g. --where split=train",
     )
     fit.add_argument("--out", required=True, help="checkpoint file (.safetensors)")
-    fit.add_argument("--epochs", type=int, default=40)
+    fit.add_argument("--epochs", type=checks.positive_int(100_000), default=40)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--no-centre", action="store_true", help="do not subtract each field's mean first")
     fit.set_defaults(func=cmd_train)

@@ -1,8 +1,11 @@
 """Compare one query's results across fusion methods: what overlaps, what moved, in numbers and words.
 
 Pairwise: overlap@k, Jaccard@k, rank-biased overlap (Webber et al. 2010, extrapolated, p=0.9) and
-Kendall's tau-b over the union of the two lists (an item absent from a list ties at rank k+1).
-Per item: its rank under each method and how it moved against the baseline (the first method).
+Kendall's tau-b over the items both lists hold (None where that is undefined: fewer than two shared
+items, or all of them tied in one list; over the union it gave -0.71 for two disjoint lists).
+Per item: its rank under each method and how it moved against the baseline (the first method). Items
+with equal scores (`tie_key`) share a span of ranks; an item whose spans under two methods overlap did not
+move, since neither method prefers one tied item to another.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from retrieval.fusion.scoring import tie_key
 from retrieval.results import Hit, SearchResult
+
+Span = tuple[int, int]  # the first and last rank of an item's tie group
 
 
 @dataclass
@@ -21,7 +27,10 @@ class PairStats:
     overlap: float
     jaccard: float
     rbo: float
-    kendall_tau: float
+    kendall_tau: float | None  # None where undefined (see the module's docstring)
+
+    def shared(self, k: int) -> int:
+        return round(self.overlap * k)
 
 
 @dataclass
@@ -31,6 +40,11 @@ class ItemMovement:
     modalities: list[str]
     ranks: dict[str, int | None]
     change: dict[str, str]  # against the baseline: "up 3", "down 1", "same", "new", "dropped"
+
+    @property
+    def moved(self) -> bool:
+        """Whether any method placed it differently from the baseline (ties within a span do not count)."""
+        return any(c != "same" for c in self.change.values())
 
 
 @dataclass
@@ -76,33 +90,62 @@ def rank_biased_overlap(a: list, b: list, p: float = 0.9) -> float:
     return float((overlap / depth) * p**depth + (1 - p) / p * total)
 
 
-def kendall_tau_union(a: list, b: list) -> float:
+def tie_spans(hits: list[Hit]) -> dict[int, Span]:
+    """Each hit's tie group as (first rank, last rank): consecutive hits with equal scores share one."""
+    spans: dict[int, Span] = {}
+    start = 0
+    for end in range(1, len(hits) + 1):
+        if end == len(hits) or tie_key(hits[end].score) != tie_key(hits[start].score):
+            for hit in hits[start:end]:
+                spans[hit.item_id] = (hits[start].rank, hits[end - 1].rank)
+            start = end
+    return spans
+
+
+def kendall_tau(a: list, b: list, rank_a: dict | None = None, rank_b: dict | None = None) -> float | None:
+    """Kendall's tau-b over the items both lists hold, by their ranks (tied items share one rank);
+    None where undefined: fewer than two shared items, or every shared item tied in one of the lists."""
+    in_b = set(b)
+    common = [x for x in a if x in in_b]
+    if len(common) < 2:
+        return None
     from scipy.stats import kendalltau  # scipy.stats costs ~1 s to import; only comparisons need it
 
-    union = list(dict.fromkeys(a + b))
-    if len(union) < 2:
-        return 1.0
-    rank_a = [a.index(x) + 1 if x in a else len(a) + 1 for x in union]
-    rank_b = [b.index(x) + 1 if x in b else len(b) + 1 for x in union]
-    tau = kendalltau(rank_a, rank_b).statistic
-    return 0.0 if tau != tau else float(tau)  # NaN when one list is constant
+    rank_a = rank_a or {x: n for n, x in enumerate(a)}
+    rank_b = rank_b or {x: n for n, x in enumerate(b)}
+    tau = kendalltau([rank_a[x] for x in common], [rank_b[x] for x in common]).statistic
+    return None if tau != tau else float(tau)  # NaN when one side is all ties
 
 
-def pair_stats(name_a: str, a: list, name_b: str, b: list, k: int) -> PairStats:
+def pair_stats(
+    name_a: str, a: list, name_b: str, b: list, k: int, spans: dict[str, dict[int, Span]] | None = None
+) -> PairStats:
     a, b = a[:k], b[:k]
     common = len(set(a) & set(b))
     union = len(set(a) | set(b))
+    first = {name: {x: span[0] for x, span in by_item.items()} for name, by_item in (spans or {}).items()}
     return PairStats(
         name_a,
         name_b,
         common / k if k else 0.0,
         common / union if union else 1.0,
         rank_biased_overlap(a, b),
-        kendall_tau_union(a, b),
+        kendall_tau(a, b, first.get(name_a), first.get(name_b)),
     )
 
 
+def _change(base: Span | None, span: Span | None) -> str:
+    if base is None:
+        return "new" if span is not None else "absent"
+    if span is None:
+        return "dropped"
+    if span[0] <= base[1] and base[0] <= span[1]:
+        return "same"  # the tie groups overlap: neither method prefers the order
+    return f"up {base[0] - span[1]}" if span[1] < base[0] else f"down {span[0] - base[1]}"
+
+
 def movements(results: dict[str, SearchResult], baseline: str) -> list[ItemMovement]:
+    spans = {name: tie_spans(result.hits) for name, result in results.items()}
     ranks: dict[int, dict[str, int]] = {}
     hits: dict[int, Hit] = {}
     for name, result in results.items():
@@ -111,20 +154,8 @@ def movements(results: dict[str, SearchResult], baseline: str) -> list[ItemMovem
             hits.setdefault(hit.item_id, hit)
     out = []
     for item_id, by_method in ranks.items():
-        base = by_method.get(baseline)
-        change = {}
-        for name in results:
-            rank = by_method.get(name)
-            if name == baseline:
-                continue
-            if base is None:
-                change[name] = "new" if rank is not None else "absent"
-            elif rank is None:
-                change[name] = "dropped"
-            else:
-                change[name] = (
-                    "same" if rank == base else (f"up {base - rank}" if rank < base else f"down {rank - base}")
-                )
+        base = spans[baseline].get(item_id)
+        change = {name: _change(base, spans[name].get(item_id)) for name in results if name != baseline}
         hit = hits[item_id]
         out.append(ItemMovement(item_id, hit.key, sorted(hit.assets), {n: by_method.get(n) for n in results}, change))
     return sorted(out, key=lambda m: min(r for r in m.ranks.values() if r is not None))
@@ -150,9 +181,10 @@ def summarise(comparison: Comparison) -> list[str]:
         down = sum(i.change[name].startswith("down") for i in moved)
         new = [i for i in moved if i.change[name] == "new"]
         dropped = [i for i in moved if i.change[name] == "dropped"]
+        tau = "" if pair.kendall_tau is None else f", Kendall's tau {pair.kendall_tau:.2f}"
         lines.append(
-            f"{name} keeps {round(pair.overlap * comparison.k)} of {base}'s top {comparison.k} "
-            f"(Jaccard {pair.jaccard:.2f}, RBO {pair.rbo:.2f}, Kendall's tau {pair.kendall_tau:.2f}); "
+            f"{name} keeps {pair.shared(comparison.k)} of {base}'s top {comparison.k} "
+            f"(Jaccard {pair.jaccard:.2f}, RBO {pair.rbo:.2f}{tau}); "
             f"it promoted {up} and demoted {down}, brought in {len(new)}{_modality_phrase(new)} "
             f"and dropped {len(dropped)}{_modality_phrase(dropped)}."
         )
@@ -162,7 +194,8 @@ def summarise(comparison: Comparison) -> list[str]:
 def compare_results(results: dict[str, SearchResult], k: int, baseline: str | None = None) -> Comparison:
     baseline = baseline or next(iter(results))
     keys = {name: [h.item_id for h in r.hits] for name, r in results.items()}
-    pairs = [pair_stats(a, keys[a], b, keys[b], k) for a, b in combinations(results, 2)]
+    spans = {name: tie_spans(r.hits) for name, r in results.items()}
+    pairs = [pair_stats(a, keys[a], b, keys[b], k, spans) for a, b in combinations(results, 2)]
     comparison = Comparison(k, baseline, results, pairs, movements(results, baseline))
     comparison.summary = summarise(comparison)
     return comparison

@@ -4,28 +4,40 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
 
+from retrieval.checks import MAX_WEIGHT, check_k, check_weights, finite_float
 from retrieval.compare import Comparison, compare_results
-from retrieval.encoders import Encoder, create_encoder
+from retrieval.encoders import Encoder, create_encoder, create_encoders
+from retrieval.encoders.base import refuse_changed_encoder
+from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
-from retrieval.media import MediaInput, Modality, load_audio, load_image, load_text
+from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace
-from storage import CheckpointRecord, Database, EncoderMismatchError, IndexCatalog, Item, StorageError, VectorStorage
-from storage.repository import get_collection, get_preset, item_metadata, items_by_ids, latest_checkpoint, save_preset
+from storage import CheckpointRecord, Database, IndexCatalog, Item
+from storage.catalog import check_tables_present, collection_storage
+from storage.repository import (
+    get_collection,
+    get_preset,
+    item_metadata,
+    items_by_ids,
+    latest_checkpoint,
+    list_presets,
+    save_preset,
+)
 
 if TYPE_CHECKING:  # training brings torch: imported by `train`, not by every search
     from retrieval.train import TrainConfig, TrainResult
 
 
-class CollectionNotFoundError(LookupError):
+class CollectionNotFoundError(NotFoundError):
     pass
 
 
@@ -43,15 +55,16 @@ class SearchEngine:
             self.collection_id, self.generation = row.id, row.generation
             self.profile = Profile.from_dict(row.profile)
             self.records = {e.name: e for e in row.encoders}
-            vector_dir = Path(row.vector_dir)
+            storage = collection_storage(db, row)
             catalog = IndexCatalog.for_collection(db, row)
+        check_tables_present(db, row, storage, [(f.key, f.modality) for f in self.profile.fields])
         self._encoders: dict[str, Encoder] = {}
         self._strategies: dict[str, Any] = {}
         self._keys: tuple[int, dict[int, str]] | None = (
             None  # strategy instances by name and parameters (checkpoints stay loaded)
         )
         dims = {name: rec.dim for name, rec in self.records.items()}
-        self.space = VectorSpace(self.profile.fields, VectorStorage(vector_dir), self.generation, catalog, dims=dims)
+        self.space = VectorSpace(self.profile.fields, storage, self.generation, catalog, dims=dims)
 
     @classmethod
     def open(cls, url: str, collection: str = "default", device: str | None = None) -> SearchEngine:
@@ -62,51 +75,51 @@ class SearchEngine:
         if name not in self._encoders:
             encoder = create_encoder(name, self.device)
             record = self.records.get(name)
-            if record is not None and (record.dim != encoder.dim or record.preprocessing != encoder.preprocessing):
-                raise EncoderMismatchError(
-                    f"collection {self.collection_name!r} was indexed with {name} (dimension {record.dim}, "
-                    f"preprocessing {record.preprocessing}); the encoder now gives dimension {encoder.dim}, "
-                    f"preprocessing {encoder.preprocessing}. Index the media again into a new collection "
-                    "(python -m indexer SOURCE --collection NEW) to search with this encoder."
-                )
+            if record is not None:
+                refuse_changed_encoder(self.collection_name, name, record.dim, record.preprocessing, encoder)
             self._encoders[name] = encoder
         return self._encoders[name]
 
     def load_encoders(self) -> None:
-        """Create every encoder of the profile now (a UI does this once, so the first search is fast)."""
+        """Create every encoder of the profile now (a UI does this once, so the first search is fast);
+        missing weights are reported for every model at once."""
+        create_encoders([n for names in self.profile.encoders.values() for n in names], self.device)
         for names in self.profile.encoders.values():
             for name in names:
                 self.encoder(name)
 
     def encode_query(self, query: QueryInput) -> EncodedQuery:
         if not query.present():
-            raise ValueError("empty query: give at least one of text, image or audio")
+            raise InvalidInputError("empty query: give at least one of text, image or audio")
+        check_weights(query.weights)
+        finite_float("negative weight", query.negative_weight, -MAX_WEIGHT, MAX_WEIGHT)
         vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()})
         negatives = self._encode_inputs(
-            {
-                m: getattr(query, f"negative_{m}")
-                for m in ("image", "audio", "text")
-                if getattr(query, f"negative_{m}") is not None
-            }
+            {m: getattr(query, f"negative_{m}") for m in MODALITIES if getattr(query, f"negative_{m}") is not None}
         )
         return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight)
 
     def _encode_inputs(self, inputs: dict[Modality, Any]) -> dict[tuple[str, str], np.ndarray]:
         vectors: dict[tuple[str, str], np.ndarray] = {}
         for modality, value in inputs.items():
-            for name in self.profile.encoders.get(modality, ()):
-                encoder = self.encoder(name)
-                vectors[(modality, name)] = encoder.encode(modality, [self._decode(modality, value, encoder)])[0]
+            encoders = {name: self.encoder(name) for name in self.profile.encoders.get(modality, ())}
+            if not encoders:
+                continue
+            decoded = self._decode(modality, value, sorted({e.sample_rate for e in encoders.values()}))
+            for name, encoder in encoders.items():
+                one = decoded[encoder.sample_rate] if isinstance(decoded, dict) else decoded
+                vectors[(modality, name)] = encoder.encode(modality, [one])[0]
         return vectors
 
     @staticmethod
-    def _decode(modality: str, value: Any, encoder: Encoder) -> Any:
+    def _decode(modality: str, value: Any, rates: list[int]) -> Any:
+        """The indexer's decode step (`load_audio_rates`: one read, one copy per encoder's rate)."""
         if modality == "image":
             return load_image(value)
         if modality == "audio":
             if isinstance(value, tuple):  # (samples, sample_rate): arrays carry no rate of their own
-                return load_audio(np.asarray(value[0]), encoder.sample_rate, input_rate=int(value[1]))
-            return load_audio(value, encoder.sample_rate)
+                return load_audio_rates(np.asarray(value[0]), rates, input_rate=value[1])
+            return load_audio_rates(value, rates)
         return load_text(value)
 
     def search(
@@ -129,9 +142,12 @@ class SearchEngine:
         keywords are the strategy's parameters.
         """
         negative = negative or {}
+        if not isinstance(negative, dict):
+            raise InvalidInputError(f"negative must map text, image or audio to a query, not {negative!r}")
+        weights = check_weights(weights)
         unknown = set(negative) - {"text", "image", "audio"}
         if unknown:
-            raise ValueError(f"negative terms are text, image or audio, not {sorted(unknown)}")
+            raise InvalidInputError(f"negative terms are text, image or audio, not {sorted(unknown)}")
         query = QueryInput(text, image, audio, dict(weights or {}), **{f"negative_{m}": v for m, v in negative.items()})
         if preset is not None:
             saved = self.preset(preset)
@@ -141,23 +157,29 @@ class SearchEngine:
 
     def search_many(
         self,
-        query: QueryInput,
+        query: QueryInput | EncodedQuery,
         methods: Sequence[str | Method],
         k: int = 10,
         params: dict[str, dict[str, Any]] | None = None,
         keep_going: bool = False,
     ) -> dict[str, SearchResult]:
-        """Encode once, search with each method: what comparisons are made of.
+        """Encode once (or take a query `encode_query` already encoded), search with each method: what
+        comparisons are made of.
 
         A method is a strategy name (with `params[name]`), or a `Method` (a label, a strategy, its
         parameters and query weights), such as a saved preset; results are keyed by label. With
         `keep_going`, a method that cannot run (say, an untrained one) gets an error instead of raising.
         """
-        encoded = self.encode_query(query)
+        # k beyond the collection's size only asks FAISS to allocate rows that cannot be filled
+        k = min(check_k(k), max(1, len(self.item_keys())))
+        chosen = [m if isinstance(m, Method) else Method(m, m, dict((params or {}).get(m, {}))) for m in methods]
+        for method in chosen:  # parameters and weights are checked before any media is decoded or encoded
+            check_weights(method.weights, f"weights of {method.label!r}")
+            if not keep_going:
+                self.strategy(method.strategy, **method.params)
+        encoded = query if isinstance(query, EncodedQuery) else self.encode_query(query)
         results: dict[str, SearchResult] = {}
-        for method in methods:
-            if isinstance(method, str):
-                method = Method(method, method, dict((params or {}).get(method, {})))
+        for method in chosen:
             started = time.perf_counter()
             weighted = EncodedQuery(
                 encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives, encoded.negative_weight
@@ -165,7 +187,7 @@ class SearchEngine:
             try:
                 strategy = self.strategy(method.strategy, **method.params)
                 hits = self._hits(strategy.search(self.space, weighted, k))
-            except (ValueError, LookupError, StorageError) as exc:
+            except USER_ERRORS as exc:  # the user's to fix: a bug still raises
                 if not keep_going:
                     raise
                 results[method.label] = SearchResult(method.strategy, [], 0.0, dict(method.params), str(exc))
@@ -183,7 +205,7 @@ class SearchEngine:
         with self.db.session() as session:
             row = get_preset(session, self.collection_id, name)
             if row is None:
-                raise LookupError(
+                raise NotFoundError(
                     f"no preset {name!r} for collection {self.collection_name!r}; "
                     "make one with python -m retrieval tune"
                 )
@@ -212,9 +234,9 @@ class SearchEngine:
 
     def strategy(self, name: str, **params: Any):  # noqa: ANN201
         """A strategy by name; a learned one without `checkpoint` gets the latest trained on this collection."""
-        from retrieval.fusion import list_strategies
+        from retrieval.fusion.registry import STRATEGIES
 
-        cls = list_strategies().get(name)
+        cls = STRATEGIES.get(name) if name in STRATEGIES else None
         if cls is not None and cls.learns and not params.get("checkpoint"):
             with self.db.session() as session:
                 record = latest_checkpoint(session, self.collection_id, name)
@@ -245,6 +267,34 @@ class SearchEngine:
                 rows = session.execute(select(Item.id, Item.key).where(Item.collection_id == self.collection_id))
                 self._keys = (self.generation, dict(rows.all()))
         return self._keys[1]
+
+    # The collection's rows, for front ends and evaluation: none of them opens a session of its own.
+    def items(self, ids: Iterable[int]) -> dict[int, Item]:
+        """Items with their assets loaded (usable after the call), in one query."""
+        with self.db.session() as session:
+            return items_by_ids(session, ids)
+
+    def item_query(self, item_id: int) -> QueryInput | None:
+        """The query an item makes of itself (its readable text, image and audio): "search with this item"."""
+        item = self.items([item_id]).get(item_id)
+        ok = {a.modality: a for a in item.assets if a.status == "ok"} if item is not None else {}
+        if not ok:
+            return None
+        return QueryInput(
+            text=ok["text"].preview if "text" in ok else None,
+            image=ok["image"].path if "image" in ok else None,
+            audio=ok["audio"].path if "audio" in ok else None,
+        )
+
+    def metadata(self) -> dict[int, dict]:
+        """Item id -> metadata for every item of the collection."""
+        with self.db.session() as session:
+            return item_metadata(session, self.collection_id)
+
+    def presets(self) -> list[str]:
+        """Names of the presets saved for this collection (see `tune`)."""
+        with self.db.session() as session:
+            return [p.name for p in list_presets(session, self.collection_id)]
 
     def prepare(self, strategies: list[str]) -> None:
         for name in strategies:

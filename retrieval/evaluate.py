@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from retrieval.engine import SearchEngine
+from retrieval.errors import InvalidInputError
+from retrieval.media import MODALITIES
 from retrieval.results import Method, QueryInput
 from retrieval.space import EncodedQuery
-from storage.repository import item_metadata
-
-MODALITY_ORDER = ("image", "audio", "text")
 
 
 @dataclass
@@ -31,7 +31,7 @@ class EvalQuery:
 
     @property
     def kind(self) -> str:
-        return "+".join(m for m in MODALITY_ORDER if getattr(self.query, m) is not None)
+        return "+".join(m for m in MODALITIES if getattr(self.query, m) is not None)
 
 
 @dataclass
@@ -89,7 +89,11 @@ def load_queries(path: str | Path, label_field: str | None = None) -> list[EvalQ
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+            raise InvalidInputError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise InvalidInputError(f"{path}:{number}: a query must be a JSON object, not {type(row).__name__}")
+        if any(not isinstance(row.get(m), (str, type(None))) for m in ("image", "audio", "text")):
+            raise InvalidInputError(f"{path}:{number}: text, image and audio must be strings")
 
         def media(name: str, row: dict = row) -> Path | None:
             value = row.get(name)
@@ -97,7 +101,7 @@ def load_queries(path: str | Path, label_field: str | None = None) -> list[EvalQ
 
         query = QueryInput(text=row.get("text") or None, image=media("image"), audio=media("audio"))
         if not query.present():
-            raise ValueError(f"{path}:{number}: a query needs text, image or audio")
+            raise InvalidInputError(f"{path}:{number}: a query needs text, image or audio")
         label = row.get("label", row.get(label_field) if label_field else None)
         queries.append(
             EvalQuery(str(row.get("id", number)), query, None if label is None else str(label), row.get("exclude"))
@@ -113,16 +117,15 @@ def load_trec_qrels(path: str | Path) -> dict[str, dict[str, int]]:
         if not parts:
             continue
         if len(parts) != 4:
-            raise ValueError(f"{path}:{number}: expected 'query iteration item relevance'")
+            raise InvalidInputError(f"{path}:{number}: expected 'query iteration item relevance'")
         qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
     return qrels
 
 
 def label_qrels(engine: SearchEngine, queries: list[EvalQuery], label_field: str) -> dict[str, dict[str, int]]:
     """Items whose `label_field` equals the query's label are relevant (the excluded item is not)."""
-    with engine.db.session() as session:
-        metadata = item_metadata(session, engine.collection_id)
-        keys = engine.item_keys()
+    metadata = engine.metadata()
+    keys = engine.item_keys()
     by_label: dict[str, list[str]] = {}
     for item_id, meta in metadata.items():
         value = (meta or {}).get(label_field)
@@ -130,22 +133,33 @@ def label_qrels(engine: SearchEngine, queries: list[EvalQuery], label_field: str
             by_label.setdefault(str(value), []).append(keys[item_id])
     missing = [q.qid for q in queries if q.label is None]
     if missing:
-        raise ValueError(f"queries {missing[:5]} carry no label; add 'label' (or '{label_field}') to each row")
+        raise InvalidInputError(f"queries {missing[:5]} carry no label; add 'label' (or '{label_field}') to each row")
     return {q.qid: {key: 1 for key in by_label.get(q.label or "", []) if key != q.exclude} for q in queries}
 
 
 def run_methods(
-    engine: SearchEngine, queries: list[EvalQuery], methods: list[Method], depth: int = 100
+    engine: SearchEngine,
+    queries: list[EvalQuery],
+    methods: list[Method],
+    depth: int = 100,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list[float]]]:
-    """Ranked item keys with scores per method and query, plus each search's latency."""
+    """Ranked item keys with scores per method and query, plus each search's latency.
+
+    `progress(stage, done, total)` is called after each query: stage "encoding queries", then each method's label.
+    """
     keys = engine.item_keys()
-    encoded = {q.qid: engine.encode_query(q.query) for q in queries}
+    encoded = {}
+    for n, q in enumerate(queries, start=1):
+        encoded[q.qid] = engine.encode_query(q.query)
+        if progress:
+            progress("encoding queries", n, len(queries))
     runs: dict[str, dict[str, dict[str, float]]] = {}
     latency: dict[str, list[float]] = {}
     for method in methods:
         strategy = engine.strategy(method.strategy, **method.params)
         runs[method.label], latency[method.label] = {}, []
-        for q in queries:
+        for n, q in enumerate(queries, start=1):
             base = encoded[q.qid]
             query = EncodedQuery(base.vectors, {**base.weights, **method.weights}, base.negatives, base.negative_weight)
             started = time.perf_counter()
@@ -156,6 +170,8 @@ def run_methods(
             runs[method.label][q.qid] = {
                 keys[s.item_id]: float(len(ranked) - n) for n, s in enumerate(ranked) if s.item_id in keys
             } or {"__none__": 0.0}
+            if progress:
+                progress(method.label, n, len(queries))
     return runs, latency
 
 
@@ -166,6 +182,7 @@ def evaluate(
     methods: list[Method],
     k: int = 10,
     depth: int = 100,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluation:
     from ranx import Qrels, Run, compare
     from ranx import evaluate as ranx_evaluate
@@ -173,10 +190,10 @@ def evaluate(
     metrics = [f"precision@{k}", f"recall@{k}", "mrr", f"ndcg@{k}", f"map@{k}"]
     usable = [q for q in queries if qrels.get(q.qid)]
     if not usable:
-        raise ValueError("no query has a relevant item: check the qrels or the label field")
-    runs, latency = run_methods(engine, usable, methods, depth)
+        raise InvalidInputError("no query has a relevant item: check the qrels or the label field")
+    runs, latency = run_methods(engine, usable, methods, depth, progress)
     kinds = {"all": usable}
-    for q in sorted(usable, key=lambda q: (q.kind.count("+"), [MODALITY_ORDER.index(m) for m in q.kind.split("+")])):
+    for q in sorted(usable, key=lambda q: (q.kind.count("+"), [MODALITIES.index(m) for m in q.kind.split("+")])):
         kinds.setdefault(q.kind, []).append(q)
     table: dict[str, dict[str, dict[str, float]]] = {}
     for method in methods:

@@ -10,6 +10,12 @@ import pandas as pd
 from retrieval.compare import Comparison
 from retrieval.evaluate import Evaluation
 
+# Dark enough for labels on white (each at least 4.5:1 contrast, WCAG AA): no pale yellow or grey
+PALETTE = [
+    "#1f5f99", "#b3400f", "#2e7d32", "#7b1fa2", "#8d6e00", "#c2185b",
+    "#00695c", "#4e342e", "#283593", "#ad1457", "#33691e", "#6a1b9a",
+]  # fmt: skip
+
 
 def metric_chart(evaluation: Evaluation, metric: str) -> alt.Chart:
     """One metric by method and query kind, grouped bars."""
@@ -25,7 +31,12 @@ def metric_chart(evaluation: Evaluation, metric: str) -> alt.Chart:
         .encode(
             x=alt.X("method:N", title=None, sort=list(evaluation.table)),
             y=alt.Y(f"{metric}:Q", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("method:N", sort=list(evaluation.table), legend=None),
+            color=alt.Color(
+                "method:N",
+                sort=list(evaluation.table),
+                scale=alt.Scale(range=PALETTE),
+                legend=alt.Legend(title="method", orient="bottom"),
+            ),
             column=alt.Column(
                 "kind:N", title="query kind", sort=["all", *[k for k in evaluation.queries if k != "all"]]
             ),
@@ -35,24 +46,30 @@ def metric_chart(evaluation: Evaluation, metric: str) -> alt.Chart:
     )
 
 
-def bump_chart(comparison: Comparison, top: int = 15) -> alt.Chart:
-    """Each item's rank under each method, joined by lines: what moved where."""
+def bump_chart(comparison: Comparison) -> alt.Chart:
+    """Every item's rank under every method, joined by lines: what moved where. Items no method moved
+    (ties included, see `compare`) are drawn faint, so the eye goes to what did move."""
     methods = list(comparison.results)
     rows = [
-        {"item": m.key, "method": method, "rank": rank}
-        for m in comparison.items[:top]
+        {"item": m.key, "method": method, "rank": rank, "moved": "moved" if m.moved else "unmoved"}
+        for m in comparison.items
         for method, rank in m.ranks.items()
         if rank is not None
     ]
-    frame = pd.DataFrame(rows, columns=["item", "method", "rank"])
+    frame = pd.DataFrame(rows, columns=["item", "method", "rank", "moved"])
+    deepest = int(frame["rank"].max()) if len(frame) else comparison.k
     base = alt.Chart(frame, title="Rank of each item under each method").encode(
-        x=alt.X("method:N", sort=methods, title=None),
-        y=alt.Y("rank:Q", scale=alt.Scale(reverse=True, domainMin=1), title="rank"),
-        color=alt.Color("item:N", legend=alt.Legend(title="item")),
-        tooltip=["item", "method", "rank"],
+        x=alt.X("method:N", sort=methods, title=None, axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y(
+            "rank:Q", scale=alt.Scale(reverse=True, domain=[1, deepest]), title="rank", axis=alt.Axis(tickMinStep=1)
+        ),
+        color=alt.Color("item:N", scale=alt.Scale(range=PALETTE), legend=None),
+        opacity=alt.Opacity("moved:N", scale=alt.Scale(domain=["moved", "unmoved"], range=[1.0, 0.35]), legend=None),
+        tooltip=["item", "method", "rank", "moved"],
     )
-    return (base.mark_line(point=True) + base.mark_text(dx=8, align="left").encode(text="item:N")).properties(
-        width=max(240, 110 * len(methods)), height=320
+    labels = base.mark_text(dx=7, align="left", fontSize=11).encode(text="item:N", color=alt.value("#222"))
+    return (base.mark_line(point=True) + labels).properties(
+        width=max(260, 150 * len(methods)), height=max(240, 26 * deepest)
     )
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from retrieval.encoders.registry import DEFAULT_CLAP as CLAP
 from retrieval.encoders.registry import DEFAULT_CLIP as CLIP
+from retrieval.errors import InvalidInputError
 from retrieval.media import MODALITIES, Modality
+from storage.vectors import field_key
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class Field:
 
     @property
     def key(self) -> str:
-        return f"{self.modality}@{self.encoder}"
+        return field_key(self.modality, self.encoder)
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Profile:
     def from_dict(cls, data: dict) -> Profile:
         unknown = set(data.get("encoders", {})) - set(MODALITIES)
         if unknown:
-            raise ValueError(f"profile {data.get('name')!r} names unknown modalities: {sorted(unknown)}")
+            raise InvalidInputError(f"profile {data.get('name')!r} names unknown modalities: {sorted(unknown)}")
         return cls(str(data.get("name", "custom")), {m: tuple(e) for m, e in data.get("encoders", {}).items()})
 
 
@@ -66,5 +68,5 @@ def load_profile(name_or_path: str | Path) -> Profile:
         return PROFILES[str(name_or_path)]
     path = Path(name_or_path)
     if not path.is_file():
-        raise ValueError(f"unknown profile {name_or_path!r}: use one of {sorted(PROFILES)} or a JSON file")
+        raise InvalidInputError(f"unknown profile {name_or_path!r}: use one of {sorted(PROFILES)} or a JSON file")
     return Profile.from_dict(json.loads(path.read_text()))

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrieval.evaluate import EvalQuery, evaluate, run_methods
-from retrieval.fusion import list_strategies
+from retrieval.fusion import list_strategies, strategy_class
 from retrieval.results import Method
-from storage.models import IndexBuild
-from storage.repository import latest_checkpoint
+from storage.repository import index_build, latest_checkpoint
 
 if TYPE_CHECKING:
     import altair as alt
@@ -118,11 +117,7 @@ def index_bytes(engine: SearchEngine, used: list[tuple[str, str]]) -> int | None
     total = 0
     with engine.db.session() as session:
         for strategy, key in dict.fromkeys(used):
-            row = (
-                session.query(IndexBuild)
-                .filter_by(collection_id=engine.collection_id, strategy=strategy, key=key)
-                .one_or_none()
-            )
+            row = index_build(session, engine.collection_id, strategy, key)
             path = Path(row.file) if row is not None else None
             if path is None or not path.is_file():
                 return None
@@ -164,13 +159,12 @@ def strategy_report(
     """Measure each method on `queries` (quality only where `qrels` is given). The queries are encoded once
     and every method that can run is evaluated in one pass; one that cannot (untrained) gets an error."""
     methods = methods or default_methods(engine)
-    classes = list_strategies()
     rows: dict[str, StrategyRow] = {}
     ready: list[Method] = []
     for n, method in enumerate(methods):
         if progress:
             progress(f"prepare {method.label}", n, len(methods) + 1)
-        cls = classes[method.strategy]
+        cls = strategy_class(method.strategy)
         trained = bool(method.params.get("checkpoint"))
         row = rows[method.label] = StrategyRow(method.label, method.strategy, cls.fuses_at, cls.learns or trained)
         row.new_modality = new_modality_cost(method.strategy, cls.learns, cls.fuses_at, trained)

@@ -8,17 +8,37 @@ strategy makes one.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from retrieval.linalg import l2_normalise
 from retrieval.profiles import Field
-from storage import FaissStore, IndexCatalog, VectorStorage, VectorStore, VectorTable
+from storage import FaissStore, IndexCatalog, VectorStorage, VectorStore, VectorTable, field_key
+from storage.faiss_store import Rows
+
+log = logging.getLogger(__name__)
+CHUNK = 65_536  # items per step when a whole table is computed or indexed
 
 
 def l2_rows(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+class FieldRows:
+    """Several fields' vectors side by side for `ids` (zero blocks where an item lacks a field), made a
+    slice at a time: what a concatenated index is built from. At 1M items a whole float32 concatenation
+    held 6 GB (1,536-d); at 10M it would hold 61 GB, so an index takes it ADD_CHUNK rows at a time."""
+
+    def __init__(self, tables: list[VectorTable], ids: np.ndarray) -> None:
+        self.tables, self.ids = tables, ids
+        self.shape = (len(ids), sum(t.dim for t in tables))
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        ids = self.ids[rows]
+        return np.concatenate([t.lookup(ids)[0] for t in self.tables], axis=1)
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,7 @@ class VectorSpace:
         dims: dict[str, int] | None = None,
     ) -> None:
         self.fields = fields
+        self.storage = storage
         self.generation = generation
         self.catalog = catalog
         self.factory = factory
@@ -73,6 +94,7 @@ class VectorSpace:
         self.index_prefix = ""
         self._centred: VectorSpace | None = None
         self._item_ids: np.ndarray | None = None
+        self._derived: dict[str, VectorTable] = {}
 
     def centred(self) -> VectorSpace:
         """The same fields with each field's mean vector subtracted and rows re-normalised.
@@ -84,13 +106,14 @@ class VectorSpace:
             view = object.__new__(VectorSpace)
             view.__dict__.update(self.__dict__)
             view.tables, view._indexes, view.index_prefix, view._centred = {}, {}, "centred-", None
+            view._derived = {}
             self.means = {}
             for key, table in self.tables.items():
                 mean = table.as_float32().mean(axis=0) if len(table) else np.zeros(table.dim, np.float32)
                 self.means[key] = mean
                 centred = VectorTable(dim=table.dim, header=dict(table.header))
                 if len(table):
-                    centred.upsert(table.ids, l2_rows(table.as_float32() - mean))
+                    centred.upsert(table.ids, l2_normalise(table.as_float32() - mean))
                 view.tables[key] = centred
             view.means = self.means
             self._centred = view
@@ -103,11 +126,11 @@ class VectorSpace:
         def centre(vectors: dict[tuple[str, str], np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
             out = {}
             for (modality, encoder), vector in vectors.items():
-                mean = means.get(f"{modality}@{encoder}")
+                mean = means.get(field_key(modality, encoder))
                 if mean is None:
                     same = [m for k, m in means.items() if k.split("@", 1)[1] == encoder]
                     mean = same[0] if same else np.zeros_like(vector)
-                out[(modality, encoder)] = l2_rows((vector - mean)[None, :])[0]
+                out[(modality, encoder)] = l2_normalise((vector - mean)[None, :])[0]
             return out
 
         return EncodedQuery(centre(query.vectors), query.weights, centre(query.negatives), query.negative_weight)
@@ -133,7 +156,7 @@ class VectorSpace:
         ]
 
     def index(
-        self, strategy: str, key: str, encoders: list[str], build: Callable[[], tuple[np.ndarray, np.ndarray]]
+        self, strategy: str, key: str, encoders: list[str], build: Callable[[], tuple[np.ndarray, Rows]]
     ) -> VectorStore:
         """The index named (strategy, key): from memory, from the backend if current, else built and kept."""
         strategy = self.index_prefix + strategy
@@ -154,7 +177,32 @@ class VectorSpace:
 
     def field_index(self, f: Field) -> VectorStore:
         table = self.tables[f.key]
-        return self.index("field", f.key, [f.encoder], lambda: (table.ids, table.as_float32()))
+        return self.index("field", f.key, [f.encoder], lambda: (table.ids, table.vectors))
+
+    def derived_table(self, key: str, width: int, compute: Callable[[np.ndarray], np.ndarray]) -> VectorTable:
+        """A vector per item computed from the fields (a learned strategy's fused vectors), `compute`d a
+        chunk of items at a time, stored beside the fields once per generation and memory-mapped by every
+        later process: a new search process no longer re-fuses every item (bench/scale_10m.py measures its
+        first search). Where the folder cannot be written, the table is kept in memory for this process."""
+        table = self._derived.get(key)
+        if table is not None:
+            return table
+        name, ids = f"derived:{self.index_prefix}{key}", self.item_ids()
+        if self.storage.exists(name):
+            table = self.storage.load(name)
+            if table.header.get("generation") == self.generation and table.dim == width and len(table) == len(ids):
+                self._derived[key] = table
+                return table
+        chunks = (compute(ids[start : start + CHUNK]) for start in range(0, len(ids), CHUNK))
+        try:
+            self.storage.write(name, ids, width, chunks, {"generation": self.generation, "encoder": key})
+            table = self.storage.load(name)
+        except OSError as exc:
+            log.warning("keeping %s in memory: %s", name, exc)
+            table = VectorTable(dim=width, header={"generation": self.generation})
+            table.upsert(ids, np.concatenate([compute(ids[s : s + CHUNK]) for s in range(0, len(ids), CHUNK)]))
+        self._derived[key] = table
+        return table
 
     def item_blocks(self, fields: list[Field], dims: list[int], ids: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """Each field's vectors for `ids` (zeros where absent) and the presence mask, items x fields."""

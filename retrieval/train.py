@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from retrieval.errors import InvalidInputError
 from retrieval.fusion.checkpoint import FusionCheckpoint
-from retrieval.fusion.modules import build_module
+from retrieval.fusion.modules import MODULES, build_module
+from retrieval.fusion.registry import learned_strategies, strategy_class
 from retrieval.space import VectorSpace
-
-MODULE_FOR = {"early": "early", "gated": "gated", "cross_attention": "cross_attention"}
 
 
 @dataclass
@@ -57,13 +57,12 @@ class TrainResult:
 
 
 def _module_config(config: TrainConfig, dims: list[int]) -> dict[str, Any]:
-    kind = MODULE_FOR.get(config.strategy)
-    if kind is None:
-        raise ValueError(f"strategy {config.strategy!r} does not learn; trainable: {', '.join(MODULE_FOR)}")
+    trainable = learned_strategies()
+    if config.strategy not in trainable:
+        raise InvalidInputError(f"strategy {config.strategy!r} does not learn; trainable: {', '.join(trainable)}")
+    kind = str(strategy_class(config.strategy).module_kind)
     base: dict[str, Any] = {"kind": kind, "dims": dims, "out_dim": config.out_dim, "dropout": config.dropout}
-    if kind == "cross_attention":
-        return {**base, "width": config.width, "heads": config.heads, "layers": config.layers}
-    return {**base, "hidden": config.hidden}
+    return {**base, **{key: getattr(config, key) for key in MODULES[kind].config_keys}}
 
 
 def random_views(mask: torch.Tensor, keep: float, generator: torch.Generator) -> torch.Tensor:
@@ -108,7 +107,7 @@ def train(
     keep = np.asarray(mask.any(axis=1), bool)
     blocks, mask, ids = [b[keep] for b in blocks], mask[keep], ids[keep]
     if len(ids) < 4:
-        raise ValueError(f"only {len(ids)} items to train on; index more of the collection first")
+        raise InvalidInputError(f"only {len(ids)} items to train on; index more of the collection first")
     means = (
         [
             b[mask[:, i]].mean(axis=0) if mask[:, i].any() else np.zeros(b.shape[1], np.float32)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.engine import SearchEngine
+from retrieval.errors import InvalidInputError
 from retrieval.evaluate import EvalQuery, Evaluation, evaluate
 from retrieval.fusion.late import LateFusion
 from retrieval.fusion.scoring import NORMALISATIONS, normalise, ranks, rrf
@@ -117,7 +118,7 @@ def tune(
     cut = max(1, int(len(shuffled) * (1 - held_out)))
     tuning, testing = shuffled[:cut], shuffled[cut:]
     if not testing:
-        raise ValueError(f"{len(queries)} queries are too few to hold some out; give more")
+        raise InvalidInputError(f"{len(queries)} queries are too few to hold some out; give more")
     cached = cache_queries(engine, tuning, qrels)
     modalities = sorted({m for q, _ in cached for m, _, _ in q.channels})
     settings = grid(modalities)
@@ -126,7 +127,13 @@ def tune(
     method = Method(
         name,
         "late",
-        {"fusion": best["fusion"], "normalisation": best["normalisation"], "rrf_k": best["rrf_k"]},
+        # the grid scores fixed weights, so the preset keeps them fixed (late's default is adaptive)
+        {
+            "fusion": best["fusion"],
+            "normalisation": best["normalisation"],
+            "rrf_k": best["rrf_k"],
+            "weighting": "fixed",
+        },
         best["weights"],
     )
     baselines = [Method("late (default)", "late"), Method("late (RRF k=60)", "late", {"fusion": "rrf"})]

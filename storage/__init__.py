@@ -3,9 +3,9 @@
 Imports none of the application's other packages.
 """
 
-from storage.catalog import IndexCatalog
-from storage.db import Database, default_vector_dir, sqlite_path
-from storage.errors import CorruptArtifactError, EncoderMismatchError, SchemaError, StorageError
+from storage.catalog import IndexCatalog, MissingVectorsError
+from storage.db import Database, collection_folder, default_vector_base, sqlite_path
+from storage.errors import CorruptArtifactError, EncoderMismatchError, ForeignArtifactError, SchemaError, StorageError
 from storage.faiss_store import FaissStore, default_factory, gpu_count
 from storage.lock import CollectionBusyError, CollectionLock, remove_stale_temporaries
 from storage.models import Asset, CheckpointRecord, Collection, EncoderRecord, IndexBuild, Item, SkippedFile
@@ -23,9 +23,11 @@ __all__ = [
     "EncoderMismatchError",
     "EncoderRecord",
     "FaissStore",
+    "ForeignArtifactError",
     "IndexBuild",
     "IndexCatalog",
     "Item",
+    "MissingVectorsError",
     "SchemaError",
     "SkippedFile",
     "StorageError",
@@ -33,8 +35,9 @@ __all__ = [
     "VectorStorage",
     "VectorStore",
     "VectorTable",
+    "collection_folder",
     "default_factory",
-    "default_vector_dir",
+    "default_vector_base",
     "field_key",
     "gpu_count",
     "normalise_backend",

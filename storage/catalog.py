@@ -12,16 +12,71 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from storage.db import Database
-from storage.models import Collection, IndexBuild
+from storage.errors import StorageError
+from storage.faiss_store import Rows
+from storage.models import Asset, Collection, IndexBuild, Item
 from storage.vector_store import StoreBackend, VectorStore, open_backend
+from storage.vectors import VectorStorage
+
+
+def owner_of(db: Database, collection_id: int) -> str:
+    """What vector tables and indexes are stamped with: this database's id and the collection's."""
+    return f"{db.uid}/{collection_id}"
+
+
+def collection_storage(db: Database, collection: Collection) -> VectorStorage:
+    """A collection's vector tables, refusing any that another collection or database wrote."""
+    return VectorStorage(Path(collection.vector_dir), owner=owner_of(db, collection.id))
+
+
+class MissingVectorsError(StorageError):
+    """A vector table is gone while the database says items have vectors in it."""
+
+
+def ok_counts(db: Database, collection_id: int) -> dict[str, int]:
+    """How many items hold a good asset of each modality (each has a vector in every field of it)."""
+    with db.session() as session:
+        rows = session.execute(
+            select(Asset.modality, func.count())
+            .join(Item)
+            .where(Item.collection_id == collection_id, Asset.status == "ok")
+            .group_by(Asset.modality)
+        )
+        return {modality: int(count) for modality, count in rows}
+
+
+def check_tables_present(
+    db: Database, collection: Collection, storage: VectorStorage, fields: list[tuple[str, str]]
+) -> None:
+    """Refuse to go on when a field's table (`fields`: key, modality) is missing but the database says
+    items have vectors in it: a search would silently miss them. Only a missing file costs a query."""
+    missing = [(key, modality) for key, modality in fields if not storage.exists(key)]
+    if not missing:
+        return
+    counts = ok_counts(db, collection.id)
+    lost = [(key, modality, counts[modality]) for key, modality in missing if counts.get(modality)]
+    if not lost:
+        return
+    key, modality, count = lost[0]
+    where = "" if storage.root.is_dir() else f" (the folder {storage.root} does not exist)"
+    if not storage.root.is_absolute():
+        where += f" (its folder was recorded relative to where the indexer ran, not {Path.cwd()}: run from there)"
+    raise MissingVectorsError(
+        f"{storage.path_for(key)}: the vector table of {key} is missing{where}, but the database says "
+        f"{count} items have {modality} vectors in it"
+        + (f" (and {len(lost) - 1} more tables are missing)" if len(lost) > 1 else "")
+        + f"; see `python -m indexer check --db URL --collection {collection.name}`, and index the "
+        "collection again to re-encode what was lost"
+    )
 
 
 class IndexCatalog:
     def __init__(self, db: Database, collection_id: int, backend: StoreBackend) -> None:
         self.db, self.collection_id, self.backend = db, collection_id, backend
+        self.owner = owner_of(db, collection_id)
 
     @classmethod
     def for_collection(cls, db: Database, collection: Collection) -> IndexCatalog:
@@ -41,24 +96,30 @@ class IndexCatalog:
             if row is None or row.generation != generation or list(row.encoders) != list(encoders):
                 return None
             location = row.file
-        return self.backend.open(location, {"encoders": encoders})
+        store = self.backend.open(location, {"encoders": encoders})
+        if store is not None and (
+            store.header.get("owner") not in (None, self.owner)
+            or store.header.get("generation") not in (None, generation)
+        ):
+            return None  # another collection's index, or an older copy of this one: rebuilt, never trusted
+        return store
 
     def create(
         self,
         strategy: str,
         key: str,
         ids: np.ndarray,
-        vectors: np.ndarray,
+        vectors: Rows,
         generation: int,
         factory: str | None = None,
         header: dict[str, Any] | None = None,
     ) -> VectorStore:
         """Build the index, persist it on the backend, then record it (in that order: crash-safe)."""
         started = time.perf_counter()
-        header = {**(header or {}), "strategy": strategy}
-        store, location = self.backend.create(
-            f"c{self.collection_id}-{strategy}-{key}", generation, ids, vectors, factory, header
-        )
+        header = {**(header or {}), "strategy": strategy, "owner": self.owner, "generation": generation}
+        # the database's id in the name too: two databases may share a Milvus server or an index folder
+        name = f"{self.db.uid[:12]}-c{self.collection_id}-{strategy}-{key}"
+        store, location = self.backend.create(name, generation, ids, vectors, factory, header)
         if location is None:
             return store
         with self.db.session() as session:
@@ -66,6 +127,8 @@ class IndexCatalog:
             if row is None:
                 row = IndexBuild(collection_id=self.collection_id, strategy=strategy, key=key)
                 session.add(row)
+            elif row.file != location and self.backend.spec == "faiss":
+                Path(row.file).unlink(missing_ok=True)  # the file of an older name (earlier versions)
             row.encoders = list(store.header.get("encoders", []))
             row.factory, row.count, row.file = store.factory, len(store), location
             row.generation, row.seconds = generation, time.perf_counter() - started

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.errors import SchemaError
-from storage.models import SCHEMA_VERSION, Base, SchemaInfo
+from storage.models import SCHEMA_VERSION, Base, DatabaseIdentity, SchemaInfo
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API objects are untyped
@@ -25,6 +27,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API
     cursor.close()
 
 
+DEFAULT_URL = "sqlite:///data/demo.db"  # the demo's database: what the CLIs and the UI open unless told otherwise
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file behind an SQLite URL, or None for other back ends and in-memory databases."""
     parsed = make_url(url)
@@ -33,15 +38,21 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def default_vector_dir(url: str, collection: str = "default") -> Path:
-    """Vectors live beside an SQLite file (`demo.db` -> `demo.vectors/COLLECTION/`), else under ./data/."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", collection) + "-" + hashlib.sha256(collection.encode()).hexdigest()[:6]
+def default_vector_base(url: str) -> Path:
+    """Vectors live beside an SQLite file (`demo.db` -> `demo.vectors/`), else under ./data/."""
     path = sqlite_path(url)
     if path is not None:
-        return path.with_suffix(".vectors").resolve() / slug
+        return path.with_suffix(".vectors").resolve()
     digest = hashlib.sha256(url.encode()).hexdigest()[:12]
     name = make_url(url).database or "db"
-    return (Path("data") / f"{Path(name).name}-{digest}.vectors").resolve() / slug
+    return (Path("data") / f"{Path(name).name}-{digest}.vectors").resolve()
+
+
+def collection_folder(base: Path, name: str, database_uid: str, collection_id: int) -> Path:
+    """A collection's own folder under `base` (`--vector-dir`, or beside the database): named after the
+    database's id and the collection's, so collections and databases sharing one base never meet."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:40]
+    return Path(base).expanduser().resolve() / f"{slug}-{database_uid[:12]}-{collection_id}"
 
 
 class Database:
@@ -71,6 +82,21 @@ class Database:
                 )
             elif info.version < SCHEMA_VERSION:
                 self._upgrade(session, info)
+        self.uid = self._identity()
+
+    def _identity(self) -> str:
+        """The database's random id, made on first open (or on the first open by this version)."""
+        for _ in range(2):
+            try:
+                with self.session() as session:
+                    row = session.get(DatabaseIdentity, 1)
+                    if row is None:
+                        row = DatabaseIdentity(id=1, uid=uuid.uuid4().hex)
+                        session.add(row)
+                    return row.uid
+            except IntegrityError:  # another process made it at the same moment: read theirs
+                continue
+        raise SchemaError(f"database {self.url}: cannot record its identity")
 
     def _upgrade(self, session: Session, info: SchemaInfo) -> None:
         """Older databases gain the columns added since, in the same transaction as the version bump."""

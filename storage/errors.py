@@ -17,3 +17,7 @@ class EncoderMismatchError(StorageError):
 
 class CorruptArtifactError(StorageError):
     """A vector or index file could not be read back."""
+
+
+class ForeignArtifactError(StorageError):
+    """A vector table belongs to another collection or database (they share a folder)."""

@@ -12,27 +12,49 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
 
-from storage.artifacts import load_arrays, save_arrays
+from storage.artifacts import map_arrays, write_streamed
 from storage.errors import CorruptArtifactError, EncoderMismatchError
 from storage.vector_store import StoreBackend, VectorStore
 
 log = logging.getLogger(__name__)
 
 FLAT_LIMIT = 10_000
+COMPRESS_FROM = 2_000_000  # above today's 1M benchmark, where IVF,Flat stays (bench/scale_10m.py)
+COMPRESS_BITS_PER_DIM = 1  # PQ128x4fs at 512-d: 64 B a vector, recall@10 1.0 re-scored from 300 (vector_store.py)
+MAX_COMPRESSED_NLIST = 2048
+ADD_CHUNK = 65_536  # rows converted to float32 and added at a time: 128 MB at 512-d
 
 
-def default_factory(count: int) -> str:
+class Rows(Protocol):
+    """What an index is built from: a float array, a float16 memory map, or rows made on demand
+    (a concatenation of fields); only `shape`, slices and sorted integer arrays of rows are used."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray: ...
+
+
+def default_factory(count: int, dim: int | None = None) -> str:
     """Exact search below 10k vectors, an inverted file above: at 10k an IVF512 keeps recall@10 at 1.0
-    and answers ~9x faster than Flat (bench/index_choice.py). HNSW is faster still but cannot remove ids."""
+    and answers ~9x faster than Flat (bench/index_choice.py). HNSW is faster still but cannot remove ids.
+
+    From COMPRESS_FROM vectors on, the lists hold PQ codes of COMPRESS_BITS_PER_DIM bits per dimension
+    (4-bit fast-scan codes) instead of float32 vectors: a candidate index only, whose shortlist every
+    strategy re-scores exactly from the memory-mapped tables (`VectorStore.shortlist`). Its coarse
+    quantizer stops at MAX_COMPRESSED_NLIST lists: adding 10M vectors costs count x nlist x dim
+    multiply-adds, ~6 minutes per 512-d field at 1,024 lists on this 2-core machine."""
     if count < FLAT_LIMIT:
         return "Flat"
     nlist = int(2 ** round(math.log2(4 * math.sqrt(count))))
-    return f"IVF{nlist},Flat"
+    if count < COMPRESS_FROM or dim is None or (dim * COMPRESS_BITS_PER_DIM) % 8:
+        return f"IVF{nlist},Flat"
+    return f"IVF{min(nlist, MAX_COMPRESSED_NLIST)},PQ{dim * COMPRESS_BITS_PER_DIM // 4}x4fs"
 
 
 def gpu_count() -> int:
@@ -54,12 +76,16 @@ class FaissStore(VectorStore):
     # -- building -----------------------------------------------------------------------------
     @classmethod
     def build(
-        cls, ids: np.ndarray, vectors: np.ndarray, factory: str | None = None, header: dict[str, Any] | None = None
+        cls, ids: np.ndarray, vectors: Rows, factory: str | None = None, header: dict[str, Any] | None = None
     ) -> FaissStore:
-        vectors = np.ascontiguousarray(vectors, np.float32)
-        store = cls(vectors.shape[1], factory or default_factory(len(ids)), header)
+        """Train on a sample, then add a chunk at a time: the float32 copy of 10M 512-d rows (20 GB)
+        never exists at once, only ADD_CHUNK rows of it."""
+        ids = np.asarray(ids, np.int64)
+        dim = int(vectors.shape[1])
+        store = cls(dim, factory or default_factory(len(ids), dim), header)
         store.train(vectors)
-        store.add(ids, vectors)
+        for start in range(0, len(ids), ADD_CHUNK):
+            store.add(ids[start : start + ADD_CHUNK], vectors[start : start + ADD_CHUNK])
         store.set_nprobe()
         return store
 
@@ -71,7 +97,7 @@ class FaissStore(VectorStore):
             return
         ivf.nprobe = nprobe or min(ivf.nlist, max(16, ivf.nlist // 16))
 
-    def train(self, vectors: np.ndarray) -> None:
+    def train(self, vectors: Rows) -> None:
         """Train when the index needs it; inverted files learn from a sample (64 points per list, 10
         k-means rounds; PQ codebooks likewise): building stays fast at 100k+ vectors and recall@10 stays
         high (bench/index_choice)."""
@@ -86,10 +112,11 @@ class FaissStore(VectorStore):
             pq = getattr(faiss.downcast_index(ivf), "pq", None)
             if pq is not None:  # IVF-PQ codebooks: the same 10 rounds, on at most 64 points per code
                 pq.cp.niter, pq.cp.max_points_per_centroid = 10, 64
-            limit = 64 * ivf.nlist
-            if len(vectors) > limit:
-                vectors = vectors[np.random.default_rng(0).choice(len(vectors), limit, replace=False)]
-        self.index.train(np.ascontiguousarray(vectors, np.float32))
+        limit = 64 * ivf.nlist if ivf is not None else 65_536
+        count = int(vectors.shape[0])
+        if count > limit:  # sorted rows: a memory-mapped table is read front to back
+            vectors = vectors[np.sort(np.random.default_rng(0).choice(count, limit, replace=False))]
+        self.index.train(np.ascontiguousarray(vectors[:], np.float32))
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, np.float32)
@@ -133,19 +160,19 @@ class FaissStore(VectorStore):
     # -- files ----------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         cpu = faiss.index_gpu_to_cpu(self.index) if self._on_gpu else self.index
-        blob = faiss.serialize_index(cpu)
+        blob = faiss.serialize_index(cpu)  # one copy of the index; written as it is, not copied again
         header = {**self.header, "dim": self.dim, "factory": self.factory, "count": len(self)}
-        save_arrays(Path(path), {"faiss": np.asarray(blob, np.uint8)}, header)
+        write_streamed(Path(path), {"faiss": (np.dtype(np.uint8), blob.shape)}, [("faiss", blob)], header)
 
     @classmethod
     def load(cls, path: Path, *, expect: dict[str, Any] | None = None) -> FaissStore:
         """Read an index; every key of `expect` (e.g. encoders, dim) must match its header."""
-        arrays, header = load_arrays(Path(path))
+        arrays, header = map_arrays(Path(path))  # the file's pages are read once, into the index
         for key, wanted in (expect or {}).items():
             if header.get(key) != wanted:
                 raise EncoderMismatchError(
                     f"index {path} was built with {key}={header.get(key)!r}, but {wanted!r} is in use; "
-                    "rebuild it (python -m indexer rebuild) or open it with the encoders that made it"
+                    "rebuild it from the vector tables: python -m indexer check --repair --db URL --collection NAME"
                 )
         store = cls.__new__(cls)
         store.dim, store.factory, store.header = int(header["dim"]), str(header["factory"]), header
@@ -172,7 +199,7 @@ class FaissBackend(StoreBackend):
         name: str,
         generation: int,
         ids: np.ndarray,
-        vectors: np.ndarray,
+        vectors: Rows,
         factory: str | None,
         header: dict[str, Any],
     ) -> tuple[FaissStore, str | None]:

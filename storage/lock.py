@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
 from pathlib import Path
 from typing import IO
 
+from storage.artifacts import TEMP_MARKER
 from storage.errors import StorageError
 
 
@@ -52,22 +54,48 @@ class CollectionLock:
             self._handle = None
 
 
+def writer_active(folder: Path) -> bool:
+    """Whether an indexer holds this folder's writer lock now (its files may be mid-checkpoint)."""
+    try:
+        with open(Path(folder) / ".writer.lock") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
+
+
+# Ours only: `.NAME.retrieval-PID-RANDOM.tmp` (storage.artifacts.write_atomic), or the older
+# `.NAME.{vectors,faiss}.safetensors.PID.RANDOM.tmp` of earlier versions; nothing else is touched.
+_TEMPORARY = re.compile(
+    rf"^\..+\.{TEMP_MARKER}-(?P<pid>\d+)-[a-z0-9_]+\.tmp$|^\..+\.(?:vectors|faiss)\.safetensors\.(?P<old>\d+)\.[a-z0-9_]+\.tmp$"
+)
+
+
 def remove_stale_temporaries(folder: Path) -> int:
     """Delete temporary files whose writer is dead (killed mid-write); the real files were never touched.
 
-    Temporary names carry the writer's pid (`.NAME.PID.RANDOM.tmp`), so a live searcher's file is kept.
+    Only the folders this program writes to are looked at (the vector folder and its `indexes/`, never
+    the tree below), and only names that `write_atomic` makes, which carry the writer's pid: a live
+    writer's file is kept, and a user's own `.*.tmp` files are never ours to delete.
     """
     removed = 0
-    for path in Path(folder).rglob(".*.tmp"):
-        parts = path.name.rsplit(".", 3)
-        pid = int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
-        if pid is not None and pid != os.getpid() and _alive(pid):
-            continue
-        try:
-            path.unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
+    for where in (Path(folder), Path(folder) / "indexes"):
+        for path in where.glob(".*.tmp"):
+            match = _TEMPORARY.match(path.name)
+            if match is None:
+                continue
+            pid = int(match["pid"] or match["old"])
+            if pid != os.getpid() and _alive(pid):
+                continue
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
     return removed
 
 

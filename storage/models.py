@@ -36,6 +36,15 @@ class SchemaInfo(Base):
     version: Mapped[int] = mapped_column(Integer)
 
 
+class DatabaseIdentity(Base):
+    """One row: a random id made when the database was created. Vector folders, vector tables and index
+    names carry it (with the collection id), so two databases sharing a `--vector-dir` never mix."""
+
+    __tablename__ = "database_identity"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32))
+
+
 class Collection(Base):
     __tablename__ = "collections"
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)

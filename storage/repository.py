@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
 
-from storage.models import Asset, CheckpointRecord, Collection, Item, Preset
+from storage.models import Asset, CheckpointRecord, Collection, IndexBuild, Item, Preset
 
 
 def get_collection(session: Session, name: str) -> Collection | None:
@@ -65,3 +65,27 @@ def save_preset(
     row.strategy, row.params, row.weights, row.report = strategy, dict(params), dict(weights), dict(report)
     session.add(row)
     return row
+
+
+def collection_names(session: Session) -> list[str]:
+    return list(session.scalars(select(Collection.name).order_by(Collection.name)))
+
+
+def set_collection(session: Session, collection_id: int, **values: object) -> None:
+    """Update columns of one collection row (e.g. its root folder)."""
+    session.execute(update(Collection).where(Collection.id == collection_id).values(**values))
+
+
+def bump_generation(session: Session, collection_id: int) -> None:
+    """Mark every index of the collection stale: they are stamped with the generation they were built at."""
+    session.execute(
+        update(Collection).where(Collection.id == collection_id).values(generation=Collection.generation + 1)
+    )
+
+
+def index_build(session: Session, collection_id: int, strategy: str, key: str) -> IndexBuild | None:
+    return session.scalar(
+        select(IndexBuild).where(
+            IndexBuild.collection_id == collection_id, IndexBuild.strategy == strategy, IndexBuild.key == key
+        )
+    )

@@ -1,21 +1,26 @@
 """Every modality's vectors, kept forever as float16 tables keyed by item id.
 
 One table per (item modality, encoder) pair, a *field*. Fused indexes are rebuilt from these tables,
-so changing a weight or re-training a strategy never re-encodes media.
+so changing a weight or re-training a strategy never re-encodes media. A stored table is opened as a
+memory map, not read: a search process holds only the pages its lookups touch (at 10M items three 512-d
+fields are 31 GB on disk; bench/scale_10m.py measures what a search keeps resident).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from storage.artifacts import load_arrays, save_arrays
-from storage.errors import EncoderMismatchError
+from storage.artifacts import map_arrays, save_arrays, write_streamed
+from storage.errors import EncoderMismatchError, ForeignArtifactError
+
+NUMPY_CAST_MAX = 4096  # elements: below this numpy's cast of a few rows beats torch's per-call cost
 
 
 def _float32_rows(vectors: np.ndarray, rows: np.ndarray | None = None):  # noqa: ANN202 - a torch tensor
@@ -28,7 +33,7 @@ def _float32_rows(vectors: np.ndarray, rows: np.ndarray | None = None):  # noqa:
     """
     import torch
 
-    if rows is not None and len(rows) * vectors.shape[1] <= 4096:
+    if rows is not None and len(rows) * vectors.shape[1] <= NUMPY_CAST_MAX:
         return torch.from_numpy(vectors[rows].astype(np.float32))
 
     source = torch.from_numpy(vectors)
@@ -49,10 +54,10 @@ class VectorTable:
     dim: int
     header: dict[str, Any] = field(default_factory=dict)
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    vectors: np.ndarray = None  # type: ignore[assignment]  # float16 (0, dim) when not given: see __post_init__
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float16))
 
     def __post_init__(self) -> None:
-        if self.vectors is None:
+        if self.vectors.ndim != 2 or (len(self.vectors) == 0 and self.vectors.shape[1] != self.dim):
             self.vectors = np.zeros((0, self.dim), np.float16)
 
     def __len__(self) -> int:
@@ -119,10 +124,16 @@ class VectorTable:
 
 
 class VectorStorage:
-    """A folder of vector tables, one file per field, each written atomically."""
+    """A folder of vector tables, one file per field, each written atomically.
 
-    def __init__(self, root: Path) -> None:
+    With an `owner` (database id/collection id), every table written is stamped with it and a table
+    stamped by another owner is refused: two collections or databases can never read or overwrite each
+    other's vectors, even in a folder that older versions let them share. Unstamped tables are read.
+    """
+
+    def __init__(self, root: Path, owner: str | None = None) -> None:
         self.root = Path(root)
+        self.owner = owner
 
     def path_for(self, key: str) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:60]
@@ -138,7 +149,13 @@ class VectorStorage:
             if dim is None:
                 raise FileNotFoundError(f"no vectors stored for {key} in {self.root}")
             return VectorTable(dim=dim, header={"field": key, "encoder": encoder, "dim": dim})
-        arrays, header = load_arrays(path)
+        arrays, header = map_arrays(path)
+        if self.owner is not None and header.get("owner") not in (None, self.owner):
+            raise ForeignArtifactError(
+                f"{path} belongs to another collection or database ({header['owner']}, not {self.owner}): "
+                f"they share the folder {self.root}. Nothing was changed; index this collection into a new "
+                "one (another --collection name) so that each gets its own folder"
+            )
         table = VectorTable(dim=int(header["dim"]), header=header, ids=arrays["ids"], vectors=arrays["vectors"])
         if dim is not None and table.dim != dim:
             raise EncoderMismatchError(f"{path}: stored vectors have dimension {table.dim}, expected {dim}")
@@ -151,4 +168,32 @@ class VectorStorage:
 
     def save(self, key: str, table: VectorTable) -> None:
         header = {**table.header, "field": key, "dim": table.dim, "count": len(table)}
+        if self.owner is not None:
+            header["owner"] = self.owner
         save_arrays(self.path_for(key), {"ids": table.ids, "vectors": table.vectors}, header)
+
+    def write(self, key: str, ids: np.ndarray, dim: int, chunks: Iterable[np.ndarray], header: dict[str, Any]) -> None:
+        """Write a whole table from vector chunks in the order of `ids` (sorted, unique), never holding
+        more than one chunk: how a table larger than memory is made. Atomic like `save`."""
+        ids = np.asarray(ids, np.int64)
+        if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            raise ValueError(f"ids written to {key} must be sorted and unique")
+
+        def stream() -> Iterable[tuple[str, np.ndarray]]:
+            yield "ids", ids
+            for chunk in chunks:
+                chunk = np.asarray(chunk)
+                if chunk.ndim != 2 or chunk.shape[1] != dim:
+                    raise EncoderMismatchError(
+                        f"vectors of shape {chunk.shape} do not fit table {key} of dimension {dim}"
+                    )
+                yield "vectors", chunk.astype(np.float16)
+
+        shapes: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
+            "ids": (np.dtype(np.int64), (len(ids),)),
+            "vectors": (np.dtype(np.float16), (len(ids), dim)),
+        }
+        header = {**header, "field": key, "dim": dim, "count": len(ids)}
+        if self.owner is not None:
+            header["owner"] = self.owner
+        write_streamed(self.path_for(key), shapes, stream(), header)

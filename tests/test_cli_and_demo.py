@@ -13,9 +13,8 @@ from indexer.__main__ import main as indexer_main
 from indexer.demo import DemoSpec, build_digits_manifest
 from retrieval.__main__ import main as retrieval_main
 
-pytestmark = pytest.mark.datasets
 
-
+@pytest.mark.datasets
 def test_demo_manifest_is_seeded_partial_and_split(tmp_path: Path) -> None:
     path = build_digits_manifest(tmp_path / "a", spec=DemoSpec(seed=3))
     again = build_digits_manifest(tmp_path / "b", spec=DemoSpec(seed=3))
@@ -39,6 +38,7 @@ def test_demo_manifest_is_seeded_partial_and_split(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "ATTRIBUTION.txt").read_text().count("CC BY-SA") == 2
 
 
+@pytest.mark.datasets
 def test_index_status_and_search_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     url = f"sqlite:///{tmp_path}/demo.db"
     assert indexer_main(["demo", "--db", url, "--out", str(tmp_path / "digits"), "--limit", "60", "--quiet"]) == 0
@@ -91,6 +91,7 @@ def test_unknown_collection_says_how_to_make_one(tmp_path: Path, capsys: pytest.
     assert "python -m indexer" in capsys.readouterr().err
 
 
+@pytest.mark.datasets
 def test_all_five_strategies_from_the_cli_after_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     url = f"sqlite:///{tmp_path}/demo.db"
     assert indexer_main(["demo", "--db", url, "--out", str(tmp_path / "digits"), "--limit", "150", "--quiet"]) == 0

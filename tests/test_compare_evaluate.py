@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.compare import compare_results, kendall_tau_union, pair_stats, rank_biased_overlap
+from retrieval.compare import compare_results, kendall_tau, pair_stats, rank_biased_overlap
 from retrieval.results import Hit, SearchResult
 from retrieval.tune import grid, ndcg_at
 
@@ -34,8 +34,10 @@ def test_rank_biased_overlap_matches_reference_values() -> None:
 def test_pair_statistics() -> None:
     stats = pair_stats("a", [1, 2, 3, 4], "b", [3, 4, 5, 6], k=4)
     assert (stats.overlap, stats.jaccard) == (0.5, pytest.approx(2 / 6))
-    assert kendall_tau_union([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
-    assert kendall_tau_union([1, 2, 3], [3, 2, 1]) < 0
+    assert kendall_tau([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) < 0
+    assert kendall_tau([1, 2, 3], [4, 5, 6]) is None, "nothing in common: undefined, not -0.71"
+    assert kendall_tau([1, 2, 3], [1, 5, 6]) is None, "one shared item orders nothing"
 
 
 def test_movements_and_summary() -> None:
@@ -164,3 +166,21 @@ def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.Ca
     assert compared["summary"] and all("latency" not in s for s in compared["summary"])
     with pytest.raises(LookupError, match="no preset"):
         engine.preset("nope")
+
+
+def test_tied_items_did_not_move() -> None:
+    """Equal scores express no order: two methods listing a tie differently moved nothing."""
+
+    def tied(name: str, keys: list[int]) -> SearchResult:
+        return SearchResult(
+            name, [Hit(n + 1, i, f"item{i}", 1.0, {}, {}, {"text": "x"}) for n, i in enumerate(keys)], 0.0
+        )
+
+    comparison = compare_results({"late": tied("late", [1, 2, 3, 4]), "early": tied("early", [4, 3, 2, 1])}, k=4)
+    assert {m.change["early"] for m in comparison.items} == {"same"}
+    assert not any(m.moved for m in comparison.items)
+    assert comparison.pairs[0].kendall_tau is None, "all tied: no order to correlate"
+    assert "promoted 0 and demoted 0" in comparison.summary[0] and "Kendall" not in comparison.summary[0]
+    # a real move past a tie group still counts: 5 jumps from below the tie to the top
+    moved = compare_results({"late": tied("late", [1, 2, 3]), "early": result("early", [5, 1, 2])}, k=3)
+    assert {m.item_id: m.change["early"] for m in moved.items}[5] == "new"

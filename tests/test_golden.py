@@ -12,9 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import mnist_image, recording
+from conftest import mnist_image, recording, require_datasets
 
-pytestmark = pytest.mark.datasets
 GOLDEN = Path(__file__).parent / "golden" / "rankings.json"
 LEARNED = ("early", "gated", "cross_attention")  # trained on the demo's train split, 4 epochs
 
@@ -34,9 +33,10 @@ def rankings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[list[ob
     from retrieval.fusion import list_strategies
     from retrieval.train import TrainConfig
 
+    require_datasets()
     folder = tmp_path_factory.mktemp("golden")
     url = f"sqlite:///{folder}/demo.db"
-    index_demo(url, folder / "digits", spec=DemoSpec(limit=200))
+    index_demo(url, folder / "digits", spec=DemoSpec(limit=200), train=False)  # trained below, 4 epochs
     engine = SearchEngine.open(url)
     for strategy in LEARNED:
         config = TrainConfig(strategy, label_field="digit", where={"split": "train"}, epochs=4, seed=0)

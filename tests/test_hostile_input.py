@@ -20,8 +20,6 @@ from PIL import Image
 from indexer import Indexer, pipeline
 from retrieval import SearchEngine
 
-pytestmark = pytest.mark.datasets
-
 
 def png_claiming(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
@@ -76,7 +74,7 @@ def build_corpus(folder: Path) -> tuple[dict[str, str], set[str]]:
     bad["loop-a.wav"] = bad["loop-b.wav"] = "symbolic link"
     os.symlink("/etc/hostname", folder / "escape.txt")  # a link pointing out of the collection
     bad["escape.txt"] = "outside the collection"
-    put("vanishing.wav", wav, "No such file")
+    put("vanishing.wav", wav, "not found")
     put("mystery.bin", os.urandom(512), "unsupported file type")
 
     good = set()

@@ -13,8 +13,6 @@ from PIL import Image
 
 from retrieval.media import MediaError, load_audio, load_image, load_text, sniff_modality
 
-pytestmark = pytest.mark.datasets
-
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG header that claims a huge size (a decompression bomb's calling card)."""
@@ -121,3 +119,111 @@ def test_sniffing_uses_content() -> None:
     assert sniff_modality(recording(1).read_bytes()[:64]) == "audio"
     assert sniff_modality("héllo".encode()) == "text"
     assert sniff_modality(bytes(range(256))[:64]) is None
+
+
+# -- decode amplification: peak memory measured in a child process (the README's budget) -------------------
+MEMORY_PROBE = """
+import json, resource, sys, types
+from concurrent.futures import ThreadPoolExecutor
+for package in ("retrieval", "storage"):  # only media.py and errors.py: not the engine, torch or FAISS
+    sys.modules[package] = types.ModuleType(package)
+    sys.modules[package].__path__ = [sys.argv[1] + "/" + package]
+from retrieval.media import load_audio, load_image
+kind, paths = sys.argv[2], sys.argv[3:]
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB
+load_image(paths[0] + ".small.png")  # codecs loaded before the baseline
+before = peak()
+held, error = [], None
+try:
+    if kind == "image":  # one decode thread, every result held: a batch in flight
+        with ThreadPoolExecutor(1) as pool:
+            held = list(pool.map(load_image, paths))
+    else:
+        held = [load_audio(p, 16000) for p in paths]
+except Exception as exc:
+    error = str(exc)
+print(json.dumps({"growth_mb": peak() - before, "error": error}))
+"""
+
+
+def _peak_growth(kind: str, paths: list[Path]) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    Image.new("RGB", (8, 8)).save(f"{paths[0]}.small.png")
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, root, kind, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def big_png(width: int, height: int) -> bytes:
+    """A solid-colour PNG built in a fraction of a second (rows 2.. use the Up filter: all zeros)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    packer = zlib.compressobj(1)
+    data = [packer.compress(b"\x00" + bytes((10, 200, 30)) * width)]
+    zero_row = b"\x02" + bytes(3 * width)
+    data += [packer.compress(zero_row) for _ in range(height - 1)]
+    data.append(packer.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(data)) + chunk(b"IEND", b"")
+
+
+def test_large_images_in_flight_are_held_small(tmp_path: Path) -> None:
+    """Six 4000x4000 PNGs (48 MB each decoded) held as a batch: before, peak growth 428 MB; now each is kept
+    at 768 px (1.7 MB) as soon as it is decoded, so the peak is about one full decode (measured: 96 MB)."""
+    data = big_png(4000, 4000)
+    paths = [tmp_path / f"big{n}.png" for n in range(6)]
+    for path in paths:
+        path.write_bytes(data)
+    result = _peak_growth("image", paths)
+    assert result["error"] is None
+    assert result["growth_mb"] < 200, result
+    image = load_image(paths[0])
+    assert image.size == (768, 768) and image.info["source_size"] == (4000, 4000)
+    assert image.getpixel((100, 100)) == (10, 200, 30)
+
+
+def _constant_flac(path: Path, rate: int, channels: int, seconds: int) -> None:
+    with soundfile.SoundFile(path, "w", rate, channels, format="FLAC", subtype="PCM_16") as sound:
+        block = np.full((rate, channels), 0.25, np.float32)
+        for _ in range(seconds):
+            sound.write(block)
+
+
+def test_multichannel_high_rate_audio_is_read_in_blocks(tmp_path: Path) -> None:
+    """8 channels at 192 kHz for 20 s (31M samples, 90 KB as FLAC): read whole, 123 MB of float32 plus its
+    mean (measured peak growth 148 MB); read in blocks, downmixed and resampled a block at a time, 10 MB."""
+    path = tmp_path / "wide.flac"
+    _constant_flac(path, 192_000, 8, 20)
+    result = _peak_growth("audio", [path])
+    assert result["error"] is None
+    assert result["growth_mb"] < 40, result
+    wave = load_audio(path, 16_000)
+    assert wave.sample_rate == 16_000 and abs(len(wave.samples) - 320_000) <= 1
+    assert abs(float(np.median(wave.samples)) - 0.25) < 0.01
+
+
+def test_audio_header_claiming_too_much_is_refused_before_decoding(tmp_path: Path) -> None:
+    """The issue's FLAC: 8 channels at 192 kHz for 590 s (906M samples, 3.6 GB as float32). Its header is
+    forged here onto a 1 s file (STREAMINFO's 36-bit sample count), so the refusal must come from the header."""
+    path = tmp_path / "claims.flac"
+    _constant_flac(path, 192_000, 8, 1)
+    data = bytearray(path.read_bytes())
+    field = int.from_bytes(data[18:26], "big")
+    data[18:26] = ((field & ~((1 << 36) - 1)) | (590 * 192_000)).to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    assert soundfile.info(str(path)).frames == 590 * 192_000
+    with pytest.raises(MediaError, match="over the limit of 115,200,000"):
+        load_audio(path, 16_000)
+    result = _peak_growth("audio", [path])
+    assert "over the limit" in result["error"] and result["growth_mb"] < 25, result

@@ -11,13 +11,11 @@ import pytest
 from conftest import MNIST, mnist_image, recording
 from sqlalchemy import select
 
-from indexer import Indexer
+from indexer import Indexer, pipeline
 from indexer.status import collection_status
 from retrieval import SearchEngine
 from storage import Asset, Collection, Database, EncoderMismatchError, VectorStorage
 from storage.repository import ok_ids_by_modality
-
-pytestmark = pytest.mark.datasets
 
 
 def add_bad_files(folder: Path) -> dict[str, str]:
@@ -118,18 +116,16 @@ def test_a_crash_between_vectors_and_rows_is_healed_by_the_next_run(
     small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"sqlite:///{tmp_path}/c.db"
-    calls = {"n": 0}
-    original = Indexer._asset_row
+    flushes = {"n": 0}
 
-    def crash_on_third_batch(decoded):
-        calls["n"] += 1
-        if calls["n"] == 9:  # inside the third checkpoint of 4: its vectors are saved, its rows are not
+    def crash_in_third_flush() -> None:  # of 4: its vectors are saved, its rows are not
+        flushes["n"] += 1
+        if flushes["n"] == 3:
             raise RuntimeError("simulated crash")
-        return original(decoded)
 
-    monkeypatch.setattr(Indexer, "_asset_row", staticmethod(crash_on_third_batch))
+    monkeypatch.setitem(pipeline.FAULTS, "flush:tables-saved", crash_in_third_flush)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        Indexer(url, batch_size=4, workers=1, checkpoint_assets=4).run(small_folder)
+        Indexer(url, batch_size=4, workers=1, flush_assets=4).run(small_folder)
     monkeypatch.undo()
     with Database(url).session() as session:
         assert len(session.scalars(select(Asset).where(Asset.status == "ok")).all()) == 8  # two whole batches
@@ -157,7 +153,7 @@ def test_other_encoders_are_refused_with_a_clear_message(
     with pytest.raises(EncoderMismatchError, match=r"indexed with hog \(dimension 388"):
         engine.search(image=mnist_image(0), k=3)
     assert engine.search(audio=recording(0), k=1).hits  # the other encoders still work
-    with pytest.raises(EncoderMismatchError, match="hog: stored vectors have dimension 388"):
+    with pytest.raises(EncoderMismatchError, match=r"indexed with hog \(dimension 388.*new collection"):
         Indexer(url).run(small_folder)
 
 
@@ -205,7 +201,7 @@ def test_manifest_row_pointing_nowhere_and_empty_folder(tmp_path: Path) -> None:
     summary = Indexer(f"sqlite:///{tmp_path}/c.db").run(manifest, roots=[MNIST.parent.parent])
     assert summary.items == 2 and summary.assets == {"audio": 1, "image": 1}
     assert [(Path(p.path).name, p.reason) for p in summary.problems] == [
-        ("missing.png", "cannot read file (No such file or directory)")
+        ("missing.png", "cannot read file (file not found)")
     ]
     (tmp_path / "empty").mkdir()
     empty = Indexer(f"sqlite:///{tmp_path}/e.db").run(tmp_path / "empty")

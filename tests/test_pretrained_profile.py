@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import mnist_image, recording
+from conftest import ROOT, mnist_image, recording
 
 from indexer import Indexer
 from retrieval import QueryInput, SearchEngine
 from retrieval.profiles import PROFILES, load_profile
-
-pytestmark = pytest.mark.datasets
 
 
 def test_pretrained_profile_names_real_weights() -> None:
@@ -51,9 +52,62 @@ def test_index_and_search_with_clip_and_clap_spaces(
     assert hits and set(hits[0].contributions) <= {"image", "audio"}
 
 
-def test_pretrained_profile_without_weights_fails_before_touching_anything(tmp_path: Path) -> None:
+def test_pretrained_profile_without_weights_fails_before_touching_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
     from retrieval.encoders import WeightsNotFoundError
 
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(WeightsNotFoundError, match="Looked in") as caught:
         Indexer(f"sqlite:///{tmp_path}/p.db", profile=PROFILES["pretrained"]).run(tmp_path)
-    assert "CLIP-ViT-B-32" in str(caught.value) or "clap-htsat" in str(caught.value)
+    assert "CLIP-ViT-B-32" in str(caught.value) and "clap-htsat" in str(caught.value)  # both, in one run
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_pretrained_profile_from_a_cache_in_the_published_layout(small_folder: Path, tmp_path: Path) -> None:
+    """What a user who ran `hf download` for both models gets: `--profile pretrained`, HF_HUB_OFFLINE=1.
+    Random values in the published files and layout; OpenCLIP's ViT-B/32 at its real size (the tag
+    fixes the architecture, ~600 MB), CLAP with a tiny tower behind the published feature extractor."""
+    from tiny_models import CLAP_REPO, CLIP_REPO, build_pretrained_cache
+
+    home = tmp_path / "hf-home"
+    build_pretrained_cache(home / "hub")
+    for repo in (CLAP_REPO, CLIP_REPO):
+        folder = home / "hub" / ("models--" + repo.replace("/", "--"))
+        revision = (folder / "refs" / "main").read_text()
+        assert (folder / "snapshots" / revision).is_dir()
+    assert (
+        home
+        / "hub/models--laion--clap-htsat-unfused/snapshots"
+        / revision_of(home, CLAP_REPO)
+        / "preprocessor_config.json"
+    ).is_symlink()
+    env = {
+        **os.environ,
+        "HF_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)  # as a user has it: our loader must silence the bars
+    env.pop("TRANSFORMERS_VERBOSITY", None)
+    url = f"sqlite:///{tmp_path}/p.db"
+    indexed = _cli(["indexer", str(small_folder), "--db", url, "--profile", "pretrained", "--quiet"], env)
+    assert indexed.returncode == 0, indexed.stderr[-3000:]
+    assert "items: 12   assets: audio: 8, image: 8, text: 4" in indexed.stdout
+    assert "Loading weights" not in indexed.stdout + indexed.stderr
+    found = _cli(["retrieval", "search", "--db", url, "--text", "a spoken two", "--k", "12", "--json"], env)
+    assert found.returncode == 0, found.stderr[-3000:]
+    hits = json.loads(found.stdout)["results"]
+    assert len(next(iter(hits.values()))) == 12  # every item has an image or audio reachable from text
+    keys = {hit["key"] for hit in next(iter(hits.values()))}
+    assert {"d0_jackson", "d0_lucas"} <= keys  # an image-only item (CLIP) and an audio-only one (CLAP)
+
+
+def revision_of(home: Path, repo: str) -> str:
+    return (home / "hub" / ("models--" + repo.replace("/", "--")) / "refs" / "main").read_text()

@@ -35,7 +35,6 @@ from storage import (
 from storage.models import Collection
 from storage.repository import ok_ids_by_modality
 
-pytestmark = pytest.mark.datasets
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"name": "fast", "encoders": {"image": ["hog"], "audio": ["mfcc"]}}
 
@@ -103,6 +102,7 @@ def ok_assets(url: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.datasets
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     items = 500
     manifest = media_manifest(tmp_path / "collection", items)
@@ -117,7 +117,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
         "--quiet",
         "--batch-size",
         "8",
-        "--checkpoint-every",
+        "--flush-every",
         "32",
         "--profile",
         str(tmp_path / "collection" / "fast.json"),
@@ -152,6 +152,7 @@ def test_a_second_writer_is_refused(small_folder: Path, tmp_path: Path) -> None:
     assert Indexer(url).run(small_folder).encoded == 20  # the lock is gone with its holder
 
 
+@pytest.mark.datasets
 def test_searching_while_an_indexer_writes(tmp_path: Path) -> None:
     manifest = media_manifest(tmp_path / "collection", 200)
     url = f"sqlite:///{tmp_path}/c.db"
@@ -214,3 +215,106 @@ def test_disk_full_or_read_only_keeps_the_previous_index(
     assert [h.key for h in after.hits] == [h.key for h in before.hits]
     assert not list(tmp_path.rglob("*.tmp")), "the temporary file is removed"
     assert Indexer(url).run(small_folder).changed == 1  # with room again, the next run finishes the job
+
+
+def test_files_are_read_with_no_write_transaction_open(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashing reads every file; while it does, another writer of the same database must get the write
+    lock at once (a slow or never-ending file must not stall every other collection's indexer)."""
+    import sqlite3
+
+    from indexer.sources import AssetSpec
+
+    db_file = tmp_path / "c.db"
+    url = f"sqlite:///{db_file}"
+    real = AssetSpec.sha256
+    blocked: list[str] = []
+
+    def sha256_while_probing(self: AssetSpec) -> str:
+        probe = sqlite3.connect(db_file, timeout=0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")  # fails at once when another connection holds the write lock
+            probe.rollback()
+        except sqlite3.OperationalError as exc:
+            blocked.append(f"{self.display}: {exc}")
+        finally:
+            probe.close()
+        return real(self)
+
+    monkeypatch.setattr(AssetSpec, "sha256", sha256_while_probing)
+    for _ in range(2):  # a first run (new items inserted) and a second one (rows already there)
+        Indexer(url, profile=Profile.from_dict(FAST)).run(small_folder)
+    assert not blocked, blocked[:3]
+
+
+def other_folder(folder: Path) -> Path:
+    """Six items that are not in `small_folder`: digits 5 to 7, image and recording each."""
+    import shutil
+
+    folder.mkdir(parents=True)
+    for digit in (5, 6, 7):
+        for n, speaker in enumerate(("nicolas", "lucas")):
+            shutil.copy(mnist_image(digit, n + 3), folder / f"other{digit}_{speaker}.png")
+            shutil.copy(recording(digit, speaker, n + 5), folder / f"other{digit}_{speaker}.wav")
+    return folder
+
+
+def finds_its_own_items(url: str, collection: str, folder: Path) -> None:
+    """Each item's own image finds that item first, exactly (cosine 1), and no key from elsewhere."""
+    engine = SearchEngine.open(url, collection)
+    keys = {p.stem for p in folder.iterdir()}
+    for image in sorted(folder.glob("*.png"))[::3]:
+        hits = engine.search(image=image, strategy="late", k=5, normalisation="none", weighting="fixed").hits
+        assert hits[0].key == image.stem and hits[0].score == pytest.approx(1.0, abs=2e-3), (collection, image)
+        assert {h.key for h in hits} <= keys
+
+
+def test_collections_and_databases_sharing_a_vector_dir_never_mix(small_folder: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared-vectors"
+    other = other_folder(tmp_path / "other")
+    first, second = f"sqlite:///{tmp_path}/first.db", f"sqlite:///{tmp_path}/second.db"
+    runs = [(first, "a", small_folder), (first, "b", other), (second, "a", other), (second, "b", small_folder)]
+
+    def index(url: str, name: str, folder: Path) -> Indexer:
+        indexer = Indexer(url, name, profile=Profile.from_dict(FAST), vector_dir=shared)
+        indexer.run(folder)
+        return indexer
+
+    indexers = [index(*run) for run in runs]
+    again = [Indexer(url, name, vector_dir=shared).run(folder) for url, name, folder in runs]  # re-index each
+    assert [(s.encoded, s.changed) for s in again] == [(0, 0)] * 4, "nothing of another collection was lost"
+    for (url, name, folder), indexer in zip(runs, indexers):
+        finds_its_own_items(url, name, folder)
+        with Database(url).session() as session:
+            collection = session.scalar(select(Collection).where(Collection.name == name))
+            ok = ok_ids_by_modality(session, collection.id)
+        assert set(indexer.storage.load("image@hog").ids.tolist()) == ok["image"]
+    # each collection has its own folder under the shared one
+    assert len({i.storage.root for i in indexers}) == 4 and all(i.storage.root.parent == shared for i in indexers)
+
+
+def test_a_folder_shared_the_old_way_is_refused_not_mixed(small_folder: Path, tmp_path: Path) -> None:
+    """Collections made by older versions may record one folder between them: the first to write stamps
+    its tables, and the other is refused with a message instead of emptying them."""
+    from sqlalchemy import update
+
+    from storage import ForeignArtifactError
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    a = Indexer(url, "a", profile=Profile.from_dict(FAST))
+    a.run(small_folder)
+    b = Indexer(url, "b", profile=Profile.from_dict(FAST))
+    with Database(url).session() as session:  # what an older version recorded for both
+        session.execute(update(Collection).where(Collection.name == "b").values(vector_dir=str(a.storage.root)))
+    with pytest.raises(ForeignArtifactError, match="belongs to another collection or database"):
+        Indexer(url, "b").run(other_folder(tmp_path / "other"))
+    with pytest.raises(ForeignArtifactError, match=str(a.storage.root)):
+        SearchEngine.open(url, "b")
+    from indexer.status import collection_status
+
+    problems = collection_status(url, "b")["vector_problems"]
+    assert len(problems) == 2 and all("written by another collection or database" in p for p in problems)
+    assert collection_status(url, "a")["vector_problems"] == []
+    assert b.storage.root != a.storage.root
+    finds_its_own_items(url, "a", small_folder)

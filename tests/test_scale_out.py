@@ -15,27 +15,29 @@ from test_reliability import ROOT, check_consistent, kill_mid_run, media_manifes
 from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 from indexer.pipeline import Indexer
 from retrieval import SearchEngine
-from retrieval.fusion import list_strategies
+from retrieval.fusion import list_strategies, strategy_class
 from retrieval.train import TrainConfig
-from storage import VectorStorage
 
-pytestmark = [pytest.mark.datasets, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
+@pytest.mark.datasets
 def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, tmp_path: Path) -> None:
     manifest = build_digits_manifest(tmp_path / "digits", None, DemoSpec(seed=0))
     roots = [datasets_dir(None)]
     milvus = f"milvus:{tmp_path / 'milvus.db'}"
-    ray_run = Indexer(
-        postgres_url, vector_dir=tmp_path / "ray-vectors", vector_backend=milvus, executor="ray", checkpoint_assets=512
-    ).run(manifest, roots=roots)
+    ray_indexer = Indexer(
+        postgres_url, vector_dir=tmp_path / "ray-vectors", vector_backend=milvus, executor="ray", flush_assets=512
+    )
+    ray_run = ray_indexer.run(manifest, roots=roots)
     assert ray_run.items == 2000 and not ray_run.problems
     assert ray_run.encoded == sum(ray_run.assets.values()) > 4000
 
     # The same vectors as the local executor gives (Ray moves the work, not the maths).
     local_url = f"sqlite:///{tmp_path}/local.db"
-    Indexer(local_url, vector_dir=tmp_path / "local-vectors").run(manifest, roots=roots)
-    ray_tables, local_tables = VectorStorage(tmp_path / "ray-vectors"), VectorStorage(tmp_path / "local-vectors")
+    local_indexer = Indexer(local_url, vector_dir=tmp_path / "local-vectors")
+    local_indexer.run(manifest, roots=roots)
+    ray_tables, local_tables = ray_indexer.storage, local_indexer.storage  # each collection's folder under them
     for key in ("image@hog", "audio@mfcc", "text@sbert"):
         a, b = ray_tables.load(key), local_tables.load(key)
         assert len(a) == len(b) > 0
@@ -45,7 +47,8 @@ def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, tmp_path
     assert again.encoded == 0 and again.unchanged == ray_run.encoded
 
     engine = SearchEngine.open(postgres_url)
-    for name, cls in list_strategies().items():
+    for name in list_strategies():
+        cls = strategy_class(name)
         if cls.learns:
             engine.train(TrainConfig(name, label_field="digit", epochs=3, seed=0), tmp_path / f"{name}.safetensors")
     row = next(r for r in _rows(manifest) if r["split"] == "test" and r["image"] and r["audio"])
@@ -67,6 +70,7 @@ def _rows(manifest: Path) -> list[dict[str, str]]:
     return rows
 
 
+@pytest.mark.datasets
 def test_killing_a_ray_run_loses_nothing(tmp_path: Path) -> None:
     items = 300
     manifest = media_manifest(tmp_path / "collection", items)
@@ -81,7 +85,7 @@ def test_killing_a_ray_run_loses_nothing(tmp_path: Path) -> None:
         "--quiet",
         "--batch-size",
         "8",
-        "--checkpoint-every",
+        "--flush-every",
         "32",
         "--executor",
         "ray",

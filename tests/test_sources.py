@@ -8,8 +8,7 @@ import pytest
 from conftest import mnist_image, recording
 
 from indexer.sources import scan
-
-pytestmark = pytest.mark.datasets
+from retrieval.errors import NotFoundError
 
 
 def test_folder_groups_by_stem_and_types_by_content(tmp_path: Path) -> None:
@@ -67,5 +66,5 @@ def test_jsonl_manifest_with_a_broken_line(tmp_path: Path) -> None:
 
 def test_empty_folder_and_missing_path(tmp_path: Path) -> None:
     assert scan(tmp_path).items == []
-    with pytest.raises(FileNotFoundError, match="no such folder"):
+    with pytest.raises(NotFoundError, match="no such folder"):
         scan(tmp_path / "absent")

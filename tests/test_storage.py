@@ -110,9 +110,48 @@ def test_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path: Path) 
     dead = subprocess.Popen(["true"])
     dead.wait()
     (tmp_path / "indexes").mkdir()
-    stale = tmp_path / f".x.vectors.safetensors.{dead.pid}.abc.tmp"
-    live = tmp_path / "indexes" / f".y.faiss.safetensors.{os.getppid()}.def.tmp"
-    stale.write_bytes(b"half")
-    live.write_bytes(b"in progress")
+    stale = tmp_path / f".x.vectors.safetensors.retrieval-{dead.pid}-abc.tmp"
+    legacy = tmp_path / "indexes" / f".z.faiss.safetensors.{dead.pid}.abc.tmp"  # named by earlier versions
+    live = tmp_path / "indexes" / f".y.faiss.safetensors.retrieval-{os.getppid()}-def.tmp"
+    for path in (stale, legacy, live):
+        path.write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path) == 2
+    assert not stale.exists() and not legacy.exists() and live.exists()
+
+
+def test_the_sweep_never_touches_a_users_own_temporary_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only names that write_atomic makes are ours: a user's `.*.tmp` files (in the folder, below it,
+    even ones with a dead pid in a similar place) stay, and so does anything outside indexes/."""
+    import subprocess
+
+    from storage import remove_stale_temporaries
+    from storage.artifacts import write_atomic
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    users = [
+        tmp_path / ".notes.tmp",
+        tmp_path / f".draft.{dead.pid}.abc.tmp",
+        tmp_path / "indexes" / ".editor-swap.tmp",
+        tmp_path / "photos" / f".x.vectors.safetensors.retrieval-{dead.pid}-abc.tmp",  # not a folder we write
+    ]
+    for path in users:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"mine")
+    ours = tmp_path / f".t.vectors.safetensors.retrieval-{dead.pid}-q1.tmp"
+    ours.write_bytes(b"half")
     assert remove_stale_temporaries(tmp_path) == 1
-    assert not stale.exists() and live.exists()
+    assert not ours.exists()
+    assert all(p.read_bytes() == b"mine" for p in users)
+    from storage.lock import _TEMPORARY
+
+    named: list[str] = []
+
+    def crash(src: str, dst: str) -> None:
+        named.append(Path(src).name)
+        raise OSError("killed here")
+
+    monkeypatch.setattr("storage.artifacts.os.replace", crash)
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "a.vectors.safetensors", b"data")
+    assert named and _TEMPORARY.match(named[0]), f"the writer's own temporary {named} must be recognised"

@@ -39,7 +39,14 @@ def movement_badge(change: str | None) -> str:
     return f" {'⬆' if direction == 'up' else '⬇'}{steps}"
 
 
-def result_card(hit: Hit, method: str, change: str | None, on_example) -> None:  # noqa: ANN001
+def result_card(
+    hit: Hit,
+    method: str,
+    change: str | None,
+    on_example,  # noqa: ANN001
+    action: str = "Search with this item",
+) -> None:
+    """`on_example(item_id)` runs when the card's button (labelled `action`) is pressed."""
     with st.container(border=True):
         st.markdown(
             f"**{hit.rank}. {html.escape(hit.key)}**{movement_badge(change)}  \nscore `{hit.score:.3f}`",
@@ -55,7 +62,7 @@ def result_card(hit: Hit, method: str, change: str | None, on_example) -> None: 
         if hit.contributions:
             st.markdown(contribution_bar(hit.contributions), unsafe_allow_html=True)
         st.button(
-            "Search with this item",
+            action,
             key=f"example-{method}-{hit.item_id}",
             on_click=on_example,
             args=(hit.item_id,),

@@ -9,17 +9,16 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from retrieval.evaluate import evaluate, label_qrels, load_queries, load_trec_qrels
+from retrieval.errors import reportable
+from retrieval.evaluate import Evaluation, evaluate, label_qrels, load_queries, load_trec_qrels
 from retrieval.plots import metric_chart
-from storage.repository import item_metadata
 from ui.state import Settings, engine_for
 
 DEMO_QUERIES = Path(os.environ.get("RETRIEVAL_QUERIES", "data/digits/queries.jsonl"))
 
 
 def _label_fields(engine) -> list[str]:  # noqa: ANN001
-    with engine.db.session() as session:
-        metadata = item_metadata(session, engine.collection_id)
+    metadata = engine.metadata()
     return sorted({k for meta in metadata.values() for k in (meta or {})})
 
 
@@ -48,9 +47,23 @@ def render(settings: Settings) -> None:
         qrels_file = st.file_uploader("Qrels (query iteration item_key relevance)", key="eval_qrels")
     source = "the uploaded file" if uploaded else f"`{DEMO_QUERIES}` (the demo's labelled queries)"
     st.caption(f"Queries from {source}; methods from the sidebar; k = {settings.k}.")
-    if not st.button("Run the evaluation", type="primary", key="eval_run"):
-        return
-    with st.status("Evaluating…", expanded=False) as status:
+    if st.button("Run the evaluation", type="primary", key="eval_run"):
+        st.session_state["eval_result"] = run(engine, settings, uploaded, label_field, qrels_file)
+    result = st.session_state.get("eval_result")
+    if result is not None:
+        show(result, settings.k)
+
+
+def run(engine, settings: Settings, uploaded, label_field: str | None, qrels_file) -> Evaluation | None:  # noqa: ANN001
+    """Run the evaluation with a progress bar per stage (encoding, then each method), queries counted."""
+    with st.status("Evaluating…", expanded=True) as status:
+        bar = st.progress(0.0, text="reading the queries…")
+        stages = ["encoding queries", *[m.label for m in settings.methods]]
+
+        def progress(stage: str, done: int, total: int) -> None:
+            overall = (stages.index(stage) + done / max(total, 1)) / len(stages)
+            bar.progress(min(1.0, overall), text=f"{stage}: {done}/{total} queries")
+
         try:
             with tempfile.TemporaryDirectory() as folder:
                 path = DEMO_QUERIES
@@ -64,18 +77,56 @@ def render(settings: Settings) -> None:
                 elif label_field:
                     qrels = label_qrels(engine, queries, label_field)
                 else:
+                    status.update(label="No relevance judgements", state="error")
                     st.warning("Upload a qrels file first.")
-                    return
-                result = evaluate(engine, queries, qrels, settings.methods, k=settings.k)
-        except (ValueError, LookupError, OSError) as exc:
+                    return None
+                result = evaluate(engine, queries, qrels, settings.methods, k=settings.k, progress=progress)
+        except Exception as exc:
             status.update(label="Evaluation failed", state="error")
+            if not reportable(exc):
+                raise
             st.error(str(exc))
-            return
-        status.update(label=f"Evaluated {result.queries['all']} queries", state="complete")
-    metric = st.selectbox("Metric", result.metrics, index=result.metrics.index(f"ndcg@{settings.k}"), key="eval_metric")
+            return None
+        status.update(label=f"Evaluated {result.queries['all']} queries", state="complete", expanded=False)
+    return result
+
+
+def format_p(p: float) -> str:
+    """A p-value as people read it: a randomisation test never gives exactly 0."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def show(result: Evaluation, k: int) -> None:
+    default = f"ndcg@{k}" if f"ndcg@{k}" in result.metrics else result.metrics[0]
+    metric = st.selectbox("Metric", result.metrics, index=result.metrics.index(default), key="eval_metric")
     table = pd.DataFrame(
         {method: {kind: values[metric] for kind, values in by_kind.items()} for method, by_kind in result.table.items()}
     ).T
-    st.dataframe(table.round(3))
+    overall = {method: by_kind["all"][metric] for method, by_kind in result.table.items()}
+    best = max(overall, key=lambda m: overall[m])
+    st.markdown(f"Best on {metric} over all {result.queries['all']} queries: **{best}** ({overall[best]:.3f}).")
+    st.dataframe(table.round(3).style.highlight_max(axis=0, props="font-weight: bold; background-color: #d7ecd9"))
     st.altair_chart(metric_chart(result, metric))
-    st.markdown(result.to_markdown([metric]).split("Paired")[-1] if len(result.table) > 1 else "")
+    if len(result.table) > 1:
+        significance(result, metric, best, overall)
+
+
+def significance(result: Evaluation, metric: str, best: str, overall: dict[str, float]) -> None:
+    """Each other method against the best: the difference, its p-value, and whether it is significant."""
+    rows = []
+    for other in overall:
+        if other == best:
+            continue
+        p = result.pvalues[metric].get(best, {}).get(other)
+        if p is None:
+            p = result.pvalues[metric].get(other, {}).get(best, float("nan"))
+        rows.append(
+            {
+                "comparison": f"{best} vs {other}",
+                f"difference in {metric}": round(overall[best] - overall[other], 3),
+                "p-value": format_p(p),
+                "significant (p < 0.05)": "yes" if p < 0.05 else "no",
+            }
+        )
+    st.markdown("**Is the best method really better?** Paired randomisation test (ranx, Fisher) on all queries:")
+    st.dataframe(pd.DataFrame(rows), hide_index=True)

@@ -1,7 +1,12 @@
-"""Index page: index a server folder or manifest with live progress; train a learned strategy."""
+"""Index page: index a server folder or manifest with live progress; train a learned strategy.
+
+Nothing is removed without a confirmation that gives the count: a run never prunes by itself; when the
+source no longer lists some items, the page says how many and offers to remove them.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -9,8 +14,21 @@ import pandas as pd
 import streamlit as st
 
 from indexer import Indexer
-from retrieval.train import MODULE_FOR, TrainConfig
-from ui.state import allowed_roots, collections, engine_for, inside_roots
+from indexer.pipeline import IndexSummary
+from indexer.sources import OUTSIDE
+from retrieval.errors import reportable
+from retrieval.fusion import learned_strategies
+from retrieval.train import TrainConfig
+from ui.state import allowed_roots, collections, database_exists, engine_for, inside_roots
+
+ROOTS_HINT = "outside the allowed folders; refused (add its folder to RETRIEVAL_ROOTS to allow it)"
+
+
+def suggested_name(path: str) -> str:
+    """A new collection named after the folder (a manifest's own folder)."""
+    source = Path(path.strip() or ".")
+    folder = source.parent if source.suffix.lower() in (".csv", ".jsonl") else source
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", folder.resolve().name).strip("-") or "collection"
 
 
 def render(url: str, collection: str | None) -> None:
@@ -19,49 +37,120 @@ def render(url: str, collection: str | None) -> None:
     path = st.text_input(
         "Folder or manifest (.csv / .jsonl) on the server", key="index_path", value="data/digits/manifest.csv"
     )
-    name = st.text_input("Collection", value=collection or "default", key="index_collection")
-    prune = st.checkbox("Remove items whose files are gone", key="index_prune")
+    suggestion = suggested_name(path)
+    name = (
+        st.text_input(
+            "Index into the collection",
+            key="index_collection",
+            placeholder=f"{suggestion} (a new collection named after the folder)",
+            help="Leave empty for a new collection named after the folder; name an existing one to add to it.",
+        ).strip()
+        or suggestion
+    )
+    existing = collections(url) if database_exists(url) else []
+    if name in existing:
+        st.warning(f"This run adds to the existing collection **{name}**: its items stay, and new ones join them.")
+    else:
+        st.caption(f"Creates the new collection **{name}**.")
+    st.checkbox(
+        "Offer to remove items this source no longer lists",
+        key="index_prune",
+        help="Nothing is removed without your confirmation, which gives the count first.",
+    )
     if st.button("Index", type="primary", key="index_run"):
-        run_indexer(url, name, Path(path), prune)
+        run_indexer(url, name, Path(path.strip()))
+    show_last_run()
+    confirm_removal(url)
     if collection:
         st.divider()
         train_section(url, collection)
 
 
-def run_indexer(url: str, name: str, path: Path, prune: bool) -> None:
+def _progress_bar():  # noqa: ANN202
+    bar = st.progress(0.0, text="starting…")
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}")
+
+    return progress
+
+
+def run_indexer(url: str, name: str, path: Path, prune: bool = False) -> None:
+    st.session_state["index_last"] = None
     if not inside_roots(path):
         st.error(f"{path} is outside the allowed folders; set RETRIEVAL_ROOTS to allow it.")
         return
     if not path.exists():
         st.error(f"{path}: no such folder or manifest.")
         return
-    bar = st.progress(0.0, text="starting…")
-
-    def progress(stage: str, done: int, total: int) -> None:
-        bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}")
-
-    with st.status(f"Indexing {path}…", expanded=True) as status:
+    progress = _progress_bar()
+    with st.status(f"Indexing {path} into {name}…", expanded=True) as status:
         try:
-            summary = Indexer(url, name).run(path, prune=prune, progress=progress)
+            summary = Indexer(url, name).run(path, prune=prune, progress=progress, roots=allowed_roots())
         except Exception as exc:
             status.update(label="Indexing failed", state="error")
+            if not reportable(exc):
+                raise
             st.error(str(exc))
             return
-        status.update(label=f"Indexed {summary.items} items in {summary.seconds:.1f}s", state="complete")
-    st.write(
-        f"Assets: {summary.assets} · encoded {summary.encoded}, unchanged {summary.unchanged}, "
-        f"changed {summary.changed}, removed {summary.removed}"
+        skipped = len(summary.problems)
+        label = f"Indexed {summary.items} items into {name} in {summary.seconds:.1f}s"
+        if skipped:
+            status.update(label=f"{label}, but {skipped:,} file(s) were skipped: see below", state="error")
+        else:
+            status.update(label=label, state="complete")
+    st.session_state["index_last"] = (name, summary)
+    st.session_state["index_pending_removal"] = (
+        (name, str(path), summary.missing) if summary.missing and st.session_state.get("index_prune") else None
     )
-    if summary.problems:
-        st.subheader(f"Skipped ({len(summary.problems)})")
-        st.dataframe(pd.DataFrame([vars(p) for p in summary.problems]), hide_index=True)
     collections.clear()
     engine_for.clear()
 
 
+def describe(summary: IndexSummary) -> str:
+    assets = ", ".join(f"{n:,} {m}" for m, n in summary.assets.items()) or "none"
+    return (
+        f"{summary.items:,} items ({assets}); this run encoded {summary.encoded:,}, left {summary.unchanged:,} "
+        f"unchanged, re-encoded {summary.changed:,} changed and removed {summary.removed:,}."
+    )
+
+
+def show_last_run() -> None:
+    last = st.session_state.get("index_last")
+    if not last:
+        return
+    name, summary = last
+    st.write(f"**{name}**: {describe(summary)}")
+    if summary.missing and not st.session_state.get("index_pending_removal"):
+        st.info(f"{summary.missing:,} item(s) of {name} are no longer listed by this source; they were kept.")
+    if summary.problems:
+        st.warning(f"{len(summary.problems):,} file(s) were skipped; nothing already indexed from them was removed.")
+        reasons = [ROOTS_HINT if p.reason == OUTSIDE else p.reason for p in summary.problems]
+        st.dataframe(
+            pd.DataFrame({"file": [p.path for p in summary.problems], "reason": reasons}),
+            hide_index=True,
+        )
+
+
+def confirm_removal(url: str) -> None:
+    pending = st.session_state.get("index_pending_removal")
+    if not pending:
+        return
+    name, path, count = pending
+    st.warning(f"{count:,} item(s) of **{name}** are no longer listed by `{path}`. Remove them from the collection?")
+    left, right = st.columns(2)
+    if left.button(f"Remove {count:,} item(s)", key="index_confirm_removal"):
+        run_indexer(url, name, Path(path), prune=True)
+        st.session_state["index_pending_removal"] = None
+    elif right.button("Keep them", key="index_keep"):
+        st.session_state["index_pending_removal"] = None
+        st.rerun()
+
+
 def train_section(url: str, collection: str) -> None:
     st.subheader("Train a learned strategy")
-    strategy = st.selectbox("Strategy", list(MODULE_FOR), key="train_strategy")
+    st.caption(f"Trains on the collection chosen in the sidebar: **{collection}**.")
+    strategy = st.selectbox("Strategy", learned_strategies(), key="train_strategy")
     label = st.text_input("Label field (empty: self-supervised)", value="digit", key="train_label")
     epochs = st.slider("Epochs", 1, 100, 30, key="train_epochs")
     if not st.button("Train", key="train_run"):
@@ -80,7 +169,9 @@ def train_section(url: str, collection: str) -> None:
 
     try:
         result = engine.train(TrainConfig(strategy, label_field=label.strip() or None, epochs=epochs), out, progress)
-    except (ValueError, LookupError) as exc:
+    except Exception as exc:
+        if not reportable(exc):
+            raise
         st.error(str(exc))
         return
     st.success(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
 
-from retrieval.results import QueryInput
-from storage.repository import items_by_ids
+from ui.cards import result_card
 from ui.state import Settings, engine_for
+
+
+def _open(key: str, _item_id: int) -> None:
+    """A neighbour's button: show that item."""
+    st.session_state["item_key"] = key
 
 
 def render(settings: Settings) -> None:
@@ -22,10 +27,9 @@ def render(settings: Settings) -> None:
         st.info("This collection has no items yet.")
         return
     key = st.selectbox("Item", ordered, index=ordered.index(current), key="item_key")
-    with engine.db.session() as session:
-        item = items_by_ids(session, [by_key[key]])[by_key[key]]
-        assets = {a.modality: a for a in item.assets}
-        meta = dict(item.meta)
+    item = engine.items([by_key[key]])[by_key[key]]
+    assets = {a.modality: a for a in item.assets}
+    meta = dict(item.meta)
     columns = st.columns(3)
     for column, modality in zip(columns, ("image", "audio", "text")):
         asset = assets.get(modality)
@@ -42,14 +46,9 @@ def render(settings: Settings) -> None:
             else:
                 st.write(asset.preview or asset.path)
     st.json(meta)
-    ok = {m: a for m, a in assets.items() if a.status == "ok"}
-    if not ok or not settings.methods:
+    query = engine.item_query(by_key[key])
+    if query is None or not settings.methods:
         return
-    query = QueryInput(
-        text=ok["text"].preview if "text" in ok else None,
-        image=ok["image"].path if "image" in ok else None,
-        audio=ok["audio"].path if "audio" in ok else None,
-    )
     st.subheader("Nearest neighbours")
     results = engine.search_many(query, settings.methods, k=settings.k + 1, keep_going=True)
     for column, (label, result) in zip(st.columns(len(results)), results.items()):
@@ -58,4 +57,4 @@ def render(settings: Settings) -> None:
             if result.error:
                 st.warning(result.error)
             for hit in [h for h in result.hits if h.item_id != item.id][: settings.k]:
-                st.write(f"{hit.key} · {hit.score:.3f}")
+                result_card(hit, f"item-{label}", None, partial(_open, hit.key), action="Open this item")

@@ -14,10 +14,9 @@ from retrieval.fusion.scoring import NORMALISATIONS
 from retrieval.report import best_learned
 from retrieval.results import Method
 from storage import Database, sqlite_path
-from storage.models import Collection
-from storage.repository import list_presets
+from storage.db import DEFAULT_URL as DEFAULT_DB
+from storage.repository import collection_names
 
-DEFAULT_DB = "sqlite:///data/demo.db"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
@@ -42,7 +41,7 @@ def engine_for(url: str, collection: str) -> SearchEngine:
 def collections(url: str) -> list[str]:
     db = Database(url)
     with db.session() as session:
-        return [name for (name,) in session.query(Collection.name).order_by(Collection.name)]
+        return collection_names(session)
 
 
 @dataclass
@@ -64,8 +63,7 @@ def sidebar(url: str) -> Settings | None:
         "Collection", names, key="collection", index=names.index("default") if "default" in names else 0
     )
     engine = engine_for(url, collection)
-    with engine.db.session() as session:
-        presets = [p.name for p in list_presets(session, engine.collection_id)]
+    presets = engine.presets()
     options = list(list_strategies()) + [f"preset:{p}" for p in presets]
     chosen = st.sidebar.multiselect(
         "Fusion methods to show",

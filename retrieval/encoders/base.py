@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -9,19 +10,35 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from retrieval.media import Modality
+from retrieval.errors import InvalidInputError, WeightsNotFoundError
+from retrieval.linalg import l2_normalise
+from retrieval.media import Modality, Waveform
+from storage.errors import EncoderMismatchError
+
+__all__ = ["Encoder", "EncoderInfo", "WeightsNotFoundError"]
 
 Progress = Callable[[int], None]
 """Called with the number of inputs just finished, so the CLI can drive tqdm and the UI st.progress."""
 
 
-class WeightsNotFoundError(Exception):
-    """Pretrained weights are not on disk; the message says which model, where we looked, what to do."""
+def hub_cache_folder(repo: str) -> str:
+    """Where the Hugging Face cache keeps `repo` on this machine (what `hf download` fills)."""
+    from huggingface_hub import constants
 
-    def __init__(self, model: str, looked: Sequence[str], hint: str) -> None:
-        self.model, self.looked, self.hint = model, list(looked), hint
-        places = "\n  ".join(self.looked) or "(nowhere)"
-        super().__init__(f"weights for {model} are not on this machine.\nLooked in:\n  {places}\n{hint}")
+    return os.path.join(constants.HF_HUB_CACHE, "models--" + repo.replace("/", "--"))
+
+
+def hub_download_hint(repo: str, files: Sequence[str] = ()) -> str:
+    """The command that puts `repo` where we look, for the huggingface_hub installed here (`hf`, which
+    replaced `huggingface-cli` in huggingface_hub 1.0), and how to carry it to an offline machine."""
+    from huggingface_hub import constants
+
+    command = " ".join(["hf download", repo, *files])
+    return (
+        f"On a machine that can reach huggingface.co run `{command}`; it fills "
+        f"{hub_cache_folder(repo)} when HF_HOME is the same there ({constants.HF_HOME}), otherwise copy the "
+        f"folder models--{repo.replace('/', '--')} from that machine's HF_HOME/hub into {constants.HF_HUB_CACHE}."
+    )
 
 
 @dataclass(frozen=True)
@@ -63,7 +80,11 @@ class Encoder(ABC):
         progress: Progress | None = None,
     ) -> np.ndarray:
         if modality not in self.modalities:
-            raise ValueError(f"encoder {self.name} does not read {modality} (it reads {', '.join(self.modalities)})")
+            raise InvalidInputError(
+                f"encoder {self.name} does not read {modality} (it reads {', '.join(self.modalities)})"
+            )
+        if modality == "audio":
+            self._check_rates(inputs)
         size = batch_size or self.batch_size
         out = np.zeros((len(inputs), self.dim), np.float32)
         for start in range(0, len(inputs), size):
@@ -73,11 +94,26 @@ class Encoder(ABC):
                 progress(len(batch))
         return l2_normalise(out)
 
+    def _check_rates(self, inputs: Sequence[Any]) -> None:
+        """Audio decoded at another rate would be read as if slowed down or sped up, with no error: a bug."""
+        wrong = {w.sample_rate for w in inputs if isinstance(w, Waveform) and w.sample_rate != self.sample_rate}
+        if wrong:
+            raise RuntimeError(
+                f"encoder {self.name} reads audio at {self.sample_rate} Hz but was given audio at {sorted(wrong)} Hz; "
+                "decode it with retrieval.media.load_audio_rates for every encoder's rate"
+            )
+
     @abstractmethod
     def _encode_batch(self, modality: Modality, batch: Sequence[Any]) -> np.ndarray:
         """Raw vectors for one batch; `encode` normalises them."""
 
 
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+def refuse_changed_encoder(collection: str, name: str, dim: int, preprocessing: str, encoder: Encoder) -> None:
+    """The encoder guard, written once: vectors stored as (`dim`, `preprocessing`) must not meet an encoder
+    that now makes other ones (new weights, another architecture, other preprocessing) under the same name."""
+    if (dim, preprocessing) != (encoder.dim, encoder.preprocessing):
+        raise EncoderMismatchError(
+            f"collection {collection!r} was indexed with {name} (dimension {dim}, preprocessing {preprocessing}); "
+            f"the encoder now gives dimension {encoder.dim}, preprocessing {encoder.preprocessing}. Index the media "
+            f"again into a new collection (python -m indexer SOURCE --collection NEW) to use this encoder."
+        )

@@ -18,6 +18,9 @@ from retrieval.encoders.base import Encoder
 from retrieval.encoders.registry import register_encoder
 from retrieval.media import Modality, Waveform
 
+# Samples per batched spectrogram group (8 MB of float32; 125 s of 16 kHz audio): a longer clip goes alone.
+MAX_GROUP_SAMPLES = 2_000_000
+
 
 class HogImageEncoder(Encoder):
     """Histogram of oriented gradients of a 32x32 greyscale copy, plus a coarse 8x8 thumbnail."""
@@ -99,7 +102,7 @@ class MfccAudioEncoder(Encoder):
             group = [order[0]]
             for i in order[1:]:
                 longest = len(samples[i])
-                if longest > 2 * shortest or (len(group) + 1) * longest > 2_000_000:
+                if longest > 2 * shortest or (len(group) + 1) * longest > MAX_GROUP_SAMPLES:
                     break
                 group.append(i)
             order = order[len(group) :]

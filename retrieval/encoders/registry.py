@@ -9,15 +9,18 @@ Families are imported on first use: a query that needs only `hog` never loads to
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from retrieval.device import get_device
 from retrieval.encoders.base import Encoder
+from retrieval.encoders.loading import quiet_loading
+from retrieval.errors import WeightsNotFoundError
+from storage.registry import Registry
 
 DEFAULT_CLIP = "ViT-B-32/laion2b_s34b_b79k"  # OpenCLIP architecture/tag of the `pretrained` profile
 DEFAULT_CLAP = "laion/clap-htsat-unfused"  # Hugging Face repo id of the `pretrained` profile's CLAP
 
-# family -> the module whose import registers it
+# family -> the module that defines (and registers) its factory, `_FAMILY`
 BUILTIN_FAMILIES = {
     "hog": "retrieval.encoders.features",
     "mfcc": "retrieval.encoders.features",
@@ -27,28 +30,22 @@ BUILTIN_FAMILIES = {
 }
 
 Factory = Callable[[str | None, str | None], Encoder]
-_FAMILIES: dict[str, tuple[Factory, str]] = {}
+ENCODERS: Registry[Factory] = Registry("encoder")
+for _family, _module in BUILTIN_FAMILIES.items():
+    ENCODERS.register(_family, f"{_module}:_{_family}")
 _CACHE: dict[tuple[str, str | None], Encoder] = {}
 
 
 def register_encoder(family: str, description: str) -> Callable[[Factory], Factory]:
-    def decorate(factory: Factory) -> Factory:
-        _FAMILIES[family] = (factory, description)
-        return factory
-
-    return decorate
-
-
-def _load_family(family: str) -> None:
-    if family not in _FAMILIES and family in BUILTIN_FAMILIES:
-        importlib.import_module(BUILTIN_FAMILIES[family])
+    """`@register_encoder("name", "what it reads")` above a factory `(argument, device) -> Encoder`."""
+    return ENCODERS.decorator(family, description)
 
 
 def list_encoders() -> dict[str, str]:
-    """Encoder families and what each one is (imports every built-in family)."""
-    for family in BUILTIN_FAMILIES:
-        _load_family(family)
-    return {family: description for family, (_, description) in sorted(_FAMILIES.items())}
+    """Encoder families and what each one is (imports every built-in family for its description)."""
+    for family in ENCODERS.names():
+        ENCODERS.get(family)
+    return dict(sorted(ENCODERS.describe().items()))
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -62,12 +59,27 @@ def create_encoder(name: str, device: str | None = None, *, cache: bool = True) 
     if cache and key in _CACHE:
         return _CACHE[key]
     family, argument = split_name(name)
-    _load_family(family)
-    if family not in _FAMILIES:
-        known = sorted(set(_FAMILIES) | set(BUILTIN_FAMILIES))
-        raise KeyError(f"unknown encoder {name!r}; known families: {', '.join(known)}")
-    encoder = _FAMILIES[family][0](argument, device)
+    factory = ENCODERS.get(family)
+    with quiet_loading():
+        encoder = factory(argument, device)
     encoder.name = name
     if cache:
         _CACHE[key] = encoder
     return encoder
+
+
+def create_encoders(names: Iterable[str], device: str | None = None) -> dict[str, Encoder]:
+    """Every encoder of `names`, or one `WeightsNotFoundError` that lists all the missing ones at once
+    (one at a time, a profile with three missing models took three runs to learn so). A bad `device`
+    is refused first, before any weights are read."""
+    get_device(device)
+    encoders: dict[str, Encoder] = {}
+    missing: list[WeightsNotFoundError] = []
+    for name in dict.fromkeys(names):
+        try:
+            encoders[name] = create_encoder(name, device)
+        except WeightsNotFoundError as exc:
+            missing.append(exc)
+    if missing:
+        raise WeightsNotFoundError.combine(missing)
+    return encoders

@@ -8,6 +8,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from retrieval.checks import check_params
+from retrieval.errors import InvalidInputError
+from retrieval.fusion.scoring import rank_order
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
@@ -37,6 +40,7 @@ class FusionStrategy(ABC):
     fuses_at: ClassVar[Literal["index", "query"]]
     learns: ClassVar[bool] = False  # needs a trained checkpoint before it can search
     trainable: ClassVar[bool] = False  # can use one (early: a learned projection instead of the identity)
+    module_kind: ClassVar[str | None] = None  # the torch module training fits (retrieval/fusion/modules.py)
     missing: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
 
@@ -44,10 +48,10 @@ class FusionStrategy(ABC):
         known = {f.name for f in fields(self.Params)}
         unknown = set(params) - known
         if unknown:
-            raise ValueError(
+            raise InvalidInputError(
                 f"strategy {self.name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(known) or 'none'}"
             )
-        self.params = self.Params(**params)
+        self.params = self.Params(**check_params(self.name, self.Params, params))  # values, not only names
 
     def prepare(self, space: VectorSpace) -> None:  # noqa: B027 (a hook: most strategies prepare nothing)
         """Build (or load) the indexes this strategy searches, ahead of the first query."""
@@ -98,5 +102,5 @@ def weighted_channel_scores(
 
 
 def to_scored(ids: np.ndarray, scores: np.ndarray, parts: dict[str, np.ndarray], k: int) -> list[Scored]:
-    order = np.argsort(-scores, kind="stable")[:k]
+    order = rank_order(scores, ids, k)
     return [Scored(int(ids[i]), float(scores[i]), {m: float(p[i]) for m, p in parts.items()}) for i in order]

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
+from retrieval.errors import NotFoundError
 from retrieval.fusion.modules import FusionModule, build_module
 from retrieval.profiles import Field
-from storage import EncoderMismatchError
+from storage import CorruptArtifactError, EncoderMismatchError
 from storage.artifacts import load_arrays, save_arrays
 
+FORWARD_BATCH = 4096  # rows per torch forward pass when fusing a collection: bounds the activations' memory
 _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
 
 
@@ -80,8 +82,18 @@ class FusionCheckpoint:
     def load(cls, path: str | Path) -> FusionCheckpoint:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} not found")
+            raise NotFoundError(f"checkpoint {path} not found")
         arrays, header = load_arrays(path)
+        try:
+            return cls._from_arrays(path, arrays, header)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:  # the file's content, not code
+            raise CorruptArtifactError(
+                f"{path}: a safetensors file, but not a fusion checkpoint of this program "
+                f"({type(exc).__name__}: {exc}); train one with python -m retrieval train"
+            ) from None
+
+    @classmethod
+    def _from_arrays(cls, path: Path, arrays: dict[str, np.ndarray], header: dict) -> FusionCheckpoint:
         module = build_module(header["module"])
         state = {
             k.removeprefix("module."): torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("module.")
@@ -130,7 +142,7 @@ class FusionCheckpoint:
         return self.fuse([np.repeat(b, len(masks), axis=0) for b in blocks], masks)
 
     @torch.inference_mode()
-    def fuse(self, blocks: list[np.ndarray], mask: np.ndarray, batch: int = 4096) -> np.ndarray:
+    def fuse(self, blocks: list[np.ndarray], mask: np.ndarray, batch: int = FORWARD_BATCH) -> np.ndarray:
         """Fused, normalised vectors for rows of field blocks (zeros where `mask` is False)."""
         blocks = self.prepare(blocks, mask)
         out = []

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.fusion.adaptive import screened
 from retrieval.fusion.base import FusionStrategy, Scored, to_scored, weighted_channel_scores
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.learned import LearnedFusion
@@ -26,6 +27,7 @@ class EarlyParams:
     candidates: int = 100
     blend: float = 0.0  # learned only: see LearnedParams
     centre: bool = False  # identity only: subtract each field's mean first
+    screen: bool = True  # leave out query inputs that score every item about alike (see LearnedParams)
 
 
 class LearnedEarly(LearnedFusion):
@@ -37,6 +39,7 @@ class EarlyFusion(FusionStrategy):
     name = "early"
     fuses_at = "index"
     trainable = True
+    module_kind = "early"
     missing = "a missing item modality is a zero block (identity) or a learned 'missing' vector (checkpoint)"
     Params = EarlyParams
 
@@ -57,10 +60,14 @@ class EarlyFusion(FusionStrategy):
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.learned is not None:
             return self.learned.search(space, query, k)
+        if self.params.screen:
+            query = screened(space, query)
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
         if not space.channels(query):
             return []
-        ids, _ = search_concat(space, present_fields(space), query, k)
+        # more than k from the index: items tied at the k-th score are then cut by id (`rank_order`), as
+        # every strategy cuts them, not by the index's internal order
+        ids, _ = search_concat(space, present_fields(space), query, max(2 * k, k + 20))
         total, parts, matched = weighted_channel_scores(space, query, ids)
         return to_scored(ids[matched], total[matched], {m: v[matched] for m, v in parts.items()}, k)

@@ -4,7 +4,11 @@ A *unit* is a set of channels searched together: late fusion makes one unit per 
 and an item field that share an encoder), hybrid fusion one unit per group of item modalities. Each unit
 finds candidates in its own index; every candidate is then scored *exactly* in every unit from the stored
 vectors, so an item found by one unit is not penalised for having been just outside another's list.
-Unit scores are normalised (none, min-max, z-score, arctan) and fused (weighted sum, CombMNZ, or RRF).
+Unit scores are normalised (none, min-max, z-score, arctan), weighted, and fused (weighted sum, CombMNZ,
+or RRF). A query modality's weight multiplies its unit's *normalised* score (weighted CombSUM / weighted
+RRF): applied to the raw cosines, z-score, min-max and ranks cancelled it. With `weighting="adaptive"`
+each unit's weight is also scaled per query by label-free performance predictors (`adaptive.py`), so a
+noise clip or a blank image hardly moves the ranking.
 An item missing a modality simply has no score in the units that need it. With `rescore=False` each unit
 keeps only the scores of its own list (classic CombSUM/RRF over top lists, as Milvus's rankers do): no
 vector lookups, so it costs little more than the unit searches, but an item just outside a list gets
@@ -18,20 +22,26 @@ from typing import Any, Literal
 
 import numpy as np
 
+from retrieval.fusion.adaptive import adaptive_weights, screened
 from retrieval.fusion.base import FusionStrategy, Scored, channel_parts
-from retrieval.fusion.concat import concat_index, present_fields, search_concat
-from retrieval.fusion.scoring import Normalisation, normalise, ranks, rrf
+from retrieval.fusion.concat import present_fields, search_concat
+from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
 @dataclass
 class LateParams:
-    normalisation: Normalisation = "none"
+    # Defaults by evidence (docs/benchmarks/fusion_cross_speaker.md): on unseen speakers raw cosines let
+    # the weaker encoder's wider score range decide, and z-score without adaptive weights let a noise clip
+    # cost 0.40 P@10; z-score with adaptive weights is the best of the fixed settings on both.
+    normalisation: Normalisation = "zscore"
     fusion: Literal["sum", "mnz", "rrf"] = "sum"
     rrf_k: float = 60.0
     candidates: int = 100
     centre: bool = False  # subtract each field's mean first (the modality gap of contrastive encoders)
     rescore: bool = True  # score every candidate exactly in every unit (False: each unit's own list only)
+    # "adaptive": per-query unit weights from score spread and top-score clarity (no labels; adaptive.py)
+    weighting: Literal["fixed", "adaptive"] = "adaptive"
 
 
 @dataclass
@@ -50,7 +60,7 @@ def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel]
     modalities = {c.query_modality for c in unit}
     sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in modalities}, query.weights)
     ids, scores = search_concat(space, fields, sub, n)
-    return UnitList(ids, scores, concat_index(space, fields).exact_scores)
+    return UnitList(ids, scores, True)  # search_concat re-scores a compressed index's candidates exactly
 
 
 def union(lists: list[UnitList]) -> np.ndarray:
@@ -110,29 +120,32 @@ class UnitFusion(FusionStrategy):
         return found, union(found)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
+        if self.params.weighting == "adaptive":
+            query = screened(space, query)  # a flat input would get a weight near 0 anyway; now exactly 0
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
         p = self.params
         units = self.units(space, query)
         lists, ids = self._lists(space, query, units, k)
+        raws = [self._raw(space, query, unit, ids, listed) for unit, listed in zip(units, lists)]
+        weights = self.unit_weights(space, query, units, raws, ids)
         total = np.zeros(len(ids), np.float32)
         hits = np.zeros(len(ids), np.int64)
         values = []
-        for unit, listed in zip(units, lists):
-            raw, present = (
-                unit_totals(space, query, unit, ids, listed) if p.rescore else listed_totals(listed, len(ids))
-            )
+        shares, groups = per_item_modality(units, [present for _, present in raws])
+        for (raw, present), weight, share in zip(raws, weights, shares):
             value = rrf(ranks(raw, present), p.rrf_k) if p.fusion == "rrf" else normalise(raw, present, p.normalisation)
-            values.append(value)
-            total += value
-            hits += present
+            values.append((np.float32(weight) * share * value).astype(np.float32))
+            total += values[-1]
+        for members in groups:
+            hits += np.any([raws[n][1] for n in members], axis=0)
         negatives = self._negatives(space, query, ids)
         for value in negatives.values():
             total = total + value
         if p.fusion == "mnz":
             total = total * hits
         reached = np.flatnonzero(hits > 0)
-        top = reached[np.argsort(-total[reached], kind="stable")[:k]]
+        top = reached[rank_order(total[reached], ids[reached], k)]
         parts = self._contributions(space, query, units, ids[top], [v[top] for v in values])
         for name, value in negatives.items():
             parts[name] = parts.get(name, 0) + value[top]
@@ -157,11 +170,7 @@ class UnitFusion(FusionStrategy):
         for name in ("rank", "raw", "normalised"):
             out[name] = np.zeros((len(ids), len(units)), np.int64 if name == "rank" else np.float32)
         for u, (unit, listed) in enumerate(zip(units, lists)):
-            raw, present = (
-                unit_totals(space, query, unit, candidates, listed)
-                if self.params.rescore
-                else listed_totals(listed, len(candidates))
-            )
+            raw, present = self._raw(space, query, unit, candidates, listed)
             rank = ranks(raw, present)
             value = (
                 rrf(rank, self.params.rrf_k)
@@ -171,6 +180,37 @@ class UnitFusion(FusionStrategy):
             for name, array in (("rank", rank), ("raw", raw), ("normalised", value)):
                 out[name][:, u] = np.where(found, array[rows], 0)
         return out
+
+    def _raw(
+        self, space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray, listed: UnitList
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A unit's raw scores over `ids`; a unit of one query modality scores it unweighted (its weight
+        applies after normalisation), a unit of several keeps the weights that mix them."""
+        if len({c.query_modality for c in unit}) == 1:
+            scale = query_weight(query, unit)
+            query = unweighted(query)
+            # the unit's list was searched weighted; its scores, unweighted, are the same cosines
+            listed = UnitList(listed.ids, listed.scores / (scale or 1.0), listed.exact and scale != 0, listed.rows)
+        if self.params.rescore:
+            return unit_totals(space, query, unit, ids, listed)
+        return listed_totals(listed, len(ids))
+
+    def unit_weights(
+        self,
+        space: VectorSpace,
+        query: EncodedQuery,
+        units: list[list[Channel]],
+        raws: list[tuple[np.ndarray, np.ndarray]],
+        ids: np.ndarray,
+    ) -> np.ndarray:
+        """Each unit's weight: its query modality's weight (1 for a unit mixing several), times the adaptive
+        weight when asked for."""
+        fixed = np.array([query_weight(query, unit) for unit in units], np.float64)
+        if self.params.weighting != "adaptive" or len(units) < 2:
+            return fixed
+        plain = unweighted(query)
+        scoring = [plain if len({c.query_modality for c in u}) == 1 else query for u in units]
+        return fixed * adaptive_weights(space, scoring, units, raws, ids)
 
     def _contributions(
         self,
@@ -205,6 +245,36 @@ class UnitFusion(FusionStrategy):
             value = -query.negative_weight * normalise(scores, present, self.params.normalisation)
             out["-" + channel.query_modality] = out.get("-" + channel.query_modality, 0) + value
         return out
+
+
+def per_item_modality(
+    units: list[list[Channel]], presents: list[np.ndarray]
+) -> tuple[list[np.ndarray], list[list[int]]]:
+    """Each unit's share of its group, and the groups: single-channel units that join one query modality
+    to one item modality through different encoders (with the pretrained profile, text meets a caption
+    through CLIP, CLAP and MiniLM) form a group whose values are averaged over the channels an item has,
+    so a captioned item is not ranked above an uncaptioned one for having three text channels to one."""
+    keyed: dict[tuple, list[int]] = {}
+    for n, unit in enumerate(units):
+        key = (unit[0].query_modality, unit[0].field.modality) if len(unit) == 1 else ("unit", n)
+        keyed.setdefault(key, []).append(n)
+    shares = [np.ones(len(p), np.float32) for p in presents]
+    for members in keyed.values():
+        if len(members) > 1:
+            count = np.maximum(np.sum([presents[n] for n in members], axis=0), 1)
+            for n in members:
+                shares[n] = (1.0 / count).astype(np.float32)
+    return shares, list(keyed.values())
+
+
+def unweighted(query: EncodedQuery) -> EncodedQuery:
+    return EncodedQuery(query.vectors, {}, query.negatives, query.negative_weight)
+
+
+def query_weight(query: EncodedQuery, unit: list[Channel]) -> float:
+    """The weight of a unit's query modality; 1 for a unit that mixes several (their weights act inside)."""
+    modalities = {c.query_modality for c in unit}
+    return query.weight(modalities.pop()) if len(modalities) == 1 else 1.0
 
 
 class LateFusion(UnitFusion):

@@ -15,9 +15,13 @@ import torch.nn.functional as F
 from scipy.special import erf
 from torch import nn
 
+from retrieval.linalg import l2_normalise
+
 
 class FusionModule(nn.Module):
     kind: ClassVar[str]
+    # the hyper-parameters (besides dims, out_dim, dropout) that training reads from its config by name
+    config_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, dims: list[int], out_dim: int = 128, **hyper: Any) -> None:
         super().__init__()
@@ -74,10 +78,6 @@ def _layer_norm(x: np.ndarray, w: dict[str, np.ndarray], prefix: str, eps: float
     return centred / scale * w[f"{prefix}.weight"] + w[f"{prefix}.bias"]
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def _mlp(d_in: int, d_out: int, hidden: int, dropout: float) -> nn.Module:
     if hidden <= 0:
         return nn.Linear(d_in, d_out)
@@ -88,6 +88,7 @@ class EarlyProjection(FusionModule):
     """Concatenate, then project (linear, or an MLP when hidden > 0); gaps are zeros or learned vectors."""
 
     kind = "early"
+    config_keys = ("hidden",)
 
     def __init__(
         self, dims: list[int], out_dim: int = 128, hidden: int = 256, dropout: float = 0.1, missing: str = "learned"
@@ -105,13 +106,14 @@ class EarlyProjection(FusionModule):
     def forward_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
         w = self.weights_numpy()
         filled = [np.where(mask[:, i : i + 1], b, w[f"missing.{i}"]) for i, b in enumerate(blocks)]
-        return _normalise(_mlp_numpy(w, "project", np.concatenate(filled, axis=1)))
+        return l2_normalise(_mlp_numpy(w, "project", np.concatenate(filled, axis=1)))
 
 
-class GatedFusion(FusionModule):
+class GatedNet(FusionModule):
     """Σ gate_f × projection_f(x_f); gates are sigmoids of all present inputs and the presence mask."""
 
     kind = "gated"
+    config_keys = ("hidden",)
 
     def __init__(self, dims: list[int], out_dim: int = 128, hidden: int = 256, dropout: float = 0.1) -> None:
         super().__init__(dims, out_dim, hidden=hidden, dropout=dropout)
@@ -140,15 +142,16 @@ class GatedFusion(FusionModule):
     def forward_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
         w = self.weights_numpy()
         gates = self.gates_numpy(blocks, mask)
-        fused = sum(gates[:, i : i + 1] * _normalise(_mlp_numpy(w, f"project.{i}", b)) for i, b in enumerate(blocks))
-        return _normalise(fused)
+        fused = sum(gates[:, i : i + 1] * l2_normalise(_mlp_numpy(w, f"project.{i}", b)) for i, b in enumerate(blocks))
+        return l2_normalise(fused)
 
 
-class CrossAttentionFusion(FusionModule):
+class CrossAttentionNet(FusionModule):
     """Each present field is a token (projection + modality embedding); attention lets them inform each
     other; a masked mean pools the tokens into one vector."""
 
     kind = "cross_attention"
+    config_keys = ("width", "heads", "layers")
 
     def __init__(
         self,
@@ -211,10 +214,10 @@ class CrossAttentionFusion(FusionModule):
             x = x + hidden @ w[p + "linear2.weight"].T + w[p + "linear2.bias"]
         present = mask.astype(np.float32)[..., None]
         pooled = (x * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1.0)
-        return _normalise(pooled @ w["out.weight"].T + w["out.bias"])
+        return l2_normalise(pooled @ w["out.weight"].T + w["out.bias"])
 
 
-MODULES: dict[str, type[FusionModule]] = {m.kind: m for m in (EarlyProjection, GatedFusion, CrossAttentionFusion)}
+MODULES: dict[str, type[FusionModule]] = {m.kind: m for m in (EarlyProjection, GatedNet, CrossAttentionNet)}
 
 
 def build_module(config: dict[str, Any]) -> FusionModule:

@@ -6,8 +6,27 @@ from typing import Literal
 
 import numpy as np
 
+from retrieval.errors import InvalidInputError
+
 Normalisation = Literal["none", "minmax", "zscore", "arctan"]
-NORMALISATIONS: tuple[str, ...] = ("none", "minmax", "zscore", "arctan")
+# z-score first: the default (LateParams), so lists and the UI's selector start from it
+NORMALISATIONS: tuple[str, ...] = ("zscore", "none", "minmax", "arctan")
+# Scores are float32 sums (about 7 significant digits): two that agree to 5 decimals are a tie. The UI
+# prints 3 decimals, so a "1.000 vs 1.000" the user sees is always a tie here too.
+TIE_DECIMALS = 5
+
+
+def tie_key(score: float) -> float:
+    """The value two scores must share to be tied (see `rank_order`)."""
+    return round(float(score), TIE_DECIMALS)
+
+
+def rank_order(scores: np.ndarray, ids: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Positions of `scores` best first, ties broken by item id: every strategy orders a tie the same way,
+    so two methods that score items equally also rank them equally (no movement out of nothing)."""
+    rounded = np.round(np.asarray(scores, np.float64), TIE_DECIMALS)
+    order = np.lexsort((np.asarray(ids), -rounded))
+    return order if k is None else order[:k]
 
 
 def normalise(scores: np.ndarray, present: np.ndarray, method: Normalisation) -> np.ndarray:
@@ -27,14 +46,14 @@ def normalise(scores: np.ndarray, present: np.ndarray, method: Normalisation) ->
     elif method == "arctan":
         result = np.arctan(values) * (2 / np.pi)
     else:
-        raise ValueError(f"unknown normalisation {method!r}; choose from {', '.join(NORMALISATIONS)}")
+        raise InvalidInputError(f"unknown normalisation {method!r}; choose from {', '.join(NORMALISATIONS)}")
     out[present] = result
     return out
 
 
 def ranks(scores: np.ndarray, present: np.ndarray) -> np.ndarray:
     """1-based rank of each present score (best = 1); absent items get rank 0."""
-    order = np.argsort(-np.where(present, scores, -np.inf), kind="stable")
+    order = np.argsort(-np.round(np.where(present, scores, -np.inf), TIE_DECIMALS), kind="stable")
     out = np.zeros(len(scores), np.int64)
     out[order] = np.arange(1, len(scores) + 1)
     return np.where(present, out, 0)

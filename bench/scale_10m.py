@@ -1,0 +1,305 @@
+"""Ten million items on one machine: build time, bytes per item, latency, recall and memory per strategy.
+
+    .venv/bin/python bench/scale_10m.py --items 1000000 --work /work/scratch-18/n1m [--strategies late early]
+
+Synthetic clustered unit vectors, three 512-d fields, each missing for 20 % of the items, written a
+chunk at a time into memory-mapped float16 tables (never all in memory). Queries carry all three
+modalities, each near one item's vectors. Every strategy runs in processes of its own: one builds (and
+stores) its indexes, a fresh one searches, so "first search" is what a new search process pays (open the
+tables, load the index, fuse the query, answer) and peak RSS is that process's own. Recall@10 is
+against exact search (the strategy's own score over every item) on a sample of queries. Results are
+appended to docs/benchmarks/scale_10m.json and .md as each strategy finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from common import FIELDS, ROOT, percentiles, write_report
+
+from storage import VectorStorage
+from storage.faiss_store import FaissBackend
+
+DIM, MISSING, CLUSTERS, SPREAD, CHUNK = 512, 0.2, 1000, 0.35, 131_072
+# late and hybrid with raw cosines summed (not their z-score + adaptive defaults): their exact score is then
+# Σ cosine over every item, the same as early's, so one exact search defines recall for all three
+RAW_SUM = {"normalisation": "none", "weighting": "fixed"}
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "late": {"params": RAW_SUM},
+    "early": {},
+    "hybrid": {"params": RAW_SUM},
+    "gated": {"learned": True},
+}
+
+
+# -- data ------------------------------------------------------------------------------------------------
+def field_chunks(n_kept: int, field: int, seed: int):
+    """Unit vectors around CLUSTERS centres, CHUNK rows at a time, each chunk from its own seed."""
+    centres = np.random.default_rng((seed, field)).normal(size=(CLUSTERS, DIM)).astype(np.float32)
+    for number, start in enumerate(range(0, n_kept, CHUNK)):
+        rng = np.random.default_rng((seed, field, number))
+        rows = min(CHUNK, n_kept - start)
+        x = centres[rng.integers(0, CLUSTERS, rows)] + SPREAD * rng.standard_normal((rows, DIM), np.float32)
+        yield x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def generate(work: Path, n: int, queries: int, seed: int = 0) -> dict[str, Any]:
+    storage = VectorStorage(work / "vectors")
+    started = time.perf_counter()
+    for i, f in enumerate(FIELDS):
+        if storage.exists(f.key):
+            continue
+        keep = np.random.default_rng((seed, i, 99)).random(n) >= MISSING
+        ids = np.arange(1, n + 1)[keep]
+        storage.write(f.key, ids, DIM, field_chunks(len(ids), i, seed), {"encoder": f.encoder})
+        print(f"wrote {f.key}: {len(ids):,} vectors", flush=True)
+    seconds = time.perf_counter() - started
+    rng = np.random.default_rng(seed + 7)
+    items = rng.choice(np.arange(1, n + 1), queries, replace=False)
+    vectors = {}
+    for f in FIELDS:
+        table = storage.load(f.key, dim=DIM)
+        base, present = table.lookup(items)
+        noise = rng.standard_normal(base.shape).astype(np.float32)
+        base[~present] = noise[~present]  # the item lacks this field: a random query vector for it
+        q = base + 0.1 * noise
+        vectors[f.key] = q / np.linalg.norm(q, axis=1, keepdims=True)
+    np.savez(work / "queries.npz", **{k.replace("@", "__"): v for k, v in vectors.items()})
+    disk = sum(p.stat().st_size for p in (work / "vectors").glob("*.safetensors"))
+    return {"generate_s": round(seconds, 1), "tables_bytes": disk}
+
+
+def load_queries(work: Path) -> list:  # list[EncodedQuery]
+    from retrieval.space import EncodedQuery
+
+    saved = np.load(work / "queries.npz")
+    parts = {f.key: saved[f.key.replace("@", "__")] for f in FIELDS}
+    count = len(next(iter(parts.values())))
+    return [EncodedQuery({(f.modality, f.encoder): parts[f.key][q] for f in FIELDS}) for q in range(count)]
+
+
+# -- a catalog of index files, without a database -----------------------------------------------------------
+class FileCatalog:
+    """What VectorSpace asks of IndexCatalog, kept in files: the index of (strategy, key) beside the tables."""
+
+    def __init__(self, folder: Path) -> None:
+        self.backend = FaissBackend(folder)
+
+    def get(self, strategy: str, key: str, generation: int, encoders: list[str]):
+        path = self.backend.path_for(f"{strategy}-{key}")
+        return self.backend.open(str(path), {"encoders": encoders}) if path.exists() else None
+
+    def create(self, strategy, key, ids, vectors, generation, factory=None, header=None):
+        return self.backend.create(f"{strategy}-{key}", generation, ids, vectors, factory, header or {})[0]
+
+
+def open_space(work: Path):
+    from retrieval.space import VectorSpace
+
+    storage = VectorStorage(work / "vectors")
+    return VectorSpace(FIELDS, storage, generation=1, catalog=FileCatalog(work / "indexes"))  # type: ignore[arg-type]
+
+
+def make_strategy(name: str, work: Path):
+    from retrieval.fusion import create_strategy
+
+    if not STRATEGIES[name].get("learned"):
+        return create_strategy(name, **STRATEGIES[name].get("params", {}))
+    checkpoint = work / f"{name}.safetensors"
+    if not checkpoint.exists():
+        from retrieval.train import TrainConfig, train
+
+        space = open_space(work)
+        sample = np.random.default_rng(3).choice(space.item_ids(), 4000, replace=False)
+        config = TrainConfig(name, epochs=1, out_dim=128, hidden=128, width=64, heads=2, layers=1)
+        train(space, np.sort(sample), None, config, checkpoint)
+    return create_strategy(name, checkpoint=str(checkpoint))
+
+
+# -- phases, each in a process of its own ----------------------------------------------------------------------
+def memory() -> dict[str, float]:
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    mib = {key: int(status[key].split()[0]) / 1024 for key in ("VmHWM", "VmRSS", "RssAnon", "RssFile")}
+    return {"peak_rss_mb": round(mib["VmHWM"]), **{f"{k.lower()}_mb": round(v) for k, v in mib.items() if k != "VmHWM"}}
+
+
+def phase_build(work: Path, name: str) -> dict[str, Any]:
+    strategy = make_strategy(name, work)
+    space = open_space(work)
+    started = time.perf_counter()
+    strategy.prepare(space)
+    return {"build_s": round(time.perf_counter() - started, 1), "build_memory": memory()}
+
+
+def phase_search(work: Path, name: str, k: int, truth_count: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    qs = load_queries(work)
+    space = open_space(work)
+    strategy = make_strategy(name, work)
+    first = strategy.search(space, qs[0], k)
+    first_s = time.perf_counter() - started
+    times, found = [], []
+    for q in qs:
+        t = time.perf_counter()
+        found.append([r.item_id for r in strategy.search(space, q, k)])
+        times.append(time.perf_counter() - t)
+    truth = json.loads((work / f"truth-{name}.json").read_text()) if (work / f"truth-{name}.json").exists() else []
+    recall = [len(set(f) & set(t)) / k for f, t in zip(found, truth[:truth_count])]
+    index_bytes = sum(s.stat().st_size for s in (work / "indexes").glob("*"))
+    return {
+        "first_search_s": round(first_s, 2),
+        "first_results": len(first),
+        **percentiles(times),
+        "recall@10": round(float(np.mean(recall)), 4) if recall else None,
+        "recall_queries": len(recall),
+        "memory": memory(),
+        "index_bytes_all_strategies": index_bytes,
+    }
+
+
+def phase_truth(work: Path, name: str, k: int, count: int) -> dict[str, Any]:
+    """Exact top k of the strategy's own score over every item, for the first `count` queries."""
+    started = time.perf_counter()
+    qs = load_queries(work)[:count]
+    space = open_space(work)
+    strategy = make_strategy(name, work)
+    ids = space.item_ids()
+    if STRATEGIES[name].get("learned"):
+        table = strategy._fused_table(space)
+        parts = [(table, np.stack([strategy.fused_query(q) for q in qs]))]
+    else:  # late, early and hybrid (sum, no normalisation) all score Σ cosine over the channels
+        parts = [(space.tables[f.key], np.stack([q.vectors[(f.modality, f.encoder)] for q in qs])) for f in FIELDS]
+    best_ids, best = np.zeros((len(qs), 0), np.int64), np.zeros((len(qs), 0), np.float32)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        total = np.zeros((len(qs), len(chunk)), np.float32)
+        for table, queries in parts:
+            lo, hi = np.searchsorted(table.ids, [chunk[0], chunk[-1] + 1])
+            rows = np.searchsorted(chunk, table.ids[lo:hi])
+            total[:, rows] += queries @ np.asarray(table.vectors[lo:hi], np.float32).T
+        merged_ids = np.concatenate([best_ids, np.broadcast_to(chunk, total.shape)], axis=1)
+        merged = np.concatenate([best, total], axis=1)
+        top = np.argsort(-merged, axis=1, kind="stable")[:, :k]
+        best_ids, best = np.take_along_axis(merged_ids, top, 1), np.take_along_axis(merged, top, 1)
+    (work / f"truth-{name}.json").write_text(json.dumps(best_ids.tolist()))
+    return {"truth_s": round(time.perf_counter() - started, 1)}
+
+
+def child(args: argparse.Namespace, phase: str, name: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--phase", phase, "--strategy", name, "--work", str(args.work)]
+    command += ["--k", str(args.k), "--truth-queries", str(args.truth_queries)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+    if done.returncode != 0:
+        print(done.stderr[-3000:], flush=True)
+        return {f"{phase}_error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(args: argparse.Namespace) -> int:
+    args.work.mkdir(parents=True, exist_ok=True)
+    n = args.items
+    print(f"{n:,} items in {args.work}", flush=True)
+    data = generate(args.work, n, args.queries)
+    print(data, flush=True)
+    report_path = ROOT / "docs" / "benchmarks" / "scale_10m.json"
+    rows = json.loads(report_path.read_text()).get("rows", []) if report_path.exists() else []
+    rows = [
+        r
+        for r in rows
+        if not (r["items"] == n and r["strategy"] in args.strategies and r.get("factory_forced") == args.factory)
+    ]
+    for name in args.strategies:
+        row: dict[str, Any] = {"items": n, "strategy": name, "factory_forced": args.factory, **data}
+        for phase in ("build", "truth", "search"):
+            row.update(child(args, phase, name))
+            print(name, phase, row, flush=True)
+        row["factories"] = index_factories(args.work)
+        rows.append(row)
+        write_report("scale_10m", {"rows": rows}, markdown(rows))
+    return 0
+
+
+def index_factories(work: Path) -> dict[str, str]:
+    from storage.artifacts import read_layout
+
+    out = {}
+    for path in sorted((work / "indexes").glob("*.safetensors")):
+        header = json.loads(read_layout(path)[0]["__metadata__"]["header"])
+        out[path.name.rsplit("-", 1)[0]] = f"{header['factory']} ({path.stat().st_size / 1e6:.0f} MB)"
+    return out
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "# Ten million items on one machine",
+        "",
+        f"Synthetic clustered unit vectors ({CLUSTERS} centres), three {DIM}-d float16 fields, 20 % missing per "
+        "field; queries carry all three modalities, each near one item's vector; k = 10. Each strategy is built "
+        "in one process and searched in a fresh one. Recall@10 against exact search of the strategy's own score "
+        "over every item (a sample of queries). Bytes per item: tables (all fields) and the indexes on disk; "
+        "RAM: the search process's peak resident set (VmHWM), of which file pages (RssFile, reclaimable page "
+        "cache of the mapped tables) at the end.",
+        "",
+        "| items | strategy | build s | table B/item | index B/item | p50 ms | p99 ms | recall@10 | first search s "
+        "| peak RSS MB | RssFile MB | RssAnon MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r.get("memory", {})
+        lines.append(
+            f"| {r['items']:,} | {r['strategy']} | {r.get('build_s', '')} | {r['tables_bytes'] / r['items']:.0f} | "
+            f"{r.get('index_bytes_all_strategies', 0) / r['items']:.0f} | {r.get('p50_ms', '')} | "
+            f"{r.get('p99_ms', '')} | {r.get('recall@10', '')} | {r.get('first_search_s', '')} | "
+            f"{m.get('peak_rss_mb', '')} | {m.get('rssfile_mb', '')} | {m.get('rssanon_mb', '')} |"
+        )
+    lines += ["", "Indexes (factory, size on disk) after each size's run:", ""]
+    for r in rows:
+        forced = f" (forced {r['factory_forced']})" if r.get("factory_forced") else ""
+        lines.append(f"- {r['items']:,} {r['strategy']}{forced}: {r.get('factories', {})}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--work", type=Path, required=True, help="where tables and indexes go (not the repo)")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--truth-queries", type=int, default=50)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--timeout", type=int, default=6 * 3600)
+    parser.add_argument("--factory", help="one FAISS factory for every index (default: by size and dimension)")
+    parser.add_argument("--compress-from", type=int, help="compressed indexes from this many vectors")
+    parser.add_argument("--phase", choices=["build", "truth", "search"], help=argparse.SUPPRESS)
+    parser.add_argument("--strategy", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.factory:  # the children inherit it
+        os.environ["SCALE_FACTORY"] = args.factory
+    if args.compress_from:
+        os.environ["SCALE_COMPRESS_FROM"] = str(args.compress_from)
+        args.factory = args.factory or f"default, compressed from {args.compress_from:,}"
+    if args.phase is None:
+        return run(args)
+    handlers = {
+        "build": lambda: phase_build(args.work, args.strategy),
+        "truth": lambda: phase_truth(args.work, args.strategy, args.k, args.truth_queries),
+        "search": lambda: phase_search(args.work, args.strategy, args.k, args.truth_queries),
+    }
+    result = handlers[args.phase]()
+    result[f"{args.phase}_cpu_s"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_utime, 1)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    raise SystemExit(main())

@@ -1,0 +1,264 @@
+"""`python -m indexer check`: compare a collection's database rows, vector tables and every index.
+
+The database says which items hold a good asset of each modality; every field's table must hold a
+vector for exactly those items, and every index exactly the ids its table(s) hold, built by the encoders
+on record, at the collection's generation. `repair=True` fixes what can be rebuilt from what is stored
+(vectors no row backs are dropped; indexes are rebuilt from the tables) under the writer lock, and says
+what cannot: vectors that are gone come back only by indexing the media again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select, update
+
+from indexer.pipeline import ProgressFn
+from retrieval.errors import NotFoundError
+from retrieval.fusion.concat import concat_index
+from retrieval.profiles import Field, Profile
+from retrieval.space import VectorSpace
+from storage import (
+    Collection,
+    CollectionLock,
+    CorruptArtifactError,
+    Database,
+    EncoderMismatchError,
+    EncoderRecord,
+    IndexBuild,
+    IndexCatalog,
+    StorageError,
+    VectorStorage,
+    VectorTable,
+)
+from storage.catalog import collection_storage
+from storage.lock import writer_active
+from storage.repository import get_collection, ok_ids_by_modality
+
+
+@dataclass
+class Finding:
+    """One difference: which artefact, where, what is wrong, and what repairing does (or cannot do)."""
+
+    artefact: str  # "table" or "index"
+    name: str  # a field (image@hog) or an index (strategy/key)
+    location: str
+    problem: str
+    fix: str
+    repairable: bool
+    repaired: bool = False
+
+
+@dataclass
+class CheckReport:
+    collection: str
+    items: int
+    tables: int
+    indexes: int
+    findings: list[Finding] = field(default_factory=list)
+    stale: int = 0  # indexes built from older vectors: not a difference, the next search rebuilds them
+    busy: bool = False  # an indexer was writing: differences may be its checkpoint in progress
+
+    @property
+    def left(self) -> list[Finding]:
+        return [f for f in self.findings if not f.repaired]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "left": len(self.left)}
+
+
+def check_collection(
+    url: str, name: str = "default", *, repair: bool = False, progress: ProgressFn | None = None
+) -> CheckReport:
+    """Every difference between the rows, the tables and the indexes; with `repair`, fixed where it can be."""
+    db = Database(url)
+    with db.session() as session:
+        row = get_collection(session, name)
+        if row is None:
+            raise NotFoundError(f"no collection {name!r} in {url}")
+    storage = collection_storage(db, row)
+    if not repair:
+        return _Check(db, row, storage, repair=False, progress=progress).run(busy=writer_active(storage.root))
+    with CollectionLock(storage.root, f"collection {name!r}"):
+        return _Check(db, row, storage, repair=True, progress=progress).run(busy=False)
+
+
+class _Check:
+    def __init__(
+        self, db: Database, row: Collection, storage: VectorStorage, *, repair: bool, progress: ProgressFn | None
+    ) -> None:
+        self.db, self.row, self.storage, self.repair, self.progress = db, row, storage, repair, progress
+        self.profile = Profile.from_dict(row.profile)
+        self.dims: dict[str, int] = {}
+        self.reindex = f"python -m indexer {row.root or 'SOURCE'} --db {db.url} --collection {row.name}"
+        self.findings: list[Finding] = []
+        self.tables: dict[str, VectorTable] = {}
+
+    def run(self, busy: bool) -> CheckReport:
+        with self.db.session() as session:
+            ok = ok_ids_by_modality(session, self.row.id)
+            builds = session.scalars(select(IndexBuild).where(IndexBuild.collection_id == self.row.id)).all()
+            records = session.execute(
+                select(EncoderRecord.name, EncoderRecord.dim).filter_by(collection_id=self.row.id)
+            )
+            self.dims = dict(records.tuples().all())
+            items = len(set().union(*ok.values())) if ok else 0
+        total = len(self.profile.fields) + len(builds)
+        changed = False
+        for number, f in enumerate(self.profile.fields, start=1):
+            changed |= self._check_table(f, np.fromiter(sorted(ok.get(f.modality, ())), np.int64))
+            self._tick(number, total)
+        generation = self._generation()
+        broken: list[tuple[IndexBuild, Finding | None]] = []
+        stale = sum(b.generation != generation for b in builds)
+        for number, build in enumerate(builds, start=len(self.profile.fields) + 1):
+            finding = self._check_index(build, generation) if build.generation == generation else None
+            if finding is not None or (changed and build.generation == generation):
+                broken.append((build, finding))  # wrong, or built from tables that repairing just changed
+            self._tick(number, total)
+        if changed:
+            generation = self._bump_generation()
+        if self.repair and broken:
+            self._rebuild(broken, generation)
+        return CheckReport(self.row.name, items, len(self.tables), len(builds), self.findings, stale, busy)
+
+    def _tick(self, done: int, total: int) -> None:
+        if self.progress:
+            self.progress("check", done, total)
+
+    # -- tables ---------------------------------------------------------------------------------------
+    def _check_table(self, f: Field, wanted: np.ndarray) -> bool:
+        """Compare one field's table with the rows; returns whether repairing changed the table."""
+        path = self.storage.path_for(f.key)
+        try:
+            table = self.storage.load(f.key, dim=self.dims.get(f.encoder), encoder=f.encoder)
+            if not path.exists():
+                raise FileNotFoundError(path)
+        except FileNotFoundError:
+            if len(wanted):
+                self._lost(f, path, f"missing, but {len(wanted)} items have {f.modality} vectors in the database")
+            return False
+        except CorruptArtifactError as exc:
+            self._unreadable(f, path, exc)
+            return False
+        except (EncoderMismatchError, StorageError) as exc:  # another encoder's, or another collection's
+            self.findings.append(Finding("table", f.key, str(path), str(exc), "cannot be repaired here", False))
+            return False
+        self.tables[f.key] = table
+        lost, extra = np.setdiff1d(wanted, table.ids), np.setdiff1d(table.ids, wanted)
+        if len(lost):
+            self._lost(f, path, f"{len(lost)} items have a good {f.modality} asset but no vector ({_ids(lost)})")
+        if not len(extra):
+            return False
+        finding = Finding(
+            "table",
+            f.key,
+            str(path),
+            f"{len(extra)} vectors that no database row backs ({_ids(extra)})",
+            "drop them from the table (the indexes are rebuilt)",
+            True,
+        )
+        self.findings.append(finding)
+        if self.repair:
+            table.remove(extra)
+            self.storage.save(f.key, table)
+            finding.repaired = True
+        return self.repair
+
+    def _lost(self, f: Field, path: Path, problem: str) -> None:
+        fix = f"cannot be rebuilt from what is stored: index the media again to re-encode them ({self.reindex})"
+        self.findings.append(Finding("table", f.key, str(path), problem, fix, False))
+
+    def _unreadable(self, f: Field, path: Path, exc: Exception) -> None:
+        fix = f"cannot be rebuilt from what is stored: index the media again to re-encode ({self.reindex})"
+        if self.repair:
+            aside = path.with_name(path.name + ".corrupt")
+            path.replace(aside)
+            fix = f"moved aside to {aside} so the indexer can run; " + fix
+        self.findings.append(Finding("table", f.key, str(path), f"unreadable ({exc})", fix, False))
+
+    # -- indexes --------------------------------------------------------------------------------------
+    def _check_index(self, build: IndexBuild, generation: int) -> Finding | None:
+        name, fix = f"{build.strategy}/{build.key}", "rebuild it from the vector tables"
+        problem = self._index_problem(build, generation)
+        if problem is None:
+            return None
+        finding = Finding("index", name, build.file, problem, fix, True)
+        self.findings.append(finding)
+        return finding
+
+    def _index_problem(self, build: IndexBuild, generation: int) -> str | None:
+        catalog = IndexCatalog.for_collection(self.db, self.row)
+        try:
+            store = catalog.backend.open(build.file, {"encoders": list(build.encoders)})
+        except (EncoderMismatchError, StorageError) as exc:
+            return f"does not match its record: {exc}"
+        if store is None:
+            return "missing or unreadable"
+        if store.header.get("owner") not in (None, catalog.owner):
+            return f"written for another collection or database ({store.header['owner']})"
+        if store.header.get("generation") not in (None, generation):
+            return f"an older copy (generation {store.header['generation']}, {generation} on record)"
+        expected = self._expected_ids(build.strategy.removeprefix("centred-"), build.key)
+        if expected is None:
+            return None  # it indexes a table that is lost: reported there
+        ids = store.ids()
+        missing, extra = np.setdiff1d(expected, ids), np.setdiff1d(ids, expected)
+        if len(missing) or len(extra) or len(ids) != len(expected):
+            parts = [f"{len(missing)} missing ({_ids(missing)})"] if len(missing) else []
+            parts += [f"{len(extra)} not in the tables ({_ids(extra)})"] if len(extra) else []
+            return f"holds {len(ids)} ids, the tables {len(expected)}: " + (", ".join(parts) or "an id twice")
+        return None
+
+    def _expected_ids(self, strategy: str, key: str) -> np.ndarray | None:
+        """What an index must hold: its field's ids, the union of an early group's, or every item's."""
+        keys = [key] if strategy == "field" else key.split("+") if strategy == "early" else list(self.tables)
+        if strategy in ("field", "early") and not all(k in self.tables for k in keys):
+            return None
+        parts = [self.tables[k].ids for k in keys if k in self.tables]
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+    def _rebuild(self, broken: list[tuple[IndexBuild, Finding | None]], generation: int) -> None:
+        """Forget each broken index, then build field and early indexes again now; a learned strategy's
+        index needs its checkpoint, so the next search that uses it builds it (nothing stale is served)."""
+        with self.db.session() as session:
+            for build, _ in broken:
+                session.execute(delete(IndexBuild).where(IndexBuild.id == build.id))
+        for build, _ in broken:
+            if "://" not in build.file and "#" not in build.file:
+                Path(build.file).unlink(missing_ok=True)
+        catalog = IndexCatalog.for_collection(self.db, self.row)
+        space = VectorSpace(self.profile.fields, self.storage, generation, catalog, dims=self.dims)
+        fields = {f.key: f for f in self.profile.fields}
+        for build, finding in broken:
+            strategy = build.strategy.removeprefix("centred-")
+            view = space.centred() if build.strategy.startswith("centred-") else space
+            keys = [build.key] if strategy == "field" else build.key.split("+")
+            rebuilt = strategy in ("field", "early") and all(k in space.tables and k in fields for k in keys)
+            if rebuilt:
+                concat_index(view, [fields[k] for k in keys])
+            if finding is not None:
+                finding.fix += (
+                    ": rebuilt" if rebuilt else ": its record is dropped; the next search that uses it rebuilds it"
+                )
+                finding.repaired = True
+
+    def _generation(self) -> int:
+        with self.db.session() as session:
+            return int(session.scalar(select(Collection.generation).where(Collection.id == self.row.id)) or 0)
+
+    def _bump_generation(self) -> int:
+        """Tables changed: every index built from them is stale now."""
+        with self.db.session() as session:
+            session.execute(
+                update(Collection).where(Collection.id == self.row.id).values(generation=Collection.generation + 1)
+            )
+        return self._generation()
+
+
+def _ids(ids: np.ndarray, show: int = 5) -> str:
+    shown = ", ".join(str(int(i)) for i in ids[:show])
+    return f"ids {shown}" + (f" and {len(ids) - show} more" if len(ids) > show else "")

@@ -1,0 +1,241 @@
+"""`python -m indexer check`: each artefact broken in turn (a table deleted, rows dropped, vectors lost, an
+index corrupted, swapped or replaced by an older copy), then the report, the repair, and what search says."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import mnist_image, recording
+from sqlalchemy import delete, select
+
+from indexer import Indexer
+from indexer.__main__ import main as indexer_main
+from indexer.check import check_collection
+from retrieval import SearchEngine
+from retrieval.__main__ import main as retrieval_main
+from retrieval.profiles import Profile
+from storage import Collection, Database, EncoderMismatchError, IndexBuild, Item, VectorStorage, open_backend
+from storage.catalog import MissingVectorsError
+from storage.repository import ok_ids_by_modality
+
+FAST = {"name": "fast", "encoders": {"image": ["hog"], "audio": ["mfcc"]}}
+COSINE = {"normalisation": "none", "weighting": "fixed"}  # late's score is then the cosine itself
+
+
+@pytest.fixture
+def indexed(small_folder: Path, tmp_path: Path) -> tuple[str, Indexer]:
+    url = f"sqlite:///{tmp_path}/c.db"
+    indexer = Indexer(url, profile=Profile.from_dict(FAST))
+    indexer.run(small_folder)
+    return url, indexer
+
+
+def index_file(url: str, strategy: str, key: str) -> Path:
+    with Database(url).session() as session:
+        build = session.scalar(select(IndexBuild).filter_by(strategy=strategy, key=key))
+        return Path(build.file)
+
+
+def index_ids(url: str, strategy: str, key: str) -> set[int]:
+    backend = open_backend("faiss", index_file(url, strategy, key).parent)
+    return set(backend.open(str(index_file(url, strategy, key)), {}).ids().tolist())
+
+
+def ok_ids(url: str) -> dict[str, set[int]]:
+    with Database(url).session() as session:
+        return ok_ids_by_modality(session, session.scalar(select(Collection.id)))
+
+
+def run_check(url: str, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict]:
+    code = indexer_main(["check", "--db", url, "--quiet", "--json", *extra])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_a_consistent_collection_has_no_differences(indexed: tuple[str, Indexer], capsys) -> None:
+    url, _ = indexed
+    code, report = run_check(url, capsys)
+    assert (code, report["findings"], report["items"], report["tables"]) == (0, [], 12, 2)
+    assert report["indexes"] >= 3  # a field index per table and early fusion's, all current
+    assert indexer_main(["check", "--db", url, "--quiet"]) == 0
+    assert capsys.readouterr().out.endswith("differences: 0, repaired: 0, left: 0\n")
+
+
+def test_a_deleted_table_is_an_error_in_search_status_and_check(
+    indexed: tuple[str, Indexer], small_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, indexer = indexed
+    table = indexer.storage.path_for("image@hog")
+    table.unlink()
+    with pytest.raises(MissingVectorsError, match=f"{table}: the vector table of image@hog is missing.* 8 items"):
+        SearchEngine.open(url)
+    assert retrieval_main(["search", "--db", url, "--audio", str(recording(1))]) == 2
+    assert f"error: {table}" in capsys.readouterr().err  # one line naming the file, exit 2: not "no item"
+
+    assert indexer_main(["status", "--db", url]) == 1
+    out, err = capsys.readouterr()
+    assert "table image@hog: MISSING (8 in the database)" in out and f"{table}: missing" in err
+
+    code, report = run_check(url, capsys, "--repair")
+    [finding] = report["findings"]
+    assert code == 1 and finding["name"] == "image@hog" and not finding["repaired"]
+    assert "missing, but 8 items have image vectors" in finding["problem"]
+    assert f"python -m indexer {small_folder}" in finding["fix"] and "cannot be rebuilt" in finding["fix"]
+
+    again = Indexer(url).run(small_folder)  # what check says to do
+    assert (again.encoded, again.unchanged) == (8, 12)  # the images; the recordings and texts are kept
+    assert run_check(url, capsys)[0] == 0
+    hits = SearchEngine.open(url).search(image=mnist_image(2), k=3, **COSINE).hits
+    assert hits[0].key == "d2_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
+
+
+def test_dropped_rows_leave_vectors_that_repair_drops(indexed: tuple[str, Indexer], capsys) -> None:
+    url, indexer = indexed
+    with Database(url).session() as session:
+        gone = session.scalars(select(Item.id).where(Item.key.in_(["d1_george", "d3_jackson"]))).all()
+        session.execute(delete(Item).where(Item.id.in_(gone)))  # rows dropped behind the indexer's back
+    code, report = run_check(url, capsys)
+    problems = {(f["artefact"], f["name"]): f for f in report["findings"]}
+    assert code == 1 and set(problems) == {("table", "image@hog"), ("table", "audio@mfcc")}
+    assert problems[("table", "image@hog")]["problem"].startswith("2 vectors that no database row backs")
+    assert all(f["repairable"] and not f["repaired"] for f in problems.values())
+
+    code, report = run_check(url, capsys, "--repair")
+    assert code == 0 and all(f["repaired"] for f in report["findings"])
+    ok = ok_ids(url)
+    assert set(VectorStorage(indexer.storage.root).load("image@hog").ids.tolist()) == ok["image"]
+    assert index_ids(url, "field", "image@hog") == ok["image"] and not set(gone) & ok["image"]
+    assert index_ids(url, "early", "image@hog+audio@mfcc") == ok["image"] | ok["audio"]
+    assert run_check(url, capsys) == (0, run_check(url, capsys)[1])
+    hits = SearchEngine.open(url).search(image=mnist_image(1), strategy="early", k=20).hits
+    assert hits and "d1_george" not in {h.key for h in hits} and {h.item_id for h in hits} <= ok["image"]
+
+
+def test_lost_vectors_are_reported_and_the_index_that_still_has_them_rebuilt(
+    indexed: tuple[str, Indexer], small_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, indexer = indexed
+    storage = VectorStorage(indexer.storage.root)
+    table = storage.load("audio@mfcc")
+    lost = table.ids[:3].copy()
+    table.remove(lost)
+    storage.save("audio@mfcc", table)
+    code, report = run_check(url, capsys, "--repair")
+    problems = {(f["artefact"], f["name"]): f for f in report["findings"]}
+    assert code == 1
+    assert problems[("table", "audio@mfcc")]["problem"].startswith("3 items have a good audio asset but no vector")
+    assert not problems[("table", "audio@mfcc")]["repaired"]
+    assert problems[("index", "field/audio@mfcc")]["problem"] == (
+        f"holds 8 ids, the tables 5: 3 not in the tables (ids {', '.join(map(str, lost))})"
+    )
+    assert problems[("index", "field/audio@mfcc")]["repaired"]
+    assert index_ids(url, "field", "audio@mfcc") == set(table.ids.tolist())  # never serves what is gone
+    assert Indexer(url).run(small_folder).encoded == 3  # the indexer re-encodes exactly the lost ones
+    assert run_check(url, capsys)[0] == 0
+
+
+def test_a_corrupt_index_is_reported_and_rebuilt(indexed: tuple[str, Indexer], capsys) -> None:
+    url, _ = indexed
+    path = index_file(url, "field", "image@hog")
+    path.write_bytes(b"\x00garbage" * 100)
+    code, report = run_check(url, capsys)
+    [finding] = report["findings"]
+    assert code == 1 and finding["name"] == "field/image@hog" and finding["problem"] == "missing or unreadable"
+    assert indexer_main(["check", "--db", url, "--quiet", "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert f"index field/image@hog: missing or unreadable\n  at {path}\n  repaired: rebuild it" in out
+    assert out.endswith("differences: 1, repaired: 1, left: 0\n")
+    assert index_ids(url, "field", "image@hog") == ok_ids(url)["image"]
+
+
+def test_a_swapped_index_points_at_a_command_that_exists_and_check_repairs_it(
+    indexed: tuple[str, Indexer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, _ = indexed
+    shutil.copy(index_file(url, "field", "image@hog"), index_file(url, "field", "audio@mfcc"))
+    with pytest.raises(EncoderMismatchError, match="python -m indexer check --repair") as error:
+        SearchEngine.open(url).search(audio=recording(3), k=3)
+    command = str(error.value).split("tables: ", 1)[1].split()[:5]
+    assert command == ["python", "-m", "indexer", "check", "--repair"]
+    code, report = run_check(url, capsys, "--repair")
+    [finding] = report["findings"]
+    assert finding["name"] == "field/audio@mfcc" and "does not match its record" in finding["problem"]
+    assert code == 0 and finding["repaired"]
+    hits = SearchEngine.open(url).search(audio=recording(3, "george", 0), k=3, **COSINE).hits
+    assert hits[0].key == "d3_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
+
+
+def test_an_older_copy_of_an_index_is_never_served(
+    indexed: tuple[str, Indexer], small_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, _ = indexed
+    path = index_file(url, "field", "image@hog")
+    old = path.read_bytes()
+    shutil.copy(mnist_image(9), small_folder / "d9_new.png")
+    Indexer(url).run(small_folder)
+    path.write_bytes(old)  # e.g. restored from a backup taken before the last run
+    code, report = run_check(url, capsys)
+    assert code == 1 and "an older copy" in report["findings"][0]["problem"]
+    hits = SearchEngine.open(url).search(image=mnist_image(9), k=1).hits
+    assert hits[0].key == "d9_new"  # rebuilt by the search, not trusted
+    assert run_check(url, capsys)[0] == 0
+
+
+def test_check_on_an_unknown_collection_is_a_clear_error(indexed: tuple[str, Indexer], capsys) -> None:
+    url, _ = indexed
+    assert indexer_main(["check", "--db", url, "--collection", "nope"]) == 2
+    assert "no collection 'nope'" in capsys.readouterr().err
+    assert check_collection(url).left == []
+
+
+def test_a_relative_vector_dir_is_stored_resolved(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path}/c.db"
+    (tmp_path / "here").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    Indexer(url, profile=Profile.from_dict(FAST), vector_dir=Path("vectors")).run(small_folder)
+    with Database(url).session() as session:
+        recorded = Path(session.scalar(select(Collection.vector_dir)))
+    assert recorded.is_absolute() and recorded.parent == tmp_path / "here" / "vectors"
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a search from another folder finds the same vectors
+    hits = SearchEngine.open(url).search(image=mnist_image(0), k=1, **COSINE).hits
+    assert hits[0].key == "d0_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
+
+
+def test_a_relative_folder_recorded_by_an_older_version_is_made_absolute_where_it_is_found(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from sqlalchemy import update
+
+    from storage import StorageError
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(here)
+    indexer = Indexer(url, profile=Profile.from_dict(FAST), vector_dir=Path("vectors"))
+    indexer.run(small_folder)
+    relative = os.path.relpath(indexer.storage.root, here)
+    with Database(url).session() as session:  # what an older version recorded
+        session.execute(update(Collection).values(vector_dir=relative))
+
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(MissingVectorsError, match="recorded relative to where the indexer ran"):
+        SearchEngine.open(url)
+    with pytest.raises(StorageError, match=f"relative path {relative}, which is not under {elsewhere}"):
+        Indexer(url)
+    assert not (elsewhere / "vectors").exists(), "nothing is written where the vectors are not"
+
+    monkeypatch.chdir(here)
+    assert Indexer(url).run(small_folder).encoded == 0
+    monkeypatch.chdir(elsewhere)
+    with Database(url).session() as session:
+        assert session.scalar(select(Collection.vector_dir)) == str(indexer.storage.root)
+    assert SearchEngine.open(url).search(image=mnist_image(0), k=1).hits[0].key == "d0_george"

@@ -1,0 +1,258 @@
+"""Scale: memory-mapped tables, chunked writes, compressed indexes re-scored exactly, stored fused vectors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from retrieval.fusion import create_strategy
+from retrieval.fusion.base import weighted_channel_scores
+from retrieval.fusion.learned import LearnedFusion
+from retrieval.profiles import Field
+from retrieval.space import EncodedQuery, VectorSpace
+from storage import FaissStore, VectorStorage, VectorTable
+
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = [Field("image", "enc-a"), Field("audio", "enc-b"), Field("text", "enc-c")]
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, dim))
+    return unit(centres[rng.integers(0, 20, n)] + 0.5 * rng.normal(size=(n, dim)))
+
+
+def make_space(root: Path, n: int = 3000, dim: int = 32, factory: str | None = None) -> VectorSpace:
+    """n items, three fields; every field misses a different fifth of the items."""
+    storage = VectorStorage(root)
+    for i, f in enumerate(FIELDS):
+        keep = (np.arange(n) % 5) != i
+        table = storage.load(f.key, dim=dim, encoder=f.encoder)
+        table.upsert(np.arange(1, n + 1)[keep], clustered(int(keep.sum()), dim, seed=i))
+        storage.save(f.key, table)
+    return VectorSpace(FIELDS, storage, generation=1, factory=factory)
+
+
+def near(space: VectorSpace, item: int, seed: int) -> EncodedQuery:
+    """A query of all three modalities near one item's vectors."""
+    rng = np.random.default_rng(seed)
+    vectors = {}
+    for f in FIELDS:
+        base, present = space.tables[f.key].lookup(np.array([item]))
+        vector = base[0] if present[0] else rng.normal(size=base.shape[1])
+        vectors[(f.modality, f.encoder)] = unit(vector + 0.3 * rng.normal(size=base.shape[1]))
+    return EncodedQuery(vectors)
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+# -- memory-mapped tables ----------------------------------------------------------------------------
+
+
+def test_a_stored_table_is_memory_mapped_and_answers_like_a_loaded_one(tmp_path: Path) -> None:
+    storage = VectorStorage(tmp_path)
+    table = storage.load("image@enc-a", dim=32, encoder="enc-a")
+    table.upsert(np.arange(0, 2000, 2), clustered(1000, 32, seed=0))
+    storage.save("image@enc-a", table)
+    mapped = storage.load("image@enc-a", dim=32, encoder="enc-a")
+    loaded = load_file(str(storage.path_for("image@enc-a")))
+    whole = VectorTable(dim=32, ids=loaded["ids"], vectors=loaded["vectors"])
+    assert isinstance(mapped.vectors, np.memmap) and isinstance(mapped.ids, np.memmap)
+    ids = np.array([0, 1, 2, 998, 1998, 5000, -3])
+    query = clustered(1, 32, seed=9)[0]
+    assert np.array_equal(mapped.similarities(ids, query)[1], [True, False, True, True, True, False, False])
+    assert np.array_equal(mapped.similarities(ids, query)[0], whole.similarities(ids, query)[0])
+    assert np.array_equal(mapped.lookup(ids)[0], whole.lookup(ids)[0])
+    assert 998 in mapped and 999 not in mapped
+
+
+def test_searches_over_mapped_tables_rank_like_tables_held_in_memory(tmp_path: Path) -> None:
+    space = make_space(tmp_path / "v", n=600)
+    held = VectorSpace(FIELDS, space.storage, generation=1)
+    for key, table in held.tables.items():  # the same tables, read whole into memory
+        held.tables[key] = VectorTable(table.dim, dict(table.header), np.array(table.ids), np.array(table.vectors))
+    assert not isinstance(held.tables["image@enc-a"].vectors, np.memmap)
+    for name in ("late", "early", "hybrid"):
+        for seed in range(3):
+            query = near(space, 17 + seed, seed)
+            mapped = [(r.item_id, round(r.score, 5)) for r in create_strategy(name).search(space, query, 10)]
+            loaded = [(r.item_id, round(r.score, 5)) for r in create_strategy(name).search(held, query, 10)]
+            assert mapped == loaded and len(mapped) == 10
+
+
+def test_opening_a_table_reads_none_of_it_and_memory_grows_with_the_rows_touched(tmp_path: Path) -> None:
+    storage = VectorStorage(tmp_path)
+    n, dim = 80_000, 512  # 80 MB of float16
+    storage.write("image@enc-a", np.arange(n), dim, (np.ones((10_000, dim), np.float32) for _ in range(8)), {})
+    VectorTable(dim, ids=np.arange(2), vectors=np.ones((2, dim), np.float16)).similarities(np.arange(2), np.ones(dim))
+    # As a table written earlier: pages just written sit in the page cache in large folios, and a fault
+    # maps a whole folio (measured: 80 rows mapped 72 MB); read from disk, a row maps ~64 KB around it.
+    descriptor = os.open(storage.path_for("image@enc-a"), os.O_RDONLY)
+    os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(descriptor)
+    before = rss_kib()  # after torch's import (the first similarity loads it)
+    table = storage.load("image@enc-a", dim=dim, encoder=None)
+    opened = rss_kib()
+    table.similarities(np.arange(0, n, 1000), np.ones(dim, np.float32))  # 80 rows: a few pages
+    touched = rss_kib()
+    total = float(table.vectors.sum(dtype=np.float32))  # every row
+    everything = rss_kib()
+    assert total == n * dim
+    assert opened - before < 8_000, "opening mapped the file without reading it"
+    assert touched - opened < 20_000, "80 rows touch ~64 KB each, not the 80 MB file"
+    assert everything - touched > 60_000, "reading every row brings the file in"
+
+
+# -- crash safety of streamed writes --------------------------------------------------------------------
+
+
+def test_a_crash_while_writing_a_table_leaves_the_previous_table_readable(tmp_path: Path) -> None:
+    storage = VectorStorage(tmp_path)
+    old = clustered(500, 16, seed=1)
+    storage.write("text@enc-c", np.arange(500), 16, [old[:250], old[250:]], {"encoder": "enc-c"})
+    reader = storage.load("text@enc-c", dim=16)  # a search process holding the old table's map
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        import numpy as np
+        sys.path.insert(0, {str(ROOT)!r})
+        from storage import VectorStorage
+
+        def chunks():
+            yield np.zeros((300, 16), np.float32)
+            os._exit(3)  # killed midway: no exception handler, no clean-up runs
+
+        VectorStorage({str(tmp_path)!r}).write("text@enc-c", np.arange(1000), 16, chunks(), {{}})
+        """
+    )
+    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == 3, crashed.stderr
+    after = storage.load("text@enc-c", dim=16, encoder="enc-c")
+    assert len(after) == 500 and np.array_equal(after.vectors, old.astype(np.float16))
+    assert np.array_equal(reader.vectors, old.astype(np.float16))
+
+
+def test_a_finished_write_replaces_the_table_without_disturbing_a_reader_of_the_old_one(tmp_path: Path) -> None:
+    storage = VectorStorage(tmp_path)
+    old, new = clustered(200, 8, seed=1), clustered(300, 8, seed=2)
+    storage.write("image@enc-a", np.arange(200), 8, [old], {})
+    reader = storage.load("image@enc-a")
+    storage.write("image@enc-a", np.arange(300), 8, [new[:100], new[100:]], {})
+    assert np.array_equal(reader.vectors, old.astype(np.float16)) and len(reader) == 200
+    assert np.array_equal(storage.load("image@enc-a").vectors, new.astype(np.float16))
+    assert list(tmp_path.glob(".*.tmp")) == []
+
+
+@pytest.mark.parametrize("chunks", [[np.zeros((5, 8))], [np.zeros((10, 8)), np.zeros((1, 8))]])
+def test_a_write_with_too_few_or_too_many_rows_is_refused_and_keeps_the_old_table(
+    tmp_path: Path, chunks: list[np.ndarray]
+) -> None:
+    storage = VectorStorage(tmp_path)
+    storage.write("image@enc-a", np.arange(3), 8, [np.ones((3, 8))], {})
+    with pytest.raises(ValueError, match=r"image_enc-a-\w+\.vectors\.safetensors: (a chunk|the chunks)"):
+        storage.write("image@enc-a", np.arange(10), 8, chunks, {})
+    assert len(storage.load("image@enc-a")) == 3 and list(tmp_path.glob(".*.tmp")) == []
+
+
+def test_unsorted_ids_are_refused_by_a_streamed_write(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sorted and unique"):
+        VectorStorage(tmp_path).write("image@enc-a", np.array([3, 1, 2]), 4, [np.ones((3, 4))], {})
+
+
+# -- building and compressed indexes ----------------------------------------------------------------------
+
+
+def test_an_index_built_a_chunk_at_a_time_from_float16_rows_equals_one_built_from_float32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.faiss_store as faiss_store
+
+    data = clustered(1000, 16, seed=3).astype(np.float16)
+    whole = FaissStore.build(np.arange(1000), data.astype(np.float32), "Flat")
+    monkeypatch.setattr(faiss_store, "ADD_CHUNK", 64)
+    chunked = FaissStore.build(np.arange(1000), data, "Flat")
+    queries = clustered(5, 16, seed=4)
+    assert np.array_equal(whole.search(queries, 10)[1], chunked.search(queries, 10)[1])
+
+
+@pytest.mark.parametrize("name", ["late", "early", "hybrid"])
+def test_a_compressed_index_plus_rescoring_returns_exact_scores(tmp_path: Path, name: str) -> None:
+    """PQ codes give approximate scores; every strategy's scores must still be Σ weight × cosine."""
+    space = make_space(tmp_path / "pq", factory="IVF16,PQ4")
+    exact = make_space(tmp_path / "flat", factory="Flat")
+    params = {} if name == "early" else {"normalisation": "none", "weighting": "fixed"}  # raw Σ cosine
+    strategy = create_strategy(name, **params)
+    strategy.prepare(space)
+    assert not space._indexes[next(iter(space._indexes))].exact_scores
+    agree = 0
+    for seed in range(5):
+        query = near(space, 100 + 37 * seed, seed)
+        found = strategy.search(space, query, 10)
+        truth = create_strategy(name, **params).search(exact, query, 10)
+        ids = np.array([r.item_id for r in found])
+        total = weighted_channel_scores(space, query, ids)[0]
+        assert np.allclose([r.score for r in found], total, atol=1e-5)  # exact, not the codes' estimate
+        assert [r.score for r in found] == sorted((r.score for r in found), reverse=True)
+        agree += len({r.item_id for r in found} & {r.item_id for r in truth})
+    assert agree >= 0.8 * 50  # the shortlist finds (nearly) the exact top 10
+
+
+def test_learned_fused_vectors_are_stored_once_and_reused_by_a_new_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retrieval.train import TrainConfig, train
+
+    space = make_space(tmp_path / "v", n=400, dim=16)
+    config = TrainConfig("gated", epochs=1, out_dim=8, hidden=16, width=8)
+    checkpoint = str(train(space, space.item_ids()[:200], None, config, tmp_path / "g.safetensors").path)
+    first = create_strategy("gated", checkpoint=checkpoint)
+    query = near(space, 5, 0)
+    before = first.search(space, query, 10)
+    stored = list((tmp_path / "v").glob("derived*"))
+    assert len(stored) == 1
+
+    def refuse(*_args, **_kwargs) -> np.ndarray:
+        raise AssertionError("a new process re-fused every item")
+
+    monkeypatch.setattr(LearnedFusion, "_compute", refuse)
+    fresh = VectorSpace(FIELDS, VectorStorage(tmp_path / "v"), generation=1)  # as a new search process
+    after = create_strategy("gated", checkpoint=checkpoint).search(fresh, query, 10)
+    assert [(r.item_id, r.score) for r in after] == [(r.item_id, r.score) for r in before]
+    newer = VectorSpace(FIELDS, VectorStorage(tmp_path / "v"), generation=2)  # vectors changed since
+    with pytest.raises(AssertionError, match="re-fused"):
+        create_strategy("gated", checkpoint=checkpoint).search(newer, query, 10)
+
+
+def test_a_compressed_learned_index_is_rescored_from_the_fused_table(tmp_path: Path) -> None:
+    from retrieval.train import TrainConfig, train
+
+    space = make_space(tmp_path / "v", n=3000, dim=16, factory="IVF16,PQ2")
+    config = TrainConfig("gated", epochs=1, out_dim=8, hidden=16, width=8)
+    checkpoint = str(train(space, space.item_ids()[:300], None, config, tmp_path / "g.safetensors").path)
+    strategy = create_strategy("gated", checkpoint=checkpoint)
+    query = near(space, 5, 0)
+    found = strategy.search(space, query, 10)
+    vector = strategy.fused_query(query)
+    ids = np.array([r.item_id for r in found])
+    assert np.allclose([r.score for r in found], strategy.item_vectors(space, ids) @ vector, atol=1e-5)
+    index = strategy._index(space)
+    assert not index.exact_scores and index.shortlist(10) > 10
+    shortlist = index.search(vector, index.shortlist(10))[1][0]
+    exact = strategy.item_vectors(space, shortlist) @ vector
+    assert ids.tolist() == shortlist[np.argsort(-exact, kind="stable")[:10]].tolist()  # the shortlist re-ranked

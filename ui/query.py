@@ -1,0 +1,125 @@
+"""The Search page's query: the widgets, uploads kept across pages, query by example, and the query shown.
+
+Uploads live in Streamlit's widgets, which forget their file when another page is shown; each upload is
+therefore also kept in the session (`kept_<key>`) until the person removes it. Any change to the query
+widgets ends a query by example, so what is typed or uploaded is never silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from retrieval.media import MediaError, load_image
+from retrieval.results import QueryInput
+from ui.state import MAX_UPLOAD_BYTES
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp"]
+AUDIO_TYPES = ["wav", "flac", "ogg", "mp3"]
+UPLOADS = {"query_image": "the image", "query_audio": "the audio clip", "query_recording": "the recording"}
+
+
+@dataclass
+class Upload:
+    name: str
+    data: bytes
+
+
+def use_example(item_id: int) -> None:
+    st.session_state["example"] = item_id
+
+
+def clear_example() -> None:
+    st.session_state["example"] = None
+
+
+def _keep(key: str) -> None:
+    """on_change of an uploader: remember its file (or that it was removed), and end a query by example."""
+    widget = st.session_state.get(key)
+    st.session_state[f"kept_{key}"] = None if widget is None else Upload(widget.name, widget.getvalue())
+    clear_example()
+
+
+def _forget(key: str) -> None:
+    st.session_state[f"kept_{key}"] = None
+
+
+def _upload(key: str) -> Upload | None:
+    """The widget's file, else the one kept from before a page switch; refused when empty or too big."""
+    widget = st.session_state.get(key)
+    upload = Upload(widget.name, widget.getvalue()) if widget is not None else st.session_state.get(f"kept_{key}")
+    if upload is None:
+        return None
+    if widget is None:
+        left, right = st.columns([4, 1])
+        left.caption(f"{UPLOADS[key].capitalize()}: `{upload.name}` (uploaded before you changed page).")
+        right.button("Remove", key=f"forget_{key}", on_click=_forget, args=(key,))
+    if not upload.data:
+        raise MediaError(upload.name, f"{UPLOADS[key]} is empty (0 bytes)")
+    if len(upload.data) > MAX_UPLOAD_BYTES:
+        raise MediaError(
+            upload.name,
+            f"{UPLOADS[key]} is {len(upload.data) // 1024 // 1024} MB, over the limit of "
+            f"{MAX_UPLOAD_BYTES // 1024 // 1024} MB",
+        )
+    return upload
+
+
+def query_widgets() -> QueryInput:
+    """The person's own query from the widgets; raises MediaError for an unusable upload."""
+    left, right = st.columns([2, 3])
+    text = left.text_input("Text", key="query_text", placeholder="e.g. the digit seven", on_change=clear_example)
+    right.file_uploader("Image", type=IMAGE_TYPES, key="query_image", on_change=_keep, args=("query_image",))
+    left.file_uploader("Audio clip", type=AUDIO_TYPES, key="query_audio", on_change=_keep, args=("query_audio",))
+    right.audio_input("…or record one", key="query_recording", on_change=_keep, args=("query_recording",))
+    image = _upload("query_image")
+    if image is not None:
+        try:  # a broken image is refused here, before it is shown or searched with
+            load_image(image.data)
+        except MediaError as exc:
+            raise MediaError(image.name, f"the image cannot be read ({exc.reason})") from exc
+    audio = _upload("query_audio")
+    recorded = _upload("query_recording")
+    clip = audio if audio is not None else recorded
+    return QueryInput(
+        text=text.strip() or None,
+        image=image.data if image else None,
+        audio=clip.data if clip else None,
+    )
+
+
+def example_query(engine, item_id: int) -> tuple[str, QueryInput] | None:  # noqa: ANN001
+    """The item's key and its media as a query, or None when it is gone."""
+    from storage.repository import items_by_ids
+
+    with engine.db.session() as session:
+        item = items_by_ids(session, [item_id]).get(item_id)
+        if item is None:
+            return None
+        ok = {a.modality: a for a in item.assets if a.status == "ok"}
+        return item.key, QueryInput(
+            text=ok["text"].preview if "text" in ok else None,
+            image=ok["image"].path if "image" in ok else None,
+            audio=ok["audio"].path if "audio" in ok else None,
+        )
+
+
+def show_query(query: QueryInput, example: str | None) -> None:
+    """What is searched with, above the results: the example item or the person's own text and media."""
+    with st.container(border=True):
+        if example is not None:
+            left, right = st.columns([4, 1])
+            left.markdown(f"**Query: the item `{example}`** (its {', '.join(query.present())})")
+            right.button("Back to your own query", key="clear_example", on_click=clear_example, type="primary")
+        else:
+            st.markdown(f"**Query:** {', '.join(query.present())}")
+        columns = st.columns(3)
+        if query.text is not None:
+            columns[0].markdown(f"> {query.text}")
+        if query.image is not None and (not isinstance(query.image, str | Path) or Path(query.image).is_file()):
+            columns[1].image(query.image, width=96)
+        audio = query.audio
+        if isinstance(audio, bytes) or (isinstance(audio, str | Path) and Path(audio).is_file()):
+            columns[2].audio(audio)

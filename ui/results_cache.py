@@ -1,0 +1,82 @@
+"""Search results kept per query and method for the session, so a rerun searches only what changed.
+
+A weight change or an added method reruns the whole page; with this cache only the new method (or the
+method whose weights changed) is searched again, and a query is encoded once (the weights are applied
+at search time, so the encoded query serves every weighting).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from pathlib import Path
+
+import streamlit as st
+
+from retrieval.results import Method, QueryInput, SearchResult
+
+MAX_ENTRIES = 256  # results of one method for one query: a few KB each
+
+
+def query_digest(query: QueryInput) -> str:
+    digest = hashlib.sha256()
+    for value in (query.text, query.image, query.audio):
+        if isinstance(value, bytes | bytearray):
+            digest.update(b"bytes:" + hashlib.sha256(value).digest())
+        elif isinstance(value, str | Path):
+            digest.update(b"path:" + str(value).encode())
+        elif value is None:
+            digest.update(b"none")
+        else:  # arrays and other inputs: not cached by content
+            digest.update(repr(id(value)).encode())
+        digest.update(b"|")
+    digest.update(repr(sorted(query.weights.items())).encode())
+    return digest.hexdigest()
+
+
+def method_key(method: Method) -> str:
+    return repr((method.label, method.strategy, sorted(method.params.items()), sorted(method.weights.items())))
+
+
+def _store(engine) -> OrderedDict:  # noqa: ANN001
+    """The session's cache for this engine; a new engine (the collection re-indexed) starts an empty one."""
+    held = st.session_state.get("_results_cache")
+    if held is None or held[0] is not engine:
+        held = (engine, OrderedDict())
+        st.session_state["_results_cache"] = held
+    return held[1]
+
+
+def cached_search(
+    engine,  # noqa: ANN001
+    collection: str,
+    query: QueryInput,
+    methods: list[Method],
+    k: int,
+) -> dict[str, SearchResult]:
+    """`engine.search_many(..., keep_going=True)` for the methods not searched before with this query."""
+    store = _store(engine)
+    digest = query_digest(query)
+    base = (collection, digest, k)
+    keys = {m.label: (*base, method_key(m)) for m in methods}
+    missing = [m for m in methods if keys[m.label] not in store]
+    if missing:
+        encoded = store.get(("encoded", digest))
+        if encoded is None:  # encoding is most of a search's time: a weight change or a new method reuses it
+            encoded = store[("encoded", digest)] = engine.encode_query(query)
+        for label, result in engine.search_many(encoded, missing, k=k, keep_going=True).items():
+            if result.error is None:  # an untrained method may be trained in a moment: ask again then
+                store[keys[label]] = result
+                while len(store) > MAX_ENTRIES:
+                    store.popitem(last=False)
+            else:
+                store[(*keys[label], "error")] = result
+    out = {}
+    for method in methods:
+        key = keys[method.label]
+        if key in store:
+            store.move_to_end(key)
+            out[method.label] = store[key]
+        else:
+            out[method.label] = store.pop((*key, "error"))
+    return out
