@@ -11,10 +11,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.errors import SchemaError
+from storage.errors import SchemaError, StorageError
 from storage.models import SCHEMA_VERSION, Base, DatabaseIdentity, SchemaInfo
 
 
@@ -67,7 +67,12 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._ensure_schema()
+        try:
+            self._ensure_schema()
+        except DatabaseError as exc:  # an SQLite URL naming a PNG, a truncated or overwritten file, ...
+            if self.engine.dialect.name != "sqlite":
+                raise
+            raise StorageError(f"{self.url}: cannot use this database ({exc.orig})") from None
 
     def _ensure_schema(self) -> None:
         Base.metadata.create_all(self.engine)

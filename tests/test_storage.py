@@ -155,3 +155,12 @@ def test_the_sweep_never_touches_a_users_own_temporary_files(tmp_path: Path, mon
     with pytest.raises(OSError):
         write_atomic(tmp_path / "a.vectors.safetensors", b"data")
     assert named and _TEMPORARY.match(named[0]), f"the writer's own temporary {named} must be recognised"
+
+
+def test_the_python_api_refuses_a_file_that_is_not_a_database(tmp_path) -> None:
+    from storage import Database, StorageError
+
+    png = tmp_path / "picture.db"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2048))
+    with pytest.raises(StorageError, match=r"picture\.db: cannot use this database \(file is not a database\)"):
+        Database(f"sqlite:///{png}")

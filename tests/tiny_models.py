@@ -245,9 +245,13 @@ def build_pretrained_cache(cache: Path, full_size_clap: bool = False) -> Path:
     """The `pretrained` profile's weights in `cache` (use it as HF_HOME/hub), random values, published names.
 
     OpenCLIP's tag fixes the ViT-B/32 architecture: its file is the full ~600 MB."""
+    import shutil
+
     from safetensors.torch import save_file
 
-    publish(cache, CLAP_REPO, clap_files(full_size=full_size_clap))
+    files = clap_files(full_size=full_size_clap)
+    publish(cache, CLAP_REPO, files)
+    shutil.rmtree(next(iter(files.values())).parent, ignore_errors=True)  # type: ignore[union-attr]
     folder = Path(tempfile.mkdtemp(prefix="clip-files-"))
     save_file(_random_state_dict("ViT-B-32"), str(folder / "open_clip_model.safetensors"))
     publish(cache, CLIP_REPO, {"open_clip_model.safetensors": folder / "open_clip_model.safetensors"})

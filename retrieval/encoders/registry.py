@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from retrieval.device import get_device
 from retrieval.encoders.base import Encoder
 from retrieval.encoders.loading import quiet_loading
 from retrieval.errors import WeightsNotFoundError
@@ -72,6 +71,8 @@ def create_encoders(names: Iterable[str], device: str | None = None) -> dict[str
     """Every encoder of `names`, or one `WeightsNotFoundError` that lists all the missing ones at once
     (one at a time, a profile with three missing models took three runs to learn so). A bad `device`
     is refused first, before any weights are read."""
+    from retrieval.device import get_device  # torch: imported when encoders are built, not with the package
+
     get_device(device)
     encoders: dict[str, Encoder] = {}
     missing: list[WeightsNotFoundError] = []
