@@ -28,9 +28,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(ui_demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory):
+def server(tmp_path_factory: pytest.TempPathFactory):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    from conftest import DATASETS, require_datasets
+
+    from indexer.demo import DemoSpec, index_demo
+
+    # its own untrained demo: the AppTests train gated on the shared one, which changes the default methods
+    require_datasets()
+    folder = tmp_path_factory.mktemp("browser-demo")
+    index_demo(f"sqlite:///{folder}/demo.db", folder / "digits", spec=DemoSpec(limit=200), train=False)
+    ui_demo = {
+        "url": f"sqlite:///{folder}/demo.db",
+        "roots": os.pathsep.join([str(folder), str(DATASETS)]),
+        "queries": str(folder / "digits" / "queries.jsonl"),
+    }
     port = free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = {
@@ -164,13 +177,23 @@ def show_cards(driver) -> None:
         settle(driver, lambda d: "late" in headers(d))
 
 
+def _texts(driver, css: str) -> list[str]:
+    """Texts of the elements matching `css`; [] while a rerun replaces them (stale elements), so a poll retries."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
+    except StaleElementReferenceException:
+        return []
+
+
 def captions(driver) -> str:
     """The method columns' captions, which name the query weights in force."""
-    return " ".join(c.text for c in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]'))
+    return " ".join(_texts(driver, '[data-testid="stCaptionContainer"]'))
 
 
 def headers(driver) -> list[str]:
-    return [h.text for h in driver.find_elements(By.CSS_SELECTOR, "h3")]
+    return _texts(driver, "h3")
 
 
 def test_a_weight_change_or_an_added_method_shows_and_is_timed(server: str, browser) -> None:
