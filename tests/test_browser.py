@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,52 +28,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
+def needs_chromium() -> None:
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
-    from conftest import DATASETS, require_datasets
 
-    from indexer.demo import DemoSpec, index_demo
 
-    # its own untrained demo: the AppTests train gated on the shared one, which changes the default methods
-    require_datasets()
-    folder = tmp_path_factory.mktemp("browser-demo")
-    index_demo(f"sqlite:///{folder}/demo.db", folder / "digits", spec=DemoSpec(limit=200), train=False)
-    ui_demo = {
-        "url": f"sqlite:///{folder}/demo.db",
-        "roots": os.pathsep.join([str(folder), str(DATASETS)]),
-        "queries": str(folder / "digits" / "queries.jsonl"),
-    }
+def run_app(settings: dict[str, str], log: Path) -> Iterator[str]:
+    """`streamlit run app.py` with `settings` in its environment: yields its URL once it listens, then stops it.
+
+    The server writes to `log`, a file, not a pipe: nobody reads a pipe, and a full one stalls the server mid-test.
+    """
     port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {
-        **os.environ,
-        "RETRIEVAL_DB": ui_demo["url"],
-        "RETRIEVAL_ROOTS": ui_demo["roots"],
-        "RETRIEVAL_QUERIES": ui_demo["queries"],
-        "HF_HUB_OFFLINE": "1",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=env,
-        # a file, not a pipe: nobody reads a pipe, and a full one stalls the server mid-test
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **settings}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -87,6 +57,25 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    needs_chromium()
+    from conftest import DATASETS, require_datasets
+
+    from indexer.demo import DemoSpec, index_demo
+
+    # its own untrained demo: the AppTests train gated on the shared one, which changes the default methods
+    require_datasets()
+    folder = tmp_path_factory.mktemp("browser-demo")
+    index_demo(f"sqlite:///{folder}/demo.db", folder / "digits", spec=DemoSpec(limit=200), train=False)
+    settings = {
+        "RETRIEVAL_DB": f"sqlite:///{folder}/demo.db",
+        "RETRIEVAL_ROOTS": os.pathsep.join([str(folder), str(DATASETS)]),
+        "RETRIEVAL_QUERIES": str(folder / "digits" / "queries.jsonl"),
+    }
+    yield from run_app(settings, tmp_path_factory.mktemp("streamlit") / "server.log")
 
 
 @pytest.fixture(scope="module")

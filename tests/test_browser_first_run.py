@@ -5,15 +5,13 @@ shows (docs/screenshots/, or SCREENSHOT_DIR). Skipped where Chromium or its driv
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import recording
-from test_browser import browser, free_port, wait_idle  # noqa: F401 (browser is a fixture)
+from test_browser import browser, needs_chromium, run_app, wait_idle  # noqa: F401 (browser is a fixture)
 
 pytestmark = pytest.mark.datasets
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,36 +25,11 @@ return cells[0].map((_, c) => cells.map(row => row[c]));
 
 
 @pytest.fixture(scope="module")
-def empty_server(tmp_path_factory: pytest.TempPathFactory):
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+def empty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    needs_chromium()
     folder = tmp_path_factory.mktemp("first-run-browser")
-    port = free_port()
-    env = {
-        **os.environ,
-        "RETRIEVAL_DB": f"sqlite:///{folder}/demo.db",
-        "RETRIEVAL_DEMO_LIMIT": DEMO_LIMIT,
-        "HF_HUB_OFFLINE": "1",
-    }
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)]
-    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import socket
-
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=20)
+    settings = {"RETRIEVAL_DB": f"sqlite:///{folder}/demo.db", "RETRIEVAL_DEMO_LIMIT": DEMO_LIMIT}
+    yield from run_app(settings, folder / "server.log")
 
 
 def assert_no_exception(driver) -> None:
