@@ -206,6 +206,12 @@ def goals(summary: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
+def table(summary: dict, title: str, keys: list[str], columns: list[str], value) -> list[str]:
+    """One markdown section: a row per strategy, a column per key (`value(strategy's summary, key)`)."""
+    lines = ["", f"## {title}", "", "| strategy | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    return lines + [f"| {label} | " + " | ".join(value(v, k) for k in keys) + " |" for label, v in summary.items()]
+
+
 def to_markdown(report: dict) -> str:
     kinds = list(KINDS)
     s = report["summary"]
@@ -217,33 +223,23 @@ def to_markdown(report: dict) -> str:
         f" × {report['seeds']} seeds for learned strategies; {report['per_kind']} queries per kind per rotation."
         " Cells: mean ± standard deviation over runs of P@10. Wall time: "
         f"{report['seconds']:.0f} s.",
-        "",
-        "## P@10 by query kind",
-        "",
-        "| strategy | " + " | ".join(kinds) + " |",
-        "|---" * (len(kinds) + 1) + "|",
-    ]
-    lines += [f"| {label} | " + " | ".join(cell(v["p10"][k]) for k in kinds) + " |" for label, v in s.items()]
-    lines += [
-        "",
-        "## Fused kind minus the same strategy's best single modality (same queries; goal ≥ 0, learned ≥ 0.05)",
-        "",
-        "| strategy | " + " | ".join(MULTI) + " |",
-        "|---" * (len(MULTI) + 1) + "|",
-    ]
-    lines += [
-        f"| {label} | " + " | ".join(cell(v["fused_minus_best_single"][k]) for k in MULTI) + " |"
-        for label, v in s.items()
     ]
     noisy = list(NOISY)
-    lines += [
-        "",
-        "## What a useless extra input costs: clean P@10 minus noisy P@10 (goal ≤ 0.02)",
-        "",
-        "| strategy | " + " | ".join(f"{k} (vs {NOISY[k]})" for k in noisy) + " |",
-        "|---" * (len(noisy) + 1) + "|",
-    ]
-    lines += [f"| {label} | " + " | ".join(cell(v["noise_cost"][k]) for k in noisy) + " |" for label, v in s.items()]
+    lines += table(s, "P@10 by query kind", kinds, kinds, lambda v, k: cell(v["p10"][k]))
+    lines += table(
+        s,
+        "Fused kind minus the same strategy's best single modality (same queries; goal ≥ 0, learned ≥ 0.05)",
+        MULTI,
+        MULTI,
+        lambda v, k: cell(v["fused_minus_best_single"][k]),
+    )
+    lines += table(
+        s,
+        "What a useless extra input costs: clean P@10 minus noisy P@10 (goal ≤ 0.02)",
+        noisy,
+        [f"{k} (vs {NOISY[k]})" for k in noisy],
+        lambda v, k: cell(v["noise_cost"][k]),
+    )
     lines += [
         "",
         "## Goals",
