@@ -83,6 +83,16 @@ def special_file_kind(mode: int) -> str | None:
     return "a special file"
 
 
+def _file_bytes(source: object, wrong_kind: str) -> bytes:
+    """A path's or a bytes object's content, refused when empty or of another kind (`wrong_kind` says which)."""
+    if not isinstance(source, (str, Path, bytes)):
+        raise MediaError(source, wrong_kind)
+    data = _read_bytes(source) if isinstance(source, (str, Path)) else source
+    if not data:
+        raise MediaError(source, "empty file")
+    return data
+
+
 def _read_bytes(source: str | Path, limit: int | None = None) -> bytes:
     path = Path(source)
     try:
@@ -141,11 +151,7 @@ def load_image(
         return _shrink(ImageOps.exif_transpose(_check_pixels(source, source, max_pixels)), max_side).convert("RGB")
     if isinstance(source, np.ndarray):
         return _shrink(_image_from_array(source, max_pixels), max_side)
-    if not isinstance(source, (str, Path, bytes)):
-        raise MediaError(source, "an image must be a path, bytes, a numpy array or a PIL image")
-    data = _read_bytes(source) if isinstance(source, (str, Path)) else source
-    if not data:
-        raise MediaError(source, "empty file")
+    data = _file_bytes(source, "an image must be a path, bytes, a numpy array or a PIL image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
@@ -233,11 +239,7 @@ def load_audio(
         return _from_array(source, source.samples, source.sample_rate, sample_rate, max_seconds)
     if isinstance(source, np.ndarray):
         return _from_array(source, source, sample_rate if input_rate is None else input_rate, sample_rate, max_seconds)
-    if not isinstance(source, (str, Path, bytes)):
-        raise MediaError(source, "audio must be a path, bytes, a numpy array or (samples, sample_rate)")
-    data = _read_bytes(source) if isinstance(source, (str, Path)) else source
-    if not data:
-        raise MediaError(source, "empty file")
+    data = _file_bytes(source, "audio must be a path, bytes, a numpy array or (samples, sample_rate)")
     try:
         with soundfile.SoundFile(io.BytesIO(data)) as sound:
             _check_audio_size(source, sound.frames, sound.channels, sound.samplerate, max_seconds)
