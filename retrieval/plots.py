@@ -46,26 +46,31 @@ def metric_chart(evaluation: Evaluation, metric: str) -> alt.Chart:
     )
 
 
-def bump_chart(comparison: Comparison) -> alt.Chart:
-    """Every item's rank under every method, joined by lines: what moved where. Items no method moved
-    (ties included, see `compare`) are drawn faint, so the eye goes to what did move."""
-    methods = list(comparison.results)
-    rows = [
+def bump_rows(comparison: Comparison) -> list[dict]:
+    """The bump chart's data: one row per item and method that ranked it."""
+    return [
         {"item": m.key, "method": method, "rank": rank, "moved": "moved" if m.moved else "unmoved"}
         for m in comparison.items
         for method, rank in m.ranks.items()
         if rank is not None
     ]
-    frame = pd.DataFrame(rows, columns=["item", "method", "rank", "moved"])
-    deepest = int(frame["rank"].max()) if len(frame) else comparison.k
-    base = alt.Chart(frame, title="Rank of each item under each method").encode(
-        x=alt.X("method:N", sort=methods, title=None, axis=alt.Axis(labelAngle=0, orient="top")),
+
+
+def bump_depth(rows: list[dict], k: int) -> int:
+    """The deepest rank drawn (k when nothing is)."""
+    return max((row["rank"] for row in rows), default=k)
+
+
+def bump_layout(methods: tuple[str, ...], deepest: int, data: alt.Data | pd.DataFrame) -> alt.LayerChart:
+    """The bump chart's shape for these methods and depth, drawing `data` (`bump_rows`)."""
+    base = alt.Chart(data, title="Rank of each item under each method").encode(
+        x=alt.X("method:N", sort=list(methods), title=None, axis=alt.Axis(labelAngle=0, orient="top")),
         y=alt.Y(
             "rank:Q", scale=alt.Scale(reverse=True, domain=[1, deepest]), title="rank", axis=alt.Axis(tickMinStep=1)
         ),
         color=alt.Color("item:N", scale=alt.Scale(range=PALETTE), legend=None),
         opacity=alt.Opacity("moved:N", scale=alt.Scale(domain=["moved", "unmoved"], range=[1.0, 0.35]), legend=None),
-        tooltip=["item", "method", "rank", "moved"],
+        tooltip=["item:N", "method:N", "rank:Q", "moved:N"],
     )
     labels = base.mark_text(dx=7, align="left", fontSize=11).encode(text="item:N", color=alt.value("#222"))
     return (base.mark_line(point=True) + labels).properties(
@@ -73,7 +78,15 @@ def bump_chart(comparison: Comparison) -> alt.Chart:
     )
 
 
-def save(chart: alt.Chart, stem: Path) -> list[Path]:
+def bump_chart(comparison: Comparison) -> alt.LayerChart:
+    """Every item's rank under every method, joined by lines: what moved where. Items no method moved
+    (ties included, see `compare`) are drawn faint, so the eye goes to what did move."""
+    rows = bump_rows(comparison)
+    frame = pd.DataFrame(rows, columns=["item", "method", "rank", "moved"])
+    return bump_layout(tuple(comparison.results), bump_depth(rows, comparison.k), frame)
+
+
+def save(chart: alt.Chart | alt.LayerChart, stem: Path) -> list[Path]:
     """Write `stem`.html and, where vl-convert is installed, `stem`.png."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = [stem.with_suffix(".html")]

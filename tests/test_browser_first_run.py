@@ -92,14 +92,14 @@ def test_first_run_builds_the_demo_and_compares_three_methods(empty_server: str,
     browser.save_screenshot(str(SHOTS / "first-run-2-comparison.png"))
     assert grid.rect["height"] < 700, "ten rows of three methods fit one 1600x1000 screen"
 
-    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, '[data-testid="stTab"]')))
-    tabs = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stTab"]')
-    assert [t.text.strip() for t in tabs] == ["late", "gated", "cross_attention"]
-    browser.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -90)", tabs[1])
-    tabs[1].click()
-    time.sleep(1.5)
-    browser.save_screenshot(str(SHOTS / "first-run-3-why-gated.png"))
-    tabs[2].click()
-    time.sleep(1.5)
-    browser.save_screenshot(str(SHOTS / "first-run-4-why-attention.png"))
+    choices = '//*[@data-testid="stButtonGroup"][.//*[contains(text(), "late")]]//button'
+    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.XPATH, choices)))
+    assert [b.text.strip() for b in browser.find_elements(By.XPATH, choices)] == ["late", "gated", "cross_attention"]
+    for n, shot in ((1, "first-run-3-why-gated.png"), (2, "first-run-4-why-attention.png")):
+        button = browser.find_elements(By.XPATH, choices)[n]
+        browser.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -90)", button)
+        button.click()
+        wait_idle(browser)
+        time.sleep(1)
+        browser.save_screenshot(str(SHOTS / shot))
     assert_no_exception(browser)

@@ -127,6 +127,14 @@ def app(trained_demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AppTes
     return AppTest.from_file(APP, default_timeout=240).run()
 
 
+def chart_titles(app: AppTest) -> list[str]:
+    """The titles of the page's vega-lite charts, in page order (a layered chart's from its first layer)."""
+    import json
+
+    specs = [json.loads(chart.proto.spec) for chart in app.get("vega_lite_chart")]
+    return [spec.get("title") or spec["layer"][0].get("title") for spec in specs]
+
+
 def test_search_opens_on_late_and_the_best_learned_in_the_grid(app: AppTest) -> None:
     assert app.sidebar.multiselect(key="methods").value == ["late", "gated"]
     app.sidebar.multiselect(key="methods").set_value(["late", "gated", "cross_attention"])
@@ -135,8 +143,22 @@ def test_search_opens_on_late_and_the_best_learned_in_the_grid(app: AppTest) -> 
     grid = next(m.value for m in app.markdown if "cmp-grid" in m.value)
     assert grid.count("<tr") == 11 and all(f"<th>{m}</th>" in grid for m in ("late", "gated", "cross_attention"))
     assert not [b for b in app.button if b.label == "Search with this item"], "the grid replaces the cards"
-    assert [t.label for t in app.tabs] == ["late", "gated", "cross_attention"], "one explanation per method"
-    assert len(app.get("vega_lite_chart")) >= 7, "bump chart, three shares, channels, gates, attention"
+    explain = app.segmented_control(key="explain_method")
+    assert explain.options == ["late", "gated", "cross_attention"], "each method can be explained"
+    expected = {
+        "late": ["Share of the score", "Channel rank (#) and normalised score"],
+        "gated": ["Share of the score", "Gate of each modality"],
+        "cross_attention": [
+            "Share of the score",
+            "attention between its modalities",
+            "attention between its modalities",
+        ],
+    }
+    for method, titles in expected.items():
+        app.segmented_control(key="explain_method").set_value(method).run()
+        shown = chart_titles(app)
+        assert shown[0] == "Rank of each item under each method", "the bump chart comes first"
+        assert len(shown) == 1 + len(titles) and all(t in s for t, s in zip(titles, shown[1:])), (method, shown)
     app.toggle(key="compact_view").set_value(False).run()
     assert len([b for b in app.button if b.label == "Search with this item"]) == 30
 

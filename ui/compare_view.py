@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -110,17 +111,34 @@ def grid_html(results: dict[str, SearchResult], comparison: Comparison | None, k
     return f'{style}<table class="cmp-grid"><tr><th>#</th>{head}</tr>{"".join(rows)}</table>'
 
 
-def render(results: dict[str, SearchResult], problems: dict[str, str], comparison: Comparison | None, k: int) -> None:
-    """The grid, with each method's latency and parameters above it, and any method that failed."""
+def render(
+    results: dict[str, SearchResult],
+    problems: dict[str, str],
+    comparison: Comparison | None,
+    k: int,
+    show_problem: Callable[[str, str], None],
+) -> None:
+    """The grid, with each method's latency and parameters above it; `show_problem(label, error)` for each
+    method that failed (the Search page's message, the same as in the cards)."""
     for label, problem in problems.items():
-        st.warning(f"{label}: {problem}")
+        show_problem(label, problem)
     if not results:
         return
     st.caption(
-        " · ".join(f"**{label}** {r.seconds * 1000:.1f} ms" for label, r in results.items())
+        " · ".join(
+            f"**{label}** {r.seconds * 1000:.1f} ms{weights_text(r.params, ' (', ')')}" for label, r in results.items()
+        )
         + " · colour: found by more than one method · ▲ ▼ new: moved against the first · ♪ audio only · ¶ text only"
     )
     st.markdown(grid_html(results, comparison, k), unsafe_allow_html=True)
+
+
+def weights_text(params: dict, before: str = "", after: str = "") -> str:
+    """The query weights a method ran with ("weights text×0.95"), or "" at the defaults."""
+    weights = params.get("weights") or {}
+    if not weights:
+        return ""
+    return before + "weights " + ", ".join(f"{m}×{w:.2f}" for m, w in weights.items()) + after
 
 
 def compact_chosen() -> bool:

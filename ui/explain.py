@@ -7,23 +7,23 @@ field's token attended to the others, for one chosen item and for the query. Sho
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import altair as alt
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-from retrieval.results import Method, QueryInput, SearchResult
+from retrieval.results import Method, SearchResult
 from retrieval.space import EncodedQuery
 from ui.cards import COLOURS
+from ui.charts import BY_ORDER, EMPTY, template, with_rows
 
 
 def explanations(
-    engine: Any, query: QueryInput, methods: list[Method], results: dict[str, SearchResult]
+    engine: Any, encoded: EncodedQuery, methods: list[Method], results: dict[str, SearchResult]
 ) -> dict[str, dict[str, Any]]:
     """Each method's `explain` output for its own hits (the query encoded once, weighted per method)."""
-    encoded = engine.encode_query(query)
     out: dict[str, dict[str, Any]] = {}
     for method in methods:
         result = results.get(method.label)
@@ -42,42 +42,62 @@ def _label(hit: Any) -> str:
     return f"{hit.rank}. {hit.key}"
 
 
-def contribution_chart(result: SearchResult) -> alt.Chart:
-    """Each hit's score split by query modality, one stacked bar per hit."""
-    rows = [
-        {"item": _label(h), "modality": m, "contribution": v} for h in result.hits for m, v in h.contributions.items()
-    ]
-    order = [_label(h) for h in result.hits]
-    modalities = sorted({m for h in result.hits for m in h.contributions})
-    return (
-        alt.Chart(pd.DataFrame(rows, columns=["item", "modality", "contribution"]), title="Share of the score")
+# Sized per row and column (vega-lite steps), not as a total: a total height was squeezed by the page
+# (eleven gate rows drawn in ~130 px, every other label hidden)
+ROW_STEP, COLUMN_STEP = 22, 70
+CONTRIBUTION_WIDTH = 440  # px with its labels and legend (Streamlit fits the whole chart into it)
+
+
+@lru_cache(maxsize=64)
+def _contribution_shape(modalities: tuple[str, ...]) -> str:
+    return template(
+        alt.Chart(EMPTY, title="Share of the score")
         .mark_bar()
         .encode(
             x=alt.X("contribution:Q", title="contribution"),
-            y=alt.Y("item:N", sort=order, title=None),
+            y=alt.Y("item:N", sort=BY_ORDER, title=None),
             color=alt.Color(
                 "modality:N",
                 scale=alt.Scale(domain=modalities, range=[COLOURS.get(m.lstrip("-"), "#9D9D9D") for m in modalities]),
             ),
-            tooltip=["item", "modality", alt.Tooltip("contribution:Q", format=".3f")],
+            tooltip=["item:N", "modality:N", alt.Tooltip("contribution:Q", format=".3f")],
         )
-        .properties(height=22 * len(order), width=260)
+        .properties(height=alt.Step(ROW_STEP), width=CONTRIBUTION_WIDTH)
     )
 
 
-def _heatmap(frame: pd.DataFrame, x: str, y: str, value: str, title: str, text: str, y_order: list[str]) -> alt.Chart:
-    base = alt.Chart(frame, title=title).encode(
-        x=alt.X(f"{x}:N", title=None), y=alt.Y(f"{y}:N", sort=y_order, title=None)
+def contribution_chart(result: SearchResult) -> dict[str, Any]:
+    """Each hit's score split by query modality, one stacked bar per hit."""
+    rows = [
+        {"item": _label(h), "order": n, "modality": m, "contribution": v}
+        for n, h in enumerate(result.hits)
+        for m, v in h.contributions.items()
+    ]
+    modalities = tuple(sorted({m for h in result.hits for m in h.contributions}))
+    return with_rows(_contribution_shape(modalities), rows)
+
+
+@lru_cache(maxsize=256)
+def _heatmap_shape(x: str, y: str, value: str, title: str, text: str) -> str:
+    base = alt.Chart(EMPTY, title=title).encode(
+        x=alt.X(f"{x}:N", title=None), y=alt.Y(f"{y}:N", sort=BY_ORDER, title=None)
     )
     cells = base.mark_rect().encode(
         color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="blues", domainMin=0)),
-        tooltip=[x, y, alt.Tooltip(f"{value}:Q", format=".3f")],
+        tooltip=[f"{x}:N", f"{y}:N", alt.Tooltip(f"{value}:Q", format=".3f")],
     )
     labels = base.mark_text(fontSize=10).encode(text=f"{text}:N")
-    return (cells + labels).properties(height=22 * len(y_order), width=70 * frame[x].nunique())
+    return template((cells + labels).properties(height=alt.Step(ROW_STEP), width=alt.Step(COLUMN_STEP)))
 
 
-def late_chart(result: SearchResult, explained: dict[str, Any]) -> alt.Chart:
+def _heatmap(rows: list[dict], x: str, y: str, value: str, title: str, text: str, y_order: list[str]) -> dict:
+    position = {name: n for n, name in enumerate(y_order)}
+    for row in rows:
+        row["order"] = position[row[y]]
+    return with_rows(_heatmap_shape(x, y, value, title, text), rows)
+
+
+def late_chart(result: SearchResult, explained: dict[str, Any]) -> dict[str, Any]:
     """Rows: hits; columns: channels; colour: normalised score; text: the hit's rank in that channel."""
     rows = []
     for n, hit in enumerate(result.hits):
@@ -93,12 +113,10 @@ def late_chart(result: SearchResult, explained: dict[str, Any]) -> alt.Chart:
                 }
             )
     order = [_label(h) for h in result.hits]
-    return _heatmap(
-        pd.DataFrame(rows), "channel", "item", "normalised", "Channel rank (#) and normalised score", "text", order
-    )
+    return _heatmap(rows, "channel", "item", "normalised", "Channel rank (#) and normalised score", "text", order)
 
 
-def gate_chart(result: SearchResult, explained: dict[str, Any]) -> alt.Chart:
+def gate_chart(result: SearchResult, explained: dict[str, Any]) -> dict[str, Any]:
     """Rows: the query, then each hit; columns: fields; colour and text: the gate (blank where absent)."""
     fields = [f.split("@")[0] for f in explained["fields"]]
     rows = []
@@ -107,10 +125,10 @@ def gate_chart(result: SearchResult, explained: dict[str, Any]) -> alt.Chart:
     for name, gates, mask in named:
         for f, gate, present in zip(fields, gates, mask):
             rows.append({"row": name, "field": f, "gate": float(gate), "text": f"{gate:.2f}" if present else ""})
-    return _heatmap(pd.DataFrame(rows), "field", "row", "gate", "Gate of each modality", "text", [r[0] for r in named])
+    return _heatmap(rows, "field", "row", "gate", "Gate of each modality", "text", [r[0] for r in named])
 
 
-def attention_chart(explained: dict[str, Any], row: int | None, title: str) -> alt.Chart:
+def attention_chart(explained: dict[str, Any], row: int | None, title: str) -> dict[str, Any]:
     """One attention map (from field -> to field), masked to the fields present; `row` None = the query."""
     fields = [f.split("@")[0] for f in explained["fields"]]
     weights = explained["query_attention"] if row is None else explained["item_attention"][row]
@@ -121,36 +139,42 @@ def attention_chart(explained: dict[str, Any], row: int | None, title: str) -> a
         for j in range(len(fields))
         if mask[i] and mask[j]
     ]
-    frame = pd.DataFrame(rows, columns=["from", "to", "attention", "text"])
     order = [f for f, present in zip(fields, mask) if present]
-    return _heatmap(frame, "to", "from", "attention", title, "text", order)
+    return _heatmap(rows, "to", "from", "attention", title, "text", order)
 
 
-def render(engine: Any, query: QueryInput, methods: list[Method], results: dict[str, SearchResult]) -> None:
-    """One tab per method: the contribution chart, and the strategy's own explanation beside it."""
-    explained = explanations(engine, query, methods, results)
+def render(engine: Any, encoded: EncodedQuery, methods: list[Method], results: dict[str, SearchResult]) -> None:
+    """For the method chosen: the contribution chart, and the strategy's own explanation beside it.
+
+    One method at a time, not a tab per method: the browser draws every tab's charts at each rerun, and with
+    three methods the explanations took 1.5-2 s of the 2.3-3.5 s that adding a method took in Chromium."""
     labels = [m.label for m in methods if m.label in results and results[m.label].hits]
     if not labels:
         return
-    for tab, label in zip(st.tabs(labels), labels):
-        with tab:
-            result, own = results[label], explained.get(label, {})
-            left, right = st.columns(2)
-            left.altair_chart(contribution_chart(result))
-            with right:
-                _strategy_chart(label, result, own)
+    label = st.segmented_control("Explain the results of", labels, default=labels[0], key="explain_method")
+    label = label if label in labels else labels[0]
+    method = next(m for m in methods if m.label == label)
+    own = explanations(engine, encoded, [method], results).get(label, {})
+    left, right = st.columns(2)
+    left.vega_lite_chart(spec=contribution_chart(results[label]), width="content")
+    with right:
+        _strategy_chart(label, results[label], own)
 
 
 def _strategy_chart(label: str, result: SearchResult, own: dict[str, Any]) -> None:
     if own.get("units"):
-        st.altair_chart(late_chart(result, own))
+        st.vega_lite_chart(spec=late_chart(result, own), width="content")
     elif "item_gates" in own:
-        st.altair_chart(gate_chart(result, own))
+        st.vega_lite_chart(spec=gate_chart(result, own), width="content")
     elif "item_attention" in own:
         keys = [_label(h) for h in result.hits]
         chosen = st.selectbox("Attention of", keys, key=f"attention_item_{label}")
         row = keys.index(chosen)
-        st.altair_chart(attention_chart(own, row, f"{chosen}: attention between its modalities"))
-        st.altair_chart(attention_chart(own, None, "The query: attention between its modalities"))
+        st.vega_lite_chart(
+            spec=attention_chart(own, row, f"{chosen}: attention between its modalities"), width="content"
+        )
+        st.vega_lite_chart(
+            spec=attention_chart(own, None, "The query: attention between its modalities"), width="content"
+        )
     else:
         st.caption("This method weighs the modalities only through the query weights: see the shares on the left.")

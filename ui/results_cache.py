@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from retrieval.results import Method, QueryInput, SearchResult
+from retrieval.space import EncodedQuery
 
 MAX_ENTRIES = 256  # results of one method for one query: a few KB each
 
@@ -47,6 +48,16 @@ def _store(engine) -> OrderedDict:  # noqa: ANN001
     return held[1]
 
 
+def encoded_query(engine, query: QueryInput) -> EncodedQuery:  # noqa: ANN001
+    """The query encoded once per session: encoding is most of a search's time (0.1-0.25 s for a text), and a
+    weight change, a new method or the explanations reuse it (the weights are applied at search time)."""
+    store = _store(engine)
+    key = ("encoded", query_digest(query))
+    if key not in store:
+        store[key] = engine.encode_query(query)
+    return store[key]
+
+
 def cached_search(
     engine,  # noqa: ANN001
     collection: str,
@@ -61,10 +72,7 @@ def cached_search(
     keys = {m.label: (*base, method_key(m)) for m in methods}
     missing = [m for m in methods if keys[m.label] not in store]
     if missing:
-        encoded = store.get(("encoded", digest))
-        if encoded is None:  # encoding is most of a search's time: a weight change or a new method reuses it
-            encoded = store[("encoded", digest)] = engine.encode_query(query)
-        for label, result in engine.search_many(encoded, missing, k=k, keep_going=True).items():
+        for label, result in engine.search_many(encoded_query(engine, query), missing, k=k, keep_going=True).items():
             if result.error is None:  # an untrained method may be trained in a moment: ask again then
                 store[keys[label]] = result
                 while len(store) > MAX_ENTRIES:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from retrieval.compare import Comparison, ItemMovement, compare_results
+from retrieval.compare import Comparison, compare_results
 from retrieval.fusion import list_strategies, strategy_class
 from retrieval.media import MediaError
-from retrieval.plots import bump_chart
+from retrieval.plots import bump_depth, bump_layout, bump_rows
 from retrieval.results import Method, QueryInput, SearchResult
 from ui import compare_view, explain
 from ui.cards import result_card
+from ui.charts import EMPTY, template, with_rows
 from ui.query import example_query, query_widgets, show_query, use_example
-from ui.results_cache import cached_search
+from ui.results_cache import cached_search, encoded_query
 from ui.state import Settings, engine_for
 
 
@@ -59,14 +61,19 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
     st.caption(f"Searched {len(everything)} method(s) in {elapsed * 1000:.0f} ms.")
     comparison = compare_results(results, settings.k) if results else None
     if compare_view.compact_chosen():
-        compare_view.render(results, problems, comparison, settings.k)
+        by_label = {m.label: m for m in settings.methods}
+        compare_view.render(
+            results, problems, comparison, settings.k, lambda label, error: method_problem(by_label[label], error)
+        )
     else:
         method_columns(settings.methods, everything, comparison)
     if comparison and len(results) > 1:
         comparison_section(comparison)
-    if results:
+    import os
+
+    if results and not os.environ.get("NOEXPLAIN"):
         with st.expander("Why these results", expanded=True):
-            explain.render(engine, query, settings.methods, results)
+            explain.render(engine, encoded_query(engine, query), settings.methods, results)
 
 
 def method_columns(methods: list[Method], results: dict[str, SearchResult], comparison: Comparison | None) -> None:
@@ -98,7 +105,7 @@ def method_problem(method: Method, error: str) -> None:
         )
         st.button("Go to the Index page", key=f"train-{method.label}", on_click=_go_to_index)
         return
-    st.warning(error)
+    st.warning(f"{method.label}: {error}")
 
 
 def _go_to_index() -> None:
@@ -129,25 +136,20 @@ def comparison_section(comparison: Comparison) -> None:
         "Kendall's tau compares the order of the items both methods return; it is undefined with fewer "
         "than two shared items. Items with equal scores count as unmoved."
     )
-    st.vega_lite_chart(bump_spec(chart_rows(comparison)), width="stretch")
+    # its own width, not the page's: stretched, Chromium redrew it as the layout settled, and adding a method
+    # took 2.9 s in the browser instead of 1.7 s (tests/test_browser.py, Performance.getMetrics)
+    st.vega_lite_chart(spec=bump_spec(comparison), width="content")
 
 
-def chart_rows(comparison: Comparison) -> tuple:
-    """What the bump chart shows, as a hashable key: when no rank moved, the cached chart is reused."""
-    items = [(m.key, m.moved, tuple(m.ranks.items())) for m in comparison.items]
-    return (*items, tuple(comparison.results), comparison.k)
+@lru_cache(maxsize=64)
+def _bump_shape(methods: tuple[str, ...], deepest: int) -> str:
+    return template(bump_layout(methods, deepest, EMPTY))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def bump_spec(rows: tuple) -> dict:
-    """The bump chart as a vega-lite dict: building and validating the altair chart took 0.3-0.4 s of a
-    0.85 s rerun (measured with AppTest on the 200-item demo), so it is built once per distinct ranking."""
-    *items, methods, k = rows
-    comparison = Comparison(k, methods[0], dict.fromkeys(methods), [], [])  # type: ignore[arg-type]
-    comparison.items = [
-        ItemMovement(0, key, [], dict(ranks), {"_": "up" if moved else "same"}) for key, moved, ranks in items
-    ]
-    return bump_chart(comparison).to_dict(validate=False)
+def bump_spec(comparison: Comparison) -> dict:
+    """The bump chart, its shape built once per methods and depth (see `ui.charts`)."""
+    rows = bump_rows(comparison)
+    return with_rows(_bump_shape(tuple(comparison.results), bump_depth(rows, comparison.k)), rows)
 
 
 def describe(method: Method, params: dict) -> str:
@@ -161,7 +163,4 @@ def describe(method: Method, params: dict) -> str:
             parts.append(f"rrf_k={params.get('rrf_k')}")
     else:
         parts = ["one index over the concatenated vectors"] + (["centred"] if params.get("centre") else [])
-    weights = params.get("weights") or {}
-    if weights:
-        parts.append("weights " + ", ".join(f"{m}×{w:.2f}" for m, w in weights.items()))
-    return ", ".join(parts)
+    return ", ".join(parts + ([compare_view.weights_text(params)] if params.get("weights") else []))
