@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import recording
-from test_browser import browser, needs_chromium, run_app, wait_idle  # noqa: F401 (browser is a fixture)
+from test_browser import browser, captions, needs_chromium, run_app, settle, wait_idle  # noqa: F401 (browser is a fixture)
 
 pytestmark = pytest.mark.datasets
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,10 +66,8 @@ def test_first_run_builds_the_demo_and_compares_three_methods(empty_server: str,
     )
     chooser.send_keys("cross_attention", Keys.ENTER)
     wait_idle(browser)
-    started = time.perf_counter()
     browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("the digit seven", Keys.ENTER)
-    wait_idle(browser)
-    first_search = time.perf_counter() - started
+    first_search = settle(browser, lambda d: "Searched 3 method(s)" in browser.find_element(By.TAG_NAME, "body").text)
     caption = next(e.text for e in browser.find_elements(By.TAG_NAME, "p") if e.text.startswith("Searched "))
     audio = browser.find_element(
         By.XPATH, '//*[@data-testid="stFileUploader"][.//*[normalize-space(text())="Audio clip"]]//input[@type="file"]'

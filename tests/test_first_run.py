@@ -85,13 +85,21 @@ def test_grid_colours_shared_items_alike_and_marks_moves() -> None:
     assert ">new</span>" in rows[2] and "▼2</span>" in rows[3]
 
 
-def test_late_explanation_adds_up_to_the_score(engine: SearchEngine) -> None:
+@pytest.mark.parametrize("weighting", ["adaptive", "fixed"])
+def test_late_explanation_adds_up_to_the_score(engine: SearchEngine, weighting: str) -> None:
+    """At the defaults (z-score, adaptive weights) and with fixed weights: the explanation's per-channel
+    values add up to each hit's score, and they are its weight times its normalised value."""
     encoded = engine.encode_query(QUERY)
-    strategy = engine.strategy("late", normalisation="zscore", weighting="fixed")  # adaptive weights: not shown yet
+    strategy = engine.strategy("late", weighting=weighting)
     scored = strategy.search(engine.space, encoded, 10)
     explained = strategy.explain(engine.space, encoded, np.array([s.item_id for s in scored]))
     assert [u.split(" [")[0] for u in explained["units"]] == ["audio→audio", "text→text"]
-    np.testing.assert_allclose(explained["normalised"].sum(axis=1), [s.score for s in scored], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(explained["fused"].sum(axis=1), [s.score for s in scored], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(explained["fused"], explained["normalised"] * explained["weight"], rtol=1e-5, atol=1e-6)
+    if weighting == "fixed":
+        assert explained["weight"].tolist() == [1.0, 1.0]
+    else:
+        assert not np.allclose(explained["weight"], 1.0), "adaptive weights differ from 1 for this query"
     assert (explained["rank"] >= 0).all() and 1 in explained["rank"], "the best of a channel is ranked 1"
 
 
@@ -146,7 +154,7 @@ def test_search_opens_on_late_and_the_best_learned_in_the_grid(app: AppTest) -> 
     explain = app.segmented_control(key="explain_method")
     assert explain.options == ["late", "gated", "cross_attention"], "each method can be explained"
     expected = {
-        "late": ["Share of the score", "Channel rank (#) and normalised score"],
+        "late": ["Share of the score", "Rank in each channel (#), and what it adds to the score"],
         "gated": ["Share of the score", "Gate of each modality"],
         "cross_attention": [
             "Share of the score",

@@ -1,8 +1,9 @@
 """Why this result: each query modality's share of the score, and what each strategy itself weighed.
 
-Late and hybrid: each channel's rank among the candidates and its normalised score (what the fused score
-adds up). Gated: the gate each field got, for the query and for each item. Cross-attention: how much each
-field's token attended to the others, for one chosen item and for the query. Shown as altair charts.
+Late and hybrid: each channel's rank among the candidates, its weight for the query (adaptive or set) and
+what it adds to the score (the fused score is their sum). Gated: the gate each field got, for the query and
+for each item. Cross-attention: how much each field's token attended to the others, for one chosen item and
+for the query. Shown as altair charts.
 """
 
 from __future__ import annotations
@@ -98,22 +99,25 @@ def _heatmap(rows: list[dict], x: str, y: str, value: str, title: str, text: str
 
 
 def late_chart(result: SearchResult, explained: dict[str, Any]) -> dict[str, Any]:
-    """Rows: hits; columns: channels; colour: normalised score; text: the hit's rank in that channel."""
+    """Rows: hits; columns: channels with their weight for this query (adaptive or set); colour: what the
+    channel adds to the hit's score (the row adds up to it); text: the hit's rank in that channel."""
     rows = []
+    columns = [f"{unit.split(' [')[0]} ×{weight:.2f}" for unit, weight in zip(explained["units"], explained["weight"])]
     for n, hit in enumerate(result.hits):
-        for u, unit in enumerate(explained["units"]):
+        for u, column in enumerate(columns):
             rank = int(explained["rank"][n, u])
-            value = float(explained["normalised"][n, u])
             rows.append(
                 {
                     "item": _label(hit),
-                    "channel": unit.split(" [")[0],
-                    "normalised": value,
+                    "channel": column,
+                    "adds": float(explained["fused"][n, u]),
                     "text": f"#{rank}" if rank else "—",
                 }
             )
     order = [_label(h) for h in result.hits]
-    return _heatmap(rows, "channel", "item", "normalised", "Channel rank (#) and normalised score", "text", order)
+    return _heatmap(
+        rows, "channel", "item", "adds", "Rank in each channel (#), and what it adds to the score", "text", order
+    )
 
 
 def gate_chart(result: SearchResult, explained: dict[str, Any]) -> dict[str, Any]:

@@ -129,14 +129,12 @@ class UnitFusion(FusionStrategy):
         lists, ids = self._lists(space, query, units, k)
         raws = [self._raw(space, query, unit, ids, listed) for unit, listed in zip(units, lists)]
         weights = self.unit_weights(space, query, units, raws, ids)
-        total = np.zeros(len(ids), np.float32)
-        hits = np.zeros(len(ids), np.int64)
-        values = []
         shares, groups = per_item_modality(units, [present for _, present in raws])
-        for (raw, present), weight, share in zip(raws, weights, shares):
-            value = rrf(ranks(raw, present), p.rrf_k) if p.fusion == "rrf" else normalise(raw, present, p.normalisation)
-            values.append((np.float32(weight) * share * value).astype(np.float32))
-            total += values[-1]
+        values = [fused for _, fused in self._unit_values(raws, weights, shares)]
+        total = np.zeros(len(ids), np.float32)
+        for value in values:
+            total += value
+        hits = np.zeros(len(ids), np.int64)
         for members in groups:
             hits += np.any([raws[n][1] for n in members], axis=0)
         negatives = self._negatives(space, query, ids)
@@ -155,9 +153,24 @@ class UnitFusion(FusionStrategy):
             Scored(int(ids[i]), float(total[i]), {m: float(v[n]) for m, v in parts.items()}) for n, i in enumerate(top)
         ]
 
+    def _unit_values(
+        self, raws: list[tuple[np.ndarray, np.ndarray]], weights: np.ndarray, shares: list[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per unit: its normalised (or RRF) value over the candidates, and what it adds to the fused score
+        (that value times the unit's weight and its share of the query modality)."""
+        p = self.params
+        out = []
+        for (raw, present), weight, share in zip(raws, weights, shares):
+            value = rrf(ranks(raw, present), p.rrf_k) if p.fusion == "rrf" else normalise(raw, present, p.normalisation)
+            out.append((value, (np.float32(weight) * share * value).astype(np.float32)))
+        return out
+
     def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
         """Per unit (a channel, for late): each id's rank among the candidates (0: not reached), raw
-        weighted cosine, and the normalised (or RRF) value that the fused score adds up."""
+        weighted cosine, normalised (or RRF) value, the unit's weight (adaptive included) and the `fused`
+        value that the score adds up (before CombMNZ's multiplier and any negative query)."""
+        if self.params.weighting == "adaptive":
+            query = screened(space, query)
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
         units = self.units(space, query)
@@ -166,18 +179,14 @@ class UnitFusion(FusionStrategy):
             return {"units": [], "rank": np.zeros((len(ids), 0), np.int64)}
         rows = np.searchsorted(candidates, ids).clip(0, max(len(candidates) - 1, 0))
         found = candidates[rows] == ids
-        out: dict[str, Any] = {"units": [" + ".join(c.label for c in unit) for unit in units]}
-        for name in ("rank", "raw", "normalised"):
+        raws = [self._raw(space, query, unit, candidates, listed) for unit, listed in zip(units, lists)]
+        weights = self.unit_weights(space, query, units, raws, candidates)
+        shares, _ = per_item_modality(units, [present for _, present in raws])
+        out: dict[str, Any] = {"units": [" + ".join(c.label for c in unit) for unit in units], "weight": weights}
+        for name in ("rank", "raw", "normalised", "fused"):
             out[name] = np.zeros((len(ids), len(units)), np.int64 if name == "rank" else np.float32)
-        for u, (unit, listed) in enumerate(zip(units, lists)):
-            raw, present = self._raw(space, query, unit, candidates, listed)
-            rank = ranks(raw, present)
-            value = (
-                rrf(rank, self.params.rrf_k)
-                if self.params.fusion == "rrf"
-                else normalise(raw, present, self.params.normalisation)
-            )
-            for name, array in (("rank", rank), ("raw", raw), ("normalised", value)):
+        for u, ((raw, present), (value, fused)) in enumerate(zip(raws, self._unit_values(raws, weights, shares))):
+            for name, array in (("rank", ranks(raw, present)), ("raw", raw), ("normalised", value), ("fused", fused)):
                 out[name][:, u] = np.where(found, array[rows], 0)
         return out
 
