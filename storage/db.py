@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.errors import SchemaError, StorageError
 from storage.models import SCHEMA_VERSION, Base, DatabaseIdentity, SchemaInfo
+from storage.names import slug
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API objects are untyped
@@ -51,8 +51,7 @@ def default_vector_base(url: str) -> Path:
 def collection_folder(base: Path, name: str, database_uid: str, collection_id: int) -> Path:
     """A collection's own folder under `base` (`--vector-dir`, or beside the database): named after the
     database's id and the collection's, so collections and databases sharing one base never meet."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:40]
-    return Path(base).expanduser().resolve() / f"{slug}-{database_uid[:12]}-{collection_id}"
+    return Path(base).expanduser().resolve() / f"{slug(name, 40)}-{database_uid[:12]}-{collection_id}"
 
 
 class Database:

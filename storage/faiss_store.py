@@ -7,10 +7,8 @@ one and stays on the CPU otherwise; files are always written from a CPU copy.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import re
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,7 +17,8 @@ import numpy as np
 
 from storage.artifacts import map_arrays, write_streamed
 from storage.errors import CorruptArtifactError, EncoderMismatchError
-from storage.vector_store import StoreBackend, VectorStore
+from storage.names import hashed_stem
+from storage.vector_store import StoreBackend, VectorStore, default_nprobe
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ class FaissStore(VectorStore):
             ivf = faiss.extract_index_ivf(self.index)
         except RuntimeError:
             return
-        ivf.nprobe = nprobe or min(ivf.nlist, max(16, ivf.nlist // 16))
+        ivf.nprobe = nprobe or default_nprobe(ivf.nlist)
 
     def train(self, vectors: Rows) -> None:
         """Train when the index needs it; inverted files learn from a sample (64 points per list, 10
@@ -191,8 +190,7 @@ class FaissBackend(StoreBackend):
         self.index_dir = Path(index_dir)
 
     def path_for(self, name: str) -> Path:
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]
-        return self.index_dir / f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:8]}.faiss.safetensors"
+        return self.index_dir / f"{hashed_stem(name)}.faiss.safetensors"
 
     def create(
         self,

@@ -9,7 +9,6 @@ Writes use Strong consistency: a removal is visible to the next search, as with 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -21,7 +20,8 @@ import numpy as np
 
 from storage.errors import EncoderMismatchError, StorageError
 from storage.faiss_store import ADD_CHUNK, Rows, default_factory
-from storage.vector_store import StoreBackend, VectorStore, pad_results
+from storage.names import MILVUS_CHARACTERS, name_hash, slug
+from storage.vector_store import StoreBackend, VectorStore, default_nprobe, pad_results
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,13 @@ def milvus_index(factory: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         return "FLAT", {}, {}
     if m := re.fullmatch(r"IVF(\d+),Flat", factory):
         nlist = int(m[1])
-        return "IVF_FLAT", {"nlist": nlist}, {"nprobe": min(nlist, max(16, nlist // 16))}
+        return "IVF_FLAT", {"nlist": nlist}, {"nprobe": default_nprobe(nlist)}
     if m := re.fullmatch(r"IVF(\d+),PQ(\d+)(?:x(\d+))?", factory):
         nlist = int(m[1])
         return (
             "IVF_PQ",
             {"nlist": nlist, "m": int(m[2]), "nbits": int(m[3] or 8)},
-            {"nprobe": min(nlist, max(16, nlist // 16))},
+            {"nprobe": default_nprobe(nlist)},
         )
     if m := re.fullmatch(r"HNSW(\d+)", factory):
         return "HNSW", {"M": int(m[1]), "efConstruction": 80}, {"ef": 64}
@@ -164,8 +164,7 @@ class MilvusBackend(StoreBackend):
     @staticmethod
     def collection_name(name: str, generation: int) -> str:
         """Milvus names allow letters, digits and underscores; a hash keeps different stores apart."""
-        slug = re.sub(r"[^A-Za-z0-9_]+", "_", name)[:80].strip("_")
-        return f"s_{slug}_{hashlib.sha1(name.encode()).hexdigest()[:8]}_g{generation}"
+        return f"s_{slug(name, 80, MILVUS_CHARACTERS).strip('_')}_{name_hash(name)}_g{generation}"
 
     def create(
         self,

@@ -37,6 +37,12 @@ DEFAULT_BACKEND = "faiss"
 RESCORE_FACTOR, RESCORE_MIN = 3, 300
 
 
+def default_nprobe(nlist: int) -> int:
+    """Inverted files search a sixteenth of their lists, at least 16 (all of them when fewer), in FAISS and
+    in Milvus alike."""
+    return min(nlist, max(16, nlist // 16))
+
+
 class VectorStore(ABC):
     """An index of item vectors, searched by inner product (cosine on unit vectors)."""
 

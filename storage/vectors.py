@@ -8,8 +8,6 @@ fields are 31 GB on disk; bench/scale_10m.py measures what a search keeps reside
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 
 from storage.artifacts import map_arrays, save_arrays, write_streamed
 from storage.errors import EncoderMismatchError, ForeignArtifactError
+from storage.names import hashed_stem
 
 NUMPY_CAST_MAX = 4096  # elements: below this numpy's cast of a few rows beats torch's per-call cost
 
@@ -136,8 +135,7 @@ class VectorStorage:
         self.owner = owner
 
     def path_for(self, key: str) -> Path:
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:60]
-        return self.root / f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.vectors.safetensors"
+        return self.root / f"{hashed_stem(key)}.vectors.safetensors"
 
     def exists(self, key: str) -> bool:
         return self.path_for(key).exists()
