@@ -206,7 +206,7 @@ def train_demo(
         {"trained_on": "split=train", "label_field": "digit", "epochs": epochs},
     )
     engine.prepare(["gated", "cross_attention"])
-    engine.strategy("early", checkpoint=checkpoint).prepare(engine.space)
+    engine.prepare_method(Method("early", "early", {"checkpoint": checkpoint}))
     return results
 
 

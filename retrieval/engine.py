@@ -17,10 +17,11 @@ from retrieval.encoders import Encoder, create_encoder, create_encoders
 from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
+from retrieval.fusion.base import Scored
 from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
-from retrieval.space import EncodedQuery, VectorSpace
+from retrieval.space import EncodedQuery, VectorSpace, indexes_used
 from storage import CheckpointRecord, Database, IndexCatalog, Item
 from storage.catalog import check_tables_present, collection_storage
 from storage.repository import (
@@ -181,12 +182,9 @@ class SearchEngine:
         results: dict[str, SearchResult] = {}
         for method in chosen:
             started = time.perf_counter()
-            weighted = EncodedQuery(
-                encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives, encoded.negative_weight
-            )
             try:
                 strategy = self.strategy(method.strategy, **method.params)
-                hits = self._hits(strategy.search(self.space, weighted, k))
+                hits = self._hits(self.scored(method, encoded, k))
             except USER_ERRORS as exc:  # the user's to fix: a bug still raises
                 if not keep_going:
                     raise
@@ -231,6 +229,32 @@ class SearchEngine:
                     Hit(len(hits) + 1, s.item_id, item.key, s.score, s.contributions, dict(item.meta), assets, text)
                 )
         return hits
+
+    def scored(self, method: Method, encoded: EncodedQuery, k: int) -> list[Scored]:
+        """The method's top k as item ids, scores and contributions, without looking the items up: what
+        evaluation and tuning rank by."""
+        strategy = self.strategy(method.strategy, **method.params)
+        return strategy.search(self.space, encoded.reweighted(method.weights), k)
+
+    def explain(self, method: Method, encoded: EncodedQuery, ids: Sequence[int]) -> dict[str, Any]:
+        """What the method weighed for these items (see each strategy's `explain`)."""
+        strategy = self.strategy(method.strategy, **method.params)
+        return strategy.explain(self.space, encoded.reweighted(method.weights), np.asarray(ids, np.int64))
+
+    def candidates(self, encoded: EncodedQuery, n: int) -> np.ndarray:
+        """Late fusion's candidates for the query: the union of each channel's top n."""
+        return self.strategy("late", candidates=n).candidates(self.space, encoded, n)
+
+    def channel_scores(self, encoded: EncodedQuery, ids: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Per channel of the query: (query modality, cosine of each id, whether the id has that field)."""
+        return [(c.query_modality, *self.space.channel_scores(encoded, c, ids)) for c in self.space.channels(encoded)]
+
+    def prepare_method(self, method: Method) -> list[tuple[str, str]]:
+        """Build or load the method's indexes; the (strategy, key) of each index it uses."""
+        strategy = self.strategy(method.strategy, **method.params)
+        with indexes_used(self.space) as used:
+            strategy.prepare(self.space)
+        return used
 
     def strategy(self, name: str, **params: Any):  # noqa: ANN201
         """A strategy by name; a learned one without `checkpoint` gets the latest trained on this collection."""

@@ -19,7 +19,6 @@ from retrieval.engine import SearchEngine
 from retrieval.errors import InvalidInputError
 from retrieval.media import MODALITIES
 from retrieval.results import Method, QueryInput
-from retrieval.space import EncodedQuery
 
 
 @dataclass
@@ -157,13 +156,11 @@ def run_methods(
     runs: dict[str, dict[str, dict[str, float]]] = {}
     latency: dict[str, list[float]] = {}
     for method in methods:
-        strategy = engine.strategy(method.strategy, **method.params)
+        engine.strategy(method.strategy, **method.params)  # an unknown or untrained method fails before timing
         runs[method.label], latency[method.label] = {}, []
         for n, q in enumerate(queries, start=1):
-            base = encoded[q.qid]
-            query = EncodedQuery(base.vectors, {**base.weights, **method.weights}, base.negatives, base.negative_weight)
             started = time.perf_counter()
-            scored = strategy.search(engine.space, query, depth + 1)
+            scored = engine.scored(method, encoded[q.qid], depth + 1)
             latency[method.label].append(time.perf_counter() - started)
             ranked = [s for s in scored if keys.get(s.item_id) != q.exclude][:depth]
             # ranks, not raw scores: ties and negative scores would otherwise confuse the evaluator

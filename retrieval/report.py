@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
     import altair as alt
 
     from retrieval.engine import SearchEngine
-    from retrieval.space import VectorSpace
 
 FULL_KIND = "image+audio+text"
 ONE_MISSING_KINDS = ("image+audio", "image+text", "audio+text")
@@ -93,23 +91,6 @@ def new_modality_cost(strategy: str, learns: bool, fuses_at: str, trained: bool 
     if learns or trained:
         return "retrain, then rebuild the fused index from stored vectors"
     return "rebuild the fused index from stored vectors (no re-encoding)"
-
-
-@contextmanager
-def indexes_used(space: VectorSpace) -> Iterator[list[tuple[str, str]]]:
-    """Record which (strategy, key) indexes the space serves while the block runs."""
-    used: list[tuple[str, str]] = []
-    original = space.index
-
-    def index(strategy: str, key: str, *args: Any, **kwargs: Any) -> Any:
-        used.append((space.index_prefix + strategy, key))
-        return original(strategy, key, *args, **kwargs)
-
-    space.index = index  # type: ignore[method-assign]
-    try:
-        yield used
-    finally:
-        del space.index
 
 
 def index_bytes(engine: SearchEngine, used: list[tuple[str, str]]) -> int | None:
@@ -192,9 +173,7 @@ def _prepare(engine: SearchEngine, method: Method) -> int | None:
     strategy = engine.strategy(method.strategy, **method.params)
     if strategy.learns:
         strategy.checkpoint  # noqa: B018 (raises, with how to train it, when there is none)
-    with indexes_used(engine.space) as used:
-        strategy.prepare(engine.space)
-    return index_bytes(engine, used)
+    return index_bytes(engine, engine.prepare_method(method))
 
 
 def _measure(

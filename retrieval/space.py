@@ -9,8 +9,10 @@ strategy makes one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -66,6 +68,12 @@ class EncodedQuery:
 
     def weight(self, modality: str) -> float:
         return float(self.weights.get(modality, 1.0))
+
+    def reweighted(self, weights: dict[str, float]) -> EncodedQuery:
+        """The same query with `weights` (a method's) over its own: encoded once, searched per method."""
+        if not weights:
+            return self
+        return EncodedQuery(self.vectors, {**self.weights, **weights}, self.negatives, self.negative_weight)
 
 
 class VectorSpace:
@@ -236,3 +244,20 @@ class VectorSpace:
         key = (channel.query_modality, channel.field.encoder)
         q = query.vectors[key] if key in query.vectors and not negative else query.negatives[key]
         return self.tables[channel.field.key].similarities(ids, q)
+
+
+@contextmanager
+def indexes_used(space: VectorSpace) -> Iterator[list[tuple[str, str]]]:
+    """Record which (strategy, key) indexes the space serves while the block runs."""
+    used: list[tuple[str, str]] = []
+    original = space.index
+
+    def index(strategy: str, key: str, *args: Any, **kwargs: Any) -> Any:
+        used.append((space.index_prefix + strategy, key))
+        return original(strategy, key, *args, **kwargs)
+
+    space.index = index  # type: ignore[method-assign]
+    try:
+        yield used
+    finally:
+        del space.index

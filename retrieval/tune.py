@@ -17,7 +17,6 @@ import numpy as np
 from retrieval.engine import SearchEngine
 from retrieval.errors import InvalidInputError
 from retrieval.evaluate import EvalQuery, Evaluation, evaluate
-from retrieval.fusion.late import LateFusion
 from retrieval.fusion.scoring import NORMALISATIONS, normalise, ranks, rrf
 from retrieval.results import Method
 
@@ -54,14 +53,11 @@ def cache_queries(
     engine: SearchEngine, queries: list[EvalQuery], qrels: dict[str, dict[str, int]], candidates: int = 100
 ) -> list[tuple[CachedQuery, int]]:
     keys = engine.item_keys()
-    late = LateFusion(candidates=candidates)
     cached = []
     for q in queries:
         encoded = engine.encode_query(q.query)
-        ids = np.array([i for i in late.candidates(engine.space, encoded, candidates) if keys.get(i) != q.exclude])
-        channels = [
-            (c.query_modality, *engine.space.channel_scores(encoded, c, ids)) for c in engine.space.channels(encoded)
-        ]
+        ids = np.array([i for i in engine.candidates(encoded, candidates) if keys.get(i) != q.exclude])
+        channels = engine.channel_scores(encoded, ids)
         relevant = qrels.get(q.qid, {})
         cached.append(
             (

@@ -12,7 +12,6 @@ from functools import lru_cache
 from typing import Any
 
 import altair as alt
-import numpy as np
 import streamlit as st
 
 from retrieval.results import Method, SearchResult
@@ -30,12 +29,7 @@ def explanations(
         result = results.get(method.label)
         if result is None or not result.hits:
             continue
-        weighted = EncodedQuery(
-            encoded.vectors, {**encoded.weights, **method.weights}, encoded.negatives, encoded.negative_weight
-        )
-        ids = np.array([h.item_id for h in result.hits], np.int64)
-        strategy = engine.strategy(method.strategy, **method.params)
-        out[method.label] = strategy.explain(engine.space, weighted, ids)
+        out[method.label] = engine.explain(method, encoded, [h.item_id for h in result.hits])
     return out
 
 
