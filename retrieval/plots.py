@@ -48,8 +48,15 @@ def metric_chart(evaluation: Evaluation, metric: str) -> alt.Chart:
 
 def bump_rows(comparison: Comparison) -> list[dict]:
     """The bump chart's data: one row per item and method that ranked it."""
+    position = {method: n for n, method in enumerate(comparison.results)}
     return [
-        {"item": m.key, "method": method, "rank": rank, "moved": "moved" if m.moved else "unmoved"}
+        {
+            "item": m.key,
+            "method": method,
+            "rank": rank,
+            "moved": "moved" if m.moved else "unmoved",
+            "order": position[method],
+        }
         for m in comparison.items
         for method, rank in m.ranks.items()
         if rank is not None
@@ -61,10 +68,15 @@ def bump_depth(rows: list[dict], k: int) -> int:
     return max((row["rank"] for row in rows), default=k)
 
 
-def bump_layout(methods: tuple[str, ...], deepest: int, data: alt.Data | pd.DataFrame) -> alt.LayerChart:
-    """The bump chart's shape for these methods and depth, drawing `data` (`bump_rows`)."""
+def bump_layout(deepest: int, data: alt.Data | pd.DataFrame) -> alt.LayerChart:
+    """The bump chart's shape for this depth, drawing `data` (`bump_rows`: methods in their `order`)."""
     base = alt.Chart(data, title="Rank of each item under each method").encode(
-        x=alt.X("method:N", sort=list(methods), title=None, axis=alt.Axis(labelAngle=0, orient="top")),
+        x=alt.X(
+            "method:N",
+            sort=alt.EncodingSortField(field="order", op="min"),
+            title=None,
+            axis=alt.Axis(labelAngle=0, orient="top"),
+        ),
         y=alt.Y(
             "rank:Q", scale=alt.Scale(reverse=True, domain=[1, deepest]), title="rank", axis=alt.Axis(tickMinStep=1)
         ),
@@ -73,17 +85,15 @@ def bump_layout(methods: tuple[str, ...], deepest: int, data: alt.Data | pd.Data
         tooltip=["item:N", "method:N", "rank:Q", "moved:N"],
     )
     labels = base.mark_text(dx=7, align="left", fontSize=11).encode(text="item:N", color=alt.value("#222"))
-    return (base.mark_line(point=True) + labels).properties(
-        width=max(260, 150 * len(methods)), height=max(240, 26 * deepest)
-    )
+    return (base.mark_line(point=True) + labels).properties(width=alt.Step(150), height=max(240, 26 * deepest))
 
 
 def bump_chart(comparison: Comparison) -> alt.LayerChart:
     """Every item's rank under every method, joined by lines: what moved where. Items no method moved
     (ties included, see `compare`) are drawn faint, so the eye goes to what did move."""
     rows = bump_rows(comparison)
-    frame = pd.DataFrame(rows, columns=["item", "method", "rank", "moved"])
-    return bump_layout(tuple(comparison.results), bump_depth(rows, comparison.k), frame)
+    frame = pd.DataFrame(rows, columns=["item", "method", "rank", "moved", "order"])
+    return bump_layout(bump_depth(rows, comparison.k), frame)
 
 
 def save(chart: alt.Chart | alt.LayerChart, stem: Path) -> list[Path]:

@@ -9,11 +9,13 @@ for the query. Shown as altair charts.
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import combinations
 from typing import Any
 
 import altair as alt
 import streamlit as st
 
+from retrieval.media import MODALITIES
 from retrieval.results import Method, SearchResult
 from retrieval.space import EncodedQuery
 from ui.cards import COLOURS
@@ -41,6 +43,19 @@ def _label(hit: Any) -> str:
 # (eleven gate rows drawn in ~130 px, every other label hidden)
 ROW_STEP, COLUMN_STEP = 22, 70
 CONTRIBUTION_WIDTH = 440  # px with its labels and legend (Streamlit fits the whole chart into it)
+
+
+LATE_SHAPE = ("channel", "item", "adds", "Rank in each channel (#), and what it adds to the score", "text")
+GATE_SHAPE = ("field", "row", "gate", "Gate of each modality", "text")
+
+
+def warm_up() -> None:
+    """Build the templates every first search needs (the share of each modality mix, late's and gated's maps)."""
+    for size in range(1, len(MODALITIES) + 1):
+        for modalities in combinations(sorted(MODALITIES), size):
+            _contribution_shape(modalities)
+    _heatmap_shape(*LATE_SHAPE)
+    _heatmap_shape(*GATE_SHAPE)
 
 
 @lru_cache(maxsize=64)
@@ -109,9 +124,7 @@ def late_chart(result: SearchResult, explained: dict[str, Any]) -> dict[str, Any
                 }
             )
     order = [_label(h) for h in result.hits]
-    return _heatmap(
-        rows, "channel", "item", "adds", "Rank in each channel (#), and what it adds to the score", "text", order
-    )
+    return _heatmap(rows, *LATE_SHAPE, order)
 
 
 def gate_chart(result: SearchResult, explained: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +136,7 @@ def gate_chart(result: SearchResult, explained: dict[str, Any]) -> dict[str, Any
     for name, gates, mask in named:
         for f, gate, present in zip(fields, gates, mask):
             rows.append({"row": name, "field": f, "gate": float(gate), "text": f"{gate:.2f}" if present else ""})
-    return _heatmap(rows, "field", "row", "gate", "Gate of each modality", "text", [r[0] for r in named])
+    return _heatmap(rows, *GATE_SHAPE, [r[0] for r in named])
 
 
 def attention_chart(explained: dict[str, Any], row: int | None, title: str) -> dict[str, Any]:

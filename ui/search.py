@@ -25,6 +25,7 @@ from ui.state import Settings, engine_for
 def render(settings: Settings) -> None:
     st.header("Search")
     engine = engine_for(settings.url, settings.collection)
+    warm_up(settings.k)
     try:
         query = query_widgets()
     except MediaError as exc:
@@ -141,15 +142,23 @@ def comparison_section(comparison: Comparison) -> None:
     st.vega_lite_chart(spec=bump_spec(comparison), width="content")
 
 
+@st.cache_resource(show_spinner=False)
+def warm_up(k: int) -> None:
+    """Once per server process (and number of results): build the charts' templates before the first
+    search, which spent 0.6-0.8 s building them (altair's first use included)."""
+    explain.warm_up()
+    _bump_shape(k)
+
+
 @lru_cache(maxsize=64)
-def _bump_shape(methods: tuple[str, ...], deepest: int) -> str:
-    return template(bump_layout(methods, deepest, EMPTY))
+def _bump_shape(deepest: int) -> str:
+    return template(bump_layout(deepest, EMPTY))
 
 
 def bump_spec(comparison: Comparison) -> dict:
     """The bump chart, its shape built once per methods and depth (see `ui.charts`)."""
     rows = bump_rows(comparison)
-    return with_rows(_bump_shape(tuple(comparison.results), bump_depth(rows, comparison.k)), rows)
+    return with_rows(_bump_shape(bump_depth(rows, comparison.k)), rows)
 
 
 def describe(method: Method, params: dict) -> str:
