@@ -70,9 +70,7 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
         method_columns(settings.methods, everything, comparison)
     if comparison and len(results) > 1:
         comparison_section(comparison)
-    import os
-
-    if results and not os.environ.get("NOEXPLAIN"):
+    if results:
         with st.expander("Why these results", expanded=True):
             explain.render(engine, encoded_query(engine, query), settings.methods, results)
 
