@@ -183,8 +183,8 @@ class SearchEngine:
         for method in chosen:
             started = time.perf_counter()
             try:
-                strategy = self.strategy(method.strategy, **method.params)
-                hits = self._hits(self.scored(method, encoded, k))
+                strategy, scored = self._search(method, encoded, k)
+                hits = self._hits(scored)
             except USER_ERRORS as exc:  # the user's to fix: a bug still raises
                 if not keep_going:
                     raise
@@ -230,11 +230,22 @@ class SearchEngine:
                 )
         return hits
 
+    def _search(self, method: Method, encoded: EncodedQuery, k: int) -> tuple[Any, list[Scored]]:
+        strategy = self.strategy(method.strategy, **method.params)
+        return strategy, strategy.search(self.space, encoded.reweighted(method.weights), k)
+
     def scored(self, method: Method, encoded: EncodedQuery, k: int) -> list[Scored]:
         """The method's top k as item ids, scores and contributions, without looking the items up: what
-        evaluation and tuning rank by."""
-        strategy = self.strategy(method.strategy, **method.params)
-        return strategy.search(self.space, encoded.reweighted(method.weights), k)
+        evaluation and tuning rank by (give it a `pinned` method to search many queries)."""
+        return self._search(method, encoded, k)[1]
+
+    def pinned(self, method: Method) -> Method:
+        """The method with the checkpoint its learned strategy uses named in its parameters (the latest
+        trained on this collection, looked up once), so searching it again asks the database nothing;
+        raises now, as `strategy` does, when the method cannot be made."""
+        params = self._with_checkpoint(method.strategy, dict(method.params))
+        self.strategy(method.strategy, **params)
+        return Method(method.label, method.strategy, params, method.weights)
 
     def explain(self, method: Method, encoded: EncodedQuery, ids: Sequence[int]) -> dict[str, Any]:
         """What the method weighed for these items (see each strategy's `explain`)."""
@@ -258,20 +269,24 @@ class SearchEngine:
 
     def strategy(self, name: str, **params: Any):  # noqa: ANN201
         """A strategy by name; a learned one without `checkpoint` gets the latest trained on this collection."""
-        from retrieval.fusion.registry import STRATEGIES
-
-        cls = STRATEGIES.get(name) if name in STRATEGIES else None
-        if cls is not None and cls.learns and not params.get("checkpoint"):
-            with self.db.session() as session:
-                record = latest_checkpoint(session, self.collection_id, name)
-                if record is not None:
-                    params["checkpoint"] = record.file
+        params = self._with_checkpoint(name, params)
         key = f"{name}:{json.dumps(params, sort_keys=True, default=str)}"
         if key not in self._strategies:
             if len(self._strategies) > 64:
                 self._strategies.clear()
             self._strategies[key] = create_strategy(name, **params)
         return self._strategies[key]
+
+    def _with_checkpoint(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        """`params`, plus the latest checkpoint trained on this collection for a learned strategy given none."""
+        from retrieval.fusion.registry import STRATEGIES
+
+        cls = STRATEGIES.get(name) if name in STRATEGIES else None
+        if cls is None or not cls.learns or params.get("checkpoint"):
+            return params
+        with self.db.session() as session:
+            record = latest_checkpoint(session, self.collection_id, name)
+        return params if record is None else {**params, "checkpoint": record.file}
 
     def compare(
         self,

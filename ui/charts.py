@@ -2,8 +2,10 @@
 
 Building and validating an altair chart took 0.05-0.1 s (the bump chart 0.25-0.4 s) of every Search rerun,
 measured by profiling the Streamlit script in the browser; with three methods the page draws seven charts.
-A template is the chart's vega-lite JSON built from empty inline data, cached by what shapes it (methods,
-depth, sizes); `with_rows` adds the rows, so a rerun pays for a `json.loads`.
+A template is the chart's vega-lite JSON built from empty inline data, cached by what shapes it (the bump
+chart's depth, the modalities coloured, a heatmap's fields and title; rows and columns are ordered by an
+`order` field and sized by steps, so they do not); `with_rows` adds the rows, so a rerun pays for a
+`json.loads`.
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ def _bump_shape(deepest: int) -> str:
 
 
 def bump_spec(comparison: Comparison) -> dict:
-    """The bump chart, its shape built once per methods and depth (see `ui.charts`)."""
+    """The bump chart, its shape built once per depth (see `ui.charts`)."""
     rows = bump_rows(comparison)
     return with_rows(_bump_shape(bump_depth(rows, comparison.k)), rows)
 
