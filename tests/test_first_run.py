@@ -35,12 +35,18 @@ def engine(trained_demo: dict[str, str]) -> SearchEngine:
     return SearchEngine.open(trained_demo["url"])
 
 
-QUERY = QueryInput(text="the digit seven", audio=recording(7, "nicolas", 0))
+@pytest.fixture
+def query() -> QueryInput:
+    """A text and a spoken seven (a fixture, not a module constant: without the shared datasets only the
+    tests that need them skip, and collection does not fail)."""
+    return QueryInput(text="the digit seven", audio=recording(7, "nicolas", 0))
 
 
-def test_the_demo_trains_so_every_strategy_answers(engine: SearchEngine, trained_demo: dict[str, str]) -> None:
+def test_the_demo_trains_so_every_strategy_answers(
+    engine: SearchEngine, trained_demo: dict[str, str], query: QueryInput
+) -> None:
     methods = ["late", "early", "hybrid", "gated", "cross_attention"]
-    results = engine.search_many(QUERY, [*methods, engine.preset("learned_early")], k=10, keep_going=True)
+    results = engine.search_many(query, [*methods, engine.preset("learned_early")], k=10, keep_going=True)
     assert {label: r.error for label, r in results.items()} == dict.fromkeys([*methods, "learned_early"])
     assert all(len(r.hits) == 10 for r in results.values())
     late = [h.item_id for h in results["late"].hits]
@@ -86,10 +92,10 @@ def test_grid_colours_shared_items_alike_and_marks_moves() -> None:
 
 
 @pytest.mark.parametrize("weighting", ["adaptive", "fixed"])
-def test_late_explanation_adds_up_to_the_score(engine: SearchEngine, weighting: str) -> None:
+def test_late_explanation_adds_up_to_the_score(engine: SearchEngine, weighting: str, query: QueryInput) -> None:
     """At the defaults (z-score, adaptive weights) and with fixed weights: the explanation's per-channel
     values add up to each hit's score, and they are its weight times its normalised value."""
-    encoded = engine.encode_query(QUERY)
+    encoded = engine.encode_query(query)
     strategy = engine.strategy("late", weighting=weighting)
     scored = strategy.search(engine.space, encoded, 10)
     explained = strategy.explain(engine.space, encoded, np.array([s.item_id for s in scored]))
@@ -103,10 +109,10 @@ def test_late_explanation_adds_up_to_the_score(engine: SearchEngine, weighting: 
     assert (explained["rank"] >= 0).all() and 1 in explained["rank"], "the best of a channel is ranked 1"
 
 
-def test_gates_and_attention_are_what_the_model_weighs(engine: SearchEngine) -> None:
+def test_gates_and_attention_are_what_the_model_weighs(engine: SearchEngine, query: QueryInput) -> None:
     import torch
 
-    encoded = engine.encode_query(QUERY)
+    encoded = engine.encode_query(query)
     gated = engine.strategy("gated")
     ids = np.array([s.item_id for s in gated.search(engine.space, encoded, 10)])
     explained = gated.explain(engine.space, encoded, ids)
