@@ -24,7 +24,7 @@ from indexer.executors import EXECUTORS, EncodedBatch, Executor, ExecutorSetting
 from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
 from indexer.work import Decoded, WorkItem
 from retrieval.checks import check_collection_name, whole_number
-from retrieval.device import get_device
+from retrieval.device import check_device
 from retrieval.encoders import Encoder, create_encoders
 from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.fusion import create_strategy
@@ -111,7 +111,7 @@ class Indexer:
         check_collection_name(collection)  # before any row is written: a 300-character name is refused here
         whole_number("batch_size", batch_size, 1)
         whole_number("flush_assets", flush_assets, 1)
-        get_device(device)  # a device this machine lacks is refused before anything is written
+        check_device(device)  # a device this machine lacks is refused before anything is written
         self.db = Database(db_url)
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies

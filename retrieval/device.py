@@ -6,9 +6,12 @@ one line that lists the devices that are), not torch's traceback from deep insid
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from retrieval.errors import NotFoundError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DeviceNotFoundError(NotFoundError):
@@ -17,6 +20,8 @@ class DeviceNotFoundError(NotFoundError):
 
 def available_devices() -> list[str]:
     """What `--device` accepts here: cpu, then cuda:0..N-1, then mps."""
+    import torch
+
     devices = ["cpu"]
     if torch.cuda.is_available():
         devices += [f"cuda:{n}" for n in range(torch.cuda.device_count())]
@@ -26,10 +31,14 @@ def available_devices() -> list[str]:
 
 
 def _mps_available() -> bool:
+    import torch
+
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def _best() -> torch.device:
+    import torch
+
     if torch.cuda.is_available():
         return torch.device("cuda")
     if _mps_available():
@@ -40,6 +49,8 @@ def _best() -> torch.device:
 def get_device(device: str | torch.device | None = None) -> torch.device:
     """`None` or "auto": the best device here; "gpu": the best accelerator (an error when there is none);
     otherwise a torch device name, checked against what this machine has."""
+    import torch
+
     if device is None or str(device) == "auto":
         return _best()
     name = str(device).strip().lower()
@@ -64,6 +75,16 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     elif chosen.type not in ("cpu", "cuda", "mps"):
         raise DeviceNotFoundError(f"--device {device}: not supported; devices here: {here}")
     return chosen
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a `--device` this machine lacks, before any work; None, "auto" and "cpu" are always here.
+
+    Those three are answered without importing torch (~2.3 s here), so an indexer whose encoders need no
+    torch (the offline features: HOG, MFCC) never loads it, in its process or in its Ray workers."""
+    if device is None or str(device).strip().lower() in ("auto", "cpu"):
+        return
+    get_device(device)
 
 
 def half_precision(device: torch.device) -> bool:

@@ -29,6 +29,9 @@ def require_datasets() -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
+    # Slow tests first: pytest-xdist hands tests out in this order, so the long ones start while the short
+    # ones fill the gaps, instead of one long test running alone at the end of the suite.
+    items.sort(key=lambda item: "slow" not in item.keywords)
     if not DATASETS.is_dir():
         skip = pytest.mark.skip(reason=f"{DATASETS} not found")
         for item in items:
@@ -132,3 +135,23 @@ def ui_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         # what the Index page may read: the demo's folder and the shared media its manifest points at
         "roots": os.pathsep.join([str(folder), str(DATASETS)]),
     }
+
+
+def copy_demo(demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A private copy of a session's demo, for a test that writes to it: no other test sees what it wrote,
+    so tests pass in any order and on any pytest-xdist worker. The copy sits at the same depth as the
+    original, so the manifest's relative paths into the shared datasets still hold."""
+    from sqlalchemy import create_engine, text
+
+    source = Path(demo["root"])
+    folder = tmp_path_factory.mktemp("own-demo")
+    shutil.copytree(source, folder, dirs_exist_ok=True)
+    copy = {k: v.replace(str(source), str(folder)) for k, v in demo.items()}
+    engine = create_engine(copy["url"])
+    with engine.begin() as conn:  # each collection's vectors: the copied folder's, not the original's
+        conn.execute(
+            text("UPDATE collections SET vector_dir = replace(vector_dir, :a, :b)"),
+            {"a": str(source), "b": str(folder)},
+        )
+    engine.dispose()
+    return copy

@@ -6,14 +6,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import mnist_image, recording
+from conftest import copy_demo, mnist_image, recording
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture
-def demo(ui_demo: dict[str, str]) -> dict[str, str]:
+def demo(
+    ui_demo: dict[str, str], request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """The session's demo, read only; a private copy for tests marked `writes_demo`."""
+    if request.node.get_closest_marker("writes_demo"):
+        return copy_demo(ui_demo, tmp_path_factory)
     return ui_demo
 
 
@@ -24,7 +29,7 @@ def app(demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv("RETRIEVAL_ROOTS", demo["roots"])
     at = AppTest.from_file(APP, default_timeout=180)
     at.session_state["compact_view"] = False  # these tests read the result cards, one column per method
-    # late vs early whatever an earlier test trained on the shared demo (the default would then be late vs gated)
+    # late vs early even on a copy where a test trained gated (the default would then be late vs gated)
     at.session_state["methods"] = ["late", "early"]
     return at.run()
 
@@ -76,6 +81,7 @@ def test_bad_upload_is_a_message_not_a_traceback(app: AppTest) -> None:
     assert "cannot be used" in app.error[0].value and "image" in app.error[0].value
 
 
+@pytest.mark.slow
 def test_evaluate_page(app: AppTest) -> None:
     app.sidebar.radio(key="page").set_value("Evaluate").run()
     app.button(key="eval_run").click().run()
@@ -83,6 +89,7 @@ def test_evaluate_page(app: AppTest) -> None:
     assert app.dataframe and "ndcg@10" in next(s.value for s in app.selectbox if s.key == "eval_metric")
 
 
+@pytest.mark.writes_demo
 def test_index_page_indexes_and_trains(app: AppTest, demo: dict[str, str], tmp_path: Path) -> None:
     folder = Path(demo["root"]) / "upload-me"
     folder.mkdir(exist_ok=True)
@@ -126,6 +133,7 @@ def test_oversized_upload_is_refused_in_the_page(app: AppTest) -> None:
     assert "over the limit of 20 MB" in app.error[0].value
 
 
+@pytest.mark.writes_demo
 def test_ui_searches_while_an_indexer_writes_the_database(app: AppTest, demo: dict[str, str]) -> None:
     import threading
 
@@ -188,6 +196,7 @@ def on_index_page(app: AppTest) -> AppTest:
     return app.sidebar.radio(key="page").set_value("Index").run()
 
 
+@pytest.mark.writes_demo
 def test_reindexing_the_demo_from_the_index_page_loses_nothing(app: AppTest, demo: dict[str, str]) -> None:
     """Item 1: the demo's own manifest points into the shared datasets, an allowed folder."""
     before = contents(demo["url"], "default")
@@ -202,6 +211,7 @@ def test_reindexing_the_demo_from_the_index_page_loses_nothing(app: AppTest, dem
     assert any("adds to the existing collection" in w.value for w in app.warning)
 
 
+@pytest.mark.writes_demo
 def test_refused_files_are_reported_and_never_pruned(app: AppTest, demo: dict[str, str], tmp_path: Path) -> None:
     """Item 1: a file outside the allowed folders is a failure to read, not a removal; removal needs a yes."""
     folder = Path(demo["root"]) / "refusals"
@@ -233,6 +243,7 @@ def test_refused_files_are_reported_and_never_pruned(app: AppTest, demo: dict[st
     assert set(contents(demo["url"], "refusals")) == {"four", "five"}, "only the unlisted item goes; four stays"
 
 
+@pytest.mark.writes_demo
 def test_new_media_goes_into_a_new_collection_named_after_its_folder(app: AppTest, demo: dict[str, str]) -> None:
     """Item 2."""
     before = contents(demo["url"], "default")
@@ -249,6 +260,7 @@ def test_new_media_goes_into_a_new_collection_named_after_its_folder(app: AppTes
     assert contents(demo["url"], "default") == before
 
 
+@pytest.mark.writes_demo
 def test_tied_scores_are_not_reported_as_movement(app: AppTest, demo: dict[str, str]) -> None:
     """Item 3: items with the same text score the same under late and early; neither moved them."""
     from indexer import Indexer

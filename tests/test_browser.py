@@ -20,6 +20,7 @@ from selenium.webdriver.common.by import By
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "data" / "screenshots"))
 READY = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:

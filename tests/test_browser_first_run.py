@@ -13,7 +13,7 @@ import pytest
 from conftest import recording
 from test_browser import browser, captions, needs_chromium, run_app, settle, wait_idle  # noqa: F401 (browser is a fixture)
 
-pytestmark = pytest.mark.datasets
+pytestmark = [pytest.mark.datasets, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "docs" / "screenshots"))
 DEMO_LIMIT = os.environ.get("RETRIEVAL_DEMO_LIMIT", "400")  # items the button builds (the real demo: 2,000)

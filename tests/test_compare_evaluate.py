@@ -73,6 +73,7 @@ def test_grid_covers_sum_and_rrf() -> None:
     assert {s["fusion"] for s in settings} == {"sum", "rrf"}
 
 
+@pytest.mark.slow
 @pytest.mark.datasets
 def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from ranx import Qrels, Run

@@ -194,7 +194,9 @@ def test_an_index_built_a_chunk_at_a_time_from_float16_rows_equals_one_built_fro
 @pytest.mark.parametrize("name", ["late", "early", "hybrid"])
 def test_a_compressed_index_plus_rescoring_returns_exact_scores(tmp_path: Path, name: str) -> None:
     """PQ codes give approximate scores; every strategy's scores must still be Σ weight × cosine."""
-    space = make_space(tmp_path / "pq", factory="IVF16,PQ4")
+    space = make_space(
+        tmp_path / "pq", factory="IVF16,PQ4x4fs"
+    )  # the fast-scan PQ the product builds above its threshold
     exact = make_space(tmp_path / "flat", factory="Flat")
     params = {} if name == "early" else {"normalisation": "none", "weighting": "fixed"}  # raw Σ cosine
     strategy = create_strategy(name, **params)
@@ -242,7 +244,7 @@ def test_learned_fused_vectors_are_stored_once_and_reused_by_a_new_process(
 def test_a_compressed_learned_index_is_rescored_from_the_fused_table(tmp_path: Path) -> None:
     from retrieval.train import TrainConfig, train
 
-    space = make_space(tmp_path / "v", n=3000, dim=16, factory="IVF16,PQ2")
+    space = make_space(tmp_path / "v", n=3000, dim=16, factory="IVF16,PQ2x4fs")
     config = TrainConfig("gated", epochs=1, out_dim=8, hidden=16, width=8)
     checkpoint = str(train(space, space.item_ids()[:300], None, config, tmp_path / "g.safetensors").path)
     strategy = create_strategy("gated", checkpoint=checkpoint)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from retrieval.device import check_device
 from retrieval.encoders.base import Encoder
 from retrieval.encoders.loading import quiet_loading
 from retrieval.errors import WeightsNotFoundError
@@ -71,9 +72,7 @@ def create_encoders(names: Iterable[str], device: str | None = None) -> dict[str
     """Every encoder of `names`, or one `WeightsNotFoundError` that lists all the missing ones at once
     (one at a time, a profile with three missing models took three runs to learn so). A bad `device`
     is refused first, before any weights are read."""
-    from retrieval.device import get_device  # torch: imported when encoders are built, not with the package
-
-    get_device(device)
+    check_device(device)
     encoders: dict[str, Encoder] = {}
     missing: list[WeightsNotFoundError] = []
     for name in dict.fromkeys(names):
