@@ -86,7 +86,12 @@ def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.Ca
     from retrieval.results import Method
 
     url = f"sqlite:///{tmp_path}/demo.db"
-    assert indexer_main(["demo", "--db", url, "--out", str(tmp_path / "digits"), "--limit", "300", "--no-train", "--quiet"]) == 0
+    assert (
+        indexer_main(
+            ["demo", "--db", url, "--out", str(tmp_path / "digits"), "--limit", "300", "--no-train", "--quiet"]
+        )
+        == 0
+    )
     queries_file = tmp_path / "digits" / "queries.jsonl"
     engine = SearchEngine.open(url)
     queries = load_queries(queries_file, "digit")
