@@ -64,7 +64,7 @@ def test_search_shows_a_column_per_method(app: AppTest, modalities: tuple[str, .
     assert method_headers(app) == ["late", "early"]
     assert app.caption[0].value.startswith("Searched 2 method(s) in")
     assert any(b.label == "Search with this item" for b in app.button)
-    assert app.get("arrow_data_frame") or app.dataframe  # the overlap table
+    assert app.table[0].value.index.tolist() == ["late vs early"]  # the overlap table, one row per pair
 
 
 def test_several_methods_and_an_untrained_one(app: AppTest) -> None:
@@ -280,7 +280,7 @@ def test_tied_scores_are_not_reported_as_movement(app: AppTest, demo: dict[str, 
     summary = next(m.value for m in app.markdown if "keeps" in m.value)
     assert "promoted 0 and demoted 0" in summary and "Kendall" not in summary, summary
     assert not any("⬆" in m.value or "⬇" in m.value for m in app.markdown)
-    table = app.dataframe[0].value
+    table = app.table[0].value
     assert table["Kendall's tau"].tolist() == ["undefined"], "every shared item is tied: tau is undefined"
     assert ranked(app, "late") == ranked(app, "early"), "both methods break the tie the same way"
 
@@ -396,7 +396,7 @@ def test_the_page_shows_the_query_and_consistent_numbers(app: AppTest) -> None:
     assert any(m.value == "> three" for m in app.markdown)
     assert app.get("image"), "the uploaded image is shown"
     summary = next(m.value for m in app.markdown if "keeps" in m.value)
-    shared = app.dataframe[0].value["shared in top 10"].tolist()[0]
+    shared = app.table[0].value["shared in top 10"].tolist()[0]
     assert f"keeps {shared.split(' of ')[0]} of late's top 10" in summary, (shared, summary)
     on_index_page(app)
     folder = app.text_input(key="index_path").value

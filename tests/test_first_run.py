@@ -42,6 +42,22 @@ def query() -> QueryInput:
     return QueryInput(text="the digit seven", audio=recording(7, "nicolas", 0))
 
 
+def test_warm_up_runs_what_can_run_and_changes_no_result(
+    trained_demo: dict[str, str], ui_demo: dict[str, str], query: QueryInput
+) -> None:
+    """The UI warms an engine up before its first search: every strategy that can run runs once (an
+    untrained one is skipped, not an error), and what a search then returns is what a cold engine returns."""
+    methods = ["late", "early", "hybrid", "gated", "cross_attention"]
+    cold = SearchEngine.open(trained_demo["url"]).search_many(query, methods, k=10)
+    warm = SearchEngine.open(trained_demo["url"])
+    assert warm.warm_up(methods) == methods
+    again = warm.search_many(query, methods, k=10)
+    assert {m: [(h.key, h.score) for h in cold[m].hits] for m in methods} == {
+        m: [(h.key, h.score) for h in again[m].hits] for m in methods
+    }
+    assert SearchEngine.open(ui_demo["url"]).warm_up(methods) == ["late", "early", "hybrid"]  # untrained demo
+
+
 def test_the_demo_trains_so_every_strategy_answers(
     engine: SearchEngine, trained_demo: dict[str, str], query: QueryInput
 ) -> None:
@@ -154,7 +170,7 @@ def test_search_opens_on_late_and_the_best_learned_in_the_grid(app: AppTest) -> 
     app.sidebar.multiselect(key="methods").set_value(["late", "gated", "cross_attention"])
     app.text_input(key="query_text").set_value("the digit seven").run()
     assert not app.exception, [e.value for e in app.exception]
-    grid = next(m.value for m in app.markdown if "cmp-grid" in m.value)
+    grid = next(h.value for h in app.html if "cmp-grid" in h.value)
     assert grid.count("<tr") == 11 and all(f"<th>{m}</th>" in grid for m in ("late", "gated", "cross_attention"))
     assert not [b for b in app.button if b.label == "Search with this item"], "the grid replaces the cards"
     explain = app.segmented_control(key="explain_method")

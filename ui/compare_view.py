@@ -130,7 +130,7 @@ def render(
         )
         + " · colour: found by more than one method · ▲ ▼ new: moved against the first · ♪ audio only · ¶ text only"
     )
-    st.markdown(grid_html(results, comparison, k), unsafe_allow_html=True)
+    st.html(grid_html(results, comparison, k))
 
 
 def weights_text(params: dict, before: str = "", after: str = "") -> str:

@@ -116,20 +116,19 @@ def comparison_section(comparison: Comparison) -> None:
     for line in comparison.summary:
         st.write(line)
     k = comparison.k
-    st.dataframe(
+    st.table(
         pd.DataFrame(
             [
                 {
                     "methods": f"{p.a} vs {p.b}",
                     f"shared in top {k}": f"{p.shared(k)} of {k}",
-                    "Jaccard": round(p.jaccard, 3),
-                    "RBO": round(p.rbo, 3),
+                    "Jaccard": f"{p.jaccard:.3f}",
+                    "RBO": f"{p.rbo:.3f}",
                     "Kendall's tau": "undefined" if p.kendall_tau is None else f"{p.kendall_tau:.3f}",
                 }
                 for p in comparison.pairs
             ]
-        ),
-        hide_index=True,
+        ).set_index("methods"),
     )
     st.caption(
         "Kendall's tau compares the order of the items both methods return; it is undefined with fewer "
