@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # training brings torch: imported by `train`, not by every se
     from retrieval.train import TrainConfig, TrainResult
 
 
-WARM_UP_RATE = 16_000  # Hz of `warm_up`'s tenth of a second of tone: any rate works, each encoder resamples
+WARM_UP_TONE = (0.1 * np.sin(np.linspace(0, 88 * np.pi, 1600))).astype(np.float32)  # silence is refused
 
 
 class CollectionNotFoundError(NotFoundError):
@@ -347,11 +347,10 @@ class SearchEngine:
         small query of every modality, so that a server's first real search pays none of the first-call
         costs: each encoder's first forward, a checkpoint's load, FAISS's first search. The Search page's
         first search in the browser spent 0.1-0.15 s on them. Returns the strategies that ran."""
-        tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(WARM_UP_RATE // 10) / WARM_UP_RATE)  # silence is refused
         query = QueryInput(
             text="warm up",
             image=np.tile(np.arange(32, dtype=np.uint8)[:, None, None] * 8, (1, 32, 3)),
-            audio=(tone.astype(np.float32), WARM_UP_RATE),
+            audio=WARM_UP_TONE,  # a bare array: taken at each encoder's own rate, which is fine here
         )
         results = self.search_many(query, list(strategies), k=1, keep_going=True)
         return [name for name, result in results.items() if result.error is None]

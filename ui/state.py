@@ -35,7 +35,7 @@ def engine_for(url: str, collection: str) -> SearchEngine:
     engine = SearchEngine.open(url, collection)
     engine.load_encoders()
     engine.prepare(["late", "early", "hybrid"])
-    engine.warm_up(list_strategies())
+    engine.warm_up(list(list_strategies()))
     # The models, vectors and indexes just loaded live as long as the server: without this, each full
     # collection walked them all and took 0.5-0.7 s of a rerun (gc callbacks, AppTest on the demo)
     gc.freeze()
