@@ -61,20 +61,13 @@ def run_app(settings: dict[str, str], log: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(ui_demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app on the session's demo (read only: these tests index and train nothing)."""
     needs_chromium()
-    from conftest import DATASETS, require_datasets
-
-    from indexer.demo import DemoSpec, index_demo
-
-    # its own untrained demo: the AppTests train gated on the shared one, which changes the default methods
-    require_datasets()
-    folder = tmp_path_factory.mktemp("browser-demo")
-    index_demo(f"sqlite:///{folder}/demo.db", folder / "digits", spec=DemoSpec(limit=200), train=False)
     settings = {
-        "RETRIEVAL_DB": f"sqlite:///{folder}/demo.db",
-        "RETRIEVAL_ROOTS": os.pathsep.join([str(folder), str(DATASETS)]),
-        "RETRIEVAL_QUERIES": str(folder / "digits" / "queries.jsonl"),
+        "RETRIEVAL_DB": ui_demo["url"],
+        "RETRIEVAL_ROOTS": ui_demo["roots"],
+        "RETRIEVAL_QUERIES": ui_demo["queries"],
     }
     yield from run_app(settings, tmp_path_factory.mktemp("streamlit") / "server.log")
 

@@ -98,7 +98,7 @@ def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.Ca
     assert {q.kind for q in queries} >= {"image", "audio", "text", "image+audio+text"}
     qrels = label_qrels(engine, queries, "digit")
     assert all(q.exclude not in qrels[q.qid] for q in queries)
-    methods = [Method("late", "late"), Method("rrf", "late", {"fusion": "rrf"})]
+    methods = [Method("late", "late"), Method("rrf", "late", {"fusion": "rrf"}), Method("late again", "late")]
     evaluation = evaluate(engine, queries, qrels, methods, k=10)
     # the table is ranx's own numbers on the same runs
     usable = [q.qid for q in queries if qrels[q.qid]]
@@ -106,7 +106,9 @@ def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.Ca
         Qrels({i: qrels[i] for i in usable}), Run({i: evaluation.runs["rrf"][i] for i in usable}), "ndcg@10"
     )
     assert evaluation.table["rrf"]["all"]["ndcg@10"] == pytest.approx(float(reference), abs=1e-4)
-    assert 0 <= evaluation.pvalues["ndcg@10"]["late"]["rrf"] <= 1
+    p = evaluation.pvalues["ndcg@10"]
+    assert p["late"]["late again"] == 1.0, "the same ranking twice is no difference at all"
+    assert p["late"]["rrf"] == p["rrf"]["late"] and p["late"]["rrf"] < 1.0  # two rankings that differ
     assert "Paired randomisation test" in evaluation.to_markdown()
 
     out = tmp_path / "eval"
@@ -144,7 +146,10 @@ def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.Ca
     preset = engine.preset("best")
     assert preset.strategy == "late" and set(preset.weights) <= {"image", "audio", "text"}
     hits = engine.search(image=queries[0].query.image, preset="best", k=3).hits
-    assert len(hits) == 3
+    spelled_out = engine.search(
+        image=queries[0].query.image, strategy=preset.strategy, weights=preset.weights, k=3, **preset.params
+    ).hits
+    assert [(h.key, h.score) for h in hits] == [(h.key, h.score) for h in spelled_out] and len(hits) == 3
 
     assert (
         retrieval_main(

@@ -47,7 +47,8 @@ def test_index_and_search_with_clip_and_clap_spaces(
     # one text query reaches images (CLIP), audio (CLAP) and texts (all three text encoders)
     assert {c.split(" ")[0] for c in channels} == {"text→image", "text→audio", "text→text"}
     hits = engine.search(text="a spoken two", k=12).hits
-    assert len(hits) == 12  # every item has an image or audio reachable from text
+    every = {f"d{d}_{speaker}" for d in range(4) for speaker in ("george", "jackson", "lucas")}
+    assert {h.key for h in hits} == every  # every item has an image or audio reachable from text
     hits = engine.search(image=mnist_image(2), audio=recording(2), strategy="early", k=3).hits
     assert hits and set(hits[0].contributions) <= {"image", "audio"}
 

@@ -59,8 +59,11 @@ def field_reference(space: VectorSpace, key: str) -> tuple[np.ndarray, float]:
         queries = vectors[rng.choice(len(ids), size=min(REFERENCE_QUERIES, len(ids)), replace=False)]
         sims = queries @ vectors.T
         sims[np.isclose(sims, 1.0, atol=1e-3)] = np.nan  # the query item itself (and exact duplicates)
-        spreads = np.nanstd(sims, axis=1) if sims.shape[1] > 1 else np.zeros(len(queries))
-        cache[key] = (ids, float(np.nanmedian(spreads)) if len(spreads) else 0.0)
+        others = (~np.isnan(sims)).sum(axis=1)
+        measured = sims[others > 1]  # a query with fewer than two other items has no spread to measure
+        spreads = np.nanstd(measured, axis=1) if len(measured) else np.zeros(0)
+        # 0 where no query has one (a field of duplicates): `predictors` then calls the field flat
+        cache[key] = (ids, float(np.median(spreads)) if len(spreads) else 0.0)
     return cache[key]
 
 
