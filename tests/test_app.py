@@ -413,3 +413,20 @@ def test_item_page_neighbours_are_cards_that_open(app: AppTest) -> None:
     buttons[0].click().run()
     assert_clean(app)
     assert app.selectbox(key="item_key").value != first
+
+
+def test_the_queries_file_is_read_at_each_run(demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """RETRIEVAL_QUERIES is read when the Evaluate page renders: read once at import, the first app in a
+    process decided for every later one (a fresh checkout without data/digits then had no Run button)."""
+
+    def evaluate_page(queries: str) -> AppTest:
+        monkeypatch.setenv("RETRIEVAL_QUERIES", queries)
+        at = AppTest.from_file(APP, default_timeout=180).run()
+        return at.sidebar.radio(key="page").set_value("Evaluate").run()
+
+    monkeypatch.setenv("RETRIEVAL_DB", demo["url"])
+    missing = evaluate_page(str(Path(demo["root"]) / "no-such-queries.jsonl"))
+    assert any("Upload a JSONL file" in i.value for i in missing.info)
+    assert not [b for b in missing.button if b.key == "eval_run"]
+    present = evaluate_page(demo["queries"])
+    assert [b.label for b in present.button if b.key == "eval_run"] == ["Run the evaluation"]

@@ -150,10 +150,8 @@ def test_gates_and_attention_are_what_the_model_weighs(engine: SearchEngine, que
 
 @pytest.fixture
 def app(trained_demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    import ui.evaluate_page
-
     monkeypatch.setenv("RETRIEVAL_DB", trained_demo["url"])
-    monkeypatch.setattr(ui.evaluate_page, "DEMO_QUERIES", Path(trained_demo["queries"]))
+    monkeypatch.setenv("RETRIEVAL_QUERIES", trained_demo["queries"])
     return AppTest.from_file(APP, default_timeout=240).run()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -12,9 +11,7 @@ import streamlit as st
 from retrieval.errors import reportable
 from retrieval.evaluate import Evaluation, evaluate, label_qrels, load_queries, load_trec_qrels
 from retrieval.plots import metric_chart
-from ui.state import Settings, engine_for
-
-DEMO_QUERIES = Path(os.environ.get("RETRIEVAL_QUERIES", "data/digits/queries.jsonl"))
+from ui.state import Settings, engine_for, queries_file
 
 
 def _label_fields(engine) -> list[str]:  # noqa: ANN001
@@ -28,7 +25,8 @@ def render(settings: Settings) -> None:
     uploaded = st.file_uploader(
         "Queries (JSONL: id, text/image/audio, label, exclude)", type=["jsonl"], key="eval_queries"
     )
-    if uploaded is None and not DEMO_QUERIES.is_file():
+    demo_queries = queries_file()
+    if uploaded is None and not demo_queries.is_file():
         st.info("Upload a JSONL file of labelled queries to evaluate the methods chosen in the sidebar.")
         return
     fields = _label_fields(engine)
@@ -45,7 +43,7 @@ def render(settings: Settings) -> None:
         )
     else:
         qrels_file = st.file_uploader("Qrels (query iteration item_key relevance)", key="eval_qrels")
-    source = "the uploaded file" if uploaded else f"`{DEMO_QUERIES}` (the demo's labelled queries)"
+    source = "the uploaded file" if uploaded else f"`{demo_queries}` (the demo's labelled queries)"
     st.caption(f"Queries from {source}; methods from the sidebar; k = {settings.k}.")
     if st.button("Run the evaluation", type="primary", key="eval_run"):
         st.session_state["eval_result"] = run(engine, settings, uploaded, label_field, qrels_file)
@@ -66,7 +64,7 @@ def run(engine, settings: Settings, uploaded, label_field: str | None, qrels_fil
 
         try:
             with tempfile.TemporaryDirectory() as folder:
-                path = DEMO_QUERIES
+                path = queries_file()
                 if uploaded is not None:
                     path = Path(folder) / "queries.jsonl"
                     path.write_bytes(uploaded.getvalue())

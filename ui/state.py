@@ -25,6 +25,12 @@ def db_url() -> str:
     return os.environ.get("RETRIEVAL_DB", DEFAULT_DB)
 
 
+def queries_file() -> Path:
+    """The collection's labelled queries (RETRIEVAL_QUERIES; the demo's by default), read at each rerun:
+    read once at import, the first session in a process decided every later one's."""
+    return Path(os.environ.get("RETRIEVAL_QUERIES", "data/digits/queries.jsonl"))
+
+
 def database_exists(url: str) -> bool:
     path = sqlite_path(url)
     return path is None or path.exists()

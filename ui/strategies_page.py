@@ -7,9 +7,8 @@ import streamlit as st
 
 from retrieval.evaluate import label_qrels, load_queries
 from retrieval.report import StrategyReport, per_kind, report_charts, sample_queries, strategy_report
-from ui import evaluate_page
 from ui.evaluate_page import _label_fields
-from ui.state import Settings, engine_for
+from ui.state import Settings, engine_for, queries_file
 
 
 def report_frame(report: StrategyReport) -> pd.DataFrame:
@@ -43,7 +42,7 @@ def render(settings: Settings) -> None:
     )
     engine = engine_for(settings.url, settings.collection)
     fields = _label_fields(engine)
-    labelled = evaluate_page.DEMO_QUERIES.is_file() and bool(fields)
+    labelled = queries_file().is_file() and bool(fields)
     if labelled:
         label_field = st.selectbox(
             "Label field (relevant = same label)",
@@ -51,9 +50,7 @@ def render(settings: Settings) -> None:
             index=fields.index("digit") if "digit" in fields else 0,
             key="report_label",
         )
-        st.caption(
-            f"Quality from `{evaluate_page.DEMO_QUERIES}` (the collection's labelled queries), k = {settings.k}."
-        )
+        st.caption(f"Quality from `{queries_file()}` (the collection's labelled queries), k = {settings.k}.")
         st.slider("Queries per kind", 2, 50, 10, key="report_per_kind", help="More: steadier numbers, slower.")
     else:
         label_field = None
@@ -72,9 +69,7 @@ def _measure(engine, label_field: str | None, k: int) -> StrategyReport:  # noqa
     with st.status("Measuring every strategy…", expanded=True) as status:
         bar = st.progress(0.0)
         if label_field:
-            queries = per_kind(
-                load_queries(evaluate_page.DEMO_QUERIES, label_field), st.session_state.get("report_per_kind", 10)
-            )
+            queries = per_kind(load_queries(queries_file(), label_field), st.session_state.get("report_per_kind", 10))
             qrels = label_qrels(engine, queries, label_field)
         else:
             queries, qrels = sample_queries(engine), None
