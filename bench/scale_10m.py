@@ -104,6 +104,9 @@ class FileCatalog:
 
 
 def open_space(work: Path):
+    # a search service has torch loaded by its encoders, so re-scoring casts with it (storage/vectors.py)
+    import torch  # noqa: F401
+
     import storage.faiss_store as faiss_store
     from retrieval.space import VectorSpace
 

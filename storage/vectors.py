@@ -8,6 +8,7 @@ fields are 31 GB on disk; bench/scale_10m.py measures what a search keeps reside
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,23 +23,23 @@ from storage.names import hashed_stem
 NUMPY_CAST_MAX = 4096  # elements: below this numpy's cast of a few rows beats torch's per-call cost
 
 
-def _float32_rows(vectors: np.ndarray, rows: np.ndarray | None = None):  # noqa: ANN202 - a torch tensor
-    """Rows of a float16 array (all of them by default) as a float32 torch tensor sharing no memory.
+def _float32_rows(vectors: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows of a float16 array (all of them by default) as a new float32 array.
 
     Searching converts every candidate's stored vector, so the cast is on the hot path: numpy casts
     float16 element by element (~2.4 ns each here), torch with the CPU's F16C instructions, about six
-    times faster (300 rows x 512: 62 us vs 377 us). Torch is imported on first use only; a few rows
-    stay in numpy, where torch's per-call cost would outweigh the cast.
+    times faster (300 rows x 512: 62 us vs 377 us). Torch casts where the process has loaded it already
+    (one with a torch encoder or a learned strategy, a UI server, a benchmark); elsewhere numpy does, as
+    importing torch costs 2.5 s to save a millisecond (`retrieval search --image` on the demo, HOG only).
+    A few rows stay in numpy, where torch's per-call cost would outweigh the cast.
     """
-    import torch
-
-    if rows is not None and len(rows) * vectors.shape[1] <= NUMPY_CAST_MAX:
-        return torch.from_numpy(vectors[rows].astype(np.float32))
-
+    torch = sys.modules.get("torch")
+    if torch is None or (rows is not None and len(rows) * vectors.shape[1] <= NUMPY_CAST_MAX):
+        return (vectors if rows is None else vectors[rows]).astype(np.float32)
     source = torch.from_numpy(vectors)
     if rows is not None:
         source = source.index_select(0, torch.from_numpy(rows))
-    return source.to(torch.float32)
+    return source.to(torch.float32).numpy()
 
 
 def field_key(modality: str, encoder: str) -> str:
@@ -101,25 +102,23 @@ class VectorTable:
         pos, present = self._positions(ids)
         if not len(self):
             return np.zeros((len(pos), self.dim), np.float32), present
-        out = _float32_rows(self.vectors, pos).numpy()  # one gather + cast, then zero the absent rows
+        out = _float32_rows(self.vectors, pos)  # one gather + cast, then zero the absent rows
         out[~present] = 0.0
         return out, present
 
     def similarities(self, ids: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inner product of `query` with each id's vector (0 where absent), and which ids are present.
 
-        The exact re-scoring of late fusion: gather, cast and product in one pass, no float32 copy kept.
+        The exact re-scoring of late fusion: one gather and cast, then the product; no float32 copy kept.
         """
         pos, present = self._positions(ids)
         if not len(self):
             return np.zeros(len(pos), np.float32), present
-        import torch
-
-        scores = (_float32_rows(self.vectors, pos) @ torch.from_numpy(np.asarray(query, np.float32))).numpy()
+        scores = _float32_rows(self.vectors, pos) @ np.asarray(query, np.float32)
         return np.where(present, scores, np.float32(0.0)), present
 
     def as_float32(self) -> np.ndarray:
-        return _float32_rows(self.vectors).numpy()
+        return _float32_rows(self.vectors)
 
 
 class VectorStorage:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import mnist_image, recording
 
 from indexer.__main__ import main as indexer_main
 from indexer.demo import DemoSpec, build_digits_manifest
+from retrieval import SearchEngine
 from retrieval.__main__ import main as retrieval_main
 
 
@@ -173,3 +177,28 @@ def test_all_five_strategies_from_the_cli_after_training(tmp_path: Path, capsys:
         == 0
     )
     assert json.loads(capsys.readouterr().out)["query"]["negative"] == {"text": "seven"}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+LOADED_AFTER_SEARCH = """
+import runpy, sys
+sys.argv = ["retrieval", *sys.argv[1:]]
+try:
+    runpy.run_module("retrieval", run_name="__main__")
+finally:
+    print(sorted(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules), file=sys.stderr)
+"""
+
+
+def test_an_image_search_with_offline_encoders_loads_no_torch(ui_demo: dict[str, str]) -> None:
+    """Import what a command needs: HOG needs neither torch (2.5 s) nor transformers (1.1 s), and neither
+    does re-scoring from the tables (numpy casts where torch is not loaded); the search answers the same."""
+    image = str(mnist_image(3))
+    command = [sys.executable, "-c", LOADED_AFTER_SEARCH, "search", "--db", ui_demo["url"], "--image", image]
+    done = subprocess.run([*command, "--k", "5", "--json"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+    found = [(h["key"], h["score"]) for h in json.loads(done.stdout)["results"]["late"]]
+    expected = SearchEngine.open(ui_demo["url"]).search(image=image, k=5).hits  # this process has torch
+    assert [k for k, _ in found] == [h.key for h in expected]
+    assert np.allclose([s for _, s in found], [h.score for h in expected], atol=1e-5)

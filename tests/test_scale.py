@@ -258,3 +258,23 @@ def test_a_compressed_learned_index_is_rescored_from_the_fused_table(tmp_path: P
     shortlist = index.search(vector, index.shortlist(10))[1][0]
     exact = strategy.item_vectors(space, shortlist) @ vector
     assert ids.tolist() == shortlist[np.argsort(-exact, kind="stable")[:10]].tolist()  # the shortlist re-ranked
+
+
+def test_numpy_and_torch_casts_of_a_table_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Torch casts float16 rows where the process has loaded it, numpy elsewhere: the same numbers."""
+    import types
+
+    import torch  # noqa: F401 - loaded, so the first casts below are torch's
+
+    import storage.vectors as vectors
+
+    space = make_space(tmp_path / "v", n=600, dim=32)
+    table = space.tables[FIELDS[0].key]
+    ids = np.arange(0, 700, 3)  # present and absent ids, more rows than numpy's few-rows shortcut
+    query = unit(np.random.default_rng(0).normal(size=32))
+    with_torch = (table.lookup(ids), table.similarities(ids, query), table.as_float32())
+    monkeypatch.setattr(vectors, "sys", types.SimpleNamespace(modules={}))  # a process without torch
+    without = (table.lookup(ids), table.similarities(ids, query), table.as_float32())
+    assert np.array_equal(with_torch[0][0], without[0][0]) and np.array_equal(with_torch[0][1], without[0][1])
+    assert np.allclose(with_torch[1][0], without[1][0], atol=1e-6) and (with_torch[1][1] == without[1][1]).all()
+    assert np.array_equal(with_torch[2], without[2])

@@ -10,6 +10,7 @@ Families are imported on first use: a query that needs only `hog` never loads to
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 
 from retrieval.device import check_device
 from retrieval.encoders.base import Encoder
@@ -28,6 +29,10 @@ BUILTIN_FAMILIES = {
     "openclip": "retrieval.encoders.openclip",
     "clap": "retrieval.encoders.clap",
 }
+
+# Computed features load no weights: their factories run without `quiet_loading`, which imports transformers
+# (1.1 s of a one-shot `retrieval search --image` on the demo, whose image encoder is HOG).
+WEIGHTLESS = frozenset({"hog", "mfcc"})
 
 Factory = Callable[[str | None, str | None], Encoder]
 ENCODERS: Registry[Factory] = Registry("encoder")
@@ -60,7 +65,7 @@ def create_encoder(name: str, device: str | None = None, *, cache: bool = True) 
         return _CACHE[key]
     family, argument = split_name(name)
     factory = ENCODERS.get(family)
-    with quiet_loading():
+    with nullcontext() if family in WEIGHTLESS else quiet_loading():
         encoder = factory(argument, device)
     encoder.name = name
     if cache:
