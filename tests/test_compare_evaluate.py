@@ -75,24 +75,21 @@ def test_grid_covers_sum_and_rrf() -> None:
 
 @pytest.mark.slow
 @pytest.mark.datasets
-def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_compare_and_tune_on_the_demo(
+    ui_demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture
+) -> None:
+    from conftest import copy_demo
     from ranx import Qrels, Run
     from ranx import evaluate as ranx_evaluate
 
-    from indexer.__main__ import main as indexer_main
     from retrieval import SearchEngine
     from retrieval.__main__ import main as retrieval_main
     from retrieval.evaluate import evaluate, label_qrels, load_queries
     from retrieval.results import Method
 
-    url = f"sqlite:///{tmp_path}/demo.db"
-    assert (
-        indexer_main(
-            ["demo", "--db", url, "--out", str(tmp_path / "digits"), "--limit", "300", "--no-train", "--quiet"]
-        )
-        == 0
-    )
-    queries_file = tmp_path / "digits" / "queries.jsonl"
+    demo = copy_demo(ui_demo, tmp_path_factory)  # a private copy: `tune` saves a preset in it
+    url = demo["url"]
+    queries_file = Path(demo["queries"])
     engine = SearchEngine.open(url)
     queries = load_queries(queries_file, "digit")
     assert {q.kind for q in queries} >= {"image", "audio", "text", "image+audio+text"}
@@ -111,7 +108,7 @@ def test_evaluate_compare_and_tune_on_the_demo(tmp_path: Path, capsys: pytest.Ca
     assert p["late"]["rrf"] == p["rrf"]["late"] and p["late"]["rrf"] < 1.0  # two rankings that differ
     assert "Paired randomisation test" in evaluation.to_markdown()
 
-    out = tmp_path / "eval"
+    out = tmp_path_factory.mktemp("eval")
     assert (
         retrieval_main(
             [
