@@ -196,10 +196,11 @@ def evaluate(
     # mean is. (One ranx evaluation per method and kind spent 6 s of a 300-item demo's evaluation in
     # converting and checking the same runs again.)
     qids = [q.qid for q in usable]
+    judged = {i: qrels[i] for i in qids}
     table: dict[str, dict[str, dict[str, float]]] = {}
     for method in methods:
         run = Run({i: runs[method.label][i] for i in qids})
-        ranx_evaluate(Qrels({i: qrels[i] for i in qids}), run, metrics, return_mean=False)  # kept in run.scores
+        ranx_evaluate(Qrels(judged), run, metrics, return_mean=False)  # per query, kept in run.scores
         table[method.label] = {
             kind: {m: round(statistics.fmean(run.scores[m][q.qid] for q in subset), 4) for m in metrics}
             for kind, subset in kinds.items()
@@ -207,7 +208,7 @@ def evaluate(
     pvalues: dict[str, dict[str, dict[str, float]]] = {m: {} for m in metrics}
     if len(methods) > 1:
         report = compare(
-            Qrels({i: qrels[i] for i in qids}),
+            Qrels(judged),
             [Run({i: runs[m.label][i] for i in qids}, name=m.label) for m in methods],
             metrics,
             stat_test="fisher",

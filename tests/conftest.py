@@ -141,17 +141,16 @@ def copy_demo(demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     """A private copy of a session's demo, for a test that writes to it: no other test sees what it wrote,
     so tests pass in any order and on any pytest-xdist worker. The copy sits at the same depth as the
     original, so the manifest's relative paths into the shared datasets still hold."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import func, update
+
+    from storage import Collection, Database
 
     source = Path(demo["root"])
     folder = tmp_path_factory.mktemp("own-demo")
     shutil.copytree(source, folder, dirs_exist_ok=True)
     copy = {k: v.replace(str(source), str(folder)) for k, v in demo.items()}
-    engine = create_engine(copy["url"])
-    with engine.begin() as conn:  # each collection's vectors: the copied folder's, not the original's
-        conn.execute(
-            text("UPDATE collections SET vector_dir = replace(vector_dir, :a, :b)"),
-            {"a": str(source), "b": str(folder)},
+    with Database(copy["url"]).session() as session:  # each collection's vectors: the copy's, not the original's
+        session.execute(
+            update(Collection).values(vector_dir=func.replace(Collection.vector_dir, str(source), str(folder)))
         )
-    engine.dispose()
     return copy

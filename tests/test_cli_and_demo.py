@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import mnist_image, recording
+from conftest import ROOT, mnist_image, recording
 
 from indexer.__main__ import main as indexer_main
 from indexer.demo import DemoSpec, build_digits_manifest
@@ -179,7 +179,6 @@ def test_all_five_strategies_from_the_cli_after_training(tmp_path: Path, capsys:
     assert json.loads(capsys.readouterr().out)["query"]["negative"] == {"text": "seven"}
 
 
-ROOT = Path(__file__).resolve().parents[1]
 LOADED_AFTER_SEARCH = """
 import runpy, sys
 sys.argv = ["retrieval", *sys.argv[1:]]

@@ -46,13 +46,20 @@ def render(settings: Settings) -> None:
     source = "the uploaded file" if uploaded else f"`{demo_queries}` (the demo's labelled queries)"
     st.caption(f"Queries from {source}; methods from the sidebar; k = {settings.k}.")
     if st.button("Run the evaluation", type="primary", key="eval_run"):
-        st.session_state["eval_result"] = run(engine, settings, uploaded, label_field, qrels_file)
+        st.session_state["eval_result"] = run(engine, settings, demo_queries, uploaded, label_field, qrels_file)
     result = st.session_state.get("eval_result")
     if result is not None:
         show(result, settings.k)
 
 
-def run(engine, settings: Settings, uploaded, label_field: str | None, qrels_file) -> Evaluation | None:  # noqa: ANN001
+def run(
+    engine,  # noqa: ANN001
+    settings: Settings,
+    queries_path: Path,
+    uploaded,  # noqa: ANN001
+    label_field: str | None,
+    qrels_file,  # noqa: ANN001
+) -> Evaluation | None:
     """Run the evaluation with a progress bar per stage (encoding, then each method), queries counted."""
     with st.status("Evaluating…", expanded=True) as status:
         bar = st.progress(0.0, text="reading the queries…")
@@ -64,7 +71,7 @@ def run(engine, settings: Settings, uploaded, label_field: str | None, qrels_fil
 
         try:
             with tempfile.TemporaryDirectory() as folder:
-                path = queries_file()
+                path = queries_path
                 if uploaded is not None:
                     path = Path(folder) / "queries.jsonl"
                     path.write_bytes(uploaded.getvalue())
