@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import mnist_image, recording, require_datasets
+from conftest import copy_demo, mnist_image, recording
 
 GOLDEN = Path(__file__).parent / "golden" / "rankings.json"
 LEARNED = ("early", "gated", "cross_attention")  # trained on the demo's train split, 4 epochs
@@ -27,16 +27,14 @@ def queries() -> dict[str, dict[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def rankings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[list[object]]]:
-    from indexer.demo import DemoSpec, index_demo
+def rankings(ui_demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[list[object]]]:
     from retrieval import SearchEngine
     from retrieval.fusion import list_strategies
     from retrieval.train import TrainConfig
 
-    require_datasets()
-    folder = tmp_path_factory.mktemp("golden")
-    url = f"sqlite:///{folder}/demo.db"
-    index_demo(url, folder / "digits", spec=DemoSpec(limit=200), train=False)  # trained below, 4 epochs
+    demo = copy_demo(ui_demo, tmp_path_factory)  # the 200-item demo, untrained; trained below (4 epochs)
+    folder = Path(demo["root"])
+    url = demo["url"]
     engine = SearchEngine.open(url)
     for strategy in LEARNED:
         config = TrainConfig(strategy, label_field="digit", where={"split": "train"}, epochs=4, seed=0)

@@ -71,11 +71,19 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 @pytest.mark.slow
-def test_pretrained_profile_from_a_cache_in_the_published_layout(small_folder: Path, tmp_path: Path) -> None:
+def test_pretrained_profile_from_a_cache_in_the_published_layout(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """What a user who ran `hf download` for both models gets: `--profile pretrained`, HF_HUB_OFFLINE=1.
     Random values in the published files and layout; OpenCLIP's ViT-B/32 at its real size (the tag
-    fixes the architecture, ~600 MB), CLAP with a tiny tower behind the published feature extractor."""
+    fixes the architecture, ~600 MB), CLAP with a tiny tower behind the published feature extractor.
+    The indexer runs as a user starts it, in a process of its own with HF_HOME set; the search runs the same
+    command line in this process, pointed at the same cache (a second process spent ~8 s importing again)."""
+    from huggingface_hub import constants
     from tiny_models import CLAP_REPO, CLIP_REPO, build_pretrained_cache
+
+    from retrieval.__main__ import main as retrieval_main
+    from retrieval.encoders import registry
 
     home = tmp_path / "hf-home"
     build_pretrained_cache(home / "hub")
@@ -102,9 +110,11 @@ def test_pretrained_profile_from_a_cache_in_the_published_layout(small_folder: P
     assert indexed.returncode == 0, indexed.stderr[-3000:]
     assert "items: 12   assets: audio: 8, image: 8, text: 4" in indexed.stdout
     assert "Loading weights" not in indexed.stdout + indexed.stderr
-    found = _cli(["retrieval", "search", "--db", url, "--text", "a spoken two", "--k", "12", "--json"], env)
-    assert found.returncode == 0, found.stderr[-3000:]
-    hits = json.loads(found.stdout)["results"]
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(registry, "_CACHE", {})  # the full-size model is not kept for the session's other tests
+    capsys.readouterr()
+    assert retrieval_main(["search", "--db", url, "--text", "a spoken two", "--k", "12", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["results"]
     assert len(next(iter(hits.values()))) == 12  # every item has an image or audio reachable from text
     keys = {hit["key"] for hit in next(iter(hits.values()))}
     assert {"d0_jackson", "d0_lucas"} <= keys  # an image-only item (CLIP) and an audio-only one (CLAP)
