@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,24 @@ from retrieval.train import TrainConfig
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    """One local Ray cluster for the module, started as the indexer starts its own: the in-process runs use it,
+    and the command-line runs join it through RAY_ADDRESS, as they would a real cluster (each run starting and
+    stopping a cluster of its own spent ~6 s of the kill test's ~46 s on it, three times)."""
+    import ray
+
+    from indexer.ray_executor import RayExecutor
+
+    RayExecutor([], [], {})._start()
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
 @pytest.mark.datasets
-def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, tmp_path: Path) -> None:
+def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, ray_address: str, tmp_path: Path) -> None:
     items = 600  # a third of the demo: Ray spends 35 s on all 2,000 items here, the local executor 8 s
     manifest = build_digits_manifest(tmp_path / "digits", None, DemoSpec(seed=0, limit=items))
     roots = [datasets_dir(None)]
@@ -72,7 +89,8 @@ def _rows(manifest: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.datasets
-def test_killing_a_ray_run_loses_nothing(tmp_path: Path) -> None:
+def test_killing_a_ray_run_loses_nothing(ray_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", ray_address)  # the runs below (and the killed ones) join the module's cluster
     items = 300
     manifest = media_manifest(tmp_path / "collection", items)
     url = f"sqlite:///{tmp_path}/kill.db"
