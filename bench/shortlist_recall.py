@@ -2,6 +2,8 @@
 table, by shortlist length and nprobe, on the tables and indexes `scale_10m.py` built.
 
     PYTHONPATH=. .venv/bin/python bench/shortlist_recall.py --work /tmp/n1m [--queries 20] [--field image]
+        [--factory IVF2048,PQ128x4fs IVF2048,PQ256x4fs]  (built here from the table, as the indexer builds them;
+        default: the field's index that scale_10m.py built)
 
 Truth is the exact top 10 by cosine over the whole table (float16, read a block at a time); a query's
 shortlist is the index's top n, re-scored with the stored vectors, and its top 10 compared with the truth.
@@ -36,39 +38,57 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--field", default="image", choices=[f.modality for f in FIELDS])
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--factory", nargs="+", help="build these instead of reading scale_10m.py's index")
     args = parser.parse_args()
     field = next(f for f in FIELDS if f.modality == args.field)
     table = VectorStorage(args.work / "vectors").load(field.key, dim=512)
     queries = np.load(args.work / "queries.npz")[field.key.replace("@", "__")][: args.queries].astype(np.float32)
     truths = [exact_top(table, q, args.k) for q in queries]
-    path = next((args.work / "indexes").glob(f"field-{field.modality}_*"))
-    store = FaissStore.load(path)
-    ivf = faiss.extract_index_ivf(store.index)
-    store.search(queries[:1], 10)  # load the index's pages before timing
+    stores = []
+    for factory in args.factory or [None]:
+        if factory is None:
+            stores.append(FaissStore.load(next((args.work / "indexes").glob(f"field-{field.modality}_*"))))
+        else:
+            started = time.perf_counter()
+            stores.append(FaissStore.build(table.ids, table.vectors, factory))
+            print(f"{factory}: built in {time.perf_counter() - started:.0f} s", flush=True)
     rows = []
-    for nprobe in (128, 512):
-        ivf.nprobe = nprobe
-        for n in (300, 1000, 3000, 10000):
-            recalls, started = [], time.perf_counter()
-            for query, truth in zip(queries, truths):
-                ids = store.search(query[None], n)[1][0]
-                ids = ids[ids >= 0]
-                vectors, _ = table.lookup(ids)
-                top = ids[np.argsort(-(vectors @ query))[: args.k]]
-                recalls.append(len(truth & set(top.tolist())) / args.k)
-            ms = 1000 * (time.perf_counter() - started) / len(queries)
-            rows.append(
-                {"nprobe": nprobe, "shortlist": n, "recall@10": round(float(np.mean(recalls)), 3), "ms": round(ms, 1)}
-            )
-            print(rows[-1], flush=True)
+    for store in stores:
+        ivf = faiss.extract_index_ivf(store.index)
+        store.search(queries[:1], 10)  # load the index's pages before timing
+        for nprobe in (128, 512):
+            ivf.nprobe = nprobe
+            for n in (300, 1000, 3000, 10000):
+                recalls, started = [], time.perf_counter()
+                for query, truth in zip(queries, truths):
+                    ids = store.search(query[None], n)[1][0]
+                    ids = ids[ids >= 0]
+                    vectors, _ = table.lookup(ids)
+                    top = ids[np.argsort(-(vectors @ query))[: args.k]]
+                    recalls.append(len(truth & set(top.tolist())) / args.k)
+                ms = 1000 * (time.perf_counter() - started) / len(queries)
+                rows.append(
+                    {
+                        "factory": store.factory,
+                        "code_bytes": ivf.code_size,
+                        "nprobe": nprobe,
+                        "shortlist": n,
+                        "recall@10": round(float(np.mean(recalls)), 3),
+                        "ms": round(ms, 1),
+                    }
+                )
+                print(rows[-1], flush=True)
     header = (
         f"# Shortlist length for compressed indexes\n\n{len(table.ids):,} vectors of one 512-d field "
-        f"({field.key}), index {store.factory} ({path.stat().st_size / 1e6:.0f} MB), {len(queries)} queries from "
-        "`scale_10m.py`; recall@10 after exact re-scoring from the memory-mapped float16 table, against exact "
-        "search over the whole table. ms: index search plus re-scoring, one query at a time.\n\n"
-        "| nprobe | shortlist | recall@10 | ms/query |\n|---|---|---|---|\n"
+        f"({field.key}), {len(queries)} queries from `scale_10m.py`; recall@10 after exact re-scoring from the "
+        "memory-mapped float16 table, against exact search over the whole table. ms: index search plus "
+        "re-scoring, one query at a time.\n\n"
+        "| index | code bytes | nprobe | shortlist | recall@10 | ms/query |\n|---|---|---|---|---|---|\n"
     )
-    table_md = "".join(f"| {r['nprobe']} | {r['shortlist']} | {r['recall@10']} | {r['ms']} |\n" for r in rows)
+    table_md = "".join(
+        f"| {r['factory']} | {r['code_bytes']} | {r['nprobe']} | {r['shortlist']} | {r['recall@10']} | {r['ms']} |\n"
+        for r in rows
+    )
     write_report("shortlist_recall", {"rows": rows}, header + table_md)
     return 0
 

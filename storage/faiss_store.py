@@ -24,7 +24,12 @@ log = logging.getLogger(__name__)
 
 FLAT_LIMIT = 10_000
 COMPRESS_FROM = 2_000_000  # above today's 1M benchmark, where IVF,Flat stays (bench/scale_10m.py)
-COMPRESS_BITS_PER_DIM = 1  # PQ128x4fs at 512-d: 64 B a vector, recall@10 1.0 re-scored from 300 (vector_store.py)
+# PQ code bytes a vector: 128, i.e. 2 bits a dimension at 512-d, at least 1 bit a dimension above 1,024-d, at
+# most 2 below 512-d. Measured on ~800k clustered 512-d vectors re-scored from 1,000 candidates
+# (docs/benchmarks/shortlist_recall.md): recall@10 0.99 with PQ256x4fs (128 B), 0.86 with PQ128x4fs (64 B);
+# ~990k concatenated 1536-d vectors (a scratch run of the same method): 0.96 with PQ384x4fs (192 B) and with
+# PQ768x4fs (384 B), so early's index keeps 1 bit a dimension and half the memory.
+COMPRESS_CODE_BYTES = 128
 MAX_COMPRESSED_NLIST = 2048
 ADD_CHUNK = 65_536  # rows converted to float32 and added at a time: 128 MB at 512-d
 
@@ -43,17 +48,28 @@ def default_factory(count: int, dim: int | None = None) -> str:
     """Exact search below 10k vectors, an inverted file above: at 10k an IVF512 keeps recall@10 at 1.0
     and answers ~9x faster than Flat (bench/index_choice.py). HNSW is faster still but cannot remove ids.
 
-    From COMPRESS_FROM vectors on, the lists hold PQ codes of COMPRESS_BITS_PER_DIM bits per dimension
-    (4-bit fast-scan codes) instead of float32 vectors: a candidate index only, whose shortlist every
+    From COMPRESS_FROM vectors on, the lists hold 4-bit fast-scan PQ codes of `pq_code_bytes(dim)` bytes
+    instead of float32 vectors: a candidate index only, whose shortlist every
     strategy re-scores exactly from the memory-mapped tables (`VectorStore.shortlist`). Its coarse
     quantizer stops at MAX_COMPRESSED_NLIST lists: adding 10M vectors costs count x nlist x dim
     multiply-adds, ~6 minutes per 512-d field at 1,024 lists on this 2-core machine."""
     if count < FLAT_LIMIT:
         return "Flat"
     nlist = int(2 ** round(math.log2(4 * math.sqrt(count))))
-    if count < COMPRESS_FROM or dim is None or (dim * COMPRESS_BITS_PER_DIM) % 8:
+    if count < COMPRESS_FROM or dim is None:
         return f"IVF{nlist},Flat"
-    return f"IVF{min(nlist, MAX_COMPRESSED_NLIST)},PQ{dim * COMPRESS_BITS_PER_DIM // 4}x4fs"
+    # 4-bit codes, two a byte; PQ splits the vector into `codes` equal parts, so they must divide `dim`
+    codes = next((m for m in range(2 * pq_code_bytes(dim), 0, -1) if dim % m == 0), 0)
+    if (
+        not codes or codes < dim // 8
+    ):  # under half a bit a dimension (a dimension with no fitting divisor): whole vectors
+        return f"IVF{nlist},Flat"
+    return f"IVF{min(nlist, MAX_COMPRESSED_NLIST)},PQ{codes}x4fs"
+
+
+def pq_code_bytes(dim: int) -> int:
+    """Bytes of PQ code a compressed index keeps per vector: COMPRESS_CODE_BYTES, within 1-2 bits a dimension."""
+    return min(dim // 4, max(COMPRESS_CODE_BYTES, dim // 8))
 
 
 def gpu_count() -> int:
