@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 FLAT_LIMIT = 10_000
 COMPRESS_FROM = 2_000_000  # above today's 1M benchmark, where IVF,Flat stays (bench/scale_10m.py)
 # PQ code bytes a vector: 128, i.e. 2 bits a dimension at 512-d, at least 1 bit a dimension above 1,024-d, at
-# most 2 below 512-d. Measured on ~800k clustered 512-d vectors re-scored from 1,000 candidates
-# (docs/benchmarks/shortlist_recall.md): recall@10 0.99 with PQ256x4fs (128 B), 0.86 with PQ128x4fs (64 B);
-# ~990k concatenated 1536-d vectors (a scratch run of the same method): 0.96 with PQ384x4fs (192 B) and with
-# PQ768x4fs (384 B), so early's index keeps 1 bit a dimension and half the memory.
+# most 2 below 512-d. Measured on ~800k clustered 512-d vectors re-scored from 300 candidates
+# (docs/benchmarks/shortlist_recall.md): recall@10 0.94 with PQ256x4fs (128 B), 0.71 with PQ128x4fs (64 B).
+# Early's 1536-d index at 1M, 1,000 candidates (docs/benchmarks/scale_10m.md): recall@10 0.768 with PQ384x4fs
+# (192 B), 0.77 with PQ768x4fs (384 B), so it keeps 1 bit a dimension and half the memory.
 COMPRESS_CODE_BYTES = 128
 MAX_COMPRESSED_NLIST = 2048
 ADD_CHUNK = 65_536  # rows converted to float32 and added at a time: 128 MB at 512-d

@@ -31,10 +31,11 @@ BACKENDS.register(
 DEFAULT_BACKEND = "faiss"
 # A compressed index's shortlist: max(RESCORE_FACTOR x wanted, RESCORE_MIN) candidates, re-scored exactly.
 # ~800k clustered 512-d vectors, IVF2048,PQ256x4fs (the default code size), 20 queries
-# (docs/benchmarks/shortlist_recall.md): recall@10 0.94 from 300 candidates, 0.99 from 1,000, 9-12 ms a query
-# with the re-scoring; 300 sufficed at 50k (1.0) but not at 800k, where a query's cluster holds ~800 near-ties.
+# (docs/benchmarks/shortlist_recall.md): recall@10 0.94 from 300 candidates (5 ms a query with the
+# re-scoring), 0.99 from 1,000 (12 ms). End to end at 1M (docs/benchmarks/scale_10m.md), 1,000 bought late
+# 0.344 -> 0.35 and early 0.764 -> 0.768 recall@10 for 25 -> 56 and 16 -> 40 ms p50, so 300 stays.
 # Late fusion's units want 100 each, so 3 x 100 keeps that ratio.
-RESCORE_FACTOR, RESCORE_MIN = 3, 1000
+RESCORE_FACTOR, RESCORE_MIN = 3, 300
 
 
 def default_nprobe(nlist: int) -> int:
