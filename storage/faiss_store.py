@@ -60,9 +60,8 @@ def default_factory(count: int, dim: int | None = None) -> str:
         return f"IVF{nlist},Flat"
     # 4-bit codes, two a byte; PQ splits the vector into `codes` equal parts, so they must divide `dim`
     codes = next((m for m in range(2 * pq_code_bytes(dim), 0, -1) if dim % m == 0), 0)
-    if (
-        not codes or codes < dim // 8
-    ):  # under half a bit a dimension (a dimension with no fitting divisor): whole vectors
+    # under half a bit a dimension (a dimension with no fitting divisor, e.g. a prime): whole vectors
+    if not codes or codes < dim // 8:
         return f"IVF{nlist},Flat"
     return f"IVF{min(nlist, MAX_COMPRESSED_NLIST)},PQ{codes}x4fs"
 
