@@ -114,7 +114,8 @@ def open_space(work: Path):
         faiss_store.COMPRESS_FROM = int(os.environ["SCALE_COMPRESS_FROM"])
     tables, factory = VectorStorage(work / "vectors"), os.environ.get("SCALE_FACTORY") or None
     catalog = FileCatalog(work / "indexes")
-    return VectorSpace(FIELDS, tables, generation=1, catalog=catalog, factory=factory)  # type: ignore[arg-type]
+    nprobe = int(os.environ.get("SCALE_NPROBE") or 0) or None
+    return VectorSpace(FIELDS, tables, 1, catalog, factory, nprobe=nprobe)  # type: ignore[arg-type]
 
 
 def make_strategy(name: str, work: Path):
@@ -223,10 +224,17 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         r
         for r in rows
-        if not (r["items"] == n and r["strategy"] in args.strategies and r.get("factory_forced") == args.factory)
+        if not (
+            r["items"] == n
+            and r["strategy"] in args.strategies
+            and r.get("factory_forced") == args.factory
+            and r.get("nprobe") == args.nprobe
+        )
     ]
     for name in args.strategies:
         row: dict[str, Any] = {"items": n, "strategy": name, "factory_forced": args.factory, **data}
+        if args.nprobe:
+            row["nprobe"] = args.nprobe
         for phase in ("build", "truth", "search"):
             row.update(child(args, phase, name))
             print(name, phase, row, flush=True)
@@ -244,6 +252,10 @@ def index_factories(work: Path) -> dict[str, str]:
         header = json.loads(read_layout(path)[0]["__metadata__"]["header"])
         out[path.name.rsplit("-", 1)[0]] = f"{header['factory']} ({path.stat().st_size / 1e6:.0f} MB)"
     return out
+
+
+def label(row: dict[str, Any]) -> str:
+    return f"{row['strategy']} (nprobe {row['nprobe']})" if row.get("nprobe") else row["strategy"]
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -264,7 +276,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         m = r.get("memory", {})
         lines.append(
-            f"| {r['items']:,} | {r['strategy']} | {r.get('build_s', '')} | {r['tables_bytes'] / r['items']:.0f} | "
+            f"| {r['items']:,} | {label(r)} | {r.get('build_s', '')} | {r['tables_bytes'] / r['items']:.0f} | "
             f"{r.get('index_bytes_all_strategies', 0) / r['items']:.0f} | {r.get('p50_ms', '')} | "
             f"{r.get('p99_ms', '')} | {r.get('recall@10', '')} | {r.get('first_search_s', '')} | "
             f"{m.get('peak_rss_mb', '')} | {m.get('rssfile_mb', '')} | {m.get('rssanon_mb', '')} |"
@@ -272,7 +284,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     lines += ["", "Indexes (factory, size on disk) after each size's run:", ""]
     for r in rows:
         forced = f" (forced {r['factory_forced']})" if r.get("factory_forced") else ""
-        lines.append(f"- {r['items']:,} {r['strategy']}{forced}: {r.get('factories', {})}")
+        lines.append(f"- {r['items']:,} {label(r)}{forced}: {r.get('factories', {})}")
     return "\n".join(lines) + "\n"
 
 
@@ -287,11 +299,14 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=6 * 3600)
     parser.add_argument("--factory", help="one FAISS factory for every index (default: by size and dimension)")
     parser.add_argument("--compress-from", type=int, help="compressed indexes from this many vectors")
+    parser.add_argument("--nprobe", type=int, help="lists an inverted file visits per search (default: its rule)")
     parser.add_argument("--phase", choices=["build", "truth", "search"], help=argparse.SUPPRESS)
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.factory:  # the children inherit it
         os.environ["SCALE_FACTORY"] = args.factory
+    if args.nprobe:
+        os.environ["SCALE_NPROBE"] = str(args.nprobe)
     if args.compress_from:
         os.environ["SCALE_COMPRESS_FROM"] = str(args.compress_from)
         args.factory = args.factory or f"default, compressed from {args.compress_from:,}"

@@ -18,6 +18,12 @@ def _collection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLAlchemy URL (default {DEFAULT_DB})")
     parser.add_argument("--collection", default="default", type=checks.collection_name)
     parser.add_argument("--device", help="cuda, cpu, ... (default: the best available)")
+    parser.add_argument(
+        "--nprobe",
+        type=checks.positive_int(),
+        help="lists an inverted-file index visits per search (default a sixteenth, at least 16): more find "
+        "more true neighbours in a large compressed index, slower",
+    )
 
 
 def _query_options(parser: argparse.ArgumentParser) -> None:
@@ -113,7 +119,7 @@ def _query(args: argparse.Namespace):  # noqa: ANN202
 def _engine(args: argparse.Namespace):  # noqa: ANN202
     from retrieval.engine import SearchEngine
 
-    return SearchEngine.open(args.db, args.collection, device=args.device)
+    return SearchEngine.open(args.db, args.collection, device=args.device, nprobe=args.nprobe)
 
 
 def _short(value: Any, width: int) -> str:

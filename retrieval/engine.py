@@ -48,7 +48,7 @@ class CollectionNotFoundError(NotFoundError):
 class SearchEngine:
     """One collection, opened once: its profile's encoders, its vectors, its indexes."""
 
-    def __init__(self, db: Database, collection: str, device: str | None = None) -> None:
+    def __init__(self, db: Database, collection: str, device: str | None = None, nprobe: int | None = None) -> None:
         self.db, self.device, self.collection_name = db, device, collection
         with db.session() as session:
             row = get_collection(session, collection)
@@ -63,16 +63,17 @@ class SearchEngine:
             catalog = IndexCatalog.for_collection(db, row)
         check_tables_present(db, row, storage, [(f.key, f.modality) for f in self.profile.fields])
         self._encoders: dict[str, Encoder] = {}
-        self._strategies: dict[str, Any] = {}
-        self._keys: tuple[int, dict[int, str]] | None = (
-            None  # strategy instances by name and parameters (checkpoints stay loaded)
-        )
+        self._strategies: dict[str, Any] = {}  # strategy instances by name and parameters (checkpoints stay loaded)
+        self._keys: tuple[int, dict[int, str]] | None = None  # (generation, item id -> key), read once a generation
         dims = {name: rec.dim for name, rec in self.records.items()}
-        self.space = VectorSpace(self.profile.fields, storage, self.generation, catalog, dims=dims)
+        self.space = VectorSpace(self.profile.fields, storage, self.generation, catalog, dims=dims, nprobe=nprobe)
 
     @classmethod
-    def open(cls, url: str, collection: str = "default", device: str | None = None) -> SearchEngine:
-        return cls(Database(url), collection, device)
+    def open(
+        cls, url: str, collection: str = "default", device: str | None = None, nprobe: int | None = None
+    ) -> SearchEngine:
+        """`nprobe`: lists an inverted-file index visits per search (default: a sixteenth, at least 16)."""
+        return cls(Database(url), collection, device, nprobe)
 
     def encoder(self, name: str) -> Encoder:
         """The encoder `name`, created on first use and checked against what made the stored vectors."""

@@ -132,6 +132,11 @@ class MilvusStore(VectorStore):
             iterator.close()
         return np.sort(np.asarray(found, np.int64))
 
+    def set_nprobe(self, nprobe: int | None = None) -> None:
+        if "nprobe" in self._search_params:
+            nlist = milvus_index(self.factory)[1]["nlist"]
+            self._search_params["nprobe"] = min(nlist, nprobe or default_nprobe(nlist))
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
         self.check_dim(queries)

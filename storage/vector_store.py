@@ -84,6 +84,10 @@ class VectorStore(ABC):
         """Move to a GPU when the backend can use one here; returns whether it did."""
         return False
 
+    def set_nprobe(self, nprobe: int | None = None) -> None:
+        """Inverted files: how many lists a search visits (None: `default_nprobe`); other kinds ignore it."""
+        return None
+
     def check_dim(self, vectors: np.ndarray) -> None:
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise EncoderMismatchError(

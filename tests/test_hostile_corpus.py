@@ -192,6 +192,8 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
     ("weight-1e308", ["--weight", "text=1e308"], "between"),
     ("weight-word", ["--weight", "text=heavy"], "not a number"),
     ("weight-modality", ["--weight", "smell=1"], "--weight expects"),
+    ("nprobe-zero", ["--nprobe", "0"], "argument --nprobe"),
+    ("nprobe-fraction", ["--nprobe", "1.5"], "argument --nprobe"),
     ("rrf-k-negative", ["--rrf-k", "-1"], "argument --rrf-k"),
     ("rrf-k-nan", ["--rrf-k", "nan"], "argument --rrf-k"),
     ("param-fusion-list", ["--param", "late.fusion=[1]"], "late.fusion must be one of"),
@@ -249,6 +251,17 @@ def test_json_output_is_strict_json(collection: dict[str, Any], capsys: pytest.C
         assert code == 0
         data = json.loads(out, parse_constant=refuse)
         assert data["query"]["text"] == "digit 2"
+
+
+def test_nprobe_reaches_the_search(collection: dict[str, Any], capsys: pytest.CaptureFixture) -> None:
+    """A search with --nprobe answers like one without (the test collection's indexes are exact) and the
+    engine's space carries the setting to every index it opens."""
+    argv = ["search", "--db", collection["url"], "--text", "digit 3", "--k", "6", "--json"]
+    plain, probed = (_cli(retrieval_main, argv + extra, capsys) for extra in ([], ["--nprobe", "3"]))
+    assert plain[0] == probed[0] == 0 and json.loads(plain[1])["results"] == json.loads(probed[1])["results"]
+    from retrieval.engine import SearchEngine
+
+    assert SearchEngine.open(collection["url"], nprobe=3).space.nprobe == 3
 
 
 def test_search_text_output_truncates_huge_metadata(collection: dict[str, Any], capsys: pytest.CaptureFixture) -> None:

@@ -278,3 +278,28 @@ def test_numpy_and_torch_casts_of_a_table_agree(tmp_path: Path, monkeypatch: pyt
     assert np.array_equal(with_torch[0][0], without[0][0]) and np.array_equal(with_torch[0][1], without[0][1])
     assert np.allclose(with_torch[1][0], without[1][0], atol=1e-6) and (with_torch[1][1] == without[1][1]).all()
     assert np.array_equal(with_torch[2], without[2])
+
+
+def test_nprobe_reaches_every_index_and_more_lists_find_more_true_neighbours(tmp_path: Path) -> None:
+    """`VectorSpace(nprobe=…)` sets how many lists each inverted file visits (at most all of them); on a
+    compressed early index, more lists find more of exact search's top 10 (the default visits a quarter here)."""
+    import faiss
+
+    make_space(tmp_path / "v", n=3000, dim=16)
+    storage = VectorStorage(tmp_path / "v")
+    exact_space = VectorSpace(FIELDS, storage, generation=1)  # 3,000 items: Flat, exact Σ cosine
+    exact = create_strategy("late", normalisation="none", weighting="fixed", candidates=3000)
+    queries = [near(exact_space, item, seed=item) for item in range(1, 300, 15)]
+    truths = [{r.item_id for r in exact.search(exact_space, query, 10)} for query in queries]
+    recalls = {}
+    for nprobe in (None, 1, 64):
+        space = VectorSpace(FIELDS, storage, generation=1, factory="IVF64,PQ8x4fs", nprobe=nprobe)
+        early = create_strategy("early", screen=False)
+        early.prepare(space)
+        (store,) = space._indexes.values()
+        assert faiss.extract_index_ivf(store.index).nprobe == {None: 16, 1: 1, 64: 64}[nprobe]
+        found = [{r.item_id for r in early.search(space, query, 10)} for query in queries]
+        recalls[nprobe] = np.mean([len(t & f) / 10 for t, f in zip(truths, found)])
+    assert recalls[1] < recalls[None] < recalls[64] and recalls[64] >= 0.95, recalls
+    space = VectorSpace(FIELDS, storage, generation=1, factory="IVF64,Flat", nprobe=10**6)
+    assert faiss.extract_index_ivf(space.field_index(FIELDS[0]).index).nprobe == 64  # at most every list

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from storage import Collection, Database, EncoderMismatchError, IndexBuild, StorageError, open_backend
 from storage.catalog import IndexCatalog
+from storage.faiss_store import FaissStore
 from storage.milvus_store import MilvusBackend, milvus_index
 
 BACKENDS = ["faiss", "milvus"]
@@ -86,6 +88,13 @@ def test_inverted_file_keeps_recall(backend) -> None:
     truth, got = exact.search(queries, 10)[1], ivf.search(queries, 10)[1]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, got)])
     assert recall >= 0.9
+    ivf.set_nprobe(10**6)  # every list (at most all of them): an inverted file of whole vectors is then exact
+    assert all(set(a) == set(b) for a, b in zip(truth, ivf.search(queries, 10)[1]))
+    ivf.set_nprobe(None)  # back to the default: a sixteenth of the lists, at least 16
+    if isinstance(ivf, FaissStore):
+        assert faiss.extract_index_ivf(ivf.index).nprobe == 16
+    else:  # Milvus: its search parameters carry it
+        assert ivf._search_params["nprobe"] == 16
 
 
 def test_catalog_records_location_and_rebuilds_when_stale(backend, tmp_path: Path) -> None:
