@@ -12,7 +12,7 @@ from retrieval.fusion import create_strategy
 from retrieval.fusion.checkpoint import FusionCheckpoint
 from retrieval.profiles import Field
 from retrieval.space import EncodedQuery, VectorSpace
-from retrieval.train import TrainConfig, contrastive_loss, random_views, train
+from retrieval.train import TrainConfig, contrastive_loss, corrupt_views, random_views, train
 from storage import EncoderMismatchError, VectorStorage
 
 A, B, C = Field("image", "enc-a"), Field("audio", "enc-b"), Field("text", "enc-c")
@@ -144,6 +144,28 @@ def test_views_and_losses() -> None:
     assert contrastive_loss(a, a, 0.1, None) < contrastive_loss(a, a.flip(0), 0.1, None)
     labels = torch.tensor([0, 0, 1, 1])
     assert contrastive_loss(a, a, 0.1, labels) > contrastive_loss(a, a, 0.1, None)  # same-label pairs are positives
+
+
+def test_corruption_swaps_one_field_of_multi_field_views_for_another_rows() -> None:
+    """At probability 1 every view of two or more fields has exactly one of them replaced by the same field
+    of another row that has it; single-field views and the inputs themselves are untouched."""
+    generator = torch.Generator().manual_seed(0)
+    rows = 64
+    inputs = [torch.arange(rows, dtype=torch.float32)[:, None] + 1000 * i for i in range(3)]  # row r: r, 1000+r, ...
+    view = torch.ones(rows, 3, dtype=torch.bool)
+    view[::4, 1:] = False  # every fourth row: one field only
+    out = corrupt_views(inputs, view, 1.0, generator)
+    swapped = torch.stack([(o != x).squeeze(1) for o, x in zip(out, inputs)], dim=1)
+    assert not swapped[::4].any()  # a lone field is never swapped: the view would carry nothing true
+    multi = torch.ones(rows, dtype=torch.bool)
+    multi[::4] = False
+    assert (swapped[multi].sum(dim=1) == 1).all()  # one field of each multi-field view
+    for i, o in enumerate(out):
+        assert set(o[swapped[:, i], 0].tolist()) <= {r + 1000.0 * i for r in range(rows)}  # another row's
+    assert all(
+        torch.equal(x, torch.arange(rows, dtype=torch.float32)[:, None] + 1000 * i) for i, x in enumerate(inputs)
+    )
+    assert corrupt_views(inputs, view, 0.0, generator) is inputs
 
 
 def test_negative_terms_push_results_away(tmp_path: Path) -> None:

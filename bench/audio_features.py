@@ -1,0 +1,163 @@
+"""Would other offline audio features carry the spoken digit across speakers better than `mfcc`?
+
+Cross-speaker retrieval on FSDD alone: for every ordered pair of the four speakers, one speaker's 500
+clips are the corpus and the other's the queries; P@10 (same digit) by cosine, mean and spread over the 12
+pairs. Variants of the MFCC summary (segments, variance normalisation, c0, deltas, voicing threshold,
+time-resampled frames, a 2-D DCT of the log-mel image) and, as a ceiling for template matching, DTW over the
+frames (60 queries a pair, 4 pairs: it is slow).
+
+    .venv/bin/python bench/audio_features.py     # ~2 minutes
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+
+import numpy as np
+import scipy.fft
+from common import write_report
+from fusion_cross_data import SPEAKERS
+
+from indexer.demo import datasets_dir
+from retrieval.encoders.features import MfccAudioEncoder
+from retrieval.media import load_audio
+
+
+def log_mels(encoder: MfccAudioEncoder) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    from transformers.audio_utils import spectrogram
+
+    mels, speakers, digits = [], [], []
+    for path in sorted((datasets_dir() / "fsdd" / "recordings").glob("*.wav")):
+        samples = load_audio(path, encoder.sample_rate).samples
+        samples = np.pad(samples, (0, max(0, encoder.frame - len(samples))))
+        mel = spectrogram(
+            samples,
+            encoder.window,
+            frame_length=encoder.frame,
+            hop_length=encoder.hop,
+            power=2.0,
+            mel_filters=encoder.filters,
+            log_mel="log10",
+            mel_floor=1e-10,
+            center=True,
+        )
+        digit, speaker, _ = path.stem.split("_")
+        mels.append(mel.astype(np.float32)), speakers.append(speaker), digits.append(int(digit))
+    return mels, np.array(speakers), np.array(digits)
+
+
+def voiced(mel: np.ndarray, db: float = 3.0) -> np.ndarray:
+    energy = mel.mean(axis=0)
+    frames = mel[:, energy >= energy.max() - db]
+    return frames if frames.shape[1] >= 5 else mel
+
+
+def resampled(frames: np.ndarray, n: int) -> np.ndarray:
+    """coefficients x frames -> coefficients x n, by linear interpolation over time."""
+    t = np.linspace(0, frames.shape[1] - 1, n)
+    lo = np.floor(t).astype(int)
+    hi, w = np.minimum(lo + 1, frames.shape[1] - 1), t - lo
+    return frames[:, lo] * (1 - w) + frames[:, hi] * w
+
+
+def segments(mel, n_mfcc=20, parts=5, cmvn=False, drop0=False, db=3.0, delta=False, interpolate=False):
+    c = scipy.fft.dct(voiced(mel, db), type=2, axis=0, norm="ortho")[:n_mfcc]
+    c = c[1:] if drop0 else c
+    sd = c.std(axis=1, keepdims=True) + 1e-6
+    c = c - c.mean(axis=1, keepdims=True)
+    c = c / sd if cmvn else c
+    out = [resampled(c, parts).T.ravel()] if interpolate else [p.mean(axis=1) for p in np.array_split(c, parts, axis=1)]
+    if delta:
+        d = np.diff(c, axis=1) if c.shape[1] > 1 else 0 * c
+        out += [p.mean(axis=1) for p in np.array_split(d, parts, axis=1)]
+    if not cmvn:
+        out.append(0.5 * sd.ravel())
+    return np.concatenate(out)
+
+
+def dct2(mel, bands=12, times=8):
+    image = resampled(voiced(mel), 32)
+    return scipy.fft.dctn(image - image.mean(axis=1, keepdims=True), norm="ortho")[:bands, :times].ravel()
+
+
+def p10(vectors: np.ndarray, speakers: np.ndarray, digits: np.ndarray) -> tuple[float, float]:
+    vectors = vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9)
+    out = []
+    for corpus, queries in itertools.permutations(SPEAKERS, 2):
+        c, q = speakers == corpus, speakers == queries
+        top = np.argsort(-(vectors[q] @ vectors[c].T), axis=1)[:, :10]
+        out.append(float((digits[c][top] == digits[q][:, None]).mean()))
+    return float(np.mean(out)), float(np.std(out))
+
+
+def dtw_p10(mels, speakers, digits, per_pair: int = 60) -> float:
+    import numba
+
+    @numba.njit(cache=False)
+    def dtw(a, b):
+        n, m = a.shape[0], b.shape[0]
+        cost = np.full((n + 1, m + 1), np.inf)
+        cost[0, 0] = 0.0
+        for i in range(1, n + 1):
+            for j in range(1, m + 1):
+                d = np.sqrt(((a[i - 1] - b[j - 1]) ** 2).sum())
+                cost[i, j] = d + min(cost[i - 1, j], cost[i, j - 1], cost[i - 1, j - 1])
+        return cost[n, m] / (n + m)
+
+    frames = []
+    for mel in mels:
+        c = scipy.fft.dct(voiced(mel), type=2, axis=0, norm="ortho")[1:13]
+        frames.append(np.ascontiguousarray((c - c.mean(axis=1, keepdims=True)).T.astype(np.float64)))
+    rng, out = np.random.default_rng(0), []
+    for corpus, queries in [
+        (SPEAKERS[0], SPEAKERS[1]),
+        (SPEAKERS[2], SPEAKERS[3]),
+        (SPEAKERS[3], SPEAKERS[0]),
+        (SPEAKERS[1], SPEAKERS[2]),
+    ]:
+        items = np.flatnonzero(speakers == corpus)
+        for q in rng.choice(np.flatnonzero(speakers == queries), per_pair, replace=False):
+            distances = np.array([dtw(frames[q], frames[i]) for i in items])
+            out.append(float((digits[items[np.argsort(distances)[:10]]] == digits[q]).mean()))
+    return float(np.mean(out))
+
+
+def main() -> int:
+    encoder = MfccAudioEncoder()
+    mels, speakers, digits = log_mels(encoder)
+    variants = {
+        "mfcc (today: 5 segments, CMN, spread)": encoder._summary,
+        "5 segments, CMVN": lambda m: segments(m, cmvn=True),
+        "8 segments": lambda m: segments(m, parts=8),
+        "8 segments, CMVN": lambda m: segments(m, parts=8, cmvn=True),
+        "8 segments, no c0": lambda m: segments(m, parts=8, drop0=True),
+        "10 segments, 13 coefficients, no c0, CMVN": lambda m: segments(m, 13, 10, cmvn=True, drop0=True),
+        "10 resampled frames, 13 coefficients, no c0": lambda m: segments(m, 13, 10, drop0=True, interpolate=True),
+        "5 segments + deltas": lambda m: segments(m, delta=True),
+        "voiced within 20 dB": lambda m: segments(m, db=2.0),
+        "voiced within 40 dB": lambda m: segments(m, db=4.0),
+        "2-D DCT of the log-mel image, 12 x 8": dct2,
+        "2-D DCT, 20 x 10": lambda m: dct2(m, 20, 10),
+    }
+    rows = []
+    for name, features in variants.items():
+        vectors = np.stack([features(m) for m in mels]).astype(np.float64)
+        mean, spread = p10(vectors, speakers, digits)
+        rows.append({"variant": name, "dim": vectors.shape[1], "p10": round(mean, 3), "sd": round(spread, 3)})
+        print(rows[-1], flush=True)
+    dtw = round(dtw_p10(mels, speakers, digits), 3)
+    lines = [
+        "# Offline audio features across speakers (FSDD, 4 speakers, 12 corpus/query pairs)",
+        "",
+        "| features | dim | P@10 (mean ± sd over pairs) |",
+        "|---|---|---|",
+        *[f"| {r['variant']} | {r['dim']} | {r['p10']:.3f} ± {r['sd']:.3f} |" for r in rows],
+        f"| DTW over MFCC frames (template matching, 60 queries × 4 pairs) | - | {dtw:.3f} |",
+    ]
+    write_report("audio_features", {"rows": rows, "dtw_p10": dtw}, "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
