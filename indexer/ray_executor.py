@@ -68,14 +68,17 @@ class RayExecutor:
         self.fields, self.encoder_names, self.rates = fields, encoder_names, rates
         self.device, self.batch_size, self.address, self.actors = device, batch_size, address, actors
 
-    def _start(self):  # noqa: ANN202 - returns the ray module, imported late: ray is needed only here
+    def _start(self, num_cpus: int | None = None):  # noqa: ANN202 - returns the ray module, imported late
+        """Join the cluster (`address`, else $RAY_ADDRESS), or start a local one of `num_cpus` (default all)."""
         try:
             import ray
         except ImportError as exc:
             raise RuntimeError("--executor ray needs the ray package: pip install -r requirements.txt") from exc
         if not ray.is_initialized():
+            address = self.address or os.environ.get("RAY_ADDRESS")
             ray.init(
-                address=self.address or os.environ.get("RAY_ADDRESS"),
+                address=address,
+                num_cpus=None if address else num_cpus,  # a cluster that exists has its own size
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,

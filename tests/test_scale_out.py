@@ -26,12 +26,14 @@ pytestmark = pytest.mark.slow
 def ray_address() -> Iterator[str]:
     """One local Ray cluster for the module, started as the indexer starts its own: the in-process runs use it,
     and the command-line runs join it through RAY_ADDRESS, as they would a real cluster (each run starting and
-    stopping a cluster of its own spent ~6 s of the kill test's ~46 s on it, three times)."""
+    stopping a cluster of its own spent ~6 s of the kill test's ~46 s on it, three times). One CPU, so each run
+    has one encode actor: two actors on this 2-core machine cost the module 110 CPU-s (83 s) against 64 (63 s),
+    most of it each actor importing torch, transformers and sentence-transformers; the pool is the same code."""
     import ray
 
     from indexer.ray_executor import RayExecutor
 
-    RayExecutor([], [], {})._start()
+    RayExecutor([], [], {})._start(num_cpus=1)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
