@@ -25,23 +25,9 @@ from retrieval.media import load_audio
 
 
 def log_mels(encoder: MfccAudioEncoder) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    from transformers.audio_utils import spectrogram
-
     mels, speakers, digits = [], [], []
     for path in sorted((datasets_dir() / "fsdd" / "recordings").glob("*.wav")):
-        samples = load_audio(path, encoder.sample_rate).samples
-        samples = np.pad(samples, (0, max(0, encoder.frame - len(samples))))
-        mel = spectrogram(
-            samples,
-            encoder.window,
-            frame_length=encoder.frame,
-            hop_length=encoder.hop,
-            power=2.0,
-            mel_filters=encoder.filters,
-            log_mel="log10",
-            mel_floor=1e-10,
-            center=True,
-        )
+        mel = encoder.log_mel(load_audio(path, encoder.sample_rate).samples)
         digit, speaker, _ = path.stem.split("_")
         mels.append(mel.astype(np.float32)), speakers.append(speaker), digits.append(int(digit))
     return mels, np.array(speakers), np.array(digits)

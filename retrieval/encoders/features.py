@@ -8,6 +8,7 @@ strokes and edges (scikit-image's HOG), `mfcc` compares how the spectrum of a so
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -75,6 +76,18 @@ class MfccAudioEncoder(Encoder):
         )
         self.dim = self.n_mfcc * (self.segments + 1)
 
+    def spectrogram_options(self) -> dict[str, Any]:
+        """transformers' spectrogram arguments after the window: one clip or a group alike."""
+        options = {"frame_length": self.frame, "hop_length": self.hop, "power": 2.0, "mel_filters": self.filters}
+        return {**options, "log_mel": "log10", "mel_floor": 1e-10, "center": True}
+
+    def log_mel(self, samples: np.ndarray) -> np.ndarray:
+        """One clip's log-mel spectrogram (mel bands x frames), as `_encode_batch` makes it for a group."""
+        from transformers.audio_utils import spectrogram
+
+        samples = np.pad(samples, (0, max(0, self.frame - len(samples))))
+        return spectrogram(samples, self.window, **self.spectrogram_options())
+
     def _summary(self, mel: np.ndarray) -> np.ndarray:
         """One clip's log-mel spectrogram (mel bands x frames) to its segment statistics."""
         mfcc = scipy.fft.dct(mel, type=2, axis=0, norm="ortho")[: self.n_mfcc].T  # frames x coefficients
@@ -108,17 +121,7 @@ class MfccAudioEncoder(Encoder):
             order = order[len(group) :]
             from transformers.audio_utils import spectrogram_batch
 
-            mels = spectrogram_batch(
-                [samples[i] for i in group],
-                self.window,
-                frame_length=self.frame,
-                hop_length=self.hop,
-                power=2.0,
-                mel_filters=self.filters,
-                log_mel="log10",
-                mel_floor=1e-10,
-                center=True,
-            )
+            mels = spectrogram_batch([samples[i] for i in group], self.window, **self.spectrogram_options())
             for i, mel in zip(group, mels):
                 out[i] = self._summary(mel)
         return np.stack([row for row in out if row is not None])  # every slot is filled above
