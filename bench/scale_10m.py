@@ -29,6 +29,7 @@ from common import FIELDS, ROOT, percentiles, write_report
 
 from storage import VectorStorage
 from storage.faiss_store import FaissBackend
+from storage.paging import scanning
 
 DIM, MISSING, CLUSTERS, SPREAD, CHUNK = 512, 0.2, 1000, 0.35, 131_072
 # late and hybrid with raw cosines summed (not their z-score + adaptive defaults): their exact score is then
@@ -194,7 +195,8 @@ def phase_truth(work: Path, name: str, k: int, count: int) -> dict[str, Any]:
         for table, queries in parts:
             lo, hi = np.searchsorted(table.ids, [chunk[0], chunk[-1] + 1])
             rows = np.searchsorted(chunk, table.ids[lo:hi])
-            total[:, rows] += queries @ np.asarray(table.vectors[lo:hi], np.float32).T
+            with scanning(table.vectors[lo:hi]) as block:
+                total[:, rows] += queries @ np.asarray(block, np.float32).T
         merged_ids = np.concatenate([best_ids, np.broadcast_to(chunk, total.shape)], axis=1)
         merged = np.concatenate([best, total], axis=1)
         top = np.argsort(-merged, axis=1, kind="stable")[:, :k]

@@ -21,14 +21,17 @@ from common import FIELDS, write_report
 
 from storage import VectorStorage, VectorTable
 from storage.faiss_store import FaissStore
+from storage.paging import scanning
 
 BLOCK = 200_000
 
 
 def exact_top(table: VectorTable, query: np.ndarray, k: int) -> set[int]:
-    scores = np.concatenate(
-        [np.asarray(table.vectors[s : s + BLOCK], np.float32) @ query for s in range(0, len(table.ids), BLOCK)]
-    )
+    parts = []
+    for s in range(0, len(table.ids), BLOCK):
+        with scanning(table.vectors[s : s + BLOCK]) as block:
+            parts.append(np.asarray(block, np.float32) @ query)
+    scores = np.concatenate(parts)
     return set(table.ids[np.argpartition(-scores, k)[:k]].tolist())
 
 

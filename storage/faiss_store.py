@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ import numpy as np
 from storage.artifacts import map_arrays, write_streamed
 from storage.errors import CorruptArtifactError, EncoderMismatchError
 from storage.names import hashed_stem
+from storage.paging import scanning
 from storage.vector_store import StoreBackend, VectorStore, default_nprobe
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,15 @@ class Rows(Protocol):
     def shape(self) -> tuple[int, ...]: ...
 
     def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray: ...
+
+
+def row_chunks(ids: np.ndarray, vectors: Rows) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, float32 rows) ADD_CHUNK rows at a time, how every backend adds a collection: the float32 copy
+    of 10M 512-d rows (20 GB) never exists at once. A memory-mapped table is read ahead as it goes."""
+    for start in range(0, len(ids), ADD_CHUNK):
+        with scanning(vectors[start : start + ADD_CHUNK]) as chunk:
+            rows = np.ascontiguousarray(chunk, np.float32)
+        yield ids[start : start + ADD_CHUNK], rows
 
 
 def default_factory(count: int, dim: int | None = None) -> str:
@@ -92,14 +103,13 @@ class FaissStore(VectorStore):
     def build(
         cls, ids: np.ndarray, vectors: Rows, factory: str | None = None, header: dict[str, Any] | None = None
     ) -> FaissStore:
-        """Train on a sample, then add a chunk at a time: the float32 copy of 10M 512-d rows (20 GB)
-        never exists at once, only ADD_CHUNK rows of it."""
+        """Train on a sample, then add a chunk at a time (`row_chunks`)."""
         ids = np.asarray(ids, np.int64)
         dim = int(vectors.shape[1])
         store = cls(dim, factory or default_factory(len(ids), dim), header)
         store.train(vectors)
-        for start in range(0, len(ids), ADD_CHUNK):
-            store.add(ids[start : start + ADD_CHUNK], vectors[start : start + ADD_CHUNK])
+        for chunk_ids, rows in row_chunks(ids, vectors):
+            store.add(chunk_ids, rows)
         store.set_nprobe()
         return store
 

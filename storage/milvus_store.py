@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from storage.errors import EncoderMismatchError, StorageError
-from storage.faiss_store import ADD_CHUNK, Rows, default_factory
+from storage.faiss_store import Rows, default_factory, row_chunks
 from storage.names import MILVUS_CHARACTERS, name_hash, slug
 from storage.vector_store import StoreBackend, VectorStore, default_nprobe, pad_results
 
@@ -92,8 +92,8 @@ class MilvusStore(VectorStore):
             client.drop_collection(name)
         client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
         store = cls(client, name, int(vectors.shape[1]), factory, header)
-        for start in range(0, len(ids), ADD_CHUNK):  # a float16 memory map is converted a chunk at a time
-            store.add(ids[start : start + ADD_CHUNK], vectors[start : start + ADD_CHUNK])
+        for chunk_ids, rows in row_chunks(ids, vectors):
+            store.add(chunk_ids, rows)
         client.flush(name)  # seal the bulk load: sealed segments are indexed (Lite: 35 ms -> 6 ms a search)
         return store
 

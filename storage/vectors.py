@@ -19,6 +19,7 @@ import numpy as np
 from storage.artifacts import map_arrays, save_arrays, write_streamed
 from storage.errors import EncoderMismatchError, ForeignArtifactError
 from storage.names import hashed_stem
+from storage.paging import advise_random, scanning
 
 NUMPY_CAST_MAX = 4096  # elements: below this numpy's cast of a few rows beats torch's per-call cost
 
@@ -33,6 +34,19 @@ def _float32_rows(vectors: np.ndarray, rows: np.ndarray | None = None) -> np.nda
     importing torch costs 2.5 s to save a millisecond (`retrieval search --image` on the demo, HOG only).
     A few rows stay in numpy, where torch's per-call cost would outweigh the cast.
     """
+    if rows is None or _dense(rows):  # a scan (a whole table, a chunk of an index build): read ahead
+        span = vectors if rows is None else vectors[rows.min() : rows.max() + 1]
+        with scanning(span):
+            return _cast_rows(vectors, rows)
+    return _cast_rows(vectors, rows)
+
+
+def _dense(rows: np.ndarray) -> bool:
+    """Rows that cover a quarter of the range they span: read ahead rather than page by page."""
+    return len(rows) > 1 and 4 * len(rows) >= int(rows.max()) - int(rows.min()) + 1
+
+
+def _cast_rows(vectors: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
     torch = sys.modules.get("torch")
     if torch is None or (rows is not None and len(rows) * vectors.shape[1] <= NUMPY_CAST_MAX):
         return (vectors if rows is None else vectors[rows]).astype(np.float32)
@@ -74,14 +88,16 @@ class VectorTable:
             raise ValueError("duplicate ids in one upsert")
         keep = ~np.isin(self.ids, ids)
         merged_ids = np.concatenate([self.ids[keep], ids])
-        merged = np.concatenate([self.vectors[keep], vectors.astype(np.float16)])
+        with scanning(self.vectors) as kept:
+            merged = np.concatenate([kept[keep], vectors.astype(np.float16)])
         order = np.argsort(merged_ids, kind="stable")
         self.ids, self.vectors = merged_ids[order], merged[order]
 
     def remove(self, ids: np.ndarray) -> int:
         keep = ~np.isin(self.ids, np.asarray(ids, np.int64))
         removed = int((~keep).sum())
-        self.ids, self.vectors = self.ids[keep], self.vectors[keep]
+        with scanning(self.vectors) as kept:
+            self.ids, self.vectors = self.ids[keep], kept[keep]
         return removed
 
     def __contains__(self, item_id: int) -> bool:
@@ -153,6 +169,7 @@ class VectorStorage:
                 f"they share the folder {self.root}. Nothing was changed; index this collection into a new "
                 "one (another --collection name) so that each gets its own folder"
             )
+        advise_random(arrays["vectors"])  # a search gathers scattered rows (storage/paging.py)
         table = VectorTable(dim=int(header["dim"]), header=header, ids=arrays["ids"], vectors=arrays["vectors"])
         if dim is not None and table.dim != dim:
             raise EncoderMismatchError(f"{path}: stored vectors have dimension {table.dim}, expected {dim}")
@@ -167,7 +184,8 @@ class VectorStorage:
         header = {**table.header, "field": key, "dim": table.dim, "count": len(table)}
         if self.owner is not None:
             header["owner"] = self.owner
-        save_arrays(self.path_for(key), {"ids": table.ids, "vectors": table.vectors}, header)
+        with scanning(table.vectors) as vectors:
+            save_arrays(self.path_for(key), {"ids": table.ids, "vectors": vectors}, header)
 
     def write(self, key: str, ids: np.ndarray, dim: int, chunks: Iterable[np.ndarray], header: dict[str, Any]) -> None:
         """Write a whole table from vector chunks in the order of `ids` (sorted, unique), never holding

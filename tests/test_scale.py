@@ -18,6 +18,7 @@ from retrieval.fusion.learned import LearnedFusion
 from retrieval.profiles import Field
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import FaissStore, VectorStorage, VectorTable
+from storage.paging import scanning
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = [Field("image", "enc-a"), Field("audio", "enc-b"), Field("text", "enc-c")]
@@ -117,6 +118,47 @@ def test_opening_a_table_reads_none_of_it_and_memory_grows_with_the_rows_touched
     assert opened - before < 8_000, "opening mapped the file without reading it"
     assert touched - opened < 20_000, "80 rows touch ~64 KB each, not the 80 MB file"
     assert everything - touched > 60_000, "reading every row brings the file in"
+
+
+def read_from_disk() -> int:
+    """Bytes this process has had read from storage (page-cache misses), from /proc/self/io."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["read_bytes"])
+
+
+def vm_flags(array: np.ndarray) -> set[str]:
+    """The kernel's flags on the mapping that holds `array`'s first byte (``rr``: read page by page)."""
+    address, inside = array.ctypes.data, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            low, high = (int(part, 16) for part in head.split("-"))
+            inside = low <= address < high
+        elif inside and head == "VmFlags:":
+            return set(line.split()[1:])
+    raise AssertionError("no mapping holds the array")
+
+
+def test_a_search_reads_only_the_pages_of_its_rows_and_a_scan_reads_ahead(tmp_path: Path) -> None:
+    """The kernel's read-around (8 MB a fault on this machine's disk) made each re-scored 1 KB row cost
+    megabytes once the tables outgrew memory (storage/paging.py); a scan still wants it."""
+    storage = VectorStorage(tmp_path)
+    n, dim = 80_000, 512  # 80 MB of float16
+    storage.write("image@enc-a", np.arange(n), dim, (np.ones((10_000, dim), np.float32) for _ in range(8)), {})
+    descriptor = os.open(storage.path_for("image@enc-a"), os.O_RDONLY)
+    os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)  # as a table written long ago
+    os.close(descriptor)
+    table = storage.load("image@enc-a", dim=dim, encoder=None)
+    assert "rr" in vm_flags(table.vectors)
+    assert int(table.ids.sum()) == n * (n - 1) // 2  # the ids (640 KB, the kernel's default read-around)
+    before = read_from_disk()
+    scores, present = table.similarities(np.arange(0, n, 1000), np.ones(dim, np.float32))  # 80 scattered rows
+    assert present.all() and np.allclose(scores, dim)
+    assert read_from_disk() - before < 2**20, "80 rows read a 4 KB page each, not megabytes around each"
+    with scanning(table.vectors[1000:3000]) as block:
+        assert "rr" not in vm_flags(block) and "rr" in vm_flags(table.vectors[5000:])
+    assert "rr" in vm_flags(table.vectors[1000:3000])
+    assert table.as_float32().sum() == n * dim and "rr" in vm_flags(table.vectors)
 
 
 # -- crash safety of streamed writes --------------------------------------------------------------------

@@ -1,0 +1,56 @@
+"""How the kernel reads a memory-mapped vector table: page by page for a search, ahead for a scan.
+
+A search gathers a few hundred scattered rows of each table; the kernel's default read-around fetches a
+window around every page fault (`read_ahead_kb`, 8 MB on this machine's disk), which is free while the
+tables fit in memory and ruinous once they do not: at 10M items (25 GB of tables on a 24 GB machine) every
+gathered 1 KB row brought in megabytes and evicted rows the next query needed. Measured here
+(bench/scale_10m.py's tables, cold page cache, 900 random rows of a 2.4M x 512 float16 table): 1,630 ms and
+1.6 MB read per row with the default advice, 46 ms and 3.9 KB per row with MADV_RANDOM. A scan (an index
+build, a whole-table copy) wants the opposite: random advice reads it at 70 MiB/s, read-ahead at 330 MiB/s.
+So a table is advised random when it is opened for searching, and a scan asks for read-ahead over the
+rows it reads for as long as it reads them (`scanning`).
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+_PAGE = mmap.PAGESIZE
+
+
+def _mapping(array: np.ndarray) -> tuple[mmap.mmap, int, int] | None:
+    """The memory map under `array` and the page-aligned byte range of it that `array` spans, if any."""
+    mapped = getattr(array, "_mmap", None)  # np.memmap and every view of one
+    if mapped is None or not hasattr(mapped, "madvise") or array.size == 0:
+        return None
+    base = np.frombuffer(mapped, np.uint8, count=1).ctypes.data
+    low, high = np.lib.array_utils.byte_bounds(array)
+    start = (low - base) // _PAGE * _PAGE
+    return mapped, start, high - base - start
+
+
+def _advise(array: np.ndarray, advice: int) -> None:
+    found = _mapping(array)
+    if found is not None:
+        mapped, start, length = found
+        mapped.madvise(advice, start, length)
+
+
+def advise_random(array: np.ndarray) -> None:
+    """Read only the pages `array`'s reads touch (no read-around); a no-op for arrays in memory."""
+    _advise(array, mmap.MADV_RANDOM)
+
+
+@contextmanager
+def scanning(array: np.ndarray) -> Iterator[np.ndarray]:
+    """The kernel's default read-around over `array` (a slice of a table advised random) while the block
+    reads it front to back, random again after."""
+    _advise(array, mmap.MADV_NORMAL)
+    try:
+        yield array
+    finally:
+        _advise(array, mmap.MADV_RANDOM)
