@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,10 +182,7 @@ def evaluate(
     depth: int = 100,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluation:
-    from ranx import Qrels, Run, compare
-    from ranx import evaluate as ranx_evaluate
-
-    metrics = [f"precision@{k}", f"recall@{k}", "mrr", f"ndcg@{k}", f"map@{k}"]
+    metrics = ranx_metrics(k)
     usable = [q for q in queries if qrels.get(q.qid)]
     if not usable:
         raise InvalidInputError("no query has a relevant item: check the qrels or the label field")
@@ -192,34 +190,96 @@ def evaluate(
     kinds = {"all": usable}
     for q in sorted(usable, key=lambda q: (q.kind.count("+"), [MODALITIES.index(m) for m in q.kind.split("+")])):
         kinds.setdefault(q.kind, []).append(q)
-    # ranx scores each query once per method; a kind's value is the mean over its queries, as ranx's own
-    # mean is. (One ranx evaluation per method and kind spent 6 s of a 300-item demo's evaluation in
-    # converting and checking the same runs again.)
     qids = [q.qid for q in usable]
-    judged = {i: qrels[i] for i in qids}
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for method in methods:
-        run = Run({i: runs[method.label][i] for i in qids})
-        ranx_evaluate(Qrels(judged), run, metrics, return_mean=False)  # per query, kept in run.scores
-        table[method.label] = {
-            kind: {m: round(statistics.fmean(run.scores[m][q.qid] for q in subset), 4) for m in metrics}
+    labels = [m.label for m in methods]
+    per_query, pvalues = score_runs(
+        {i: qrels[i] for i in qids}, {m: {i: runs[m][i] for i in qids} for m in labels}, metrics
+    )
+    # a kind's value is the mean over its queries, as ranx's own mean is
+    table = {
+        label: {
+            kind: {m: round(statistics.fmean(per_query[label][m][q.qid] for q in subset), 4) for m in metrics}
             for kind, subset in kinds.items()
         }
+        for label in labels
+    }
+    latency_ms = {
+        m: {"p50": round(1000 * statistics.median(v), 2), "p99": round(1000 * sorted(v)[int(0.99 * (len(v) - 1))], 2)}
+        for m, v in latency.items()
+    }
+    return Evaluation(k, metrics, table, pvalues, latency_ms, {k_: len(v) for k_, v in kinds.items()}, runs)
+
+
+def ranx_metrics(k: int) -> list[str]:
+    return [f"precision@{k}", f"recall@{k}", "mrr", f"ndcg@{k}", f"map@{k}"]
+
+
+def score_runs(
+    judged: dict[str, dict[str, int]], runs: dict[str, dict[str, dict[str, float]]], metrics: list[str]
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, dict[str, float]]]]:
+    """ranx's per-query value of every metric for every run (run label -> metric -> qid -> value), and with
+    two runs or more the paired randomisation test's p-values (metric -> label -> other label -> p).
+
+    Each run is scored once, per query (one ranx evaluation per method and query kind spent 6 s of a 300-item
+    demo's evaluation converting and checking the same runs again).
+    """
+    from ranx import Qrels, Run, compare
+    from ranx import evaluate as ranx_evaluate
+
+    judged, runs = _fixed_width_ids(judged, runs)
+    per_query: dict[str, dict[str, dict[str, float]]] = {}
+    for label, ranked in runs.items():
+        run = Run(ranked)
+        ranx_evaluate(Qrels(judged), run, metrics, return_mean=False)  # per query, kept in run.scores
+        per_query[label] = {m: dict(run.scores[m]) for m in metrics}
     pvalues: dict[str, dict[str, dict[str, float]]] = {m: {} for m in metrics}
-    if len(methods) > 1:
+    if len(runs) > 1:
         report = compare(
             Qrels(judged),
-            [Run({i: runs[m.label][i] for i in qids}, name=m.label) for m in methods],
+            [Run(ranked, name=label) for label, ranked in runs.items()],
             metrics,
             stat_test="fisher",
             max_p=0.05,
             random_seed=0,
         ).to_dict()
         for metric in metrics:
-            for a in methods:
-                pvalues[metric][a.label] = {b: float(v[metric]) for b, v in report[a.label]["comparisons"].items()}
-    latency_ms = {
-        m: {"p50": round(1000 * statistics.median(v), 2), "p99": round(1000 * sorted(v)[int(0.99 * (len(v) - 1))], 2)}
-        for m, v in latency.items()
+            for label in runs:
+                pvalues[metric][label] = {b: float(v[metric]) for b, v in report[label]["comparisons"].items()}
+    return per_query, pvalues
+
+
+RANX_ID_WIDTH = 12  # characters: up to 10**12 distinct documents in one evaluation
+
+
+def _fixed_width_ids(
+    judged: dict[str, dict[str, int]], runs: dict[str, dict[str, dict[str, float]]]
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, dict[str, float]]]]:
+    """The same qrels and runs with every document id replaced by a number of RANX_ID_WIDTH digits.
+
+    ranx stores a run's document ids in numpy arrays as wide as its longest id, and numba compiles its
+    containers again for every new width: ~40 s of the first evaluation of each collection on this 2-core
+    machine (the demo's evaluation tests: 70 s on a fresh cache after `warm_up`, 32 s warm). One width for
+    every collection keeps what `warm_up` compiled valid; the metrics see the same relevance and order.
+    """
+    code: dict[str, str] = {}
+
+    def coded(docs: dict[str, Any]) -> dict[str, Any]:
+        return {code.setdefault(doc, f"{len(code):0{RANX_ID_WIDTH}d}"): value for doc, value in docs.items()}
+
+    return (
+        {qid: coded(docs) for qid, docs in judged.items()},
+        {label: {qid: coded(docs) for qid, docs in ranked.items()} for label, ranked in runs.items()},
+    )
+
+
+def warm_up() -> None:
+    """Compile ranx's metrics, containers and test once, at install (scripts/setup.sh): numba caches the
+    machine code in ranx's folder; compiling it on a first evaluation cost ~60 CPU-s on this 2-core machine."""
+    judged = {"q1": {"a": 1}, "q2": {"b": 1, "c": 1}}
+    runs = {
+        "x": {"q1": {"a": 0.9, "b": 0.5}, "q2": {"b": 0.8, "a": 0.1}},
+        "y": {"q1": {"b": 0.7, "a": 0.2}, "q2": {"c": 0.6, "b": 0.4}},
     }
-    return Evaluation(k, metrics, table, pvalues, latency_ms, {k_: len(v) for k_, v in kinds.items()}, runs)
+    with warnings.catch_warnings():  # ranx's own type-safety notes while numba compiles it
+        warnings.simplefilter("ignore")
+        score_runs(judged, runs, ranx_metrics(10))

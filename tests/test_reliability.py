@@ -131,9 +131,10 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
         if after is None:
             break
         progress.append(after)
-    assert len(progress) == 5 and all(0 < n < 2 * items for n in progress), (
-        f"five kills must land mid-run (good assets after each kill: {progress})"
-    )
+    # A kill can land after the last asset is written, while the run builds its indexes (2 * items good
+    # assets then): that is mid-run too, and what the final run must recover from; most must land mid-write.
+    assert len(progress) == 5 and all(0 < n <= 2 * items for n in progress), progress
+    assert sum(n < 2 * items for n in progress) >= 3, f"kills must land mid-write (good assets after each: {progress})"
     print(f"good assets after each of {len(progress)} kills: {progress}")
     final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
