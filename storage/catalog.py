@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select, update
 
 from storage.db import Database
 from storage.errors import StorageError
@@ -114,7 +114,12 @@ class IndexCatalog:
         factory: str | None = None,
         header: dict[str, Any] | None = None,
     ) -> VectorStore:
-        """Build the index, persist it on the backend, then record it (in that order: crash-safe)."""
+        """Build the index, persist it on the backend, then record it (in that order: crash-safe).
+
+        A build never replaces a newer one: a search that rebuilt a stale index while an indexer wrote the
+        next generation used to record its older index over the indexer's (test_reliability's concurrent
+        search and write). The row is updated only where its generation is not newer, in one statement.
+        """
         started = time.perf_counter()
         header = {**(header or {}), "strategy": strategy, "owner": self.owner, "generation": generation}
         # the database's id in the name too: two databases may share a Milvus server or an index folder
@@ -122,14 +127,25 @@ class IndexCatalog:
         store, location = self.backend.create(name, generation, ids, vectors, factory, header)
         if location is None:
             return store
+        values = {
+            "encoders": list(store.header.get("encoders", [])),
+            "factory": store.factory,
+            "count": len(store),
+            "file": location,
+            "generation": generation,
+            "seconds": time.perf_counter() - started,
+        }
         with self.db.session() as session:
             row = self._row(session, strategy, key)
             if row is None:
-                row = IndexBuild(collection_id=self.collection_id, strategy=strategy, key=key)
-                session.add(row)
-            elif row.file != location and self.backend.spec == "faiss":
-                Path(row.file).unlink(missing_ok=True)  # the file of an older name (earlier versions)
-            row.encoders = list(store.header.get("encoders", []))
-            row.factory, row.count, row.file = store.factory, len(store), location
-            row.generation, row.seconds = generation, time.perf_counter() - started
+                session.add(IndexBuild(collection_id=self.collection_id, strategy=strategy, key=key, **values))
+                recorded = True
+            else:
+                not_newer = (IndexBuild.id == row.id) & (IndexBuild.generation <= generation)
+                done = cast(CursorResult[Any], session.execute(update(IndexBuild).where(not_newer).values(**values)))
+                recorded = done.rowcount == 1
+        if recorded:
+            self.backend.drop_older(name, generation)
+        else:
+            self.backend.release(location)  # overtaken: only this process searches with it
         return store

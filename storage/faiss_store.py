@@ -7,6 +7,7 @@ one and stays on the CPU otherwise; files are always written from a CPU copy.
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 from collections.abc import Iterator
@@ -207,15 +208,15 @@ class FaissStore(VectorStore):
 
 
 class FaissBackend(StoreBackend):
-    """Index files under one folder, named after the store; a file is replaced atomically."""
+    """Index files under one folder, named after the store and its generation; a file is written atomically."""
 
     spec = "faiss"
 
     def __init__(self, index_dir: Path) -> None:
         self.index_dir = Path(index_dir)
 
-    def path_for(self, name: str) -> Path:
-        return self.index_dir / f"{hashed_stem(name)}.faiss.safetensors"
+    def path_for(self, name: str, generation: int) -> Path:
+        return self.index_dir / f"{hashed_stem(name)}.g{generation}.faiss.safetensors"
 
     def create(
         self,
@@ -227,12 +228,23 @@ class FaissBackend(StoreBackend):
         header: dict[str, Any],
     ) -> tuple[FaissStore, str | None]:
         store = FaissStore.build(ids, vectors, factory, header)
-        path = self.path_for(name)
+        path = self.path_for(name, generation)
         try:
             store.save(path)
         except OSError:
             return store, None  # read-only location: the index lives in memory for this process
         return store, str(path)
+
+    def release(self, location: str) -> None:
+        Path(location).unlink(missing_ok=True)  # the process that built it holds its index in memory
+
+    def drop_older(self, name: str, generation: int) -> None:
+        stem = hashed_stem(name)
+        legacy = self.index_dir / f"{stem}.faiss.safetensors"  # named without a generation by earlier versions
+        for path in [legacy, *self.index_dir.glob(f"{glob.escape(stem)}.g*.faiss.safetensors")]:
+            built_at = path.name[len(stem) + 2 :].split(".", 1)[0]
+            if path == legacy or (built_at.isdigit() and int(built_at) < generation):
+                path.unlink(missing_ok=True)
 
     def open(self, location: str, expect: dict[str, Any]) -> FaissStore | None:
         if not Path(location).exists():

@@ -182,11 +182,17 @@ class MilvusBackend(StoreBackend):
     ) -> tuple[MilvusStore, str | None]:
         target = self.collection_name(name, generation)
         store = MilvusStore.create(self.client, target, ids, vectors, factory, header)
-        stem = target.rsplit("_g", 1)[0] + "_g"
-        for other in self.client.list_collections():
-            if other.startswith(stem) and other != target:
-                self.client.drop_collection(other)  # older generations, and orphans of a crashed build
         return store, f"{self.uri}#{target}"
+
+    def release(self, location: str) -> None:
+        """Kept: the process that built it searches it in Milvus; the next build of the name drops it."""
+
+    def drop_older(self, name: str, generation: int) -> None:
+        stem = self.collection_name(name, generation).rsplit("_g", 1)[0] + "_g"
+        for other in self.client.list_collections():
+            built_at = other[len(stem) :]
+            if other.startswith(stem) and built_at.isdigit() and int(built_at) < generation:
+                self.client.drop_collection(other)  # older generations, and orphans of crashed builds at them
 
     def open(self, location: str, expect: dict[str, Any]) -> MilvusStore | None:
         uri, _, target = location.rpartition("#")

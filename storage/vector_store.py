@@ -111,12 +111,22 @@ class StoreBackend(ABC):
         factory: str | None,
         header: dict[str, Any],
     ) -> tuple[VectorStore, str | None]:
-        """Build and persist the store `name` at `generation`; returns it and its location (None when it
-        could only be kept in memory). Older generations of `name` are dropped once this one is whole."""
+        """Build and persist the store `name` at `generation`, under a location of its own (another
+        generation's is never touched); returns it and its location (None when it could only be kept in
+        memory). The catalog then records it, or drops it when another process recorded a newer one."""
 
     @abstractmethod
     def open(self, location: str, expect: dict[str, Any]) -> VectorStore | None:
         """The store at `location` if it is there, readable, and its header matches `expect`; else None."""
+
+    @abstractmethod
+    def release(self, location: str) -> None:
+        """The store at `location` will not be recorded (another process recorded a newer generation first):
+        remove it once the process that built it no longer needs it, or at the next `drop_older`."""
+
+    @abstractmethod
+    def drop_older(self, name: str, generation: int) -> None:
+        """Remove the stores of `name` older than `generation` (and orphans of crashed builds at them)."""
 
 
 def backend_kind(spec: str) -> str:

@@ -114,13 +114,51 @@ def test_catalog_records_location_and_rebuilds_when_stale(backend, tmp_path: Pat
         assert session.query(IndexBuild).count() == 1
 
 
+def test_a_stale_build_never_replaces_a_newer_one(backend, tmp_path: Path) -> None:
+    """A search that rebuilt an index at the generation it opened finishes after an indexer recorded the next
+    one: the newer index stays recorded and whole, the search keeps its own build, the next build drops it."""
+    db = Database(f"sqlite:///{tmp_path}/c.db")
+    with db.session() as session:
+        session.add(Collection(id=1, name="c", vector_dir=str(tmp_path)))
+    catalog = IndexCatalog(db, 1, backend)
+    ids, x = np.arange(60), unit_rows(60, 8)
+    catalog.create("field", "k", ids[:10], x[:10], generation=1, header={"encoders": ["e1"]})
+    first = _location(db)
+    catalog.create("field", "k", ids[:30], x[:30], generation=3, header={"encoders": ["e1"]})  # the indexer
+    newest = _location(db)
+    stale = catalog.create("field", "k", ids, x, generation=2, header={"encoders": ["e1"]})  # the late search
+    assert _location(db) == newest
+    current = catalog.get("field", "k", 3, ["e1"])
+    assert current is not None and sorted(current.ids().tolist()) == list(range(30))
+    assert catalog.get("field", "k", 2, ["e1"]) is None
+    assert stale.search(x[40:41], 1)[1][0, 0] == 40  # the search that built it still searches it
+    stored = _stored(backend)
+    assert newest in stored and first not in stored
+    catalog.create("field", "k", ids[:5], x[:5], generation=4, header={"encoders": ["e1"]})
+    assert _stored(backend) == [_location(db)], "every older generation dropped, the stale build too"
+
+
+def _location(db: Database) -> str:
+    with db.session() as session:
+        return session.query(IndexBuild).one().file
+
+
+def _stored(backend) -> list[str]:
+    """Every stored index's location."""
+    if isinstance(backend, MilvusBackend):
+        return [f"{backend.uri}#{name}" for name in backend.client.list_collections()]
+    return [str(path) for path in sorted(backend.index_dir.glob("*.faiss.safetensors"))]
+
+
 def test_milvus_drops_older_generations_and_maps_factories(tmp_path: Path) -> None:
     backend = MilvusBackend(str(tmp_path / "m.db"))
     ids, x = np.arange(40), unit_rows(40, 8)
     _, first = backend.create("c1-late-a", 1, ids, x, "Flat", {})
     _, second = backend.create("c1-late-a", 2, ids, x, "Flat", {})
+    _, third = backend.create("c1-late-a", 3, ids, x, "Flat", {})  # a newer build, not yet recorded
+    backend.drop_older("c1-late-a", 2)
     names = backend.client.list_collections()
-    assert second.split("#")[1] in names and first.split("#")[1] not in names
+    assert second.split("#")[1] in names and third.split("#")[1] in names and first.split("#")[1] not in names
     assert backend.open(first, {}) is None
     assert milvus_index("IVF1024,PQ64")[0] == "IVF_PQ" and milvus_index("HNSW32")[0] == "HNSW"
     with pytest.raises(StorageError, match="no Milvus equivalent"):
