@@ -27,6 +27,7 @@ from storage.catalog import check_tables_present, collection_storage
 from storage.repository import (
     get_collection,
     get_preset,
+    index_build,
     item_metadata,
     items_by_ids,
     latest_checkpoint,
@@ -288,9 +289,20 @@ class SearchEngine:
         cls = STRATEGIES.get(name) if name in STRATEGIES else None
         if cls is None or not cls.learns or params.get("checkpoint"):
             return params
+        file = self.checkpoint_file(name)
+        return params if file is None else {**params, "checkpoint": file}
+
+    def checkpoint_file(self, strategy: str) -> str | None:
+        """The latest checkpoint of `strategy` trained on this collection, if any."""
         with self.db.session() as session:
-            record = latest_checkpoint(session, self.collection_id, name)
-        return params if record is None else {**params, "checkpoint": record.file}
+            record = latest_checkpoint(session, self.collection_id, strategy)
+            return None if record is None else record.file
+
+    def index_location(self, strategy: str, key: str) -> str | None:
+        """Where the catalogued index (`strategy`, `key`) is stored (a file, or a Milvus location), if built."""
+        with self.db.session() as session:
+            row = index_build(session, self.collection_id, strategy, key)
+            return None if row is None else row.file
 
     def compare(
         self,
@@ -319,15 +331,20 @@ class SearchEngine:
 
     def item_query(self, item_id: int) -> QueryInput | None:
         """The query an item makes of itself (its readable text, image and audio): "search with this item"."""
-        item = self.items([item_id]).get(item_id)
-        ok = {a.modality: a for a in item.assets if a.status == "ok"} if item is not None else {}
-        if not ok:
-            return None
-        return QueryInput(
-            text=ok["text"].preview if "text" in ok else None,
-            image=ok["image"].path if "image" in ok else None,
-            audio=ok["audio"].path if "audio" in ok else None,
-        )
+        return self.item_queries([item_id]).get(item_id)
+
+    def item_queries(self, ids: Iterable[int]) -> dict[int, QueryInput]:
+        """`item_query` of each of `ids` that has a readable modality, in one database query."""
+        queries = {}
+        for item_id, item in self.items(ids).items():
+            ok = {a.modality: a for a in item.assets if a.status == "ok"}
+            if ok:
+                queries[item_id] = QueryInput(
+                    text=ok["text"].preview if "text" in ok else None,
+                    image=ok["image"].path if "image" in ok else None,
+                    audio=ok["audio"].path if "audio" in ok else None,
+                )
+        return queries
 
     def metadata(self) -> dict[int, dict]:
         """Item id -> metadata for every item of the collection."""

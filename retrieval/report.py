@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from retrieval.evaluate import EvalQuery, evaluate, run_methods
 from retrieval.fusion import list_strategies, strategy_class
 from retrieval.results import Method
-from storage.repository import index_build, latest_checkpoint
 
 if TYPE_CHECKING:
     import altair as alt
@@ -96,23 +95,17 @@ def new_modality_cost(strategy: str, learns: bool, fuses_at: str, trained: bool 
 def index_bytes(engine: SearchEngine, used: list[tuple[str, str]]) -> int | None:
     """Bytes on disk of the catalogued index files in `used` (None where one is not a local file)."""
     total = 0
-    with engine.db.session() as session:
-        for strategy, key in dict.fromkeys(used):
-            row = index_build(session, engine.collection_id, strategy, key)
-            path = Path(row.file) if row is not None else None
-            if path is None or not path.is_file():
-                return None
-            total += path.stat().st_size
+    for strategy, key in dict.fromkeys(used):
+        location = engine.index_location(strategy, key)
+        if location is None or not Path(location).is_file():
+            return None
+        total += Path(location).stat().st_size
     return total
 
 
 def training_seconds(engine: SearchEngine, method: Method) -> float | None:
     """Seconds the method's checkpoint took to train (written beside it by `retrieval.train`)."""
-    file = method.params.get("checkpoint")
-    if not file:
-        with engine.db.session() as session:
-            record = latest_checkpoint(session, engine.collection_id, method.strategy)
-            file = record.file if record is not None else None
+    file = method.params.get("checkpoint") or engine.checkpoint_file(method.strategy)
     curve = Path(f"{file}.loss.json") if file else None
     if curve is None or not curve.is_file():
         return None
@@ -121,12 +114,8 @@ def training_seconds(engine: SearchEngine, method: Method) -> float | None:
 
 def default_methods(engine: SearchEngine) -> list[Method]:
     """Every registered strategy with its defaults, and every saved preset."""
-    from storage.repository import list_presets
-
     methods = [Method(name, name) for name in list_strategies()]
-    with engine.db.session() as session:
-        presets = [p.name for p in list_presets(session, engine.collection_id)]
-    return methods + [engine.preset(name) for name in presets]
+    return methods + [engine.preset(name) for name in engine.presets()]
 
 
 def strategy_report(
@@ -276,23 +265,10 @@ def sample_queries(engine: SearchEngine, n: int = 20, seed: int = 0) -> list[Eva
     enough for latency and index size, not for quality."""
     import random
 
-    from retrieval.results import QueryInput
-    from storage.repository import items_by_ids
-
-    ids = sorted(engine.item_keys())
-    chosen = random.Random(seed).sample(ids, min(n, len(ids)))
-    queries = []
-    with engine.db.session() as session:
-        for item in items_by_ids(session, chosen).values():
-            ok = {a.modality: a for a in item.assets if a.status == "ok"}
-            query = QueryInput(
-                text=ok["text"].preview if "text" in ok else None,
-                image=ok["image"].path if "image" in ok else None,
-                audio=ok["audio"].path if "audio" in ok else None,
-            )
-            if query.present():
-                queries.append(EvalQuery(item.key, query, exclude=item.key))
-    return queries
+    keys = engine.item_keys()
+    chosen = random.Random(seed).sample(sorted(keys), min(n, len(keys)))
+    queries = engine.item_queries(chosen)
+    return [EvalQuery(keys[i], q, exclude=keys[i]) for i, q in queries.items() if q.present()]
 
 
 # Learned strategies by mean P@10 over the seven query kinds of docs/benchmarks/fusion_digits.md (test
@@ -302,11 +278,7 @@ LEARNED_PREFERENCE = ("gated", "cross_attention")
 
 def best_learned(engine: SearchEngine) -> str | None:
     """The learned strategy to show first: the best-measured one that has a checkpoint on this collection."""
-    with engine.db.session() as session:
-        for name in LEARNED_PREFERENCE:
-            if latest_checkpoint(session, engine.collection_id, name) is not None:
-                return name
-    return None
+    return next((name for name in LEARNED_PREFERENCE if engine.checkpoint_file(name) is not None), None)
 
 
 def per_kind(queries: list[EvalQuery], n: int) -> list[EvalQuery]:

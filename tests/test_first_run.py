@@ -220,3 +220,18 @@ def test_report_cli_writes_table_and_charts(
     assert rows["gated"]["one_missing_ndcg"] is not None and rows["late"]["index_bytes"] > 0
     assert (tmp_path / "strategies.md").read_text().startswith("| method |")
     assert (tmp_path / "strategies-quality.html").is_file()
+
+
+def test_an_items_own_query_finds_it_first(engine: SearchEngine) -> None:
+    """The report's queries without labels: items searched with their own media ("search with this item")."""
+    from retrieval.report import sample_queries
+
+    queries = sample_queries(engine, n=6, seed=1)
+    assert len(queries) == 6 and all(q.exclude == q.qid for q in queries)
+    id_of = {key: item_id for item_id, key in engine.item_keys().items()}
+    items = engine.items(id_of[q.qid] for q in queries)
+    for q in queries:
+        readable = {a.modality for a in items[id_of[q.qid]].assets if a.status == "ok"}
+        assert {m for m in ("image", "audio", "text") if getattr(q.query, m)} == readable
+        hits = engine.search(image=q.query.image, audio=q.query.audio, text=q.query.text, strategy="late", k=1).hits
+        assert hits[0].key == q.qid

@@ -93,6 +93,16 @@ def kill_mid_run(command: list[str], url: str, rng: random.Random, max_delay: fl
     return ok_assets(url)
 
 
+def assert_kills_landed(progress: list[int], kills: int, assets: int) -> None:
+    """`kills` kills, each after some assets were written; most before the last one. A kill can land after
+    the last asset is written, while the run builds its indexes: that is mid-run too, and what the final run
+    must recover from (one of five did, once, under load)."""
+    assert len(progress) == kills and all(0 < n <= assets for n in progress), progress
+    assert sum(n < assets for n in progress) > kills // 2, (
+        f"kills must land mid-write (good assets after each: {progress})"
+    )
+
+
 def ok_assets(url: str) -> int:
     try:
         with Database(url).session() as session:
@@ -131,10 +141,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
         if after is None:
             break
         progress.append(after)
-    # A kill can land after the last asset is written, while the run builds its indexes (2 * items good
-    # assets then): that is mid-run too, and what the final run must recover from; most must land mid-write.
-    assert len(progress) == 5 and all(0 < n <= 2 * items for n in progress), progress
-    assert sum(n < 2 * items for n in progress) >= 3, f"kills must land mid-write (good assets after each: {progress})"
+    assert_kills_landed(progress, 5, assets=2 * items)
     print(f"good assets after each of {len(progress)} kills: {progress}")
     final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_reliability import ROOT, check_consistent, kill_mid_run, media_manifest
+from test_reliability import ROOT, assert_kills_landed, check_consistent, kill_mid_run, media_manifest
 
 from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 from indexer.pipeline import Indexer
@@ -124,7 +124,7 @@ def test_killing_a_ray_run_loses_nothing(ray_address: str, tmp_path: Path, monke
         if after is None:
             break
         kills.append(after)
-    assert len(kills) == 2 and all(0 < n < 2 * items for n in kills), kills
+    assert_kills_landed(kills, 2, assets=2 * items)
     final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
     assert check_consistent(url, expected_items=items) == {"image": items, "audio": items}
