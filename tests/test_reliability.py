@@ -50,6 +50,14 @@ def media_manifest(folder: Path, items: int) -> Path:
     return path
 
 
+def indexer_command(manifest: Path, url: str, *extra: str) -> list[str]:
+    """The indexer as a user starts it on a `media_manifest`, with small batches and flushes so that a kill
+    lands between many of them."""
+    options = ["--quiet", "--batch-size", "8", "--flush-every", "32", "--profile", str(manifest.parent / "fast.json")]
+    allow = ["--allow-root", str(MNIST.parent.parent)]
+    return [sys.executable, "-m", "indexer", str(manifest), "--db", url, *options, *allow, *extra]
+
+
 def check_consistent(url: str, expected_items: int) -> dict[str, int]:
     """Every good item exactly once; the database, the vector tables and every index agree."""
     db = Database(url)
@@ -93,12 +101,13 @@ def kill_mid_run(command: list[str], url: str, rng: random.Random, max_delay: fl
     return ok_assets(url)
 
 
-def assert_kills_landed(progress: list[int], kills: int, assets: int) -> None:
-    """`kills` kills, each after some assets were written; most before the last one. A kill can land after
-    the last asset is written, while the run builds its indexes: that is mid-run too, and what the final run
-    must recover from (one of five did, once, under load)."""
-    assert len(progress) == kills and all(0 < n <= assets for n in progress), progress
-    assert sum(n < assets for n in progress) > kills // 2, (
+def assert_kills_landed(progress: list[int], mid_write: int, assets: int) -> None:
+    """Every kill came after some assets were written, and at least `mid_write` before the last one. A kill
+    can land after the last asset is written, while the run builds its indexes: that is mid-run too, and
+    what the final run must recover from (one of five did, once, under load; on a loaded machine a run can
+    also finish the rest before the next kill, which then has nothing to interrupt)."""
+    assert progress and all(0 < n <= assets for n in progress), progress
+    assert sum(n < assets for n in progress) >= mid_write, (
         f"kills must land mid-write (good assets after each: {progress})"
     )
 
@@ -117,31 +126,15 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     items = 500
     manifest = media_manifest(tmp_path / "collection", items)
     url = f"sqlite:///{tmp_path}/kill.db"
-    command = [
-        sys.executable,
-        "-m",
-        "indexer",
-        str(manifest),
-        "--db",
-        url,
-        "--quiet",
-        "--batch-size",
-        "8",
-        "--flush-every",
-        "32",
-        "--profile",
-        str(tmp_path / "collection" / "fast.json"),
-        "--allow-root",
-        str(MNIST.parent.parent),
-    ]
+    command = indexer_command(manifest, url)
     rng = random.Random(7)
     progress = []
-    while len(progress) < 5:
+    for _ in range(5):
         after = kill_mid_run(command, url, rng, max_delay=0.4)
-        if after is None:
+        if after is None:  # the run finished first
             break
         progress.append(after)
-    assert_kills_landed(progress, 5, assets=2 * items)
+    assert_kills_landed(progress, mid_write=3, assets=2 * items)
     print(f"good assets after each of {len(progress)} kills: {progress}")
     final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import random
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_reliability import ROOT, assert_kills_landed, check_consistent, kill_mid_run, media_manifest
+from test_reliability import (
+    ROOT,
+    assert_kills_landed,
+    check_consistent,
+    indexer_command,
+    kill_mid_run,
+    media_manifest,
+)
 
 from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 from indexer.pipeline import Indexer
@@ -96,27 +102,7 @@ def test_killing_a_ray_run_loses_nothing(ray_address: str, tmp_path: Path, monke
     items = 300
     manifest = media_manifest(tmp_path / "collection", items)
     url = f"sqlite:///{tmp_path}/kill.db"
-    command = [
-        sys.executable,
-        "-m",
-        "indexer",
-        str(manifest),
-        "--db",
-        url,
-        "--quiet",
-        "--batch-size",
-        "8",
-        "--flush-every",
-        "32",
-        "--executor",
-        "ray",
-        "--vector-backend",
-        f"milvus:{tmp_path}/m.db",
-        "--profile",
-        str(tmp_path / "collection" / "fast.json"),
-        "--allow-root",
-        str(ROOT.parent / "shared"),
-    ]
+    command = indexer_command(manifest, url, "--executor", "ray", "--vector-backend", f"milvus:{tmp_path}/m.db")
     rng = random.Random(3)
     kills = []
     for _ in range(2):
@@ -124,7 +110,7 @@ def test_killing_a_ray_run_loses_nothing(ray_address: str, tmp_path: Path, monke
         if after is None:
             break
         kills.append(after)
-    assert_kills_landed(kills, 2, assets=2 * items)
+    assert_kills_landed(kills, mid_write=2, assets=2 * items)
     final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
     assert check_consistent(url, expected_items=items) == {"image": items, "audio": items}
