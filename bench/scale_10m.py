@@ -97,7 +97,7 @@ class FileCatalog:
         self.backend = FaissBackend(folder)
 
     def get(self, strategy: str, key: str, generation: int, encoders: list[str]):
-        path = self.backend.path_for(f"{strategy}-{key}")
+        path = self.backend.path_for(f"{strategy}-{key}", generation)
         return self.backend.open(str(path), {"encoders": encoders}) if path.exists() else None
 
     def create(self, strategy, key, ids, vectors, generation, factory=None, header=None):
