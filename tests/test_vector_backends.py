@@ -199,3 +199,22 @@ def test_every_strategy_gives_the_same_results_on_both_backends(small_folder: Pa
         locations = [b.file for b in session.query(IndexBuild).all()]
     assert any(loc.startswith(str(tmp_path / "milvus.db") + "#") for loc in locations)
     assert any(loc.endswith(".faiss.safetensors") for loc in locations)
+
+
+def test_an_index_file_named_by_an_earlier_version_is_dropped_by_the_next_build(tmp_path: Path) -> None:
+    from storage.names import hashed_stem
+
+    db = Database(f"sqlite:///{tmp_path}/c.db")
+    with db.session() as session:
+        session.add(Collection(id=1, name="c", vector_dir=str(tmp_path)))
+    catalog = IndexCatalog(db, 1, open_backend("faiss", tmp_path / "indexes"))
+    ids, x = np.arange(20), unit_rows(20, 8)
+    catalog.create("field", "k", ids, x, generation=1, header={"encoders": ["e1"]})
+    name = f"{db.uid[:12]}-c1-field-k"
+    legacy = tmp_path / "indexes" / f"{hashed_stem(name)}.faiss.safetensors"  # no generation in the name
+    legacy.write_bytes(Path(_location(db)).read_bytes())
+    unrelated = tmp_path / "indexes" / f"{hashed_stem(name + 'x')}.g1.faiss.safetensors"
+    unrelated.write_bytes(b"another store's file")
+    catalog.create("field", "k", ids[:10], x[:10], generation=2, header={"encoders": ["e1"]})
+    assert not legacy.exists() and unrelated.exists()
+    assert _stored(catalog.backend) == sorted([_location(db), str(unrelated)])
