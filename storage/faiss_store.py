@@ -11,6 +11,7 @@ import glob
 import logging
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +36,12 @@ COMPRESS_FROM = 2_000_000  # above today's 1M benchmark, where IVF,Flat stays (b
 COMPRESS_CODE_BYTES = 128
 MAX_COMPRESSED_NLIST = 2048
 ADD_CHUNK = 65_536  # rows converted to float32 and added at a time: 128 MB at 512-d
+# A search of one query runs on one FAISS thread. FAISS splits a single query's inverted lists over its
+# OpenMP pool, whose threads then spin against torch's (the encoders' pool, a second OpenMP runtime) on the
+# same cores. Measured on 2 cores (docs/benchmarks/scale_10m.md): one IVF2048,PQ256x4fs search of 800k
+# vectors, 1.15 ms on two threads or one in a bare process, 3.4 -> 1.2 ms with torch working between
+# searches; at 1M items late's p50 19.7 -> 7.1 ms, early's 8.0 -> 5.0 ms. Batches keep every thread: FAISS
+# gives each thread its own queries.
 
 
 class Rows(Protocol):
@@ -54,6 +61,17 @@ def row_chunks(ids: np.ndarray, vectors: Rows) -> Iterator[tuple[np.ndarray, np.
         with scanning(vectors[start : start + ADD_CHUNK]) as chunk:
             rows = np.ascontiguousarray(chunk, np.float32)
         yield ids[start : start + ADD_CHUNK], rows
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """FAISS's OpenMP pool at one thread for the calling thread (the setting is per thread), then restored."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def default_factory(count: int, dim: int | None = None) -> str:
@@ -169,8 +187,10 @@ class FaissStore(VectorStore):
         k = max(1, min(k, len(self))) if len(self) else 1
         if len(self) == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        scores, ids = self.index.search(queries, k)
-        return scores, ids
+        if len(queries) > 1 or self._on_gpu:
+            return self.index.search(queries, k)
+        with one_thread():
+            return self.index.search(queries, k)
 
     def to_gpu(self) -> bool:
         """Move to GPU 0 when FAISS has one; returns whether it did."""

@@ -233,6 +233,43 @@ def test_an_index_built_a_chunk_at_a_time_from_float16_rows_equals_one_built_fro
     assert np.array_equal(whole.search(queries, 10)[1], chunked.search(queries, 10)[1])
 
 
+def test_a_single_query_searches_on_one_faiss_thread_and_answers_like_a_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One query: FAISS's pool at one thread during the search (it spun against torch's), restored after,
+    even when the search fails; a batch keeps every thread. The answers are the batch's, row for row."""
+    import faiss
+
+    store = FaissStore.build(np.arange(2000), clustered(2000, 16, seed=5), "IVF16,PQ4x4fs")
+    queries = clustered(4, 16, seed=6)
+    batch = store.search(queries, 10)
+    before = faiss.omp_get_max_threads()
+    for n, query in enumerate(queries):
+        scores, ids = store.search(query, 10)
+        assert np.array_equal(ids[0], batch[1][n]) and np.allclose(scores[0], batch[0][n])
+    assert faiss.omp_get_max_threads() == before
+
+    seen: list[int] = []
+    real = store.index.search
+
+    def recording(*args):
+        seen.append(faiss.omp_get_max_threads())
+        return real(*args)
+
+    monkeypatch.setattr(store.index, "search", recording, raising=False)
+    store.search(queries[0], 10)
+    store.search(queries, 10)
+    assert seen == [1, before]
+
+    def failing(*args):
+        raise RuntimeError("search failed")
+
+    monkeypatch.setattr(store.index, "search", failing, raising=False)
+    with pytest.raises(RuntimeError):
+        store.search(queries[0], 10)
+    assert faiss.omp_get_max_threads() == before
+
+
 @pytest.mark.parametrize("name", ["late", "early", "hybrid"])
 def test_a_compressed_index_plus_rescoring_returns_exact_scores(tmp_path: Path, name: str) -> None:
     """PQ codes give approximate scores; every strategy's scores must still be Σ weight × cosine."""
