@@ -53,8 +53,9 @@ def unit_cache(late: LateFusion, target, base, kind: str) -> dict:
     space = target.space
     query = adaptive.screened(space, encoded(base, kind))
     units = late.units(space, query)
-    lists, ids = late._lists(space, query, units, 10)
-    raws = [late._raw(space, query, unit, ids, listed) for unit, listed in zip(units, lists)]
+    queries = late.unit_queries(space, query, units, 10)
+    lists, ids = late._lists(space, queries, units, 10)
+    raws = [late._raw(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
     shares, _ = per_item_modality(units, [present for _, present in raws])
     values = [value for value, _ in late._unit_values(raws, np.ones(len(units)), shares)]
     features = []

@@ -77,8 +77,10 @@ def fixed_strategies() -> dict[str, tuple[str, dict]]:
         "late (RRF, fixed weights)": ("late", {"fusion": "rrf", **fixed}),
         "late (RRF, adaptive)": ("late", {"fusion": "rrf"}),
         "hybrid (defaults)": ("hybrid", {}),
-        "hybrid (old defaults)": ("hybrid", {"normalisation": "none", **fixed}),
+        "hybrid (groups summed raw)": ("hybrid", {"standardise": False}),
+        "hybrid (old defaults)": ("hybrid", {"normalisation": "none", "standardise": False, **fixed}),
         "early (identity)": ("early", {}),
+        "early (identity, summed raw)": ("early", {"standardise": False}),
     }
 
 

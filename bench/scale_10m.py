@@ -32,13 +32,14 @@ from storage.faiss_store import FaissBackend
 from storage.paging import scanning
 
 DIM, MISSING, CLUSTERS, SPREAD, CHUNK = 512, 0.2, 1000, 0.35, 131_072
-# late and hybrid with raw cosines summed (not their z-score + adaptive defaults): their exact score is then
-# Σ cosine over every item, the same as early's, so one exact search defines recall for all three
+# late, early's identity and hybrid with raw cosines summed (not their defaults, which standardise and weigh
+# channels per query): their exact score is then Σ cosine over every item, so one exact search defines
+# recall for all three
 RAW_SUM = {"normalisation": "none", "weighting": "fixed"}
 STRATEGIES: dict[str, dict[str, Any]] = {
     "late": {"params": RAW_SUM},
-    "early": {},
-    "hybrid": {"params": RAW_SUM},
+    "early": {"params": {"standardise": False}},
+    "hybrid": {"params": {**RAW_SUM, "standardise": False}},
     "gated": {"learned": True},
 }
 

@@ -52,6 +52,11 @@ class Channel:
     def label(self) -> str:
         return f"{self.query_modality}→{self.field.modality}" + f" [{self.field.encoder}]"
 
+    @property
+    def vector_key(self) -> tuple[str, str]:
+        """The key of the query vector this channel scores with: (query modality, encoder)."""
+        return (self.query_modality, self.field.encoder)
+
 
 @dataclass
 class EncodedQuery:
@@ -247,7 +252,7 @@ class VectorSpace:
         self, query: EncodedQuery, channel: Channel, ids: np.ndarray, negative: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact cosine of the query with each item's field vector, and which items have that field."""
-        key = (channel.query_modality, channel.field.encoder)
+        key = channel.vector_key
         q = query.vectors[key] if key in query.vectors and not negative else query.negatives[key]
         return self.tables[channel.field.key].similarities(ids, q)
 

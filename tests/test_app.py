@@ -430,3 +430,25 @@ def test_the_queries_file_is_read_at_each_run(demo: dict[str, str], monkeypatch:
     assert not [b for b in missing.button if b.key == "eval_run"]
     present = evaluate_page(demo["queries"])
     assert [b.label for b in present.button if b.key == "eval_run"] == ["Run the evaluation"]
+
+
+def test_channel_weights_are_a_sidebar_choice_that_the_methods_follow(app: AppTest, demo: dict[str, str]) -> None:
+    """Adaptive (the default) or fixed channel weights: late and early rank as the API does with that
+    choice, the caption names it, and the choice changes a ranking (an image of a 3 with a recording of a 7)."""
+    from retrieval import SearchEngine
+
+    upload(app, "query_image", mnist_image(3), "image/png")
+    upload(app, "query_audio", recording(7), "audio/wav")
+    app.run()
+    engine = SearchEngine.open(demo["url"])
+    query = {"image": mnist_image(3), "audio": recording(7)}
+    seen = {}
+    for weighting in ("adaptive", "fixed"):
+        app.sidebar.selectbox(key="weighting").set_value(weighting).run()
+        assert_clean(app)
+        for method in ("late", "early"):
+            expected = [str(h.item_id) for h in engine.search(strategy=method, weighting=weighting, **query).hits]
+            assert ranked(app, method) == expected, (method, weighting)
+            seen[(method, weighting)] = expected
+        assert sum(f"weighting={weighting}" in c.value for c in app.caption) == 2
+    assert seen[("late", "adaptive")] != seen[("late", "fixed")]

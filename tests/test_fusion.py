@@ -70,7 +70,7 @@ def test_registry_describes_each_strategy() -> None:
 
 def test_early_identity_equals_weighted_sum_of_similarities(space: VectorSpace) -> None:
     q = query(space, image=0.7, audio=1.5)
-    early = create_strategy("early").search(space, q, k=40)
+    early = create_strategy("early", standardise=False).search(space, q, k=40)
     assert len(early) == 40
     for hit in early:
         assert hit.score == pytest.approx(exact(space, q, hit.item_id), abs=2e-3)  # float16 storage
@@ -154,9 +154,9 @@ def test_centring_removes_a_shared_offset(tmp_path: Path) -> None:
         tmp_path, image={i + 1: (offset + signal[i]).tolist() for i in range(30)}, audio={1: [1, 0, 0, 0, 0, 0]}
     )
     q = EncodedQuery({("image", "img-enc"): unit(signal[4].astype(np.float32))})  # a query without the offset
-    for name in ("late", "early"):
-        plain = create_strategy(name).search(space, q, k=3)
-        centred = create_strategy(name, centre=True).search(space, q, k=3)
+    for name, extra in (("late", {}), ("early", {"standardise": False})):  # raw cosines, comparable scores
+        plain = create_strategy(name, **extra).search(space, q, k=3)
+        centred = create_strategy(name, centre=True, **extra).search(space, q, k=3)
         assert centred[0].item_id == 5, name
         assert centred[0].score > plain[0].score
     assert abs(space.centred().tables["image@img-enc"].as_float32().mean(axis=0)[0]) < 0.2
@@ -210,7 +210,7 @@ def test_unit_contributions_split_each_score_by_modality(space: VectorSpace, par
             assert set(h.contributions) == {"image", "audio", "-image"}
             assert sum(h.contributions.values()) == pytest.approx(h.score, abs=1e-5)
     # one unit of both modalities, raw scores: each modality's part is its own weighted cosine
-    for h in create_strategy("hybrid", groups=[["image", "audio"]], candidates=10, **RAW).search(
+    for h in create_strategy("hybrid", groups=[["image", "audio"]], candidates=10, standardise=False, **RAW).search(
         space, query(space, seed=7, image=0.5, audio=2.0), k=10
     ):
         for modality, f in (("image", IMAGE), ("audio", AUDIO)):
@@ -254,8 +254,9 @@ def test_adaptive_weights_down_weight_a_flat_channel(tmp_path: Path) -> None:
     q = EncodedQuery({("image", "img-enc"): image_query, ("audio", "aud-enc"): unit(flat.astype(np.float32))})
     late = LateFusion()
     units = late.units(space, q)
-    lists, ids = late._lists(space, q, units, 10)
-    raws = [late._raw(space, q, u, ids, listed) for u, listed in zip(units, lists)]
+    queries = late.unit_queries(space, q, units, 10)
+    lists, ids = late._lists(space, queries, units, 10)
+    raws = [late._raw(space, uq, u, ids, listed) for uq, u, listed in zip(queries, units, lists)]
     by_modality = dict(zip((u[0].query_modality for u in units), adaptive_weights(space, [q, q], units, raws, ids)))
     assert by_modality["audio"] < 0.05 * by_modality["image"]
     image_only = EncodedQuery({("image", "img-enc"): image_query})
@@ -265,9 +266,19 @@ def test_adaptive_weights_down_weight_a_flat_channel(tmp_path: Path) -> None:
     assert {h.item_id for h in create_strategy("late", weighting="fixed").search(space, q, k=10)} != alone
 
 
-def test_fused_is_never_below_its_best_modality(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "name, defaults, raw",
+    [
+        ("late", {}, RAW),
+        ("hybrid", {"groups": [["image", "audio"]]}, {"groups": [["image", "audio"]], "standardise": False, **RAW}),
+        ("early", {}, {"standardise": False}),
+    ],
+)
+def test_fused_is_never_below_its_best_modality(tmp_path: Path, name: str, defaults: dict, raw: dict) -> None:
     """The collection's recordings cluster by class, but the query's is from an unseen speaker (far from
-    its class): fusing it with an image must not rank worse than the image alone, as the raw sum does."""
+    its class): fusing it with an image must not rank worse than the image alone, as the raw sum does.
+    Hybrid with one group of both, and early's identity, sum the channels in one index: standardised and
+    adaptively weighted, they must hold as late does."""
     space, labels = labelled_space(tmp_path, audio_noise=0.8)
     tables = {"image": space.tables[IMAGE.key], "audio": space.tables[AUDIO.key]}
     encoders = {"image": "img-enc", "audio": "aud-enc"}
@@ -282,17 +293,17 @@ def test_fused_is_never_below_its_best_modality(tmp_path: Path) -> None:
                 "audio": unit(tables["audio"].lookup(np.array([partner]))[0][0] + 0.9 * rng.normal(size=12)),
             }
             q = EncodedQuery({(m, encoders[m]): vectors[m].astype(np.float32) for m in modalities})
-            hits = create_strategy("late", **params).search(space, q, k=12)
+            hits = create_strategy(name, **params).search(space, q, k=12)
             values.append(
                 precision_at_10([h for h in hits if h.item_id not in (item, partner)], labels, labels[item - 1])
             )
         return float(np.mean(values))
 
-    best_single = max(mean_precision({}, ("image",)), mean_precision({}, ("audio",)))
+    best_single = max(mean_precision(defaults, ("image",)), mean_precision(defaults, ("audio",)))
     # Not yet "never below": adaptive weighting keeps within 0.03 of the image alone (the benchmark's
     # worst case is about as far); the raw sum loses over 0.05
-    assert mean_precision({}, ("image", "audio")) >= best_single - 0.03
-    assert mean_precision(RAW, ("image", "audio")) < best_single - 0.05
+    assert mean_precision(defaults, ("image", "audio")) >= best_single - 0.03
+    assert mean_precision(raw, ("image", "audio")) < best_single - 0.05
 
 
 def test_a_noise_clip_does_not_move_a_learned_strategys_top_results(tmp_path: Path) -> None:
@@ -306,12 +317,16 @@ def test_a_noise_clip_does_not_move_a_learned_strategys_top_results(tmp_path: Pa
     alone = EncodedQuery({("image", "img-enc"): image})
     noisy = EncodedQuery({("image", "img-enc"): image, ("audio", "aud-enc"): noise})
     for name in ("gated", "early"):
-        params = {"checkpoint": str(result.path)} if name == "gated" else {}
+        # early's identity weighs channels per query too; it must be fixed for the clip to show
+        params = {"checkpoint": str(result.path)} if name == "gated" else {"weighting": "fixed"}
         top = [h.item_id for h in create_strategy(name, **params).search(space, alone, k=10)]
         assert [h.item_id for h in create_strategy(name, **params).search(space, noisy, k=10)] == top
         # without screening, the clip does move them
         unscreened = create_strategy(name, screen=False, **params).search(space, noisy, k=10)
         assert [h.item_id for h in unscreened] != top
+    # early's identity at its defaults, unscreened: its adaptive channel weights alone keep the clip out
+    top = [h.item_id for h in create_strategy("early").search(space, alone, k=10)]
+    assert [h.item_id for h in create_strategy("early", screen=False).search(space, noisy, k=10)] == top
 
 
 def test_several_encoders_of_one_modality_do_not_win_by_count(tmp_path: Path) -> None:

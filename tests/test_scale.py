@@ -277,7 +277,9 @@ def test_a_compressed_index_plus_rescoring_returns_exact_scores(tmp_path: Path, 
         tmp_path / "pq", factory="IVF16,PQ4x4fs"
     )  # the fast-scan PQ the product builds above its threshold
     exact = make_space(tmp_path / "flat", factory="Flat")
-    params = {} if name == "early" else {"normalisation": "none", "weighting": "fixed"}  # raw Σ cosine
+    params = {"standardise": False} if name == "early" else {"normalisation": "none", "weighting": "fixed"}
+    if name == "hybrid":
+        params["standardise"] = False  # raw Σ cosine inside its group
     strategy = create_strategy(name, **params)
     strategy.prepare(space)
     assert not space._indexes[next(iter(space._indexes))].exact_scores
@@ -373,7 +375,7 @@ def test_nprobe_reaches_every_index_and_more_lists_find_more_true_neighbours(tmp
     recalls = {}
     for nprobe in (None, 1, 64):
         space = VectorSpace(FIELDS, storage, generation=1, factory="IVF64,PQ8x4fs", nprobe=nprobe)
-        early = create_strategy("early", screen=False)
+        early = create_strategy("early", screen=False, standardise=False)  # exact: raw Σ cosine
         early.prepare(space)
         (store,) = space._indexes.values()
         assert faiss.extract_index_ivf(store.index).nprobe == {None: 16, 1: 1, 64: 64}[nprobe]

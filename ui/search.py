@@ -164,9 +164,10 @@ def describe(method: Method, params: dict) -> str:
         parts = [f"trained model {Path(params['checkpoint']).name}" if params.get("checkpoint") else "trained model"]
         parts.append(f"mode={params.get('mode', 'index')}")
     elif method.strategy in ("late", "hybrid"):
-        parts = [f"{k}={params[k]}" for k in ("normalisation", "fusion") if k in params]
+        parts = [f"{k}={params[k]}" for k in ("normalisation", "fusion", "weighting") if k in params]
         if params.get("fusion") == "rrf":
             parts.append(f"rrf_k={params.get('rrf_k')}")
     else:
         parts = ["one index over the concatenated vectors"] + (["centred"] if params.get("centre") else [])
+        parts += [f"weighting={params['weighting']}"] if "weighting" in params else []
     return ", ".join(parts + ([compare_view.weights_text(params)] if params.get("weights") else []))

@@ -63,6 +63,9 @@ class Settings:
     k: int
 
 
+WEIGHTINGS = ("adaptive", "fixed")  # the first is the strategies' default
+
+
 def sidebar(url: str) -> Settings | None:
     """Collection, methods to show, weights, normalisation, RRF k, number of results."""
     st.sidebar.caption(f"Database: `{url}`")
@@ -92,6 +95,13 @@ def sidebar(url: str) -> Settings | None:
         help="Normalisation can reorder results: it is always shown.",
     )
     fusion = st.sidebar.selectbox("Late/hybrid: fusion", ("sum", "mnz", "rrf"), key="fusion")
+    weighting = st.sidebar.selectbox(
+        "Channel weights",
+        WEIGHTINGS,
+        key="weighting",
+        help="Adaptive: each channel weighted per query by how clearly it separates the collection (no labels), "
+        "so a noise clip or a blank image hardly counts. Fixed: your weights only. Late, hybrid and untrained early.",
+    )
     rrf_k = st.sidebar.number_input("RRF k", 1.0, 1000.0, 60.0, 1.0, key="rrf_k")
     k = st.sidebar.slider("Results", 3, 30, 10, key="k")
     methods = []
@@ -99,9 +109,9 @@ def sidebar(url: str) -> Settings | None:
         if option.startswith("preset:"):
             methods.append(engine.preset(option.removeprefix("preset:")))
             continue
-        params = (
-            {"normalisation": normalisation, "fusion": fusion, "rrf_k": rrf_k} if option in ("late", "hybrid") else {}
-        )
+        params: dict = {"weighting": weighting} if option in ("late", "hybrid", "early") else {}
+        if option in ("late", "hybrid"):
+            params |= {"normalisation": normalisation, "fusion": fusion, "rrf_k": rrf_k}
         methods.append(Method(option, option, params, {m: w for m, w in weights.items() if w != 1.0}))
     return Settings(url, collection, methods, k)
 

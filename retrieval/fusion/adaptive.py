@@ -174,3 +174,54 @@ def screened(space: VectorSpace, query: EncodedQuery) -> EncodedQuery:
         query.negatives,
         query.negative_weight,
     )
+
+
+def standardised(space: VectorSpace, query: EncodedQuery) -> EncodedQuery:
+    """Each query vector (negative terms too) divided by the typical spread of cosines in the fields it
+    reaches (`field_reference`), weights kept: a sum of channels' cosines (one concatenated index) then weighs
+    each channel by how far it separates the collection's items, not by its encoder's range of cosines. A
+    z-score whose centre a ranking ignores, with the field's scale rather than the query's own, so that a
+    near-flat input is not stretched. A vector whose fields have no spread to measure keeps its scale."""
+
+    def scaled(key: tuple[str, str], vector: np.ndarray) -> np.ndarray:
+        spreads = [
+            field_reference(space, f.key)[1]
+            for f in space.fields
+            if f.encoder == key[1] and f.key in space.tables and len(space.tables[f.key]) >= 2
+        ]
+        typical = float(np.mean(spreads)) if spreads else 0.0
+        return (vector / typical).astype(np.float32) if typical > 0 else vector
+
+    return EncodedQuery(
+        {k: scaled(k, v) for k, v in query.vectors.items()},
+        query.weights,
+        {k: scaled(k, v) for k, v in query.negatives.items()},
+        query.negative_weight,
+    )
+
+
+def channel_weights(space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[tuple[str, str], float]:
+    """Late fusion's per-query weights (`adaptive_weights`, each channel a unit, scored over the candidates
+    `ids`), for a sum of channels in one concatenated index: one factor per query vector (the mean over the
+    channels it reaches), 1 where fewer than two channels compete."""
+    channels = [c for c in space.channels(query) if query.weight(c.query_modality) != 0]  # muted: not judged
+    if len(channels) < 2 or not len(ids):
+        return {}
+    plain = EncodedQuery(query.vectors)  # each channel scored unweighted, as late scores a unit
+    units = [[c] for c in channels]
+    raws = [space.channel_scores(plain, c, ids) for c in channels]
+    weights = adaptive_weights(space, [plain] * len(units), units, raws, ids)
+    by_vector: dict[tuple[str, str], list[float]] = {}
+    for channel, weight in zip(channels, weights):
+        by_vector.setdefault(channel.vector_key, []).append(float(weight))
+    return {key: float(np.mean(values)) for key, values in by_vector.items()}
+
+
+def reweighted(query: EncodedQuery, factors: dict[tuple[str, str], float]) -> EncodedQuery:
+    """The query with each vector scaled by its factor (1 where none is given)."""
+    return EncodedQuery(
+        {k: (v * np.float32(factors.get(k, 1.0))).astype(np.float32) for k, v in query.vectors.items()},
+        query.weights,
+        query.negatives,
+        query.negative_weight,
+    )

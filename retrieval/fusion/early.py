@@ -2,18 +2,23 @@
 
 With the identity projection (no checkpoint), item blocks are L2-normalised, a missing modality is a
 zero block, and the query side carries the weights: the inner product equals the weighted sum of the
-channels' cosines, and changing a weight never rebuilds the index. With a checkpoint, a learned linear
-or MLP projection (with learned "missing" vectors) maps the concatenation into a trained space.
+channels' cosines, and changing a weight never rebuilds the index. By default each query vector is also
+put on its field's scale (`standardised`) and weighted per query by late fusion's label-free predictors
+(`channel_weights`, measured over the scaled query's best candidates, which it then re-ranks): summed raw,
+the encoder with the wider range of cosines decided (docs/benchmarks/fusion_cross_speaker.md).
+
+With a checkpoint, a learned linear or MLP projection (with learned "missing" vectors) maps the
+concatenation into a trained space.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from retrieval.fusion.adaptive import screened
+from retrieval.fusion.adaptive import channel_weights, reweighted, screened, standardised
 from retrieval.fusion.base import FusionStrategy, Scored, to_scored, weighted_channel_scores
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.learned import LearnedFusion
@@ -28,6 +33,9 @@ class EarlyParams:
     blend: float = 0.0  # learned only: see LearnedParams
     centre: bool = False  # identity only: subtract each field's mean first
     screen: bool = True  # leave out query inputs that score every item about alike (see LearnedParams)
+    standardise: bool = True  # identity only: query vectors on their fields' scales (False: summed raw)
+    # identity only, with standardise: each channel also weighted per query by late's label-free predictors
+    weighting: Literal["fixed", "adaptive"] = "adaptive"
 
 
 class LearnedEarly(LearnedFusion):
@@ -45,7 +53,8 @@ class EarlyFusion(FusionStrategy):
 
     def __init__(self, **params) -> None:  # noqa: ANN003
         super().__init__(**params)
-        learned = {k: v for k, v in vars(self.params).items() if k != "centre"}
+        identity_only = ("centre", "standardise", "weighting")
+        learned = {k: v for k, v in vars(self.params).items() if k not in identity_only}
         self.learned = LearnedEarly(**learned) if self.params.checkpoint else None
 
     def prepare(self, space: VectorSpace) -> None:
@@ -66,8 +75,15 @@ class EarlyFusion(FusionStrategy):
             space, query = space.centred(), space.centre_query(query)
         if not space.channels(query):
             return []
+        fields = present_fields(space)
         # more than k from the index: items tied at the k-th score are then cut by id (`rank_order`), as
         # every strategy cuts them, not by the index's internal order
-        ids, _ = search_concat(space, present_fields(space), query, max(2 * k, k + 20))
-        total, parts, matched = weighted_channel_scores(space, query, ids)
+        n = max(2 * k, k + 20)
+        scoring = standardised(space, query) if self.params.standardise else query
+        if self.params.standardise and self.params.weighting == "adaptive":
+            ids, _ = search_concat(space, fields, scoring, max(n, self.params.candidates))
+            scoring = reweighted(scoring, channel_weights(space, query, ids))
+        else:
+            ids, _ = search_concat(space, fields, scoring, n)
+        total, parts, matched = weighted_channel_scores(space, scoring, ids)
         return to_scored(ids[matched], total[matched], {m: v[matched] for m, v in parts.items()}, k)

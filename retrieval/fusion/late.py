@@ -110,14 +110,30 @@ class UnitFusion(FusionStrategy):
         raise NotImplementedError
 
     def candidates(self, space: VectorSpace, query: EncodedQuery, k: int) -> np.ndarray:
-        return self._lists(space, query, self.units(space, query), k)[1]
+        units = self.units(space, query)
+        return self._lists(space, self.unit_queries(space, query, units, k), units, k)[1]
 
     def _lists(
-        self, space: VectorSpace, query: EncodedQuery, units: list[list[Channel]], k: int
+        self, space: VectorSpace, queries: list[EncodedQuery], units: list[list[Channel]], k: int
     ) -> tuple[list[UnitList], np.ndarray]:
-        """Each unit's own list, and the union of their ids."""
-        found = [unit_candidates(space, query, unit, max(k, self.params.candidates)) for unit in units]
+        """Each unit's own list (searched with its unit query), and the union of their ids."""
+        n = max(k, self.params.candidates)
+        found = [unit_candidates(space, q, unit, n) for q, unit in zip(queries, units)]
         return found, union(found)
+
+    def unit_queries(
+        self, space: VectorSpace, query: EncodedQuery, units: list[list[Channel]], k: int
+    ) -> list[EncodedQuery]:
+        """The query each unit searches and scores with: a unit of one query modality unweighted (its weight
+        applies after normalisation); a unit of several keeps the weights that mix them (`mixed_query`)."""
+        return [
+            unweighted(query) if len({c.query_modality for c in unit}) == 1 else self.mixed_query(space, query, unit, k)
+            for unit in units
+        ]
+
+    def mixed_query(self, space: VectorSpace, query: EncodedQuery, unit: list[Channel], k: int) -> EncodedQuery:
+        """The query of a unit of several query modalities (hybrid's groups); late has none."""
+        return query
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.params.weighting == "adaptive":
@@ -126,9 +142,10 @@ class UnitFusion(FusionStrategy):
             space, query = space.centred(), space.centre_query(query)
         p = self.params
         units = self.units(space, query)
-        lists, ids = self._lists(space, query, units, k)
-        raws = [self._raw(space, query, unit, ids, listed) for unit, listed in zip(units, lists)]
-        weights = self.unit_weights(space, query, units, raws, ids)
+        queries = self.unit_queries(space, query, units, k)
+        lists, ids = self._lists(space, queries, units, k)
+        raws = [self._raw(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
+        weights = self.unit_weights(space, query, queries, units, raws, ids)
         shares, groups = per_item_modality(units, [present for _, present in raws])
         values = [fused for _, fused in self._unit_values(raws, weights, shares)]
         total = np.zeros(len(ids), np.float32)
@@ -144,7 +161,7 @@ class UnitFusion(FusionStrategy):
             total = total * hits
         reached = np.flatnonzero(hits > 0)
         top = reached[rank_order(total[reached], ids[reached], k)]
-        parts = self._contributions(space, query, units, ids[top], [v[top] for v in values])
+        parts = self._contributions(space, queries, units, ids[top], [v[top] for v in values])
         for name, value in negatives.items():
             parts[name] = parts.get(name, 0) + value[top]
         if p.fusion == "mnz":
@@ -174,13 +191,14 @@ class UnitFusion(FusionStrategy):
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
         units = self.units(space, query)
-        lists, candidates = self._lists(space, query, units, len(ids))
+        queries = self.unit_queries(space, query, units, len(ids))
+        lists, candidates = self._lists(space, queries, units, len(ids))
         if not len(candidates):
             return {"units": [], "rank": np.zeros((len(ids), 0), np.int64)}
         rows = np.searchsorted(candidates, ids).clip(0, max(len(candidates) - 1, 0))
         found = candidates[rows] == ids
-        raws = [self._raw(space, query, unit, candidates, listed) for unit, listed in zip(units, lists)]
-        weights = self.unit_weights(space, query, units, raws, candidates)
+        raws = [self._raw(space, q, unit, candidates, listed) for q, unit, listed in zip(queries, units, lists)]
+        weights = self.unit_weights(space, query, queries, units, raws, candidates)
         shares, _ = per_item_modality(units, [present for _, present in raws])
         out: dict[str, Any] = {"units": [" + ".join(c.label for c in unit) for unit in units], "weight": weights}
         for name in ("rank", "raw", "normalised", "fused"):
@@ -191,40 +209,33 @@ class UnitFusion(FusionStrategy):
         return out
 
     def _raw(
-        self, space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray, listed: UnitList
+        self, space: VectorSpace, unit_query: EncodedQuery, unit: list[Channel], ids: np.ndarray, listed: UnitList
     ) -> tuple[np.ndarray, np.ndarray]:
-        """A unit's raw scores over `ids`; a unit of one query modality scores it unweighted (its weight
-        applies after normalisation), a unit of several keeps the weights that mix them."""
-        if len({c.query_modality for c in unit}) == 1:
-            scale = query_weight(query, unit)
-            query = unweighted(query)
-            # the unit's list was searched weighted; its scores, unweighted, are the same cosines
-            listed = UnitList(listed.ids, listed.scores / (scale or 1.0), listed.exact and scale != 0, listed.rows)
+        """A unit's raw scores over `ids`, scored with its unit query (the one its own list was searched with)."""
         if self.params.rescore:
-            return unit_totals(space, query, unit, ids, listed)
+            return unit_totals(space, unit_query, unit, ids, listed)
         return listed_totals(listed, len(ids))
 
     def unit_weights(
         self,
         space: VectorSpace,
         query: EncodedQuery,
+        queries: list[EncodedQuery],
         units: list[list[Channel]],
         raws: list[tuple[np.ndarray, np.ndarray]],
         ids: np.ndarray,
     ) -> np.ndarray:
         """Each unit's weight: its query modality's weight (1 for a unit mixing several), times the adaptive
-        weight when asked for."""
+        weight (from each unit's own query) when asked for."""
         fixed = np.array([query_weight(query, unit) for unit in units], np.float64)
         if self.params.weighting != "adaptive" or len(units) < 2:
             return fixed
-        plain = unweighted(query)
-        scoring = [plain if len({c.query_modality for c in u}) == 1 else query for u in units]
-        return fixed * adaptive_weights(space, scoring, units, raws, ids)
+        return fixed * adaptive_weights(space, queries, units, raws, ids)
 
     def _contributions(
         self,
         space: VectorSpace,
-        query: EncodedQuery,
+        queries: list[EncodedQuery],
         units: list[list[Channel]],
         ids: np.ndarray,
         values: list[np.ndarray],
@@ -233,13 +244,13 @@ class UnitFusion(FusionStrategy):
         (equally without re-scoring). Only the k results need it, so a unit of several modalities looks up
         k rows per channel here rather than every candidate's."""
         parts: dict[str, np.ndarray] = {}
-        for unit, value in zip(units, values):
+        for unit_query, unit, value in zip(queries, units, values):
             modalities = sorted({c.query_modality for c in unit})
             if len(modalities) == 1 or not self.params.rescore:
                 for modality in modalities:
                     parts[modality] = parts.get(modality, 0) + value / len(modalities)
                 continue
-            raw = {m: part for m, (part, _) in channel_parts(space, query, unit, ids).items()}
+            raw = {m: part for m, (part, _) in channel_parts(space, unit_query, unit, ids).items()}
             raw_sum = sum(raw.values())
             for modality, part in raw.items():
                 share = np.divide(part, raw_sum, out=np.full(len(ids), 1 / len(raw)), where=raw_sum != 0)
