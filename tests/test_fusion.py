@@ -352,3 +352,16 @@ def test_several_encoders_of_one_modality_do_not_win_by_count(tmp_path: Path) ->
     for params in ({}, {"weighting": "fixed"}, RAW):
         ranked = [h.item_id for h in create_strategy("late", **params).search(space, q, 40)]
         assert ranked.index(40) < 3, params  # summed over channels, item 40 came after most captions
+
+
+def test_a_hybrid_search_uses_the_group_index_that_prepare_built(space: VectorSpace) -> None:
+    """The query's channels come in its own order (audio before image); the group's index is the one
+    `prepare` built in the space's field order, not a second one built by the first search."""
+    from retrieval.space import indexes_used
+
+    hybrid = create_strategy("hybrid", groups=[["image", "audio"]])
+    hybrid.prepare(space)
+    built = set(space._indexes)
+    with indexes_used(space) as used:
+        assert hybrid.search(space, query(space), k=5)
+    assert set(space._indexes) == built and used and set(used) <= built
