@@ -25,6 +25,7 @@ early strategies use too). Everything comes from the collection and the query; n
 from __future__ import annotations
 
 import weakref
+from dataclasses import replace
 
 import numpy as np
 
@@ -168,12 +169,7 @@ def screened(space: VectorSpace, query: EncodedQuery) -> EncodedQuery:
     flat = flat_modalities(space, query)
     if not flat or flat >= {m for m, _ in query.vectors}:
         return query
-    return EncodedQuery(
-        {k: v for k, v in query.vectors.items() if k[0] not in flat},
-        query.weights,
-        query.negatives,
-        query.negative_weight,
-    )
+    return replace(query, vectors={k: v for k, v in query.vectors.items() if k[0] not in flat})
 
 
 def standardised(space: VectorSpace, query: EncodedQuery) -> EncodedQuery:
@@ -192,11 +188,10 @@ def standardised(space: VectorSpace, query: EncodedQuery) -> EncodedQuery:
         typical = float(np.mean(spreads)) if spreads else 0.0
         return (vector / typical).astype(np.float32) if typical > 0 else vector
 
-    return EncodedQuery(
-        {k: scaled(k, v) for k, v in query.vectors.items()},
-        query.weights,
-        {k: scaled(k, v) for k, v in query.negatives.items()},
-        query.negative_weight,
+    return replace(
+        query,
+        vectors={k: scaled(k, v) for k, v in query.vectors.items()},
+        negatives={k: scaled(k, v) for k, v in query.negatives.items()},
     )
 
 
@@ -219,9 +214,6 @@ def channel_weights(space: VectorSpace, query: EncodedQuery, ids: np.ndarray) ->
 
 def reweighted(query: EncodedQuery, factors: dict[tuple[str, str], float]) -> EncodedQuery:
     """The query with each vector scaled by its factor (1 where none is given)."""
-    return EncodedQuery(
-        {k: (v * np.float32(factors.get(k, 1.0))).astype(np.float32) for k, v in query.vectors.items()},
-        query.weights,
-        query.negatives,
-        query.negative_weight,
+    return replace(
+        query, vectors={k: (v * np.float32(factors.get(k, 1.0))).astype(np.float32) for k, v in query.vectors.items()}
     )
