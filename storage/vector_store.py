@@ -36,6 +36,12 @@ DEFAULT_BACKEND = "faiss"
 # 0.344 -> 0.35 and early 0.764 -> 0.768 recall@10 for 25 -> 56 and 16 -> 40 ms p50, so 300 stays.
 # Late fusion's units want 100 each, so 3 x 100 keeps that ratio.
 RESCORE_FACTOR, RESCORE_MIN = 3, 300
+# ... and at least the rows that fit in the bytes of RESCORE_MIN float16 rows of 512-d (300 KB), at most
+# RESCORE_MAX: a narrow vector is cheap to re-score, so a narrow index gets a longer shortlist. Gated's 128-d
+# fused vectors at 10M (agreeing fields, docs/benchmarks/scale_10m.md), shortlist 300 / 1,000 / 3,000:
+# recall@10 0.88 / 0.96 / 0.994, p50 with the rows cached 10.5 / 12.3 / 17.1 ms. Early's 1536-d index at
+# 3,000 rows: 0.974 but 223 ms, hence a budget in bytes and not in rows.
+RESCORE_BYTES, RESCORE_MAX = RESCORE_MIN * 512 * 2, 3000
 
 
 def default_nprobe(nlist: int) -> int:
@@ -77,8 +83,10 @@ class VectorStore(ABC):
 
     def shortlist(self, n: int) -> int:
         """How many candidates to ask for so that re-scoring them exactly from the tables finds the best
-        `n`: `n` itself when scores are exact, more from compressed codes (see RESCORE_FACTOR)."""
-        return n if self.exact_scores else max(n * RESCORE_FACTOR, RESCORE_MIN)
+        `n`: `n` itself when scores are exact, more from compressed codes, the more the narrower its vectors
+        (see RESCORE_FACTOR and RESCORE_BYTES)."""
+        by_bytes = min(RESCORE_BYTES // (2 * self.dim), RESCORE_MAX)  # float16 rows of this width
+        return n if self.exact_scores else max(n * RESCORE_FACTOR, RESCORE_MIN, by_bytes)
 
     def to_gpu(self) -> bool:
         """Move to a GPU when the backend can use one here; returns whether it did."""

@@ -273,11 +273,14 @@ def test_a_single_query_searches_on_one_faiss_thread_and_answers_like_a_batch(
 @pytest.mark.parametrize("name", ["late", "early", "hybrid"])
 def test_a_compressed_index_plus_rescoring_returns_exact_scores(tmp_path: Path, name: str) -> None:
     """PQ codes give approximate scores; every strategy's scores must still be Σ weight × cosine."""
-    space = make_space(
-        tmp_path / "pq", factory="IVF16,PQ4x4fs"
-    )  # the fast-scan PQ the product builds above its threshold
-    exact = make_space(tmp_path / "flat", factory="Flat")
-    params = {"standardise": False} if name == "early" else {"normalisation": "none", "weighting": "fixed"}
+    # the fast-scan PQ the product builds above its threshold; 512-d, so that the shortlist is 300 of 3,000
+    # items as in production (a narrower index re-scores more rows: `VectorStore.shortlist`)
+    space = make_space(tmp_path / "pq", dim=512, factory="IVF16,PQ64x4fs")
+    exact = make_space(tmp_path / "flat", dim=512, factory="Flat")
+    # raw Σ cosine; early unscreened, since at 512-d the random vector `near` gives a missing field is flat
+    params = (
+        {"standardise": False, "screen": False} if name == "early" else {"normalisation": "none", "weighting": "fixed"}
+    )
     if name == "hybrid":
         params["standardise"] = False  # raw Σ cosine inside its group
     strategy = create_strategy(name, **params)
@@ -320,6 +323,17 @@ def test_learned_fused_vectors_are_stored_once_and_reused_by_a_new_process(
     newer = VectorSpace(FIELDS, VectorStorage(tmp_path / "v"), generation=2)  # vectors changed since
     with pytest.raises(AssertionError, match="re-fused"):
         create_strategy("gated", checkpoint=checkpoint).search(newer, query, 10)
+
+
+def test_a_compressed_index_re_scores_a_shortlist_of_about_the_same_bytes_whatever_its_width() -> None:
+    """Re-scoring reads float16 rows: a 128-d index (a learned strategy's fused vectors) re-scores four times
+    the rows of a 512-d field's, a 1536-d one (early's) no fewer, a tiny one at most 3,000; exact: none extra."""
+    assert FaissStore(512, "IVF16,PQ64x4fs").shortlist(10) == 300
+    assert FaissStore(512, "IVF16,PQ64x4fs").shortlist(200) == 600  # three times what is wanted, if more
+    assert FaissStore(128, "IVF16,PQ32x4fs").shortlist(10) == 1200
+    assert FaissStore(1536, "IVF16,PQ96x4fs").shortlist(10) == 300
+    assert FaissStore(16, "IVF16,PQ4x4fs").shortlist(10) == 3000
+    assert FaissStore(128, "IVF16,Flat").shortlist(10) == 10
 
 
 def test_a_compressed_learned_index_is_rescored_from_the_fused_table(tmp_path: Path) -> None:
