@@ -96,7 +96,7 @@ def timed(device: torch.device, fn: Callable[[], Any], seconds: float, least: in
     return out
 
 
-def ms(values: list[float]) -> dict[str, float]:
+def ms(values: list[float]) -> dict[str, float]:  # common.percentiles, whose module imports FAISS (absent there)
     ordered = sorted(values)
     return {
         "p50_ms": round(1000 * float(np.median(ordered)), 3),
