@@ -64,7 +64,7 @@ def flat_search(table: torch.Tensor, q: torch.Tensor, k: int = K, fp32: bool = F
     time (a float32 copy of 10M rows would take 20 GB), the running best k merged after each chunk."""
     use_half = table.device.type == "cuda" and not fp32
     asked = q.half() if use_half else q.float()
-    best_scores = torch.full((len(q), 0), -2.0, device=table.device)
+    best_scores = torch.empty((len(q), 0), device=table.device)
     best_ids = torch.zeros((len(q), 0), dtype=torch.long, device=table.device)
     for start in range(0, len(table), CHUNK):
         block = table[start : start + CHUNK]

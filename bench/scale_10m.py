@@ -49,6 +49,11 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 
 
 # -- data ------------------------------------------------------------------------------------------------
+def around(centres: np.ndarray, rng: np.random.Generator, rows: int) -> np.ndarray:
+    """`rows` points, each a random centre plus N(0, SPREAD²) a dimension."""
+    return centres[rng.integers(0, CLUSTERS, rows)] + SPREAD * rng.standard_normal((rows, DIM), np.float32)
+
+
 def field_chunks(n: int, keep: np.ndarray, field: int, seed: int, fields: str):
     """The kept items' unit vectors of one field, a chunk at a time (each chunk from its own seed).
 
@@ -60,16 +65,13 @@ def field_chunks(n: int, keep: np.ndarray, field: int, seed: int, fields: str):
         n_kept = int(keep.sum())
         centres = np.random.default_rng((seed, field)).normal(size=(CLUSTERS, DIM)).astype(np.float32)
         for number, start in enumerate(range(0, n_kept, CHUNK)):
-            rng = np.random.default_rng((seed, field, number))
-            rows = min(CHUNK, n_kept - start)
-            x = centres[rng.integers(0, CLUSTERS, rows)] + SPREAD * rng.standard_normal((rows, DIM), np.float32)
+            x = around(centres, np.random.default_rng((seed, field, number)), min(CHUNK, n_kept - start))
             yield x / np.linalg.norm(x, axis=1, keepdims=True)
         return
     centres = np.random.default_rng((seed, LATENT)).normal(size=(CLUSTERS, DIM)).astype(np.float32)
     for number, start in enumerate(range(0, n, CHUNK)):
-        rng = np.random.default_rng((seed, LATENT, number))
         rows = min(CHUNK, n - start)
-        latent = centres[rng.integers(0, CLUSTERS, rows)] + SPREAD * rng.standard_normal((rows, DIM), np.float32)
+        latent = around(centres, np.random.default_rng((seed, LATENT, number)), rows)
         kept = keep[start : start + rows]
         own = np.random.default_rng((seed, field, number)).standard_normal((int(kept.sum()), DIM), np.float32)
         x = latent[kept] + FIELD_NOISE * own
@@ -317,7 +319,8 @@ def label(row: dict[str, Any]) -> str:
     notes += ["agreeing fields"] if row.get("fields") == "agreeing" else []
     notes += [f"{key} {value}" for key, value in row.get("params", {}).items()]
     if STRATEGIES[row["strategy"]].get("learned"):
-        notes += [f"trained {row.get('train_epochs', 1)} epoch{'s' * (row.get('train_epochs', 1) > 1)}"]
+        epochs = row.get("train_epochs", 1)
+        notes += [f"trained {epochs} epoch{'s' if epochs > 1 else ''}"]
     return f"{row['strategy']} ({', '.join(notes)})" if notes else row["strategy"]
 
 
