@@ -56,7 +56,7 @@ def unit_cache(late: LateFusion, target, base, kind: str) -> dict:
     queries = late.unit_queries(space, query, units, 10)
     lists, ids = late._lists(space, queries, units, 10)
     raws = [late._raw(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
-    shares, _ = per_item_modality(units, [present for _, present in raws])
+    shares, _ = per_item_modality(units)
     values = [value for value, _ in late._unit_values(raws, np.ones(len(units)), shares)]
     features = []
     for unit, (raw, present) in zip(units, raws):

@@ -51,6 +51,7 @@ from fusion_cross_data import (  # noqa: E402
 )
 
 from retrieval.fusion import create_strategy  # noqa: E402
+from retrieval.fusion.base import channel_shares  # noqa: E402
 from retrieval.fusion.late import LateFusion, LateParams  # noqa: E402
 from retrieval.space import EncodedQuery  # noqa: E402
 from retrieval.train import TrainConfig, train  # noqa: E402
@@ -119,7 +120,11 @@ def tuned_preset(train_set: Collection, seed: int, per_kind: int = 12) -> tuple[
             }
             q = EncodedQuery(vectors)
             ids = np.array([i for i in late.candidates(space, q, 100) if i != item])
-            channels = [(c.query_modality, *space.channel_scores(q, c, ids)) for c in space.channels(q)]
+            reached = space.channels(q)
+            channels = [
+                (c.query_modality, *space.channel_scores(q, c, ids), share)
+                for c, share in zip(reached, channel_shares(reached))
+            ]
             relevant = digits[ids] == digits[item]
             cached.append(
                 (

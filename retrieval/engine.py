@@ -17,7 +17,7 @@ from retrieval.encoders import Encoder, create_encoder, create_encoders
 from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
 from retrieval.fusion import create_strategy
-from retrieval.fusion.base import Scored
+from retrieval.fusion.base import Scored, channel_shares
 from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
@@ -261,9 +261,14 @@ class SearchEngine:
         """Late fusion's candidates for the query: the union of each channel's top n."""
         return self.strategy("late", candidates=n).candidates(self.space, encoded, n)
 
-    def channel_scores(self, encoded: EncodedQuery, ids: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """Per channel of the query: (query modality, cosine of each id, whether the id has that field)."""
-        return [(c.query_modality, *self.space.channel_scores(encoded, c, ids)) for c in self.space.channels(encoded)]
+    def channel_scores(self, encoded: EncodedQuery, ids: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+        """Per channel of the query: (query modality, cosine of each id, whether the id has that field, its
+        share among the channels joining its query modality to its item modality: `channel_shares`)."""
+        channels = self.space.channels(encoded)
+        return [
+            (c.query_modality, *self.space.channel_scores(encoded, c, ids), share)
+            for c, share in zip(channels, channel_shares(channels))
+        ]
 
     def prepare_method(self, method: Method) -> list[tuple[str, str]]:
         """Build or load the method's indexes; the (strategy, key) of each index it uses."""

@@ -28,7 +28,7 @@ RRF_KS = (10.0, 30.0, 60.0, 100.0)
 class CachedQuery:
     qid: str
     keys: list[str]
-    channels: list[tuple[str, np.ndarray, np.ndarray]]  # (query modality, raw scores, present)
+    channels: list[tuple[str, np.ndarray, np.ndarray, float]]  # (query modality, raw scores, present, share)
     relevant: np.ndarray  # bool per candidate
 
 
@@ -77,13 +77,13 @@ def score_setting(cached: list[tuple[CachedQuery, int]], setting: dict[str, Any]
             values.append(0.0)
             continue
         fused = np.zeros(len(query.keys))
-        for modality, raw, present in query.channels:
+        for modality, raw, present, share in query.channels:  # as late fuses its units
             part = (
                 rrf(ranks(raw, present), setting["rrf_k"])
                 if setting["fusion"] == "rrf"
                 else normalise(raw, present, setting["normalisation"])
             )
-            fused += setting["weights"].get(modality, 1.0) * part
+            fused += share * setting["weights"].get(modality, 1.0) * part
         values.append(ndcg_at(np.argsort(-fused, kind="stable"), query.relevant, total_relevant, k))
     return float(np.mean(values))
 
@@ -116,7 +116,7 @@ def tune(
     if not testing:
         raise InvalidInputError(f"{len(queries)} queries are too few to hold some out; give more")
     cached = cache_queries(engine, tuning, qrels)
-    modalities = sorted({m for q, _ in cached for m, _, _ in q.channels})
+    modalities = sorted({c[0] for q, _ in cached for c in q.channels})
     settings = grid(modalities)
     scored = [(score_setting(cached, s, k), n, s) for n, s in enumerate(settings)]
     best_score, _, best = max(scored, key=lambda t: (t[0], -t[1]))

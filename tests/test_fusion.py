@@ -349,9 +349,18 @@ def test_several_encoders_of_one_modality_do_not_win_by_count(tmp_path: Path) ->
         storage.save(f.key, table)
     space = VectorSpace(fields, storage, generation=1)
     q = EncodedQuery({("text", encoder): vector for encoder, vector in query.items()})
-    for params in ({}, {"weighting": "fixed"}, RAW):
-        ranked = [h.item_id for h in create_strategy("late", **params).search(space, q, 40)]
-        assert ranked.index(40) < 3, params  # summed over channels, item 40 came after most captions
+    for name, params in (
+        ("late", {}),
+        ("late", {"weighting": "fixed"}),
+        ("late", RAW),
+        ("early", {}),
+        ("early", {"weighting": "fixed"}),
+        ("early", {"standardise": False}),
+        ("hybrid", {"groups": [["image", "text"]]}),
+        ("hybrid", {"groups": [["image", "text"]], "standardise": False, **RAW}),
+    ):
+        ranked = [h.item_id for h in create_strategy(name, **params).search(space, q, 40)]
+        assert ranked.index(40) < 3, (name, params)  # summed over channels, item 40 came after most captions
 
 
 def test_a_hybrid_search_uses_the_group_index_that_prepare_built(space: VectorSpace) -> None:

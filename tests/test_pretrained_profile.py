@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ROOT, mnist_image, recording
 
@@ -23,9 +24,8 @@ def test_pretrained_profile_names_real_weights() -> None:
     assert set(profile.encoders["text"]) == {*profile.encoders["image"], *profile.encoders["audio"], "sbert"}
 
 
-def test_index_and_search_with_clip_and_clap_spaces(
-    tiny_models: dict[str, str], small_folder: Path, tmp_path: Path
-) -> None:
+def tiny_collection(tiny_models: dict[str, str], folder: Path, tmp_path: Path) -> str:
+    """The folder indexed with the pretrained profile's layout of encoders, tiny models in their place."""
     profile_file = tmp_path / "tiny.json"
     profile_file.write_text(
         json.dumps(
@@ -40,9 +40,15 @@ def test_index_and_search_with_clip_and_clap_spaces(
         )
     )
     url = f"sqlite:///{tmp_path}/p.db"
-    summary = Indexer(url, profile=load_profile(profile_file)).run(small_folder)
+    summary = Indexer(url, profile=load_profile(profile_file)).run(folder)
     assert summary.assets == {"audio": 8, "image": 8, "text": 4}
-    engine = SearchEngine.open(url)
+    return url
+
+
+def test_index_and_search_with_clip_and_clap_spaces(
+    tiny_models: dict[str, str], small_folder: Path, tmp_path: Path
+) -> None:
+    engine = SearchEngine.open(tiny_collection(tiny_models, small_folder, tmp_path))
     channels = {c.label for c in engine.space.channels(engine.encode_query(QueryInput(text="a spoken two")))}
     # one text query reaches images (CLIP), audio (CLAP) and texts (all three text encoders)
     assert {c.split(" ")[0] for c in channels} == {"text→image", "text→audio", "text→text"}
@@ -51,6 +57,39 @@ def test_index_and_search_with_clip_and_clap_spaces(
     assert {h.key for h in hits} == every  # every item has an image or audio reachable from text
     hits = engine.search(image=mnist_image(2), audio=recording(2), strategy="early", k=3).hits
     assert hits and set(hits[0].contributions) <= {"image", "audio"}
+
+
+RAW = {"normalisation": "none", "weighting": "fixed"}
+
+
+@pytest.mark.parametrize(
+    "strategy, params",
+    [
+        ("late", RAW),
+        ("hybrid", {"groups": [["image", "audio"], ["text"]], "standardise": False, **RAW}),
+        ("early", {"standardise": False}),
+    ],
+)
+def test_several_encoders_of_one_modality_count_as_one(
+    tiny_models: dict[str, str], small_folder: Path, tmp_path: Path, strategy: str, params: dict
+) -> None:
+    """A text query meets a caption through three encoders and an image or a recording through one: each
+    strategy's raw score is the image's cosine + the recording's + the *mean* of the caption's three, so
+    a captioned item does not win by its number of text channels (summed, early and hybrid's text group
+    gave the caption three votes)."""
+    engine = SearchEngine.open(tiny_collection(tiny_models, small_folder, tmp_path))
+    query = engine.encode_query(QueryInput(text="the digit two said by someone"))
+    ids = engine.space.item_ids()
+    expected = np.zeros(len(ids))
+    channels = engine.space.channels(query)
+    for channel in channels:
+        joining = sum(c.field.modality == channel.field.modality for c in channels)  # text→text: 3
+        expected += engine.space.channel_scores(query, channel, ids)[0] / joining
+    assert sum(c.field.modality == "text" for c in channels) == 3
+    hits = engine.search(text="the digit two said by someone", strategy=strategy, k=len(ids), **params).hits
+    by_key = {h.key: h.score for h in hits}
+    keys = engine.item_keys()
+    assert by_key == pytest.approx({keys[int(i)]: float(e) for i, e in zip(ids, expected)}, abs=1e-4)
 
 
 def test_pretrained_profile_without_weights_fails_before_touching_anything(

@@ -65,14 +65,28 @@ class FusionStrategy(ABC):
         return {}
 
 
+def channel_shares(channels: list[Channel]) -> list[float]:
+    """Each channel's share of the channels that join its query modality to its item modality.
+
+    With the pretrained profile a text query meets a caption through three encoders (CLIP, CLAP, MiniLM)
+    but an image through one: summed, every captioned item outranked every uncaptioned one for having three
+    text channels to one. Each such channel counts 1/3, so an item modality weighs the same however many
+    encoders reach it (the mean of its channels' cosines). Every sum of channels uses this one rule: late's
+    units, a concatenated index's query blocks, the exact scores of early and of a hybrid group.
+    """
+    pairs = [(c.query_modality, c.field.modality) for c in channels]
+    return [1.0 / pairs.count(pair) for pair in pairs]
+
+
 def channel_parts(
     space: VectorSpace, query: EncodedQuery, channels: list[Channel], ids: np.ndarray
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each query modality's Σ weight × cosine over `channels` for `ids`, and which ids it reaches."""
+    """Each query modality's Σ share × weight × cosine over `channels` for `ids` (`channel_shares`), and
+    which ids it reaches."""
     parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for channel in channels:
+    for channel, share in zip(channels, channel_shares(channels)):
         scores, present = space.channel_scores(query, channel, ids)  # 0 where absent
-        value = scores * np.float32(query.weight(channel.query_modality))
+        value = scores * np.float32(share * query.weight(channel.query_modality))
         before, reached = parts.get(channel.query_modality, (0.0, np.zeros(len(ids), bool)))
         parts[channel.query_modality] = (before + value, reached | present)
     return parts
@@ -81,7 +95,8 @@ def channel_parts(
 def weighted_channel_scores(
     space: VectorSpace, query: EncodedQuery, ids: np.ndarray
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Σ weight × cosine over all channels for `ids`, each query modality's part, and which ids matched any.
+    """Σ share × weight × cosine over all channels for `ids` (`channel_shares`), each query modality's part,
+    and which ids matched any.
 
     This is the exact score of weighted-sum fusion without normalisation, and the contributions that any
     strategy can show beside its own score.
@@ -93,9 +108,10 @@ def weighted_channel_scores(
         parts[modality] = value
         total += value
         matched |= reached
-    for channel in space.channels(query, negative=True):
+    negatives = space.channels(query, negative=True)
+    for channel, share in zip(negatives, channel_shares(negatives)):
         scores, present = space.channel_scores(query, channel, ids, negative=True)
-        weighted = -np.where(present, scores, 0.0) * query.negative_weight
+        weighted = -np.where(present, scores, 0.0) * np.float32(share * query.negative_weight)
         parts["-" + channel.query_modality] = parts.get("-" + channel.query_modality, 0) + weighted
         total += weighted
     return total, parts, matched

@@ -1,15 +1,17 @@
 """Concatenated fields in one FAISS index: early fusion's index, and hybrid fusion's early groups.
 
 Item blocks are L2-normalised vectors (zero where absent); the query block of a field is the weighted
-sum of the query vectors that share its encoder, so the inner product is Σ weight × cosine over channels.
+sum of the query vectors that share its encoder, so the inner product is Σ share × weight × cosine over
+channels (`channel_shares`: several encoders joining one query modality to one item modality count as one).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from retrieval.fusion.base import channel_shares
 from retrieval.profiles import Field
-from retrieval.space import EncodedQuery, FieldRows, VectorSpace
+from retrieval.space import Channel, EncodedQuery, FieldRows, VectorSpace
 from storage import VectorStore
 
 
@@ -32,17 +34,14 @@ def concat_index(space: VectorSpace, fields: list[Field]) -> VectorStore:
 
 
 def concat_query(fields: list[Field], dims: list[int], query: EncodedQuery) -> np.ndarray:
-    blocks = []
-    for f, dim in zip(fields, dims):
-        block = np.zeros(dim, np.float32)
-        for (modality, encoder), vector in query.vectors.items():
-            if encoder == f.encoder:
-                block += query.weight(modality) * vector
-        for (_, encoder), vector in query.negatives.items():
-            if encoder == f.encoder:
-                block -= query.negative_weight * vector
-        blocks.append(block)
-    return np.concatenate(blocks)
+    """The query vector of the concatenated `fields`: each field's block sums its channels' query vectors."""
+    blocks = {f: np.zeros(dim, np.float32) for f, dim in zip(fields, dims)}
+    for vectors, sign in ((query.vectors, 1.0), (query.negatives, -1.0)):
+        channels = [Channel(modality, f) for modality, encoder in vectors for f in fields if f.encoder == encoder]
+        for channel, share in zip(channels, channel_shares(channels)):
+            weight = query.weight(channel.query_modality) if sign > 0 else query.negative_weight
+            blocks[channel.field] += np.float32(sign * share * weight) * vectors[channel.vector_key]
+    return np.concatenate([blocks[f] for f in fields]) if fields else np.zeros(0, np.float32)
 
 
 def search_concat(

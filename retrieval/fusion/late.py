@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from retrieval.fusion.adaptive import adaptive_weights, screened
-from retrieval.fusion.base import FusionStrategy, Scored, channel_parts
+from retrieval.fusion.base import FusionStrategy, Scored, channel_parts, channel_shares
 from retrieval.fusion.concat import present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
 from retrieval.space import Channel, EncodedQuery, VectorSpace
@@ -147,7 +147,7 @@ class UnitFusion(FusionStrategy):
         lists, ids = self._lists(space, queries, units, k)
         raws = [self._raw(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
         weights = self.unit_weights(space, query, queries, units, raws, ids)
-        shares, groups = per_item_modality(units, [present for _, present in raws])
+        shares, groups = per_item_modality(units)
         values = [fused for _, fused in self._unit_values(raws, weights, shares)]
         total = np.zeros(len(ids), np.float32)
         for value in values:
@@ -172,7 +172,7 @@ class UnitFusion(FusionStrategy):
         ]
 
     def _unit_values(
-        self, raws: list[tuple[np.ndarray, np.ndarray]], weights: np.ndarray, shares: list[np.ndarray]
+        self, raws: list[tuple[np.ndarray, np.ndarray]], weights: np.ndarray, shares: list[float]
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per unit: its normalised (or RRF) value over the candidates, and what it adds to the fused score
         (that value times the unit's weight and its share of the query modality)."""
@@ -180,7 +180,7 @@ class UnitFusion(FusionStrategy):
         out = []
         for (raw, present), weight, share in zip(raws, weights, shares):
             value = rrf(ranks(raw, present), p.rrf_k) if p.fusion == "rrf" else normalise(raw, present, p.normalisation)
-            out.append((value, (np.float32(weight) * share * value).astype(np.float32)))
+            out.append((value, (np.float32(weight * share) * value).astype(np.float32)))
         return out
 
     def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
@@ -200,7 +200,7 @@ class UnitFusion(FusionStrategy):
         found = candidates[rows] == ids
         raws = [self._raw(space, q, unit, candidates, listed) for q, unit, listed in zip(queries, units, lists)]
         weights = self.unit_weights(space, query, queries, units, raws, candidates)
-        shares, _ = per_item_modality(units, [present for _, present in raws])
+        shares, _ = per_item_modality(units)
         out: dict[str, Any] = {"units": [" + ".join(c.label for c in unit) for unit in units], "weight": weights}
         for name in ("rank", "raw", "normalised", "fused"):
             out[name] = np.zeros((len(ids), len(units)), np.int64 if name == "rank" else np.float32)
@@ -261,30 +261,28 @@ class UnitFusion(FusionStrategy):
     def _negatives(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, np.ndarray]:
         """Negative terms lower the fused score by their weighted similarity (normalised like the rest)."""
         out: dict[str, np.ndarray] = {}
-        for channel in space.channels(query, negative=True):
+        channels = space.channels(query, negative=True)
+        for channel, share in zip(channels, channel_shares(channels)):
             scores, present = space.channel_scores(query, channel, ids, negative=True)
-            value = -query.negative_weight * normalise(scores, present, self.params.normalisation)
+            value = -query.negative_weight * share * normalise(scores, present, self.params.normalisation)
             out["-" + channel.query_modality] = out.get("-" + channel.query_modality, 0) + value
         return out
 
 
-def per_item_modality(
-    units: list[list[Channel]], presents: list[np.ndarray]
-) -> tuple[list[np.ndarray], list[list[int]]]:
+def per_item_modality(units: list[list[Channel]]) -> tuple[list[float], list[list[int]]]:
     """Each unit's share of its group, and the groups: single-channel units that join one query modality
     to one item modality through different encoders (with the pretrained profile, text meets a caption
-    through CLIP, CLAP and MiniLM) form a group whose values are averaged over the channels an item has,
-    so a captioned item is not ranked above an uncaptioned one for having three text channels to one."""
+    through CLIP, CLAP and MiniLM) form a group whose values are averaged (`channel_shares`), so a captioned
+    item is not ranked above an uncaptioned one for having three text channels to one. A unit of several
+    channels (hybrid's group) is a group of its own, its channels shared inside it (`channel_parts`)."""
+    single = [n for n, unit in enumerate(units) if len(unit) == 1]
+    shares = [1.0] * len(units)
+    for n, share in zip(single, channel_shares([units[n][0] for n in single])):
+        shares[n] = share
     keyed: dict[tuple, list[int]] = {}
     for n, unit in enumerate(units):
         key = (unit[0].query_modality, unit[0].field.modality) if len(unit) == 1 else ("unit", n)
         keyed.setdefault(key, []).append(n)
-    shares = [np.ones(len(p), np.float32) for p in presents]
-    for members in keyed.values():
-        if len(members) > 1:
-            count = np.maximum(np.sum([presents[n] for n in members], axis=0), 1)
-            for n in members:
-                shares[n] = (1.0 / count).astype(np.float32)
     return shares, list(keyed.values())
 
 
