@@ -212,7 +212,12 @@ class SearchEngine:
                     f"no preset {name!r} for collection {self.collection_name!r}; "
                     "make one with python -m retrieval tune"
                 )
-            return Method(name, row.strategy, dict(row.params), dict(row.weights))
+            params = dict(row.params)
+            if "held_out" in (row.report or {}) and "weighting" not in params:
+                # `tune` scores fixed weights; before late fusion weighed channels per query (issue 13) its
+                # presets named no weighting, and the new default would change what they were tuned to do
+                params["weighting"] = "fixed"
+            return Method(name, row.strategy, params, dict(row.weights))
 
     def save_preset(self, method: Method, report: dict[str, Any] | None = None) -> None:
         with self.db.session() as session:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from retrieval.compare import compare_results, kendall_tau, pair_stats, rank_biased_overlap
-from retrieval.results import Hit, SearchResult
+from retrieval.results import Hit, Method, SearchResult
 from retrieval.tune import grid, ndcg_at
 
 
@@ -85,7 +85,6 @@ def test_evaluate_compare_and_tune_on_the_demo(
     from retrieval import SearchEngine
     from retrieval.__main__ import main as retrieval_main
     from retrieval.evaluate import evaluate, label_qrels, load_queries
-    from retrieval.results import Method
 
     demo = copy_demo(ui_demo, tmp_path_factory)  # a private copy: `tune` saves a preset in it
     url = demo["url"]
@@ -174,6 +173,13 @@ def test_evaluate_compare_and_tune_on_the_demo(
     assert compared["summary"] and all("latency" not in s for s in compared["summary"])
     with pytest.raises(LookupError, match="no preset"):
         engine.preset("nope")
+    # a preset `tune` saved before late fusion weighed channels per query named no weighting: it was tuned
+    # with fixed weights and keeps them; a preset saved by other means keeps what it named
+    old = {k: v for k, v in preset.params.items() if k != "weighting"}
+    engine.save_preset(Method("tuned before", "late", old, preset.weights), {"held_out": {}})
+    engine.save_preset(Method("hand-made", "late", old, preset.weights))
+    assert engine.preset("tuned before").params == {**old, "weighting": "fixed"}
+    assert engine.preset("hand-made").params == old
 
 
 def test_tied_items_did_not_move() -> None:
