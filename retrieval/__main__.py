@@ -301,6 +301,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         centre=not args.no_centre,
+        corrupt_probability=args.corrupt_probability,
     )
     engine = _engine(args)
     with tqdm(total=config.epochs, desc=f"train {args.strategy}", unit="epoch", file=sys.stderr) as bar:
@@ -380,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--epochs", type=checks.positive_int(100_000), default=40)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--no-centre", action="store_true", help="do not subtract each field's mean first")
+    fit.add_argument(
+        "--corrupt-probability",
+        type=checks.bounded_float(0.0, 1.0),
+        default=0.0,
+        help="swap one field of a multi-field view for another item's with this probability, the target "
+        "unchanged, so the module learns that a field may mislead (default 0: no better on unseen speakers)",
+    )
     fit.set_defaults(func=cmd_train)
     return parser
 

@@ -16,6 +16,7 @@ from indexer.__main__ import main as indexer_main
 from indexer.demo import DemoSpec, build_digits_manifest
 from retrieval import SearchEngine
 from retrieval.__main__ import main as retrieval_main
+from retrieval.fusion.checkpoint import FusionCheckpoint
 
 
 @pytest.mark.datasets
@@ -113,6 +114,8 @@ def test_all_five_strategies_from_the_cli_after_training(tmp_path: Path, capsys:
                     "digit",
                     "--epochs",
                     "3",
+                    "--corrupt-probability",
+                    "0.5",
                     "--out",
                     str(tmp_path / f"{strategy}.safetensors"),
                 ]
@@ -120,6 +123,8 @@ def test_all_five_strategies_from_the_cli_after_training(tmp_path: Path, capsys:
             == 0
         )
         assert "registered" in capsys.readouterr().out
+        config = FusionCheckpoint.load(tmp_path / f"{strategy}.safetensors").meta["config"]
+        assert config["corrupt_probability"] == 0.5 and config["epochs"] == 3
     args = ["search", "--db", url, "--k", "5", "--json"] + [
         x for s in ("late", "early", "hybrid", "gated", "cross_attention") for x in ("--strategy", s)
     ]
