@@ -12,8 +12,9 @@ the same queries, and every noisy kind with its clean counterpart.
     .venv/bin/python bench/fusion_cross_speaker.py [--rotations 3] [--seeds 3] [--epochs 20] [--per-kind 50]
 
 Writes docs/benchmarks/NAME.json and .md (--name, default fusion_cross_speaker). The committed results
-used `--seeds 1 --epochs 10` (13.6 minutes wall, 2 minutes of CPU, on two cores shared with other jobs);
-the first run also encodes every recording, MNIST image and text once (~1 minute, cached in data/).
+used the defaults (about 2.5 minutes on two cores; the "before" file ran this script's version of commit
+f177a05 on the code before issue 13 with the same seeds and epochs); the first run also encodes every
+recording, MNIST image and text once (~1 minute, cached in data/).
 """
 
 from __future__ import annotations
@@ -277,13 +278,17 @@ def main() -> int:
     )
     parser.add_argument("--only", action="append", help="run only these strategy labels (repeat)")
     parser.add_argument("--train", action="append", default=[], help="TrainConfig override KEY=VALUE (repeat)")
+    parser.add_argument(
+        "--learned", action="append", default=[], help="search parameter of every learned strategy, e.g. blend=0.3"
+    )
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per learned strategy")
     parser.add_argument("--per-kind", type=int, default=50, help="queries per kind per rotation")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--name", default="fusion_cross_speaker")
     parser.add_argument("--cache", default=str(ROOT / "data" / "bench-cross" / "media.npz"))
     args = parser.parse_args()
-    args.learned_params = {}
+    learned = {key: float(value) for key, value in (item.split("=", 1) for item in args.learned)}
+    args.learned_params = {name: learned for name in LEARNED.values()}
     args.train_params = {key: float(value) for key, value in (item.split("=", 1) for item in args.train)}
     started = time.perf_counter()
     media = encode_media(Path(args.cache))
@@ -303,6 +308,7 @@ def main() -> int:
         ),
         "rotations": [rotation(r) for r in args.rotation or range(args.rotations)],
         "train": args.train_params,
+        "learned": args.learned_params.get("gated", {}),
         "seeds": args.seeds,
         "per_kind": args.per_kind,
         "epochs": args.epochs,

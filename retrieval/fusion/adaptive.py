@@ -2,8 +2,8 @@
 
 A useless query input (a white-noise clip, a quiet room, an off-topic caption, a blank image) still has a
 best match in every channel, and z-score or min-max normalisation stretches its near-flat scores to the
-same range as a real input's. Two predictors from the IR literature on query performance prediction tell
-them apart, computed on the unit's scores over a fixed random sample of the collection:
+same range as a real input's. Three predictors, after the IR literature on query performance prediction,
+tell them apart; the first two are computed on the unit's scores over a fixed random sample of the collection:
 
 - *spread* (after NQC, Shtok et al. 2012): the standard deviation of the query's scores over the sample,
   relative to that of a typical in-collection query of the same field. Measured on the cross-speaker
