@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +246,22 @@ def test_item_vectors_are_fused_a_chunk_at_a_time_with_the_same_result(tmp_path:
     blocks, mask = space.item_blocks(ckpt.fields, ckpt.dims, ids)
     assert whole.shape == (len(ids), 32 + (sum(ckpt.dims) if blend else 0))
     assert np.allclose(chunked, whole, atol=1e-6) and np.allclose(whole[:, :32], ckpt.fuse(blocks, mask), atol=1e-6)
+
+
+def test_a_checkpoint_trained_before_issue_13_loads_and_ranks_as_it_did(tmp_path: Path) -> None:
+    """Tiny checkpoints trained by the code of commit f177a05 (tests/golden/before_issue13.py made them):
+    today's code loads each and returns the top 10 that code returned, scores to 1e-4."""
+    spec = importlib.util.spec_from_file_location(
+        "before_issue13", Path(__file__).parent / "golden" / "before_issue13.py"
+    )
+    assert spec is not None and spec.loader is not None
+    made_by = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(made_by)
+    golden = Path(__file__).parent / "golden" / "before_issue13"
+    expected = json.loads((golden / "expected.json").read_text())
+    made = made_by.space(tmp_path)
+    for name in made_by.STRATEGIES:
+        path = golden / f"{name}.safetensors"
+        hits = create_strategy(name, checkpoint=str(path)).search(made, made_by.query(), 10)
+        assert [h.item_id for h in hits] == [item for item, _ in expected[name]], name
+        assert [h.score for h in hits] == pytest.approx([score for _, score in expected[name]], abs=1e-4), name
