@@ -279,7 +279,10 @@ def main() -> int:
     parser.add_argument("--only", action="append", help="run only these strategy labels (repeat)")
     parser.add_argument("--train", action="append", default=[], help="TrainConfig override KEY=VALUE (repeat)")
     parser.add_argument(
-        "--learned", action="append", default=[], help="search parameter of every learned strategy, e.g. blend=0.3"
+        "--learned",
+        action="append",
+        default=[],
+        help="search parameter of every learned strategy, a JSON value: blend=0.3, screen=false",
     )
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per learned strategy")
     parser.add_argument("--per-kind", type=int, default=50, help="queries per kind per rotation")
@@ -287,7 +290,7 @@ def main() -> int:
     parser.add_argument("--name", default="fusion_cross_speaker")
     parser.add_argument("--cache", default=str(ROOT / "data" / "bench-cross" / "media.npz"))
     args = parser.parse_args()
-    learned = {key: float(value) for key, value in (item.split("=", 1) for item in args.learned)}
+    learned = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.learned)}
     args.learned_params = {name: learned for name in LEARNED.values()}
     args.train_params = {key: float(value) for key, value in (item.split("=", 1) for item in args.train)}
     started = time.perf_counter()
