@@ -213,7 +213,7 @@ class SearchEngine:
                     "make one with python -m retrieval tune"
                 )
             params = dict(row.params)
-            if "held_out" in (row.report or {}) and "weighting" not in params:
+            if row.strategy == "late" and "held_out" in (row.report or {}) and "weighting" not in params:
                 # `tune` scores fixed weights; before late fusion weighed channels per query (issue 13) its
                 # presets named no weighting, and the new default would change what they were tuned to do
                 params["weighting"] = "fixed"

@@ -47,6 +47,10 @@ class Profile:
         unknown = set(data.get("encoders", {})) - set(MODALITIES)
         if unknown:
             raise InvalidInputError(f"profile {data.get('name')!r} names unknown modalities: {sorted(unknown)}")
+        for modality, encoders in data.get("encoders", {}).items():
+            if len(set(encoders)) != len(encoders):
+                # one field per (modality, encoder): a repeat would be one table counted twice in every fusion
+                raise InvalidInputError(f"profile {data.get('name')!r} names an encoder twice for {modality}")
         return cls(str(data.get("name", "custom")), {m: tuple(e) for m, e in data.get("encoders", {}).items()})
 
 

@@ -329,9 +329,9 @@ def test_a_noise_clip_does_not_move_a_learned_strategys_top_results(tmp_path: Pa
     assert [h.item_id for h in create_strategy("early", screen=False).search(space, noisy, k=10)] == top
 
 
-def test_several_encoders_of_one_modality_do_not_win_by_count(tmp_path: Path) -> None:
+def three_text_encoders(tmp_path: Path) -> tuple[VectorSpace, EncodedQuery]:
     """As with the pretrained profile: text meets captions through three encoders, images through one.
-    Captions that barely match must not outrank an image that matches well for having three channels."""
+    Items 1-20 have captions that barely match the text query; 21-40 only an image, item 40's a good match."""
     rng = np.random.default_rng(0)
     fields = [Field("image", "clip"), Field("text", "clip"), Field("text", "clap"), Field("text", "sbert")]
     query = {f.encoder: unit(rng.normal(size=8)).astype(np.float32) for f in fields}
@@ -348,7 +348,12 @@ def test_several_encoders_of_one_modality_do_not_win_by_count(tmp_path: Path) ->
         table.upsert(np.array(list(rows[f.key])), np.stack(list(rows[f.key].values())).astype(np.float32))
         storage.save(f.key, table)
     space = VectorSpace(fields, storage, generation=1)
-    q = EncodedQuery({("text", encoder): vector for encoder, vector in query.items()})
+    return space, EncodedQuery({("text", encoder): vector for encoder, vector in query.items()})
+
+
+def test_several_encoders_of_one_modality_do_not_win_by_count(tmp_path: Path) -> None:
+    """Captions that barely match must not outrank an image that matches well for having three channels."""
+    space, q = three_text_encoders(tmp_path)
     for name, params in (
         ("late", {}),
         ("late", {"weighting": "fixed"}),
@@ -356,11 +361,54 @@ def test_several_encoders_of_one_modality_do_not_win_by_count(tmp_path: Path) ->
         ("early", {}),
         ("early", {"weighting": "fixed"}),
         ("early", {"standardise": False}),
-        ("hybrid", {"groups": [["image", "text"]]}),
-        ("hybrid", {"groups": [["image", "text"]], "standardise": False, **RAW}),
+        ("hybrid", {}),  # image (with audio) one group, text the other: the text group weighs as one channel
+        ("hybrid", {"weighting": "fixed"}),
+        ("hybrid", {"groups": [["image", "text"]], "standardise": False, **RAW}),  # one group: summed inside it
     ):
         ranked = [h.item_id for h in create_strategy(name, **params).search(space, q, 40)]
         assert ranked.index(40) < 3, (name, params)  # summed over channels, item 40 came after most captions
+
+
+def test_an_empty_field_is_not_counted_among_a_modalitys_channels(tmp_path: Path) -> None:
+    """A field whose table is empty reaches no item: early's index query must share a modality among the
+    fields that hold vectors, as its exact scores do (with the empty one counted, the index halved the text
+    channel that the exact score kept whole)."""
+    from retrieval.fusion.concat import concat_query, present_fields
+
+    full, empty = Field("text", "a"), Field("text", "b")
+    storage = VectorStorage(tmp_path)
+    rows = unit(np.random.default_rng(0).normal(size=(5, 4))).astype(np.float32)
+    table = storage.load(full.key, dim=4, encoder="a")
+    table.upsert(np.arange(1, 6), rows)
+    storage.save(full.key, table)
+    storage.save(empty.key, storage.load(empty.key, dim=4, encoder="b"))
+    space = VectorSpace([full, empty], storage, generation=1)
+    assert present_fields(space) == [full]
+    q = EncodedQuery({("text", "a"): rows[0], ("text", "b"): rows[1]})
+    assert concat_query(present_fields(space), [4], q) == pytest.approx(rows[0])
+    hits = create_strategy("early", standardise=False).search(space, q, 5)
+    assert hits[0].item_id == 1 and hits[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_hybrid_group_reached_through_several_encoders_weighs_as_one_channel(tmp_path: Path) -> None:
+    """Hybrid's default groups: the image group has one channel for the text query, the text group three.
+    Each group's adaptive weight is the sum of its channels' weights times their shares, so the text group
+    weighs as the mean of its three channels (summed, it had three votes to the image group's one)."""
+    from retrieval.fusion.adaptive import channel_weights
+    from retrieval.fusion.hybrid import HybridFusion
+
+    space, q = three_text_encoders(tmp_path)
+    hybrid = HybridFusion()
+    units = hybrid.units(space, q)
+    assert [len(unit) for unit in units] == [1, 3]
+    queries = hybrid.unit_queries(space, q, units, 10)
+    lists, ids = hybrid._lists(space, queries, units, 10)
+    raws = [hybrid._raw(space, uq, unit, ids, listed) for uq, unit, listed in zip(queries, units, lists)]
+    weights = hybrid.unit_weights(space, q, queries, units, raws, ids)
+    per_channel = channel_weights(space, q, ids)
+    image, text = (np.array([per_channel[c.vector_key] for c in unit]) for unit in units)
+    assert weights[1] / weights[0] == pytest.approx(text.mean() / image.sum(), rel=1e-5)
+    assert not np.isclose(text.mean(), text.sum())  # the case tells a mean from a sum
 
 
 def test_a_hybrid_search_uses_the_group_index_that_prepare_built(space: VectorSpace) -> None:

@@ -161,3 +161,13 @@ def test_pretrained_profile_from_a_cache_in_the_published_layout(
 
 def revision_of(home: Path, repo: str) -> str:
     return (home / "hub" / ("models--" + repo.replace("/", "--")) / "refs" / "main").read_text()
+
+
+def test_a_profile_naming_an_encoder_twice_is_refused(tmp_path: Path) -> None:
+    """One field per (modality, encoder): a repeated encoder would be one table counted twice by fusion."""
+    from retrieval.errors import InvalidInputError
+
+    path = tmp_path / "twice.json"
+    path.write_text(json.dumps({"name": "twice", "encoders": {"image": ["hog"], "text": ["sbert", "sbert"]}}))
+    with pytest.raises(InvalidInputError, match="'twice' names an encoder twice for text"):
+        load_profile(path)

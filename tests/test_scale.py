@@ -272,7 +272,7 @@ def test_a_single_query_searches_on_one_faiss_thread_and_answers_like_a_batch(
 
 @pytest.mark.parametrize("name", ["late", "early", "hybrid"])
 def test_a_compressed_index_plus_rescoring_returns_exact_scores(tmp_path: Path, name: str) -> None:
-    """PQ codes give approximate scores; every strategy's scores must still be Σ weight × cosine."""
+    """PQ codes give approximate scores; every strategy's scores must still be Σ share × weight × cosine."""
     # the fast-scan PQ the product builds above its threshold; 512-d, so that the shortlist is 300 of 3,000
     # items as in production (a narrower index re-scores more rows: `VectorStore.shortlist`)
     space = make_space(tmp_path / "pq", dim=512, factory="IVF16,PQ64x4fs")

@@ -16,7 +16,9 @@ from storage import VectorStore
 
 
 def present_fields(space: VectorSpace, fields: list[Field] | None = None) -> list[Field]:
-    return [f for f in (fields if fields is not None else space.fields) if f.key in space.tables]
+    """The fields (all by default) that hold vectors: an empty table reaches no item, and counted among a
+    modality's channels it would give the index another share than the exact scores (`space.channels`)."""
+    return [f for f in (fields if fields is not None else space.fields) if len(space.tables.get(f.key, ()))]
 
 
 def concat_index(space: VectorSpace, fields: list[Field]) -> VectorStore:
@@ -47,7 +49,7 @@ def concat_query(fields: list[Field], dims: list[int], query: EncodedQuery) -> n
 def search_concat(
     space: VectorSpace, fields: list[Field], query: EncodedQuery, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Ids and exact scores (Σ weight × cosine) of the best `n` items for the query over the concatenated
+    """Ids and exact scores (Σ share × weight × cosine) of the best `n` items for the query over the concatenated
     fields. A compressed index (PQ codes) only finds a longer shortlist; its candidates are re-scored from
     the stored tables, field by field, and the best `n` kept."""
     dims = [space.tables[f.key].dim for f in fields]

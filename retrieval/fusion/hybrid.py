@@ -6,7 +6,7 @@ RRF. One group of everything is early fusion; one group per channel is late fusi
 
 Inside a group the query's vectors are put on their fields' scales (`standardised`) and, with adaptive
 weighting, weighted by the same label-free predictors late fusion uses (`channel_weights`); a group's weight
-among the units is the sum of its channels'. Summed raw, the encoder with the wider range of cosines decided
+among the units is the sum of its channels' (each times its share, `channel_shares`). Summed raw, the encoder with the wider range of cosines decided
 a group: on unseen speakers an image+audio+text query lost 0.16 P@10 to its best single modality
 (docs/benchmarks/fusion_cross_speaker.md).
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retrieval.fusion.adaptive import channel_weights, reweighted, standardised
+from retrieval.fusion.base import channel_shares
 from retrieval.fusion.concat import concat_index, present_fields
 from retrieval.fusion.late import LateParams, UnitFusion, query_weight, unit_candidates
 from retrieval.space import Channel, EncodedQuery, VectorSpace
@@ -65,14 +66,18 @@ class HybridFusion(UnitFusion):
         raws: list[tuple[np.ndarray, np.ndarray]],
         ids: np.ndarray,
     ) -> np.ndarray:
-        """With standardised, adaptive groups: a unit's weight is the sum of its channels' adaptive weights,
-        each channel judged on its own over the candidates, as late judges it (late's units are single
-        channels, so its weights are the same rule). On the speaker rotation that tunes defaults (rotation 3,
+        """With standardised, adaptive groups: a unit's weight is the sum of its channels' adaptive weights
+        times their shares (`channel_shares`), each channel judged on its own over the candidates, as late
+        judges and shares its single-channel units: a text group reached through three encoders weighs as
+        one channel, not three. On the speaker rotation that tunes defaults (rotation 3,
         image+audio+text), fused minus best single: -0.018 with the sum, -0.050 with the mean, which lets a
         weak recording dilute its image's weight."""
         if self.params.weighting != "adaptive" or not self.params.standardise or len(units) < 2:
             return super().unit_weights(space, query, queries, units, raws, ids)
         fixed = np.array([query_weight(query, unit) for unit in units], np.float64)
         per_channel = channel_weights(space, query, ids)
-        summed = np.array([sum(per_channel.get(c.vector_key, 1.0) for c in unit) for unit in units], np.float64)
+        summed = np.array(
+            [sum(s * per_channel.get(c.vector_key, 1.0) for c, s in zip(unit, channel_shares(unit))) for unit in units],
+            np.float64,
+        )
         return fixed * summed * len(summed) / summed.sum() if summed.sum() > 0 else fixed

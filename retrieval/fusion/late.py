@@ -50,7 +50,7 @@ class UnitList:
     """One unit's own search result, and where each of its ids sits in the union of all units' lists."""
 
     ids: np.ndarray
-    scores: np.ndarray  # Σ weight × cosine over the unit's channels, as its index scored them
+    scores: np.ndarray  # Σ share × weight × cosine over the unit's channels, as its index scored them
     exact: bool  # the index keeps whole vectors, so these scores equal an exact re-scoring
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
@@ -85,7 +85,8 @@ def listed_totals(listed: UnitList, n: int) -> tuple[np.ndarray, np.ndarray]:
 def unit_totals(
     space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray, listed: UnitList | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Σ weight × cosine over the unit's channels for each id, and which ids the unit reaches.
+    """Σ share × weight × cosine over the unit's channels for each id (`channel_parts`), and which ids the
+    unit reaches.
 
     When the unit's index scored exactly, the ids of its own list keep their listed score and only the
     others are looked up (with three units of 100, about a third of the lookups or more are saved).
@@ -202,7 +203,10 @@ class UnitFusion(FusionStrategy):
         raws = [self._raw(space, q, unit, candidates, listed) for q, unit, listed in zip(queries, units, lists)]
         weights = self.unit_weights(space, query, queries, units, raws, candidates)
         shares, _ = per_item_modality(units)
-        out: dict[str, Any] = {"units": [" + ".join(c.label for c in unit) for unit in units], "weight": weights}
+        # a unit's weight as it multiplies the normalised value: adaptive or set, times its share (a caption
+        # reached through three encoders: each of its channels a third)
+        weight = weights * np.array(shares)
+        out: dict[str, Any] = {"units": [" + ".join(c.label for c in unit) for unit in units], "weight": weight}
         for name in ("rank", "raw", "normalised", "fused"):
             out[name] = np.zeros((len(ids), len(units)), np.int64 if name == "rank" else np.float32)
         for u, ((raw, present), (value, fused)) in enumerate(zip(raws, self._unit_values(raws, weights, shares))):

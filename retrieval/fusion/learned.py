@@ -33,7 +33,7 @@ class LearnedParams:
     checkpoint: str | None = None
     mode: Literal["index", "rerank"] = "index"
     candidates: int = 100
-    # Adds blend × the identity early-fusion score (Σ weight × cosine) to the learned one, in the same index:
+    # Adds blend × the identity early-fusion score (Σ share × weight × cosine) to the learned one, in the same index:
     # the learned space generalises across modalities, the raw spaces keep within-modality detail. Off by
     # evidence (docs/benchmarks/fusion_blend.json, unseen speakers, tuning rotation, 3 seeds): blend 0 / 0.1 /
     # 0.3 / 1 lifts audio alone (gated 0.47 / 0.51 / 0.53 / 0.51) but sinks fused kinds below their best single
