@@ -291,7 +291,7 @@ def main() -> int:
     parser.add_argument("--cache", default=str(ROOT / "data" / "bench-cross" / "media.npz"))
     args = parser.parse_args()
     learned = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.learned)}
-    args.learned_params = {name: learned for name in LEARNED.values()}
+    args.learned_params = dict.fromkeys(LEARNED.values(), learned)
     args.train_params = {key: float(value) for key, value in (item.split("=", 1) for item in args.train)}
     started = time.perf_counter()
     media = encode_media(Path(args.cache))
