@@ -283,14 +283,15 @@ def test_fused_is_never_below_its_best_modality(tmp_path: Path, name: str, defau
     tables = {"image": space.tables[IMAGE.key], "audio": space.tables[AUDIO.key]}
     encoders = {"image": "img-enc", "audio": "aud-enc"}
 
-    def mean_precision(params: dict, modalities: tuple[str, ...]) -> float:
+    def mean_precision(params: dict, modalities: tuple[str, ...], speaker_noise: float = 0.9) -> float:
         rng = np.random.default_rng(5)  # the same unseen-speaker recordings for every call
         values = []
         for item in range(1, 41):
             partner = item + 4  # the audio of another item of the same class (labels repeat every 4)
+            recording = tables["audio"].lookup(np.array([partner]))[0][0]
             vectors = {
                 "image": tables["image"].lookup(np.array([item]))[0][0],
-                "audio": unit(tables["audio"].lookup(np.array([partner]))[0][0] + 0.9 * rng.normal(size=12)),
+                "audio": unit(recording + speaker_noise * rng.normal(size=12)),
             }
             q = EncodedQuery({(m, encoders[m]): vectors[m].astype(np.float32) for m in modalities})
             hits = create_strategy(name, **params).search(space, q, k=12)
@@ -299,9 +300,15 @@ def test_fused_is_never_below_its_best_modality(tmp_path: Path, name: str, defau
             )
         return float(np.mean(values))
 
+    # a recording of a speaker the collection knows (the partner's own): fusing it with the image is never
+    # below the better of the two, and here above it
+    seen = [mean_precision(defaults, modalities, 0.0) for modalities in (("image",), ("audio",), ("image", "audio"))]
+    assert seen[2] > max(seen[:2])
     best_single = max(mean_precision(defaults, ("image",)), mean_precision(defaults, ("audio",)))
-    # Not yet "never below": adaptive weighting keeps within 0.03 of the image alone (the benchmark's
-    # worst case is about as far); the raw sum loses over 0.05
+    # An unseen speaker's recording, confidently wrong: not "never below" (issue 13's goal, missed; no
+    # label-free predictor tells such a recording from a good one, docs/benchmarks/adaptive_powers.md), but
+    # adaptive weighting keeps within 0.03 of the image alone (the benchmark's worst case is about as far);
+    # the raw sum loses over 0.05
     assert mean_precision(defaults, ("image", "audio")) >= best_single - 0.03
     assert mean_precision(raw, ("image", "audio")) < best_single - 0.05
 
