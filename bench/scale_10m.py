@@ -150,10 +150,13 @@ def open_space(work: Path):
     import torch  # noqa: F401
 
     import storage.faiss_store as faiss_store
+    import storage.vector_store as vector_store
     from retrieval.space import VectorSpace
 
     if os.environ.get("SCALE_COMPRESS_FROM"):  # compressed indexes from this many vectors (1M: compare both)
         faiss_store.COMPRESS_FROM = int(os.environ["SCALE_COMPRESS_FROM"])
+    if os.environ.get("SCALE_RESCORE_BYTES"):  # the shortlist's byte budget (VectorStore.shortlist)
+        vector_store.RESCORE_BYTES = int(os.environ["SCALE_RESCORE_BYTES"])
     tables, factory = VectorStorage(work / "vectors"), os.environ.get("SCALE_FACTORY") or None
     catalog = FileCatalog(work / "indexes")
     nprobe = int(os.environ.get("SCALE_NPROBE") or 0) or None
@@ -285,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
             and r.get("nprobe") == args.nprobe
             and r.get("fields", "independent") == args.fields
             and r.get("params") == args.params
+            and r.get("rescore_bytes") == args.rescore_bytes
         )
     ]
     for name in args.strategies:
@@ -293,6 +297,8 @@ def run(args: argparse.Namespace) -> int:
             row["nprobe"] = args.nprobe
         if args.params:
             row["params"] = args.params
+        if args.rescore_bytes:
+            row["rescore_bytes"] = args.rescore_bytes
         if STRATEGIES[name].get("learned"):
             row["train_epochs"] = TRAIN_EPOCHS
         for phase in ("build", "truth", "search"):
@@ -318,6 +324,7 @@ def label(row: dict[str, Any]) -> str:
     notes = [f"nprobe {row['nprobe']}"] if row.get("nprobe") else []
     notes += ["agreeing fields"] if row.get("fields") == "agreeing" else []
     notes += [f"{key} {value}" for key, value in row.get("params", {}).items()]
+    notes += [f"re-scores {row['rescore_bytes'] / 1e6:g} MB a shortlist"] if row.get("rescore_bytes") else []
     if STRATEGIES[row["strategy"]].get("learned"):
         epochs = row.get("train_epochs", 1)
         notes += [f"trained {epochs} epoch{'s' if epochs > 1 else ''}"]
@@ -379,6 +386,7 @@ def main() -> int:
     parser.add_argument(
         "--params", type=json.loads, help="strategy parameters over the defaults, as JSON: '{\"candidates\": 300}'"
     )
+    parser.add_argument("--rescore-bytes", type=int, help="a shortlist's budget of float16 rows (RESCORE_BYTES)")
     parser.add_argument("--phase", choices=["build", "truth", "search"], help=argparse.SUPPRESS)
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -388,6 +396,8 @@ def main() -> int:
         os.environ["SCALE_NPROBE"] = str(args.nprobe)
     if args.params:
         os.environ["SCALE_PARAMS"] = json.dumps(args.params)
+    if args.rescore_bytes:
+        os.environ["SCALE_RESCORE_BYTES"] = str(args.rescore_bytes)
     if args.compress_from:
         os.environ["SCALE_COMPRESS_FROM"] = str(args.compress_from)
         args.factory = args.factory or f"default, compressed from {args.compress_from:,}"
