@@ -60,8 +60,8 @@ class EarlyFusion(FusionStrategy):
     def prepare(self, space: VectorSpace) -> None:
         if self.learned is not None:
             self.learned.prepare(space)
-        elif space.tables:
-            concat_index(space, present_fields(space))
+        elif fields := present_fields(space):  # none while every table is empty: nothing to index yet
+            concat_index(space, fields)
 
     def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
         return self.learned.explain(space, query, ids) if self.learned is not None else {}
