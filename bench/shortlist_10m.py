@@ -5,7 +5,8 @@ The field is the first of bench/scale_10m.py's agreeing fields (one latent per i
 (`default_factory`: IVF2048,PQ256x4fs) finds a shortlist; its rows are re-scored exactly from the float16
 table, as `search_concat` does. For 300 / 1,000 / 3,000 rows and four nprobe values: recall@10 against an
 exact scan, and p50 of the FAISS search and of the re-scoring, the second of two passes (rows cached: the
-10 GB table fits this machine's page cache when nothing else runs). Then a middle stage tried and dropped:
+8.3 GB table fits this machine's page cache when nothing else runs). The table, the truth, the index and the
+codes are kept in --work and reused by the next run (one --work per --items). Then a middle stage tried and dropped:
 8-bit PQ codes of the whole vectors (not residuals) re-ranking 1,000 or 3,000 candidates down to 300.
 
     .venv/bin/python bench/shortlist_10m.py --work /tmp/shortlist10m   # ~12 min the first time, 11 GB there
@@ -143,14 +144,15 @@ def middle_stage(work: Path, index: faiss.Index, table: VectorTable, q: np.ndarr
     return out
 
 
-def markdown(n: int, rows: list[dict], middle: list[dict], seconds: float) -> str:
+def markdown(n: int, vectors: int, rows: list[dict], middle: list[dict], seconds: float) -> str:
     lines = [
         "# Rows a compressed index must re-score at ten million items (one 512-d field)",
         "",
-        f"{n:,} items, the first agreeing field of bench/scale_10m.py ({n * (1 - MISSING):,.0f} vectors, 1,000"
+        f"{n:,} items, the first agreeing field of bench/scale_10m.py ({vectors:,} vectors, 1,000"
         " clusters), IVF2048,PQ256x4fs, one FAISS thread; re-scored exactly from the float16 table; "
         f"{QUERIES} queries, recall@10 against an exact scan; p50 of the second pass (rows cached). "
-        f"Wall time {seconds:.0f} s.",
+        f"Wall time {seconds:.0f} s (a run that found the table, truth, index and codes of an earlier one in its"
+        " --work; the first takes ~12 min).",
         "",
         "| nprobe | rows re-scored | recall@10 | FAISS p50 ms | re-scoring p50 ms |",
         "|---|---|---|---|---|",
@@ -181,7 +183,7 @@ def main() -> int:
     middle = middle_stage(args.work, index, table, q, truth)
     seconds = time.perf_counter() - started
     report = {"items": args.items, "queries": QUERIES, "rows": rows, "middle_stage": middle, "seconds": seconds}
-    write_report("shortlist_10m", report, markdown(args.items, rows, middle, seconds))
+    write_report("shortlist_10m", report, markdown(args.items, len(table), rows, middle, seconds))
     return 0
 
 
