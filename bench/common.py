@@ -68,6 +68,17 @@ def timed(fn) -> float:
     return time.perf_counter() - started
 
 
+def running_top(
+    best_ids: np.ndarray, best: np.ndarray, ids: np.ndarray, scores: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """An exact scan's running top k per query: the best so far merged with one chunk's `scores` (queries x
+    the chunk's `ids`), best first (a stable sort: ties keep the earlier id)."""
+    merged_ids = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
+    merged = np.concatenate([best, scores], axis=1)
+    top = np.argsort(-merged, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(merged_ids, top, 1), np.take_along_axis(merged, top, 1)
+
+
 def write_report(name: str, report: dict, markdown: str) -> None:
     out = ROOT / "docs" / "benchmarks"
     out.mkdir(parents=True, exist_ok=True)

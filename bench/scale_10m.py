@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import FIELDS, ROOT, percentiles, write_report
+from common import FIELDS, ROOT, percentiles, running_top, write_report
 
 from storage import VectorStorage
 from storage.faiss_store import FaissBackend
@@ -252,10 +252,7 @@ def phase_truth(work: Path, name: str, k: int, count: int) -> dict[str, Any]:
             rows = np.searchsorted(chunk, table.ids[lo:hi])
             with scanning(table.vectors[lo:hi]) as block:
                 total[:, rows] += queries @ np.asarray(block, np.float32).T
-        merged_ids = np.concatenate([best_ids, np.broadcast_to(chunk, total.shape)], axis=1)
-        merged = np.concatenate([best, total], axis=1)
-        top = np.argsort(-merged, axis=1, kind="stable")[:, :k]
-        best_ids, best = np.take_along_axis(merged_ids, top, 1), np.take_along_axis(merged, top, 1)
+        best_ids, best = running_top(best_ids, best, chunk, total, k)
     (work / f"truth-{name}.json").write_text(json.dumps(best_ids.tolist()))
     return {"truth_s": round(time.perf_counter() - started, 1)}
 

@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one search thread, as the produ
 import faiss
 import numpy as np
 import torch  # noqa: F401 (loaded: the product casts float16 rows with torch in a process that has it)
-from common import write_report
+from common import running_top, write_report
 from scale_10m import DIM, MISSING, field_chunks
 
 from storage import VectorStorage
@@ -58,14 +58,11 @@ def exact_top(work: Path, table: VectorTable, q: np.ndarray, chunk: int = 500_00
     path = work / "truth.npy"
     if path.exists():
         return np.load(path)
-    best = np.full((len(q), K), -np.inf, np.float32)
-    best_ids = np.zeros((len(q), K), np.int64)
+    best_ids, best = np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
     for start in range(0, len(table), chunk):
         with scanning(table.vectors[start : start + chunk]) as rows:
-            scores = np.concatenate([best, q @ rows.astype(np.float32).T], axis=1)
-        ids = np.concatenate([best_ids, np.broadcast_to(table.ids[start : start + chunk], (len(q), len(rows)))], 1)
-        top = np.argpartition(-scores, K, axis=1)[:, :K]
-        best, best_ids = np.take_along_axis(scores, top, 1), np.take_along_axis(ids, top, 1)
+            scores = q @ rows.astype(np.float32).T
+        best_ids, best = running_top(best_ids, best, table.ids[start : start + chunk], scores, K)
     np.save(path, best_ids)
     return best_ids
 

@@ -40,7 +40,9 @@ RESCORE_FACTOR, RESCORE_MIN = 3, 300
 # RESCORE_MAX: a narrow vector is cheap to re-score, so a narrow index gets a longer shortlist. Gated's 128-d
 # fused vectors at 10M (agreeing fields, docs/benchmarks/scale_10m.md), shortlist 300 / 1,000 / 3,000:
 # recall@10 0.88 / 0.96 / 0.994, p50 with the rows cached 10.5 / 12.3 / 17.1 ms. Early's 1536-d index at
-# 3,000 rows: 0.974 but 223 ms, hence a budget in bytes and not in rows.
+# 3,000 rows: 0.974 but 223 ms, hence a budget in bytes and not in rows. A 1 MB budget (1,000 rows a 512-d
+# field) lifts one field alone 0.888 -> 0.974 (bench/shortlist_10m.py) but late end to end only 0.794 ->
+# 0.894, at 121 -> 296 ms p50 (docs/benchmarks/scale_10m.md), so 300 KB stays.
 RESCORE_BYTES, RESCORE_MAX = RESCORE_MIN * 512 * 2, 3000
 
 
@@ -85,8 +87,10 @@ class VectorStore(ABC):
         """How many candidates to ask for so that re-scoring them exactly from the tables finds the best
         `n`: `n` itself when scores are exact, more from compressed codes, the more the narrower its vectors
         (see RESCORE_FACTOR and RESCORE_BYTES)."""
+        if self.exact_scores:
+            return n
         by_bytes = min(RESCORE_BYTES // (2 * self.dim), RESCORE_MAX)  # float16 rows of this width
-        return n if self.exact_scores else max(n * RESCORE_FACTOR, RESCORE_MIN, by_bytes)
+        return max(n * RESCORE_FACTOR, RESCORE_MIN, by_bytes)
 
     def to_gpu(self) -> bool:
         """Move to a GPU when the backend can use one here; returns whether it did."""

@@ -6,9 +6,9 @@ RRF. One group of everything is early fusion; one group per channel is late fusi
 
 Inside a group the query's vectors are put on their fields' scales (`standardised`) and, with adaptive
 weighting, weighted by the same label-free predictors late fusion uses (`channel_weights`); a group's weight
-among the units is the sum of its channels' (each times its share, `channel_shares`). Summed raw, the encoder with the wider range of cosines decided
-a group: on unseen speakers an image+audio+text query lost 0.16 P@10 to its best single modality
-(docs/benchmarks/fusion_cross_speaker.md).
+among the units is the sum of its channels' (each times its share, `channel_shares`). Summed raw, the
+encoder with the wider range of cosines decided a group: on unseen speakers an image+audio+text query lost
+0.16 P@10 to its best single modality (docs/benchmarks/fusion_cross_speaker.md).
 """
 
 from __future__ import annotations
