@@ -56,6 +56,23 @@ def _cast_rows(vectors: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
     return source.to(torch.float32).numpy()
 
 
+def _row_products(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """`query`'s inner product with the given rows of a float16 array: the exact re-scoring of a shortlist.
+
+    Gather, cast and product run in one library so that one thread pool does them. Torch's cast followed by
+    numpy's product made two pools take turns on the cores: numpy's OpenBLAS threads go on spinning after
+    a product of a few hundred rows and starve the next gather's torch threads. Measured here (1M agreeing
+    items, late fusion re-scoring ~2,600 rows a query, rows cached): 42-48 ms p50 with torch then numpy,
+    9-10 ms all in torch; with ~1,000 rows a query (numpy's product stays on one thread) both ~8 ms.
+    """
+    torch = sys.modules.get("torch")
+    query = np.asarray(query, np.float32)
+    if torch is None or len(rows) * vectors.shape[1] <= NUMPY_CAST_MAX or _dense(rows):
+        return _float32_rows(vectors, rows) @ query
+    gathered = torch.from_numpy(vectors).index_select(0, torch.from_numpy(rows))
+    return torch.mv(gathered.to(torch.float32), torch.from_numpy(query)).numpy()
+
+
 def field_key(modality: str, encoder: str) -> str:
     """The name of the vectors one encoder made of one item modality, e.g. ``image@hog``."""
     return f"{modality}@{encoder}"
@@ -125,12 +142,12 @@ class VectorTable:
     def similarities(self, ids: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inner product of `query` with each id's vector (0 where absent), and which ids are present.
 
-        The exact re-scoring of late fusion: one gather and cast, then the product; no float32 copy kept.
+        The exact re-scoring of a shortlist: one gather, cast and product (`_row_products`); no float32 copy kept.
         """
         pos, present = self._positions(ids)
         if not len(self):
             return np.zeros(len(pos), np.float32), present
-        scores = _float32_rows(self.vectors, pos) @ np.asarray(query, np.float32)
+        scores = _row_products(self.vectors, pos, query)
         return np.where(present, scores, np.float32(0.0)), present
 
     def as_float32(self) -> np.ndarray:

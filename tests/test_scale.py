@@ -359,15 +359,19 @@ def test_numpy_and_torch_casts_of_a_table_agree(tmp_path: Path, monkeypatch: pyt
     """Torch casts float16 rows where the process has loaded it, numpy elsewhere: the same numbers."""
     import types
 
-    import torch  # noqa: F401 - loaded, so the first casts below are torch's
+    import torch  # loaded, so the first casts below are torch's
 
     import storage.vectors as vectors
 
-    space = make_space(tmp_path / "v", n=600, dim=32)
+    space = make_space(tmp_path / "v", n=2000, dim=32)
     table = space.tables[FIELDS[0].key]
-    ids = np.arange(0, 700, 3)  # present and absent ids, more rows than numpy's few-rows shortcut
+    # present and absent ids, more rows than numpy's few-rows shortcut, scattered (not a scan's dense rows)
+    ids = np.arange(0, 2100, 7)
     query = unit(np.random.default_rng(0).normal(size=32))
+    products = []
+    monkeypatch.setattr(torch, "mv", lambda *a: products.append(a) or torch.matmul(*a))
     with_torch = (table.lookup(ids), table.similarities(ids, query), table.as_float32())
+    assert len(products) == 1  # the re-scoring's product ran in torch, beside its gather and cast
     monkeypatch.setattr(vectors, "sys", types.SimpleNamespace(modules={}))  # a process without torch
     without = (table.lookup(ids), table.similarities(ids, query), table.as_float32())
     assert np.array_equal(with_torch[0][0], without[0][0]) and np.array_equal(with_torch[0][1], without[0][1])

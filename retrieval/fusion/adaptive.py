@@ -159,7 +159,7 @@ def flat_modalities(space: VectorSpace, query: EncodedQuery) -> set[str]:
         if table is None or len(table) < 2:
             continue
         sample, typical = field_reference(space, key)
-        spread = float((table.lookup(sample)[0] @ vector).std())
+        spread = float(table.similarities(sample, vector)[0].std())
         judged.setdefault(modality, []).append(typical > 0 and spread < FLAT_SPREAD * typical)
     return {m for m, flags in judged.items() if all(flags)}
 
