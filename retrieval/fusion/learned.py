@@ -212,7 +212,7 @@ class LearnedFusion(FusionStrategy):
             return []
         if self.params.mode == "rerank":
             ids = LateFusion(candidates=self.params.candidates).candidates(space, query, k)
-            scores = self.item_vectors(space, ids) @ vector
+            scores = self._fused_table(space).similarities(ids, vector)[0]
         else:
             index = self._index(space)
             wanted = max(index.shortlist(k), 2 * k, k + 20)  # ties cut by id
@@ -220,7 +220,7 @@ class LearnedFusion(FusionStrategy):
             keep = found[0] >= 0
             ids, scores = found[0][keep], found_scores[0][keep]
             if not index.exact_scores:  # compressed codes find candidates; the stored table scores them
-                scores = self.item_vectors(space, ids) @ vector
+                scores = self._fused_table(space).similarities(ids, vector)[0]  # one library (storage/vectors.py)
         order = rank_order(scores, ids, k)
         ids, scores = ids[order], scores[order]
         parts = self._occlusion(space, present, without, ids, scores)
