@@ -24,6 +24,12 @@ def _collection_options(parser: argparse.ArgumentParser) -> None:
         help="lists an inverted-file index visits per search (default a sixteenth, at least 16): more find "
         "more true neighbours in a large compressed index, slower",
     )
+    parser.add_argument(
+        "--rescore-bytes",
+        type=checks.positive_int(),
+        help="float16 rows a compressed index's shortlist re-scores exactly, in bytes (default 307200: 300 rows "
+        "of 512-d): more find more true neighbours, slower where the rows are not in memory",
+    )
 
 
 def _query_options(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +125,9 @@ def _query(args: argparse.Namespace):  # noqa: ANN202
 def _engine(args: argparse.Namespace):  # noqa: ANN202
     from retrieval.engine import SearchEngine
 
-    return SearchEngine.open(args.db, args.collection, device=args.device, nprobe=args.nprobe)
+    return SearchEngine.open(
+        args.db, args.collection, device=args.device, nprobe=args.nprobe, rescore_bytes=args.rescore_bytes
+    )
 
 
 def _short(value: Any, width: int) -> str:

@@ -58,6 +58,7 @@ class VectorStore(ABC):
     dim: int
     factory: str  # the FAISS factory string that names the index kind (each backend maps it to its own)
     header: dict[str, Any]
+    rescore_bytes: int | None = None  # a shortlist's budget of float16 rows (None: RESCORE_BYTES)
 
     @abstractmethod
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
@@ -86,10 +87,11 @@ class VectorStore(ABC):
     def shortlist(self, n: int) -> int:
         """How many candidates to ask for so that re-scoring them exactly from the tables finds the best
         `n`: `n` itself when scores are exact, more from compressed codes, the more the narrower its vectors
-        (see RESCORE_FACTOR and RESCORE_BYTES)."""
+        (see RESCORE_FACTOR and RESCORE_BYTES; `rescore_bytes` overrides the budget)."""
         if self.exact_scores:
             return n
-        by_bytes = min(RESCORE_BYTES // (2 * self.dim), RESCORE_MAX)  # float16 rows of this width
+        budget = self.rescore_bytes or RESCORE_BYTES
+        by_bytes = min(budget // (2 * self.dim), RESCORE_MAX)  # float16 rows of this width
         return max(n * RESCORE_FACTOR, RESCORE_MIN, by_bytes)
 
     def to_gpu(self) -> bool:

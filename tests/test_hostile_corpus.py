@@ -194,6 +194,8 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
     ("weight-modality", ["--weight", "smell=1"], "--weight expects"),
     ("nprobe-zero", ["--nprobe", "0"], "argument --nprobe"),
     ("nprobe-fraction", ["--nprobe", "1.5"], "argument --nprobe"),
+    ("rescore-bytes-zero", ["--rescore-bytes", "0"], "argument --rescore-bytes"),
+    ("rescore-bytes-word", ["--rescore-bytes", "1MB"], "argument --rescore-bytes"),
     ("rrf-k-negative", ["--rrf-k", "-1"], "argument --rrf-k"),
     ("rrf-k-nan", ["--rrf-k", "nan"], "argument --rrf-k"),
     ("param-fusion-list", ["--param", "late.fusion=[1]"], "late.fusion must be one of"),
@@ -253,15 +255,30 @@ def test_json_output_is_strict_json(collection: dict[str, Any], capsys: pytest.C
         assert data["query"]["text"] == "digit 2"
 
 
-def test_nprobe_reaches_the_search(collection: dict[str, Any], capsys: pytest.CaptureFixture) -> None:
-    """A search with --nprobe answers like one without (the test collection's indexes are exact) and the
-    engine's space carries the setting to every index it opens."""
-    argv = ["search", "--db", collection["url"], "--text", "digit 3", "--k", "6", "--json"]
-    plain, probed = (_cli(retrieval_main, argv + extra, capsys) for extra in ([], ["--nprobe", "3"]))
-    assert plain[0] == probed[0] == 0 and json.loads(plain[1])["results"] == json.loads(probed[1])["results"]
+def test_nprobe_and_rescore_bytes_reach_the_search(
+    collection: dict[str, Any], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search with --nprobe and --rescore-bytes answers like one without (the test collection's indexes are
+    exact), the CLI hands both to the engine, and the engine's space carries them to every index it opens."""
     from retrieval.engine import SearchEngine
 
-    assert SearchEngine.open(collection["url"], nprobe=3).space.nprobe == 3
+    opened: list[dict[str, Any]] = []
+    original = SearchEngine.open.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[SearchEngine], *args: Any, **kwargs: Any) -> SearchEngine:
+        opened.append(kwargs)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(SearchEngine, "open", classmethod(spy))
+    argv = ["search", "--db", collection["url"], "--text", "digit 3", "--k", "6", "--json"]
+    tuned = ["--nprobe", "3", "--rescore-bytes", "4096"]
+    plain, probed = (_cli(retrieval_main, argv + extra, capsys) for extra in ([], tuned))
+    assert plain[0] == probed[0] == 0 and json.loads(plain[1])["results"] == json.loads(probed[1])["results"]
+    assert (opened[-1]["nprobe"], opened[-1]["rescore_bytes"]) == (3, 4096)
+    space = SearchEngine.open(collection["url"], nprobe=3, rescore_bytes=4096).space
+    assert (space.nprobe, space.rescore_bytes) == (3, 4096)
+    index = space.field_index(space.fields[0])
+    assert index.rescore_bytes == 4096
 
 
 def test_search_text_output_truncates_huge_metadata(collection: dict[str, Any], capsys: pytest.CaptureFixture) -> None:

@@ -379,6 +379,31 @@ def test_numpy_and_torch_casts_of_a_table_agree(tmp_path: Path, monkeypatch: pyt
     assert np.array_equal(with_torch[2], without[2])
 
 
+def test_a_larger_rescore_budget_re_scores_more_rows_and_finds_more_true_neighbours(tmp_path: Path) -> None:
+    """`VectorSpace(rescore_bytes=…)` sets how many float16 rows a compressed index's shortlist re-scores
+    (16-d rows are 32 bytes): a longer shortlist finds more of what late fusion finds on exact indexes, with
+    exact scores."""
+    make_space(tmp_path / "v", n=3000, dim=16)
+    storage = VectorStorage(tmp_path / "v")
+    exact_space = VectorSpace(FIELDS, storage, generation=1)  # 3,000 items: Flat, exact cosines
+    late = create_strategy("late", normalisation="none", weighting="fixed", candidates=100)
+    queries = [near(exact_space, item, seed=item) for item in range(1, 300, 15)]
+    truths = [late.search(exact_space, query, 10) for query in queries]
+    recalls = {}
+    for budget in (300 * 32, 3000 * 32):  # 300 rows of a field's ~2,400, or all of them
+        space = VectorSpace(FIELDS, storage, generation=1, factory="IVF64,PQ2x4fs", rescore_bytes=budget)
+        assert space.field_index(FIELDS[0]).shortlist(10) == budget // 32
+        found = [late.search(space, query, 10) for query in queries]
+        recalls[budget] = np.mean(
+            [len({r.item_id for r in t} & {r.item_id for r in f}) / 10 for t, f in zip(truths, found)]
+        )
+        exact_scores = [{r.item_id: r.score for r in t} for t in truths]
+        shared = [(r.score, e[r.item_id]) for e, f in zip(exact_scores, found) for r in f if r.item_id in e]
+        got, want = np.array(shared).T
+        assert len(shared) and np.abs(got - want).max() < 1e-3, np.abs(got - want).max()  # exact, not the codes'
+    assert recalls[300 * 32] < recalls[3000 * 32] == 1.0, recalls  # every row re-scored: exact search's answer
+
+
 def test_nprobe_reaches_every_index_and_more_lists_find_more_true_neighbours(tmp_path: Path) -> None:
     """`VectorSpace(nprobe=…)` sets how many lists each inverted file visits (at most all of them); on a
     compressed early index, more lists find more of exact search's top 10 (the default visits a quarter here)."""
