@@ -150,17 +150,15 @@ def open_space(work: Path):
     import torch  # noqa: F401
 
     import storage.faiss_store as faiss_store
-    import storage.vector_store as vector_store
     from retrieval.space import VectorSpace
 
     if os.environ.get("SCALE_COMPRESS_FROM"):  # compressed indexes from this many vectors (1M: compare both)
         faiss_store.COMPRESS_FROM = int(os.environ["SCALE_COMPRESS_FROM"])
-    if os.environ.get("SCALE_RESCORE_BYTES"):  # the shortlist's byte budget (VectorStore.shortlist)
-        vector_store.RESCORE_BYTES = int(os.environ["SCALE_RESCORE_BYTES"])
     tables, factory = VectorStorage(work / "vectors"), os.environ.get("SCALE_FACTORY") or None
     catalog = FileCatalog(work / "indexes")
     nprobe = int(os.environ.get("SCALE_NPROBE") or 0) or None
-    return VectorSpace(FIELDS, tables, 1, catalog, factory, nprobe=nprobe)  # type: ignore[arg-type]
+    rescore_bytes = int(os.environ.get("SCALE_RESCORE_BYTES") or 0) or None  # the shortlist's byte budget
+    return VectorSpace(FIELDS, tables, 1, catalog, factory, nprobe=nprobe, rescore_bytes=rescore_bytes)  # type: ignore[arg-type]
 
 
 def make_strategy(name: str, work: Path):
