@@ -40,9 +40,11 @@ RESCORE_FACTOR, RESCORE_MIN = 3, 300
 # RESCORE_MAX: a narrow vector is cheap to re-score, so a narrow index gets a longer shortlist. Gated's 128-d
 # fused vectors at 10M (agreeing fields, docs/benchmarks/scale_10m.md), shortlist 300 / 1,000 / 3,000:
 # recall@10 0.88 / 0.96 / 0.994, p50 with the rows cached 10.5 / 12.3 / 17.1 ms. Early's 1536-d index at
-# 3,000 rows: 0.974 but 223 ms, hence a budget in bytes and not in rows. A 1 MB budget (1,000 rows a 512-d
-# field) lifts one field alone 0.888 -> 0.974 (bench/shortlist_10m.py) but late end to end only 0.794 ->
-# 0.894, at 121 -> 296 ms p50 (docs/benchmarks/scale_10m.md), so 300 KB stays.
+# 3,000 rows: 0.974 at 82 ms cached against 40 ms at 300 (9 MB a query read from disk where rows are not
+# in memory), hence a budget in bytes and not in rows. A 1 MB budget (1,000 rows a 512-d field) lifts one
+# field alone 0.888 -> 0.974 (bench/shortlist_10m.py) but late end to end only 0.794 -> 0.894 (62 -> 85 ms
+# p50, one process), and reads 3x the rows of a cold table, so 300 KB stays; `rescore_bytes` (VectorSpace,
+# --rescore-bytes) buys more where the tables are in memory (docs/benchmarks/scale_10m.md, ninth session).
 RESCORE_BYTES, RESCORE_MAX = RESCORE_MIN * 512 * 2, 3000
 
 
