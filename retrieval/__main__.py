@@ -27,8 +27,9 @@ def _collection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rescore-bytes",
         type=checks.positive_int(),
-        help="float16 rows a compressed index's shortlist re-scores exactly, in bytes (default 307200: 300 rows "
-        "of 512-d): more find more true neighbours, slower where the rows are not in memory",
+        help="float16 rows a compressed index's shortlist re-scores exactly, in bytes (default 300 rows of 512-d; "
+        "never fewer than 300 rows nor more than 3,000): more find more true neighbours, slower where the rows "
+        "are not in memory",
     )
 
 

@@ -92,7 +92,7 @@ class VectorStore(ABC):
         (see RESCORE_FACTOR and RESCORE_BYTES; `rescore_bytes` overrides the budget)."""
         if self.exact_scores:
             return n
-        budget = self.rescore_bytes or RESCORE_BYTES
+        budget = RESCORE_BYTES if self.rescore_bytes is None else self.rescore_bytes
         by_bytes = min(budget // (2 * self.dim), RESCORE_MAX)  # float16 rows of this width
         return max(n * RESCORE_FACTOR, RESCORE_MIN, by_bytes)
 

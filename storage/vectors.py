@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,26 +35,11 @@ def _float32_rows(vectors: np.ndarray, rows: np.ndarray | None = None) -> np.nda
     importing torch costs 2.5 s to save a millisecond (`retrieval search --image` on the demo, HOG only).
     A few rows stay in numpy, where torch's per-call cost would outweigh the cast.
     """
-    if rows is None or _dense(rows):  # a scan (a whole table, a chunk of an index build): read ahead
-        span = vectors if rows is None else vectors[rows.min() : rows.max() + 1]
-        with scanning(span):
-            return _cast_rows(vectors, rows)
-    return _cast_rows(vectors, rows)
-
-
-def _dense(rows: np.ndarray) -> bool:
-    """Rows that cover a quarter of the range they span: read ahead rather than page by page."""
-    return len(rows) > 1 and 4 * len(rows) >= int(rows.max()) - int(rows.min()) + 1
-
-
-def _cast_rows(vectors: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    torch = sys.modules.get("torch")
-    if torch is None or (rows is not None and len(rows) * vectors.shape[1] <= NUMPY_CAST_MAX):
-        return (vectors if rows is None else vectors[rows]).astype(np.float32)
-    source = torch.from_numpy(vectors)
-    if rows is not None:
-        source = source.index_select(0, torch.from_numpy(rows))
-    return source.to(torch.float32).numpy()
+    with _reading(vectors, rows):
+        torch = _torch_for(vectors, rows)
+        if torch is None:
+            return (vectors if rows is None else vectors[rows]).astype(np.float32)
+        return _gathered(torch, vectors, rows).to(torch.float32).numpy()
 
 
 def _row_products(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -61,16 +47,39 @@ def _row_products(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray) -> n
 
     Gather, cast and product run in one library so that one thread pool does them. Torch's cast followed by
     numpy's product made two pools take turns on the cores: numpy's OpenBLAS threads go on spinning after
-    a product of a few hundred rows and starve the next gather's torch threads. Measured here (1M agreeing
-    items, late fusion re-scoring ~2,600 rows a query, rows cached): 42-48 ms p50 with torch then numpy,
-    9-10 ms all in torch; with ~1,000 rows a query (numpy's product stays on one thread) both ~8 ms.
+    a product of more than a few hundred rows and starve the next gather's torch threads. Measured here (1M
+    agreeing items, late fusion, rows cached, old and new alternating in one process): ~2,600 rows a query
+    32.5 / 33.2 ms p50 with torch then numpy, 13.2 / 12.6 ms all in torch; ~1,000 rows 14.1 and 13.8 ms.
     """
-    torch = sys.modules.get("torch")
     query = np.asarray(query, np.float32)
-    if torch is None or len(rows) * vectors.shape[1] <= NUMPY_CAST_MAX or _dense(rows):
-        return _float32_rows(vectors, rows) @ query
-    gathered = torch.from_numpy(vectors).index_select(0, torch.from_numpy(rows))
-    return torch.mv(gathered.to(torch.float32), torch.from_numpy(query)).numpy()
+    with _reading(vectors, rows):
+        torch = _torch_for(vectors, rows)
+        if torch is None:
+            return vectors[rows].astype(np.float32) @ query
+        return torch.mv(_gathered(torch, vectors, rows).to(torch.float32), torch.from_numpy(query)).numpy()
+
+
+def _reading(vectors: np.ndarray, rows: np.ndarray | None) -> AbstractContextManager[Any]:
+    """Read-ahead over the rows' range for a scan (a whole table, a chunk of an index build, rows that cover
+    a quarter of their range); page by page otherwise (storage/paging.py)."""
+    if rows is None:
+        return scanning(vectors)
+    if len(rows) > 1 and 4 * len(rows) >= int(rows.max()) - int(rows.min()) + 1:
+        return scanning(vectors[rows.min() : rows.max() + 1])
+    return nullcontext()
+
+
+def _torch_for(vectors: np.ndarray, rows: np.ndarray | None) -> Any:
+    """Torch, where the process has loaded it and there are more than a few rows; else None (numpy)."""
+    torch = sys.modules.get("torch")
+    if torch is None or (rows is not None and len(rows) * vectors.shape[1] <= NUMPY_CAST_MAX):
+        return None
+    return torch
+
+
+def _gathered(torch: Any, vectors: np.ndarray, rows: np.ndarray | None) -> Any:
+    source = torch.from_numpy(vectors)
+    return source if rows is None else source.index_select(0, torch.from_numpy(rows))
 
 
 def field_key(modality: str, encoder: str) -> str:

@@ -372,6 +372,7 @@ def test_numpy_and_torch_casts_of_a_table_agree(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(torch, "mv", lambda *a: products.append(a) or torch.matmul(*a))
     with_torch = (table.lookup(ids), table.similarities(ids, query), table.as_float32())
     assert len(products) == 1  # the re-scoring's product ran in torch, beside its gather and cast
+    assert with_torch[1][0].dtype == np.float32 and with_torch[0][0].dtype == np.float32
     monkeypatch.setattr(vectors, "sys", types.SimpleNamespace(modules={}))  # a process without torch
     without = (table.lookup(ids), table.similarities(ids, query), table.as_float32())
     assert np.array_equal(with_torch[0][0], without[0][0]) and np.array_equal(with_torch[0][1], without[0][1])
@@ -390,7 +391,7 @@ def test_a_larger_rescore_budget_re_scores_more_rows_and_finds_more_true_neighbo
     queries = [near(exact_space, item, seed=item) for item in range(1, 300, 15)]
     truths = [late.search(exact_space, query, 10) for query in queries]
     recalls = {}
-    for budget in (300 * 32, 3000 * 32):  # 300 rows of a field's ~2,400, or all of them
+    for budget in (300 * 32, 3000 * 32):  # 300 rows, or every row the visited lists hold (16 of 64)
         space = VectorSpace(FIELDS, storage, generation=1, factory="IVF64,PQ2x4fs", rescore_bytes=budget)
         assert space.field_index(FIELDS[0]).shortlist(10) == budget // 32
         found = [late.search(space, query, 10) for query in queries]
@@ -401,7 +402,7 @@ def test_a_larger_rescore_budget_re_scores_more_rows_and_finds_more_true_neighbo
         shared = [(r.score, e[r.item_id]) for e, f in zip(exact_scores, found) for r in f if r.item_id in e]
         got, want = np.array(shared).T
         assert len(shared) and np.abs(got - want).max() < 1e-3, np.abs(got - want).max()  # exact, not the codes'
-    assert recalls[300 * 32] < recalls[3000 * 32] == 1.0, recalls  # every row re-scored: exact search's answer
+    assert recalls[300 * 32] < recalls[3000 * 32] == 1.0, recalls  # the lists' every row re-scored: late's answer
 
 
 def test_nprobe_reaches_every_index_and_more_lists_find_more_true_neighbours(tmp_path: Path) -> None:
