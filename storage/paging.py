@@ -8,7 +8,8 @@ gathered 1 KB row brought in megabytes and evicted rows the next query needed. M
 1.6 MB read per row with the default advice, 46 ms and 3.9 KB per row with MADV_RANDOM. A scan (an index
 build, a whole-table copy) wants the opposite: random advice reads it at 70 MiB/s, read-ahead at 330 MiB/s.
 So a table is advised random when it is opened for searching, and a scan asks for read-ahead over the
-rows it reads for as long as it reads them (`scanning`).
+rows it reads for as long as it reads them (`scanning`). A re-scoring then asks for its rows' pages before
+it gathers them (`will_need`): page faults read one page at a time, the advice puts every read in flight.
 """
 
 from __future__ import annotations
@@ -38,6 +39,23 @@ def _advise(array: np.ndarray, advice: int) -> None:
     if found is not None:
         mapped, start, length = found
         mapped.madvise(advice, start, length)
+
+
+def will_need(array: np.ndarray, rows: np.ndarray) -> None:
+    """Ask the kernel for the pages of `rows` of a memory-mapped 2-d array before they are read: a gather
+    then waits for reads that are all in flight together instead of faulting one page at a time. 1,000
+    scattered rows of a cold 2.4M x 512 float16 table: 96 ms faulting, 18 ms asked for first; 3.6 vs 4.3
+    ms when they are resident (bench/cold_prefetch.py). A no-op for arrays in memory."""
+    found = _mapping(array)
+    if found is None or not len(rows):
+        return
+    mapped = found[0]
+    first = array.ctypes.data - np.frombuffer(mapped, np.uint8, count=1).ctypes.data
+    width = array.strides[0]
+    for row in rows.tolist():
+        begin = first + row * width
+        aligned = begin // _PAGE * _PAGE
+        mapped.madvise(mmap.MADV_WILLNEED, aligned, begin + width - aligned)
 
 
 def advise_random(array: np.ndarray) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from storage.artifacts import map_arrays, save_arrays, write_streamed
 from storage.errors import EncoderMismatchError, ForeignArtifactError
 from storage.names import hashed_stem
-from storage.paging import advise_random, scanning
+from storage.paging import advise_random, scanning, will_need
 
 NUMPY_CAST_MAX = 4096  # elements: below this numpy's cast of a few rows beats torch's per-call cost
 
@@ -61,11 +61,13 @@ def _row_products(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray) -> n
 
 def _reading(vectors: np.ndarray, rows: np.ndarray | None) -> AbstractContextManager[Any]:
     """Read-ahead over the rows' range for a scan (a whole table, a chunk of an index build, rows that cover
-    a quarter of their range); page by page otherwise (storage/paging.py)."""
+    a quarter of their range); otherwise each row's page asked for before the gather, so that reads from
+    disk are in flight together (storage/paging.py)."""
     if rows is None:
         return scanning(vectors)
     if len(rows) > 1 and 4 * len(rows) >= int(rows.max()) - int(rows.min()) + 1:
         return scanning(vectors[rows.min() : rows.max() + 1])
+    will_need(vectors, rows)
     return nullcontext()
 
 
