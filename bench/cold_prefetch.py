@@ -5,8 +5,8 @@ storage/paging.py). When the rows are on disk every gathered row is a synchronou
 flight at a time. Asking the kernel for every row's page first (MADV_WILLNEED, one call a row) puts all
 the reads in flight together. This measures both on a table written and opened as the product does, its
 pages dropped from the page cache before each cold trial (posix_fadvise DONTNEED), and the same with the
-rows resident, where the advice is pure overhead. Nothing in the product prefetches yet; this is the
-measurement a change would start from.
+rows resident, where the advice is pure overhead. The product asks (`storage.paging.will_need`) only in
+tables larger than a quarter of physical memory; here it is made to ask whatever the table's size.
 
     .venv/bin/python bench/cold_prefetch.py --work /tmp/cold_prefetch   # ~1 min, 2.5 GB there
 """
@@ -14,7 +14,6 @@ measurement a change would start from.
 from __future__ import annotations
 
 import argparse
-import mmap
 import os
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import torch  # noqa: F401 (loaded: the product re-scores with torch in a process that has it)
 from common import write_report
 
-from storage import VectorStorage
+from storage import VectorStorage, paging
 from storage.vectors import VectorTable
 
 KEY, CHUNK = "image@enc-image", 200_000
@@ -46,22 +45,10 @@ def drop_cache(path: Path) -> None:
         os.close(fd)
 
 
-def will_need(table: VectorTable, ids: np.ndarray) -> None:
-    """MADV_WILLNEED over each id's row: the kernel starts every read before the gather waits for any."""
-    vectors = table.vectors
-    mapped = vectors._mmap  # type: ignore[attr-defined]
-    base = np.frombuffer(mapped, np.uint8, count=1).ctypes.data
-    first, width = vectors.ctypes.data - base, vectors.strides[0]
-    for row in np.searchsorted(table.ids, ids):
-        start = first + int(row) * width
-        aligned = start // mmap.PAGESIZE * mmap.PAGESIZE
-        mapped.madvise(mmap.MADV_WILLNEED, aligned, start + width - aligned)
-
-
 def trial(table: VectorTable, ids: np.ndarray, query: np.ndarray, prefetch: bool) -> tuple[float, float]:
     started = time.perf_counter()
     if prefetch:
-        will_need(table, ids)
+        paging.will_need(table.vectors, np.searchsorted(table.ids, ids))
     advised = time.perf_counter()
     table.similarities(ids, query)
     return advised - started, time.perf_counter() - advised
@@ -75,6 +62,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1000, help="rows a re-scoring gathers")
     parser.add_argument("--trials", type=int, default=5)
     args = parser.parse_args()
+    paging.ASK_FROM_BYTES = 0  # ask in this table, whatever its size
     table = table_of(args.work, args.items, args.dim)
     path = VectorStorage(args.work).path_for(KEY)
     rng = np.random.default_rng(1)
