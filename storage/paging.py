@@ -26,7 +26,17 @@ _PAGE = mmap.PAGESIZE
 # other fields' tables and the indexes, the page cache will not keep. Smaller tables stay resident after
 # their first reads, and there asking costs: late at 1M (0.8 GB tables on 24 GB) 7.1 -> 8.3 ms p50 with
 # the rows resident, against 29.2 -> 15.8 ms with the page cache dropped before each query.
-ASK_FROM_BYTES = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+
+
+def _physical_memory() -> int:
+    """Bytes of physical memory; 0 where the system does not say (then every table is asked in)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+ASK_FROM_BYTES = _physical_memory() // 4
 
 
 def _mapping(array: np.ndarray) -> tuple[mmap.mmap, int, int] | None:
