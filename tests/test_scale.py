@@ -97,16 +97,23 @@ def test_searches_over_mapped_tables_rank_like_tables_held_in_memory(tmp_path: P
             assert mapped == loaded and len(mapped) == 10
 
 
-def test_opening_a_table_reads_none_of_it_and_memory_grows_with_the_rows_touched(tmp_path: Path) -> None:
-    storage = VectorStorage(tmp_path)
-    n, dim = 80_000, 512  # 80 MB of float16
-    storage.write("image@enc-a", np.arange(n), dim, (np.ones((10_000, dim), np.float32) for _ in range(8)), {})
-    VectorTable(dim, ids=np.arange(2), vectors=np.ones((2, dim), np.float16)).similarities(np.arange(2), np.ones(dim))
-    # As a table written earlier: pages just written sit in the page cache in large folios, and a fault
-    # maps a whole folio (measured: 80 rows mapped 72 MB); read from disk, a row maps ~64 KB around it.
+def written_long_ago(root: Path, n: int, dim: int) -> VectorStorage:
+    """A table of n rows of ones ("image@enc-a", n x dim float16) whose pages are out of the page cache, as
+    a table written long ago."""
+    storage = VectorStorage(root)
+    storage.write("image@enc-a", np.arange(n), dim, (np.ones((n // 8, dim), np.float32) for _ in range(8)), {})
     descriptor = os.open(storage.path_for("image@enc-a"), os.O_RDONLY)
     os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
     os.close(descriptor)
+    return storage
+
+
+def test_opening_a_table_reads_none_of_it_and_memory_grows_with_the_rows_touched(tmp_path: Path) -> None:
+    n, dim = 80_000, 512
+    VectorTable(dim, ids=np.arange(2), vectors=np.ones((2, dim), np.float16)).similarities(np.arange(2), np.ones(dim))
+    # As a table written earlier: pages just written sit in the page cache in large folios, and a fault
+    # maps a whole folio (measured: 80 rows mapped 72 MB); read from disk, a row maps ~64 KB around it.
+    storage = written_long_ago(tmp_path, n, dim)
     before = rss_kib()  # after torch's import (the first similarity loads it)
     table = storage.load("image@enc-a", dim=dim, encoder=None)
     opened = rss_kib()
@@ -142,12 +149,8 @@ def vm_flags(array: np.ndarray) -> set[str]:
 def test_a_search_reads_only_the_pages_of_its_rows_and_a_scan_reads_ahead(tmp_path: Path) -> None:
     """The kernel's read-around (8 MB a fault on this machine's disk) made each re-scored 1 KB row cost
     megabytes once the tables outgrew memory (storage/paging.py); a scan still wants it."""
-    storage = VectorStorage(tmp_path)
-    n, dim = 80_000, 512  # 80 MB of float16
-    storage.write("image@enc-a", np.arange(n), dim, (np.ones((10_000, dim), np.float32) for _ in range(8)), {})
-    descriptor = os.open(storage.path_for("image@enc-a"), os.O_RDONLY)
-    os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)  # as a table written long ago
-    os.close(descriptor)
+    n, dim = 80_000, 512
+    storage = written_long_ago(tmp_path, n, dim)
     table = storage.load("image@enc-a", dim=dim, encoder=None)
     assert "rr" in vm_flags(table.vectors)
     assert int(table.ids.sum()) == n * (n - 1) // 2  # the ids (640 KB, the kernel's default read-around)
@@ -364,12 +367,8 @@ def test_a_search_asks_for_its_rows_pages_before_it_gathers_them(
     from storage import paging
     from storage.paging import will_need
 
-    storage = VectorStorage(tmp_path)
     n, dim = 80_000, 512
-    storage.write("image@enc-a", np.arange(n), dim, (np.ones((10_000, dim), np.float32) for _ in range(8)), {})
-    descriptor = os.open(storage.path_for("image@enc-a"), os.O_RDONLY)
-    os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(descriptor)
+    storage = written_long_ago(tmp_path, n, dim)
     table = storage.load("image@enc-a", dim=dim, encoder=None)
     assert int(table.ids.sum()) == n * (n - 1) // 2  # the ids read first: the search looks them up
     rows = np.arange(0, n, 1000)  # 80 scattered rows
