@@ -133,12 +133,12 @@ class FaissStore(VectorStore):
         return store
 
     def set_nprobe(self, nprobe: int | None = None) -> None:
-        """Inverted files search a sixteenth of their lists (at least 16) unless told otherwise; at most all."""
+        """Inverted files search `default_nprobe` of their lists unless told otherwise; at most all."""
         try:
             ivf = faiss.extract_index_ivf(self.index)
         except RuntimeError:
             return
-        ivf.nprobe = min(ivf.nlist, nprobe or default_nprobe(ivf.nlist))
+        ivf.nprobe = min(ivf.nlist, nprobe or default_nprobe(ivf.nlist, int(ivf.ntotal)))
 
     def train(self, vectors: Rows) -> None:
         """Train when the index needs it; inverted files learn from a sample (64 points per list, 10

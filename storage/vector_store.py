@@ -46,12 +46,27 @@ RESCORE_FACTOR, RESCORE_MIN = 3, 300
 # p50, one process), and reads 3x the rows of a cold table, so 300 KB stays; `rescore_bytes` (VectorSpace,
 # --rescore-bytes) buys more where the tables are in memory (docs/benchmarks/scale_10m.md, ninth session).
 RESCORE_BYTES, RESCORE_MAX = RESCORE_MIN * 512 * 2, 3000
+# ... and at least SHORTLIST_SHARE of the index's vectors (at most RESCORE_MAX): the more vectors, the more of
+# them the codes' error lifts above the true top 10 (their number grows with the collection), so the shortlist
+# grows with it. 3 in 10,000 is today's 300 at 1M, where early found 0.942 of its exact top 10 (agreeing
+# fields); at 10M 300 rows found 0.566 and 3,000 rows 0.974 (docs/benchmarks/scale_10m.md, ninth session).
+SHORTLIST_SHARE = 3 / 10_000
+# Inverted files search a sixteenth of their lists, but in a large index at most the lists that hold about
+# SCAN_VECTORS vectors (never fewer than 16 lists): what 1M items scan (128 of 2,048 lists of ~400), so
+# a query's scan stops growing with the collection and its recall comes from re-scoring longer shortlists.
+# 10M agreeing fields: 16 of 2,048 lists (62k vectors) found what 128 did (late 0.98, early 0.974 recall@10)
+# in 31 against 71 ms and 42 against 82 ms p50 (docs/benchmarks/scale_10m.md, ninth session).
+SCAN_VECTORS = 65_536
 
 
-def default_nprobe(nlist: int) -> int:
-    """Inverted files search a sixteenth of their lists, at least 16 (all of them when fewer), in FAISS and
-    in Milvus alike."""
-    return min(nlist, max(16, nlist // 16))
+def default_nprobe(nlist: int, count: int = 0) -> int:
+    """Lists an inverted file of `count` vectors searches: a sixteenth, at least 16 (all of them when fewer),
+    and at most those holding about SCAN_VECTORS vectors (`count` 0: unknown, no such cap; Milvus indexes each
+    segment of at most ~1 GB apart, so its lists do not grow with the collection)."""
+    share = max(16, nlist // 16)
+    if count:
+        share = min(share, max(16, SCAN_VECTORS * nlist // count))
+    return min(nlist, share)
 
 
 class VectorStore(ABC):
@@ -89,12 +104,14 @@ class VectorStore(ABC):
     def shortlist(self, n: int) -> int:
         """How many candidates to ask for so that re-scoring them exactly from the tables finds the best
         `n`: `n` itself when scores are exact, more from compressed codes, the more the narrower its vectors
-        (see RESCORE_FACTOR and RESCORE_BYTES; `rescore_bytes` overrides the budget)."""
+        and the more of them (see RESCORE_FACTOR, RESCORE_BYTES and SHORTLIST_SHARE; `rescore_bytes`
+        overrides the budget in bytes)."""
         if self.exact_scores:
             return n
         budget = RESCORE_BYTES if self.rescore_bytes is None else self.rescore_bytes
         by_bytes = min(budget // (2 * self.dim), RESCORE_MAX)  # float16 rows of this width
-        return max(n * RESCORE_FACTOR, RESCORE_MIN, by_bytes)
+        by_count = min(round(len(self) * SHORTLIST_SHARE), RESCORE_MAX)
+        return max(n * RESCORE_FACTOR, RESCORE_MIN, by_bytes, by_count)
 
     def to_gpu(self) -> bool:
         """Move to a GPU when the backend can use one here; returns whether it did."""

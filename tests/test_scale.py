@@ -339,6 +339,78 @@ def test_a_compressed_index_re_scores_a_shortlist_of_about_the_same_bytes_whatev
     assert FaissStore(128, "IVF16,Flat").shortlist(10) == 10
 
 
+def test_search_depth_grows_with_the_collection_and_stays_as_it_was_up_to_a_million() -> None:
+    """The rules at scale (docs/benchmarks/scale_10m.md): a 512-d compressed index's shortlist is 300 rows up
+    to 1M vectors and 3,000 from 10M; an inverted file searches a sixteenth of its lists up to ~1M vectors and
+    then no more lists than hold SCAN_VECTORS (16 of 2,048 at 8M); without a count, a sixteenth."""
+    from storage.vector_store import default_nprobe
+
+    class Sized(FaissStore):
+        count = 0
+
+        def __len__(self) -> int:
+            return self.count
+
+    store = Sized(512, "IVF16,PQ64x4fs")
+    for count, rows in ((3000, 300), (1_000_000, 300), (2_000_000, 600), (10_000_000, 3000), (10**9, 3000)):
+        store.count = count
+        assert store.shortlist(10) == rows, count
+    assert [default_nprobe(2048, 800_000), default_nprobe(4096, 800_000), default_nprobe(2048, 990_000)] == [
+        128,
+        256,
+        128,
+    ]  # 1M items, each field 800k: compressed (2,048 lists), IVF,Flat (4,096) and early's whole items
+    assert [default_nprobe(2048, 1_600_000), default_nprobe(2048, 8_000_000), default_nprobe(64, 10**9)] == [83, 16, 16]
+    assert default_nprobe(2048) == 128 and default_nprobe(8) == 8
+
+
+def test_an_inverted_file_opened_on_its_vectors_caps_its_lists_by_what_they_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faiss
+
+    import storage.vector_store as vector_store
+
+    def nprobe(space: VectorSpace) -> int:
+        return int(faiss.extract_index_ivf(space.field_index(FIELDS[0]).index).nprobe)
+
+    make_space(tmp_path / "v", n=3000, dim=16)
+    assert nprobe(VectorSpace(FIELDS, VectorStorage(tmp_path / "v"), 1, factory="IVF1024,Flat")) == 64  # 1/16
+    monkeypatch.setattr(vector_store, "SCAN_VECTORS", 75)  # 2,400 vectors: 1,024 lists of ~2.3, 32 lists hold 75
+    assert nprobe(VectorSpace(FIELDS, VectorStorage(tmp_path / "v"), 1, factory="IVF1024,Flat")) == 32
+    space = VectorSpace(FIELDS, VectorStorage(tmp_path / "v"), 1, factory="IVF1024,Flat", nprobe=100)
+    assert nprobe(space) == 100  # a setting overrides the default
+
+
+def test_late_fusion_lists_grow_with_the_collection_and_find_the_items_best_on_the_sum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Independent fields: an item best on the summed cosines is often outside every field's best 20 (as it
+    is outside its best 100 among millions). One candidate a unit for every ITEMS_PER_CANDIDATE items (here
+    patched so that 2,400 items give 300) finds them; the scores stay exact."""
+    import retrieval.fusion.late as late_module
+
+    space = make_space(tmp_path / "v")  # 3,000 items, exact (Flat) indexes
+    ids = space.item_ids()
+    late = create_strategy("late", normalisation="none", weighting="fixed", candidates=20)  # its score: Σ cosine
+    queries = [near(space, item, seed=item) for item in range(1, 3000, 150)]
+    truths = [ids[np.argsort(-weighted_channel_scores(space, q, ids)[0], kind="stable")[:10]] for q in queries]
+
+    def recall() -> float:
+        found = [[r.item_id for r in late.search(space, q, 10)] for q in queries]
+        return float(np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truths)]))
+
+    before, listed = recall(), len(late.candidates(space, queries[0], 10))
+    monkeypatch.setattr(late_module, "ITEMS_PER_CANDIDATE", 8)
+    assert len(late.candidates(space, queries[0], 10)) > listed
+    after = recall()
+    assert before < 0.95 <= after, (before, after)
+    result = late.search(space, queries[0], 10)
+    assert np.allclose(
+        [r.score for r in result], weighted_channel_scores(space, queries[0], [r.item_id for r in result])[0]
+    )
+
+
 def test_a_compressed_learned_index_is_rescored_from_the_fused_table(tmp_path: Path) -> None:
     from retrieval.train import TrainConfig, train
 
