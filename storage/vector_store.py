@@ -104,14 +104,15 @@ class VectorStore(ABC):
     def shortlist(self, n: int) -> int:
         """How many candidates to ask for so that re-scoring them exactly from the tables finds the best
         `n`: `n` itself when scores are exact, more from compressed codes, the more the narrower its vectors
-        and the more of them (see RESCORE_FACTOR, RESCORE_BYTES and SHORTLIST_SHARE; `rescore_bytes`
-        overrides the budget in bytes)."""
+        and the more of them (see RESCORE_FACTOR, RESCORE_BYTES and SHORTLIST_SHARE; `rescore_bytes`, when
+        set, is the budget whatever the index's size)."""
         if self.exact_scores:
             return n
-        budget = RESCORE_BYTES if self.rescore_bytes is None else self.rescore_bytes
-        by_bytes = min(budget // (2 * self.dim), RESCORE_MAX)  # float16 rows of this width
-        by_count = min(round(len(self) * SHORTLIST_SHARE), RESCORE_MAX)
-        return max(n * RESCORE_FACTOR, RESCORE_MIN, by_bytes, by_count)
+        if self.rescore_bytes is None:  # float16 rows of this width, or more in a large index
+            rows = max(RESCORE_BYTES // (2 * self.dim), round(len(self) * SHORTLIST_SHARE))
+        else:
+            rows = self.rescore_bytes // (2 * self.dim)
+        return max(n * RESCORE_FACTOR, RESCORE_MIN, min(rows, RESCORE_MAX))
 
     def to_gpu(self) -> bool:
         """Move to a GPU when the backend can use one here; returns whether it did."""
