@@ -46,11 +46,14 @@ RESCORE_FACTOR, RESCORE_MIN = 3, 300
 # p50, one process), and reads 3x the rows of a cold table, so 300 KB stays; `rescore_bytes` (VectorSpace,
 # --rescore-bytes) buys more where the tables are in memory (docs/benchmarks/scale_10m.md, ninth session).
 RESCORE_BYTES, RESCORE_MAX = RESCORE_MIN * 512 * 2, 3000
-# ... and at least SHORTLIST_SHARE of the index's vectors (at most RESCORE_MAX): the more vectors, the more of
-# them the codes' error lifts above the true top 10 (their number grows with the collection), so the shortlist
-# grows with it. 3 in 10,000 is today's 300 at 1M, where early found 0.942 of its exact top 10 (agreeing
-# fields); at 10M 300 rows found 0.566 and 3,000 rows 0.974 (docs/benchmarks/scale_10m.md, ninth session).
-SHORTLIST_SHARE = 3 / 10_000
+# ... and, for codes of under COARSE_BITS bits a dimension, at least SHORTLIST_SHARE of the index's vectors
+# (at most RESCORE_MAX): the more vectors, the more of them the codes' error lifts above the true top 10, so
+# the shortlist grows with the collection. 3 in 10,000 is today's 300 at 1M, where early's 1-bit codes found
+# 0.942 of its exact top 10 (agreeing fields); at 10M 300 rows found 0.566 and 3,000 rows 0.974, hybrid's
+# 1-bit 1,024-d group 0.90 -> 0.99. Finer codes did not need it at 10M: late's 2-bit fields found 0.982 of
+# their fused top 10 from 900 rows a field and 0.998 from 2,400 at twice the time a query where rows come
+# from disk; gated's 2-bit 128-d index 0.972 from its 1,200 rows (docs/benchmarks/scale_10m.md).
+SHORTLIST_SHARE, COARSE_BITS = 3 / 10_000, 2
 # Inverted files search a sixteenth of their lists, but in a large index at most the lists that hold about
 # SCAN_VECTORS vectors (never fewer than 16 lists): what 1M items scan (128 of 2,048 lists of ~400), so
 # a query's scan stops growing with the collection and its recall comes from re-scoring longer shortlists.
@@ -104,15 +107,23 @@ class VectorStore(ABC):
     def shortlist(self, n: int) -> int:
         """How many candidates to ask for so that re-scoring them exactly from the tables finds the best
         `n`: `n` itself when scores are exact, more from compressed codes, the more the narrower its vectors
-        and the more of them (see RESCORE_FACTOR, RESCORE_BYTES and SHORTLIST_SHARE; `rescore_bytes`, when
+        and the more of them under coarse codes (RESCORE_FACTOR, RESCORE_BYTES, SHORTLIST_SHARE; `rescore_bytes`, when
         set, is the budget whatever the index's size)."""
         if self.exact_scores:
             return n
-        if self.rescore_bytes is None:  # float16 rows of this width, or more in a large index
-            rows = max(RESCORE_BYTES // (2 * self.dim), round(len(self) * SHORTLIST_SHARE))
+        if self.rescore_bytes is None:  # float16 rows of this width, or more in a large index of coarse codes
+            bits = self.code_bits()
+            share = SHORTLIST_SHARE if bits is not None and bits < COARSE_BITS else 0.0
+            rows = max(RESCORE_BYTES // (2 * self.dim), round(len(self) * share))
         else:
             rows = self.rescore_bytes // (2 * self.dim)
         return max(n * RESCORE_FACTOR, RESCORE_MIN, min(rows, RESCORE_MAX))
+
+    def code_bits(self) -> float | None:
+        """Bits of PQ code a dimension (IVF2048,PQ256x4fs at 512-d: 256 codes of 4 bits, 2); None for other
+        kinds (exact, or scalar codes of 4 bits and more)."""
+        found = re.search(r"PQ(\d+)(?:x(\d+))?", self.factory)
+        return int(found[1]) * int(found[2] or 8) / self.dim if found else None
 
     def to_gpu(self) -> bool:
         """Move to a GPU when the backend can use one here; returns whether it did."""

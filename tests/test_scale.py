@@ -340,8 +340,8 @@ def test_a_compressed_index_re_scores_a_shortlist_of_about_the_same_bytes_whatev
 
 
 def test_search_depth_grows_with_the_collection_and_stays_as_it_was_up_to_a_million() -> None:
-    """The rules at scale (docs/benchmarks/scale_10m.md): a 512-d compressed index's shortlist is 300 rows up
-    to 1M vectors and 3,000 from 10M; an inverted file searches a sixteenth of its lists up to ~1M vectors and
+    """The rules at scale (docs/benchmarks/scale_10m.md): a shortlist of codes under 2 bits a dimension is 300
+    rows of 512-d up to 1M vectors and 3,000 from 10M; an inverted file searches a sixteenth of its lists up to ~1M vectors and
     then no more lists than hold SCAN_VECTORS (16 of 2,048 at 8M); without a count, a sixteenth."""
     from storage.vector_store import default_nprobe
 
@@ -357,6 +357,10 @@ def test_search_depth_grows_with_the_collection_and_stays_as_it_was_up_to_a_mill
         assert store.shortlist(10) == rows, count
     store.rescore_bytes = 300 * 1024  # a budget set by hand holds whatever the index's size
     assert store.shortlist(10) == 300
+    finer = Sized(512, "IVF16,PQ256x4fs")  # 2 bits a dimension (late's fields): its 300 rows at any size
+    finer.count = 10_000_000
+    assert finer.shortlist(10) == 300 and finer.code_bits() == 2 and store.code_bits() == 0.5
+    assert FaissStore(512, "IVF16,Flat").code_bits() is None
     assert [default_nprobe(2048, 800_000), default_nprobe(4096, 800_000), default_nprobe(2048, 990_000)] == [
         128,
         256,
