@@ -21,14 +21,16 @@ def _collection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nprobe",
         type=checks.positive_int(),
-        help="lists an inverted-file index visits per search (default a sixteenth, at least 16, and in an index "
-        "of over ~1M vectors no more than hold ~65k of them): more find more true neighbours, slower",
+        help="lists an inverted-file index visits per search (default a sixteenth, at least 16, and in a "
+        "compressed index of over ~1M vectors no more than hold ~65k of them): more find more true neighbours, "
+        "slower",
     )
     parser.add_argument(
         "--rescore-bytes",
         type=checks.positive_int(),
         help="float16 rows a compressed index's shortlist re-scores exactly, in bytes (default 300 rows of 512-d; "
-        "3 rows per 10,000 vectors in a larger index; never fewer than 300 rows nor more than 3,000): more find "
+        "under codes of less than 2 bits a dimension 3 rows per 10,000 vectors; never fewer than 300 rows nor more "
+        "than 3,000): more find "
         "more true neighbours, slower where the rows are not in memory",
     )
 

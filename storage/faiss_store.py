@@ -35,6 +35,7 @@ COMPRESS_FROM = 2_000_000  # above today's 1M benchmark, where IVF,Flat stays (b
 # (192 B), 0.77 with PQ768x4fs (384 B), so it keeps 1 bit a dimension and half the memory.
 COMPRESS_CODE_BYTES = 128
 MAX_COMPRESSED_NLIST = 2048
+GPU_MAX_K = 2048  # FAISS on a GPU selects at most this many results (GPU_MAX_SELECTION_K); more raise
 ADD_CHUNK = 65_536  # rows converted to float32 and added at a time: 128 MB at 512-d
 # A search of one query runs on one FAISS thread. FAISS splits a single query's inverted lists over its
 # OpenMP pool, whose threads then spin against torch's (the encoders' pool, a second OpenMP runtime) on the
@@ -138,7 +139,8 @@ class FaissStore(VectorStore):
             ivf = faiss.extract_index_ivf(self.index)
         except RuntimeError:
             return
-        ivf.nprobe = min(ivf.nlist, nprobe or default_nprobe(ivf.nlist, int(ivf.ntotal)))
+        count = 0 if self.exact_scores else int(ivf.ntotal)  # exact lists: no re-scoring to make up for fewer
+        ivf.nprobe = min(ivf.nlist, nprobe or default_nprobe(ivf.nlist, count))
 
     def train(self, vectors: Rows) -> None:
         """Train when the index needs it; inverted files learn from a sample (64 points per list, 10
@@ -191,6 +193,11 @@ class FaissStore(VectorStore):
             return self.index.search(queries, k)
         with one_thread():
             return self.index.search(queries, k)
+
+    def shortlist(self, n: int) -> int:
+        """As for every store, but at most GPU_MAX_K on a GPU, FAISS's largest k there."""
+        wanted = super().shortlist(n)
+        return min(wanted, GPU_MAX_K) if self._on_gpu else wanted
 
     def to_gpu(self) -> bool:
         """Move to GPU 0 when FAISS has one; returns whether it did."""

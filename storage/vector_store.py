@@ -49,23 +49,25 @@ RESCORE_BYTES, RESCORE_MAX = RESCORE_MIN * 512 * 2, 3000
 # ... and, for codes of under COARSE_BITS bits a dimension, at least SHORTLIST_SHARE of the index's vectors
 # (at most RESCORE_MAX): the more vectors, the more of them the codes' error lifts above the true top 10, so
 # the shortlist grows with the collection. 3 in 10,000 is today's 300 at 1M, where early's 1-bit codes found
-# 0.942 of its exact top 10 (agreeing fields); at 10M 300 rows found 0.566 and 3,000 rows 0.974, hybrid's
-# 1-bit 1,024-d group 0.90 -> 0.99. Finer codes did not need it at 10M: late's 2-bit fields found 0.982 of
-# their fused top 10 from 900 rows a field and 0.998 from 2,400 at twice the time a query where rows come
-# from disk; gated's 2-bit 128-d index 0.972 from its 1,200 rows (docs/benchmarks/scale_10m.md).
+# 0.942 of its exact top 10 (agreeing fields); at 10M 300 rows found 0.566 and 3,000 rows 0.97, hybrid's
+# 1-bit 1,024-d group 0.908 -> 0.986. Finer codes did not need it at 10M: late's 2-bit fields found 0.982 of
+# their fused top 10 from 960 rows a field and 0.998 from 2,400 at twice the time a query where rows come
+# from disk; gated's 2-bit 128-d index 0.962 from its 1,200 rows (docs/benchmarks/scale_10m.md, tenth session).
 SHORTLIST_SHARE, COARSE_BITS = 3 / 10_000, 2
-# Inverted files search a sixteenth of their lists, but in a large index at most the lists that hold about
-# SCAN_VECTORS vectors (never fewer than 16 lists): what 1M items scan (128 of 2,048 lists of ~400), so
-# a query's scan stops growing with the collection and its recall comes from re-scoring longer shortlists.
-# 10M agreeing fields: 16 of 2,048 lists (62k vectors) found what 128 did (late 0.98, early 0.974 recall@10)
-# in 31 against 71 ms and 42 against 82 ms p50 (docs/benchmarks/scale_10m.md, ninth session).
+# Inverted files search a sixteenth of their lists, but a large compressed index at most the lists that hold
+# about SCAN_VECTORS vectors (never fewer than 16): what 1M items scan (128 of 2,048 lists of ~400), so a
+# query's scan stops growing with the collection and its recall comes from re-scoring longer lists instead.
+# 10M agreeing fields, p50 of a first / second pass (docs/benchmarks/scale_10m.md, ninth session): 16 of
+# 2,048 lists found what 128 did, late with 300 candidates 0.98 at 31 / 39 against 71 / 99 ms, early from
+# 3,000 rows 0.974 at 75 / 42 against 169 / 82 ms. Exact inverted files (IVF,Flat, below COMPRESS_FROM) keep
+# their sixteenth: nothing re-scores after them.
 SCAN_VECTORS = 65_536
 
 
 def default_nprobe(nlist: int, count: int = 0) -> int:
-    """Lists an inverted file of `count` vectors searches: a sixteenth, at least 16 (all of them when fewer),
-    and at most those holding about SCAN_VECTORS vectors (`count` 0: unknown, no such cap; Milvus indexes each
-    segment of at most ~1 GB apart, so its lists do not grow with the collection)."""
+    """Lists an inverted file searches: a sixteenth, at least 16 (all of them when fewer), and in a compressed
+    index of `count` vectors at most those holding about SCAN_VECTORS vectors (`count` 0: exact or unknown, no
+    such cap; Milvus indexes each segment of at most ~1 GB apart, so its lists do not grow with the collection)."""
     share = max(16, nlist // 16)
     if count:
         share = min(share, max(16, SCAN_VECTORS * nlist // count))
@@ -107,23 +109,28 @@ class VectorStore(ABC):
     def shortlist(self, n: int) -> int:
         """How many candidates to ask for so that re-scoring them exactly from the tables finds the best
         `n`: `n` itself when scores are exact, more from compressed codes, the more the narrower its vectors
-        and the more of them under coarse codes (RESCORE_FACTOR, RESCORE_BYTES, SHORTLIST_SHARE; `rescore_bytes`, when
-        set, is the budget whatever the index's size)."""
+        and the more of them under coarse codes (RESCORE_FACTOR, RESCORE_BYTES, SHORTLIST_SHARE;
+        `rescore_bytes`, when set, is the budget whatever the index's size)."""
         if self.exact_scores:
             return n
         if self.rescore_bytes is None:  # float16 rows of this width, or more in a large index of coarse codes
+            rows = RESCORE_BYTES // (2 * self.dim)
             bits = self.code_bits()
-            share = SHORTLIST_SHARE if bits is not None and bits < COARSE_BITS else 0.0
-            rows = max(RESCORE_BYTES // (2 * self.dim), round(len(self) * share))
+            if bits is not None and bits < COARSE_BITS:  # only then counted: a Milvus count is a round trip
+                rows = max(rows, round(len(self) * SHORTLIST_SHARE))
         else:
             rows = self.rescore_bytes // (2 * self.dim)
         return max(n * RESCORE_FACTOR, RESCORE_MIN, min(rows, RESCORE_MAX))
 
     def code_bits(self) -> float | None:
-        """Bits of PQ code a dimension (IVF2048,PQ256x4fs at 512-d: 256 codes of 4 bits, 2); None for other
-        kinds (exact, or scalar codes of 4 bits and more)."""
-        found = re.search(r"PQ(\d+)(?:x(\d+))?", self.factory)
-        return int(found[1]) * int(found[2] or 8) / self.dim if found else None
+        """Bits of code a dimension: PQ's (IVF2048,PQ256x4fs at 512-d: 256 codes of 4 bits, 2; the last PQ
+        of a factory, not an OPQ rotation's), 1 for RaBitQ and LSH; None for other kinds (exact, or scalar
+        codes of 4 bits and more)."""
+        found = re.findall(r"(?<![A-Za-z])PQ(\d+)(?:x(\d+))?", self.factory)
+        if found:
+            codes, bits = found[-1]
+            return int(codes) * int(bits or 8) / self.dim
+        return 1.0 if re.search(r"RaBitQ|LSH", self.factory) else None
 
     def to_gpu(self) -> bool:
         """Move to a GPU when the backend can use one here; returns whether it did."""

@@ -370,22 +370,55 @@ def test_search_depth_grows_with_the_collection_and_stays_as_it_was_up_to_a_mill
     assert default_nprobe(2048) == 128 and default_nprobe(8) == 8
 
 
-def test_an_inverted_file_opened_on_its_vectors_caps_its_lists_by_what_they_hold(
+def test_a_compressed_inverted_file_caps_its_lists_by_what_they_hold_when_built_and_when_loaded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import faiss
 
     import storage.vector_store as vector_store
 
-    def nprobe(space: VectorSpace) -> int:
-        return int(faiss.extract_index_ivf(space.field_index(FIELDS[0]).index).nprobe)
+    def nprobe(store: FaissStore) -> int:
+        return int(faiss.extract_index_ivf(store.index).nprobe)
 
     make_space(tmp_path / "v", n=3000, dim=16)
-    assert nprobe(VectorSpace(FIELDS, VectorStorage(tmp_path / "v"), 1, factory="IVF1024,Flat")) == 64  # 1/16
+
+    def index(factory: str, **settings: int) -> FaissStore:
+        space = VectorSpace(FIELDS, VectorStorage(tmp_path / "v"), 1, factory=factory, **settings)
+        return space.field_index(FIELDS[0])  # type: ignore[return-value]
+
+    assert nprobe(index("IVF1024,PQ2x4fs")) == 64  # a sixteenth
     monkeypatch.setattr(vector_store, "SCAN_VECTORS", 75)  # 2,400 vectors: 1,024 lists of ~2.3, 32 lists hold 75
-    assert nprobe(VectorSpace(FIELDS, VectorStorage(tmp_path / "v"), 1, factory="IVF1024,Flat")) == 32
-    space = VectorSpace(FIELDS, VectorStorage(tmp_path / "v"), 1, factory="IVF1024,Flat", nprobe=100)
-    assert nprobe(space) == 100  # a setting overrides the default
+    compressed = index("IVF1024,PQ2x4fs")
+    assert nprobe(compressed) == 32
+    compressed.save(tmp_path / "pq.faiss")
+    assert nprobe(FaissStore.load(tmp_path / "pq.faiss")) == 32  # opened by a new search process
+    assert nprobe(index("IVF1024,Flat")) == 64  # exact lists: nothing re-scores after them, so a sixteenth
+    assert nprobe(index("IVF1024,PQ2x4fs", nprobe=100)) == 100  # a setting overrides the default
+
+
+def test_code_bits_read_the_codes_not_a_rotation_and_a_gpu_shortlist_stays_within_faiss_k() -> None:
+    assert FaissStore(128, "OPQ32,IVF64,PQ32x4fs").code_bits() == 1.0  # OPQ32 is the rotation, PQ32x4 the codes
+    assert FaissStore(512, "IVF16,PQ64").code_bits() == 1.0  # 8-bit codes by default
+    assert FaissStore(64, "IVF16,RaBitQ").code_bits() == 1.0
+    store = FaissStore(16, "IVF16,PQ4x4fs")
+    store._on_gpu = True  # FAISS selects at most 2,048 on a GPU; the CPU shortlist of a 16-d index is 3,000
+    assert store.shortlist(10) == 2048
+
+
+def test_a_unit_list_is_100_up_to_millions_of_items_and_then_one_per_25000(tmp_path: Path) -> None:
+    """The real rule on real tables (4-d, exact indexes): 800k items a field (the 1M benchmark's) keep 100
+    candidates a unit, as before; 3M give 120."""
+    rng = np.random.default_rng(0)
+    lengths = {}
+    for n in (800_000, 3_000_000):
+        storage = VectorStorage(tmp_path / str(n))
+        table = storage.load(FIELDS[0].key, dim=4, encoder=FIELDS[0].encoder)
+        table.upsert(np.arange(1, n + 1), unit(rng.normal(size=(n, 4))))
+        storage.save(FIELDS[0].key, table)
+        space = VectorSpace(FIELDS, storage, 1, factory="Flat")
+        query = EncodedQuery({(FIELDS[0].modality, FIELDS[0].encoder): unit(rng.normal(size=4))})
+        lengths[n] = len(create_strategy("late").candidates(space, query, 10))  # one unit: its own list
+    assert lengths == {800_000: 100, 3_000_000: 120}
 
 
 def test_late_fusion_lists_grow_with_the_collection_and_find_the_items_best_on_the_sum(

@@ -38,7 +38,7 @@ class LateParams:
     normalisation: Normalisation = "zscore"
     fusion: Literal["sum", "mnz", "rrf"] = "sum"
     rrf_k: float = 60.0
-    candidates: int = 100  # a unit's list, at least (longer in a large collection: ITEMS_PER_CANDIDATE)
+    candidates: int = 100  # a unit's list, at least: a floor, longer in a large collection (ITEMS_PER_CANDIDATE)
     centre: bool = False  # subtract each field's mean first (the modality gap of contrastive encoders)
     rescore: bool = True  # score every candidate exactly in every unit (False: each unit's own list only)
     # "adaptive": per-query unit weights from score spread and top-score clarity (no labels; adaptive.py)
