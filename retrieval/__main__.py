@@ -30,8 +30,7 @@ def _collection_options(parser: argparse.ArgumentParser) -> None:
         type=checks.positive_int(),
         help="float16 rows a compressed index's shortlist re-scores exactly, in bytes (default 300 rows of 512-d; "
         "under codes of less than 2 bits a dimension 3 rows per 10,000 vectors; never fewer than 300 rows nor more "
-        "than 3,000): more find "
-        "more true neighbours, slower where the rows are not in memory",
+        "than 3,000): more find more true neighbours, slower where the rows are not in memory",
     )
 
 

@@ -113,13 +113,10 @@ class VectorStore(ABC):
         `rescore_bytes`, when set, is the budget whatever the index's size)."""
         if self.exact_scores:
             return n
-        if self.rescore_bytes is None:  # float16 rows of this width, or more in a large index of coarse codes
-            rows = RESCORE_BYTES // (2 * self.dim)
-            bits = self.code_bits()
-            if bits is not None and bits < COARSE_BITS:  # only then counted: a Milvus count is a round trip
-                rows = max(rows, round(len(self) * SHORTLIST_SHARE))
-        else:
-            rows = self.rescore_bytes // (2 * self.dim)
+        rows = (RESCORE_BYTES if self.rescore_bytes is None else self.rescore_bytes) // (2 * self.dim)  # float16
+        bits = self.code_bits()
+        if self.rescore_bytes is None and bits is not None and bits < COARSE_BITS:  # a Milvus count: a round trip
+            rows = max(rows, round(len(self) * SHORTLIST_SHARE))
         return max(n * RESCORE_FACTOR, RESCORE_MIN, min(rows, RESCORE_MAX))
 
     def code_bits(self) -> float | None:

@@ -341,8 +341,9 @@ def test_a_compressed_index_re_scores_a_shortlist_of_about_the_same_bytes_whatev
 
 def test_search_depth_grows_with_the_collection_and_stays_as_it_was_up_to_a_million() -> None:
     """The rules at scale (docs/benchmarks/scale_10m.md): a shortlist of codes under 2 bits a dimension is 300
-    rows of 512-d up to 1M vectors and 3,000 from 10M; an inverted file searches a sixteenth of its lists up to ~1M vectors and
-    then no more lists than hold SCAN_VECTORS (16 of 2,048 at 8M); without a count, a sixteenth."""
+    rows of 512-d up to 1M vectors and 3,000 from 10M; a compressed inverted file searches a sixteenth of its
+    lists up to ~1M vectors, then no more lists than hold SCAN_VECTORS (16 of 2,048 at 8M); without a count,
+    a sixteenth."""
     from storage.vector_store import default_nprobe
 
     class Sized(FaissStore):

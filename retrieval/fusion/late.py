@@ -55,17 +55,17 @@ class UnitList:
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
-# A unit's list is at least `candidates` long and one for every ITEMS_PER_CANDIDATE items its fields hold: an item
-# best on the fused score ranks deeper in each unit's own list the more items there are (its rank grows with
-# their number). Agreeing fields, 100 a unit: the exact fused top 10 at 1M (recall@10 1.0), 0.794 of it at 10M,
-# where 300 found 0.98 (docs/benchmarks/scale_10m.md, ninth session). 100 stays up to 2.5M vectors a field.
+# A unit's list is at least `candidates` long and one for every ITEMS_PER_CANDIDATE items its fields hold: an
+# item best on the fused score ranks deeper in each unit's own list the more items there are (its rank grows
+# with their number). Agreeing fields, 100 a unit: the exact fused top 10 at 1M (recall@10 1.0), 0.794 of it
+# at 10M, where 320 found 0.982 (docs/benchmarks/scale_10m.md, tenth session). 100 stays up to 2.5M a field.
 ITEMS_PER_CANDIDATE = 25_000
 
 
 def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel], n: int) -> UnitList:
-    """The unit's own best `n` (more in a large collection: ITEMS_PER_CANDIDATE), from the index of its fields in the
-    space's order (the order `prepare` builds it in: in the query's order, a hybrid group's first search built
-    a second index, 6 min at 10M)."""
+    """The unit's own best `n` (more in a large collection: ITEMS_PER_CANDIDATE), from the index of its
+    fields in the space's order (the order `prepare` builds it in: in the query's order, a hybrid group's
+    first search built a second index, 6 min at 10M)."""
     fields = present_fields(space, [f for f in space.fields if any(c.field == f for c in unit)])
     modalities = {c.query_modality for c in unit}
     sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in modalities}, query.weights)

@@ -1,0 +1,77 @@
+"""The search-depth rules at scale, old against new, alternating query by query in one process.
+
+Over a work folder of bench/scale_10m.py (its tables, indexes, queries and the strategy's truth file), every
+query runs under each set of rules in turn, the order rotating, so that page-cache reclaim from outside the
+process hits all alike (separate runs on the development VM moved 2-5x). The rules are the product's module
+constants: `retrieval.fusion.late.ITEMS_PER_CANDIDATE` (unit lists), `storage.vector_store.SHORTLIST_SHARE`
+(coarse-code shortlists) and `SCAN_VECTORS` (lists visited); "old rules" turns all three off, "shortlists as
+before" only the second. Prints recall@10 against the truth and p50 / p90 per pass (docs/benchmarks/
+scale_10m.md, tenth session).
+
+    PYTHONPATH=. .venv/bin/python bench/depth_rules.py --work /tmp/s10m --strategy late [--passes 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scale_10m import load_queries, make_strategy, open_space
+
+import retrieval.fusion.late as late
+import storage.vector_store as vector_store
+
+OFF = 10**15
+RULES = {
+    "old rules": (OFF, 0.0, OFF),
+    "new rules": (late.ITEMS_PER_CANDIDATE, vector_store.SHORTLIST_SHARE, vector_store.SCAN_VECTORS),
+    "new, shortlists as before": (late.ITEMS_PER_CANDIDATE, 0.0, vector_store.SCAN_VECTORS),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="a bench/scale_10m.py work folder")
+    parser.add_argument("--strategy", required=True)
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--passes", type=int, default=2)
+    args = parser.parse_args()
+    queries = load_queries(args.work)[: args.queries]
+    truth = json.loads((args.work / f"truth-{args.strategy}.json").read_text())
+    space, strategy = open_space(args.work), make_strategy(args.strategy, args.work)
+    names = list(RULES)
+
+    def apply(name: str) -> None:
+        late.ITEMS_PER_CANDIDATE, vector_store.SHORTLIST_SHARE, vector_store.SCAN_VECTORS = RULES[name]
+        for store in space._indexes.values():
+            store.set_nprobe()
+
+    for name in names:  # every index opened before timing
+        apply(name)
+        strategy.search(space, queries[0], 10)
+    times = {(p, name): [] for p in range(args.passes) for name in names}
+    recall: dict[str, list[float]] = {name: [] for name in names}
+    for p in range(args.passes):
+        for n, (query, best) in enumerate(zip(queries, truth)):
+            for j in range(len(names)):
+                name = names[(j + n) % len(names)]
+                apply(name)
+                started = time.perf_counter()
+                found = [r.item_id for r in strategy.search(space, query, 10)]
+                times[(p, name)].append(time.perf_counter() - started)
+                if p == 0:
+                    recall[name].append(len(set(found) & set(best)) / 10)
+    for name in names:
+        passes = " ".join(
+            f"pass {p}: p50 {1e3 * np.median(times[(p, name)]):.1f} p90 {1e3 * np.percentile(times[(p, name)], 90):.1f}"
+            for p in range(args.passes)
+        )
+        print(f"{args.strategy} {name}: recall@10 {np.mean(recall[name]):.3f}, {passes} ms", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
