@@ -3,7 +3,7 @@
 Over a work folder of bench/scale_10m.py (its tables, indexes, queries and the strategy's truth file), every
 query runs under each set of rules in turn, the order rotating, so that page-cache reclaim from outside the
 process hits all alike (separate runs on the development VM moved 2-5x). The rules are the product's module
-constants: `retrieval.fusion.late.ITEMS_PER_CANDIDATE` (unit lists), `storage.vector_store.SHORTLIST_SHARE`
+constants: `retrieval.fusion.late.ITEMS_PER_CANDIDATE` (unit lists), `storage.vector_store.SHORTLIST_SHARES`
 (coarse-code shortlists) and `SCAN_VECTORS` (lists visited); "old rules" turns all three off, "shortlists as
 before" only the second. Prints recall@10 against the truth and p50 / p90 per pass (docs/benchmarks/
 scale_10m.md, tenth session).
@@ -26,9 +26,9 @@ import storage.vector_store as vector_store
 
 OFF = 10**15
 RULES = {
-    "old rules": (OFF, 0.0, OFF),
-    "new rules": (late.ITEMS_PER_CANDIDATE, vector_store.SHORTLIST_SHARE, vector_store.SCAN_VECTORS),
-    "new, shortlists as before": (late.ITEMS_PER_CANDIDATE, 0.0, vector_store.SCAN_VECTORS),
+    "old rules": (OFF, (), OFF),
+    "new rules": (late.ITEMS_PER_CANDIDATE, vector_store.SHORTLIST_SHARES, vector_store.SCAN_VECTORS),
+    "new, shortlists as before": (late.ITEMS_PER_CANDIDATE, (), vector_store.SCAN_VECTORS),
 }
 
 
@@ -45,7 +45,7 @@ def main() -> int:
     names = list(RULES)
 
     def apply(name: str) -> None:
-        late.ITEMS_PER_CANDIDATE, vector_store.SHORTLIST_SHARE, vector_store.SCAN_VECTORS = RULES[name]
+        late.ITEMS_PER_CANDIDATE, vector_store.SHORTLIST_SHARES, vector_store.SCAN_VECTORS = RULES[name]
         for store in space._indexes.values():
             store.set_nprobe()
 

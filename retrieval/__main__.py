@@ -28,9 +28,9 @@ def _collection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rescore-bytes",
         type=checks.positive_int(),
-        help="float16 rows a compressed index's shortlist re-scores exactly, in bytes (default 300 rows of 512-d; "
-        "under codes of less than 2 bits a dimension 3 rows per 10,000 vectors; never fewer than 300 rows nor more "
-        "than 3,000): more find more true neighbours, slower where the rows are not in memory",
+        help="float16 rows a compressed index's shortlist re-scores exactly, in bytes (default 300 rows of 512-d, "
+        "at least 1 row per 10,000 vectors of the default 2-bit codes and 3 under coarser codes; never fewer than "
+        "300 rows nor more than 3,000): more find more true neighbours, slower where the rows are not in memory",
     )
 
 

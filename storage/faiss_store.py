@@ -28,12 +28,14 @@ log = logging.getLogger(__name__)
 
 FLAT_LIMIT = 10_000
 COMPRESS_FROM = 2_000_000  # above today's 1M benchmark, where IVF,Flat stays (bench/scale_10m.py)
-# PQ code bytes a vector: 128, i.e. 2 bits a dimension at 512-d, at least 1 bit a dimension above 1,024-d, at
-# most 2 below 512-d. Measured on ~800k clustered 512-d vectors re-scored from 300 candidates
-# (docs/benchmarks/shortlist_recall.md): recall@10 0.94 with PQ256x4fs (128 B), 0.71 with PQ128x4fs (64 B).
-# Early's 1536-d index at 1M, 1,000 candidates (docs/benchmarks/scale_10m.md): recall@10 0.768 with PQ384x4fs
-# (192 B), 0.77 with PQ768x4fs (384 B), so it keeps 1 bit a dimension and half the memory.
-COMPRESS_CODE_BYTES = 128
+# PQ code bits a dimension: 2 at every width (128 B a 512-d vector, 384 B early's 1,536-d concatenation). Measured
+# on ~800k clustered 512-d vectors re-scored from 300 candidates (docs/benchmarks/shortlist_recall.md):
+# recall@10 0.94 with PQ256x4fs (2 bits), 0.71 with PQ128x4fs (1 bit). Early's 1,536-d index at 10M (agreeing
+# fields, docs/benchmarks/scale_10m.md, eleventh session; old and new alternating in one process): 1 bit
+# (PQ384x4fs, 2.1 GB) found 0.97 of its exact top 10 from 2,976 rows at 56 / 27 ms p50 (first / second pass),
+# 2 bits (PQ768x4fs, 4.0 GB) 0.992 from 992 rows at 19 / 14 ms: twice the codes in memory for a third of the
+# rows read a query. (At 1M both found 0.77 from 1,000 candidates: the lists visited bound it there.)
+CODE_BITS = 2
 MAX_COMPRESSED_NLIST = 2048
 GPU_MAX_K = 2048  # FAISS on a GPU selects at most this many results (GPU_MAX_SELECTION_K); more raise
 ADD_CHUNK = 65_536  # rows converted to float32 and added at a time: 128 MB at 512-d
@@ -79,8 +81,8 @@ def default_factory(count: int, dim: int | None = None) -> str:
     """Exact search below 10k vectors, an inverted file above: at 10k an IVF512 keeps recall@10 at 1.0
     and answers ~9x faster than Flat (bench/index_choice.py). HNSW is faster still but cannot remove ids.
 
-    From COMPRESS_FROM vectors on, the lists hold 4-bit fast-scan PQ codes of `pq_code_bytes(dim)` bytes
-    instead of float32 vectors: a candidate index only, whose shortlist every
+    From COMPRESS_FROM vectors on, the lists hold 4-bit fast-scan PQ codes of CODE_BITS a dimension
+    (`pq_code_bytes`) instead of float32 vectors: a candidate index only, whose shortlist every
     strategy re-scores exactly from the memory-mapped tables (`VectorStore.shortlist`). Its coarse
     quantizer stops at MAX_COMPRESSED_NLIST lists: adding 10M vectors costs count x nlist x dim
     multiply-adds, ~6 minutes per 512-d field at 1,024 lists on this 2-core machine."""
@@ -98,8 +100,8 @@ def default_factory(count: int, dim: int | None = None) -> str:
 
 
 def pq_code_bytes(dim: int) -> int:
-    """Bytes of PQ code a compressed index keeps per vector: COMPRESS_CODE_BYTES, within 1-2 bits a dimension."""
-    return min(dim // 4, max(COMPRESS_CODE_BYTES, dim // 8))
+    """Bytes of PQ code a compressed index keeps per vector: CODE_BITS a dimension."""
+    return dim * CODE_BITS // 8
 
 
 def gpu_count() -> int:

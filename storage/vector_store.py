@@ -46,14 +46,17 @@ RESCORE_FACTOR, RESCORE_MIN = 3, 300
 # p50, one process), and reads 3x the rows of a cold table, so 300 KB stays; `rescore_bytes` (VectorSpace,
 # --rescore-bytes) buys more where the tables are in memory (docs/benchmarks/scale_10m.md, ninth session).
 RESCORE_BYTES, RESCORE_MAX = RESCORE_MIN * 512 * 2, 3000
-# ... and, for codes of under COARSE_BITS bits a dimension, at least SHORTLIST_SHARE of the index's vectors
-# (at most RESCORE_MAX): the more vectors, the more of them the codes' error lifts above the true top 10, so
-# the shortlist grows with the collection. 3 in 10,000 is today's 300 at 1M, where early's 1-bit codes found
-# 0.942 of its exact top 10 (agreeing fields); at 10M 300 rows found 0.566 and 3,000 rows 0.97, hybrid's
-# 1-bit 1,024-d group 0.908 -> 0.986. Finer codes did not need it at 10M: late's 2-bit fields found 0.982 of
-# their fused top 10 from 960 rows a field and 0.998 from 2,400 at twice the time a query where rows come
-# from disk; gated's 2-bit 128-d index 0.962 from its 1,200 rows (docs/benchmarks/scale_10m.md, tenth session).
-SHORTLIST_SHARE, COARSE_BITS = 3 / 10_000, 2
+# ... and at least a share of the index's vectors (at most RESCORE_MAX), by how coarse its codes are: the more
+# vectors, the more of them the codes' error lifts above the true top 10, so the shortlist grows with the
+# collection. SHORTLIST_SHARES: (codes under this many bits a dimension, rows a vector), first match.
+# Under 2 bits, 3 in 10,000: today's 300 at 1M, where early's 1-bit codes found 0.942 of its exact top 10
+# (agreeing fields); at 10M 300 rows found 0.566 and 3,000 rows 0.97, hybrid's 1-bit 1,024-d group 0.908 ->
+# 0.986. From 2 bits (the default codes, `faiss_store.CODE_BITS`), 1 in 10,000: early's 2-bit 1,536-d index at
+# 10M found 0.908 from 300 rows, 0.992 from 992, 0.998 from 1,984; late's 2-bit fields 0.982 from their 960
+# rows a field; gated's 2-bit 128-d index 0.962 from its 1,200 (docs/benchmarks/scale_10m.md, tenth and
+# eleventh sessions). 4 bits and more (Milvus's 8-bit PQ) were not measured at scale: no share, and no count
+# of the index (a round trip to Milvus) a search.
+SHORTLIST_SHARES: tuple[tuple[float, float], ...] = ((2.0, 3 / 10_000), (4.0, 1 / 10_000))
 # Inverted files search a sixteenth of their lists, but a large compressed index at most the lists that hold
 # about SCAN_VECTORS vectors (never fewer than 16): what 1M items scan (128 of 2,048 lists of ~400), so a
 # query's scan stops growing with the collection and its recall comes from re-scoring longer lists instead.
@@ -62,6 +65,12 @@ SHORTLIST_SHARE, COARSE_BITS = 3 / 10_000, 2
 # 3,000 rows 0.974 at 75 / 42 against 169 / 82 ms. Exact inverted files (IVF,Flat, below COMPRESS_FROM) keep
 # their sixteenth: nothing re-scores after them.
 SCAN_VECTORS = 65_536
+
+
+def shortlist_share(bits: float | None) -> float:
+    """Rows a vector a shortlist of codes of `bits` a dimension also holds (SHORTLIST_SHARES; None: exact or
+    scalar codes, none)."""
+    return next((share for below, share in SHORTLIST_SHARES if bits is not None and bits < below), 0.0)
 
 
 def default_nprobe(nlist: int, count: int = 0) -> int:
@@ -108,15 +117,15 @@ class VectorStore(ABC):
 
     def shortlist(self, n: int) -> int:
         """How many candidates to ask for so that re-scoring them exactly from the tables finds the best
-        `n`: `n` itself when scores are exact, more from compressed codes, the more the narrower its vectors
-        and the more of them under coarse codes (RESCORE_FACTOR, RESCORE_BYTES, SHORTLIST_SHARE;
-        `rescore_bytes`, when set, is the budget whatever the index's size)."""
+        `n`: `n` itself when scores are exact, more from compressed codes, the more the narrower its vectors,
+        and under codes of under 4 bits a dimension the more the more vectors it holds (RESCORE_FACTOR,
+        RESCORE_BYTES, SHORTLIST_SHARES; `rescore_bytes`, when set, is the budget whatever the index's size)."""
         if self.exact_scores:
             return n
         rows = (RESCORE_BYTES if self.rescore_bytes is None else self.rescore_bytes) // (2 * self.dim)  # float16
-        bits = self.code_bits()
-        if self.rescore_bytes is None and bits is not None and bits < COARSE_BITS:  # a Milvus count: a round trip
-            rows = max(rows, round(len(self) * SHORTLIST_SHARE))
+        share = shortlist_share(self.code_bits())
+        if self.rescore_bytes is None and share:  # only then a count (of a Milvus collection: a round trip)
+            rows = max(rows, round(len(self) * share))
         return max(n * RESCORE_FACTOR, RESCORE_MIN, min(rows, RESCORE_MAX))
 
     def code_bits(self) -> float | None:

@@ -341,9 +341,10 @@ def test_a_compressed_index_re_scores_a_shortlist_of_about_the_same_bytes_whatev
 
 def test_search_depth_grows_with_the_collection_and_stays_as_it_was_up_to_a_million() -> None:
     """The rules at scale (docs/benchmarks/scale_10m.md): a shortlist of codes under 2 bits a dimension is 300
-    rows of 512-d up to 1M vectors and 3,000 from 10M; a compressed inverted file searches a sixteenth of its
-    lists up to ~1M vectors, then no more lists than hold SCAN_VECTORS (16 of 2,048 at 8M); without a count,
-    a sixteenth."""
+    rows of 512-d up to 1M vectors and 3,000 from 10M, of 2-bit codes 300 up to 3M and 1,000 at 10M, of finer
+    codes (Milvus's 8-bit PQ) 300 at any size, without counting the index; a compressed inverted file searches
+    a sixteenth of its lists up to ~1M vectors, then no more lists than hold SCAN_VECTORS (16 of 2,048 at 8M);
+    without a count, a sixteenth."""
     from storage.vector_store import default_nprobe
 
     class Sized(FaissStore):
@@ -358,9 +359,18 @@ def test_search_depth_grows_with_the_collection_and_stays_as_it_was_up_to_a_mill
         assert store.shortlist(10) == rows, count
     store.rescore_bytes = 300 * 1024  # a budget set by hand holds whatever the index's size
     assert store.shortlist(10) == 300
-    finer = Sized(512, "IVF16,PQ256x4fs")  # 2 bits a dimension (late's fields): its 300 rows at any size
-    finer.count = 10_000_000
-    assert finer.shortlist(10) == 300 and finer.code_bits() == 2 and store.code_bits() == 0.5
+    finer = Sized(1536, "IVF16,PQ768x4fs")  # 2 bits a dimension, the default codes (early's concatenation)
+    for count, rows in ((1_000_000, 300), (3_000_000, 300), (5_000_000, 500), (10_000_000, 1000)):
+        finer.count = count
+        assert finer.shortlist(10) == rows, count
+    assert finer.code_bits() == 2 and store.code_bits() == 0.5
+
+    class Uncounted(Sized):  # a Milvus collection counts its rows in a round trip
+        def __len__(self) -> int:
+            raise AssertionError("counted")
+
+    milvus_like = Uncounted(512, "IVF16,PQ256")  # 8-bit codes, 4 bits a dimension: no share, no count
+    assert milvus_like.code_bits() == 4 and milvus_like.shortlist(10) == 300
     assert FaissStore(512, "IVF16,Flat").code_bits() is None
     assert [default_nprobe(2048, 800_000), default_nprobe(4096, 800_000), default_nprobe(2048, 990_000)] == [
         128,

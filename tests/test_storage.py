@@ -87,13 +87,14 @@ def test_vector_store_search_remove_and_persist(tmp_path: Path) -> None:
         loaded.search(unit(1, 8), 3)
 
 
-def test_compressed_factories_keep_128_bytes_within_one_to_two_bits_a_dimension() -> None:
+def test_compressed_factories_keep_2_bits_a_dimension_at_every_width() -> None:
     ten_million = 10_000_000
-    assert default_factory(ten_million, 512) == "IVF2048,PQ256x4fs"  # 128 B: 2 bits a dimension
-    assert default_factory(ten_million, 1536) == "IVF2048,PQ384x4fs"  # early's fields together: 1 bit (192 B)
-    assert default_factory(ten_million, 384) == "IVF2048,PQ192x4fs"  # MiniLM: 2 bits at most (96 B)
-    assert default_factory(ten_million, 768) == "IVF2048,PQ256x4fs"
-    assert default_factory(ten_million, 1000) == "IVF2048,PQ250x4fs"  # 256 codes do not divide 1,000 dimensions
+    assert default_factory(ten_million, 512) == "IVF2048,PQ256x4fs"  # 128 B
+    assert default_factory(ten_million, 1536) == "IVF2048,PQ768x4fs"  # early's fields together (384 B)
+    assert default_factory(ten_million, 384) == "IVF2048,PQ192x4fs"  # MiniLM (96 B)
+    assert default_factory(ten_million, 768) == "IVF2048,PQ384x4fs"
+    assert default_factory(ten_million, 1000) == "IVF2048,PQ500x4fs"
+    assert default_factory(ten_million, 1002) == "IVF2048,PQ334x4fs"  # the most codes within 2 bits that divide 1,002
     assert default_factory(ten_million, 1031) == "IVF16384,Flat"  # a prime: no code size fits
     assert default_factory(1_000_000, 512) == "IVF4096,Flat"  # below COMPRESS_FROM: whole vectors
 
