@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,9 @@ from retrieval.fusion.learned import LearnedFusion
 from retrieval.profiles import Field
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import FaissStore, VectorStorage, VectorTable
+from storage.artifacts import map_arrays
+from storage.errors import CorruptArtifactError
+from storage.faiss_store import FaissBackend
 from storage.paging import scanning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -326,6 +330,46 @@ def test_learned_fused_vectors_are_stored_once_and_reused_by_a_new_process(
     newer = VectorSpace(FIELDS, VectorStorage(tmp_path / "v"), generation=2)  # vectors changed since
     with pytest.raises(AssertionError, match="re-fused"):
         create_strategy("gated", checkpoint=checkpoint).search(newer, query, 10)
+
+
+def test_loading_an_index_holds_it_once_and_a_damaged_one_is_rebuilt(tmp_path: Path) -> None:
+    """A search process loads its indexes: read from the file a block at a time, the peak is the index and a
+    block, not the file's pages, a copy of them and the index (~3x the file with `faiss.deserialize_index`)."""
+    x = clustered(80_000, 512, 0)  # 160 MB of float32 lists
+    built = FaissStore.build(np.arange(len(x)), x, "IVF64,Flat")
+    path = tmp_path / "i.faiss.safetensors"
+    built.save(path)
+    size_kib = path.stat().st_size // 1024
+    script = textwrap.dedent(
+        f"""
+        import json, numpy as np
+        from pathlib import Path
+        from storage import FaissStore
+
+        def status():
+            lines = Path("/proc/self/status").read_text().splitlines()
+            return {{k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in lines) if k.startswith("Vm")}}
+
+        Path("/proc/self/clear_refs").write_text("5")  # peak resident memory from here on
+        before = status()["VmRSS"]
+        store = FaissStore.load(Path({str(path)!r}))
+        x = np.random.default_rng(0).standard_normal((3, 512)).astype(np.float32)
+        print(json.dumps({{"peak": status()["VmHWM"] - before, "ids": store.search(x, 5)[1].tolist()}}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    queries = np.random.default_rng(0).standard_normal((3, 512)).astype(np.float32)
+    assert loaded["ids"] == built.search(queries, 5)[1].tolist()
+    assert loaded["peak"] < 1.5 * size_kib, (loaded["peak"], size_kib)
+
+    offset = map_arrays(path)[0]["faiss"].offset
+    with path.open("r+b") as file:  # the file's layout intact, the index's own header damaged
+        file.seek(offset)
+        file.write(b"\xff" * 64)
+    with pytest.raises(CorruptArtifactError, match="not a readable index"):
+        FaissStore.load(path)
+    assert FaissBackend(tmp_path).open(str(path), {}) is None  # rebuilt by the caller, with a warning
 
 
 def test_a_compressed_index_re_scores_a_shortlist_of_about_the_same_bytes_whatever_its_width() -> None:
