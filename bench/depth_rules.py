@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-import numpy as np
+from common import alternating
 from scale_10m import load_queries, make_strategy, open_space
 
 import retrieval.fusion.late as late
@@ -44,32 +43,17 @@ def main() -> int:
     space, strategy = open_space(args.work), make_strategy(args.strategy, args.work)
     names = list(RULES)
 
-    def apply(name: str) -> None:
+    def apply(name: str):
         late.ITEMS_PER_CANDIDATE, vector_store.SHORTLIST_SHARES, vector_store.SCAN_VECTORS = RULES[name]
         for store in space._indexes.values():
             store.set_nprobe()
+        return space
 
     for name in names:  # every index opened before timing
-        apply(name)
-        strategy.search(space, queries[0], 10)
-    times = {(p, name): [] for p in range(args.passes) for name in names}
-    recall: dict[str, list[float]] = {name: [] for name in names}
-    for p in range(args.passes):
-        for n, (query, best) in enumerate(zip(queries, truth)):
-            for j in range(len(names)):
-                name = names[(j + n) % len(names)]
-                apply(name)
-                started = time.perf_counter()
-                found = [r.item_id for r in strategy.search(space, query, 10)]
-                times[(p, name)].append(time.perf_counter() - started)
-                if p == 0:
-                    recall[name].append(len(set(found) & set(best)) / 10)
-    for name in names:
-        passes = " ".join(
-            f"pass {p}: p50 {1e3 * np.median(times[(p, name)]):.1f} p90 {1e3 * np.percentile(times[(p, name)], 90):.1f}"
-            for p in range(args.passes)
-        )
-        print(f"{args.strategy} {name}: recall@10 {np.mean(recall[name]):.3f}, {passes} ms", flush=True)
+        strategy.search(apply(name), queries[0], 10)
+    settings = {name: (lambda name=name: apply(name)) for name in names}
+    for name, line in alternating(strategy, queries, truth, settings, args.passes).items():
+        print(f"{args.strategy} {name}: {line}", flush=True)
     return 0
 
 

@@ -154,6 +154,8 @@ def open_space(work: Path):
 
     if os.environ.get("SCALE_COMPRESS_FROM"):  # compressed indexes from this many vectors (1M: compare both)
         faiss_store.COMPRESS_FROM = int(os.environ["SCALE_COMPRESS_FROM"])
+    if os.environ.get("SCALE_CODE_BITS"):  # PQ code bits a dimension of the indexes it builds (bench/code_bits.py)
+        faiss_store.CODE_BITS = int(os.environ["SCALE_CODE_BITS"])
     tables, factory = VectorStorage(work / "vectors"), os.environ.get("SCALE_FACTORY") or None
     catalog = FileCatalog(work / "indexes")
     nprobe = int(os.environ.get("SCALE_NPROBE") or 0) or None
@@ -382,6 +384,7 @@ def main() -> int:
         "--params", type=json.loads, help="strategy parameters over the defaults, as JSON: '{\"candidates\": 300}'"
     )
     parser.add_argument("--rescore-bytes", type=int, help="a shortlist's budget of float16 rows (RESCORE_BYTES)")
+    parser.add_argument("--code-bits", type=int, help="PQ code bits a dimension of compressed indexes (CODE_BITS)")
     parser.add_argument("--phase", choices=["build", "truth", "search"], help=argparse.SUPPRESS)
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -396,6 +399,9 @@ def main() -> int:
     if args.compress_from:
         os.environ["SCALE_COMPRESS_FROM"] = str(args.compress_from)
         args.factory = args.factory or f"default, compressed from {args.compress_from:,}"
+    if args.code_bits:
+        os.environ["SCALE_CODE_BITS"] = str(args.code_bits)
+        args.factory = args.factory or f"default, {args.code_bits}-bit codes"
     if args.phase is None:
         return run(args)
     handlers = {

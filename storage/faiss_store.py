@@ -255,7 +255,7 @@ def read_index(path: Path, blob: np.ndarray) -> faiss.Index:
             return file.read(size)
 
         try:
-            return faiss.read_index(faiss.PyCallbackIOReader(read, READ_BLOCK))
+            return faiss.read_index(faiss.PyCallbackIOReader(read, READ_BLOCK))  # type: ignore[attr-defined]
         except RuntimeError as exc:  # FAISS's reader found bytes it cannot parse: the file is damaged
             raise CorruptArtifactError(
                 f"{path}: not a readable index ({exc}); delete it and re-run the indexer"
