@@ -6,7 +6,7 @@ process hits all alike (separate runs on the development VM moved 2-5x). The rul
 constants: `retrieval.fusion.late.ITEMS_PER_CANDIDATE` (unit lists), `storage.vector_store.SHORTLIST_SHARES`
 (coarse-code shortlists) and `SCAN_VECTORS` (lists visited); "old rules" turns all three off, "shortlists as
 before" only the second. Prints recall@10 against the truth and p50 / p90 per pass (docs/benchmarks/
-scale_10m.md, tenth session).
+scale_10m.md, tenth session; since the eleventh, "new rules" also holds the 2-bit codes' share).
 
     PYTHONPATH=. .venv/bin/python bench/depth_rules.py --work /tmp/s10m --strategy late [--passes 2]
 """

@@ -384,7 +384,12 @@ def main() -> int:
         "--params", type=json.loads, help="strategy parameters over the defaults, as JSON: '{\"candidates\": 300}'"
     )
     parser.add_argument("--rescore-bytes", type=int, help="a shortlist's budget of float16 rows (RESCORE_BYTES)")
-    parser.add_argument("--code-bits", type=int, help="PQ code bits a dimension of compressed indexes (CODE_BITS)")
+    parser.add_argument(
+        "--code-bits",
+        type=int,
+        help="PQ code bits a dimension of every compressed index it builds (CODE_BITS; 1 makes the 512-d fields "
+        "1-bit too, which the defaults before 2-bit concatenations did not)",
+    )
     parser.add_argument("--phase", choices=["build", "truth", "search"], help=argparse.SUPPRESS)
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -96,9 +96,9 @@ class SearchEngine:
         """How hard a large collection's compressed indexes search (None: the defaults): `nprobe`, the lists an
         inverted file visits (`storage.vector_store.default_nprobe`: a sixteenth, at least 16, in a compressed
         index no more than hold ~65k vectors); `rescore_bytes`, the float16 rows a shortlist re-scores exactly
-        (300 KB: 300 rows of 512-d; from 3M vectors of the default 2-bit codes 1 row per 10,000). More
-        of either finds more true neighbours, slower. Late's and hybrid's `candidates` is a floor: their lists
-        also hold one per 25,000 items (`retrieval.fusion.late.ITEMS_PER_CANDIDATE`)."""
+        (300 KB: 300 rows of 512-d; at least 1 row per 10,000 vectors of the default 2-bit codes, 3 under
+        coarser ones). More of either finds more true neighbours, slower. Late's and hybrid's `candidates` is a
+        floor: their lists also hold one per 25,000 items (`retrieval.fusion.late.ITEMS_PER_CANDIDATE`)."""
         return cls(Database(url), collection, device, nprobe, rescore_bytes)
 
     def encoder(self, name: str) -> Encoder:

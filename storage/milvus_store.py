@@ -71,6 +71,8 @@ def milvus_index(factory: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
 class MilvusStore(VectorStore):
     """One Milvus collection: an INT64 primary key (the item id) and one float vector."""
 
+    counts_locally = False  # len() asks the server (count(*)): a search never does
+
     def __init__(self, client: Any, name: str, dim: int, factory: str, header: dict[str, Any]) -> None:
         self.client, self.name, self.dim, self.factory, self.header = client, name, dim, factory, dict(header)
         self._search_params = milvus_index(factory)[2]

@@ -82,6 +82,12 @@ def will_need(array: np.ndarray, rows: np.ndarray) -> None:
         mapped.madvise(mmap.MADV_WILLNEED, start, length)
 
 
+def release(array: np.ndarray) -> None:
+    """Drop the pages of a memory-mapped `array` from this process (the page cache keeps them): a file read
+    once front to back then never holds more than the block in hand. A no-op for arrays in memory."""
+    _advise(array, mmap.MADV_DONTNEED)
+
+
 def advise_random(array: np.ndarray) -> None:
     """Read only the pages `array`'s reads touch (no read-around); a no-op for arrays in memory."""
     _advise(array, mmap.MADV_RANDOM)

@@ -54,8 +54,8 @@ RESCORE_BYTES, RESCORE_MAX = RESCORE_MIN * 512 * 2, 3000
 # 0.986. From 2 bits (the default codes, `faiss_store.CODE_BITS`), 1 in 10,000: early's 2-bit 1,536-d index at
 # 10M found 0.908 from 300 rows, 0.992 from 992, 0.998 from 1,984; late's 2-bit fields 0.982 from their 960
 # rows a field; gated's 2-bit 128-d index 0.962 from its 1,200 (docs/benchmarks/scale_10m.md, tenth and
-# eleventh sessions). 4 bits and more (Milvus's 8-bit PQ) were not measured at scale: no share, and no count
-# of the index (a round trip to Milvus) a search.
+# eleventh sessions). 4 bits and more were not measured at scale: no share. A Milvus store never counts its
+# collection a search (a round trip; `counts_locally`), so it keeps its byte budget whatever its codes.
 SHORTLIST_SHARES: tuple[tuple[float, float], ...] = ((2.0, 3 / 10_000), (4.0, 1 / 10_000))
 # Inverted files search a sixteenth of their lists, but a large compressed index at most the lists that hold
 # about SCAN_VECTORS vectors (never fewer than 16): what 1M items scan (128 of 2,048 lists of ~400), so a
@@ -90,6 +90,7 @@ class VectorStore(ABC):
     factory: str  # the FAISS factory string that names the index kind (each backend maps it to its own)
     header: dict[str, Any]
     rescore_bytes: int | None = None  # a shortlist's budget of float16 rows (None: RESCORE_BYTES)
+    counts_locally = True  # whether len() is free; a shortlist's share of the index is only for those that are
 
     @abstractmethod
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
@@ -123,8 +124,8 @@ class VectorStore(ABC):
         if self.exact_scores:
             return n
         rows = (RESCORE_BYTES if self.rescore_bytes is None else self.rescore_bytes) // (2 * self.dim)  # float16
-        share = shortlist_share(self.code_bits())
-        if self.rescore_bytes is None and share:  # only then a count (of a Milvus collection: a round trip)
+        share = shortlist_share(self.code_bits()) if self.counts_locally else 0.0  # Milvus: a round trip
+        if self.rescore_bytes is None and share:
             rows = max(rows, round(len(self) * share))
         return max(n * RESCORE_FACTOR, RESCORE_MIN, min(rows, RESCORE_MAX))
 
