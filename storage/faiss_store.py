@@ -222,7 +222,7 @@ class FaissStore(VectorStore):
     @classmethod
     def load(cls, path: Path, *, expect: dict[str, Any] | None = None) -> FaissStore:
         """Read an index; every key of `expect` (e.g. encoders, dim) must match its header."""
-        arrays, header = map_arrays(Path(path))  # checks the layout; the index is then read from the file
+        arrays, header = map_arrays(Path(path))  # checks the layout; the index is then read from this map
         for key, wanted in (expect or {}).items():
             if header.get(key) != wanted:
                 raise EncoderMismatchError(
