@@ -246,11 +246,11 @@ def read_index(path: Path, blob: np.ndarray) -> faiss.Index:
     name, keeps the file whose header was checked even if another process replaces it meanwhile."""
     if not isinstance(blob, np.memmap) or not blob.nbytes:
         raise CorruptArtifactError(f"{path}: holds no index; delete it and re-run the indexer")
-    flat, position = blob.reshape(-1), 0
+    position = 0
 
     def read(size: int) -> bytes:
         nonlocal position
-        block = flat[position : position + size]
+        block = blob[position : position + size]
         data = block.tobytes()
         release(block)
         position += len(data)

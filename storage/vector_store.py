@@ -124,8 +124,9 @@ class VectorStore(ABC):
         if self.exact_scores:
             return n
         rows = (RESCORE_BYTES if self.rescore_bytes is None else self.rescore_bytes) // (2 * self.dim)  # float16
-        share = shortlist_share(self.code_bits()) if self.counts_locally else 0.0  # Milvus: a round trip
-        if self.rescore_bytes is None and share:
+        # a share of the index only at the default budget, and never where len() is a round trip (Milvus)
+        share = shortlist_share(self.code_bits()) if self.rescore_bytes is None and self.counts_locally else 0.0
+        if share:
             rows = max(rows, round(len(self) * share))
         return max(n * RESCORE_FACTOR, RESCORE_MIN, min(rows, RESCORE_MAX))
 
