@@ -14,7 +14,7 @@ import pytest
 
 from storage import Collection, Database, EncoderMismatchError, IndexBuild, StorageError, open_backend
 from storage.catalog import IndexCatalog
-from storage.faiss_store import FaissStore
+from storage.faiss_store import FaissStore, holds_ids
 from storage.milvus_store import MilvusBackend, milvus_index
 
 BACKENDS = ["faiss", "milvus"]
@@ -47,6 +47,39 @@ def test_add_search_remove(backend) -> None:
     assert not set(ids[:10]) & set(found.ravel().tolist())
     store.add(np.array([7]), x[:1])
     assert store.search(x[:1], 1)[1][0, 0] == 7
+
+
+@pytest.mark.parametrize("factory", ["IVF4,Flat", "IVF4,PQ8x4fs"])
+def test_inverted_file_answers_lists_and_removes_item_ids_without_an_id_map(factory: str, tmp_path: Path) -> None:
+    ids, x = np.arange(1000, 1400) * 7, unit_rows(400, 16)
+    store = FaissStore.build(ids, x, factory)
+    store.set_nprobe(4)  # every list
+    assert holds_ids(store.index) and not isinstance(store.index, faiss.IndexIDMap2)
+    found = store.search(x[:20], 1)[1][:, 0]
+    assert np.mean(found == ids[:20]) >= (1.0 if factory.endswith("Flat") else 0.9)
+    assert store.remove(ids[:10]) == 10 and store.remove(np.array([5])) == 0
+    assert sorted(store.ids().tolist()) == ids[10:].tolist()
+    assert not set(ids[:10]) & set(store.search(x[:10], 5)[1].ravel().tolist())
+    store.save(tmp_path / "ivf.safetensors")
+    again = FaissStore.load(tmp_path / "ivf.safetensors")
+    assert sorted(again.ids().tolist()) == ids[10:].tolist()
+    assert np.array_equal(again.search(x[10:30], 5)[1], store.search(x[10:30], 5)[1])
+
+
+def test_inverted_file_written_inside_an_id_map_still_answers_lists_and_removes(tmp_path: Path) -> None:
+    ids, x = np.arange(500) * 3 + 11, unit_rows(500, 16, seed=4)
+    old = FaissStore(16, "IVF8,Flat")
+    old.index = faiss.IndexIDMap2(faiss.index_factory(16, "IVF8,Flat", faiss.METRIC_INNER_PRODUCT))  # as before
+    old.train(x)
+    old.add(ids, x)
+    old.set_nprobe()  # as loading sets it
+    old.save(tmp_path / "old.safetensors")
+    loaded = FaissStore.load(tmp_path / "old.safetensors")
+    assert isinstance(loaded.index, faiss.IndexIDMap2) and not holds_ids(loaded.index)  # kept until rebuilt
+    before, after = old.search(x[:40], 10), loaded.search(x[:40], 10)
+    assert np.array_equal(before[1], after[1]) and np.allclose(before[0], after[0])
+    assert sorted(loaded.ids().tolist()) == ids.tolist()
+    assert loaded.remove(ids[:5]) == 5 and loaded.search(x[:1], 1)[1][0, 0] != ids[0]
 
 
 def test_reopened_store_gives_the_same_answers(backend, tmp_path: Path) -> None:
