@@ -35,10 +35,15 @@ class HybridFusion(UnitFusion):
     Params = HybridParams
 
     def prepare(self, space: VectorSpace) -> None:
+        """Every field's own index, then each group's concatenated one: a query that holds only one of a
+        group's modalities is a unit of that field alone (`units`), whose first search built its index
+        otherwise (~6 min a field at 10M items)."""
+        fields = present_fields(space)
+        for f in fields:
+            space.field_index(f)
         for group in self.params.groups:
-            fields = [f for f in present_fields(space) if f.modality in group]
-            if fields:
-                concat_index(space, fields)
+            if len(grouped := [f for f in fields if f.modality in group]) > 1:
+                concat_index(space, grouped)
 
     def mixed_query(self, space: VectorSpace, query: EncodedQuery, unit: list[Channel], k: int) -> EncodedQuery:
         """A group's query vectors on their fields' scales; with adaptive weighting, each also weighted by
