@@ -271,8 +271,9 @@ def read_index(path: Path, blob: np.ndarray) -> faiss.Index:
 def holds_ids(index: faiss.Index) -> bool:
     """Whether `index` is itself an inverted file, whose lists hold each vector's id next to its code.
     Wrapped in an `IndexIDMap2`, its lists held row numbers and the wrapper kept the ids twice more (an
-    array and a hash map from id to row, which nothing here reads): 48 more bytes a vector measured on 4M
-    16-byte codes (33 -> 82), 1.6 GB of a hybrid search process at 10M items (34M vectors in four indexes).
+    array and a hash map from id to row, which nothing here reads): a loaded index of 4M 16-byte codes held
+    24.8 bytes a vector, 76.6 in the wrapper (bench/id_map_memory.py), ~1.7 GB of a hybrid search process at
+    10M items (34M vectors in four indexes).
     An index written inside the wrapper by earlier versions keeps it until it is rebuilt: handing FAISS's
     inner index out of its wrapper from Python (SWIG ownership flags) corrupted the type table here."""
     if isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2):
