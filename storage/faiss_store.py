@@ -209,11 +209,18 @@ class FaissStore(VectorStore):
         return min(wanted, GPU_MAX_K) if self._on_gpu else wanted
 
     def to_gpu(self) -> bool:
-        """Move to GPU 0 when FAISS has one; returns whether it did."""
+        """Move to GPU 0 when FAISS has one; returns whether it did. An index FAISS cannot move stays on the
+        CPU with a warning: fast-scan PQ codes, every compressed index from COMPRESS_FROM vectors, have no
+        GPU form ("clone not supported for this type of IndexIVF", faiss issue 2361)."""
         if self._on_gpu or gpu_count() == 0:
             return self._on_gpu
         resources = faiss.StandardGpuResources()
-        self.index = faiss.index_cpu_to_gpu(resources, 0, self.index)
+        try:
+            moved = faiss.index_cpu_to_gpu(resources, 0, self.index)
+        except RuntimeError as exc:
+            log.warning("index %s stays on the CPU: FAISS cannot move it to the GPU (%s)", self.factory, exc)
+            return False
+        self.index = moved
         self._gpu_resources = resources
         self._on_gpu = True
         return True

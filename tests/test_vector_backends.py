@@ -82,6 +82,26 @@ def test_inverted_file_written_inside_an_id_map_still_answers_lists_and_removes(
     assert loaded.remove(ids[:5]) == 5 and loaded.search(x[:1], 1)[1][0, 0] != ids[0]
 
 
+def test_an_index_faiss_cannot_move_to_a_gpu_stays_on_the_cpu_and_answers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import storage.faiss_store as faiss_store
+
+    def refuse(*_: object) -> None:  # faiss-gpu's answer for fast-scan PQ codes (faiss issue 2361)
+        raise RuntimeError("clone not supported for this type of IndexIVF")
+
+    monkeypatch.setattr(faiss_store, "gpu_count", lambda: 1)
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", refuse, raising=False)
+    ids, x = np.arange(400) + 5, unit_rows(400, 16)
+    store = FaissStore.build(ids, x, "IVF4,PQ8x4fs")
+    with caplog.at_level("WARNING", logger="storage.faiss_store"):
+        assert store.to_gpu() is False
+    assert "IVF4,PQ8x4fs stays on the CPU" in caplog.text and "clone not supported" in caplog.text
+    store.set_nprobe(4)
+    assert np.mean(store.search(x[:20], 1)[1][:, 0] == ids[:20]) >= 0.9
+
+
 def test_reopened_store_gives_the_same_answers(backend, tmp_path: Path) -> None:
     ids, x = np.arange(300) * 3, unit_rows(300, 8, seed=1)
     store, location = backend.create("s-field-b", 4, ids, x, None, {"encoders": ["e1"]})
