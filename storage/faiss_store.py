@@ -174,8 +174,21 @@ class FaissStore(VectorStore):
             self.index.add_with_ids(vectors, np.ascontiguousarray(ids, np.int64))
 
     def remove(self, ids: np.ndarray) -> int:
+        if self.wraps_lists():
+            raise CorruptArtifactError(
+                f"index {self.factory!r} was written by an earlier version, whose removals renumber its ids "
+                "(FAISS's IndexIDMap2 around an inverted file); rebuild it from the vector tables: "
+                "python -m indexer check --repair --db URL --collection NAME"
+            )
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, np.int64))
         return int(self.index.remove_ids(selector))
+
+    def wraps_lists(self) -> bool:
+        """Whether an IndexIDMap2 holds the ids of an inverted file (the layout before `holds_ids`): removing
+        from one compacts the wrapper's ids but leaves the lists' row numbers, so every later answer
+        after the first removed row named the wrong item."""
+        cpu: Any = faiss.index_gpu_to_cpu(self.index) if self._on_gpu else self.index
+        return isinstance(cpu, faiss.IndexIDMap2) and holds_ids(cpu.index)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -283,13 +296,10 @@ def holds_ids(index: faiss.Index) -> bool:
     10M items (34M vectors in four indexes).
     An index written inside the wrapper by earlier versions keeps it until it is rebuilt: handing FAISS's
     inner index out of its wrapper from Python (SWIG ownership flags) corrupted the type table here."""
-    if isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2):
-        return False
-    try:
-        faiss.extract_index_ivf(index)
-    except RuntimeError:
-        return False
-    return True
+    index = faiss.downcast_index(index)
+    while isinstance(index, faiss.IndexPreTransform):  # a rotation or PCA before the lists adds ids through
+        index = faiss.downcast_index(index.index)
+    return isinstance(index, faiss.IndexIVF)  # not a refine step (`,RFlat`), whose outer index takes no ids
 
 
 class FaissBackend(StoreBackend):

@@ -12,7 +12,15 @@ import faiss
 import numpy as np
 import pytest
 
-from storage import Collection, Database, EncoderMismatchError, IndexBuild, StorageError, open_backend
+from storage import (
+    Collection,
+    CorruptArtifactError,
+    Database,
+    EncoderMismatchError,
+    IndexBuild,
+    StorageError,
+    open_backend,
+)
 from storage.catalog import IndexCatalog
 from storage.faiss_store import FaissStore, holds_ids
 from storage.milvus_store import MilvusBackend, milvus_index
@@ -49,7 +57,7 @@ def test_add_search_remove(backend) -> None:
     assert store.search(x[:1], 1)[1][0, 0] == 7
 
 
-@pytest.mark.parametrize("factory", ["IVF4,Flat", "IVF4,PQ8x4fs"])
+@pytest.mark.parametrize("factory", ["IVF4,Flat", "IVF4,PQ8x4fs", "OPQ8,IVF4,PQ8x4fs"])
 def test_inverted_file_answers_lists_and_removes_item_ids_without_an_id_map(factory: str, tmp_path: Path) -> None:
     ids, x = np.arange(1000, 1400) * 7, unit_rows(400, 16)
     store = FaissStore.build(ids, x, factory)
@@ -66,7 +74,15 @@ def test_inverted_file_answers_lists_and_removes_item_ids_without_an_id_map(fact
     assert np.array_equal(again.search(x[10:30], 5)[1], store.search(x[10:30], 5)[1])
 
 
-def test_inverted_file_written_inside_an_id_map_still_answers_lists_and_removes(tmp_path: Path) -> None:
+def test_an_inverted_file_with_a_refine_step_keeps_its_ids_in_a_map() -> None:
+    ids, x = np.arange(400) * 5 + 2, unit_rows(400, 16)
+    store = FaissStore.build(ids, x, "IVF4,PQ8x4fs,RFlat")  # the outer refine index takes no ids of its own
+    assert isinstance(store.index, faiss.IndexIDMap2) and not holds_ids(store.index)
+    assert store.search(x[:10], 1)[1][:, 0].tolist() == ids[:10].tolist()
+    assert sorted(store.ids().tolist()) == ids.tolist()
+
+
+def test_inverted_file_written_inside_an_id_map_still_answers_and_lists_but_refuses_removal(tmp_path: Path) -> None:
     ids, x = np.arange(500) * 3 + 11, unit_rows(500, 16, seed=4)
     old = FaissStore(16, "IVF8,Flat")
     old.index = faiss.IndexIDMap2(faiss.index_factory(16, "IVF8,Flat", faiss.METRIC_INNER_PRODUCT))  # as before
@@ -79,7 +95,9 @@ def test_inverted_file_written_inside_an_id_map_still_answers_lists_and_removes(
     before, after = old.search(x[:40], 10), loaded.search(x[:40], 10)
     assert np.array_equal(before[1], after[1]) and np.allclose(before[0], after[0])
     assert sorted(loaded.ids().tolist()) == ids.tolist()
-    assert loaded.remove(ids[:5]) == 5 and loaded.search(x[:1], 1)[1][0, 0] != ids[0]
+    with pytest.raises(CorruptArtifactError, match=r"earlier version.*indexer check --repair"):
+        loaded.remove(ids[:5])  # FAISS would renumber the wrapper's ids under the lists' row numbers
+    assert loaded.search(x[5:25], 1)[1][:, 0].tolist() == ids[5:25].tolist()  # nothing removed
 
 
 def test_an_index_faiss_cannot_move_to_a_gpu_stays_on_the_cpu_and_answers(
