@@ -435,3 +435,42 @@ def test_a_hybrid_search_uses_only_indexes_that_prepare_built(space: VectorSpace
         with indexes_used(space) as used:
             assert hybrid.search(space, q, k=5)
         assert set(space._indexes) == built and {strategy for strategy, _ in used} == {searched}, used
+
+
+PRETRAINED_LIKE = [Field("image", "A"), Field("audio", "B"), Field("text", "A"), Field("text", "B"), Field("text", "C")]
+
+
+@pytest.mark.parametrize("name", ["late", "hybrid"])
+@pytest.mark.parametrize("centre", [False, True])
+def test_prepare_builds_exactly_the_indexes_every_kind_of_query_searches(
+    tmp_path: Path, name: str, centre: bool
+) -> None:
+    """Fields shaped like the pretrained profile's (A shared by image and text as OpenCLIP is, B by audio and
+    text as CLAP is, C text only): an image+audio query reaches two of hybrid's three text fields, a subset
+    whose index its first search built before; on the centred view when the strategy centres."""
+    from itertools import combinations
+
+    from retrieval.space import indexes_used
+
+    storage, rng = VectorStorage(tmp_path), np.random.default_rng(0)
+    for f in PRETRAINED_LIKE:
+        table = storage.load(f.key, dim=8, encoder=f.encoder)
+        table.upsert(np.arange(1, 41), unit(rng.normal(size=(40, 8)).astype(np.float32)))
+        storage.save(f.key, table)
+    space = VectorSpace(PRETRAINED_LIKE, storage, generation=1)
+    strategy = create_strategy(name, centre=centre)
+    strategy.prepare(space)
+    view = space.centred() if centre else space
+    built, searched = set(view._indexes), set()
+    assert not centre or not space._indexes  # nothing built on the plain view that searches never use
+    for size in (1, 2, 3):
+        for modalities in combinations(["image", "audio", "text"], size):
+            keys = [(f.modality, f.encoder) for f in PRETRAINED_LIKE if f.modality in modalities]
+            q = EncodedQuery({key: unit(rng.normal(size=8).astype(np.float32)) for key in keys})
+            with indexes_used(view) as used:
+                assert strategy.search(space, q, k=5)
+            searched |= set(used)
+            assert set(view._indexes) == built, (modalities, set(view._indexes) - built)
+    assert searched == built  # none built in vain
+    if name == "hybrid":
+        assert ("centred-" * centre + "early", "text@A+text@B") in built  # the image+audio query's text unit

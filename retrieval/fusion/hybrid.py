@@ -19,7 +19,6 @@ import numpy as np
 
 from retrieval.fusion.adaptive import channel_weights, reweighted, standardised
 from retrieval.fusion.base import channel_shares
-from retrieval.fusion.concat import concat_index, present_fields
 from retrieval.fusion.late import LateParams, UnitFusion, query_weight, unit_candidates
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
@@ -33,17 +32,6 @@ class HybridParams(LateParams):
 class HybridFusion(UnitFusion):
     name = "hybrid"
     Params = HybridParams
-
-    def prepare(self, space: VectorSpace) -> None:
-        """Every field's own index, then each group's concatenated one: a query that holds only one of a
-        group's modalities is a unit of that field alone (`units`), whose first search built its index
-        otherwise (~6 min a field at 10M items)."""
-        fields = present_fields(space)
-        for f in fields:
-            space.field_index(f)
-        for group in self.params.groups:
-            if len(grouped := [f for f in fields if f.modality in group]) > 1:
-                concat_index(space, grouped)
 
     def mixed_query(self, space: VectorSpace, query: EncodedQuery, unit: list[Channel], k: int) -> EncodedQuery:
         """A group's query vectors on their fields' scales; with adaptive weighting, each also weighted by

@@ -18,14 +18,16 @@ nothing from that unit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any, Literal
 
 import numpy as np
 
 from retrieval.fusion.adaptive import adaptive_weights, screened
 from retrieval.fusion.base import FusionStrategy, Scored, channel_parts, channel_shares
-from retrieval.fusion.concat import present_fields, search_concat
+from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
+from retrieval.profiles import Field
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
@@ -66,12 +68,17 @@ def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel]
     """The unit's own best `n` (more in a large collection: ITEMS_PER_CANDIDATE), from the index of its
     fields in the space's order (the order `prepare` builds it in: in the query's order, a hybrid group's
     first search built a second index, 6 min at 10M)."""
-    fields = present_fields(space, [f for f in space.fields if any(c.field == f for c in unit)])
+    fields = unit_fields(space, unit)
     modalities = {c.query_modality for c in unit}
     sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in modalities}, query.weights)
     n = max([n] + [len(space.tables[f.key]) // ITEMS_PER_CANDIDATE for f in fields])
     ids, scores = search_concat(space, fields, sub, n)
     return UnitList(ids, scores, True)  # search_concat re-scores a compressed index's candidates exactly
+
+
+def unit_fields(space: VectorSpace, unit: list[Channel]) -> list[Field]:
+    """The fields a unit reaches that hold vectors, in the space's order: the fields of the index it searches."""
+    return present_fields(space, [f for f in space.fields if any(c.field == f for c in unit)])
 
 
 def union(lists: list[UnitList]) -> np.ndarray:
@@ -120,6 +127,29 @@ class UnitFusion(FusionStrategy):
 
     def units(self, space: VectorSpace, query: EncodedQuery) -> list[list[Channel]]:
         raise NotImplementedError
+
+    def prepare(self, space: VectorSpace) -> None:
+        """The index of every unit a query can form (`unit_indexes`), on the centred view when searches
+        centre: a unit whose index is missing builds it on its first search, ~6 min a field at 10M items."""
+        if self.params.centre:
+            space = space.centred()
+        for fields in self.unit_indexes(space):
+            concat_index(space, fields)
+
+    def unit_indexes(self, space: VectorSpace) -> list[list[Field]]:
+        """The fields of each index a search can use: the units of a query of every combination of the
+        space's modalities, each carrying a vector from every encoder of that modality's fields, as a
+        query is encoded (so a query of two modalities may reach two of a group's fields, a group's
+        subset: hybrid's image+audio query reaches two of the pretrained profile's three text fields)."""
+        modalities = sorted({f.modality for f in space.fields})
+        found: dict[tuple[str, ...], list[Field]] = {}
+        for size in range(1, len(modalities) + 1):
+            for chosen in combinations(modalities, size):
+                keys = {(m, f.encoder) for m in chosen for f in space.fields if f.modality == m}
+                for unit in self.units(space, EncodedQuery({key: np.zeros(0, np.float32) for key in keys})):
+                    fields = unit_fields(space, unit)
+                    found.setdefault(tuple(f.key for f in fields), fields)
+        return list(found.values())
 
     def candidates(self, space: VectorSpace, query: EncodedQuery, k: int) -> np.ndarray:
         units = self.units(space, query)
@@ -312,10 +342,6 @@ def query_weight(query: EncodedQuery, unit: list[Channel]) -> float:
 
 class LateFusion(UnitFusion):
     name = "late"
-
-    def prepare(self, space: VectorSpace) -> None:
-        for f in present_fields(space):
-            space.field_index(f)
 
     def units(self, space: VectorSpace, query: EncodedQuery) -> list[list[Channel]]:
         return [[channel] for channel in space.channels(query)]
