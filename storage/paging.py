@@ -18,14 +18,18 @@ import mmap
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
 _PAGE = mmap.PAGESIZE
-# `will_need` asks only in a table file larger than a quarter of physical memory: one that, beside the
-# other fields' tables and the indexes, the page cache will not keep. Smaller tables stay resident after
-# their first reads, and there asking costs: late at 1M (0.8 GB tables on 24 GB) 7.1 -> 8.3 ms p50 with
-# the rows resident, against 29.2 -> 15.8 ms with the page cache dropped before each query.
+# `will_need` asks only in a table file larger than a quarter of the memory the process may use (physical
+# memory, or its control group's limit where lower): one that, beside the other fields' tables and the
+# indexes, the page cache will not keep. Smaller tables stay resident after their first reads, and there
+# asking costs: late at 1M (0.8 GB tables on 24 GB) 7.1 -> 8.3 ms p50 with the rows resident, against
+# 29.2 -> 15.8 ms with the page cache dropped before each query. Judged by physical memory alone, gated's
+# 2.6 GB fused table at 10M in an 8 GB cgroup was never asked in: 148 ms p50 with cold tables
+# (docs/benchmarks/scale_10m.md, twelfth session).
 
 
 def _physical_memory() -> int:
@@ -36,7 +40,38 @@ def _physical_memory() -> int:
         return 0
 
 
-ASK_FROM_BYTES = _physical_memory() // 4
+def _cgroup_limit(proc: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The memory limit of this process's control group (v2 `memory.max`, v1 `memory.limit_in_bytes`), None
+    where there is none or it cannot be read."""
+    try:
+        lines = proc.read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one unified hierarchy
+            candidate = root / path.lstrip("/") / "memory.max"
+        elif "memory" in controllers.split(","):
+            candidate = root / "memory" / path.lstrip("/") / "memory.limit_in_bytes"
+        else:
+            continue
+        try:
+            text = candidate.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # v2 says "max" where unlimited, v1 a number near 2**63
+            limits.append(int(text))
+    return min(limits) if limits else None
+
+
+def memory_available() -> int:
+    """Bytes of memory this process may use: physical memory, or its control group's limit where lower."""
+    known = [m for m in (_physical_memory(), _cgroup_limit()) if m]
+    return min(known) if known else 0
+
+
+ASK_FROM_BYTES = memory_available() // 4
 
 
 def _mmap_of(array: np.ndarray) -> mmap.mmap | None:

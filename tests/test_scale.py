@@ -547,6 +547,7 @@ def test_a_search_asks_for_its_rows_pages_before_it_gathers_them(
     assert int(table.ids.sum()) == n * (n - 1) // 2  # the ids read first: the search looks them up
     rows = np.arange(0, n, 1000)  # 80 scattered rows
     before = read_from_disk()
+    monkeypatch.setattr(paging, "ASK_FROM_BYTES", 1 << 30)  # a quarter of 4 GB, whatever this machine has
     will_need(table.vectors, rows)  # an 80 MB file: the page cache keeps it, asking would only cost
     assert read_from_disk() == before
     monkeypatch.setattr(paging, "ASK_FROM_BYTES", 0)  # as a file larger than a quarter of memory
@@ -565,6 +566,32 @@ def test_a_search_asks_for_its_rows_pages_before_it_gathers_them(
     table.similarities(rows[::-1], np.ones(dim, np.float32))  # a re-scoring asks, however its rows are ordered
     table.similarities(np.arange(100, 300), np.ones(dim, np.float32))  # a scan's dense rows read ahead instead
     assert asked_for == [80]
+
+
+def test_tables_are_asked_in_from_a_quarter_of_the_memory_a_control_group_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process in an 8 GB memory cgroup on a larger machine judges a table by its 8 GB: gated's 2.6 GB
+    fused table at 10M was never asked in there (148 ms p50 with cold tables, scale_10m.md)."""
+    from storage import paging
+
+    sys_root, proc = tmp_path / "cgroup", tmp_path / "proc-self-cgroup"
+    (sys_root / "memory" / "jobs" / "search").mkdir(parents=True)
+    (sys_root / "memory" / "jobs" / "search" / "memory.limit_in_bytes").write_text(f"{8 << 30}\n")
+    proc.write_text("5:cpu,cpuacct:/jobs/search\n4:memory:/jobs/search\n")
+    assert paging._cgroup_limit(proc, sys_root) == 8 << 30  # v1
+    (sys_root / "api").mkdir()
+    (sys_root / "api" / "memory.max").write_text("max\n")
+    proc.write_text("0::/api\n")
+    assert paging._cgroup_limit(proc, sys_root) is None  # v2, unlimited
+    (sys_root / "api" / "memory.max").write_text(f"{2 << 30}\n")
+    assert paging._cgroup_limit(proc, sys_root) == 2 << 30  # v2
+    assert paging._cgroup_limit(tmp_path / "absent", sys_root) is None
+    monkeypatch.setattr(paging, "_physical_memory", lambda: 24 << 30)
+    monkeypatch.setattr(paging, "_cgroup_limit", lambda: 8 << 30)
+    assert paging.memory_available() == 8 << 30
+    monkeypatch.setattr(paging, "_cgroup_limit", lambda: 1 << 62)  # v1's "unlimited"
+    assert paging.memory_available() == 24 << 30
 
 
 def test_numpy_and_torch_casts_of_a_table_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
