@@ -49,7 +49,10 @@ def _cgroup_limit(proc: Path = Path("/proc/self/cgroup"), root: Path = Path("/sy
         return None
     limits = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        parts = line.split(":", 2)  # hierarchy:controllers:path
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
         if controllers == "":  # v2: one unified hierarchy
             candidate = root / path.lstrip("/") / "memory.max"
         elif "memory" in controllers.split(","):
