@@ -55,6 +55,13 @@ def synthetic_space(folder: Path, n: int, dim: int = 512, missing: float = 0.2, 
     return VectorSpace(FIELDS, storage, generation=1)
 
 
+def memory() -> dict[str, float]:
+    """This process's peak resident set and its resident file pages and anonymous memory now, in MiB."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    mib = {key: int(status[key].split()[0]) / 1024 for key in ("VmHWM", "VmRSS", "RssAnon", "RssFile")}
+    return {"peak_rss_mb": round(mib["VmHWM"]), **{f"{k.lower()}_mb": round(v) for k, v in mib.items() if k != "VmHWM"}}
+
+
 def percentiles(seconds: list[float]) -> dict[str, float]:
     ordered = sorted(seconds)
     return {

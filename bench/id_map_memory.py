@@ -20,14 +20,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import percentiles
+from common import memory, percentiles
 
 LAYOUTS = ("lists", "IndexIDMap2")
-
-
-def anonymous_mb() -> float:
-    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return int(status["RssAnon"].split()[0]) / 1024
 
 
 def build(path: Path, layout: str, count: int, dim: int, factory: str) -> None:
@@ -50,9 +45,9 @@ def build(path: Path, layout: str, count: int, dim: int, factory: str) -> None:
 def load(path: Path, dim: int) -> dict[str, float]:
     from storage.faiss_store import FaissStore
 
-    before = anonymous_mb()
+    before = memory()["rssanon_mb"]
     store = FaissStore.load(path)
-    held = anonymous_mb() - before
+    held = memory()["rssanon_mb"] - before
     queries = np.random.default_rng(1).standard_normal((200, dim), np.float32)
     times = []
     for q in queries:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import FIELDS, ROOT, percentiles, running_top, write_report
+from common import FIELDS, ROOT, memory, percentiles, running_top, write_report
 
 from storage import VectorStorage
 from storage.faiss_store import FaissBackend
@@ -184,12 +184,6 @@ def make_strategy(name: str, work: Path):
 
 
 # -- phases, each in a process of its own ----------------------------------------------------------------------
-def memory() -> dict[str, float]:
-    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    mib = {key: int(status[key].split()[0]) / 1024 for key in ("VmHWM", "VmRSS", "RssAnon", "RssFile")}
-    return {"peak_rss_mb": round(mib["VmHWM"]), **{f"{k.lower()}_mb": round(v) for k, v in mib.items() if k != "VmHWM"}}
-
-
 def phase_build(work: Path, name: str) -> dict[str, Any]:
     strategy = make_strategy(name, work)
     space = open_space(work)

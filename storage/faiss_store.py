@@ -121,6 +121,9 @@ class FaissStore(VectorStore):
         base = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         self.index: faiss.Index = base if holds_ids(base) else faiss.IndexIDMap2(base)
         self._on_gpu = False
+        # an IndexIDMap2 around an inverted file (files written before `holds_ids`): a removal compacts the
+        # wrapper's ids but not the lists' row numbers, so every later answer past it named a wrong item
+        self._renumbers_on_removal = False
 
     # -- building -----------------------------------------------------------------------------
     @classmethod
@@ -174,7 +177,7 @@ class FaissStore(VectorStore):
             self.index.add_with_ids(vectors, np.ascontiguousarray(ids, np.int64))
 
     def remove(self, ids: np.ndarray) -> int:
-        if self.wraps_lists():
+        if self._renumbers_on_removal:
             raise CorruptArtifactError(
                 f"index {self.factory!r} was written by an earlier version, whose removals renumber its ids "
                 "(FAISS's IndexIDMap2 around an inverted file); rebuild it from the vector tables: "
@@ -182,13 +185,6 @@ class FaissStore(VectorStore):
             )
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, np.int64))
         return int(self.index.remove_ids(selector))
-
-    def wraps_lists(self) -> bool:
-        """Whether an IndexIDMap2 holds the ids of an inverted file (the layout before `holds_ids`): removing
-        from one compacts the wrapper's ids but leaves the lists' row numbers, so every later answer
-        after the first removed row named the wrong item."""
-        cpu: Any = faiss.index_gpu_to_cpu(self.index) if self._on_gpu else self.index
-        return isinstance(cpu, faiss.IndexIDMap2) and holds_ids(cpu.index)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -200,8 +196,8 @@ class FaissStore(VectorStore):
             return faiss.vector_to_array(cpu.id_map).copy()
         lists: Any = faiss.extract_index_ivf(cpu).invlists
         sizes = [lists.list_size(n) for n in range(lists.nlist)]
-        parts = [faiss.rev_swig_ptr(lists.get_ids(n), size).copy() for n, size in enumerate(sizes) if size]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        views = [faiss.rev_swig_ptr(lists.get_ids(n), size) for n, size in enumerate(sizes) if size]
+        return np.concatenate(views) if views else np.zeros(0, np.int64)  # one copy of the lists' ids
 
     # -- searching ------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -259,6 +255,7 @@ class FaissStore(VectorStore):
         store.dim, store.factory, store.header = int(header["dim"]), str(header["factory"]), header
         store.index = read_index(Path(path), arrays["faiss"])
         store._on_gpu = False
+        store._renumbers_on_removal = isinstance(store.index, faiss.IndexIDMap2) and holds_ids(store.index.index)
         store.set_nprobe()
         return store
 
