@@ -98,36 +98,20 @@ def browser():
     driver.quit()
 
 
-def wait_idle(driver, timeout: float = 120) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    time.sleep(0.5)  # let a rerun start before waiting for it to end
-    WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, READY)))
-
-
 def test_a_person_searches_and_sees_every_method(server: str, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.get(server)
-    wait_idle(browser)
-    browser.save_screenshot(str(SHOTS / "01-empty-query.png"))
-    assert "any mix works" in browser.find_element(By.TAG_NAME, "body").text
-
     settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
+    browser.save_screenshot(str(SHOTS / "01-empty-query.png"))
+    assert "any mix works" in body_text(browser)
+
     box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]')
     box.send_keys("the digit three", Keys.ENTER)
-    wait_idle(browser)
-    audio = browser.find_element(
-        By.XPATH, '//*[@data-testid="stFileUploader"][.//*[normalize-space(text())="Audio clip"]]//input[@type="file"]'
-    )
-    audio.send_keys(str(recording(3)))
-    wait_idle(browser)
-    time.sleep(1)
-    wait_idle(browser)
+    settle(browser, lambda d: "late" in grid_methods(d))
+    upload_audio(browser, recording(3))
     show_cards(browser)
     body = browser.find_element(By.TAG_NAME, "body").text
     browser.save_screenshot(str(SHOTS / "02-results.png"))
@@ -143,14 +127,63 @@ def test_a_person_searches_and_sees_every_method(server: str, browser) -> None:
 
 
 def settle(driver, ready, timeout: float = 60) -> float:
-    """Seconds until `ready(driver)` holds and the script has stopped: what a person waits for."""
+    """Seconds until `ready(driver)` holds and the script has stopped: what a person waits for. Every wait
+    of these tests is one of these, on what the page shows, never a fixed sleep."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         if ready(driver) and driver.find_elements(By.CSS_SELECTOR, READY):
             return time.perf_counter() - started
         time.sleep(0.02)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SHOTS / "unsettled.png"))
     raise AssertionError(f"the page did not settle within {timeout} s; captions: {captions(driver)[:500]}")
+
+
+def body_text(driver) -> str:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return driver.find_element(By.TAG_NAME, "body").text
+    except StaleElementReferenceException:
+        return ""
+
+
+def upload_audio(driver, path: Path) -> None:
+    """Give the query an audio clip and wait until the page has searched with it (its query line names it)."""
+    audio = driver.find_element(
+        By.XPATH, '//*[@data-testid="stFileUploader"][.//*[normalize-space(text())="Audio clip"]]//input[@type="file"]'
+    )
+    audio.send_keys(str(path))
+    settle(driver, lambda d: re.search(r"Query:[^\n]*audio", body_text(d)))
+
+
+def visible(driver, css: str):
+    """The element as a person reaches it: scrolled into the middle of the window and clickable (no open
+    list or popover over it)."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    element = driver.find_element(By.CSS_SELECTOR, css)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    return WebDriverWait(driver, 30).until(ec.element_to_be_clickable(element))
+
+
+def close_picker(driver) -> None:
+    """Close the method picker's list as a person does (Escape, else a click on the page's title) and wait
+    until no option of it is shown: an open list covers the sliders below it."""
+    from selenium.webdriver.common.keys import Keys
+
+    def closed(d) -> bool:  # asked in one script: elements a rerun replaces never go stale mid-check
+        return d.execute_script(
+            "return ![...document.querySelectorAll('[role=option]')].some(o => o.getClientRects().length)"
+        )
+
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    try:
+        settle(driver, closed, timeout=5)
+    except AssertionError:
+        driver.find_element(By.CSS_SELECTOR, "h1").click()
+        settle(driver, closed, timeout=30)
 
 
 def show_cards(driver) -> None:
@@ -182,6 +215,14 @@ def headers(driver) -> list[str]:
     return _texts(driver, "h3")
 
 
+def chosen_methods(driver) -> list[str]:
+    """The methods chosen in the sidebar's picker (its tags), read in one script so none goes stale."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('[data-testid=stSidebar] [data-testid=stMultiSelect] [data-tag]')]"
+        ".map(t => t.getAttribute('aria-label'))"
+    )
+
+
 def grid_methods(driver) -> list[str]:
     """The methods the compact comparison shows, in its header row."""
     return _texts(driver, "table.cmp-grid tr:first-child th")
@@ -203,28 +244,24 @@ def test_a_weight_change_or_an_added_method_shows_and_is_timed(server: str, brow
     settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
     browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("the digit three", Keys.ENTER)
     settle(browser, lambda d: "late" in grid_methods(d))
-    wait_idle(browser)
     if view == "cards":
         show_cards(browser)
-        wait_idle(browser)
     timings: dict[str, list[float]] = {"weight": [], "method": []}
     for step in range(3):
-        thumb = browser.find_element(By.CSS_SELECTOR, 'input[type="range"][aria-label="text"]')
+        thumb = visible(browser, 'input[type="range"][aria-label="text"]')
         before = thumb.get_attribute("aria-valuetext")
         thumb.send_keys(Keys.LEFT)
         wanted = f"text×{float(before) - 0.05:.2f}"
         timings["weight"].append(settle(browser, lambda d, wanted=wanted: wanted in captions(d)))
         print(f"text weight {before} -> {wanted}: {timings['weight'][-1]:.2f} s")
-        wait_idle(browser)
         name = ("hybrid", "gated", "cross_attention")[step]
-        box = browser.find_element(By.CSS_SELECTOR, '[data-testid="stMultiSelect"] input')
+        box = visible(browser, '[data-testid="stMultiSelect"] input')
         box.send_keys(name)  # typing filters the options in the browser: timed from Enter, as a person waits
         settle(browser, lambda d, name=name: [o for o in _texts(d, '[role="option"]') if o == name])
         box.send_keys(Keys.ENTER)
         timings["method"].append(settle(browser, lambda d, name=name: name in shown(d)))
         print(f"added {name}: {timings['method'][-1]:.2f} s")
-        box.send_keys(Keys.ESCAPE)
-        wait_idle(browser)
+        close_picker(browser)
     print(
         f"\nbrowser timings, {view} view (s): {timings}"
     )  # each settle() above fails the test if its change never shows

@@ -5,13 +5,21 @@ shows (in data/screenshots/; SCREENSHOT_DIR=docs/screenshots retakes the README'
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import recording
-from test_browser import browser, captions, needs_chromium, run_app, settle, wait_idle  # noqa: F401 (browser is a fixture)
+from test_browser import (  # noqa: F401 (browser is a fixture)
+    body_text,
+    browser,
+    chosen_methods,
+    close_picker,
+    needs_chromium,
+    run_app,
+    settle,
+    upload_audio,
+)
 
 pytestmark = [pytest.mark.datasets, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +59,6 @@ def test_first_run_builds_the_demo_and_compares_three_methods(empty_server: str,
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.set_window_size(1600, 1000)
     browser.get(empty_server)
-    wait_idle(browser)
     build = WebDriverWait(browser, 60).until(
         ec.element_to_be_clickable((By.XPATH, '//button[.//*[normalize-space(text())="Build the demo collection"]]'))
     )
@@ -59,24 +66,19 @@ def test_first_run_builds_the_demo_and_compares_three_methods(empty_server: str,
     build.click()
     # the build's run ends, then st.rerun() opens the Search page: between the two the app is briefly idle,
     # so wait for the page itself (settle fails the test if it never opens)
-    built = settle(browser, lambda d: "any mix works" in d.find_element(By.TAG_NAME, "body").text, timeout=900)
+    built = settle(browser, lambda d: "any mix works" in body_text(d), timeout=900)
     assert_no_exception(browser)
 
     chooser = WebDriverWait(browser, 180).until(
         ec.element_to_be_clickable((By.CSS_SELECTOR, '[data-testid="stSidebar"] [data-testid="stMultiSelect"] input'))
     )
     chooser.send_keys("cross_attention", Keys.ENTER)
-    wait_idle(browser)
+    settle(browser, lambda d: "cross_attention" in chosen_methods(d))
+    close_picker(browser)
     browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("the digit seven", Keys.ENTER)
-    first_search = settle(browser, lambda d: "Searched 3 method(s)" in browser.find_element(By.TAG_NAME, "body").text)
+    first_search = settle(browser, lambda d: "Searched 3 method(s)" in body_text(d))
     caption = next(e.text for e in browser.find_elements(By.TAG_NAME, "p") if e.text.startswith("Searched "))
-    audio = browser.find_element(
-        By.XPATH, '//*[@data-testid="stFileUploader"][.//*[normalize-space(text())="Audio clip"]]//input[@type="file"]'
-    )
-    audio.send_keys(str(recording(7, "nicolas", 0)))
-    wait_idle(browser)
-    time.sleep(1)
-    wait_idle(browser)
+    upload_audio(browser, recording(7, "nicolas", 0))
     assert_no_exception(browser)
     print(f"\ndemo build ({DEMO_LIMIT} items, trained): {built:.1f} s; first search: {first_search:.2f} s ({caption})")
 
@@ -86,19 +88,24 @@ def test_first_run_builds_the_demo_and_compares_three_methods(empty_server: str,
     assert len(late) == len(gated) == len(attention) == 10 and all(late + gated + attention)
     assert late != gated and late != attention and gated != attention, "three methods, three different lists"
     grid = browser.find_element(By.CSS_SELECTOR, "table.cmp-grid")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -90)", grid)
-    time.sleep(0.5)
+    browser.execute_script(
+        "arguments[0].scrollIntoView({block: 'start', behavior: 'instant'}); window.scrollBy(0, -90)", grid
+    )
     browser.save_screenshot(str(SHOTS / "first-run-2-comparison.png"))
     assert grid.rect["height"] < 700, "ten rows of three methods fit one 1600x1000 screen"
 
     choices = '//*[@data-testid="stButtonGroup"][.//*[contains(text(), "late")]]//button'
     WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.XPATH, choices)))
     assert [b.text.strip() for b in browser.find_elements(By.XPATH, choices)] == ["late", "gated", "cross_attention"]
-    for n, shot in ((1, "first-run-3-why-gated.png"), (2, "first-run-4-why-attention.png")):
-        button = browser.find_elements(By.XPATH, choices)[n]
-        browser.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -90)", button)
+    active = '[data-testid="stButtonGroup"] button[aria-checked="true"]'  # the choice a screen reader announces
+    for name, shot in (("gated", "first-run-3-why-gated.png"), ("cross_attention", "first-run-4-why-attention.png")):
+        button = next(b for b in browser.find_elements(By.XPATH, choices) if b.text.strip() == name)
+        browser.execute_script(
+            "arguments[0].scrollIntoView({block: 'start', behavior: 'instant'}); window.scrollBy(0, -90)", button
+        )
         button.click()
-        wait_idle(browser)
-        time.sleep(1)
+        settle(
+            browser, lambda d, name=name: [b.text.strip() for b in d.find_elements(By.CSS_SELECTOR, active)] == [name]
+        )
         browser.save_screenshot(str(SHOTS / shot))
     assert_no_exception(browser)

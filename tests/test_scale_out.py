@@ -14,6 +14,7 @@ from test_reliability import (
     ROOT,
     assert_kills_landed,
     check_consistent,
+    indexer_args,
     indexer_command,
     kill_mid_run,
     media_manifest,
@@ -102,16 +103,11 @@ def test_killing_a_ray_run_loses_nothing(ray_address: str, tmp_path: Path, monke
     items = 300
     manifest = media_manifest(tmp_path / "collection", items)
     url = f"sqlite:///{tmp_path}/kill.db"
-    command = indexer_command(manifest, url, "--executor", "ray", "--vector-backend", f"milvus:{tmp_path}/m.db")
+    args = indexer_args(manifest, url, "--executor", "ray", "--vector-backend", f"milvus:{tmp_path}/m.db")
     rng = random.Random(3)
-    kills = []
-    for _ in range(2):
-        after = kill_mid_run(command, url, rng, max_delay=0.3)
-        if after is None:
-            break
-        kills.append(after)
-    assert_kills_landed(kills, mid_write=2, assets=2 * items)
-    final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    kills = [kill_mid_run(args, url, rng) for _ in range(2)]
+    assert_kills_landed(kills, assets=2 * items)
+    final = subprocess.run(indexer_command(args), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
     assert check_consistent(url, expected_items=items) == {"image": items, "audio": items}
     engine = SearchEngine.open(url)
