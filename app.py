@@ -27,6 +27,7 @@ def build_demo(url: str) -> None:
     import os
     from pathlib import Path
 
+    from indexer.datasets import DatasetsMissingError
     from indexer.demo import DemoSpec, index_demo
     from storage import sqlite_path
 
@@ -45,9 +46,9 @@ def build_demo(url: str) -> None:
                 bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done}/{total}")
 
             index_demo(url, out, spec=DemoSpec(limit=int(limit) if limit else None), progress=report)
-        except FileNotFoundError as exc:
-            status.update(label="The demo needs the shared datasets", state="error")
-            st.error(str(exc))
+        except DatasetsMissingError as exc:
+            status.update(label="The demo needs the digits datasets", state="error")
+            st.text(str(exc))
             return
         status.update(label="Demo collection ready", state="complete")
     collections.clear()

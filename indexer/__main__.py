@@ -145,12 +145,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 
-    manifest = build_digits_manifest(args.out, args.datasets, DemoSpec(seed=args.seed, limit=args.limit))
+    root = datasets_dir(args.datasets, fetch=True)
+    manifest = build_digits_manifest(args.out, root, DemoSpec(seed=args.seed, limit=args.limit))
     print(f"wrote {manifest}")
     if args.no_index:
         return 0
     args.path = str(manifest)
-    args.extra_roots = [datasets_dir(args.datasets)]
+    args.extra_roots = [root]
     status = cmd_index(args)
     if status == 0 and not args.no_train:
         _train_demo(args)
@@ -255,7 +256,10 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         _common(parser)
         _index_options(parser)
         parser.add_argument("--out", default="data/digits", help="where the manifest is written")
-        parser.add_argument("--datasets", help="the shared datasets folder (default ../shared/datasets)")
+        parser.add_argument(
+            "--datasets",
+            help="the digits datasets' folder (default: ../shared/datasets, else data/datasets, fetched there once)",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--limit", type=checks.positive_int(), help="number of items (default: all 2,000)")
         parser.add_argument("--no-index", action="store_true", help="only write the manifest")

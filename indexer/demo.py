@@ -6,7 +6,7 @@ only the speaker, so text is not always decisive. Items keep `digit`, `speaker` 
 speakers george, jackson, lucas with MNIST indices below 2500 are `train`; nicolas with 2500 and up
 are `test`, the split the fusion benchmark uses.
 
-The media stay in ../shared/datasets (never copied): the manifest points at them by relative path.
+The media stay where `indexer.datasets` finds them (never copied): the manifest points at them by relative path.
 Attribution: FSDD (CC BY-SA 4.0, github.com/Jakobovski/free-spoken-digit-dataset, Zenodo
 10.5281/zenodo.1342401); MNIST (Y. LeCun, C. Cortes, C. J. C. Burges), CC BY-SA 3.0.
 """
@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from indexer.datasets import datasets_dir
+
 if TYPE_CHECKING:
     from indexer.pipeline import IndexSummary
     from retrieval import SearchEngine
     from retrieval.train import TrainResult
 
-DEFAULT_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TRAIN_SPEAKERS = ("george", "jackson", "lucas")
 TEST_SPEAKER = "nicolas"
@@ -60,13 +61,6 @@ class DemoSpec:
     text_rate: float = 0.5
     seed: int = 0
     limit: int | None = None  # number of items; None = one per recording (2,000)
-
-
-def datasets_dir(explicit: str | Path | None = None) -> Path:
-    path = Path(explicit or os.environ.get("DIGITS_DATASETS") or DEFAULT_DATASETS)
-    if not (path / "fsdd" / "recordings").is_dir() or not (path / "mnist" / "images").is_dir():
-        raise FileNotFoundError(f"{path}: expected fsdd/recordings and mnist/images (see ../shared/datasets/README.md)")
-    return path
 
 
 def _text_for(rng: random.Random, digit: int, speaker: str) -> str:
@@ -174,8 +168,9 @@ def index_demo(
     `train STRATEGY` counted in epochs."""
     from indexer.pipeline import Indexer
 
-    manifest = build_digits_manifest(out_dir, datasets, spec)
-    summary = Indexer(url, collection).run(manifest, progress=progress, roots=[datasets_dir(datasets)])
+    root = datasets_dir(datasets, fetch=True)
+    manifest = build_digits_manifest(out_dir, root, spec)
+    summary = Indexer(url, collection).run(manifest, progress=progress, roots=[root])
     if train:
         train_demo(url, out_dir, collection, epochs, progress)
     return summary
