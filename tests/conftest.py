@@ -4,27 +4,54 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+import synthetic_media
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The real media (spoken and handwritten digits); DIGITS_DATASETS moves it, as it does for the demo.
-DATASETS = Path(os.environ.get("DIGITS_DATASETS") or ROOT.parent / "shared" / "datasets")
+# The media the tests index: the real spoken and handwritten digits (../shared/datasets; DIGITS_DATASETS
+# moves them, as for the demo), or, where they are absent or RETRIEVAL_TEST_MEDIA=synthetic, a small collection
+# of the same layout made at test time (tests/synthetic_media.py). Tests that judge real media (quality,
+# golden rankings, the datasets' checksums) are marked `real_media` and skip on the synthetic one.
+REAL_DATASETS = Path(os.environ.get("DIGITS_DATASETS") or ROOT.parent / "shared" / "datasets")
+SYNTHETIC = Path(tempfile.gettempdir()) / f"retrieval-test-media-v{synthetic_media.VERSION}"
+REAL = os.environ.get("RETRIEVAL_TEST_MEDIA", "real") != "synthetic" and (REAL_DATASETS / "fsdd").is_dir()
+DATASETS = REAL_DATASETS if REAL else SYNTHETIC
+# What the demo code, the CLIs and the app's server read, in this process and every one it starts (pytest-xdist
+# workers too, which then make the same choice).
+os.environ["RETRIEVAL_TEST_MEDIA"] = "real" if REAL else "synthetic"
+if not REAL:
+    os.environ["DIGITS_DATASETS"] = str(SYNTHETIC)
 FSDD = DATASETS / "fsdd" / "recordings"
 MNIST = DATASETS / "mnist" / "images"
 
 
-def require_datasets() -> Path:
-    """Skip the calling test (or every test of the calling fixture) when the shared datasets are absent.
+def pytest_configure(config: pytest.Config) -> None:
+    """Make the synthetic collection once per machine (under a lock: every pytest-xdist worker asks)."""
+    from filelock import FileLock
 
-    Tests are gated one by one, where they touch real media, so the tiny-model and synthetic tests of a
-    module still run without ../shared/datasets.
-    """
-    if not (FSDD.is_dir() and MNIST.is_dir()):
-        pytest.skip(f"{DATASETS} not found (set DIGITS_DATASETS)")
+    if REAL:
+        return
+    with FileLock(f"{SYNTHETIC}.lock"):
+        if not (SYNTHETIC / "complete").exists():
+            shutil.rmtree(SYNTHETIC, ignore_errors=True)  # one a killed run left half made
+            synthetic_media.build(SYNTHETIC)
+            (SYNTHETIC / "complete").touch()
+
+
+def require_datasets() -> Path:
+    """The media folder (real or synthetic): every test that indexes media calls it, so the name stays."""
+    return DATASETS
+
+
+def require_real_media() -> Path:
+    """Skip the calling test where the media are synthetic: it judges what real media give."""
+    if not REAL:
+        pytest.skip(f"needs the real datasets ({REAL_DATASETS}); the synthetic media stand in here")
     return DATASETS
 
 
@@ -72,10 +99,10 @@ def pytest_collection_modifyitems(config, items):
     # Slow tests first in every worker's share, so the long ones start while the short ones fill the gaps,
     # instead of one long test running alone at the end of the suite.
     items[:] = deal_slow_tests(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-    if not DATASETS.is_dir():
-        skip = pytest.mark.skip(reason=f"{DATASETS} not found")
+    if not REAL:
+        skip = pytest.mark.skip(reason=f"needs the real datasets ({REAL_DATASETS}); the media here are synthetic")
         for item in items:
-            if "datasets" in item.keywords:
+            if "real_media" in item.keywords:
                 item.add_marker(skip)
 
 
@@ -150,7 +177,7 @@ def postgres_url() -> str:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same test on SQLite (a file) and on PostgreSQL: any SQLAlchemy URL must work the same way."""
     if request.param == "sqlite":

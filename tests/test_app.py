@@ -348,6 +348,7 @@ def test_an_empty_audio_upload_gets_a_message(app: AppTest) -> None:
     assert app.error and "empty (0 bytes)" in app.error[0].value and "silence.wav" in app.error[0].value
 
 
+@pytest.mark.slow
 def test_evaluation_names_the_best_method_and_significance(app: AppTest) -> None:
     """Item 7: progress by stage, p-values people can read, the best method marked."""
     app.sidebar.multiselect(key="methods").set_value(["late", "early", "hybrid"])

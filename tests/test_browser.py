@@ -98,6 +98,7 @@ def browser():
     driver.quit()
 
 
+@pytest.mark.real_media  # both inputs weigh in on real digits; adaptive weighting may drop a synthetic clip
 def test_a_person_searches_and_sees_every_method(server: str, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

@@ -89,6 +89,7 @@ def test_item_ids_are_64_bit(db_url: str, tmp_path: Path) -> None:
         assert session.scalar(select(Item.id).filter_by(key="big")) == big
 
 
+@pytest.mark.slow
 @pytest.mark.datasets
 def test_index_reindex_and_search(db_url: str, small_folder: Path, tmp_path: Path) -> None:
     from conftest import mnist_image

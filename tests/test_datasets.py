@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FSDD, MNIST, require_datasets
+from conftest import FSDD, MNIST, require_real_media
 from PIL import Image
 
 from indexer import datasets
@@ -45,7 +45,7 @@ def write_mirror(
 def test_the_datasets_are_fetched_from_a_mirror_file_for_file(tmp_path: Path) -> None:
     """A mirror built from the shared copies (what the public homes serve): the fetched tree is the shared
     one, recording for recording and pixel for pixel, and nothing outside the listed names is written."""
-    require_datasets()
+    require_real_media()
     recordings = {p.name: p.read_bytes() for p in sorted(FSDD.glob("*.wav"))}
     recordings["0_theo_0.wav"] = b"another speaker, not used by the demo"
     pngs = sorted(MNIST.glob("*.png"))

@@ -191,6 +191,7 @@ def test_search_opens_on_late_and_the_best_learned_in_the_grid(app: AppTest) -> 
     assert len([b for b in app.button if b.label == "Search with this item"]) == 30
 
 
+@pytest.mark.slow
 def test_strategies_page_measures_every_method(app: AppTest) -> None:
     app.sidebar.radio(key="page").set_value("Strategies").run()
     app.slider(key="report_per_kind").set_value(3)
@@ -204,6 +205,7 @@ def test_strategies_page_measures_every_method(app: AppTest) -> None:
     assert len(app.get("vega_lite_chart")) == 3
 
 
+@pytest.mark.slow
 def test_report_cli_writes_table_and_charts(
     trained_demo: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -48,6 +48,7 @@ def rankings(ui_demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     return out
 
 
+@pytest.mark.real_media  # rankings recorded on the real digits
 def test_top10_of_every_strategy_matches_the_golden_file(rankings: dict[str, list[list[object]]]) -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(exist_ok=True)

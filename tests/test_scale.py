@@ -332,6 +332,7 @@ def test_learned_fused_vectors_are_stored_once_and_reused_by_a_new_process(
         create_strategy("gated", checkpoint=checkpoint).search(newer, query, 10)
 
 
+@pytest.mark.slow
 def test_loading_an_index_holds_it_once_and_a_damaged_one_is_rebuilt(tmp_path: Path) -> None:
     """A search process loads its indexes: read from the file a block at a time, the peak is the index and a
     block, not the file's pages, a copy of them and the index (~3x the file with `faiss.deserialize_index`)."""
@@ -468,6 +469,7 @@ def test_code_bits_read_the_codes_not_a_rotation_and_a_gpu_shortlist_stays_withi
     assert store.shortlist(10) == 2048
 
 
+@pytest.mark.slow
 def test_a_unit_list_is_100_up_to_millions_of_items_and_then_one_per_25000(tmp_path: Path) -> None:
     """The real rule on real tables (4-d, exact indexes): 800k items a field (the 1M benchmark's) keep 100
     candidates a unit, as before; 3M give 120."""

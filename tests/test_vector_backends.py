@@ -32,7 +32,7 @@ def spec_for(kind: str, tmp_path: Path) -> str:
     return "faiss" if kind == "faiss" else f"milvus:{tmp_path / 'milvus.db'}"
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=["faiss", pytest.param("milvus", marks=pytest.mark.server)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path):
     return open_backend(spec_for(request.param, tmp_path), tmp_path / "indexes")
 
@@ -221,6 +221,7 @@ def _stored(backend) -> list[str]:
     return [str(path) for path in sorted(backend.index_dir.glob("*.faiss.safetensors"))]
 
 
+@pytest.mark.server
 def test_milvus_drops_older_generations_and_maps_factories(tmp_path: Path) -> None:
     backend = MilvusBackend(str(tmp_path / "m.db"))
     ids, x = np.arange(40), unit_rows(40, 8)
@@ -241,6 +242,7 @@ def test_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:
         open_backend("redis:x", tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.datasets
 def test_every_strategy_gives_the_same_results_on_both_backends(small_folder: Path, tmp_path: Path) -> None:
     from conftest import mnist_image, recording
