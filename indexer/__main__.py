@@ -232,8 +232,46 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_copy(args: argparse.Namespace) -> int:
+    from storage.copying import copy_database
+
+    vector_dir = Path(args.vector_dir) if args.vector_dir else None
+    copy = copy_database(args.db, args.to, vector_dir, None if args.quiet else TqdmProgress())
+    print(f"copied {args.db} with its vectors to {copy.url} (its own id {copy.uid[:12]}; the original is untouched)")
+    return 0
+
+
+def cmd_relocate(args: argparse.Namespace) -> int:
+    from storage.copying import relocate
+
+    for name, folder in relocate(args.db, Path(args.vector_dir) if args.vector_dir else None):
+        print(f"collection {name!r}: vectors at {folder}")
+    return 0
+
+
 def build_parser(command: str) -> argparse.ArgumentParser:
-    if command == "status":
+    if command == "copy":
+        parser = argparse.ArgumentParser(
+            prog="python -m indexer copy",
+            description="Copy a database with its vectors into a new database (any SQLAlchemy URL), consistently: "
+            "every collection's writer lock is held meanwhile. A file copy of a database shares the original's "
+            "vectors and is refused.",
+        )
+        parser.add_argument("--db", default=DEFAULT_DB, help=f"the database to copy (default {DEFAULT_DB})")
+        parser.add_argument("--to", required=True, help="the new database's SQLAlchemy URL (empty or not there yet)")
+        parser.add_argument("--vector-dir", help="where the copy's vectors go (default: beside an SQLite file)")
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        parser.set_defaults(func=cmd_copy)
+    elif command == "relocate":
+        parser = argparse.ArgumentParser(
+            prog="python -m indexer relocate",
+            description="After moving a database (and, with it, its vector folders): pair it with its folders "
+            "again, found where they were recorded or in --vector-dir (default: beside an SQLite file).",
+        )
+        parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLAlchemy URL (default {DEFAULT_DB})")
+        parser.add_argument("--vector-dir", help="the folder the vector folders were moved into")
+        parser.set_defaults(func=cmd_relocate)
+    elif command == "status":
         parser = argparse.ArgumentParser(
             prog="python -m indexer status", description="What is indexed, and what was skipped."
         )
@@ -271,7 +309,10 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     else:
         parser = argparse.ArgumentParser(
             prog="python -m indexer",
-            description=("Index a folder or a manifest (.csv/.jsonl). Other commands: `status`, `check`, `demo`."),
+            description=(
+                "Index a folder or a manifest (.csv/.jsonl). Other commands: `status`, `check`, `demo`, `copy`, "
+                "`relocate`."
+            ),
         )
         parser.add_argument("path", help="a folder, or a manifest with id,image,audio,text columns")
         _common(parser)
@@ -282,7 +323,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and argv[0] in ("status", "check", "demo") else "index"
+    command = argv[0] if argv and argv[0] in ("status", "check", "demo", "copy", "relocate") else "index"
     args = build_parser(command).parse_args(argv[1:] if command != "index" else argv)
     return run_command(args.func, args)
 

@@ -122,7 +122,7 @@ class Indexer:
         self.encoders: dict[str, Encoder] = {}
         self.collection = self._open_collection(profile, vector_dir, vector_backend)
         self.profile = Profile.from_dict(self.collection.profile)
-        self.storage = collection_storage(self.db, self.collection)
+        self.storage = collection_storage(self.db, self.collection, write=True)
 
     # -- set-up ------------------------------------------------------------------------------------
     def _open_collection(

@@ -18,6 +18,7 @@ from storage.db import Database
 from storage.errors import StorageError
 from storage.faiss_store import Rows
 from storage.models import Asset, Collection, IndexBuild, Item
+from storage.pairing import check_pair
 from storage.vector_store import StoreBackend, VectorStore, open_backend
 from storage.vectors import VectorStorage
 
@@ -27,8 +28,10 @@ def owner_of(db: Database, collection_id: int) -> str:
     return f"{db.uid}/{collection_id}"
 
 
-def collection_storage(db: Database, collection: Collection) -> VectorStorage:
-    """A collection's vector tables, refusing any that another collection or database wrote."""
+def collection_storage(db: Database, collection: Collection, write: bool = False) -> VectorStorage:
+    """A collection's vector tables, refusing any that another collection or database wrote, and refusing a
+    copy of the database that owns them (`storage.pairing`); a writer pairs a folder made before pairing."""
+    check_pair(db, Path(collection.vector_dir), collection.name, write)
     return VectorStorage(Path(collection.vector_dir), owner=owner_of(db, collection.id))
 
 

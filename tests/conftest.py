@@ -218,18 +218,14 @@ def ui_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def copy_demo(demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A private copy of a session's demo, for a test that writes to it: no other test sees what it wrote,
-    so tests pass in any order and on any pytest-xdist worker. The copy sits at the same depth as the
-    original, so the manifest's relative paths into the shared datasets still hold."""
-    from sqlalchemy import func, update
-
-    from storage import Collection, Database
+    so tests pass in any order and on any pytest-xdist worker. The database is copied with its vectors as a
+    person would (`indexer copy`); the manifest and queries beside it are copied at the same depth, so their
+    relative paths into the datasets still hold."""
+    from storage.copying import copy_database
 
     source = Path(demo["root"])
     folder = tmp_path_factory.mktemp("own-demo")
-    shutil.copytree(source, folder, dirs_exist_ok=True)
+    shutil.copytree(source, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("demo.db", "demo.vectors"))
     copy = {k: v.replace(str(source), str(folder)) for k, v in demo.items()}
-    with Database(copy["url"]).session() as session:  # each collection's vectors: the copy's, not the original's
-        session.execute(
-            update(Collection).values(vector_dir=func.replace(Collection.vector_dir, str(source), str(folder)))
-        )
+    copy_database(demo["url"], copy["url"])
     return copy

@@ -1,0 +1,114 @@
+"""A database and each collection's vector folder are a pair that recognises itself.
+
+The folder holds `DATABASE.json`: the database's id and where that database lives (an SQLite file's
+resolved path; a server database's URL without its password). A database whose id matches but which lives
+elsewhere is either a copy (the recorded database is still there, with the same id: `cp my.db exp.db`) or
+the original moved (it is not). A copy never writes into the original's folder and never searches it
+(its rows and the original's vectors part ways at the original's next write): it is refused in one line
+naming `indexer copy`, which copies a database with its vectors. A moved database is re-pointed by
+`indexer relocate`, which also finds a folder moved along with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from storage.artifacts import write_atomic
+from storage.db import Database, default_vector_base, sqlite_path
+from storage.errors import StorageError
+from storage.models import DatabaseIdentity
+
+PAIR_FILE = "DATABASE.json"
+
+
+class CopiedDatabaseError(StorageError):
+    """This database is a copy of the one that owns the collection's vector folder."""
+
+
+def location_of(url: str) -> str:
+    """Where a database lives: an SQLite file's resolved path, or its URL with the password hidden."""
+    path = sqlite_path(url)
+    return str(path.resolve()) if path is not None else make_url(url).render_as_string(hide_password=True)
+
+
+def read_pair(folder: Path) -> dict[str, Any] | None:
+    try:
+        pair = json.loads((folder / PAIR_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return pair if isinstance(pair, dict) else None
+
+
+def write_pair(folder: Path, db: Database) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / PAIR_FILE, json.dumps({"uid": db.uid, "database": location_of(db.url)}).encode())
+
+
+def _uid_at(location: str) -> str | None:
+    """The id of the SQLite database at `location`, if one is there (opened read-only, never created)."""
+    path = Path(location)
+    if not path.is_file():
+        return None
+    engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(DatabaseIdentity.uid)).scalar()
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def check_pair(db: Database, folder: Path, collection: str, write: bool = False) -> None:
+    """Refuse a copy of the database that owns `folder`. Otherwise pair the folder with `db` where it is not
+    yet (a folder made before pairing, or one whose database moved away from where it was recorded): always
+    with `write` (the folder is made if need be), and where the folder can be written to without it."""
+    pair = read_pair(folder)
+    here = location_of(db.url)
+    if pair is not None and pair.get("database") == here:
+        return
+    if pair is not None and pair.get("uid") != db.uid:
+        raise StorageError(f"{folder} belongs to another database ({pair.get('database')}), not to {here}")
+    original = _original(db, folder, pair)
+    if original is not None:
+        raise CopiedDatabaseError(copy_message(db.url, original, folder, collection))
+    if write:
+        write_pair(folder, db)
+    elif folder.is_dir():
+        with contextlib.suppress(OSError):  # a read-only folder (a mount, a snapshot): searched as it is
+            write_pair(folder, db)
+
+
+def _original(db: Database, folder: Path, pair: dict[str, Any] | None) -> str | None:
+    """Where the database lives whose copy `db` is, or None where `db` is the folder's own (or the
+    original moved here). Unpaired, a folder under another SQLite file's default vector folder
+    (`my.db` -> `my.vectors/`) belongs to that file when it holds the same id."""
+    if pair is not None:
+        original = str(pair.get("database"))
+        if sqlite_path(db.url) is None or _uid_at(original) == db.uid:
+            return original  # a server database elsewhere cannot be looked at: `indexer relocate` says so
+        return None
+    base, own = folder.parent, sqlite_path(db.url)
+    if own is None or not base.name.endswith(".vectors") or base == default_vector_base(db.url):
+        return None
+    for candidate in base.parent.glob(glob.escape(base.name.removesuffix(".vectors")) + ".*"):
+        if candidate.is_file() and candidate.resolve() != own.resolve() and _uid_at(str(candidate)) == db.uid:
+            return str(candidate.resolve())
+    return None
+
+
+def copy_message(url: str, original: str, folder: Path, collection: str) -> str:
+    return (
+        f"{location_of(url)} is a copy of the database at {original}: collection {collection!r}'s vectors in "
+        f"{folder} belong to that one, and this copy would mix them up. Copy a database with its vectors: "
+        f"`python -m indexer copy --db ORIGINAL_URL --to {url}` (into a new database); if the database was "
+        f"moved here rather than copied: `python -m indexer relocate --db {url}`"
+    )

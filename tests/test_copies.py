@@ -1,0 +1,125 @@
+"""Copies and moves of a database: a file copy never touches the original's vectors, `indexer copy` makes
+an independent pair, and a database moved with its vectors keeps working (issue 35, item 1)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import mnist_image
+from sqlalchemy import select
+
+from indexer import Indexer
+from indexer.__main__ import main as indexer_main
+from indexer.check import check_collection
+from retrieval import SearchEngine
+from storage import Collection, Database, MissingVectorsError, StorageError
+from storage.copying import copy_database
+from storage.pairing import PAIR_FILE, CopiedDatabaseError
+
+
+def vector_folder(url: str) -> Path:
+    with Database(url).session() as session:
+        return Path(session.scalars(select(Collection)).one().vector_dir)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def file_copy(source: Path, target: Path) -> None:
+    """`cp` as a person runs it once the indexer has exited: SQLite has then moved its write-ahead log into
+    the file (here the test's own connections are still open, so the log is checkpointed first)."""
+    with sqlite3.connect(source) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copy(source, target)
+
+
+def finds_itself(url: str, image: Path, key: str) -> bool:
+    return SearchEngine.open(url).search(image=image, strategy="late", k=1).hits[0].key == key
+
+
+@pytest.fixture
+def original(small_folder: Path, tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/my.db"
+    Indexer(url).run(small_folder)
+    SearchEngine.open(url).search(image=small_folder / "d1_george.png", k=3)  # its indexes built and recorded
+    return url
+
+
+@pytest.mark.parametrize("paired_before", [True, False], ids=["paired", "folder-from-before-pairing"])
+def test_a_copied_database_file_is_refused_and_the_original_untouched(
+    original: str, small_folder: Path, tmp_path: Path, paired_before: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = vector_folder(original)
+    if not paired_before:  # a folder written by a version before pairing: the copy must not claim it first
+        (folder / PAIR_FILE).unlink()
+    before = snapshot(folder)
+    file_copy(tmp_path / "my.db", tmp_path / "experiment.db")
+    copy = f"sqlite:///{tmp_path}/experiment.db"
+    shutil.copy(mnist_image(9), small_folder / "extra.png")
+
+    with pytest.raises(CopiedDatabaseError, match=r"is a copy of the database at .*my\.db.*indexer copy"):
+        Indexer(copy).run(small_folder)
+    with pytest.raises(CopiedDatabaseError):
+        SearchEngine.open(copy).search(image=small_folder / "d1_george.png", k=3)
+    assert indexer_main([str(small_folder), "--db", copy, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "python -m indexer copy" in err, err
+
+    after = snapshot(folder)
+    after.pop(PAIR_FILE, None), before.pop(PAIR_FILE, None)
+    assert after == before, "the copy wrote into the original's vector folder"
+    assert finds_itself(original, small_folder / "d1_george.png", "d1_george")
+    assert check_collection(original, "default").findings == []
+
+
+def test_indexer_copy_makes_a_pair_of_its_own(original: str, small_folder: Path, tmp_path: Path, db_url: str) -> None:
+    """Into any SQLAlchemy URL (an SQLite file, a PostgreSQL database), with the copy's vectors where asked."""
+    copy = db_url if "postgresql" in db_url else f"sqlite:///{tmp_path}/experiment.db"
+    vectors = tmp_path / "copy-vectors"
+    assert indexer_main(["copy", "--db", original, "--to", copy, "--vector-dir", str(vectors), "--quiet"]) == 0
+    assert Database(copy).uid != Database(original).uid
+    assert vector_folder(copy).parent == vectors
+    assert finds_itself(copy, small_folder / "d1_george.png", "d1_george")
+    assert check_collection(copy, "default").findings == [], "the copy's tables and indexes are its own"
+
+    before = snapshot(vector_folder(original))
+    shutil.copy(mnist_image(9), small_folder / "extra.png")
+    assert Indexer(copy).run(small_folder).encoded == 1
+    assert snapshot(vector_folder(original)) == before, "indexing the copy touched the original"
+    assert finds_itself(copy, small_folder / "extra.png", "extra")
+    assert not finds_itself(original, small_folder / "extra.png", "extra")
+    assert check_collection(original, "default", repair=True).findings == []
+    assert check_collection(copy, "default").findings == [], "repairing the original left the copy whole"
+
+    with pytest.raises(StorageError, match="already holds collections: copy into a new, empty database"):
+        copy_database(original, copy)
+
+
+def test_a_database_moved_with_its_vectors_is_relocated(original: str, small_folder: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    file_copy(tmp_path / "my.db", moved / "my.db")
+    (tmp_path / "my.db").unlink()
+    shutil.move(tmp_path / "my.vectors", moved / "my.vectors")
+    url = f"sqlite:///{moved}/my.db"
+    with pytest.raises(MissingVectorsError, match=r"the folder .* does not exist"):
+        SearchEngine.open(url).search(image=small_folder / "d1_george.png", k=3)
+    assert indexer_main(["relocate", "--db", url]) == 0
+    assert finds_itself(url, small_folder / "d1_george.png", "d1_george")
+    assert check_collection(url, "default").findings == []
+    shutil.copy(mnist_image(9), small_folder / "extra.png")
+    assert Indexer(url).run(small_folder).encoded == 1
+
+
+def test_a_database_moved_alone_keeps_its_folder(original: str, small_folder: Path, tmp_path: Path) -> None:
+    """The folder stays where it was recorded; the database, moved (not copied), is its owner still."""
+    file_copy(tmp_path / "my.db", tmp_path / "renamed.db")
+    (tmp_path / "my.db").unlink()
+    url = f"sqlite:///{tmp_path}/renamed.db"
+    assert finds_itself(url, small_folder / "d1_george.png", "d1_george")
+    shutil.copy(mnist_image(9), small_folder / "extra.png")
+    assert Indexer(url).run(small_folder).encoded == 1
