@@ -1,6 +1,6 @@
 """Copy a database with its vectors, or re-point a database whose files were moved (`storage.pairing`).
 
-`copy_database` takes every collection's writer lock (nothing writes meanwhile), copies the rows into a new,
+`copy_database` holds every collection's writer lock, shared (nothing writes meanwhile; copies may run together), copies the rows into a new,
 empty database (any SQLAlchemy URL) which gets an id of its own, and copies each collection's vector folder
 into a folder of the copy's, every table and index stamped with the copy's id: the two never share a file,
 a Milvus collection or a writer lock. Milvus indexes are not copied (their builds are forgotten, and the
@@ -44,7 +44,9 @@ def copy_database(
     base = Path(vector_base) if vector_base is not None else default_vector_base(target)
     with ExitStack() as locks:
         for row in collections:
-            locks.enter_context(CollectionLock(Path(row.vector_dir), f"collection {row.name!r} of {source}"))
+            locks.enter_context(
+                CollectionLock(Path(row.vector_dir), f"collection {row.name!r} of {source}", shared=True)
+            )
         _copy_rows(src, dst)
         for n, row in enumerate(collections):
             folder = collection_folder(base, row.name, dst.uid, row.id)

@@ -22,33 +22,39 @@ class CollectionBusyError(StorageError):
 
 
 class CollectionLock:
-    def __init__(self, folder: Path, what: str) -> None:
+    """The writer's lock, exclusive; `shared` keeps every writer out but lets other readers of the whole
+    collection (copies) hold it at the same time."""
+
+    def __init__(self, folder: Path, what: str, shared: bool = False) -> None:
         self.path = Path(folder) / ".writer.lock"
         self.what = what
+        self.shared = shared
         self._handle: IO[str] | None = None
 
     def __enter__(self) -> CollectionLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = handle.read().strip() or "another process (an indexer, or `indexer copy`)"
             handle.close()
             raise CollectionBusyError(
                 f"{self.what} is being written by {holder}; wait for it to finish (a second writer would corrupt it)"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        handle.flush()
+        if not self.shared:  # the holder's name is the writer's to give
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            handle.flush()
         self._handle = handle
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._handle is not None:
-            self._handle.truncate(0)
+            if not self.shared:
+                self._handle.truncate(0)
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None

@@ -4,6 +4,7 @@ Skipped only where Chromium or its driver is missing (.ci/run installs both)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -266,3 +267,91 @@ def test_a_weight_change_or_an_added_method_shows_and_is_timed(server: str, brow
     print(
         f"\nbrowser timings, {view} view (s): {timings}"
     )  # each settle() above fails the test if its change never shows
+
+
+class PixelServer:
+    """A local web server that counts the requests it gets: a tracking pixel's stand-in."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        hits = self.hits = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, PixelServer]]:
+    """The app on a collection whose key, text and metadata are markdown that would fetch a pixel."""
+    from indexer import Indexer
+
+    needs_chromium()
+    pixel = PixelServer()
+    folder = tmp_path_factory.mktemp("hostile-ui")
+    key = f"evil`![k]({pixel.url}/key.png)`"
+    rows = [
+        {
+            "id": key,
+            "text": f"seven ![t]({pixel.url}/text.png) <img src='{pixel.url}/html.png'>",
+            "note": f"[m]({pixel.url}/meta.png)",
+        },
+        {"id": "plain", "text": "the number eight", "note": "x"},
+    ]
+    (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    url = f"sqlite:///{folder}/hostile.db"
+    Indexer(url).run(folder / "items.jsonl")
+    settings = {"RETRIEVAL_DB": url, "RETRIEVAL_QUERIES": str(folder / "none.jsonl")}
+    for app_url in run_app(settings, folder / "server.log"):
+        yield app_url, pixel
+    pixel.server.shutdown()
+
+
+def test_collection_content_is_shown_as_text_never_rendered(hostile: tuple[str, PixelServer], browser) -> None:
+    """Issue 35, item 3: an item's key, text and metadata reach the page as the characters they are, in the
+    cards, their tooltip, the example query's header and quote, and the Item page; no URL in them is fetched."""
+    from selenium.webdriver.common.keys import Keys
+
+    server, pixel = hostile
+    browser.get(server)
+    settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
+    browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("seven", Keys.ENTER)
+    settle(browser, lambda d: "late" in grid_methods(d))
+    show_cards(browser)
+    assert f"evil`![k]({pixel.url}/key.png)`" in body_text(browser), "the key, character for character"
+    tooltip = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stTooltipHoverTarget"]')
+    assert tooltip, "the card's metadata tooltip"
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", tooltip[-1])
+    webdriver_hover(browser, tooltip[-1])
+    button = browser.execute_script(  # the evil item's own card's button
+        "return [...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Search with this item'"
+        " && b.closest('[data-testid=stVerticalBlock]').innerText.includes('evil'))"
+    )
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+    settle(browser, lambda d: "Query: the item evil" in body_text(d))
+    assert f"Query: the item evil`![k]({pixel.url}/key.png)`" in body_text(browser)
+    assert f"seven ![t]({pixel.url}/text.png) <img src='{pixel.url}/html.png'>" in body_text(browser)
+    browser.find_element(By.XPATH, '//label[.//*[normalize-space(text())="Item"]]').click()
+    settle(browser, lambda d: "Nearest neighbours" in body_text(d) or "image" in body_text(d))
+    assert f"<img src='{pixel.url}/html.png'>" in body_text(browser)
+    images = browser.execute_script("return [...document.images].map(i => i.src)")
+    assert not [src for src in images if pixel.url in src], images
+    assert pixel.hits == [], f"the browser fetched {pixel.hits}"
+
+
+def webdriver_hover(driver, element) -> None:
+    from selenium.webdriver import ActionChains
+
+    ActionChains(driver).move_to_element(element).perform()

@@ -15,7 +15,7 @@ from indexer import Indexer
 from indexer.__main__ import main as indexer_main
 from indexer.check import check_collection
 from retrieval import SearchEngine
-from storage import Collection, Database, MissingVectorsError, StorageError
+from storage import Collection, CollectionBusyError, CollectionLock, Database, MissingVectorsError, StorageError
 from storage.copying import copy_database
 from storage.pairing import PAIR_FILE, CopiedDatabaseError
 
@@ -123,3 +123,13 @@ def test_a_database_moved_alone_keeps_its_folder(original: str, small_folder: Pa
     assert finds_itself(url, small_folder / "d1_george.png", "d1_george")
     shutil.copy(mnist_image(9), small_folder / "extra.png")
     assert Indexer(url).run(small_folder).encoded == 1
+
+
+def test_a_copy_keeps_writers_out_and_lets_other_copies_in(original: str, small_folder: Path, tmp_path: Path) -> None:
+    folder = vector_folder(original)
+    with CollectionLock(folder, "a copy in progress", shared=True):
+        copy_database(original, f"sqlite:///{tmp_path}/second.db")  # another copy at the same moment
+        with pytest.raises(CollectionBusyError, match=r"is being written by another process \(an indexer, or"):
+            Indexer(original).run(small_folder)
+    assert finds_itself(f"sqlite:///{tmp_path}/second.db", small_folder / "d1_george.png", "d1_george")
+    assert Indexer(original).run(small_folder).unchanged > 0  # the lock is gone with the copy

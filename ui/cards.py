@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from retrieval.results import Hit
+from ui.plain import md
 
 COLOURS = {"image": "#4C78A8", "audio": "#F58518", "text": "#54A24B"}
 
@@ -49,8 +50,8 @@ def result_card(
     """`on_example(item_id)` runs when the card's button (labelled `action`) is pressed."""
     with st.container(border=True):
         st.markdown(
-            f"**{hit.rank}. {html.escape(hit.key)}**{movement_badge(change)}  \nscore `{hit.score:.3f}`",
-            help=", ".join(f"{k}={v}" for k, v in hit.metadata.items()) or None,
+            f"**{hit.rank}. {md(hit.key)}**{movement_badge(change)}  \nscore `{hit.score:.3f}`",
+            help=md(", ".join(f"{k}={v}" for k, v in hit.metadata.items())) or None,
         )
         image, audio = hit.assets.get("image"), hit.assets.get("audio")
         if image and Path(image).is_file():
@@ -58,7 +59,7 @@ def result_card(
         if audio and Path(audio).is_file():
             st.audio(audio)
         if hit.text:
-            st.caption(hit.text[:200])
+            st.caption(md(hit.text[:200]))
         if hit.contributions:
             st.markdown(contribution_bar(hit.contributions), unsafe_allow_html=True)
         st.button(

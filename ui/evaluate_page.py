@@ -11,6 +11,7 @@ import streamlit as st
 from retrieval.errors import reportable
 from retrieval.evaluate import Evaluation, evaluate, label_qrels, load_queries, load_trec_qrels
 from retrieval.plots import metric_chart
+from ui.plain import md
 from ui.state import Settings, engine_for, queries_file
 
 
@@ -90,7 +91,7 @@ def run(
             status.update(label="Evaluation failed", state="error")
             if not reportable(exc):
                 raise
-            st.error(str(exc))
+            st.error(md(exc))
             return None
         status.update(label=f"Evaluated {result.queries['all']} queries", state="complete", expanded=False)
     return result

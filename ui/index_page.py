@@ -19,6 +19,7 @@ from indexer.sources import OUTSIDE
 from retrieval.errors import reportable
 from retrieval.fusion import learned_strategies
 from retrieval.train import TrainConfig
+from ui.plain import md
 from ui.state import allowed_roots, collections, database_exists, engine_for, inside_roots
 
 ROOTS_HINT = "outside the allowed folders; refused (add its folder to RETRIEVAL_ROOTS to allow it)"
@@ -49,9 +50,9 @@ def render(url: str, collection: str | None) -> None:
     )
     existing = collections(url) if database_exists(url) else []
     if name in existing:
-        st.warning(f"This run adds to the existing collection **{name}**: its items stay, and new ones join them.")
+        st.warning(f"This run adds to the existing collection **{md(name)}**: its items stay, and new ones join them.")
     else:
-        st.caption(f"Creates the new collection **{name}**.")
+        st.caption(f"Creates the new collection **{md(name)}**.")
     st.checkbox(
         "Offer to remove items this source no longer lists",
         key="index_prune",
@@ -78,10 +79,10 @@ def _progress_bar():  # noqa: ANN202
 def run_indexer(url: str, name: str, path: Path, prune: bool = False) -> None:
     st.session_state["index_last"] = None
     if not inside_roots(path):
-        st.error(f"{path} is outside the allowed folders; set RETRIEVAL_ROOTS to allow it.")
+        st.error(f"{md(path)} is outside the allowed folders; set RETRIEVAL_ROOTS to allow it.")
         return
     if not path.exists():
-        st.error(f"{path}: no such folder or manifest.")
+        st.error(f"{md(path)}: no such folder or manifest.")
         return
     progress = _progress_bar()
     with st.status(f"Indexing {path} into {name}…", expanded=True) as status:
@@ -91,7 +92,7 @@ def run_indexer(url: str, name: str, path: Path, prune: bool = False) -> None:
             status.update(label="Indexing failed", state="error")
             if not reportable(exc):
                 raise
-            st.error(str(exc))
+            st.error(md(exc))
             return
         skipped = len(summary.problems)
         label = f"Indexed {summary.items} items into {name} in {summary.seconds:.1f}s"
@@ -120,9 +121,9 @@ def show_last_run() -> None:
     if not last:
         return
     name, summary = last
-    st.write(f"**{name}**: {describe(summary)}")
+    st.write(f"**{md(name)}**: {describe(summary)}")
     if summary.missing and not st.session_state.get("index_pending_removal"):
-        st.info(f"{summary.missing:,} item(s) of {name} are no longer listed by this source; they were kept.")
+        st.info(f"{summary.missing:,} item(s) of {md(name)} are no longer listed by this source; they were kept.")
     if summary.problems:
         st.warning(f"{len(summary.problems):,} file(s) were skipped; nothing already indexed from them was removed.")
         reasons = [ROOTS_HINT if p.reason == OUTSIDE else p.reason for p in summary.problems]
@@ -137,7 +138,9 @@ def confirm_removal(url: str) -> None:
     if not pending:
         return
     name, path, count = pending
-    st.warning(f"{count:,} item(s) of **{name}** are no longer listed by `{path}`. Remove them from the collection?")
+    st.warning(
+        f"{count:,} item(s) of **{md(name)}** are no longer listed by {md(path)}. Remove them from the collection?"
+    )
     left, right = st.columns(2)
     if left.button(f"Remove {count:,} item(s)", key="index_confirm_removal"):
         run_indexer(url, name, Path(path), prune=True)
@@ -149,7 +152,7 @@ def confirm_removal(url: str) -> None:
 
 def train_section(url: str, collection: str) -> None:
     st.subheader("Train a learned strategy")
-    st.caption(f"Trains on the collection chosen in the sidebar: **{collection}**.")
+    st.caption(f"Trains on the collection chosen in the sidebar: **{md(collection)}**.")
     strategy = st.selectbox("Strategy", learned_strategies(), key="train_strategy")
     label = st.text_input("Label field (empty: self-supervised)", value="digit", key="train_label")
     epochs = st.slider("Epochs", 1, 100, 30, key="train_epochs")
@@ -172,7 +175,7 @@ def train_section(url: str, collection: str) -> None:
     except Exception as exc:
         if not reportable(exc):
             raise
-        st.error(str(exc))
+        st.error(md(exc))
         return
     st.success(
         f"Trained on {result.items} items in {result.seconds:.1f}s; saved {result.path}. "

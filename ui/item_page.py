@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui.cards import result_card
+from ui.plain import md
 from ui.state import Settings, engine_for
 
 
@@ -38,13 +39,13 @@ def render(settings: Settings) -> None:
             if asset is None:
                 st.caption("none")
             elif asset.status != "ok":
-                st.error(asset.error or "could not be read")
+                st.error(md(asset.error or "could not be read"))
             elif modality == "image" and Path(asset.path).is_file():
                 st.image(asset.path, width=140)
             elif modality == "audio" and Path(asset.path).is_file():
                 st.audio(asset.path)
             else:
-                st.write(asset.preview or asset.path)
+                st.text(asset.preview or asset.path)
     st.json(meta)
     query = engine.item_query(by_key[key])
     if query is None or not settings.methods:
@@ -55,6 +56,6 @@ def render(settings: Settings) -> None:
         with column:
             st.markdown(f"**{label}**")
             if result.error:
-                st.warning(result.error)
+                st.warning(md(result.error))
             for hit in [h for h in result.hits if h.item_id != item.id][: settings.k]:
                 result_card(hit, f"item-{label}", None, partial(_open, hit.key), action="Open this item")

@@ -14,6 +14,7 @@ import streamlit as st
 
 from retrieval.media import MediaError, load_image
 from retrieval.results import QueryInput
+from ui.plain import md
 from ui.state import MAX_UPLOAD_BYTES
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp"]
@@ -54,7 +55,7 @@ def _upload(key: str) -> Upload | None:
         return None
     if widget is None:
         left, right = st.columns([4, 1])
-        left.caption(f"{UPLOADS[key].capitalize()}: `{upload.name}` (uploaded before you changed page).")
+        left.caption(f"{UPLOADS[key].capitalize()}: {md(upload.name)} (uploaded before you changed page).")
         right.button("Remove", key=f"forget_{key}", on_click=_forget, args=(key,))
     if not upload.data:
         raise MediaError(upload.name, f"{UPLOADS[key]} is empty (0 bytes)")
@@ -102,13 +103,13 @@ def show_query(query: QueryInput, example: str | None) -> None:
     with st.container(border=True):
         if example is not None:
             left, right = st.columns([4, 1])
-            left.markdown(f"**Query: the item `{example}`** (its {', '.join(query.present())})")
+            left.markdown(f"**Query: the item {md(example)}** (its {', '.join(query.present())})")
             right.button("Back to your own query", key="clear_example", on_click=clear_example, type="primary")
         else:
             st.markdown(f"**Query:** {', '.join(query.present())}")
         columns = st.columns(3)
         if query.text is not None:
-            columns[0].markdown(f"> {query.text}")
+            columns[0].markdown(f"> {md(query.text)}")
         if query.image is not None and (not isinstance(query.image, str | Path) or Path(query.image).is_file()):
             columns[1].image(query.image, width=96)
         audio = query.audio

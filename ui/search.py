@@ -17,6 +17,7 @@ from retrieval.results import Method, QueryInput, SearchResult
 from ui import compare_view, explain
 from ui.cards import result_card
 from ui.charts import EMPTY, template, with_rows
+from ui.plain import md
 from ui.query import example_query, query_widgets, show_query, use_example
 from ui.results_cache import cached_search, encoded_query
 from ui.state import Settings, engine_for
@@ -29,7 +30,7 @@ def render(settings: Settings) -> None:
     try:
         query = query_widgets()
     except MediaError as exc:
-        st.error(f"That upload cannot be used: {exc.source}: {exc.reason}.")
+        st.error(f"That upload cannot be used: {md(exc.source)}: {md(exc.reason)}.")
         return
     example = None
     if st.session_state.get("example") is not None:
@@ -54,7 +55,7 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
     try:
         everything = cached_search(engine, settings.collection, query, settings.methods, settings.k)
     except MediaError as exc:
-        st.error(f"That file cannot be used: {exc.reason}.")
+        st.error(f"That file cannot be used: {md(exc.reason)}.")
         return
     elapsed = time.perf_counter() - started
     results = {label: r for label, r in everything.items() if r.error is None}
@@ -104,7 +105,7 @@ def method_problem(method: Method, error: str) -> None:
         )
         st.button("Go to the Index page", key=f"train-{method.label}", on_click=_go_to_index)
         return
-    st.warning(f"{method.label}: {error}")
+    st.warning(f"{md(method.label)}: {md(error)}")
 
 
 def _go_to_index() -> None:
