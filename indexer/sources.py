@@ -41,6 +41,8 @@ class AssetSpec:
     modality: str
     path: Path
     inline_text: str | None = None
+    # the folders it may be read from (set by `confine`): checked again on the opened file at every read
+    within: tuple[str, ...] | None = None
 
     def sha256(self) -> str:
         """Content hash: what decides whether an asset must be re-encoded. A FIFO or device raises
@@ -50,7 +52,7 @@ class AssetSpec:
             digest.update(self.inline_text.encode("utf-8"))
         else:
             try:
-                handle = open_regular(self.path)
+                handle = open_regular(self.path, self.within)
             except FileNotFoundError:  # the decoder's wording: "file not found"
                 raise MediaError(self.path, "file not found") from None
             with handle:
@@ -345,6 +347,8 @@ def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
             if str(real) not in roots and not str(real).startswith(inside):
                 problems.append(Problem(str(asset.path), OUTSIDE))
                 del item.assets[modality]
+            else:
+                asset.within = tuple(roots)
         if item.assets:
             items.append(item)
     return Scan(items, problems, found.root, found.unseen)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from indexer.sources import AssetSpec
-from retrieval.media import MediaError, load_audio_rates, load_image, load_text
+from retrieval.media import MAX_TEXT_BYTES, MediaError, load_audio_rates, load_image, load_text, read_file
 
 
 @dataclass
@@ -41,16 +41,19 @@ def decode_asset(work: WorkItem, sample_rates: int | Sequence[int]) -> Decoded:
         if spec.inline_text is not None:
             text = load_text(spec.inline_text)
             return Decoded(work, text, size_bytes=len(text.encode()))
-        size = spec.path.stat().st_size
+        # read here, where it may be (spec.within), then decoded from the bytes read
+        data = read_file(spec.path, limit=MAX_TEXT_BYTES if spec.modality == "text" else None, within=spec.within)
+        if not data:
+            raise MediaError(spec.path, "empty file")
         if spec.modality == "image":
-            image = load_image(spec.path)
+            image = load_image(data)
             width, height = image.info.get("source_size", image.size)  # before shrinking for the encoders
-            return Decoded(work, image, size_bytes=size, width=width, height=height)
+            return Decoded(work, image, size_bytes=len(data), width=width, height=height)
         if spec.modality == "audio":
             rates = (sample_rates,) if isinstance(sample_rates, int) else tuple(sample_rates)
-            waves = load_audio_rates(spec.path, rates)
-            return Decoded(work, waves, size_bytes=size, duration_s=next(iter(waves.values())).duration_s)
-        return Decoded(work, load_text(spec.path), size_bytes=size)
+            waves = load_audio_rates(data, rates)
+            return Decoded(work, waves, size_bytes=len(data), duration_s=next(iter(waves.values())).duration_s)
+        return Decoded(work, load_text(data), size_bytes=len(data))
     except MediaError as exc:
         return Decoded(work, error=exc.reason)
     except OSError as exc:

@@ -10,7 +10,7 @@ import io
 import os
 import stat
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -54,18 +54,43 @@ class Waveform:
         return len(self.samples) / self.sample_rate
 
 
-def open_regular(path: str | Path) -> BinaryIO:
+def open_regular(path: str | Path, within: Sequence[str] | None = None) -> BinaryIO:
     """Open a regular file for reading, never blocking: a FIFO, socket or device is refused, not opened for
     real (opening a FIFO waits for a writer forever). O_NONBLOCK makes the open itself return at once, and
-    fstat on the open descriptor decides (no window between a check and the open)."""
+    fstat on the open descriptor decides (no window between a check and the open).
+
+    With `within` (resolved folders), the file actually opened must lie in one of them: where it really is
+    is asked of the open descriptor, so a file swapped for a link to elsewhere after a scan confined it is
+    refused, not read."""
     path = Path(path)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))  # OSError as usual
     kind = special_file_kind(os.fstat(fd).st_mode)
-    if kind is not None:
+    reason = None if kind is None else f"not a regular file ({kind}); skipped"
+    if reason is None and within is not None and not is_within(opened_path(fd, path), within):
+        reason = "its real path is outside the allowed folders (it changed after the scan); refused"
+    if reason is not None:
         os.close(fd)
-        raise MediaError(path, f"not a regular file ({kind}); skipped")
+        raise MediaError(path, reason)
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
+
+
+def opened_path(fd: int, path: Path) -> str:
+    """Where the open descriptor's file really is (Linux tells through /proc; elsewhere the path, resolved
+    again after the open: a narrower window than a check before it)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+
+
+def is_within(real: str, folders: Sequence[str]) -> bool:
+    return any(real == folder or real.startswith(folder.rstrip(os.sep) + os.sep) for folder in folders)
+
+
+def read_file(path: str | Path, *, limit: int | None = None, within: Sequence[str] | None = None) -> bytes:
+    """A file's bytes (at most `limit`), opened as `open_regular` does; every problem a `MediaError`."""
+    return _read_bytes(path, limit, within)
 
 
 def special_file_kind(mode: int) -> str | None:
@@ -93,10 +118,10 @@ def _file_bytes(source: object, wrong_kind: str) -> bytes:
     return data
 
 
-def _read_bytes(source: str | Path, limit: int | None = None) -> bytes:
+def _read_bytes(source: str | Path, limit: int | None = None, within: Sequence[str] | None = None) -> bytes:
     path = Path(source)
     try:
-        with open_regular(path) as handle:
+        with open_regular(path, within) as handle:
             size = os.fstat(handle.fileno()).st_size
             if limit is not None and size > limit:
                 raise MediaError(path, f"file is {size} bytes, over the limit of {limit}")

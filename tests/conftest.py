@@ -57,13 +57,19 @@ def require_real_media() -> Path:
 
 # Seconds the slow tests of each module take in a two-worker run (measured; they only order the suite).
 SLOW_SECONDS = {
-    "test_scale_out.py": 78,
-    "test_browser.py": 48,
-    "test_browser_first_run.py": 36,
-    "test_pretrained_profile.py": 28,
+    "test_browser.py": 62,
+    "test_scale_out.py": 55,
+    "test_browser_first_run.py": 32,
+    "test_pretrained_profile.py": 30,
+    "test_compare_evaluate.py": 19,
     "test_app.py": 18,
-    "test_reliability.py": 18,
-    "test_compare_evaluate.py": 11,
+    "test_reliability.py": 16,
+    "test_first_run.py": 11,
+    "test_scale.py": 10,
+    "test_database.py": 7,
+    "test_vector_backends.py": 5,
+    "test_datasets.py": 5,
+    "test_cli_and_demo.py": 3,
 }
 
 

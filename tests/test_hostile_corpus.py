@@ -519,3 +519,41 @@ def test_query_file_lines_that_are_not_queries(
     argv = ["evaluate", "--db", collection["url"], "--queries", str(queries), "--label-field", "note"]
     code, _, err = _cli(retrieval_main, argv, capsys)
     assert code == 2 and err.startswith(f"error: {queries}:2: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_file_swapped_for_a_link_after_the_scan_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 35, item 2: confinement is checked on the file actually opened, not only when the folder is
+    scanned. Between the scan and the reads, an allowed file is replaced by a link to a file outside."""
+    from indexer import pipeline
+    from indexer.sources import confine
+    from indexer.work import WorkItem, decode_asset
+
+    folder, outside = tmp_path / "media", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    (folder / "note.txt").write_text("a harmless note")
+    (folder / "kept.txt").write_text("stays as it was")
+    (outside / "secret.txt").write_text("the neighbour's secret")
+
+    def swap_after(found, roots=None):
+        confined = confine(found, roots)
+        (folder / "note.txt").unlink()
+        (folder / "note.txt").symlink_to(outside / "secret.txt")
+        return confined
+
+    monkeypatch.setattr(pipeline, "confine", swap_after)
+    url = f"sqlite:///{tmp_path}/c.db"
+    summary = Indexer(url).run(folder)
+    reasons = {Path(p.path).name: p.reason for p in summary.problems}
+    assert "outside the allowed folders (it changed after the scan); refused" in reasons["note.txt"]
+    assert summary.assets == {"text": 1}
+    hits = SearchEngine.open(url).search(text="the neighbour's secret", k=5).hits
+    assert [h.key for h in hits] == ["kept"] and all("secret" not in (h.text or "") for h in hits)
+
+    # the decode step checks too (the hash step ran before a swap that comes later)
+    spec = next(a for item in confine(scan(folder)).items for a in item.assets.values())
+    (folder / "kept.txt").unlink()
+    (folder / "kept.txt").symlink_to(outside / "secret.txt")
+    spec.within = (str(folder.resolve()),)
+    decoded = decode_asset(WorkItem(1, spec, None), 16000)
+    assert decoded.value is None and "outside the allowed folders" in str(decoded.error)
