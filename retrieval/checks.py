@@ -15,6 +15,8 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal
 
+import numpy as np
+
 from retrieval.errors import InvalidInputError
 
 MAX_K = 10_000  # results per query: more is a dump of the collection, not a ranking (and FAISS allocates k per query)
@@ -31,8 +33,10 @@ PARAM_BOUNDS: dict[str, tuple[float, float]] = {
 
 
 def whole_number(name: str, value: object, low: int = 1, high: int | None = None) -> int:
-    """`value` as an int in [low, high]; 3.0 is accepted, 2.5, True, "3" and NaN are not."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+    """`value` as an int in [low, high]; 3.0 and numpy's integers are accepted, 2.5, True, "3" and NaN are not."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidInputError(f"{name} must be a whole number, not {value!r}")
+    if not float(value).is_integer():
         raise InvalidInputError(f"{name} must be a whole number, not {value!r}")
     number = int(value)
     if number < low or (high is not None and number > high):
@@ -43,7 +47,7 @@ def whole_number(name: str, value: object, low: int = 1, high: int | None = None
 
 def finite_float(name: str, value: object, low: float = -math.inf, high: float = math.inf) -> float:
     """`value` as a finite float in [low, high]; NaN, inf, 1e308 (beyond `high`) and booleans are refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise InvalidInputError(f"{name} must be a number, not {value!r}")
     number = float(value)
     if not math.isfinite(number):

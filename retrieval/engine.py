@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
-from retrieval.checks import MAX_WEIGHT, check_k, check_weights, finite_float
+from retrieval.checks import MAX_WEIGHT, check_k, check_weights, finite_float, whole_number
 from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder, create_encoders
 from retrieval.encoders.base import refuse_changed_encoder
-from retrieval.errors import USER_ERRORS, InvalidInputError, NotFoundError
+from retrieval.errors import USER_ERRORS, InvalidInputError, MediaError, NotFoundError
 from retrieval.fusion import create_strategy
 from retrieval.fusion.base import Scored, channel_shares
 from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
@@ -149,7 +149,10 @@ class SearchEngine:
             return load_image(value)
         if modality == "audio":
             if isinstance(value, tuple):  # (samples, sample_rate): arrays carry no rate of their own
-                return load_audio_rates(np.asarray(value[0]), rates, input_rate=value[1])
+                if len(value) != 2:
+                    raise MediaError(value, f"audio as a tuple must be (samples, sample_rate), not {len(value)} values")
+                rate = whole_number("the audio's sample rate", value[1])
+                return load_audio_rates(np.asarray(value[0]), rates, input_rate=rate)
             return load_audio_rates(value, rates)
         return load_text(value)
 

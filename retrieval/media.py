@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import warnings
 from collections.abc import Iterable, Sequence
@@ -272,7 +273,8 @@ def load_audio(
     except MediaError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise MediaError(source, f"not a readable audio file ({exc})") from None
+        reason = getattr(exc, "error_string", None) or re.sub(r"<[^>]* at 0x[0-9a-fA-F]+>", "the file", str(exc))
+        raise MediaError(source, f"not a readable audio file ({reason})") from None
     return _checked(source, samples, peak, sample_rate)
 
 

@@ -141,6 +141,8 @@ API_CASES: list[tuple[str, Callable[[SearchEngine], Any], str]] = [
     ("audio-silent", _search(text=None, audio=(np.zeros(16000), 16000)), "silent"),
     ("audio-garbage-bytes", _search(text=None, audio=b"RIFF" + b"\x00" * 60), "not a readable audio"),
     ("audio-a-list", _search(text=None, audio=[0.1, 0.2]), "audio must be"),
+    ("audio-tuple-of-three", _search(text=None, audio=(np.ones(1600), 16000, "extra")), "not 3 values"),
+    ("audio-a-text-file", _search(text=None, audio=__file__), "not a readable audio file (Format not recognised"),
     ("text-lone-surrogate", _search(text="seven \udc80"), "lone surrogate"),
     ("text-empty", _search(text="   "), "empty text"),
     ("text-huge", _search(text="a" * 2_000_000), "over the limit"),
@@ -557,3 +559,58 @@ def test_a_file_swapped_for_a_link_after_the_scan_is_not_read(tmp_path: Path, mo
     spec.within = (str(folder.resolve()),)
     decoded = decode_asset(WorkItem(1, spec, None), 16000)
     assert decoded.value is None and "outside the allowed folders" in str(decoded.error)
+
+
+def test_numpy_integers_are_whole_numbers(collection: dict[str, Any]) -> None:
+    hits = collection["engine"].search(text="seven", k=np.int64(3), weights={"text": np.float32(0.5)}).hits
+    assert len(hits) == 3
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_without_advising_to_delete_it(tmp_path: Path) -> None:
+    from retrieval.fusion.checkpoint import FusionCheckpoint
+
+    notes = tmp_path / "my-notes.safetensors"
+    notes.write_text("my own notes, not a model")
+    with pytest.raises(CorruptArtifactError) as caught:
+        FusionCheckpoint.load(notes)
+    assert "not a fusion checkpoint" in str(caught.value) and "delete" not in str(caught.value)
+
+
+def tiny_checkpoint(folder: Path) -> Path:
+    from retrieval.fusion.checkpoint import FusionCheckpoint
+    from retrieval.fusion.modules import GatedNet
+    from retrieval.profiles import Field
+
+    module = GatedNet([4, 6], out_dim=8, hidden=16).eval()
+    checkpoint = FusionCheckpoint("gated", [Field("image", "a"), Field("audio", "b")], [4, 6], module, None, {}, None)
+    return checkpoint.save(folder / "tiny.safetensors")
+
+
+def test_a_checkpoint_of_the_wrong_shapes_is_one_line(tmp_path: Path) -> None:
+    from retrieval.fusion.checkpoint import FusionCheckpoint
+    from storage.artifacts import load_arrays, save_arrays
+
+    path = tiny_checkpoint(tmp_path)
+    arrays, header = load_arrays(path)
+    save_arrays(path, {k: (v[..., :1] if k.startswith("module.") else v) for k, v in arrays.items()}, header)
+    with pytest.raises(CorruptArtifactError) as caught:
+        FusionCheckpoint.load(path)
+    message = str(caught.value)
+    assert "\n" not in message and "size mismatch" in message and "more)" in message, message
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from retrieval.fusion.checkpoint import FusionCheckpoint
+    from storage import artifacts
+
+    checkpoint = FusionCheckpoint.load(tiny_checkpoint(tmp_path))
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(artifacts, "write_atomic", full)
+    with pytest.raises(StorageError, match=r"cannot write the checkpoint .*No space left on device; nothing was saved"):
+        checkpoint.save(tmp_path / "new.safetensors")
+    assert not (tmp_path / "new.safetensors").exists()

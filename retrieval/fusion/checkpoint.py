@@ -7,6 +7,7 @@ No pickle is ever loaded.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from threadpoolctl import ThreadpoolController
 from retrieval.errors import NotFoundError
 from retrieval.fusion.modules import FusionModule, build_module
 from retrieval.profiles import Field
-from storage import CorruptArtifactError, EncoderMismatchError
+from storage import CorruptArtifactError, EncoderMismatchError, StorageError
 from storage.artifacts import load_arrays, save_arrays
 
 FORWARD_BATCH = 4096  # rows per torch forward pass when fusing a collection: bounds the activations' memory
@@ -41,6 +42,17 @@ def one_blas_thread() -> Iterator[None]:
     finally:
         for lib, threads in zip(_BLAS, before):
             lib.set_num_threads(threads)
+
+
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def first_problem(exc: BaseException) -> str:
+    """The first problem of a report that lists many (torch's load_state_dict gives one line per tensor)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = [line for line in lines[1:] if not line.endswith(":")] or lines
+    more = f" (and {len(detail) - 1} more)" if len(detail) > 1 else ""
+    return (detail[0] if detail else type(exc).__name__) + more
 
 
 @dataclass
@@ -74,7 +86,15 @@ class FusionCheckpoint:
             ],
             "centred": self.means is not None,
         }
-        save_arrays(path, arrays, header)
+        try:
+            save_arrays(path, arrays, header)
+        except OSError as exc:  # a full disk, a read-only folder: the environment's, said in one line
+            if exc.errno not in WRITE_ERRNOS:
+                raise
+            raise StorageError(
+                f"cannot write the checkpoint {path}: {exc.strerror}; nothing was saved or registered "
+                "(no half-written file is left): free some space, or choose another --out, and train again"
+            ) from exc
         self.path = path
         return path
 
@@ -83,13 +103,19 @@ class FusionCheckpoint:
         path = Path(path)
         if not path.is_file():
             raise NotFoundError(f"checkpoint {path} not found")
-        arrays, header = load_arrays(path)
+        try:  # a file the user named: never advise deleting it, as for the indexer's own files
+            arrays, header = load_arrays(path)
+        except CorruptArtifactError as exc:
+            raise CorruptArtifactError(
+                f"{path}: not a fusion checkpoint of this program ({exc.__cause__ or 'unreadable'}); "
+                "name one that `python -m retrieval train` wrote"
+            ) from None
         try:
             return cls._from_arrays(path, arrays, header)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:  # the file's content, not code
             raise CorruptArtifactError(
                 f"{path}: a safetensors file, but not a fusion checkpoint of this program "
-                f"({type(exc).__name__}: {exc}); train one with python -m retrieval train"
+                f"({type(exc).__name__}: {first_problem(exc)}); name one that `python -m retrieval train` wrote"
             ) from None
 
     @classmethod
