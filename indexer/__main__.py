@@ -254,8 +254,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(
             prog="python -m indexer copy",
             description="Copy a database with its vectors into a new database (any SQLAlchemy URL), consistently: "
-            "every collection's writer lock is held meanwhile. A file copy of a database shares the original's "
-            "vectors and is refused.",
+            "no indexer may write meanwhile (other copies may run). A file copy of a database would share the "
+            "original's vectors, and is refused.",
         )
         parser.add_argument("--db", default=DEFAULT_DB, help=f"the database to copy (default {DEFAULT_DB})")
         parser.add_argument("--to", required=True, help="the new database's SQLAlchemy URL (empty or not there yet)")

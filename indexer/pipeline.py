@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from indexer.executors import EXECUTORS, EncodedBatch, Executor, ExecutorSettings, sample_rates
@@ -34,6 +35,7 @@ from retrieval.space import VectorSpace
 from storage import (
     Asset,
     Collection,
+    CollectionBusyError,
     CollectionLock,
     Database,
     EncoderMismatchError,
@@ -167,19 +169,25 @@ class Indexer:
         profile was refused although nothing was indexed. (The row's id names its folder, so the row is
         made here rather than at the first flush.)"""
         self._create_encoders(profile)
-        with self.db.session() as session:
-            row = Collection(
-                name=self.collection_name,
-                profile=profile.to_dict(),
-                vector_dir="",
-                vector_backend=normalise_backend(vector_backend),
-            )
-            session.add(row)
-            session.flush()  # the id names the folder: collections sharing a --vector-dir never meet
-            base = vector_dir if vector_dir is not None else default_vector_base(self.db.url)
-            row.vector_dir = str(collection_folder(base, self.collection_name, self.db.uid, row.id))
-            session.flush()
-            return row
+        try:
+            with self.db.session() as session:
+                row = Collection(
+                    name=self.collection_name,
+                    profile=profile.to_dict(),
+                    vector_dir="",
+                    vector_backend=normalise_backend(vector_backend),
+                )
+                session.add(row)
+                session.flush()  # the id names the folder: collections sharing a --vector-dir never meet
+                base = vector_dir if vector_dir is not None else default_vector_base(self.db.url)
+                row.vector_dir = str(collection_folder(base, self.collection_name, self.db.uid, row.id))
+                session.flush()
+                return row
+        except IntegrityError as exc:  # its name is unique: another indexer made it a moment ago
+            raise CollectionBusyError(
+                f"collection {self.collection_name!r} is being created by another indexer at this moment; "
+                "run again once that one has finished (nothing was written by this one)"
+            ) from exc
 
     def _create_encoders(self, profile: Profile | None = None) -> None:
         """Every encoder of the profile; all missing weights are reported at once (`create_encoders`)."""

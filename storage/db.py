@@ -62,7 +62,9 @@ class Database:
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, echo=echo)
+        # pre-ping: a pooled connection a server restart or failover closed is replaced before use, so a
+        # long-lived engine (the API's, the UI's) does not fail its first query after one
+        self.engine: Engine = create_engine(url, echo=echo, pool_pre_ping=path is None)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from indexer import Indexer
+from retrieval import SearchEngine
 from storage import Asset, Collection, Database, Item, SchemaError
 from storage.models import SCHEMA_VERSION, SchemaInfo
 from storage.repository import items_by_ids
@@ -106,3 +108,42 @@ def test_index_reindex_and_search(db_url: str, small_folder: Path, tmp_path: Pat
     assert result.hits[0].key == "d3_george"
     status = collection_status(db_url, "default")
     assert status["items"] == 12 and all(b["current"] for b in status["indexes"])
+
+
+@pytest.mark.server
+def test_a_long_lived_engine_survives_its_connections_being_closed_by_the_server(
+    postgres_url: str, small_folder: Path, tmp_path: Path
+) -> None:
+    """Issue 35, item 8: a server restart or failover ends every connection ("terminating connection due to
+    administrator command"); the next search of a long-lived SearchEngine must still answer."""
+    from sqlalchemy import create_engine, text
+
+    Indexer(postgres_url, vector_dir=tmp_path / "v").run(small_folder)
+    engine = SearchEngine.open(postgres_url)
+    before = [h.key for h in engine.search(text="the digit 1", k=3).hits]
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        ended = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    admin.dispose()
+    assert ended >= 1, "the engine's pooled connection was open and is now closed"
+    assert [h.key for h in engine.search(text="the digit 1", k=3).hits] == before
+
+
+def test_two_first_runs_of_one_collection_at_once_are_one_clear_refusal(
+    db_url: str, small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 35, item 8: both runs find no collection; the second to insert it meets the unique name."""
+    from indexer import pipeline
+    from storage import CollectionBusyError
+
+    first = Indexer(db_url, vector_dir=tmp_path / "v")  # made the collection's row
+    monkeypatch.setattr(pipeline, "get_collection", lambda session, name: None)  # the second looked just before
+    with pytest.raises(CollectionBusyError, match="is being created by another indexer at this moment"):
+        Indexer(db_url, vector_dir=tmp_path / "v")
+    monkeypatch.undo()
+    assert first.run(small_folder).items == 12
