@@ -9,7 +9,9 @@ from the vectors and carry the generation they were built at, so a stale one is 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -343,11 +345,16 @@ class Indexer:
         """Each asset's content hash, or the error that kept it from being read (a FIFO is refused unopened)."""
         total = sum(len(s.assets) for s in specs)
         digests: dict[tuple[str, str], str | OSError | MediaError] = {}
+        seen: dict[tuple[int, ...], str] = {}  # a file named on many rows is read once (same inode, size, time)
         done = 0
         for spec in specs:
             for modality, asset in spec.assets.items():
                 try:
-                    digests[(spec.key, modality)] = asset.sha256()
+                    same = _file_identity(asset)
+                    digest = seen.get(same) if same else None
+                    digests[(spec.key, modality)] = digest or asset.sha256()
+                    if same:
+                        seen[same] = str(digests[(spec.key, modality)])
                 except (MediaError, OSError) as exc:
                     digests[(spec.key, modality)] = exc
                 done += 1
@@ -392,7 +399,9 @@ class Indexer:
         merge copies a whole table (at 20k items, 20 MB per field per batch of 64)."""
         done, pending, staged = 0, [], []
         last_flush = time.monotonic()
-        for batch in self.executor().batches(work):
+        leaders, copies = split_duplicates(work)
+        for batch in self.executor().batches(leaders):
+            batch = with_copies(batch, copies)
             staged.append(batch)
             pending += batch.decoded
             done += len(batch.decoded)
@@ -535,6 +544,52 @@ class Indexer:
                 .order_by(Asset.id)
             )
             summary.problems += [Problem(path, error or "error") for path, error in errors]
+
+
+def _file_identity(asset: AssetSpec) -> tuple[int, ...] | None:
+    """What makes two paths the same unchanged file: device, inode, size, modification time."""
+    try:
+        info = os.stat(asset.path) if asset.inline_text is None else None
+    except OSError:  # reading it says why, in the reader's words
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) if info else None
+
+
+def split_duplicates(work: list[WorkItem]) -> tuple[list[WorkItem], dict[tuple[str, str], list[WorkItem]]]:
+    """The work to encode, one asset per distinct content (modality and hash), and the assets that are copies
+    of one of those: a manifest naming one file on 200,000 rows decodes and encodes it once."""
+    unique: list[WorkItem] = []
+    copies: dict[tuple[str, str], list[WorkItem]] = {}
+    for item in work:
+        if item.sha256 is None or item.error is not None:
+            unique.append(item)
+        elif (key := (item.spec.modality, item.sha256)) in copies:
+            copies[key].append(item)
+        else:
+            copies[key] = []
+            unique.append(item)
+    return unique, copies
+
+
+def with_copies(batch: EncodedBatch, copies: dict[tuple[str, str], list[WorkItem]]) -> EncodedBatch:
+    """`batch` with each of its assets' copies given the same decoding result and the same vectors."""
+    decoded = list(batch.decoded)
+    extra: dict[tuple[str, int], list[int]] = {}  # (modality, the encoded asset's item id) -> its copies' items
+    for d in batch.decoded:
+        key = (d.work.spec.modality, d.work.sha256 or "")
+        for copy in copies.pop(key, []) if d.work.sha256 and d.work.error is None else []:
+            decoded.append(dataclasses.replace(d, work=copy))
+            extra.setdefault((key[0], d.work.item_id), []).append(copy.item_id)
+    if not extra:
+        return dataclasses.replace(batch, decoded=decoded)
+    vectors = {}
+    for field_key, (ids, rows) in batch.vectors.items():
+        modality = field_key.split("@")[0]
+        per_row = [extra.get((modality, item_id), []) for item_id in ids.tolist()]
+        at = [n for n, items in enumerate(per_row) for _ in items]
+        more = np.array([c for items in per_row for c in items], ids.dtype)
+        vectors[field_key] = (np.concatenate([ids, more]), np.concatenate([rows, rows[at]]))
+    return EncodedBatch(decoded, vectors)
 
 
 class _Stopwatch:

@@ -12,6 +12,7 @@ from conftest import MNIST, mnist_image, recording
 from sqlalchemy import select
 
 from indexer import Indexer, pipeline
+from indexer.sources import AssetSpec
 from indexer.status import collection_status
 from retrieval import SearchEngine
 from storage import Asset, Collection, Database, EncoderMismatchError, VectorStorage
@@ -256,3 +257,37 @@ def test_a_non_finite_vector_becomes_an_error_not_an_index_entry(
         vector_dir = session.scalar(select(Collection.vector_dir))
     vectors = VectorStorage(Path(vector_dir)).load("image@hog")
     assert len(vectors) == len(ok["image"]) == 7 and np.isfinite(vectors.vectors.astype(np.float32)).all()
+
+
+def test_identical_content_is_decoded_and_encoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 35, item 7: a manifest naming one file on many rows decodes it once and gives every row its
+    vectors (it re-encoded the file on each row: ~95 assets/s)."""
+    import json
+
+    from indexer import executors
+
+    calls: list[str] = []
+    real = executors.decode_asset
+
+    def counting(work, rates):
+        calls.append(work.spec.path.name)
+        return real(work, rates)
+
+    monkeypatch.setattr(executors, "decode_asset", counting)
+    hashed: list[str] = []
+    real_hash = AssetSpec.sha256
+    monkeypatch.setattr(AssetSpec, "sha256", lambda spec: hashed.append(spec.path.name) or real_hash(spec))
+    shutil.copy(mnist_image(3), tmp_path / "three.png")
+    shutil.copy(mnist_image(3), tmp_path / "three-again.png")  # another file, the same bytes
+    shutil.copy(mnist_image(4), tmp_path / "four.png")
+    rows = [{"id": f"copy-{n}", "image": "three.png"} for n in range(50)]
+    rows += [{"id": "again", "image": "three-again.png"}, {"id": "four", "image": "four.png"}]
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    url = f"sqlite:///{tmp_path}/c.db"
+    summary = Indexer(url, batch_size=4, flush_assets=8).run(tmp_path / "items.jsonl")
+    assert sorted(calls) == ["four.png", "three.png"]
+    assert sorted(hashed) == ["four.png", "three-again.png", "three.png"], "one file is read once to hash it"
+    assert summary.encoded == 52 and summary.assets == {"image": 52}
+    hits = SearchEngine.open(url).search(image=tmp_path / "three.png", strategy="late", k=52).hits
+    assert {h.key for h in hits[:51]} == {f"copy-{n}" for n in range(50)} | {"again"}
+    assert len({round(h.score, 5) for h in hits[:51]}) == 1 and hits[51].key == "four"
