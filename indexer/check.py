@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import delete, select, update
 
 from indexer.pipeline import ProgressFn
+from indexer.status import unfinished_message
 from retrieval.errors import NotFoundError
 from retrieval.fusion.concat import concat_index
 from retrieval.profiles import Field, Profile
@@ -36,14 +37,14 @@ from storage import (
 )
 from storage.catalog import collection_storage
 from storage.lock import writer_active
-from storage.repository import get_collection, ok_ids_by_modality
+from storage.repository import get_collection, ok_ids_by_modality, unencoded_items
 
 
 @dataclass
 class Finding:
     """One difference: which artefact, where, what is wrong, and what repairing does (or cannot do)."""
 
-    artefact: str  # "table" or "index"
+    artefact: str  # "table", "index" or "items"
     name: str  # a field (image@hog) or an index (strategy/key)
     location: str
     problem: str
@@ -106,6 +107,11 @@ class _Check:
             )
             self.dims = dict(records.tuples().all())
             items = len(set().union(*ok.values())) if ok else 0
+            unencoded = unencoded_items(session, self.row.id)
+        if unencoded and not busy:
+            self.findings.append(
+                Finding("items", "unencoded", self.db.url, unfinished_message(unencoded, self.row), self.reindex, False)
+            )
         total = len(self.profile.fields) + len(builds)
         changed = False
         for number, f in enumerate(self.profile.fields, start=1):

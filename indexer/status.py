@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from storage import Asset, Collection, CorruptArtifactError, Database, IndexBuil
 from storage.artifacts import read_header
 from storage.catalog import collection_storage
 from storage.lock import writer_active
-from storage.repository import get_collection
+from storage.repository import get_collection, unencoded_items
 
 
 def vector_tables(db: Database, collection: Collection, ok: Counter[str]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -44,6 +45,15 @@ def vector_tables(db: Database, collection: Collection, ok: Counter[str]) -> tup
     return tables, problems
 
 
+def unfinished_message(count: int, collection: Collection) -> str:
+    source = collection.root or "SOURCE"
+    return (
+        f"{count} items have nothing encoded yet (an indexing run stopped before reaching them; searches do not "
+        f"find them): run the indexer on the same source again to complete them (python -m indexer {source} "
+        f"--collection {collection.name})"
+    )
+
+
 def collection_status(url: str, name: str = "default") -> dict[str, Any]:
     db = Database(url)
     with db.session() as session:
@@ -60,9 +70,13 @@ def collection_status(url: str, name: str = "default") -> dict[str, Any]:
         builds = session.scalars(select(IndexBuild).where(IndexBuild.collection_id == collection.id)).all()
         ok = Counter(m for m, s, _, _ in rows if s == "ok")
         tables, table_problems = vector_tables(db, collection, ok)
+        unencoded = unencoded_items(session, collection.id)
+        if unencoded and not writer_active(Path(collection.vector_dir)):
+            table_problems.append(unfinished_message(unencoded, collection))
         return {
             "collection": name,
             "items": items,
+            "unencoded_items": unencoded,
             "generation": collection.generation,
             "profile": collection.profile,
             "vector_dir": collection.vector_dir,

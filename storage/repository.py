@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from storage.models import Asset, CheckpointRecord, Collection, IndexBuild, Item, Preset
@@ -34,6 +34,20 @@ def ok_ids_by_modality(session: Session, collection_id: int) -> dict[str, set[in
     for modality, item_id in rows:
         out.setdefault(modality, set()).add(item_id)
     return out
+
+
+def unencoded_items(session: Session, collection_id: int) -> int:
+    """Items with no asset row at all: listed by a run that stopped before reaching them (every item a source
+    lists has at least one asset, recorded good or failed once it is read). An item whose other modality was
+    reached is not counted: without its source, nothing says it had one."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Item)
+            .where(Item.collection_id == collection_id, ~select(Asset.id).where(Asset.item_id == Item.id).exists())
+        )
+        or 0
+    )
 
 
 def latest_checkpoint(session: Session, collection_id: int, strategy: str) -> CheckpointRecord | None:

@@ -238,3 +238,34 @@ def test_a_relative_folder_recorded_by_an_older_version_is_made_absolute_where_i
     with Database(url).session() as session:
         assert session.scalar(select(Collection.vector_dir)) == str(indexer.storage.root)
     assert SearchEngine.open(url).search(image=mnist_image(0), k=1).hits[0].key == "d0_george"
+
+
+def test_status_and_check_say_what_an_interrupted_run_left_unencoded(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 35, item 8: after a killed indexer, status said '12 items' and check 'differences: 0' while
+    most items had nothing encoded, so searches silently covered part of the collection."""
+    from indexer import pipeline
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    flushes = []
+
+    def crash() -> None:
+        flushes.append(1)
+        if len(flushes) == 2:
+            raise RuntimeError("killed")
+
+    monkeypatch.setitem(pipeline.FAULTS, "flush:tables-saved", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        Indexer(url, batch_size=2, flush_assets=2).run(small_folder)
+    monkeypatch.delitem(pipeline.FAULTS, "flush:tables-saved")
+    assert indexer_main(["status", "--db", url]) == 1
+    err = capsys.readouterr().err
+    assert "items have nothing encoded yet" in err and "run the indexer on the same source again" in err
+    report = check_collection(url)  # the crash also left tables ahead of rows: a table finding beside it
+    unencoded = [f for f in report.findings if f.artefact == "items"]
+    assert len(unencoded) == 1 and not unencoded[0].repairable and str(small_folder) in unencoded[0].fix
+
+    Indexer(url).run(small_folder)
+    assert indexer_main(["status", "--db", url]) == 0
+    assert check_collection(url).findings == []
