@@ -58,8 +58,8 @@ def require_real_media() -> Path:
 # Seconds the slow tests of each module take in a two-worker run (measured; they only order the suite).
 SLOW_SECONDS = {
     "test_browser.py": 62,
-    "test_scale_out.py": 55,
-    "test_browser_first_run.py": 32,
+    "test_scale_out.py": 40,
+    "test_browser_first_run.py": 22,
     "test_pretrained_profile.py": 30,
     "test_compare_evaluate.py": 19,
     "test_app.py": 18,

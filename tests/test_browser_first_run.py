@@ -25,9 +25,9 @@ pytestmark = [pytest.mark.datasets, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 # data/ by default, so a test run leaves the tree clean; SCREENSHOT_DIR=docs/screenshots retakes the README's
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "data" / "screenshots"))
-# Items the button builds (the real demo: 2,000). 200 keep the test short (the build is most of it: ~17 s for
+# Items the button builds (the real demo: 2,000). 150 keep the test short (the build is most of it: ~17 s for
 # 400); the README's screenshots are taken on 400, where the lists read better.
-DEMO_LIMIT = os.environ.get("RETRIEVAL_DEMO_LIMIT", "400" if "SCREENSHOT_DIR" in os.environ else "200")
+DEMO_LIMIT = os.environ.get("RETRIEVAL_DEMO_LIMIT", "400" if "SCREENSHOT_DIR" in os.environ else "150")
 GRID_COLUMNS = """
 const rows = [...document.querySelectorAll('table.cmp-grid tr')].slice(1);
 const cells = rows.map(r => [...r.querySelectorAll('td')].map(td => (td.querySelector('b') || {}).textContent || ''));
