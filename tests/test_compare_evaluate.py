@@ -131,11 +131,10 @@ def test_evaluate_compare_and_tune_on_the_demo(
     assert {p.name for p in out.iterdir()} >= {"evaluation.json", "evaluation.md", "ndcg@10.html", "bump.html"}
     assert "### ndcg@10" in capsys.readouterr().out
 
+    some = out / "some-queries.jsonl"  # every third query: 128 settings of late on all 134 took ~8 s
+    some.write_text("".join(queries_file.read_text().splitlines(keepends=True)[::3]))
     assert (
-        retrieval_main(
-            ["tune", "--db", url, "--queries", str(queries_file), "--label-field", "digit", "--name", "best"]
-        )
-        == 0
+        retrieval_main(["tune", "--db", url, "--queries", str(some), "--label-field", "digit", "--name", "best"]) == 0
     )
     printed = capsys.readouterr().out
     assert "saved as preset 'best'" in printed and "gain in nDCG@10" in printed

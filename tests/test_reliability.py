@@ -126,7 +126,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     manifest = media_manifest(tmp_path / "collection", items)
     url = f"sqlite:///{tmp_path}/kill.db"
     rng = random.Random(7)
-    progress = [kill_mid_run(indexer_args(manifest, url), url, rng) for _ in range(5)]
+    progress = [kill_mid_run(indexer_args(manifest, url), url, rng) for _ in range(3)]
     assert_kills_landed(progress, assets=2 * items)
     print(f"good assets after each of {len(progress)} kills: {progress}")
     final = subprocess.run(
