@@ -131,7 +131,7 @@ def test_evaluate_compare_and_tune_on_the_demo(
     assert {p.name for p in out.iterdir()} >= {"evaluation.json", "evaluation.md", "ndcg@10.html", "bump.html"}
     assert "### ndcg@10" in capsys.readouterr().out
 
-    some = out / "some-queries.jsonl"  # every third query: 128 settings of late on all 134 took ~8 s
+    some = queries_file.with_name("some-queries.jsonl")  # beside it: its media paths are relative to it
     some.write_text("".join(queries_file.read_text().splitlines(keepends=True)[::3]))
     assert (
         retrieval_main(["tune", "--db", url, "--queries", str(some), "--label-field", "digit", "--name", "best"]) == 0
