@@ -184,7 +184,7 @@ def close_picker(driver) -> None:
     try:
         settle(driver, closed, timeout=5)
     except AssertionError:
-        driver.find_element(By.CSS_SELECTOR, "h1").click()
+        driver.find_element(By.CSS_SELECTOR, "h1, h2").click()  # the page's title: a neutral spot
         settle(driver, closed, timeout=30)
 
 
