@@ -10,7 +10,6 @@ from the vectors and carry the generation they were built at, so a stale one is 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import time
 from collections.abc import Callable
@@ -53,6 +52,7 @@ from storage import (
     remove_stale_temporaries,
 )
 from storage.catalog import collection_storage
+from storage.errors import WRITE_ERRNOS
 from storage.models import utcnow
 from storage.repository import bump_generation, get_collection, ok_ids_by_modality, set_collection
 
@@ -245,7 +245,7 @@ class Indexer:
                 remove_stale_temporaries(self.storage.root)
                 return self._run(Path(source), prune, progress, roots or [], confined)
         except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+            if exc.errno not in WRITE_ERRNOS:
                 raise
             raise StorageError(
                 f"cannot write {exc.filename or self.storage.root}: {exc.strerror}; "
@@ -352,9 +352,11 @@ class Indexer:
                 try:
                     same = _file_identity(asset)
                     digest = seen.get(same) if same else None
-                    digests[(spec.key, modality)] = digest or asset.sha256()
-                    if same:
-                        seen[same] = str(digests[(spec.key, modality)])
+                    if digest is None:
+                        digest = asset.sha256()
+                        if same:
+                            seen[same] = digest
+                    digests[(spec.key, modality)] = digest
                 except (MediaError, OSError) as exc:
                     digests[(spec.key, modality)] = exc
                 done += 1
@@ -576,10 +578,11 @@ def with_copies(batch: EncodedBatch, copies: dict[tuple[str, str], list[WorkItem
     decoded = list(batch.decoded)
     extra: dict[tuple[str, int], list[int]] = {}  # (modality, the encoded asset's item id) -> its copies' items
     for d in batch.decoded:
-        key = (d.work.spec.modality, d.work.sha256 or "")
-        for copy in copies.pop(key, []) if d.work.sha256 and d.work.error is None else []:
+        if d.work.sha256 is None or d.work.error is not None:
+            continue
+        for copy in copies.pop((d.work.spec.modality, d.work.sha256), []):
             decoded.append(dataclasses.replace(d, work=copy))
-            extra.setdefault((key[0], d.work.item_id), []).append(copy.item_id)
+            extra.setdefault((d.work.spec.modality, d.work.item_id), []).append(copy.item_id)
     if not extra:
         return dataclasses.replace(batch, decoded=decoded)
     vectors = {}

@@ -24,6 +24,7 @@ from retrieval.media import (
     MAX_TEXT_BYTES,
     MODALITIES,
     MediaError,
+    is_within,
     modality_from_extension,
     open_regular,
     sniff_modality,
@@ -331,7 +332,6 @@ def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
     """Refuse assets whose real path (links followed) lies outside the source's folder and `extra_roots`:
     a manifest saying `../../etc/passwd`, or a link pointing out of the collection, is not read."""
     roots = [str(found.root.resolve()), *(str(Path(r).resolve()) for r in extra_roots or [])]
-    inside = tuple(root.rstrip(os.sep) + os.sep for root in roots)  # string prefixes: Path.parents is slow
     problems = list(found.problems)
     items = []
     for item in found.items:
@@ -344,7 +344,7 @@ def confine(found: Scan, extra_roots: list[Path] | None = None) -> Scan:
                 problems.append(Problem(str(asset.path), "symbolic link loop"))
                 del item.assets[modality]
                 continue
-            if str(real) not in roots and not str(real).startswith(inside):
+            if not is_within(str(real), roots):
                 problems.append(Problem(str(asset.path), OUTSIDE))
                 del item.assets[modality]
             else:

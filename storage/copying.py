@@ -1,7 +1,7 @@
 """Copy a database with its vectors, or re-point a database whose files were moved (`storage.pairing`).
 
-`copy_database` holds every collection's writer lock, shared (nothing writes meanwhile; copies may run together), copies the rows into a new,
-empty database (any SQLAlchemy URL) which gets an id of its own, and copies each collection's vector folder
+`copy_database` holds every collection's writer lock, shared (no indexer writes meanwhile; other copies
+may run), copies the rows into a new, empty database (any SQLAlchemy URL) which gets an id of its own, and copies each collection's vector folder
 into a folder of the copy's, every table and index stamped with the copy's id: the two never share a file,
 a Milvus collection or a writer lock. Milvus indexes are not copied (their builds are forgotten, and the
 copy's first search builds its own). Checkpoint files are shared, as the original shares them: read only.
@@ -22,9 +22,9 @@ from storage.artifacts import TEMP_MARKER, map_arrays, write_streamed
 from storage.catalog import owner_of
 from storage.db import Database, collection_folder, default_vector_base
 from storage.errors import StorageError
-from storage.lock import CollectionLock
+from storage.lock import LOCK_FILE, CollectionLock
 from storage.models import Base, Collection, DatabaseIdentity, IndexBuild, SchemaInfo
-from storage.pairing import read_pair, write_pair
+from storage.pairing import PAIR_FILE, read_pair, write_pair
 
 ProgressFn = Callable[[str, int, int], None]
 _OWN_ROWS = (SchemaInfo.__tablename__, DatabaseIdentity.__tablename__)  # each database makes its own
@@ -87,7 +87,12 @@ def _copy_rows(src: Database, dst: Database) -> None:
 
 def _files(folder: Path) -> Iterator[Path]:
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink() and TEMP_MARKER not in path.name and path.name != ".writer.lock":
+        if (
+            path.is_file()
+            and not path.is_symlink()
+            and TEMP_MARKER not in path.name
+            and path.name not in (LOCK_FILE, PAIR_FILE)
+        ):
             yield path
 
 
@@ -97,8 +102,6 @@ def _copy_folder(old: Path, new: Path, old_owner: str, new_owner: str, old_uid: 
     if new.exists():
         raise StorageError(f"{new} already exists: copy into a new folder (--vector-dir)")
     for path in _files(old):
-        if path.name == "DATABASE.json":
-            continue
         relative = path.relative_to(old)
         target = new / Path(str(relative).replace(old_uid[:12], new_uid[:12]))
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+
+# A write the environment refused (a full disk, a quota, a read-only or forbidden folder): the user's to fix.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
 
 class StorageError(Exception):
     """Base of everything the storage layer raises on purpose."""

@@ -16,6 +16,8 @@ from typing import IO
 from storage.artifacts import TEMP_MARKER
 from storage.errors import StorageError
 
+LOCK_FILE = ".writer.lock"
+
 
 class CollectionBusyError(StorageError):
     """Another process is writing this collection."""
@@ -26,7 +28,7 @@ class CollectionLock:
     collection (copies) hold it at the same time."""
 
     def __init__(self, folder: Path, what: str, shared: bool = False) -> None:
-        self.path = Path(folder) / ".writer.lock"
+        self.path = Path(folder) / LOCK_FILE
         self.what = what
         self.shared = shared
         self._handle: IO[str] | None = None
@@ -63,7 +65,7 @@ class CollectionLock:
 def writer_active(folder: Path) -> bool:
     """Whether an indexer holds this folder's writer lock now (its files may be mid-checkpoint)."""
     try:
-        with open(Path(folder) / ".writer.lock") as handle:
+        with open(Path(folder) / LOCK_FILE) as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -7,7 +7,6 @@ No pickle is ever loaded.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from retrieval.fusion.modules import FusionModule, build_module
 from retrieval.profiles import Field
 from storage import CorruptArtifactError, EncoderMismatchError, StorageError
 from storage.artifacts import load_arrays, save_arrays
+from storage.errors import WRITE_ERRNOS
 
 FORWARD_BATCH = 4096  # rows per torch forward pass when fusing a collection: bounds the activations' memory
 _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
@@ -42,9 +42,6 @@ def one_blas_thread() -> Iterator[None]:
     finally:
         for lib, threads in zip(_BLAS, before):
             lib.set_num_threads(threads)
-
-
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def first_problem(exc: BaseException) -> str:
