@@ -25,14 +25,15 @@ DEFAULT_CLAP = "laion/clap-htsat-unfused"  # Hugging Face repo id of the `pretra
 BUILTIN_FAMILIES = {
     "hog": "retrieval.encoders.features",
     "mfcc": "retrieval.encoders.features",
+    "speech": "retrieval.encoders.speech",
     "sbert": "retrieval.encoders.sbert",
     "openclip": "retrieval.encoders.openclip",
     "clap": "retrieval.encoders.clap",
 }
 
-# Computed features load no weights: their factories run without `quiet_loading`, which imports transformers
-# (1.1 s of a one-shot `retrieval search --image` on the demo, whose image encoder is HOG).
-WEIGHTLESS = frozenset({"hog", "mfcc"})
+# Computed features and ONNX models draw no library progress bars: their factories run without
+# `quiet_loading`, which imports transformers (1.1 s of a one-shot `retrieval search --image` on the demo).
+WEIGHTLESS = frozenset({"hog", "mfcc", "speech"})
 
 Factory = Callable[[str | None, str | None], Encoder]
 ENCODERS: Registry[Factory] = Registry("encoder")

@@ -1,0 +1,113 @@
+"""The `speech` encoder: Google's speech_embedding through onnxruntime, from openWakeWord 0.5.1's own files."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import recording
+
+from retrieval.encoders import WeightsNotFoundError, create_encoder, speech
+from retrieval.media import Waveform, load_audio
+
+RATE = 16_000
+
+
+def tone(seconds: float, seed: int = 0) -> np.ndarray:
+    """A voiced-like sound: a gliding tone with harmonics and a little noise."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    pitch = 120 + 60 * t / max(seconds, 1e-3)
+    phase = 2 * np.pi * np.cumsum(pitch) / RATE
+    wave = sum(np.sin(k * phase) / k for k in range(1, 6)) * np.hanning(len(t))
+    noise = np.random.default_rng(seed).standard_normal(len(t)) * 0.01
+    return (0.2 * wave + noise).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> speech.SpeechEmbeddingEncoder:
+    made = create_encoder("speech")
+    assert isinstance(made, speech.SpeechEmbeddingEncoder)
+    return made
+
+
+@pytest.mark.parametrize("seconds", [0.5, 3.2])
+def test_window_vectors_equal_openwakewords_own_front_end(encoder, seconds: float) -> None:
+    """The reference is openWakeWord's AudioFeatures (onnx), fed the same padded clip as 16-bit PCM."""
+    from openwakeword.utils import AudioFeatures
+
+    reference = AudioFeatures(inference_framework="onnx")
+    padded = encoder.padded(tone(seconds))
+    pcm = np.clip(padded * 32767.0, -32768, 32767).astype(np.int16)
+    expected = reference._get_embeddings(pcm)
+    (ours,) = encoder.frames([tone(seconds)])
+    assert ours.shape == expected.shape
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+
+
+def test_short_and_long_clips_give_unit_vectors_and_longer_clips_more_windows(encoder) -> None:
+    clips = [tone(0.02), tone(0.6), tone(30.0)]
+    vectors = encoder.encode("audio", [Waveform(c, RATE) for c in clips])
+    assert vectors.shape == (3, 2 * speech.DIM) and np.isfinite(vectors).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    counts = [len(f) for f in encoder.frames(clips)]
+    assert counts[0] == counts[1] < counts[2]  # short clips are padded to the same 1.5 s; 30 s is windowed
+    (mel,) = encoder.log_mels([encoder.padded(clips[2])])
+    assert abs(len(mel) - (30.0 + 2 * speech.EDGE_SECONDS) * 100) <= 4  # 10 ms frames over the padded clip
+    assert counts[2] == (len(mel) - speech.WINDOW) // speech.STRIDE + 1  # every window, none dropped
+
+
+def test_a_clip_centred_anywhere_in_its_padding_is_read_alike(encoder) -> None:
+    """Centring is what carries a word across voices (docs/benchmarks/speech_encoder.md): the padded clip
+    has as much silence before the sound as after it."""
+    padded = encoder.padded(np.ones(8000, np.float32))
+    before, after = np.argmax(padded != 0), np.argmax(padded[::-1] != 0)
+    assert len(padded) == int(speech.MIN_SECONDS * RATE) and abs(int(before) - int(after)) <= 1
+    long = encoder.padded(np.ones(40_000, np.float32))
+    assert len(long) == 40_000 + 2 * int(speech.EDGE_SECONDS * RATE)
+
+
+def test_deterministic_and_the_same_alone_or_in_a_batch(encoder) -> None:
+    clips = [Waveform(tone(s, seed=i), RATE) for i, s in enumerate((0.3, 0.9, 2.5, 0.3))]
+    batch = encoder.encode("audio", clips)
+    again = encoder.encode("audio", clips)
+    assert np.array_equal(batch, again)
+    for i, clip in enumerate(clips):  # onnxruntime's kernels differ by batch size in the 5th decimal; the
+        # vectors are stored as float16 (3 decimals), so that is the same vector
+        np.testing.assert_allclose(encoder.encode("audio", [clip])[0], batch[i], atol=2e-4)
+
+
+def test_a_missing_package_or_file_is_named_with_the_pip_install(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(WeightsNotFoundError, match=r"pip install openwakeword==0\.5\.1"):
+        create_encoder("speech", cache=False)
+    (tmp_path / "melspectrogram.onnx").write_bytes(b"")
+    with pytest.raises(WeightsNotFoundError, match=r"embedding_model\.onnx") as caught:
+        create_encoder(f"speech:{tmp_path}", cache=False)
+    assert "melspectrogram.onnx" not in str(caught.value).split("Looked in:")[1].split("pip install")[0]
+
+
+def test_reads_audio_at_16_khz_only(encoder) -> None:
+    with pytest.raises(RuntimeError, match="16000 Hz"):
+        encoder.encode("audio", [Waveform(tone(0.5), 8000)])
+
+
+@pytest.mark.real_media
+def test_carries_a_spoken_digit_from_one_voice_to_another_better_than_mfcc(encoder) -> None:
+    """Nearest neighbour from the other speakers only, two takes of each digit: speech ≥ 0.8 and above mfcc."""
+    speakers, takes = ("george", "jackson", "lucas", "nicolas"), (0, 1)
+    keys = list(itertools.product(range(10), speakers, takes))
+
+    def accuracy(name: str) -> float:
+        made = create_encoder(name)
+        vectors = made.encode("audio", [load_audio(recording(d, s, t), made.sample_rate) for d, s, t in keys])
+        similarity = vectors @ vectors.T
+        same_speaker = np.array([[a[1] == b[1] for b in keys] for a in keys])
+        similarity[same_speaker] = -np.inf
+        digits = np.array([k[0] for k in keys])
+        return float((digits[similarity.argmax(axis=1)] == digits).mean())
+
+    ours, mfcc = accuracy("speech"), accuracy("mfcc")
+    assert ours >= 0.8 and ours > mfcc + 0.2, (ours, mfcc)
