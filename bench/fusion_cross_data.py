@@ -1,6 +1,7 @@
 """Collections and queries of the cross-speaker fusion benchmark, built from ../shared/datasets alone.
 
-Every recording, MNIST image and text is encoded once (offline profile: hog, mfcc, sbert) and cached;
+Every recording, MNIST image and text is encoded once (the offline profile's encoders: hog, speech, sbert;
+`BENCH_AUDIO=mfcc` for the audio encoder of offline v1) and cached;
 each rotation then assembles in-memory collections from those vectors:
 
 - train: two speakers' recordings paired with MNIST images 0-2499 of the same digit, demo-like presence
@@ -15,6 +16,7 @@ subset of the same bases, so a fused kind is compared with its single modalities
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -33,13 +35,16 @@ from indexer.demo import (
 )
 from retrieval.encoders import create_encoder
 from retrieval.media import load_audio, load_image
-from retrieval.profiles import Field
+from retrieval.profiles import PROFILES, Field
 from retrieval.space import VectorSpace
 from storage import VectorStorage
 
 SPEAKERS = ("george", "jackson", "lucas", "nicolas")
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-FIELDS = [Field("image", "hog"), Field("audio", "mfcc"), Field("text", "sbert")]
+AUDIO = os.environ.get("BENCH_AUDIO") or PROFILES["offline"].encoders["audio"][0]
+ENCODER = {"image": "hog", "audio": AUDIO, "text": "sbert"}
+FIELDS = [Field(modality, encoder) for modality, encoder in ENCODER.items()]
+DIMS = {"hog": 388, "mfcc": 120, "speech": 192, "sbert": 384}
 # phrasings that no item's text uses (the items' come from indexer.demo's templates)
 QUERY_TEMPLATES = [
     "someone saying {word}",
@@ -80,10 +85,10 @@ def encode_media(cache: Path) -> Media:
         text = {k[5:]: data[k] for k in data.files if k.startswith("text/")}
         return Media(audio, image, digits, text, special)
     root = datasets_dir()
-    hog, mfcc = create_encoder("hog"), create_encoder("mfcc")
+    hog, voice = create_encoder("hog"), create_encoder(AUDIO)
     wavs = sorted((root / "fsdd" / "recordings").glob("*.wav"))
     pngs = sorted((root / "mnist" / "images").glob("*.png"))
-    audio_vectors = mfcc.encode("audio", [load_audio(p, mfcc.sample_rate) for p in wavs])
+    audio_vectors = voice.encode("audio", [load_audio(p, voice.sample_rate) for p in wavs])
     image_vectors = hog.encode("image", [load_image(p) for p in pngs])
     rng = np.random.default_rng(0)
     clips = [load_audio(0.1 * rng.standard_normal(8000).astype(np.float32), 16_000, input_rate=8000) for _ in range(5)]
@@ -91,7 +96,7 @@ def encode_media(cache: Path) -> Media:
     t = np.arange(8000) / 8000
     quiet = 1e-3 * rng.standard_normal(8000) + 5e-4 * np.sin(2 * np.pi * 50 * t)
     clips.append(load_audio(quiet.astype(np.float32), 16_000, input_rate=8000))
-    clip_vectors = mfcc.encode("audio", clips)
+    clip_vectors = voice.encode("audio", clips)
     special = {f"noise{i}": clip_vectors[i] for i in range(5)}
     special["silence"] = clip_vectors[5]
     special["blank"] = hog.encode("image", [load_image(np.zeros((28, 28), np.uint8))])[0]
@@ -135,10 +140,10 @@ class Collection:
 
 def _space(folder: Path, vectors: dict[str, dict[int, np.ndarray]]) -> VectorSpace:
     storage = VectorStorage(folder)
-    dims = {"hog": 0, "mfcc": 0, "sbert": 0}
+    dims = {}
     for f in FIELDS:
         rows = vectors.get(f.modality, {})
-        dim = len(next(iter(rows.values()))) if rows else {"hog": 388, "mfcc": 120, "sbert": 384}[f.encoder]
+        dim = len(next(iter(rows.values()))) if rows else DIMS[f.encoder]
         dims[f.encoder] = dim
         table = storage.load(f.key, dim=dim, encoder=f.encoder)
         if rows:

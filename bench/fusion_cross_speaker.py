@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from fusion_cross_data import (  # noqa: E402
+    AUDIO,
+    ENCODER,
     KINDS,
     MNIST_RANGES,
     MULTI,
@@ -58,7 +60,6 @@ from retrieval.space import EncodedQuery  # noqa: E402
 from retrieval.train import TrainConfig, train  # noqa: E402
 from retrieval.tune import CachedQuery, grid, score_setting  # noqa: E402
 
-ENCODER = {"image": "hog", "audio": "mfcc", "text": "sbert"}
 LEARNED = {"early (learned)": "early", "gated": "gated", "cross-attention": "cross_attention"}
 
 
@@ -288,7 +289,7 @@ def main() -> int:
     parser.add_argument("--per-kind", type=int, default=50, help="queries per kind per rotation")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--name", default="fusion_cross_speaker")
-    parser.add_argument("--cache", default=str(ROOT / "data" / "bench-cross" / "media.npz"))
+    parser.add_argument("--cache", default=str(ROOT / "data" / "bench-cross" / f"media-{AUDIO}.npz"))
     args = parser.parse_args()
     learned = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.learned)}
     args.learned_params = dict.fromkeys(LEARNED.values(), learned)
@@ -307,7 +308,7 @@ def main() -> int:
         "design": (
             "Train: two speakers + MNIST 0-2499; corpus: a third speaker + MNIST 2500-3749 (demo-like: image 80 %, "
             "audio 80 %, text 50 %); image-only corpus: MNIST 2500-3749; queries: the fourth speaker + MNIST "
-            "3750-4999 + phrasings no item uses. Offline encoders (hog, mfcc, sbert). Relevance: same digit."
+            f"3750-4999 + phrasings no item uses. Offline encoders (hog, {AUDIO}, sbert). Relevance: same digit."
         ),
         "rotations": [rotation(r) for r in args.rotation or range(args.rotations)],
         "train": args.train_params,

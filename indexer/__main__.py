@@ -73,6 +73,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         vector_backend=args.vector_backend,
         executor=args.executor,
         ray_address=args.ray_address,
+        migrate=args.migrate,
     )
     roots = [Path(r) for r in args.allow_root] + getattr(args, "extra_roots", [])
     # A manifest given here was written (or chosen) by the person running the command: its paths are read
@@ -98,6 +99,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1 if status["vector_problems"] else 0
     print(f"collection {status['collection']!r}: {status['items']} items, generation {status['generation']}")
     print("assets: " + ", ".join(f"{m}: {n}" for m, n in status["assets"].items()))
+    print(f"profile: {status['profile'].get('name')} v{status['profile'].get('version', 1)}")
+    if status["profile_note"]:
+        print(f"note: {status['profile_note']}")
     print("encoders: " + ", ".join(f"{e['name']} ({e['dim']}d)" for e in status["encoders"]))
     print(f"vectors: {status['vector_dir']}   indexes on: {status['vector_backend']}")
     for table in status["vector_tables"]:
@@ -191,6 +195,12 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
     from indexer.executors import EXECUTORS
 
     parser.add_argument("--profile", help="offline (default for a new collection), pretrained, or a JSON file")
+    parser.add_argument(
+        "--migrate",
+        action="store_true",
+        help="move an existing collection to --profile, or to the current version of its own profile "
+        "(re-encodes only the modalities whose encoders changed)",
+    )
     parser.add_argument("--prune", action="store_true", help="remove items whose files are gone")
     parser.add_argument("--batch-size", type=checks.positive_int(MAX_BATCH), default=64)
     parser.add_argument(

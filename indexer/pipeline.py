@@ -31,7 +31,7 @@ from retrieval.encoders import Encoder, create_encoders
 from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.fusion import create_strategy
 from retrieval.media import MODALITIES, MediaError
-from retrieval.profiles import PROFILES, Profile
+from retrieval.profiles import PROFILES, Profile, newer_profile
 from retrieval.space import VectorSpace
 from storage import (
     Asset,
@@ -48,6 +48,7 @@ from storage import (
     VectorTable,
     collection_folder,
     default_vector_base,
+    field_key,
     normalise_backend,
     remove_stale_temporaries,
 )
@@ -111,6 +112,7 @@ class Indexer:
         vector_backend: str | None = None,
         executor: str = "local",
         ray_address: str | None = None,
+        migrate: bool = False,
     ) -> None:
         check_collection_name(collection)  # before any row is written: a 300-character name is refused here
         whole_number("batch_size", batch_size, 1)
@@ -124,13 +126,14 @@ class Indexer:
         # ("Flush", not "checkpoint": a checkpoint is a trained fusion model.)
         self.flush_assets, self.flush_seconds = flush_assets, flush_seconds
         self.encoders: dict[str, Encoder] = {}
-        self.collection = self._open_collection(profile, vector_dir, vector_backend)
+        self.migration: Profile | None = None  # the profile a run moves an existing collection to
+        self.collection = self._open_collection(profile, vector_dir, vector_backend, migrate)
         self.profile = Profile.from_dict(self.collection.profile)
         self.storage = collection_storage(self.db, self.collection, write=True)
 
     # -- set-up ------------------------------------------------------------------------------------
     def _open_collection(
-        self, profile: Profile | None, vector_dir: Path | None, vector_backend: str | None
+        self, profile: Profile | None, vector_dir: Path | None, vector_backend: str | None, migrate: bool = False
     ) -> Collection:
         with self.db.session() as session:
             row = get_collection(session, self.collection_name)
@@ -141,11 +144,19 @@ class Indexer:
                 f"collection {self.collection_name!r} keeps its indexes on {row.vector_backend!r}, not "
                 f"{vector_backend!r}; use another --collection name to index onto another backend"
             )
-        if profile is not None and Profile.from_dict(row.profile).encoders != profile.encoders:
+        stored = Profile.from_dict(row.profile)
+        if migrate:
+            self.migration = profile or newer_profile(stored)
+        elif profile is not None and stored.encoders != profile.encoders:
             raise EncoderMismatchError(
-                f"collection {self.collection_name!r} was indexed with profile "
-                f"{row.profile.get('name')!r} ({row.profile.get('encoders')}); asked for {profile.name!r}. "
-                "Use another --collection name or another database for a different profile."
+                f"collection {self.collection_name!r} was indexed with profile {stored.label} "
+                f"({row.profile.get('encoders')}); asked for {profile.label}. "
+                + (
+                    "Add --migrate to move it (only the modalities whose encoders differ are re-encoded), "
+                    "or use another --collection name."
+                    if profile == newer_profile(stored)
+                    else "Use another --collection name or another database for a different profile."
+                )
             )
         if not Path(row.vector_dir).is_absolute():
             row.vector_dir = str(self._resolve_legacy_folder(Path(row.vector_dir)))
@@ -196,6 +207,34 @@ class Indexer:
         profile = profile or self.profile
         names = sorted({name for names in profile.encoders.values() for name in names})
         self.encoders.update(create_encoders([n for n in names if n not in self.encoders], self.device))
+
+    def _start_migration(self) -> None:
+        """Record the profile the collection moves to; the run then encodes what its new fields lack (the
+        unchanged modalities' vectors are all there, so nothing else is read again)."""
+        if self.migration is None or self.migration == self.profile:
+            return
+        with self.db.session() as session:
+            set_collection(session, self.collection.id, profile=self.migration.to_dict())
+        self.collection.profile = self.migration.to_dict()
+        self.profile = self.migration
+
+    def _retire_encoders(self) -> None:
+        """Vectors and records of encoders the profile no longer names (left by a migration, or by one
+        killed before this step): the collection's own files, never read again."""
+        named = {name for names in self.profile.encoders.values() for name in names}
+        mine = (EncoderRecord.collection_id == self.collection.id) & EncoderRecord.name.notin_(named)
+        with self.db.session() as session:
+            retired = {r.name: list(r.modalities) for r in session.scalars(select(EncoderRecord).where(mine))}
+        if not retired:
+            return
+        # files first, records last: a run killed in between finds the records and finishes the job
+        for name, modalities in retired.items():
+            for modality in modalities:
+                self.storage.remove(field_key(modality, name))
+        IndexCatalog.for_collection(self.db, self.collection).forget(set(retired))
+        with self.db.session() as session:
+            session.execute(delete(EncoderRecord).where(mine))
+            bump_generation(session, self.collection.id)
 
     def _load_encoders(self) -> None:
         self._create_encoders()
@@ -260,6 +299,7 @@ class Indexer:
         summary = IndexSummary()
         stage = _Stopwatch(summary.stages)
         with stage("load encoders"):
+            self._start_migration()
             self._load_encoders()
         with stage("scan"):
             found = scan(source)
@@ -285,6 +325,7 @@ class Indexer:
         with stage("prune"):
             self._prune(listed, tables, summary, prune)
         with stage("index"):
+            self._retire_encoders()
             self._build_indexes(progress)
         self._summarise(summary, found.problems)
         summary.seconds = time.perf_counter() - started
@@ -586,12 +627,12 @@ def with_copies(batch: EncodedBatch, copies: dict[tuple[str, str], list[WorkItem
     if not extra:
         return dataclasses.replace(batch, decoded=decoded)
     vectors = {}
-    for field_key, (ids, rows) in batch.vectors.items():
-        modality = field_key.split("@")[0]
+    for key, (ids, rows) in batch.vectors.items():
+        modality = key.split("@")[0]
         per_row = [extra.get((modality, item_id), []) for item_id in ids.tolist()]
         at = [n for n, items in enumerate(per_row) for _ in items]
         more = np.array([c for items in per_row for c in items], ids.dtype)
-        vectors[field_key] = (np.concatenate([ids, more]), np.concatenate([rows, rows[at]]))
+        vectors[key] = (np.concatenate([ids, more]), np.concatenate([rows, rows[at]]))
     return EncodedBatch(decoded, vectors)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from retrieval.errors import NotFoundError
-from retrieval.profiles import Profile
+from retrieval.profiles import Profile, migration_hint
 from storage import Asset, Collection, CorruptArtifactError, Database, IndexBuild, Item, SkippedFile
 from storage.artifacts import read_header
 from storage.catalog import collection_storage
@@ -79,6 +79,7 @@ def collection_status(url: str, name: str = "default") -> dict[str, Any]:
             "unencoded_items": unencoded,
             "generation": collection.generation,
             "profile": collection.profile,
+            "profile_note": migration_hint(Profile.from_dict(collection.profile), name),
             "vector_dir": collection.vector_dir,
             "vector_backend": collection.vector_backend,
             "assets": dict(sorted(ok.items())),

@@ -76,6 +76,9 @@ def check_tables_present(
     )
 
 
+EVERY_GENERATION = 2**62  # `drop_older` than this: every build of a name
+
+
 class IndexCatalog:
     def __init__(self, db: Database, collection_id: int, backend: StoreBackend) -> None:
         self.db, self.collection_id, self.backend = db, collection_id, backend
@@ -107,6 +110,21 @@ class IndexCatalog:
             return None  # another collection's index, or an older copy of this one: rebuilt, never trusted
         return store
 
+    def forget(self, encoders: set[str]) -> None:
+        """Remove every index built from any of `encoders` (they left the collection's profile)."""
+        with self.db.session() as session:
+            rows = session.scalars(select(IndexBuild).filter_by(collection_id=self.collection_id)).all()
+            gone = [row for row in rows if encoders & set(row.encoders)]
+            names = [self._name(row.strategy, row.key) for row in gone]
+            for row in gone:
+                session.delete(row)
+        for name in names:
+            self.backend.drop_older(name, EVERY_GENERATION)
+
+    def _name(self, strategy: str, key: str) -> str:
+        # the database's id in the name too: two databases may share a Milvus server or an index folder
+        return f"{self.db.uid[:12]}-c{self.collection_id}-{strategy}-{key}"
+
     def create(
         self,
         strategy: str,
@@ -125,8 +143,7 @@ class IndexCatalog:
         """
         started = time.perf_counter()
         header = {**(header or {}), "strategy": strategy, "owner": self.owner, "generation": generation}
-        # the database's id in the name too: two databases may share a Milvus server or an index folder
-        name = f"{self.db.uid[:12]}-c{self.collection_id}-{strategy}-{key}"
+        name = self._name(strategy, key)
         store, location = self.backend.create(name, generation, ids, vectors, factory, header)
         if location is None:
             return store

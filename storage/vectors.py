@@ -208,6 +208,10 @@ class VectorStorage:
             )
         return table
 
+    def remove(self, key: str) -> None:
+        """Delete one field's table (its encoder left the collection's profile)."""
+        self.path_for(key).unlink(missing_ok=True)
+
     def save(self, key: str, table: VectorTable) -> None:
         header = {**table.header, "field": key, "dim": table.dim, "count": len(table)}
         if self.owner is not None:

@@ -45,7 +45,7 @@ def consistent(url: str) -> dict[str, set[int]]:
         collection = session.scalar(select(Collection))
         ok = ok_ids_by_modality(session, collection.id)
         storage = VectorStorage(Path(collection.vector_dir))
-        for name, modality in (("image@hog", "image"), ("audio@mfcc", "audio"), ("text@sbert", "text")):
+        for name, modality in (("image@hog", "image"), ("audio@speech", "audio"), ("text@sbert", "text")):
             assert set(storage.load(name).ids.tolist()) == ok.get(modality, set()), name
     return ok
 

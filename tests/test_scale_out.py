@@ -65,7 +65,7 @@ def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, ray_addr
     local_indexer = Indexer(local_url, vector_dir=tmp_path / "local-vectors")
     local_indexer.run(manifest, roots=roots)
     ray_tables, local_tables = ray_indexer.storage, local_indexer.storage  # each collection's folder under them
-    for key in ("image@hog", "audio@mfcc", "text@sbert"):
+    for key in ("image@hog", "audio@speech", "text@sbert"):
         a, b = ray_tables.load(key), local_tables.load(key)
         assert len(a) == len(b) > 0
         assert np.allclose(a.lookup(b.ids)[0], b.as_float32(), atol=2e-3), key
