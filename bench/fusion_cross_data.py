@@ -42,8 +42,12 @@ from storage import VectorStorage
 SPEAKERS = ("george", "jackson", "lucas", "nicolas")
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 AUDIO = os.environ.get("BENCH_AUDIO") or PROFILES["offline"].encoders["audio"][0]
+# what the recordings say (indexer/digits.transcripts.jsonl), encoded by MiniLM as the field audio@sbert
+HEARD = os.environ.get("BENCH_TRANSCRIPTS") == "1"  # the profile offline-transcripts
 ENCODER = {"image": "hog", "audio": AUDIO, "text": "sbert"}
-FIELDS = [Field(modality, encoder) for modality, encoder in ENCODER.items()]
+FIELDS = [Field(modality, encoder) for modality, encoder in ENCODER.items()] + (
+    [Field("audio", "sbert")] if HEARD else []
+)
 DIMS = {"hog": 388, "mfcc": 120, "speech": 192, "sbert": 384}
 # phrasings that no item's text uses (the items' come from indexer.demo's templates)
 QUERY_TEMPLATES = [
@@ -67,6 +71,7 @@ class Media:
     image_digit: dict[int, int]
     text: dict[str, np.ndarray] = field(default_factory=dict)
     special: dict[str, np.ndarray] = field(default_factory=dict)  # noise / silent clips, blank image
+    heard: dict[str, np.ndarray] = field(default_factory=dict)  # audio[stem]'s transcript, encoded (or zeros)
 
     def text_vector(self, text: str) -> np.ndarray:
         if text not in self.text:
@@ -83,7 +88,7 @@ def encode_media(cache: Path) -> Media:
         special = {k[8:]: data[k] for k in data.files if k.startswith("special/")}
         digits = {int(k[6:]): int(data[k]) for k in data.files if k.startswith("digit/")}
         text = {k[5:]: data[k] for k in data.files if k.startswith("text/")}
-        return Media(audio, image, digits, text, special)
+        return Media(audio, image, digits, text, special, heard_vectors(audio) if HEARD else {})
     root = datasets_dir()
     hog, voice = create_encoder("hog"), create_encoder(AUDIO)
     wavs = sorted((root / "fsdd" / "recordings").glob("*.wav"))
@@ -115,7 +120,26 @@ def encode_media(cache: Path) -> Media:
     arrays |= {f"special/{k}": v for k, v in special.items()}
     arrays |= {f"text/{k}": v for k, v in text.items()}
     np.savez(cache, **arrays)
-    return Media(audio, image, digits, text, special)
+    return Media(audio, image, digits, text, special, heard_vectors(audio) if HEARD else {})
+
+
+def heard_vectors(audio: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each recording's committed transcript through MiniLM, as the indexer encodes it (zeros: no words)."""
+    import hashlib
+    import json
+
+    from indexer.transcripts import DIGITS_TRANSCRIPTS
+    from retrieval.transcribe import searchable_text
+
+    said = {}
+    for line in DIGITS_TRANSCRIPTS.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        said[row["sha256"]] = searchable_text(row["text"])
+    root = datasets_dir() / "fsdd" / "recordings"
+    texts = {stem: said.get(hashlib.sha256((root / f"{stem}.wav").read_bytes()).hexdigest(), "") for stem in audio}
+    words = sorted({t for t in texts.values() if t.strip()})
+    encoded = dict(zip(words, create_encoder("sbert").encode("text", words)))
+    return {stem: encoded.get(t, np.zeros(DIMS["sbert"], np.float32)) for stem, t in texts.items()}
 
 
 def all_texts() -> list[str]:
@@ -142,7 +166,7 @@ def _space(folder: Path, vectors: dict[str, dict[int, np.ndarray]]) -> VectorSpa
     storage = VectorStorage(folder)
     dims = {}
     for f in FIELDS:
-        rows = vectors.get(f.modality, {})
+        rows = vectors.get(f.key, vectors.get(f.modality, {}))  # a transcript field has its own key
         dim = len(next(iter(rows.values()))) if rows else DIMS[f.encoder]
         dims[f.encoder] = dim
         table = storage.load(f.key, dim=dim, encoder=f.encoder)
@@ -172,6 +196,8 @@ def demo_like(media: Media, speakers: tuple[str, ...], mnist: tuple[int, int], s
             vectors["image"][item] = media.image[pools[d][item % len(pools[d])]]
         if has_audio:
             vectors["audio"][item] = media.audio[stem]
+            if HEARD:
+                vectors.setdefault("audio@sbert", {})[item] = media.heard[stem]
         if has_text:
             vectors["text"][item] = media.text_vector(_text_for(rng, d, speaker))
         digits.append(d)
@@ -182,6 +208,15 @@ def image_only(media: Media, mnist: tuple[int, int], folder: Path) -> Collection
     indices = [i for i in sorted(media.image) if mnist[0] <= i < mnist[1]]
     vectors = {"image": {n: media.image[i] for n, i in enumerate(indices, start=1)}}
     return Collection(_space(folder, vectors), np.array([0] + [media.image_digit[i] for i in indices]))
+
+
+def audio_only(media: Media, speakers: tuple[str, ...], folder: Path) -> Collection:
+    """Every recording of `speakers` and nothing else: what a text query reaches only by what was said."""
+    stems = sorted(s for s in media.audio if s.split("_")[1] in speakers)
+    vectors = {"audio": {n: media.audio[s] for n, s in enumerate(stems, start=1)}}
+    if HEARD:
+        vectors["audio@sbert"] = {n: media.heard[s] for n, s in enumerate(stems, start=1)}
+    return Collection(_space(folder, vectors), np.array([0] + [int(s.split("_")[0]) for s in stems]))
 
 
 @dataclass
@@ -231,6 +266,7 @@ KINDS: dict[str, tuple[dict[str, str], str]] = {
     "text+blank image": ({"text": "text", "image": "blank"}, "corpus"),
     "audio→image-only": ({"audio": "audio"}, "image-only"),
     "text→image-only": ({"text": "text"}, "image-only"),
+    "text→audio-only": ({"text": "text"}, "audio-only"),
 }
 MULTI = ["image+audio", "image+text", "audio+text", "image+audio+text"]
 # a noisy kind, and the clean kind it should cost nothing against

@@ -47,6 +47,7 @@ from fusion_cross_data import (  # noqa: E402
     SPEAKERS,
     Collection,
     QueryBase,
+    audio_only,
     demo_like,
     encode_media,
     image_only,
@@ -148,6 +149,7 @@ def run_rotation(r: int, media, args, work: Path) -> dict[str, dict[str, list[fl
         "train": demo_like(media, roles["train"], MNIST_RANGES["train"], r, work / f"r{r}-train"),
         "corpus": demo_like(media, roles["corpus"], MNIST_RANGES["corpus"], r, work / f"r{r}-corpus"),
         "image-only": image_only(media, MNIST_RANGES["corpus"], work / f"r{r}-image-only"),
+        "audio-only": audio_only(media, roles["corpus"], work / f"r{r}-audio-only"),
     }
     bases = query_bases(media, roles["query"][0], args.per_kind, seed=100 + r)
     results: dict[str, dict[str, list[float]]] = {}
@@ -213,6 +215,7 @@ def goals(summary: dict[str, dict]) -> dict[str, dict]:
             "worst fused - best single": min(g["mean"] for g in s["fused_minus_best_single"].values()),
             "worst noise cost": max(c["mean"] for c in s["noise_cost"].values()),
         }
+        row["text→audio-only"] = s["p10"]["text→audio-only"]["mean"]
         if label in LEARNED:
             row |= {k: s["p10"][k]["mean"] for k in ("image+audio", "audio", "audio→image-only")}
         out[label] = row
@@ -257,11 +260,13 @@ def to_markdown(report: dict) -> str:
         "",
         "## Goals",
         "",
-        "| strategy | worst fused − best single | worst noise cost | image+audio | audio | audio→image-only |",
-        "|---|---|---|---|---|---|",
+        "| strategy | worst fused − best single | worst noise cost | image+audio | audio | audio→image-only | text→audio-only |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, g in report["goals"].items():
-        extra = [f"{g[k]:.3f}" if k in g else "" for k in ("image+audio", "audio", "audio→image-only")]
+        extra = [
+            f"{g[k]:.3f}" if k in g else "" for k in ("image+audio", "audio", "audio→image-only", "text→audio-only")
+        ]
         lines.append(
             f"| {label} | {g['worst fused - best single']:+.3f} | {g['worst noise cost']:+.3f} | "
             + " | ".join(extra)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import selectinload
 
 from indexer.executors import EXECUTORS, EncodedBatch, Executor, ExecutorSettings, sample_rates
 from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
+from indexer.transcripts import transcripts_for
 from indexer.work import Decoded, WorkItem
 from retrieval.checks import check_collection_name, whole_number
 from retrieval.device import check_device
@@ -33,6 +34,7 @@ from retrieval.fusion import create_strategy
 from retrieval.media import MODALITIES, MediaError
 from retrieval.profiles import PROFILES, Profile, newer_profile
 from retrieval.space import VectorSpace
+from retrieval.transcribe import DEFAULT_TRANSCRIBER, reads_transcript
 from storage import (
     Asset,
     Collection,
@@ -127,6 +129,7 @@ class Indexer:
         self.flush_assets, self.flush_seconds = flush_assets, flush_seconds
         self.encoders: dict[str, Encoder] = {}
         self.migration: Profile | None = None  # the profile a run moves an existing collection to
+        self.transcripts: dict[str, str] = {}  # sha256 -> what the recording says, for this run's work
         self.collection = self._open_collection(profile, vector_dir, vector_backend, migrate)
         self.profile = Profile.from_dict(self.collection.profile)
         self.storage = collection_storage(self.db, self.collection, write=True)
@@ -320,6 +323,8 @@ class Indexer:
             # one modality after another: every batch then fills each encoder's batch (64 images, not
             # 25 images + 25 clips + 14 texts), which is what the encoders' throughput is measured at
             work.sort(key=lambda w: MODALITIES.index(w.spec.modality))
+        with stage("transcribe"):
+            self.transcripts = self._transcribe(work, progress)
         with stage("decode+encode+write"):
             self._process(work, tables, summary, progress)
         with stage("prune"):
@@ -427,10 +432,23 @@ class Indexer:
             return WorkItem(item_id, spec, None, error=f"cannot read file ({reason})")
         return WorkItem(item_id, spec, digest)
 
+    def _transcribe(self, work: list[WorkItem], progress: ProgressFn | None) -> dict[str, str]:
+        """What the new recordings say, when a field of the profile encodes it (`reads_transcript`)."""
+        if not any(reads_transcript(f.modality, f.encoder) for f in self.profile.fields):
+            return {}
+        return transcripts_for(self.db, self.profile.transcriber or DEFAULT_TRANSCRIBER, work, self.device, progress)
+
     def executor(self) -> Executor:
         rates = sample_rates(self.encoders, {m: list(names) for m, names in self.profile.encoders.items()})
         settings = ExecutorSettings(
-            self.encoders, self.profile.fields, rates, self.device, self.batch_size, self.workers, self.ray_address
+            self.encoders,
+            self.profile.fields,
+            rates,
+            self.device,
+            self.batch_size,
+            self.workers,
+            self.ray_address,
+            self.transcripts,
         )
         return EXECUTORS.get(self.executor_name).from_settings(settings)
 

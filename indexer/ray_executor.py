@@ -10,7 +10,7 @@ pipeline, which checkpoints them exactly as it does for local work.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from indexer.executors import EncodedBatch, ExecutorSettings, encode_batch
@@ -36,9 +36,9 @@ class EncodeWorker:
         self.encoders = {name: create_encoder(name, device) for name in encoder_names}
         self.fields, self.batch_size, self.rates = fields, batch_size, rates
 
-    def run(self, chunk: list[WorkItem]) -> EncodedBatch:
+    def run(self, chunk: list[WorkItem], transcripts: dict[str, str]) -> EncodedBatch:
         decoded = [decode_asset(item, self.rates[item.spec.modality]) for item in chunk]
-        return encode_batch(decoded, self.encoders, self.fields, self.batch_size)
+        return encode_batch(decoded, self.encoders, self.fields, self.batch_size, transcripts)
 
 
 class RayExecutor:
@@ -53,6 +53,7 @@ class RayExecutor:
             settings.device,
             settings.batch_size,
             settings.address,
+            transcripts=settings.transcripts,
         )
 
     def __init__(
@@ -64,9 +65,15 @@ class RayExecutor:
         batch_size: int = 64,
         address: str | None = None,
         actors: int | None = None,
+        transcripts: Mapping[str, str] | None = None,
     ) -> None:
         self.fields, self.encoder_names, self.rates = fields, encoder_names, rates
+        self.transcripts = transcripts or {}
         self.device, self.batch_size, self.address, self.actors = device, batch_size, address, actors
+
+    def _said(self, chunk: list[WorkItem]) -> dict[str, str]:
+        """The transcripts of the chunk's recordings: each actor is sent only its own."""
+        return {w.sha256: self.transcripts[w.sha256] for w in chunk if w.sha256 and w.sha256 in self.transcripts}
 
     def _start(self, num_cpus: int | None = None):  # noqa: ANN202 - returns the ray module, imported late
         """Join the cluster (`address`, else $RAY_ADDRESS), or start a local one of `num_cpus` (default all)."""
@@ -107,7 +114,7 @@ class RayExecutor:
         ]
         chunks = [work[i : i + self.batch_size] for i in range(0, len(work), self.batch_size)]
         try:
-            yield from ActorPool(handles).map_unordered(lambda a, chunk: a.run.remote(chunk), chunks)
+            yield from ActorPool(handles).map_unordered(lambda a, chunk: a.run.remote(chunk, self._said(chunk)), chunks)
         finally:
             for handle in handles:
                 ray.kill(handle)

@@ -39,6 +39,11 @@ def _query_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", help="an image file")
     parser.add_argument("--audio", help="an audio file")
     parser.add_argument(
+        "--transcribe",
+        action="store_true",
+        help="also search by what the --audio clip says (collections that keep transcripts; ~0.4 s)",
+    )
+    parser.add_argument(
         "--weight", action="append", default=[], metavar="MODALITY=W", help="query-side weight, e.g. --weight text=0.5"
     )
     parser.add_argument("--negative-text", help="push results away from this text")
@@ -118,6 +123,7 @@ def _query(args: argparse.Namespace):  # noqa: ANN202
         negative_text=args.negative_text,
         negative_image=args.negative_image,
         negative_audio=args.negative_audio,
+        transcribe=args.transcribe,
     )
     if not query.present():
         raise InvalidInputError("give at least one of --text, --image, --audio")

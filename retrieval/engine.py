@@ -22,6 +22,14 @@ from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, 
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace, indexes_used
+from retrieval.transcribe import (
+    DEFAULT_TRANSCRIBER,
+    SAMPLE_RATE,
+    Transcriber,
+    reads_transcript,
+    searchable_text,
+    transcriber_identity,
+)
 from storage import CheckpointRecord, Database, IndexCatalog, Item
 from storage.catalog import check_tables_present, collection_storage
 from storage.repository import (
@@ -33,6 +41,7 @@ from storage.repository import (
     latest_checkpoint,
     list_presets,
     save_preset,
+    stored_transcripts,
 )
 
 if TYPE_CHECKING:  # training brings torch: imported by `train`, not by every search
@@ -71,6 +80,7 @@ class SearchEngine:
             catalog = IndexCatalog.for_collection(db, row)
         check_tables_present(db, row, storage, [(f.key, f.modality) for f in self.profile.fields])
         self._encoders: dict[str, Encoder] = {}
+        self._transcriber: Transcriber | None = None
         self._strategies: dict[str, Any] = {}  # strategy instances by name and parameters (checkpoints stay loaded)
         self._keys: tuple[int, dict[int, str]] | None = None  # (generation, item id -> key), read once a generation
         dims = {name: rec.dim for name, rec in self.records.items()}
@@ -124,23 +134,39 @@ class SearchEngine:
             raise InvalidInputError("empty query: give at least one of text, image or audio")
         check_weights(query.weights)
         finite_float("negative weight", query.negative_weight, -MAX_WEIGHT, MAX_WEIGHT)
-        vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()})
+        vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()}, query.transcribe)
         negatives = self._encode_inputs(
             {m: getattr(query, f"negative_{m}") for m in MODALITIES if getattr(query, f"negative_{m}") is not None}
         )
         return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight)
 
-    def _encode_inputs(self, inputs: dict[Modality, Any]) -> dict[tuple[str, str], np.ndarray]:
+    def _encode_inputs(
+        self, inputs: dict[Modality, Any], transcribe: bool = False
+    ) -> dict[tuple[str, str], np.ndarray]:
+        """One vector per (modality, encoder). A recording is heard for the transcript fields only when
+        `transcribe` asks (a second of speech costs ~0.4 s to hear on two cores, ~20 ms to embed)."""
         vectors: dict[tuple[str, str], np.ndarray] = {}
         for modality, value in inputs.items():
-            encoders = {name: self.encoder(name) for name in self.profile.encoders.get(modality, ())}
-            if not encoders:
+            names = self.profile.encoders.get(modality, ())
+            heard = {n: self.encoder(n) for n in names if reads_transcript(modality, n)} if transcribe else {}
+            encoders = {n: self.encoder(n) for n in names if not reads_transcript(modality, n)}
+            rates = {e.sample_rate for e in encoders.values()} | ({SAMPLE_RATE} if heard else set())
+            if not rates:
                 continue
-            decoded = self._decode(modality, value, sorted({e.sample_rate for e in encoders.values()}))
+            decoded = self._decode(modality, value, sorted(rates))
             for name, encoder in encoders.items():
                 one = decoded[encoder.sample_rate] if isinstance(decoded, dict) else decoded
                 vectors[(modality, name)] = encoder.encode(modality, [one])[0]
+            said = searchable_text(self.transcriber().transcribe(decoded[SAMPLE_RATE]).text) if heard else ""
+            for name, encoder in heard.items() if said.strip() else ():
+                vectors[(modality, name)] = encoder.encode("text", [said])[0]
         return vectors
+
+    def transcriber(self) -> Transcriber:
+        """The collection's transcriber, loaded on first use."""
+        if self._transcriber is None:
+            self._transcriber = Transcriber(self.profile.transcriber or DEFAULT_TRANSCRIBER, self.device)
+        return self._transcriber
 
     @staticmethod
     def _decode(modality: str, value: Any, rates: list[int]) -> Any:
@@ -166,14 +192,16 @@ class SearchEngine:
         weights: dict[str, float] | None = None,
         negative: dict[str, Any] | None = None,
         preset: str | None = None,
+        transcribe: bool = False,
         **params: Any,
     ) -> SearchResult:
         """Search with any non-empty mix of text, image and audio.
 
         Images and audio may be paths, bytes or arrays; give audio arrays as `(samples, sample_rate)`
         (a bare array is taken to be at the encoder's own rate). `negative={"text": "blurry"}` pushes
-        results away from a text, image or audio clip. `preset` uses a saved method (see `tune`); other
-        keywords are the strategy's parameters.
+        results away from a text, image or audio clip. `preset` uses a saved method (see `tune`);
+        `transcribe` also searches by what the audio clip says, where the collection keeps transcripts;
+        other keywords are the strategy's parameters.
         """
         negative = negative or {}
         if not isinstance(negative, dict):
@@ -182,7 +210,14 @@ class SearchEngine:
         unknown = set(negative) - {"text", "image", "audio"}
         if unknown:
             raise InvalidInputError(f"negative terms are text, image or audio, not {sorted(unknown)}")
-        query = QueryInput(text, image, audio, dict(weights or {}), **{f"negative_{m}": v for m, v in negative.items()})
+        query = QueryInput(
+            text,
+            image,
+            audio,
+            dict(weights or {}),
+            transcribe=transcribe,
+            **{f"negative_{m}": v for m, v in negative.items()},
+        )
         if preset is not None:
             saved = self.preset(preset)
             method = Method(preset, saved.strategy, {**saved.params, **params}, saved.weights)
@@ -256,6 +291,7 @@ class SearchEngine:
     def _hits(self, scored: list) -> list[Hit]:
         with self.db.session() as session:
             items = items_by_ids(session, [s.item_id for s in scored])
+            heard = self._transcripts(session, [a for item in items.values() for a in item.assets])
             hits: list[Hit] = []
             for s in scored:
                 item = items.get(s.item_id)
@@ -263,10 +299,47 @@ class SearchEngine:
                     continue
                 assets = {a.modality: a.path for a in item.assets if a.status == "ok"}
                 text = next((a.preview for a in item.assets if a.modality == "text" and a.status == "ok"), None)
+                said = next((heard[a.sha256] for a in item.assets if a.modality == "audio" and a.sha256 in heard), None)
                 hits.append(
-                    Hit(len(hits) + 1, s.item_id, item.key, s.score, s.contributions, dict(item.meta), assets, text)
+                    Hit(
+                        len(hits) + 1,
+                        s.item_id,
+                        item.key,
+                        s.score,
+                        s.contributions,
+                        dict(item.meta),
+                        assets,
+                        text,
+                        said,
+                    )
                 )
         return hits
+
+    def transcript(self, item_id: int) -> dict[str, Any] | None:
+        """What the item's recording says (text, language, confidence, model), if the collection transcribes."""
+        with self.db.session() as session:
+            item = items_by_ids(session, [item_id]).get(item_id)
+            if item is None:
+                return None
+            heard = self._transcripts(session, list(item.assets))
+            return next((heard[a.sha256] for a in item.assets if a.sha256 in heard), None)
+
+    @property
+    def keeps_transcripts(self) -> bool:
+        """Whether a field of the collection holds what its recordings say (`reads_transcript`)."""
+        return any(reads_transcript(f.modality, f.encoder) for f in self.profile.fields)
+
+    def _transcripts(self, session: Any, assets: list[Any]) -> dict[str, dict[str, Any]]:
+        """sha256 -> the transcript the collection's transcriber made of that recording (none if it has none)."""
+        if not self.keeps_transcripts:
+            return {}
+        model = transcriber_identity(self.profile.transcriber or DEFAULT_TRANSCRIBER)
+        digests = [a.sha256 for a in assets if a.modality == "audio" and a.status == "ok" and a.sha256]
+        rows = stored_transcripts(session, model, digests)
+        return {
+            sha: {"text": r.text, "language": r.language, "confidence": r.confidence, "model": r.model}
+            for sha, r in rows.items()
+        }
 
     def _search(self, method: Method, encoded: EncodedQuery, k: int) -> tuple[Any, list[Scored]]:
         strategy = self.strategy(method.strategy, **method.params)

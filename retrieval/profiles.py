@@ -40,13 +40,16 @@ class Profile:
     name: str
     encoders: dict[str, tuple[str, ...]] = field(default_factory=dict)
     version: int = 1
+    # Hears recordings for the audio fields whose encoder reads text (`retrieval.transcribe`)
+    transcriber: str | None = None
 
     @property
     def fields(self) -> list[Field]:
         return [Field(m, e) for m in MODALITIES for e in self.encoders.get(m, ())]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "version": self.version, "encoders": {m: list(e) for m, e in self.encoders.items()}}
+        out = {"name": self.name, "version": self.version, "encoders": {m: list(e) for m, e in self.encoders.items()}}
+        return out | ({"transcriber": self.transcriber} if self.transcriber else {})
 
     @classmethod
     def from_dict(cls, data: dict) -> Profile:
@@ -58,7 +61,8 @@ class Profile:
                 # one field per (modality, encoder): a repeat would be one table counted twice in every fusion
                 raise InvalidInputError(f"profile {data.get('name')!r} names an encoder twice for {modality}")
         encoders = {m: tuple(e) for m, e in data.get("encoders", {}).items()}
-        return cls(str(data.get("name", "custom")), encoders, int(data.get("version", 1)))
+        transcriber = data.get("transcriber")
+        return cls(str(data.get("name", "custom")), encoders, int(data.get("version", 1)), transcriber)
 
     @property
     def label(self) -> str:
@@ -69,6 +73,13 @@ PROFILES: dict[str, Profile] = {
     # v2: audio through Google's speech_embedding instead of MFCC (cross-speaker P@10 0.46 -> 0.86:
     # docs/benchmarks/speech_encoder.md)
     "offline": Profile("offline", {"image": ("hog",), "audio": ("speech",), "text": ("sbert",)}, version=2),
+    # offline v2 plus what each recording says (Whisper, then MiniLM), so a text query reaches recordings;
+    # not the default yet: docs/defaults.md says what it costs late fusion's adaptive weights
+    "offline-transcripts": Profile(
+        "offline-transcripts",
+        {"image": ("hog",), "audio": ("speech", "sbert"), "text": ("sbert",)},
+        transcriber="whisper",
+    ),
     "pretrained": Profile(
         "pretrained",
         {

@@ -19,6 +19,8 @@ class Hit:
     metadata: dict[str, Any]
     assets: dict[str, str]
     text: str | None = None
+    # what the item's recording says, when the collection transcribes: text, language, confidence, model
+    transcript: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -30,6 +32,7 @@ class Hit:
             "metadata": self.metadata,
             "assets": self.assets,
             "text": self.text,
+            "transcript": self.transcript,
         }
 
 
@@ -54,6 +57,7 @@ class QueryInput:
     negative_image: MediaInput | None = None
     negative_audio: MediaInput | None = None
     negative_weight: float = 1.0
+    transcribe: bool = False  # also search by what the audio clip says (the collection's transcript fields)
 
     def present(self) -> list[Modality]:
         return [m for m in MODALITIES if getattr(self, m) is not None]
@@ -67,6 +71,8 @@ class QueryInput:
             for m, v in (("text", self.text), ("image", self.image), ("audio", self.audio))
         }
         out["weights"] = self.weights
+        if self.transcribe:
+            out["transcribe"] = True
         negatives = {
             m: show(str(v) if isinstance(v, Path) else v)
             for m, v in (("text", self.negative_text), ("image", self.negative_image), ("audio", self.negative_audio))

@@ -8,7 +8,16 @@ from storage.db import Database, collection_folder, default_vector_base, sqlite_
 from storage.errors import CorruptArtifactError, EncoderMismatchError, ForeignArtifactError, SchemaError, StorageError
 from storage.faiss_store import FaissStore, default_factory, gpu_count
 from storage.lock import CollectionBusyError, CollectionLock, remove_stale_temporaries
-from storage.models import Asset, CheckpointRecord, Collection, EncoderRecord, IndexBuild, Item, SkippedFile
+from storage.models import (
+    Asset,
+    CheckpointRecord,
+    Collection,
+    EncoderRecord,
+    IndexBuild,
+    Item,
+    SkippedFile,
+    TranscriptRow,
+)
 from storage.vector_store import StoreBackend, VectorStore, normalise_backend, open_backend
 from storage.vectors import VectorStorage, VectorTable, field_key
 
@@ -32,6 +41,7 @@ __all__ = [
     "SkippedFile",
     "StorageError",
     "StoreBackend",
+    "TranscriptRow",
     "VectorStorage",
     "VectorStore",
     "VectorTable",

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2  # 2: collections.vector_backend
+SCHEMA_VERSION = 3  # 2: collections.vector_backend; 3: transcripts
 TEXT_PREVIEW = 2000
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger keeps ids 64-bit elsewhere (they are FAISS ids).
@@ -98,6 +98,21 @@ class Asset(Base):
     preview: Mapped[str | None] = mapped_column(Text, default=None)
 
     item: Mapped[Item] = relationship(back_populates="assets")
+
+
+class TranscriptRow(Base):
+    """What a recording says, by the model that heard it and the file's content: made once per database,
+    whichever collection or run meets the same file again."""
+
+    __tablename__ = "transcripts"
+    __table_args__ = (UniqueConstraint("model", "sha256"),)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(300))
+    sha256: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16), default=None)
+    confidence: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class SkippedFile(Base):

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from storage.models import Asset, CheckpointRecord, Collection, IndexBuild, Item, Preset
+from storage.models import Asset, CheckpointRecord, Collection, IndexBuild, Item, Preset, TranscriptRow
 
 
 def get_collection(session: Session, name: str) -> Collection | None:
@@ -103,3 +103,16 @@ def index_build(session: Session, collection_id: int, strategy: str, key: str) -
             IndexBuild.collection_id == collection_id, IndexBuild.strategy == strategy, IndexBuild.key == key
         )
     )
+
+
+def stored_transcripts(session: Session, model: str, digests: Iterable[str]) -> dict[str, TranscriptRow]:
+    """The transcripts `model` made of these file contents, by sha256 (those it has not made are absent)."""
+    wanted = sorted(set(digests))
+    out: dict[str, TranscriptRow] = {}
+    for start in range(0, len(wanted), 500):  # bound the IN list (SQLite's host-parameter limit)
+        part = wanted[start : start + 500]
+        rows = session.scalars(
+            select(TranscriptRow).where(TranscriptRow.model == model, TranscriptRow.sha256.in_(part))
+        )
+        out.update({row.sha256: row for row in rows})
+    return out

@@ -26,6 +26,7 @@ DATASETS = REAL_DATASETS if REAL else SYNTHETIC
 os.environ["RETRIEVAL_TEST_MEDIA"] = "real" if REAL else "synthetic"
 if not REAL:
     os.environ["DIGITS_DATASETS"] = str(SYNTHETIC)
+    os.environ["RETRIEVAL_TRANSCRIPTS"] = str(SYNTHETIC / "transcripts.jsonl")
 FSDD = DATASETS / "fsdd" / "recordings"
 MNIST = DATASETS / "mnist" / "images"
 

@@ -5,6 +5,9 @@ RETRIEVAL_TEST_MEDIA=synthetic).
 - `fsdd/recordings/{digit}_{speaker}_{take}.wav`: 8 kHz 16-bit mono, 0.3-0.6 s. A digit is two tones of its
   own frequencies, the same in every voice; a speaker is a timbre (how strong each tone's overtones are) and
   a loudness contour; a take jitters the pitch by up to 2 % and adds noise. Four speakers, 15 takes a digit.
+- `transcripts.jsonl`: what each recording stands for (its digit's word), as the transcript the indexer would
+  otherwise ask Whisper for: tones carry no words, and hearing 600 of them would cost each run minutes. The
+  indexer reads it through $RETRIEVAL_TRANSCRIPTS; Whisper itself is tested on the real recordings.
 - `mnist/images/{index:05d}_{digit}.png`: 28x28 greyscale, the digit drawn white on black in a scalable
   font, shifted, thickened or thinned, with noise. 1,000 images whose indices run 0-4,995 in steps of 5,
   so the demo's split (below 2,500: train) holds as it does on MNIST.
@@ -14,17 +17,22 @@ Seeded by file, so every run and every pytest-xdist worker makes the same bytes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import wave
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from retrieval.transcribe import DEFAULT_TRANSCRIBER, transcriber_identity
+
 SPEAKERS = ("george", "jackson", "lucas", "nicolas")
 TAKES = 15
 IMAGES = 1000
 RATE = 8000
-VERSION = 1  # bump when the media change, so a stale copy in the temporary folder is not reused
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+VERSION = 2  # bump when the media change, so a stale copy in the temporary folder is not reused
 
 
 def rng_for(name: str) -> np.random.Generator:
@@ -76,10 +84,15 @@ def build(root: Path) -> Path:
     recordings, images = root / "fsdd" / "recordings", root / "mnist" / "images"
     recordings.mkdir(parents=True, exist_ok=True)
     images.mkdir(parents=True, exist_ok=True)
+    said = []
     for digit in range(10):
         for s, speaker in enumerate(SPEAKERS):
             for take in range(TAKES):
-                write_wav(recordings / f"{digit}_{speaker}_{take}.wav", recording(digit, s, take))
+                path = recordings / f"{digit}_{speaker}_{take}.wav"
+                write_wav(path, recording(digit, s, take))
+                said.append({"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "text": WORDS[digit]})
+    model = {"language": "en", "confidence": None, "model": transcriber_identity(DEFAULT_TRANSCRIBER)}
+    (root / "transcripts.jsonl").write_text("".join(json.dumps(row | model) + "\n" for row in said))
     labels = rng_for("labels").integers(0, 10, IMAGES)
     for n, digit in enumerate(labels):
         index = 5 * n

@@ -16,6 +16,14 @@ def test_registry_lists_every_family_and_refuses_unknown_names() -> None:
         create_encoder("nope")
 
 
+def test_what_a_family_reads_is_known_without_building_it_and_true() -> None:
+    from retrieval.encoders.registry import READS, encoder_reads
+
+    for family in ("hog", "mfcc", "speech", "sbert"):
+        assert encoder_reads(family) == tuple(create_encoder(family).modalities), family
+    assert encoder_reads("clap:anything") == ("audio", "text") and set(READS) >= {"openclip", "clap"}
+
+
 def test_hog_separates_digits() -> None:
     encoder = create_encoder("hog")
     ones = encoder.encode("image", [load_image(mnist_image(1, n)) for n in range(3)])

@@ -236,4 +236,7 @@ def test_an_items_own_query_finds_it_first(engine: SearchEngine) -> None:
         readable = {a.modality for a in items[id_of[q.qid]].assets if a.status == "ok"}
         assert {m for m in ("image", "audio", "text") if getattr(q.query, m)} == readable
         hits = engine.search(image=q.query.image, audio=q.query.audio, text=q.query.text, strategy="late", k=1).hits
-        assert hits[0].key == q.qid
+        if readable == {"text"}:  # a demo text is a template many items share: any of them answers it exactly
+            assert hits[0].text == q.query.text
+        else:
+            assert hits[0].key == q.qid

@@ -40,6 +40,14 @@ def movement_badge(change: str | None) -> str:
     return f" {'⬆' if direction == 'up' else '⬇'}{steps}"
 
 
+def heard_line(transcript: dict) -> str:
+    """What the recording says, as the model heard it, and how sure it was; the text escaped."""
+    said = md(transcript["text"][:200]) if transcript["text"] else "(no words heard)"
+    sure = "" if transcript.get("confidence") is None else f" · confidence {transcript['confidence']:.2f}"
+    language = f" · {transcript['language']}" if transcript.get("language") else ""
+    return f"heard: “{said}”{language}{sure} · {md(transcript['model'])}"
+
+
 def result_card(
     hit: Hit,
     method: str,
@@ -60,6 +68,8 @@ def result_card(
             st.audio(audio)
         if hit.text:
             st.caption(md(hit.text[:200]))
+        if hit.transcript:
+            st.caption(heard_line(hit.transcript))
         if hit.contributions:
             st.markdown(contribution_bar(hit.contributions), unsafe_allow_html=True)
         st.button(

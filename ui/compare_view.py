@@ -75,7 +75,10 @@ def _cell(hit: Hit, change: str | None, colour: str | None) -> str:
     else:
         mark = "♪" if hit.assets.get("audio") else "¶"
         picture = f'<span style="display:inline-block;width:32px;text-align:center">{mark}</span>'
-    title = html.escape(", ".join(f"{k}={v}" for k, v in hit.metadata.items()) + (f" · {hit.text}" if hit.text else ""))
+    heard = f" · heard: {hit.transcript['text']}" if hit.transcript and hit.transcript["text"] else ""
+    title = html.escape(
+        ", ".join(f"{k}={v}" for k, v in hit.metadata.items()) + (f" · {hit.text}" if hit.text else "") + heard
+    )
     background = f"background:{colour};" if colour else ""
     return (
         f'<td class="cmp-cell" data-item="{hit.item_id}" title="{title}" style="{background}">'

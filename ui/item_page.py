@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.cards import result_card
+from ui.cards import heard_line, result_card
 from ui.plain import md
 from ui.state import Settings, engine_for
 
@@ -44,6 +44,9 @@ def render(settings: Settings) -> None:
                 st.image(asset.path, width=140)
             elif modality == "audio" and Path(asset.path).is_file():
                 st.audio(asset.path)
+                transcript = engine.transcript(item.id)
+                if transcript:
+                    st.caption(heard_line(transcript))
             else:
                 st.text(asset.preview or asset.path)
     st.json(meta)

@@ -68,8 +68,9 @@ def _upload(key: str) -> Upload | None:
     return upload
 
 
-def query_widgets() -> QueryInput:
-    """The person's own query from the widgets; raises MediaError for an unusable upload."""
+def query_widgets(hears: bool = False) -> QueryInput:
+    """The person's own query from the widgets; raises MediaError for an unusable upload. `hears`: the
+    collection keeps transcripts, so a clip may also be searched by what it says."""
     left, right = st.columns([2, 3])
     text = left.text_input("Text", key="query_text", placeholder="e.g. the digit seven", on_change=clear_example)
     right.file_uploader("Image", type=IMAGE_TYPES, key="query_image", on_change=_keep, args=("query_image",))
@@ -84,10 +85,16 @@ def query_widgets() -> QueryInput:
     audio = _upload("query_audio")
     recorded = _upload("query_recording")
     clip = audio if audio is not None else recorded
+    transcribe = hears and left.checkbox(
+        "Also search by what the clip says",
+        key="query_transcribe",
+        help="The clip is transcribed (about half a second) and its words search the texts and transcripts.",
+    )
     return QueryInput(
         text=text.strip() or None,
         image=image.data if image else None,
         audio=clip.data if clip else None,
+        transcribe=bool(transcribe and clip),
     )
 
 

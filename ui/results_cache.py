@@ -32,6 +32,7 @@ def query_digest(query: QueryInput) -> str:
             digest.update(repr(id(value)).encode())
         digest.update(b"|")
     digest.update(repr(sorted(query.weights.items())).encode())
+    digest.update(b"|transcribe" if query.transcribe else b"")
     return digest.hexdigest()
 
 

@@ -28,7 +28,7 @@ def render(settings: Settings) -> None:
     engine = engine_for(settings.url, settings.collection)
     warm_up(settings.k)
     try:
-        query = query_widgets()
+        query = query_widgets(hears=engine.keeps_transcripts)
     except MediaError as exc:
         st.error(f"That upload cannot be used: {md(exc.source)}: {md(exc.reason)}.")
         return

@@ -31,6 +31,17 @@ BUILTIN_FAMILIES = {
     "clap": "retrieval.encoders.clap",
 }
 
+# What each built-in family reads, known without building an encoder (so that deciding which fields hold
+# transcripts loads no model); a plug-in says so in `register_encoder(..., reads=...)`, else one is built.
+READS: dict[str, tuple[str, ...]] = {
+    "hog": ("image",),
+    "mfcc": ("audio",),
+    "speech": ("audio",),
+    "sbert": ("text",),
+    "openclip": ("image", "text"),
+    "clap": ("audio", "text"),
+}
+
 # Computed features and ONNX models draw no library progress bars: their factories run without
 # `quiet_loading`, which imports transformers (1.1 s of a one-shot `retrieval search --image` on the demo).
 WEIGHTLESS = frozenset({"hog", "mfcc", "speech"})
@@ -42,9 +53,20 @@ for _family, _module in BUILTIN_FAMILIES.items():
 _CACHE: dict[tuple[str, str | None], Encoder] = {}
 
 
-def register_encoder(family: str, description: str) -> Callable[[Factory], Factory]:
-    """`@register_encoder("name", "what it reads")` above a factory `(argument, device) -> Encoder`."""
+def register_encoder(
+    family: str, description: str, reads: tuple[str, ...] | None = None
+) -> Callable[[Factory], Factory]:
+    """`@register_encoder("name", "what it reads")` above a factory `(argument, device) -> Encoder`;
+    `reads`: the modalities its encoders read, if they are the same for every argument."""
+    if reads:
+        READS[family] = tuple(reads)
     return ENCODERS.decorator(family, description)
+
+
+def encoder_reads(name: str) -> tuple[str, ...]:
+    """The modalities the encoder called `name` reads: from its family where known, else from building it."""
+    family, _ = split_name(name)
+    return READS.get(family) or tuple(create_encoder(name).modalities)
 
 
 def list_encoders() -> dict[str, str]:
