@@ -216,6 +216,12 @@ class Indexer:
         unchanged modalities' vectors are all there, so nothing else is read again)."""
         if self.migration is None or self.migration == self.profile:
             return
+        if (self.migration.transcriber or DEFAULT_TRANSCRIBER) != (self.profile.transcriber or DEFAULT_TRANSCRIBER):
+            # another model hears the recordings again: its transcripts' vectors replace the old ones (removed
+            # before the profile changes, so a run killed in between re-encodes with one model or the other)
+            for f in self.profile.fields:
+                if reads_transcript(f.modality, f.encoder):
+                    self.storage.remove(f.key)
         with self.db.session() as session:
             set_collection(session, self.collection.id, profile=self.migration.to_dict())
         self.collection.profile = self.migration.to_dict()

@@ -182,3 +182,33 @@ def test_the_ui_shows_what_a_recording_says_as_text(small_folder: Path, tmp_path
     heard = [c.value.replace("\\", "") for c in app.caption if c.value.startswith("heard: ")]
     assert any("three" in line.lower() for line in heard), heard
     assert all(transcriber_identity("whisper") in line for line in heard)
+
+
+def test_another_transcriber_is_used_only_when_asked_and_then_for_every_recording(
+    small_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Transcripts of a model are kept; naming another model (a profile migration) hears every recording
+    again with it and replaces their vectors, the other modalities untouched."""
+    import hashlib
+
+    wavs = sorted(small_folder.glob("*.wav"))
+    sha = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in wavs}
+    rows = [{"sha256": sha[p], "text": f"first model {p.stem}", "model": transcriber_identity("whisper")} for p in wavs]
+    rows += [{"sha256": sha[p], "text": f"second model {p.stem}", "model": "whisper:other"} for p in wavs]
+    file = tmp_path / "heard.jsonl"
+    file.write_text("".join(json.dumps(r | {"language": "en", "confidence": None}) + "\n" for r in rows))
+    monkeypatch.setenv("RETRIEVAL_TRANSCRIPTS", str(file))
+    monkeypatch.setattr("indexer.transcripts.Transcriber", lambda *a: pytest.fail("heard, not read from the file"))
+    url = f"sqlite:///{tmp_path}/c.db"
+    Indexer(url, profile=transcribe_profile(tmp_path)).run(small_folder)
+    assert Indexer(url).run(small_folder).encoded == 0  # kept: the same model is not asked again
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(TALK | {"transcriber": "whisper:other"}))
+    from retrieval.profiles import load_profile
+
+    moved = Indexer(url, profile=load_profile(other), migrate=True).run(small_folder)
+    assert moved.encoded == len(wavs)  # the recordings only: images and texts keep their vectors
+    hit = SearchEngine.open(url).search(text="second model d3_lucas", strategy="late", k=1).hits[0]
+    assert hit.key == "d3_lucas" and hit.transcript["text"] == "second model d3_lucas"
+    assert hit.transcript["model"] == "whisper:other"
