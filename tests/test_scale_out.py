@@ -78,12 +78,17 @@ def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, ray_addr
         cls = strategy_class(name)
         if cls.learns:
             engine.train(TrainConfig(name, label_field="digit", epochs=3, seed=0), tmp_path / f"{name}.safetensors")
-    row = next(r for r in _rows(manifest) if r["split"] == "test" and r["image"] and r["audio"])
+    # Every test query that has both media, not one: three epochs on 300 items leave the learned strategies
+    # short of late (gated and cross-attention ~7 of 10 right against late's ~9.6), and any one query can miss.
+    queries = [r for r in _rows(manifest) if r["split"] == "test" and r["image"] and r["audio"]]
+    assert len(queries) >= 20
     for name in list_strategies():
-        result = engine.search(image=row["image"], audio=row["audio"], strategy=name, k=10)
-        assert len(result.hits) == 10, name
-        same_digit = sum(h.metadata.get("digit") == row["digit"] for h in result.hits)
-        assert same_digit >= 5, (name, same_digit)
+        right = []
+        for row in queries:
+            result = engine.search(image=row["image"], audio=row["audio"], strategy=name, k=10)
+            assert len(result.hits) == 10, name
+            right.append(sum(h.metadata.get("digit") == row["digit"] for h in result.hits))
+        assert np.mean(right) >= 5, (name, right)  # chance is 1 of 10
 
 
 def _rows(manifest: Path) -> list[dict[str, str]]:
