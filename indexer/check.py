@@ -10,11 +10,12 @@ what cannot: vectors that are gone come back only by indexing the media again.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from indexer.pipeline import ProgressFn
 from indexer.status import unfinished_message
@@ -23,6 +24,7 @@ from retrieval.fusion.concat import concat_index
 from retrieval.profiles import Field, Profile
 from retrieval.space import VectorSpace
 from storage import (
+    Asset,
     Collection,
     CollectionLock,
     CorruptArtifactError,
@@ -31,13 +33,21 @@ from storage import (
     EncoderRecord,
     IndexBuild,
     IndexCatalog,
+    Item,
     StorageError,
     VectorStorage,
     VectorTable,
 )
+from storage.artifacts import damaged_rows
 from storage.catalog import collection_storage
 from storage.lock import writer_active
-from storage.repository import get_collection, ok_ids_by_modality, unencoded_items
+from storage.repository import (
+    bump_generation,
+    get_collection,
+    ok_ids_by_modality,
+    record_tables,
+    unencoded_items,
+)
 
 
 @dataclass
@@ -127,6 +137,9 @@ class _Check:
             self._tick(number, total)
         if changed:
             generation = self._bump_generation()
+        elif self.repair and self.storage.written:  # digests filled in, nothing changed: indexes stay current
+            with self.db.session() as session:
+                record_tables(session, self.row.id, self.storage.take_written())
         if self.repair and broken:
             self._rebuild(broken, generation)
         return CheckReport(self.row.name, items, len(self.tables), len(builds), self.findings, stale, busy)
@@ -140,7 +153,7 @@ class _Check:
         """Compare one field's table with the rows; returns whether repairing changed the table."""
         path = self.storage.path_for(f.key)
         try:
-            table = self.storage.load(f.key, dim=self.dims.get(f.encoder), encoder=f.encoder)
+            table = self.storage.load(f.key, dim=self.dims.get(f.encoder), encoder=f.encoder, against_record=False)
             if not path.exists():
                 raise FileNotFoundError(path)
         except FileNotFoundError:
@@ -153,12 +166,16 @@ class _Check:
         except (EncoderMismatchError, StorageError) as exc:  # another encoder's, or another collection's
             self.findings.append(Finding("table", f.key, str(path), str(exc), "cannot be repaired here", False))
             return False
+        if "ids" in (damage := self.storage.damaged(f.key)):
+            self._unreadable(f, path, CorruptArtifactError("its ids changed since it was written"))
+            return False
+        changed = self._drop_suspects(f, table, self._damaged_ids(table, damage), self._unrecorded_ids(f, table))
         self.tables[f.key] = table
         lost, extra = np.setdiff1d(wanted, table.ids), np.setdiff1d(table.ids, wanted)
         if len(lost):
             self._lost(f, path, f"{len(lost)} items have a good {f.modality} asset but no vector ({_ids(lost)})")
         if not len(extra):
-            return False
+            return changed
         finding = Finding(
             "table",
             f.key,
@@ -173,6 +190,58 @@ class _Check:
             self.storage.save(f.key, table)
             finding.repaired = True
         return self.repair
+
+    def _damaged_ids(self, table: VectorTable, damage: dict[str, list[tuple[int, int]]]) -> np.ndarray:
+        """Items whose rows lie in a block that no longer matches its checksum."""
+        parts = [table.ids[start:end] for start, end in damage.get("vectors", [])]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def _unrecorded_ids(self, f: Field, table: VectorTable) -> np.ndarray | None:
+        """None when the table is the one on record; else the items whose vectors it may hold from before
+        they were last encoded (encoded when or after the table was written: a backup restored over newer
+        vectors). A table newer than its record (the database restored) holds none such: it is adopted."""
+        if self.storage.matches_record(f.key, table.digest, table.header):
+            return None
+        written = _when(table.header.get("written_at"))
+        with self.db.session() as session:
+            encoded = session.execute(
+                select(Asset.item_id, Asset.encoded_at)
+                .join(Item)
+                .where(Item.collection_id == self.row.id, Asset.modality == f.modality, Asset.status == "ok")
+            ).tuples()
+            since = [item for item, at in encoded if not _before(_when(at), written)]
+        return np.intersect1d(table.ids, np.asarray(since, np.int64))
+
+    def _drop_suspects(self, f: Field, table: VectorTable, damaged: np.ndarray, unrecorded: np.ndarray | None) -> bool:
+        """Report (and with `repair`, drop from the table) vectors that cannot be trusted; the items lose
+        their vector, so the next indexer run encodes them again. Returns whether the table changed."""
+        path, problems = self.storage.path_for(f.key), []
+        if len(damaged):
+            problems.append(f"{len(damaged)} vectors changed since the table was written ({_ids(damaged)})")
+        if unrecorded is not None:
+            problems.append(
+                f"not the table the database recorded (written {table.header.get('written_at', 'before 0.15.0')}: "
+                "a backup restored over newer vectors, or the database over newer tables); "
+                + (
+                    f"items encoded since may hold older vectors here: {len(unrecorded)} ({_ids(unrecorded)})"
+                    if len(unrecorded)
+                    else "no item was encoded since"
+                )
+            )
+        suspects = np.union1d(damaged, unrecorded if unrecorded is not None else np.zeros(0, np.int64))
+        if not problems:
+            if self.repair and table.digest is not None:
+                self.storage.accept(f.key, table.digest)  # a record made before 0.15.0 is filled in
+            return False
+        fix = f"drop them from the table; then index the media again to re-encode them ({self.reindex})"
+        finding = Finding("table", f.key, str(path), "; ".join(problems), fix if len(suspects) else "record it", True)
+        self.findings.append(finding)
+        if not self.repair:
+            return False
+        table.remove(suspects)
+        self.storage.save(f.key, table)
+        finding.repaired = True
+        return True
 
     def _lost(self, f: Field, path: Path, problem: str) -> None:
         fix = f"cannot be rebuilt from what is stored: index the media again to re-encode them ({self.reindex})"
@@ -204,6 +273,8 @@ class _Check:
             return f"does not match its record: {exc}"
         if store is None:
             return "missing or unreadable"
+        if build.file.endswith(".safetensors") and damaged_rows(Path(build.file)):
+            return "its file changed since it was written (its checksums do not match)"
         if store.header.get("owner") not in (None, catalog.owner):
             return f"written for another collection or database ({store.header['owner']})"
         if store.header.get("generation") not in (None, generation):
@@ -257,12 +328,23 @@ class _Check:
             return int(session.scalar(select(Collection.generation).where(Collection.id == self.row.id)) or 0)
 
     def _bump_generation(self) -> int:
-        """Tables changed: every index built from them is stale now."""
+        """Tables changed: every index built from them is stale now, and the tables' digests are recorded."""
         with self.db.session() as session:
-            session.execute(
-                update(Collection).where(Collection.id == self.row.id).values(generation=Collection.generation + 1)
-            )
+            bump_generation(session, self.row.id, self.storage.take_written())
         return self._generation()
+
+
+def _when(value: object) -> datetime | None:
+    """A stored time as an aware UTC datetime (SQLite gives naive ones back; a header holds ISO text)."""
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(at, datetime):
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _before(at: datetime | None, written: datetime | None) -> bool:
+    """Whether an item was encoded before a table was written (unknown times: not before, so suspect)."""
+    return at is not None and written is not None and at < written
 
 
 def _ids(ids: np.ndarray, show: int = 5) -> str:

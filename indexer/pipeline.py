@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +244,7 @@ class Indexer:
         IndexCatalog.for_collection(self.db, self.collection).forget(set(retired))
         with self.db.session() as session:
             session.execute(delete(EncoderRecord).where(mine))
-            bump_generation(session, self.collection.id)
+            bump_generation(session, self.collection.id, self.storage.take_written())
 
     def _load_encoders(self) -> None:
         self._create_encoders()
@@ -352,6 +353,9 @@ class Indexer:
             if len(stray):
                 table.remove(stray)
                 self.storage.save(f.key, table)
+        if self.storage.written:
+            with self.db.session() as session:
+                bump_generation(session, self.collection.id, self.storage.take_written())
 
     def _plan(
         self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
@@ -496,7 +500,10 @@ class Indexer:
 
     def _flush(self, pending: list[Decoded], touched: set[str], tables: dict[str, VectorTable]) -> None:
         """A flush point: vector tables first (atomically), then the rows that point at them, in one commit
-        (new rows in one multi-row INSERT, changed ones in one executemany UPDATE)."""
+        (new rows in one multi-row INSERT, changed ones in one executemany UPDATE). The assets' time of encoding
+        is taken before the tables are written: a table written later holds their vectors (`indexer check`
+        tells a restored older table by the items encoded after it was written)."""
+        encoded_at = utcnow()
         for key in sorted(touched):
             self.storage.save(key, tables[key])
         fault("flush:tables-saved")  # a crash here leaves tables ahead of rows: the next run heals it
@@ -508,7 +515,7 @@ class Indexer:
                     select(Asset.id, Asset.item_id, Asset.modality).where(Asset.item_id.in_(item_ids))
                 )
             }
-            rows = [self._asset_row(d) for d in pending]
+            rows = [self._asset_row(d, encoded_at) for d in pending]
             new = [r for r in rows if (r["item_id"], r["modality"]) not in existing]
             changed = [
                 {"id": existing[(r["item_id"], r["modality"])], **r}
@@ -519,10 +526,10 @@ class Indexer:
                 session.execute(insert(Asset), new)
             if changed:
                 session.execute(update(Asset), changed)
-            bump_generation(session, self.collection.id)
+            bump_generation(session, self.collection.id, self.storage.take_written())
 
     @staticmethod
-    def _asset_row(decoded: Decoded) -> dict[str, Any]:
+    def _asset_row(decoded: Decoded, encoded_at: datetime) -> dict[str, Any]:
         work, ok = decoded.work, decoded.error is None
         return {
             "item_id": work.item_id,
@@ -535,7 +542,7 @@ class Indexer:
             "width": decoded.width,
             "height": decoded.height,
             "duration_s": decoded.duration_s,
-            "encoded_at": utcnow() if ok else None,
+            "encoded_at": encoded_at if ok else None,
             "preview": decoded.value if isinstance(decoded.value, str) else None,
         }
 
@@ -575,7 +582,7 @@ class Indexer:
             if gone_items:
                 session.execute(delete(Item).where(Item.id.in_(sorted(gone_items))))
             if gone_items or gone_assets:
-                bump_generation(session, self.collection.id)
+                bump_generation(session, self.collection.id, self.storage.take_written())
         summary.removed = len(gone_items)
 
     def _build_indexes(self, progress: ProgressFn | None) -> None:

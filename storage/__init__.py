@@ -5,7 +5,14 @@ Imports none of the application's other packages.
 
 from storage.catalog import IndexCatalog, MissingVectorsError
 from storage.db import Database, collection_folder, default_vector_base, sqlite_path
-from storage.errors import CorruptArtifactError, EncoderMismatchError, ForeignArtifactError, SchemaError, StorageError
+from storage.errors import (
+    CorruptArtifactError,
+    EncoderMismatchError,
+    ForeignArtifactError,
+    SchemaError,
+    StorageError,
+    TableMismatchError,
+)
 from storage.faiss_store import FaissStore, default_factory, gpu_count
 from storage.lock import CollectionBusyError, CollectionLock, remove_stale_temporaries
 from storage.models import (
@@ -41,6 +48,7 @@ __all__ = [
     "SkippedFile",
     "StorageError",
     "StoreBackend",
+    "TableMismatchError",
     "TranscriptRow",
     "VectorStorage",
     "VectorStore",

@@ -32,7 +32,8 @@ def collection_storage(db: Database, collection: Collection, write: bool = False
     """A collection's vector tables, refusing any that another collection or database wrote, and refusing a
     copy of the database that owns them (`storage.pairing`); a writer pairs a folder made before pairing."""
     check_pair(db, Path(collection.vector_dir), collection.name, write)
-    return VectorStorage(Path(collection.vector_dir), owner=owner_of(db, collection.id))
+    recorded = dict(collection.tables or {})
+    return VectorStorage(Path(collection.vector_dir), owner=owner_of(db, collection.id), recorded=recorded)
 
 
 class MissingVectorsError(StorageError):

@@ -111,6 +111,8 @@ class Database:
             session.execute(
                 text("ALTER TABLE collections ADD COLUMN vector_backend VARCHAR(500) NOT NULL DEFAULT 'faiss'")
             )
+        if "tables" not in columns:  # NULL: no digest on record yet, the next write records one
+            session.execute(text("ALTER TABLE collections ADD COLUMN tables JSON"))
         info.version = SCHEMA_VERSION
 
     @contextmanager

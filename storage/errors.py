@@ -26,3 +26,7 @@ class CorruptArtifactError(StorageError):
 
 class ForeignArtifactError(StorageError):
     """A vector table belongs to another collection or database (they share a folder)."""
+
+
+class TableMismatchError(StorageError):
+    """A vector table's content is not the one the database recorded (a backup restored over one of them)."""

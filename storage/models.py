@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 3  # 2: collections.vector_backend; 3: transcripts
+SCHEMA_VERSION = 4  # 2: collections.vector_backend; 3: transcripts; 4: collections.tables
 TEXT_PREVIEW = 2000
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger keeps ids 64-bit elsewhere (they are FAISS ids).
@@ -56,6 +56,9 @@ class Collection(Base):
     profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Bumped whenever stored vectors change; an index built at another generation is stale.
     generation: Mapped[int] = mapped_column(Integer, default=0)
+    # Each vector table's digest as last written (field key -> `Integrity.digest`), committed with the rows that
+    # describe it: a table restored from a backup (or a database restored over newer tables) is told apart.
+    tables: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     items: Mapped[list[Item]] = relationship(back_populates="collection", cascade="all, delete-orphan")

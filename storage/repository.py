@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload
@@ -90,11 +91,28 @@ def set_collection(session: Session, collection_id: int, **values: object) -> No
     session.execute(update(Collection).where(Collection.id == collection_id).values(**values))
 
 
-def bump_generation(session: Session, collection_id: int) -> None:
-    """Mark every index of the collection stale: they are stamped with the generation they were built at."""
+def bump_generation(session: Session, collection_id: int, tables: dict[str, str | None] | None = None) -> None:
+    """Mark every index of the collection stale (they are stamped with the generation they were built at), and
+    record the digests of the vector tables written since (`VectorStorage.take_written`)."""
     session.execute(
         update(Collection).where(Collection.id == collection_id).values(generation=Collection.generation + 1)
     )
+    record_tables(session, collection_id, tables or {})
+
+
+def record_tables(session: Session, collection_id: int, tables: dict[str, str | None]) -> None:
+    """Record each table's digest (None: the table was removed), in the transaction of the rows it goes with."""
+    if not tables:
+        return
+    recorded: dict[str, Any] = dict(
+        session.scalar(select(Collection.tables).where(Collection.id == collection_id)) or {}
+    )
+    for key, digest in tables.items():
+        if digest is None:
+            recorded.pop(key, None)
+        else:
+            recorded[key] = digest
+    session.execute(update(Collection).where(Collection.id == collection_id).values(tables=recorded))
 
 
 def index_build(session: Session, collection_id: int, strategy: str, key: str) -> IndexBuild | None:

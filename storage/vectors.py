@@ -12,16 +12,18 @@ import sys
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from storage.artifacts import map_arrays, save_arrays, write_streamed
-from storage.errors import EncoderMismatchError, ForeignArtifactError
+from storage.artifacts import damaged_rows, map_file, read_integrity, write_streamed
+from storage.errors import CorruptArtifactError, EncoderMismatchError, ForeignArtifactError, TableMismatchError
 from storage.names import hashed_stem
 from storage.paging import advise_random, scanning, will_need
 
+WRITE_ROWS = 65_536  # rows cast and written at a time: a table is never copied whole to be saved
 NUMPY_CAST_MAX = 4096  # elements: below this numpy's cast of a few rows beats torch's per-call cost
 
 
@@ -97,6 +99,7 @@ class VectorTable:
     header: dict[str, Any] = field(default_factory=dict)
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float16))
+    digest: str | None = None  # the stored file's content (`Integrity.digest`); None for one not stored yet
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or (len(self.vectors) == 0 and self.vectors.shape[1] != self.dim):
@@ -171,11 +174,19 @@ class VectorStorage:
     With an `owner` (database id/collection id), every table written is stamped with it and a table
     stamped by another owner is refused: two collections or databases can never read or overwrite each
     other's vectors, even in a folder that older versions let them share. Unstamped tables are read.
+
+    With `recorded` (each table's digest as the database last recorded it), a table whose content is not the
+    one on record is refused when opened: a backup restored over newer tables, or the database restored over
+    newer vectors, would otherwise mix old and new vectors silently. A table one write ahead of its record (a
+    crash between the table and the database's commit) is accepted: its header names the digest it replaced.
+    Every digest written or removed is kept in `written` until the caller records it (`take_written`).
     """
 
-    def __init__(self, root: Path, owner: str | None = None) -> None:
+    def __init__(self, root: Path, owner: str | None = None, recorded: dict[str, str] | None = None) -> None:
         self.root = Path(root)
         self.owner = owner
+        self.recorded = recorded
+        self.written: dict[str, str | None] = {}
 
     def path_for(self, key: str) -> Path:
         return self.root / f"{hashed_stem(key)}.vectors.safetensors"
@@ -183,22 +194,36 @@ class VectorStorage:
     def exists(self, key: str) -> bool:
         return self.path_for(key).exists()
 
-    def load(self, key: str, *, dim: int | None = None, encoder: str | None = None) -> VectorTable:
-        """Read one field; when `dim`/`encoder` are given, a table made otherwise is refused."""
+    def load(
+        self, key: str, *, dim: int | None = None, encoder: str | None = None, against_record: bool = True
+    ) -> VectorTable:
+        """Read one field; when `dim`/`encoder` are given, a table made otherwise is refused. Opening costs
+        a read of the file's header: the checksums' count against the rows, and the digest against the
+        database's record (`against_record=False`: `indexer check`, which compares them itself)."""
         path = self.path_for(key)
         if not path.exists():
             if dim is None:
                 raise FileNotFoundError(f"no vectors stored for {key} in {self.root}")
             return VectorTable(dim=dim, header={"field": key, "encoder": encoder, "dim": dim})
-        arrays, header = map_arrays(path)
+        arrays, header, integrity = map_file(path)
         if self.owner is not None and header.get("owner") not in (None, self.owner):
             raise ForeignArtifactError(
                 f"{path} belongs to another collection or database ({header['owner']}, not {self.owner}): "
                 f"they share the folder {self.root}. Nothing was changed; index this collection into a new "
                 "one (another --collection name) so that each gets its own folder"
             )
+        digest = integrity.digest if integrity else None
+        if against_record and not self.matches_record(key, digest, header):
+            raise TableMismatchError(
+                f"{path}: the vectors of {key} are not the ones the database recorded (written "
+                f"{header.get('written_at', 'by an older version')}): a backup of the tables or of the database "
+                "was restored over newer data. Nothing was changed; `python -m indexer check` says which items "
+                "to re-encode and `--repair` prepares that"
+            )
         advise_random(arrays["vectors"])  # a search gathers scattered rows (storage/paging.py)
-        table = VectorTable(dim=int(header["dim"]), header=header, ids=arrays["ids"], vectors=arrays["vectors"])
+        table = VectorTable(
+            dim=int(header["dim"]), header=header, ids=arrays["ids"], vectors=arrays["vectors"], digest=digest
+        )
         if dim is not None and table.dim != dim:
             raise EncoderMismatchError(f"{path}: stored vectors have dimension {table.dim}, expected {dim}")
         if encoder is not None and header.get("encoder") not in (None, encoder):
@@ -208,20 +233,66 @@ class VectorStorage:
             )
         return table
 
+    def matches_record(self, key: str, digest: str | None, header: dict[str, Any]) -> bool:
+        """Whether a table with this digest and header is the database's, or one write ahead of it."""
+        wanted = (self.recorded or {}).get(key)
+        return wanted is None or wanted in (digest, header.get("previous"))
+
+    def damaged(self, key: str) -> dict[str, list[tuple[int, int]]]:
+        """Row ranges of the table whose bytes changed since it was written (reads the whole file)."""
+        return damaged_rows(self.path_for(key))
+
+    def verify(self, key: str) -> None:
+        """Refuse a table whose bytes changed since it was written: what an index is built from is read whole."""
+        if self.exists(key) and (damage := self.damaged(key)):
+            rows = sum(end - start for ranges in damage.values() for start, end in ranges)
+            raise CorruptArtifactError(
+                f"{self.path_for(key)}: {rows} rows of {', '.join(sorted(damage))} changed since the table was "
+                "written; no index is built from it. `python -m indexer check --repair` says which items to "
+                "re-encode and prepares that"
+            )
+
     def remove(self, key: str) -> None:
         """Delete one field's table (its encoder left the collection's profile)."""
         self.path_for(key).unlink(missing_ok=True)
+        self._wrote(key, None)
 
-    def save(self, key: str, table: VectorTable) -> None:
-        header = {**table.header, "field": key, "dim": table.dim, "count": len(table)}
+    def accept(self, key: str, digest: str) -> None:
+        """Take a stored table as it is (`indexer check --repair` found nothing wrong in it): it is recorded."""
+        self._wrote(key, digest)
+
+    def take_written(self) -> dict[str, str | None]:
+        """The digests written (None: removed) since the last call: what the database must record."""
+        written, self.written = self.written, {}
+        return written
+
+    def _wrote(self, key: str, digest: str | None) -> None:
+        self.written[key] = digest
+        if self.recorded is not None:  # this process's own writes are the record from now on
+            if digest is None:
+                self.recorded.pop(key, None)
+            else:
+                self.recorded[key] = digest
+
+    def _stamp(self, key: str, header: dict[str, Any], dim: int, count: int) -> dict[str, Any]:
+        path = self.path_for(key)
+        try:
+            integrity = read_integrity(path) if path.exists() else None
+        except CorruptArtifactError:
+            integrity = None
+        stamped = {**header, "field": key, "dim": dim, "count": count, "written_at": datetime.now(UTC).isoformat()}
+        stamped["previous"] = integrity.digest if integrity else None
         if self.owner is not None:
-            header["owner"] = self.owner
-        with scanning(table.vectors) as vectors:
-            save_arrays(self.path_for(key), {"ids": table.ids, "vectors": vectors}, header)
+            stamped["owner"] = self.owner
+        return stamped
 
-    def write(self, key: str, ids: np.ndarray, dim: int, chunks: Iterable[np.ndarray], header: dict[str, Any]) -> None:
+    def save(self, key: str, table: VectorTable) -> str:
+        """Write one table atomically; returns its digest."""
+        return self.write(key, table.ids, table.dim, [table.vectors] if len(table) else [], table.header)
+
+    def write(self, key: str, ids: np.ndarray, dim: int, chunks: Iterable[np.ndarray], header: dict[str, Any]) -> str:
         """Write a whole table from vector chunks in the order of `ids` (sorted, unique), never holding
-        more than one chunk: how a table larger than memory is made. Atomic like `save`."""
+        more than one chunk: how a table larger than memory is made. Atomic; returns the table's digest."""
         ids = np.asarray(ids, np.int64)
         if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):
             raise ValueError(f"ids written to {key} must be sorted and unique")
@@ -234,13 +305,14 @@ class VectorStorage:
                     raise EncoderMismatchError(
                         f"vectors of shape {chunk.shape} do not fit table {key} of dimension {dim}"
                     )
-                yield "vectors", chunk.astype(np.float16)
+                for start in range(0, len(chunk), WRITE_ROWS):  # float16 copies of a bounded size
+                    with scanning(chunk[start : start + WRITE_ROWS]) as part:
+                        yield "vectors", part.astype(np.float16, copy=False)
 
         shapes: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
             "ids": (np.dtype(np.int64), (len(ids),)),
             "vectors": (np.dtype(np.float16), (len(ids), dim)),
         }
-        header = {**header, "field": key, "dim": dim, "count": len(ids)}
-        if self.owner is not None:
-            header["owner"] = self.owner
-        write_streamed(self.path_for(key), shapes, stream(), header)
+        digest = write_streamed(self.path_for(key), shapes, stream(), self._stamp(key, header, dim, len(ids))).digest
+        self._wrote(key, digest)
+        return digest

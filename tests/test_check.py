@@ -269,3 +269,149 @@ def test_status_and_check_say_what_an_interrupted_run_left_unencoded(
     Indexer(url).run(small_folder)
     assert indexer_main(["status", "--db", url]) == 0
     assert check_collection(url).findings == []
+
+
+def swap_rows(path: Path, a: int, b: int) -> None:
+    """Two rows of a table's vectors swapped in place, header untouched: plausible values, silent damage."""
+    from storage.artifacts import read_layout
+
+    layout, start = read_layout(path)
+    spec = layout["vectors"]
+    row, offset = 2 * spec["shape"][1], start + spec["data_offsets"][0]
+    data = bytearray(path.read_bytes())
+    first, second = slice(offset + a * row, offset + (a + 1) * row), slice(offset + b * row, offset + (b + 1) * row)
+    data[first], data[second] = data[second], data[first]
+    path.write_bytes(bytes(data))
+
+
+def item_id(url: str, key: str) -> int:
+    with Database(url).session() as session:
+        return int(session.scalar(select(Item.id).where(Item.key == key)))
+
+
+def each_image_finds_its_item(url: str) -> None:
+    engine = SearchEngine.open(url)
+    for digit in range(4):
+        hits = engine.search(image=mnist_image(digit), k=1, **COSINE).hits
+        assert hits[0].key == f"d{digit}_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
+
+
+def test_rows_swapped_in_a_table_are_found_named_and_encoded_again(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 35, item 4: two rows of a table swapped, the index rebuilt from it: an item's own image found
+    another item, with exit 0, and check reported no difference."""
+    from storage import artifacts
+    from storage.repository import bump_generation
+
+    monkeypatch.setattr(artifacts, "BLOCK_BYTES", 1)  # a checksum a row: the damage is told item by item
+    url = f"sqlite:///{tmp_path}/c.db"
+    indexer = Indexer(url, profile=Profile.from_dict(FAST))
+    indexer.run(small_folder)
+    path = indexer.storage.path_for("image@hog")
+    ids = VectorStorage(indexer.storage.root).load("image@hog").ids
+    swapped = sorted(int(i) for i in ids[[0, 5]])
+    swap_rows(path, 0, 5)
+    with Database(url).session() as session:
+        bump_generation(session, session.scalar(select(Collection.id)))  # the next search rebuilds the indexes
+
+    assert retrieval_main(["search", "--db", url, "--image", str(mnist_image(0))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: {path}: 2 rows of vectors changed since the table was written; no index is built from it. "
+        "`python -m indexer check --repair` says which items to re-encode and prepares that"
+    )
+    code, report = run_check(url, capsys)
+    [finding] = report["findings"]
+    assert code == 1 and finding["name"] == "image@hog" and finding["repairable"]
+    assert finding["problem"] == f"2 vectors changed since the table was written (ids {swapped[0]}, {swapped[1]})"
+
+    code, report = run_check(url, capsys, "--repair")
+    left = [f["problem"] for f in report["findings"] if not f["repaired"]]
+    assert code == 1 and left == [f"2 items have a good image asset but no vector (ids {swapped[0]}, {swapped[1]})"]
+    assert Indexer(url).run(small_folder).encoded == 2  # exactly the two, from their media
+    assert run_check(url, capsys)[0] == 0
+    each_image_finds_its_item(url)
+
+
+def test_a_table_restored_from_a_backup_is_refused_and_check_names_what_to_encode_again(
+    indexed: tuple[str, Indexer], small_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 35, item 1: a backup restored over newer vectors is detected, and check says what to re-encode."""
+    from storage import TableMismatchError
+
+    url, indexer = indexed
+    path = indexer.storage.path_for("image@hog")
+    backup = path.read_bytes()
+    shutil.copy(mnist_image(7), small_folder / "d1_george.png")  # new content: encoded again
+    shutil.copy(mnist_image(9), small_folder / "d9_new.png")
+    assert Indexer(url).run(small_folder).encoded == 2
+    path.write_bytes(backup)
+
+    with pytest.raises(TableMismatchError, match="not the ones the database recorded"):
+        SearchEngine.open(url).search(image=mnist_image(7), k=1)
+    with pytest.raises(TableMismatchError):
+        Indexer(url).run(small_folder)  # nothing is written over it either
+    assert retrieval_main(["search", "--db", url, "--image", str(mnist_image(7))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}: the vectors of image@hog are not the ones") and "\n" not in err
+
+    changed, new = item_id(url, "d1_george"), item_id(url, "d9_new")
+    code, report = run_check(url, capsys)
+    [problem] = [f["problem"] for f in report["findings"] if "not the table the database recorded" in f["problem"]]
+    assert code == 1 and problem.endswith(f"items encoded since may hold older vectors here: 1 (ids {changed})")
+    code, report = run_check(url, capsys, "--repair")
+    left = [f["problem"] for f in report["findings"] if not f["repaired"]]
+    assert left == [f"2 items have a good image asset but no vector (ids {changed}, {new})"]
+    assert Indexer(url).run(small_folder).encoded == 2
+    assert run_check(url, capsys)[0] == 0
+    hits = SearchEngine.open(url).search(image=mnist_image(7), k=1, **COSINE).hits
+    assert hits[0].key == "d1_george" and hits[0].score == pytest.approx(1.0, abs=2e-3)
+
+
+def test_a_database_restored_over_newer_tables_is_refused_until_check_repairs_it(
+    indexed: tuple[str, Indexer], small_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from storage import TableMismatchError
+
+    url, _ = indexed
+    live, copy = tmp_path / "c.db", tmp_path / "backup.db"
+    with sqlite3.connect(live) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    shutil.copy(mnist_image(9), small_folder / "d9_new.png")
+    shutil.copy(mnist_image(8), small_folder / "d8_new.png")
+    assert Indexer(url, batch_size=1, flush_assets=1).run(small_folder).encoded == 2  # two writes of each table
+    with sqlite3.connect(copy) as source, sqlite3.connect(live) as target:
+        source.backup(target)
+
+    with pytest.raises(TableMismatchError):
+        SearchEngine.open(url).search(image=mnist_image(1), k=1)
+    code, report = run_check(url, capsys, "--repair")
+    [restored] = [f for f in report["findings"] if "not the table the database recorded" in f["problem"]]
+    assert restored["name"] == "image@hog" and restored["problem"].endswith("no item was encoded since")
+    assert code == 0 and all(f["repaired"] for f in report["findings"])  # the two vectors no row backs dropped
+    each_image_finds_its_item(url)
+    assert Indexer(url).run(small_folder).encoded == 2
+    assert run_check(url, capsys)[0] == 0
+
+
+def test_an_index_file_changed_after_it_was_written_is_found_and_rebuilt(
+    indexed: tuple[str, Indexer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bytes inside an index that FAISS still reads (here its stored vectors): only the checksums tell."""
+    from storage.artifacts import read_layout
+
+    url, _ = indexed
+    path = index_file(url, "field", "image@hog")
+    layout, start = read_layout(path)
+    end = start + layout["faiss"]["data_offsets"][1]
+    data = bytearray(path.read_bytes())
+    data[end - 100 : end - 96] = b"\x00\x00\x80\x3f"  # a float of the last vector set to 1.0
+    path.write_bytes(bytes(data))
+    code, report = run_check(url, capsys, "--repair")
+    [finding] = report["findings"]
+    assert finding["name"] == "field/image@hog" and "changed since it was written" in finding["problem"]
+    assert code == 0 and finding["repaired"] and run_check(url, capsys)[0] == 0
+    each_image_finds_its_item(url)

@@ -12,6 +12,7 @@ from storage import (
     Database,
     EncoderMismatchError,
     FaissStore,
+    StorageError,
     VectorStorage,
     VectorTable,
     default_factory,
@@ -176,3 +177,43 @@ def test_the_python_api_refuses_a_file_that_is_not_a_database(tmp_path) -> None:
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2048))
     with pytest.raises(StorageError, match=r"picture\.db: cannot use this database \(file is not a database\)"):
         Database(f"sqlite:///{png}")
+
+
+def test_a_table_s_digest_names_its_content_however_it_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checksums are computed as chunks stream out: any chunking gives the same blocks and digest, another
+    owner's stamp keeps it, one changed value changes it, and the block holding it is the one reported."""
+    from storage import artifacts
+    from storage.artifacts import damaged_rows, read_layout
+
+    monkeypatch.setattr(artifacts, "BLOCK_BYTES", 64 * 32)  # 64 rows of 16-d float16 a block
+
+    ids, vectors = np.arange(1, 301, dtype=np.int64), unit(300, 16).astype(np.float16)
+    whole = VectorStorage(tmp_path / "a", owner="db/1").write("f", ids, 16, [vectors], {})
+    parts = VectorStorage(tmp_path / "b", owner="db/2").write("f", ids, 16, np.array_split(vectors, 7), {})
+    changed = vectors.copy()
+    changed[200, 3] += 1
+    other = VectorStorage(tmp_path / "c").write("f", ids, 16, [changed], {})
+    assert whole == parts != other
+
+    path = VectorStorage(tmp_path / "a").path_for("f")
+    layout, start = read_layout(path)
+    data = bytearray(path.read_bytes())
+    at = start + layout["vectors"]["data_offsets"][0] + 200 * 32  # row 200 of 16-d float16 (32 bytes a row)
+    data[at] ^= 1
+    path.write_bytes(bytes(data))
+    assert damaged_rows(path) == {"vectors": [(192, 256)]}
+
+
+def test_a_table_written_before_checksums_is_read_and_has_nothing_to_compare(tmp_path: Path) -> None:
+    from storage.artifacts import damaged_rows, save_arrays
+
+    storage = VectorStorage(tmp_path, owner="db/1", recorded={})
+    header = {"field": "f", "dim": 16, "count": 3, "owner": "db/1"}
+    save_arrays(storage.path_for("f"), {"ids": np.arange(3, dtype=np.int64), "vectors": unit(3, 16)}, header)
+    table = storage.load("f")
+    assert len(table) == 3 and table.digest is None and damaged_rows(storage.path_for("f")) == {}
+    storage.recorded = {"f": "0" * 32}  # a record that names another table: this one is not it
+    with pytest.raises(StorageError, match="not the ones the database recorded"):
+        storage.load("f")
