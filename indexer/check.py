@@ -39,7 +39,7 @@ from storage import (
     VectorTable,
 )
 from storage.artifacts import damaged_rows
-from storage.catalog import collection_storage
+from storage.catalog import collection_storage, owner_of
 from storage.lock import writer_active
 from storage.repository import (
     bump_generation,
@@ -93,7 +93,7 @@ def check_collection(
     storage = collection_storage(db, row, write=repair)
     if not repair:
         return _Check(db, row, storage, repair=False, progress=progress).run(busy=writer_active(storage.root))
-    with CollectionLock(storage.root, f"collection {name!r}"):
+    with CollectionLock(storage.root, f"collection {name!r}", db=db, name=owner_of(db, row.id)):
         return _Check(db, row, storage, repair=True, progress=progress).run(busy=False)
 
 

@@ -55,7 +55,7 @@ from storage import (
     normalise_backend,
     remove_stale_temporaries,
 )
-from storage.catalog import collection_storage
+from storage.catalog import collection_storage, owner_of
 from storage.errors import WRITE_ERRNOS
 from storage.models import utcnow
 from storage.repository import bump_generation, get_collection, ok_ids_by_modality, set_collection
@@ -290,7 +290,8 @@ class Indexer:
         that fails (disk full, read-only folder) raises `StorageError` and leaves the previous files whole.
         """
         try:  # the lock file is a write too: a full disk there is the same clear error
-            with CollectionLock(self.storage.root, f"collection {self.collection_name!r}"):
+            what, owner = f"collection {self.collection_name!r}", owner_of(self.db, self.collection.id)
+            with CollectionLock(self.storage.root, what, db=self.db, name=owner):
                 remove_stale_temporaries(self.storage.root)
                 return self._run(Path(source), prune, progress, roots or [], confined)
         except OSError as exc:

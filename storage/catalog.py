@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import CursorResult, func, select, update
 
 from storage.db import Database
-from storage.errors import StorageError
+from storage.errors import ReadOnlyDatabaseError, StorageError
 from storage.faiss_store import Rows
 from storage.models import Asset, Collection, IndexBuild, Item
 from storage.pairing import check_pair
@@ -156,17 +156,23 @@ class IndexCatalog:
             "generation": generation,
             "seconds": time.perf_counter() - started,
         }
+        try:
+            recorded = self._record(strategy, key, generation, values)
+        except ReadOnlyDatabaseError:  # a role that may only read searches with what it built, recording nothing
+            recorded = False
+        if recorded:
+            self.backend.drop_older(name, generation)
+        else:
+            self.backend.release(location)  # overtaken, or not ours to record: only this process searches with it
+        return store
+
+    def _record(self, strategy: str, key: str, generation: int, values: dict[str, Any]) -> bool:
+        """Record a build unless a newer one is on record (then False)."""
         with self.db.session() as session:
             row = self._row(session, strategy, key)
             if row is None:
                 session.add(IndexBuild(collection_id=self.collection_id, strategy=strategy, key=key, **values))
-                recorded = True
-            else:
-                not_newer = (IndexBuild.id == row.id) & (IndexBuild.generation <= generation)
-                done = cast(CursorResult[Any], session.execute(update(IndexBuild).where(not_newer).values(**values)))
-                recorded = done.rowcount == 1
-        if recorded:
-            self.backend.drop_older(name, generation)
-        else:
-            self.backend.release(location)  # overtaken: only this process searches with it
-        return store
+                return True
+            not_newer = (IndexBuild.id == row.id) & (IndexBuild.generation <= generation)
+            done = cast(CursorResult[Any], session.execute(update(IndexBuild).where(not_newer).values(**values)))
+            return done.rowcount == 1

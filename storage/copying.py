@@ -44,9 +44,8 @@ def copy_database(
     base = Path(vector_base) if vector_base is not None else default_vector_base(target)
     with ExitStack() as locks:
         for row in collections:
-            locks.enter_context(
-                CollectionLock(Path(row.vector_dir), f"collection {row.name!r} of {source}", shared=True)
-            )
+            what, owner = f"collection {row.name!r} of {source}", owner_of(src, row.id)
+            locks.enter_context(CollectionLock(Path(row.vector_dir), what, shared=True, db=src, name=owner))
         _copy_rows(src, dst)
         for n, row in enumerate(collections):
             folder = collection_folder(base, row.name, dst.uid, row.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterator
@@ -10,10 +11,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.errors import SchemaError, StorageError
+from storage.errors import ReadOnlyDatabaseError, SchemaError, StorageError
 from storage.models import SCHEMA_VERSION, Base, DatabaseIdentity, SchemaInfo
 from storage.names import slug
 
@@ -36,6 +37,18 @@ def sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
+
+
+def _refused_write(exc: DBAPIError) -> bool:
+    """PostgreSQL's insufficient privilege (SQLSTATE 42501), or SQLite's read-only file."""
+    if getattr(exc.orig, "sqlstate", None) == "42501":
+        return True
+    return "attempt to write a readonly database" in str(exc.orig)
+
+
+def without_user(url: str) -> str:
+    """A server database's URL without its user and password: the same database for every role."""
+    return make_url(url)._replace(username=None, password=None).render_as_string()  # `set` keeps a None
 
 
 def default_vector_base(url: str) -> Path:
@@ -90,6 +103,24 @@ class Database:
                 self._upgrade(session, info)
         self.uid = self._identity()
 
+    @functools.cached_property
+    def instance(self) -> str:
+        """Which database this is, however it is reached: an SQLite file's resolved path; on PostgreSQL the
+        server's system identifier and the database's oid (a copy on the same server or another has another
+        one; a role, host alias or password does not change it); elsewhere the URL without its user."""
+        path = sqlite_path(self.url)
+        if path is not None:
+            return str(path.resolve())
+        if self.engine.dialect.name == "postgresql":
+            try:
+                with self.engine.connect() as conn:
+                    system = conn.execute(text("SELECT system_identifier FROM pg_control_system()")).scalar()
+                    oid = conn.execute(text("SELECT oid FROM pg_database WHERE datname = current_database()")).scalar()
+                return f"postgresql:{system}:{oid}"
+            except DatabaseError:  # a server that does not tell: its address names it
+                pass
+        return without_user(self.url)
+
     def _identity(self) -> str:
         """The database's random id, made on first open (or on the first open by this version)."""
         for _ in range(2):
@@ -117,11 +148,21 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on any error."""
+        """A session that commits on success and rolls back on any error; a write the database refuses for
+        want of rights is a `ReadOnlyDatabaseError` (one line for the user), not a driver's traceback."""
         session = self._sessions()
         try:
             yield session
             session.commit()
+        except DBAPIError as exc:
+            session.rollback()
+            if _refused_write(exc):
+                raise ReadOnlyDatabaseError(
+                    f"{make_url(self.url).render_as_string(hide_password=True)}: the database refused to write "
+                    f"({str(exc.orig).splitlines()[0]}); nothing was changed. This needs a role (or a file) "
+                    "that may write; searching needs only reading"
+                ) from exc
+            raise
         except BaseException:
             session.rollback()
             raise

@@ -30,3 +30,7 @@ class ForeignArtifactError(StorageError):
 
 class TableMismatchError(StorageError):
     """A vector table's content is not the one the database recorded (a backup restored over one of them)."""
+
+
+class ReadOnlyDatabaseError(StorageError):
+    """The database refused a write: a role that may only read, or a read-only SQLite file."""

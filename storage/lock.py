@@ -1,19 +1,27 @@
 """One writer per collection: an exclusive lock file beside its vectors, released even on SIGKILL.
 
 fcntl locks belong to the process, so a killed indexer never leaves a stale lock behind. Searching
-takes no lock: files are replaced atomically and readers see whole files, old or new.
+takes no lock: files are replaced atomically and readers see whole files, old or new. On PostgreSQL the
+database holds the lock too (a session advisory lock, released when the connection closes, however the
+process ends), so two hosts that share the database but not the folder are kept apart as well.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import time
 from pathlib import Path
 from typing import IO
 
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+
 from storage.artifacts import TEMP_MARKER
+from storage.db import Database
 from storage.errors import StorageError
 
 LOCK_FILE = ".writer.lock"
@@ -27,11 +35,17 @@ class CollectionLock:
     """The writer's lock, exclusive; `shared` keeps every writer out but lets other readers of the whole
     collection (copies) hold it at the same time."""
 
-    def __init__(self, folder: Path, what: str, shared: bool = False) -> None:
+    def __init__(
+        self, folder: Path, what: str, shared: bool = False, db: Database | None = None, name: str = ""
+    ) -> None:
         self.path = Path(folder) / LOCK_FILE
         self.what = what
         self.shared = shared
         self._handle: IO[str] | None = None
+        # the database's lock, where it has one: named after what it guards (e.g. the collection's owner stamp)
+        self._held: Connection | None = None
+        self._db = db if db is not None and db.engine.dialect.name == "postgresql" else None
+        self._key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
     def __enter__(self) -> CollectionLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +59,13 @@ class CollectionLock:
             raise CollectionBusyError(
                 f"{self.what} is being written by {holder}; wait for it to finish (a second writer would corrupt it)"
             ) from None
+        if not self._lock_database():
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+            raise CollectionBusyError(
+                f"{self.what} is being written by a process on another host (the database holds its writer lock); "
+                "wait for it to finish (a second writer would corrupt it)"
+            )
         if not self.shared:  # the holder's name is the writer's to give
             handle.seek(0)
             handle.truncate()
@@ -53,7 +74,28 @@ class CollectionLock:
         self._handle = handle
         return self
 
+    def _lock_database(self) -> bool:
+        """Take the database's advisory lock (shared or exclusive) on a connection held until release."""
+        if self._db is None:
+            return True
+        how = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
+        connection = self._db.engine.connect()
+        taken = bool(connection.execute(text(f"SELECT {how}(:key)"), {"key": self._key}).scalar())
+        connection.commit()  # the lock belongs to the session, not to a transaction left open
+        if not taken:
+            connection.close()
+            return False
+        self._held = connection
+        return True
+
     def __exit__(self, *exc: object) -> None:
+        if self._held is not None:
+            how = "pg_advisory_unlock_shared" if self.shared else "pg_advisory_unlock"
+            with contextlib.suppress(DBAPIError):  # a connection the server dropped has released it already
+                self._held.execute(text(f"SELECT {how}(:key)"), {"key": self._key})
+                self._held.commit()
+            self._held.close()
+            self._held = None
         if self._handle is not None:
             if not self.shared:
                 self._handle.truncate(0)

@@ -1,8 +1,9 @@
 """A database and each collection's vector folder are a pair that recognises itself.
 
-The folder holds `DATABASE.json`: the database's id and where that database lives (an SQLite file's
-resolved path; a server database's URL without its password). A database whose id matches but which lives
-elsewhere is either a copy (the recorded database is still there, with the same id: `cp my.db exp.db`) or
+The folder holds `DATABASE.json`: the database's id, where that database lives (an SQLite file's resolved
+path; a server database's URL without its password) and which database it is however it is reached
+(`Database.instance`: another role or host alias is the same database). A database whose id matches but
+which is another database is either a copy (the recorded database is still there, with the same id: `cp my.db exp.db`) or
 the original moved (it is not). A copy never writes into the original's folder and never searches it
 (its rows and the original's vectors part ways at the original's next write): it is refused in one line
 naming `indexer copy`, which copies a database with its vectors. A moved database is re-pointed by
@@ -22,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.artifacts import write_atomic
-from storage.db import Database, default_vector_base, sqlite_path
+from storage.db import Database, default_vector_base, sqlite_path, without_user
 from storage.errors import StorageError
 from storage.models import DatabaseIdentity
 
@@ -49,7 +50,21 @@ def read_pair(folder: Path) -> dict[str, Any] | None:
 
 def write_pair(folder: Path, db: Database) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / PAIR_FILE, json.dumps({"uid": db.uid, "database": location_of(db.url)}).encode())
+    pair = {"uid": db.uid, "database": location_of(db.url), "instance": db.instance}
+    write_atomic(folder / PAIR_FILE, json.dumps(pair).encode())
+
+
+def _same_database(pair: dict[str, Any], db: Database) -> bool:
+    """Whether the folder's pair names `db`: by its instance, or (a pair written by 0.14 and earlier) by its
+    location, whichever role the URL names."""
+    if "instance" in pair:
+        return bool(pair["instance"] == db.instance)
+    recorded, here = str(pair.get("database")), location_of(db.url)
+    if sqlite_path(db.url) is not None:
+        return recorded == here
+    with contextlib.suppress(ValueError, SQLAlchemyError):
+        return without_user(recorded) == without_user(db.url)
+    return False
 
 
 def _uid_at(location: str) -> str | None:
@@ -73,7 +88,10 @@ def check_pair(db: Database, folder: Path, collection: str, write: bool = False)
     with `write` (the folder is made if need be), and where the folder can be written to without it."""
     pair = read_pair(folder)
     here = location_of(db.url)
-    if pair is not None and pair.get("database") == here:
+    if pair is not None and _same_database(pair, db):
+        if "instance" not in pair:  # written by 0.14 or earlier: recorded the new way where it can be
+            with contextlib.suppress(OSError):
+                write_pair(folder, db)
         return
     if pair is not None and pair.get("uid") != db.uid:
         raise StorageError(f"{folder} belongs to another database ({pair.get('database')}), not to {here}")

@@ -3,6 +3,7 @@ RETRIEVAL_TEST_POSTGRES names a server (.ci/run starts one). Same tests, same as
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,105 @@ def test_two_first_runs_of_one_collection_at_once_are_one_clear_refusal(
         Indexer(db_url, vector_dir=tmp_path / "v")
     monkeypatch.undo()
     assert first.run(small_folder).items == 12
+
+
+@pytest.fixture
+def reader_url(postgres_url: str) -> Iterator[str]:
+    """The same PostgreSQL database reached as a role that may only read it."""
+    import uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+    yield make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP OWNED BY {role}"))  # the grants in this database; the role owns nothing
+    server = create_engine(make_url(postgres_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"))
+        conn.execute(text(f"DROP ROLE {role}"))
+    admin.dispose()
+    server.dispose()
+
+
+@pytest.mark.server
+def test_a_role_that_may_only_read_searches_records_nothing_and_writes_are_one_line(
+    postgres_url: str, reader_url: str, small_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 35, item 8: indexing as a role without write rights, and a search that must record an index
+    rebuild as a read-only role (or `check --repair`), ended in ProgrammingError tracebacks. Reached as
+    another role, the same database was also taken for a copy of itself (its folder records the URL)."""
+    from conftest import mnist_image
+    from sqlalchemy import create_engine
+
+    from indexer.__main__ import main as indexer_main
+    from storage import IndexBuild
+    from storage.repository import bump_generation
+
+    Indexer(postgres_url, vector_dir=tmp_path / "v").run(small_folder)
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {make_role(reader_url)}"))
+    admin.dispose()
+    owner = Database(postgres_url)
+    with owner.session() as session:
+        bump_generation(session, session.scalar(select(Collection.id)))  # every index stale: a search rebuilds
+        builds = sorted((b.strategy, b.key, b.generation) for b in session.scalars(select(IndexBuild)))
+
+    hits = SearchEngine.open(reader_url).search(image=mnist_image(3, 0), strategy="late", k=3).hits
+    assert hits[0].key == "d3_george"
+    with owner.session() as session:  # built in the reader's memory, recorded nowhere
+        assert sorted((b.strategy, b.key, b.generation) for b in session.scalars(select(IndexBuild))) == builds
+
+    for command in ([str(small_folder), "--db", reader_url], ["check", "--db", reader_url, "--repair"]):
+        assert indexer_main([*command, "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "the database refused to write (permission denied for table" in err and "\n" not in err, err
+        assert "nothing was changed" in err
+
+
+def make_role(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return str(make_url(url).username)
+
+
+@pytest.mark.server
+def test_two_hosts_that_share_a_database_but_not_a_folder_never_write_at_once(
+    postgres_url: str, small_folder: Path, tmp_path: Path
+) -> None:
+    """Issue 35, item 8: the writer's lock was a file in the vector folder only."""
+    from storage import CollectionBusyError, CollectionLock
+    from storage.catalog import owner_of
+
+    indexer = Indexer(postgres_url, vector_dir=tmp_path / "v")
+    db = Database(postgres_url)
+    with db.session() as session:
+        collection = session.scalar(select(Collection.id))
+    # the other host's indexer: the same database, its own view of the folder
+    other_host = CollectionLock(tmp_path / "other-host", "the other host", db=db, name=owner_of(db, collection))
+    with other_host, pytest.raises(CollectionBusyError, match="a process on another host"):
+        indexer.run(small_folder)
+    assert indexer.run(small_folder).items == 12
+
+
+def test_a_server_that_does_not_answer_is_one_line_that_says_running_again_is_safe(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 35, item 8: the driver's report ran over several lines and never said whether to run again."""
+    import socket
+
+    from retrieval.__main__ import main as retrieval_main
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # closed again: nothing listens there
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{port}/none"
+    assert retrieval_main(["search", "--db", url, "--text", "seven"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {url}: cannot use this database (connection failed:") and "\n" not in err
+    assert err.endswith("nothing half-written stays: run it again once the database answers")
