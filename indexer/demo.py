@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TRAIN_SPEAKERS = ("george", "jackson", "lucas")
-TEST_SPEAKER = "nicolas"
 MNIST_SPLIT = 2500
 # What the demo trains, so that every strategy answers on the first run; learned early is saved as a preset.
 LEARNED_EARLY_PRESET = "learned_early"

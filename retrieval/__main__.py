@@ -375,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--queries", help="labelled queries (JSONL); default: 20 of the collection's items")
     report.add_argument("--qrels", help="TREC qrels file (query iteration item_key relevance)")
     report.add_argument("--label-field", help="relevant = items whose metadata FIELD equals the query's label")
-    report.add_argument("--k", type=int, default=10)
+    report.add_argument("--k", type=checks.positive_int(checks.MAX_K), default=10)
     report.add_argument("--out", help="folder for strategies.json, strategies.md and charts (HTML, PNG)")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_report)

@@ -20,19 +20,15 @@ from retrieval.linalg import l2_normalise
 from retrieval.profiles import Field
 from storage import FaissStore, IndexCatalog, VectorStorage, VectorStore, VectorTable, field_key
 from storage.faiss_store import Rows
+from storage.paging import ROWS_AT_A_TIME
 
 log = logging.getLogger(__name__)
-CHUNK = 65_536  # items per step when a whole table is computed or indexed
-
-
-def l2_rows(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 class FieldRows:
     """Several fields' vectors side by side for `ids` (zero blocks where an item lacks a field), made a
     slice at a time: what a concatenated index is built from. At 1M items a whole float32 concatenation
-    held 6 GB (1,536-d); at 10M it would hold 61 GB, so an index takes it ADD_CHUNK rows at a time."""
+    held 6 GB (1,536-d); at 10M it would hold 61 GB, so an index takes it ROWS_AT_A_TIME rows at a time."""
 
     def __init__(self, tables: list[VectorTable], ids: np.ndarray) -> None:
         self.tables, self.ids = tables, ids
@@ -226,14 +222,15 @@ class VectorSpace:
             if table.header.get("generation") == self.generation and table.dim == width and len(table) == len(ids):
                 self._derived[key] = table
                 return table
-        chunks = (compute(ids[start : start + CHUNK]) for start in range(0, len(ids), CHUNK))
+        step = ROWS_AT_A_TIME
+        chunks = (compute(ids[start : start + step]) for start in range(0, len(ids), step))
         try:
             self.storage.write(name, ids, width, chunks, {"generation": self.generation, "encoder": key})
             table = self.storage.load(name)
         except OSError as exc:
             log.warning("keeping %s in memory: %s", name, exc)
             table = VectorTable(dim=width, header={"generation": self.generation})
-            table.upsert(ids, np.concatenate([compute(ids[s : s + CHUNK]) for s in range(0, len(ids), CHUNK)]))
+            table.upsert(ids, np.concatenate([compute(ids[s : s + step]) for s in range(0, len(ids), step)]))
         self._derived[key] = table
         return table
 

@@ -22,7 +22,7 @@ import numpy as np
 from storage.artifacts import map_arrays, write_streamed
 from storage.errors import CorruptArtifactError, EncoderMismatchError
 from storage.names import hashed_stem
-from storage.paging import release, scanning
+from storage.paging import ROWS_AT_A_TIME, release, scanning
 from storage.vector_store import StoreBackend, VectorStore, default_nprobe
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ COMPRESS_FROM = 2_000_000  # above today's 1M benchmark, where IVF,Flat stays (b
 CODE_BITS = 2
 MAX_COMPRESSED_NLIST = 2048
 GPU_MAX_K = 2048  # FAISS on a GPU selects at most this many results (GPU_MAX_SELECTION_K); more raise
-ADD_CHUNK = 65_536  # rows converted to float32 and added at a time: 128 MB at 512-d
 READ_BLOCK = 1 << 24  # bytes of an index file read at a time when it is loaded (`read_index`)
 # A search of one query runs on one FAISS thread. FAISS splits a single query's inverted lists over its
 # OpenMP pool, whose threads then spin against torch's (the encoders' pool, a second OpenMP runtime) on the
@@ -60,12 +59,12 @@ class Rows(Protocol):
 
 
 def row_chunks(ids: np.ndarray, vectors: Rows) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(ids, float32 rows) ADD_CHUNK rows at a time, how every backend adds a collection: the float32 copy
+    """(ids, float32 rows) ROWS_AT_A_TIME rows at a time, how every backend adds a collection: the float32 copy
     of 10M 512-d rows (20 GB) never exists at once. A memory-mapped table is read ahead as it goes."""
-    for start in range(0, len(ids), ADD_CHUNK):
-        with scanning(vectors[start : start + ADD_CHUNK]) as chunk:
+    for start in range(0, len(ids), ROWS_AT_A_TIME):
+        with scanning(vectors[start : start + ROWS_AT_A_TIME]) as chunk:
             rows = np.ascontiguousarray(chunk, np.float32)
-        yield ids[start : start + ADD_CHUNK], rows
+        yield ids[start : start + ROWS_AT_A_TIME], rows
 
 
 @contextmanager

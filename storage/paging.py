@@ -22,6 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+# Rows read, cast, written or added at a time wherever a whole table passes through memory: 65,536 rows of
+# 1,536-d float32 are 0.4 GB, so a chunk and a copy of it stay under 1 GB (1M items at once held 12-21 GB).
+ROWS_AT_A_TIME = 65_536
+
 _PAGE = mmap.PAGESIZE
 # `will_need` asks only in a table file larger than a quarter of the memory the process may use (physical
 # memory, or its control group's limit where lower): one that, beside the other fields' tables and the

@@ -189,10 +189,6 @@ class StoreBackend(ABC):
         """Remove the stores of `name` older than `generation` (and orphans of crashed builds at them)."""
 
 
-def backend_kind(spec: str) -> str:
-    return spec.split(":", 1)[0]
-
-
 def open_backend(spec: str | None, index_dir: Path) -> StoreBackend:
     """`faiss` keeps files under `index_dir`; `milvus:URI` talks to Milvus Lite (a file) or a server."""
     spec = spec or DEFAULT_BACKEND

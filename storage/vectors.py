@@ -21,9 +21,8 @@ import numpy as np
 from storage.artifacts import damaged_rows, map_file, read_integrity, write_streamed
 from storage.errors import CorruptArtifactError, EncoderMismatchError, ForeignArtifactError, TableMismatchError
 from storage.names import hashed_stem
-from storage.paging import advise_random, scanning, will_need
+from storage.paging import ROWS_AT_A_TIME, advise_random, scanning, will_need
 
-WRITE_ROWS = 65_536  # rows cast and written at a time: a table is never copied whole to be saved
 NUMPY_CAST_MAX = 4096  # elements: below this numpy's cast of a few rows beats torch's per-call cost
 
 
@@ -305,8 +304,8 @@ class VectorStorage:
                     raise EncoderMismatchError(
                         f"vectors of shape {chunk.shape} do not fit table {key} of dimension {dim}"
                     )
-                for start in range(0, len(chunk), WRITE_ROWS):  # float16 copies of a bounded size
-                    with scanning(chunk[start : start + WRITE_ROWS]) as part:
+                for start in range(0, len(chunk), ROWS_AT_A_TIME):  # float16 copies of a bounded size
+                    with scanning(chunk[start : start + ROWS_AT_A_TIME]) as part:
                         yield "vectors", part.astype(np.float16, copy=False)
 
         shapes: dict[str, tuple[np.dtype, tuple[int, ...]]] = {

@@ -234,7 +234,7 @@ def test_an_index_built_a_chunk_at_a_time_from_float16_rows_equals_one_built_fro
 
     data = clustered(1000, 16, seed=3).astype(np.float16)
     whole = FaissStore.build(np.arange(1000), data.astype(np.float32), "Flat")
-    monkeypatch.setattr(faiss_store, "ADD_CHUNK", 64)
+    monkeypatch.setattr(faiss_store, "ROWS_AT_A_TIME", 64)
     chunked = FaissStore.build(np.arange(1000), data, "Flat")
     queries = clustered(5, 16, seed=4)
     assert np.array_equal(whole.search(queries, 10)[1], chunked.search(queries, 10)[1])

@@ -22,6 +22,7 @@ from retrieval.fusion.adaptive import channel_weights, reweighted, screened, sta
 from retrieval.fusion.base import FusionStrategy, Scored, to_scored, weighted_channel_scores
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.learned import LearnedFusion
+from retrieval.fusion.scoring import tie_window
 from retrieval.space import EncodedQuery, VectorSpace
 
 
@@ -76,9 +77,7 @@ class EarlyFusion(FusionStrategy):
         if not space.channels(query):
             return []
         fields = present_fields(space)
-        # more than k from the index: items tied at the k-th score are then cut by id (`rank_order`), as
-        # every strategy cuts them, not by the index's internal order
-        n = max(2 * k, k + 20)
+        n = tie_window(k)
         scoring = standardised(space, query) if self.params.standardise else query
         if self.params.standardise and self.params.weighting == "adaptive":
             ids, _ = search_concat(space, fields, scoring, max(n, self.params.candidates))

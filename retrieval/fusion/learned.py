@@ -19,10 +19,10 @@ from retrieval.fusion.adaptive import screened
 from retrieval.fusion.base import FusionStrategy, Scored
 from retrieval.fusion.concat import concat_query
 from retrieval.fusion.late import LateFusion
-from retrieval.fusion.scoring import rank_order
-from retrieval.linalg import ROWS_PER_CHUNK
+from retrieval.fusion.scoring import rank_order, tie_window
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import VectorTable
+from storage.paging import ROWS_AT_A_TIME
 
 if TYPE_CHECKING:  # the checkpoint brings torch: loaded with the first learned search, not with the package
     from retrieval.fusion.checkpoint import FusionCheckpoint
@@ -98,7 +98,7 @@ class LearnedFusion(FusionStrategy):
             f"-blend{self.params.blend:g}" if self.params.blend > 0 else ""
         )
 
-    def _compute(self, space: VectorSpace, ids: np.ndarray, chunk: int = ROWS_PER_CHUNK) -> np.ndarray:
+    def _compute(self, space: VectorSpace, ids: np.ndarray, chunk: int = ROWS_AT_A_TIME) -> np.ndarray:
         """Fused vectors of `ids`, a chunk of items at a time: every field's float32 blocks for 1M items
         at once (and their centred copies) held 12 GB and ran out of memory; a chunk holds ~0.8 GB."""
         ckpt = self._checked(space)
@@ -215,7 +215,7 @@ class LearnedFusion(FusionStrategy):
             scores = self._fused_table(space).similarities(ids, vector)[0]
         else:
             index = self._index(space)
-            wanted = max(index.shortlist(k), 2 * k, k + 20)  # ties cut by id
+            wanted = max(index.shortlist(k), tie_window(k))
             found_scores, found = index.search(vector, wanted)
             keep = found[0] >= 0
             ids, scores = found[0][keep], found_scores[0][keep]

@@ -21,6 +21,12 @@ def tie_key(score: float) -> float:
     return round(float(score), TIE_DECIMALS)
 
 
+def tie_window(k: int) -> int:
+    """How many results to fetch for a top `k` so that items tied at the k-th score are cut by id
+    (`rank_order`), as every strategy cuts them, and not by an index's internal order."""
+    return max(2 * k, k + 20)
+
+
 def rank_order(scores: np.ndarray, ids: np.ndarray, k: int | None = None) -> np.ndarray:
     """Positions of `scores` best first, ties broken by item id: every strategy orders a tie the same way,
     so two methods that score items equally also rank them equally (no movement out of nothing)."""
