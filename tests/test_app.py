@@ -7,32 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import copy_demo, mnist_image, recording
+from conftest import APP, mnist_image, recording
 from streamlit.testing.v1 import AppTest
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
-@pytest.fixture
-def demo(
-    ui_demo: dict[str, str], request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    """The session's demo, read only; a private copy for tests marked `writes_demo`."""
-    if request.node.get_closest_marker("writes_demo"):
-        return copy_demo(ui_demo, tmp_path_factory)
-    return ui_demo
-
-
-@pytest.fixture
-def app(demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    monkeypatch.setenv("RETRIEVAL_DB", demo["url"])
-    monkeypatch.setenv("RETRIEVAL_QUERIES", demo["queries"])
-    monkeypatch.setenv("RETRIEVAL_ROOTS", demo["roots"])
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["compact_view"] = False  # these tests read the result cards, one column per method
-    # late vs early even on a copy where a test trained gated (the default would then be late vs gated)
-    at.session_state["methods"] = ["late", "early"]
-    return at.run()
 
 
 def rendered(markdown: str) -> str:
