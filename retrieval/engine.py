@@ -18,6 +18,7 @@ from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.errors import USER_ERRORS, InvalidInputError, MediaError, NotFoundError
 from retrieval.fusion import create_strategy
 from retrieval.fusion.base import Scored, channel_shares
+from retrieval.fusion.weighing import Weighing
 from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
 from retrieval.results import Hit, Method, QueryInput, SearchResult
@@ -362,6 +363,13 @@ class SearchEngine:
         """What the method weighed for these items (see each strategy's `explain`)."""
         strategy = self.strategy(method.strategy, **method.params)
         return strategy.explain(self.space, encoded.reweighted(method.weights), np.asarray(ids, np.int64))
+
+    def weighing(self, method: Method, encoded: EncodedQuery, k: int = 10) -> Weighing:
+        """What each query input counted for in the method's search of the top k, against its weight (see
+        each strategy's `weighing`: adaptive weighting and screening change it per query)."""
+        k = min(check_k(k), max(1, len(self.item_keys())))
+        strategy = self.strategy(method.strategy, **method.params)
+        return strategy.weighing(self.space, encoded.reweighted(method.weights), k)
 
     def candidates(self, encoded: EncodedQuery, n: int) -> np.ndarray:
         """Late fusion's candidates for the query: the union of each channel's top n."""
