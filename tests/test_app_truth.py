@@ -4,13 +4,15 @@ grid's cues, and what Evaluate claims."""
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from conftest import mnist_image, recording
 from streamlit.testing.v1 import AppTest
 from test_app import assert_clean, ranked, rendered, upload
 
-from retrieval.results import Method, QueryInput
+from retrieval.compare import compare_results
+from retrieval.results import Hit, Method, QueryInput, SearchResult
 
 PREDICTORS = ("its scores vary less", "its best matches stand out less", "the items it matches best are a mix")
 
@@ -114,3 +116,91 @@ def test_one_input_says_nothing_of_weights(app: AppTest) -> None:
     """One input: its weight orders nothing and nothing is screened, so no line and no button."""
     app.text_input(key="query_text").set_value("the digit three").run()
     assert not weighing_lines(app) and not any(b.key == "own_weights" for b in app.button)
+
+
+def hit(item_id: int, rank: int, score: float, assets: tuple[str, ...] = ("text",)) -> Hit:
+    return Hit(rank, item_id, f"item-{item_id}", score, {"text": score}, {}, {m: f"/nowhere/{m}" for m in assets})
+
+
+def six_methods() -> dict[str, SearchResult]:
+    """Six methods' top 10 over 14 items, each list shifted by one: most items are in several lists."""
+    return {
+        f"m{n}": SearchResult("late", [hit(1 + (n + r) % 14, r + 1, 1 - r / 20) for r in range(10)], 0.001)
+        for n in range(6)
+    }
+
+
+def cell_styles(page: str) -> list[tuple[str, str]]:
+    """(item id, style) of every cell of the grid."""
+    return re.findall(r'<td class="cmp-cell" tabindex="0" data-item="(\d+)" title="[^"]*" style="([^"]*)"', page)
+
+
+def test_a_colour_is_one_item_and_only_a_few_items_have_one() -> None:
+    """Item 3: six methods: ten cycling colours made different items share one and coloured almost every cell.
+    Now each colour (and letter) is one item, the first method's top 5 that another method found, from the
+    colour-blind-safe palette; the legend says so."""
+    from ui.compare_view import PALETTE, grid_html, legend
+
+    results = six_methods()
+    page = grid_html(results, compare_results(results, 10), 10)
+    cells = cell_styles(page)
+    assert len(cells) == 60
+    by_colour: dict[str, set[str]] = {}
+    for item, style in cells:
+        for colour in re.findall(r"#[0-9A-Fa-f]{6}", style):
+            by_colour.setdefault(colour, set()).add(item)
+    assert by_colour and all(len(items) == 1 for items in by_colour.values()), by_colour
+    assert set(by_colour) <= set(PALETTE) and len(by_colour) == 5
+    assert {next(iter(i)) for i in by_colour.values()} == {str(h.item_id) for h in results["m0"].hits[:5]}
+    coloured = sum(bool(re.search("#[0-9A-Fa-f]{6}", style)) for _, style in cells)
+    print(f"coloured cells: {coloured} of {len(cells)}")
+    assert coloured < len(cells) / 2
+    assert "m0's top 5" in legend(results) and "more than one method" not in legend(results)
+
+
+def test_pointing_at_an_item_outlines_it_in_every_column() -> None:
+    """Item 3: exact identity without colour: a rule per item in several lists, on hover and on focus."""
+    from ui.compare_view import grid_html
+
+    results = six_methods()
+    page = grid_html(results, compare_results(results, 10), 10)
+    assert '.cmp-grid:has(td[data-item="5"]:hover) td[data-item="5"]' in page
+    assert '.cmp-grid:has(td[data-item="5"]:focus) td[data-item="5"]' in page
+
+
+def test_every_modality_an_item_has_is_marked() -> None:
+    """Item 3: "♪ audio only" marked every item without an image, items with text included."""
+    from ui.compare_view import grid_html
+
+    results = {
+        "late": SearchResult(
+            "late", [hit(1, 1, 0.9, ("audio", "text")), hit(2, 2, 0.8, ("text",)), hit(3, 3, 0.7, ("audio",))], 0.001
+        )
+    }
+    rows = grid_html(results, compare_results(results, 3), 3).split("<tr")[2:]
+    assert 'title="has audio">♪' in rows[0] and 'title="has text">¶' in rows[0], rows[0]
+    assert "♪" not in rows[1] and "¶" in rows[1]
+    assert "♪" in rows[2] and "¶" not in rows[2]
+
+
+def test_ties_are_said_and_the_bump_chart_agrees_with_the_grid() -> None:
+    """Item 3: late ties four items (ordered by id); early orders them the other way. The grid marks no move
+    (neither method prefers an order within a tie), the caption says the tie, and the bump chart draws late's
+    four at one point, so no two lines cross (drawn at ranks 1-4, all six pairs crossed)."""
+    from itertools import combinations
+
+    from retrieval.plots import bump_rows
+    from ui.compare_view import grid_html, tie_lines
+
+    results = {
+        "late": SearchResult("late", [hit(i, i, 2.18) for i in (1, 2, 3, 4)], 0.001),
+        "early": SearchResult("early", [hit(i, 5 - i, i / 10) for i in (4, 3, 2, 1)], 0.001),
+    }
+    comparison = compare_results(results, 4)
+    assert "▲" not in grid_html(results, comparison, 4) and "▼" not in grid_html(results, comparison, 4)
+    assert tie_lines(results) == ["**late**: 4 items tied at 2.180 (ranks 1-4), ordered by id"]
+    rows = bump_rows(comparison)
+    at = {(r["item"], r["method"]): r["position"] for r in rows}
+    for a, b in combinations(["item-1", "item-2", "item-3", "item-4"], 2):
+        assert (at[a, "late"] - at[b, "late"]) * (at[a, "early"] - at[b, "early"]) >= 0, (a, b)
+    assert [r["label"] for r in rows if r["method"] == "late" and r["label"]] == ["4 tied"]

@@ -101,7 +101,8 @@ def test_grid_colours_shared_items_alike_and_marks_moves() -> None:
     assert set(colours) == {1, 2} and colours[1] != colours[2], "only items both found get a colour, each its own"
     page = grid_html(results, compare_results(results, 3), 3)
     assert page.count("<tr") == 4, "a header and one row per rank"
-    assert page.count(f"background:{colours[2]}") == 2 and page.count(f"background:{colours[1]}") == 2
+    assert page.count(f"border-left:6px solid {colours[2]}") == 2
+    assert page.count(f"border-left:6px solid {colours[1]}") == 2
     rows = page.split("<tr")[1:]
     assert "item-2</b> <span" in rows[1] and "▲1</span>" in rows[1], "item 2 rose from rank 2 to rank 1"
     assert ">new</span>" in rows[2] and "▼2</span>" in rows[3]
