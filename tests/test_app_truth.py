@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from test_app import assert_clean, ranked, rendered, upload
 
 from retrieval.compare import compare_results
+from retrieval.evaluate import Evaluation
 from retrieval.results import Hit, Method, QueryInput, SearchResult
 
 PREDICTORS = ("its scores vary less", "its best matches stand out less", "the items it matches best are a mix")
@@ -204,3 +205,55 @@ def test_ties_are_said_and_the_bump_chart_agrees_with_the_grid() -> None:
     for a, b in combinations(["item-1", "item-2", "item-3", "item-4"], 2):
         assert (at[a, "late"] - at[b, "late"]) * (at[a, "early"] - at[b, "early"]) >= 0, (a, b)
     assert [r["label"] for r in rows if r["method"] == "late" and r["label"]] == ["4 tied"]
+
+
+def evaluation(p: dict[tuple[str, str], float]) -> Evaluation:
+    """Four methods on 60 queries, ndcg@10 and mrr alike, with these p-values between them."""
+    scores = {"gated": 0.80, "late": 0.79, "hybrid": 0.78, "early": 0.70}
+    table = {m: {"all": {"ndcg@10": v, "mrr": v}, "text": {"ndcg@10": v, "mrr": v}} for m, v in scores.items()}
+    pvalues: dict[str, dict[str, dict[str, float]]] = {"ndcg@10": {}, "mrr": {}}
+    for metric in pvalues:
+        for (a, b), value in p.items():
+            pvalues[metric].setdefault(a, {})[b] = value
+    return Evaluation(10, ["ndcg@10", "mrr"], table, pvalues, {}, {"all": 60, "text": 60})
+
+
+ISSUE_P = {  # the issue's: gated highest but not significantly better than late, hybrid or early
+    ("gated", "late"): 0.757,
+    ("gated", "hybrid"): 0.533,
+    ("gated", "early"): 0.125,
+    ("late", "hybrid"): 0.9,
+    ("late", "early"): 0.03,
+    ("hybrid", "early"): 0.2,
+}
+
+
+def evaluate_page(app: AppTest, result: Evaluation) -> list[str]:
+    app.session_state["eval_result"] = result
+    app.sidebar.radio(key="page").set_value("Evaluate").run()
+    assert_clean(app)
+    return [rendered(m.value) for m in app.markdown]
+
+
+def test_evaluate_calls_no_method_best_that_is_not_significantly_better(app: AppTest) -> None:
+    """Item 5: the headline named gated "best" while its table showed it no better than late (p 0.757)."""
+    shown = evaluate_page(app, evaluation(ISSUE_P))
+    assert not any(line.startswith("Best") for line in shown), shown
+    headline = next(line for line in shown if line.startswith("Highest on ndcg@10 over all 60 queries"))
+    assert (
+        "**gated** (0.800), but no method is significantly better than **gated** (0.800), **late** (0.790) or **hybrid** (0.780)"
+        in headline
+    ), headline
+    assert "Significant differences on ndcg@10 (p < 0.05): late over early (p 0.030)." in shown
+
+
+def test_evaluate_calls_a_method_best_when_it_beats_every_other(app: AppTest) -> None:
+    p = {pair: 0.001 if "gated" in pair else 0.5 for pair in ISSUE_P}
+    shown = evaluate_page(app, evaluation(p))
+    assert any(
+        line.startswith("Best on ndcg@10 over all 60 queries: **gated** (0.800), significantly better than every")
+        for line in shown
+    ), shown
+    assert "gated over late (p 0.001)" in next(line for line in shown if line.startswith("Significant differences"))
+    nothing = evaluate_page(app, evaluation(dict.fromkeys(ISSUE_P, 0.5)))
+    assert "No difference between two methods is significant on ndcg@10 (p < 0.05)." in nothing
