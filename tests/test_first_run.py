@@ -241,3 +241,31 @@ def test_an_items_own_query_finds_it_first(engine: SearchEngine) -> None:
             assert hits[0].text == q.query.text
         else:
             assert hits[0].key == q.qid
+
+
+def test_each_learned_method_says_which_model_and_encoders_answer(app: AppTest, engine: SearchEngine) -> None:
+    """Issue 37, item 1 (its smallest part): next to each learned method, the checkpoint that answers (its
+    name, when it was trained, on how many items, its loss) as the collection recorded it, and the profile's
+    encoders; a method that learns nothing gets no such line."""
+    import re
+
+    app.sidebar.multiselect(key="methods").set_value(["late", "gated", "cross_attention"])
+    app.text_input(key="query_text").set_value("the digit seven").run()
+    assert not app.exception, [e.value for e in app.exception]
+    captions = [re.sub(r"\\(.)", r"\1", c.value) for c in app.caption]
+    for name in ("gated", "cross_attention"):
+        file = engine.checkpoint_file(name)
+        assert file is not None
+        info = engine.checkpoint_info(file)
+        assert info is not None and 0 < info.items <= 240 and info.final_loss is not None
+        said = (
+            f"**{name}** answers with the model {Path(file).name}, trained {info.trained_at:%Y-%m-%d %H:%M} UTC "
+            f"on {info.items} items, final loss {info.final_loss:.3f}, for the encoders {', '.join(info.encoders)}"
+        )
+        assert said in captions, (said, captions)
+    print("\n".join(c for c in captions if " answers with " in c or c.startswith("Encoders")))
+    assert not any(c.startswith("**late** answers") for c in captions)
+    profile = engine.profile
+    assert any(c.startswith(f"Encoders: profile {profile.name} v{profile.version} (") for c in captions), captions
+    for modality, encoders in profile.encoders.items():
+        assert any(f"{modality}: {', '.join(encoders)}" in c for c in captions if c.startswith("Encoders"))
