@@ -51,7 +51,7 @@ def why(one: InputWeight, others: list[InputWeight], example: bool) -> str:
     worst = min(terms, key=lambda k: terms[k])
     if terms[worst] >= 0:
         return ""
-    against = _joined([name(o.modality, example) for o in peers])
+    against = ("on average for " if len(peers) > 1 else "for ") + _joined([name(o.modality, example) for o in peers])
     return _reason(worst, mine, ref, against)
 
 
@@ -59,16 +59,16 @@ def _reason(predictor: str, mine: Judgement, ref: Judgement, against: str) -> st
     if predictor == "spread":
         return (
             f"its scores vary less across the collection ({mine.spread:.2f} of a typical query's spread, against "
-            f"{ref.spread:.2f} for {against})"
+            f"{ref.spread:.2f} {against})"
         )
     if predictor == "clarity":
         return (
             f"its best matches stand out less from the rest of the collection ({mine.clarity:.1f} standard "
-            f"deviations above the average item, against {ref.clarity:.1f} for {against})"
+            f"deviations above the average item, against {ref.clarity:.1f} {against})"
         )
     return (
         f"the items it matches best are a mix: in their other modalities they are less alike (coherence "
-        f"{mine.coherence:.2f}, against {ref.coherence:.2f} for {against})"
+        f"{mine.coherence:.2f}, against {ref.coherence:.2f} {against})"
     )
 
 
@@ -86,8 +86,7 @@ def sentence(label: str, weighing: Weighing, example: bool) -> str | None:
         if one.screened:
             parts.append(f"{name(one.modality, example)} was {reason}")
             continue
-        counted = f"{name(one.modality, example)} counted ×{one.used:.2f}"
-        counted += f" (set {one.chosen:.2f})" if one.changed else " (as set)"
+        counted = f"{name(one.modality, example)} counted ×{one.used:.2f} (set {one.chosen:.2f})"
         parts.append(counted + (f": {reason}" if reason else ""))
     return f"**{md(label)}** weighed each input for this query: " + "; ".join(parts) + "."
 

@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 
 from retrieval.fusion.adaptive import Judgement, mean_judgement
+from retrieval.media import MODALITIES
 from retrieval.space import EncodedQuery
 
 CHANGED = 0.1  # a weight more than 10% off the one set counts as changed: smaller shifts reorder little
@@ -53,7 +54,8 @@ def flat_out(query: EncodedQuery, kept: EncodedQuery) -> set[str]:
 def as_set(query: EncodedQuery, screened_out: set[str] | None = None) -> Weighing:
     """Every input as its owner set it, but those screened out."""
     screened_out = screened_out or set()
-    modalities = sorted({m for m, _ in query.vectors})
+    asked = {m for m, _ in query.vectors}
+    modalities = [m for m in MODALITIES if m in asked] + sorted(asked - set(MODALITIES))  # as the query shows them
     return Weighing(
         "set",
         [
