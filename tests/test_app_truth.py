@@ -74,7 +74,7 @@ def test_one_click_uses_one_s_own_weights(app: AppTest, demo: dict[str, str]) ->
     assert app.sidebar.selectbox(key="weighting").value == "fixed"
     assert app.sidebar.checkbox(key="screen_inputs").value is False
     assert not weighing_lines(app), "nothing left to say: every input counts as set"
-    assert any("Every input counts as you set it" in c.value for c in app.caption)
+    assert any("Your own weights are in use" in c.value for c in app.caption)
     engine = SearchEngine.open(demo["url"])
     query: dict[str, Any] = {"image": mnist_image(3), "audio": recording(7), "weighting": "fixed"}
     assert ranked(app, "late") == [str(h.item_id) for h in engine.search(strategy="late", **query).hits]

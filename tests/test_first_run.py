@@ -269,3 +269,27 @@ def test_each_learned_method_says_which_model_and_encoders_answer(app: AppTest, 
     assert any(c.startswith(f"Encoders: profile {profile.name} v{profile.version} (") for c in captions), captions
     for modality, encoders in profile.encoders.items():
         assert any(f"{modality}: {', '.join(encoders)}" in c for c in captions if c.startswith("Encoders"))
+
+
+def test_a_saved_preset_keeps_its_settings_and_says_so(app: AppTest) -> None:
+    """Issue 37, item 2: "Use my own weights" changes what the sidebar sets; a preset that left an input out
+    still does, and its line says it keeps its own settings."""
+    import io
+
+    from PIL import Image
+
+    blank = io.BytesIO()
+    Image.new("L", (28, 28), 255).save(blank, format="PNG")
+    app.sidebar.multiselect(key="methods").set_value(["late", "preset:learned_early"])
+    app.file_uploader(key="query_image").set_value(("blank.png", blank.getvalue(), "image/png"))
+    app.text_input(key="query_text").set_value("the digit seven").run()
+    assert not app.exception, [e.value for e in app.exception]
+
+    def lines() -> list[str]:
+        return [m.value for m in app.markdown if " was left out" in m.value]
+
+    assert [line.split("**")[1] for line in lines()] == ["late", "learned\\_early"], lines()
+    app.button(key="own_weights").click().run()
+    assert [line.split("**")[1] for line in lines()] == ["learned\\_early"]
+    assert lines()[0].endswith("(a saved preset: it keeps its own settings)")
+    assert any("Your own weights are in use" in c.value for c in app.caption)

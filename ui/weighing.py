@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from retrieval.errors import USER_ERRORS
+from retrieval.fusion import list_strategies
 from retrieval.fusion.adaptive import CLARITY_POWER, COHERENCE_POWER, SPREAD_POWER, Judgement, mean_judgement
 from retrieval.fusion.weighing import InputWeight, Weighing
 from retrieval.results import Method, QueryInput
@@ -103,28 +104,40 @@ def methods_weigh() -> None:
 
 
 def render(engine: Any, collection: str, query: QueryInput, methods: list[Method], k: int, example: bool) -> None:
-    """Each method's line (in the query's box), then the button; or, with one's own weights in use, a way back."""
+    """Each method's line (in the query's box), then the button; or, with one's own weights in use, a way back.
+    A saved preset keeps its own settings, which the button does not change: its line says so."""
     if len(query.present()) < 2:  # one input: its weight orders nothing, and nothing is screened
         return
-    lines = []
+    lines, sidebar_changed = [], False
     for method in methods:
         try:
             weighing = cached_weighing(engine, collection, query, method, k)
         except USER_ERRORS:  # the method cannot search (untrained): its column says why
             continue
         line = sentence(method.label, weighing, example)
-        if line is not None:
-            lines.append(line)
-    if lines:
-        for line in lines:
-            st.markdown(line)
+        if line is None:
+            continue
+        if follows_sidebar(method):
+            sidebar_changed = True
+        else:
+            line += " (a saved preset: it keeps its own settings)"
+        lines.append(line)
+    for line in lines:
+        st.markdown(line)
+    if sidebar_changed:
         st.button(
             "Use my own weights",
             key="own_weights",
             on_click=own_weights,
-            help="Fixed channel weights and no input left out: each input counts as its slider says, for every method.",
+            help="Fixed channel weights and no input left out: each input counts as its slider says, for every "
+            "method the sidebar sets (not saved presets).",
         )
     elif st.session_state.get("weighting") == "fixed" and not st.session_state.get("screen_inputs", True):
         left, right = st.columns([4, 1])
-        left.caption("Every input counts as you set it: no method weighs or leaves out an input for this query.")
+        left.caption("Your own weights are in use: fixed channel weights, and no input is left out.")
         right.button("Let the methods weigh inputs", key="methods_weigh", on_click=methods_weigh)
+
+
+def follows_sidebar(method: Method) -> bool:
+    """Whether the sidebar's weighting settings make this method (a strategy chosen by name, not a preset)."""
+    return method.label == method.strategy and method.label in list_strategies()
