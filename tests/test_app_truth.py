@@ -7,6 +7,7 @@ import io
 import re
 from typing import Any
 
+import pytest
 from conftest import mnist_image, recording
 from streamlit.testing.v1 import AppTest
 from test_app import assert_clean, ranked, rendered, upload
@@ -257,3 +258,36 @@ def test_evaluate_calls_a_method_best_when_it_beats_every_other(app: AppTest) ->
     assert "gated over late (p 0.001)" in next(line for line in shown if line.startswith("Significant differences"))
     nothing = evaluate_page(app, evaluation(dict.fromkeys(ISSUE_P, 0.5)))
     assert "No difference between two methods is significant on ndcg@10 (p < 0.05)." in nothing
+
+
+def train(app: AppTest, strategy: str) -> str:
+    app.sidebar.radio(key="page").set_value("Index").run()
+    app.selectbox(key="train_strategy").set_value(strategy)
+    app.slider(key="train_epochs").set_value(1)
+    app.button(key="train_run").click().run()
+    assert_clean(app)
+    return rendered(app.success[0].value)
+
+
+@pytest.mark.writes_demo
+def test_training_says_truly_which_method_now_uses_the_model(app: AppTest) -> None:
+    """Item 1: after training early the page said "Choose 'early' in the sidebar to use it", but early never
+    uses a checkpoint. Now a trained early is saved as a preset the message names (and which then answers with
+    it); a learned strategy's message says Search and Evaluate now use the new model, and which it replaces."""
+    said = train(app, "early")
+    assert "Choose 'early'" not in said
+    preset = re.search(r"choose 'preset:([^']+)' in the sidebar", said)
+    assert preset, said
+    app.sidebar.radio(key="page").set_value("Search").run()
+    options = app.sidebar.multiselect(key="methods").options
+    assert f"preset:{preset[1]}" in options, options
+    app.sidebar.multiselect(key="methods").set_value(["late", f"preset:{preset[1]}"])
+    app.text_input(key="query_text").set_value("seven").run()
+    assert_clean(app)
+    captions = [rendered(c.value) for c in app.caption]
+    assert any(c.startswith(f"**{preset[1]}** answers with the model {preset[1]}.safetensors") for c in captions)
+    first = train(app, "gated")
+    assert "Search and Evaluate now answer 'gated' with this model." in first, first
+    second = train(app, "gated")
+    name = re.search(r"saved \S+/([^/]+\.safetensors)\. Search", first)
+    assert name and f"Search and Evaluate now answer 'gated' with this model instead of {name[1]} (trained " in second

@@ -17,8 +17,9 @@ from indexer import Indexer
 from indexer.pipeline import IndexSummary
 from indexer.sources import OUTSIDE
 from retrieval.errors import reportable
-from retrieval.fusion import learned_strategies
-from retrieval.train import TrainConfig
+from retrieval.fusion import learned_strategies, strategy_class
+from retrieval.results import CheckpointInfo, Method
+from retrieval.train import TrainConfig, TrainResult
 from ui.plain import md
 from ui.state import allowed_roots, collections, database_exists, engine_for, inside_roots
 
@@ -170,6 +171,8 @@ def train_section(url: str, collection: str) -> None:
         bar.progress(epoch / total, text=f"epoch {epoch}/{total}, loss {loss:.3f}")
         chart.line_chart(pd.DataFrame({"loss": losses}))
 
+    before = engine.checkpoint_file(strategy) if strategy_class(strategy).learns else None
+    replaced = engine.checkpoint_info(before) if before else None
     try:
         result = engine.train(TrainConfig(strategy, label_field=label.strip() or None, epochs=epochs), out, progress)
     except Exception as exc:
@@ -177,7 +180,26 @@ def train_section(url: str, collection: str) -> None:
             raise
         st.error(md(exc))
         return
-    st.success(
-        f"Trained on {result.items} items in {result.seconds:.1f}s; saved {result.path}. "
-        f"Choose '{strategy}' in the sidebar to use it."
+    st.success(trained_message(engine, strategy, result, replaced))
+
+
+def trained_message(engine, strategy: str, result: TrainResult, replaced: CheckpointInfo | None) -> str:  # noqa: ANN001
+    """What the new model changes, truly: a learned strategy's newest checkpoint is the one Search and Evaluate
+    use from now on (said with the one it replaces); early's own entry never uses one (it is identity early
+    fusion), so a trained early is saved as a preset of its own, named here (issue 37: the page said
+    "Choose 'early' in the sidebar", which never picked the checkpoint up)."""
+    said = f"Trained on {result.items} items in {result.seconds:.1f}s; saved {md(result.path)}. "
+    if strategy_class(strategy).learns:
+        said += f"Search and Evaluate now answer '{md(strategy)}' with this model"
+        if replaced is not None:
+            said += (
+                f" instead of {md(replaced.name)} (trained {replaced.trained_at:%Y-%m-%d %H:%M} UTC on "
+                f"{replaced.items} items)"
+            )
+        return said + "."
+    name = result.path.stem
+    engine.save_preset(Method(name, strategy, {"checkpoint": str(result.path.resolve())}))
+    return (
+        said + f"The sidebar's '{md(strategy)}' uses no trained model: choose 'preset:{md(name)}' in the sidebar to "
+        "search with this one."
     )
