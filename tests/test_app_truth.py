@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -291,3 +292,39 @@ def test_training_says_truly_which_method_now_uses_the_model(app: AppTest) -> No
     second = train(app, "gated")
     name = re.search(r"saved \S+/([^/]+\.safetensors)\. Search", first)
     assert name and f"Search and Evaluate now answer 'gated' with this model instead of {name[1]} (trained " in second
+
+
+@pytest.mark.writes_demo
+def test_training_uses_the_collection_s_split_and_warns_of_overlap(app: AppTest, demo: dict[str, str]) -> None:
+    """Item 1: training used every item, the evaluation queries' own included. On the demo (a 'train' split
+    in its metadata) the page trains on that split by default and says so; without it, it warns how many
+    evaluation queries come from items it would learn from."""
+    import json
+
+    from retrieval import SearchEngine
+    from storage import Database
+    from storage.models import CheckpointRecord
+
+    engine = SearchEngine.open(demo["url"])
+    metadata = engine.metadata()
+    in_split = sum(1 for meta in metadata.values() if meta.get("split") == "train")
+    assert 0 < in_split < len(metadata)
+    rows = [json.loads(line) for line in Path(demo["queries"]).read_text().splitlines() if line.strip()]
+    keys = set(engine.item_keys().values())
+    overlap = sum(1 for row in rows if row.get("exclude") in keys)  # training on every item: each query's own
+    assert overlap > 0
+
+    app.sidebar.radio(key="page").set_value("Index").run()
+    split = app.checkbox(key="train_on_split")
+    assert split.value is True and f"({in_split} of {len(metadata)})" in split.label
+    assert not [w for w in app.warning if "evaluation queries" in w.value], "the queries come from the other split"
+    split.uncheck().run()
+    warning = next(w.value for w in app.warning if "evaluation queries" in w.value)
+    assert warning.startswith(
+        f"{overlap} of the {len(rows)} evaluation queries come from items this training learns"
+    ), warning
+    app.checkbox(key="train_on_split").check().run()
+    train(app, "gated")
+    with Database(demo["url"]).session() as session:
+        record = session.query(CheckpointRecord).order_by(CheckpointRecord.id.desc()).first()
+        assert record is not None and record.config["where"] == {"split": "train"} and record.items <= in_split
