@@ -439,6 +439,7 @@ class SearchEngine:
                         record.items,
                         record.final_loss,
                         tuple(record.encoders or ()),
+                        tuple(sorted((str(k), str(v)) for k, v in ((record.config or {}).get("where") or {}).items())),
                     )
                 )
         return self._checkpoint_infos[key]

@@ -105,6 +105,7 @@ class CheckpointInfo:
     items: int
     final_loss: float | None
     encoders: tuple[str, ...]
+    where: tuple[tuple[str, str], ...] = ()  # the metadata filter of the items it learned from; () = every item
 
     @property
     def name(self) -> str:

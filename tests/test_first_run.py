@@ -260,7 +260,8 @@ def test_each_learned_method_says_which_model_and_encoders_answer(app: AppTest, 
         assert info is not None and 0 < info.items <= 240 and info.final_loss is not None
         said = (
             f"**{name}** answers with the model {Path(file).name}, trained {info.trained_at:%Y-%m-%d %H:%M} UTC "
-            f"on {info.items} items, final loss {info.final_loss:.3f}, for the encoders {', '.join(info.encoders)}"
+            f"on {info.items} items (split=train), final loss {info.final_loss:.3f}, for the encoders "
+            f"{', '.join(info.encoders)}"
         )
         assert said in captions, (said, captions)
     print("\n".join(c for c in captions if " answers with " in c or c.startswith("Encoders")))

@@ -29,9 +29,10 @@ def checkpoint_line(engine: Any, label: str, result: SearchResult) -> str | None
     if info is None:
         return f"**{md(label)}** answers with the model {md(file)} (not trained on this collection)"
     loss = f", final loss {info.final_loss:.3f}" if info.final_loss is not None else ""
+    split = ", ".join(f"{k}={v}" for k, v in info.where) if info.where else "every item"
     return (
         f"**{md(label)}** answers with the model {md(info.name)}, trained {info.trained_at:%Y-%m-%d %H:%M} UTC "
-        f"on {info.items:,} items{loss}, for the encoders {md(', '.join(info.encoders))}"
+        f"on {info.items:,} items ({md(split)}){loss}, for the encoders {md(', '.join(info.encoders))}"
     )
 
 
