@@ -289,9 +289,14 @@ def test_training_says_truly_which_method_now_uses_the_model(app: AppTest) -> No
     assert any(c.startswith(f"**{preset[1]}** answers with the model {preset[1]}.safetensors") for c in captions)
     first = train(app, "gated")
     assert "Search and Evaluate now answer 'gated' with this model." in first, first
-    second = train(app, "gated")
     name = re.search(r"saved \S+/([^/]+\.safetensors)\. Search", first)
-    assert name and f"Search and Evaluate now answer 'gated' with this model instead of {name[1]} (trained " in second
+    assert name
+    app.run()
+    assert any(rendered(c.value).startswith(f"'gated' answers now with {name[1]}, trained ") for c in app.caption)
+    assert app.button(key="train_run").disabled, "a new model replaces the one in use only when asked to"
+    app.checkbox(key="train_replace_gated").check()
+    second = train(app, "gated")
+    assert f"Search and Evaluate now answer 'gated' with this model instead of {name[1]}, trained " in second
 
 
 @pytest.mark.writes_demo

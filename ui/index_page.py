@@ -22,6 +22,7 @@ from retrieval.fusion import learned_strategies, strategy_class
 from retrieval.results import CheckpointInfo, Method
 from retrieval.train import TrainConfig, TrainResult
 from ui.plain import md
+from ui.provenance import describe as describe_checkpoint
 from ui.state import allowed_roots, collections, database_exists, engine_for, inside_roots, queries_file
 
 ROOTS_HINT = "outside the allowed folders; refused (add its folder to RETRIEVAL_ROOTS to allow it)"
@@ -160,7 +161,9 @@ def train_section(url: str, collection: str) -> None:
     epochs = st.slider("Epochs", 1, 100, 30, key="train_epochs")
     engine = engine_for(url, collection)
     where = training_items(engine, strategy)
-    if not st.button("Train", key="train_run"):
+    confirmed = replacing_confirmed(engine, strategy)
+    # a click from before a model was in use (two clicks in a row) still needs the confirmation
+    if not (st.button("Train", key="train_run", disabled=not confirmed) and confirmed):
         return
     out = Path("data/checkpoints") / f"{collection}-{strategy}-{int(time.time())}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -231,6 +234,22 @@ def evaluation_overlap(engine, metadata: dict[int, dict], where: dict[str, str])
     return sum(1 for q in queries if q.exclude in trained), len(queries)
 
 
+def replacing_confirmed(engine, strategy: str) -> bool:  # noqa: ANN001
+    """For a learned strategy that answers with a model already: say which, and ask before a new one replaces
+    it under Search and Evaluate (the newest checkpoint is the one they use)."""
+    if not strategy_class(strategy).learns:
+        return True
+    file = engine.checkpoint_file(strategy)
+    current = engine.checkpoint_info(file) if file else None
+    if current is None:
+        return True
+    st.caption(f"'{md(strategy)}' answers now with {describe_checkpoint(current)}.")
+    return st.checkbox(
+        f"Replace it: Search and Evaluate will answer '{md(strategy)}' with the model trained now",
+        key=f"train_replace_{strategy}",
+    )
+
+
 def trained_message(engine, strategy: str, result: TrainResult, replaced: CheckpointInfo | None) -> str:  # noqa: ANN001
     """What the new model changes, truly: a learned strategy's newest checkpoint is the one Search and Evaluate
     use from now on (said with the one it replaces); early's own entry never uses one (it is identity early
@@ -240,10 +259,7 @@ def trained_message(engine, strategy: str, result: TrainResult, replaced: Checkp
     if strategy_class(strategy).learns:
         said += f"Search and Evaluate now answer '{md(strategy)}' with this model"
         if replaced is not None:
-            said += (
-                f" instead of {md(replaced.name)} (trained {replaced.trained_at:%Y-%m-%d %H:%M} UTC on "
-                f"{replaced.items} items)"
-            )
+            said += f" instead of {describe_checkpoint(replaced)}"
         return said + "."
     name = result.path.stem
     engine.save_preset(Method(name, strategy, {"checkpoint": str(result.path.resolve())}))
