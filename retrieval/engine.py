@@ -18,9 +18,10 @@ from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.errors import USER_ERRORS, InvalidInputError, MediaError, NotFoundError
 from retrieval.fusion import create_strategy
 from retrieval.fusion.base import Scored, channel_shares
+from retrieval.fusion.weighing import Weighing
 from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
-from retrieval.results import Hit, Method, QueryInput, SearchResult
+from retrieval.results import CheckpointInfo, Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace, indexes_used
 from retrieval.transcribe import (
     DEFAULT_TRANSCRIBER,
@@ -33,6 +34,7 @@ from retrieval.transcribe import (
 from storage import CheckpointRecord, Database, IndexCatalog, Item
 from storage.catalog import check_tables_present, collection_storage
 from storage.repository import (
+    checkpoint_by_file,
     get_collection,
     get_preset,
     index_build,
@@ -82,6 +84,7 @@ class SearchEngine:
         self._encoders: dict[str, Encoder] = {}
         self._transcriber: Transcriber | None = None
         self._strategies: dict[str, Any] = {}  # strategy instances by name and parameters (checkpoints stay loaded)
+        self._checkpoint_infos: dict[tuple[str, int], CheckpointInfo | None] = {}
         self._keys: tuple[int, dict[int, str]] | None = None  # (generation, item id -> key), read once a generation
         dims = {name: rec.dim for name, rec in self.records.items()}
         self.space = VectorSpace(
@@ -363,6 +366,13 @@ class SearchEngine:
         strategy = self.strategy(method.strategy, **method.params)
         return strategy.explain(self.space, encoded.reweighted(method.weights), np.asarray(ids, np.int64))
 
+    def weighing(self, method: Method, encoded: EncodedQuery, k: int = 10) -> Weighing:
+        """What each query input counted for in the method's search of the top k, against its weight (see
+        each strategy's `weighing`: adaptive weighting and screening change it per query)."""
+        k = min(check_k(k), max(1, len(self.item_keys())))
+        strategy = self.strategy(method.strategy, **method.params)
+        return strategy.weighing(self.space, encoded.reweighted(method.weights), k)
+
     def candidates(self, encoded: EncodedQuery, n: int) -> np.ndarray:
         """Late fusion's candidates for the query: the union of each channel's top n."""
         return self.strategy("late", candidates=n).candidates(self.space, encoded, n)
@@ -408,6 +418,31 @@ class SearchEngine:
         with self.db.session() as session:
             record = latest_checkpoint(session, self.collection_id, strategy)
             return None if record is None else record.file
+
+    def checkpoint_info(self, file: str) -> CheckpointInfo | None:
+        """What the collection recorded of this checkpoint file (None for a file trained elsewhere); kept per
+        file and modification time: training again into the same file registers it again."""
+        try:
+            key = (file, Path(file).stat().st_mtime_ns)
+        except OSError:
+            key = (file, -1)
+        if key not in self._checkpoint_infos:
+            with self.db.session() as session:
+                record = checkpoint_by_file(session, self.collection_id, file)
+                self._checkpoint_infos[key] = (
+                    None
+                    if record is None
+                    else CheckpointInfo(
+                        record.strategy,
+                        record.file,
+                        record.created_at,
+                        record.items,
+                        record.final_loss,
+                        tuple(record.encoders or ()),
+                        tuple(sorted((str(k), str(v)) for k, v in ((record.config or {}).get("where") or {}).items())),
+                    )
+                )
+        return self._checkpoint_infos[key]
 
     def index_location(self, strategy: str, key: str) -> str | None:
         """Where the catalogued index (`strategy`, `key`) is stored (a file, or a Milvus location), if built."""

@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from retrieval.engine import SearchEngine
 from retrieval.errors import InvalidInputError
 from retrieval.media import MODALITIES
 from retrieval.results import Method, QueryInput
+
+SIGNIFICANCE = 0.05  # the p under which a difference between two methods is called significant
 
 
 @dataclass
@@ -46,6 +49,31 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if k != "runs"}
+
+    def p_value(self, metric: str, a: str, b: str) -> float:
+        """The paired test's p for methods a and b on `metric` (kept under one of the two orders); NaN if none."""
+        by_method = self.pvalues.get(metric, {})
+        p = by_method.get(a, {}).get(b)
+        return float(by_method.get(b, {}).get(a, float("nan")) if p is None else p)
+
+    def significant(self, metric: str, alpha: float = SIGNIFICANCE) -> list[tuple[str, str, float]]:
+        """(better, worse, p) for each pair of methods whose difference on `metric` (all queries) is
+        significant, the smallest p first."""
+        overall = {m: by_kind["all"][metric] for m, by_kind in self.table.items()}
+        pairs = []
+        for a, b in combinations(overall, 2):
+            p = self.p_value(metric, a, b)
+            if p < alpha:  # NaN (no test) is never significant
+                better, worse = (a, b) if overall[a] >= overall[b] else (b, a)
+                pairs.append((better, worse, p))
+        return sorted(pairs, key=lambda pair: pair[2])
+
+    def unbeaten(self, metric: str, alpha: float = SIGNIFICANCE) -> list[str]:
+        """The methods no other is significantly better than on `metric`, highest first: with more than one,
+        none of them may be called the best."""
+        overall = {m: by_kind["all"][metric] for m, by_kind in self.table.items()}
+        beaten = {worse for _, worse, _ in self.significant(metric, alpha)}
+        return sorted((m for m in overall if m not in beaten), key=lambda m: -overall[m])
 
     def to_markdown(self, metric_order: list[str] | None = None) -> str:
         kinds = ["all"] + [k for k in self.queries if k != "all"]

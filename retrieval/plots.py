@@ -7,7 +7,7 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from retrieval.compare import Comparison
+from retrieval.compare import Comparison, tie_spans
 from retrieval.evaluate import Evaluation
 
 # Dark enough for labels on white (each at least 4.5:1 contrast, WCAG AA): no pale yellow or grey
@@ -47,20 +47,30 @@ def metric_chart(evaluation: Evaluation, metric: str) -> alt.Chart:
 
 
 def bump_rows(comparison: Comparison) -> list[dict]:
-    """The bump chart's data: one row per item and method that ranked it."""
+    """The bump chart's data: one row per item and method that ranked it. An item tied with others (`tie_spans`)
+    is drawn at the middle of its tie group's ranks, labelled once per group ("10 tied"): drawn at its rank
+    within the group, lines crossed where the grid, rightly, showed no ▲/▼ (issue 37)."""
     position = {method: n for n, method in enumerate(comparison.results)}
-    return [
-        {
-            "item": m.key,
-            "method": method,
-            "rank": rank,
-            "moved": "moved" if m.moved else "unmoved",
-            "order": position[method],
-        }
-        for m in comparison.items
-        for method, rank in m.ranks.items()
-        if rank is not None
-    ]
+    spans = {method: tie_spans(result.hits) for method, result in comparison.results.items()}
+    rows = []
+    for m in comparison.items:
+        for method, rank in m.ranks.items():
+            if rank is None:
+                continue
+            first, last = spans[method].get(m.item_id, (rank, rank))
+            tied = last > first
+            rows.append(
+                {
+                    "item": m.key,
+                    "method": method,
+                    "rank": rank,
+                    "position": (first + last) / 2,
+                    "label": (f"{last - first + 1} tied" if rank == first else "") if tied else m.key,
+                    "moved": "moved" if m.moved else "unmoved",
+                    "order": position[method],
+                }
+            )
+    return rows
 
 
 def bump_depth(rows: list[dict], k: int) -> int:
@@ -78,13 +88,16 @@ def bump_layout(deepest: int, data: alt.Data | pd.DataFrame) -> alt.LayerChart:
             axis=alt.Axis(labelAngle=0, orient="top"),
         ),
         y=alt.Y(
-            "rank:Q", scale=alt.Scale(reverse=True, domain=[1, deepest]), title="rank", axis=alt.Axis(tickMinStep=1)
+            "position:Q",
+            scale=alt.Scale(reverse=True, domain=[1, deepest]),
+            title="rank",
+            axis=alt.Axis(tickMinStep=1),
         ),
         color=alt.Color("item:N", scale=alt.Scale(range=PALETTE), legend=None),
         opacity=alt.Opacity("moved:N", scale=alt.Scale(domain=["moved", "unmoved"], range=[1.0, 0.35]), legend=None),
         tooltip=["item:N", "method:N", "rank:Q", "moved:N"],
     )
-    labels = base.mark_text(dx=7, align="left", fontSize=11).encode(text="item:N", color=alt.value("#222"))
+    labels = base.mark_text(dx=7, align="left", fontSize=11).encode(text="label:N", color=alt.value("#222"))
     return (base.mark_line(point=True) + labels).properties(width=alt.Step(150), height=max(240, 26 * deepest))
 
 
@@ -92,7 +105,7 @@ def bump_chart(comparison: Comparison) -> alt.LayerChart:
     """Every item's rank under every method, joined by lines: what moved where. Items no method moved
     (ties included, see `compare`) are drawn faint, so the eye goes to what did move."""
     rows = bump_rows(comparison)
-    frame = pd.DataFrame(rows, columns=["item", "method", "rank", "moved", "order"])
+    frame = pd.DataFrame(rows, columns=["item", "method", "rank", "position", "label", "moved", "order"])
     return bump_layout(bump_depth(rows, comparison.k), frame)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,21 @@ class Method:
     strategy: str
     params: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Which trained model answers for a learned method: its file, when and on how many items it was trained,
+    its last training loss and the encoders it expects (from the collection's checkpoint records)."""
+
+    strategy: str
+    file: str
+    trained_at: datetime
+    items: int
+    final_loss: float | None
+    encoders: tuple[str, ...]
+    where: tuple[tuple[str, str], ...] = ()  # the metadata filter of the items it learned from; () = every item
+
+    @property
+    def name(self) -> str:
+        return Path(self.file).name

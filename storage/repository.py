@@ -60,6 +60,16 @@ def latest_checkpoint(session: Session, collection_id: int, strategy: str) -> Ch
     )
 
 
+def checkpoint_by_file(session: Session, collection_id: int, file: str) -> CheckpointRecord | None:
+    """The newest record of this checkpoint file on the collection (a file retrained in place is registered again)."""
+    return session.scalar(
+        select(CheckpointRecord)
+        .where(CheckpointRecord.collection_id == collection_id, CheckpointRecord.file == file)
+        .order_by(CheckpointRecord.created_at.desc(), CheckpointRecord.id.desc())
+        .limit(1)
+    )
+
+
 def item_metadata(session: Session, collection_id: int) -> dict[int, dict]:
     """Every item's metadata by id (filters on free-form JSON are done by the caller, type-safely)."""
     return dict(session.execute(select(Item.id, Item.meta).where(Item.collection_id == collection_id)).all())

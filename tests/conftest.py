@@ -7,9 +7,13 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import synthetic_media
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,3 +240,31 @@ def copy_demo(demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     copy = {k: v.replace(str(source), str(folder)) for k, v in demo.items()}
     copy_database(demo["url"], copy["url"])
     return copy
+
+
+# The Streamlit app under AppTest (tests/test_app.py, tests/test_app_truth.py)
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture
+def demo(
+    ui_demo: dict[str, str], request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """The session's demo, read only; a private copy for tests marked `writes_demo`."""
+    if request.node.get_closest_marker("writes_demo"):
+        return copy_demo(ui_demo, tmp_path_factory)
+    return ui_demo
+
+
+@pytest.fixture
+def app(demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("RETRIEVAL_DB", demo["url"])
+    monkeypatch.setenv("RETRIEVAL_QUERIES", demo["queries"])
+    monkeypatch.setenv("RETRIEVAL_ROOTS", demo["roots"])
+    from streamlit.testing.v1 import AppTest  # here, not at the top: most tests never start the app
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["compact_view"] = False  # these tests read the result cards, one column per method
+    # late vs early even on a copy where a test trained gated (the default would then be late vs gated)
+    at.session_state["methods"] = ["late", "early"]
+    return at.run()

@@ -269,6 +269,48 @@ def test_a_weight_change_or_an_added_method_shows_and_is_timed(server: str, brow
     )  # each settle() above fails the test if its change never shows
 
 
+OUTLINED = """
+const cells = [...document.querySelectorAll('table.cmp-grid td.cmp-cell')];
+return cells.filter(td => getComputedStyle(td).outlineStyle === 'solid').map(td => td.dataset.item);
+"""
+BORDERS = """
+return [...document.querySelectorAll('table.cmp-grid td.cmp-cell')]
+  .map(td => [td.dataset.item, getComputedStyle(td).borderLeftWidth, getComputedStyle(td).borderLeftColor]);
+"""
+
+
+def test_pointing_at_an_item_outlines_it_in_every_column(server: str, browser) -> None:
+    """Issue 37, item 3, as drawn: pointing at a cell outlines that item, and only it, in every column that has
+    it; a click keeps it outlined after the pointer leaves; each border colour is one item, at most five."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server)
+    settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
+    browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("the digit three", Keys.ENTER)
+    settle(browser, lambda d: "late" in grid_methods(d))
+    cells = browser.execute_script(
+        "return [...document.querySelectorAll('table.cmp-grid td.cmp-cell')].map(td => td.dataset.item)"
+    )
+    shared = next(item for item in cells if cells.count(item) > 1)
+    assert browser.execute_script(OUTLINED) == [], "nothing outlined before pointing"
+    target = browser.find_element(By.CSS_SELECTOR, f'table.cmp-grid td[data-item="{shared}"]')
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", target)
+    ActionChains(browser).move_to_element(target).perform()
+    settle(browser, lambda d: d.execute_script(OUTLINED))
+    assert browser.execute_script(OUTLINED) == [shared] * cells.count(shared)
+    target.click()
+    ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, "h2")).perform()
+    assert browser.execute_script(OUTLINED) == [shared] * cells.count(shared), "a click keeps the item outlined"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / "grid-identity.png"))
+    colours: dict[str, set[str]] = {}
+    for item, width, colour in browser.execute_script(BORDERS):
+        if width == "6px":
+            colours.setdefault(colour, set()).add(item)
+    assert 0 < len(colours) <= 5 and all(len(items) == 1 for items in colours.values()), colours
+
+
 class PixelServer:
     """A local web server that counts the requests it gets: a tracking pixel's stand-in."""
 

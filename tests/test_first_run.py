@@ -101,7 +101,8 @@ def test_grid_colours_shared_items_alike_and_marks_moves() -> None:
     assert set(colours) == {1, 2} and colours[1] != colours[2], "only items both found get a colour, each its own"
     page = grid_html(results, compare_results(results, 3), 3)
     assert page.count("<tr") == 4, "a header and one row per rank"
-    assert page.count(f"background:{colours[2]}") == 2 and page.count(f"background:{colours[1]}") == 2
+    assert page.count(f"border-left:6px solid {colours[2]}") == 2
+    assert page.count(f"border-left:6px solid {colours[1]}") == 2
     rows = page.split("<tr")[1:]
     assert "item-2</b> <span" in rows[1] and "▲1</span>" in rows[1], "item 2 rose from rank 2 to rank 1"
     assert ">new</span>" in rows[2] and "▼2</span>" in rows[3]
@@ -240,3 +241,56 @@ def test_an_items_own_query_finds_it_first(engine: SearchEngine) -> None:
             assert hits[0].text == q.query.text
         else:
             assert hits[0].key == q.qid
+
+
+def test_each_learned_method_says_which_model_and_encoders_answer(app: AppTest, engine: SearchEngine) -> None:
+    """Issue 37, item 1 (its smallest part): next to each learned method, the checkpoint that answers (its
+    name, when it was trained, on how many items, its loss) as the collection recorded it, and the profile's
+    encoders; a method that learns nothing gets no such line."""
+    import re
+
+    app.sidebar.multiselect(key="methods").set_value(["late", "gated", "cross_attention"])
+    app.text_input(key="query_text").set_value("the digit seven").run()
+    assert not app.exception, [e.value for e in app.exception]
+    captions = [re.sub(r"\\(.)", r"\1", c.value) for c in app.caption]
+    for name in ("gated", "cross_attention"):
+        file = engine.checkpoint_file(name)
+        assert file is not None
+        info = engine.checkpoint_info(file)
+        assert info is not None and 0 < info.items <= 240 and info.final_loss is not None
+        said = (
+            f"**{name}** answers with the model {Path(file).name}, trained {info.trained_at:%Y-%m-%d %H:%M} UTC "
+            f"on {info.items} items (split=train), final loss {info.final_loss:.3f}, for the encoders "
+            f"{', '.join(info.encoders)}"
+        )
+        assert said in captions, (said, captions)
+    print("\n".join(c for c in captions if " answers with " in c or c.startswith("Encoders")))
+    assert not any(c.startswith("**late** answers") for c in captions)
+    profile = engine.profile
+    assert any(c.startswith(f"Encoders: profile {profile.name} v{profile.version} (") for c in captions), captions
+    for modality, encoders in profile.encoders.items():
+        assert any(f"{modality}: {', '.join(encoders)}" in c for c in captions if c.startswith("Encoders"))
+
+
+def test_a_saved_preset_keeps_its_settings_and_says_so(app: AppTest) -> None:
+    """Issue 37, item 2: "Use my own weights" changes what the sidebar sets; a preset that left an input out
+    still does, and its line says it keeps its own settings."""
+    import io
+
+    from PIL import Image
+
+    blank = io.BytesIO()
+    Image.new("L", (28, 28), 255).save(blank, format="PNG")
+    app.sidebar.multiselect(key="methods").set_value(["late", "preset:learned_early"])
+    app.file_uploader(key="query_image").set_value(("blank.png", blank.getvalue(), "image/png"))
+    app.text_input(key="query_text").set_value("the digit seven").run()
+    assert not app.exception, [e.value for e in app.exception]
+
+    def lines() -> list[str]:
+        return [m.value for m in app.markdown if " was left out" in m.value]
+
+    assert [line.split("**")[1] for line in lines()] == ["late", "learned\\_early"], lines()
+    app.button(key="own_weights").click().run()
+    assert [line.split("**")[1] for line in lines()] == ["learned\\_early"]
+    assert lines()[0].endswith("(a saved preset: it keeps its own settings)")
+    assert any("Your own weights are in use" in c.value for c in app.caption)

@@ -266,6 +266,42 @@ def test_adaptive_weights_down_weight_a_flat_channel(tmp_path: Path) -> None:
     assert {h.item_id for h in create_strategy("late", weighting="fixed").search(space, q, k=10)} != alone
 
 
+def test_weighing_reports_the_weights_each_strategy_searched_with(tmp_path: Path) -> None:
+    """Issue 37, item 2: what a strategy says each input counted for is what its search used. A recording of
+    another class beside an image: late's unit weights (its `explain`), early's per-vector factors
+    (`channel_weights` over its candidates); fixed weights and learned strategies count the inputs as set."""
+    from retrieval.fusion.adaptive import channel_weights, standardised
+    from retrieval.fusion.concat import present_fields, search_concat
+
+    space, _ = labelled_space(tmp_path, audio_noise=0.8)
+    rng = np.random.default_rng(5)
+    image = unit(0.3 * rng.normal(size=16) + space.tables[IMAGE.key].lookup(np.array([1]))[0][0])
+    recording = unit(space.tables[AUDIO.key].lookup(np.array([2]))[0][0] + 2.0 * rng.normal(size=12))
+    q = EncodedQuery(
+        {("image", "img-enc"): image.astype(np.float32), ("audio", "aud-enc"): recording.astype(np.float32)},
+        {"audio": 0.5},
+    )
+    late = create_strategy("late")
+    weighing = late.weighing(space, q, 10)
+    explained = late.explain(space, q, np.array([h.item_id for h in late.search(space, q, 10)]))
+    used = {one.modality: one.used for one in weighing.inputs}
+    assert weighing.how == "adaptive" and weighing.changed()
+    assert [used[u.split("→")[0].strip()] for u in explained["units"]] == pytest.approx(list(explained["weight"]))
+    assert {one.modality: one.chosen for one in weighing.inputs} == {"image": 1.0, "audio": 0.5}
+    early = create_strategy("early")
+    ids, _ = search_concat(space, present_fields(space), standardised(space, q), 100)
+    factors = channel_weights(space, q, ids)
+    assert {o.modality: o.used for o in early.weighing(space, q, 10).inputs} == pytest.approx(
+        {m: q.weight(m) * factors[(m, enc)] for m, enc in q.vectors}
+    )
+    for fixed in (
+        create_strategy("late", weighting="fixed"),
+        create_strategy("early", weighting="fixed"),
+        create_strategy("gated"),
+    ):
+        assert not fixed.weighing(space, q, 10).changed()
+
+
 @pytest.mark.parametrize(
     "name, defaults, raw",
     [

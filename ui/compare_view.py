@@ -1,8 +1,13 @@
 """The compact comparison: one row per rank, one column per method, so three methods' top 10 fit one screen.
 
-Each cell holds a thumbnail (or a mark for audio/text-only items), the key, the score and what moved
-against the first method (▲ up, ▼ down, new). An item found by more than one method keeps one colour in
-every column, so the eye follows it across; items only one method found stay uncoloured.
+Each cell holds a thumbnail (a blank square for an item without an image), the key, what moved against the
+first method (▲ up, ▼ down, new), the score and a mark for each other modality the item has (♪ audio, ¶ text).
+
+Identity is exact: hovering or focusing (click, Tab) a cell outlines that item in every column (CSS `:has`,
+no script). Colour is kept for the few items that matter, the first method's top `FOLLOWED` that another
+method also found, each with its own colour from a palette safe for colour-blind eyes (Okabe & Ito) and a
+letter, so no colour is shared and none is needed. Ten cycling background colours had made different items
+share a colour, and with 5-6 methods almost every cell was coloured (issue 37). Ties are said above the grid.
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from retrieval.compare import Comparison
+from retrieval.compare import Comparison, tie_spans
 from retrieval.results import Hit, SearchResult
+from ui.plain import md
 
-# Tableau 10 (altair's default categorical scheme), lightened for backgrounds behind dark text.
-PALETTE = [
-    "#c6dbef", "#fdd0a2", "#c7e9c0", "#fcbba1", "#dadaeb",
-    "#e7cb94", "#f7c6e0", "#d9d9d9", "#e5f5a0", "#a6e3e9",
-]  # fmt: skip
+# Okabe & Ito's colour-blind-safe palette (its yellow and black left out: too light and too like text), drawn
+# as a cell's thick left border beside a letter, so the text keeps its contrast on white.
+PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7"]
+FOLLOWED = len(PALETTE)
+LETTERS = "ABCDE"
 ROW_HEIGHT = 44  # px: ten rows plus the header fit in ~500 px
+MARKS = {"audio": "♪", "text": "¶"}  # an image shows as its thumbnail
 
 
 @lru_cache(maxsize=2048)
@@ -47,14 +54,58 @@ def thumbnail_uri(path: str, size: int = 36) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def followed_items(results: dict[str, SearchResult]) -> dict[int, int]:
+    """item id -> its place (0..FOLLOWED-1) among the first method's top `FOLLOWED` that another method also
+    returned: the items whose fate across methods is worth a colour."""
+    labels = list(results)
+    if len(labels) < 2:
+        return {}
+    elsewhere = {h.item_id for label in labels[1:] for h in results[label].hits}
+    top = results[labels[0]].hits[:FOLLOWED]
+    return {hit.item_id: n for n, hit in enumerate(h for h in top if h.item_id in elsewhere)}
+
+
 def item_colours(results: dict[str, SearchResult]) -> dict[int, str]:
-    """A colour for each item that more than one method returned, in order of first appearance."""
-    seen: dict[int, int] = {}
+    """A colour for each followed item (`followed_items`), each its own."""
+    return {item: PALETTE[n] for item, n in followed_items(results).items()}
+
+
+def tie_groups(hits: list[Hit]) -> list[tuple[int, int, float]]:
+    """(first rank, last rank, score) of each run of two or more hits with equal scores (`tie_key`, as the
+    strategies' `rank_order` ties them and orders them by item id)."""
+    groups = []
+    for first, last in sorted(set(tie_spans(hits).values())):
+        if last > first:
+            groups.append((first, last, hits[first - 1].score))
+    return groups
+
+
+def tie_lines(results: dict[str, SearchResult]) -> list[str]:
+    """ "late: 10 items tied at 2.180 (ranks 1-10), ordered by id" for each method's tie groups (markdown)."""
+    lines = []
+    for label, result in results.items():
+        groups = tie_groups(result.hits)
+        if groups:
+            said = "; ".join(
+                f"{last - first + 1} items tied at {score:.3f} (ranks {first}-{last})" for first, last, score in groups
+            )
+            lines.append(f"**{md(label)}**: {said}, ordered by id")
+    return lines
+
+
+def highlight_css(results: dict[str, SearchResult]) -> str:
+    """One rule per item shown in more than one cell: hovering or focusing one of its cells outlines them all."""
+    counts: dict[int, int] = {}
     for result in results.values():
         for hit in result.hits:
-            seen[hit.item_id] = seen.get(hit.item_id, 0) + 1
-    shared = [item for item, count in seen.items() if count > 1]
-    return {item: PALETTE[n % len(PALETTE)] for n, item in enumerate(shared)}
+            counts[hit.item_id] = counts.get(hit.item_id, 0) + 1
+    rules = []
+    for item in (i for i, n in counts.items() if n > 1):
+        cell = f'td[data-item="{item}"]'
+        rules.append(f".cmp-grid:has({cell}:hover) {cell},.cmp-grid:has({cell}:focus) {cell}")
+    if not rules:
+        return ""
+    return ",".join(rules) + "{outline:3px solid #000;outline-offset:-3px;background:#fff1b8}"
 
 
 def movement_mark(change: str | None) -> str:
@@ -68,30 +119,36 @@ def movement_mark(change: str | None) -> str:
     return f' <span style="color:{colour}">{"▲" if direction == "up" else "▼"}{html.escape(steps)}</span>'
 
 
-def _cell(hit: Hit, change: str | None, colour: str | None) -> str:
+def modality_marks(hit: Hit) -> str:
+    """A mark for each modality the item has besides an image (its thumbnail shows that one)."""
+    marks = [f'<span title="has {m}">{MARKS[m]}</span>' for m in ("audio", "text") if hit.assets.get(m)]
+    return f' <span class="cmp-has">{"".join(marks)}</span>' if marks else ""
+
+
+def _cell(hit: Hit, change: str | None, followed: int | None) -> str:
     uri = thumbnail_uri(hit.assets["image"]) if hit.assets.get("image") else None
     if uri:
-        picture = f'<img src="{uri}" width="32" height="32" style="image-rendering:pixelated">'
+        picture = f'<img src="{uri}" width="32" height="32" alt="" style="image-rendering:pixelated">'
     else:
-        mark = "♪" if hit.assets.get("audio") else "¶"
-        picture = f'<span style="display:inline-block;width:32px;text-align:center">{mark}</span>'
+        picture = '<span title="no image" style="display:inline-block;width:32px;height:32px"></span>'
     heard = f" · heard: {hit.transcript['text']}" if hit.transcript and hit.transcript["text"] else ""
     title = html.escape(
         ", ".join(f"{k}={v}" for k, v in hit.metadata.items()) + (f" · {hit.text}" if hit.text else "") + heard
     )
-    background = f"background:{colour};" if colour else ""
+    border = f"border-left:6px solid {PALETTE[followed]};" if followed is not None else ""
+    letter = f'<span class="cmp-tag">{LETTERS[followed]}</span> ' if followed is not None else ""
     return (
-        f'<td class="cmp-cell" data-item="{hit.item_id}" title="{title}" style="{background}">'
+        f'<td class="cmp-cell" tabindex="0" data-item="{hit.item_id}" title="{title}" style="{border}">'
         f'<div style="display:flex;align-items:center;gap:6px">{picture}'
-        f"<div><b>{html.escape(hit.key)}</b>{movement_mark(change)}<br>"
-        f"<code>{hit.score:.3f}</code></div></div></td>"
+        f"<div>{letter}<b>{html.escape(hit.key)}</b>{movement_mark(change)}<br>"
+        f"<code>{hit.score:.3f}</code>{modality_marks(hit)}</div></div></td>"
     )
 
 
 def grid_html(results: dict[str, SearchResult], comparison: Comparison | None, k: int) -> str:
     """The comparison as one HTML table (rank rows x method columns)."""
     labels = list(results)
-    colours = item_colours(results)
+    followed = followed_items(results)
     changes = {m.item_id: m.change for m in comparison.items} if comparison else {}
     head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
     rows = []
@@ -104,12 +161,14 @@ def grid_html(results: dict[str, SearchResult], comparison: Comparison | None, k
                 continue
             hit = hits[rank]
             change = changes.get(hit.item_id, {}).get(label) if label != labels[0] else None
-            cells.append(_cell(hit, change, colours.get(hit.item_id)))
+            cells.append(_cell(hit, change, followed.get(hit.item_id)))
         rows.append(f'<tr style="height:{ROW_HEIGHT}px"><th>{rank + 1}</th>{"".join(cells)}</tr>')
     style = (
         "<style>.cmp-grid{border-collapse:collapse;width:100%;font-size:0.85em}"
         ".cmp-grid td,.cmp-grid th{border:1px solid #ddd;padding:2px 6px}"
-        ".cmp-grid th{text-align:left}</style>"
+        ".cmp-grid th{text-align:left}.cmp-cell{cursor:pointer}.cmp-has{color:#444;margin-left:4px}"
+        ".cmp-tag{font-weight:bold;font-size:0.8em;padding:0 3px;border:1px solid #444;border-radius:3px}"
+        f"{highlight_css(results)}</style>"
     )
     return f'{style}<table class="cmp-grid"><tr><th>#</th>{head}</tr>{"".join(rows)}</table>'
 
@@ -131,9 +190,19 @@ def render(
         " · ".join(
             f"**{label}** {r.seconds * 1000:.1f} ms{weights_text(r.params, ' (', ')')}" for label, r in results.items()
         )
-        + " · colour: found by more than one method · ▲ ▼ new: moved against the first · ♪ audio only · ¶ text only"
+        + f" · {legend(results)} · ▲ ▼ new: moved against the first · ♪ has audio · ¶ has text · "
+        "point at or click an item to see it in every column"
     )
+    for line in tie_lines(results):
+        st.caption(line)
     st.html(grid_html(results, comparison, k))
+
+
+def legend(results: dict[str, SearchResult]) -> str:
+    """What the letters and colours mean (markdown): the first method's top items that another also found."""
+    if not followed_items(results):
+        return "no item of the first method's top 5 is in another's list" if len(results) > 1 else "one method"
+    return f"A-E, coloured: those of {md(next(iter(results)))}'s top {FOLLOWED} that another method found too"
 
 
 def weights_text(params: dict, before: str = "", after: str = "") -> str:

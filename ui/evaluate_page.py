@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from retrieval.errors import reportable
-from retrieval.evaluate import Evaluation, evaluate, label_qrels, load_queries, load_trec_qrels
+from retrieval.evaluate import SIGNIFICANCE, Evaluation, evaluate, label_qrels, load_queries, load_trec_qrels
 from retrieval.plots import metric_chart
 from ui.plain import md
 from ui.state import Settings, engine_for, queries_file
@@ -109,30 +109,66 @@ def show(result: Evaluation, k: int) -> None:
         {method: {kind: values[metric] for kind, values in by_kind.items()} for method, by_kind in result.table.items()}
     ).T
     overall = {method: by_kind["all"][metric] for method, by_kind in result.table.items()}
-    best = max(overall, key=lambda m: overall[m])
-    st.markdown(f"Best on {metric} over all {result.queries['all']} queries: **{best}** ({overall[best]:.3f}).")
+    st.markdown(headline(result, metric))
+    if len(overall) > 1:
+        st.markdown(differences(result, metric))
     st.dataframe(table.round(3).style.highlight_max(axis=0, props="font-weight: bold; background-color: #d7ecd9"))
     st.altair_chart(metric_chart(result, metric))
     if len(result.table) > 1:
-        significance(result, metric, best, overall)
+        significance(result, metric, max(overall, key=lambda m: overall[m]), overall)
 
 
-def significance(result: Evaluation, metric: str, best: str, overall: dict[str, float]) -> None:
-    """Each other method against the best: the difference, its p-value, and whether it is significant."""
+def _joined(words: list[str], last: str = "and") -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" {last} " + words[-1]
+
+
+def headline(result: Evaluation, metric: str) -> str:
+    """The method with the highest score, called the best only when it is significantly better than every
+    other (issue 37: gated was named best while its own table showed it no better than late, p 0.757)."""
+    overall = {method: by_kind["all"][metric] for method, by_kind in result.table.items()}
+    top = max(overall, key=lambda m: overall[m])
+    scope = f"{metric} over all {result.queries['all']} queries"
+    if len(overall) == 1:
+        return f"On {scope}: **{md(top)}** ({overall[top]:.3f})."
+    unbeaten = result.unbeaten(metric)
+    if unbeaten == [top]:
+        return (
+            f"Best on {scope}: **{md(top)}** ({overall[top]:.3f}), significantly better than every other method "
+            f"(p < {SIGNIFICANCE})."
+        )
+    level = [f"**{md(m)}** ({overall[m]:.3f})" for m in unbeaten]
+    return (
+        f"Highest on {scope}: **{md(top)}** ({overall[top]:.3f}), but no method is significantly better than "
+        f"{_joined(level, 'or')} (p ≥ {SIGNIFICANCE} for each pair of them)."
+    )
+
+
+def differences(result: Evaluation, metric: str) -> str:
+    """Which differences between methods are significant, each with its p."""
+    pairs = result.significant(metric)
+    if not pairs:
+        return f"No difference between two methods is significant on {metric} (p < {SIGNIFICANCE})."
+    said = [f"{md(better)} over {md(worse)} (p {format_p(p)})" for better, worse, p in pairs]
+    return f"Significant differences on {metric} (p < {SIGNIFICANCE}): " + "; ".join(said) + "."
+
+
+def significance(result: Evaluation, metric: str, top: str, overall: dict[str, float]) -> None:
+    """Each other method against the highest: the difference, its p-value, and whether it is significant."""
     rows = []
     for other in overall:
-        if other == best:
+        if other == top:
             continue
-        p = result.pvalues[metric].get(best, {}).get(other)
-        if p is None:
-            p = result.pvalues[metric].get(other, {}).get(best, float("nan"))
+        p = result.p_value(metric, top, other)
         rows.append(
             {
-                "comparison": f"{best} vs {other}",
-                f"difference in {metric}": round(overall[best] - overall[other], 3),
+                "comparison": f"{top} vs {other}",
+                f"difference in {metric}": round(overall[top] - overall[other], 3),
                 "p-value": format_p(p),
-                "significant (p < 0.05)": "yes" if p < 0.05 else "no",
+                "significant (p < 0.05)": "yes" if p < SIGNIFICANCE else "no",
             }
         )
-    st.markdown("**Is the best method really better?** Paired randomisation test (ranx, Fisher) on all queries:")
+    st.markdown(
+        f"**Is {md(top)} really better than each other method?** Paired randomisation test (ranx, Fisher) on all "
+        "queries:"
+    )
     st.dataframe(pd.DataFrame(rows), hide_index=True)

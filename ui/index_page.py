@@ -16,11 +16,14 @@ import streamlit as st
 from indexer import Indexer
 from indexer.pipeline import IndexSummary
 from indexer.sources import OUTSIDE
-from retrieval.errors import reportable
-from retrieval.fusion import learned_strategies
-from retrieval.train import TrainConfig
+from retrieval.errors import InvalidInputError, reportable
+from retrieval.evaluate import load_queries
+from retrieval.fusion import learned_strategies, strategy_class
+from retrieval.results import CheckpointInfo, Method
+from retrieval.train import TrainConfig, TrainResult
 from ui.plain import md
-from ui.state import allowed_roots, collections, database_exists, engine_for, inside_roots
+from ui.provenance import describe as describe_checkpoint
+from ui.state import allowed_roots, collections, database_exists, engine_for, inside_roots, queries_file
 
 ROOTS_HINT = "outside the allowed folders; refused (add its folder to RETRIEVAL_ROOTS to allow it)"
 
@@ -156,9 +159,12 @@ def train_section(url: str, collection: str) -> None:
     strategy = st.selectbox("Strategy", learned_strategies(), key="train_strategy")
     label = st.text_input("Label field (empty: self-supervised)", value="digit", key="train_label")
     epochs = st.slider("Epochs", 1, 100, 30, key="train_epochs")
-    if not st.button("Train", key="train_run"):
-        return
     engine = engine_for(url, collection)
+    where = training_items(engine, strategy)
+    confirmed = replacing_confirmed(engine, strategy)
+    # a click from before a model was in use (two clicks in a row) still needs the confirmation
+    if not (st.button("Train", key="train_run", disabled=not confirmed) and confirmed):
+        return
     out = Path("data/checkpoints") / f"{collection}-{strategy}-{int(time.time())}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
     bar = st.progress(0.0, text="training…")
@@ -170,14 +176,94 @@ def train_section(url: str, collection: str) -> None:
         bar.progress(epoch / total, text=f"epoch {epoch}/{total}, loss {loss:.3f}")
         chart.line_chart(pd.DataFrame({"loss": losses}))
 
+    before = engine.checkpoint_file(strategy) if strategy_class(strategy).learns else None
+    replaced = engine.checkpoint_info(before) if before else None
     try:
-        result = engine.train(TrainConfig(strategy, label_field=label.strip() or None, epochs=epochs), out, progress)
+        config = TrainConfig(strategy, label_field=label.strip() or None, where=where, epochs=epochs)
+        result = engine.train(config, out, progress)
     except Exception as exc:
         if not reportable(exc):
             raise
         st.error(md(exc))
         return
-    st.success(
-        f"Trained on {result.items} items in {result.seconds:.1f}s; saved {result.path}. "
-        f"Choose '{strategy}' in the sidebar to use it."
+    st.success(trained_message(engine, strategy, result, replaced))
+
+
+TRAIN_SPLIT = {"split": "train"}  # the collection's own split field, as the demo's manifest writes it
+
+
+def training_items(engine, strategy: str) -> dict[str, str]:  # noqa: ANN001
+    """Which items training learns from (a metadata filter), said on the page: the collection's 'train' split
+    by default where its items carry one; and a warning when those items include evaluation queries' own
+    items, whose labels Evaluate then grades the strategy on (issue 37: training used every item)."""
+    metadata = engine.metadata()
+    in_split = sum(1 for meta in metadata.values() if (meta or {}).get("split") == "train")
+    where: dict[str, str] = {}
+    if in_split:
+        on_split = st.checkbox(
+            f"Train only on the items whose split is 'train' ({in_split} of {len(metadata)})",
+            value=True,
+            key="train_on_split",
+            help="The collection's own split: the other items stay unseen, for Evaluate's queries.",
+        )
+        where = TRAIN_SPLIT if on_split else {}
+    else:
+        st.caption(f"These items carry no 'split' field: training learns from all {len(metadata)} of them.")
+    overlap, total = evaluation_overlap(engine, metadata, where)
+    if overlap:
+        st.warning(
+            f"{overlap} of the {total} evaluation queries come from items this training learns from: Evaluate "
+            f"would grade '{md(strategy)}' on items it was trained on, and overrate it."
+        )
+    return where
+
+
+def evaluation_overlap(engine, metadata: dict[int, dict], where: dict[str, str]) -> tuple[int, int]:  # noqa: ANN001
+    """(queries whose own item is among the training items, all queries) of the page's queries file."""
+    path = queries_file()
+    if not path.is_file():
+        return 0, 0
+    try:
+        queries = load_queries(path)
+    except (OSError, InvalidInputError):
+        return 0, 0  # Evaluate reports a broken file; here it only has no overlap to warn of
+    keys = engine.item_keys()
+    trained = {
+        keys[i] for i, meta in metadata.items() if i in keys and all((meta or {}).get(k) == v for k, v in where.items())
+    }
+    return sum(1 for q in queries if q.exclude in trained), len(queries)
+
+
+def replacing_confirmed(engine, strategy: str) -> bool:  # noqa: ANN001
+    """For a learned strategy that answers with a model already: say which, and ask before a new one replaces
+    it under Search and Evaluate (the newest checkpoint is the one they use)."""
+    if not strategy_class(strategy).learns:
+        return True
+    file = engine.checkpoint_file(strategy)
+    current = engine.checkpoint_info(file) if file else None
+    if current is None:
+        return True
+    st.caption(f"'{md(strategy)}' answers now with {describe_checkpoint(current)}.")
+    return st.checkbox(
+        f"Replace it: Search and Evaluate will answer '{md(strategy)}' with the model trained now",
+        key=f"train_replace_{strategy}",
+    )
+
+
+def trained_message(engine, strategy: str, result: TrainResult, replaced: CheckpointInfo | None) -> str:  # noqa: ANN001
+    """What the new model changes, truly: a learned strategy's newest checkpoint is the one Search and Evaluate
+    use from now on (said with the one it replaces); early's own entry never uses one (it is identity early
+    fusion), so a trained early is saved as a preset of its own, named here (issue 37: the page said
+    "Choose 'early' in the sidebar", which never picked the checkpoint up)."""
+    said = f"Trained on {result.items} items in {result.seconds:.1f}s; saved {md(result.path)}. "
+    if strategy_class(strategy).learns:
+        said += f"Search and Evaluate now answer '{md(strategy)}' with this model"
+        if replaced is not None:
+            said += f" instead of {describe_checkpoint(replaced)}"
+        return said + "."
+    name = result.path.stem
+    engine.save_preset(Method(name, strategy, {"checkpoint": str(result.path.resolve())}))
+    return (
+        said + f"The sidebar's '{md(strategy)}' uses no trained model: choose 'preset:{md(name)}' in the sidebar to "
+        "search with this one."
     )

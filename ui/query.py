@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -105,9 +106,11 @@ def example_query(engine, item_id: int) -> tuple[str, QueryInput] | None:  # noq
     return None if query is None else (item.key, query)
 
 
-def show_query(query: QueryInput, example: str | None) -> None:
-    """What is searched with, above the results: the example item or the person's own text and media."""
-    with st.container(border=True):
+def show_query(query: QueryInput, example: str | None) -> Any:
+    """What is searched with, above the results: the example item or the person's own text and media. Returns
+    the query's box, where the page then says how each method weighed the inputs."""
+    box = st.container(border=True)
+    with box:
         if example is not None:
             left, right = st.columns([4, 1])
             left.markdown(f"**Query: the item {md(example)}** (its {', '.join(query.present())})")
@@ -122,3 +125,4 @@ def show_query(query: QueryInput, example: str | None) -> None:
         audio = query.audio
         if isinstance(audio, bytes) or (isinstance(audio, str | Path) and Path(audio).is_file()):
             columns[2].audio(audio)
+    return box

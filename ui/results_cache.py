@@ -13,6 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from retrieval.fusion.weighing import Weighing
 from retrieval.results import Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery
 
@@ -89,3 +90,15 @@ def cached_search(
         else:
             out[method.label] = store.pop((*key, "error"))
     return out
+
+
+def cached_weighing(engine, collection: str, query: QueryInput, method: Method, k: int) -> Weighing:  # noqa: ANN001
+    """`engine.weighing` for the method and query, kept beside its results (a few ms each, at every rerun)."""
+    store = _store(engine)
+    key = ("weighing", collection, query_digest(query), k, method_key(method))
+    if key not in store:
+        store[key] = engine.weighing(method, encoded_query(engine, query), k)
+        while len(store) > MAX_ENTRIES:
+            store.popitem(last=False)
+    store.move_to_end(key)
+    return store[key]

@@ -14,7 +14,7 @@ from retrieval.fusion import list_strategies, strategy_class
 from retrieval.media import MediaError
 from retrieval.plots import bump_depth, bump_layout, bump_rows
 from retrieval.results import Method, QueryInput, SearchResult
-from ui import compare_view, explain
+from ui import compare_view, explain, provenance, weighing
 from ui.cards import result_card
 from ui.charts import EMPTY, template, with_rows
 from ui.plain import md
@@ -43,10 +43,12 @@ def render(settings: Settings) -> None:
             "Each method below searches with everything you give, and you can compare them side by side."
         )
         return
-    show_query(query, example)
+    box = show_query(query, example)
     if not settings.methods:
         st.warning("Choose at least one fusion method in the sidebar.")
         return
+    with box:
+        weighing.render(engine, settings.collection, query, settings.methods, settings.k, example is not None)
     show_results(engine, query, settings)
 
 
@@ -61,6 +63,7 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
     results = {label: r for label, r in everything.items() if r.error is None}
     problems = {label: r.error for label, r in everything.items() if r.error is not None}
     st.caption(f"Searched {len(everything)} method(s) in {elapsed * 1000:.0f} ms.")
+    provenance.render(engine, results)
     comparison = compare_results(results, settings.k) if results else None
     if compare_view.compact_chosen():
         by_label = {m.label: m for m in settings.methods}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gc
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import streamlit as st
 
 from retrieval import SearchEngine
-from retrieval.fusion import list_strategies
+from retrieval.fusion import list_strategies, strategy_class
 from retrieval.fusion.scoring import NORMALISATIONS
 from retrieval.report import best_learned
 from retrieval.results import Method
@@ -102,6 +102,14 @@ def sidebar(url: str) -> Settings | None:
         help="Adaptive: each channel weighted per query by how clearly it separates the collection (no labels), "
         "so a noise clip or a blank image hardly counts. Fixed: your weights only. Late, hybrid and untrained early.",
     )
+    st.session_state.setdefault("screen_inputs", True)  # set here, not by `value`: a button also sets it
+    screen = st.sidebar.checkbox(
+        "Leave out flat inputs",
+        key="screen_inputs",
+        help="An input that scores every item about alike (a noise clip, a blank image) is left out: early and "
+        "the learned methods follow this; late and hybrid leave such an input out whenever channel weights "
+        "are adaptive.",
+    )
     rrf_k = st.sidebar.number_input("RRF k", 1.0, 1000.0, 60.0, 1.0, key="rrf_k")
     k = st.sidebar.slider("Results", 3, 30, 10, key="k")
     methods = []
@@ -112,6 +120,8 @@ def sidebar(url: str) -> Settings | None:
         params: dict = {"weighting": weighting} if option in ("late", "hybrid", "early") else {}
         if option in ("late", "hybrid"):
             params |= {"normalisation": normalisation, "fusion": fusion, "rrf_k": rrf_k}
+        if not screen and "screen" in {f.name for f in fields(strategy_class(option).Params)}:
+            params["screen"] = False  # named only when off: the default's caption and cache keys stay as they were
         methods.append(Method(option, option, params, {m: w for m, w in weights.items() if w != 1.0}))
     return Settings(url, collection, methods, k)
 

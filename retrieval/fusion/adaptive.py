@@ -25,7 +25,7 @@ early strategies use too). Everything comes from the collection and the query; n
 from __future__ import annotations
 
 import weakref
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -122,6 +122,44 @@ def coherence(space: VectorSpace, unit: list[Channel], top: np.ndarray) -> float
     return float(np.clip(np.mean(values), 0.0, 1.0)) if values else 1.0
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """The label-free predictors behind one unit's adaptive weight (see the module's docstring): kept so a
+    front end can say why an input counted less than its owner set it."""
+
+    spread: float
+    clarity: float
+    coherence: float
+
+    @property
+    def raw(self) -> float:
+        return self.spread**SPREAD_POWER * self.clarity**CLARITY_POWER * self.coherence**COHERENCE_POWER
+
+
+def judge_units(
+    space: VectorSpace,
+    queries: list[EncodedQuery],
+    units: list[list[Channel]],
+    raws: list[tuple[np.ndarray, np.ndarray]],
+    ids: np.ndarray,
+) -> list[Judgement]:
+    """Each unit's predictors, each unit scored with its own query over the candidates `ids`."""
+    out = []
+    for query, unit, (raw, present) in zip(queries, units, raws):
+        spread, clarity = predictors(space, query, unit, raw, present)
+        best = ids[present][np.argsort(-raw[present], kind="stable")[:TOP]]
+        out.append(Judgement(spread, clarity, coherence(space, unit, best)))
+    return out
+
+
+def judged_weights(judgements: list[Judgement]) -> np.ndarray:
+    """One weight per judgement, averaging 1; all equal when none carries signal."""
+    out = np.array([j.raw for j in judgements], np.float64)
+    if not len(out) or out.sum() <= 0:
+        return np.ones(len(judgements))
+    return out * len(out) / out.sum()
+
+
 def adaptive_weights(
     space: VectorSpace,
     queries: list[EncodedQuery],
@@ -130,15 +168,7 @@ def adaptive_weights(
     ids: np.ndarray,
 ) -> np.ndarray:
     """One weight per unit (each scored with its own query), averaging 1; all equal when none carries signal."""
-    weights = []
-    for query, unit, (raw, present) in zip(queries, units, raws):
-        spread, clarity = predictors(space, query, unit, raw, present)
-        best = ids[present][np.argsort(-raw[present], kind="stable")[:TOP]]
-        weights.append(spread**SPREAD_POWER * clarity**CLARITY_POWER * coherence(space, unit, best) ** COHERENCE_POWER)
-    out = np.array(weights, np.float64)
-    if not len(out) or out.sum() <= 0:
-        return np.ones(len(units))
-    return out * len(out) / out.sum()
+    return judged_weights(judge_units(space, queries, units, raws, ids))
 
 
 # A query input whose scores over the collection spread less than half as much as a typical item's is
@@ -195,21 +225,43 @@ def standardised(space: VectorSpace, query: EncodedQuery) -> EncodedQuery:
     )
 
 
-def channel_weights(space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[tuple[str, str], float]:
+def channel_judgements(
+    space: VectorSpace, query: EncodedQuery, ids: np.ndarray
+) -> dict[tuple[str, str], tuple[float, Judgement]]:
     """Late fusion's per-query weights (`adaptive_weights`, each channel a unit, scored over the candidates
     `ids`), for a sum of channels in one concatenated index: one factor per query vector (the mean over the
-    channels it reaches), 1 where fewer than two channels compete."""
+    channels it reaches), with the mean of those channels' predictors; none where fewer than two channels
+    compete."""
     channels = [c for c in space.channels(query) if query.weight(c.query_modality) != 0]  # muted: not judged
     if len(channels) < 2 or not len(ids):
         return {}
     plain = EncodedQuery(query.vectors)  # each channel scored unweighted, as late scores a unit
     units = [[c] for c in channels]
     raws = [space.channel_scores(plain, c, ids) for c in channels]
-    weights = adaptive_weights(space, [plain] * len(units), units, raws, ids)
-    by_vector: dict[tuple[str, str], list[float]] = {}
-    for channel, weight in zip(channels, weights):
-        by_vector.setdefault(channel.vector_key, []).append(float(weight))
-    return {key: float(np.mean(values)) for key, values in by_vector.items()}
+    judgements = judge_units(space, [plain] * len(units), units, raws, ids)
+    by_vector: dict[tuple[str, str], list[tuple[float, Judgement]]] = {}
+    for channel, weight, judgement in zip(channels, judged_weights(judgements), judgements):
+        by_vector.setdefault(channel.vector_key, []).append((float(weight), judgement))
+    return {
+        key: (float(np.mean([w for w, _ in pairs])), mean_judgement([j for _, j in pairs]))
+        for key, pairs in by_vector.items()
+    }
+
+
+def mean_judgement(judgements: list[Judgement], shares: list[float] | None = None) -> Judgement:
+    """The (share-weighted) mean of each predictor."""
+    weights = np.ones(len(judgements)) if shares is None else np.asarray(shares, np.float64)
+    return Judgement(
+        *(
+            float(np.average([getattr(j, name) for j in judgements], weights=weights))
+            for name in ("spread", "clarity", "coherence")
+        )
+    )
+
+
+def channel_weights(space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[tuple[str, str], float]:
+    """`channel_judgements`' factors alone: one per query vector, 1 where fewer than two channels compete."""
+    return {key: weight for key, (weight, _) in channel_judgements(space, query, ids).items()}
 
 
 def reweighted(query: EncodedQuery, factors: dict[tuple[str, str], float]) -> EncodedQuery:

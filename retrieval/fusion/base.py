@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from retrieval.checks import check_params
 from retrieval.errors import InvalidInputError
 from retrieval.fusion.scoring import rank_order
 from retrieval.space import Channel, EncodedQuery, VectorSpace
+
+if TYPE_CHECKING:
+    from retrieval.fusion.weighing import Weighing
 
 
 @dataclass
@@ -63,6 +66,13 @@ class FusionStrategy(ABC):
         """Why `ids` scored as they did, beyond `Scored.contributions`: what this strategy weighs (a gate, an
         attention map, a channel's rank), as plain arrays keyed by name; {} where there is nothing more."""
         return {}
+
+    def weighing(self, space: VectorSpace, query: EncodedQuery, k: int) -> Weighing:
+        """What each query input counted for in a search of the top `k`, against the weight set: as set,
+        unless a strategy weighs or screens inputs per query (then it says so here)."""
+        from retrieval.fusion.weighing import as_set  # weighing -> adaptive -> this module
+
+        return as_set(query)
 
 
 def channel_shares(channels: list[Channel]) -> list[float]:

@@ -18,11 +18,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from retrieval.fusion.adaptive import channel_weights, reweighted, screened, standardised
+from retrieval.fusion.adaptive import channel_judgements, channel_weights, reweighted, screened, standardised
 from retrieval.fusion.base import FusionStrategy, Scored, to_scored, weighted_channel_scores
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.learned import LearnedFusion
 from retrieval.fusion.scoring import tie_window
+from retrieval.fusion.weighing import Weighing, as_set, by_vector, flat_out
 from retrieval.space import EncodedQuery, VectorSpace
 
 
@@ -66,6 +67,23 @@ class EarlyFusion(FusionStrategy):
 
     def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
         return self.learned.explain(space, query, ids) if self.learned is not None else {}
+
+    def weighing(self, space: VectorSpace, query: EncodedQuery, k: int) -> Weighing:
+        """Screened inputs left out; with adaptive weighting, each input's factor as `search` measures it
+        (`channel_judgements` over the scaled query's best candidates)."""
+        if self.learned is not None:
+            return self.learned.weighing(space, query, k)
+        kept = screened(space, query) if self.params.screen else query
+        left_out = flat_out(query, kept)
+        if not (self.params.standardise and self.params.weighting == "adaptive"):
+            return as_set(query, left_out)
+        if self.params.centre:
+            space, kept = space.centred(), space.centre_query(kept)
+        if not space.channels(kept):
+            return as_set(query, left_out)
+        n = max(2 * k, k + 20, self.params.candidates)
+        ids, _ = search_concat(space, present_fields(space), standardised(space, kept), n)
+        return by_vector(query, channel_judgements(space, kept, ids), left_out)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.learned is not None:

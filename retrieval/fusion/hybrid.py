@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from retrieval.fusion.adaptive import channel_weights, reweighted, standardised
+from retrieval.fusion.adaptive import channel_judgements, channel_weights, reweighted, standardised
 from retrieval.fusion.base import channel_shares
 from retrieval.fusion.late import LateParams, UnitFusion, query_weight, unit_candidates
+from retrieval.fusion.weighing import Weighing, by_vector
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
 
@@ -74,3 +75,26 @@ class HybridFusion(UnitFusion):
             np.float64,
         )
         return fixed * summed * len(summed) / summed.sum() if summed.sum() > 0 else fixed
+
+    def input_weights(
+        self,
+        weighing: Weighing,
+        space: VectorSpace,
+        query: EncodedQuery,
+        queries: list[EncodedQuery],
+        units: list[list[Channel]],
+        raws: list[tuple[np.ndarray, np.ndarray]],
+        ids: np.ndarray,
+    ) -> None:
+        """With standardised groups: each input's factor over all the candidates (`channel_judgements`, what
+        `unit_weights` sums per group; inside a group the same predictors weigh it over the group's own
+        candidates)."""
+        if not self.params.standardise:
+            return super().input_weights(weighing, space, query, queries, units, raws, ids)
+        judged = by_vector(
+            query, channel_judgements(space, query, ids), {i.modality for i in weighing.inputs if i.screened}
+        )
+        weighing.inputs = [
+            next(j for j in judged.inputs if j.modality == one.modality) if not one.screened else one
+            for one in weighing.inputs
+        ]

@@ -23,10 +23,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from retrieval.fusion.adaptive import adaptive_weights, screened
+from retrieval.fusion.adaptive import adaptive_weights, judge_units, judged_weights, mean_judgement, screened
 from retrieval.fusion.base import FusionStrategy, Scored, channel_parts, channel_shares
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
+from retrieval.fusion.weighing import Weighing, as_set, flat_out
 from retrieval.profiles import Field
 from retrieval.space import Channel, EncodedQuery, VectorSpace
 
@@ -252,6 +253,49 @@ class UnitFusion(FusionStrategy):
             for name, array in (("rank", ranks(raw, present)), ("raw", raw), ("normalised", value), ("fused", fused)):
                 out[name][:, u] = np.where(found, array[rows], 0)
         return out
+
+    def weighing(self, space: VectorSpace, query: EncodedQuery, k: int) -> Weighing:
+        """Inputs as set with fixed weighting; with adaptive, screened inputs left out and each input's weight
+        as `search` computes it (`input_weights`), over the same candidates."""
+        if self.params.weighting != "adaptive":
+            return as_set(query)
+        kept = screened(space, query)
+        weighing = as_set(query, flat_out(query, kept))
+        weighing.how = "adaptive"
+        if self.params.centre:
+            space, kept = space.centred(), space.centre_query(kept)
+        units = self.units(space, kept)
+        queries = self.unit_queries(space, kept, units, k)
+        lists, ids = self._lists(space, queries, units, k)
+        raws = [self._raw(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
+        self.input_weights(weighing, space, kept, queries, units, raws, ids)
+        return weighing
+
+    def input_weights(
+        self,
+        weighing: Weighing,
+        space: VectorSpace,
+        query: EncodedQuery,
+        queries: list[EncodedQuery],
+        units: list[list[Channel]],
+        raws: list[tuple[np.ndarray, np.ndarray]],
+        ids: np.ndarray,
+    ) -> None:
+        """Each input's weight: the share-weighted mean of its units' weights (`unit_weights`: set × adaptive),
+        with the mean of their predictors. A unit mixing several inputs (hybrid's, unstandardised) weighs
+        them inside it as set, so it changes none of them."""
+        if len(units) < 2:  # `unit_weights`: a unit alone is not weighed
+            return
+        shares, _ = per_item_modality(units)
+        judgements = judge_units(space, queries, units, raws, ids)
+        adaptive = judged_weights(judgements)
+        for one in weighing.inputs:
+            mine = [n for n, unit in enumerate(units) if {c.query_modality for c in unit} == {one.modality}]
+            if one.screened or not mine:
+                continue
+            weights = [shares[n] for n in mine]
+            one.used = one.chosen * float(np.average(adaptive[mine], weights=weights))
+            one.judgement = mean_judgement([judgements[n] for n in mine], weights)
 
     def _raw(
         self, space: VectorSpace, unit_query: EncodedQuery, unit: list[Channel], ids: np.ndarray, listed: UnitList

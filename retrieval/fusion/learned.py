@@ -20,6 +20,7 @@ from retrieval.fusion.base import FusionStrategy, Scored
 from retrieval.fusion.concat import concat_query
 from retrieval.fusion.late import LateFusion
 from retrieval.fusion.scoring import rank_order, tie_window
+from retrieval.fusion.weighing import Weighing, as_set, flat_out
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import VectorTable
 from storage.paging import ROWS_AT_A_TIME
@@ -201,6 +202,11 @@ class LearnedFusion(FusionStrategy):
                 with one_blas_thread():
                     out[f"item_{name}"], out[f"query_{name}"] = weigh(items, mask), weigh(asked, query_mask)[0]
         return out
+
+    def weighing(self, space: VectorSpace, query: EncodedQuery, k: int) -> Weighing:
+        """Inputs as set (unequal weights mix each input's fused vector by weight), but those screened out."""
+        kept = screened(space, query) if self.params.screen else query
+        return as_set(query, flat_out(query, kept))
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.params.screen:

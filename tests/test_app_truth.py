@@ -1,0 +1,335 @@
+"""Issue 37, "the UI tells the truth about every result", through AppTest: what each input was weighed, the
+grid's cues, and what Evaluate claims."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import mnist_image, recording
+from streamlit.testing.v1 import AppTest
+from test_app import assert_clean, ranked, rendered, upload
+
+from retrieval.compare import compare_results
+from retrieval.evaluate import Evaluation
+from retrieval.results import Hit, Method, QueryInput, SearchResult
+
+PREDICTORS = ("its scores vary less", "its best matches stand out less", "the items it matches best are a mix")
+
+
+def weighing_lines(app: AppTest) -> dict[str, str]:
+    """Method label -> its line beside the query (escapes read)."""
+    out = {}
+    for m in app.markdown:
+        text = rendered(m.value)
+        if text.startswith("**") and (" weighed each input" in text or " used your weights, but" in text):
+            out[text[2:].split("**")[0]] = text
+    return out
+
+
+def engine_weighing(demo: dict[str, str], query: QueryInput, strategy: str):
+    from retrieval import SearchEngine
+
+    engine = SearchEngine.open(demo["url"])
+    engine.load_encoders()
+    return engine.weighing(Method(strategy, strategy, {}), engine.encode_query(query), 10)
+
+
+def test_each_input_s_weight_is_said_beside_the_query(app: AppTest, demo: dict[str, str]) -> None:
+    """Item 2: a text, an image of a 3 and a recording of a 7: adaptive weighting counts the inputs otherwise
+    than their sliders (all 1.00); each method's line says by how much and, for those counted less, why."""
+    upload(app, "query_image", mnist_image(3), "image/png")
+    upload(app, "query_audio", recording(7), "audio/wav")
+    app.text_input(key="query_text").set_value("the digit three").run()
+    assert_clean(app)
+    lines = weighing_lines(app)
+    query = QueryInput(text="the digit three", image=mnist_image(3), audio=recording(7))
+    names = {"text": "your text", "image": "your image", "audio": "your audio clip"}
+    for method in ("late", "early"):
+        weighing = engine_weighing(demo, query, method)
+        assert weighing.how == "adaptive" and weighing.changed(), "the example is one adaptive weighting changes"
+        line = lines[method]
+        print(line)
+        for one in weighing.inputs:
+            said = f"{names[one.modality]} counted ×{one.used:.2f}"
+            assert said in line, (said, line)
+            if one.used < 0.9 * one.chosen:
+                reason = line.split(said + " (set 1.00): ")[1]
+                assert reason.startswith(PREDICTORS), line
+    assert any(b.key == "own_weights" for b in app.button)
+
+
+def test_one_click_uses_one_s_own_weights(app: AppTest, demo: dict[str, str]) -> None:
+    """Item 2: "Use my own weights" turns adaptive weighting and screening off; the methods then rank as the API
+    does with fixed weights and no screening, and the page says every input counts as set."""
+    from retrieval import SearchEngine
+
+    upload(app, "query_image", mnist_image(3), "image/png")
+    upload(app, "query_audio", recording(7), "audio/wav")
+    app.run()
+    assert weighing_lines(app)
+    app.button(key="own_weights").click().run()
+    assert_clean(app)
+    assert app.sidebar.selectbox(key="weighting").value == "fixed"
+    assert app.sidebar.checkbox(key="screen_inputs").value is False
+    assert not weighing_lines(app), "nothing left to say: every input counts as set"
+    assert any("Your own weights are in use" in c.value for c in app.caption)
+    engine = SearchEngine.open(demo["url"])
+    query: dict[str, Any] = {"image": mnist_image(3), "audio": recording(7), "weighting": "fixed"}
+    assert ranked(app, "late") == [str(h.item_id) for h in engine.search(strategy="late", **query).hits]
+    assert ranked(app, "early") == [str(h.item_id) for h in engine.search(strategy="early", screen=False, **query).hits]
+    app.button(key="methods_weigh").click().run()
+    assert app.sidebar.selectbox(key="weighting").value == "adaptive" and weighing_lines(app), "and back"
+
+
+def blank_image() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (28, 28), 255).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_screened_out_input_is_said_the_same_way(app: AppTest, demo: dict[str, str]) -> None:
+    """Item 2: a blank image beside a text is left out by every method that screens; the line says so, and with
+    one's own weights it counts again (early then ranks as the API does unscreened)."""
+    from retrieval import SearchEngine
+
+    app.sidebar.multiselect(key="methods").set_value(["late", "early", "hybrid"])
+    app.file_uploader(key="query_image").set_value(("blank.png", blank_image(), "image/png"))
+    app.text_input(key="query_text").set_value("the digit three").run()
+    assert_clean(app)
+    lines = weighing_lines(app)
+    assert set(lines) == {"late", "early", "hybrid"}, lines
+    for line in lines.values():
+        assert "your image was left out: it scores every item of the collection about alike" in line, line
+    app.button(key="own_weights").click().run()
+    assert not weighing_lines(app)
+    engine = SearchEngine.open(demo["url"])
+    plain = engine.search(
+        text="the digit three", image=blank_image(), strategy="early", weighting="fixed", screen=False
+    )
+    assert ranked(app, "early") == [str(h.item_id) for h in plain.hits]
+
+
+def test_one_input_says_nothing_of_weights(app: AppTest) -> None:
+    """One input: its weight orders nothing and nothing is screened, so no line and no button."""
+    app.text_input(key="query_text").set_value("the digit three").run()
+    assert not weighing_lines(app) and not any(b.key == "own_weights" for b in app.button)
+
+
+def hit(item_id: int, rank: int, score: float, assets: tuple[str, ...] = ("text",)) -> Hit:
+    return Hit(rank, item_id, f"item-{item_id}", score, {"text": score}, {}, {m: f"/nowhere/{m}" for m in assets})
+
+
+def six_methods() -> dict[str, SearchResult]:
+    """Six methods' top 10 over 14 items, each list shifted by one: most items are in several lists."""
+    return {
+        f"m{n}": SearchResult("late", [hit(1 + (n + r) % 14, r + 1, 1 - r / 20) for r in range(10)], 0.001)
+        for n in range(6)
+    }
+
+
+def cell_styles(page: str) -> list[tuple[str, str]]:
+    """(item id, style) of every cell of the grid."""
+    return re.findall(r'<td class="cmp-cell" tabindex="0" data-item="(\d+)" title="[^"]*" style="([^"]*)"', page)
+
+
+def test_a_colour_is_one_item_and_only_a_few_items_have_one() -> None:
+    """Item 3: six methods: ten cycling colours made different items share one and coloured almost every cell.
+    Now each colour (and letter) is one item, the first method's top 5 that another method found, from the
+    colour-blind-safe palette; the legend says so."""
+    from ui.compare_view import PALETTE, grid_html, legend
+
+    results = six_methods()
+    page = grid_html(results, compare_results(results, 10), 10)
+    cells = cell_styles(page)
+    assert len(cells) == 60
+    by_colour: dict[str, set[str]] = {}
+    for item, style in cells:
+        for colour in re.findall(r"#[0-9A-Fa-f]{6}", style):
+            by_colour.setdefault(colour, set()).add(item)
+    assert by_colour and all(len(items) == 1 for items in by_colour.values()), by_colour
+    assert set(by_colour) <= set(PALETTE) and len(by_colour) == 5
+    assert {next(iter(i)) for i in by_colour.values()} == {str(h.item_id) for h in results["m0"].hits[:5]}
+    coloured = sum(bool(re.search("#[0-9A-Fa-f]{6}", style)) for _, style in cells)
+    print(f"coloured cells: {coloured} of {len(cells)}")
+    assert coloured < len(cells) / 2
+    assert "m0's top 5" in legend(results) and "more than one method" not in legend(results)
+
+
+def test_pointing_at_an_item_outlines_it_in_every_column() -> None:
+    """Item 3: exact identity without colour: a rule per item in several lists, on hover and on focus."""
+    from ui.compare_view import grid_html
+
+    results = six_methods()
+    page = grid_html(results, compare_results(results, 10), 10)
+    assert '.cmp-grid:has(td[data-item="5"]:hover) td[data-item="5"]' in page
+    assert '.cmp-grid:has(td[data-item="5"]:focus) td[data-item="5"]' in page
+
+
+def test_every_modality_an_item_has_is_marked() -> None:
+    """Item 3: "♪ audio only" marked every item without an image, items with text included."""
+    from ui.compare_view import grid_html
+
+    results = {
+        "late": SearchResult(
+            "late", [hit(1, 1, 0.9, ("audio", "text")), hit(2, 2, 0.8, ("text",)), hit(3, 3, 0.7, ("audio",))], 0.001
+        )
+    }
+    rows = grid_html(results, compare_results(results, 3), 3).split("<tr")[2:]
+    assert 'title="has audio">♪' in rows[0] and 'title="has text">¶' in rows[0], rows[0]
+    assert "♪" not in rows[1] and "¶" in rows[1]
+    assert "♪" in rows[2] and "¶" not in rows[2]
+
+
+def test_ties_are_said_and_the_bump_chart_agrees_with_the_grid() -> None:
+    """Item 3: late ties four items (ordered by id); early orders them the other way. The grid marks no move
+    (neither method prefers an order within a tie), the caption says the tie, and the bump chart draws late's
+    four at one point, so no two lines cross (drawn at ranks 1-4, all six pairs crossed)."""
+    from itertools import combinations
+
+    from retrieval.plots import bump_rows
+    from ui.compare_view import grid_html, tie_lines
+
+    results = {
+        "late": SearchResult("late", [hit(i, i, 2.18) for i in (1, 2, 3, 4)], 0.001),
+        "early": SearchResult("early", [hit(i, 5 - i, i / 10) for i in (4, 3, 2, 1)], 0.001),
+    }
+    comparison = compare_results(results, 4)
+    assert "▲" not in grid_html(results, comparison, 4) and "▼" not in grid_html(results, comparison, 4)
+    assert tie_lines(results) == ["**late**: 4 items tied at 2.180 (ranks 1-4), ordered by id"]
+    rows = bump_rows(comparison)
+    at = {(r["item"], r["method"]): r["position"] for r in rows}
+    for a, b in combinations(["item-1", "item-2", "item-3", "item-4"], 2):
+        assert (at[a, "late"] - at[b, "late"]) * (at[a, "early"] - at[b, "early"]) >= 0, (a, b)
+    assert [r["label"] for r in rows if r["method"] == "late" and r["label"]] == ["4 tied"]
+
+
+def evaluation(p: dict[tuple[str, str], float]) -> Evaluation:
+    """Four methods on 60 queries, ndcg@10 and mrr alike, with these p-values between them."""
+    scores = {"gated": 0.80, "late": 0.79, "hybrid": 0.78, "early": 0.70}
+    table = {m: {"all": {"ndcg@10": v, "mrr": v}, "text": {"ndcg@10": v, "mrr": v}} for m, v in scores.items()}
+    pvalues: dict[str, dict[str, dict[str, float]]] = {"ndcg@10": {}, "mrr": {}}
+    for metric in pvalues:
+        for (a, b), value in p.items():
+            pvalues[metric].setdefault(a, {})[b] = value
+    return Evaluation(10, ["ndcg@10", "mrr"], table, pvalues, {}, {"all": 60, "text": 60})
+
+
+ISSUE_P = {  # the issue's: gated highest but not significantly better than late, hybrid or early
+    ("gated", "late"): 0.757,
+    ("gated", "hybrid"): 0.533,
+    ("gated", "early"): 0.125,
+    ("late", "hybrid"): 0.9,
+    ("late", "early"): 0.03,
+    ("hybrid", "early"): 0.2,
+}
+
+
+def evaluate_page(app: AppTest, result: Evaluation) -> list[str]:
+    app.session_state["eval_result"] = result
+    app.sidebar.radio(key="page").set_value("Evaluate").run()
+    assert_clean(app)
+    return [rendered(m.value) for m in app.markdown]
+
+
+def test_evaluate_calls_no_method_best_that_is_not_significantly_better(app: AppTest) -> None:
+    """Item 5: the headline named gated "best" while its table showed it no better than late (p 0.757)."""
+    shown = evaluate_page(app, evaluation(ISSUE_P))
+    assert not any(line.startswith("Best") for line in shown), shown
+    headline = next(line for line in shown if line.startswith("Highest on ndcg@10 over all 60 queries"))
+    assert (
+        "**gated** (0.800), but no method is significantly better than **gated** (0.800), **late** (0.790) or **hybrid** (0.780)"
+        in headline
+    ), headline
+    assert "Significant differences on ndcg@10 (p < 0.05): late over early (p 0.030)." in shown
+
+
+def test_evaluate_calls_a_method_best_when_it_beats_every_other(app: AppTest) -> None:
+    p = {pair: 0.001 if "gated" in pair else 0.5 for pair in ISSUE_P}
+    shown = evaluate_page(app, evaluation(p))
+    assert any(
+        line.startswith("Best on ndcg@10 over all 60 queries: **gated** (0.800), significantly better than every")
+        for line in shown
+    ), shown
+    assert "gated over late (p 0.001)" in next(line for line in shown if line.startswith("Significant differences"))
+    nothing = evaluate_page(app, evaluation(dict.fromkeys(ISSUE_P, 0.5)))
+    assert "No difference between two methods is significant on ndcg@10 (p < 0.05)." in nothing
+
+
+def train(app: AppTest, strategy: str) -> str:
+    app.sidebar.radio(key="page").set_value("Index").run()
+    app.selectbox(key="train_strategy").set_value(strategy)
+    app.slider(key="train_epochs").set_value(1)
+    app.button(key="train_run").click().run()
+    assert_clean(app)
+    return rendered(app.success[0].value)
+
+
+@pytest.mark.writes_demo
+def test_training_says_truly_which_method_now_uses_the_model(app: AppTest) -> None:
+    """Item 1: after training early the page said "Choose 'early' in the sidebar to use it", but early never
+    uses a checkpoint. Now a trained early is saved as a preset the message names (and which then answers with
+    it); a learned strategy's message says Search and Evaluate now use the new model, and which it replaces."""
+    said = train(app, "early")
+    assert "Choose 'early'" not in said
+    preset = re.search(r"choose 'preset:([^']+)' in the sidebar", said)
+    assert preset, said
+    app.sidebar.radio(key="page").set_value("Search").run()
+    options = app.sidebar.multiselect(key="methods").options
+    assert f"preset:{preset[1]}" in options, options
+    app.sidebar.multiselect(key="methods").set_value(["late", f"preset:{preset[1]}"])
+    app.text_input(key="query_text").set_value("seven").run()
+    assert_clean(app)
+    captions = [rendered(c.value) for c in app.caption]
+    assert any(c.startswith(f"**{preset[1]}** answers with the model {preset[1]}.safetensors") for c in captions)
+    first = train(app, "gated")
+    assert "Search and Evaluate now answer 'gated' with this model." in first, first
+    name = re.search(r"saved \S+/([^/]+\.safetensors)\. Search", first)
+    assert name
+    app.run()
+    assert any(rendered(c.value).startswith(f"'gated' answers now with {name[1]}, trained ") for c in app.caption)
+    assert app.button(key="train_run").disabled, "a new model replaces the one in use only when asked to"
+    app.checkbox(key="train_replace_gated").check()
+    second = train(app, "gated")
+    assert f"Search and Evaluate now answer 'gated' with this model instead of {name[1]}, trained " in second
+
+
+@pytest.mark.writes_demo
+def test_training_uses_the_collection_s_split_and_warns_of_overlap(app: AppTest, demo: dict[str, str]) -> None:
+    """Item 1: training used every item, the evaluation queries' own included. On the demo (a 'train' split
+    in its metadata) the page trains on that split by default and says so; without it, it warns how many
+    evaluation queries come from items it would learn from."""
+    import json
+
+    from retrieval import SearchEngine
+    from storage import Database
+    from storage.models import CheckpointRecord
+
+    engine = SearchEngine.open(demo["url"])
+    metadata = engine.metadata()
+    in_split = sum(1 for meta in metadata.values() if meta.get("split") == "train")
+    assert 0 < in_split < len(metadata)
+    rows = [json.loads(line) for line in Path(demo["queries"]).read_text().splitlines() if line.strip()]
+    keys = set(engine.item_keys().values())
+    overlap = sum(1 for row in rows if row.get("exclude") in keys)  # training on every item: each query's own
+    assert overlap > 0
+
+    app.sidebar.radio(key="page").set_value("Index").run()
+    split = app.checkbox(key="train_on_split")
+    assert split.value is True and f"({in_split} of {len(metadata)})" in split.label
+    assert not [w for w in app.warning if "evaluation queries" in w.value], "the queries come from the other split"
+    split.uncheck().run()
+    warning = next(w.value for w in app.warning if "evaluation queries" in w.value)
+    assert warning.startswith(
+        f"{overlap} of the {len(rows)} evaluation queries come from items this training learns"
+    ), warning
+    app.checkbox(key="train_on_split").check().run()
+    train(app, "gated")
+    with Database(demo["url"]).session() as session:
+        record = session.query(CheckpointRecord).order_by(CheckpointRecord.id.desc()).first()
+        assert record is not None and record.config["where"] == {"split": "train"} and record.items <= in_split
