@@ -110,3 +110,49 @@ def test_mfcc_batches_clips_by_length_and_matches_the_per_clip_spectrogram() -> 
         expected = encoder._summary(encoder.log_mel(clip.samples))  # one clip alone, not in a padded group
         expected = expected / np.linalg.norm(expected)
         assert np.allclose(vector, expected, atol=1e-5)
+
+
+TEXTS = [
+    "seven",
+    "the number seven, said twice: seven!",
+    "Ünïcode façade — 七",
+    "",
+    " ".join(["a long caption that runs past the model's 256 tokens"] * 40),
+]
+
+
+def test_a_query_through_the_onnx_export_equals_sentence_transformers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 38, item 5: a few texts run through onnxruntime on an export of the same weights; a batch
+    through sentence-transformers, which leaves the export behind. Both must give the same vectors."""
+    from retrieval.encoders.sbert import CACHE_ENV, QUERY_TEXTS
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    encoder = create_encoder("sbert", cache=False)
+    assert not list(tmp_path.rglob("*.onnx"))
+    batch = encoder.encode("text", TEXTS * 2)  # more than QUERY_TEXTS: torch, then the export is written
+    assert len(TEXTS) * 2 > QUERY_TEXTS and len(list(tmp_path.rglob("*.onnx"))) == 1
+    single = np.concatenate([encoder.encode("text", [text]) for text in TEXTS])
+    assert encoder._onnx is not None  # the single texts took the export
+    np.testing.assert_allclose(single, batch[: len(TEXTS)], atol=1e-4)
+    assert single[0] @ single[1] > single[0] @ single[4]
+
+
+def test_a_text_query_in_a_fresh_process_loads_neither_torch_nor_transformers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    from retrieval.encoders.sbert import CACHE_ENV, prepare_queries
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    assert prepare_queries() is not None  # what scripts/setup.sh runs once
+    script = (
+        "import sys; from retrieval.encoders import create_encoder; "
+        "v = create_encoder('sbert').encode('text', ['seven']); "
+        "print(v.shape, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "(1, 384) False False"

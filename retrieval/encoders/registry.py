@@ -42,9 +42,10 @@ READS: dict[str, tuple[str, ...]] = {
     "clap": ("audio", "text"),
 }
 
-# Computed features and ONNX models draw no library progress bars: their factories run without
-# `quiet_loading`, which imports transformers (1.1 s of a one-shot `retrieval search --image` on the demo).
-WEIGHTLESS = frozenset({"hog", "mfcc", "speech"})
+# Factories that draw no library progress bars run without `quiet_loading`, which imports transformers (1.1 s
+# of a one-shot `retrieval search --image` on the demo): computed features, ONNX models, and sbert, which loads
+# its torch model only when a batch needs it, inside `quiet_loading` of its own.
+WEIGHTLESS = frozenset({"hog", "mfcc", "speech", "sbert"})
 
 Factory = Callable[[str | None, str | None], Encoder]
 ENCODERS: Registry[Factory] = Registry("encoder")
