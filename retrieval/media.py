@@ -94,6 +94,20 @@ def read_file(path: str | Path, *, limit: int | None = None, within: Sequence[st
     return _read_bytes(path, limit, within)
 
 
+SERVED_BYTES = 64 << 20  # what a page may show of one stored file (a 10-minute WAV at 48 kHz stereo is 110 MB)
+
+
+def served_bytes(path: str | Path) -> bytes | None:
+    """A stored asset's bytes for a page to show, or None where it cannot be shown: missing, not a regular
+    file, over SERVED_BYTES, or not really in its own folder now (swapped for a link to elsewhere after it
+    was indexed: where the open file really is decides, as for every confined read)."""
+    path = Path(path)
+    try:
+        return read_file(path, limit=SERVED_BYTES, within=[os.path.realpath(path.parent)])
+    except (MediaError, OSError):
+        return None
+
+
 def special_file_kind(mode: int) -> str | None:
     """None for a regular file, else what it is in words."""
     if stat.S_ISREG(mode):

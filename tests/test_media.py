@@ -227,3 +227,28 @@ def test_audio_header_claiming_too_much_is_refused_before_decoding(tmp_path: Pat
         load_audio(path, 16_000)
     result = _peak_growth("audio", [path])
     assert "over the limit" in result["error"] and result["growth_mb"] < 25, result
+
+
+def test_a_stored_file_swapped_for_a_link_is_not_served_to_a_page(tmp_path: Path) -> None:
+    """Issue 35, item 2: the UI showed stored image and audio paths as they were, following links, so a file
+    swapped for a link after indexing had the link's target sent to every viewer's browser."""
+    import os
+
+    from retrieval.media import served_bytes
+
+    folder, outside = tmp_path / "collection", tmp_path / "private"
+    folder.mkdir()
+    outside.mkdir()
+    (outside / "secret.wav").write_bytes(b"RIFF-not-yours")
+    stored = folder / "a.wav"
+    stored.write_bytes(b"RIFF-ours")
+    assert served_bytes(stored) == b"RIFF-ours"
+    stored.unlink()
+    stored.symlink_to(outside / "secret.wav")
+    assert served_bytes(stored) is None
+    inside = folder / "b.wav"
+    inside.symlink_to(folder / "c.wav")
+    (folder / "c.wav").write_bytes(b"RIFF-also-ours")
+    assert served_bytes(inside) == b"RIFF-also-ours"  # a link within the folder is the folder's
+    os.mkfifo(folder / "pipe.wav")
+    assert served_bytes(folder / "pipe.wav") is None and served_bytes(folder / "gone.wav") is None

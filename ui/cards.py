@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import streamlit as st
 
+from retrieval.media import served_bytes
 from retrieval.results import Hit
 from ui.plain import md
 
@@ -48,6 +48,10 @@ def heard_line(transcript: dict) -> str:
     return f"heard: “{said}”{language}{sure} · {md(transcript['model'])}"
 
 
+def served(path: str | None) -> bytes | None:
+    return served_bytes(path) if path else None
+
+
 def result_card(
     hit: Hit,
     method: str,
@@ -61,10 +65,10 @@ def result_card(
             f"**{hit.rank}. {md(hit.key)}**{movement_badge(change)}  \nscore `{hit.score:.3f}`",
             help=md(", ".join(f"{k}={v}" for k, v in hit.metadata.items())) or None,
         )
-        image, audio = hit.assets.get("image"), hit.assets.get("audio")
-        if image and Path(image).is_file():
+        image, audio = served(hit.assets.get("image")), served(hit.assets.get("audio"))
+        if image:
             st.image(image, width=72)
-        if audio and Path(audio).is_file():
+        if audio:
             st.audio(audio)
         if hit.text:
             st.caption(md(hit.text[:200]))

@@ -16,11 +16,12 @@ import base64
 import html
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
+from io import BytesIO
 
 import streamlit as st
 
 from retrieval.compare import Comparison, tie_spans
+from retrieval.media import served_bytes
 from retrieval.results import Hit, SearchResult
 from ui.plain import md
 
@@ -36,15 +37,14 @@ MARKS = {"audio": "♪", "text": "¶"}  # an image shows as its thumbnail
 @lru_cache(maxsize=2048)
 def thumbnail_uri(path: str, size: int = 36) -> str | None:
     """A small PNG of the image as a data URI (MNIST digits are 28 px; photos are shrunk), or None."""
-    from io import BytesIO
 
     from PIL import Image
 
-    file = Path(path)
-    if not file.is_file():
+    data = served_bytes(path)
+    if data is None:
         return None
     try:
-        with Image.open(file) as opened:
+        with Image.open(BytesIO(data)) as opened:
             image = opened.convert("RGB")
             image.thumbnail((size, size))
             buffer = BytesIO()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import streamlit as st
 
+from retrieval.media import served_bytes
 from ui.cards import heard_line, result_card
 from ui.plain import md
 from ui.state import Settings, engine_for
@@ -40,10 +40,10 @@ def render(settings: Settings) -> None:
                 st.caption("none")
             elif asset.status != "ok":
                 st.error(md(asset.error or "could not be read"))
-            elif modality == "image" and Path(asset.path).is_file():
-                st.image(asset.path, width=140)
-            elif modality == "audio" and Path(asset.path).is_file():
-                st.audio(asset.path)
+            elif modality == "image" and (image := served_bytes(asset.path)):
+                st.image(image, width=140)
+            elif modality == "audio" and (audio := served_bytes(asset.path)):
+                st.audio(audio)
                 transcript = engine.transcript(item.id)
                 if transcript:
                     st.caption(heard_line(transcript))
