@@ -4,7 +4,13 @@ One Milvus collection per store, named after the store and its generation: a new
 in full under a new name before the catalog points at it and the old one is dropped, so a crash midway
 leaves the previous index serving and an orphan that the next build removes. The FAISS factory string
 names the index kind here too (Flat, IVFn,Flat, HNSWm, IVFn,PQm), mapped to Milvus's index types.
-Writes use Strong consistency: a removal is visible to the next search, as with FAISS.
+Consistency is chosen per operation (CONSISTENCY). A store's first search, and its first after each of its own
+writes, reads at Strong: it waits for the server's time tick (200 ms on 2.3.5) and sees every write, so a
+removal is visible to the next search, as with FAISS. Every later search reads at Bounded (1.5 ms): it may
+miss what another process wrote in the last 5 s (the server's `common.gracefulTime`), in practice what the
+server has not yet consumed (under one 200 ms tick). A new generation is flushed before the catalog points at
+it, and counts and `ids()` (what `indexer check` compares) read at Strong. pymilvus's Session level would be
+the textbook choice, but a 2.3.5 server served a search at it before this client's own delete.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +35,63 @@ log = logging.getLogger(__name__)
 _CLIENTS: dict[str, Any] = {}
 _LOCK = threading.Lock()
 MAX_MESSAGE_BYTES = 16 << 20  # rows per insert are sized to stay well under gRPC's 64 MB message limit
+MIN_SERVER = (2, 3)  # upsert (used by `add`) came in 2.3.0; 2.3.5 is the oldest server the tests run on
+CONNECT_SECONDS = 10.0
+# Level per operation (see the module's docstring): searches Bounded once the store's own writes are seen.
+CONSISTENCY = {"search": "Bounded", "first_search": "Strong", "count": "Strong", "ids": "Strong", "write": "Strong"}
+COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")  # what every Milvus release accepts
 
 
 def milvus_client(uri: str) -> Any:
     """One client per URI and process: Milvus Lite runs one embedded server per file. A secured server
-    takes its credentials from MILVUS_TOKEN ("user:password" or an API key), never from the URI on record."""
+    takes its credentials from MILVUS_TOKEN ("user:password" or an API key), never from the URI on record;
+    TLS is the URI's scheme (https://), its CA file MILVUS_SERVER_PEM. A URI's path names a database
+    (http://HOST:19530/DB). The server's version is checked once, here."""
     with _LOCK:
         if uri not in _CLIENTS:
-            from pymilvus import MilvusClient
-
-            if "://" not in uri:
-                Path(uri).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                _CLIENTS[uri] = MilvusClient(uri, token=os.environ.get("MILVUS_TOKEN", ""))
-            except Exception as exc:
-                raise StorageError(
-                    f"cannot open Milvus at {uri}: {exc}. A Milvus Lite file is used by one "
-                    "process at a time; a server URI must be reachable"
-                ) from exc
+            client = _connect(uri)
+            if "://" in uri:
+                check_server_version(uri, client.get_server_version())
+            _CLIENTS[uri] = client
         return _CLIENTS[uri]
+
+
+def _connect(uri: str) -> Any:
+    from pymilvus import MilvusClient
+
+    options: dict[str, Any] = {"token": os.environ.get("MILVUS_TOKEN", "")}
+    if "://" not in uri:
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        options["timeout"] = CONNECT_SECONDS
+        if os.environ.get("MILVUS_SERVER_PEM"):
+            options["server_pem_path"] = os.environ["MILVUS_SERVER_PEM"]
+    try:
+        return MilvusClient(uri, **options)
+    except Exception as exc:
+        if "://" not in uri:
+            raise StorageError(
+                f"cannot open Milvus Lite at {uri}: {exc}. A Milvus Lite file is used by one process at a time"
+            ) from exc
+        raise StorageError(
+            f"cannot reach the Milvus server at {uri} within {CONNECT_SECONDS:.0f} s ({_reason(exc)}): is it "
+            "running, is the address right, and do MILVUS_TOKEN / MILVUS_SERVER_PEM match its security?"
+        ) from exc
+
+
+def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "message", "") or exc).splitlines()[0]
+
+
+def check_server_version(uri: str, version: str) -> None:
+    """Refuse a server older than MIN_SERVER ("v2.3.5-lite", "2.4.1", "v2.6.0-rc1"); an unparsable
+    version (a managed service's own) is let through."""
+    found = re.match(r"v?(\d+)\.(\d+)", version)
+    if found and (int(found[1]), int(found[2])) < MIN_SERVER:
+        raise StorageError(
+            f"the Milvus server at {uri} is {version}; this product needs Milvus "
+            f"{'.'.join(map(str, MIN_SERVER))} or newer (upsert): upgrade the server"
+        )
 
 
 def milvus_index(factory: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -76,6 +121,7 @@ class MilvusStore(VectorStore):
     def __init__(self, client: Any, name: str, dim: int, factory: str, header: dict[str, Any]) -> None:
         self.client, self.name, self.dim, self.factory, self.header = client, name, dim, factory, dict(header)
         self._search_params = milvus_index(factory)[2]
+        self._unseen_writes = True  # a store just made or opened may hold writes this process has not read yet
 
     @classmethod
     def create(
@@ -92,7 +138,7 @@ class MilvusStore(VectorStore):
         index.add_index(field_name="vector", index_type=index_type, metric_type="IP", params=params)
         if client.has_collection(name):
             client.drop_collection(name)
-        client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+        client.create_collection(name, schema=schema, index_params=index, consistency_level=CONSISTENCY["write"])
         store = cls(client, name, int(vectors.shape[1]), factory, header)
         for chunk_ids, rows in row_chunks(ids, vectors):
             store.add(chunk_ids, rows)
@@ -108,23 +154,29 @@ class MilvusStore(VectorStore):
                 {"id": int(i), "vector": v} for i, v in zip(ids[start : start + step], vectors[start : start + step])
             ]
             self.client.upsert(self.name, rows)
+        self._unseen_writes = True
 
     def remove(self, ids: np.ndarray) -> int:
         keys = [int(i) for i in np.asarray(ids, np.int64)]
         if not keys:
             return 0
-        present = self.client.query(self.name, ids=keys, output_fields=["id"])
+        present = self.client.query(self.name, ids=keys, output_fields=["id"], consistency_level=CONSISTENCY["count"])
         if present:
             self.client.delete(self.name, ids=[row["id"] for row in present])
+            self._unseen_writes = True
         return len(present)
 
     def __len__(self) -> int:
-        rows = self.client.query(self.name, filter="", output_fields=["count(*)"])
+        rows = self.client.query(
+            self.name, filter="", output_fields=["count(*)"], consistency_level=CONSISTENCY["count"]
+        )
         return int(rows[0]["count(*)"])
 
     def ids(self) -> np.ndarray:
+        # No filter: every row. A bound on the key is no way to say so: 2.3.5 cannot parse -2**63
+        # (strconv.ParseInt out of range), while an empty expression is every release's "all rows".
         iterator = self.client.query_iterator(
-            self.name, filter="id >= -9223372036854775808", output_fields=["id"], batch_size=10_000
+            self.name, filter="", output_fields=["id"], batch_size=10_000, consistency_level=CONSISTENCY["ids"]
         )
         found: list[int] = []
         try:
@@ -153,7 +205,9 @@ class MilvusStore(VectorStore):
             limit=max(1, k),
             anns_field="vector",
             search_params={"metric_type": "IP", "params": params},
+            consistency_level=CONSISTENCY["first_search" if self._unseen_writes else "search"],
         )
+        self._unseen_writes = False
         rows = [[(h["id"], h["distance"]) for h in row] for row in hits]
         return pad_results(rows, max((len(r) for r in rows), default=0))
 
@@ -198,7 +252,8 @@ class MilvusBackend(StoreBackend):
 
     def open(self, location: str, expect: dict[str, Any]) -> MilvusStore | None:
         uri, _, target = location.rpartition("#")
-        if uri != self.uri or not self.client.has_collection(target):
+        # A name Milvus would refuse is no collection of ours: None, as Lite answers, where a server raises.
+        if uri != self.uri or not COLLECTION_NAME.fullmatch(target) or not self.client.has_collection(target):
             return None
         info = self.client.describe_collection(target)
         dim = next(int(f["params"]["dim"]) for f in info["fields"] if f["name"] == "vector")
@@ -206,7 +261,7 @@ class MilvusBackend(StoreBackend):
             raise EncoderMismatchError(f"Milvus collection {target} holds {dim}-d vectors, {expect['dim']} expected")
         index = self.client.describe_index(target, "vector")
         factory = _factory_of(index)
-        self.client.load_collection(target)
+        keep_loaded(self.client, target)
         return MilvusStore(self.client, target, dim, factory, dict(expect))
 
 
@@ -219,3 +274,30 @@ def _factory_of(index: dict[str, Any]) -> str:
     if kind == "HNSW":
         return f"HNSW{index.get('M', 16)}"
     return "Flat"
+
+
+LOAD_REPORT_SECONDS = 2.0  # how often a collection being loaded says how far it got
+LOAD_TIMEOUT_SECONDS = 600.0
+
+
+def keep_loaded(client: Any, name: str) -> None:
+    """A collection must be in the server's memory to be searched. Loaded (the usual case): one round trip.
+    Otherwise (after a server restart the server reloads what was loaded: 18 s of silence for five small
+    collections on 2.3.5) load it, saying so and how far it got, instead of blocking without a word."""
+    from pymilvus.client.types import LoadState
+
+    state = client.get_load_state(name)
+    if state["state"] == LoadState.Loaded:
+        return
+    log.warning("Milvus is loading collection %s into memory (after a server restart, or released); waiting", name)
+    if state["state"] != LoadState.Loading:
+        client.load_collection(name, _async=True)
+    started = time.monotonic()
+    while (state := client.get_load_state(name))["state"] != LoadState.Loaded:
+        waited = time.monotonic() - started
+        if waited > LOAD_TIMEOUT_SECONDS:
+            raise StorageError(
+                f"Milvus did not load collection {name} within {waited:.0f} s: is the server short of memory?"
+            )
+        log.warning("Milvus is loading collection %s: %s%% after %.0f s", name, state.get("progress", "?"), waited)
+        time.sleep(LOAD_REPORT_SECONDS)

@@ -196,6 +196,39 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+MILVUS = os.environ.get("RETRIEVAL_TEST_MILVUS")  # set by .ci/run: export it from scripts/milvus.sh
+
+
+@pytest.fixture
+def milvus_server() -> str:
+    """A fresh, empty database on the Milvus test server for one test (dropped afterwards), as the URI the
+    product takes (`http://HOST:PORT/DATABASE`): tests share the server, never each other's collections."""
+    if not MILVUS:
+        if os.environ.get("RETRIEVAL_REQUIRE_MILVUS") == "1":
+            pytest.fail("RETRIEVAL_REQUIRE_MILVUS=1 but RETRIEVAL_TEST_MILVUS is not set")
+        pytest.skip("no Milvus server: export RETRIEVAL_TEST_MILVUS=$(bash scripts/milvus.sh)")
+    from pymilvus import MilvusClient
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = MilvusClient(MILVUS)
+    admin.create_database(name)
+    yield f"{MILVUS.rstrip('/')}/{name}"
+    inside = MilvusClient(MILVUS, db_name=name)
+    for collection in inside.list_collections():
+        inside.drop_collection(collection)
+    inside.close()
+    admin.drop_database(name)
+    admin.close()
+
+
+@pytest.fixture(params=[pytest.param(kind, marks=pytest.mark.server) for kind in ("lite", "server")])
+def milvus_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on Milvus Lite (a file) and on a Milvus server: the backend must behave the same."""
+    if request.param == "lite":
+        return str(tmp_path / "milvus.db")
+    return request.getfixturevalue("milvus_server")
+
+
 @pytest.fixture(scope="session")
 def ui_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The digits demo (200 items) built once per test run for the UI tests (AppTest and browser) and read by

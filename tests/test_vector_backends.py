@@ -1,4 +1,4 @@
-"""One suite, every vector store backend: FAISS files (default) and Milvus (here Milvus Lite, one file).
+"""One suite, every vector store backend: FAISS files (default) and Milvus (Lite, one file; and a server).
 
 The same assertions run on each backend; the fusion test at the end checks that every strategy gives
 the same results whichever backend holds the indexes.
@@ -6,6 +6,7 @@ the same results whichever backend holds the indexes.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import faiss
@@ -23,18 +24,25 @@ from storage import (
 )
 from storage.catalog import IndexCatalog
 from storage.faiss_store import FaissStore, holds_ids
-from storage.milvus_store import MilvusBackend, milvus_index
+from storage.milvus_store import MilvusBackend, check_server_version, milvus_index
 
 BACKENDS = ["faiss", "milvus"]
+MILVUS_KINDS = ("milvus-lite", "milvus-server")
 
 
-def spec_for(kind: str, tmp_path: Path) -> str:
-    return "faiss" if kind == "faiss" else f"milvus:{tmp_path / 'milvus.db'}"
+@pytest.fixture(params=["faiss", *(pytest.param(kind, marks=pytest.mark.server) for kind in MILVUS_KINDS)])
+def backend_spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """faiss, and Milvus twice: Lite (a file) and a server (where RETRIEVAL_TEST_MILVUS names one)."""
+    if request.param == "faiss":
+        return "faiss"
+    if request.param == "milvus-lite":
+        return f"milvus:{tmp_path / 'milvus.db'}"
+    return f"milvus:{request.getfixturevalue('milvus_server')}"
 
 
-@pytest.fixture(params=["faiss", pytest.param("milvus", marks=pytest.mark.server)])
-def backend(request: pytest.FixtureRequest, tmp_path: Path):
-    return open_backend(spec_for(request.param, tmp_path), tmp_path / "indexes")
+@pytest.fixture
+def backend(backend_spec: str, tmp_path: Path):
+    return open_backend(backend_spec, tmp_path / "indexes")
 
 
 def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -221,9 +229,8 @@ def _stored(backend) -> list[str]:
     return [str(path) for path in sorted(backend.index_dir.glob("*.faiss.safetensors"))]
 
 
-@pytest.mark.server
-def test_milvus_drops_older_generations_and_maps_factories(tmp_path: Path) -> None:
-    backend = MilvusBackend(str(tmp_path / "m.db"))
+def test_milvus_drops_older_generations_and_maps_factories(milvus_uri: str) -> None:
+    backend = MilvusBackend(milvus_uri)
     ids, x = np.arange(40), unit_rows(40, 8)
     _, first = backend.create("c1-late-a", 1, ids, x, "Flat", {})
     _, second = backend.create("c1-late-a", 2, ids, x, "Flat", {})
@@ -237,6 +244,70 @@ def test_milvus_drops_older_generations_and_maps_factories(tmp_path: Path) -> No
         milvus_index("OPQ16,IVF64,PQ16")
 
 
+def test_milvus_open_answers_none_for_what_is_not_a_collection_of_its_own(milvus_uri: str) -> None:
+    """Lite answered False for a malformed name where a server raised: both now say None, as for a gone one."""
+    backend = MilvusBackend(milvus_uri)
+    _, location = backend.create("c1-field", 1, np.arange(5), unit_rows(5, 4), "Flat", {})
+    assert backend.open(location, {}) is not None
+    for other in (location + "-gone", location + "x", f"{location.rpartition('#')[0]}#bad-name#x", "elsewhere#s_1"):
+        assert backend.open(other, {}) is None, other
+
+
+def test_milvus_ids_reads_every_row_whatever_its_key(milvus_uri: str) -> None:
+    ids = np.array([-(2**63), -(2**63) + 1, -5, 0, 2**62, 2**62 + 1])  # 2.3.5's iterator skips 2**63 - 1
+    store, _ = MilvusBackend(milvus_uri).create("c1-keys", 1, ids, unit_rows(6, 4), "Flat", {})
+    assert store.ids().tolist() == sorted(ids.tolist()) and len(store) == 6
+
+
+@pytest.mark.server
+def test_milvus_server_keeps_a_released_collection_loaded_and_says_so(
+    milvus_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = MilvusBackend(milvus_server)
+    _, location = backend.create("c1-loaded", 1, np.arange(20), unit_rows(20, 4), "Flat", {})
+    backend.client.release_collection(location.rpartition("#")[2])  # as after a server restart
+    with caplog.at_level("WARNING", logger="storage.milvus_store"):
+        store = backend.open(location, {})
+    assert store is not None and store.search(unit_rows(1, 4), 3)[1].shape == (1, 3)
+    assert "Milvus is loading collection" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="storage.milvus_store"):
+        assert backend.open(location, {}) is not None
+    assert not caplog.text  # loaded: not a word
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [
+        ("v2.3.5-lite", False),
+        ("2.4.1", False),
+        ("v2.6.0-rc1", False),
+        ("v2.2.16", True),
+        ("1.1", True),
+        ("zilliz", False),
+    ],
+)
+def test_milvus_server_version_is_checked(version: str, refused: bool) -> None:
+    if refused:
+        with pytest.raises(StorageError, match=rf"is {re.escape(version)}; this product needs Milvus 2.3 or newer"):
+            check_server_version("http://h:19530", version)
+    else:
+        check_server_version("http://h:19530", version)
+
+
+def test_an_unreachable_milvus_server_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import storage.milvus_store as milvus_store
+
+    monkeypatch.setattr(milvus_store, "CONNECT_SECONDS", 2.0)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(StorageError, match=rf"cannot reach the Milvus server at http://127.0.0.1:{port} within 2 s"):
+        MilvusBackend(f"http://127.0.0.1:{port}")
+
+
 def test_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="unknown vector backend 'redis:x'"):
         open_backend("redis:x", tmp_path)
@@ -244,7 +315,9 @@ def test_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.datasets
-def test_every_strategy_gives_the_same_results_on_both_backends(small_folder: Path, tmp_path: Path) -> None:
+def test_every_strategy_gives_the_same_results_on_both_backends(
+    small_folder: Path, tmp_path: Path, milvus_uri: str
+) -> None:
     from conftest import mnist_image, recording
 
     from indexer.pipeline import Indexer
@@ -254,7 +327,7 @@ def test_every_strategy_gives_the_same_results_on_both_backends(small_folder: Pa
     url = f"sqlite:///{tmp_path}/both.db"
     results = {}
     for kind in BACKENDS:
-        Indexer(url, kind, vector_backend=spec_for(kind, tmp_path)).run(small_folder)
+        Indexer(url, kind, vector_backend="faiss" if kind == "faiss" else f"milvus:{milvus_uri}").run(small_folder)
         engine = SearchEngine.open(url, kind)
         for learned in ("gated", "cross_attention"):
             engine.train(
@@ -270,7 +343,7 @@ def test_every_strategy_gives_the_same_results_on_both_backends(small_folder: Pa
         assert results[("milvus", strategy)] == results[("faiss", strategy)], strategy
     with Database(url).session() as session:
         locations = [b.file for b in session.query(IndexBuild).all()]
-    assert any(loc.startswith(str(tmp_path / "milvus.db") + "#") for loc in locations)
+    assert any(loc.startswith(milvus_uri + "#") for loc in locations)
     assert any(loc.endswith(".faiss.safetensors") for loc in locations)
 
 
