@@ -1,0 +1,123 @@
+"""The product's search on a Milvus server beside FAISS: index build time and late/early search p50/p99.
+
+    .venv/bin/python bench/milvus_server.py --uri http://127.0.0.1:19530 [--items 2000] [--queries 50]
+    [--consistency Strong] [--name milvus_server]
+
+Synthetic clustered vectors (three 512-d fields, each missing for 20 % of items; bench/common.py), searched
+through the strategies' own `search` (query vectors made once, outside the timings) on a space whose
+catalog keeps its indexes in FAISS files, then in a fresh database on the Milvus server. `--consistency`
+forces one level on every Milvus search (Strong: what every search asked for before issue 39), to measure
+the before beside the after. Build time is the strategy's `prepare` (the indexes made and recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from common import percentiles, synthetic_space, write_report
+from search_latency import queries
+
+import storage.milvus_store as milvus_store
+from retrieval.fusion import create_strategy
+from storage import Collection, Database
+from storage.catalog import IndexCatalog
+from storage.vector_store import open_backend
+
+
+def measure(spec: str, work: Path, items: int, count: int, k: int) -> dict:
+    space = synthetic_space(work / "vectors", items)
+    db = Database(f"sqlite:///{work}/bench-{uuid.uuid4().hex[:6]}.db")
+    with db.session() as session:
+        session.add(Collection(id=1, name="bench", vector_dir=str(work / "vectors")))
+    space.catalog = IndexCatalog(db, 1, open_backend(spec, work / "indexes"))
+    qs = queries(count, 512)
+    result: dict = {}
+    for name in ("late", "early"):
+        strategy = create_strategy(name)
+        started = time.perf_counter()
+        strategy.prepare(space)
+        build = time.perf_counter() - started
+        hits = [strategy.search(space, q, k) for q in qs[:3]]  # warm: the first search after a build
+        times = []
+        for q in qs:
+            started = time.perf_counter()
+            strategy.search(space, q, k)
+            times.append(time.perf_counter() - started)
+        result[name] = {"build_s": round(build, 2), **percentiles(times), "top": [_ids(h) for h in hits]}
+    return result
+
+
+def _ids(hits: list) -> list[int]:
+    return [int(h.item_id) for h in hits]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--uri", required=True, help="the Milvus server, http://HOST:PORT")
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--consistency", help="force this level on every Milvus search (the before)")
+    parser.add_argument(
+        "--name",
+        default="milvus_server",
+        help="report name under docs/benchmarks (milvus_server_before with --consistency Strong)",
+    )
+    args = parser.parse_args()
+    if args.consistency:
+        milvus_store.CONSISTENCY.update(search=args.consistency, first_search=args.consistency)
+    from pymilvus import MilvusClient
+
+    database = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = MilvusClient(args.uri)
+    admin.create_database(database)
+    try:
+        runs = {}
+        for label, spec in (("faiss", "faiss"), ("milvus server", f"milvus:{args.uri.rstrip('/')}/{database}")):
+            runs[label] = measure(
+                spec, Path(tempfile.mkdtemp(prefix="milvus-server-")), args.items, args.queries, args.k
+            )
+    finally:
+        inside = MilvusClient(args.uri, db_name=database)
+        for collection in inside.list_collections():
+            inside.drop_collection(collection)
+        admin.drop_database(database)
+    same = {s: runs["faiss"][s]["top"] == runs["milvus server"][s]["top"] for s in ("late", "early")}
+    report = {
+        "items": args.items,
+        "queries": args.queries,
+        "k": args.k,
+        "server": admin.get_server_version(),
+        "consistency": args.consistency or dict(milvus_store.CONSISTENCY),
+        "same_top_k": same,
+        "runs": {
+            label: {s: {k: v for k, v in r.items() if k != "top"} for s, r in run.items()}
+            for label, run in runs.items()
+        },
+    }
+    lines = [
+        f"# The product's search on a Milvus server ({report['server']}) beside FAISS",
+        "",
+        f"{args.items:,} items, three 512-d fields, {args.queries} queries, k = {args.k}; search consistency: "
+        f"{args.consistency or 'per operation (Strong first, then Bounded)'}. Same top {args.k} as FAISS: {same}.",
+        "",
+        "| backend | strategy | build s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {label} | {s} | {r['build_s']} | {r['p50_ms']} | {r['p99_ms']} |"
+            for label, run in report["runs"].items()
+            for s, r in run.items()
+        ],
+        "",
+    ]
+    print("\n".join(lines))
+    write_report(args.name, report, "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
