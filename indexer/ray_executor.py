@@ -15,9 +15,11 @@ from pathlib import Path
 
 from indexer.executors import EncodedBatch, ExecutorSettings, encode_batch
 from indexer.work import WorkItem, decode_asset
+from retrieval.errors import ClusterError
 from retrieval.profiles import Field
 
 PACKAGES = [Path(__file__).resolve().parents[1] / name for name in ("indexer", "retrieval", "storage")]
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where Ray looks for a token by default
 
 
 class EncodeWorker:
@@ -83,20 +85,27 @@ class RayExecutor:
             raise RuntimeError("--executor ray needs the ray package: pip install -r requirements.txt") from exc
         if not ray.is_initialized():
             address = self.address or os.environ.get("RAY_ADDRESS")
-            ray.init(
-                address=address,
-                num_cpus=None if address else num_cpus,  # a cluster that exists has its own size
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-                runtime_env={
-                    "py_modules": [str(p) for p in PACKAGES],
-                    "env_vars": {
-                        k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_", "RETRIEVAL_"))
-                    },
-                },
-            )
+            try:
+                self._init(ray, address, num_cpus)
+            except (ConnectionError, ray.exceptions.RayError) as exc:
+                where = f"join the Ray cluster at {address}" if address else "start a local Ray cluster"
+                raise ClusterError(f"cannot {where}: {_first_line(exc)}{auth_hint()}") from exc
         return ray
+
+    def _init(self, ray, address: str | None, num_cpus: int | None) -> None:  # noqa: ANN001 - the ray module
+        ray.init(
+            address=address,
+            num_cpus=None if address else num_cpus,  # a cluster that exists has its own size
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env={
+                "py_modules": [str(p) for p in PACKAGES],
+                "env_vars": {
+                    k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_", "RETRIEVAL_"))
+                },
+            },
+        )
 
     def batches(self, work: list[WorkItem]) -> Iterator[EncodedBatch]:
         if not work:
@@ -115,6 +124,30 @@ class RayExecutor:
         chunks = [work[i : i + self.batch_size] for i in range(0, len(work), self.batch_size)]
         try:
             yield from ActorPool(handles).map_unordered(lambda a, chunk: a.run.remote(chunk, self._said(chunk)), chunks)
+        except ray.exceptions.ActorDiedError as exc:
+            if not auth_hint():
+                raise
+            raise ClusterError(
+                f"a Ray worker died before it encoded anything: {_first_line(exc)}{auth_hint()}"
+            ) from exc
         finally:
             for handle in handles:
                 ray.kill(handle)
+
+
+def auth_hint() -> str:
+    """Why Ray may refuse this process: from 2.60 a cluster authenticates with a token once one exists
+    (~/.ray/auth_token, RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH), and a process without RAY_AUTH_MODE=token is
+    refused (AuthenticationError, or a bare ConnectionError / ActorDiedError). "" where that cannot be it."""
+    token = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or TOKEN_FILE.exists()
+    if not token or os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ""
+    return (
+        ". A Ray token is set up here but RAY_AUTH_MODE is not 'token': a cluster started with a token refuses "
+        "this process. export RAY_AUTH_MODE=token (with the cluster's token in ~/.ray/auth_token or "
+        "RAY_AUTH_TOKEN) on every node and here"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

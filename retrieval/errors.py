@@ -32,6 +32,10 @@ class NotFoundError(RetrievalError, LookupError):
     """A named collection, preset, encoder, strategy or file that does not exist."""
 
 
+class ClusterError(RetrievalError, ConnectionError):
+    """A Ray cluster refused or lost the work, with what to set or check (authentication, address)."""
+
+
 class MediaError(InvalidInputError):
     """A file that cannot be used, with the reason in words (`retrieval.media` raises it)."""
 
