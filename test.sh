@@ -11,7 +11,8 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error HF_HUB_DISABLE_PROGRESS_BAR
 if [ "${1:-}" = --fast ]; then
   shift
   export RETRIEVAL_TEST_MEDIA=synthetic
-  unset RETRIEVAL_TEST_POSTGRES RETRIEVAL_REQUIRE_POSTGRES
+  unset RETRIEVAL_TEST_POSTGRES RETRIEVAL_REQUIRE_POSTGRES RETRIEVAL_TEST_MILVUS RETRIEVAL_REQUIRE_MILVUS
+  unset RETRIEVAL_TEST_RAY RETRIEVAL_REQUIRE_RAY
   set -- -m "not slow and not server and not real_media" "$@"
 fi
 # One OpenMP thread per process: the workers already fill the cores, and torch's threads spinning against each

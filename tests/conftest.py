@@ -72,7 +72,8 @@ SLOW_SECONDS = {
     "test_first_run.py": 11,
     "test_scale.py": 10,
     "test_database.py": 7,
-    "test_vector_backends.py": 5,
+    "test_check.py": 35,  # check + repair on Milvus Lite and a server
+    "test_vector_backends.py": 45,  # the parity test on Milvus Lite and a server (~30 s: 3 s a collection)
     "test_datasets.py": 5,
     "test_cli_and_demo.py": 3,
 }

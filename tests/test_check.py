@@ -420,6 +420,7 @@ def test_an_index_file_changed_after_it_was_written_is_found_and_rebuilt(
     each_image_finds_its_item(url)
 
 
+@pytest.mark.slow
 def test_check_and_repair_on_milvus_lite_and_a_server(
     small_folder: Path, tmp_path: Path, milvus_uri: str, capsys
 ) -> None:

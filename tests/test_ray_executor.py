@@ -39,7 +39,9 @@ def test_a_refused_connection_with_a_token_set_up_names_ray_auth_mode(token: Pat
 
 def test_no_auth_hint_where_token_mode_is_on_or_no_token_exists(token: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    with pytest.raises(ClusterError, match=r"^cannot join the Ray cluster at auto: Failed to connect to Ray cluster at [0-9.:]+$"):
+    with pytest.raises(
+        ClusterError, match=r"^cannot join the Ray cluster at auto: Failed to connect to Ray cluster at [0-9.:]+$"
+    ):
         RayExecutor([], [], {}, address="auto")._start()
     monkeypatch.delenv("RAY_AUTH_MODE")
     token.unlink()

@@ -3,6 +3,7 @@ with every fusion strategy; the same encodings as the local executor; incrementa
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 from collections.abc import Iterator
@@ -35,13 +36,19 @@ def ray_address() -> Iterator[str]:
     and the command-line runs join it through RAY_ADDRESS, as they would a real cluster (each run starting and
     stopping a cluster of its own spent ~6 s of the kill test's ~46 s on it, three times). One CPU, so each run
     has one encode actor: two actors on this 2-core machine cost the module 110 CPU-s (83 s) against 64 (63 s),
-    most of it each actor importing torch, transformers and sentence-transformers; the pool is the same code."""
+    most of it each actor importing torch, transformers and sentence-transformers; the pool is the same code.
+    Where RETRIEVAL_TEST_RAY names a cluster (.ci/run starts a two-node one), the module joins it instead."""
     import ray
 
     from indexer.ray_executor import RayExecutor
 
-    RayExecutor([], [], {})._start(num_cpus=1)
+    cluster = os.environ.get("RETRIEVAL_TEST_RAY")  # a real cluster (scripts/ray-cluster.sh: two nodes, a token)
+    if not cluster and os.environ.get("RETRIEVAL_REQUIRE_RAY") == "1":
+        pytest.fail("RETRIEVAL_REQUIRE_RAY=1 but RETRIEVAL_TEST_RAY is not set")
+    RayExecutor([], [], {}, address=cluster)._start(num_cpus=1)
     try:
+        if cluster:  # the runs below must really spread over two machines' worth of nodes
+            assert sum(node["Alive"] for node in ray.nodes()) >= 2, "RETRIEVAL_TEST_RAY is a one-node cluster"
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
