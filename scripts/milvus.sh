@@ -26,8 +26,9 @@ fi
 rm -rf "$dir"
 mkdir -p "$dir"
 port=${MILVUS_TEST_PORT:-$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-# The wheel's own launcher finds a free port for each inner component (etcd, coordinators, nodes), so two
-# servers on one machine (two checkouts) do not collide; SIGTERM stops the server with it.
+# The wheel's own launcher finds a free port for each inner component (etcd, coordinators, nodes), but its
+# embedded etcd's peer port is 2380 whatever is asked: one such server a machine, which every checkout then
+# shares through the default $MILVUS_TEST_DIR (above: a running one is reused). SIGTERM stops it.
 nohup "$venv/bin/python" - "$dir" "$port" >"$dir/launcher.log" 2>&1 <<'EOF' &
 import signal, sys
 from milvus import MilvusServer
