@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Start a two-node local Ray cluster (a head and a second node, one CPU each) for the tests, and print its
-# address. Usage: export RAY_AUTH_MODE=token RETRIEVAL_TEST_RAY=$(bash scripts/ray-cluster.sh); stop it with
-# `bash scripts/ray-cluster.sh stop`. Token authentication is on, as Ray 2.60 turns it on wherever a token
-# exists: the token is ~/.ray/auth_token (made here when there is none), so every process on this machine
-# with RAY_AUTH_MODE=token joins. Nodes advertise 127.0.0.1, but Ray listens on every interface (README).
+# address. Usage: export RETRIEVAL_TEST_RAY=$(bash scripts/ray-cluster.sh) RAY_AUTH_MODE=token
+# RAY_AUTH_TOKEN_PATH=/tmp/retrieval-ray/auth_token; stop it with `bash scripts/ray-cluster.sh stop`. Token
+# authentication is on, as Ray 2.60 turns it on wherever a token exists; the token is this cluster's own file
+# in its folder (never ~/.ray/auth_token, which would turn it on for every Ray on the machine). Nodes
+# advertise 127.0.0.1, but Ray listens on every interface (README).
 # Processes and logs in $RAY_TEST_DIR (default /tmp/retrieval-ray); only the processes it started are stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${RAY_TEST_DIR:-/tmp/retrieval-ray}
 ray=.venv/bin/ray
-export RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0
+export RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_TOKEN_PATH="$dir/auth_token"
 if [ "${1:-}" = stop ]; then
   if [ -s "$dir/pids" ]; then kill -9 $(cat "$dir/pids") 2>/dev/null || true; fi
   rm -f "$dir/pids" "$dir/address"
@@ -21,11 +22,7 @@ if [ -s "$dir/address" ] && "$ray" status --address "$(cat "$dir/address")" >/de
 fi
 rm -rf "$dir"
 mkdir -p "$dir"
-if [ -z "${RAY_AUTH_TOKEN:-}${RAY_AUTH_TOKEN_PATH:-}" ] && [ ! -s ~/.ray/auth_token ]; then
-  mkdir -p ~/.ray
-  .venv/bin/python -c 'import secrets; print(secrets.token_hex(32))' >~/.ray/auth_token
-  chmod 600 ~/.ray/auth_token
-fi
+(umask 077 && .venv/bin/python -c 'import secrets; print(secrets.token_hex(32))' >"$RAY_AUTH_TOKEN_PATH")
 free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 node=(--num-cpus 1 --node-ip-address 127.0.0.1 --temp-dir "$dir/tmp" --dashboard-agent-listen-port "$(free_port)")  # no fixed ports: two checkouts may each run one
