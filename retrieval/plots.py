@@ -97,7 +97,10 @@ def bump_layout(deepest: int, data: alt.Data | pd.DataFrame) -> alt.LayerChart:
         opacity=alt.Opacity("moved:N", scale=alt.Scale(domain=["moved", "unmoved"], range=[1.0, 0.35]), legend=None),
         tooltip=["item:N", "method:N", "rank:Q", "moved:N"],
     )
-    labels = base.mark_text(dx=7, align="left", fontSize=11).encode(text="label:N", color=alt.value("#222"))
+    # at full opacity: faded with their lines, the unmoved items' labels were light grey, 2.4:1 (issue 37)
+    labels = base.mark_text(dx=7, align="left", fontSize=11).encode(
+        text="label:N", color=alt.value("#222"), opacity=alt.value(1)
+    )
     return (base.mark_line(point=True) + labels).properties(width=alt.Step(150), height=max(240, 26 * deepest))
 
 

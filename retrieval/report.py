@@ -191,6 +191,9 @@ def _measure(
         row.one_missing_ndcg = round(statistics.mean(missing), 4) if missing else None
 
 
+BAR_STEP = 28  # px per method: a bar (90 % of it) or a heat-map row stays readable with any number of methods
+
+
 def report_charts(report: StrategyReport) -> dict[str, alt.Chart]:
     """Latency, quality per query kind, and quality with one modality missing (altair)."""
     import altair as alt
@@ -208,7 +211,7 @@ def report_charts(report: StrategyReport) -> dict[str, alt.Chart]:
             color=alt.Color("method:N", sort=order, legend=None),
             tooltip=["method", alt.Tooltip("p50 ms:Q", format=".2f")],
         )
-        .properties(width=360, height=24 * max(len(ok), 1))
+        .properties(width=360, height=alt.Step(BAR_STEP))
     }
     quality = pd.DataFrame(
         [
@@ -234,7 +237,7 @@ def report_charts(report: StrategyReport) -> dict[str, alt.Chart]:
                     alt.Tooltip(f"P@{k}:Q", format=".3f"),
                 ],
             )
-            .properties(width=60 * len(kinds), height=24 * max(len(ok), 1))
+            .properties(width=alt.Step(60), height=alt.Step(BAR_STEP))
         )
         missing = pd.DataFrame(
             [

@@ -11,6 +11,7 @@ import streamlit as st
 from retrieval.errors import reportable
 from retrieval.evaluate import SIGNIFICANCE, Evaluation, evaluate, label_qrels, load_queries, load_trec_qrels
 from retrieval.plots import metric_chart
+from ui.charts import legible
 from ui.plain import md
 from ui.state import Settings, engine_for, queries_file
 
@@ -113,7 +114,7 @@ def show(result: Evaluation, k: int) -> None:
     if len(overall) > 1:
         st.markdown(differences(result, metric))
     st.dataframe(table.round(3).style.highlight_max(axis=0, props="font-weight: bold; background-color: #d7ecd9"))
-    st.altair_chart(metric_chart(result, metric))
+    st.vega_lite_chart(spec=legible(metric_chart(result, metric).to_dict()), width="content")
     if len(result.table) > 1:
         significance(result, metric, max(overall, key=lambda m: overall[m]), overall)
 

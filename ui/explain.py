@@ -20,6 +20,7 @@ from retrieval.results import Method, SearchResult
 from retrieval.space import EncodedQuery
 from ui.cards import COLOURS
 from ui.charts import BY_ORDER, EMPTY, template, with_rows
+from ui.plain import md
 
 
 def explanations(
@@ -43,6 +44,11 @@ def _label(hit: Any) -> str:
 # (eleven gate rows drawn in ~130 px, every other label hidden)
 ROW_STEP, COLUMN_STEP = 22, 70
 CONTRIBUTION_WIDTH = 440  # px with its labels and legend (Streamlit fits the whole chart into it)
+
+
+# The lighter 60 % of "blues": black text stays at least 6:1 on every cell (WCAG AA asks 4.5:1), where on the
+# whole scheme the "#n" labels were black on dark blue, 1.4:1 (issue 37)
+HEAT = {"name": "blues", "extent": [0, 0.6]}
 
 
 LATE_SHAPE = ("channel", "item", "adds", "Rank in each channel (#), and what it adds to the score", "text")
@@ -93,10 +99,10 @@ def _heatmap_shape(x: str, y: str, value: str, title: str, text: str) -> str:
         x=alt.X(f"{x}:N", title=None), y=alt.Y(f"{y}:N", sort=BY_ORDER, title=None)
     )
     cells = base.mark_rect().encode(
-        color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="blues", domainMin=0)),
+        color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme=HEAT, domainMin=0)),
         tooltip=[f"{x}:N", f"{y}:N", alt.Tooltip(f"{value}:Q", format=".3f")],
     )
-    labels = base.mark_text(fontSize=10).encode(text=f"{text}:N")
+    labels = base.mark_text(fontSize=11, color="#000").encode(text=f"{text}:N")
     return template((cells + labels).properties(height=alt.Step(ROW_STEP), width=alt.Step(COLUMN_STEP)))
 
 
@@ -137,6 +143,22 @@ def gate_chart(result: SearchResult, explained: dict[str, Any]) -> dict[str, Any
         for f, gate, present in zip(fields, gates, mask):
             rows.append({"row": name, "field": f, "gate": float(gate), "text": f"{gate:.2f}" if present else ""})
     return _heatmap(rows, *GATE_SHAPE, [r[0] for r in named])
+
+
+def attention_fields(explained: dict[str, Any], row: int | None) -> list[str]:
+    """The fields present in the item (`row`) or the query (None): the rows and columns of its map."""
+    mask = explained["query_mask"] if row is None else explained["item_mask"][row]
+    return [f.split("@")[0] for f, present in zip(explained["fields"], mask) if present]
+
+
+def attention_note(explained: dict[str, Any], row: int | None, name: str) -> str | None:
+    """Words instead of a map where there is nothing to map: one field attends only to itself (a 1x1 map)."""
+    fields = attention_fields(explained, row)
+    if len(fields) > 1:
+        return None
+    if not fields:
+        return f"{name} has no modality this method reads: nothing attends."
+    return f"{name} has one modality ({fields[0]}): it attends only to itself, so there is no map to draw."
 
 
 def attention_chart(explained: dict[str, Any], row: int | None, title: str) -> dict[str, Any]:
@@ -180,12 +202,12 @@ def _strategy_chart(label: str, result: SearchResult, own: dict[str, Any]) -> No
     elif "item_attention" in own:
         keys = [_label(h) for h in result.hits]
         chosen = st.selectbox("Attention of", keys, key=f"attention_item_{label}")
-        row = keys.index(chosen)
-        st.vega_lite_chart(
-            spec=attention_chart(own, row, f"{chosen}: attention between its modalities"), width="content"
-        )
-        st.vega_lite_chart(
-            spec=attention_chart(own, None, "The query: attention between its modalities"), width="content"
-        )
+        for row, name in ((keys.index(chosen), chosen), (None, "The query")):
+            note = attention_note(own, row, name)
+            if note:
+                st.caption(md(note))
+            else:
+                title = f"{name}: attention between its modalities"
+                st.vega_lite_chart(spec=attention_chart(own, row, title), width="content")
     else:
         st.caption("This method weighs the modalities only through the query weights: see the shares on the left.")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from retrieval.evaluate import label_qrels, load_queries
 from retrieval.report import StrategyReport, per_kind, report_charts, sample_queries, strategy_report
+from ui.charts import legible
 from ui.evaluate_page import _label_fields
 from ui.state import Settings, engine_for, queries_file
 
@@ -62,7 +63,8 @@ def render(settings: Settings) -> None:
         return
     st.dataframe(report_frame(report).round(3), hide_index=True)
     for chart in report_charts(report).values():
-        st.altair_chart(chart)
+        # its own size, not the page's width: stretched, the latency bars were drawn 0.25 px thick (issue 37)
+        st.vega_lite_chart(spec=legible(chart.to_dict()), width="content")
 
 
 def _measure(engine, label_field: str | None, k: int) -> StrategyReport:  # noqa: ANN001
