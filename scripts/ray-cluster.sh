@@ -12,7 +12,13 @@ dir=${RAY_TEST_DIR:-/tmp/retrieval-ray}
 ray=.venv/bin/ray
 export RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_TOKEN_PATH="$dir/auth_token"
 if [ "${1:-}" = stop ]; then
-  if [ -s "$dir/pids" ]; then kill -9 $(cat "$dir/pids") 2>/dev/null || true; fi
+  if [ -s "$dir/pids" ]; then
+    # with their children: Ray's agents rename themselves (ray::DashboardAgent), so only their parents know them
+    pids=$(cat "$dir/pids")
+    all=$pids
+    while [ -n "$pids" ]; do pids=$(pgrep -P "$(echo $pids | tr ' ' ,)" || true); all="$all $pids"; done
+    kill -9 $all 2>/dev/null || true
+  fi
   rm -f "$dir/pids" "$dir/address"
   exit 0
 fi
