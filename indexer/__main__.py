@@ -77,7 +77,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     )
     roots = [Path(r) for r in args.allow_root] + getattr(args, "extra_roots", [])
     # A manifest given here was written (or chosen) by the person running the command: its paths are read
-    # wherever they point unless --confine; a folder's links pointing out stay refused (README: threat model).
+    # wherever they point unless --confine; a folder's links pointing out stay refused (threat model:
+    # docs/reliability.md).
     manifest = Path(args.path).suffix.lower() in (".csv", ".jsonl")
     summary = indexer.run(
         args.path,

@@ -283,8 +283,8 @@ class Indexer:
         confined: bool = True,
     ) -> IndexSummary:
         """Index `source`; files outside its folder (or the extra `roots`) are refused, not read, unless
-        `confined` is False (a manifest given by its own author on the command line: see the README's threat
-        model). With `prune`, items that were not seen because a folder could not be listed are kept.
+        `confined` is False (a manifest given by its own author on the command line: see the threat model in
+        docs/reliability.md). With `prune`, items that were not seen because a folder could not be listed are kept.
 
         One writer per collection: a second run at the same time raises `CollectionBusyError`. A write
         that fails (disk full, read-only folder) raises `StorageError` and leaves the previous files whole.

@@ -4,7 +4,7 @@
 # `bash scripts/milvus.sh stop`. The server gets a virtualenv of its own ($MILVUS_VENV, default .milvus-venv:
 # its pins clash with nothing of ours, and 2.3.5 is the newest Linux wheel); data in $MILVUS_TEST_DIR (default
 # /tmp/retrieval-milvus), the client port is $MILVUS_TEST_PORT or a free one. Every component's address is
-# 127.0.0.1, but Milvus 2.3 listens on every interface: a server here is for a machine you trust (README).
+# 127.0.0.1, but Milvus 2.3 listens on every interface: a server here is for a machine you trust (docs/reliability.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${MILVUS_VENV:-.milvus-venv}

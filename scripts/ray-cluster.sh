@@ -4,7 +4,7 @@
 # RAY_AUTH_TOKEN_PATH=/tmp/retrieval-ray/auth_token; stop it with `bash scripts/ray-cluster.sh stop`. Token
 # authentication is on, as Ray 2.60 turns it on wherever a token exists; the token is this cluster's own file
 # in its folder (never ~/.ray/auth_token, which would turn it on for every Ray on the machine). Nodes
-# advertise 127.0.0.1, but Ray listens on every interface (README).
+# advertise 127.0.0.1, but Ray listens on every interface (docs/reliability.md).
 # Processes and logs in $RAY_TEST_DIR (default /tmp/retrieval-ray); only the processes it started are stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."

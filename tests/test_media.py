@@ -121,7 +121,7 @@ def test_sniffing_uses_content() -> None:
     assert sniff_modality(bytes(range(256))[:64]) is None
 
 
-# -- decode amplification: peak memory measured in a child process (the README's budget) -------------------
+# -- decode amplification: peak memory measured in a child process (docs/reliability.md's budget) ---------
 MEMORY_PROBE = """
 import json, resource, sys, types
 from concurrent.futures import ThreadPoolExecutor
