@@ -177,17 +177,16 @@ def test_search_opens_on_late_and_the_best_learned_in_the_grid(app: AppTest) -> 
     expected = {
         "late": ["Share of the score", "Rank in each channel (#), and what it adds to the score"],
         "gated": ["Share of the score", "Gate of each modality"],
-        "cross_attention": [
-            "Share of the score",
-            "attention between its modalities",
-            "attention between its modalities",
-        ],
+        # the item's map; the query ("the digit seven") has one modality, so a sentence stands for its map
+        "cross_attention": ["Share of the score", "attention between its modalities"],
     }
     for method, titles in expected.items():
         app.segmented_control(key="explain_method").set_value(method).run()
         shown = chart_titles(app)
         assert shown[0] == "Rank of each item under each method", "the bump chart comes first"
         assert len(shown) == 1 + len(titles) and all(t in s for t, s in zip(titles, shown[1:])), (method, shown)
+    captions = " ".join(c.value for c in app.caption)  # escaped for Markdown: `md`
+    assert "The query has one modality" in captions and "so there is no map to draw" in captions
     app.toggle(key="compact_view").set_value(False).run()
     assert len([b for b in app.button if b.label == "Search with this item"]) == 30
 
