@@ -90,6 +90,8 @@ def check_collection(
         row = get_collection(session, name)
         if row is None:
             raise NotFoundError(f"no collection {name!r} in {url}")
+    if repair:
+        db.require_writable("repair it")
     storage = collection_storage(db, row, write=repair)
     if not repair:
         return _Check(db, row, storage, repair=False, progress=progress).run(busy=writer_active(storage.root))

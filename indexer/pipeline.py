@@ -122,6 +122,7 @@ class Indexer:
         whole_number("flush_assets", flush_assets, 1)
         check_device(device)  # a device this machine lacks is refused before anything is written
         self.db = Database(db_url)
+        self.db.require_writable("index into it")
         self.collection_name, self.device = collection, device
         self.batch_size, self.workers, self.strategies = batch_size, workers, strategies
         self.executor_name, self.ray_address = executor, ray_address

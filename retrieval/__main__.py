@@ -320,6 +320,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         corrupt_probability=args.corrupt_probability,
     )
     engine = _engine(args)
+    engine.db.require_writable("register a trained checkpoint in it")  # before a progress bar is drawn
     with tqdm(total=config.epochs, desc=f"train {args.strategy}", unit="epoch", file=sys.stderr) as bar:
 
         def progress(epoch: int, total: int, loss: float) -> None:

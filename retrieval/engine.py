@@ -523,6 +523,7 @@ class SearchEngine:
         """Fit a learned strategy on this collection's stored vectors and register the checkpoint."""
         from retrieval.train import select_items, train
 
+        self.db.require_writable("register a trained checkpoint in it")  # before the hours of training
         with self.db.session() as session:
             metadata = item_metadata(session, self.collection_id)
         ids, labels = select_items(metadata, self.space, config)

@@ -38,6 +38,7 @@ def copy_database(
     with src.session() as session:
         collections = list(session.scalars(select(Collection).order_by(Collection.id)))
     dst = Database(target)
+    dst.require_writable("copy into it")
     with dst.session() as session:
         if session.scalar(select(func.count()).select_from(Collection)):
             raise StorageError(f"{target} already holds collections: copy into a new, empty database")
@@ -130,6 +131,7 @@ def relocate(url: str, vector_base: Path | None = None) -> list[tuple[str, str]]
     was recorded, or moved into `vector_base` (default: beside the database) under its own name, holding
     this database's id. Returns (collection, folder) for each; a folder not found is an error."""
     db = Database(url)
+    db.require_writable("re-point it")
     base = Path(vector_base) if vector_base is not None else default_vector_base(url)
     done = []
     with db.session() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,41 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_read_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API objects are untyped
+    cursor = dbapi_connection.cursor()  # no journal mode: setting one is a write
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why this process cannot write the SQLite file at `path` (None when it can, or when it does not exist):
+    the file itself, or its folder, where SQLite must create the `-wal` and `-shm` files beside it. `os.access`
+    answers for the file system too, so a read-only mount is caught even as root."""
+    if not path.is_file():
+        return None
+    for what, where in (("the file", path), ("its folder", path.parent)):
+        if not os.access(where, os.W_OK):
+            try:
+                mount = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
+            except OSError:
+                mount = False
+            why = "is on a read-only file system" if mount else "is not writable by this user"
+            extra = f" ({where})" if what == "its folder" else ""
+            return f"{what}{extra} {why}" + (" (SQLite writes its -wal and -shm files there)" if extra else "")
+    return None
+
+
+def read_only_url(path: Path) -> str:
+    """The URL that reads an SQLite file without writing anything. In a folder this process cannot write,
+    SQLite cannot make the shared-memory file that WAL mode reads through: with no write-ahead log left
+    there (a snapshot, a read-only mount), the file is opened immutable, so nothing beside it is needed;
+    where a log is there, it is read through the files its writer left."""
+    path = path.resolve()
+    wal = path.with_name(path.name + "-wal")
+    snapshot = not os.access(path.parent, os.W_OK) and not (wal.is_file() and wal.stat().st_size)
+    return f"sqlite:///file:{path}?mode=ro{'&immutable=1' if snapshot else ''}&uri=true"
 
 
 DEFAULT_URL = "sqlite:///data/demo.db"  # the demo's database: what the CLIs and the UI open unless told otherwise
@@ -73,20 +109,29 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         path = sqlite_path(url)
-        if path is not None:
+        # Why this database can only be read (an SQLite file or folder this process may not write), or None.
+        # It is then opened read-only: searching and `status` work, and every write is a ReadOnlyDatabaseError.
+        self.read_only_reason = unwritable_reason(path) if path is not None else None
+        if path is not None and self.read_only_reason is None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        opened = read_only_url(path) if path is not None and self.read_only_reason else url
         # pre-ping: a pooled connection a server restart or failover closed is replaced before use, so a
         # long-lived engine (the API's, the UI's) does not fail its first query after one
-        self.engine: Engine = create_engine(url, echo=echo, pool_pre_ping=path is None)
+        self.engine: Engine = create_engine(opened, echo=echo, pool_pre_ping=path is None)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_read_pragmas if self.read_only_reason else _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
             self._ensure_schema()
         except DatabaseError as exc:  # an SQLite URL naming a PNG, a truncated or overwritten file, ...
             if self.engine.dialect.name != "sqlite":
                 raise
+            if self.read_only_reason and _refused_write(exc):  # a table added since: the schema is older
+                self.require_writable("upgrade it to this version's schema first")
             raise StorageError(f"{self.url}: cannot use this database ({exc.orig})") from None
+        except ReadOnlyDatabaseError:  # an older schema, or one without its id yet: both are written on open
+            self.require_writable("upgrade it to this version's schema first")
+            raise
 
     def _ensure_schema(self) -> None:
         Base.metadata.create_all(self.engine)
@@ -145,6 +190,15 @@ class Database:
         if "tables" not in columns:  # NULL: no digest on record yet, the next write records one
             session.execute(text("ALTER TABLE collections ADD COLUMN tables JSON"))
         info.version = SCHEMA_VERSION
+
+    def require_writable(self, doing: str) -> None:
+        """Refuse, before any work, to `doing` (e.g. "index") a database this process can only read."""
+        if self.read_only_reason is not None:
+            raise ReadOnlyDatabaseError(
+                f"{sqlite_path(self.url)}: cannot {doing}: {self.read_only_reason}, so this database can only be "
+                "read (searching and `status` work); nothing was changed. A writable copy with its vectors: "
+                f"`python -m indexer copy --db {self.url} --to NEW_URL`"
+            )
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -48,8 +48,13 @@ class CollectionLock:
         self._key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
     def __enter__(self) -> CollectionLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+")
+        except OSError:
+            if not self.shared or not self.path.is_file():
+                raise
+            handle = open(self.path)  # a reader's lock in a folder it may not write (a snapshot): shared all the same
         try:
             fcntl.flock(handle, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
