@@ -230,9 +230,81 @@ def test_the_local_executor_decodes_every_item_once_in_order(
 
     monkeypatch.setattr(LocalExecutor, "_decode", lambda self, items: [n * 10 for n in items])
     executor = LocalExecutor({}, [], {}, batch_size=8, workers=workers)
-    batches = list(executor._decoded(list(range(count))))
+    batches = list(executor._batches(list(range(count))))  # images and text: batches by count
     assert [d for batch in batches for d in batch] == [n * 10 for n in range(count)]
     assert all(len(batch) == 8 for batch in batches[:-1])
+
+
+class _ClipMeans:
+    """An audio encoder that reads 16 kHz clips and records how many it was given at once."""
+
+    name, modalities, sample_rate, dim = "means", ("audio",), 16_000, 2
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def encode(self, modality: str, inputs: list, *, batch_size: int | None = None) -> np.ndarray:
+        self.batches.append(len(inputs))
+        return np.array([[w.samples.mean(), w.samples.std()] for w in inputs], np.float32)
+
+
+def test_long_clips_stay_within_the_audio_budget_whatever_the_batch_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 35, item 7: a batch of audio was bounded only by --batch-size x 600 s x rate (64 clips of 600 s at
+    16 kHz: 2.5 GB a batch, three in flight). Every decoded sample array alive is counted (a weak reference
+    tells when it is freed): with a budget of three clips and batches of 64, never more than three are held,
+    and every clip is still encoded once, in order."""
+    import weakref
+
+    import soundfile
+
+    from indexer import executors
+    from indexer.executors import LocalExecutor
+    from indexer.work import WorkItem
+    from retrieval.profiles import Field
+
+    seconds, rate, clips = 20, 16_000, 24
+    rng = np.random.default_rng(0)
+    work = []
+    for n in range(clips):
+        path = tmp_path / f"clip{n}.wav"
+        soundfile.write(path, (0.1 * rng.standard_normal(seconds * rate) + 0.01 * n).astype(np.float32), rate)
+        work.append(WorkItem(n + 1, AssetSpec("audio", path), f"{n:064d}"))
+    live, peak = [0], [0]
+    real = executors.decode_asset
+
+    def freed(size: int) -> None:
+        live[0] -= size
+
+    def counting(item, rates):
+        decoded = real(item, rates)
+        for wave in decoded.value.values():
+            live[0] += len(wave.samples)
+            weakref.finalize(wave.samples, freed, len(wave.samples))
+        peak[0] = max(peak[0], live[0])
+        return decoded
+
+    monkeypatch.setattr(executors, "decode_asset", counting)
+    encoder = _ClipMeans()
+    budget = 3 * seconds * rate + 1_000  # three clips (and their rounding)
+    executor = LocalExecutor(
+        {"mfcc": encoder},  # type: ignore[dict-item]  # duck-typed, under a name encode_batch knows
+        [Field("audio", "mfcc")],
+        {"audio": (rate,)},
+        batch_size=64,
+        workers=4,
+        audio_budget=budget,
+        clip_seconds=seconds,
+    )
+    batches = list(executor.batches(work))
+    ids = [int(i) for b in batches for i in b.vectors["audio@mfcc"][0]]
+    assert ids == list(range(1, clips + 1)), "every clip encoded once, in order"
+    means = np.concatenate([b.vectors["audio@mfcc"][1][:, 0] for b in batches])
+    assert np.allclose(means, 0.01 * np.arange(clips), atol=2e-3), "each clip's own vector"
+    assert 0 < peak[0] <= budget, f"{peak[0]:,} samples held at once, over the budget of {budget:,}"
+    assert max(encoder.batches) <= 3 and sum(encoder.batches) == clips
+    assert live[0] == 0, "nothing decoded is kept after its batch"
 
 
 def test_a_non_finite_vector_becomes_an_error_not_an_index_entry(
