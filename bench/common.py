@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +88,16 @@ def running_top(
     merged = np.concatenate([best, scores], axis=1)
     top = np.argsort(-merged, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(merged_ids, top, 1), np.take_along_axis(merged, top, 1)
+
+
+def stamp() -> dict[str, str]:
+    """What wrote a result: the checkout's commit (`-dirty` with changes not yet committed, as when a table is
+    committed with the change it measures), the day and the command."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    command = " ".join(["bench/" + Path(sys.argv[0]).name, *sys.argv[1:]])
+    return {"commit": commit or "unknown", "date": date.today().isoformat(), "command": command}
 
 
 def write_report(name: str, report: dict, markdown: str) -> None:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import FIELDS, ROOT, clustered, percentiles, synthetic_space, write_report
+from common import FIELDS, ROOT, clustered, percentiles, stamp, synthetic_space, write_report
 
 from retrieval.fusion import create_strategy
 from retrieval.fusion.concat import concat_index, concat_query
@@ -61,7 +61,7 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
         "gated": ("gated", {"checkpoint": checkpoints["gated"]}),
         "cross_attention": ("cross_attention", {"checkpoint": checkpoints["cross_attention"]}),
     }
-    result: dict = {"items": n, "queries": count, "k": k, "strategies": {}, "raw": {}, "factories": {}}
+    result: dict = {"items": n, "queries": count, "k": k, "strategies": {}, "raw": {}, "factories": {}, **stamp()}
     for label, (name, params) in phases.items():
         if only and label not in only:
             continue
@@ -127,6 +127,14 @@ def markdown(results: list[dict]) -> str:
     lines.append("")
     for r in results:
         lines.append(f"Index types at {r['items']:,}: {r['factories']}.")
+    lines.append("")
+    for r in results:  # rows of other sizes are kept from earlier runs: each size says what wrote it
+        written = (
+            f"{r['date']} at commit {r['commit']} by `{r['command']}`"
+            if "commit" in r
+            else "2026-11-27, before the adaptive defaults (not re-run since: ~20 min at 1M)"
+        )
+        lines.append(f"- {r['items']:,} items: measured {written}.")
     return "\n".join(lines) + "\n"
 
 

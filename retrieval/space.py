@@ -54,6 +54,54 @@ class Channel:
         return (self.query_modality, self.field.encoder)
 
 
+class HeldRows:
+    """Some items' vectors, gathered from each field's float16 table once and held as float32 (zero rows
+    where an item lacks the field): a fixed sample that every query scores, or one query's candidates,
+    which its re-scoring, its adaptive weights and its contributions all read."""
+
+    def __init__(self, tables: dict[str, VectorTable], ids: np.ndarray) -> None:
+        self.ids, self._tables = ids, tables
+        self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._order: np.ndarray | None = None
+
+    def rows(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every held item's vector in field `key` (gathered on first use), and which items have one."""
+        if key not in self._rows:
+            self._rows[key] = self._tables[key].lookup(self.ids)
+        return self._rows[key]
+
+    def scores(self, key: str, vector: np.ndarray) -> np.ndarray:
+        """Inner products of `vector` with every held item's vector in field `key` (0 where absent)."""
+        return self.rows(key)[0] @ np.asarray(vector, np.float32)
+
+    def channel_scores(
+        self, query: EncodedQuery, channel: Channel, negative: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`VectorSpace.channel_scores` over the held items."""
+        key = channel.field.key
+        return self.scores(key, query_vector(query, channel, negative)), self.rows(key)[1]
+
+    def subset(self, at: np.ndarray) -> HeldRows:
+        """The held items at positions `at`, with the rows gathered so far."""
+        out = HeldRows(self._tables, self.ids[at])
+        out._rows = {key: (vectors[at], present[at]) for key, (vectors, present) in self._rows.items()}
+        return out
+
+    def take(self, key: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`VectorTable.lookup` of some of the held items, from the held rows."""
+        if self._order is None:
+            self._order = np.argsort(self.ids, kind="stable")
+        at = self._order[np.searchsorted(self.ids, ids, sorter=self._order)]
+        vectors, present = self.rows(key)
+        return vectors[at], present[at]
+
+
+def query_vector(query: EncodedQuery, channel: Channel, negative: bool = False) -> np.ndarray:
+    """The vector a channel scores with: the query's own for its modality and encoder, or the negative one."""
+    key = channel.vector_key
+    return query.vectors[key] if key in query.vectors and not negative else query.negatives[key]
+
+
 @dataclass
 class EncodedQuery:
     """A query after encoding: one vector per (query modality, encoder), and a weight per modality."""
@@ -263,9 +311,11 @@ class VectorSpace:
         self, query: EncodedQuery, channel: Channel, ids: np.ndarray, negative: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact cosine of the query with each item's field vector, and which items have that field."""
-        key = channel.vector_key
-        q = query.vectors[key] if key in query.vectors and not negative else query.negatives[key]
-        return self.tables[channel.field.key].similarities(ids, q)
+        return self.tables[channel.field.key].similarities(ids, query_vector(query, channel, negative))
+
+    def held_rows(self, ids: np.ndarray) -> HeldRows:
+        """The vectors of `ids`, each field's gathered once, when first asked for (`HeldRows`)."""
+        return HeldRows(self.tables, ids)
 
 
 @contextmanager

@@ -23,7 +23,9 @@ from storage.errors import CorruptArtifactError, EncoderMismatchError, ForeignAr
 from storage.names import hashed_stem
 from storage.paging import ROWS_AT_A_TIME, advise_random, scanning, will_need
 
-NUMPY_CAST_MAX = 4096  # elements: below this numpy's cast of a few rows beats torch's per-call cost
+# Elements: up to this, numpy's gather and cast beat torch's fixed ~30 us a call (5 ops). Measured here,
+# 512-d rows of a 100k table: 16 rows numpy 19 us / torch 30 us, 32 rows 36 / 34 us, 64 rows 69 / 39 us.
+NUMPY_CAST_MAX = 16384
 
 
 def _float32_rows(vectors: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:

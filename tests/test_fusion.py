@@ -510,3 +510,43 @@ def test_prepare_builds_exactly_the_indexes_every_kind_of_query_searches(
     assert searched == built  # none built in vain
     if name == "hybrid":
         assert ("centred-" * centre + "early", "text@A+text@B") in built  # the image+audio query's text unit
+
+
+@pytest.mark.parametrize("name", ["late", "hybrid", "early"])
+def test_each_row_a_search_scores_is_read_from_the_tables_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Issue 38, item 1: the adaptive defaults read the same rows several times a query (the sample their
+    predictors score, every query; the candidates, for the exact scores and again for the weights): the
+    sample is now read once per collection and each candidate's row once per query (hybrid: twice at most,
+    as its groups weigh their inputs over their own candidates before the union exists), same results."""
+    from storage import VectorTable
+
+    space, _ = labelled_space(tmp_path, audio_noise=0.8)
+    rng = np.random.default_rng(7)
+    queries = [
+        EncodedQuery(
+            {
+                ("image", "img-enc"): unit(rng.normal(size=16)).astype(np.float32),
+                ("audio", "aud-enc"): unit(rng.normal(size=12)).astype(np.float32),
+            }
+        )
+        for _ in range(3)
+    ]
+    strategy = create_strategy(name)
+    before = [strategy.search(space, q, 10) for q in queries]  # the sample is held from here on
+    read: list[tuple[str, int]] = []
+    for method in ("lookup", "similarities"):
+        original = getattr(VectorTable, method)
+
+        def counted(table, ids, *args, _original=original):
+            read.extend((table.header.get("field"), int(i)) for i in np.asarray(ids).ravel())
+            return _original(table, ids, *args)
+
+        monkeypatch.setattr(VectorTable, method, counted)
+    for q, expected in zip(queries, before):
+        read.clear()
+        hits = strategy.search(space, q, 10)
+        assert [(h.item_id, h.score) for h in hits] == [(h.item_id, pytest.approx(h.score, abs=1e-5)) for h in expected]
+        most = max(read.count(row) for row in set(read))
+        assert most == (2 if name == "hybrid" else 1), f"{name}: a row read {most} times in one query"

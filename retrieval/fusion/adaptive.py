@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from retrieval.fusion.base import channel_parts
-from retrieval.space import Channel, EncodedQuery, VectorSpace
+from retrieval.space import Channel, EncodedQuery, HeldRows, VectorSpace
 
 SAMPLE = 256  # items whose scores describe a query's distribution (exact: 256 dot products per channel)
 REFERENCE_QUERIES = 64  # in-collection queries that set a field's typical spread
@@ -47,6 +47,7 @@ COHERENCE_POWER = 1.0
 
 _references: weakref.WeakKeyDictionary[VectorSpace, dict[str, tuple[np.ndarray, float]]] = weakref.WeakKeyDictionary()
 _baselines: weakref.WeakKeyDictionary[VectorSpace, dict[str, float]] = weakref.WeakKeyDictionary()
+_samples: weakref.WeakKeyDictionary[VectorSpace, dict[tuple[str, ...], HeldRows]] = weakref.WeakKeyDictionary()
 
 
 def field_reference(space: VectorSpace, key: str) -> tuple[np.ndarray, float]:
@@ -68,16 +69,27 @@ def field_reference(space: VectorSpace, key: str) -> tuple[np.ndarray, float]:
     return cache[key]
 
 
+def unit_sample(space: VectorSpace, keys: tuple[str, ...]) -> HeldRows:
+    """The union of the fields' samples (`field_reference`) with their vectors in those fields, gathered once
+    per space: every query scores the same items, and gathering them from the float16 tables each time was
+    most of the adaptive weights' cost (docs/benchmarks/search_latency.md)."""
+    cache = _samples.setdefault(space, {})
+    if keys not in cache:
+        cache[keys] = space.held_rows(np.unique(np.concatenate([field_reference(space, key)[0] for key in keys])))
+    return cache[keys]
+
+
 def predictors(
     space: VectorSpace, query: EncodedQuery, unit: list[Channel], raw: np.ndarray, present: np.ndarray
 ) -> tuple[float, float]:
     """(spread, clarity) of one unit: its sample scores' spread relative to a typical query's, and how far
     its best `TOP` scores over the candidates stand above the sample mean, in sample standard deviations."""
-    references = [field_reference(space, key) for key in dict.fromkeys(c.field.key for c in unit)]
-    sample = np.unique(np.concatenate([ids for ids, _ in references]))
-    total = np.zeros(len(sample), np.float32)
-    reached = np.zeros(len(sample), bool)
-    for part, hit in channel_parts(space, query, unit, sample).values():
+    keys = tuple(dict.fromkeys(c.field.key for c in unit))
+    references = [field_reference(space, key) for key in keys]
+    sample = unit_sample(space, keys)
+    total = np.zeros(len(sample.ids), np.float32)
+    reached = np.zeros(len(sample.ids), bool)
+    for part, hit in channel_parts(space, query, unit, sample.ids, sample).values():
         total += part
         reached |= hit
     scores = total[reached]
@@ -99,24 +111,24 @@ def mean_pairwise(vectors: np.ndarray) -> float:
     return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
 
 
-def coherence(space: VectorSpace, unit: list[Channel], top: np.ndarray) -> float:
+def coherence(space: VectorSpace, unit: list[Channel], top: np.ndarray, held: HeldRows | None = None) -> float:
     """How alike the unit's best items are in the item fields the unit did not search (the cluster
     hypothesis across modalities): mean pairwise cosine of their vectors there, above that of a random
     sample, as a share of what is left to 1. An image channel's best ten share digits, so their recordings
-    are alike; a weak or useless channel's best ten are a mix. 1 (neutral) where no other field helps."""
+    are alike; a weak or useless channel's best ten are a mix. 1 (neutral) where no other field helps.
+    From `held` rows where given (the candidates' own, which hold `top`)."""
     own = {c.field.key for c in unit}
     baselines = _baselines.setdefault(space, {})
     values = []
     for key, table in space.tables.items():
         if key in own or not len(table):
             continue
-        vectors, present = table.lookup(top)
+        vectors, present = table.lookup(top) if held is None else held.take(key, top)
         among = mean_pairwise(vectors[present])
         if np.isnan(among):
             continue
         if key not in baselines:
-            sample, _ = field_reference(space, key)
-            baselines[key] = mean_pairwise(table.lookup(sample)[0])
+            baselines[key] = mean_pairwise(unit_sample(space, (key,)).rows(key)[0])
         base = baselines[key]
         values.append((among - base) / max(1e-6, 1 - base))
     return float(np.clip(np.mean(values), 0.0, 1.0)) if values else 1.0
@@ -142,13 +154,14 @@ def judge_units(
     units: list[list[Channel]],
     raws: list[tuple[np.ndarray, np.ndarray]],
     ids: np.ndarray,
+    held: HeldRows | None = None,
 ) -> list[Judgement]:
-    """Each unit's predictors, each unit scored with its own query over the candidates `ids`."""
+    """Each unit's predictors, each unit scored with its own query over the candidates `ids` (`held`: theirs)."""
     out = []
     for query, unit, (raw, present) in zip(queries, units, raws):
         spread, clarity = predictors(space, query, unit, raw, present)
         best = ids[present][np.argsort(-raw[present], kind="stable")[:TOP]]
-        out.append(Judgement(spread, clarity, coherence(space, unit, best)))
+        out.append(Judgement(spread, clarity, coherence(space, unit, best, held)))
     return out
 
 
@@ -166,9 +179,10 @@ def adaptive_weights(
     units: list[list[Channel]],
     raws: list[tuple[np.ndarray, np.ndarray]],
     ids: np.ndarray,
+    held: HeldRows | None = None,
 ) -> np.ndarray:
     """One weight per unit (each scored with its own query), averaging 1; all equal when none carries signal."""
-    return judged_weights(judge_units(space, queries, units, raws, ids))
+    return judged_weights(judge_units(space, queries, units, raws, ids, held))
 
 
 # A query input whose scores over the collection spread less than half as much as a typical item's is
@@ -188,8 +202,8 @@ def flat_modalities(space: VectorSpace, query: EncodedQuery) -> set[str]:
         table = space.tables.get(key)
         if table is None or len(table) < 2:
             continue
-        sample, typical = field_reference(space, key)
-        spread = float(table.similarities(sample, vector)[0].std())
+        typical = field_reference(space, key)[1]
+        spread = float(unit_sample(space, (key,)).scores(key, vector).std())
         judged.setdefault(modality, []).append(typical > 0 and spread < FLAT_SPREAD * typical)
     return {m for m, flags in judged.items() if all(flags)}
 
@@ -226,7 +240,7 @@ def standardised(space: VectorSpace, query: EncodedQuery) -> EncodedQuery:
 
 
 def channel_judgements(
-    space: VectorSpace, query: EncodedQuery, ids: np.ndarray
+    space: VectorSpace, query: EncodedQuery, ids: np.ndarray, held: HeldRows | None = None
 ) -> dict[tuple[str, str], tuple[float, Judgement]]:
     """Late fusion's per-query weights (`adaptive_weights`, each channel a unit, scored over the candidates
     `ids`), for a sum of channels in one concatenated index: one factor per query vector (the mean over the
@@ -237,8 +251,10 @@ def channel_judgements(
         return {}
     plain = EncodedQuery(query.vectors)  # each channel scored unweighted, as late scores a unit
     units = [[c] for c in channels]
-    raws = [space.channel_scores(plain, c, ids) for c in channels]
-    judgements = judge_units(space, [plain] * len(units), units, raws, ids)
+    if held is None:
+        held = space.held_rows(ids)
+    raws = [held.channel_scores(plain, c) for c in channels]
+    judgements = judge_units(space, [plain] * len(units), units, raws, ids, held)
     by_vector: dict[tuple[str, str], list[tuple[float, Judgement]]] = {}
     for channel, weight, judgement in zip(channels, judged_weights(judgements), judgements):
         by_vector.setdefault(channel.vector_key, []).append((float(weight), judgement))
@@ -259,9 +275,11 @@ def mean_judgement(judgements: list[Judgement], shares: list[float] | None = Non
     )
 
 
-def channel_weights(space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[tuple[str, str], float]:
+def channel_weights(
+    space: VectorSpace, query: EncodedQuery, ids: np.ndarray, held: HeldRows | None = None
+) -> dict[tuple[str, str], float]:
     """`channel_judgements`' factors alone: one per query vector, 1 where fewer than two channels compete."""
-    return {key: weight for key, (weight, _) in channel_judgements(space, query, ids).items()}
+    return {key: weight for key, (weight, _) in channel_judgements(space, query, ids, held).items()}
 
 
 def reweighted(query: EncodedQuery, factors: dict[tuple[str, str], float]) -> EncodedQuery:

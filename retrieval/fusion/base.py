@@ -11,7 +11,7 @@ import numpy as np
 from retrieval.checks import check_params
 from retrieval.errors import InvalidInputError
 from retrieval.fusion.scoring import rank_order
-from retrieval.space import Channel, EncodedQuery, VectorSpace
+from retrieval.space import Channel, EncodedQuery, HeldRows, VectorSpace
 
 if TYPE_CHECKING:
     from retrieval.fusion.weighing import Weighing
@@ -89,13 +89,16 @@ def channel_shares(channels: list[Channel]) -> list[float]:
 
 
 def channel_parts(
-    space: VectorSpace, query: EncodedQuery, channels: list[Channel], ids: np.ndarray
+    space: VectorSpace, query: EncodedQuery, channels: list[Channel], ids: np.ndarray, held: HeldRows | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each query modality's Σ share × weight × cosine over `channels` for `ids` (`channel_shares`), and
-    which ids it reaches."""
+    which ids it reaches; from `held` rows (of exactly these ids) where given, else from the tables."""
     parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for channel, share in zip(channels, channel_shares(channels)):
-        scores, present = space.channel_scores(query, channel, ids)  # 0 where absent
+        if held is None:
+            scores, present = space.channel_scores(query, channel, ids)  # 0 where absent
+        else:
+            scores, present = held.channel_scores(query, channel)
         value = scores * np.float32(share * query.weight(channel.query_modality))
         before, reached = parts.get(channel.query_modality, (0.0, np.zeros(len(ids), bool)))
         parts[channel.query_modality] = (before + value, reached | present)
@@ -103,24 +106,27 @@ def channel_parts(
 
 
 def weighted_channel_scores(
-    space: VectorSpace, query: EncodedQuery, ids: np.ndarray
+    space: VectorSpace, query: EncodedQuery, ids: np.ndarray, held: HeldRows | None = None
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Σ share × weight × cosine over all channels for `ids` (`channel_shares`), each query modality's part,
     and which ids matched any.
 
     This is the exact score of weighted-sum fusion without normalisation, and the contributions that any
-    strategy can show beside its own score.
+    strategy can show beside its own score. From `held` rows (of exactly these ids) where given.
     """
     total = np.zeros(len(ids), np.float32)
     parts: dict[str, np.ndarray] = {}
     matched = np.zeros(len(ids), bool)
-    for modality, (value, reached) in channel_parts(space, query, space.channels(query), ids).items():
+    for modality, (value, reached) in channel_parts(space, query, space.channels(query), ids, held).items():
         parts[modality] = value
         total += value
         matched |= reached
     negatives = space.channels(query, negative=True)
     for channel, share in zip(negatives, channel_shares(negatives)):
-        scores, present = space.channel_scores(query, channel, ids, negative=True)
+        if held is None:
+            scores, present = space.channel_scores(query, channel, ids, negative=True)
+        else:
+            scores, present = held.channel_scores(query, channel, negative=True)
         weighted = -np.where(present, scores, 0.0) * np.float32(share * query.negative_weight)
         parts["-" + channel.query_modality] = parts.get("-" + channel.query_modality, 0) + weighted
         total += weighted

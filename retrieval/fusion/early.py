@@ -99,8 +99,10 @@ class EarlyFusion(FusionStrategy):
         scoring = standardised(space, query) if self.params.standardise else query
         if self.params.standardise and self.params.weighting == "adaptive":
             ids, _ = search_concat(space, fields, scoring, max(n, self.params.candidates))
-            scoring = reweighted(scoring, channel_weights(space, query, ids))
+            held = space.held_rows(ids)  # the weights and the exact scores read the same rows
+            scoring = reweighted(scoring, channel_weights(space, query, ids, held))
+            total, parts, matched = weighted_channel_scores(space, scoring, ids, held)
         else:
             ids, _ = search_concat(space, fields, scoring, n)
-        total, parts, matched = weighted_channel_scores(space, scoring, ids)
+            total, parts, matched = weighted_channel_scores(space, scoring, ids)
         return to_scored(ids[matched], total[matched], {m: v[matched] for m, v in parts.items()}, k)

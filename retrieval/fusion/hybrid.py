@@ -21,7 +21,7 @@ from retrieval.fusion.adaptive import channel_judgements, channel_weights, rewei
 from retrieval.fusion.base import channel_shares
 from retrieval.fusion.late import LateParams, UnitFusion, query_weight, unit_candidates
 from retrieval.fusion.weighing import Weighing, by_vector
-from retrieval.space import Channel, EncodedQuery, VectorSpace
+from retrieval.space import Channel, EncodedQuery, HeldRows, VectorSpace
 
 
 @dataclass
@@ -59,6 +59,7 @@ class HybridFusion(UnitFusion):
         units: list[list[Channel]],
         raws: list[tuple[np.ndarray, np.ndarray]],
         ids: np.ndarray,
+        held: HeldRows | None = None,
     ) -> np.ndarray:
         """With standardised, adaptive groups: a unit's weight is the sum of its channels' adaptive weights
         times their shares (`channel_shares`), each channel judged on its own over the candidates, as late
@@ -67,9 +68,9 @@ class HybridFusion(UnitFusion):
         image+audio+text), fused minus best single: -0.018 with the sum, -0.050 with the mean, which lets a
         weak recording dilute its image's weight."""
         if self.params.weighting != "adaptive" or not self.params.standardise or len(units) < 2:
-            return super().unit_weights(space, query, queries, units, raws, ids)
+            return super().unit_weights(space, query, queries, units, raws, ids, held)
         fixed = np.array([query_weight(query, unit) for unit in units], np.float64)
-        per_channel = channel_weights(space, query, ids)
+        per_channel = channel_weights(space, query, ids, held)
         summed = np.array(
             [sum(s * per_channel.get(c.vector_key, 1.0) for c, s in zip(unit, channel_shares(unit))) for unit in units],
             np.float64,
@@ -85,14 +86,15 @@ class HybridFusion(UnitFusion):
         units: list[list[Channel]],
         raws: list[tuple[np.ndarray, np.ndarray]],
         ids: np.ndarray,
+        held: HeldRows | None = None,
     ) -> None:
         """With standardised groups: each input's factor over all the candidates (`channel_judgements`, what
         `unit_weights` sums per group; inside a group the same predictors weigh it over the group's own
         candidates)."""
         if not self.params.standardise:
-            return super().input_weights(weighing, space, query, queries, units, raws, ids)
+            return super().input_weights(weighing, space, query, queries, units, raws, ids, held)
         judged = by_vector(
-            query, channel_judgements(space, query, ids), {i.modality for i in weighing.inputs if i.screened}
+            query, channel_judgements(space, query, ids, held), {i.modality for i in weighing.inputs if i.screened}
         )
         weighing.inputs = [
             next(j for j in judged.inputs if j.modality == one.modality) if not one.screened else one

@@ -29,7 +29,7 @@ from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
 from retrieval.fusion.weighing import Weighing, as_set, flat_out
 from retrieval.profiles import Field
-from retrieval.space import Channel, EncodedQuery, VectorSpace
+from retrieval.space import Channel, EncodedQuery, HeldRows, VectorSpace
 
 
 @dataclass
@@ -100,20 +100,30 @@ def listed_totals(listed: UnitList, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def unit_totals(
-    space: VectorSpace, query: EncodedQuery, unit: list[Channel], ids: np.ndarray, listed: UnitList | None = None
+    space: VectorSpace,
+    query: EncodedQuery,
+    unit: list[Channel],
+    ids: np.ndarray,
+    listed: UnitList | None = None,
+    held: HeldRows | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Σ share × weight × cosine over the unit's channels for each id (`channel_parts`), and which ids the
     unit reaches.
 
     When the unit's index scored exactly, the ids of its own list keep their listed score and only the
-    others are looked up (with three units of 100, about a third of the lookups or more are saved).
+    others are looked up (with three units of 100, about a third of the lookups or more are saved), from
+    `held` rows of `ids` where given.
     """
     if listed is not None and listed.exact:
         total, reached = listed_totals(listed, len(ids))
     else:
         total, reached = np.zeros(len(ids), np.float32), np.zeros(len(ids), bool)
     rest = np.flatnonzero(~reached)
-    for part, present in channel_parts(space, query, unit, ids[rest]).values():
+    if held is None:
+        parts = list(channel_parts(space, query, unit, ids[rest]).values())
+    else:  # a product over every held row costs less than taking the rest's rows out first
+        parts = [(part[rest], present[rest]) for part, present in channel_parts(space, query, unit, ids, held).values()]
+    for part, present in parts:
         total[rest] += part
         reached[rest] |= present
     return total, reached
@@ -187,8 +197,9 @@ class UnitFusion(FusionStrategy):
         units = self.units(space, query)
         queries = self.unit_queries(space, query, units, k)
         lists, ids = self._lists(space, queries, units, k)
-        raws = [self._raw(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
-        weights = self.unit_weights(space, query, queries, units, raws, ids)
+        held = space.held_rows(ids)  # re-scoring and the adaptive weights read the candidates' rows once
+        raws = [self._raw(space, q, unit, ids, listed, held) for q, unit, listed in zip(queries, units, lists)]
+        weights = self.unit_weights(space, query, queries, units, raws, ids, held)
         shares, groups = per_item_modality(units)
         values = [fused for _, fused in self._unit_values(raws, weights, shares)]
         total = np.zeros(len(ids), np.float32)
@@ -204,7 +215,7 @@ class UnitFusion(FusionStrategy):
             total = total * hits
         reached = np.flatnonzero(hits > 0)
         top = reached[rank_order(total[reached], ids[reached], k)]
-        parts = self._contributions(space, queries, units, ids[top], [v[top] for v in values])
+        parts = self._contributions(space, queries, units, ids[top], [v[top] for v in values], held.subset(top))
         for name, value in negatives.items():
             parts[name] = parts.get(name, 0) + value[top]
         if p.fusion == "mnz":
@@ -240,8 +251,9 @@ class UnitFusion(FusionStrategy):
             return {"units": [], "rank": np.zeros((len(ids), 0), np.int64)}
         rows = np.searchsorted(candidates, ids).clip(0, max(len(candidates) - 1, 0))
         found = candidates[rows] == ids
-        raws = [self._raw(space, q, unit, candidates, listed) for q, unit, listed in zip(queries, units, lists)]
-        weights = self.unit_weights(space, query, queries, units, raws, candidates)
+        held = space.held_rows(candidates)
+        raws = [self._raw(space, q, unit, candidates, listed, held) for q, unit, listed in zip(queries, units, lists)]
+        weights = self.unit_weights(space, query, queries, units, raws, candidates, held)
         shares, _ = per_item_modality(units)
         # a unit's weight as it multiplies the normalised value: adaptive or set, times its share (a caption
         # reached through three encoders: each of its channels a third)
@@ -267,8 +279,9 @@ class UnitFusion(FusionStrategy):
         units = self.units(space, kept)
         queries = self.unit_queries(space, kept, units, k)
         lists, ids = self._lists(space, queries, units, k)
-        raws = [self._raw(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
-        self.input_weights(weighing, space, kept, queries, units, raws, ids)
+        held = space.held_rows(ids)
+        raws = [self._raw(space, q, unit, ids, listed, held) for q, unit, listed in zip(queries, units, lists)]
+        self.input_weights(weighing, space, kept, queries, units, raws, ids, held)
         return weighing
 
     def input_weights(
@@ -280,6 +293,7 @@ class UnitFusion(FusionStrategy):
         units: list[list[Channel]],
         raws: list[tuple[np.ndarray, np.ndarray]],
         ids: np.ndarray,
+        held: HeldRows | None = None,
     ) -> None:
         """Each input's weight: the share-weighted mean of its units' weights (`unit_weights`: set × adaptive),
         with the mean of their predictors. A unit mixing several inputs (hybrid's, unstandardised) weighs
@@ -287,7 +301,7 @@ class UnitFusion(FusionStrategy):
         if len(units) < 2:  # `unit_weights`: a unit alone is not weighed
             return
         shares, _ = per_item_modality(units)
-        judgements = judge_units(space, queries, units, raws, ids)
+        judgements = judge_units(space, queries, units, raws, ids, held)
         adaptive = judged_weights(judgements)
         for one in weighing.inputs:
             mine = [n for n, unit in enumerate(units) if {c.query_modality for c in unit} == {one.modality}]
@@ -298,11 +312,17 @@ class UnitFusion(FusionStrategy):
             one.judgement = mean_judgement([judgements[n] for n in mine], weights)
 
     def _raw(
-        self, space: VectorSpace, unit_query: EncodedQuery, unit: list[Channel], ids: np.ndarray, listed: UnitList
+        self,
+        space: VectorSpace,
+        unit_query: EncodedQuery,
+        unit: list[Channel],
+        ids: np.ndarray,
+        listed: UnitList,
+        held: HeldRows | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """A unit's raw scores over `ids`, scored with its unit query (the one its own list was searched with)."""
         if self.params.rescore:
-            return unit_totals(space, unit_query, unit, ids, listed)
+            return unit_totals(space, unit_query, unit, ids, listed, held)
         return listed_totals(listed, len(ids))
 
     def unit_weights(
@@ -313,13 +333,14 @@ class UnitFusion(FusionStrategy):
         units: list[list[Channel]],
         raws: list[tuple[np.ndarray, np.ndarray]],
         ids: np.ndarray,
+        held: HeldRows | None = None,
     ) -> np.ndarray:
         """Each unit's weight: its query modality's weight (1 for a unit mixing several), times the adaptive
         weight (from each unit's own query) when asked for."""
         fixed = np.array([query_weight(query, unit) for unit in units], np.float64)
         if self.params.weighting != "adaptive" or len(units) < 2:
             return fixed
-        return fixed * adaptive_weights(space, queries, units, raws, ids)
+        return fixed * adaptive_weights(space, queries, units, raws, ids, held)
 
     def _contributions(
         self,
@@ -328,6 +349,7 @@ class UnitFusion(FusionStrategy):
         units: list[list[Channel]],
         ids: np.ndarray,
         values: list[np.ndarray],
+        held: HeldRows | None = None,
     ) -> dict[str, np.ndarray]:
         """Each unit's fused value split among its query modalities in proportion to their raw scores
         (equally without re-scoring). Only the k results need it, so a unit of several modalities looks up
@@ -339,7 +361,7 @@ class UnitFusion(FusionStrategy):
                 for modality in modalities:
                     parts[modality] = parts.get(modality, 0) + value / len(modalities)
                 continue
-            raw = {m: part for m, (part, _) in channel_parts(space, unit_query, unit, ids).items()}
+            raw = {m: part for m, (part, _) in channel_parts(space, unit_query, unit, ids, held).items()}
             raw_sum = sum(raw.values())
             for modality, part in raw.items():
                 share = np.divide(part, raw_sum, out=np.full(len(ids), 1 / len(raw)), where=raw_sum != 0)
