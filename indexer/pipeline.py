@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from indexer.executors import EXECUTORS, EncodedBatch, Executor, ExecutorSettings, sample_rates
 from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
@@ -131,6 +131,7 @@ class Indexer:
         self.flush_assets, self.flush_seconds = flush_assets, flush_seconds
         self.encoders: dict[str, Encoder] = {}
         self.migration: Profile | None = None  # the profile a run moves an existing collection to
+        self.migrating = migrate  # also: encode again what an encoder now makes differently (`_encode_again`)
         self.transcripts: dict[str, str] = {}  # sha256 -> what the recording says, for this run's work
         self.collection = self._open_collection(profile, vector_dir, vector_backend, migrate)
         self.profile = Profile.from_dict(self.collection.profile)
@@ -264,8 +265,20 @@ class Indexer:
                             preprocessing=encoder.preprocessing,
                         )
                     )
+                elif (record.dim, record.preprocessing) != (encoder.dim, encoder.preprocessing) and self.migrating:
+                    self._encode_again(session, record, encoder)
                 else:
                     refuse_changed_encoder(self.collection.name, name, record.dim, record.preprocessing, encoder)
+
+    def _encode_again(self, session: Session, record: EncoderRecord, encoder: Encoder) -> None:
+        """An encoder that now makes other vectors under its name (new preprocessing, new weights): its
+        tables and indexes go, so this run encodes its modalities again; the rest is kept. Files first, the
+        record last: a run killed in between finds the old record and does the same again."""
+        for modality in record.modalities:
+            self.storage.remove(field_key(modality, record.name))
+        IndexCatalog.for_collection(self.db, self.collection).forget({record.name})
+        record.dim, record.preprocessing, record.weights = encoder.dim, encoder.preprocessing, encoder.weights
+        bump_generation(session, self.collection.id, self.storage.take_written())
 
     def _tables(self) -> dict[str, VectorTable]:
         return {

@@ -155,7 +155,7 @@ def test_other_encoders_are_refused_with_a_clear_message(
     with pytest.raises(EncoderMismatchError, match=r"indexed with hog \(dimension 388"):
         engine.search(image=mnist_image(0), k=3)
     assert engine.search(audio=recording(0), k=1).hits  # the other encoders still work
-    with pytest.raises(EncoderMismatchError, match=r"indexed with hog \(dimension 388.*new collection"):
+    with pytest.raises(EncoderMismatchError, match=r"indexed with hog \(dimension 388.*--migrate` encodes its image"):
         Indexer(url).run(small_folder)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import recording
+from conftest import mnist_image, recording
 from sqlalchemy import select
 
 from indexer import Indexer
@@ -69,3 +69,28 @@ def test_the_migrate_flag_from_the_command_line(small_folder: Path, tmp_path: Pa
     assert indexer_main(["status", "--db", url]) == 0
     out = capsys.readouterr().out
     assert "profile: offline v2" in out and "note:" not in out and "audio@speech" in out
+
+
+def test_an_encoder_that_now_encodes_differently_is_refused_then_migrated(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.16.0's speech encoder reads each clip's bands alone (they depended on the clips batched with it): a
+    collection encoded before is refused by search with the command that fixes it, and `--migrate` encodes
+    that modality again, keeping the rest."""
+    from retrieval.encoders.features import HogImageEncoder
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    first = Indexer(url, profile=Profile("fast", {"image": ("hog",), "audio": ("mfcc",)})).run(small_folder)
+    monkeypatch.setattr(HogImageEncoder, "preprocessing", "hog-changed")
+    with pytest.raises(EncoderMismatchError, match="--collection default --migrate` encodes its image again"):
+        SearchEngine.open(url).search(image=mnist_image(2), k=1)
+    with pytest.raises(EncoderMismatchError, match="--migrate"):
+        Indexer(url).run(small_folder)
+    summary = Indexer(url, migrate=True).run(small_folder)
+    assert summary.encoded == first.assets["image"]  # the recordings kept their vectors
+    with Database(url).session() as session:
+        assert session.scalar(select(EncoderRecord.preprocessing).where(EncoderRecord.name == "hog")) == "hog-changed"
+    engine = SearchEngine.open(url)
+    assert engine.search(audio=recording(2, "george", 0), k=1).hits[0].key == "d2_george"
+    assert engine.search(image=mnist_image(3), k=1).hits[0].key == "d3_george"
+    assert Indexer(url).run(small_folder).encoded == 0

@@ -111,3 +111,15 @@ def test_carries_a_spoken_digit_from_one_voice_to_another_better_than_mfcc(encod
 
     ours, mfcc = accuracy("speech"), accuracy("mfcc")
     assert ours >= 0.8 and ours > mfcc + 0.2, (ours, mfcc)
+
+
+def test_a_clips_vector_does_not_depend_on_the_clips_batched_with_it(encoder) -> None:
+    """The front end's decibels were relative to the loudest value of all it was sent: a clip batched with a
+    louder one of the same length got other bands, and its stored vector was not the one the same clip gets
+    as a query (encoded alone). Up to 0.03 apart here before each clip went to the front end on its own."""
+    quiet, loud, other = tone(0.8, 1), 8 * tone(0.8, 2), tone(0.5, 3)  # one padded length for the first two
+    waves = [Waveform(quiet, RATE), Waveform(loud, RATE), Waveform(other, RATE)]
+    together = encoder.encode("audio", waves)
+    alone = np.concatenate([encoder.encode("audio", [w]) for w in waves])
+    assert np.abs(together - alone).max() < 1e-6
+    assert np.abs(together[0] - together[1]).max() > 1e-3  # the two clips of one length do differ

@@ -114,6 +114,7 @@ def refuse_changed_encoder(collection: str, name: str, dim: int, preprocessing: 
     if (dim, preprocessing) != (encoder.dim, encoder.preprocessing):
         raise EncoderMismatchError(
             f"collection {collection!r} was indexed with {name} (dimension {dim}, preprocessing {preprocessing}); "
-            f"the encoder now gives dimension {encoder.dim}, preprocessing {encoder.preprocessing}. Index the media "
-            f"again into a new collection (python -m indexer SOURCE --collection NEW) to use this encoder."
+            f"the encoder now gives dimension {encoder.dim}, preprocessing {encoder.preprocessing}. "
+            f"`python -m indexer SOURCE --collection {collection} --migrate` encodes its "
+            f"{' and '.join(encoder.modalities)} again with it (the rest is kept)."
         )

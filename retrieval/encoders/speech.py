@@ -37,7 +37,7 @@ def packaged_speech_folder() -> Path | None:
 
 class SpeechEmbeddingEncoder(Encoder):
     modalities = ("audio",)
-    preprocessing = "oww-mel-x/10+2-centre1.5s-edge0.4s-w76s8-mean+std"
+    preprocessing = "oww-mel1-x/10+2-centre1.5s-edge0.4s-w76s8-mean+std"  # mel1: one clip a front-end call
     sample_rate = 16_000
     batch_size = 64
 
@@ -65,17 +65,15 @@ class SpeechEmbeddingEncoder(Encoder):
         return np.pad(samples, (before, total - len(samples) - before))
 
     def log_mels(self, clips: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """frames x 32 mel bands of each padded clip (clips of one length in one call), scaled as openWakeWord
-        scales them for the backbone: x/10 + 2."""
-        out: list[np.ndarray] = [np.empty(0)] * len(clips)
-        for length in sorted({len(c) for c in clips}):
-            group = [i for i, c in enumerate(clips) if len(c) == length]
+        """frames x 32 mel bands of each padded clip, scaled as openWakeWord scales them for the backbone:
+        x/10 + 2. One clip a call: the front end's decibels are relative to the loudest value of its whole
+        input, so clips sent together changed each other's bands (up to 0.64 here; a clip's vector moved by
+        up to 0.03 with its batch, and a query, encoded alone, never met its own recording's stored vector)."""
+        out = []
+        for clip in clips:
             # 16-bit PCM values, as the front end was exported to read them
-            pcm = np.clip(np.stack([clips[i] for i in group]) * 32767.0, -32768, 32767).astype(np.int16)
-            pcm = pcm.astype(np.float32)
-            mels = self.mel_model.run(None, {"input": pcm})[0][:, 0] / 10.0 + 2.0
-            for i, mel in zip(group, mels):
-                out[i] = mel
+            pcm = np.clip(clip * 32767.0, -32768, 32767).astype(np.int16).astype(np.float32)[None, :]
+            out.append(self.mel_model.run(None, {"input": pcm})[0][0, 0] / 10.0 + 2.0)
         return out
 
     def frames(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
