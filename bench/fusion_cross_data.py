@@ -80,9 +80,12 @@ class Media:
 
 
 def encode_media(cache: Path) -> Media:
-    """Encode (or load from `cache`) every recording and MNIST image, and the noisy query inputs."""
-    if cache.exists():
-        data = np.load(cache, allow_pickle=False)
+    """Encode (or load from `cache`) every recording and MNIST image, and the noisy query inputs. A cache
+    written by encoders that encode differently now (another preprocessing) is encoded again."""
+    hog, voice = create_encoder("hog"), create_encoder(AUDIO)
+    made_by = np.array(f"{hog.preprocessing}|{voice.preprocessing}")
+    data = np.load(cache, allow_pickle=False) if cache.exists() else None
+    if data is not None and "made_by" in data.files and data["made_by"] == made_by:
         audio = {k[6:]: data[k] for k in data.files if k.startswith("audio/")}
         image = {int(k[6:]): data[k] for k in data.files if k.startswith("image/")}
         special = {k[8:]: data[k] for k in data.files if k.startswith("special/")}
@@ -90,7 +93,6 @@ def encode_media(cache: Path) -> Media:
         text = {k[5:]: data[k] for k in data.files if k.startswith("text/")}
         return Media(audio, image, digits, text, special, heard_vectors(audio) if HEARD else {})
     root = datasets_dir()
-    hog, voice = create_encoder("hog"), create_encoder(AUDIO)
     wavs = sorted((root / "fsdd" / "recordings").glob("*.wav"))
     pngs = sorted((root / "mnist" / "images").glob("*.png"))
     audio_vectors = voice.encode("audio", [load_audio(p, voice.sample_rate) for p in wavs])
@@ -114,7 +116,7 @@ def encode_media(cache: Path) -> Media:
     texts = all_texts()
     text = dict(zip(texts, create_encoder("sbert").encode("text", texts)))  # one batch: ~1 s a text one by one
     cache.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"audio/{k}": v for k, v in audio.items()}
+    arrays = {"made_by": made_by} | {f"audio/{k}": v for k, v in audio.items()}
     arrays |= {f"image/{k}": v for k, v in image.items()}
     arrays |= {f"digit/{k}": np.array(d) for k, d in digits.items()}
     arrays |= {f"special/{k}": v for k, v in special.items()}
