@@ -32,6 +32,12 @@ FOLLOWED = len(PALETTE)
 LETTERS = "ABCDE"
 ROW_HEIGHT = 44  # px: ten rows plus the header fit in ~500 px
 MARKS = {"audio": "♪", "text": "¶"}  # an image shows as its thumbnail
+# A grid wider than the page (5-6 methods on a 400 px phone: 536 px) scrolls sideways in its own box, its
+# rank column kept in view; without the box Streamlit's whole main section scrolled and columns 4-6 were cut off
+SCROLL_CSS = (
+    ".cmp-scroll{overflow-x:auto;max-width:100%;scroll-padding-left:2.5em}"
+    ".cmp-grid .cmp-rank{position:sticky;left:0;z-index:1;background:#fff}"
+)
 
 
 @lru_cache(maxsize=2048)
@@ -162,15 +168,16 @@ def grid_html(results: dict[str, SearchResult], comparison: Comparison | None, k
             hit = hits[rank]
             change = changes.get(hit.item_id, {}).get(label) if label != labels[0] else None
             cells.append(_cell(hit, change, followed.get(hit.item_id)))
-        rows.append(f'<tr style="height:{ROW_HEIGHT}px"><th>{rank + 1}</th>{"".join(cells)}</tr>')
+        rows.append(f'<tr style="height:{ROW_HEIGHT}px"><th class="cmp-rank">{rank + 1}</th>{"".join(cells)}</tr>')
     style = (
         "<style>.cmp-grid{border-collapse:collapse;width:100%;font-size:0.85em}"
         ".cmp-grid td,.cmp-grid th{border:1px solid #ddd;padding:2px 6px}"
         ".cmp-grid th{text-align:left}.cmp-cell{cursor:pointer}.cmp-has{color:#444;margin-left:4px}"
         ".cmp-tag{font-weight:bold;font-size:0.8em;padding:0 3px;border:1px solid #444;border-radius:3px}"
-        f"{highlight_css(results)}</style>"
+        f"{SCROLL_CSS}{highlight_css(results)}</style>"
     )
-    return f'{style}<table class="cmp-grid"><tr><th>#</th>{head}</tr>{"".join(rows)}</table>'
+    table = f'<table class="cmp-grid"><tr><th class="cmp-rank">#</th>{head}</tr>{"".join(rows)}</table>'
+    return f'{style}<div class="cmp-scroll" role="region" aria-label="Comparison grid" tabindex="0">{table}</div>'
 
 
 def render(

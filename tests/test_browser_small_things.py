@@ -1,0 +1,76 @@
+"""Issue 37, item 8, in Chromium: the comparison grid on a 400 px phone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conftest import copy_demo
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from test_browser import _texts, browser, chosen_methods, grid_methods, needs_chromium, run_app, settle, visible  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+# Each header cell's box after it is scrolled into view (its scroll box scrolls, else nothing does)
+HEADERS_IN_VIEW = """
+return [...document.querySelectorAll('table.cmp-grid tr:first-child th')].map(th => {
+  th.scrollIntoView({block: 'nearest', inline: 'nearest'});
+  const r = th.getBoundingClientRect(); return [th.innerText, r.left, r.right];
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def server(ui_demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app on a copy of the demo with two presets saved: five methods answer (the demo trains none)."""
+    from retrieval.engine import SearchEngine
+    from retrieval.results import Method
+
+    needs_chromium()
+    demo = copy_demo(ui_demo, tmp_path_factory)
+    engine = SearchEngine.open(demo["url"], "default")
+    engine.save_preset(Method("late_rrf", "late", {"fusion": "rrf"}))
+    engine.save_preset(Method("early_centred", "early", {"centre": True}))
+    settings = {"RETRIEVAL_DB": demo["url"], "RETRIEVAL_ROOTS": demo["roots"], "RETRIEVAL_QUERIES": demo["queries"]}
+    yield from run_app(settings, tmp_path_factory.mktemp("streamlit") / "server.log")
+
+
+def add_method(driver, name: str) -> None:
+    """Type `name` into the sidebar's picker and press Enter, as a person does; returns once the page settled."""
+    box = visible(driver, '[data-testid="stSidebar"] [data-testid="stMultiSelect"] input')
+    box.send_keys(name)
+    settle(driver, lambda d: [o for o in _texts(d, '[role="option"]') if o == name])
+    box.send_keys(Keys.ENTER)
+    settle(driver, lambda d: name in chosen_methods(d))
+    box.send_keys(Keys.ESCAPE)
+
+
+def test_the_grid_can_be_read_on_a_400_px_phone(server: str, browser) -> None:  # noqa: F811
+    """At 400 px the grid was wider than the page and its last columns were cut off: each column can now be
+    scrolled into view, inside the grid's own box, while the page itself stays 400 px wide."""
+    driver = browser
+    driver.get(server)
+    settle(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
+    driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("the digit three", Keys.ENTER)
+    settle(driver, lambda d: "late" in grid_methods(d))
+    for name in ("hybrid", "preset:late_rrf", "preset:early_centred"):
+        add_method(driver, name)
+    settle(driver, lambda d: len(grid_methods(d)) == 6)
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 400, "height": 800, "deviceScaleFactor": 1, "mobile": True}
+    )
+    try:
+        settle(driver, lambda d: d.execute_script("return window.innerWidth") == 400)
+        anchor = driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').rect["x"]
+        seen = driver.execute_script(HEADERS_IN_VIEW)
+        moved = driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').rect["x"] - anchor
+        page = driver.execute_script("return document.documentElement.scrollWidth")
+        table = driver.execute_script("return document.querySelector('table.cmp-grid').scrollWidth")
+        print(f"\nat 400 px: grid {table} px wide, page {page} px; headers {seen}")
+        assert [text for text, _, _ in seen] == ["#", "late", "early", "hybrid", "late_rrf", "early_centred"]
+        assert all(left >= 0 and right <= 401 for _, left, right in seen), seen
+        assert page <= 401, "the page itself does not scroll sideways"
+        assert abs(moved) <= 1, f"the rest of the page moved {moved} px sideways with the grid"
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
