@@ -1,4 +1,4 @@
-"""Issue 37, item 8, in Chromium: the comparison grid on a 400 px phone."""
+"""Issue 37, item 8, in Chromium: the comparison grid on a 400 px phone, and the method picker from the keyboard."""
 
 from __future__ import annotations
 
@@ -74,3 +74,20 @@ def test_the_grid_can_be_read_on_a_400_px_phone(server: str, browser) -> None:  
         assert abs(moved) <= 1, f"the rest of the page moved {moved} px sideways with the grid"
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_typing_a_method_and_enter_adds_that_one_method(server: str, browser) -> None:  # noqa: F811
+    """Typing "early" + Enter in the picker added two methods, early and preset:early_centred: Streamlit put a
+    "Select 2 matches" row first in the list, and Enter takes the first row when none is highlighted."""
+    driver = browser
+    driver.get(server)
+    settle(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
+    before = chosen_methods(driver)
+    assert "early" in before, before  # the demo trains nothing: late and early are the default
+    visible(driver, '[data-testid="stSidebar"] [data-tag] button[aria-label="Remove early"]').click()
+    settle(driver, lambda d: "early" not in chosen_methods(d))
+    box = visible(driver, '[data-testid="stSidebar"] [data-testid="stMultiSelect"] input')
+    box.send_keys("early", Keys.ENTER)
+    settle(driver, lambda d: "early" in chosen_methods(d))
+    print(f"\nbefore {before}, after typing early + Enter {chosen_methods(driver)}")
+    assert chosen_methods(driver) == [m for m in before if m != "early"] + ["early"]

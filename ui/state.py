@@ -85,6 +85,9 @@ def sidebar(url: str) -> Settings | None:
         default=["late", best_learned(engine) or "early"],  # late vs learned: lists that differ
         key="methods",
         help="Learned methods (gated, cross_attention) need training: see the Index page.",
+        # no "Select N matches" row: shown first while typing, it took Enter, so "early" + Enter also added
+        # preset:early_centred (issue 37); Enter now adds the best match, as a person expects
+        select_all=False,
     )
     st.sidebar.markdown("**Query weights**")
     weights = {m: st.sidebar.slider(m, 0.0, 2.0, 1.0, 0.05, key=f"weight_{m}") for m in ("image", "audio", "text")}
