@@ -1,7 +1,7 @@
 """The Search page's query: the widgets, uploads kept across pages, query by example, and the query shown.
 
-Uploads live in Streamlit's widgets, which forget their file when another page is shown; each upload is
-therefore also kept in the session (`kept_<key>`) until the person removes it. Any change to the query
+Uploads and the typed text live in Streamlit's widgets, which forget them when another page is shown; each
+is therefore also kept in the session (`kept_<key>`): an upload until the person removes it, the text as typed. Any change to the query
 widgets ends a query by example, so what is typed or uploaded is never silently ignored.
 """
 
@@ -73,7 +73,10 @@ def query_widgets(hears: bool = False) -> QueryInput:
     """The person's own query from the widgets; raises MediaError for an unusable upload. `hears`: the
     collection keeps transcripts, so a clip may also be searched by what it says."""
     left, right = st.columns([2, 3])
+    if "query_text" not in st.session_state:  # dropped with the widget on another page: bring the text back
+        st.session_state["query_text"] = st.session_state.get("kept_query_text", "")
     text = left.text_input("Text", key="query_text", placeholder="e.g. the digit seven", on_change=clear_example)
+    st.session_state["kept_query_text"] = text
     right.file_uploader("Image", type=IMAGE_TYPES, key="query_image", on_change=_keep, args=("query_image",))
     left.file_uploader("Audio clip", type=AUDIO_TYPES, key="query_audio", on_change=_keep, args=("query_audio",))
     right.audio_input("…or record one", key="query_recording", on_change=_keep, args=("query_recording",))
