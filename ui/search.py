@@ -14,13 +14,13 @@ from retrieval.fusion import list_strategies, strategy_class
 from retrieval.media import MediaError
 from retrieval.plots import bump_depth, bump_layout, bump_rows
 from retrieval.results import Method, QueryInput, SearchResult
-from ui import compare_view, explain, provenance, weighing
+from ui import compare_view, examples, explain, provenance, weighing
 from ui.cards import result_card
 from ui.charts import EMPTY, template, with_rows
 from ui.plain import md
 from ui.query import example_query, query_widgets, show_query, use_example
 from ui.results_cache import cached_search, encoded_query
-from ui.state import Settings, engine_for
+from ui.state import Settings, engine_for, queries_file
 
 
 def render(settings: Settings) -> None:
@@ -42,6 +42,7 @@ def render(settings: Settings) -> None:
             "Type a text, upload an image or an audio clip, or record one: any mix works. "
             "Each method below searches with everything you give, and you can compare them side by side."
         )
+        examples.render(queries_file(), set(engine.item_keys().values()))
         return
     box = show_query(query, example)
     if not settings.methods:
