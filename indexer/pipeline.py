@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, selectinload
 from indexer.executors import EXECUTORS, EncodedBatch, Executor, ExecutorSettings, sample_rates
 from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
 from indexer.transcripts import transcripts_for
+from indexer.unusable import drop_unusable
 from indexer.work import Decoded, WorkItem
 from retrieval.checks import check_collection_name, whole_number
 from retrieval.device import check_device
@@ -129,6 +130,7 @@ class Indexer:
         # How much work a crash may cost: vectors and rows are written together at every flush point.
         # ("Flush", not "checkpoint": a checkpoint is a trained fusion model.)
         self.flush_assets, self.flush_seconds = flush_assets, flush_seconds
+        self._created: set[int] = set()  # the items the current run made (`_plan`)
         self.encoders: dict[str, Encoder] = {}
         self.migration: Profile | None = None  # the profile a run moves an existing collection to
         self.migrating = migrate  # also: encode again what an encoder now makes differently (`_encode_again`)
@@ -349,14 +351,24 @@ class Indexer:
             self.transcripts = self._transcribe(work, progress)
         with stage("decode+encode+write"):
             self._process(work, tables, summary, progress)
+            not_made = self._drop_unusable()
+            summary.problems.extend(not_made)
         with stage("prune"):
             self._prune(listed, tables, summary, prune)
         with stage("index"):
             self._retire_encoders()
             self._build_indexes(progress)
-        self._summarise(summary, found.problems)
+        self._summarise(summary, found.problems + not_made)
         summary.seconds = time.perf_counter() - started
         return summary
+
+    def _drop_unusable(self) -> list[Problem]:
+        """This run's items with no usable file are not kept (`indexer.unusable`); their files' reasons."""
+        with self.db.session() as session:
+            problems = drop_unusable(session, self.collection.id, self._created)
+            if problems:
+                bump_generation(session, self.collection.id, self.storage.take_written())
+        return problems
 
     def _reconcile(self, tables: dict[str, VectorTable]) -> None:
         """Drop vectors that no committed 'ok' asset backs (left by a crash between the two writes)."""
@@ -398,6 +410,7 @@ class Indexer:
                 if new
                 else {}
             )
+            self._created = set(fresh.values())
             for spec in specs:
                 item = existing.get(spec.key)
                 if item is not None and item.meta != spec.metadata:

@@ -84,8 +84,9 @@ def test_index_page_indexes_and_trains(app: AppTest, demo: dict[str, str], tmp_p
     app.button(key="index_run").click().run()
     assert_clean(app)
     assert app.dataframe, "skipped files are listed"
+    assert "no item made" in app.dataframe[0].value["reason"][0], "bad.png makes no empty item (issue 37)"
     summary = next(m.value for m in app.markdown if m.value.startswith("**mine**"))
-    assert "2 items (1 image)" in summary and "{" not in summary, "a sentence, not a Python dict"
+    assert "1 item (1 image)" in summary and "{" not in summary, "a sentence, not a Python dict"
     app.text_input(key="index_path").set_value("/etc")
     app.button(key="index_run").click().run()
     assert "outside the allowed folders" in app.error[0].value

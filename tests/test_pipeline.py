@@ -54,11 +54,16 @@ def test_index_folder_with_bad_files_then_search(small_folder: Path, tmp_path: P
     expected = add_bad_files(small_folder)
     url = f"sqlite:///{tmp_path}/c.db"
     summary = Indexer(url, batch_size=5).run(small_folder)
-    assert summary.items == 12 + 5  # mystery.xyz never becomes an item
+    # an item none of whose files could be used is not made (5 empty items from 6 bad files, issue 37), and
+    # the report says so beside each file's own reason; mystery.xyz never becomes an item
+    assert summary.items == 12
     assert summary.assets == {"audio": 8, "image": 8, "text": 4}
     reasons = {Path(p.path).name: p.reason for p in summary.problems}
     for name, word in expected.items():
         assert word in reasons[name], (name, reasons.get(name))
+        assert name == "mystery.xyz" or "no item made" in reasons[name], reasons[name]
+    again = Indexer(url, batch_size=5).run(small_folder)
+    assert again.items == 12 and {Path(p.path).name for p in again.problems} == set(expected)
     status = collection_status(url)
     assert {Path(p["path"]).name for p in status["problems"]} == set(expected)
     assert all(b["current"] for b in status["indexes"]) and {b["strategy"] for b in status["indexes"]} == {
@@ -363,3 +368,17 @@ def test_identical_content_is_decoded_and_encoded_once(tmp_path: Path, monkeypat
     hits = SearchEngine.open(url).search(image=tmp_path / "three.png", strategy="late", k=52).hits
     assert {h.key for h in hits[:51]} == {f"copy-{n}" for n in range(50)} | {"again"}
     assert len({round(h.score, 5) for h in hits[:51]}) == 1 and hits[51].key == "four"
+
+
+def test_a_folder_of_only_bad_files_makes_no_item(tmp_path: Path) -> None:
+    """Issue 37, item 8: each bad file made an empty item, shown by nothing and found by no search. None is
+    made now, the report says why for each file, and the collection opens and searches (finding nothing)."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    expected = add_bad_files(folder)
+    url = f"sqlite:///{tmp_path}/c.db"
+    summary = Indexer(url).run(folder)
+    assert summary.items == 0 and summary.assets == {}
+    assert {Path(p.path).name for p in summary.problems} == set(expected)
+    assert {Path(p["path"]).name for p in collection_status(url)["problems"]} == set(expected)
+    assert SearchEngine.open(url).search(text="the digit 3", k=3).hits == []

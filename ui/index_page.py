@@ -114,7 +114,7 @@ def run_indexer(url: str, name: str, path: Path, prune: bool = False) -> None:
 def describe(summary: IndexSummary) -> str:
     assets = ", ".join(f"{n:,} {m}" for m, n in summary.assets.items()) or "none"
     return (
-        f"{summary.items:,} items ({assets}); this run encoded {summary.encoded:,}, left {summary.unchanged:,} "
+        f"{summary.items:,} item{'' if summary.items == 1 else 's'} ({assets}); this run encoded {summary.encoded:,}, left {summary.unchanged:,} "
         f"unchanged, re-encoded {summary.changed:,} changed and removed {summary.removed:,}."
     )
 
