@@ -94,7 +94,8 @@ def bump_layout(deepest: int, data: alt.Data | pd.DataFrame) -> alt.LayerChart:
             axis=alt.Axis(tickMinStep=1),
         ),
         color=alt.Color("item:N", scale=alt.Scale(range=PALETTE), legend=None),
-        opacity=alt.Opacity("moved:N", scale=alt.Scale(domain=["moved", "unmoved"], range=[1.0, 0.35]), legend=None),
+        # ordinal, not nominal: Vega-Lite warned at each draw that opacity needs an order
+        opacity=alt.Opacity("moved:O", scale=alt.Scale(domain=["moved", "unmoved"], range=[1.0, 0.35]), legend=None),
         tooltip=["item:N", "method:N", "rank:Q", "moved:N"],
     )
     # at full opacity: faded with their lines, the unmoved items' labels were light grey, 2.4:1 (issue 37)

@@ -91,3 +91,29 @@ def test_typing_a_method_and_enter_adds_that_one_method(server: str, browser) ->
     settle(driver, lambda d: "early" in chosen_methods(d))
     print(f"\nbefore {before}, after typing early + Enter {chosen_methods(driver)}")
     assert chosen_methods(driver) == [m for m in before if m != "early"] + ["early"]
+
+
+RECORD_WARNINGS = """
+window.__warnings = [];
+const warn = console.warn.bind(console);
+console.warn = (...args) => { window.__warnings.push(args.map(String).join(' ')); warn(...args); };
+"""
+
+
+def test_the_charts_of_a_search_warn_of_nothing_they_can_avoid(server: str, browser) -> None:  # noqa: F811
+    """Vega-Lite wrote ~300 warnings to the console over a session: fits it drops for step-sized charts
+    ("Dropping fit"), and opacity on an unsorted nominal field, at every chart of every search."""
+    driver = browser
+    script = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_WARNINGS})
+    try:
+        driver.get(server)
+        settle(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
+        driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("the digit three", Keys.ENTER)
+        settle(driver, lambda d: "late" in grid_methods(d))
+        settle(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".vega-embed")) >= 3)
+        warnings = driver.execute_script("return window.__warnings")
+    finally:
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
+    print(f"\n{len(warnings)} console warnings: {warnings}")
+    avoidable = [w for w in warnings if "Dropping" in w or "should not be used with an unsorted" in w]
+    assert not avoidable, avoidable

@@ -29,10 +29,15 @@ BY_ORDER = alt.EncodingSortField(field="order", op="min")  # rows carry their pl
 
 
 def legible(spec: dict[str, Any]) -> dict[str, Any]:
-    """The vega-lite `spec` with its texts in `TEXT` (the chart's own config wins where it sets one)."""
+    """The vega-lite `spec` with its texts in `TEXT` (the chart's own config wins where it sets one); a
+    chart sized by steps is drawn at that size."""
     config = spec.setdefault("config", {})
     for part, colours in LEGIBLE.items():
         config[part] = {**colours, **config.get(part, {})}
+    if any(isinstance(spec.get(side), dict) for side in ("width", "height")):
+        # Streamlit asks every chart to fit; Vega-Lite cannot fit a side sized by steps and said so in the
+        # console at every draw of such a chart (issue 37), then fitted only the other side: now drawn as sized
+        spec.setdefault("autosize", {"type": "pad", "contains": "padding"})
     return spec
 
 

@@ -90,7 +90,12 @@ def contribution_chart(result: SearchResult) -> dict[str, Any]:
         for m, v in h.contributions.items()
     ]
     modalities = tuple(sorted({m for h in result.hits for m in h.contributions}))
-    return with_rows(_contribution_shape(modalities), rows)
+    spec = with_rows(_contribution_shape(modalities), rows)
+    # a row's step as a height in pixels: the chart's width, labels and legend included, then fits its 440 px
+    # (a step-sized side made Vega-Lite warn at every draw that it cannot fit, issue 37)
+    spec["height"] = ROW_STEP * max(1, len(result.hits))
+    spec["autosize"] = {"type": "fit-x", "contains": "padding"}
+    return spec
 
 
 @lru_cache(maxsize=256)
