@@ -1,13 +1,16 @@
 """The product's search on a Milvus server beside FAISS: index build time and late/early search p50/p99.
 
     .venv/bin/python bench/milvus_server.py --uri http://127.0.0.1:19530 [--items 2000] [--queries 50]
-    [--consistency Strong] [--name milvus_server]
+    [--consistency Strong] [--name milvus_server] [--server-pid PID]
 
 Synthetic clustered vectors (three 512-d fields, each missing for 20 % of items; bench/common.py), searched
 through the strategies' own `search` (query vectors made once, outside the timings) on a space whose
 catalog keeps its indexes in FAISS files, then in a fresh database on the Milvus server. `--consistency`
 forces one level on every Milvus search (Strong: what every search asked for before issue 39), to measure
 the before beside the after. Build time is the strategy's `prepare` (the indexes made and recorded).
+Agreement: the share of FAISS's top k that the server's search returns, over every query. Memory: this
+process's resident memory after each backend's runs, and the server's (`--server-pid`: its process tree,
+e.g. `$(cat /tmp/retrieval-milvus/launcher.pid)` for scripts/milvus.sh's) after its indexes are loaded.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from common import percentiles, synthetic_space, write_report
+from common import memory, percentiles, synthetic_space, write_report
 from search_latency import queries
 
 import storage.milvus_store as milvus_store
@@ -28,7 +31,28 @@ from storage.catalog import IndexCatalog
 from storage.vector_store import open_backend
 
 
-def measure(spec: str, work: Path, items: int, count: int, k: int) -> dict:
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, MiB (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0) / 1024
+    return round(total)
+
+
+def measure(spec: str, work: Path, items: int, count: int, k: int, server_pid: int | None = None) -> dict:
     space = synthetic_space(work / "vectors", items)
     db = Database(f"sqlite:///{work}/bench-{uuid.uuid4().hex[:6]}.db")
     with db.session() as session:
@@ -41,13 +65,18 @@ def measure(spec: str, work: Path, items: int, count: int, k: int) -> dict:
         started = time.perf_counter()
         strategy.prepare(space)
         build = time.perf_counter() - started
-        hits = [strategy.search(space, q, k) for q in qs[:3]]  # warm: the first search after a build
-        times = []
+        for q in qs[:3]:
+            strategy.search(space, q, k)  # warm: the first search after a build
+        times, top = [], []
         for q in qs:
             started = time.perf_counter()
-            strategy.search(space, q, k)
+            hits = strategy.search(space, q, k)
             times.append(time.perf_counter() - started)
-        result[name] = {"build_s": round(build, 2), **percentiles(times), "top": [_ids(h) for h in hits]}
+            top.append(_ids(hits))
+        result[name] = {"build_s": round(build, 2), **percentiles(times), "top": top}
+    result["memory"] = {"search_host_rss_mb": memory()["vmrss_mb"]}
+    if server_pid is not None and spec.startswith("milvus:"):
+        result["memory"]["server_rss_mb"] = tree_rss_mb(server_pid)
     return result
 
 
@@ -62,6 +91,7 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--consistency", help="force this level on every Milvus search (the before)")
+    parser.add_argument("--server-pid", type=int, help="the server's process, to report its resident memory")
     parser.add_argument(
         "--name",
         default="milvus_server",
@@ -79,7 +109,7 @@ def main() -> int:
         runs = {}
         for label, spec in (("faiss", "faiss"), ("milvus server", f"milvus:{args.uri.rstrip('/')}/{database}")):
             runs[label] = measure(
-                spec, Path(tempfile.mkdtemp(prefix="milvus-server-")), args.items, args.queries, args.k
+                spec, Path(tempfile.mkdtemp(prefix="milvus-server-")), args.items, args.queries, args.k, args.server_pid
             )
     finally:
         inside = MilvusClient(args.uri, db_name=database)
@@ -87,6 +117,14 @@ def main() -> int:
             inside.drop_collection(collection)
         admin.drop_database(database)
     same = {s: runs["faiss"][s]["top"] == runs["milvus server"][s]["top"] for s in ("late", "early")}
+    agreement = {
+        s: round(
+            sum(len(set(a) & set(b)) for a, b in zip(runs["faiss"][s]["top"], runs["milvus server"][s]["top"]))
+            / max(1, sum(len(a) for a in runs["faiss"][s]["top"])),
+            4,
+        )
+        for s in ("late", "early")
+    }
     report = {
         "items": args.items,
         "queries": args.queries,
@@ -94,6 +132,8 @@ def main() -> int:
         "server": admin.get_server_version(),
         "consistency": args.consistency or dict(milvus_store.CONSISTENCY),
         "same_top_k": same,
+        "agreement_with_faiss": agreement,
+        "memory": {label: run.pop("memory") for label, run in runs.items()},
         "runs": {
             label: {s: {k: v for k, v in r.items() if k != "top"} for s, r in run.items()}
             for label, run in runs.items()
@@ -103,7 +143,8 @@ def main() -> int:
         f"# The product's search on a Milvus server ({report['server']}) beside FAISS",
         "",
         f"{args.items:,} items, three 512-d fields, {args.queries} queries, k = {args.k}; search consistency: "
-        f"{args.consistency or 'per operation (Strong first, then Bounded)'}. Same top {args.k} as FAISS: {same}.",
+        f"{args.consistency or 'per operation (Strong first, then Bounded)'}. Same top {args.k} as FAISS: {same}; "
+        f"share of FAISS's top {args.k} found: {agreement}. Resident memory after the runs: {report['memory']}.",
         "",
         "| backend | strategy | build s | p50 ms | p99 ms |",
         "|---|---|---|---|---|",
