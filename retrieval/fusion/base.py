@@ -88,6 +88,20 @@ def channel_shares(channels: list[Channel]) -> list[float]:
     return [1.0 / pairs.count(pair) for pair in pairs]
 
 
+def _channel_scores(
+    space: VectorSpace,
+    query: EncodedQuery,
+    channel: Channel,
+    ids: np.ndarray,
+    held: HeldRows | None,
+    negative: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`VectorSpace.channel_scores` for `ids`, from `held` rows (of exactly these ids) where given."""
+    if held is None:
+        return space.channel_scores(query, channel, ids, negative)  # 0 where absent
+    return held.channel_scores(query, channel, negative)
+
+
 def channel_parts(
     space: VectorSpace, query: EncodedQuery, channels: list[Channel], ids: np.ndarray, held: HeldRows | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -95,10 +109,7 @@ def channel_parts(
     which ids it reaches; from `held` rows (of exactly these ids) where given, else from the tables."""
     parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for channel, share in zip(channels, channel_shares(channels)):
-        if held is None:
-            scores, present = space.channel_scores(query, channel, ids)  # 0 where absent
-        else:
-            scores, present = held.channel_scores(query, channel)
+        scores, present = _channel_scores(space, query, channel, ids, held)
         value = scores * np.float32(share * query.weight(channel.query_modality))
         before, reached = parts.get(channel.query_modality, (0.0, np.zeros(len(ids), bool)))
         parts[channel.query_modality] = (before + value, reached | present)
@@ -123,10 +134,7 @@ def weighted_channel_scores(
         matched |= reached
     negatives = space.channels(query, negative=True)
     for channel, share in zip(negatives, channel_shares(negatives)):
-        if held is None:
-            scores, present = space.channel_scores(query, channel, ids, negative=True)
-        else:
-            scores, present = held.channel_scores(query, channel, negative=True)
+        scores, present = _channel_scores(space, query, channel, ids, held, negative=True)
         weighted = -np.where(present, scores, 0.0) * np.float32(share * query.negative_weight)
         parts["-" + channel.query_modality] = parts.get("-" + channel.query_modality, 0) + weighted
         total += weighted
