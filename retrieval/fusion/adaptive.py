@@ -57,7 +57,8 @@ def field_reference(space: VectorSpace, key: str) -> tuple[np.ndarray, float]:
         table = space.tables[key]
         rng = np.random.default_rng(0)
         ids = np.sort(rng.choice(table.ids, size=min(SAMPLE, len(table)), replace=False))
-        vectors, _ = table.lookup(ids)
+        held = _samples.setdefault(space, {}).setdefault((key,), space.held_rows(ids))  # `unit_sample`'s, read once
+        vectors = held.rows(key)[0]
         queries = vectors[rng.choice(len(ids), size=min(REFERENCE_QUERIES, len(ids)), replace=False)]
         sims = queries @ vectors.T
         sims[np.isclose(sims, 1.0, atol=1e-3)] = np.nan  # the query item itself (and exact duplicates)
@@ -74,8 +75,9 @@ def unit_sample(space: VectorSpace, keys: tuple[str, ...]) -> HeldRows:
     per space: every query scores the same items, and gathering them from the float16 tables each time was
     most of the adaptive weights' cost (docs/benchmarks/search_latency.md)."""
     cache = _samples.setdefault(space, {})
-    if keys not in cache:
-        cache[keys] = space.held_rows(np.unique(np.concatenate([field_reference(space, key)[0] for key in keys])))
+    if keys not in cache:  # a field's own sample may be held by `field_reference` meanwhile: kept, not replaced
+        ids = np.unique(np.concatenate([field_reference(space, key)[0] for key in keys]))
+        cache.setdefault(keys, space.held_rows(ids))
     return cache[keys]
 
 
