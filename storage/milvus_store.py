@@ -42,6 +42,11 @@ CONSISTENCY = {"search": "Bounded", "first_search": "Strong", "count": "Strong",
 COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")  # what every Milvus release accepts
 
 
+def is_server(uri: str) -> bool:
+    """A server's URI (http://, https://) rather than a Milvus Lite file's path."""
+    return "://" in uri
+
+
 def milvus_client(uri: str) -> Any:
     """One client per URI and process: Milvus Lite runs one embedded server per file. A secured server
     takes its credentials from MILVUS_TOKEN ("user:password" or an API key), never from the URI on record;
@@ -50,7 +55,7 @@ def milvus_client(uri: str) -> Any:
     with _LOCK:
         if uri not in _CLIENTS:
             client = _connect(uri)
-            if "://" in uri:
+            if is_server(uri):
                 check_server_version(uri, client.get_server_version())
             _CLIENTS[uri] = client
         return _CLIENTS[uri]
@@ -60,7 +65,7 @@ def _connect(uri: str) -> Any:
     from pymilvus import MilvusClient
 
     options: dict[str, Any] = {"token": os.environ.get("MILVUS_TOKEN", "")}
-    if "://" not in uri:
+    if not is_server(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     else:
         options["timeout"] = CONNECT_SECONDS
@@ -69,7 +74,7 @@ def _connect(uri: str) -> Any:
     try:
         return MilvusClient(uri, **options)
     except Exception as exc:
-        if "://" not in uri:
+        if not is_server(uri):
             raise StorageError(
                 f"cannot open Milvus Lite at {uri}: {exc}. A Milvus Lite file is used by one process at a time"
             ) from exc
@@ -249,7 +254,7 @@ class MilvusBackend(StoreBackend):
         header: dict[str, Any],
     ) -> tuple[MilvusStore, str | None]:
         target = self.collection_name(name, generation)
-        store = MilvusStore.create(self.client, target, ids, vectors, factory, header, seal="://" not in self.uri)
+        store = MilvusStore.create(self.client, target, ids, vectors, factory, header, seal=not is_server(self.uri))
         return store, f"{self.uri}#{target}"
 
     def release(self, location: str) -> None:
