@@ -72,6 +72,8 @@ class Media:
     text: dict[str, np.ndarray] = field(default_factory=dict)
     special: dict[str, np.ndarray] = field(default_factory=dict)  # noise / silent clips, blank image
     heard: dict[str, np.ndarray] = field(default_factory=dict)  # audio[stem]'s transcript, encoded (or zeros)
+    # audio stems and special clips the audio encoder finds nothing in (`Encoder.finds_nothing`: no voice)
+    unheard: set[str] = field(default_factory=set)
 
     def text_vector(self, text: str) -> np.ndarray:
         if text not in self.text:
@@ -83,7 +85,7 @@ def encode_media(cache: Path) -> Media:
     """Encode (or load from `cache`) every recording and MNIST image, and the noisy query inputs. A cache
     written by encoders that encode differently now (another preprocessing) is encoded again."""
     hog, voice = create_encoder("hog"), create_encoder(AUDIO)
-    made_by = np.array(f"{hog.preprocessing}|{voice.preprocessing}")
+    made_by = np.array(f"{hog.preprocessing}|{voice.preprocessing}|{type(voice).finds_nothing.__qualname__}")
     data = np.load(cache, allow_pickle=False) if cache.exists() else None
     if data is not None and "made_by" in data.files and data["made_by"] == made_by:
         audio = {k[6:]: data[k] for k in data.files if k.startswith("audio/")}
@@ -91,11 +93,14 @@ def encode_media(cache: Path) -> Media:
         special = {k[8:]: data[k] for k in data.files if k.startswith("special/")}
         digits = {int(k[6:]): int(data[k]) for k in data.files if k.startswith("digit/")}
         text = {k[5:]: data[k] for k in data.files if k.startswith("text/")}
-        return Media(audio, image, digits, text, special, heard_vectors(audio) if HEARD else {})
+        unheard = {str(name) for name in data["unheard"]}
+        return Media(audio, image, digits, text, special, heard_vectors(audio) if HEARD else {}, unheard)
     root = datasets_dir()
     wavs = sorted((root / "fsdd" / "recordings").glob("*.wav"))
     pngs = sorted((root / "mnist" / "images").glob("*.png"))
-    audio_vectors = voice.encode("audio", [load_audio(p, voice.sample_rate) for p in wavs])
+    waves = [load_audio(p, voice.sample_rate) for p in wavs]
+    audio_vectors = voice.encode("audio", waves)
+    unheard = {p.stem for p, nothing in zip(wavs, voice.finds_nothing("audio", waves)) if nothing}
     image_vectors = hog.encode("image", [load_image(p) for p in pngs])
     rng = np.random.default_rng(0)
     clips = [load_audio(0.1 * rng.standard_normal(8000).astype(np.float32), 16_000, input_rate=8000) for _ in range(5)]
@@ -106,6 +111,8 @@ def encode_media(cache: Path) -> Media:
     clip_vectors = voice.encode("audio", clips)
     special = {f"noise{i}": clip_vectors[i] for i in range(5)}
     special["silence"] = clip_vectors[5]
+    names = [*(f"noise{i}" for i in range(5)), "silence"]
+    unheard |= {name for name, nothing in zip(names, voice.finds_nothing("audio", clips)) if nothing}
     special["blank"] = hog.encode("image", [load_image(np.zeros((28, 28), np.uint8))])[0]
     audio = {p.stem: v for p, v in zip(wavs, audio_vectors)}
     image, digits = {}, {}
@@ -121,8 +128,9 @@ def encode_media(cache: Path) -> Media:
     arrays |= {f"digit/{k}": np.array(d) for k, d in digits.items()}
     arrays |= {f"special/{k}": v for k, v in special.items()}
     arrays |= {f"text/{k}": v for k, v in text.items()}
+    arrays["unheard"] = np.array(sorted(unheard), dtype=str)
     np.savez(cache, **arrays)
-    return Media(audio, image, digits, text, special, heard_vectors(audio) if HEARD else {})
+    return Media(audio, image, digits, text, special, heard_vectors(audio) if HEARD else {}, unheard)
 
 
 def heard_vectors(audio: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -225,6 +233,7 @@ def audio_only(media: Media, speakers: tuple[str, ...], folder: Path) -> Collect
 class QueryBase:
     digit: int
     vectors: dict[str, np.ndarray]  # image, audio, text, noise, silence, blank, offtopic
+    unheard: set[str] = field(default_factory=set)  # which of `vectors` the audio encoder finds nothing in
 
 
 def query_bases(media: Media, speaker: str, per_kind: int, seed: int) -> list[QueryBase]:
@@ -236,20 +245,15 @@ def query_bases(media: Media, speaker: str, per_kind: int, seed: int) -> list[Qu
     for n in range(per_kind):
         d = n % 10
         template = rng.choice(QUERY_TEMPLATES)
-        bases.append(
-            QueryBase(
-                d,
-                {
-                    "image": media.image[rng.choice(images[d])],
-                    "audio": media.audio[f"{d}_{speaker}_{rng.randrange(50)}"],
-                    "text": media.text_vector(template.format(word=WORDS[d], digit=d)),
-                    "noise": media.special[f"noise{rng.randrange(5)}"],
-                    "silence": media.special["silence"],
-                    "blank": media.special["blank"],
-                    "offtopic": media.text_vector(rng.choice(OFF_TOPIC)),
-                },
-            )
-        )
+        image = media.image[rng.choice(images[d])]  # the draws in this order: the queries of earlier runs
+        stem = f"{d}_{speaker}_{rng.randrange(50)}"
+        text = media.text_vector(template.format(word=WORDS[d], digit=d))
+        noise = f"noise{rng.randrange(5)}"
+        sources = {"image": image, "audio": media.audio[stem], "text": text, "noise": media.special[noise]}
+        sources |= {"silence": media.special["silence"], "blank": media.special["blank"]}
+        sources["offtopic"] = media.text_vector(rng.choice(OFF_TOPIC))
+        named = {"audio": stem, "noise": noise, "silence": "silence"}
+        bases.append(QueryBase(d, sources, {k for k, name in named.items() if name in media.unheard}))
     return bases
 
 

@@ -95,7 +95,10 @@ def rotation(r: int) -> dict[str, tuple[str, ...]]:
 
 def encoded(base: QueryBase, kind: str, weights: dict[str, float] | None = None) -> EncodedQuery:
     inputs, _ = KINDS[kind]
-    return EncodedQuery({(m, ENCODER[m]): base.vectors[source] for m, source in inputs.items()}, weights or {})
+    vectors = {(m, ENCODER[m]): base.vectors[source] for m, source in inputs.items()}
+    # as the engine marks them: an input its encoder finds nothing in, when there are others to go on
+    empty = {(m, ENCODER[m]) for m, source in inputs.items() if source in base.unheard and len(inputs) > 1}
+    return EncodedQuery(vectors, weights or {}, empty=frozenset(empty))
 
 
 def precision(strategy, collections: dict[str, Collection], bases: list[QueryBase], kind: str, weights=None):

@@ -137,17 +137,20 @@ class SearchEngine:
             raise InvalidInputError("empty query: give at least one of text, image or audio")
         check_weights(query.weights)
         finite_float("negative weight", query.negative_weight, -MAX_WEIGHT, MAX_WEIGHT)
-        vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()}, query.transcribe)
+        empty: set[tuple[str, str]] = set()
+        vectors = self._encode_inputs({m: getattr(query, m) for m in query.present()}, query.transcribe, empty)
         negatives = self._encode_inputs(
             {m: getattr(query, f"negative_{m}") for m in MODALITIES if getattr(query, f"negative_{m}") is not None}
         )
-        return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight)
+        return EncodedQuery(vectors, dict(query.weights), negatives, query.negative_weight, frozenset(empty))
 
     def _encode_inputs(
-        self, inputs: dict[Modality, Any], transcribe: bool = False
+        self, inputs: dict[Modality, Any], transcribe: bool = False, empty: set[tuple[str, str]] | None = None
     ) -> dict[tuple[str, str], np.ndarray]:
         """One vector per (modality, encoder). A recording is heard for the transcript fields only when
-        `transcribe` asks (a second of speech costs ~0.4 s to hear on two cores, ~20 ms to embed)."""
+        `transcribe` asks (a second of speech costs ~0.4 s to hear on two cores, ~20 ms to embed). Where
+        `empty` is given, the keys of inputs an encoder found nothing in are added to it, when the query has
+        other inputs to go on (screening never leaves a query with none)."""
         vectors: dict[tuple[str, str], np.ndarray] = {}
         for modality, value in inputs.items():
             names = self.profile.encoders.get(modality, ())
@@ -160,6 +163,8 @@ class SearchEngine:
             for name, encoder in encoders.items():
                 one = decoded[encoder.sample_rate] if isinstance(decoded, dict) else decoded
                 vectors[(modality, name)] = encoder.encode(modality, [one])[0]
+                if empty is not None and len(inputs) > 1 and encoder.finds_nothing(modality, [one])[0]:
+                    empty.add((modality, name))
             said = searchable_text(self.transcriber().transcribe(decoded[SAMPLE_RATE]).text) if heard else ""
             for name, encoder in heard.items() if said.strip() else ():
                 vectors[(modality, name)] = encoder.encode("text", [said])[0]

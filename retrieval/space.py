@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -110,6 +110,8 @@ class EncodedQuery:
     weights: dict[str, float] = field(default_factory=dict)
     negatives: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     negative_weight: float = 1.0
+    # vectors of inputs their encoder found nothing in (a recording without a voice): screened as flat ones
+    empty: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def modalities(self) -> list[str]:
@@ -122,7 +124,7 @@ class EncodedQuery:
         """The same query with `weights` (a method's) over its own: encoded once, searched per method."""
         if not weights:
             return self
-        return EncodedQuery(self.vectors, {**self.weights, **weights}, self.negatives, self.negative_weight)
+        return replace(self, weights={**self.weights, **weights})
 
 
 class VectorSpace:
@@ -197,7 +199,7 @@ class VectorSpace:
                 out[(modality, encoder)] = l2_normalise((vector - mean)[None, :])[0]
             return out
 
-        return EncodedQuery(centre(query.vectors), query.weights, centre(query.negatives), query.negative_weight)
+        return replace(query, vectors=centre(query.vectors), negatives=centre(query.negatives))
 
     def table(self, f: Field) -> VectorTable | None:
         return self.tables.get(f.key)

@@ -333,3 +333,39 @@ def test_training_uses_the_collection_s_split_and_warns_of_overlap(app: AppTest,
     with Database(demo["url"]).session() as session:
         record = session.query(CheckpointRecord).order_by(CheckpointRecord.id.desc()).first()
         assert record is not None and record.config["where"] == {"split": "train"} and record.items <= in_split
+
+
+def quiet_room_wav() -> bytes:
+    """One second of -60 dBFS hiss and mains hum, as a WAV: a recording in which no one speaks."""
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(16_000) / 16_000
+    samples = 1e-3 * np.random.default_rng(0).standard_normal(len(t)) + 5e-4 * np.sin(2 * np.pi * 50 * t)
+    buffer = io.BytesIO()
+    sf.write(buffer, samples.astype(np.float32), 16_000, format="WAV")
+    return buffer.getvalue()
+
+
+def test_a_recording_without_a_voice_is_left_out_and_said_so(app: AppTest, demo: dict[str, str]) -> None:
+    """Issue 36: the speech encoder hears no one in a quiet room, so a method that screens leaves the clip out
+    beside an image and ranks as the image alone; the line beside the query says why. Alone, the clip is
+    still searched with (screening never leaves a query with nothing)."""
+    from retrieval import SearchEngine
+
+    quiet = quiet_room_wav()
+    engine = SearchEngine.open(demo["url"])
+    image = mnist_image(3)
+    for strategy in ("late", "early", "hybrid"):
+        both = engine.search(strategy=strategy, image=image, audio=quiet).hits
+        alone = engine.search(strategy=strategy, image=image).hits
+        assert [h.item_id for h in both] == [h.item_id for h in alone], strategy
+    assert engine.search(audio=quiet).hits, "a clip on its own is searched with"
+    app.sidebar.multiselect(key="methods").set_value(["late", "early", "hybrid"])
+    upload(app, "query_image", image, "image/png")
+    app.file_uploader(key="query_audio").set_value(("room.wav", quiet, "audio/wav")).run()
+    assert_clean(app)
+    lines = weighing_lines(app)
+    assert set(lines) == {"late", "early", "hybrid"}, lines
+    for line in lines.values():
+        assert "your audio clip was left out: no one speaks in it" in line, line

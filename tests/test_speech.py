@@ -123,3 +123,41 @@ def test_a_clips_vector_does_not_depend_on_the_clips_batched_with_it(encoder) ->
     alone = np.concatenate([encoder.encode("audio", [w]) for w in waves])
     assert np.abs(together - alone).max() < 1e-6
     assert np.abs(together[0] - together[1]).max() > 1e-3  # the two clips of one length do differ
+
+
+def quiet_room(seconds: float = 1.0, seed: int = 0) -> np.ndarray:
+    """-60 dBFS hiss and mains hum: what a phone records with no one speaking."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    hiss = 1e-3 * np.random.default_rng(seed).standard_normal(len(t))
+    return (hiss + 5e-4 * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
+
+
+def test_finds_nothing_in_a_recording_without_a_voice(encoder) -> None:
+    """White noise, a quiet room and a steady note hold no speech; the detector says so."""
+    rng = np.random.default_rng(1)
+    t = np.arange(RATE) / RATE
+    clips = [
+        0.1 * rng.standard_normal(RATE).astype(np.float32),
+        quiet_room(),
+        (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+    ]
+    assert encoder.finds_nothing("audio", [Waveform(c, RATE) for c in clips]) == [True, True, True]
+
+
+@pytest.mark.real_media
+def test_hears_every_speaker_say_every_digit(encoder) -> None:
+    """Each of the four speakers' first two takes of every digit (80 clips, 8 kHz recordings read at 16 kHz)."""
+    keys = list(itertools.product(range(10), ("george", "jackson", "lucas", "nicolas"), (0, 1)))
+    clips = [load_audio(recording(d, s, t), RATE) for d, s, t in keys]
+    missed = [k for k, nothing in zip(keys, encoder.finds_nothing("audio", clips)) if nothing]
+    assert missed == []
+
+
+def test_a_folder_without_the_detector_finds_something_in_every_recording(tmp_path: Path) -> None:
+    """A backbone folder given by hand may lack silero_vad.onnx: nothing is then screened for want of a voice."""
+    folder = speech.packaged_speech_folder()
+    assert folder is not None
+    for name in speech.FILES:
+        (tmp_path / name).symlink_to(folder / name)
+    made = create_encoder(f"speech:{tmp_path}")
+    assert made.finds_nothing("audio", [Waveform(quiet_room(), RATE)]) == [False]

@@ -35,6 +35,8 @@ def _joined(words: list[str]) -> str:
 def why(one: InputWeight, others: list[InputWeight], example: bool) -> str:
     """Why an input counted less than set: screened out, or the predictor that pulled its adaptive weight
     furthest below the other inputs' (each predictor's log-ratio times its power in the weight's formula)."""
+    if one.empty:
+        return "left out: no one speaks in it, and the collection's audio encoder reads speech"
     if one.screened:
         return (
             "left out: it scores every item of the collection about alike, as a noise clip, a quiet room or a "

@@ -94,6 +94,12 @@ class Encoder(ABC):
                 progress(len(batch))
         return l2_normalise(out)
 
+    def finds_nothing(self, modality: Modality, inputs: Sequence[Any]) -> list[bool]:
+        """Which inputs hold nothing this encoder reads (a speech encoder: a recording without a voice). A
+        query leaves such an input out, as it does a flat one. Encoders that cannot tell find something
+        in every input."""
+        return [False] * len(inputs)
+
     def _check_rates(self, inputs: Sequence[Any]) -> None:
         """Audio decoded at another rate would be read as if slowed down or sped up, with no error: a bug."""
         wrong = {w.sample_rate for w in inputs if isinstance(w, Waveform) and w.sample_rate != self.sample_rate}

@@ -2,8 +2,9 @@
 
 The network (Apache-2.0, trained by Google on speech of many voices) turns 76 mel frames (~0.8 s) into a
 96-d vector; openWakeWord 0.5.1 bundles it with its mel front end as two ONNX files, so it installs from
-the package index and runs offline through onnxruntime. Only those two files are used, never openWakeWord's
-wake-word heads (CC BY-NC-SA) nor its Python code. A clip is centred in silence, cut into windows 8 frames
+the package index and runs offline through onnxruntime. Only those two files are used, with Silero's
+voice-activity detector beside them (`voice`, MIT), never openWakeWord's wake-word heads (CC BY-NC-SA) nor
+its Python code. A clip is centred in silence, cut into windows 8 frames
 apart, and the windows' vectors pooled into one: their mean and their spread, each of unit length, side by
 side (chosen by measurement: docs/benchmarks/speech_encoder.md).
 """
@@ -18,6 +19,8 @@ import numpy as np
 
 from retrieval.encoders.base import Encoder, WeightsNotFoundError
 from retrieval.encoders.registry import register_encoder
+from retrieval.encoders.voice import FILE as VOICE_FILE
+from retrieval.encoders.voice import VoiceDetector
 from retrieval.media import Modality, Waveform
 
 PACKAGE = "openwakeword==0.5.1"  # later versions download their models instead of shipping them
@@ -55,6 +58,15 @@ class SpeechEmbeddingEncoder(Encoder):
         self.mel_model, self.embedding_model = load
         self.weights = str(folder)
         self.dim = 2 * DIM
+        # a folder given by hand may lack the detector: then every recording is taken to hold speech
+        self.voice = VoiceDetector(folder / VOICE_FILE) if (folder / VOICE_FILE).is_file() else None
+
+    def finds_nothing(self, modality: Modality, inputs: Sequence[Waveform]) -> list[bool]:
+        """Recordings in which no one speaks: Silero's detector (`voice`), shipped beside the backbone."""
+        if self.voice is None or modality != "audio":
+            return super().finds_nothing(modality, inputs)
+        self._check_rates(inputs)
+        return [not self.voice.hears(w.samples) for w in inputs]
 
     def padded(self, samples: np.ndarray) -> np.ndarray:
         """The clip centred in silence: `EDGE_SECONDS` each side, and at least `MIN_SECONDS` in all. The backbone

@@ -197,9 +197,13 @@ FLAT_SPREAD = 0.5
 def flat_modalities(space: VectorSpace, query: EncodedQuery) -> set[str]:
     """Query modalities whose every vector scores the collection's items about alike (a noise clip, a
     quiet room, a blank image, an off-topic caption): spread over the field's sample < FLAT_SPREAD of a
-    typical in-collection query's. A modality with no field of its own to judge by is kept."""
+    typical in-collection query's. A modality with no field of its own to judge by is kept. An input its
+    encoder found nothing in (`EncodedQuery.empty`: a recording without a voice) is flat whatever it spreads."""
     judged: dict[str, list[bool]] = {}
     for (modality, encoder), vector in query.vectors.items():
+        if (modality, encoder) in query.empty:
+            judged.setdefault(modality, []).append(True)
+            continue
         key = f"{modality}@{encoder}"
         table = space.tables.get(key)
         if table is None or len(table) < 2:

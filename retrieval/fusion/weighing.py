@@ -29,6 +29,7 @@ class InputWeight:
     used: float
     screened: bool = False
     judgement: Judgement | None = None
+    empty: bool = False  # screened because its encoder found nothing in it (a recording without a voice)
 
     @property
     def changed(self) -> bool:
@@ -56,10 +57,17 @@ def as_set(query: EncodedQuery, screened_out: set[str] | None = None) -> Weighin
     screened_out = screened_out or set()
     asked = {m for m, _ in query.vectors}
     modalities = [m for m in MODALITIES if m in asked] + sorted(asked - set(MODALITIES))  # as the query shows them
+    empty = {m for m, _ in query.empty}
     return Weighing(
         "set",
         [
-            InputWeight(m, query.weight(m), 0.0 if m in screened_out else query.weight(m), m in screened_out)
+            InputWeight(
+                m,
+                query.weight(m),
+                0.0 if m in screened_out else query.weight(m),
+                m in screened_out,
+                empty=m in screened_out and m in empty,
+            )
             for m in modalities
         ],
     )
