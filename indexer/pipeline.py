@@ -9,7 +9,7 @@ from the vectors and carry the generation they were built at, so a stale one is 
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -23,8 +23,9 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from indexer.dedup import EncodedContents, split_duplicates, with_copies
 from indexer.executors import EXECUTORS, EncodedBatch, Executor, ExecutorSettings, sample_rates
-from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, confine, scan
+from indexer.sources import AssetSpec, ItemSpec, Problem, Scan, Stream, confine, stream
 from indexer.transcripts import transcripts_for
 from indexer.unusable import drop_unusable
 from indexer.work import Decoded, WorkItem
@@ -75,6 +76,10 @@ def fault(point: str) -> None:
 
 
 DEFAULT_STRATEGIES = ("late", "early", "hybrid")
+
+# A source's items are planned, encoded and written this many at a time, then released: with a few bytes a
+# row kept for pruning (`Seen`) and for repeated ids (`sources.KeySet`), what bounds a manifest's memory.
+CHUNK_ROWS = 8192
 
 
 @dataclass
@@ -329,38 +334,59 @@ class Indexer:
             self._start_migration()
             self._load_encoders()
         with stage("scan"):
-            found = scan(source)
-            # what the source lists, refused or not (confine drops refused assets in place): pruning removes
-            # what the source no longer lists, never what it lists but may not read this time
-            listed = Scan(
-                [ItemSpec(i.key, dict(i.assets), i.metadata) for i in found.items], [], found.root, found.unseen
-            )
-            found = confine(found, roots) if confined else found
-            summary.problems.extend(found.problems)
+            found = stream(source)
             with self.db.session() as session:
                 set_collection(session, self.collection.id, root=str(found.root))
         tables = self._tables()
         with stage("reconcile"):
             self._reconcile(tables)
+        seen, refused, not_made = Seen(), [], []
+        contents, counts = EncodedContents(), ChunkProgress(progress)
+        while True:
+            with stage("scan"):
+                chunk = list(itertools.islice(found.items, CHUNK_ROWS))
+                # what the source lists, refused or not (confine drops refused assets in place): pruning removes
+                # what the source no longer lists, never what it lists but may not read this time
+                listed = [ItemSpec(i.key, dict(i.assets)) for i in chunk]
+                kept = confine(Scan(chunk, [], found.root), roots) if confined else Scan(chunk, [], found.root)
+                refused += kept.problems
+            if not chunk:
+                break
+            not_made += self._chunk(listed, kept.items, tables, seen, contents, summary, stage, counts)
+            counts.next_chunk()
+        scan_problems = found.problems + refused
+        summary.problems += scan_problems + not_made
+        with stage("prune"):
+            self._prune(seen, found, tables, summary, prune)
+        with stage("index"):
+            self._retire_encoders()
+            self._build_indexes(progress)
+        self._summarise(summary, scan_problems + not_made)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _chunk(
+        self,
+        listed: list[ItemSpec],
+        specs: list[ItemSpec],
+        tables: dict[str, VectorTable],
+        seen: Seen,
+        contents: EncodedContents,
+        summary: IndexSummary,
+        stage: _Stopwatch,
+        progress: ProgressFn | None,
+    ) -> list[Problem]:
+        """Plan, encode and write one chunk of the source's items; returns the files of items not made."""
         with stage("plan"):
-            work = self._plan(found.items, tables, summary, progress)
+            work = self._plan(listed, specs, tables, seen, summary, progress)
             # one modality after another: every batch then fills each encoder's batch (64 images, not
             # 25 images + 25 clips + 14 texts), which is what the encoders' throughput is measured at
             work.sort(key=lambda w: MODALITIES.index(w.spec.modality))
         with stage("transcribe"):
             self.transcripts = self._transcribe(work, progress)
         with stage("decode+encode+write"):
-            self._process(work, tables, summary, progress)
-            not_made = self._drop_unusable()
-            summary.problems.extend(not_made)
-        with stage("prune"):
-            self._prune(listed, tables, summary, prune)
-        with stage("index"):
-            self._retire_encoders()
-            self._build_indexes(progress)
-        self._summarise(summary, found.problems + not_made)
-        summary.seconds = time.perf_counter() - started
-        return summary
+            self._process(work, tables, contents, summary, progress)
+            return self._drop_unusable()
 
     def _drop_unusable(self) -> list[Problem]:
         """This run's items with no usable file are not kept (`indexer.unusable`); their files' reasons."""
@@ -385,20 +411,23 @@ class Indexer:
                 bump_generation(session, self.collection.id, self.storage.take_written())
 
     def _plan(
-        self, specs: list[ItemSpec], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
+        self,
+        listed: list[ItemSpec],
+        specs: list[ItemSpec],
+        tables: dict[str, VectorTable],
+        seen: Seen,
+        summary: IndexSummary,
+        progress: ProgressFn | None,
     ) -> list[WorkItem]:
-        """Upsert item rows and pick the assets whose content changed (or whose vectors are missing)."""
+        """Upsert one chunk's item rows and pick the assets whose content changed (or whose vectors are
+        missing); `seen` records the items the source lists and the assets it no longer lists, for pruning."""
         # Every file is read before the transaction opens: inserting items takes the database's write
         # lock, and a slow disk (or a file that never ends) must not hold it and stall every other writer.
         digests = self._hash(specs, progress)
         work: list[WorkItem] = []
         with self.db.session() as session:
-            existing = {
-                i.key: i
-                for i in session.scalars(
-                    select(Item).filter_by(collection_id=self.collection.id).options(selectinload(Item.assets))
-                )
-            }
+            existing = self._existing(session, [s.key for s in listed])
+            seen.add(existing, listed)
             new = [
                 {"collection_id": self.collection.id, "key": s.key, "meta": s.metadata}
                 for s in specs
@@ -410,6 +439,7 @@ class Indexer:
                 if new
                 else {}
             )
+            seen.items.append(np.fromiter(fresh.values(), np.int64, len(fresh)))
             self._created = set(fresh.values())
             for spec in specs:
                 item = existing.get(spec.key)
@@ -423,6 +453,19 @@ class Indexer:
                     if work_item is not None:
                         work.append(work_item)
         return work
+
+    def _existing(self, session: Session, keys: list[str]) -> dict[str, Item]:
+        """The collection's items named by `keys`, with their assets: 500 keys a query, well under every
+        database's limit of bound parameters."""
+        found: dict[str, Item] = {}
+        for start in range(0, len(keys), 500):
+            query = (
+                select(Item)
+                .where(Item.collection_id == self.collection.id, Item.key.in_(keys[start : start + 500]))
+                .options(selectinload(Item.assets))
+            )
+            found.update((i.key, i) for i in session.scalars(query))
+        return found
 
     @staticmethod
     def _hash(specs: list[ItemSpec], progress: ProgressFn | None) -> dict[tuple[str, str], str | OSError | MediaError]:
@@ -491,16 +534,24 @@ class Indexer:
         return EXECUTORS.get(self.executor_name).from_settings(settings)
 
     def _process(
-        self, work: list[WorkItem], tables: dict[str, VectorTable], summary: IndexSummary, progress: ProgressFn | None
+        self,
+        work: list[WorkItem],
+        tables: dict[str, VectorTable],
+        contents: EncodedContents,
+        summary: IndexSummary,
+        progress: ProgressFn | None,
     ) -> None:
         """Collect encoded batches; at every flush point, merge them into the tables, save the touched tables,
         then commit their rows. Merging once per flush, not per batch, keeps a run linear: each
-        merge copies a whole table (at 20k items, 20 MB per field per batch of 64)."""
+        merge copies a whole table (at 20k items, 20 MB per field per batch of 64). The chunk ends with a
+        flush, so the contents it encoded are in the tables for the next chunk's copies."""
         done, pending, staged = 0, [], []
         last_flush = time.monotonic()
-        leaders, copies = split_duplicates(work)
-        for batch in self.executor().batches(leaders):
+        rest, known = contents.reuse(work, tables, self.profile.fields)
+        leaders, copies = split_duplicates(rest)
+        for batch in itertools.chain([known], self.executor().batches(leaders)):
             batch = with_copies(batch, copies)
+            contents.remember(batch)
             staged.append(batch)
             pending += batch.decoded
             done += len(batch.decoded)
@@ -574,10 +625,12 @@ class Indexer:
             "preview": decoded.value if isinstance(decoded.value, str) else None,
         }
 
-    def _prune(self, found: Scan, tables: dict[str, VectorTable], summary: IndexSummary, prune: bool) -> None:
+    def _prune(
+        self, seen: Seen, found: Stream, tables: dict[str, VectorTable], summary: IndexSummary, prune: bool
+    ) -> None:
         """Remove items (and assets) the source no longer has; never one the scan could not see (under a
         folder it could not list, or named by a manifest row it could not read): those are counted as kept."""
-        wanted = {s.key: set(s.assets) for s in found.items}
+        listed = seen.item_ids()
         gone_items: set[int] = set()
         gone_assets: list[tuple[int, str]] = []
         hidden: set[int] = set()
@@ -588,13 +641,14 @@ class Indexer:
                 .where(Item.collection_id == self.collection.id)
             )
             for item_id, key, modality in rows:
-                incomplete = key not in wanted or (modality is not None and modality not in wanted[key])
+                unlisted = not _holds(listed, item_id)
+                incomplete = unlisted or (modality is not None and (item_id, modality) in seen.unlisted_assets)
                 if incomplete and found.unseen and found.may_hide(key):
                     hidden.add(item_id)
                     continue
-                if key not in wanted:
+                if unlisted:
                     gone_items.add(item_id)
-                if modality is not None and (key not in wanted or modality not in wanted[key]):
+                if modality is not None and incomplete:
                     gone_assets.append((item_id, modality))
         summary.unseen = len(hidden)
         if not prune:
@@ -657,42 +711,52 @@ def _file_identity(asset: AssetSpec) -> tuple[int, ...] | None:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) if info else None
 
 
-def split_duplicates(work: list[WorkItem]) -> tuple[list[WorkItem], dict[tuple[str, str], list[WorkItem]]]:
-    """The work to encode, one asset per distinct content (modality and hash), and the assets that are copies
-    of one of those: a manifest naming one file on 200,000 rows decodes and encodes it once."""
-    unique: list[WorkItem] = []
-    copies: dict[tuple[str, str], list[WorkItem]] = {}
-    for item in work:
-        if item.sha256 is None or item.error is not None:
-            unique.append(item)
-        elif (key := (item.spec.modality, item.sha256)) in copies:
-            copies[key].append(item)
-        else:
-            copies[key] = []
-            unique.append(item)
-    return unique, copies
+@dataclass
+class Seen:
+    """What the source listed, kept from chunk to chunk for pruning, small per row: each listed item's id
+    (8 bytes) and, of items it lists, the assets it no longer lists."""
+
+    items: list[np.ndarray] = field(default_factory=list)
+    unlisted_assets: set[tuple[int, str]] = field(default_factory=set)
+
+    def add(self, existing: dict[str, Item], listed: list[ItemSpec]) -> None:
+        self.items.append(np.fromiter((i.id for i in existing.values()), np.int64, len(existing)))
+        for spec in listed:
+            item = existing.get(spec.key)
+            if item is not None:
+                self.unlisted_assets.update((item.id, a.modality) for a in item.assets if a.modality not in spec.assets)
+
+    def item_ids(self) -> np.ndarray:
+        """Every listed item's id, sorted."""
+        return np.sort(np.concatenate(self.items)) if self.items else np.zeros(0, np.int64)
 
 
-def with_copies(batch: EncodedBatch, copies: dict[tuple[str, str], list[WorkItem]]) -> EncodedBatch:
-    """`batch` with each of its assets' copies given the same decoding result and the same vectors."""
-    decoded = list(batch.decoded)
-    extra: dict[tuple[str, int], list[int]] = {}  # (modality, the encoded asset's item id) -> its copies' items
-    for d in batch.decoded:
-        if d.work.sha256 is None or d.work.error is not None:
-            continue
-        for copy in copies.pop((d.work.spec.modality, d.work.sha256), []):
-            decoded.append(dataclasses.replace(d, work=copy))
-            extra.setdefault((d.work.spec.modality, d.work.item_id), []).append(copy.item_id)
-    if not extra:
-        return dataclasses.replace(batch, decoded=decoded)
-    vectors = {}
-    for key, (ids, rows) in batch.vectors.items():
-        modality = key.split("@")[0]
-        per_row = [extra.get((modality, item_id), []) for item_id in ids.tolist()]
-        at = [n for n, items in enumerate(per_row) for _ in items]
-        more = np.array([c for items in per_row for c in items], ids.dtype)
-        vectors[key] = (np.concatenate([ids, more]), np.concatenate([rows, rows[at]]))
-    return EncodedBatch(decoded, vectors)
+def _holds(sorted_ids: np.ndarray, item_id: int) -> bool:
+    at = int(np.searchsorted(sorted_ids, item_id))
+    return at < len(sorted_ids) and int(sorted_ids[at]) == item_id
+
+
+class ChunkProgress:
+    """Counts carried from chunk to chunk, so that a source read in chunks shows one running count per stage."""
+
+    def __init__(self, progress: ProgressFn | None) -> None:
+        self.progress = progress
+        self.before: dict[str, int] = {}
+        self.current: dict[str, int] = {}
+
+    def __bool__(self) -> bool:
+        return self.progress is not None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.current[stage] = total
+            offset = self.before.get(stage, 0)
+            self.progress(stage, offset + done, offset + total)
+
+    def next_chunk(self) -> None:
+        for stage, total in self.current.items():
+            self.before[stage] = self.before.get(stage, 0) + total
+        self.current = {}
 
 
 class _Stopwatch:
