@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import errno
 import hashlib
 import itertools
@@ -95,32 +96,23 @@ class Scan:
 
     def may_hide(self, key: str) -> bool:
         """Whether the item `key` could exist without this scan having seen it."""
-        return may_hide(self.unseen, key)
+        return any(key == u or ((u.endswith("/") or u == "") and key.startswith(u)) for u in self.unseen)
 
 
 @dataclass
 class Stream:
-    """A source read as it goes: `items` yields each item once, and `problems` and `unseen` (as in `Scan`)
-    are complete once it is exhausted. A manifest is read row by row, never held whole."""
+    """A source read as it goes: `items` yields each item once, and `listing` (a `Scan` without items) holds
+    the problems met and what could not be seen, complete once `items` is exhausted. A manifest is read row
+    by row, never held whole."""
 
     items: Iterator[ItemSpec]
-    problems: list[Problem]
-    root: Path
-    unseen: list[str] = field(default_factory=list)
-
-    def may_hide(self, key: str) -> bool:
-        return may_hide(self.unseen, key)
-
-
-def may_hide(unseen: list[str], key: str) -> bool:
-    """Whether the item `key` could exist without a scan that could not see `unseen` having seen it."""
-    return any(key == u or ((u.endswith("/") or u == "") and key.startswith(u)) for u in unseen)
+    listing: Scan
 
 
 def scan(path: str | Path) -> Scan:
     """Read a folder or a manifest (.csv, .jsonl)."""
     found = stream(path)
-    return Scan(list(found.items), found.problems, found.root, found.unseen)
+    return dataclasses.replace(found.listing, items=list(found.items))
 
 
 def stream(path: str | Path) -> Stream:
@@ -130,7 +122,7 @@ def stream(path: str | Path) -> Stream:
         return stream_manifest(path)
     if path.is_dir():
         found = scan_folder(path)
-        return Stream(iter(found.items), found.problems, found.root, found.unseen)
+        return Stream(iter(found.items), dataclasses.replace(found, items=[]))
     if not path.exists():
         raise NotFoundError(f"{path}: no such folder or manifest")
     raise InvalidInputError(f"{path}: not a folder nor a manifest (.csv or .jsonl)")
@@ -299,16 +291,15 @@ def _row_key(row: dict[str, Any]) -> tuple[str | None, str | None]:
 
 def scan_manifest(path: Path) -> Scan:
     found = stream_manifest(path)
-    return Scan(list(found.items), found.problems, found.root, found.unseen)
+    return dataclasses.replace(found.listing, items=list(found.items))
 
 
 def stream_manifest(path: Path) -> Stream:
     """A manifest's items, read a row at a time. Its encoding is checked first, so that a bad byte far down
     the file is refused before any row is used, as it was when the whole file was read at once."""
     _check_utf8(path)
-    problems: list[Problem] = []
-    unseen: list[str] = []
-    return Stream(_manifest_items(path, problems, unseen), problems, path.parent, unseen)
+    listing = Scan([], [], path.parent)
+    return Stream(_manifest_items(path, listing.problems, listing.unseen), listing)
 
 
 def _check_utf8(path: Path) -> None:
