@@ -21,7 +21,7 @@ from indexer.executors import Executor
 from indexer.index import build_indexes, summarise
 from indexer.plan import Planner
 from indexer.report import ChunkProgress, IndexSummary, ProgressFn, Stopwatch
-from indexer.sources import ItemSpec, Problem, Scan, confine, stream
+from indexer.sources import ItemSpec, Problem, Scan, Stream, confine, stream
 from indexer.target import Target
 from indexer.write import FAULTS, Writer
 from retrieval.checks import check_collection_name, whole_number
@@ -49,6 +49,7 @@ class _Run:
 
     writer: Writer
     planner: Planner
+    executor: Executor  # one a run: Ray's actors load their encoders once
     contents: EncodedContents
     summary: IndexSummary
     stage: Stopwatch
@@ -160,23 +161,18 @@ class Indexer:
         with stage("reconcile"):
             writer.reconcile()
         run = _Run(
-            writer, Planner(self.target, writer.tables), EncodedContents(), summary, stage, ChunkProgress(progress)
+            writer,
+            Planner(self.target, writer.tables),
+            self.executor(),
+            EncodedContents(),
+            summary,
+            stage,
+            ChunkProgress(progress),
         )
-        refused: list[Problem] = []
-        not_made: list[Problem] = []
-        while True:
-            with stage("scan"):
-                chunk = list(itertools.islice(found.items, CHUNK_ROWS))
-                # what the source lists, refused or not (confine drops refused assets in place): pruning removes
-                # what the source no longer lists, never what it lists but may not read this time
-                listed = [ItemSpec(i.key, dict(i.assets)) for i in chunk]
-                kept = Scan(chunk, [], found.listing.root)
-                kept = confine(kept, roots) if confined else kept
-                refused += kept.problems
-            if not chunk:
-                break
-            not_made += self._chunk(run, listed, kept.items)
-            run.progress.next_chunk()
+        try:
+            refused, not_made = self._chunks(run, found, roots, confined)
+        finally:
+            run.executor.close()
         scan_problems = found.listing.problems + refused
         summary.problems += scan_problems + not_made
         with stage("prune"):
@@ -188,6 +184,27 @@ class Indexer:
         summary.seconds = time.perf_counter() - started
         return summary
 
+    def _chunks(
+        self, run: _Run, found: Stream, roots: list[Path], confined: bool
+    ) -> tuple[list[Problem], list[Problem]]:
+        """Every chunk of the source, one after another; returns the files confinement refused and the
+        files of items not made."""
+        refused: list[Problem] = []
+        not_made: list[Problem] = []
+        while True:
+            with run.stage("scan"):
+                chunk = list(itertools.islice(found.items, CHUNK_ROWS))
+                # what the source lists, refused or not (confine drops refused assets in place): pruning removes
+                # what the source no longer lists, never what it lists but may not read this time
+                listed = [ItemSpec(i.key, dict(i.assets)) for i in chunk]
+                kept = Scan(chunk, [], found.listing.root)
+                kept = confine(kept, roots) if confined else kept
+                refused += kept.problems
+            if not chunk:
+                return refused, not_made
+            not_made += self._chunk(run, listed, kept.items)
+            run.progress.next_chunk()
+
     def _chunk(self, run: _Run, listed: list[ItemSpec], specs: list[ItemSpec]) -> list[Problem]:
         """Plan, encode and write one chunk of the source's items; returns the files of items not made."""
         with run.stage("plan"):
@@ -196,8 +213,9 @@ class Indexer:
             # 25 images + 25 clips + 14 texts), which is what the encoders' throughput is measured at
             work.sort(key=lambda w: MODALITIES.index(w.spec.modality))
         with run.stage("transcribe"):
-            self.transcripts = transcribe(self.target, work, run.progress)
+            self.transcripts.clear()  # the executor holds this mapping: it is updated, not replaced
+            self.transcripts.update(transcribe(self.target, work, run.progress))
         with run.stage("decode+encode+write"):
-            batches = encoded(work, self.executor(), run.contents, run.writer.tables, self.target)
+            batches = encoded(work, run.executor, run.contents, run.writer.tables, self.target)
             run.writer.write(batches, len(work), run.summary, run.progress)
             return run.writer.drop_unusable(created)

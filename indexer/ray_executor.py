@@ -91,9 +91,10 @@ class RayExecutor:
         clip_seconds: float = MAX_AUDIO_SECONDS,
     ) -> None:
         self.fields, self.encoder_names, self.rates = fields, encoder_names, rates
-        self.transcripts = transcripts or {}
+        self.transcripts = transcripts if transcripts is not None else {}  # the run's, updated chunk by chunk
         self.device, self.batch_size, self.address, self.actors = device, batch_size, address, actors
         self.audio_budget, self.clip_seconds = audio_budget, clip_seconds
+        self.handles: list | None = None  # the actors, kept from one call to the next until `close`
 
     def _said(self, chunk: list[WorkItem]) -> dict[str, str]:
         """The transcripts of the chunk's recordings: each actor is sent only its own."""
@@ -135,31 +136,39 @@ class RayExecutor:
         ray = self._start()
         from ray.util import ActorPool
 
-        gpu = self.device not in (None, "cpu") and ray.cluster_resources().get("GPU", 0) > 0
-        count = self.actors or max(1, int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1)))
-        count = min(count, -(-len(work) // self.batch_size))
-        actor = ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0)(EncodeWorker)
-        share = self.audio_budget // count  # every actor may hold its share at once
-        handles = [
-            actor.remote(
-                self.fields, self.encoder_names, self.device, self.batch_size, self.rates, share, self.clip_seconds
-            )
-            for _ in range(count)
-        ]
         chunks = [work[i : i + self.batch_size] for i in range(0, len(work), self.batch_size)]
         try:
-            pool = ActorPool(handles)
+            pool = ActorPool(self._actors(ray, len(chunks)))
             for batches in pool.map_unordered(lambda a, chunk: a.run.remote(chunk, self._said(chunk)), chunks):
                 yield from batches
         except ray.exceptions.ActorDiedError as exc:
+            self.close()
             if not auth_hint():
                 raise
             raise ClusterError(
                 f"a Ray worker died before it encoded anything: {_first_line(exc)}{auth_hint()}"
             ) from exc
-        finally:
-            for handle in handles:
+
+    def _actors(self, ray, chunks: int) -> list:  # noqa: ANN001 - the ray module
+        """The actors, started at the first call (one per CPU or GPU, no more than its chunks): each loads
+        the encoders once a run, not once a chunk of the source."""
+        if self.handles is None:
+            gpu = self.device not in (None, "cpu") and ray.cluster_resources().get("GPU", 0) > 0
+            count = self.actors or max(1, int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1)))
+            count = min(count, chunks)
+            actor = ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0)(EncodeWorker)
+            share = self.audio_budget // count  # every actor may hold its share at once
+            args = (self.fields, self.encoder_names, self.device, self.batch_size, self.rates, share, self.clip_seconds)
+            self.handles = [actor.remote(*args) for _ in range(count)]
+        return self.handles
+
+    def close(self) -> None:
+        if self.handles:
+            import ray
+
+            for handle in self.handles:
                 ray.kill(handle)
+        self.handles = None
 
 
 def auth_hint() -> str:

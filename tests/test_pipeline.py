@@ -387,8 +387,8 @@ def test_a_folder_of_only_bad_files_makes_no_item(tmp_path: Path) -> None:
 def test_a_manifest_is_held_a_chunk_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 35, item 7: a manifest is read, planned, encoded and written a chunk of rows at a time, so the
     rows it holds at once stay within a chunk whatever the manifest's length (they were all of them). Across
-    chunks, one file named on every row is still decoded once, a repeated id is still refused, and pruning
-    still sees the whole manifest."""
+    chunks, one file named on every row is still decoded once, a repeated id is still refused, pruning still
+    sees the whole manifest, and one executor serves every chunk."""
     import gc
     import json
 
@@ -407,6 +407,13 @@ def test_a_manifest_is_held_a_chunk_at_a_time(tmp_path: Path, monkeypatch: pytes
         held.append(sum(isinstance(o, sources.ItemSpec) for o in gc.get_objects()))
 
     monkeypatch.setitem(pipeline.FAULTS, "flush:tables-saved", count_items)
+    executors_made: list[str] = []
+    make = executors.LocalExecutor.from_settings.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        executors.LocalExecutor,
+        "from_settings",
+        classmethod(lambda cls, settings: executors_made.append(cls.name) or make(cls, settings)),
+    )
     shutil.copy(mnist_image(3), tmp_path / "three.png")
     shutil.copy(mnist_image(4), tmp_path / "four.png")
     rows = [{"id": f"row-{n}", "image": "three.png", "text": f"caption {n}"} for n in range(200)]
@@ -416,6 +423,7 @@ def test_a_manifest_is_held_a_chunk_at_a_time(tmp_path: Path, monkeypatch: pytes
     url = f"sqlite:///{tmp_path}/c.db"
     summary = Indexer(url, batch_size=8, flush_assets=10).run(manifest)
     assert held and max(held) <= 3 * chunk, f"items held at once: {max(held)}"
+    assert executors_made == ["local"], "one executor a run, not one a chunk (Ray's actors load models once)"
     assert decoded.count("three.png") == 1 and decoded.count("four.png") == 1
     assert [p.reason for p in summary.problems] == ["duplicate id 'row-7'"]
     assert summary.items == 201 and summary.assets == {"image": 201, "text": 200}

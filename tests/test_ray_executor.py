@@ -56,7 +56,7 @@ def test_ray_actors_hold_decoded_audio_within_the_budget_whatever_the_batch_size
     16 kHz: 2.5 GB an actor), where the local executor keeps to its audio budget. Actors now batch by the local
     executor's rule, within an equal share of the same budget: on a local Ray, a budget of three clips turns
     chunks of 16 into batches of at most three (the local executor's test counts the samples that rule holds),
-    and every clip is still encoded once, with its own vector."""
+    and every clip is still encoded once, with its own vector. A run's chunks share the actors."""
     import numpy as np
     import ray
     import soundfile
@@ -83,7 +83,12 @@ def test_ray_actors_hold_decoded_audio_within_the_budget_whatever_the_batch_size
     )
     started = not ray.is_initialized()
     try:
-        batches = list(executor.batches(work))
+        batches = list(executor.batches(work[:8]))
+        actors = executor.handles
+        batches += executor.batches(work[8:])  # the next chunk of a run: the same actors, models loaded once
+        assert executor.handles is actors and actors is not None and len(actors) == 1
+        executor.close()
+        assert executor.handles is None
     finally:
         if started:
             ray.shutdown()
