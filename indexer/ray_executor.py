@@ -1,5 +1,9 @@
 """Decode and encode on a Ray cluster: one actor per CPU (or GPU), each loading the encoders once.
 
+Each actor decodes and encodes its chunk as the local executor does (`LocalExecutor.batches`), with an equal
+share of the audio budget: decoded audio held by all actors together stays within `AUDIO_BUDGET_SAMPLES`
+(a single clip larger than an actor's share still goes, alone), whatever --batch-size.
+
 `ray.init()` starts a local cluster when no address is given (tests, one machine); `address="auto"` or
 `ray://HOST:10001` joins an existing one. The project's packages travel to the workers as `py_modules`,
 so a cluster needs only the same Python packages (requirements.txt) and the model weights where the
@@ -13,9 +17,10 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from indexer.executors import EncodedBatch, ExecutorSettings, encode_batch
-from indexer.work import WorkItem, decode_asset
+from indexer.executors import AUDIO_BUDGET_SAMPLES, EncodedBatch, ExecutorSettings, LocalExecutor
+from indexer.work import WorkItem
 from retrieval.errors import ClusterError
+from retrieval.media import MAX_AUDIO_SECONDS
 from retrieval.profiles import Field
 
 PACKAGES = [Path(__file__).resolve().parents[1] / name for name in ("indexer", "retrieval", "storage")]
@@ -32,15 +37,29 @@ class EncodeWorker:
         device: str | None,
         batch_size: int,
         rates: dict[str, tuple[int, ...]],
+        audio_budget: int = AUDIO_BUDGET_SAMPLES,
+        clip_seconds: float = MAX_AUDIO_SECONDS,
     ) -> None:
         from retrieval.encoders import create_encoder
 
         self.encoders = {name: create_encoder(name, device) for name in encoder_names}
         self.fields, self.batch_size, self.rates = fields, batch_size, rates
+        self.audio_budget, self.clip_seconds = audio_budget, clip_seconds
 
-    def run(self, chunk: list[WorkItem], transcripts: dict[str, str]) -> EncodedBatch:
-        decoded = [decode_asset(item, self.rates[item.spec.modality]) for item in chunk]
-        return encode_batch(decoded, self.encoders, self.fields, self.batch_size, transcripts)
+    def run(self, chunk: list[WorkItem], transcripts: dict[str, str]) -> list[EncodedBatch]:
+        """The chunk's batches, decoded within this actor's share of the audio budget; decoding in this
+        actor's thread where the budget allows (it has one CPU)."""
+        local = LocalExecutor(
+            self.encoders,
+            self.fields,
+            self.rates,
+            self.batch_size,
+            workers=0,
+            transcripts=transcripts,
+            audio_budget=self.audio_budget,
+            clip_seconds=self.clip_seconds,
+        )
+        return list(local.batches(chunk))
 
 
 class RayExecutor:
@@ -68,10 +87,14 @@ class RayExecutor:
         address: str | None = None,
         actors: int | None = None,
         transcripts: Mapping[str, str] | None = None,
+        audio_budget: int = AUDIO_BUDGET_SAMPLES,
+        clip_seconds: float = MAX_AUDIO_SECONDS,
     ) -> None:
         self.fields, self.encoder_names, self.rates = fields, encoder_names, rates
-        self.transcripts = transcripts or {}
+        self.transcripts = transcripts if transcripts is not None else {}  # the run's, updated chunk by chunk
         self.device, self.batch_size, self.address, self.actors = device, batch_size, address, actors
+        self.audio_budget, self.clip_seconds = audio_budget, clip_seconds
+        self.handles: list | None = None  # the actors, kept from one call to the next until `close`
 
     def _said(self, chunk: list[WorkItem]) -> dict[str, str]:
         """The transcripts of the chunk's recordings: each actor is sent only its own."""
@@ -113,26 +136,39 @@ class RayExecutor:
         ray = self._start()
         from ray.util import ActorPool
 
-        gpu = self.device not in (None, "cpu") and ray.cluster_resources().get("GPU", 0) > 0
-        count = self.actors or max(1, int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1)))
-        count = min(count, -(-len(work) // self.batch_size))
-        actor = ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0)(EncodeWorker)
-        handles = [
-            actor.remote(self.fields, self.encoder_names, self.device, self.batch_size, self.rates)
-            for _ in range(count)
-        ]
         chunks = [work[i : i + self.batch_size] for i in range(0, len(work), self.batch_size)]
         try:
-            yield from ActorPool(handles).map_unordered(lambda a, chunk: a.run.remote(chunk, self._said(chunk)), chunks)
+            pool = ActorPool(self._actors(ray, len(chunks)))
+            for batches in pool.map_unordered(lambda a, chunk: a.run.remote(chunk, self._said(chunk)), chunks):
+                yield from batches
         except ray.exceptions.ActorDiedError as exc:
+            self.close()
             if not auth_hint():
                 raise
             raise ClusterError(
                 f"a Ray worker died before it encoded anything: {_first_line(exc)}{auth_hint()}"
             ) from exc
-        finally:
-            for handle in handles:
+
+    def _actors(self, ray, chunks: int) -> list:  # noqa: ANN001 - the ray module
+        """The actors, started at the first call (one per CPU or GPU, no more than its chunks): each loads
+        the encoders once a run, not once a chunk of the source."""
+        if self.handles is None:
+            gpu = self.device not in (None, "cpu") and ray.cluster_resources().get("GPU", 0) > 0
+            count = self.actors or max(1, int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1)))
+            count = min(count, chunks)
+            actor = ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0)(EncodeWorker)
+            share = self.audio_budget // count  # every actor may hold its share at once
+            args = (self.fields, self.encoder_names, self.device, self.batch_size, self.rates, share, self.clip_seconds)
+            self.handles = [actor.remote(*args) for _ in range(count)]
+        return self.handles
+
+    def close(self) -> None:
+        if self.handles:
+            import ray
+
+            for handle in self.handles:
                 ray.kill(handle)
+        self.handles = None
 
 
 def auth_hint() -> str:

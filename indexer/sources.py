@@ -8,9 +8,12 @@ and any other columns kept as metadata; relative paths resolve against the manif
 
 from __future__ import annotations
 
+import codecs
 import csv
+import dataclasses
 import errno
 import hashlib
+import itertools
 import json
 import os
 import stat
@@ -18,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+import numpy as np
 
 from retrieval.errors import InvalidInputError, NotFoundError
 from retrieval.media import (
@@ -94,13 +99,30 @@ class Scan:
         return any(key == u or ((u.endswith("/") or u == "") and key.startswith(u)) for u in self.unseen)
 
 
+@dataclass
+class Stream:
+    """A source read as it goes: `items` yields each item once, and `listing` (a `Scan` without items) holds
+    the problems met and what could not be seen, complete once `items` is exhausted. A manifest is read row
+    by row, never held whole."""
+
+    items: Iterator[ItemSpec]
+    listing: Scan
+
+
 def scan(path: str | Path) -> Scan:
     """Read a folder or a manifest (.csv, .jsonl)."""
+    found = stream(path)
+    return dataclasses.replace(found.listing, items=list(found.items))
+
+
+def stream(path: str | Path) -> Stream:
+    """A folder or a manifest (.csv, .jsonl), item by item: a manifest row by row, a folder listed whole."""
     path = Path(path)
     if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
-        return scan_manifest(path)
+        return stream_manifest(path)
     if path.is_dir():
-        return scan_folder(path)
+        found = scan_folder(path)
+        return Stream(iter(found.items), dataclasses.replace(found, items=[]))
     if not path.exists():
         raise NotFoundError(f"{path}: no such folder or manifest")
     raise InvalidInputError(f"{path}: not a folder nor a manifest (.csv or .jsonl)")
@@ -268,11 +290,34 @@ def _row_key(row: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def scan_manifest(path: Path) -> Scan:
-    base = path.parent
-    items: list[ItemSpec] = []
-    problems: list[Problem] = []
-    unseen: list[str] = []
-    seen: set[str] = set()
+    found = stream_manifest(path)
+    return dataclasses.replace(found.listing, items=list(found.items))
+
+
+def stream_manifest(path: Path) -> Stream:
+    """A manifest's items, read a row at a time. Its encoding is checked first, so that a bad byte far down
+    the file is refused before any row is used, as it was when the whole file was read at once."""
+    _check_utf8(path)
+    listing = Scan([], [], path.parent)
+    return Stream(_manifest_items(path, listing.problems, listing.unseen), listing)
+
+
+def _check_utf8(path: Path) -> None:
+    """Refuse a manifest that is not UTF-8, naming the offset of its first bad byte; reads 1 MiB at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    end = base = 0  # the bytes fed so far; the file offset where the decoder's input (held bytes first) starts
+    try:
+        with open(path, "rb") as handle:
+            for block in itertools.chain(iter(lambda: handle.read(1 << 20), b""), [b""]):
+                base = end - len(decoder.getstate()[0])
+                decoder.decode(block, final=not block)
+                end += len(block)
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{path}: not UTF-8 text (invalid byte at offset {base + exc.start})") from None
+
+
+def _manifest_items(path: Path, problems: list[Problem], unseen: list[str]) -> Iterator[ItemSpec]:
+    seen = KeySet()
     for number, row, error in _manifest_rows(path):
         where = f"{path}:{number}"
         key, why = _row_key(row) if row is not None else (None, error)
@@ -281,10 +326,9 @@ def scan_manifest(path: Path) -> Scan:
             if row is None:
                 unseen.append("")  # an unreadable row may have named any item: prune nothing this run
             continue
-        if key in seen:
+        if not seen.add(key):
             problems.append(Problem(where, f"duplicate id {key!r}"))
             continue
-        seen.add(key)
         item = ItemSpec(
             key, metadata={k: v for k, v in row.items() if k not in ("id", *MODALITIES) and v not in (None, "")}
         )
@@ -297,8 +341,31 @@ def scan_manifest(path: Path) -> Scan:
         if not item.assets:
             problems.append(Problem(where, f"item {key!r} names no image, audio or text"))
             continue
-        items.append(item)
-    return Scan(items, problems, base, unseen)
+        yield item
+
+
+class KeySet:
+    """The item ids a manifest has named so far, as 16-byte digests: a repeated id is found while holding
+    ~16 B per row, not the ids themselves. Recent digests are a set, merged into one sorted array in
+    batches (digests are compared without their trailing NUL bytes, as numpy keeps them)."""
+
+    BATCH = 65_536
+
+    def __init__(self) -> None:
+        self.stored = np.empty(0, "S16")
+        self.recent: set[bytes] = set()
+
+    def add(self, key: str) -> bool:
+        """Add `key`; False when it was there already."""
+        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest().rstrip(b"\x00")
+        at = int(np.searchsorted(self.stored, digest))
+        if digest in self.recent or (at < len(self.stored) and self.stored[at] == digest):
+            return False
+        self.recent.add(digest)
+        if len(self.recent) >= self.BATCH:
+            self.stored = np.sort(np.concatenate([self.stored, np.array(sorted(self.recent), "S16")]))
+            self.recent.clear()
+        return True
 
 
 def _manifest_asset(manifest: Path, key: str, modality: str, value: object) -> tuple[AssetSpec | None, str | None]:

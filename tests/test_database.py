@@ -139,11 +139,11 @@ def test_two_first_runs_of_one_collection_at_once_are_one_clear_refusal(
     db_url: str, small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 35, item 8: both runs find no collection; the second to insert it meets the unique name."""
-    from indexer import pipeline
+    from indexer import target
     from storage import CollectionBusyError
 
     first = Indexer(db_url, vector_dir=tmp_path / "v")  # made the collection's row
-    monkeypatch.setattr(pipeline, "get_collection", lambda session, name: None)  # the second looked just before
+    monkeypatch.setattr(target, "get_collection", lambda session, name: None)  # the second looked just before
     with pytest.raises(CollectionBusyError, match="is being created by another indexer at this moment"):
         Indexer(db_url, vector_dir=tmp_path / "v")
     monkeypatch.undo()

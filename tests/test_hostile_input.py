@@ -94,14 +94,14 @@ def test_twenty_kinds_of_bad_input_each_get_a_reason(tmp_path: Path, monkeypatch
     with the unreadable file and the three manifest cases below, 25 kinds in all."""
     folder = tmp_path / "corpus"
     bad, good = build_corpus(folder)
-    real_scan = pipeline.scan
+    real_scan = pipeline.stream
 
     def scan_then_delete(path):
         found = real_scan(path)
         (folder / "vanishing.wav").unlink()
         return found
 
-    monkeypatch.setattr(pipeline, "scan", scan_then_delete)
+    monkeypatch.setattr(pipeline, "stream", scan_then_delete)
     summary = Indexer(f"sqlite:///{tmp_path}/c.db").run(folder)
     reasons = {Path(p.path).name: p.reason for p in summary.problems}
     for name, word in bad.items():

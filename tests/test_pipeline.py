@@ -186,14 +186,14 @@ def test_more_bad_input_never_stops_the_batch(
     (small_folder / "dangling.wav").symlink_to(small_folder / "nowhere.wav")
     vanishing = small_folder / "vanishing.wav"
     shutil.copy(recording(9), vanishing)
-    real_scan = pipeline.scan
+    real_scan = pipeline.stream
 
     def scan_then_delete(path):
         found = real_scan(path)
         vanishing.unlink()
         return found
 
-    monkeypatch.setattr(pipeline, "scan", scan_then_delete)
+    monkeypatch.setattr(pipeline, "stream", scan_then_delete)
     summary = Indexer(f"sqlite:///{tmp_path}/c.db").run(small_folder)
     reasons = {Path(p.path).name: p.reason for p in summary.problems}
     assert "over the limit" in reasons["bomb.png"] or "decompression bomb" in reasons["bomb.png"]
@@ -382,3 +382,59 @@ def test_a_folder_of_only_bad_files_makes_no_item(tmp_path: Path) -> None:
     assert {Path(p.path).name for p in summary.problems} == set(expected)
     assert {Path(p["path"]).name for p in collection_status(url)["problems"]} == set(expected)
     assert SearchEngine.open(url).search(text="the digit 3", k=3).hits == []
+
+
+def test_a_manifest_is_held_a_chunk_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 35, item 7: a manifest is read, planned, encoded and written a chunk of rows at a time, so the
+    rows it holds at once stay within a chunk whatever the manifest's length (they were all of them). Across
+    chunks, one file named on every row is still decoded once, a repeated id is still refused, pruning still
+    sees the whole manifest, and one executor serves every chunk."""
+    import gc
+    import json
+
+    from indexer import executors, sources
+
+    chunk = 20
+    monkeypatch.setattr(pipeline, "CHUNK_ROWS", chunk, raising=False)
+    decoded: list[str] = []
+    real = executors.decode_asset
+    monkeypatch.setattr(
+        executors, "decode_asset", lambda work, rates: decoded.append(work.spec.path.name) or real(work, rates)
+    )
+    held: list[int] = []  # this manifest's items alive at each flush (a test worker may hold others' items)
+
+    def count_items() -> None:
+        held.append(sum(isinstance(o, sources.ItemSpec) and o.key.startswith("row-") for o in gc.get_objects()))
+
+    monkeypatch.setitem(pipeline.FAULTS, "flush:tables-saved", count_items)
+    executors_made: list[str] = []
+    make = executors.LocalExecutor.from_settings.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        executors.LocalExecutor,
+        "from_settings",
+        classmethod(lambda cls, settings: executors_made.append(cls.name) or make(cls, settings)),
+    )
+    shutil.copy(mnist_image(3), tmp_path / "three.png")
+    shutil.copy(mnist_image(4), tmp_path / "four.png")
+    rows = [{"id": f"row-{n}", "image": "three.png", "text": f"caption {n}"} for n in range(200)]
+    rows += [{"id": "row-7", "image": "four.png"}, {"id": "four", "image": "four.png"}]
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    url = f"sqlite:///{tmp_path}/c.db"
+    summary = Indexer(url, batch_size=8, flush_assets=10).run(manifest)
+    assert held and max(held) <= 3 * chunk, f"items held at once: {max(held)}"
+    assert executors_made == ["local"], "one executor a run, not one a chunk (Ray's actors load models once)"
+    assert decoded.count("three.png") == 1 and decoded.count("four.png") == 1
+    assert [p.reason for p in summary.problems] == ["duplicate id 'row-7'"]
+    assert summary.items == 201 and summary.assets == {"image": 201, "text": 200}
+    hits = SearchEngine.open(url).search(image=tmp_path / "three.png", strategy="late", k=201).hits
+    assert {h.key for h in hits[:200]} == {f"row-{n}" for n in range(200)} and hits[200].key == "four"
+    assert len({round(h.score, 5) for h in hits[:200]}) == 1
+
+    rows = [{"id": f"row-{n}", "image": "three.png"} for n in range(100)]  # half the rows, and no texts
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    again = Indexer(url, flush_assets=10).run(manifest, prune=True)
+    assert (again.removed, again.unchanged, again.encoded) == (101, 100, 0)
+    assert again.items == 100 and again.assets == {"image": 100}
+    hits = SearchEngine.open(url).search(image=tmp_path / "three.png", strategy="late", k=200).hits
+    assert {h.key for h in hits} == {f"row-{n}" for n in range(100)}
