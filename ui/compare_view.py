@@ -12,18 +12,15 @@ share a colour, and with 5-6 methods almost every cell was coloured (issue 37). 
 
 from __future__ import annotations
 
-import base64
 import html
 from collections.abc import Callable
-from functools import lru_cache
-from io import BytesIO
 
 import streamlit as st
 
 from retrieval.compare import Comparison, tie_spans
-from retrieval.media import served_bytes
 from retrieval.results import Hit, SearchResult
 from ui.plain import md
+from ui.thumbnails import thumbnail_uri
 
 # Okabe & Ito's colour-blind-safe palette (its yellow and black left out: too light and too like text), drawn
 # as a cell's thick left border beside a letter, so the text keeps its contrast on white.
@@ -38,26 +35,6 @@ SCROLL_CSS = (
     ".cmp-scroll{overflow-x:auto;max-width:100%;scroll-padding-left:2.5em}"
     ".cmp-grid .cmp-rank{position:sticky;left:0;z-index:1;background:#fff}"
 )
-
-
-@lru_cache(maxsize=2048)
-def thumbnail_uri(path: str, size: int = 36) -> str | None:
-    """A small PNG of the image as a data URI (MNIST digits are 28 px; photos are shrunk), or None."""
-
-    from PIL import Image
-
-    data = served_bytes(path)
-    if data is None:
-        return None
-    try:
-        with Image.open(BytesIO(data)) as opened:
-            image = opened.convert("RGB")
-            image.thumbnail((size, size))
-            buffer = BytesIO()
-            image.save(buffer, format="PNG")
-    except OSError:
-        return None
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def followed_items(results: dict[str, SearchResult]) -> dict[int, int]:
