@@ -89,8 +89,8 @@ def result_card(
     on_example: Callable[[int], None],
     action: str = "Search with this item",
 ) -> None:
-    """`on_example(item_id)` runs when the card's button (labelled `action`) is pressed. No audio player: 50
-    of them each fetched its clip at every draw of the page."""
+    """`on_example(item_id)` runs when the card's button (labelled `action`) is pressed. No audio player: one
+    is made on demand, for the item chosen under "Look closer at a result" (`ui.detail`)."""
     with st.container(border=True):
         st.html(card_html(hit, change))
         st.button(

@@ -19,6 +19,7 @@ import streamlit as st
 
 from retrieval.compare import Comparison, tie_spans
 from retrieval.results import Hit, SearchResult
+from ui.detail import POPUP_CSS, popup_html
 from ui.plain import md
 from ui.thumbnails import thumbnail_uri
 
@@ -108,7 +109,7 @@ def modality_marks(hit: Hit) -> str:
     return f' <span class="cmp-has">{"".join(marks)}</span>' if marks else ""
 
 
-def _cell(hit: Hit, change: str | None, followed: int | None) -> str:
+def _cell(hit: Hit, change: str | None, followed: int | None, up: bool, end: bool) -> str:
     uri = thumbnail_uri(hit.assets["image"]) if hit.assets.get("image") else None
     if uri:
         picture = f'<img src="{uri}" width="32" height="32" alt="" style="image-rendering:pixelated">'
@@ -124,7 +125,7 @@ def _cell(hit: Hit, change: str | None, followed: int | None) -> str:
         f'<td class="cmp-cell" tabindex="0" data-item="{hit.item_id}" title="{title}" style="{border}">'
         f'<div style="display:flex;align-items:center;gap:6px">{picture}'
         f"<div>{letter}<b>{html.escape(hit.key)}</b>{movement_mark(change)}<br>"
-        f"<code>{hit.score:.3f}</code>{modality_marks(hit)}</div></div></td>"
+        f"<code>{hit.score:.3f}</code>{modality_marks(hit)}</div></div>{popup_html(hit, up, end)}</td>"
     )
 
 
@@ -144,14 +145,15 @@ def grid_html(results: dict[str, SearchResult], comparison: Comparison | None, k
                 continue
             hit = hits[rank]
             change = changes.get(hit.item_id, {}).get(label) if label != labels[0] else None
-            cells.append(_cell(hit, change, followed.get(hit.item_id)))
+            up, end = rank >= k / 2, label == labels[-1] and len(labels) > 1
+            cells.append(_cell(hit, change, followed.get(hit.item_id), up, end))
         rows.append(f'<tr style="height:{ROW_HEIGHT}px"><th class="cmp-rank">{rank + 1}</th>{"".join(cells)}</tr>')
     style = (
         "<style>.cmp-grid{border-collapse:collapse;width:100%;font-size:0.85em}"
         ".cmp-grid td,.cmp-grid th{border:1px solid #ddd;padding:2px 6px}"
         ".cmp-grid th{text-align:left}.cmp-cell{cursor:pointer}.cmp-has{color:#444;margin-left:4px}"
         ".cmp-tag{font-weight:bold;font-size:0.8em;padding:0 3px;border:1px solid #444;border-radius:3px}"
-        f"{SCROLL_CSS}{highlight_css(results)}</style>"
+        f"{SCROLL_CSS}{POPUP_CSS}{highlight_css(results)}</style>"
     )
     table = f'<table class="cmp-grid"><tr><th class="cmp-rank">#</th>{head}</tr>{"".join(rows)}</table>'
     return f'{style}<div class="cmp-scroll" role="region" aria-label="Comparison grid" tabindex="0">{table}</div>'
