@@ -39,10 +39,10 @@ def popup_html(hit: Hit, up: bool, end: bool) -> str:
     """The cell's pop-up: a larger picture, the text and the transcript (escaped). `up`: above the cell (the
     grid's lower rows, so it stays inside the grid's box); `end`: aligned to the cell's right (the last column)."""
     parts = []
-    uri = thumbnail_uri(hit.assets["image"], POPUP_PICTURE * 2) if hit.assets.get("image") else None
+    # at most 112 px itself (digits stay 28 px, scaled up): 50 of them are sent again with every change of the grid
+    uri = thumbnail_uri(hit.assets["image"], POPUP_PICTURE) if hit.assets.get("image") else None
     if uri:
-        size = POPUP_PICTURE
-        parts.append(f'<img src="{uri}" alt="" width="{size}" height="{size}">')
+        parts.append(f'<img src="{uri}" alt="" width="{POPUP_PICTURE}" height="{POPUP_PICTURE}">')
     if hit.text:
         parts.append(f"<div>{html.escape(hit.text[:300])}</div>")
     if hit.transcript:
