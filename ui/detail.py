@@ -87,6 +87,7 @@ def render(
 
 
 def panel(hit: Hit, places: list[str], on_example: Callable[[int], None], action: str) -> None:
+    """One result's picture, player, text, transcript, metadata and places, and the button `action`."""
     with st.container(border=True):
         st.markdown(f"**{md(hit.key)}**: {md(', '.join(places))}")
         left, right = st.columns([1, 2])
