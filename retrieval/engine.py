@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
+from retrieval.checkpoints import record_info, saved_checkpoints, use_checkpoint
 from retrieval.checks import MAX_WEIGHT, check_k, check_weights, finite_float, whole_number
 from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder, create_encoders
@@ -434,20 +435,16 @@ class SearchEngine:
         if key not in self._checkpoint_infos:
             with self.db.session() as session:
                 record = checkpoint_by_file(session, self.collection_id, file)
-                self._checkpoint_infos[key] = (
-                    None
-                    if record is None
-                    else CheckpointInfo(
-                        record.strategy,
-                        record.file,
-                        record.created_at,
-                        record.items,
-                        record.final_loss,
-                        tuple(record.encoders or ()),
-                        tuple(sorted((str(k), str(v)) for k, v in ((record.config or {}).get("where") or {}).items())),
-                    )
-                )
+                self._checkpoint_infos[key] = None if record is None else record_info(record)
         return self._checkpoint_infos[key]
+
+    def checkpoints(self, strategy: str) -> list[CheckpointInfo]:
+        """The saved models of `strategy` on this collection, the one answering first (`retrieval.checkpoints`)."""
+        return saved_checkpoints(self.db, self.collection_id, strategy)
+
+    def use_checkpoint(self, strategy: str, file: str) -> CheckpointInfo:
+        """Make `file`, a saved model of `strategy` (one of `checkpoints`), the one Search and Evaluate use."""
+        return use_checkpoint(self.db, self.collection_id, strategy, file)
 
     def index_location(self, strategy: str, key: str) -> str | None:
         """Where the catalogued index (`strategy`, `key`) is stored (a file, or a Milvus location), if built."""

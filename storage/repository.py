@@ -60,6 +60,17 @@ def latest_checkpoint(session: Session, collection_id: int, strategy: str) -> Ch
     )
 
 
+def checkpoint_records(session: Session, collection_id: int, strategy: str) -> list[CheckpointRecord]:
+    """Every record of `strategy`'s checkpoints on the collection, the newest first (the first answers)."""
+    return list(
+        session.scalars(
+            select(CheckpointRecord)
+            .where(CheckpointRecord.collection_id == collection_id, CheckpointRecord.strategy == strategy)
+            .order_by(CheckpointRecord.created_at.desc(), CheckpointRecord.id.desc())
+        )
+    )
+
+
 def checkpoint_by_file(session: Session, collection_id: int, file: str) -> CheckpointRecord | None:
     """The newest record of this checkpoint file on the collection (a file retrained in place is registered again)."""
     return session.scalar(

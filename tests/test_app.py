@@ -263,7 +263,7 @@ def test_tied_scores_are_not_reported_as_movement(app: AppTest, demo: dict[str, 
     assert_clean(app)
     summary = next(m.value for m in app.markdown if "keeps" in m.value)
     assert "promoted 0 and demoted 0" in summary and "Kendall" not in summary, summary
-    assert not any("⬆" in m.value or "⬇" in m.value for m in app.markdown)
+    assert not any("⬆" in m.value or "⬇" in m.value for m in [*app.markdown, *app.html]), "the cards say no move"
     table = app.table[0].value
     assert table["Kendall's tau"].tolist() == ["undefined"], "every shared item is tied: tau is undefined"
     assert ranked(app, "late") == ranked(app, "early"), "both methods break the tie the same way"

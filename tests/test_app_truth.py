@@ -369,3 +369,43 @@ def test_a_recording_without_a_voice_is_left_out_and_said_so(app: AppTest, demo:
     assert set(lines) == {"late", "early", "hybrid"}, lines
     for line in lines.values():
         assert "your audio clip was left out: no one speaks in it" in line, line
+
+
+@pytest.mark.writes_demo
+def test_an_earlier_model_chosen_on_the_index_page_answers_search(
+    app: AppTest, demo: dict[str, str], tmp_path: Path
+) -> None:
+    """Item 1, "choose or restore": the Index page lists a learned strategy's saved models (name, date, items,
+    split, loss, which answers) and makes an earlier one the model that answers; Search's ranking for the same
+    query is then that model's (not the results kept from before the choice)."""
+    from test_checkpoints import QUERY, ranking, trained_twice
+
+    from retrieval import SearchEngine
+
+    first, second = trained_twice(demo["url"], tmp_path)
+    engine = SearchEngine.open(demo["url"])
+    keys = engine.item_keys()
+    by_first, by_second = ranking(engine, {"checkpoint": first}), ranking(engine, {"checkpoint": second})
+    assert by_first != by_second
+    app.sidebar.multiselect(key="methods").set_value(["late", "gated"])
+    app.text_input(key="query_text").set_value(QUERY.text).run()
+    assert [keys[int(item)] for item in ranked(app, "gated")] == by_second, "the newest model answers"
+
+    app.sidebar.radio(key="page").set_value("Index").run()
+    app.selectbox(key="train_strategy").set_value("gated").run()
+    table = next(d.value for d in app.dataframe if "answers now" in d.value.columns)
+    assert list(table.columns) == ["answers now", "model", "trained (UTC)", "items", "split", "final loss"]
+    assert list(table["model"]) == [Path(second).name, Path(first).name]
+    assert list(table["answers now"]) == ["✓", ""] and set(table["split"]) == {"split=train"}
+    app.selectbox(key="checkpoint_choice_gated").set_value(first).run()
+    app.button(key="checkpoint_use_gated").click().run()
+    assert_clean(app)
+    said = rendered(app.success[0].value)
+    assert said.startswith(f"Search and Evaluate now answer 'gated' with {Path(first).name}, trained "), said
+    assert f" instead of {Path(second).name}, trained " in said, said
+    table = next(d.value for d in app.dataframe if "answers now" in d.value.columns)
+    assert list(table["answers now"]) == ["✓", ""] and list(table["model"]) == [Path(first).name, Path(second).name]
+
+    app.sidebar.radio(key="page").set_value("Search").run()
+    assert_clean(app)
+    assert [keys[int(item)] for item in ranked(app, "gated")] == by_first, "the chosen model answers"

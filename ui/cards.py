@@ -1,16 +1,25 @@
-"""One result card: thumbnail, audio player, text, score, a bar of each modality's share, movement."""
+"""One result card: picture, key, score, movement, text, transcript, a bar of each modality's share, a button.
+
+A card's content is one HTML element (collection text escaped), not six Streamlit elements: 50 cards of
+markdown, captions, images and audio players took Chromium seconds to draw at each rerun, each image and
+player a request of its own (issue 37, item 6; bench/ui_views.py).
+"""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 import streamlit as st
 
-from retrieval.media import served_bytes
 from retrieval.results import Hit
 from ui.plain import md
+from ui.thumbnails import thumbnail_uri
 
 COLOURS = {"image": "#4C78A8", "audio": "#F58518", "text": "#54A24B"}
+PICTURE = 72  # px
+TEXT_STYLE = "font-size:0.85em;overflow-wrap:anywhere"
+PICTURE_STYLE = f"width:{PICTURE}px;height:{PICTURE}px;object-fit:contain;image-rendering:pixelated"
 
 
 def contribution_bar(contributions: dict[str, float]) -> str:
@@ -40,42 +49,50 @@ def movement_badge(change: str | None) -> str:
     return f" {'⬆' if direction == 'up' else '⬇'}{steps}"
 
 
-def heard_line(transcript: dict) -> str:
-    """What the recording says, as the model heard it, and how sure it was; the text escaped."""
-    said = md(transcript["text"][:200]) if transcript["text"] else "(no words heard)"
+def heard_text(transcript: dict, escape: Callable[[str], str] = str) -> str:
+    """What the recording says, as the model heard it, and how sure it was; `escape` applied to the words and
+    the model's name (`md` for a caption; plain text for HTML, escaped there as a whole)."""
+    said = escape(transcript["text"][:200]) if transcript["text"] else "(no words heard)"
     sure = "" if transcript.get("confidence") is None else f" · confidence {transcript['confidence']:.2f}"
     language = f" · {transcript['language']}" if transcript.get("language") else ""
-    return f"heard: “{said}”{language}{sure} · {md(transcript['model'])}"
+    return f"heard: “{said}”{language}{sure} · {escape(transcript['model'])}"
 
 
-def served(path: str | None) -> bytes | None:
-    return served_bytes(path) if path else None
+def heard_line(transcript: dict) -> str:
+    """`heard_text` for a caption (markdown)."""
+    return heard_text(transcript, md)
+
+
+def card_html(hit: Hit, change: str | None) -> str:
+    """The card's content as HTML, every piece of the collection's text escaped; its metadata on hover."""
+    meta = ", ".join(f"{k}={v}" for k, v in hit.metadata.items())
+    parts = [
+        f'<div title="{html.escape(meta)}"><b>{hit.rank}. {html.escape(hit.key)}</b>'
+        f"{html.escape(movement_badge(change))}<br>score <code>{hit.score:.3f}</code></div>"
+    ]
+    uri = thumbnail_uri(hit.assets["image"], PICTURE) if hit.assets.get("image") else None
+    if uri:
+        parts.append(f'<img src="{uri}" alt="{html.escape(hit.key)}" style="{PICTURE_STYLE}">')
+    if hit.text:
+        parts.append(f'<div style="{TEXT_STYLE}">{html.escape(hit.text[:200])}</div>')
+    if hit.transcript:
+        parts.append(f'<div style="{TEXT_STYLE}">{html.escape(heard_text(hit.transcript))}</div>')
+    if hit.contributions:
+        parts.append(contribution_bar(hit.contributions))
+    return "".join(parts)
 
 
 def result_card(
     hit: Hit,
     method: str,
     change: str | None,
-    on_example,  # noqa: ANN001
+    on_example: Callable[[int], None],
     action: str = "Search with this item",
 ) -> None:
-    """`on_example(item_id)` runs when the card's button (labelled `action`) is pressed."""
+    """`on_example(item_id)` runs when the card's button (labelled `action`) is pressed. No audio player: one
+    is made on demand, for the item chosen under "Look closer at a result" (`ui.detail`)."""
     with st.container(border=True):
-        st.markdown(
-            f"**{hit.rank}. {md(hit.key)}**{movement_badge(change)}  \nscore `{hit.score:.3f}`",
-            help=md(", ".join(f"{k}={v}" for k, v in hit.metadata.items())) or None,
-        )
-        image, audio = served(hit.assets.get("image")), served(hit.assets.get("audio"))
-        if image:
-            st.image(image, width=72)
-        if audio:
-            st.audio(audio)
-        if hit.text:
-            st.caption(md(hit.text[:200]))
-        if hit.transcript:
-            st.caption(heard_line(hit.transcript))
-        if hit.contributions:
-            st.markdown(contribution_bar(hit.contributions), unsafe_allow_html=True)
+        st.html(card_html(hit, change))
         st.button(
             action,
             key=f"example-{method}-{hit.item_id}",

@@ -12,18 +12,16 @@ share a colour, and with 5-6 methods almost every cell was coloured (issue 37). 
 
 from __future__ import annotations
 
-import base64
 import html
 from collections.abc import Callable
-from functools import lru_cache
-from io import BytesIO
 
 import streamlit as st
 
 from retrieval.compare import Comparison, tie_spans
-from retrieval.media import served_bytes
 from retrieval.results import Hit, SearchResult
+from ui.detail import POPUP_CSS, popup_html
 from ui.plain import md
+from ui.thumbnails import thumbnail_uri
 
 # Okabe & Ito's colour-blind-safe palette (its yellow and black left out: too light and too like text), drawn
 # as a cell's thick left border beside a letter, so the text keeps its contrast on white.
@@ -38,26 +36,6 @@ SCROLL_CSS = (
     ".cmp-scroll{overflow-x:auto;max-width:100%;scroll-padding-left:2.5em}"
     ".cmp-grid .cmp-rank{position:sticky;left:0;z-index:1;background:#fff}"
 )
-
-
-@lru_cache(maxsize=2048)
-def thumbnail_uri(path: str, size: int = 36) -> str | None:
-    """A small PNG of the image as a data URI (MNIST digits are 28 px; photos are shrunk), or None."""
-
-    from PIL import Image
-
-    data = served_bytes(path)
-    if data is None:
-        return None
-    try:
-        with Image.open(BytesIO(data)) as opened:
-            image = opened.convert("RGB")
-            image.thumbnail((size, size))
-            buffer = BytesIO()
-            image.save(buffer, format="PNG")
-    except OSError:
-        return None
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def followed_items(results: dict[str, SearchResult]) -> dict[int, int]:
@@ -131,7 +109,7 @@ def modality_marks(hit: Hit) -> str:
     return f' <span class="cmp-has">{"".join(marks)}</span>' if marks else ""
 
 
-def _cell(hit: Hit, change: str | None, followed: int | None) -> str:
+def _cell(hit: Hit, change: str | None, followed: int | None, up: bool, end: bool) -> str:
     uri = thumbnail_uri(hit.assets["image"]) if hit.assets.get("image") else None
     if uri:
         picture = f'<img src="{uri}" width="32" height="32" alt="" style="image-rendering:pixelated">'
@@ -147,7 +125,7 @@ def _cell(hit: Hit, change: str | None, followed: int | None) -> str:
         f'<td class="cmp-cell" tabindex="0" data-item="{hit.item_id}" title="{title}" style="{border}">'
         f'<div style="display:flex;align-items:center;gap:6px">{picture}'
         f"<div>{letter}<b>{html.escape(hit.key)}</b>{movement_mark(change)}<br>"
-        f"<code>{hit.score:.3f}</code>{modality_marks(hit)}</div></div></td>"
+        f"<code>{hit.score:.3f}</code>{modality_marks(hit)}</div></div>{popup_html(hit, up, end)}</td>"
     )
 
 
@@ -167,14 +145,15 @@ def grid_html(results: dict[str, SearchResult], comparison: Comparison | None, k
                 continue
             hit = hits[rank]
             change = changes.get(hit.item_id, {}).get(label) if label != labels[0] else None
-            cells.append(_cell(hit, change, followed.get(hit.item_id)))
+            up, end = rank >= k / 2, label == labels[-1] and len(labels) > 1
+            cells.append(_cell(hit, change, followed.get(hit.item_id), up, end))
         rows.append(f'<tr style="height:{ROW_HEIGHT}px"><th class="cmp-rank">{rank + 1}</th>{"".join(cells)}</tr>')
     style = (
         "<style>.cmp-grid{border-collapse:collapse;width:100%;font-size:0.85em}"
         ".cmp-grid td,.cmp-grid th{border:1px solid #ddd;padding:2px 6px}"
         ".cmp-grid th{text-align:left}.cmp-cell{cursor:pointer}.cmp-has{color:#444;margin-left:4px}"
         ".cmp-tag{font-weight:bold;font-size:0.8em;padding:0 3px;border:1px solid #444;border-radius:3px}"
-        f"{SCROLL_CSS}{highlight_css(results)}</style>"
+        f"{SCROLL_CSS}{POPUP_CSS}{highlight_css(results)}</style>"
     )
     table = f'<table class="cmp-grid"><tr><th class="cmp-rank">#</th>{head}</tr>{"".join(rows)}</table>'
     return f'{style}<div class="cmp-scroll" role="region" aria-label="Comparison grid" tabindex="0">{table}</div>'

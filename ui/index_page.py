@@ -21,6 +21,7 @@ from retrieval.evaluate import load_queries
 from retrieval.fusion import learned_strategies, strategy_class
 from retrieval.results import CheckpointInfo, Method
 from retrieval.train import TrainConfig, TrainResult
+from ui import checkpoints
 from ui.plain import md
 from ui.provenance import describe as describe_checkpoint
 from ui.state import allowed_roots, collections, database_exists, engine_for, inside_roots, queries_file
@@ -160,6 +161,8 @@ def train_section(url: str, collection: str) -> None:
     label = st.text_input("Label field (empty: self-supervised)", value="digit", key="train_label")
     epochs = st.slider("Epochs", 1, 100, 30, key="train_epochs")
     engine = engine_for(url, collection)
+    if strategy_class(strategy).learns:
+        checkpoints.render(engine, strategy)
     where = training_items(engine, strategy)
     confirmed = replacing_confirmed(engine, strategy)
     # a click from before a model was in use (two clicks in a row) still needs the confirmation

@@ -31,6 +31,24 @@ class Upload:
 
 def use_example(item_id: int) -> None:
     st.session_state["example"] = item_id
+    st.session_state["scroll_to_query"] = st.session_state.get("scroll_to_query_count", 0) + 1
+
+
+# The page to the query's banner: the button pressed sits mid-results, and the browser kept that scroll
+# position while the page above it changed, so the new query was off screen (issue 37, item 6). The script
+# is the app's own (no collection text); `n` makes each press a new element, so it runs once per press.
+SCROLL_TO_QUERY = (
+    '<div id="query-top-{n}" style="scroll-margin-top:4rem"></div>'
+    "<script>document.getElementById('query-top-{n}').scrollIntoView({{block: 'start'}})</script>"
+)
+
+
+def scroll_to_query() -> None:
+    """Once after a query by example was chosen: bring the query into view."""
+    n = st.session_state.pop("scroll_to_query", None)
+    if n is not None:
+        st.session_state["scroll_to_query_count"] = n
+        st.html(SCROLL_TO_QUERY.format(n=n), unsafe_allow_javascript=True)
 
 
 def clear_example() -> None:
@@ -115,6 +133,7 @@ def show_query(query: QueryInput, example: str | None) -> Any:
     box = st.container(border=True)
     with box:
         if example is not None:
+            scroll_to_query()
             left, right = st.columns([4, 1])
             left.markdown(f"**Query: the item {md(example)}** (its {', '.join(query.present())})")
             right.button("Back to your own query", key="clear_example", on_click=clear_example, type="primary")

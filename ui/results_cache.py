@@ -37,8 +37,13 @@ def query_digest(query: QueryInput) -> str:
     return digest.hexdigest()
 
 
-def method_key(method: Method) -> str:
-    return repr((method.label, method.strategy, sorted(method.params.items()), sorted(method.weights.items())))
+def method_key(method: Method, engine=None) -> str:  # noqa: ANN001
+    """The method as a cache key; with `engine`, also the checkpoint that answers for a learned method named
+    without one: training or choosing another model changes what it returns for the same query."""
+    answering = engine.checkpoint_file(method.strategy) if engine and not method.params.get("checkpoint") else None
+    return repr(
+        (method.label, method.strategy, sorted(method.params.items()), sorted(method.weights.items()), answering)
+    )
 
 
 def _store(engine) -> OrderedDict:  # noqa: ANN001
@@ -71,7 +76,7 @@ def cached_search(
     store = _store(engine)
     digest = query_digest(query)
     base = (collection, digest, k)
-    keys = {m.label: (*base, method_key(m)) for m in methods}
+    keys = {m.label: (*base, method_key(m, engine)) for m in methods}
     missing = [m for m in methods if keys[m.label] not in store]
     if missing:
         for label, result in engine.search_many(encoded_query(engine, query), missing, k=k, keep_going=True).items():
@@ -95,7 +100,7 @@ def cached_search(
 def cached_weighing(engine, collection: str, query: QueryInput, method: Method, k: int) -> Weighing:  # noqa: ANN001
     """`engine.weighing` for the method and query, kept beside its results (a few ms each, at every rerun)."""
     store = _store(engine)
-    key = ("weighing", collection, query_digest(query), k, method_key(method))
+    key = ("weighing", collection, query_digest(query), k, method_key(method, engine))
     if key not in store:
         store[key] = engine.weighing(method, encoded_query(engine, query), k)
         while len(store) > MAX_ENTRIES:

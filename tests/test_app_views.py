@@ -1,0 +1,92 @@
+"""Issue 37, item 7, through AppTest and the page's own HTML: results a person can look at (a larger picture
+and the text in the grid, a panel with a player made for one item), the collection's text escaped."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+from test_app import assert_clean, rendered
+
+from retrieval.results import Hit, SearchResult
+
+HOSTILE = "seven <img src='http://pixel.test/p.png'> ![t](http://pixel.test/t.png) *bold*"
+
+
+def hostile_hit(tmp_path: Path) -> Hit:
+    from PIL import Image
+
+    picture = tmp_path / "seven.png"
+    Image.new("L", (28, 28), 200).save(picture)
+    return Hit(
+        rank=3,
+        item_id=7,
+        key="<b>evil</b>",
+        score=0.5,
+        contributions={},
+        metadata={"note": "[m](http://pixel.test/m.png)"},
+        assets={"image": str(picture)},
+        text=HOSTILE,
+        transcript={"text": "<script>alert(1)</script>", "language": "en", "confidence": 0.9, "model": "m"},
+    )
+
+
+def test_a_grid_cell_shows_a_larger_picture_and_its_text_escaped(tmp_path: Path) -> None:
+    """Pointing at a cell (or Tab to it) shows a pop-up: a 112 px picture (the cell's is 32 px), the text and
+    the transcript, as the characters they are; no tag of the collection's reaches the page."""
+    from ui.compare_view import grid_html
+
+    hit = hostile_hit(tmp_path)
+    page = grid_html({"late": SearchResult("late", [hit], 0.0, {})}, None, 1)
+    popup = re.search(r'<div class="cmp-pop[^"]*" role="tooltip">(.*?)</div></td>', page, re.S)
+    assert popup, page
+    assert re.search(r'<img src="data:image/png;base64,[^"]+" alt="" width="112" height="112">', popup[1])
+    assert "seven &lt;img src=&#x27;http://pixel.test/p.png&#x27;&gt; ![t](http://pixel.test/t.png) *bold*" in popup[1]
+    assert "heard: “&lt;script&gt;alert(1)&lt;/script&gt;”" in popup[1]
+    assert "<img src='http" not in page and "<script>" not in page
+    assert ".cmp-cell:hover .cmp-pop,.cmp-cell:focus .cmp-pop{display:block}" in page, "hover and keyboard focus"
+
+
+def test_a_card_is_one_element_with_the_collection_s_text_escaped(tmp_path: Path) -> None:
+    from ui.cards import card_html
+
+    """The card's key, metadata (on hover), text and transcript, escaped, in one HTML element."""
+    page = card_html(hostile_hit(tmp_path), "up 2")
+    assert "<b>3. &lt;b&gt;evil&lt;/b&gt;</b> ⬆2" in page
+    assert 'title="note=[m](http://pixel.test/m.png)"' in page
+    assert ">seven &lt;img src=&#x27;http://pixel.test/p.png&#x27;&gt; ![t](http://pixel.test/t.png) *bold*<" in page
+    assert "<img src='http" not in page and "<script>" not in page
+
+
+def test_looking_closer_makes_one_player_for_the_chosen_result(app: AppTest, demo: dict[str, str]) -> None:
+    """Issue 37, item 7: the cards made an audio player each (50 with five methods, each fetching its clip);
+    now none is made until a result is chosen, and then one, for that result, beside its large picture, its
+    text shown as text and a button that searches with it."""
+    from retrieval import SearchEngine
+
+    app.text_input(key="query_text").set_value("the digit three").run()
+    assert_clean(app)
+    assert len(app.get("audio")) == 0, "no player until a result is chosen"
+    box = app.selectbox(key="look_closer")
+    assert box.value is None and box.label == "Look closer at a result"
+    engine = SearchEngine.open(demo["url"])
+    by_key = {key: item_id for item_id, key in engine.item_keys().items()}
+    offered = [by_key[label.rsplit(" (", 1)[0]] for label in box.options]
+    items = engine.items(offered)
+    place, chosen = next(
+        (n, i)
+        for n, i in enumerate(offered)
+        if any(a.modality == "audio" and a.status == "ok" for a in items[i].assets)
+    )
+    box.select_index(place).run()
+    assert_clean(app)
+    assert len(app.get("audio")) == 1, "one player, for the chosen result"
+    item = items[chosen]
+    assert any(rendered(m.value).startswith(f"**{item.key}**: ") for m in app.markdown), "the panel names it"
+    text = next((a.preview for a in item.assets if a.modality == "text" and a.status == "ok"), None)
+    if text:
+        assert text in [t.value for t in app.text], "the text is shown as text"
+    assert any(h.value.startswith('<img src="data:image/png;base64,') and 'width="224"' in h.value for h in app.html)
+    app.button(key=f"look-example-{chosen}").click().run()
+    assert any(rendered(m.value).startswith(f"**Query: the item {item.key}**") for m in app.markdown)
