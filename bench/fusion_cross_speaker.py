@@ -93,11 +93,13 @@ def rotation(r: int) -> dict[str, tuple[str, ...]]:
     return {"train": (s[0], s[1]), "corpus": (s[2],), "query": (s[3],)}
 
 
-def encoded(base: QueryBase, kind: str, weights: dict[str, float] | None = None) -> EncodedQuery:
+def encoded(base: QueryBase, kind: str, weights: dict[str, float] | None = None, detector: bool = True) -> EncodedQuery:
+    """The query of `kind`; an input its encoder finds nothing in is marked as the engine marks it (when there
+    are others to go on), unless `detector` is off (an audio encoder that cannot tell, as CLAP)."""
     inputs, _ = KINDS[kind]
     vectors = {(m, ENCODER[m]): base.vectors[source] for m, source in inputs.items()}
-    # as the engine marks them: an input its encoder finds nothing in, when there are others to go on
-    empty = {(m, ENCODER[m]) for m, source in inputs.items() if source in base.unheard and len(inputs) > 1}
+    unheard = base.unheard if detector else set()
+    empty = {(m, ENCODER[m]) for m, source in inputs.items() if source in unheard and len(inputs) > 1}
     return EncodedQuery(vectors, weights or {}, empty=frozenset(empty))
 
 

@@ -240,30 +240,25 @@ def precision_at_10(hits: list, labels: np.ndarray, label: int) -> float:
     return sum(labels[h.item_id - 1] == label for h in hits[:10]) / 10
 
 
-def test_adaptive_weights_down_weight_a_flat_channel(tmp_path: Path) -> None:
-    from retrieval.fusion.adaptive import adaptive_weights
-    from retrieval.fusion.late import LateFusion
+def test_a_flat_channel_is_screened_out_and_costs_nothing(tmp_path: Path) -> None:
+    """A "noise clip" along the direction every recording shares scores every item about alike. Its few
+    best items still fall in one class, so coherence alone would trust it (the weights no longer count
+    spread: docs/benchmarks/adaptive_powers.md); the screen leaves it out, and late ranks as the image alone."""
+    from retrieval.fusion.adaptive import flat_modalities
 
     space, _ = labelled_space(tmp_path, audio_noise=0.8)
     rng = np.random.default_rng(3)
     image_query = unit(0.3 * rng.normal(size=16) + space.tables[IMAGE.key].lookup(np.array([1]))[0][0]).astype(
         np.float32
     )
-    # a "noise clip": the direction every recording shares, so every item scores about alike
     flat = np.eye(12)[0] + 0.05 * rng.normal(size=12)
     q = EncodedQuery({("image", "img-enc"): image_query, ("audio", "aud-enc"): unit(flat.astype(np.float32))})
-    late = LateFusion()
-    units = late.units(space, q)
-    queries = late.unit_queries(space, q, units, 10)
-    lists, ids = late._lists(space, queries, units, 10)
-    raws = [late._raw(space, uq, u, ids, listed) for uq, u, listed in zip(queries, units, lists)]
-    by_modality = dict(zip((u[0].query_modality for u in units), adaptive_weights(space, [q, q], units, raws, ids)))
-    assert by_modality["audio"] < 0.05 * by_modality["image"]
+    assert flat_modalities(space, q) == {"audio"}
     image_only = EncodedQuery({("image", "img-enc"): image_query})
-    alone = {h.item_id for h in create_strategy("late").search(space, image_only, k=10)}
-    assert {h.item_id for h in create_strategy("late").search(space, q, k=10)} == alone
+    alone = [h.item_id for h in create_strategy("late").search(space, image_only, k=10)]
+    assert [h.item_id for h in create_strategy("late").search(space, q, k=10)] == alone
     # the same flat channel at a fixed weight, z-scored to full range, does change the results
-    assert {h.item_id for h in create_strategy("late", weighting="fixed").search(space, q, k=10)} != alone
+    assert {h.item_id for h in create_strategy("late", weighting="fixed").search(space, q, k=10)} != set(alone)
 
 
 def test_weighing_reports_the_weights_each_strategy_searched_with(tmp_path: Path) -> None:
@@ -346,7 +341,7 @@ def test_fused_is_never_below_its_best_modality(tmp_path: Path, name: str, defau
     # label-free predictor tells such a recording from a good one, docs/benchmarks/adaptive_powers.md), but
     # adaptive weighting keeps within 0.03 of the image alone (the benchmark's worst case is about as far);
     # the raw sum loses over 0.05
-    assert mean_precision(defaults, ("image", "audio")) >= best_single - 0.03
+    assert mean_precision(defaults, ("image", "audio")) >= best_single - 0.03 - 1e-9  # 0.03 as 10 ranks show it
     assert mean_precision(raw, ("image", "audio")) < best_single - 0.05
 
 
@@ -368,9 +363,8 @@ def test_a_noise_clip_does_not_move_a_learned_strategys_top_results(tmp_path: Pa
         # without screening, the clip does move them
         unscreened = create_strategy(name, screen=False, **params).search(space, noisy, k=10)
         assert [h.item_id for h in unscreened] != top
-    # early's identity at its defaults, unscreened: its adaptive channel weights alone keep the clip out
-    top = [h.item_id for h in create_strategy("early").search(space, alone, k=10)]
-    assert [h.item_id for h in create_strategy("early", screen=False).search(space, noisy, k=10)] == top
+    # Unscreened, early's adaptive weights no longer keep the clip out on their own: they weigh coherence, which
+    # a flat clip's few best items (one class) fool; the screen is the defence (docs/defaults.md)
 
 
 def three_text_encoders(tmp_path: Path) -> tuple[VectorSpace, EncodedQuery]:
