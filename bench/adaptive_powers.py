@@ -24,7 +24,8 @@ from fusion_cross_data import KINDS, MNIST_RANGES, MULTI, NOISY, demo_like, enco
 from fusion_cross_speaker import encoded, rotation
 
 from retrieval.fusion import adaptive
-from retrieval.fusion.late import LateFusion, per_item_modality
+from retrieval.fusion.late import LateFusion, union, unit_candidates, unit_totals
+from retrieval.fusion.scoring import normalise
 
 ROTATIONS = range(4)
 GRID = list(itertools.product([0, 2, 4, 6], [0, 1, 2, 3, 4, 6, 8], [0, 0.5, 1, 2, 3]))
@@ -54,10 +55,11 @@ def unit_cache(late: LateFusion, target, base, kind: str) -> dict:
     query = adaptive.screened(space, encoded(base, kind))
     units = late.units(space, query)
     queries = late.unit_queries(space, query, units, 10)
-    lists, ids = late._lists(space, queries, units, 10)
-    raws = [late._raw(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
-    shares, _ = per_item_modality(units)
-    values = [value for value, _ in late._unit_values(raws, np.ones(len(units)), shares)]
+    # late's search at its defaults (exact re-scoring, z-score), step by step up to the unit weights
+    lists = [unit_candidates(space, q, unit, max(10, late.params.candidates)) for q, unit in zip(queries, units)]
+    ids = union(lists)
+    raws = [unit_totals(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
+    values = [normalise(raw, present, late.params.normalisation) for raw, present in raws]
     features = []
     for unit, (raw, present) in zip(units, raws):
         alone = encoded(base, unit[0].query_modality)

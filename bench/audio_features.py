@@ -189,7 +189,7 @@ def main() -> int:
     encoder = MfccAudioEncoder()
     mels, speakers, digits = log_mels(encoder)
     variants = {
-        "mfcc (today: 5 segments, CMN, spread)": encoder._summary,
+        "mfcc (today: 5 segments, CMN, spread)": encoder.summary,
         "5 segments, CMVN": lambda m: segments(m, cmvn=True),
         "8 segments": lambda m: segments(m, parts=8),
         "8 segments, CMVN": lambda m: segments(m, parts=8, cmvn=True),
@@ -210,7 +210,7 @@ def main() -> int:
         print(rows[-1], flush=True)
     images = np.stack([mel_image(m) for m in mels])
     trained = {
-        "MLP on mfcc's vector": (np.stack([encoder._summary(m) for m in mels]), {}),
+        "MLP on mfcc's vector": (np.stack([encoder.summary(m) for m in mels]), {}),
         "MLP on the log-mel image, 40 x 16": (images, {}),
         "MLP on the log-mel image + length perturbation": (images, {"perturb": True}),
         "CNN on the log-mel image + length perturbation": (images, {"perturb": True, "cnn": True}),

@@ -51,7 +51,7 @@ def main() -> int:
 
     for name in names:  # every index opened before timing
         strategy.search(apply(name), queries[0], 10)
-        print(name, {key: (s.factory, s.shortlist(10)) for key, s in apply(name)._indexes.items()}, flush=True)
+        print(name, {key: (s.factory, s.shortlist(10)) for key, s in apply(name).loaded_indexes.items()}, flush=True)
     lines = alternating(
         strategy, queries, truth, {name: (lambda name=name: apply(name)) for name in names}, args.passes
     )

@@ -21,9 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, write_report
+from common import ROOT, write_report
 
 PROBE = """
 import importlib.util, json, resource, sys, types

@@ -45,7 +45,7 @@ def main() -> int:
 
     def apply(name: str):
         late.ITEMS_PER_CANDIDATE, vector_store.SHORTLIST_SHARES, vector_store.SCAN_VECTORS = RULES[name]
-        for store in space._indexes.values():
+        for store in space.loaded_indexes.values():
             store.set_nprobe()
         return space
 

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from indexer.demo import (
-    _TEMPLATES_BOTH,
-    _TEMPLATES_DIGIT,
-    _TEMPLATES_SPEAKER,
+    TEMPLATES_BOTH,
+    TEMPLATES_DIGIT,
+    TEMPLATES_SPEAKER,
     DemoSpec,
-    _presence,
-    _text_for,
     datasets_dir,
+    presence,
+    text_for,
 )
 from retrieval.encoders import create_encoder
 from retrieval.media import load_audio, load_image
@@ -148,9 +148,9 @@ def all_texts() -> list[str]:
     """Every text an item or a query can carry: the demo's templates for items, ours for queries."""
     out = list(OFF_TOPIC)
     for d, word in enumerate(WORDS):
-        out += [t.format(word=word, digit=d) for t in _TEMPLATES_DIGIT + QUERY_TEMPLATES]
+        out += [t.format(word=word, digit=d) for t in TEMPLATES_DIGIT + QUERY_TEMPLATES]
         for speaker in SPEAKERS:
-            out += [t.format(word=word, digit=d, speaker=speaker) for t in _TEMPLATES_BOTH + _TEMPLATES_SPEAKER]
+            out += [t.format(word=word, digit=d, speaker=speaker) for t in TEMPLATES_BOTH + TEMPLATES_SPEAKER]
     return sorted(set(out))
 
 
@@ -193,7 +193,7 @@ def demo_like(media: Media, speakers: tuple[str, ...], mnist: tuple[int, int], s
     for item, stem in enumerate(stems, start=1):
         spoken, speaker, _ = stem.split("_")
         d = int(spoken)
-        has_image, has_audio, has_text = _presence(rng, DemoSpec())
+        has_image, has_audio, has_text = presence(rng, DemoSpec())
         if has_image:
             vectors["image"][item] = media.image[pools[d][item % len(pools[d])]]
         if has_audio:
@@ -201,7 +201,7 @@ def demo_like(media: Media, speakers: tuple[str, ...], mnist: tuple[int, int], s
             if HEARD:
                 vectors.setdefault("audio@sbert", {})[item] = media.heard[stem]
         if has_text:
-            vectors["text"][item] = media.text_vector(_text_for(rng, d, speaker))
+            vectors["text"][item] = media.text_vector(text_for(rng, d, speaker))
         digits.append(d)
     return Collection(_space(folder, vectors), np.array(digits))
 

@@ -60,7 +60,7 @@ def encoder_only(manifest: Path, profile: Profile) -> tuple[float, int]:
 
 def end_to_end(url: str, manifest: Path, profile: Profile, roots: list[Path]) -> tuple[dict, dict]:
     indexer = Indexer(url, profile=profile)
-    indexer._load_encoders()  # models loaded before the clock starts, as encoder-only has them
+    indexer.load_encoders()  # models loaded before the clock starts, as encoder-only has them
     memory: dict[str, float] = {"before_mb": round(rss_mb(), 1)}
     marks = iter((0.25, 0.5, 0.75, 1.0))
     mark = next(marks)

@@ -230,7 +230,7 @@ def phase_truth(work: Path, name: str, k: int, count: int) -> dict[str, Any]:
     if getattr(strategy.params, "screen", False):  # early and gated search without a flat input: so does the truth
         qs = [screened(space, q) for q in qs]
     if STRATEGIES[name].get("learned"):
-        table = strategy._fused_table(space)
+        table = strategy.fused_table(space)
         parts = [(table, np.stack([strategy.fused_query(q) for q in qs]))]
     else:  # late, early and hybrid (sum, no normalisation) all score Σ cosine over the channels
         zero = np.zeros(DIM, np.float32)

@@ -21,6 +21,7 @@ from common import percentiles, write_report
 
 from indexer.demo import build_digits_manifest, datasets_dir
 from indexer.pipeline import Indexer
+from indexer.ray_executor import RayExecutor
 from retrieval import SearchEngine
 from retrieval.fusion import list_strategies, strategy_class
 from retrieval.train import TrainConfig
@@ -30,12 +31,14 @@ STAGE = "decode+encode+write"
 
 def index_once(url: str, manifest: Path, folder: Path, executor: str, backend: str) -> dict[str, float]:
     indexer = Indexer(url, vector_dir=folder / "vectors", vector_backend=backend, executor=executor)
-    indexer._load_encoders()  # the driver's models are loaded before the clock starts, in both modes
+    indexer.load_encoders()  # the driver's models are loaded before the clock starts, in both modes
     if executor == "ray":
         import ray
 
         started = time.perf_counter()
-        indexer.executor()._start()
+        cluster = indexer.executor()
+        assert isinstance(cluster, RayExecutor)
+        cluster.start()
         startup = time.perf_counter() - started
     else:
         startup = 0.0

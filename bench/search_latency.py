@@ -84,7 +84,7 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
             raw = [timed_raw(index, concat_query(fields, dims, q), k) for q in qs]
             reference, result["factories"]["early"] = "early index", index.factory
         else:
-            index = strategy._index(space)
+            index = strategy.fused_index(space)
             raw = [timed_raw(index, strategy.fused_query(q), k) for q in qs]
             reference, result["factories"]["learned"] = "learned index", index.factory
         result["raw"][reference] = percentiles(raw)
@@ -95,7 +95,7 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
         print(n, label, values, flush=True)
         index = indexes = strategy = None  # the raw references hold indexes too
         if label not in ("late", "late (rescore=False)"):  # the next phase reuses the field indexes
-            space._indexes.clear()
+            space.drop_indexes()
             gc.collect()
     return result
 

@@ -250,7 +250,9 @@ class Indexer:
             session.execute(delete(EncoderRecord).where(mine))
             bump_generation(session, self.collection.id, self.storage.take_written())
 
-    def _load_encoders(self) -> None:
+    def load_encoders(self) -> None:
+        """Make the profile's encoders (once) and record them in the collection, refusing one that changed.
+        A run starts with it; calling it before `run` keeps loading the models out of what a caller times."""
         self._create_encoders()
         with self.db.session() as session:
             for name in sorted(self.encoders):
@@ -327,7 +329,7 @@ class Indexer:
         stage = _Stopwatch(summary.stages)
         with stage("load encoders"):
             self._start_migration()
-            self._load_encoders()
+            self.load_encoders()
         with stage("scan"):
             found = scan(source)
             # what the source lists, refused or not (confine drops refused assets in place): pruning removes

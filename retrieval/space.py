@@ -9,9 +9,10 @@ strategy makes one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -242,6 +243,15 @@ class VectorSpace:
         store.to_gpu()
         self._indexes[(strategy, key)] = store
         return store
+
+    @property
+    def loaded_indexes(self) -> Mapping[tuple[str, str], VectorStore]:
+        """The indexes this space holds in memory, by (strategy, key), as `index` named them (read-only)."""
+        return MappingProxyType(self._indexes)
+
+    def drop_indexes(self) -> None:
+        """Forget the indexes held in memory (the next search opens or builds them again), freeing them."""
+        self._indexes.clear()
 
     def _verify(self, keys: list[str]) -> None:
         """Every table an index is built from, checked block by block once per process: an index built from
