@@ -20,7 +20,18 @@ from pathlib import Path
 
 import numpy as np
 from common import ROOT, write_report
-from fusion_cross_data import KINDS, MNIST_RANGES, MULTI, NOISY, demo_like, encode_media, image_only, query_bases
+from fusion_cross_data import (
+    KINDS,
+    MNIST_RANGES,
+    MULTI,
+    NOISY,
+    Collection,
+    QueryBase,
+    demo_like,
+    encode_media,
+    image_only,
+    query_bases,
+)
 from fusion_cross_speaker import encoded, rotation
 
 from retrieval.fusion import adaptive
@@ -49,7 +60,7 @@ def cache_queries(per_kind: int) -> list[dict]:
     return out
 
 
-def unit_cache(late: LateFusion, target, base, kind: str) -> dict:
+def unit_cache(late: LateFusion, target: Collection, base: QueryBase, kind: str) -> dict:
     """One query's candidates, relevance, each unit's normalised values and predictors, as search makes them."""
     space = target.space
     query = adaptive.screened(space, encoded(base, kind))
@@ -119,6 +130,14 @@ def agreeing(query: dict, powers: tuple, n: int) -> float:
     return p10({**query, "features": features}, powers)
 
 
+def anchor_at(n: int) -> Callable[[dict, tuple], float]:
+    return lambda query, powers: anchored(query, powers, n)
+
+
+def agree_at(n: int) -> Callable[[dict, tuple], float]:
+    return lambda query, powers: agreeing(query, powers, n)
+
+
 def outcome(
     cache: list[dict], powers: tuple, rotations: list[int], score: Callable[[dict, tuple], float] = p10
 ) -> dict:
@@ -170,12 +189,10 @@ def main() -> int:
     defaults, every = (4.0, 2.0, 1.0), list(ROTATIONS)
     alternatives = {"defaults": outcome(cache, defaults, every)}
     for n in (10, 30, 50):
-        alternatives[f"only the most confident unit's best {n}"] = outcome(
-            cache, defaults, every, lambda q, p, n=n: anchored(q, p, n)
-        )
+        alternatives[f"only the most confident unit's best {n}"] = outcome(cache, defaults, every, anchor_at(n))
     for n in (30, 50):
         alternatives[f"weights x agreement with the other units' best {n}"] = outcome(
-            cache, defaults, every, lambda q, p, n=n: agreeing(q, p, n)
+            cache, defaults, every, agree_at(n)
         )
     lines += [
         "",

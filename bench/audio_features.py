@@ -39,7 +39,9 @@ def log_mels(encoder: MfccAudioEncoder) -> tuple[list[np.ndarray], np.ndarray, n
     for path in sorted((datasets_dir() / "fsdd" / "recordings").glob("*.wav")):
         mel = encoder.log_mel(load_audio(path, encoder.sample_rate).samples)
         digit, speaker, _ = path.stem.split("_")
-        mels.append(mel.astype(np.float32)), speakers.append(speaker), digits.append(int(digit))
+        mels.append(mel.astype(np.float32))
+        speakers.append(speaker)
+        digits.append(int(digit))
     return mels, np.array(speakers), np.array(digits)
 
 
@@ -57,7 +59,16 @@ def resampled(frames: np.ndarray, n: int) -> np.ndarray:
     return frames[:, lo] * (1 - w) + frames[:, hi] * w
 
 
-def segments(mel, n_mfcc=20, parts=5, cmvn=False, drop0=False, db=3.0, delta=False, interpolate=False):
+def segments(
+    mel: np.ndarray,
+    n_mfcc: int = 20,
+    parts: int = 5,
+    cmvn: bool = False,
+    drop0: bool = False,
+    db: float = 3.0,
+    delta: bool = False,
+    interpolate: bool = False,
+) -> np.ndarray:
     c = scipy.fft.dct(voiced(mel, db), type=2, axis=0, norm="ortho")[:n_mfcc]
     c = c[1:] if drop0 else c
     sd = c.std(axis=1, keepdims=True) + 1e-6
@@ -72,7 +83,7 @@ def segments(mel, n_mfcc=20, parts=5, cmvn=False, drop0=False, db=3.0, delta=Fal
     return np.concatenate(out)
 
 
-def dct2(mel, bands=12, times=8):
+def dct2(mel: np.ndarray, bands: int = 12, times: int = 8) -> np.ndarray:
     image = resampled(voiced(mel), 32)
     return scipy.fft.dctn(image - image.mean(axis=1, keepdims=True), norm="ortho")[:bands, :times].ravel()
 
@@ -153,11 +164,11 @@ def learned_p10(x: np.ndarray, speakers: np.ndarray, digits: np.ndarray, **optio
     return float(np.mean(out)), float(np.std(out))
 
 
-def dtw_p10(mels, speakers, digits, per_pair: int = 60) -> float:
+def dtw_p10(mels: list[np.ndarray], speakers: np.ndarray, digits: np.ndarray, per_pair: int = 60) -> float:
     import numba
 
     @numba.njit(cache=False)
-    def dtw(a, b):
+    def dtw(a: np.ndarray, b: np.ndarray) -> float:
         n, m = a.shape[0], b.shape[0]
         cost = np.full((n + 1, m + 1), np.inf)
         cost[0, 0] = 0.0

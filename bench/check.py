@@ -26,7 +26,7 @@ from sqlalchemy import insert
 
 from retrieval.fusion import create_strategy
 from retrieval.space import VectorSpace
-from storage import Asset, Collection, Database, EncoderRecord, IndexCatalog, Item, collection_folder
+from storage import Asset, Collection, Database, EncoderRecord, IndexCatalog, Item, VectorStorage, collection_folder
 from storage.catalog import check_tables_present, collection_storage
 
 DIM = 512
@@ -74,7 +74,7 @@ def measure(n: int) -> dict[str, float]:
         assert done.returncode == 0 and not report["findings"], done.stderr[-2000:]
         db = Database(url)
         storage = collection_storage(db, row)
-        pairs = [(f.key, f.modality) for f in FIELDS]
+        pairs: list[tuple[str, str]] = [(f.key, f.modality) for f in FIELDS]
         opened = min(timed(lambda: check_tables_present(db, row, storage, pairs)) for _ in range(20))
         storage.path_for(FIELDS[0].key).unlink()
         missing = min(timed(lambda: _refused(db, row, storage, pairs)) for _ in range(5))
@@ -88,7 +88,7 @@ def measure(n: int) -> dict[str, float]:
     }
 
 
-def _refused(db: Database, row: Collection, storage, pairs) -> None:
+def _refused(db: Database, row: Collection, storage: VectorStorage, pairs: list[tuple[str, str]]) -> None:
     try:
         check_tables_present(db, row, storage, pairs)
     except Exception:

@@ -8,14 +8,15 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
+from retrieval.fusion.base import FusionStrategy
 from retrieval.profiles import Field
-from retrieval.space import VectorSpace
+from retrieval.space import EncodedQuery, VectorSpace
 from storage import VectorStorage
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: reports go to ROOT / "docs" / "benchmarks"
@@ -73,7 +74,7 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def timed(fn) -> float:
+def timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
@@ -110,7 +111,11 @@ def write_report(name: str, report: dict, markdown: str) -> None:
 
 
 def alternating(
-    strategy, queries: Sequence, truth: list[list[int]], settings: dict[str, Callable[[], VectorSpace]], passes: int
+    strategy: FusionStrategy,
+    queries: Sequence[EncodedQuery],
+    truth: list[list[int]],
+    settings: Mapping[str, Callable[[], VectorSpace]],
+    passes: int,
 ) -> dict[str, str]:
     """Every query searched under each setting in turn (`settings[name]()` applies one and returns the space
     to search), the order rotating query by query, so that page-cache reclaim from outside the process hits

@@ -105,10 +105,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="another media.py to measure beside the current one")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (kind, paths) in cases(Path(tmp)).items():
-            row = {"case": name, "current": measure("current", kind, paths)}
+            row: dict = {"case": name, "current": measure("current", kind, paths)}
             if args.baseline:
                 row["baseline"] = measure(str(Path(args.baseline).resolve()), kind, paths)
             rows.append(row)

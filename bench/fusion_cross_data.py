@@ -45,7 +45,7 @@ AUDIO = os.environ.get("BENCH_AUDIO") or PROFILES["offline"].encoders["audio"][0
 # what the recordings say (indexer/digits.transcripts.jsonl), encoded by MiniLM as the field audio@sbert
 HEARD = os.environ.get("BENCH_TRANSCRIPTS") == "1"  # the profile offline-transcripts
 ENCODER = {"image": "hog", "audio": AUDIO, "text": "sbert"}
-FIELDS = [Field(modality, encoder) for modality, encoder in ENCODER.items()] + (
+FIELDS = [Field("image", "hog"), Field("audio", AUDIO), Field("text", "sbert")] + (
     [Field("audio", "sbert")] if HEARD else []
 )
 DIMS = {"hog": 388, "mfcc": 120, "speech": 192, "sbert": 384}

@@ -76,7 +76,7 @@ def strategies(checkpoints: dict[str, str]) -> dict[str, tuple[str, dict]]:
     }
 
 
-def make_queries(engine: SearchEngine, per_kind: int, seed: int) -> list[dict]:
+def make_queries(engine: SearchEngine, per_kind: int, seed: int) -> tuple[list[dict], list[dict]]:
     from storage.repository import items_by_ids
 
     with engine.db.session() as session:

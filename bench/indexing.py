@@ -29,9 +29,10 @@ from indexer.pipeline import Indexer
 from indexer.sources import scan
 from indexer.work import WorkItem, decode_asset
 from retrieval.encoders import create_encoder
+from retrieval.media import MODALITIES
 from retrieval.profiles import PROFILES, Profile
 
-CLIP = Profile("vit-b-32", {"image": ["openclip:ViT-B-32"], "audio": ["mfcc"], "text": ["openclip:ViT-B-32"]})
+CLIP = Profile("vit-b-32", {"image": ("openclip:ViT-B-32",), "audio": ("mfcc",), "text": ("openclip:ViT-B-32",)})
 
 
 def rss_mb() -> float:
@@ -43,14 +44,15 @@ def rss_mb() -> float:
 
 def encoder_only(manifest: Path, profile: Profile) -> tuple[float, int]:
     encoders = {m: [create_encoder(n) for n in names] for m, names in profile.encoders.items()}
-    decoded: dict[str, list] = {"image": [], "audio": [], "text": []}
+    decoded: dict[str, list] = {m: [] for m in MODALITIES}
     for item in scan(manifest).items:
         for modality, spec in item.assets.items():
             value = decode_asset(WorkItem(0, spec, None), [e.sample_rate for e in encoders[modality]]).value
             if value is not None:
                 decoded[modality].append(value)
     started = time.perf_counter()
-    for modality, values in decoded.items():
+    for modality in MODALITIES:
+        values = decoded[modality]
         for encoder in encoders[modality]:
             for start in range(0, len(values), 64):
                 batch = [v[encoder.sample_rate] if isinstance(v, dict) else v for v in values[start : start + 64]]

@@ -68,11 +68,11 @@ def search_latency(url: str, manifest: Path, folder: Path) -> dict[str, dict[str
     queries = [{"image": str(base / r["image"]), "audio": str(base / r["audio"])} for r in rows]
     out = {}
     for name in list_strategies():
-        engine.search(**queries[0], strategy=name)  # builds (or opens) the strategy's index
+        engine.search(image=queries[0]["image"], audio=queries[0]["audio"], strategy=name)  # builds its index
         times = []
         for q in queries:
             started = time.perf_counter()
-            engine.search(**q, strategy=name, k=10)
+            engine.search(image=q["image"], audio=q["audio"], strategy=name, k=10)
             times.append(time.perf_counter() - started)
         out[name] = percentiles(times)
     return out
@@ -84,8 +84,8 @@ def main() -> int:
     parser.add_argument("--postgres", help="SQLAlchemy URL of an empty PostgreSQL database for the Ray runs")
     args = parser.parse_args()
     report: dict = {"indexing": {}, "search": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
         manifest = build_digits_manifest(tmp / "digits")
         setups = {
             "local + FAISS + SQLite": ("local", "faiss", None),
