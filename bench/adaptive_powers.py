@@ -12,6 +12,7 @@ fused-minus-best-single with every noisy kind's cost <= 0.02) and scored on the 
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, write_report
 from fusion_cross_data import (
+    AUDIO,
     KINDS,
     MNIST_RANGES,
     MULTI,
@@ -43,8 +45,8 @@ GRID = list(itertools.product([0, 2, 4, 6], [0, 1, 2, 3, 4, 6, 8], [0, 0.5, 1, 2
 KIND_NAMES = ["image", "audio", "text", *MULTI, *NOISY]
 
 
-def cache_queries(per_kind: int) -> list[dict]:
-    media = encode_media(ROOT / "data" / "bench-cross" / "media.npz")
+def cache_queries(per_kind: int, cache: Path) -> list[dict]:
+    media = encode_media(cache)
     late, out = LateFusion(), []
     with tempfile.TemporaryDirectory() as tmp:
         for r in ROTATIONS:
@@ -152,7 +154,11 @@ def outcome(
 
 
 def main() -> int:
-    cache = cache_queries(per_kind=50)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-kind", type=int, default=50, help="queries per kind per rotation")
+    parser.add_argument("--cache", type=Path, default=ROOT / "data" / "bench-cross" / f"media-{AUDIO}.npz")
+    args = parser.parse_args()
+    cache = cache_queries(args.per_kind, args.cache)
     scored = {(p, tuple(rs)): outcome(cache, p, list(rs)) for p in GRID for rs in itertools.combinations(ROTATIONS, 3)}
     held_out = []
     for rotations in itertools.combinations(ROTATIONS, 3):

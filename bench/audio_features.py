@@ -18,6 +18,7 @@ CNN with it. Would a richer stored vector let training carry a digit across spea
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import sys
 
@@ -153,13 +154,15 @@ def learned(x: np.ndarray, digits: np.ndarray, seed: int, perturb: bool, cnn: bo
         return F.normalize(net((inputs - mean) / scale), dim=1).numpy()
 
 
-def learned_p10(x: np.ndarray, speakers: np.ndarray, digits: np.ndarray, **options: bool) -> tuple[float, float]:
+def learned_p10(
+    x: np.ndarray, speakers: np.ndarray, digits: np.ndarray, epochs: int = 60, **options: bool
+) -> tuple[float, float]:
     """Trained on each pair of speakers, scored on the other two both ways, 3 seeds: mean and spread."""
     out = []
     for pair in itertools.combinations(SPEAKERS, 2):
         unseen = [s for s in SPEAKERS if s not in pair]
         for seed in range(3):
-            vectors = learned(x, np.where(np.isin(speakers, pair), digits, -1), seed, **options)
+            vectors = learned(x, np.where(np.isin(speakers, pair), digits, -1), seed, epochs=epochs, **options)
             out += [pair_p10(vectors, speakers == c, speakers == q, digits) for c, q in itertools.permutations(unseen)]
     return float(np.mean(out)), float(np.std(out))
 
@@ -197,6 +200,10 @@ def dtw_p10(mels: list[np.ndarray], speakers: np.ndarray, digits: np.ndarray, pe
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtw-queries", type=int, default=60, help="queries a speaker pair for DTW")
+    parser.add_argument("--epochs", type=int, default=60, help="training epochs of each learned feature")
+    args = parser.parse_args()
     encoder = MfccAudioEncoder()
     mels, speakers, digits = log_mels(encoder)
     variants = {
@@ -229,11 +236,11 @@ def main() -> int:
     learned_rows = []
     for name, (x, options) in trained.items():
         mean, spread = learned_p10(
-            x, speakers, digits, perturb=options.get("perturb", False), cnn=options.get("cnn", False)
+            x, speakers, digits, args.epochs, perturb=options.get("perturb", False), cnn=options.get("cnn", False)
         )
         learned_rows.append({"variant": name, "p10": round(mean, 3), "sd": round(spread, 3)})
         print(learned_rows[-1], flush=True)
-    dtw = round(dtw_p10(mels, speakers, digits), 3)
+    dtw = round(dtw_p10(mels, speakers, digits, args.dtw_queries), 3)
     lines = [
         "# Offline audio features across speakers (FSDD, 4 speakers, 12 corpus/query pairs)",
         "",

@@ -45,10 +45,11 @@ def build(folder: Path, n: int) -> tuple[str, Collection]:
             session.add(EncoderRecord(collection_id=row.id, name=f.encoder, dim=DIM, modalities=[f.modality]))
         session.execute(insert(Item), [{"collection_id": row.id, "key": f"item-{i}", "meta": {}} for i in range(n)])
     storage = collection_storage(db, row)
-    rng = np.random.default_rng(0)
+    kept = np.random.default_rng(0).random((len(FIELDS), n)) >= 0.2
+    kept[0, ~kept.any(axis=0)] = True  # every item has a vector: `check` reports one that has none, as it should
     assets = []
     for i, f in enumerate(FIELDS):
-        ids = np.arange(1, n + 1)[rng.random(n) >= 0.2]
+        ids = np.arange(1, n + 1)[kept[i]]
         table = storage.load(f.key, dim=DIM, encoder=f.encoder)
         table.upsert(ids, clustered(len(ids), DIM, i))
         storage.save(f.key, table)

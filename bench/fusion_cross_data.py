@@ -227,11 +227,16 @@ class QueryBase:
     vectors: dict[str, np.ndarray]  # image, audio, text, noise, silence, blank, offtopic
 
 
+def take(stem: str) -> int:
+    return int(stem.rsplit("_", 1)[1])
+
+
 def query_bases(media: Media, speaker: str, per_kind: int, seed: int) -> list[QueryBase]:
     """`per_kind` bases, digits balanced; media from the query speaker and MNIST 3750-4999."""
     rng = random.Random(seed)
     low, high = MNIST_RANGES["query"]
     images = {d: [i for i, x in media.image_digit.items() if x == d and low <= i < high] for d in range(10)}
+    takes = {d: sorted((s for s in media.audio if s.startswith(f"{d}_{speaker}_")), key=take) for d in range(10)}
     bases = []
     for n in range(per_kind):
         d = n % 10
@@ -241,7 +246,7 @@ def query_bases(media: Media, speaker: str, per_kind: int, seed: int) -> list[Qu
                 d,
                 {
                     "image": media.image[rng.choice(images[d])],
-                    "audio": media.audio[f"{d}_{speaker}_{rng.randrange(50)}"],
+                    "audio": media.audio[rng.choice(takes[d])],  # all 50 takes: as randrange(50) drew them
                     "text": media.text_vector(template.format(word=WORDS[d], digit=d)),
                     "noise": media.special[f"noise{rng.randrange(5)}"],
                     "silence": media.special["silence"],

@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from common import reports_dir, stamped  # noqa: E402
 from fusion_cross_data import (  # noqa: E402
     AUDIO,
     ENCODER,
@@ -337,9 +338,9 @@ def main() -> int:
         "tuned": runs.get("late (tuned preset)", {}).get("setting"),
     }
     report["rotations"] = len(report["rotations"])
-    out = ROOT / "docs" / "benchmarks"
+    out = reports_dir()
     (out / f"{args.name}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    markdown = to_markdown(report)
+    markdown = stamped(to_markdown(report))
     (out / f"{args.name}.md").write_text(markdown)
     print(markdown)
     return 0

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from common import write_report
 
-from indexer.demo import build_digits_manifest, datasets_dir
+from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 from indexer.pipeline import Indexer
 from indexer.sources import scan
 from indexer.work import WorkItem, decode_asset
@@ -164,16 +164,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--synthetic", type=int, default=20_000, help="generated items (0: skip)")
     parser.add_argument("--clip-items", type=int, default=300, help="digits items for the ViT-B/32 run (0: skip)")
+    parser.add_argument("--limit", type=int, help="digits items (default: all 2,000)")
     args = parser.parse_args()
     reports = []
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         roots = [datasets_dir()]
-        digits = build_digits_manifest(work / "digits")
+        digits = build_digits_manifest(work / "digits", spec=DemoSpec(limit=args.limit))
         reports.append(measure("digits", digits, PROFILES["offline"], roots, args.repeats, work))
         if args.clip_items:
-            from indexer.demo import DemoSpec
-
             subset = build_digits_manifest(work / "digits-subset", spec=DemoSpec(limit=args.clip_items))
             reports.append(measure(f"digits ({args.clip_items} items)", subset, CLIP, roots, args.repeats, work))
         if args.synthetic:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from common import FIELDS, ROOT, memory, percentiles, running_top, write_report
+from common import FIELDS, memory, percentiles, reports_dir, running_top, write_report
 
 from storage import VectorStorage
 from storage.faiss_store import FaissBackend, FaissStore, Rows
@@ -280,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{n:,} items in {args.work}", flush=True)
     data = generate(args.work, n, args.queries, args.fields)
     print(data, flush=True)
-    report_path = ROOT / "docs" / "benchmarks" / "scale_10m.json"
+    report_path = reports_dir() / "scale_10m.json"
     rows = json.loads(report_path.read_text()).get("rows", []) if report_path.exists() else []
     rows = [
         r

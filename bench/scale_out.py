@@ -19,7 +19,7 @@ from pathlib import Path
 
 from common import percentiles, write_report
 
-from indexer.demo import build_digits_manifest, datasets_dir
+from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 from indexer.pipeline import Indexer
 from indexer.ray_executor import RayExecutor
 from retrieval import SearchEngine
@@ -81,12 +81,13 @@ def search_latency(url: str, manifest: Path, folder: Path) -> dict[str, dict[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--limit", type=int, help="digits items (default: all 2,000)")
     parser.add_argument("--postgres", help="SQLAlchemy URL of an empty PostgreSQL database for the Ray runs")
     args = parser.parse_args()
     report: dict = {"indexing": {}, "search": {}}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        manifest = build_digits_manifest(tmp / "digits")
+        manifest = build_digits_manifest(tmp / "digits", spec=DemoSpec(limit=args.limit))
         setups = {
             "local + FAISS + SQLite": ("local", "faiss", None),
             "Ray + FAISS + SQLite": ("ray", "faiss", None),
