@@ -6,7 +6,7 @@ early's 1,536-d concatenation: 1 bit PQ384x4fs, 2 bits PQ768x4fs). Every query r
 indexes at the product's rules and with the second's at each shortlist share asked for (rows per 10,000
 vectors, `storage.vector_store.SHORTLIST_SHARES` for its codes), the order rotating, so that page-cache
 reclaim from outside the process hits all alike. Prints recall@10 against the first folder's truth file and
-p50 / p90 per pass (docs/benchmarks/scale_10m.md, eleventh session).
+p50 / p90 per pass (docs/benchmarks/notes/scale_10m.md, eleventh session).
 
     PYTHONPATH=. .venv/bin/python bench/scale_10m.py --items 10000000 --work /tmp/a --fields agreeing \\
         --strategies early --code-bits 1

@@ -142,7 +142,7 @@ class VectorSpace:
     ) -> None:
         self.fields = fields
         # How hard a compressed index searches (None: the defaults). `nprobe`: lists an inverted file visits
-        # (docs/benchmarks/scale_10m.md: early at 1M, 0.76 -> 0.97 from 128 to 2,048); `rescore_bytes`: the
+        # (docs/benchmarks/notes/scale_10m.md: early at 1M, 0.76 -> 0.97 from 128 to 2,048); `rescore_bytes`: the
         # float16 rows its shortlist re-scores exactly (late at 10M, 0.794 -> 0.894 from 300 KB to 1 MB).
         self.nprobe, self.rescore_bytes = nprobe, rescore_bytes
         self.storage = storage

@@ -343,7 +343,7 @@ def test_fused_is_never_below_its_best_modality(tmp_path: Path, name: str, defau
     assert seen[2] > max(seen[:2])
     best_single = max(mean_precision(defaults, ("image",)), mean_precision(defaults, ("audio",)))
     # An unseen speaker's recording, confidently wrong: not "never below" (issue 13's goal, missed; no
-    # label-free predictor tells such a recording from a good one, docs/benchmarks/adaptive_powers.md), but
+    # label-free predictor tells such a recording from a good one, docs/benchmarks/notes/adaptive_powers.md), but
     # adaptive weighting keeps within 0.03 of the image alone (the benchmark's worst case is about as far);
     # the raw sum loses over 0.05
     assert mean_precision(defaults, ("image", "audio")) >= best_single - 0.03

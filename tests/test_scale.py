@@ -387,7 +387,7 @@ def test_a_compressed_index_re_scores_a_shortlist_of_about_the_same_bytes_whatev
 
 
 def test_search_depth_grows_with_the_collection_and_stays_as_it_was_up_to_a_million() -> None:
-    """The rules at scale (docs/benchmarks/scale_10m.md): a shortlist of codes under 2 bits a dimension is 300
+    """The rules at scale (docs/benchmarks/notes/scale_10m.md): a shortlist of codes under 2 bits a dimension is 300
     rows of 512-d up to 1M vectors and 3,000 from 10M, of 2-bit codes 300 up to 3M and 1,000 at 10M, of finer
     codes (Milvus's 8-bit PQ) 300 at any size, without counting the index; a compressed inverted file searches
     a sixteenth of its lists up to ~1M vectors, then no more lists than hold SCAN_VECTORS (16 of 2,048 at 8M);

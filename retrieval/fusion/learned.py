@@ -36,7 +36,7 @@ class LearnedParams:
     candidates: int = 100
     # Adds blend × the identity early-fusion score (Σ share × weight × cosine) to the learned one, in the same
     # index: the learned space generalises across modalities, the raw spaces keep within-modality detail. Off by
-    # evidence (docs/benchmarks/fusion_blend.json, unseen speakers, tuning rotation, 3 seeds): blend 0 / 0.1 /
+    # evidence (docs/benchmarks/notes/fusion_blend.json, unseen speakers, tuning rotation, 3 seeds): blend 0 / 0.1 /
     # 0.3 / 1 lifts audio alone (gated 0.47 / 0.51 / 0.53 / 0.51) but sinks fused kinds below their best single
     # modality (gated worst -0.025 / -0.029 / -0.036 / -0.099; early -0.041 / -0.049 / -0.057 / -0.069).
     blend: float = 0.0
