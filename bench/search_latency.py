@@ -60,9 +60,8 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
     for kind in ("gated", "cross_attention"):
         config = TrainConfig(kind, epochs=1, out_dim=128, hidden=128, width=64, heads=2, layers=1)
         checkpoints[kind] = str(train(space, sample, None, config, work / f"{kind}-{n}.safetensors").path)
-    phases: dict[
-        str, tuple[str, dict[str, Any]]
-    ] = {  # strategy label -> (strategy, params); each phase builds, measures, then drops its indexes
+    # strategy label -> (strategy, params); each phase builds, measures, then drops its indexes
+    phases: dict[str, tuple[str, dict[str, Any]]] = {
         "late": ("late", {}),
         "late (rescore=False)": ("late", {"rescore": False}),
         "hybrid": ("hybrid", {}),

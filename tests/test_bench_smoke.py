@@ -1,8 +1,9 @@
 """Every benchmark script runs at a tiny size, in its own process, and writes its report (into a temporary
 folder, never docs/benchmarks): a script that breaks (an import of a renamed function, a changed signature,
 a bad shape at a small size) fails here instead of on the next person who measures. Timings are printed by
-the scripts, never judged. Scripts that need a GPU, a Milvus server or a Ray cluster that is absent skip
-with the reason; those that read the digits run on the media the suite runs on (conftest.py)."""
+the scripts, never judged. Scripts that need a GPU or a Milvus server that is absent skip with the reason
+(NEEDS), as does pretrained_indexing.py, which has no tiny size; those that read the digits run on a few of
+the media the suite runs on (real or synthetic: conftest.py)."""
 
 from __future__ import annotations
 
@@ -178,6 +179,10 @@ def test_the_scale_scripts(tmp_path: Path) -> None:
     assert "late new rules: recall@10 1.000" in out
     run("shortlist_recall.py", ["--work", str(work), "--queries", "2", "--factory", "IVF16,PQ32x4fs"], reports)
     assert (reports / "shortlist_recall.md").exists()
+
+
+def test_pretrained_indexing_has_no_tiny_size() -> None:
+    pytest.skip(f"bench/pretrained_indexing.py needs {NEEDS['pretrained_indexing.py']}")
 
 
 @pytest.mark.server
