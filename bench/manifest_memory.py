@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from indexer.demo import datasets_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = {"name": "image-only", "encoders": {"image": ["hog"]}}
 
@@ -56,7 +58,7 @@ sys.exit(code)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000, 100_000])
-    default_image = ROOT.parent / "shared" / "datasets" / "mnist" / "images"
+    default_image = datasets_dir() / "mnist" / "images"  # DIGITS_DATASETS moves them, as for the demo
     parser.add_argument("--file", type=Path, help="the one file every row names (default: an MNIST image)")
     args = parser.parse_args()
     image = args.file or sorted(default_image.glob("*.png"))[0]
