@@ -12,6 +12,7 @@ fused-minus-best-single with every noisy kind's cost <= 0.02) and scored on the 
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import sys
 import tempfile
@@ -20,11 +21,24 @@ from pathlib import Path
 
 import numpy as np
 from common import ROOT, write_report
-from fusion_cross_data import AUDIO, KINDS, MNIST_RANGES, MULTI, NOISY, demo_like, encode_media, image_only, query_bases
+from fusion_cross_data import (
+    AUDIO,
+    KINDS,
+    MNIST_RANGES,
+    MULTI,
+    NOISY,
+    Collection,
+    QueryBase,
+    demo_like,
+    encode_media,
+    image_only,
+    query_bases,
+)
 from fusion_cross_speaker import encoded, rotation
 
 from retrieval.fusion import adaptive
-from retrieval.fusion.late import LateFusion, per_item_modality
+from retrieval.fusion.late import LateFusion, union, unit_candidates, unit_totals
+from retrieval.fusion.scoring import normalise
 
 ROTATIONS = range(4)
 BEFORE = (4.0, 2.0, 1.0)  # the powers chosen when recordings were MFCC
@@ -34,8 +48,8 @@ GRID = list(itertools.product([0, 2, 4, 6], [0, 1, 2, 3, 4, 6, 8], [0, 0.5, 1, 2
 KIND_NAMES = ["image", "audio", "text", *MULTI, *NOISY]
 
 
-def cache_queries(per_kind: int, detector: bool = True, screen: bool = True) -> list[dict]:
-    media = encode_media(ROOT / "data" / "bench-cross" / f"media-{AUDIO}.npz")
+def cache_queries(per_kind: int, cache: Path, detector: bool = True, screen: bool = True) -> list[dict]:
+    media = encode_media(cache)
     late, out = LateFusion(), []
     with tempfile.TemporaryDirectory() as tmp:
         for r in ROTATIONS:
@@ -51,17 +65,18 @@ def cache_queries(per_kind: int, detector: bool = True, screen: bool = True) -> 
     return out
 
 
-def unit_cache(late: LateFusion, target, base, kind: str, detector: bool, screen: bool) -> dict:
+def unit_cache(late: LateFusion, target: Collection, base: QueryBase, kind: str, detector: bool, screen: bool) -> dict:
     """One query's candidates, relevance, each unit's normalised values and predictors, as search makes them."""
     space = target.space
     query = encoded(base, kind, detector=detector)
     query = adaptive.screened(space, query) if screen else query
     units = late.units(space, query)
     queries = late.unit_queries(space, query, units, 10)
-    lists, ids = late._lists(space, queries, units, 10)
-    raws = [late._raw(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
-    shares, _ = per_item_modality(units)
-    values = [value for value, _ in late._unit_values(raws, np.ones(len(units)), shares)]
+    # late's search at its defaults (exact re-scoring, z-score), step by step up to the unit weights
+    lists = [unit_candidates(space, q, unit, max(10, late.params.candidates)) for q, unit in zip(queries, units)]
+    ids = union(lists)
+    raws = [unit_totals(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
+    values = [normalise(raw, present, late.params.normalisation) for raw, present in raws]
     features = []
     for unit, (raw, present) in zip(units, raws):
         alone = encoded(base, unit[0].query_modality)
@@ -121,6 +136,14 @@ def agreeing(query: dict, powers: tuple, n: int) -> float:
     return p10({**query, "features": features}, powers)
 
 
+def anchor_at(n: int) -> Callable[[dict, tuple], float]:
+    return lambda query, powers: anchored(query, powers, n)
+
+
+def agree_at(n: int) -> Callable[[dict, tuple], float]:
+    return lambda query, powers: agreeing(query, powers, n)
+
+
 def outcome(
     cache: list[dict], powers: tuple, rotations: list[int], score: Callable[[dict, tuple], float] = p10
 ) -> dict:
@@ -135,7 +158,11 @@ def outcome(
 
 
 def main() -> int:
-    cache = cache_queries(per_kind=50)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-kind", type=int, default=50, help="queries per kind per rotation")
+    parser.add_argument("--cache", type=Path, default=ROOT / "data" / "bench-cross" / f"media-{AUDIO}.npz")
+    args = parser.parse_args()
+    cache = cache_queries(args.per_kind, args.cache)
     scored = {(p, tuple(rs)): outcome(cache, p, list(rs)) for p in GRID for rs in itertools.combinations(ROTATIONS, 3)}
     held_out = []
     for rotations in itertools.combinations(ROTATIONS, 3):
@@ -175,7 +202,8 @@ def main() -> int:
     # report, keeping noise out with the voice detector, without it (an audio encoder that cannot tell), and
     # by the weights alone (no screen either): each layer of the defeat of a useless input holds on its own
     reported = [r for r in ROTATIONS if r != TUNING]
-    plain, unscreened = cache_queries(50, detector=False), cache_queries(50, detector=False, screen=False)
+    plain = cache_queries(args.per_kind, args.cache, detector=False)
+    unscreened = cache_queries(args.per_kind, args.cache, detector=False, screen=False)
     caches = (cache, plain, unscreened)
     fitting = [p for p in GRID if max(outcome(c, p, [TUNING])["worst_cost"] for c in caches) <= 0.02]
     tuned = max(fitting or GRID, key=lambda p: (outcome(cache, p, [TUNING])["worst_gain"], -sum(p)))
@@ -201,12 +229,10 @@ def main() -> int:
         )
     alternatives = {"defaults": outcome(cache, defaults, every)}
     for n in (10, 30, 50):
-        alternatives[f"only the most confident unit's best {n}"] = outcome(
-            cache, defaults, every, lambda q, p, n=n: anchored(q, p, n)
-        )
+        alternatives[f"only the most confident unit's best {n}"] = outcome(cache, defaults, every, anchor_at(n))
     for n in (30, 50):
         alternatives[f"weights x agreement with the other units' best {n}"] = outcome(
-            cache, defaults, every, lambda q, p, n=n: agreeing(q, p, n)
+            cache, defaults, every, agree_at(n)
         )
     lines += [
         "",

@@ -18,6 +18,7 @@ CNN with it. Would a richer stored vector let training carry a digit across spea
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import sys
 
@@ -39,7 +40,9 @@ def log_mels(encoder: MfccAudioEncoder) -> tuple[list[np.ndarray], np.ndarray, n
     for path in sorted((datasets_dir() / "fsdd" / "recordings").glob("*.wav")):
         mel = encoder.log_mel(load_audio(path, encoder.sample_rate).samples)
         digit, speaker, _ = path.stem.split("_")
-        mels.append(mel.astype(np.float32)), speakers.append(speaker), digits.append(int(digit))
+        mels.append(mel.astype(np.float32))
+        speakers.append(speaker)
+        digits.append(int(digit))
     return mels, np.array(speakers), np.array(digits)
 
 
@@ -57,7 +60,16 @@ def resampled(frames: np.ndarray, n: int) -> np.ndarray:
     return frames[:, lo] * (1 - w) + frames[:, hi] * w
 
 
-def segments(mel, n_mfcc=20, parts=5, cmvn=False, drop0=False, db=3.0, delta=False, interpolate=False):
+def segments(
+    mel: np.ndarray,
+    n_mfcc: int = 20,
+    parts: int = 5,
+    cmvn: bool = False,
+    drop0: bool = False,
+    db: float = 3.0,
+    delta: bool = False,
+    interpolate: bool = False,
+) -> np.ndarray:
     c = scipy.fft.dct(voiced(mel, db), type=2, axis=0, norm="ortho")[:n_mfcc]
     c = c[1:] if drop0 else c
     sd = c.std(axis=1, keepdims=True) + 1e-6
@@ -72,7 +84,7 @@ def segments(mel, n_mfcc=20, parts=5, cmvn=False, drop0=False, db=3.0, delta=Fal
     return np.concatenate(out)
 
 
-def dct2(mel, bands=12, times=8):
+def dct2(mel: np.ndarray, bands: int = 12, times: int = 8) -> np.ndarray:
     image = resampled(voiced(mel), 32)
     return scipy.fft.dctn(image - image.mean(axis=1, keepdims=True), norm="ortho")[:bands, :times].ravel()
 
@@ -142,22 +154,24 @@ def learned(x: np.ndarray, digits: np.ndarray, seed: int, perturb: bool, cnn: bo
         return F.normalize(net((inputs - mean) / scale), dim=1).numpy()
 
 
-def learned_p10(x: np.ndarray, speakers: np.ndarray, digits: np.ndarray, **options: bool) -> tuple[float, float]:
+def learned_p10(
+    x: np.ndarray, speakers: np.ndarray, digits: np.ndarray, epochs: int = 60, **options: bool
+) -> tuple[float, float]:
     """Trained on each pair of speakers, scored on the other two both ways, 3 seeds: mean and spread."""
     out = []
     for pair in itertools.combinations(SPEAKERS, 2):
         unseen = [s for s in SPEAKERS if s not in pair]
         for seed in range(3):
-            vectors = learned(x, np.where(np.isin(speakers, pair), digits, -1), seed, **options)
+            vectors = learned(x, np.where(np.isin(speakers, pair), digits, -1), seed, epochs=epochs, **options)
             out += [pair_p10(vectors, speakers == c, speakers == q, digits) for c, q in itertools.permutations(unseen)]
     return float(np.mean(out)), float(np.std(out))
 
 
-def dtw_p10(mels, speakers, digits, per_pair: int = 60) -> float:
+def dtw_p10(mels: list[np.ndarray], speakers: np.ndarray, digits: np.ndarray, per_pair: int = 60) -> float:
     import numba
 
     @numba.njit(cache=False)
-    def dtw(a, b):
+    def dtw(a: np.ndarray, b: np.ndarray) -> float:
         n, m = a.shape[0], b.shape[0]
         cost = np.full((n + 1, m + 1), np.inf)
         cost[0, 0] = 0.0
@@ -186,10 +200,14 @@ def dtw_p10(mels, speakers, digits, per_pair: int = 60) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtw-queries", type=int, default=60, help="queries a speaker pair for DTW")
+    parser.add_argument("--epochs", type=int, default=60, help="training epochs of each learned feature")
+    args = parser.parse_args()
     encoder = MfccAudioEncoder()
     mels, speakers, digits = log_mels(encoder)
     variants = {
-        "mfcc (today: 5 segments, CMN, spread)": encoder._summary,
+        "mfcc (today: 5 segments, CMN, spread)": encoder.summary,
         "5 segments, CMVN": lambda m: segments(m, cmvn=True),
         "8 segments": lambda m: segments(m, parts=8),
         "8 segments, CMVN": lambda m: segments(m, parts=8, cmvn=True),
@@ -210,7 +228,7 @@ def main() -> int:
         print(rows[-1], flush=True)
     images = np.stack([mel_image(m) for m in mels])
     trained = {
-        "MLP on mfcc's vector": (np.stack([encoder._summary(m) for m in mels]), {}),
+        "MLP on mfcc's vector": (np.stack([encoder.summary(m) for m in mels]), {}),
         "MLP on the log-mel image, 40 x 16": (images, {}),
         "MLP on the log-mel image + length perturbation": (images, {"perturb": True}),
         "CNN on the log-mel image + length perturbation": (images, {"perturb": True, "cnn": True}),
@@ -218,11 +236,11 @@ def main() -> int:
     learned_rows = []
     for name, (x, options) in trained.items():
         mean, spread = learned_p10(
-            x, speakers, digits, perturb=options.get("perturb", False), cnn=options.get("cnn", False)
+            x, speakers, digits, args.epochs, perturb=options.get("perturb", False), cnn=options.get("cnn", False)
         )
         learned_rows.append({"variant": name, "p10": round(mean, 3), "sd": round(spread, 3)})
         print(learned_rows[-1], flush=True)
-    dtw = round(dtw_p10(mels, speakers, digits), 3)
+    dtw = round(dtw_p10(mels, speakers, digits, args.dtw_queries), 3)
     lines = [
         "# Offline audio features across speakers (FSDD, 4 speakers, 12 corpus/query pairs)",
         "",

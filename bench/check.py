@@ -26,7 +26,7 @@ from sqlalchemy import insert
 
 from retrieval.fusion import create_strategy
 from retrieval.space import VectorSpace
-from storage import Asset, Collection, Database, EncoderRecord, IndexCatalog, Item, collection_folder
+from storage import Asset, Collection, Database, EncoderRecord, IndexCatalog, Item, VectorStorage, collection_folder
 from storage.catalog import check_tables_present, collection_storage
 
 DIM = 512
@@ -45,10 +45,11 @@ def build(folder: Path, n: int) -> tuple[str, Collection]:
             session.add(EncoderRecord(collection_id=row.id, name=f.encoder, dim=DIM, modalities=[f.modality]))
         session.execute(insert(Item), [{"collection_id": row.id, "key": f"item-{i}", "meta": {}} for i in range(n)])
     storage = collection_storage(db, row)
-    rng = np.random.default_rng(0)
+    kept = np.random.default_rng(0).random((len(FIELDS), n)) >= 0.2
+    kept[0, ~kept.any(axis=0)] = True  # every item has a vector: `check` reports one that has none, as it should
     assets = []
     for i, f in enumerate(FIELDS):
-        ids = np.arange(1, n + 1)[rng.random(n) >= 0.2]
+        ids = np.arange(1, n + 1)[kept[i]]
         table = storage.load(f.key, dim=DIM, encoder=f.encoder)
         table.upsert(ids, clustered(len(ids), DIM, i))
         storage.save(f.key, table)
@@ -74,7 +75,7 @@ def measure(n: int) -> dict[str, float]:
         assert done.returncode == 0 and not report["findings"], done.stderr[-2000:]
         db = Database(url)
         storage = collection_storage(db, row)
-        pairs = [(f.key, f.modality) for f in FIELDS]
+        pairs: list[tuple[str, str]] = [(f.key, f.modality) for f in FIELDS]
         opened = min(timed(lambda: check_tables_present(db, row, storage, pairs)) for _ in range(20))
         storage.path_for(FIELDS[0].key).unlink()
         missing = min(timed(lambda: _refused(db, row, storage, pairs)) for _ in range(5))
@@ -88,7 +89,7 @@ def measure(n: int) -> dict[str, float]:
     }
 
 
-def _refused(db: Database, row: Collection, storage, pairs) -> None:
+def _refused(db: Database, row: Collection, storage: VectorStorage, pairs: list[tuple[str, str]]) -> None:
     try:
         check_tables_present(db, row, storage, pairs)
     except Exception:

@@ -6,7 +6,7 @@ early's 1,536-d concatenation: 1 bit PQ384x4fs, 2 bits PQ768x4fs). Every query r
 indexes at the product's rules and with the second's at each shortlist share asked for (rows per 10,000
 vectors, `storage.vector_store.SHORTLIST_SHARES` for its codes), the order rotating, so that page-cache
 reclaim from outside the process hits all alike. Prints recall@10 against the first folder's truth file and
-p50 / p90 per pass (docs/benchmarks/scale_10m.md, eleventh session).
+p50 / p90 per pass (docs/benchmarks/notes/scale_10m.md, eleventh session).
 
     PYTHONPATH=. .venv/bin/python bench/scale_10m.py --items 10000000 --work /tmp/a --fields agreeing \\
         --strategies early --code-bits 1
@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 from common import alternating
 from scale_10m import load_queries, make_strategy, open_space
 
 import storage.vector_store as vector_store
+from retrieval.space import VectorSpace
 
 
 def main() -> int:
@@ -45,16 +47,14 @@ def main() -> int:
         settings[f"b, {share:g} per 10,000"] = ("b", ((float("inf"), share / 10_000),))
     names = list(settings)
 
-    def apply(name: str):
+    def apply(name: str) -> VectorSpace:
         folder, vector_store.SHORTLIST_SHARES = settings[name]
         return spaces[folder]
 
     for name in names:  # every index opened before timing
         strategy.search(apply(name), queries[0], 10)
-        print(name, {key: (s.factory, s.shortlist(10)) for key, s in apply(name)._indexes.items()}, flush=True)
-    lines = alternating(
-        strategy, queries, truth, {name: (lambda name=name: apply(name)) for name in names}, args.passes
-    )
+        print(name, {key: (s.factory, s.shortlist(10)) for key, s in apply(name).loaded_indexes.items()}, flush=True)
+    lines = alternating(strategy, queries, truth, {name: partial(apply, name) for name in names}, args.passes)
     for name, line in lines.items():
         print(f"{args.strategy} {name}: {line}", flush=True)
     return 0

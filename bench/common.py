@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from retrieval.fusion.base import FusionStrategy
 from retrieval.profiles import Field
-from retrieval.space import VectorSpace
+from retrieval.space import EncodedQuery, VectorSpace
 from storage import VectorStorage
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: reports go to ROOT / "docs" / "benchmarks"
@@ -24,17 +27,25 @@ FIELDS = [Field("image", "enc-image"), Field("audio", "enc-audio"), Field("text"
 
 
 def machine() -> dict[str, str]:
-    import faiss
-    import torch
-
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
-        "faiss": faiss.__version__,
-        "torch": torch.__version__,
+        "faiss": version("faiss", "faiss-cpu"),
+        "torch": version("torch", "torch"),
         "numpy": np.__version__,
     }
+
+
+def version(module: str, distribution: str) -> str:
+    """A library's version without importing it (torch costs ~4 s of CPU to import, a tiny run ~1 s)."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return str(loaded.__version__)
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "absent"
 
 
 def clustered(n: int, dim: int, seed: int, clusters: int = 200, spread: float = 0.35) -> np.ndarray:
@@ -73,7 +84,7 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def timed(fn) -> float:
+def timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
@@ -100,17 +111,32 @@ def stamp() -> dict[str, str]:
     return {"commit": commit or "unknown", "date": date.today().isoformat(), "command": command}
 
 
+def reports_dir() -> Path:
+    """Where results go: docs/benchmarks, or $BENCH_REPORTS (the smoke test's folder, so it never writes a page)."""
+    return Path(os.environ.get("BENCH_REPORTS") or ROOT / "docs" / "benchmarks")
+
+
+def stamped(markdown: str) -> str:
+    """The page with a last line saying what wrote it (`stamp`): the commit, the day and the command."""
+    s = stamp()
+    return f"{markdown.rstrip()}\n\nWritten by `{s['command']}` at commit {s['commit']}, {s['date']}.\n"
+
+
 def write_report(name: str, report: dict, markdown: str) -> None:
-    out = ROOT / "docs" / "benchmarks"
+    out = reports_dir()
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps({"machine": machine(), **report}, indent=2))
-    (out / f"{name}.md").write_text(markdown)
+    (out / f"{name}.json").write_text(json.dumps({"machine": machine(), "written": stamp(), **report}, indent=2))
+    (out / f"{name}.md").write_text(stamped(markdown))
     print(json.dumps(report, indent=2))
     print(markdown)
 
 
 def alternating(
-    strategy, queries: Sequence, truth: list[list[int]], settings: dict[str, Callable[[], VectorSpace]], passes: int
+    strategy: FusionStrategy,
+    queries: Sequence[EncodedQuery],
+    truth: list[list[int]],
+    settings: Mapping[str, Callable[[], VectorSpace]],
+    passes: int,
 ) -> dict[str, str]:
     """Every query searched under each setting in turn (`settings[name]()` applies one and returns the space
     to search), the order rotating query by query, so that page-cache reclaim from outside the process hits

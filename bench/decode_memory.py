@@ -21,9 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, write_report
+from common import ROOT, write_report
 
 PROBE = """
 import importlib.util, json, resource, sys, types
@@ -80,17 +78,20 @@ def constant_flac(path: Path, rate: int, channels: int, seconds: int, claim_seco
     return path
 
 
-def cases(folder: Path) -> dict[str, tuple[str, list[Path]]]:
+def cases(folder: Path, scale: float = 1.0) -> dict[str, tuple[str, list[Path]]]:
+    """The hostile inputs; `scale` shrinks the images' sides and the wide FLAC's length (a smoke run: 0.05)."""
     from PIL import Image
 
     Image.new("RGB", (8, 8)).save(folder / "x.small.png")
     out: dict[str, tuple[str, list[Path]]] = {}
-    for side, count in ((4000, 6), (7000, 8)):
+    for full, count in ((4000, 6), (7000, 8)):
+        side = max(8, int(full * scale))
         path = folder / f"png{side}.png"
         path.write_bytes(big_png(side, side))
         out[f"{count} PNGs of {side}x{side} held as a batch"] = ("image", [path] * count)
-    wide = constant_flac(folder / "wide.flac", 192_000, 8, 20)
-    out["FLAC, 8 channels, 192 kHz, 20 s"] = ("audio", [wide])
+    seconds = max(1, int(20 * scale))
+    wide = constant_flac(folder / "wide.flac", 192_000, 8, seconds)
+    out[f"FLAC, 8 channels, 192 kHz, {seconds} s"] = ("audio", [wide])
     forged = constant_flac(folder / "forged.flac", 192_000, 8, 1, claim_seconds=590)
     out["FLAC header claiming 8 channels, 192 kHz, 590 s"] = ("audio", [forged])
     for _kind, paths in out.values():
@@ -106,11 +107,12 @@ def measure(module: str, kind: str, paths: list[Path]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="another media.py to measure beside the current one")
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink the inputs (a smoke run: 0.05)")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (kind, paths) in cases(Path(tmp)).items():
-            row = {"case": name, "current": measure("current", kind, paths)}
+        for name, (kind, paths) in cases(Path(tmp), args.scale).items():
+            row: dict = {"case": name, "current": measure("current", kind, paths)}
             if args.baseline:
                 row["baseline"] = measure(str(Path(args.baseline).resolve()), kind, paths)
             rows.append(row)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 from common import alternating
@@ -22,6 +23,7 @@ from scale_10m import load_queries, make_strategy, open_space
 
 import retrieval.fusion.late as late
 import storage.vector_store as vector_store
+from retrieval.space import VectorSpace
 
 OFF = 10**15
 RULES = {
@@ -43,15 +45,15 @@ def main() -> int:
     space, strategy = open_space(args.work), make_strategy(args.strategy, args.work)
     names = list(RULES)
 
-    def apply(name: str):
+    def apply(name: str) -> VectorSpace:
         late.ITEMS_PER_CANDIDATE, vector_store.SHORTLIST_SHARES, vector_store.SCAN_VECTORS = RULES[name]
-        for store in space._indexes.values():
+        for store in space.loaded_indexes.values():
             store.set_nprobe()
         return space
 
     for name in names:  # every index opened before timing
         strategy.search(apply(name), queries[0], 10)
-    settings = {name: (lambda name=name: apply(name)) for name in names}
+    settings = {name: partial(apply, name) for name in names}
     for name, line in alternating(strategy, queries, truth, settings, args.passes).items():
         print(f"{args.strategy} {name}: {line}", flush=True)
     return 0

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from indexer.demo import (
-    _TEMPLATES_BOTH,
-    _TEMPLATES_DIGIT,
-    _TEMPLATES_SPEAKER,
+    TEMPLATES_BOTH,
+    TEMPLATES_DIGIT,
+    TEMPLATES_SPEAKER,
     DemoSpec,
-    _presence,
-    _text_for,
     datasets_dir,
+    presence,
+    text_for,
 )
 from retrieval.encoders import create_encoder
 from retrieval.media import load_audio, load_image
@@ -45,7 +45,7 @@ AUDIO = os.environ.get("BENCH_AUDIO") or PROFILES["offline"].encoders["audio"][0
 # what the recordings say (indexer/digits.transcripts.jsonl), encoded by MiniLM as the field audio@sbert
 HEARD = os.environ.get("BENCH_TRANSCRIPTS") == "1"  # the profile offline-transcripts
 ENCODER = {"image": "hog", "audio": AUDIO, "text": "sbert"}
-FIELDS = [Field(modality, encoder) for modality, encoder in ENCODER.items()] + (
+FIELDS = [Field("image", "hog"), Field("audio", AUDIO), Field("text", "sbert")] + (
     [Field("audio", "sbert")] if HEARD else []
 )
 DIMS = {"hog": 388, "mfcc": 120, "speech": 192, "sbert": 384}
@@ -156,9 +156,9 @@ def all_texts() -> list[str]:
     """Every text an item or a query can carry: the demo's templates for items, ours for queries."""
     out = list(OFF_TOPIC)
     for d, word in enumerate(WORDS):
-        out += [t.format(word=word, digit=d) for t in _TEMPLATES_DIGIT + QUERY_TEMPLATES]
+        out += [t.format(word=word, digit=d) for t in TEMPLATES_DIGIT + QUERY_TEMPLATES]
         for speaker in SPEAKERS:
-            out += [t.format(word=word, digit=d, speaker=speaker) for t in _TEMPLATES_BOTH + _TEMPLATES_SPEAKER]
+            out += [t.format(word=word, digit=d, speaker=speaker) for t in TEMPLATES_BOTH + TEMPLATES_SPEAKER]
     return sorted(set(out))
 
 
@@ -201,7 +201,7 @@ def demo_like(media: Media, speakers: tuple[str, ...], mnist: tuple[int, int], s
     for item, stem in enumerate(stems, start=1):
         spoken, speaker, _ = stem.split("_")
         d = int(spoken)
-        has_image, has_audio, has_text = _presence(rng, DemoSpec())
+        has_image, has_audio, has_text = presence(rng, DemoSpec())
         if has_image:
             vectors["image"][item] = media.image[pools[d][item % len(pools[d])]]
         if has_audio:
@@ -209,7 +209,7 @@ def demo_like(media: Media, speakers: tuple[str, ...], mnist: tuple[int, int], s
             if HEARD:
                 vectors.setdefault("audio@sbert", {})[item] = media.heard[stem]
         if has_text:
-            vectors["text"][item] = media.text_vector(_text_for(rng, d, speaker))
+            vectors["text"][item] = media.text_vector(text_for(rng, d, speaker))
         digits.append(d)
     return Collection(_space(folder, vectors), np.array(digits))
 
@@ -236,17 +236,22 @@ class QueryBase:
     unheard: set[str] = field(default_factory=set)  # which of `vectors` the audio encoder finds nothing in
 
 
+def take(stem: str) -> int:
+    return int(stem.rsplit("_", 1)[1])
+
+
 def query_bases(media: Media, speaker: str, per_kind: int, seed: int) -> list[QueryBase]:
     """`per_kind` bases, digits balanced; media from the query speaker and MNIST 3750-4999."""
     rng = random.Random(seed)
     low, high = MNIST_RANGES["query"]
     images = {d: [i for i, x in media.image_digit.items() if x == d and low <= i < high] for d in range(10)}
+    takes = {d: sorted((s for s in media.audio if s.startswith(f"{d}_{speaker}_")), key=take) for d in range(10)}
     bases = []
     for n in range(per_kind):
         d = n % 10
         template = rng.choice(QUERY_TEMPLATES)
         image = media.image[rng.choice(images[d])]  # the draws in this order: the queries of earlier runs
-        stem = f"{d}_{speaker}_{rng.randrange(50)}"
+        stem = rng.choice(takes[d])  # all 50 takes: as randrange(50) drew them
         text = media.text_vector(template.format(word=WORDS[d], digit=d))
         noise = f"noise{rng.randrange(5)}"
         sources = {"image": image, "audio": media.audio[stem], "text": text, "noise": media.special[noise]}

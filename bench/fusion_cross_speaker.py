@@ -27,6 +27,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from common import reports_dir, stamped  # noqa: E402
 from fusion_cross_data import (  # noqa: E402
     AUDIO,
     ENCODER,
@@ -46,6 +48,7 @@ from fusion_cross_data import (  # noqa: E402
     NOISY,
     SPEAKERS,
     Collection,
+    Media,
     QueryBase,
     audio_only,
     demo_like,
@@ -55,7 +58,7 @@ from fusion_cross_data import (  # noqa: E402
 )
 
 from retrieval.fusion import create_strategy  # noqa: E402
-from retrieval.fusion.base import channel_shares  # noqa: E402
+from retrieval.fusion.base import FusionStrategy, channel_shares  # noqa: E402
 from retrieval.fusion.late import LateFusion, LateParams  # noqa: E402
 from retrieval.space import EncodedQuery  # noqa: E402
 from retrieval.train import TrainConfig, train  # noqa: E402
@@ -103,7 +106,13 @@ def encoded(base: QueryBase, kind: str, weights: dict[str, float] | None = None,
     return EncodedQuery(vectors, weights or {}, empty=frozenset(empty))
 
 
-def precision(strategy, collections: dict[str, Collection], bases: list[QueryBase], kind: str, weights=None):
+def precision(
+    strategy: FusionStrategy,
+    collections: dict[str, Collection],
+    bases: list[QueryBase],
+    kind: str,
+    weights: dict[str, float] | None = None,
+) -> np.ndarray:
     """P@10 of each base's query of `kind`."""
     target = collections[KINDS[kind][1]]
     out = np.zeros(len(bases))
@@ -148,7 +157,7 @@ def tuned_preset(train_set: Collection, seed: int, per_kind: int = 12) -> tuple[
     return params, best["weights"]
 
 
-def run_rotation(r: int, media, args, work: Path) -> dict[str, dict[str, list[float]]]:
+def run_rotation(r: int, media: Media, args: argparse.Namespace, work: Path) -> dict[str, dict[str, list[float]]]:
     roles = rotation(r)
     collections = {
         "train": demo_like(media, roles["train"], MNIST_RANGES["train"], r, work / f"r{r}-train"),
@@ -159,7 +168,7 @@ def run_rotation(r: int, media, args, work: Path) -> dict[str, dict[str, list[fl
     bases = query_bases(media, roles["query"][0], args.per_kind, seed=100 + r)
     results: dict[str, dict[str, list[float]]] = {}
 
-    def record(label: str, strategy, weights=None) -> None:
+    def record(label: str, strategy: FusionStrategy, weights: dict[str, float] | None = None) -> None:
         per_kind = results.setdefault(label, {})
         for kind in KINDS:
             per_kind.setdefault(kind, []).append(precision(strategy, collections, bases, kind, weights).tolist())
@@ -227,7 +236,9 @@ def goals(summary: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def table(summary: dict, title: str, keys: list[str], columns: list[str], value) -> list[str]:
+def table(
+    summary: dict, title: str, keys: list[str], columns: list[str], value: Callable[[dict, str], str]
+) -> list[str]:
     """One markdown section: a row per strategy, a column per key (`value(strategy's summary, key)`)."""
     lines = ["", f"## {title}", "", "| strategy | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     return lines + [f"| {label} | " + " | ".join(value(v, k) for k in keys) + " |" for label, v in summary.items()]
@@ -332,9 +343,9 @@ def main() -> int:
         "tuned": runs.get("late (tuned preset)", {}).get("setting"),
     }
     report["rotations"] = len(report["rotations"])
-    out = ROOT / "docs" / "benchmarks"
+    out = reports_dir()
     (out / f"{args.name}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    markdown = to_markdown(report)
+    markdown = stamped(to_markdown(report))
     (out / f"{args.name}.md").write_text(markdown)
     print(markdown)
     return 0

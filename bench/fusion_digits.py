@@ -22,8 +22,10 @@ import sys
 import time
 from pathlib import Path
 
+from common import stamped
+
 from indexer import Indexer
-from indexer.demo import build_digits_manifest, datasets_dir
+from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 from retrieval import QueryInput, SearchEngine
 from retrieval.train import TrainConfig
 
@@ -76,7 +78,7 @@ def strategies(checkpoints: dict[str, str]) -> dict[str, tuple[str, dict]]:
     }
 
 
-def make_queries(engine: SearchEngine, per_kind: int, seed: int) -> list[dict]:
+def make_queries(engine: SearchEngine, per_kind: int, seed: int) -> tuple[list[dict], list[dict]]:
     from storage.repository import items_by_ids
 
     with engine.db.session() as session:
@@ -145,6 +147,7 @@ def main() -> int:
     parser.add_argument("--per-kind", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="digits items (default: all 2,000)")
     parser.add_argument("--work", default=str(ROOT / "data" / "bench-fusion"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
     args = parser.parse_args()
@@ -153,7 +156,7 @@ def main() -> int:
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
-    manifests = split_manifests(build_digits_manifest(work))
+    manifests = split_manifests(build_digits_manifest(work, spec=DemoSpec(limit=args.limit)))
     for split, manifest in manifests.items():
         Indexer(url, collection=f"digits-{split}").run(manifest, roots=[datasets_dir()])
     timings["index both splits (s)"] = round(time.perf_counter() - started, 1)
@@ -227,7 +230,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fusion_digits.json").write_text(json.dumps(report, indent=2))
-    markdown = to_markdown(report)
+    markdown = stamped(to_markdown(report))
     (out / "fusion_digits.md").write_text(markdown)
     print(markdown)
     return 0

@@ -4,7 +4,7 @@ Builds one compressed index (`IVF…,PQ…x4fs`, the factory of a large collecti
 layout, writes it as the product does (`FaissStore.save`), then loads it in a fresh process and reports the
 anonymous memory the loaded index holds, per vector, and the p50 of single-query searches. Each layout runs
 in a process of its own, one after the other, so its resident memory is its own
-(docs/benchmarks/scale_10m.md, twelfth session).
+(docs/benchmarks/notes/scale_10m.md, twelfth session).
 
     PYTHONPATH=. .venv/bin/python bench/id_map_memory.py --count 4000000 --dim 64
 """

@@ -24,14 +24,15 @@ from pathlib import Path
 import numpy as np
 from common import write_report
 
-from indexer.demo import build_digits_manifest, datasets_dir
+from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 from indexer.pipeline import Indexer
 from indexer.sources import scan
 from indexer.work import WorkItem, decode_asset
 from retrieval.encoders import create_encoder
+from retrieval.media import MODALITIES
 from retrieval.profiles import PROFILES, Profile
 
-CLIP = Profile("vit-b-32", {"image": ["openclip:ViT-B-32"], "audio": ["mfcc"], "text": ["openclip:ViT-B-32"]})
+CLIP = Profile("vit-b-32", {"image": ("openclip:ViT-B-32",), "audio": ("mfcc",), "text": ("openclip:ViT-B-32",)})
 
 
 def rss_mb() -> float:
@@ -43,14 +44,15 @@ def rss_mb() -> float:
 
 def encoder_only(manifest: Path, profile: Profile) -> tuple[float, int]:
     encoders = {m: [create_encoder(n) for n in names] for m, names in profile.encoders.items()}
-    decoded: dict[str, list] = {"image": [], "audio": [], "text": []}
+    decoded: dict[str, list] = {m: [] for m in MODALITIES}
     for item in scan(manifest).items:
         for modality, spec in item.assets.items():
             value = decode_asset(WorkItem(0, spec, None), [e.sample_rate for e in encoders[modality]]).value
             if value is not None:
                 decoded[modality].append(value)
     started = time.perf_counter()
-    for modality, values in decoded.items():
+    for modality in MODALITIES:
+        values = decoded[modality]
         for encoder in encoders[modality]:
             for start in range(0, len(values), 64):
                 batch = [v[encoder.sample_rate] if isinstance(v, dict) else v for v in values[start : start + 64]]
@@ -60,7 +62,7 @@ def encoder_only(manifest: Path, profile: Profile) -> tuple[float, int]:
 
 def end_to_end(url: str, manifest: Path, profile: Profile, roots: list[Path]) -> tuple[dict, dict]:
     indexer = Indexer(url, profile=profile)
-    indexer._load_encoders()  # models loaded before the clock starts, as encoder-only has them
+    indexer.load_encoders()  # models loaded before the clock starts, as encoder-only has them
     memory: dict[str, float] = {"before_mb": round(rss_mb(), 1)}
     marks = iter((0.25, 0.5, 0.75, 1.0))
     mark = next(marks)
@@ -162,16 +164,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--synthetic", type=int, default=20_000, help="generated items (0: skip)")
     parser.add_argument("--clip-items", type=int, default=300, help="digits items for the ViT-B/32 run (0: skip)")
+    parser.add_argument("--limit", type=int, help="digits items (default: all 2,000)")
     args = parser.parse_args()
     reports = []
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         roots = [datasets_dir()]
-        digits = build_digits_manifest(work / "digits")
+        digits = build_digits_manifest(work / "digits", spec=DemoSpec(limit=args.limit))
         reports.append(measure("digits", digits, PROFILES["offline"], roots, args.repeats, work))
         if args.clip_items:
-            from indexer.demo import DemoSpec
-
             subset = build_digits_manifest(work / "digits-subset", spec=DemoSpec(limit=args.clip_items))
             reports.append(measure(f"digits ({args.clip_items} items)", subset, CLIP, roots, args.repeats, work))
         if args.synthetic:

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from indexer.demo import datasets_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = {"name": "image-only", "encoders": {"image": ["hog"]}}
 
@@ -67,7 +69,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, summary.items)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000, 100_000])
-    default_image = ROOT.parent / "shared" / "datasets" / "mnist" / "images"
+    default_image = datasets_dir() / "mnist" / "images"  # DIGITS_DATASETS moves them, as for the demo
     parser.add_argument("--file", type=Path, help="the one file every row names (default: an MNIST image)")
     parser.add_argument("--baseline", type=Path, help="another tree to measure, each size before this one's")
     args = parser.parse_args()

@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 CACHE = Path(tempfile.mkdtemp(prefix="pretrained-hf-"))
@@ -38,11 +39,13 @@ from indexing import encoder_only, end_to_end  # noqa: E402
 
 from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir  # noqa: E402
 from retrieval.encoders import create_encoder  # noqa: E402
+from retrieval.encoders.clap import ClapEncoder  # noqa: E402
+from retrieval.encoders.openclip import OpenClipEncoder  # noqa: E402
 from retrieval.media import load_audio, load_image  # noqa: E402
 from retrieval.profiles import PROFILES  # noqa: E402
 
 
-def rate(fn, items: int, repeats: int = 2, warm_up: bool = True) -> float:
+def rate(fn: Callable[[], object], items: int, repeats: int = 2, warm_up: bool = True) -> float:
     """Items per second of `fn()`, best of `repeats` (after one warm-up call unless `warm_up` is False)."""
     if warm_up:
         fn()
@@ -50,7 +53,7 @@ def rate(fn, items: int, repeats: int = 2, warm_up: bool = True) -> float:
     return round(items / best, 1)
 
 
-def _timed(fn) -> float:
+def _timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
@@ -61,6 +64,7 @@ def preprocessing(manifest_items: int) -> dict[str, float]:
 
     clip = create_encoder(PROFILES["pretrained"].encoders["image"][0])
     clap = create_encoder(PROFILES["pretrained"].encoders["audio"][0])
+    assert isinstance(clip, OpenClipEncoder) and isinstance(clap, ClapEncoder)
     root = datasets_dir()
     images = [load_image(p) for p in sorted((root / "mnist" / "images").glob("*.png"))[:32]]
     clips = [load_audio(p, clap.sample_rate).samples for p in sorted((root / "fsdd" / "recordings").glob("*.wav"))[:8]]

@@ -21,15 +21,20 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from common import FIELDS, ROOT, memory, percentiles, running_top, write_report
+from common import FIELDS, memory, percentiles, reports_dir, running_top, write_report
 
 from storage import VectorStorage
-from storage.faiss_store import FaissBackend
+from storage.faiss_store import FaissBackend, FaissStore, Rows
 from storage.paging import scanning
+
+if TYPE_CHECKING:  # imported where used: building the tables needs neither torch nor the strategies
+    from retrieval.fusion.base import FusionStrategy
+    from retrieval.space import EncodedQuery, VectorSpace
 
 DIM, MISSING, CLUSTERS, SPREAD, CHUNK = 512, 0.2, 1000, 0.35, 131_072
 # agreeing fields: each is its item's latent plus noise of its own as large as the item's own deviation from
@@ -54,7 +59,7 @@ def around(centres: np.ndarray, rng: np.random.Generator, rows: int) -> np.ndarr
     return centres[rng.integers(0, CLUSTERS, rows)] + SPREAD * rng.standard_normal((rows, DIM), np.float32)
 
 
-def field_chunks(n: int, keep: np.ndarray, field: int, seed: int, fields: str):
+def field_chunks(n: int, keep: np.ndarray, field: int, seed: int, fields: str) -> Iterator[np.ndarray]:
     """The kept items' unit vectors of one field, a chunk at a time (each chunk from its own seed).
 
     independent: every field draws its own cluster for every item, so an item near the query in one field
@@ -109,16 +114,14 @@ def generate(work: Path, n: int, queries: int, fields: str, seed: int = 0) -> di
         q = base + 0.1 * noise
         vectors[f.key] = q / np.linalg.norm(q, axis=1, keepdims=True)
         has[f.key] = present if fields == "agreeing" else np.ones(len(items), bool)
-    np.savez(
-        work / "queries.npz",
-        **{k.replace("@", "__"): v for k, v in vectors.items()},
-        **{"has_" + k.replace("@", "__"): v for k, v in has.items()},
-    )
+    arrays = {k.replace("@", "__"): v for k, v in vectors.items()}
+    arrays.update({"has_" + k.replace("@", "__"): v for k, v in has.items()})
+    np.savez(work / "queries.npz", **arrays)
     disk = sum(p.stat().st_size for p in (work / "vectors").glob("*.safetensors"))
     return {"generate_s": round(seconds, 1), "tables_bytes": disk, "fields": fields}
 
 
-def load_queries(work: Path) -> list:  # list[EncodedQuery]
+def load_queries(work: Path) -> list[EncodedQuery]:
     from retrieval.space import EncodedQuery
 
     saved = np.load(work / "queries.npz")
@@ -137,15 +140,24 @@ class FileCatalog:
     def __init__(self, folder: Path) -> None:
         self.backend = FaissBackend(folder)
 
-    def get(self, strategy: str, key: str, generation: int, encoders: list[str]):
+    def get(self, strategy: str, key: str, generation: int, encoders: list[str]) -> FaissStore | None:
         path = self.backend.path_for(f"{strategy}-{key}", generation)
         return self.backend.open(str(path), {"encoders": encoders}) if path.exists() else None
 
-    def create(self, strategy, key, ids, vectors, generation, factory=None, header=None):
+    def create(
+        self,
+        strategy: str,
+        key: str,
+        ids: np.ndarray,
+        vectors: Rows,
+        generation: int,
+        factory: str | None = None,
+        header: dict[str, Any] | None = None,
+    ) -> FaissStore:
         return self.backend.create(f"{strategy}-{key}", generation, ids, vectors, factory, header or {})[0]
 
 
-def open_space(work: Path):
+def open_space(work: Path) -> VectorSpace:
     # a search service has torch loaded by its encoders, so re-scoring casts with it (storage/vectors.py)
     import torch  # noqa: F401
 
@@ -163,7 +175,7 @@ def open_space(work: Path):
     return VectorSpace(FIELDS, tables, 1, catalog, factory, nprobe=nprobe, rescore_bytes=rescore_bytes)  # type: ignore[arg-type]
 
 
-def make_strategy(name: str, work: Path):
+def make_strategy(name: str, work: Path) -> FusionStrategy:
     from retrieval.fusion import create_strategy
 
     if not STRATEGIES[name].get("learned"):
@@ -221,6 +233,7 @@ def phase_search(work: Path, name: str, k: int, truth_count: int) -> dict[str, A
 def phase_truth(work: Path, name: str, k: int, count: int) -> dict[str, Any]:
     """Exact top k of the strategy's own score over every item, for the first `count` queries."""
     from retrieval.fusion.adaptive import screened
+    from retrieval.fusion.learned import LearnedFusion
 
     started = time.perf_counter()
     qs = load_queries(work)[:count]
@@ -229,8 +242,8 @@ def phase_truth(work: Path, name: str, k: int, count: int) -> dict[str, Any]:
     ids = space.item_ids()
     if getattr(strategy.params, "screen", False):  # early and gated search without a flat input: so does the truth
         qs = [screened(space, q) for q in qs]
-    if STRATEGIES[name].get("learned"):
-        table = strategy._fused_table(space)
+    if isinstance(strategy, LearnedFusion):
+        table = strategy.fused_table(space)
         parts = [(table, np.stack([strategy.fused_query(q) for q in qs]))]
     else:  # late, early and hybrid (sum, no normalisation) all score Σ cosine over the channels
         zero = np.zeros(DIM, np.float32)
@@ -267,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{n:,} items in {args.work}", flush=True)
     data = generate(args.work, n, args.queries, args.fields)
     print(data, flush=True)
-    report_path = ROOT / "docs" / "benchmarks" / "scale_10m.json"
+    report_path = reports_dir() / "scale_10m.json"
     rows = json.loads(report_path.read_text()).get("rows", []) if report_path.exists() else []
     rows = [
         r

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from common import percentiles, write_report
 
-from indexer.demo import build_digits_manifest, datasets_dir
+from indexer.demo import DemoSpec, build_digits_manifest, datasets_dir
 from indexer.pipeline import Indexer
+from indexer.ray_executor import RayExecutor
 from retrieval import SearchEngine
 from retrieval.fusion import list_strategies, strategy_class
 from retrieval.train import TrainConfig
@@ -30,12 +31,14 @@ STAGE = "decode+encode+write"
 
 def index_once(url: str, manifest: Path, folder: Path, executor: str, backend: str) -> dict[str, float]:
     indexer = Indexer(url, vector_dir=folder / "vectors", vector_backend=backend, executor=executor)
-    indexer._load_encoders()  # the driver's models are loaded before the clock starts, in both modes
+    indexer.load_encoders()  # the driver's models are loaded before the clock starts, in both modes
     if executor == "ray":
         import ray
 
         started = time.perf_counter()
-        indexer.executor()._start()
+        cluster = indexer.executor()
+        assert isinstance(cluster, RayExecutor)
+        cluster.start()
         startup = time.perf_counter() - started
     else:
         startup = 0.0
@@ -65,11 +68,11 @@ def search_latency(url: str, manifest: Path, folder: Path) -> dict[str, dict[str
     queries = [{"image": str(base / r["image"]), "audio": str(base / r["audio"])} for r in rows]
     out = {}
     for name in list_strategies():
-        engine.search(**queries[0], strategy=name)  # builds (or opens) the strategy's index
+        engine.search(image=queries[0]["image"], audio=queries[0]["audio"], strategy=name)  # builds its index
         times = []
         for q in queries:
             started = time.perf_counter()
-            engine.search(**q, strategy=name, k=10)
+            engine.search(image=q["image"], audio=q["audio"], strategy=name, k=10)
             times.append(time.perf_counter() - started)
         out[name] = percentiles(times)
     return out
@@ -78,12 +81,13 @@ def search_latency(url: str, manifest: Path, folder: Path) -> dict[str, dict[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--limit", type=int, help="digits items (default: all 2,000)")
     parser.add_argument("--postgres", help="SQLAlchemy URL of an empty PostgreSQL database for the Ray runs")
     args = parser.parse_args()
     report: dict = {"indexing": {}, "search": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        manifest = build_digits_manifest(tmp / "digits")
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        manifest = build_digits_manifest(tmp / "digits", spec=DemoSpec(limit=args.limit))
         setups = {
             "local + FAISS + SQLite": ("local", "faiss", None),
             "Ray + FAISS + SQLite": ("ray", "faiss", None),

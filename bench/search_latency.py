@@ -17,14 +17,21 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from common import FIELDS, ROOT, clustered, percentiles, stamp, synthetic_space, write_report
 
 from retrieval.fusion import create_strategy
 from retrieval.fusion.concat import concat_index, concat_query
+from retrieval.fusion.learned import LearnedFusion
 from retrieval.space import EncodedQuery
 from retrieval.train import TrainConfig, train
+
+if TYPE_CHECKING:
+    from retrieval.fusion.base import FusionStrategy
+    from retrieval.space import VectorSpace
+    from storage import VectorStore
 
 
 def queries(count: int, dim: int) -> list[EncodedQuery]:
@@ -32,7 +39,7 @@ def queries(count: int, dim: int) -> list[EncodedQuery]:
     return [EncodedQuery({(f.modality, f.encoder): parts[i][q] for i, f in enumerate(FIELDS)}) for q in range(count)]
 
 
-def timed_searches(strategy, space, qs: list[EncodedQuery], k: int) -> list[float]:
+def timed_searches(strategy: FusionStrategy, space: VectorSpace, qs: list[EncodedQuery], k: int) -> list[float]:
     for q in qs[:5]:
         strategy.search(space, q, k)  # warm caches
     times = []
@@ -53,7 +60,8 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
     for kind in ("gated", "cross_attention"):
         config = TrainConfig(kind, epochs=1, out_dim=128, hidden=128, width=64, heads=2, layers=1)
         checkpoints[kind] = str(train(space, sample, None, config, work / f"{kind}-{n}.safetensors").path)
-    phases = {  # strategy label -> (strategy, params); each phase builds, measures, then drops its indexes
+    # strategy label -> (strategy, params); each phase builds, measures, then drops its indexes
+    phases: dict[str, tuple[str, dict[str, Any]]] = {
         "late": ("late", {}),
         "late (rescore=False)": ("late", {"rescore": False}),
         "hybrid": ("hybrid", {}),
@@ -62,6 +70,9 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
         "cross_attention": ("cross_attention", {"checkpoint": checkpoints["cross_attention"]}),
     }
     result: dict = {"items": n, "queries": count, "k": k, "strategies": {}, "raw": {}, "factories": {}, **stamp()}
+    index: VectorStore | None
+    indexes: list[VectorStore] | None
+    strategy: FusionStrategy | None
     for label, (name, params) in phases.items():
         if only and label not in only:
             continue
@@ -84,7 +95,8 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
             raw = [timed_raw(index, concat_query(fields, dims, q), k) for q in qs]
             reference, result["factories"]["early"] = "early index", index.factory
         else:
-            index = strategy._index(space)
+            assert isinstance(strategy, LearnedFusion)
+            index = strategy.fused_index(space)
             raw = [timed_raw(index, strategy.fused_query(q), k) for q in qs]
             reference, result["factories"]["learned"] = "learned index", index.factory
         result["raw"][reference] = percentiles(raw)
@@ -95,12 +107,12 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
         print(n, label, values, flush=True)
         index = indexes = strategy = None  # the raw references hold indexes too
         if label not in ("late", "late (rescore=False)"):  # the next phase reuses the field indexes
-            space._indexes.clear()
+            space.drop_indexes()
             gc.collect()
     return result
 
 
-def timed_raw(index, vector: np.ndarray, k: int) -> float:
+def timed_raw(index: VectorStore, vector: np.ndarray, k: int) -> float:
     started = time.perf_counter()
     index.search(vector, k)
     return time.perf_counter() - started

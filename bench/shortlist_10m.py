@@ -110,11 +110,15 @@ def sweep(index: faiss.Index, table: VectorTable, q: np.ndarray, truth: np.ndarr
     return rows
 
 
-def middle_stage(work: Path, index: faiss.Index, table: VectorTable, q: np.ndarray, truth: np.ndarray) -> list:
+def middle_stage(
+    work: Path, index: faiss.Index, table: VectorTable, q: np.ndarray, truth: np.ndarray, trained_on: int = 131_072
+) -> list:
     """4-bit shortlist -> 8-bit PQ of the whole vector (M bytes) -> best 300 -> exact."""
     faiss.extract_index_ivf(index).nprobe = 128
     _, shortlist = index.search(q, max(ROWS))
-    sample = table.vectors[np.sort(np.random.default_rng(0).choice(len(table), 131_072, replace=False))]
+    sample = table.vectors[
+        np.sort(np.random.default_rng(0).choice(len(table), min(len(table), trained_on), replace=False))
+    ]
     out = []
     for m in (64, 128):
         pq = faiss.ProductQuantizer(DIM, m, 8)
@@ -169,6 +173,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=10_000_000)
     parser.add_argument("--work", type=Path, required=True, help="where the table and codes go (not the repo)")
+    parser.add_argument("--pq-sample", type=int, default=131_072, help="rows the middle stage's 8-bit PQ trains on")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -177,7 +182,7 @@ def main() -> int:
     truth = exact_top(args.work, table, q)
     index = index_of(args.work, table)
     rows = sweep(index, table, q, truth)
-    middle = middle_stage(args.work, index, table, q, truth)
+    middle = middle_stage(args.work, index, table, q, truth, args.pq_sample)
     seconds = time.perf_counter() - started
     report = {"items": args.items, "queries": QUERIES, "rows": rows, "middle_stage": middle, "seconds": seconds}
     write_report("shortlist_10m", report, markdown(args.items, len(table), rows, middle, seconds))

@@ -85,7 +85,7 @@ def silence_part(hearing: Transcriber) -> list[str]:
     return rows
 
 
-def every_clip(hearing: Transcriber, paths: list[Path]) -> tuple[list[str], float]:
+def every_clip(hearing: Transcriber, paths: list[Path], out: Path = OUT) -> tuple[list[str], float]:
     started = time.perf_counter()
     right: dict[str, list[bool]] = {}
     lines = []
@@ -98,7 +98,7 @@ def every_clip(hearing: Transcriber, paths: list[Path]) -> tuple[list[str], floa
         lines.append(json.dumps(record | {"confidence": heard.confidence, "model": heard.model}, ensure_ascii=False))
         if n % 200 == 0:
             print(f"{n}/{len(paths)}", file=sys.stderr, flush=True)
-    OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     seconds = (time.perf_counter() - started) / len(paths)
     rows = ["| speaker | digit word heard (500 clips) |", "|---|---|"]
     rows += [f"| {speaker} | {np.mean(flags):.3f} |" for speaker, flags in sorted(right.items())]
@@ -109,8 +109,10 @@ def every_clip(hearing: Transcriber, paths: list[Path]) -> tuple[list[str], floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-settings", action="store_true")
+    parser.add_argument("--out", type=Path, default=OUT, help="the transcripts written (default: the demo's own)")
+    parser.add_argument("--limit", type=int, help="only the first N recordings (a smoke run)")
     args = parser.parse_args()
-    paths = sorted((datasets_dir() / "fsdd" / "recordings").glob("*.wav"))
+    paths = sorted((datasets_dir() / "fsdd" / "recordings").glob("*.wav"))[: args.limit]
     hearing = Transcriber()
     markdown = ["# Transcribing the spoken digits (Whisper tiny.en, bundled, int8 on the CPU)", ""]
     report: dict = {"model": hearing.transcribe(load_audio(paths[0], SAMPLE_RATE)).model}
@@ -120,7 +122,7 @@ def main() -> None:
         report["silence"] = silence_part(hearing)
         markdown += ["## Settings (200 clips)", "", *report["settings"], "", "## Clips without words", ""]
         markdown += [*report["silence"], ""]
-    rows, seconds = every_clip(hearing, paths)
+    rows, seconds = every_clip(hearing, paths, args.out)
     report["every_clip"], report["seconds_a_clip"] = rows, seconds
     markdown += [f"## Every clip, the product's setting ({seconds:.2f} s a clip)", "", *rows, ""]
     write_report("transcription", report, "\n".join(markdown))

@@ -28,6 +28,8 @@ from common import ROOT, write_report
 sys.path.insert(0, str(ROOT / "tests"))
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from test_browser import chromium, grid_methods, run_app, settle
 from test_browser_small_things import add_method
 
@@ -45,29 +47,29 @@ const r = line.getBoundingClientRect(); return [r.top, r.bottom, window.innerHei
 """
 
 
-def buttons(driver, text: str) -> int:
+def buttons(driver: WebDriver, text: str) -> int:
     return driver.execute_script(COUNT, text)
 
 
-def says(driver, start: str) -> bool:
+def says(driver: WebDriver, start: str) -> bool:
     """Whether a paragraph of the page starts with `start`."""
     return driver.execute_script(SAYS, start)
 
 
-def click_label(driver, xpath: str) -> None:
+def click_label(driver: WebDriver, xpath: str) -> None:
     element = driver.find_element(By.XPATH, xpath)
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
     element.click()
 
 
-def compact_switch(driver):
+def compact_switch(driver: WebDriver) -> WebElement | None:
     found = driver.find_elements(
         By.XPATH, '//*[@data-testid="stCheckbox"][.//*[contains(text(), "Compact comparison")]]'
     )
     return found[0] if found else None
 
 
-def open_search(driver, url: str, k: int) -> None:
+def open_search(driver: WebDriver, url: str, k: int) -> None:
     """A fresh session: the query typed and the five methods chosen, in the compact grid."""
     driver.get(url)
     settle(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=300)
@@ -79,26 +81,28 @@ def open_search(driver, url: str, k: int) -> None:
     settle(driver, lambda d: len(grid_methods(d)) == len(METHODS) + 1, timeout=120)
 
 
-def to_compact(driver) -> None:
+def to_compact(driver: WebDriver) -> None:
     switch = compact_switch(driver)
     if switch is not None and not switch.find_element(By.TAG_NAME, "input").is_selected():
         switch.find_element(By.TAG_NAME, "label").click()
         settle(driver, lambda d: grid_methods(d), timeout=120)
 
 
-def browser_seconds(driver) -> float:
+def browser_seconds(driver: WebDriver) -> float:
     """Chromium's main-thread busy time so far (script, layout, style, paint): what a view cost the browser."""
     metrics = driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]
     return next(m["value"] for m in metrics if m["name"] == "TaskDuration")
 
 
-def one_round(driver, round_: int, k: int) -> dict[str, float]:
+def one_round(driver: WebDriver, round_: int, k: int) -> dict[str, float]:
     """The three views' seconds, the browser's busy share of each, and where the banner was after the
     query by example."""
     cells = len(METHODS) * k
     to_compact(driver)
     busy = browser_seconds(driver)
-    compact_switch(driver).find_element(By.TAG_NAME, "label").click()
+    switch = compact_switch(driver)
+    assert switch is not None, "the page has no compact-comparison switch"
+    switch.find_element(By.TAG_NAME, "label").click()
     cards = settle(driver, lambda d: buttons(d, "Search with this item") == cells, timeout=120)
     cards_busy, busy = browser_seconds(driver) - busy, browser_seconds(driver)
     button = driver.execute_script(

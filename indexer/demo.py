@@ -40,7 +40,7 @@ LEARNED_EARLY_PRESET = "learned_early"
 # epoch on one thread, gated 0.45 s, cross-attention 1.0 s, early 0.2 s, so ~20 s in all.
 DEMO_EPOCHS = 12
 
-_TEMPLATES_DIGIT = [
+TEMPLATES_DIGIT = [
     "the digit {word}",
     "{digit}",
     "a handwritten {word}",
@@ -49,8 +49,8 @@ _TEMPLATES_DIGIT = [
     "someone says {word}",
     "the number {word}, spoken and written",
 ]
-_TEMPLATES_BOTH = ["{word}, read aloud by {speaker}", "{speaker} saying {digit}"]
-_TEMPLATES_SPEAKER = ["a recording by {speaker}", "sample from {speaker}", "{speaker}'s voice"]
+TEMPLATES_BOTH = ["{word}, read aloud by {speaker}", "{speaker} saying {digit}"]
+TEMPLATES_SPEAKER = ["a recording by {speaker}", "sample from {speaker}", "{speaker}'s voice"]
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,13 @@ class DemoSpec:
     limit: int | None = None  # number of items; None = one per recording (2,000)
 
 
-def _text_for(rng: random.Random, digit: int, speaker: str) -> str:
+def text_for(rng: random.Random, digit: int, speaker: str) -> str:
     kind = rng.random()
-    templates = _TEMPLATES_DIGIT if kind < 0.6 else _TEMPLATES_BOTH if kind < 0.8 else _TEMPLATES_SPEAKER
+    templates = TEMPLATES_DIGIT if kind < 0.6 else TEMPLATES_BOTH if kind < 0.8 else TEMPLATES_SPEAKER
     return rng.choice(templates).format(word=WORDS[digit], digit=digit, speaker=speaker)
 
 
-def _presence(rng: random.Random, spec: DemoSpec) -> tuple[bool, bool, bool]:
+def presence(rng: random.Random, spec: DemoSpec) -> tuple[bool, bool, bool]:
     flags = (rng.random() < spec.image_rate, rng.random() < spec.audio_rate, rng.random() < spec.text_rate)
     if any(flags):
         return flags
@@ -96,13 +96,13 @@ def build_digits_manifest(out_dir: str | Path, datasets: str | Path | None = Non
         digit, train = int(digit_s), speaker in TRAIN_SPEAKERS
         pool = images[(digit, train)]
         image = pool[len(rows) % len(pool)]
-        has_image, has_audio, has_text = _presence(rng, spec)
+        has_image, has_audio, has_text = presence(rng, spec)
         rows.append(
             {
                 "id": f"{digit}-{speaker}-{take}",
                 "image": os.path.relpath(image, out) if has_image else "",
                 "audio": os.path.relpath(recording, out) if has_audio else "",
-                "text": _text_for(rng, digit, speaker) if has_text else "",
+                "text": text_for(rng, digit, speaker) if has_text else "",
                 "digit": digit,
                 "speaker": speaker,
                 "split": "train" if train else "test",

@@ -105,8 +105,9 @@ class Indexer:
     def encoders(self) -> dict[str, Encoder]:
         return self.target.encoders
 
-    def _load_encoders(self) -> None:
-        """Create and record the profile's encoders (the benchmarks load them before their clocks start)."""
+    def load_encoders(self) -> None:
+        """Make and record the profile's encoders, refusing one that changed. A run starts with it; calling it
+        before `run` keeps loading the models out of what a caller times."""
         self.target.load_encoders()
 
     def executor(self) -> Executor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 
 from indexer.executors import AUDIO_BUDGET_SAMPLES, EncodedBatch, ExecutorSettings, LocalExecutor
 from indexer.work import WorkItem
@@ -100,8 +101,9 @@ class RayExecutor:
         """The transcripts of the chunk's recordings: each actor is sent only its own."""
         return {w.sha256: self.transcripts[w.sha256] for w in chunk if w.sha256 and w.sha256 in self.transcripts}
 
-    def _start(self, num_cpus: int | None = None):  # noqa: ANN202 - returns the ray module, imported late
-        """Join the cluster (`address`, else $RAY_ADDRESS), or start a local one of `num_cpus` (default all)."""
+    def start(self, num_cpus: int | None = None) -> ModuleType:  # the ray module, imported late
+        """Join the cluster (`address`, else $RAY_ADDRESS), or start a local one of `num_cpus` (default all).
+        A run starts it on its first batch; calling it first keeps the start out of what a caller times."""
         try:
             import ray
         except ImportError as exc:
@@ -133,7 +135,7 @@ class RayExecutor:
     def batches(self, work: list[WorkItem]) -> Iterator[EncodedBatch]:
         if not work:
             return
-        ray = self._start()
+        ray = self.start()
         from ray.util import ActorPool
 
         chunks = [work[i : i + self.batch_size] for i in range(0, len(work), self.batch_size)]

@@ -274,7 +274,7 @@ def sample_queries(engine: SearchEngine, n: int = 20, seed: int = 0) -> list[Eva
     return [EvalQuery(keys[i], q, exclude=keys[i]) for i, q in queries.items() if q.present()]
 
 
-# Learned strategies by mean P@10 over the seven query kinds of docs/benchmarks/fusion_digits.md (test
+# Learned strategies by mean P@10 over the seven query kinds of docs/benchmarks/notes/fusion_digits.md (test
 # split, not trained on): gated 0.863, learned early 0.854, cross-attention 0.848.
 LEARNED_PREFERENCE = ("gated", "cross_attention")
 

@@ -9,9 +9,10 @@ strategy makes one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -143,7 +144,7 @@ class VectorSpace:
     ) -> None:
         self.fields = fields
         # How hard a compressed index searches (None: the defaults). `nprobe`: lists an inverted file visits
-        # (docs/benchmarks/scale_10m.md: early at 1M, 0.76 -> 0.97 from 128 to 2,048); `rescore_bytes`: the
+        # (docs/benchmarks/notes/scale_10m.md: early at 1M, 0.76 -> 0.97 from 128 to 2,048); `rescore_bytes`: the
         # float16 rows its shortlist re-scores exactly (late at 10M, 0.794 -> 0.894 from 300 KB to 1 MB).
         self.nprobe, self.rescore_bytes = nprobe, rescore_bytes
         self.storage = storage
@@ -244,6 +245,15 @@ class VectorSpace:
         store.to_gpu()
         self._indexes[(strategy, key)] = store
         return store
+
+    @property
+    def loaded_indexes(self) -> Mapping[tuple[str, str], VectorStore]:
+        """The indexes this space holds in memory, by (strategy, key), as `index` named them (read-only)."""
+        return MappingProxyType(self._indexes)
+
+    def drop_indexes(self) -> None:
+        """Forget the indexes held in memory (the next search opens or builds them again), freeing them."""
+        self._indexes.clear()
 
     def _verify(self, keys: list[str]) -> None:
         """Every table an index is built from, checked block by block once per process: an index built from

@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 FLAT_LIMIT = 10_000
 COMPRESS_FROM = 2_000_000  # above today's 1M benchmark, where IVF,Flat stays (bench/scale_10m.py)
 # PQ code bits a dimension: 2 at every width (128 B a 512-d vector, 384 B early's 1,536-d concatenation). Measured
-# on ~800k clustered 512-d vectors re-scored from 300 candidates (docs/benchmarks/shortlist_recall.md):
+# on ~800k clustered 512-d vectors re-scored from 300 candidates (docs/benchmarks/notes/shortlist_recall.md):
 # recall@10 0.94 with PQ256x4fs (2 bits), 0.71 with PQ128x4fs (1 bit). Early's 1,536-d index at 10M (agreeing
-# fields, docs/benchmarks/scale_10m.md, eleventh session; old and new alternating in one process): 1 bit
+# fields, docs/benchmarks/notes/scale_10m.md, eleventh session; old and new alternating in one process): 1 bit
 # (PQ384x4fs, 2.1 GB) found 0.97 of its exact top 10 from 2,976 rows at 56 / 27 ms p50 (first / second pass),
 # 2 bits (PQ768x4fs, 4.0 GB) 0.992 from 992 rows at 19 / 14 ms: twice the codes in memory for a third of the
 # rows read a query. (At 1M both found 0.77 from 1,000 candidates: the lists visited bound it there.)
@@ -42,7 +42,7 @@ GPU_MAX_K = 2048  # FAISS on a GPU selects at most this many results (GPU_MAX_SE
 READ_BLOCK = 1 << 24  # bytes of an index file read at a time when it is loaded (`read_index`)
 # A search of one query runs on one FAISS thread. FAISS splits a single query's inverted lists over its
 # OpenMP pool, whose threads then spin against torch's (the encoders' pool, a second OpenMP runtime) on the
-# same cores. Measured on 2 cores (docs/benchmarks/scale_10m.md): one IVF2048,PQ256x4fs search of 800k
+# same cores. Measured on 2 cores (docs/benchmarks/notes/scale_10m.md): one IVF2048,PQ256x4fs search of 800k
 # vectors, 1.15 ms on two threads or one in a bare process, 3.4 -> 1.2 ms with torch working between
 # searches; at 1M items late's p50 19.7 -> 7.1 ms, early's 8.0 -> 5.0 ms. Batches keep every thread: FAISS
 # gives each thread its own queries.

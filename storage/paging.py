@@ -33,7 +33,7 @@ _PAGE = mmap.PAGESIZE
 # asking costs: late at 1M (0.8 GB tables on 24 GB) 7.1 -> 8.3 ms p50 with the rows resident, against
 # 29.2 -> 15.8 ms with the page cache dropped before each query. Judged by physical memory alone, gated's
 # 2.6 GB fused table at 10M in an 8 GB cgroup was never asked in: 148 ms p50 with cold tables
-# (docs/benchmarks/scale_10m.md, twelfth session).
+# (docs/benchmarks/notes/scale_10m.md, twelfth session).
 
 
 def _physical_memory() -> int:

@@ -31,20 +31,20 @@ BACKENDS.register(
 DEFAULT_BACKEND = "faiss"
 # A compressed index's shortlist: max(RESCORE_FACTOR x wanted, RESCORE_MIN) candidates, re-scored exactly.
 # ~800k clustered 512-d vectors, IVF2048,PQ256x4fs (the default code size), 20 queries
-# (docs/benchmarks/shortlist_recall.md): recall@10 0.94 from 300 candidates (5 ms a query with the
-# re-scoring), 0.99 from 1,000 (12 ms). End to end at 1M (docs/benchmarks/scale_10m.md), 1,000 bought late
+# (docs/benchmarks/notes/shortlist_recall.md): recall@10 0.94 from 300 candidates (5 ms a query with the
+# re-scoring), 0.99 from 1,000 (12 ms). End to end at 1M (docs/benchmarks/notes/scale_10m.md), 1,000 bought late
 # 0.344 -> 0.35 and early 0.764 -> 0.768 recall@10 for 25 -> 56 and 16 -> 40 ms p50, so 300 stays.
 # Late fusion's units want 100 each, so 3 x 100 keeps that ratio.
 RESCORE_FACTOR, RESCORE_MIN = 3, 300
 # ... and at least the rows that fit in the bytes of RESCORE_MIN float16 rows of 512-d (300 KB), at most
 # RESCORE_MAX: a narrow vector is cheap to re-score, so a narrow index gets a longer shortlist. Gated's 128-d
-# fused vectors at 10M (agreeing fields, docs/benchmarks/scale_10m.md), shortlist 300 / 1,000 / 3,000:
+# fused vectors at 10M (agreeing fields, docs/benchmarks/notes/scale_10m.md), shortlist 300 / 1,000 / 3,000:
 # recall@10 0.88 / 0.96 / 0.994, p50 with the rows cached 10.5 / 12.3 / 17.1 ms. Early's 1536-d index at
 # 3,000 rows: 0.974 at 82 ms cached against 40 ms at 300 (9 MB a query read from disk where rows are not
 # in memory), hence a budget in bytes and not in rows. A 1 MB budget (1,000 rows a 512-d field) lifts one
 # field alone 0.888 -> 0.974 (bench/shortlist_10m.py) but late end to end only 0.794 -> 0.894 (62 -> 85 ms
 # p50, one process), and reads 3x the rows of a cold table, so 300 KB stays; `rescore_bytes` (VectorSpace,
-# --rescore-bytes) buys more where the tables are in memory (docs/benchmarks/scale_10m.md, ninth session).
+# --rescore-bytes) buys more where the tables are in memory (docs/benchmarks/notes/scale_10m.md, ninth session).
 RESCORE_BYTES, RESCORE_MAX = RESCORE_MIN * 512 * 2, 3000
 # ... and at least a share of the index's vectors (at most RESCORE_MAX), by how coarse its codes are: the more
 # vectors, the more of them the codes' error lifts above the true top 10, so the shortlist grows with the
@@ -53,14 +53,14 @@ RESCORE_BYTES, RESCORE_MAX = RESCORE_MIN * 512 * 2, 3000
 # (agreeing fields); at 10M 300 rows found 0.566 and 3,000 rows 0.97, hybrid's 1-bit 1,024-d group 0.908 ->
 # 0.986. From 2 bits (the default codes, `faiss_store.CODE_BITS`), 1 in 10,000: early's 2-bit 1,536-d index at
 # 10M found 0.908 from 300 rows, 0.992 from 992, 0.998 from 1,984; late's 2-bit fields 0.982 from their 960
-# rows a field; gated's 2-bit 128-d index 0.962 from its 1,200 (docs/benchmarks/scale_10m.md, tenth and
+# rows a field; gated's 2-bit 128-d index 0.962 from its 1,200 (docs/benchmarks/notes/scale_10m.md, tenth and
 # eleventh sessions). 4 bits and more were not measured at scale: no share. A Milvus store never counts its
 # collection a search (a round trip; `counts_locally`), so it keeps its byte budget whatever its codes.
 SHORTLIST_SHARES: tuple[tuple[float, float], ...] = ((2.0, 3 / 10_000), (4.0, 1 / 10_000))
 # Inverted files search a sixteenth of their lists, but a large compressed index at most the lists that hold
 # about SCAN_VECTORS vectors (never fewer than 16): what 1M items scan (128 of 2,048 lists of ~400), so a
 # query's scan stops growing with the collection and its recall comes from re-scoring longer lists instead.
-# 10M agreeing fields, p50 of a first / second pass (docs/benchmarks/scale_10m.md, ninth session): 16 of
+# 10M agreeing fields, p50 of a first / second pass (docs/benchmarks/notes/scale_10m.md, ninth session): 16 of
 # 2,048 lists found what 128 did, late with 300 candidates 0.98 at 31 / 39 against 71 / 99 ms, early from
 # 3,000 rows 0.974 at 75 / 42 against 169 / 82 ms. Exact inverted files (IVF,Flat, below COMPRESS_FROM) keep
 # their sixteenth: nothing re-scores after them.

@@ -62,6 +62,7 @@ def require_real_media() -> Path:
 
 # Seconds the slow tests of each module take in a two-worker run (measured; they only order the suite).
 SLOW_SECONDS = {
+    "test_bench_smoke.py": 240,  # every benchmark script at a tiny size (~240 CPU-s, one process at a time)
     "test_browser.py": 62,
     "test_scale_out.py": 40,
     "test_browser_first_run.py": 22,

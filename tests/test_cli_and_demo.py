@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,28 @@ import pytest
 from conftest import FSDD, ROOT, mnist_image, recording
 
 from indexer.__main__ import main as indexer_main
-from indexer.demo import DemoSpec, build_digits_manifest
+from indexer.demo import (
+    TEMPLATES_BOTH,
+    TEMPLATES_DIGIT,
+    TEMPLATES_SPEAKER,
+    DemoSpec,
+    build_digits_manifest,
+    presence,
+    text_for,
+)
 from retrieval import SearchEngine
 from retrieval.__main__ import main as retrieval_main
 from retrieval.fusion.checkpoint import FusionCheckpoint
+
+
+def test_a_demo_item_has_a_modality_and_its_text_names_its_digit_or_speaker() -> None:
+    """The rules the demo makes items by, which the cross-speaker benchmark reuses for its collections."""
+    rng = random.Random(0)
+    flags = [presence(rng, DemoSpec(image_rate=0, audio_rate=0, text_rate=0)) for _ in range(300)]
+    assert all(sum(f) == 1 for f in flags) and {f.index(True) for f in flags} == {0, 1, 2}
+    texts = [text_for(rng, 7, "lucas") for _ in range(300)]
+    templates = TEMPLATES_DIGIT + TEMPLATES_BOTH + TEMPLATES_SPEAKER
+    assert set(texts) == {t.format(word="seven", digit=7, speaker="lucas") for t in templates}
 
 
 @pytest.mark.datasets

@@ -338,7 +338,7 @@ def test_fused_is_never_below_its_best_modality(tmp_path: Path, name: str, defau
     assert seen[2] > max(seen[:2])
     best_single = max(mean_precision(defaults, ("image",)), mean_precision(defaults, ("audio",)))
     # An unseen speaker's recording, confidently wrong: not "never below" (issue 13's goal, missed; no
-    # label-free predictor tells such a recording from a good one, docs/benchmarks/adaptive_powers.md), but
+    # label-free predictor tells such a recording from a good one, docs/benchmarks/notes/adaptive_powers.md), but
     # adaptive weighting keeps within 0.03 of the image alone (the benchmark's worst case is about as far);
     # the raw sum loses over 0.05
     assert mean_precision(defaults, ("image", "audio")) >= best_single - 0.03 - 1e-9  # 0.03 as 10 ranks show it
@@ -458,13 +458,28 @@ def test_a_hybrid_search_uses_only_indexes_that_prepare_built(space: VectorSpace
 
     hybrid = create_strategy("hybrid", groups=[["image", "audio"]])
     hybrid.prepare(space)
-    built = set(space._indexes)
+    built = set(space.loaded_indexes)
     full = query(space)
     partial = [EncodedQuery({key: vector}) for key, vector in full.vectors.items()]
     for q, searched in zip([full, *partial], ["early", "field", "field"]):
         with indexes_used(space) as used:
             assert hybrid.search(space, q, k=5)
-        assert set(space._indexes) == built and {strategy for strategy, _ in used} == {searched}, used
+        assert set(space.loaded_indexes) == built and {strategy for strategy, _ in used} == {searched}, used
+
+
+def test_dropped_indexes_are_opened_again_and_answer_alike(space: VectorSpace) -> None:
+    """What a benchmark frees between strategies (`drop_indexes`) and reads back (`loaded_indexes`)."""
+    late = create_strategy("late")
+    q = query(space)
+    before = [(r.item_id, r.score) for r in late.search(space, q, k=5)]
+    held = set(space.loaded_indexes)
+    assert held == {("field", "image@img-enc"), ("field", "audio@aud-enc")}
+    with pytest.raises(TypeError):  # a view: only `index` adds and only `drop_indexes` removes
+        space.loaded_indexes[("field", "x")] = space.loaded_indexes[("field", "image@img-enc")]  # type: ignore[index]
+    space.drop_indexes()
+    assert not space.loaded_indexes
+    assert [(r.item_id, r.score) for r in late.search(space, q, k=5)] == before
+    assert set(space.loaded_indexes) == held
 
 
 PRETRAINED_LIKE = [Field("image", "A"), Field("audio", "B"), Field("text", "A"), Field("text", "B"), Field("text", "C")]
@@ -491,8 +506,8 @@ def test_prepare_builds_exactly_the_indexes_every_kind_of_query_searches(
     strategy = create_strategy(name, centre=centre)
     strategy.prepare(space)
     view = space.centred() if centre else space
-    built, searched = set(view._indexes), set()
-    assert not centre or not space._indexes  # nothing built on the plain view that searches never use
+    built, searched = set(view.loaded_indexes), set()
+    assert not centre or not space.loaded_indexes  # nothing built on the plain view that searches never use
     for size in (1, 2, 3):
         for modalities in combinations(["image", "audio", "text"], size):
             keys = [(f.modality, f.encoder) for f in PRETRAINED_LIKE if f.modality in modalities]
@@ -500,7 +515,7 @@ def test_prepare_builds_exactly_the_indexes_every_kind_of_query_searches(
             with indexes_used(view) as used:
                 assert strategy.search(space, q, k=5)
             searched |= set(used)
-            assert set(view._indexes) == built, (modalities, set(view._indexes) - built)
+            assert set(view.loaded_indexes) == built, (modalities, set(view.loaded_indexes) - built)
     assert searched == built  # none built in vain
     if name == "hybrid":
         assert ("centred-" * centre + "early", "text@A+text@B") in built  # the image+audio query's text unit

@@ -30,7 +30,7 @@ def token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_refused_connection_with_a_token_set_up_names_ray_auth_mode(token: Path) -> None:
     executor = RayExecutor([], [], {}, address="127.0.0.1:6379")
     with pytest.raises(ClusterError) as error:
-        executor._start()
+        executor.start()
     message = str(error.value)
     assert message.startswith("cannot join the Ray cluster at 127.0.0.1:6379: Failed to connect")
     assert "RAY_AUTH_MODE is not 'token'" in message and "export RAY_AUTH_MODE=token" in message
@@ -42,7 +42,7 @@ def test_no_auth_hint_where_token_mode_is_on_or_no_token_exists(token: Path, mon
     with pytest.raises(
         ClusterError, match=r"^cannot join the Ray cluster at auto: Failed to connect to Ray cluster at [0-9.:]+$"
     ):
-        RayExecutor([], [], {}, address="auto")._start()
+        RayExecutor([], [], {}, address="auto").start()
     monkeypatch.delenv("RAY_AUTH_MODE")
     token.unlink()
     assert ray_executor.auth_hint() == ""

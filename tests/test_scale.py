@@ -292,7 +292,7 @@ def test_a_compressed_index_plus_rescoring_returns_exact_scores(tmp_path: Path, 
         params["standardise"] = False  # raw Σ cosine inside its group
     strategy = create_strategy(name, **params)
     strategy.prepare(space)
-    assert not space._indexes[next(iter(space._indexes))].exact_scores
+    assert not space.loaded_indexes[next(iter(space.loaded_indexes))].exact_scores
     agree = 0
     for seed in range(5):
         query = near(space, 100 + 37 * seed, seed)
@@ -387,7 +387,7 @@ def test_a_compressed_index_re_scores_a_shortlist_of_about_the_same_bytes_whatev
 
 
 def test_search_depth_grows_with_the_collection_and_stays_as_it_was_up_to_a_million() -> None:
-    """The rules at scale (docs/benchmarks/scale_10m.md): a shortlist of codes under 2 bits a dimension is 300
+    """The rules at scale (docs/benchmarks/notes/scale_10m.md): a shortlist of codes under 2 bits a dimension is 300
     rows of 512-d up to 1M vectors and 3,000 from 10M, of 2-bit codes 300 up to 3M and 1,000 at 10M, of finer
     codes (Milvus's 8-bit PQ) 300 at any size, without counting the index; a compressed inverted file searches
     a sixteenth of its lists up to ~1M vectors, then no more lists than hold SCAN_VECTORS (16 of 2,048 at 8M);
@@ -527,7 +527,7 @@ def test_a_compressed_learned_index_is_rescored_from_the_fused_table(tmp_path: P
     vector = strategy.fused_query(query)
     ids = np.array([r.item_id for r in found])
     assert np.allclose([r.score for r in found], strategy.item_vectors(space, ids) @ vector, atol=1e-5)
-    index = strategy._index(space)
+    index = strategy.fused_index(space)
     assert not index.exact_scores and index.shortlist(10) > 10
     shortlist = index.search(vector, index.shortlist(10))[1][0]
     exact = strategy.item_vectors(space, shortlist) @ vector
@@ -662,7 +662,7 @@ def test_nprobe_reaches_every_index_and_more_lists_find_more_true_neighbours(tmp
         space = VectorSpace(FIELDS, storage, generation=1, factory="IVF64,PQ8x4fs", nprobe=nprobe)
         early = create_strategy("early", screen=False, standardise=False)  # exact: raw Σ cosine
         early.prepare(space)
-        (store,) = space._indexes.values()
+        (store,) = space.loaded_indexes.values()
         assert faiss.extract_index_ivf(store.index).nprobe == {None: 16, 1: 1, 64: 64}[nprobe]
         found = [{r.item_id for r in early.search(space, query, 10)} for query in queries]
         recalls[nprobe] = np.mean([len(t & f) / 10 for t, f in zip(truths, found)])

@@ -45,7 +45,7 @@ def ray_address() -> Iterator[str]:
     cluster = os.environ.get("RETRIEVAL_TEST_RAY")  # a real cluster (scripts/ray-cluster.sh: two nodes, a token)
     if not cluster and os.environ.get("RETRIEVAL_REQUIRE_RAY") == "1":
         pytest.fail("RETRIEVAL_REQUIRE_RAY=1 but RETRIEVAL_TEST_RAY is not set")
-    RayExecutor([], [], {}, address=cluster)._start(num_cpus=1)
+    RayExecutor([], [], {}, address=cluster).start(num_cpus=1)
     try:
         if cluster:  # the runs below must really spread over two machines' worth of nodes
             assert sum(node["Alive"] for node in ray.nodes()) >= 2, "RETRIEVAL_TEST_RAY is a one-node cluster"

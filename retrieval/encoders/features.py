@@ -88,7 +88,7 @@ class MfccAudioEncoder(Encoder):
         samples = np.pad(samples, (0, max(0, self.frame - len(samples))))
         return spectrogram(samples, self.window, **self.spectrogram_options())
 
-    def _summary(self, mel: np.ndarray) -> np.ndarray:
+    def summary(self, mel: np.ndarray) -> np.ndarray:
         """One clip's log-mel spectrogram (mel bands x frames) to its segment statistics."""
         mfcc = scipy.fft.dct(mel, type=2, axis=0, norm="ortho")[: self.n_mfcc].T  # frames x coefficients
         energy = mel.mean(axis=0)
@@ -123,7 +123,7 @@ class MfccAudioEncoder(Encoder):
 
             mels = spectrogram_batch([samples[i] for i in group], self.window, **self.spectrogram_options())
             for i, mel in zip(group, mels):
-                out[i] = self._summary(mel)
+                out[i] = self.summary(mel)
         return np.stack([row for row in out if row is not None])  # every slot is filled above
 
 

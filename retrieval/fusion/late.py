@@ -61,7 +61,7 @@ class UnitList:
 # A unit's list is at least `candidates` long and one for every ITEMS_PER_CANDIDATE items its fields hold: an
 # item best on the fused score ranks deeper in each unit's own list the more items there are (its rank grows
 # with their number). Agreeing fields, 100 a unit: the exact fused top 10 at 1M (recall@10 1.0), 0.794 of it
-# at 10M, where 320 found 0.982 (docs/benchmarks/scale_10m.md, tenth session). 100 stays up to 2.5M a field.
+# at 10M, where 320 found 0.982 (docs/benchmarks/notes/scale_10m.md, tenth session). 100 stays up to 2.5M a field.
 ITEMS_PER_CANDIDATE = 25_000
 
 

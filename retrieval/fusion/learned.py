@@ -22,7 +22,7 @@ from retrieval.fusion.late import LateFusion
 from retrieval.fusion.scoring import rank_order, tie_window
 from retrieval.fusion.weighing import Weighing, as_set, flat_out
 from retrieval.space import EncodedQuery, VectorSpace
-from storage import VectorTable
+from storage import VectorStore, VectorTable
 from storage.paging import ROWS_AT_A_TIME
 
 if TYPE_CHECKING:  # the checkpoint brings torch: loaded with the first learned search, not with the package
@@ -36,7 +36,7 @@ class LearnedParams:
     candidates: int = 100
     # Adds blend × the identity early-fusion score (Σ share × weight × cosine) to the learned one, in the same
     # index: the learned space generalises across modalities, the raw spaces keep within-modality detail. Off by
-    # evidence (docs/benchmarks/fusion_blend.json, unseen speakers, tuning rotation, 3 seeds): blend 0 / 0.1 /
+    # evidence (docs/benchmarks/notes/fusion_blend.json, unseen speakers, tuning rotation, 3 seeds): blend 0 / 0.1 /
     # 0.3 / 1 lifts audio alone (gated 0.47 / 0.51 / 0.53 / 0.51) but sinks fused kinds below their best single
     # modality (gated worst -0.025 / -0.029 / -0.036 / -0.099; early -0.041 / -0.049 / -0.057 / -0.069).
     blend: float = 0.0
@@ -82,9 +82,9 @@ class LearnedFusion(FusionStrategy):
 
     def item_vectors(self, space: VectorSpace, ids: np.ndarray) -> np.ndarray:
         """Fused vectors of `ids`, looked up in the space's stored table of fused vectors."""
-        return self._fused_table(space).lookup(ids)[0]
+        return self.fused_table(space).lookup(ids)[0]
 
-    def _fused_table(self, space: VectorSpace) -> VectorTable:
+    def fused_table(self, space: VectorSpace) -> VectorTable:
         """Every item's fused vector, computed once per checkpoint and generation and stored as a table."""
         table = self._fused.get(space)
         if table is None:
@@ -113,19 +113,20 @@ class LearnedFusion(FusionStrategy):
             out[start : start + len(fused)] = fused
         return out
 
-    def _index(self, space: VectorSpace):  # noqa: ANN202
+    def fused_index(self, space: VectorSpace) -> VectorStore:
+        """The index of every item's fused vector (`fused_table`), built or opened on first use."""
         ckpt = self._checked(space)
         key = ckpt.digest + (f"-blend{self.params.blend:g}" if self.params.blend > 0 else "")
 
         def build() -> tuple[np.ndarray, np.ndarray]:
-            table = self._fused_table(space)
+            table = self.fused_table(space)
             return table.ids, table.vectors
 
         return space.index(self.name, key, [f.encoder for f in ckpt.fields], build)
 
     def prepare(self, space: VectorSpace) -> None:
         if space.tables and self.params.checkpoint:
-            self._index(space)
+            self.fused_index(space)
 
     def fused_query(self, query: EncodedQuery, modalities: set[str] | None = None) -> np.ndarray:
         present = {m for m, _ in query.vectors}
@@ -218,15 +219,15 @@ class LearnedFusion(FusionStrategy):
             return []
         if self.params.mode == "rerank":
             ids = LateFusion(candidates=self.params.candidates).candidates(space, query, k)
-            scores = self._fused_table(space).similarities(ids, vector)[0]
+            scores = self.fused_table(space).similarities(ids, vector)[0]
         else:
-            index = self._index(space)
+            index = self.fused_index(space)
             wanted = max(index.shortlist(k), tie_window(k))
             found_scores, found = index.search(vector, wanted)
             keep = found[0] >= 0
             ids, scores = found[0][keep], found_scores[0][keep]
             if not index.exact_scores:  # compressed codes find candidates; the stored table scores them
-                scores = self._fused_table(space).similarities(ids, vector)[0]  # one library (storage/vectors.py)
+                scores = self.fused_table(space).similarities(ids, vector)[0]  # one library (storage/vectors.py)
         order = rank_order(scores, ids, k)
         ids, scores = ids[order], scores[order]
         parts = self._occlusion(space, present, without, ids, scores)
