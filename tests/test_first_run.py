@@ -116,12 +116,14 @@ def test_late_explanation_adds_up_to_the_score(engine: SearchEngine, weighting: 
     strategy = engine.strategy("late", weighting=weighting)
     scored = strategy.search(engine.space, encoded, 10)
     explained = strategy.explain(engine.space, encoded, np.array([s.item_id for s in scored]))
-    assert [u.split(" [")[0] for u in explained["units"]] == ["audio→audio", "text→text"]
+    # the synthetic media's stand-in for the recording is a tone: no one speaks in it, and adaptive screens it
+    heard = ["text→text"] if weighting == "adaptive" and encoded.empty else ["audio→audio", "text→text"]
+    assert [u.split(" [")[0] for u in explained["units"]] == heard
     np.testing.assert_allclose(explained["fused"].sum(axis=1), [s.score for s in scored], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(explained["fused"], explained["normalised"] * explained["weight"], rtol=1e-5, atol=1e-6)
     if weighting == "fixed":
         assert explained["weight"].tolist() == [1.0, 1.0]
-    else:
+    elif len(heard) > 1:  # one unit left: its weight is 1, with nothing to weigh it against
         assert not np.allclose(explained["weight"], 1.0), "adaptive weights differ from 1 for this query"
     assert (explained["rank"] >= 0).all() and 1 in explained["rank"], "the best of a channel is ranked 1"
 
@@ -230,8 +232,8 @@ def test_an_items_own_query_finds_it_first(engine: SearchEngine) -> None:
 
     queries = sample_queries(engine, n=6, seed=1)
     assert len(queries) == 6 and all(q.exclude == q.qid for q in queries)
-    id_of = {key: item_id for item_id, key in engine.item_keys().items()}
-    items = engine.items(id_of[q.qid] for q in queries)
+    id_of = {key: item_id for item_id, key in engine.catalogue.item_keys().items()}
+    items = engine.catalogue.items(id_of[q.qid] for q in queries)
     for q in queries:
         readable = {a.modality for a in items[id_of[q.qid]].assets if a.status == "ok"}
         assert {m for m in ("image", "audio", "text") if getattr(q.query, m)} == readable
@@ -253,9 +255,9 @@ def test_each_learned_method_says_which_model_and_encoders_answer(app: AppTest, 
     assert not app.exception, [e.value for e in app.exception]
     captions = [re.sub(r"\\(.)", r"\1", c.value) for c in app.caption]
     for name in ("gated", "cross_attention"):
-        file = engine.checkpoint_file(name)
+        file = engine.models.latest(name)
         assert file is not None
-        info = engine.checkpoint_info(file)
+        info = engine.models.info(file)
         assert info is not None and 0 < info.items <= 240 and info.final_loss is not None
         said = (
             f"**{name}** answers with the model {Path(file).name}, trained {info.trained_at:%Y-%m-%d %H:%M} UTC "
