@@ -170,7 +170,7 @@ def main() -> int:
         ("early", "early", "digit"),
     ):
         started = time.perf_counter()
-        result = train_engine.train(
+        result = train_engine.models.train(
             TrainConfig(strategy, label_field=label, epochs=args.epochs, seed=args.seed), work / f"{key}.safetensors"
         )
         checkpoints[key] = str(result.path)

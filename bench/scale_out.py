@@ -62,7 +62,9 @@ def search_latency(url: str, manifest: Path, folder: Path) -> dict[str, dict[str
     for name in list_strategies():
         cls = strategy_class(name)
         if cls.learns:
-            engine.train(TrainConfig(name, label_field="digit", epochs=5, seed=0), folder / f"{name}.safetensors")
+            engine.models.train(
+                TrainConfig(name, label_field="digit", epochs=5, seed=0), folder / f"{name}.safetensors"
+            )
     rows = [r for r in csv.DictReader(manifest.open()) if r["split"] == "test" and r["image"] and r["audio"]][:100]
     base = manifest.parent
     queries = [{"image": str(base / r["image"]), "audio": str(base / r["audio"])} for r in rows]

@@ -235,4 +235,4 @@ def _train_one(
         if progress is not None:
             progress(stage, epoch, total)
 
-    return engine.train(config, Path(out_dir) / f"{name}.safetensors", report)
+    return engine.models.train(config, Path(out_dir) / f"{name}.safetensors", report)

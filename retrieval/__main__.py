@@ -327,7 +327,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
 
-        result = engine.train(config, args.out, progress)
+        result = engine.models.train(config, args.out, progress)
     print(
         f"trained {args.strategy} on {result.items} items in {result.seconds:.1f}s; "
         f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}"

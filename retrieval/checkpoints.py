@@ -1,4 +1,4 @@
-"""The saved checkpoints of a learned strategy on a collection, and which of them answers.
+"""A collection's learned models (`Models`): training, the saved checkpoints of a strategy, which answers.
 
 The newest record of a strategy answers for it in Search and Evaluate. Choosing an earlier model registers its
 file again, as the newest record, with its own training date, items, split and loss kept (`trained_at` in the
@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from retrieval.errors import NotFoundError
 from retrieval.results import CheckpointInfo
+from retrieval.space import VectorSpace
 from storage import CheckpointRecord, Database
-from storage.repository import checkpoint_records
+from storage.repository import checkpoint_by_file, checkpoint_records, item_metadata, latest_checkpoint
+
+if TYPE_CHECKING:  # training brings torch: imported by `Models.train`, not by every search
+    from retrieval.train import TrainConfig, TrainResult
 
 
 def record_info(record: CheckpointRecord) -> CheckpointInfo:
@@ -66,3 +71,63 @@ def use_checkpoint(db: Database, collection_id: int, strategy: str, file: str) -
             )
         )
     return info
+
+
+class Models:
+    """A collection's learned models: train one, list them, say which answers, choose another.
+    `SearchEngine.models` hands one out."""
+
+    def __init__(self, db: Database, collection_id: int, collection_name: str, space: VectorSpace) -> None:
+        self.db, self.collection_id, self.collection_name, self.space = db, collection_id, collection_name, space
+        self._infos: dict[tuple[str, int], CheckpointInfo | None] = {}
+
+    def latest(self, strategy: str) -> str | None:
+        """The file of the model that answers for `strategy` (its newest record), if any."""
+        with self.db.session() as session:
+            record = latest_checkpoint(session, self.collection_id, strategy)
+            return None if record is None else record.file
+
+    def info(self, file: str) -> CheckpointInfo | None:
+        """What the collection recorded of this checkpoint file (None for a file trained elsewhere); kept per
+        file and modification time: training again into the same file registers it again."""
+        try:
+            key = (file, Path(file).stat().st_mtime_ns)
+        except OSError:
+            key = (file, -1)
+        if key not in self._infos:
+            with self.db.session() as session:
+                record = checkpoint_by_file(session, self.collection_id, file)
+                self._infos[key] = None if record is None else record_info(record)
+        return self._infos[key]
+
+    def saved(self, strategy: str) -> list[CheckpointInfo]:
+        """The saved models of `strategy`, the one answering first (`saved_checkpoints`)."""
+        return saved_checkpoints(self.db, self.collection_id, strategy)
+
+    def use(self, strategy: str, file: str) -> CheckpointInfo:
+        """Make `file`, a saved model of `strategy` (one of `saved`), the one Search and Evaluate use."""
+        return use_checkpoint(self.db, self.collection_id, strategy, file)
+
+    def train(self, config: TrainConfig, out: str | Path, progress: Any = None) -> TrainResult:
+        """Fit a learned strategy on the collection's stored vectors and register the checkpoint."""
+        from retrieval.train import select_items, train
+
+        self.db.require_writable("register a trained checkpoint in it")  # before the hours of training
+        with self.db.session() as session:
+            metadata = item_metadata(session, self.collection_id)
+        ids, labels = select_items(metadata, self.space, config)
+        meta = {"collection": self.collection_name, "database": self.db.url}
+        result = train(self.space, ids, labels, config, out, progress, meta=meta)
+        with self.db.session() as session:
+            session.add(
+                CheckpointRecord(
+                    collection_id=self.collection_id,
+                    strategy=config.strategy,
+                    file=str(Path(result.path).resolve()),
+                    encoders=sorted({f.encoder for f in self.space.fields}),
+                    config=vars(config) | {"where": config.where},
+                    items=result.items,
+                    final_loss=result.losses[-1] if result.losses else None,
+                )
+            )
+        return result

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
-from retrieval.checkpoints import record_info, saved_checkpoints, use_checkpoint
+from retrieval.catalogue import Catalogue
+from retrieval.checkpoints import Models
 from retrieval.checks import MAX_WEIGHT, check_k, check_weights, finite_float, whole_number
 from retrieval.compare import Comparison, compare_results
 from retrieval.encoders import Encoder, create_encoder, create_encoders
@@ -22,7 +21,7 @@ from retrieval.fusion.base import Scored, channel_shares
 from retrieval.fusion.weighing import Weighing
 from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
-from retrieval.results import CheckpointInfo, Hit, Method, QueryInput, SearchResult
+from retrieval.results import Hit, Method, QueryInput, SearchResult
 from retrieval.space import EncodedQuery, VectorSpace, indexes_used
 from retrieval.transcribe import (
     DEFAULT_TRANSCRIBER,
@@ -30,26 +29,17 @@ from retrieval.transcribe import (
     Transcriber,
     reads_transcript,
     searchable_text,
-    transcriber_identity,
 )
-from storage import CheckpointRecord, Database, IndexCatalog, Item
+from storage import Database, IndexCatalog
 from storage.catalog import check_tables_present, collection_storage
 from storage.repository import (
-    checkpoint_by_file,
     get_collection,
     get_preset,
     index_build,
-    item_metadata,
     items_by_ids,
-    latest_checkpoint,
     list_presets,
     save_preset,
-    stored_transcripts,
 )
-
-if TYPE_CHECKING:  # training brings torch: imported by `train`, not by every search
-    from retrieval.train import TrainConfig, TrainResult
-
 
 WARM_UP_TONE = (0.1 * np.sin(np.linspace(0, 88 * np.pi, 1600))).astype(np.float32)  # silence is refused
 
@@ -59,7 +49,9 @@ class CollectionNotFoundError(NotFoundError):
 
 
 class SearchEngine:
-    """One collection, opened once: its profile's encoders, its vectors, its indexes."""
+    """One collection, opened once: its profile's encoders, its vectors, its indexes. It encodes, searches,
+    compares and explains; `catalogue` reads the collection's rows and `models` trains and chooses its learned
+    models."""
 
     def __init__(
         self,
@@ -85,8 +77,6 @@ class SearchEngine:
         self._encoders: dict[str, Encoder] = {}
         self._transcriber: Transcriber | None = None
         self._strategies: dict[str, Any] = {}  # strategy instances by name and parameters (checkpoints stay loaded)
-        self._checkpoint_infos: dict[tuple[str, int], CheckpointInfo | None] = {}
-        self._keys: tuple[int, dict[int, str]] | None = None  # (generation, item id -> key), read once a generation
         dims = {name: rec.dim for name, rec in self.records.items()}
         self.space = VectorSpace(
             self.profile.fields,
@@ -97,6 +87,8 @@ class SearchEngine:
             nprobe=nprobe,
             rescore_bytes=rescore_bytes,
         )
+        self.catalogue = Catalogue(db, self.collection_id, self.generation, self.profile)
+        self.models = Models(db, self.collection_id, collection, self.space)
 
     @classmethod
     def open(
@@ -249,7 +241,7 @@ class SearchEngine:
         `keep_going`, a method that cannot run (say, an untrained one) gets an error instead of raising.
         """
         # k beyond the collection's size only asks FAISS to allocate rows that cannot be filled
-        k = min(check_k(k), max(1, len(self.item_keys())))
+        k = min(check_k(k), max(1, len(self.catalogue.item_keys())))
         chosen = [m if isinstance(m, Method) else Method(m, m, dict((params or {}).get(m, {}))) for m in methods]
         for method in chosen:  # parameters and weights are checked before any media is decoded or encoded
             check_weights(method.weights, f"weights of {method.label!r}")
@@ -300,7 +292,7 @@ class SearchEngine:
     def _hits(self, scored: list) -> list[Hit]:
         with self.db.session() as session:
             items = items_by_ids(session, [s.item_id for s in scored])
-            heard = self._transcripts(session, [a for item in items.values() for a in item.assets])
+            heard = self.catalogue.transcripts(session, [a for item in items.values() for a in item.assets])
             hits: list[Hit] = []
             for s in scored:
                 item = items.get(s.item_id)
@@ -323,32 +315,6 @@ class SearchEngine:
                     )
                 )
         return hits
-
-    def transcript(self, item_id: int) -> dict[str, Any] | None:
-        """What the item's recording says (text, language, confidence, model), if the collection transcribes."""
-        with self.db.session() as session:
-            item = items_by_ids(session, [item_id]).get(item_id)
-            if item is None:
-                return None
-            heard = self._transcripts(session, list(item.assets))
-            return next((heard[a.sha256] for a in item.assets if a.sha256 in heard), None)
-
-    @property
-    def keeps_transcripts(self) -> bool:
-        """Whether a field of the collection holds what its recordings say (`reads_transcript`)."""
-        return any(reads_transcript(f.modality, f.encoder) for f in self.profile.fields)
-
-    def _transcripts(self, session: Any, assets: list[Any]) -> dict[str, dict[str, Any]]:
-        """sha256 -> the transcript the collection's transcriber made of that recording (none if it has none)."""
-        if not self.keeps_transcripts:
-            return {}
-        model = transcriber_identity(self.profile.transcriber or DEFAULT_TRANSCRIBER)
-        digests = [a.sha256 for a in assets if a.modality == "audio" and a.status == "ok" and a.sha256]
-        rows = stored_transcripts(session, model, digests)
-        return {
-            sha: {"text": r.text, "language": r.language, "confidence": r.confidence, "model": r.model}
-            for sha, r in rows.items()
-        }
 
     def _search(self, method: Method, encoded: EncodedQuery, k: int) -> tuple[Any, list[Scored]]:
         strategy = self.strategy(method.strategy, **method.params)
@@ -375,7 +341,7 @@ class SearchEngine:
     def weighing(self, method: Method, encoded: EncodedQuery, k: int = 10) -> Weighing:
         """What each query input counted for in the method's search of the top k, against its weight (see
         each strategy's `weighing`: adaptive weighting and screening change it per query)."""
-        k = min(check_k(k), max(1, len(self.item_keys())))
+        k = min(check_k(k), max(1, len(self.catalogue.item_keys())))
         strategy = self.strategy(method.strategy, **method.params)
         return strategy.weighing(self.space, encoded.reweighted(method.weights), k)
 
@@ -416,35 +382,8 @@ class SearchEngine:
         cls = STRATEGIES.get(name) if name in STRATEGIES else None
         if cls is None or not cls.learns or params.get("checkpoint"):
             return params
-        file = self.checkpoint_file(name)
+        file = self.models.latest(name)
         return params if file is None else {**params, "checkpoint": file}
-
-    def checkpoint_file(self, strategy: str) -> str | None:
-        """The latest checkpoint of `strategy` trained on this collection, if any."""
-        with self.db.session() as session:
-            record = latest_checkpoint(session, self.collection_id, strategy)
-            return None if record is None else record.file
-
-    def checkpoint_info(self, file: str) -> CheckpointInfo | None:
-        """What the collection recorded of this checkpoint file (None for a file trained elsewhere); kept per
-        file and modification time: training again into the same file registers it again."""
-        try:
-            key = (file, Path(file).stat().st_mtime_ns)
-        except OSError:
-            key = (file, -1)
-        if key not in self._checkpoint_infos:
-            with self.db.session() as session:
-                record = checkpoint_by_file(session, self.collection_id, file)
-                self._checkpoint_infos[key] = None if record is None else record_info(record)
-        return self._checkpoint_infos[key]
-
-    def checkpoints(self, strategy: str) -> list[CheckpointInfo]:
-        """The saved models of `strategy` on this collection, the one answering first (`retrieval.checkpoints`)."""
-        return saved_checkpoints(self.db, self.collection_id, strategy)
-
-    def use_checkpoint(self, strategy: str, file: str) -> CheckpointInfo:
-        """Make `file`, a saved model of `strategy` (one of `checkpoints`), the one Search and Evaluate use."""
-        return use_checkpoint(self.db, self.collection_id, strategy, file)
 
     def index_location(self, strategy: str, key: str) -> str | None:
         """Where the catalogued index (`strategy`, `key`) is stored (a file, or a Milvus location), if built."""
@@ -462,42 +401,6 @@ class SearchEngine:
     ) -> Comparison:
         """One query under several methods: lists, scores, contributions, latency, overlaps and movements."""
         return compare_results(self.search_many(query, strategies, k, params), k, baseline)
-
-    def item_keys(self) -> dict[int, str]:
-        """Item id -> key for every item of the collection (evaluation speaks in keys)."""
-        if self._keys is None or self._keys[0] != self.generation:
-            with self.db.session() as session:
-                rows = session.execute(select(Item.id, Item.key).where(Item.collection_id == self.collection_id))
-                self._keys = (self.generation, dict(rows.all()))
-        return self._keys[1]
-
-    # The collection's rows, for front ends and evaluation: none of them opens a session of its own.
-    def items(self, ids: Iterable[int]) -> dict[int, Item]:
-        """Items with their assets loaded (usable after the call), in one query."""
-        with self.db.session() as session:
-            return items_by_ids(session, ids)
-
-    def item_query(self, item_id: int) -> QueryInput | None:
-        """The query an item makes of itself (its readable text, image and audio): "search with this item"."""
-        return self.item_queries([item_id]).get(item_id)
-
-    def item_queries(self, ids: Iterable[int]) -> dict[int, QueryInput]:
-        """`item_query` of each of `ids` that has a readable modality, in one database query."""
-        queries = {}
-        for item_id, item in self.items(ids).items():
-            ok = {a.modality: a for a in item.assets if a.status == "ok"}
-            if ok:
-                queries[item_id] = QueryInput(
-                    text=ok["text"].preview if "text" in ok else None,
-                    image=ok["image"].path if "image" in ok else None,
-                    audio=ok["audio"].path if "audio" in ok else None,
-                )
-        return queries
-
-    def metadata(self) -> dict[int, dict]:
-        """Item id -> metadata for every item of the collection."""
-        with self.db.session() as session:
-            return item_metadata(session, self.collection_id)
 
     def presets(self) -> list[str]:
         """Names of the presets saved for this collection (see `tune`)."""
@@ -520,34 +423,3 @@ class SearchEngine:
         )
         results = self.search_many(query, list(strategies), k=1, keep_going=True)
         return [name for name, result in results.items() if result.error is None]
-
-    def train(self, config: TrainConfig, out: str | Path, progress=None) -> TrainResult:  # noqa: ANN001
-        """Fit a learned strategy on this collection's stored vectors and register the checkpoint."""
-        from retrieval.train import select_items, train
-
-        self.db.require_writable("register a trained checkpoint in it")  # before the hours of training
-        with self.db.session() as session:
-            metadata = item_metadata(session, self.collection_id)
-        ids, labels = select_items(metadata, self.space, config)
-        result = train(
-            self.space,
-            ids,
-            labels,
-            config,
-            out,
-            progress,
-            meta={"collection": self.collection_name, "database": self.db.url},
-        )
-        with self.db.session() as session:
-            session.add(
-                CheckpointRecord(
-                    collection_id=self.collection_id,
-                    strategy=config.strategy,
-                    file=str(Path(result.path).resolve()),
-                    encoders=sorted({f.encoder for f in self.space.fields}),
-                    config=vars(config) | {"where": config.where},
-                    items=result.items,
-                    final_loss=result.losses[-1] if result.losses else None,
-                )
-            )
-        return result

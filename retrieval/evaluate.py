@@ -152,8 +152,8 @@ def load_trec_qrels(path: str | Path) -> dict[str, dict[str, int]]:
 
 def label_qrels(engine: SearchEngine, queries: list[EvalQuery], label_field: str) -> dict[str, dict[str, int]]:
     """Items whose `label_field` equals the query's label are relevant (the excluded item is not)."""
-    metadata = engine.metadata()
-    keys = engine.item_keys()
+    metadata = engine.catalogue.metadata()
+    keys = engine.catalogue.item_keys()
     by_label: dict[str, list[str]] = {}
     for item_id, meta in metadata.items():
         value = (meta or {}).get(label_field)
@@ -176,7 +176,7 @@ def run_methods(
 
     `progress(stage, done, total)` is called after each query: stage "encoding queries", then each method's label.
     """
-    keys = engine.item_keys()
+    keys = engine.catalogue.item_keys()
     encoded = {}
     for n, q in enumerate(queries, start=1):
         encoded[q.qid] = engine.encode_query(q.query)

@@ -105,7 +105,7 @@ def index_bytes(engine: SearchEngine, used: list[tuple[str, str]]) -> int | None
 
 def training_seconds(engine: SearchEngine, method: Method) -> float | None:
     """Seconds the method's checkpoint took to train (written beside it by `retrieval.train`)."""
-    file = method.params.get("checkpoint") or engine.checkpoint_file(method.strategy)
+    file = method.params.get("checkpoint") or engine.models.latest(method.strategy)
     curve = Path(f"{file}.loss.json") if file else None
     if curve is None or not curve.is_file():
         return None
@@ -268,9 +268,9 @@ def sample_queries(engine: SearchEngine, n: int = 20, seed: int = 0) -> list[Eva
     enough for latency and index size, not for quality."""
     import random
 
-    keys = engine.item_keys()
+    keys = engine.catalogue.item_keys()
     chosen = random.Random(seed).sample(sorted(keys), min(n, len(keys)))
-    queries = engine.item_queries(chosen)
+    queries = engine.catalogue.item_queries(chosen)
     return [EvalQuery(keys[i], q, exclude=keys[i]) for i, q in queries.items() if q.present()]
 
 
@@ -281,7 +281,7 @@ LEARNED_PREFERENCE = ("gated", "cross_attention")
 
 def best_learned(engine: SearchEngine) -> str | None:
     """The learned strategy to show first: the best-measured one that has a checkpoint on this collection."""
-    return next((name for name in LEARNED_PREFERENCE if engine.checkpoint_file(name) is not None), None)
+    return next((name for name in LEARNED_PREFERENCE if engine.models.latest(name) is not None), None)
 
 
 def per_kind(queries: list[EvalQuery], n: int) -> list[EvalQuery]:

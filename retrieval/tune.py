@@ -52,7 +52,7 @@ def ndcg_at(order: np.ndarray, relevant: np.ndarray, total_relevant: int, k: int
 def cache_queries(
     engine: SearchEngine, queries: list[EvalQuery], qrels: dict[str, dict[str, int]], candidates: int = 100
 ) -> list[tuple[CachedQuery, int]]:
-    keys = engine.item_keys()
+    keys = engine.catalogue.item_keys()
     cached = []
     for q in queries:
         encoded = engine.encode_query(q.query)

@@ -54,6 +54,9 @@ def test_each_input_s_weight_is_said_beside_the_query(app: AppTest, demo: dict[s
         line = lines[method]
         print(line)
         for one in weighing.inputs:
+            if one.screened:  # the synthetic stand-in for the recording is a tone: no one speaks in it
+                assert f"{names[one.modality]} was left out" in line, line
+                continue
             said = f"{names[one.modality]} counted ×{one.used:.2f}"
             assert said in line, (said, line)
             if one.used < 0.9 * one.chosen:
@@ -311,11 +314,11 @@ def test_training_uses_the_collection_s_split_and_warns_of_overlap(app: AppTest,
     from storage.models import CheckpointRecord
 
     engine = SearchEngine.open(demo["url"])
-    metadata = engine.metadata()
+    metadata = engine.catalogue.metadata()
     in_split = sum(1 for meta in metadata.values() if meta.get("split") == "train")
     assert 0 < in_split < len(metadata)
     rows = [json.loads(line) for line in Path(demo["queries"]).read_text().splitlines() if line.strip()]
-    keys = set(engine.item_keys().values())
+    keys = set(engine.catalogue.item_keys().values())
     overlap = sum(1 for row in rows if row.get("exclude") in keys)  # training on every item: each query's own
     assert overlap > 0
 
@@ -384,7 +387,7 @@ def test_an_earlier_model_chosen_on_the_index_page_answers_search(
 
     first, second = trained_twice(demo["url"], tmp_path)
     engine = SearchEngine.open(demo["url"])
-    keys = engine.item_keys()
+    keys = engine.catalogue.item_keys()
     by_first, by_second = ranking(engine, {"checkpoint": first}), ranking(engine, {"checkpoint": second})
     assert by_first != by_second
     app.sidebar.multiselect(key="methods").set_value(["late", "gated"])

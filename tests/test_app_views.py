@@ -71,9 +71,9 @@ def test_looking_closer_makes_one_player_for_the_chosen_result(app: AppTest, dem
     box = app.selectbox(key="look_closer")
     assert box.value is None and box.label == "Look closer at a result"
     engine = SearchEngine.open(demo["url"])
-    by_key = {key: item_id for item_id, key in engine.item_keys().items()}
+    by_key = {key: item_id for item_id, key in engine.catalogue.item_keys().items()}
     offered = [by_key[label.rsplit(" (", 1)[0]] for label in box.options]
-    items = engine.items(offered)
+    items = engine.catalogue.items(offered)
     place, chosen = next(
         (n, i)
         for n, i in enumerate(offered)

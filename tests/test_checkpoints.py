@@ -21,7 +21,7 @@ def trained_twice(url: str, folder: Path) -> tuple[str, str]:
     files = []
     for seed in (0, 1):
         config = TrainConfig("gated", label_field="digit", where={"split": "train"}, epochs=2, seed=seed)
-        files.append(str(engine.train(config, folder / f"gated-{seed}.safetensors").path.resolve()))
+        files.append(str(engine.models.train(config, folder / f"gated-{seed}.safetensors").path.resolve()))
     return files[0], files[1]
 
 
@@ -35,21 +35,21 @@ def test_an_earlier_model_chosen_again_answers_every_search(demo: dict[str, str]
     engine = SearchEngine.open(demo["url"])
     by_first, by_second = ranking(engine, {"checkpoint": first}), ranking(engine, {"checkpoint": second})
     assert by_first != by_second, "the two models rank differently: the test can tell them apart"
-    saved = engine.checkpoints("gated")
+    saved = engine.models.saved("gated")
     assert [info.file for info in saved] == [second, first], "the one answering first, then the others"
     assert ranking(engine) == by_second, "the newest answers"
 
     trained_at = saved[1].trained_at
-    chosen = engine.use_checkpoint("gated", first)
+    chosen = engine.models.use("gated", first)
     assert (chosen.file, chosen.trained_at, chosen.items) == (first, trained_at, saved[1].items)
-    assert engine.checkpoint_file("gated") == first
+    assert engine.models.latest("gated") == first
     assert ranking(engine) == by_first, "the chosen model answers"
     reopened = SearchEngine.open(demo["url"])
     assert ranking(reopened) == by_first, "and goes on answering: the choice is recorded with the collection"
-    listed = reopened.checkpoints("gated")
+    listed = reopened.models.saved("gated")
     assert [info.file for info in listed] == [first, second], "each file once"
     assert listed[0].trained_at == trained_at, "its training date kept, not the date it was chosen"
-    assert reopened.checkpoint_info(first).trained_at == trained_at
+    assert reopened.models.info(first).trained_at == trained_at
 
 
 @pytest.mark.writes_demo
@@ -57,8 +57,8 @@ def test_only_a_saved_model_of_the_strategy_can_be_chosen(demo: dict[str, str], 
     first, second = trained_twice(demo["url"], tmp_path)
     engine = SearchEngine.open(demo["url"])
     with pytest.raises(NotFoundError, match="is not a saved model of cross_attention"):
-        engine.use_checkpoint("cross_attention", first)
+        engine.models.use("cross_attention", first)
     Path(first).unlink()
-    assert [info.file for info in engine.checkpoints("gated")] == [second], "a removed file is not offered"
+    assert [info.file for info in engine.models.saved("gated")] == [second], "a removed file is not offered"
     with pytest.raises(NotFoundError, match="is not a saved model of gated"):
-        engine.use_checkpoint("gated", first)
+        engine.models.use("gated", first)

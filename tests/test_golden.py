@@ -38,7 +38,7 @@ def rankings(ui_demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     engine = SearchEngine.open(url)
     for strategy in LEARNED:
         config = TrainConfig(strategy, label_field="digit", where={"split": "train"}, epochs=4, seed=0)
-        engine.train(config, folder / f"{strategy}.safetensors")
+        engine.models.train(config, folder / f"{strategy}.safetensors")
     engine = SearchEngine.open(url)
     out: dict[str, list[list[object]]] = {}
     for strategy in list_strategies():

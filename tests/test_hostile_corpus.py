@@ -418,7 +418,7 @@ def test_prune_keeps_items_of_a_folder_that_could_not_be_listed(
     _unlistable(monkeypatch, folder / "sub" if where == "subfolder" else folder)
     (folder / "top1.png").unlink()  # really gone: pruned when its folder was listed
     summary = Indexer(url).run(folder, prune=True)
-    kept = set(SearchEngine.open(url).item_keys().values())
+    kept = set(SearchEngine.open(url).catalogue.item_keys().values())
     if where == "subfolder":
         assert summary.removed == 1 and summary.unseen == 2
         assert kept == {"top0", "sub/inner0", "sub/inner1"}
@@ -438,7 +438,7 @@ def test_prune_after_an_unreadable_manifest_row_removes_nothing(tmp_path: Path) 
     manifest.write_text('{"id": "a", "image": "one.png"}\n{"id": "b", "image": "two.png"\n')  # a broken line
     summary = Indexer(url).run(manifest, prune=True)
     assert summary.removed == 0 and summary.unseen == 1
-    assert set(SearchEngine.open(url).item_keys().values()) == {"a", "b"}
+    assert set(SearchEngine.open(url).catalogue.item_keys().values()) == {"a", "b"}
 
 
 # -- the indexer: refused before anything is written; tracebacks only for bugs ---------------------------------

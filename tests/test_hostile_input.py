@@ -108,7 +108,7 @@ def test_twenty_kinds_of_bad_input_each_get_a_reason(tmp_path: Path, monkeypatch
         assert word in reasons.get(name, ""), (name, reasons.get(name))
     assert set(reasons) == set(bad), set(reasons) ^ set(bad)
     engine = SearchEngine.open(f"sqlite:///{tmp_path}/c.db")
-    assert good <= set(engine.item_keys().values())
+    assert good <= set(engine.catalogue.item_keys().values())
     assert summary.assets == {"audio": 1, "image": 5}
 
 
@@ -180,7 +180,7 @@ def test_sql_injection_strings_are_only_data(tmp_path: Path, evil: str) -> None:
     url = f"sqlite:///{tmp_path}/c.db"
     Indexer(url, collection=evil).run(tmp_path / "m.jsonl")
     engine = SearchEngine.open(url, evil)
-    assert list(engine.item_keys().values()) == [evil]
+    assert list(engine.catalogue.item_keys().values()) == [evil]
     hits = engine.search(image=mnist_image(1), k=1).hits
     assert hits[0].key == evil and hits[0].metadata == {"label": evil}
     engine.save_preset(Method(evil, "late", {"fusion": "rrf"}))

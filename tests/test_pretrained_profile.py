@@ -88,7 +88,7 @@ def test_several_encoders_of_one_modality_count_as_one(
     assert sum(c.field.modality == "text" for c in channels) == 3
     hits = engine.search(text="the digit two said by someone", strategy=strategy, k=len(ids), **params).hits
     by_key = {h.key: h.score for h in hits}
-    keys = engine.item_keys()
+    keys = engine.catalogue.item_keys()
     assert by_key == pytest.approx({keys[int(i)]: float(e) for i, e in zip(ids, expected)}, abs=1e-4)
 
 

@@ -84,7 +84,9 @@ def test_demo_with_ray_into_milvus_lite_and_postgres(postgres_url: str, ray_addr
     for name in list_strategies():
         cls = strategy_class(name)
         if cls.learns:
-            engine.train(TrainConfig(name, label_field="digit", epochs=3, seed=0), tmp_path / f"{name}.safetensors")
+            engine.models.train(
+                TrainConfig(name, label_field="digit", epochs=3, seed=0), tmp_path / f"{name}.safetensors"
+            )
     # Every test query that has both media, not one: three epochs on 300 items leave the learned strategies
     # short of late (gated and cross-attention ~7 of 10 right against late's ~9.6), and any one query can miss.
     queries = [r for r in _rows(manifest) if r["split"] == "test" and r["image"] and r["audio"]]

@@ -330,7 +330,7 @@ def test_every_strategy_gives_the_same_results_on_both_backends(
         Indexer(url, kind, vector_backend="faiss" if kind == "faiss" else f"milvus:{milvus_uri}").run(small_folder)
         engine = SearchEngine.open(url, kind)
         for learned in ("gated", "cross_attention"):
-            engine.train(
+            engine.models.train(
                 TrainConfig(learned, epochs=2, batch_size=8, seed=0), tmp_path / f"{kind}-{learned}.safetensors"
             )
         for strategy in ("late", "early", "hybrid", "gated", "cross_attention"):

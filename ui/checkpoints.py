@@ -34,10 +34,10 @@ def table(saved: list[CheckpointInfo], answering: str | None) -> pd.DataFrame:
 def render(engine: Any, strategy: str) -> None:
     """The saved models of `strategy` and, with two or more, a choice of the one that answers."""
     said = st.session_state.pop(f"checkpoint_said_{strategy}", None)
-    saved = engine.checkpoints(strategy)
+    saved = engine.models.saved(strategy)
     if not saved:
         return
-    answering = engine.checkpoint_file(strategy)
+    answering = engine.models.latest(strategy)
     st.markdown(f"**Saved models of '{md(strategy)}'** ({len(saved)})")
     st.dataframe(table(saved, answering), hide_index=True)  # cells are text, never markdown
     if said is not None:
@@ -67,7 +67,7 @@ def render(engine: Any, strategy: str) -> None:
 def use(engine: Any, strategy: str, file: str, before: CheckpointInfo | None) -> None:
     """The button's callback: the choice made, and what it changed said on the page (a user error as one line)."""
     try:
-        info = engine.use_checkpoint(strategy, file)
+        info = engine.models.use(strategy, file)
     except Exception as exc:
         if not reportable(exc):
             raise

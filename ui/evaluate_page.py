@@ -17,7 +17,7 @@ from ui.state import Settings, engine_for, queries_file
 
 
 def _label_fields(engine) -> list[str]:  # noqa: ANN001
-    metadata = engine.metadata()
+    metadata = engine.catalogue.metadata()
     return sorted({k for meta in metadata.values() for k in (meta or {})})
 
 

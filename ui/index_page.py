@@ -179,11 +179,11 @@ def train_section(url: str, collection: str) -> None:
         bar.progress(epoch / total, text=f"epoch {epoch}/{total}, loss {loss:.3f}")
         chart.line_chart(pd.DataFrame({"loss": losses}))
 
-    before = engine.checkpoint_file(strategy) if strategy_class(strategy).learns else None
-    replaced = engine.checkpoint_info(before) if before else None
+    before = engine.models.latest(strategy) if strategy_class(strategy).learns else None
+    replaced = engine.models.info(before) if before else None
     try:
         config = TrainConfig(strategy, label_field=label.strip() or None, where=where, epochs=epochs)
-        result = engine.train(config, out, progress)
+        result = engine.models.train(config, out, progress)
     except Exception as exc:
         if not reportable(exc):
             raise
@@ -199,7 +199,7 @@ def training_items(engine, strategy: str) -> dict[str, str]:  # noqa: ANN001
     """Which items training learns from (a metadata filter), said on the page: the collection's 'train' split
     by default where its items carry one; and a warning when those items include evaluation queries' own
     items, whose labels Evaluate then grades the strategy on (issue 37: training used every item)."""
-    metadata = engine.metadata()
+    metadata = engine.catalogue.metadata()
     in_split = sum(1 for meta in metadata.values() if (meta or {}).get("split") == "train")
     where: dict[str, str] = {}
     if in_split:
@@ -230,7 +230,7 @@ def evaluation_overlap(engine, metadata: dict[int, dict], where: dict[str, str])
         queries = load_queries(path)
     except (OSError, InvalidInputError):
         return 0, 0  # Evaluate reports a broken file; here it only has no overlap to warn of
-    keys = engine.item_keys()
+    keys = engine.catalogue.item_keys()
     trained = {
         keys[i] for i, meta in metadata.items() if i in keys and all((meta or {}).get(k) == v for k, v in where.items())
     }
@@ -242,8 +242,8 @@ def replacing_confirmed(engine, strategy: str) -> bool:  # noqa: ANN001
     it under Search and Evaluate (the newest checkpoint is the one they use)."""
     if not strategy_class(strategy).learns:
         return True
-    file = engine.checkpoint_file(strategy)
-    current = engine.checkpoint_info(file) if file else None
+    file = engine.models.latest(strategy)
+    current = engine.models.info(file) if file else None
     if current is None:
         return True
     st.caption(f"'{md(strategy)}' answers now with {describe_checkpoint(current)}.")

@@ -23,7 +23,7 @@ def _open(key: str, _item_id: int) -> None:
 def render(settings: Settings) -> None:
     st.header("Item")
     engine = engine_for(settings.url, settings.collection)
-    keys = engine.item_keys()
+    keys = engine.catalogue.item_keys()
     by_key = {key: item_id for item_id, key in keys.items()}
     ordered = sorted(by_key)
     current = keys.get(st.session_state.get("example") or -1, ordered[0] if ordered else None)
@@ -31,7 +31,7 @@ def render(settings: Settings) -> None:
         st.info("This collection has no items yet.")
         return
     key = st.selectbox("Item", ordered, index=ordered.index(current), key="item_key")
-    item = engine.items([by_key[key]])[by_key[key]]
+    item = engine.catalogue.items([by_key[key]])[by_key[key]]
     assets = {a.modality: a for a in item.assets}
     meta = dict(item.meta)
     columns = st.columns(3)
@@ -47,13 +47,13 @@ def render(settings: Settings) -> None:
                 st.image(image, width=140)
             elif modality == "audio" and (audio := served_bytes(asset.path)):
                 st.audio(audio)
-                transcript = engine.transcript(item.id)
+                transcript = engine.catalogue.transcript(item.id)
                 if transcript:
                     st.caption(heard_line(transcript))
             else:
                 st.text(asset.preview or asset.path)
     st.json(meta)
-    query = engine.item_query(by_key[key])
+    query = engine.catalogue.item_query(by_key[key])
     if query is None or not settings.methods:
         return
     st.subheader("Nearest neighbours")

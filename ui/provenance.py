@@ -25,7 +25,7 @@ def checkpoint_line(engine: Any, label: str, result: SearchResult) -> str | None
     file = result.params.get("checkpoint")
     if not file:
         return None
-    info = engine.checkpoint_info(str(file))
+    info = engine.models.info(str(file))
     if info is None:
         return f"**{md(label)}** answers with the model {md(file)} (not trained on this collection)"
     return f"**{md(label)}** answers with the model {describe(info)}, for the encoders {md(', '.join(info.encoders))}"

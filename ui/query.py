@@ -122,8 +122,8 @@ def query_widgets(hears: bool = False) -> QueryInput:
 
 def example_query(engine, item_id: int) -> tuple[str, QueryInput] | None:  # noqa: ANN001
     """The item's key and its media as a query, or None when it is gone."""
-    item = engine.items([item_id]).get(item_id)
-    query = engine.item_query(item_id) if item is not None else None
+    item = engine.catalogue.items([item_id]).get(item_id)
+    query = engine.catalogue.item_query(item_id) if item is not None else None
     return None if query is None else (item.key, query)
 
 

@@ -40,7 +40,7 @@ def query_digest(query: QueryInput) -> str:
 def method_key(method: Method, engine=None) -> str:  # noqa: ANN001
     """The method as a cache key; with `engine`, also the checkpoint that answers for a learned method named
     without one: training or choosing another model changes what it returns for the same query."""
-    answering = engine.checkpoint_file(method.strategy) if engine and not method.params.get("checkpoint") else None
+    answering = engine.models.latest(method.strategy) if engine and not method.params.get("checkpoint") else None
     return repr(
         (method.label, method.strategy, sorted(method.params.items()), sorted(method.weights.items()), answering)
     )

@@ -28,7 +28,7 @@ def render(settings: Settings) -> None:
     engine = engine_for(settings.url, settings.collection)
     warm_up(settings.k)
     try:
-        query = query_widgets(hears=engine.keeps_transcripts)
+        query = query_widgets(hears=engine.catalogue.keeps_transcripts)
     except MediaError as exc:
         st.error(f"That upload cannot be used: {md(exc.source)}: {md(exc.reason)}.")
         return
@@ -42,7 +42,7 @@ def render(settings: Settings) -> None:
             "Type a text, upload an image or an audio clip, or record one: any mix works. "
             "Each method below searches with everything you give, and you can compare them side by side."
         )
-        examples.render(queries_file(), set(engine.item_keys().values()))
+        examples.render(queries_file(), set(engine.catalogue.item_keys().values()))
         return
     box = show_query(query, example)
     if not settings.methods:
