@@ -62,7 +62,7 @@ class HeldRows:
     def __init__(self, tables: dict[str, VectorTable], ids: np.ndarray) -> None:
         self.ids, self._tables = ids, tables
         self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._order: np.ndarray | None = None
+        self._scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def rows(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """Every held item's vector in field `key` (gathered on first use), and which items have one."""
@@ -71,8 +71,15 @@ class HeldRows:
         return self._rows[key]
 
     def scores(self, key: str, vector: np.ndarray) -> np.ndarray:
-        """Inner products of `vector` with every held item's vector in field `key` (0 where absent)."""
-        return self.rows(key)[0] @ np.asarray(vector, np.float32)
+        """Inner products of `vector` with every held item's vector in field `key` (0 where absent). The last
+        vector's are kept per field: a held sample is scored by each query vector two or three times
+        (screening, then each predictor), and query vectors are never changed in place."""
+        last = self._scored.get(key)
+        if last is not None and last[0] is vector:
+            return last[1]
+        scores = self.rows(key)[0] @ np.asarray(vector, np.float32)
+        self._scored[key] = (vector, scores)
+        return scores
 
     def channel_scores(
         self, query: EncodedQuery, channel: Channel, negative: bool = False
@@ -86,14 +93,6 @@ class HeldRows:
         out = HeldRows(self._tables, self.ids[at])
         out._rows = {key: (vectors[at], present[at]) for key, (vectors, present) in self._rows.items()}
         return out
-
-    def take(self, key: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`VectorTable.lookup` of some of the held items, from the held rows."""
-        if self._order is None:
-            self._order = np.argsort(self.ids, kind="stable")
-        at = self._order[np.searchsorted(self.ids, ids, sorter=self._order)]
-        vectors, present = self.rows(key)
-        return vectors[at], present[at]
 
 
 def query_vector(query: EncodedQuery, channel: Channel, negative: bool = False) -> np.ndarray:
