@@ -181,12 +181,15 @@ def judge_units(
     held: HeldRows | None = None,
 ) -> list[Judgement]:
     """Each unit's predictors, each unit scored with its own query over the candidates `ids` (`held`: theirs)."""
-    out = []
-    for query, unit, (raw, present) in zip(queries, units, raws):
-        best = best_positions(raw, present)
+    bests = [best_positions(raw, present) for raw, present in raws]
+    # every unit's best items in one subset: a field's rows for them are gathered once, not once a unit
+    tops = held.subset(np.concatenate(bests)) if held is not None and bests else None
+    out, start = [], 0
+    for query, unit, (raw, present), best in zip(queries, units, raws, bests):
         spread, clarity = predictors(space, query, unit, raw, present, best)
-        rows = held.subset(best) if held is not None else None
+        rows = tops.subset(np.arange(start, start + len(best))) if tops is not None else None
         out.append(Judgement(spread, clarity, coherence(space, unit, ids[best], rows)))
+        start += len(best)
     return out
 
 
