@@ -58,22 +58,50 @@ class Channel:
 class HeldRows:
     """Some items' vectors, gathered from each field's float16 table once and held as float32 (zero rows
     where an item lacks the field): a fixed sample that every query scores, or one query's candidates,
-    which its re-scoring, its adaptive weights and its contributions all read."""
+    which its re-scoring, its adaptive weights and its contributions all read. A `subset` reads its
+    parent's rows where the parent has gathered them, else gathers only its own."""
 
-    def __init__(self, tables: dict[str, VectorTable], ids: np.ndarray) -> None:
+    def __init__(self, tables: dict[str, VectorTable], ids: np.ndarray, parent: HeldRows | None = None) -> None:
         self.ids, self._tables = ids, tables
         self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._order: np.ndarray | None = None
+        self._scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._located: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._parent, self._at = parent, np.zeros(0, np.int64)
 
     def rows(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """Every held item's vector in field `key` (gathered on first use), and which items have one."""
         if key not in self._rows:
-            self._rows[key] = self._tables[key].lookup(self.ids)
+            if self._parent is not None and self._parent._holds(key):
+                vectors, present = self._parent.rows(key)
+                self._rows[key] = (vectors[self._at], present[self._at])
+            else:
+                self._rows[key] = self._tables[key].gather(*self.located(key))
         return self._rows[key]
 
+    def _holds(self, key: str) -> bool:
+        """Whether field `key`'s rows are gathered here or can be shared from a parent that gathered them."""
+        return key in self._rows or (self._parent is not None and self._parent._holds(key))
+
+    def located(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each held item's row in field `key`'s table and whether it has one (found once per field)."""
+        if key not in self._located:
+            if self._parent is not None:
+                pos, present = self._parent.located(key)
+                self._located[key] = (pos[self._at], present[self._at])
+            else:
+                self._located[key] = self._tables[key].locate(self.ids)
+        return self._located[key]
+
     def scores(self, key: str, vector: np.ndarray) -> np.ndarray:
-        """Inner products of `vector` with every held item's vector in field `key` (0 where absent)."""
-        return self.rows(key)[0] @ np.asarray(vector, np.float32)
+        """Inner products of `vector` with every held item's vector in field `key` (0 where absent). The last
+        vector's are kept per field: a held sample is scored by each query vector two or three times
+        (screening, then each predictor), and query vectors are never changed in place."""
+        last = self._scored.get(key)
+        if last is not None and last[0] is vector:
+            return last[1]
+        scores = self.rows(key)[0] @ np.asarray(vector, np.float32)
+        self._scored[key] = (vector, scores)
+        return scores
 
     def channel_scores(
         self, query: EncodedQuery, channel: Channel, negative: bool = False
@@ -83,18 +111,11 @@ class HeldRows:
         return self.scores(key, query_vector(query, channel, negative)), self.rows(key)[1]
 
     def subset(self, at: np.ndarray) -> HeldRows:
-        """The held items at positions `at`, with the rows gathered so far."""
-        out = HeldRows(self._tables, self.ids[at])
-        out._rows = {key: (vectors[at], present[at]) for key, (vectors, present) in self._rows.items()}
+        """The held items at positions `at`: rows this one has gathered are shared, the others are gathered
+        for those items alone when asked for."""
+        out = HeldRows(self._tables, self.ids[at], self)
+        out._at = at
         return out
-
-    def take(self, key: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`VectorTable.lookup` of some of the held items, from the held rows."""
-        if self._order is None:
-            self._order = np.argsort(self.ids, kind="stable")
-        at = self._order[np.searchsorted(self.ids, ids, sorter=self._order)]
-        vectors, present = self.rows(key)
-        return vectors[at], present[at]
 
 
 def query_vector(query: EncodedQuery, channel: Channel, negative: bool = False) -> np.ndarray:

@@ -147,7 +147,14 @@ class VectorTable:
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectors for `ids` as float32 (zeros where absent) and a mask of which were present."""
-        pos, present = self._positions(ids)
+        return self.gather(*self.locate(ids))
+
+    def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row of each id (clipped into range) and whether the id is stored: what `gather` reads."""
+        return self._positions(ids)
+
+    def gather(self, pos: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows `locate` found, as float32 (zeros where absent), and the mask it gave."""
         if not len(self):
             return np.zeros((len(pos), self.dim), np.float32), present
         out = _float32_rows(self.vectors, pos)  # one gather + cast, then zero the absent rows

@@ -545,14 +545,18 @@ def test_each_row_a_search_scores_is_read_from_the_tables_once(
     strategy = create_strategy(name)
     before = [strategy.search(space, q, 10) for q in queries]  # the sample is held from here on
     read: list[tuple[str, int]] = []
-    for method in ("lookup", "similarities"):
-        original = getattr(VectorTable, method)
+    original_similarities, original_gather = VectorTable.similarities, VectorTable.gather
 
-        def counted(table, ids, *args, _original=original):
-            read.extend((table.header.get("field"), int(i)) for i in np.asarray(ids).ravel())
-            return _original(table, ids, *args)
+    def similarities(table, ids, *args):
+        read.extend((table.header.get("field"), int(i)) for i in np.asarray(ids).ravel())
+        return original_similarities(table, ids, *args)
 
-        monkeypatch.setattr(VectorTable, method, counted)
+    def gather(table, pos, present):  # `lookup` and held rows read through it, by row
+        read.extend((table.header.get("field"), int(i)) for i in table.ids[pos[present]])
+        return original_gather(table, pos, present)
+
+    monkeypatch.setattr(VectorTable, "similarities", similarities)
+    monkeypatch.setattr(VectorTable, "gather", gather)
     for q, expected in zip(queries, before):
         read.clear()
         hits = strategy.search(space, q, 10)

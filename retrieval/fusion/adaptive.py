@@ -82,27 +82,49 @@ def unit_sample(space: VectorSpace, keys: tuple[str, ...]) -> HeldRows:
 
 
 def predictors(
-    space: VectorSpace, query: EncodedQuery, unit: list[Channel], raw: np.ndarray, present: np.ndarray
+    space: VectorSpace,
+    query: EncodedQuery,
+    unit: list[Channel],
+    raw: np.ndarray,
+    present: np.ndarray,
+    best: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """(spread, clarity) of one unit: its sample scores' spread relative to a typical query's, and how far
-    its best `TOP` scores over the candidates stand above the sample mean, in sample standard deviations."""
+    its best `TOP` scores over the candidates stand above the sample mean, in sample standard deviations.
+    `best`: the positions of those `TOP` in `raw` where known (`best_positions`)."""
     keys = tuple(dict.fromkeys(c.field.key for c in unit))
-    references = [field_reference(space, key) for key in keys]
     sample = unit_sample(space, keys)
-    total = np.zeros(len(sample.ids), np.float32)
-    reached = np.zeros(len(sample.ids), bool)
-    for part, hit in channel_parts(space, query, unit, sample.ids, sample).values():
-        total += part
-        reached |= hit
-    scores = total[reached]
-    typical = float(np.mean([spread for _, spread in references]))
+    scores = sample_scores(space, query, unit, sample)
+    typical = float(np.mean([field_reference(space, key)[1] for key in keys]))
     if len(scores) < 2 or not present.any() or typical <= 0:
         return 0.0, 0.0
     spread = float(scores.std())
     if spread <= 1e-9:
         return 0.0, 0.0
-    top = np.sort(raw[present])[-TOP:].mean()
+    if best is None:
+        best = best_positions(raw, present)
+    top = raw[best[::-1]].mean()  # ascending, as a sort would add them up
     return min(1.0, spread / typical), max(0.0, float(top - scores.mean()) / spread)
+
+
+def sample_scores(space: VectorSpace, query: EncodedQuery, unit: list[Channel], sample: HeldRows) -> np.ndarray:
+    """The unit's scores over the sample items it reaches. A unit of one unweighted channel is its field's
+    sample scores as they are (`HeldRows.scores` keeps the last query's: screening asked for them first)."""
+    if len(unit) == 1 and query.weight(unit[0].query_modality) == 1.0:
+        scores, present = sample.channel_scores(query, unit[0])
+        return scores[present]
+    total = np.zeros(len(sample.ids), np.float32)
+    reached = np.zeros(len(sample.ids), bool)
+    for part, hit in channel_parts(space, query, unit, sample.ids, sample).values():
+        total += part
+        reached |= hit
+    return total[reached]
+
+
+def best_positions(raw: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Positions of the `TOP` best present scores, best first (ties in position order)."""
+    at = np.flatnonzero(present)
+    return at[np.argsort(-raw[at], kind="stable")[:TOP]]
 
 
 def mean_pairwise(vectors: np.ndarray) -> float:
@@ -118,14 +140,14 @@ def coherence(space: VectorSpace, unit: list[Channel], top: np.ndarray, held: He
     hypothesis across modalities): mean pairwise cosine of their vectors there, above that of a random
     sample, as a share of what is left to 1. An image channel's best ten share digits, so their recordings
     are alike; a weak or useless channel's best ten are a mix. 1 (neutral) where no other field helps.
-    From `held` rows where given (the candidates' own, which hold `top`)."""
+    From `held` rows of exactly `top` where given (`HeldRows.subset`), else from the tables."""
     own = {c.field.key for c in unit}
     baselines = _baselines.setdefault(space, {})
     values = []
     for key, table in space.tables.items():
         if key in own or not len(table):
             continue
-        vectors, present = table.lookup(top) if held is None else held.take(key, top)
+        vectors, present = table.lookup(top) if held is None else held.rows(key)
         among = mean_pairwise(vectors[present])
         if np.isnan(among):
             continue
@@ -159,11 +181,15 @@ def judge_units(
     held: HeldRows | None = None,
 ) -> list[Judgement]:
     """Each unit's predictors, each unit scored with its own query over the candidates `ids` (`held`: theirs)."""
-    out = []
-    for query, unit, (raw, present) in zip(queries, units, raws):
-        spread, clarity = predictors(space, query, unit, raw, present)
-        best = ids[present][np.argsort(-raw[present], kind="stable")[:TOP]]
-        out.append(Judgement(spread, clarity, coherence(space, unit, best, held)))
+    bests = [best_positions(raw, present) for raw, present in raws]
+    # every unit's best items in one subset: a field's rows for them are gathered once, not once a unit
+    tops = held.subset(np.concatenate(bests)) if held is not None and bests else None
+    out, start = [], 0
+    for query, unit, (raw, present), best in zip(queries, units, raws, bests):
+        spread, clarity = predictors(space, query, unit, raw, present, best)
+        rows = tops.subset(np.arange(start, start + len(best))) if tops is not None else None
+        out.append(Judgement(spread, clarity, coherence(space, unit, ids[best], rows)))
+        start += len(best)
     return out
 
 

@@ -58,6 +58,34 @@ class UnitList:
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
+@dataclass
+class Candidates:
+    """One query's units and their candidates: the query as searched (screened, centred), each unit's query,
+    the union of the units' lists, its rows (`held`) and each unit's raw scores over it."""
+
+    space: VectorSpace
+    query: EncodedQuery
+    units: list[list[Channel]]
+    queries: list[EncodedQuery]
+    ids: np.ndarray
+    held: HeldRows
+    raws: list[tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class UnitScores:
+    """`UnitFusion.scored`: per unit its weight × share (`weight`) and (normalised value, fused value) over the
+    candidates (`values`), and the fused `total` (negative terms and CombMNZ's multiplier included) with how
+    many item modalities reached each candidate (`hits`)."""
+
+    candidates: Candidates
+    weight: np.ndarray
+    values: list[tuple[np.ndarray, np.ndarray]]
+    total: np.ndarray
+    hits: np.ndarray
+    negatives: dict[str, np.ndarray]
+
+
 # A unit's list is at least `candidates` long and one for every ITEMS_PER_CANDIDATE items its fields hold: an
 # item best on the fused score ranks deeper in each unit's own list the more items there are (its rank grows
 # with their number). Agreeing fields, 100 a unit: the exact fused top 10 at 1M (recall@10 1.0), 0.794 of it
@@ -188,40 +216,57 @@ class UnitFusion(FusionStrategy):
         """The query of a unit of several query modalities (hybrid's groups); late has none."""
         return query
 
-    def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
+    def scored(self, space: VectorSpace, query: EncodedQuery, k: int) -> UnitScores:
+        """The one scoring step `search` ranks and `explain` breaks down: screen and centre the query, search
+        each unit's list (`k` deep at least), score every unit over the union exactly, weigh and fuse."""
+        c = self._candidates(space, query, k)
+        p = self.params
+        weights = self.unit_weights(c.space, c.query, c.queries, c.units, c.raws, c.ids, c.held)
+        shares, groups = per_item_modality(c.units)
+        values = self._unit_values(c.raws, weights, shares)
+        total = np.zeros(len(c.ids), np.float32)
+        for _, fused in values:
+            total += fused
+        hits = np.zeros(len(c.ids), np.int64)
+        for members in groups:
+            hits += np.any([c.raws[n][1] for n in members], axis=0)
+        negatives = self._negatives(c.space, c.query, c.ids)
+        for value in negatives.values():
+            total = total + value
+        if p.fusion == "mnz":
+            total = total * hits
+        # a unit's weight as it multiplies the normalised value: adaptive or set, times its share (a caption
+        # reached through three encoders: each of its channels a third)
+        return UnitScores(c, weights * np.array(shares), values, total, hits, negatives)
+
+    def _candidates(self, space: VectorSpace, query: EncodedQuery, k: int) -> Candidates:
+        """The query as searched (screened when adaptive, centred when asked), its units, each unit's own
+        list and the union's raw unit scores, from rows gathered once (`held`)."""
         if self.params.weighting == "adaptive":
             query = screened(space, query)  # a flat input would get a weight near 0 anyway; now exactly 0
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
-        p = self.params
         units = self.units(space, query)
         queries = self.unit_queries(space, query, units, k)
         lists, ids = self._lists(space, queries, units, k)
         held = space.held_rows(ids)  # re-scoring and the adaptive weights read the candidates' rows once
         raws = [self._raw(space, q, unit, ids, listed, held) for q, unit, listed in zip(queries, units, lists)]
-        weights = self.unit_weights(space, query, queries, units, raws, ids, held)
-        shares, groups = per_item_modality(units)
-        values = [fused for _, fused in self._unit_values(raws, weights, shares)]
-        total = np.zeros(len(ids), np.float32)
-        for value in values:
-            total += value
-        hits = np.zeros(len(ids), np.int64)
-        for members in groups:
-            hits += np.any([raws[n][1] for n in members], axis=0)
-        negatives = self._negatives(space, query, ids)
-        for value in negatives.values():
-            total = total + value
-        if p.fusion == "mnz":
-            total = total * hits
-        reached = np.flatnonzero(hits > 0)
-        top = reached[rank_order(total[reached], ids[reached], k)]
-        parts = self._contributions(space, queries, units, ids[top], [v[top] for v in values], held.subset(top))
-        for name, value in negatives.items():
+        return Candidates(space, query, units, queries, ids, held, raws)
+
+    def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
+        s = self.scored(space, query, k)
+        c = s.candidates
+        reached = np.flatnonzero(s.hits > 0)
+        top = reached[rank_order(s.total[reached], c.ids[reached], k)]
+        fused = [f[top] for _, f in s.values]
+        parts = self._contributions(c.space, c.queries, c.units, c.ids[top], fused, c.held.subset(top))
+        for name, value in s.negatives.items():
             parts[name] = parts.get(name, 0) + value[top]
-        if p.fusion == "mnz":
-            parts = {m: v * hits[top] for m, v in parts.items()}
+        if self.params.fusion == "mnz":
+            parts = {m: v * s.hits[top] for m, v in parts.items()}
         return [
-            Scored(int(ids[i]), float(total[i]), {m: float(v[n]) for m, v in parts.items()}) for n, i in enumerate(top)
+            Scored(int(c.ids[i]), float(s.total[i]), {m: float(v[n]) for m, v in parts.items()})
+            for n, i in enumerate(top)
         ]
 
     def _unit_values(
@@ -237,31 +282,20 @@ class UnitFusion(FusionStrategy):
         return out
 
     def explain(self, space: VectorSpace, query: EncodedQuery, ids: np.ndarray) -> dict[str, Any]:
-        """Per unit (a channel, for late): each id's rank among the candidates (0: not reached), raw
-        weighted cosine, normalised (or RRF) value, the unit's weight (adaptive included) and the `fused`
-        value that the score adds up (before CombMNZ's multiplier and any negative query)."""
-        if self.params.weighting == "adaptive":
-            query = screened(space, query)
-        if self.params.centre:
-            space, query = space.centred(), space.centre_query(query)
-        units = self.units(space, query)
-        queries = self.unit_queries(space, query, units, len(ids))
-        lists, candidates = self._lists(space, queries, units, len(ids))
-        if not len(candidates):
+        """`scored` (lists as deep as `ids`) broken down per unit (a channel, for late): each id's rank among
+        the candidates (0: not reached), raw weighted cosine, normalised (or RRF) value, the unit's weight
+        (adaptive included) and the `fused` value that the score adds up (before CombMNZ's multiplier and
+        any negative query)."""
+        s = self.scored(space, query, len(ids))
+        c = s.candidates
+        if not len(c.ids):
             return {"units": [], "rank": np.zeros((len(ids), 0), np.int64)}
-        rows = np.searchsorted(candidates, ids).clip(0, max(len(candidates) - 1, 0))
-        found = candidates[rows] == ids
-        held = space.held_rows(candidates)
-        raws = [self._raw(space, q, unit, candidates, listed, held) for q, unit, listed in zip(queries, units, lists)]
-        weights = self.unit_weights(space, query, queries, units, raws, candidates, held)
-        shares, _ = per_item_modality(units)
-        # a unit's weight as it multiplies the normalised value: adaptive or set, times its share (a caption
-        # reached through three encoders: each of its channels a third)
-        weight = weights * np.array(shares)
-        out: dict[str, Any] = {"units": [" + ".join(c.label for c in unit) for unit in units], "weight": weight}
+        rows = np.searchsorted(c.ids, ids).clip(0, len(c.ids) - 1)
+        found = c.ids[rows] == ids
+        out: dict[str, Any] = {"units": [" + ".join(ch.label for ch in unit) for unit in c.units], "weight": s.weight}
         for name in ("rank", "raw", "normalised", "fused"):
-            out[name] = np.zeros((len(ids), len(units)), np.int64 if name == "rank" else np.float32)
-        for u, ((raw, present), (value, fused)) in enumerate(zip(raws, self._unit_values(raws, weights, shares))):
+            out[name] = np.zeros((len(ids), len(c.units)), np.int64 if name == "rank" else np.float32)
+        for u, ((raw, present), (value, fused)) in enumerate(zip(c.raws, s.values)):
             for name, array in (("rank", ranks(raw, present)), ("raw", raw), ("normalised", value), ("fused", fused)):
                 out[name][:, u] = np.where(found, array[rows], 0)
         return out
@@ -271,17 +305,10 @@ class UnitFusion(FusionStrategy):
         as `search` computes it (`input_weights`), over the same candidates."""
         if self.params.weighting != "adaptive":
             return as_set(query)
-        kept = screened(space, query)
-        weighing = as_set(query, flat_out(query, kept))
+        c = self._candidates(space, query, k)
+        weighing = as_set(query, flat_out(query, c.query))
         weighing.how = "adaptive"
-        if self.params.centre:
-            space, kept = space.centred(), space.centre_query(kept)
-        units = self.units(space, kept)
-        queries = self.unit_queries(space, kept, units, k)
-        lists, ids = self._lists(space, queries, units, k)
-        held = space.held_rows(ids)
-        raws = [self._raw(space, q, unit, ids, listed, held) for q, unit, listed in zip(queries, units, lists)]
-        self.input_weights(weighing, space, kept, queries, units, raws, ids, held)
+        self.input_weights(weighing, c.space, c.query, c.queries, c.units, c.raws, c.ids, c.held)
         return weighing
 
     def input_weights(
