@@ -122,6 +122,7 @@ class MilvusStore(VectorStore):
     """One Milvus collection: an INT64 primary key (the item id) and one float vector."""
 
     counts_locally = False  # len() asks the server (count(*)): a search never does
+    remote = True  # Lite too: its embedded server answers over gRPC, whose client takes calls from any thread
 
     def __init__(self, client: Any, name: str, dim: int, factory: str, header: dict[str, Any]) -> None:
         self.client, self.name, self.dim, self.factory, self.header = client, name, dim, factory, dict(header)
