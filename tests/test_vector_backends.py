@@ -385,3 +385,32 @@ def test_an_index_file_named_by_an_earlier_version_is_dropped_by_the_next_build(
     catalog.create("field", "k", ids[:10], x[:10], generation=2, header={"encoders": ["e1"]})
     assert not legacy.exists() and unrelated.exists()
     assert _stored(catalog.backend) == sorted([_location(db), str(unrelated)])
+
+
+def test_a_collection_the_server_is_loading_again_is_waited_for_aloud(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a restart a 2.3.5 server says Loaded at once and holds the first read 23 s: the wait is said."""
+    import logging
+    import threading
+
+    import storage.milvus_store as milvus_store
+
+    monkeypatch.setattr(milvus_store, "LOAD_REPORT_SECONDS", 0.01)
+    answered = threading.Event()
+
+    class Said(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "Milvus has not answered for collection s_1" in record.getMessage():
+                answered.set()  # the server answers once the wait has been said
+
+    class Restarted:
+        def query(self, name: str, **_: object) -> list[dict]:
+            assert answered.wait(10), "no word while the read was held"
+            return [{"count(*)": 3}]
+
+    handler = Said()
+    logging.getLogger("storage.milvus_store").addHandler(handler)
+    try:
+        milvus_store.wait_until_answering(Restarted(), "s_1")
+    finally:
+        logging.getLogger("storage.milvus_store").removeHandler(handler)
+    assert answered.is_set()
