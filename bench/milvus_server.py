@@ -8,7 +8,10 @@ through the strategies' own `search` (query vectors made once, outside the timin
 catalog keeps its indexes in FAISS files, then in a fresh database on the Milvus server. `--consistency`
 forces one level on every Milvus search (Strong: what every search asked for before issue 39), to measure
 the before beside the after. Build time is the strategy's `prepare` (the indexes made and recorded).
-Agreement: the share of FAISS's top k that the server's search returns, over every query. Memory: this
+Agreement: the share of FAISS's top k that the server's search returns, over every query. Recall: the share
+of the exact top k (the same strategy on exact FAISS indexes, factory Flat) that each backend returns. On
+the server, late is timed twice, alternating query by query: its units' searches sent together (the
+product) and one at a time (before). Memory: this
 process's resident memory after each backend's runs, and the server's (`--server-pid`: its process tree,
 e.g. `$(cat /tmp/retrieval-milvus/launcher.pid)` for scripts/milvus.sh's) after its indexes are loaded.
 """
@@ -21,11 +24,13 @@ import time
 import uuid
 from pathlib import Path
 
-from common import memory, percentiles, synthetic_space, write_report
+from common import memory, percentiles, stamp, synthetic_space, write_report
 from search_latency import queries
 
 import storage.milvus_store as milvus_store
 from retrieval.fusion import create_strategy
+from retrieval.fusion.base import FusionStrategy
+from retrieval.space import EncodedQuery, VectorSpace
 from storage import Collection, Database
 from storage.catalog import IndexCatalog
 from storage.vector_store import open_backend
@@ -52,8 +57,11 @@ def tree_rss_mb(pid: int) -> float:
     return round(total)
 
 
-def measure(spec: str, work: Path, items: int, count: int, k: int, server_pid: int | None = None) -> dict:
+def measure(
+    spec: str, work: Path, items: int, count: int, k: int, server_pid: int | None = None, factory: str | None = None
+) -> dict:
     space = synthetic_space(work / "vectors", items)
+    space.factory = factory
     db = Database(f"sqlite:///{work}/bench-{uuid.uuid4().hex[:6]}.db")
     with db.session() as session:
         session.add(Collection(id=1, name="bench", vector_dir=str(work / "vectors")))
@@ -67,17 +75,37 @@ def measure(spec: str, work: Path, items: int, count: int, k: int, server_pid: i
         build = time.perf_counter() - started
         for q in qs[:3]:
             strategy.search(space, q, k)  # warm: the first search after a build
-        times, top = [], []
+        times, one_at_a_time, top = [], [], []
         for q in qs:
+            if name == "late" and spec.startswith("milvus:"):
+                one_at_a_time.append(_sequential(strategy, space, q, k))
             started = time.perf_counter()
             hits = strategy.search(space, q, k)
             times.append(time.perf_counter() - started)
             top.append(_ids(hits))
         result[name] = {"build_s": round(build, 2), **percentiles(times), "top": top}
+        if one_at_a_time:
+            result["late, one search at a time"] = {"build_s": None, **percentiles(one_at_a_time), "top": top}
     result["memory"] = {"search_host_rss_mb": memory()["vmrss_mb"]}
     if server_pid is not None and spec.startswith("milvus:"):
         result["memory"]["server_rss_mb"] = tree_rss_mb(server_pid)
     return result
+
+
+def _sequential(strategy: FusionStrategy, space: VectorSpace, q: EncodedQuery, k: int) -> float:
+    """One search with its units' searches sent one at a time (as before they were sent together)."""
+    milvus_store.MilvusStore.remote = False
+    try:
+        started = time.perf_counter()
+        strategy.search(space, q, k)
+        return time.perf_counter() - started
+    finally:
+        milvus_store.MilvusStore.remote = True
+
+
+def _share(found: list[list[int]], reference: list[list[int]]) -> float:
+    """The share of `reference`'s ids, query by query, that `found` holds."""
+    return round(sum(len(set(a) & set(b)) for a, b in zip(found, reference)) / max(1, sum(map(len, reference))), 4)
 
 
 def _ids(hits: list) -> list[int]:
@@ -107,25 +135,27 @@ def main() -> int:
     admin.create_database(database)
     try:
         runs = {}
-        for label, spec in (("faiss", "faiss"), ("milvus server", f"milvus:{args.uri.rstrip('/')}/{database}")):
-            runs[label] = measure(
-                spec, Path(tempfile.mkdtemp(prefix="milvus-server-")), args.items, args.queries, args.k, args.server_pid
-            )
+        server = f"milvus:{args.uri.rstrip('/')}/{database}"
+        for label, spec, factory in (
+            ("exact", "faiss", "Flat"),
+            ("faiss", "faiss", None),
+            ("milvus server", server, None),
+        ):
+            work = Path(tempfile.mkdtemp(prefix="milvus-server-"))
+            runs[label] = measure(spec, work, args.items, args.queries, args.k, args.server_pid, factory)
     finally:
         inside = MilvusClient(args.uri, db_name=database)
         for collection in inside.list_collections():
             inside.drop_collection(collection)
         admin.drop_database(database)
+    exact = runs.pop("exact")
     same = {s: runs["faiss"][s]["top"] == runs["milvus server"][s]["top"] for s in ("late", "early")}
-    agreement = {
-        s: round(
-            sum(len(set(a) & set(b)) for a, b in zip(runs["faiss"][s]["top"], runs["milvus server"][s]["top"]))
-            / max(1, sum(len(a) for a in runs["faiss"][s]["top"])),
-            4,
-        )
-        for s in ("late", "early")
+    agreement = {s: _share(runs["milvus server"][s]["top"], runs["faiss"][s]["top"]) for s in ("late", "early")}
+    recall = {
+        label: {s: _share(run[s]["top"], exact[s]["top"]) for s in ("late", "early")} for label, run in runs.items()
     }
     report = {
+        **stamp(),
         "items": args.items,
         "queries": args.queries,
         "k": args.k,
@@ -133,6 +163,7 @@ def main() -> int:
         "consistency": args.consistency or dict(milvus_store.CONSISTENCY),
         "same_top_k": same,
         "agreement_with_faiss": agreement,
+        "recall_of_exact_top_k": recall,
         "memory": {label: run.pop("memory") for label, run in runs.items()},
         "runs": {
             label: {s: {k: v for k, v in r.items() if k != "top"} for s, r in run.items()}
@@ -144,12 +175,15 @@ def main() -> int:
         "",
         f"{args.items:,} items, three 512-d fields, {args.queries} queries, k = {args.k}; search consistency: "
         f"{args.consistency or 'per operation (Strong first, then Bounded)'}. Same top {args.k} as FAISS: {same}; "
-        f"share of FAISS's top {args.k} found: {agreement}. Resident memory after the runs: {report['memory']}.",
+        f"share of FAISS's top {args.k} found: {agreement}; share of the exact top {args.k} found: {recall}. "
+        f"Resident memory after the runs: {report['memory']}.",
+        "",
+        f"Written by `{report['command']}` at {report['commit']} on {report['date']}.",
         "",
         "| backend | strategy | build s | p50 ms | p99 ms |",
         "|---|---|---|---|---|",
         *[
-            f"| {label} | {s} | {r['build_s']} | {r['p50_ms']} | {r['p99_ms']} |"
+            f"| {label} | {s} | {'' if r['build_s'] is None else r['build_s']} | {r['p50_ms']} | {r['p99_ms']} |"
             for label, run in report["runs"].items()
             for s, r in run.items()
         ],

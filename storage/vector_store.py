@@ -91,6 +91,7 @@ class VectorStore(ABC):
     header: dict[str, Any]
     rescore_bytes: int | None = None  # a shortlist's budget of float16 rows (None: RESCORE_BYTES)
     counts_locally = True  # whether len() is free; a shortlist's share of the index is only for those that are
+    remote = False  # whether a search is a round trip to a server: a query's several searches then go out together
 
     @abstractmethod
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...

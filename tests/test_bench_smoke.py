@@ -58,6 +58,7 @@ CHAINS = {"fusion_cross_speaker.py", "adaptive_powers.py", "cli_query.py", "scal
 NEEDS = {
     "gpu_encoders.py": "a CUDA GPU (fp16 encoders at full size: no tiny setting means anything on a CPU)",
     "milvus_server.py": "a Milvus server (RETRIEVAL_TEST_MILVUS)",
+    "milvus_indexing.py": "a Milvus server and the whole digits demo indexed twice a round (minutes)",
     "pretrained_indexing.py": "~1.2 GB of stand-in weights at the real architectures' sizes (minutes of CPU)",
     "ui_views.py": "the full demo with gated and cross-attention trained, and Chromium (about a minute a round)",
 }
@@ -180,6 +181,10 @@ def test_the_scale_scripts(tmp_path: Path) -> None:
     assert "late new rules: recall@10 1.000" in out
     run("shortlist_recall.py", ["--work", str(work), "--queries", "2", "--factory", "IVF16,PQ32x4fs"], reports)
     assert (reports / "shortlist_recall.md").exists()
+
+
+def test_milvus_indexing_has_no_tiny_size() -> None:
+    pytest.skip(f"bench/milvus_indexing.py needs {NEEDS['milvus_indexing.py']}")
 
 
 def test_ui_views_has_no_tiny_size() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from retrieval.fusion.scoring import normalise, ranks, rrf
 from retrieval.profiles import Field
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import VectorStorage
+from storage.vector_store import VectorStore
 
 IMAGE, AUDIO = Field("image", "img-enc"), Field("audio", "aud-enc")
 RAW = {"normalisation": "none", "weighting": "fixed"}  # late's raw weighted sum (not its default)
@@ -563,3 +566,31 @@ def test_each_row_a_search_scores_is_read_from_the_tables_once(
         assert [(h.item_id, h.score) for h in hits] == [(h.item_id, pytest.approx(h.score, abs=1e-5)) for h in expected]
         most = max(read.count(row) for row in set(read))
         assert most == (2 if name == "hybrid" else 1), f"{name}: a row read {most} times in one query"
+
+
+class RemoteStore:
+    """A store that answers over a network: its search waits until every unit's search has been sent."""
+
+    remote = True
+
+    def __init__(self, store: VectorStore, barrier: threading.Barrier) -> None:
+        self.store, self.barrier = store, barrier
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self.barrier.wait()  # one unit at a time would never meet the others here: BrokenBarrierError
+        return self.store.search(queries, k)
+
+
+def test_late_sends_its_units_searches_to_a_server_together(space: VectorSpace) -> None:
+    """A Milvus server costs a round trip a search: late's units (one a field here) go out together, and
+    rank as they did one at a time."""
+    late = create_strategy("late")
+    late.prepare(space)
+    q = query(space)
+    alone = [(h.item_id, round(h.score, 5)) for h in late.search(space, q, k=10)]
+    barrier = threading.Barrier(2, timeout=10)
+    space._indexes = {key: RemoteStore(store, barrier) for key, store in space._indexes.items()}
+    assert [(h.item_id, round(h.score, 5)) for h in late.search(space, q, k=10)] == alone

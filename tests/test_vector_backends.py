@@ -260,6 +260,27 @@ def test_milvus_ids_reads_every_row_whatever_its_key(milvus_uri: str) -> None:
 
 
 @pytest.mark.server
+def test_an_approximate_index_on_a_server_is_whole_and_takes_its_nprobe(milvus_server: str) -> None:
+    """A 2.3 server searches rows not yet indexed through an interim index of its own (128 lists, 16 probed,
+    whatever nprobe a search asks): at 100k rows it found 0.89 of the exact top 10. A store is searched only
+    once its index holds every row, and then through the nprobe it is given."""
+    centres = unit_rows(40, 32, seed=9)
+    x = centres[np.random.default_rng(2).integers(0, 40, 3000)] + 0.3 * unit_rows(3000, 32, seed=2)
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    store, _ = MilvusBackend(milvus_server).create("c1-ivf", 1, np.arange(3000), x, "IVF32,Flat", {})
+    state = store.client.describe_index(store.name, "vector")
+    assert state["indexed_rows"] == 3000
+    queries = unit_rows(50, 32, seed=3)  # between the clusters: one list cannot hold a query's best ten
+    truth = np.argsort(-(queries @ x.T), axis=1)[:, :10]
+
+    def recall(nprobe: int) -> float:
+        store.set_nprobe(nprobe)
+        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, store.search(queries, 10)[1])]))
+
+    assert recall(32) == 1.0 and recall(1) < 0.9  # every list: exact; one list: the server probes only it
+
+
+@pytest.mark.server
 def test_milvus_server_keeps_a_released_collection_loaded_and_says_so(
     milvus_server: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -364,3 +385,32 @@ def test_an_index_file_named_by_an_earlier_version_is_dropped_by_the_next_build(
     catalog.create("field", "k", ids[:10], x[:10], generation=2, header={"encoders": ["e1"]})
     assert not legacy.exists() and unrelated.exists()
     assert _stored(catalog.backend) == sorted([_location(db), str(unrelated)])
+
+
+def test_a_collection_the_server_is_loading_again_is_waited_for_aloud(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a restart a 2.3.5 server says Loaded at once and holds the first read 23 s: the wait is said."""
+    import logging
+    import threading
+
+    import storage.milvus_store as milvus_store
+
+    monkeypatch.setattr(milvus_store, "LOAD_REPORT_SECONDS", 0.01)
+    answered = threading.Event()
+
+    class Said(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "Milvus has not answered for collection s_1" in record.getMessage():
+                answered.set()  # the server answers once the wait has been said
+
+    class Restarted:
+        def query(self, name: str, **_: object) -> list[dict]:
+            assert answered.wait(10), "no word while the read was held"
+            return [{"count(*)": 3}]
+
+    handler = Said()
+    logging.getLogger("storage.milvus_store").addHandler(handler)
+    try:
+        milvus_store.wait_until_answering(Restarted(), "s_1")
+    finally:
+        logging.getLogger("storage.milvus_store").removeHandler(handler)
+    assert answered.is_set()

@@ -17,7 +17,9 @@ nothing from that unit.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import combinations
 from typing import Any, Literal
 
@@ -103,6 +105,26 @@ def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel]
     n = max([n] + [len(space.tables[f.key]) // ITEMS_PER_CANDIDATE for f in fields])
     ids, scores = search_concat(space, fields, sub, n)
     return UnitList(ids, scores, True)  # search_concat re-scores a compressed index's candidates exactly
+
+
+@cache
+def search_pool() -> ThreadPoolExecutor:
+    """One pool a process for remote searches: its threads wait on the network, not on the cores."""
+    return ThreadPoolExecutor(8, thread_name_prefix="unit-search")
+
+
+def units_candidates(
+    space: VectorSpace, queries: list[EncodedQuery], units: list[list[Channel]], n: int
+) -> list[UnitList]:
+    """Each unit's `unit_candidates`. Where every unit's index answers over a network (`VectorStore.remote`:
+    a Milvus server), the searches go out together, so a query waits for one round trip, not one per unit.
+    Indexes are found (or built) here, one at a time, before any search is sent; units sharing an index
+    search it in turn (a store's first search after its writes decides its consistency)."""
+    stores = [concat_index(space, fields) for fields in (unit_fields(space, unit) for unit in units) if fields]
+    apart = len({id(store) for store in stores}) == len(stores) == len(units) > 1
+    if not (apart and all(store.remote for store in stores)):
+        return [unit_candidates(space, q, unit, n) for q, unit in zip(queries, units)]
+    return list(search_pool().map(lambda q, unit: unit_candidates(space, q, unit, n), queries, units))
 
 
 def unit_fields(space: VectorSpace, unit: list[Channel]) -> list[Field]:
@@ -198,8 +220,7 @@ class UnitFusion(FusionStrategy):
         self, space: VectorSpace, queries: list[EncodedQuery], units: list[list[Channel]], k: int
     ) -> tuple[list[UnitList], np.ndarray]:
         """Each unit's own list (searched with its unit query), and the union of their ids."""
-        n = max(k, self.params.candidates)
-        found = [unit_candidates(space, q, unit, n) for q, unit in zip(queries, units)]
+        found = units_candidates(space, queries, units, max(k, self.params.candidates))
         return found, union(found)
 
     def unit_queries(
