@@ -108,6 +108,7 @@ def test_item_page(app: AppTest) -> None:
     app.sidebar.radio(key="page").set_value("Item").run()
     assert_clean(app)
     assert [s.value for s in app.subheader] == ["Nearest neighbours"]
+    assert any("the item itself, left out, is usually #1" in c.value for c in app.caption), "why ranks start at 2"
 
 
 def test_oversized_upload_is_refused_in_the_page(app: AppTest) -> None:
@@ -263,7 +264,7 @@ def test_tied_scores_are_not_reported_as_movement(app: AppTest, demo: dict[str, 
     assert_clean(app)
     summary = next(m.value for m in app.markdown if "keeps" in m.value)
     assert "promoted 0 and demoted 0" in summary and "Kendall" not in summary, summary
-    assert not any("⬆" in m.value or "⬇" in m.value for m in [*app.markdown, *app.html]), "the cards say no move"
+    assert not any("▲" in m.value or "▼" in m.value for m in [*app.markdown, *app.html]), "the cards say no move"
     table = app.table[0].value
     assert table["Kendall's tau"].tolist() == ["undefined"], "every shared item is tied: tau is undefined"
     assert ranked(app, "late") == ranked(app, "early"), "both methods break the tie the same way"

@@ -294,9 +294,12 @@ def test_training_says_truly_which_method_now_uses_the_model(app: AppTest) -> No
     assert "Search and Evaluate now answer 'gated' with this model." in first, first
     name = re.search(r"saved \S+/([^/]+\.safetensors)\. Search", first)
     assert name
+    # the page is drawn again after training: the model that answers is the new one, no later click needed
+    assert any(rendered(c.value).startswith(f"'gated' answers now with {name[1]}, trained ") for c in app.caption)
     app.run()
     assert any(rendered(c.value).startswith(f"'gated' answers now with {name[1]}, trained ") for c in app.caption)
     assert app.button(key="train_run").disabled, "a new model replaces the one in use only when asked to"
+    assert any('Train is off until you tick "Replace it"' in c.value for c in app.caption), "and the page says why"
     app.checkbox(key="train_replace_gated").check()
     second = train(app, "gated")
     assert f"Search and Evaluate now answer 'gated' with this model instead of {name[1]}, trained " in second

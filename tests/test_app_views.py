@@ -53,7 +53,7 @@ def test_a_card_is_one_element_with_the_collection_s_text_escaped(tmp_path: Path
 
     """The card's key, metadata (on hover), text and transcript, escaped, in one HTML element."""
     page = card_html(hostile_hit(tmp_path), "up 2")
-    assert "<b>3. &lt;b&gt;evil&lt;/b&gt;</b> ⬆2" in page
+    assert '<b>3. &lt;b&gt;evil&lt;/b&gt;</b> <span style="color:#2b7a0b">▲2</span>' in page, "the grid's own mark"
     assert 'title="note=[m](http://pixel.test/m.png)"' in page
     assert ">seven &lt;img src=&#x27;http://pixel.test/p.png&#x27;&gt; ![t](http://pixel.test/t.png) *bold*<" in page
     assert "<img src='http" not in page and "<script>" not in page
@@ -90,3 +90,17 @@ def test_looking_closer_makes_one_player_for_the_chosen_result(app: AppTest, dem
     assert any(h.value.startswith('<img src="data:image/png;base64,') and 'width="224"' in h.value for h in app.html)
     app.button(key=f"look-example-{chosen}").click().run()
     assert any(rendered(m.value).startswith(f"**Query: the item {item.key}**") for m in app.markdown)
+
+
+def test_a_result_s_places_say_which_methods_did_not_rank_it() -> None:
+    """The walkthrough's finding: "7-nicolas-6: late #1, gated #7", with cross_attention silently missing."""
+    from retrieval.results import Hit
+    from ui.detail import shown_items
+
+    def hit(rank: int, item_id: int) -> Hit:
+        return Hit(rank, item_id, f"k{item_id}", 1.0 / rank, {}, {}, {})
+
+    places = shown_items({"late": [hit(1, 7), hit(2, 8)], "gated": [hit(1, 8), hit(2, 9)]})
+    assert places[7][1] == ["late #1", "not in gated's top 2"]
+    assert places[8][1] == ["gated #1", "late #2"]
+    assert places[9][1] == ["gated #2", "not in late's top 2"]

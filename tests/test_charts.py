@@ -106,3 +106,16 @@ def test_a_one_token_item_gets_words_not_a_one_cell_map() -> None:
     )
     assert attention_note(explained, 1, "item2") is None
     assert attention_note(explained, None, "The query") is None
+
+
+def test_the_cards_share_labels_are_readable_on_white() -> None:
+    """The walkthrough's finding: "audio 2.44" in orange (#F58518) on white read at 2.5:1. Each label's colour,
+    as the card draws it, is at least 4.5:1 against the white page."""
+    import re
+
+    from ui.cards import contribution_bar
+
+    drawn = contribution_bar({"image": 1.2, "audio": 2.44, "text": -0.31, "other": 0.1})
+    colours = re.findall(r'<span style="color:(#[0-9A-Fa-f]{6})">', drawn)
+    assert len(colours) == 4
+    assert min(contrast(c, "#FFFFFF") for c in colours) >= 4.5, colours

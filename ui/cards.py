@@ -13,10 +13,13 @@ from collections.abc import Callable
 import streamlit as st
 
 from retrieval.results import Hit
+from ui.movement import movement_mark
 from ui.plain import md
 from ui.thumbnails import thumbnail_uri
 
 COLOURS = {"image": "#4C78A8", "audio": "#F58518", "text": "#54A24B"}
+# the same hues dark enough for small text on white (at least 4.5:1, WCAG AA; the bar colours are 2.5-4.6:1)
+TEXT_COLOURS = {"image": "#3B5F86", "audio": "#A8530A", "text": "#2F6B2A"}
 PICTURE = 72  # px
 TEXT_STYLE = "font-size:0.85em;overflow-wrap:anywhere"
 PICTURE_STYLE = f"width:{PICTURE}px;height:{PICTURE}px;object-fit:contain;image-rendering:pixelated"
@@ -31,22 +34,13 @@ def contribution_bar(contributions: dict[str, float]) -> str:
         for m, v in contributions.items()
     )
     legend = " · ".join(
-        f'<span style="color:{COLOURS.get(m, "#777")}">{html.escape(m)} {v:.2f}</span>'
+        f'<span style="color:{TEXT_COLOURS.get(m, "#595959")}">{html.escape(m)} {v:.2f}</span>'
         for m, v in contributions.items()
     )
     return (
         f'<div style="display:flex;width:100%;border-radius:3px;overflow:hidden">{parts}</div>'
         f'<div style="font-size:0.75em">{legend}</div>'
     )
-
-
-def movement_badge(change: str | None) -> str:
-    if not change or change == "same":
-        return ""
-    if change == "new":
-        return " 🆕"
-    direction, _, steps = change.partition(" ")
-    return f" {'⬆' if direction == 'up' else '⬇'}{steps}"
 
 
 def heard_text(transcript: dict, escape: Callable[[str], str] = str) -> str:
@@ -68,7 +62,7 @@ def card_html(hit: Hit, change: str | None) -> str:
     meta = ", ".join(f"{k}={v}" for k, v in hit.metadata.items())
     parts = [
         f'<div title="{html.escape(meta)}"><b>{hit.rank}. {html.escape(hit.key)}</b>'
-        f"{html.escape(movement_badge(change))}<br>score <code>{hit.score:.3f}</code></div>"
+        f"{movement_mark(change)}<br>score <code>{hit.score:.3f}</code></div>"
     ]
     uri = thumbnail_uri(hit.assets["image"], PICTURE) if hit.assets.get("image") else None
     if uri:

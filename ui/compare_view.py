@@ -20,6 +20,7 @@ import streamlit as st
 from retrieval.compare import Comparison, tie_spans
 from retrieval.results import Hit, SearchResult
 from ui.detail import POPUP_CSS, popup_html
+from ui.movement import movement_mark
 from ui.plain import md
 from ui.thumbnails import thumbnail_uri
 
@@ -90,17 +91,6 @@ def highlight_css(results: dict[str, SearchResult]) -> str:
     if not rules:
         return ""
     return ",".join(rules) + "{outline:3px solid #000;outline-offset:-3px;background:#fff1b8}"
-
-
-def movement_mark(change: str | None) -> str:
-    """▲n / ▼n / new against the first method (plain symbols: headless browsers often lack emoji fonts)."""
-    if not change or change == "same":
-        return ""
-    if change == "new":
-        return ' <span style="color:#2b7a0b;font-size:0.8em">new</span>'
-    direction, _, steps = change.partition(" ")
-    colour = "#2b7a0b" if direction == "up" else "#b23b3b"
-    return f' <span style="color:{colour}">{"▲" if direction == "up" else "▼"}{html.escape(steps)}</span>'
 
 
 def modality_marks(hit: Hit) -> str:

@@ -55,7 +55,7 @@ def popup_html(hit: Hit, up: bool, end: bool) -> str:
 
 def shown_items(hits_by_method: dict[str, list[Hit]]) -> dict[int, tuple[Hit, list[str]]]:
     """Each item shown, in order of first appearance (rank by rank across methods), with "late #1"-style
-    places under every method that has it."""
+    places under every method that has it and "not in gated's top 10" under each that does not."""
     items: dict[int, tuple[Hit, list[str]]] = {}
     depth = max((len(hits) for hits in hits_by_method.values()), default=0)
     for rank in range(depth):
@@ -63,6 +63,11 @@ def shown_items(hits_by_method: dict[str, list[Hit]]) -> dict[int, tuple[Hit, li
             if rank < len(hits):
                 hit = hits[rank]
                 items.setdefault(hit.item_id, (hit, []))[1].append(f"{label} #{hit.rank}")
+    for label, hits in hits_by_method.items():
+        ranked = {h.item_id for h in hits}
+        for item_id, (_, places) in items.items():
+            if item_id not in ranked:
+                places.append(f"not in {label}'s top {len(hits)}")
     return items
 
 

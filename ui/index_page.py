@@ -154,8 +154,13 @@ def confirm_removal(url: str) -> None:
         st.rerun()
 
 
+TRAINED_KEY = "train_done_message"
+
+
 def train_section(url: str, collection: str) -> None:
     st.subheader("Train a learned strategy")
+    if TRAINED_KEY in st.session_state:
+        st.success(st.session_state.pop(TRAINED_KEY))
     st.caption(f"Trains on the collection chosen in the sidebar: **{md(collection)}**.")
     strategy = st.selectbox("Strategy", learned_strategies(), key="train_strategy")
     label = st.text_input("Label field (empty: self-supervised)", value="digit", key="train_label")
@@ -165,6 +170,11 @@ def train_section(url: str, collection: str) -> None:
         checkpoints.render(engine, strategy)
     where = training_items(engine, strategy)
     confirmed = replacing_confirmed(engine, strategy)
+    if not confirmed:
+        st.caption(
+            f"Train is off until you tick \"Replace it\": a model trained here becomes the one '{md(strategy)}' "
+            "answers with. The one in use now stays in the saved models, to choose again."
+        )
     # a click from before a model was in use (two clicks in a row) still needs the confirmation
     if not (st.button("Train", key="train_run", disabled=not confirmed) and confirmed):
         return
@@ -177,7 +187,8 @@ def train_section(url: str, collection: str) -> None:
     def progress(epoch: int, total: int, loss: float) -> None:
         losses.append(loss)
         bar.progress(epoch / total, text=f"epoch {epoch}/{total}, loss {loss:.3f}")
-        chart.line_chart(pd.DataFrame({"loss": losses}))
+        epochs = pd.Index(range(1, len(losses) + 1), name="epoch")
+        chart.line_chart(pd.DataFrame({"loss": losses}, index=epochs), x_label="epoch", y_label="training loss")
 
     before = engine.models.latest(strategy) if strategy_class(strategy).learns else None
     replaced = engine.models.info(before) if before else None
@@ -189,7 +200,9 @@ def train_section(url: str, collection: str) -> None:
             raise
         st.error(md(exc))
         return
-    st.success(trained_message(engine, strategy, result, replaced))
+    # drawn again from the top, so the saved models and the model that answers show the new one
+    st.session_state[TRAINED_KEY] = trained_message(engine, strategy, result, replaced)
+    st.rerun()
 
 
 TRAIN_SPLIT = {"split": "train"}  # the collection's own split field, as the demo's manifest writes it

@@ -57,6 +57,7 @@ def render(settings: Settings) -> None:
     if query is None or not settings.methods:
         return
     st.subheader("Nearest neighbours")
+    st.caption("Each method's ranks of this item's own query; the item itself, left out, is usually #1.")
     # kept per session like the Search page's (each visit searched again: 0.4 s of its 1 s with five methods)
     results = cached_search(engine, settings.collection, query, settings.methods, settings.k + 1)
     neighbours: dict[str, list[Hit]] = {}
