@@ -104,3 +104,12 @@ def test_a_result_s_places_say_which_methods_did_not_rank_it() -> None:
     assert places[7][1] == ["late #1", "not in gated's top 2"]
     assert places[8][1] == ["gated #1", "late #2"]
     assert places[9][1] == ["gated #2", "not in late's top 2"]
+
+
+def test_the_index_page_keeps_the_chosen_strategy_across_pages(app: AppTest) -> None:
+    """The walkthrough's finding: choose gated on the Index page, visit Search, come back: it was early again."""
+    app.sidebar.radio(key="page").set_value("Index").run()
+    app.selectbox(key="train_strategy").set_value("gated").run()
+    app.sidebar.radio(key="page").set_value("Search").run()
+    app.sidebar.radio(key="page").set_value("Index").run()
+    assert app.selectbox(key="train_strategy").value == "gated"

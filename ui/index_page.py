@@ -162,7 +162,10 @@ def train_section(url: str, collection: str) -> None:
     if TRAINED_KEY in st.session_state:
         st.success(st.session_state.pop(TRAINED_KEY))
     st.caption(f"Trains on the collection chosen in the sidebar: **{md(collection)}**.")
+    if "train_strategy" not in st.session_state and "kept_train_strategy" in st.session_state:
+        st.session_state["train_strategy"] = st.session_state["kept_train_strategy"]  # dropped on another page
     strategy = st.selectbox("Strategy", learned_strategies(), key="train_strategy")
+    st.session_state["kept_train_strategy"] = strategy
     label = st.text_input("Label field (empty: self-supervised)", value="digit", key="train_label")
     epochs = st.slider("Epochs", 1, 100, 30, key="train_epochs")
     engine = engine_for(url, collection)
