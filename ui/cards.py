@@ -57,6 +57,16 @@ def heard_line(transcript: dict) -> str:
     return heard_text(transcript, md)
 
 
+def said_parts(hit: Hit, limit: int, attributes: str = "") -> list[str]:
+    """The item's text (its first `limit` characters) and transcript, each escaped in a div of `attributes`."""
+    parts = []
+    if hit.text:
+        parts.append(f"<div{attributes}>{html.escape(hit.text[:limit])}</div>")
+    if hit.transcript:
+        parts.append(f"<div{attributes}>{html.escape(heard_text(hit.transcript))}</div>")
+    return parts
+
+
 def card_html(hit: Hit, change: str | None) -> str:
     """The card's content as HTML, every piece of the collection's text escaped; its metadata on hover."""
     meta = ", ".join(f"{k}={v}" for k, v in hit.metadata.items())
@@ -67,10 +77,7 @@ def card_html(hit: Hit, change: str | None) -> str:
     uri = thumbnail_uri(hit.assets["image"], PICTURE) if hit.assets.get("image") else None
     if uri:
         parts.append(f'<img src="{uri}" alt="{html.escape(hit.key)}" style="{PICTURE_STYLE}">')
-    if hit.text:
-        parts.append(f'<div style="{TEXT_STYLE}">{html.escape(hit.text[:200])}</div>')
-    if hit.transcript:
-        parts.append(f'<div style="{TEXT_STYLE}">{html.escape(heard_text(hit.transcript))}</div>')
+    parts += said_parts(hit, 200, f' style="{TEXT_STYLE}"')
     if hit.contributions:
         parts.append(contribution_bar(hit.contributions))
     return "".join(parts)

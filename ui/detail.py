@@ -18,7 +18,7 @@ import streamlit as st
 
 from retrieval.media import served_bytes
 from retrieval.results import Hit
-from ui.cards import heard_text
+from ui.cards import heard_text, said_parts
 from ui.plain import md
 from ui.thumbnails import thumbnail_uri
 
@@ -43,10 +43,7 @@ def popup_html(hit: Hit, up: bool, end: bool) -> str:
     uri = thumbnail_uri(hit.assets["image"], POPUP_PICTURE) if hit.assets.get("image") else None
     if uri:
         parts.append(f'<img src="{uri}" alt="" width="{POPUP_PICTURE}" height="{POPUP_PICTURE}">')
-    if hit.text:
-        parts.append(f"<div>{html.escape(hit.text[:300])}</div>")
-    if hit.transcript:
-        parts.append(f"<div>{html.escape(heard_text(hit.transcript))}</div>")
+    parts += said_parts(hit, 300)
     if not parts:
         return ""
     where = " ".join(["cmp-pop"] + (["up"] if up else []) + (["end"] if end else []))
