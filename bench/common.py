@@ -107,7 +107,9 @@ def stamp() -> dict[str, str]:
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    command = " ".join(["bench/" + Path(sys.argv[0]).name, *sys.argv[1:]])
+    # settings passed in the environment (BENCH_TRANSCRIPTS=1, ...) are part of the command that wrote it
+    settings = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_") and k != "BENCH_REPORTS"]
+    command = " ".join([*settings, "bench/" + Path(sys.argv[0]).name, *sys.argv[1:]])
     return {"commit": commit or "unknown", "date": date.today().isoformat(), "command": command}
 
 
