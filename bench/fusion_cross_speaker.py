@@ -76,7 +76,9 @@ def fixed_strategies() -> dict[str, tuple[str, dict]]:
             "hybrid (defaults)": ("hybrid", {}),
             "early (identity)": ("early", {}),
         }
-    fixed = {"weighting": "fixed"}
+    fixed: dict[str, object] = {"weighting": "fixed"}
+    if "screen" in {f.name for f in dataclasses.fields(LateParams)}:  # 0.18.0: screening is a switch of its own
+        fixed["screen"] = False  # these rows show what fixed weights cost, with nothing left out
     return {
         "late (defaults)": ("late", {}),
         "late (none, sum: old defaults)": ("late", {"normalisation": "none", **fixed}),

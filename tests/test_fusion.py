@@ -260,8 +260,15 @@ def test_a_flat_channel_is_screened_out_and_costs_nothing(tmp_path: Path) -> Non
     image_only = EncodedQuery({("image", "img-enc"): image_query})
     alone = [h.item_id for h in create_strategy("late").search(space, image_only, k=10)]
     assert [h.item_id for h in create_strategy("late").search(space, q, k=10)] == alone
-    # the same flat channel at a fixed weight, z-scored to full range, does change the results
-    assert {h.item_id for h in create_strategy("late", weighting="fixed").search(space, q, k=10)} != set(alone)
+    # one switch, as on every strategy: the screen leaves it out at fixed weights too
+    for name in ("late", "hybrid"):
+        fixed = create_strategy(name, weighting="fixed")
+        assert [h.item_id for h in fixed.search(space, q, k=10)] == alone
+        assert {o.modality: o.screened for o in fixed.weighing(space, q, 10).inputs} == {"audio": True, "image": False}
+    # unscreened, the same flat channel at a fixed weight, z-scored to full range, does change the results
+    unscreened = create_strategy("late", weighting="fixed", screen=False)
+    assert {h.item_id for h in unscreened.search(space, q, k=10)} != set(alone)
+    assert not any(o.screened for o in unscreened.weighing(space, q, 10).inputs)
 
 
 def test_weighing_reports_the_weights_each_strategy_searched_with(tmp_path: Path) -> None:

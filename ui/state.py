@@ -109,9 +109,8 @@ def sidebar(url: str) -> Settings | None:
     screen = st.sidebar.checkbox(
         "Leave out flat inputs",
         key="screen_inputs",
-        help="An input that scores every item about alike (a noise clip, a blank image) is left out: early and "
-        "the learned methods follow this; late and hybrid leave such an input out whenever channel weights "
-        "are adaptive.",
+        help="An input that scores every item about alike (a noise clip, a blank image), or a recording in which "
+        "no one speaks, is left out by every method (a saved preset keeps its own setting).",
     )
     rrf_k = st.sidebar.number_input("RRF k", 1.0, 1000.0, 60.0, 1.0, key="rrf_k")
     k = st.sidebar.slider("Results", 3, 30, 10, key="k")

@@ -46,8 +46,9 @@ class LateParams:
     candidates: int = 100  # a unit's list, at least: a floor, longer in a large collection (ITEMS_PER_CANDIDATE)
     centre: bool = False  # subtract each field's mean first (the modality gap of contrastive encoders)
     rescore: bool = True  # score every candidate exactly in every unit (False: each unit's own list only)
-    # "adaptive": per-query unit weights from score spread and top-score clarity (no labels; adaptive.py)
+    # "adaptive": per-query unit weights from top-score clarity and coherence (no labels; adaptive.py)
     weighting: Literal["fixed", "adaptive"] = "adaptive"
+    screen: bool = True  # leave out query inputs that score every item about alike, as every strategy does
 
 
 @dataclass
@@ -261,10 +262,10 @@ class UnitFusion(FusionStrategy):
         return UnitScores(c, weights * np.array(shares), values, total, hits, negatives)
 
     def _candidates(self, space: VectorSpace, query: EncodedQuery, k: int) -> Candidates:
-        """The query as searched (screened when adaptive, centred when asked), its units, each unit's own
-        list and the union's raw unit scores, from rows gathered once (`held`)."""
-        if self.params.weighting == "adaptive":
-            query = screened(space, query)  # a flat input would get a weight near 0 anyway; now exactly 0
+        """The query as searched (screened, centred when asked), its units, each unit's own list and the
+        union's raw unit scores, from rows gathered once (`held`)."""
+        if self.params.screen:
+            query = screened(space, query)
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
         units = self.units(space, query)
@@ -322,10 +323,10 @@ class UnitFusion(FusionStrategy):
         return out
 
     def weighing(self, space: VectorSpace, query: EncodedQuery, k: int) -> Weighing:
-        """Inputs as set with fixed weighting; with adaptive, screened inputs left out and each input's weight
-        as `search` computes it (`input_weights`), over the same candidates."""
+        """Screened inputs left out; the others as set with fixed weighting, and with adaptive each one's
+        weight as `search` computes it (`input_weights`), over the same candidates."""
         if self.params.weighting != "adaptive":
-            return as_set(query)
+            return as_set(query, flat_out(query, screened(space, query)) if self.params.screen else set())
         c = self._candidates(space, query, k)
         weighing = as_set(query, flat_out(query, c.query))
         weighing.how = "adaptive"
