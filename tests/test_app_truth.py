@@ -81,9 +81,9 @@ def test_one_click_uses_one_s_own_weights(app: AppTest, demo: dict[str, str]) ->
     assert not weighing_lines(app), "nothing left to say: every input counts as set"
     assert any("Your own weights are in use" in c.value for c in app.caption)
     engine = SearchEngine.open(demo["url"])
-    query: dict[str, Any] = {"image": mnist_image(3), "audio": recording(7), "weighting": "fixed"}
-    assert ranked(app, "late") == [str(h.item_id) for h in engine.search(strategy="late", **query).hits]
-    assert ranked(app, "early") == [str(h.item_id) for h in engine.search(strategy="early", screen=False, **query).hits]
+    query: dict[str, Any] = {"image": mnist_image(3), "audio": recording(7), "weighting": "fixed", "screen": False}
+    for method in ("late", "early"):
+        assert ranked(app, method) == [str(h.item_id) for h in engine.search(strategy=method, **query).hits]
     app.button(key="methods_weigh").click().run()
     assert app.sidebar.selectbox(key="weighting").value == "adaptive" and weighing_lines(app), "and back"
 
@@ -112,10 +112,11 @@ def test_a_screened_out_input_is_said_the_same_way(app: AppTest, demo: dict[str,
     app.button(key="own_weights").click().run()
     assert not weighing_lines(app)
     engine = SearchEngine.open(demo["url"])
-    plain = engine.search(
-        text="the digit three", image=blank_image(), strategy="early", weighting="fixed", screen=False
-    )
-    assert ranked(app, "early") == [str(h.item_id) for h in plain.hits]
+    for method in ("late", "early", "hybrid"):  # one switch: each counts the blank image again
+        plain = engine.search(
+            text="the digit three", image=blank_image(), strategy=method, weighting="fixed", screen=False
+        )
+        assert ranked(app, method) == [str(h.item_id) for h in plain.hits]
 
 
 def test_one_input_says_nothing_of_weights(app: AppTest) -> None:
