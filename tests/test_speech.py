@@ -161,3 +161,28 @@ def test_a_folder_without_the_detector_finds_something_in_every_recording(tmp_pa
         (tmp_path / name).symlink_to(folder / name)
     made = create_encoder(f"speech:{tmp_path}")
     assert made.finds_nothing("audio", [Waveform(quiet_room(), RATE)]) == [False]
+
+
+def test_a_long_clip_reaches_the_network_a_bounded_number_of_windows_at_a_time(encoder, monkeypatch) -> None:
+    """Probe case 51: a 590 s clip held 2.6 GB, the network's activations for all its windows at once. The
+    network now reads at most MAX_WINDOWS windows a call, short clips' together, and the vectors are the same
+    as one call's."""
+    clips = [tone(0.6), tone(40.0, seed=1), tone(0.9, seed=2)]
+    reference = speech.SpeechEmbeddingEncoder(speech.packaged_speech_folder())  # type: ignore[arg-type]
+    monkeypatch.setattr(speech, "MAX_WINDOWS", 10_000)
+    whole = reference.frames(clips)
+    sizes: list[int] = []
+    network = encoder.embedding_model
+
+    class Counting:
+        def run(self, outputs, feeds):
+            sizes.append(len(feeds["input_1"]))
+            return network.run(outputs, feeds)
+
+    monkeypatch.undo()
+    assert not network.get_session_options().enable_cpu_mem_arena, "an arena would keep the peak for good"
+    monkeypatch.setattr(encoder, "embedding_model", Counting())
+    parts = encoder.frames(clips)
+    assert max(sizes) <= 256 and sum(sizes) == sum(len(w) for w in whole) > 256 * 2
+    for ours, one_call in zip(parts, whole):
+        np.testing.assert_allclose(ours, one_call, atol=1e-6)

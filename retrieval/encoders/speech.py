@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from retrieval.encoders.base import Encoder, WeightsNotFoundError
 from retrieval.encoders.registry import register_encoder
@@ -27,7 +28,7 @@ PACKAGE = "openwakeword==0.5.1"  # later versions download their models instead 
 FILES = ("melspectrogram.onnx", "embedding_model.onnx")
 WINDOW, STRIDE, MEL_BANDS, DIM = 76, 8, 32, 96  # the backbone's input frames, openWakeWord's stride
 MIN_SECONDS, EDGE_SECONDS = 1.5, 0.4
-MAX_WINDOWS = 4096  # windows sent to the network at once: ~40 MB of input; a longer clip goes in parts
+MAX_WINDOWS = 256  # windows the network reads at once: its activations, not the clip, bound the memory
 
 
 def packaged_speech_folder() -> Path | None:
@@ -54,6 +55,7 @@ class SpeechEmbeddingEncoder(Encoder):
             )
         options = ort.SessionOptions()
         options.log_severity_level = 3  # onnxruntime's warnings about unused initialisers are not ours
+        options.enable_cpu_mem_arena = False  # an arena keeps a long clip's peak for the process's life
         load = [ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"]) for name in FILES]
         self.mel_model, self.embedding_model = load
         self.weights = str(folder)
@@ -89,18 +91,17 @@ class SpeechEmbeddingEncoder(Encoder):
         return out
 
     def frames(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """The backbone's vectors of each clip, one per window (windows x 96); every window of a batch in one call."""
-        windows = [
-            np.stack([mel[s : s + WINDOW] for s in range(0, len(mel) - WINDOW + 1, STRIDE)])
-            for mel in self.log_mels([self.padded(samples) for samples in batch])
-        ]
-        stacked = np.concatenate(windows)[..., None].astype(np.float32)
-        vectors = np.concatenate(
-            [
-                self.embedding_model.run(None, {"input_1": stacked[i : i + MAX_WINDOWS]})[0].reshape(-1, DIM)
-                for i in range(0, len(stacked), MAX_WINDOWS)
-            ]
-        )
+        """The backbone's vectors of each clip, one per window (windows x 96). The windows are views of the mel
+        frames, copied MAX_WINDOWS at a time as the network reads them, short clips' together: a 590 s clip's
+        7,400 windows would be 72 MB, and the network's activations for them 2.5 GB."""
+        mels = self.log_mels([self.padded(samples) for samples in batch])
+        windows = [sliding_window_view(mel, WINDOW, axis=0)[::STRIDE].transpose(0, 2, 1) for mel in mels]
+        flat = [(clip, at) for clip, view in enumerate(windows) for at in range(len(view))]
+        vectors = np.empty((len(flat), DIM), np.float32)
+        for start in range(0, len(flat), MAX_WINDOWS):
+            part = np.stack([windows[clip][at] for clip, at in flat[start : start + MAX_WINDOWS]])
+            run = self.embedding_model.run(None, {"input_1": part[..., None].astype(np.float32)})[0]
+            vectors[start : start + len(part)] = run.reshape(-1, DIM)
         return np.split(vectors, np.cumsum([len(w) for w in windows])[:-1])
 
     def _encode_batch(self, modality: Modality, batch: Sequence[Waveform]) -> np.ndarray:
