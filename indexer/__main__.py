@@ -12,6 +12,7 @@ from indexer.demo import DEMO_EPOCHS
 from indexer.sources import OUTSIDE
 from retrieval import checks
 from retrieval.errors import run_command
+from retrieval.terminal import plain
 from storage.db import DEFAULT_URL as DEFAULT_DB
 
 MAX_BATCH = 4096  # assets per encoder batch: beyond it one batch of decoded media alone outgrows memory
@@ -48,7 +49,7 @@ def _print_summary(summary, *, as_json: bool) -> None:  # noqa: ANN001
     if summary.problems:
         print(f"skipped: {len(summary.problems)}")
         for problem in summary.problems[:50]:
-            print(f"  {problem.path}: {problem.reason}")
+            print(f"  {plain(problem.path)}: {plain(problem.reason)}")
         if len(summary.problems) > 50:
             print(f"  ... and {len(summary.problems) - 50} more (python -m indexer status)")
         if any(p.reason == OUTSIDE for p in summary.problems):
@@ -115,9 +116,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     print(f"problems: {len(status['problems'])}")
     for problem in status["problems"]:
-        print(f"  {problem['path']}: {problem['reason']}")
+        print(f"  {plain(problem['path'])}: {plain(problem['reason'])}")
     for problem in status["vector_problems"]:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {plain(problem)}", file=sys.stderr)
     if status["vector_problems"]:
         print("run `python -m indexer check` for every difference, and `--repair` to fix what can be", file=sys.stderr)
         return 1
@@ -141,7 +142,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("note: an indexer is writing this collection now; differences may be its work in progress")
     for f in report.findings:
         state = "repaired" if f.repaired else ("repairable with --repair" if f.repairable else "NOT repairable")
-        print(f"{f.artefact} {f.name}: {f.problem}\n  at {f.location}\n  {state}: {f.fix}")
+        print(f"{f.artefact} {plain(f.name)}: {plain(f.problem)}\n  at {plain(f.location)}\n  {state}: {plain(f.fix)}")
     repaired = len(report.findings) - len(report.left)
     print(f"differences: {len(report.findings)}, repaired: {repaired}, left: {len(report.left)}")
     return 1 if report.left else 0

@@ -10,6 +10,7 @@ from typing import Any
 
 from retrieval import checks
 from retrieval.errors import InvalidInputError, run_command
+from retrieval.terminal import plain
 from storage.db import DEFAULT_URL as DEFAULT_DB
 
 
@@ -140,7 +141,7 @@ def _engine(args: argparse.Namespace):  # noqa: ANN202
 
 def _short(value: Any, width: int) -> str:
     """A value for one line of text output: at most `width` characters (a 50 MB metadata value is not printed)."""
-    text = str(value).replace("\n", " ")
+    text = plain(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from retrieval.terminal import plain
 from storage.errors import StorageError
 
 
@@ -135,5 +136,5 @@ def run_command(func: Callable[[Any], int], args: Any) -> int:
         message = user_message(exc, getattr(args, "db", None))
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {plain(message)}", file=sys.stderr)
         return 2

@@ -614,3 +614,26 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path: Path, monke
     with pytest.raises(StorageError, match=r"cannot write the checkpoint .*No space left on device; nothing was saved"):
         checkpoint.save(tmp_path / "new.safetensors")
     assert not (tmp_path / "new.safetensors").exists()
+
+
+def test_control_characters_from_a_collection_are_printed_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Probe cases 25-26: a file name, key or metadata value carrying ESC sequences (clear the screen, set the
+    window title) or a newline (a forged report line) is printed escaped by the indexer, `status` and
+    `search`, never sent raw to the terminal."""
+    source = tmp_path / "src"
+    source.mkdir()
+    hostile = "key\x1b[2J\x1b]0;TITLE\x07\u202e"
+    (source / f"{hostile}.txt").write_text("the digit seven", encoding="utf-8")
+    (source / "bad\x1b[31mRED\nall fine.png").write_bytes(b"not a png")
+    url = f"sqlite:///{tmp_path}/c.db"
+    assert indexer_main([str(source), "--db", url, "--quiet"]) == 0
+    assert indexer_main(["status", "--db", url]) == 0
+    assert retrieval_main(["search", "--db", url, "--text", "seven", "--strategy", "late"]) == 0
+    printed = capsys.readouterr()
+    shown = printed.out + printed.err
+    for raw in ("\x1b", "\x07", "\u202e", "\nall fine.png"):
+        assert raw not in shown, repr(raw)
+    assert "bad\\x1b[31mRED\\nall fine.png" in shown  # skipped, named as it is
+    assert "key\\x1b[2J\\x1b]0;TITLE\\x07\\u202e" in shown  # the search result's key
