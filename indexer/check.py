@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from indexer.pipeline import ProgressFn
-from indexer.status import unfinished_message
+from indexer.status import reindex_command, unfinished_message
 from retrieval.errors import NotFoundError
 from retrieval.fusion.concat import concat_index
 from retrieval.profiles import Field, Profile
@@ -106,7 +106,7 @@ class _Check:
         self.db, self.row, self.storage, self.repair, self.progress = db, row, storage, repair, progress
         self.profile = Profile.from_dict(row.profile)
         self.dims: dict[str, int] = {}
-        self.reindex = f"python -m indexer {row.root or 'SOURCE'} --db {db.url} --collection {row.name}"
+        self.reindex = reindex_command(db.url, row)
         self.findings: list[Finding] = []
         self.tables: dict[str, VectorTable] = {}
 
@@ -122,7 +122,14 @@ class _Check:
             unencoded = unencoded_items(session, self.row.id)
         if unencoded and not busy:
             self.findings.append(
-                Finding("items", "unencoded", self.db.url, unfinished_message(unencoded, self.row), self.reindex, False)
+                Finding(
+                    "items",
+                    "unencoded",
+                    self.db.url,
+                    unfinished_message(unencoded, self.row, self.db.url),
+                    self.reindex,
+                    False,
+                )
             )
         total = len(self.profile.fields) + len(builds)
         changed = False

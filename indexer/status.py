@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from retrieval.errors import NotFoundError
 from retrieval.profiles import Profile, migration_hint
@@ -45,12 +45,16 @@ def vector_tables(db: Database, collection: Collection, ok: Counter[str]) -> tup
     return tables, problems
 
 
-def unfinished_message(count: int, collection: Collection) -> str:
-    source = collection.root or "SOURCE"
+def reindex_command(url: str, collection: Collection) -> str:
+    """The command that indexes the collection's source again into this database (its password hidden)."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    return f"python -m indexer {collection.root or 'SOURCE'} --db {shown} --collection {collection.name}"
+
+
+def unfinished_message(count: int, collection: Collection, url: str) -> str:
     return (
         f"{count} items have nothing encoded yet (an indexing run stopped before reaching them; searches do not "
-        f"find them): run the indexer on the same source again to complete them (python -m indexer {source} "
-        f"--collection {collection.name})"
+        f"find them): run the indexer on the same source again to complete them ({reindex_command(url, collection)})"
     )
 
 
@@ -72,7 +76,7 @@ def collection_status(url: str, name: str = "default") -> dict[str, Any]:
         tables, table_problems = vector_tables(db, collection, ok)
         unencoded = unencoded_items(session, collection.id)
         if unencoded and not writer_active(Path(collection.vector_dir)):
-            table_problems.append(unfinished_message(unencoded, collection))
+            table_problems.append(unfinished_message(unencoded, collection, url))
         return {
             "collection": name,
             "items": items,

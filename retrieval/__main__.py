@@ -145,11 +145,22 @@ def _short(value: Any, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _say_what_is_unsearchable(engine: Any) -> None:
+    """One line on stderr when part of the collection cannot be found yet (the answer is still printed)."""
+    if missing := engine.catalogue.unencoded():
+        print(
+            f"note: {missing} of {len(engine.catalogue.item_keys())} items have nothing encoded yet (an indexing run "
+            "stopped before them) and cannot be found: run the indexer on the same source again",
+            file=sys.stderr,
+        )
+
+
 # -- commands -------------------------------------------------------------------------------------------
 def cmd_search(args: argparse.Namespace) -> int:
     query = _query(args)
     engine = _engine(args)
     results = engine.search_many(query, _methods(args, engine), k=args.k)
+    _say_what_is_unsearchable(engine)
     if args.json:
         print(
             checks.json_text(
@@ -180,6 +191,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(methods) < 2:
         raise InvalidInputError("compare needs at least two methods: repeat --strategy (or add --preset)")
     comparison = compare_results(engine.search_many(query, methods, k=args.k), args.k)
+    _say_what_is_unsearchable(engine)
     if args.plot:
         from retrieval.plots import bump_chart, save
 

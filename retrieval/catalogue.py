@@ -13,7 +13,7 @@ from retrieval.profiles import Profile
 from retrieval.results import QueryInput
 from retrieval.transcribe import DEFAULT_TRANSCRIBER, reads_transcript, transcriber_identity
 from storage import Database, Item
-from storage.repository import item_metadata, items_by_ids, stored_transcripts
+from storage.repository import item_metadata, items_by_ids, stored_transcripts, unencoded_items
 
 
 class Catalogue:
@@ -30,6 +30,11 @@ class Catalogue:
                 rows = session.execute(select(Item.id, Item.key).where(Item.collection_id == self.collection_id))
                 self._keys = (self.generation, dict(rows.all()))
         return self._keys[1]
+
+    def unencoded(self) -> int:
+        """Items with nothing encoded yet (an indexing run stopped before them): no search can find them."""
+        with self.db.session() as session:
+            return unencoded_items(session, self.collection_id)
 
     def items(self, ids: Iterable[int]) -> dict[int, Item]:
         """Items with their assets loaded (usable after the call), in one query."""

@@ -265,6 +265,10 @@ def test_status_and_check_say_what_an_interrupted_run_left_unencoded(
     assert indexer_main(["status", "--db", url]) == 1
     err = capsys.readouterr().err
     assert "items have nothing encoded yet" in err and "run the indexer on the same source again" in err
+    assert f"--db {url} --collection default" in err, "the advice names this database, not the default one"
+    assert retrieval_main(["search", "--db", url, "--text", "zero"]) == 0  # answers from what is encoded, and says so
+    note = capsys.readouterr().err
+    assert "items have nothing encoded yet" in note and "cannot be found" in note, note
     report = check_collection(url)  # the crash also left tables ahead of rows: a table finding beside it
     unencoded = [f for f in report.findings if f.artefact == "items"]
     assert len(unencoded) == 1 and not unencoded[0].repairable and str(small_folder) in unencoded[0].fix
