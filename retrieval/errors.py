@@ -116,8 +116,9 @@ def user_message(exc: BaseException, db: str | None = None) -> str | None:
     if isinstance(exc, sa.DatabaseError) and not isinstance(
         exc, (sa.ProgrammingError, sa.IntegrityError, sa.InternalError, sa.NotSupportedError)
     ):  # the file or server, not our SQL: "file is not a database", "unable to open", "disk I/O error"
-        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())  # the driver's lines, as one
-        return f"{db or 'database'}: cannot use this database ({reason}); nothing half-written stays: run it again once the database answers"
+        from storage.db import unusable_message
+
+        return unusable_message(db, exc)
     return None
 
 

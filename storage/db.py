@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import resource
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,10 +14,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.errors import ReadOnlyDatabaseError, SchemaError, StorageError
+from storage.errors import DatabaseUnavailableError, ReadOnlyDatabaseError, SchemaError, StorageError
 from storage.models import SCHEMA_VERSION, Base, DatabaseIdentity, SchemaInfo
 from storage.names import slug
 
@@ -80,6 +82,21 @@ def _refused_write(exc: DBAPIError) -> bool:
     if getattr(exc.orig, "sqlstate", None) == "42501":
         return True
     return "attempt to write a readonly database" in str(exc.orig)
+
+
+def unusable_message(url: str | None, exc: BaseException) -> str:
+    """One line for a database that the driver cannot use now: its reason, what may cause an SQLite 'disk I/O
+    error' here (a full disk, a file-size limit), and that running again is safe."""
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())  # the driver's lines, as one
+    path = sqlite_path(url) if url else None
+    if path is not None and "disk I/O error" in reason:
+        folder = path.expanduser().resolve().parent
+        if folder.exists() and shutil.disk_usage(folder).free < 1 << 20:
+            reason += f"; the disk holding {folder} is full"
+        if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+            reason += f"; a file-size limit (ulimit -f) of {resource.getrlimit(resource.RLIMIT_FSIZE)[0]} bytes is set"
+    shown = make_url(url).render_as_string(hide_password=True) if url else "database"
+    return f"{shown}: cannot use this database ({reason}); nothing half-written stays: run it again once the database answers"
 
 
 def without_user(url: str) -> str:
@@ -216,6 +233,8 @@ class Database:
                     f"({str(exc.orig).splitlines()[0]}); nothing was changed. This needs a role (or a file) "
                     "that may write; searching needs only reading"
                 ) from exc
+            if isinstance(exc, OperationalError):  # the server or file, not our SQL: the caller may try again
+                raise DatabaseUnavailableError(unusable_message(self.url, exc)) from exc
             raise
         except BaseException:
             session.rollback()

@@ -34,3 +34,8 @@ class TableMismatchError(StorageError):
 
 class ReadOnlyDatabaseError(StorageError):
     """The database refused a write: a role that may only read, or a read-only SQLite file."""
+
+
+class DatabaseUnavailableError(StorageError):
+    """The database cannot be used now (a server down or restarting, a full disk, a locked file): nothing was
+    half-written, and the same call succeeds once it answers."""

@@ -250,3 +250,33 @@ def test_a_server_that_does_not_answer_is_one_line_that_says_running_again_is_sa
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {url}: cannot use this database (connection failed:") and "\n" not in err
     assert err.endswith("nothing half-written stays: run it again once the database answers")
+
+
+def test_a_database_that_stops_answering_is_a_user_error_in_the_api(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probe cases 29, 33: a long-lived engine whose database stops answering (a server stopped, a full disk
+    under SQLite) raised the driver's OperationalError, which USER_ERRORS did not catch; and 'disk I/O error'
+    never said the disk was full."""
+    import shutil
+    import sqlite3
+
+    from retrieval.errors import USER_ERRORS
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    Indexer(url).run(small_folder)
+    engine = SearchEngine.open(url)
+    assert engine.search(text="zero", k=1).hits
+
+    def fail(*_args: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    event.listen(engine.db.engine, "before_cursor_execute", fail)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: shutil._ntuple_diskusage(10**9, 10**9, 0))  # type: ignore[attr-defined]
+    with pytest.raises(USER_ERRORS) as raised:
+        engine.search(text="zero", k=1)
+    message = str(raised.value)
+    assert message.startswith(f"{url}: cannot use this database (disk I/O error; the disk holding {tmp_path} is full")
+    assert message.endswith("run it again once the database answers")
+    event.remove(engine.db.engine, "before_cursor_execute", fail)
+    assert engine.search(text="zero", k=1).hits, "and it answers again"
