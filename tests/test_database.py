@@ -208,6 +208,15 @@ def test_a_role_that_may_only_read_searches_records_nothing_and_writes_are_one_l
         assert "the database refused to write (permission denied for table" in err and "\n" not in err, err
         assert "nothing was changed" in err
 
+    # probe case 35: training as such a role trained every epoch, then refused, and left the file behind
+    from retrieval.train import TrainConfig
+    from storage.errors import ReadOnlyDatabaseError
+
+    out = tmp_path / "gated.safetensors"
+    with pytest.raises(ReadOnlyDatabaseError, match="permission denied"):
+        SearchEngine.open(reader_url).models.train(TrainConfig("gated", epochs=1), out)
+    assert not out.exists(), "refused before training: no checkpoint is written"
+
 
 def make_role(url: str) -> str:
     from sqlalchemy.engine import make_url
