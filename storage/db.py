@@ -99,6 +99,16 @@ def unusable_message(url: str | None, exc: BaseException) -> str:
     return f"{shown}: cannot use this database ({reason}); nothing half-written stays: run it again once the database answers"
 
 
+# each lost race means another process created something: tries bounded by tables x processes opening at once
+RACE_TRIES = 20
+
+
+def _lost_creation_race(exc: BaseException) -> bool:
+    """Another process created a table, or the schema's row, between our look and our write."""
+    text = str(getattr(exc, "orig", None) or exc.__cause__ or exc)
+    return isinstance(exc, IntegrityError) or "already exists" in text
+
+
 def without_user(url: str) -> str:
     """A server database's URL without its user and password: the same database for every role."""
     return make_url(url)._replace(username=None, password=None).render_as_string()  # `set` keeps a None
@@ -151,6 +161,16 @@ class Database:
             raise
 
     def _ensure_schema(self) -> None:
+        for attempt in range(RACE_TRIES):  # first opens of one new database race to create it: losers read it
+            try:
+                self._create_schema()
+                break
+            except (IntegrityError, OperationalError, DatabaseUnavailableError) as exc:
+                if attempt == RACE_TRIES - 1 or not _lost_creation_race(exc):
+                    raise
+        self.uid = self._identity()
+
+    def _create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
         with self.session() as session:
             info = session.scalar(select(SchemaInfo))
@@ -163,7 +183,6 @@ class Database:
                 )
             elif info.version < SCHEMA_VERSION:
                 self._upgrade(session, info)
-        self.uid = self._identity()
 
     @functools.cached_property
     def instance(self) -> str:

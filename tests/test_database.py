@@ -289,3 +289,26 @@ def test_a_database_that_stops_answering_is_a_user_error_in_the_api(
     assert message.endswith("run it again once the database answers")
     event.remove(engine.db.engine, "before_cursor_execute", fail)
     assert engine.search(text="zero", k=1).hits, "and it answers again"
+
+
+def test_the_loser_of_a_race_to_create_a_new_database_uses_the_winners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probe case 41: two first runs on one new SQLite file; one said 'cannot use this database (table items
+    already exists)' or 'UNIQUE constraint failed: schema_info.id', though the database was fine."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from storage.models import Base
+
+    url = f"sqlite:///{tmp_path}/new.db"
+    create_all = Base.metadata.create_all
+
+    def another_process_first(*args: object, **kwargs: object) -> None:
+        monkeypatch.setattr(Base.metadata, "create_all", create_all)
+        Database(url)  # the winner creates every table, the schema row and the identity
+        raise OperationalError("CREATE TABLE items", {}, sqlite3.OperationalError("table items already exists"))
+
+    monkeypatch.setattr(Base.metadata, "create_all", another_process_first)
+    assert Database(url).uid == Database(url).uid
