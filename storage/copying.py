@@ -18,10 +18,10 @@ from pathlib import Path
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from storage.artifacts import TEMP_MARKER, map_arrays, write_streamed
-from storage.catalog import owner_of
+from storage.artifacts import TEMP_MARKER, damaged_rows, map_arrays, write_streamed
+from storage.catalog import collection_storage, owner_of
 from storage.db import Database, collection_folder, default_vector_base
-from storage.errors import StorageError
+from storage.errors import CorruptArtifactError, StorageError
 from storage.lock import LOCK_FILE, CollectionLock
 from storage.models import Base, Collection, DatabaseIdentity, IndexBuild, SchemaInfo
 from storage.pairing import PAIR_FILE, read_pair, write_pair
@@ -47,6 +47,8 @@ def copy_database(
         for row in collections:
             what, owner = f"collection {row.name!r} of {source}", owner_of(src, row.id)
             locks.enter_context(CollectionLock(Path(row.vector_dir), what, shared=True, db=src, name=owner))
+        for row in collections:
+            _verify_source(src, row)
         _copy_rows(src, dst)
         for n, row in enumerate(collections):
             folder = collection_folder(base, row.name, dst.uid, row.id)
@@ -58,6 +60,22 @@ def copy_database(
             if progress is not None:
                 progress("copy collections", n + 1, len(collections))
     return dst
+
+
+def _verify_source(db: Database, row: Collection) -> None:
+    """Refuse to copy a table that is not the one on record or whose bytes changed since it was written: the
+    copy re-stamps every file with fresh checksums, so damage copied would pass every later check."""
+    storage = collection_storage(db, row)
+    fix = f"nothing was copied; `python -m indexer check --repair --db {db.url} --collection {row.name}` first"
+    for key in sorted(storage.recorded or {}):
+        if storage.exists(key):
+            storage.load(key)  # a table the database did not record: refused, naming check
+    for path in _files(storage.root):
+        if path.name.endswith(".safetensors") and (damage := damaged_rows(path)):
+            rows = sum(end - start for ranges in damage.values() for start, end in ranges)
+            raise CorruptArtifactError(
+                f"{path}: {rows} rows of {', '.join(sorted(damage))} changed since it was written; {fix}"
+            )
 
 
 def _copy_rows(src: Database, dst: Database) -> None:

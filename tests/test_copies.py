@@ -133,3 +133,22 @@ def test_a_copy_keeps_writers_out_and_lets_other_copies_in(original: str, small_
             Indexer(original).run(small_folder)
     assert finds_itself(f"sqlite:///{tmp_path}/second.db", small_folder / "d1_george.png", "d1_george")
     assert Indexer(original).run(small_folder).unchanged > 0  # the lock is gone with the copy
+
+
+def test_a_table_whose_bytes_changed_is_never_copied(
+    original: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 15: the copy re-stamped a damaged table with fresh checksums, so its check and search
+    trusted swapped vectors for good. The source is verified first, and nothing is copied."""
+    from test_check import swap_rows
+
+    table = next(vector_folder(original).glob("image_*.vectors.safetensors"))
+    swap_rows(table, 0, 1)
+    copy = f"sqlite:///{tmp_path}/copy.db"
+    assert indexer_main(["copy", "--db", original, "--to", copy, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {table}: ") and "changed since it was written" in err
+    assert f"`python -m indexer check --repair --db {original} --collection default` first" in err
+    with Database(copy).session() as session:
+        assert session.scalars(select(Collection)).all() == [], "a collection was copied"
+    assert not (tmp_path / "copy.vectors").exists()
