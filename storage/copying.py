@@ -5,6 +5,8 @@ may run), copies the rows into a new, empty database (any SQLAlchemy URL) which 
 into a folder of the copy's, every table and index stamped with the copy's id: the two never share a file,
 a Milvus collection or a writer lock. Milvus indexes are not copied (their builds are forgotten, and the
 copy's first search builds its own). Checkpoint files are shared, as the original shares them: read only.
+The source is verified first (every recorded table there, on record, its checksums whole): a copy re-stamps
+each file, so anything missing or damaged would otherwise pass for whole in the copy.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from storage.db import Database, collection_folder, default_vector_base
 from storage.errors import CorruptArtifactError, StorageError
 from storage.lock import LOCK_FILE, CollectionLock
 from storage.models import Base, Collection, DatabaseIdentity, IndexBuild, SchemaInfo
-from storage.pairing import PAIR_FILE, read_pair, write_pair
+from storage.pairing import PAIR_FILE, moved_advice, read_pair, write_pair
+from storage.vectors import VectorStorage
 
 ProgressFn = Callable[[str, int, int], None]
 _OWN_ROWS = (SchemaInfo.__tablename__, DatabaseIdentity.__tablename__)  # each database makes its own
@@ -43,16 +46,17 @@ def copy_database(
         if session.scalar(select(func.count()).select_from(Collection)):
             raise StorageError(f"{target} already holds collections: copy into a new, empty database")
     base = Path(vector_base) if vector_base is not None else default_vector_base(target)
+    sources = [_source(src, row) for row in collections]  # before a lock would make a missing folder
     with ExitStack() as locks:
-        for row in collections:
+        for row, storage in zip(collections, sources, strict=True):
             what, owner = f"collection {row.name!r} of {source}", owner_of(src, row.id)
-            locks.enter_context(CollectionLock(Path(row.vector_dir), what, shared=True, db=src, name=owner))
-        for row in collections:
-            _verify_source(src, row)
+            locks.enter_context(CollectionLock(storage.root, what, shared=True, db=src, name=owner))
+        for row, storage in zip(collections, sources, strict=True):
+            _verify(src, row, storage)
         _copy_rows(src, dst)
-        for n, row in enumerate(collections):
+        for n, (row, storage) in enumerate(zip(collections, sources, strict=True)):
             folder = collection_folder(base, row.name, dst.uid, row.id)
-            _copy_folder(Path(row.vector_dir), folder, owner_of(src, row.id), owner_of(dst, row.id), src.uid, dst.uid)
+            _copy_folder(storage.root, folder, owner_of(src, row.id), owner_of(dst, row.id), src.uid, dst.uid)
             with dst.session() as session:
                 session.execute(update(Collection).where(Collection.id == row.id).values(vector_dir=str(folder)))
                 _repoint_indexes(session, row, folder, src.uid, dst.uid)
@@ -62,12 +66,29 @@ def copy_database(
     return dst
 
 
-def _verify_source(db: Database, row: Collection) -> None:
+def _source(db: Database, row: Collection) -> VectorStorage:
+    """A collection's tables as a reader opens them (a copy of another database refused), every table the
+    database records there: a copy without them would be empty, and said to be whole."""
+    storage = collection_storage(db, row)
+    recorded = sorted(key for key, digest in (storage.recorded or {}).items() if digest)
+    if missing := [key for key in recorded if not storage.exists(key)]:
+        advice = (
+            moved_advice(db, storage.root)
+            if not storage.root.is_dir()
+            else f"`python -m indexer check --db {db.url} --collection {row.name}` says which items to re-encode"
+        )
+        raise StorageError(
+            f"{db.url}: collection {row.name!r} records vector tables missing from {storage.root} "
+            f"({', '.join(missing)}); nothing was copied: {advice}"
+        )
+    return storage
+
+
+def _verify(db: Database, row: Collection, storage: VectorStorage) -> None:
     """Refuse to copy a table that is not the one on record or whose bytes changed since it was written: the
     copy re-stamps every file with fresh checksums, so damage copied would pass every later check."""
-    storage = collection_storage(db, row)
     fix = f"nothing was copied; `python -m indexer check --repair --db {db.url} --collection {row.name}` first"
-    for key in sorted(storage.recorded or {}):
+    for key in storage.recorded or {}:
         if storage.exists(key):
             storage.load(key)  # a table the database did not record: refused, naming check
     for path in _files(storage.root):

@@ -123,6 +123,26 @@ def _original(db: Database, folder: Path, pair: dict[str, Any] | None) -> str | 
     return None
 
 
+def beside_folder(db: Database, recorded: Path) -> Path | None:
+    """The folder of the recorded one's name beside the database (`my.db` -> `my.vectors/NAME`, where the
+    indexer makes it), where it is not the recorded one and holds this database's id: a pair moved together."""
+    folder = default_vector_base(db.url) / recorded.name
+    pair = read_pair(folder)
+    if folder == recorded or not folder.is_dir() or pair is None or pair.get("uid") != db.uid:
+        return None
+    return folder
+
+
+def moved_advice(db: Database, folder: Path) -> str:
+    """What to say where a collection's recorded vector folder is not there: the pair was moved."""
+    beside = beside_folder(db, folder)
+    found = f"; this database's folder is beside it, at {beside}" if beside is not None else ""
+    return (
+        f"the folder {folder} does not exist{found}: if the database was moved with its vectors, "
+        f"`python -m indexer relocate --db {db.url}` pairs them again"
+    )
+
+
 def copy_message(url: str, original: str, folder: Path, collection: str) -> str:
     return (
         f"{location_of(url)} is a copy of the database at {original}: collection {collection!r}'s vectors in "

@@ -152,3 +152,27 @@ def test_a_table_whose_bytes_changed_is_never_copied(
     with Database(copy).session() as session:
         assert session.scalars(select(Collection)).all() == [], "a collection was copied"
     assert not (tmp_path / "copy.vectors").exists()
+
+
+def test_a_database_whose_tables_are_missing_is_not_copied(
+    original: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 14: `copy` said "copied with its vectors" and made an empty copy. A table deleted is named;
+    a folder that is not where it was recorded names `relocate`, and no folder is made there."""
+    folder = vector_folder(original)
+    table = next(folder.glob("image_*.vectors.safetensors"))
+    table.unlink()
+    copy = f"sqlite:///{tmp_path}/copy.db"
+    assert indexer_main(["copy", "--db", original, "--to", copy, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"records vector tables missing from {folder} (image@" in err, err
+    assert "nothing was copied" in err and "indexer check" in err
+    with Database(copy).session() as session:
+        assert session.scalars(select(Collection)).all() == [], "a collection was copied"
+
+    shutil.move(tmp_path / "my.vectors", tmp_path / "moved-elsewhere")
+    assert indexer_main(["copy", "--db", original, "--to", copy, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the folder {folder} does not exist" in err, err
+    assert f"`python -m indexer relocate --db {original}`" in err
+    assert not folder.exists(), "the copy made the recorded folder again"
