@@ -26,7 +26,7 @@ from storage.db import Database, collection_folder, default_vector_base
 from storage.errors import CorruptArtifactError, StorageError
 from storage.lock import LOCK_FILE, CollectionLock
 from storage.models import Base, Collection, DatabaseIdentity, IndexBuild, SchemaInfo
-from storage.pairing import PAIR_FILE, moved_advice, read_pair, write_pair
+from storage.pairing import PAIR_FILE, live_owner, location_of, moved_advice, read_pair, write_pair
 from storage.vectors import VectorStorage
 
 ProgressFn = Callable[[str, int, int], None]
@@ -166,9 +166,10 @@ def _repoint_indexes(session: Session, row: Collection, folder: Path, old_uid: s
 
 
 def relocate(url: str, vector_base: Path | None = None) -> list[tuple[str, str]]:
-    """Pair the database at `url` with its collections' folders again after a move: a folder still where it
-    was recorded, or moved into `vector_base` (default: beside the database) under its own name, holding
-    this database's id. Returns (collection, folder) for each; a folder not found is an error."""
+    """Pair the database at `url` with its collections' folders again after a move: a folder moved into
+    `vector_base` (default: beside the database) under its own name, else one still where it was recorded,
+    holding this database's id. Returns (collection, folder) for each; a folder not found is an error, and so
+    is one another database still uses (`db` is its file copy: `storage.pairing.live_owner`)."""
     db = Database(url)
     db.require_writable("re-point it")
     base = Path(vector_base) if vector_base is not None else default_vector_base(url)
@@ -176,12 +177,7 @@ def relocate(url: str, vector_base: Path | None = None) -> list[tuple[str, str]]
     with db.session() as session:
         for row in session.scalars(select(Collection).order_by(Collection.id)):
             recorded = Path(row.vector_dir)
-            folder = next((f for f in (recorded, base / recorded.name) if _holds(db, f)), None)
-            if folder is None:
-                raise StorageError(
-                    f"collection {row.name!r}: its vector folder is neither at {recorded} nor at "
-                    f"{base / recorded.name}; pass --vector-dir with the folder it was moved into"
-                )
+            folder = _relocation(db, row.name, recorded, base / recorded.name)
             if folder != recorded:
                 row.vector_dir = str(folder)
                 for build in session.scalars(select(IndexBuild).where(IndexBuild.collection_id == row.id)):
@@ -190,6 +186,25 @@ def relocate(url: str, vector_base: Path | None = None) -> list[tuple[str, str]]
             write_pair(folder, db)
             done.append((row.name, str(folder)))
     return done
+
+
+def _relocation(db: Database, name: str, recorded: Path, moved: Path) -> Path:
+    """The folder a moved collection is paired with: the one moved beside it first (a whole folder copied with
+    `cp -a` has the original's recorded), never one that its recorded database still uses."""
+    for folder in dict.fromkeys((moved, recorded)):
+        if not _holds(db, folder):
+            continue
+        if (owner := live_owner(db, folder)) is not None:
+            raise StorageError(
+                f"collection {name!r}: {folder} belongs to the database at {owner}, which still exists, so "
+                f"{location_of(db.url)} is its copy and nothing was changed; make a proper copy with its own "
+                f"vectors: `python -m indexer copy --db sqlite:///{owner} --to NEW_URL`"
+            )
+        return folder
+    raise StorageError(
+        f"collection {name!r}: its vector folder is neither at {recorded} nor at {moved}; pass --vector-dir "
+        "with the folder it was moved into"
+    )
 
 
 def _holds(db: Database, folder: Path) -> bool:

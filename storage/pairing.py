@@ -7,7 +7,8 @@ which is another database is either a copy (the recorded database is still there
 the original moved (it is not). A copy never writes into the original's folder and never searches it
 (its rows and the original's vectors part ways at the original's next write): it is refused in one line
 naming `indexer copy`, which copies a database with its vectors. A moved database is re-pointed by
-`indexer relocate`, which also finds a folder moved along with it.
+`indexer relocate`, which prefers a folder moved along with it (beside it) and never takes a folder that its
+recorded database still uses (`live_owner`): a file copy would otherwise take over the original's vectors.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from storage.artifacts import write_atomic
 from storage.db import Database, default_vector_base, sqlite_path, without_user
 from storage.errors import StorageError
-from storage.models import DatabaseIdentity
+from storage.models import Collection, DatabaseIdentity
 
 PAIR_FILE = "DATABASE.json"
 
@@ -69,17 +70,38 @@ def _same_database(pair: dict[str, Any], db: Database) -> bool:
 
 def _uid_at(location: str) -> str | None:
     """The id of the SQLite database at `location`, if one is there (opened read-only, never created)."""
+    record = _record_at(location)
+    return record[0] if record is not None else None
+
+
+def _record_at(location: str) -> tuple[str | None, set[str]] | None:
+    """The id of the SQLite database at `location` and its collections' vector folders, if one is there
+    (opened read-only, never created)."""
     path = Path(location)
     if not path.is_file():
         return None
     engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
     try:
         with engine.connect() as conn:
-            return conn.execute(select(DatabaseIdentity.uid)).scalar()
+            uid = conn.execute(select(DatabaseIdentity.uid)).scalar()
+            return uid, set(conn.execute(select(Collection.vector_dir)).scalars())
     except SQLAlchemyError:
         return None
     finally:
         engine.dispose()
+
+
+def live_owner(db: Database, folder: Path) -> str | None:
+    """The other database that `folder` is still the vector folder of (it still exists, holds `db`'s id and
+    records that folder): `db` is its copy, and taking the folder would orphan the original's vectors."""
+    pair = read_pair(folder)
+    if pair is None or _same_database(pair, db):
+        return None
+    location = str(pair.get("database"))
+    record = _record_at(location)
+    if record is None or record[0] != db.uid or str(folder.resolve()) not in record[1]:
+        return None
+    return location
 
 
 def check_pair(db: Database, folder: Path, collection: str, write: bool = False) -> None:

@@ -176,3 +176,47 @@ def test_a_database_whose_tables_are_missing_is_not_copied(
     assert err.count("\n") == 1 and f"the folder {folder} does not exist" in err, err
     assert f"`python -m indexer relocate --db {original}`" in err
     assert not folder.exists(), "the copy made the recorded folder again"
+
+
+def test_relocate_on_a_file_copy_never_takes_the_originals_folder(
+    original: str, small_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 3: the refusal's second advice, `relocate` on a file copy, handed the original's folder to
+    the copy; the original was then refused as "a copy", and the copy wrote into its tables."""
+    folder = vector_folder(original)
+    before = snapshot(folder)
+    file_copy(tmp_path / "my.db", tmp_path / "experiment.db")
+    copy = f"sqlite:///{tmp_path}/experiment.db"
+    assert indexer_main(["relocate", "--db", copy]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1 and f"{folder} belongs to the database at {tmp_path / 'my.db'}, which still exists" in err
+    )
+    assert f"`python -m indexer copy --db {original} --to NEW_URL`" in err
+    assert snapshot(folder) == before
+    assert finds_itself(original, small_folder / "d1_george.png", "d1_george")
+    with pytest.raises(CopiedDatabaseError):
+        Indexer(copy).run(small_folder)
+
+
+def test_relocate_on_a_copied_folder_pairs_with_the_folder_beside_it(
+    original: str, small_folder: Path, tmp_path: Path
+) -> None:
+    """Probe case 9: `cp -a` of a folder holding the database and its vectors; relocate paired the copy with
+    the original's recorded folder rather than the one beside it."""
+    folder = vector_folder(original)
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    file_copy(tmp_path / "my.db", copied / "my.db")
+    shutil.copytree(tmp_path / "my.vectors", copied / "my.vectors")
+    copy = f"sqlite:///{copied}/my.db"
+    assert indexer_main(["relocate", "--db", copy]) == 0
+    assert vector_folder(copy) == copied / "my.vectors" / folder.name
+    before = snapshot(folder)
+    shutil.copy(mnist_image(9), small_folder / "extra.png")
+    assert Indexer(copy).run(small_folder).encoded == 1
+    assert snapshot(folder) == before, "indexing the copy touched the original's folder"
+    assert finds_itself(copy, small_folder / "extra.png", "extra")
+    assert finds_itself(original, small_folder / "d1_george.png", "d1_george")
+    assert check_collection(original, "default").findings == []
+    assert check_collection(copy, "default").findings == []
