@@ -18,7 +18,7 @@ from storage.db import Database
 from storage.errors import ReadOnlyDatabaseError, StorageError
 from storage.faiss_store import Rows
 from storage.models import Asset, Collection, IndexBuild, Item
-from storage.pairing import check_pair
+from storage.pairing import check_pair, vector_folder
 from storage.vector_store import StoreBackend, VectorStore, open_backend
 from storage.vectors import VectorStorage
 
@@ -31,9 +31,17 @@ def owner_of(db: Database, collection_id: int) -> str:
 def collection_storage(db: Database, collection: Collection, write: bool = False) -> VectorStorage:
     """A collection's vector tables, refusing any that another collection or database wrote, and refusing a
     copy of the database that owns them (`storage.pairing`); a writer pairs a folder made before pairing."""
-    check_pair(db, Path(collection.vector_dir), collection.name, write)
+    folder = folder_of(db, collection, write)
+    check_pair(db, folder, collection.name, write)
     recorded = dict(collection.tables or {})
-    return VectorStorage(Path(collection.vector_dir), owner=owner_of(db, collection.id), recorded=recorded)
+    return VectorStorage(folder, owner=owner_of(db, collection.id), recorded=recorded)
+
+
+def folder_of(db: Database, collection: Collection, write: bool = False) -> Path:
+    """The collection's vector folder as `storage.pairing.vector_folder` finds it (a writer never makes a
+    folder the database records tables in)."""
+    records_tables = any((collection.tables or {}).values())
+    return vector_folder(db, collection.name, Path(collection.vector_dir), records_tables, write)
 
 
 class MissingVectorsError(StorageError):

@@ -35,6 +35,10 @@ class CopiedDatabaseError(StorageError):
     """This database is a copy of the one that owns the collection's vector folder."""
 
 
+class MovedVectorsError(StorageError):
+    """A collection's recorded vector folder is not there, but the database records vectors in it."""
+
+
 def location_of(url: str) -> str:
     """Where a database lives: an SQLite file's resolved path, or its URL with the password hidden."""
     path = sqlite_path(url)
@@ -158,11 +162,26 @@ def beside_folder(db: Database, recorded: Path) -> Path | None:
 def moved_advice(db: Database, folder: Path) -> str:
     """What to say where a collection's recorded vector folder is not there: the pair was moved."""
     beside = beside_folder(db, folder)
-    found = f"; this database's folder is beside it, at {beside}" if beside is not None else ""
+    found = f"; a folder holding this database's id is beside the database, at {beside}" if beside is not None else ""
     return (
         f"the folder {folder} does not exist{found}: if the database was moved with its vectors, "
         f"`python -m indexer relocate --db {db.url}` pairs them again"
     )
+
+
+def vector_folder(db: Database, name: str, recorded: Path, records_tables: bool, write: bool = False) -> Path:
+    """Where collection `name`'s vectors are: the recorded folder. Where it is not there, a writer is refused
+    (`indexer relocate` pairs a moved folder first): it would make the recorded folder anew and orphan the
+    vectors the database records."""
+    if recorded.is_dir():
+        return recorded
+    beside = beside_folder(db, recorded)
+    if write and (records_tables or beside is not None):
+        raise MovedVectorsError(
+            f"{db.url}: collection {name!r} records vectors in a folder that is not there, so nothing was written: "
+            + moved_advice(db, recorded)
+        )
+    return recorded
 
 
 def copy_message(url: str, original: str, folder: Path, collection: str) -> str:

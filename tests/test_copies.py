@@ -17,7 +17,7 @@ from indexer.check import check_collection
 from retrieval import SearchEngine
 from storage import Collection, CollectionBusyError, CollectionLock, Database, MissingVectorsError, StorageError
 from storage.copying import copy_database
-from storage.pairing import PAIR_FILE, CopiedDatabaseError
+from storage.pairing import PAIR_FILE, CopiedDatabaseError, MovedVectorsError
 
 
 def vector_folder(url: str) -> Path:
@@ -220,3 +220,31 @@ def test_relocate_on_a_copied_folder_pairs_with_the_folder_beside_it(
     assert finds_itself(original, small_folder / "d1_george.png", "d1_george")
     assert check_collection(original, "default").findings == []
     assert check_collection(copy, "default").findings == []
+
+
+def test_a_writer_never_makes_the_folder_of_a_moved_pair_again(
+    original: str, small_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 6: an indexing run after a move, before `relocate`, made the recorded folder anew with only
+    the new item, and relocate then paired the database with that, orphaning the moved vectors."""
+    folder = vector_folder(original)
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    file_copy(tmp_path / "my.db", moved / "my.db")
+    (tmp_path / "my.db").unlink()
+    shutil.move(tmp_path / "my.vectors", moved / "my.vectors")
+    url = f"sqlite:///{moved}/my.db"
+    shutil.copy(mnist_image(9), small_folder / "extra.png")
+
+    assert indexer_main([str(small_folder), "--db", url, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "records vectors in a folder that is not there, so nothing was written" in err
+    assert f"a folder holding this database's id is beside the database, at {moved / 'my.vectors' / folder.name}" in err
+    assert f"`python -m indexer relocate --db {url}`" in err
+    with pytest.raises(MovedVectorsError):
+        check_collection(url, "default", repair=True)
+    assert not folder.exists() and not (tmp_path / "my.vectors").exists()
+
+    assert indexer_main(["relocate", "--db", url]) == 0
+    assert Indexer(url).run(small_folder).encoded == 1
+    assert check_collection(url, "default").findings == []
