@@ -270,12 +270,12 @@ class _Check:
     def _index_problem(self, build: IndexBuild, generation: int) -> str | None:
         catalog = IndexCatalog.for_collection(self.db, self.row)
         try:
-            store = catalog.backend.open(build.file, {"encoders": list(build.encoders)})
+            store = catalog.backend.open(catalog.location(build.file), {"encoders": list(build.encoders)})
         except (EncoderMismatchError, StorageError) as exc:
             return f"does not match its record: {exc}"
         if store is None:
             return "missing or unreadable"
-        if build.file.endswith(".safetensors") and damaged_rows(Path(build.file)):
+        if build.file.endswith(".safetensors") and damaged_rows(Path(catalog.location(build.file))):
             return "its file changed since it was written (its checksums do not match)"
         if store.header.get("owner") not in (None, catalog.owner):
             return f"written for another collection or database ({store.header['owner']})"

@@ -92,12 +92,23 @@ class IndexCatalog:
     def __init__(self, db: Database, collection_id: int, backend: StoreBackend) -> None:
         self.db, self.collection_id, self.backend = db, collection_id, backend
         self.owner = owner_of(db, collection_id)
+        self.moved: tuple[Path, Path] | None = None  # (recorded, found): a pair moved, read before `relocate`
 
     @classmethod
     def for_collection(cls, db: Database, collection: Collection) -> IndexCatalog:
-        """The catalog of a collection row, on the backend the collection was created with."""
-        index_dir = Path(collection.vector_dir) / "indexes"
-        return cls(db, collection.id, open_backend(collection.vector_backend, index_dir))
+        """The catalog of a collection row, on the backend the collection was created with, in the folder its
+        vectors are found in (`folder_of`)."""
+        folder = folder_of(db, collection)
+        catalog = cls(db, collection.id, open_backend(collection.vector_backend, folder / "indexes"))
+        if folder != Path(collection.vector_dir):
+            catalog.moved = (Path(collection.vector_dir), folder)
+        return catalog
+
+    def location(self, recorded: str) -> str:
+        """Where a recorded index file is now: moved along with the vectors, where they were found elsewhere."""
+        if self.moved is None or not Path(recorded).is_relative_to(self.moved[0]):
+            return recorded
+        return str(self.moved[1] / Path(recorded).relative_to(self.moved[0]))
 
     def _row(self, session: Any, strategy: str, key: str) -> IndexBuild | None:
         return session.scalar(
@@ -110,7 +121,7 @@ class IndexCatalog:
             row = self._row(session, strategy, key)
             if row is None or row.generation != generation or list(row.encoders) != list(encoders):
                 return None
-            location = row.file
+            location = self.location(row.file)
         store = self.backend.open(location, {"encoders": encoders})
         if store is not None and (
             store.header.get("owner") not in (None, self.owner)

@@ -170,9 +170,10 @@ def moved_advice(db: Database, folder: Path) -> str:
 
 
 def vector_folder(db: Database, name: str, recorded: Path, records_tables: bool, write: bool = False) -> Path:
-    """Where collection `name`'s vectors are: the recorded folder. Where it is not there, a writer is refused
-    (`indexer relocate` pairs a moved folder first): it would make the recorded folder anew and orphan the
-    vectors the database records."""
+    """Where collection `name`'s vectors are: the recorded folder, or, where it is not there, a folder moved
+    beside the database holding this database's id (a pair moved together, a snapshot shipped on read-only
+    media), read as it is. A writer is refused instead (`indexer relocate` pairs the folder first): it would
+    make the recorded folder anew and orphan the vectors the database records."""
     if recorded.is_dir():
         return recorded
     beside = beside_folder(db, recorded)
@@ -181,7 +182,7 @@ def vector_folder(db: Database, name: str, recorded: Path, records_tables: bool,
             f"{db.url}: collection {name!r} records vectors in a folder that is not there, so nothing was written: "
             + moved_advice(db, recorded)
         )
-    return recorded
+    return beside if beside is not None else recorded
 
 
 def copy_message(url: str, original: str, folder: Path, collection: str) -> str:
