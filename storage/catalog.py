@@ -18,7 +18,7 @@ from storage.db import Database
 from storage.errors import ReadOnlyDatabaseError, StorageError
 from storage.faiss_store import Rows
 from storage.models import Asset, Collection, IndexBuild, Item
-from storage.pairing import check_pair, vector_folder
+from storage.pairing import check_pair, moved_advice, vector_folder
 from storage.vector_store import StoreBackend, VectorStore, open_backend
 from storage.vectors import VectorStorage
 
@@ -73,15 +73,19 @@ def check_tables_present(
     if not lost:
         return
     key, modality, count = lost[0]
-    where = "" if storage.root.is_dir() else f" (the folder {storage.root} does not exist)"
+    more = f" (and {len(lost) - 1} more tables are missing)" if len(lost) > 1 else ""
+    where = ""
     if not storage.root.is_absolute():
-        where += f" (its folder was recorded relative to where the indexer ran, not {Path.cwd()}: run from there)"
+        where = f" (its folder was recorded relative to where the indexer ran, not {Path.cwd()}: run from there)"
+    elif not storage.root.is_dir():  # moved, most likely: nothing is lost yet
+        raise MissingVectorsError(
+            f"{db.url}: collection {collection.name!r}: the database says {count} items have {modality} "
+            f"vectors, but {moved_advice(db, storage.root)}"
+        )
     raise MissingVectorsError(
         f"{storage.path_for(key)}: the vector table of {key} is missing{where}, but the database says "
-        f"{count} items have {modality} vectors in it"
-        + (f" (and {len(lost) - 1} more tables are missing)" if len(lost) > 1 else "")
-        + f"; see `python -m indexer check --db URL --collection {collection.name}`, and index the "
-        "collection again to re-encode what was lost"
+        f"{count} items have {modality} vectors in it{more}; see `python -m indexer check --db URL --collection "
+        f"{collection.name}`, and index the collection again to re-encode what was lost"
     )
 
 

@@ -163,9 +163,10 @@ def moved_advice(db: Database, folder: Path) -> str:
     """What to say where a collection's recorded vector folder is not there: the pair was moved."""
     beside = beside_folder(db, folder)
     found = f"; a folder holding this database's id is beside the database, at {beside}" if beside is not None else ""
+    elsewhere = "" if beside is not None else " (with --vector-dir naming where the vector folders went)"
     return (
         f"the folder {folder} does not exist{found}: if the database was moved with its vectors, "
-        f"`python -m indexer relocate --db {db.url}` pairs them again"
+        f"`python -m indexer relocate --db {db.url}`{elsewhere} pairs them again"
     )
 
 

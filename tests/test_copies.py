@@ -256,3 +256,28 @@ def test_a_writer_never_makes_the_folder_of_a_moved_pair_again(
     assert indexer_main(["relocate", "--db", url]) == 0
     assert Indexer(url).run(small_folder).encoded == 1
     assert check_collection(url, "default").findings == []
+
+
+def test_search_on_a_moved_database_names_relocate_not_encoding_again(
+    original: str, small_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 5: a database whose vectors went elsewhere was told to index everything again; its vectors
+    are whole, and `relocate --vector-dir` pairs them."""
+    from retrieval.__main__ import main as retrieval_main
+
+    folder = vector_folder(original)
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    file_copy(tmp_path / "my.db", moved / "my.db")
+    (tmp_path / "my.db").unlink()
+    shutil.move(tmp_path / "my.vectors", tmp_path / "kept-vectors")
+    url = f"sqlite:///{moved}/my.db"
+    image = small_folder / "d1_george.png"
+    assert retrieval_main(["search", "--db", url, "--image", str(image)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the folder {folder} does not exist" in err, err
+    assert f"`python -m indexer relocate --db {url}` (with --vector-dir naming where" in err
+    assert "index the collection again" not in err
+
+    assert indexer_main(["relocate", "--db", url, "--vector-dir", str(tmp_path / "kept-vectors")]) == 0
+    assert finds_itself(url, image, "d1_george")
