@@ -187,9 +187,19 @@ def vector_folder(db: Database, name: str, recorded: Path, records_tables: bool,
 
 
 def copy_message(url: str, original: str, folder: Path, collection: str) -> str:
+    """The refusal of a copy: the command that makes a proper one, into a new file (the copy itself is not
+    empty, so it cannot be the target). An SQLite original is there still (that is how the copy is told),
+    so `relocate` could not help; a server database elsewhere cannot be looked at, so it may have moved."""
+    here = location_of(url)
+    if sqlite_path(url) is not None:
+        command = f"python -m indexer copy --db sqlite:///{original} --to sqlite:///{Path(here).with_name('NEW.db')}"
+        advice = f"`{command}` (a new file; then delete this one)"
+    else:
+        advice = (
+            f"`python -m indexer copy --db ORIGINAL_URL --to NEW_URL` (a new, empty database); if the database "
+            f"was moved here rather than copied: `python -m indexer relocate --db {url}`"
+        )
     return (
-        f"{location_of(url)} is a copy of the database at {original}: collection {collection!r}'s vectors in "
-        f"{folder} belong to that one, and this copy would mix them up. Copy a database with its vectors: "
-        f"`python -m indexer copy --db ORIGINAL_URL --to {url}` (into a new database); if the database was "
-        f"moved here rather than copied: `python -m indexer relocate --db {url}`"
+        f"{here} is a copy of the database at {original}: collection {collection!r}'s vectors in {folder} belong "
+        f"to that one, and this copy would mix them up. Copy a database with its vectors: {advice}"
     )

@@ -281,3 +281,19 @@ def test_search_on_a_moved_database_names_relocate_not_encoding_again(
 
     assert indexer_main(["relocate", "--db", url, "--vector-dir", str(tmp_path / "kept-vectors")]) == 0
     assert finds_itself(url, image, "d1_george")
+
+
+def test_the_refusal_of_a_file_copy_names_a_command_that_works(
+    original: str, small_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 2: the advice named the file copy itself as `--to`, which `copy` can never fill (it holds
+    collections), and offered `relocate`, which must refuse a copy whose original is there."""
+    file_copy(tmp_path / "my.db", tmp_path / "experiment.db")
+    copy = f"sqlite:///{tmp_path}/experiment.db"
+    assert indexer_main([str(small_folder), "--db", copy, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    new = f"sqlite:///{tmp_path}/NEW.db"
+    assert f"`python -m indexer copy --db {original} --to {new}` (a new file; then delete this one)" in err, err
+    assert "relocate" not in err
+    assert indexer_main(["copy", "--db", original, "--to", new, "--quiet"]) == 0
+    assert finds_itself(new, small_folder / "d1_george.png", "d1_george")
