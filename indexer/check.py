@@ -250,11 +250,18 @@ class _Check:
         self.findings.append(Finding("table", f.key, str(path), problem, fix, False))
 
     def _unreadable(self, f: Field, path: Path, exc: Exception) -> None:
+        """The indexer refuses a table it cannot read: repairing moves it aside first, so the advice names that."""
         fix = f"cannot be rebuilt from what is stored: index the media again to re-encode ({self.reindex})"
         if self.repair:
             aside = path.with_name(path.name + ".corrupt")
             path.replace(aside)
             fix = f"moved aside to {aside} so the indexer can run; " + fix
+        else:
+            repair = f"python -m indexer check --repair --db {self.db.url} --collection {self.row.name}"
+            fix = (
+                f"cannot be rebuilt from what is stored, and the indexer refuses it: `{repair}` moves it aside, "
+                f"then index the media again to re-encode ({self.reindex})"
+            )
         self.findings.append(Finding("table", f.key, str(path), f"unreadable ({exc})", fix, False))
 
     # -- indexes --------------------------------------------------------------------------------------

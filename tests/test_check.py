@@ -447,3 +447,26 @@ def test_check_and_repair_on_milvus_lite_and_a_server(
     assert run_check(url, capsys)[0] == 0
     hits = SearchEngine.open(url).search(image=mnist_image(1), strategy="early", k=20).hits
     assert len(hits) >= 8 and {h.item_id for h in hits} <= ok_ids(url)["image"] | ok_ids(url)["audio"]
+
+
+def test_a_truncated_table_is_advised_through_repair_then_indexing(
+    indexed: tuple[str, Indexer], small_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 20: check advised indexing again, which the indexer refuses for a table it cannot read;
+    only `check --repair` (which moves it aside) unblocks it, so the advice names that first."""
+    from storage import CorruptArtifactError
+
+    url, indexer = indexed
+    path = indexer.storage.path_for("image@hog")
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(CorruptArtifactError):
+        Indexer(url).run(small_folder)
+    code, report = run_check(url, capsys)
+    [finding] = [f for f in report["findings"] if f["name"] == "image@hog"]
+    assert code == 1 and finding["problem"].startswith("unreadable")
+    repair = f"`python -m indexer check --repair --db {url} --collection default` moves it aside, then index"
+    assert repair in finding["fix"], finding["fix"]
+    run_check(url, capsys, "--repair")
+    assert path.with_name(path.name + ".corrupt").exists()
+    assert Indexer(url).run(small_folder).encoded == 8
+    assert run_check(url, capsys)[0] == 0
