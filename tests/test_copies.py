@@ -37,6 +37,16 @@ def file_copy(source: Path, target: Path) -> None:
     shutil.copy(source, target)
 
 
+def move_pair(tmp_path: Path, vectors: str = "elsewhere/my.vectors") -> str:
+    """`mv my.db elsewhere/`, and the vector folder to `vectors`: the moved database's URL."""
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    file_copy(tmp_path / "my.db", moved / "my.db")
+    (tmp_path / "my.db").unlink()
+    shutil.move(tmp_path / "my.vectors", tmp_path / vectors)
+    return f"sqlite:///{moved}/my.db"
+
+
 def finds_itself(url: str, image: Path, key: str) -> bool:
     return SearchEngine.open(url).search(image=image, strategy="late", k=1).hits[0].key == key
 
@@ -100,12 +110,8 @@ def test_indexer_copy_makes_a_pair_of_its_own(original: str, small_folder: Path,
 
 
 def test_a_database_moved_with_its_vectors_is_relocated(original: str, small_folder: Path, tmp_path: Path) -> None:
+    url = move_pair(tmp_path)
     moved = tmp_path / "elsewhere"
-    moved.mkdir()
-    file_copy(tmp_path / "my.db", moved / "my.db")
-    (tmp_path / "my.db").unlink()
-    shutil.move(tmp_path / "my.vectors", moved / "my.vectors")
-    url = f"sqlite:///{moved}/my.db"
     # probe cases 5 and 16 (a pair shipped on read-only media): read from the folder beside it, nothing made
     folder = moved / "my.vectors" / vector_folder(url).name
     before = snapshot(folder)
@@ -236,12 +242,8 @@ def test_a_writer_never_makes_the_folder_of_a_moved_pair_again(
     """Probe case 6: an indexing run after a move, before `relocate`, made the recorded folder anew with only
     the new item, and relocate then paired the database with that, orphaning the moved vectors."""
     folder = vector_folder(original)
+    url = move_pair(tmp_path)
     moved = tmp_path / "elsewhere"
-    moved.mkdir()
-    file_copy(tmp_path / "my.db", moved / "my.db")
-    (tmp_path / "my.db").unlink()
-    shutil.move(tmp_path / "my.vectors", moved / "my.vectors")
-    url = f"sqlite:///{moved}/my.db"
     shutil.copy(mnist_image(9), small_folder / "extra.png")
 
     assert indexer_main([str(small_folder), "--db", url, "--quiet"]) == 2
@@ -266,12 +268,7 @@ def test_search_on_a_moved_database_names_relocate_not_encoding_again(
     from retrieval.__main__ import main as retrieval_main
 
     folder = vector_folder(original)
-    moved = tmp_path / "elsewhere"
-    moved.mkdir()
-    file_copy(tmp_path / "my.db", moved / "my.db")
-    (tmp_path / "my.db").unlink()
-    shutil.move(tmp_path / "my.vectors", tmp_path / "kept-vectors")
-    url = f"sqlite:///{moved}/my.db"
+    url = move_pair(tmp_path, "kept-vectors")
     image = small_folder / "d1_george.png"
     assert retrieval_main(["search", "--db", url, "--image", str(image)]) == 2
     err = capsys.readouterr().err
