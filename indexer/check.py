@@ -257,11 +257,18 @@ class _Check:
         self.findings.append(Finding("table", f.key, str(path), problem, fix, False))
 
     def _unreadable(self, f: Field, path: Path, exc: Exception) -> None:
+        """The indexer refuses a table it cannot read: repairing moves it aside first, so the advice names that."""
         fix = f"cannot be rebuilt from what is stored: index the media again to re-encode ({self.reindex})"
         if self.repair:
             aside = path.with_name(path.name + ".corrupt")
             path.replace(aside)
             fix = f"moved aside to {aside} so the indexer can run; " + fix
+        else:
+            repair = f"python -m indexer check --repair --db {self.db.url} --collection {self.row.name}"
+            fix = (
+                f"cannot be rebuilt from what is stored, and the indexer refuses it: `{repair}` moves it aside, "
+                f"then index the media again to re-encode ({self.reindex})"
+            )
         self.findings.append(Finding("table", f.key, str(path), f"unreadable ({exc})", fix, False))
 
     # -- indexes --------------------------------------------------------------------------------------
@@ -277,12 +284,12 @@ class _Check:
     def _index_problem(self, build: IndexBuild, generation: int) -> str | None:
         catalog = IndexCatalog.for_collection(self.db, self.row)
         try:
-            store = catalog.backend.open(build.file, {"encoders": list(build.encoders)})
+            store = catalog.backend.open(catalog.location(build.file), {"encoders": list(build.encoders)})
         except (EncoderMismatchError, StorageError) as exc:
             return f"does not match its record: {exc}"
         if store is None:
             return "missing or unreadable"
-        if build.file.endswith(".safetensors") and damaged_rows(Path(build.file)):
+        if build.file.endswith(".safetensors") and damaged_rows(Path(catalog.location(build.file))):
             return "its file changed since it was written (its checksums do not match)"
         if store.header.get("owner") not in (None, catalog.owner):
             return f"written for another collection or database ({store.header['owner']})"

@@ -11,7 +11,7 @@ from sqlalchemy import func, make_url, select
 from retrieval.errors import NotFoundError
 from retrieval.profiles import Profile, migration_hint
 from storage import Asset, Collection, CorruptArtifactError, Database, IndexBuild, Item, SkippedFile
-from storage.artifacts import read_header
+from storage.artifacts import map_file
 from storage.catalog import collection_storage
 from storage.lock import writer_active
 from storage.repository import get_collection, unencoded_items
@@ -24,18 +24,25 @@ def vector_tables(db: Database, collection: Collection, ok: Counter[str]) -> tup
     tables, problems = [], []
     for f in Profile.from_dict(collection.profile).fields:
         path, expected = storage.path_for(f.key), ok.get(f.modality, 0)
-        owner: str | None = None
+        header: dict[str, Any] = {}
+        digest: str | None = None
         try:
-            header = read_header(path)
+            _, header, integrity = map_file(path)  # the header only: the arrays are mapped, not read
             stored: int | None = int(header.get("count", 0))
-            owner = header.get("owner")
+            digest = integrity.digest if integrity else None
         except FileNotFoundError:
             stored = None
         except CorruptArtifactError:
             stored = -1
         tables.append({"field": f.key, "file": str(path), "vectors": stored, "expected": expected})
+        owner = header.get("owner")
         if owner not in (None, storage.owner):
             problems.append(f"{path}: written by another collection or database ({owner}, this is {storage.owner})")
+        elif stored is not None and stored >= 0 and not storage.matches_record(f.key, digest, header):
+            problems.append(
+                f"{path}: not the table the database recorded (a backup restored over newer vectors, or the "
+                "database over newer tables); search refuses it"
+            )
         elif stored is None and expected:
             problems.append(f"{path}: missing, but {expected} items have {f.modality} vectors in the database")
         elif stored == -1:

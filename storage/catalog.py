@@ -18,7 +18,7 @@ from storage.db import Database
 from storage.errors import ReadOnlyDatabaseError, StorageError
 from storage.faiss_store import Rows
 from storage.models import Asset, Collection, IndexBuild, Item
-from storage.pairing import check_pair
+from storage.pairing import check_pair, moved_advice, vector_folder
 from storage.vector_store import StoreBackend, VectorStore, open_backend
 from storage.vectors import VectorStorage
 
@@ -31,9 +31,17 @@ def owner_of(db: Database, collection_id: int) -> str:
 def collection_storage(db: Database, collection: Collection, write: bool = False) -> VectorStorage:
     """A collection's vector tables, refusing any that another collection or database wrote, and refusing a
     copy of the database that owns them (`storage.pairing`); a writer pairs a folder made before pairing."""
-    check_pair(db, Path(collection.vector_dir), collection.name, write)
+    folder = folder_of(db, collection, write)
+    check_pair(db, folder, collection.name, write)
     recorded = dict(collection.tables or {})
-    return VectorStorage(Path(collection.vector_dir), owner=owner_of(db, collection.id), recorded=recorded)
+    return VectorStorage(folder, owner=owner_of(db, collection.id), recorded=recorded)
+
+
+def folder_of(db: Database, collection: Collection, write: bool = False) -> Path:
+    """The collection's vector folder as `storage.pairing.vector_folder` finds it (a writer never makes a
+    folder the database records tables in)."""
+    records_tables = any((collection.tables or {}).values())
+    return vector_folder(db, collection.name, Path(collection.vector_dir), records_tables, write)
 
 
 class MissingVectorsError(StorageError):
@@ -65,15 +73,19 @@ def check_tables_present(
     if not lost:
         return
     key, modality, count = lost[0]
-    where = "" if storage.root.is_dir() else f" (the folder {storage.root} does not exist)"
+    more = f" (and {len(lost) - 1} more tables are missing)" if len(lost) > 1 else ""
+    where = ""
     if not storage.root.is_absolute():
-        where += f" (its folder was recorded relative to where the indexer ran, not {Path.cwd()}: run from there)"
+        where = f" (its folder was recorded relative to where the indexer ran, not {Path.cwd()}: run from there)"
+    elif not storage.root.is_dir():  # moved, most likely: nothing is lost yet
+        raise MissingVectorsError(
+            f"{db.url}: collection {collection.name!r}: the database says {count} items have {modality} "
+            f"vectors, but {moved_advice(db, storage.root)}"
+        )
     raise MissingVectorsError(
         f"{storage.path_for(key)}: the vector table of {key} is missing{where}, but the database says "
-        f"{count} items have {modality} vectors in it"
-        + (f" (and {len(lost) - 1} more tables are missing)" if len(lost) > 1 else "")
-        + f"; see `python -m indexer check --db URL --collection {collection.name}`, and index the "
-        "collection again to re-encode what was lost"
+        f"{count} items have {modality} vectors in it{more}; see `python -m indexer check --db URL --collection "
+        f"{collection.name}`, and index the collection again to re-encode what was lost"
     )
 
 
@@ -84,12 +96,23 @@ class IndexCatalog:
     def __init__(self, db: Database, collection_id: int, backend: StoreBackend) -> None:
         self.db, self.collection_id, self.backend = db, collection_id, backend
         self.owner = owner_of(db, collection_id)
+        self.moved: tuple[Path, Path] | None = None  # (recorded, found): a pair moved, read before `relocate`
 
     @classmethod
     def for_collection(cls, db: Database, collection: Collection) -> IndexCatalog:
-        """The catalog of a collection row, on the backend the collection was created with."""
-        index_dir = Path(collection.vector_dir) / "indexes"
-        return cls(db, collection.id, open_backend(collection.vector_backend, index_dir))
+        """The catalog of a collection row, on the backend the collection was created with, in the folder its
+        vectors are found in (`folder_of`)."""
+        folder = folder_of(db, collection)
+        catalog = cls(db, collection.id, open_backend(collection.vector_backend, folder / "indexes"))
+        if folder != Path(collection.vector_dir):
+            catalog.moved = (Path(collection.vector_dir), folder)
+        return catalog
+
+    def location(self, recorded: str) -> str:
+        """Where a recorded index file is now: moved along with the vectors, where they were found elsewhere."""
+        if self.moved is None or not Path(recorded).is_relative_to(self.moved[0]):
+            return recorded
+        return str(self.moved[1] / Path(recorded).relative_to(self.moved[0]))
 
     def _row(self, session: Any, strategy: str, key: str) -> IndexBuild | None:
         return session.scalar(
@@ -102,7 +125,7 @@ class IndexCatalog:
             row = self._row(session, strategy, key)
             if row is None or row.generation != generation or list(row.encoders) != list(encoders):
                 return None
-            location = row.file
+            location = self.location(row.file)
         store = self.backend.open(location, {"encoders": encoders})
         if store is not None and (
             store.header.get("owner") not in (None, self.owner)

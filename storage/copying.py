@@ -5,6 +5,8 @@ may run), copies the rows into a new, empty database (any SQLAlchemy URL) which 
 into a folder of the copy's, every table and index stamped with the copy's id: the two never share a file,
 a Milvus collection or a writer lock. Milvus indexes are not copied (their builds are forgotten, and the
 copy's first search builds its own). Checkpoint files are shared, as the original shares them: read only.
+The source is verified first (every recorded table there, on record, its checksums whole): a copy re-stamps
+each file, so anything missing or damaged would otherwise pass for whole in the copy.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from pathlib import Path
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from storage.artifacts import TEMP_MARKER, map_arrays, write_streamed
-from storage.catalog import owner_of
+from storage.artifacts import TEMP_MARKER, damaged_rows, map_arrays, write_streamed
+from storage.catalog import collection_storage, owner_of
 from storage.db import Database, collection_folder, default_vector_base
-from storage.errors import StorageError
+from storage.errors import CorruptArtifactError, StorageError
 from storage.lock import LOCK_FILE, CollectionLock
 from storage.models import Base, Collection, DatabaseIdentity, IndexBuild, SchemaInfo
-from storage.pairing import PAIR_FILE, read_pair, write_pair
+from storage.pairing import PAIR_FILE, live_owner, location_of, moved_advice, read_pair, write_pair
+from storage.vectors import VectorStorage
 
 ProgressFn = Callable[[str, int, int], None]
 _OWN_ROWS = (SchemaInfo.__tablename__, DatabaseIdentity.__tablename__)  # each database makes its own
@@ -43,14 +46,17 @@ def copy_database(
         if session.scalar(select(func.count()).select_from(Collection)):
             raise StorageError(f"{target} already holds collections: copy into a new, empty database")
     base = Path(vector_base) if vector_base is not None else default_vector_base(target)
+    sources = [_source(src, row) for row in collections]  # before a lock would make a missing folder
     with ExitStack() as locks:
-        for row in collections:
+        for row, storage in zip(collections, sources, strict=True):
             what, owner = f"collection {row.name!r} of {source}", owner_of(src, row.id)
-            locks.enter_context(CollectionLock(Path(row.vector_dir), what, shared=True, db=src, name=owner))
+            locks.enter_context(CollectionLock(storage.root, what, shared=True, db=src, name=owner))
+        for row, storage in zip(collections, sources, strict=True):
+            _verify(src, row, storage)
         _copy_rows(src, dst)
-        for n, row in enumerate(collections):
+        for n, (row, storage) in enumerate(zip(collections, sources, strict=True)):
             folder = collection_folder(base, row.name, dst.uid, row.id)
-            _copy_folder(Path(row.vector_dir), folder, owner_of(src, row.id), owner_of(dst, row.id), src.uid, dst.uid)
+            _copy_folder(storage.root, folder, owner_of(src, row.id), owner_of(dst, row.id), src.uid, dst.uid)
             with dst.session() as session:
                 session.execute(update(Collection).where(Collection.id == row.id).values(vector_dir=str(folder)))
                 _repoint_indexes(session, row, folder, src.uid, dst.uid)
@@ -58,6 +64,39 @@ def copy_database(
             if progress is not None:
                 progress("copy collections", n + 1, len(collections))
     return dst
+
+
+def _source(db: Database, row: Collection) -> VectorStorage:
+    """A collection's tables as a reader opens them (a copy of another database refused), every table the
+    database records there: a copy without them would be empty, and said to be whole."""
+    storage = collection_storage(db, row)
+    recorded = sorted(key for key, digest in (storage.recorded or {}).items() if digest)
+    if missing := [key for key in recorded if not storage.exists(key)]:
+        advice = (
+            moved_advice(db, storage.root)
+            if not storage.root.is_dir()
+            else f"`python -m indexer check --db {db.url} --collection {row.name}` says which items to re-encode"
+        )
+        raise StorageError(
+            f"{db.url}: collection {row.name!r} records vector tables missing from {storage.root} "
+            f"({', '.join(missing)}); nothing was copied: {advice}"
+        )
+    return storage
+
+
+def _verify(db: Database, row: Collection, storage: VectorStorage) -> None:
+    """Refuse to copy a table that is not the one on record or whose bytes changed since it was written: the
+    copy re-stamps every file with fresh checksums, so damage copied would pass every later check."""
+    fix = f"nothing was copied; `python -m indexer check --repair --db {db.url} --collection {row.name}` first"
+    for key in storage.recorded or {}:
+        if storage.exists(key):
+            storage.load(key)  # a table the database did not record: refused, naming check
+    for path in _files(storage.root):
+        if path.name.endswith(".safetensors") and (damage := damaged_rows(path)):
+            rows = sum(end - start for ranges in damage.values() for start, end in ranges)
+            raise CorruptArtifactError(
+                f"{path}: {rows} rows of {', '.join(sorted(damage))} changed since it was written; {fix}"
+            )
 
 
 def _copy_rows(src: Database, dst: Database) -> None:
@@ -127,9 +166,10 @@ def _repoint_indexes(session: Session, row: Collection, folder: Path, old_uid: s
 
 
 def relocate(url: str, vector_base: Path | None = None) -> list[tuple[str, str]]:
-    """Pair the database at `url` with its collections' folders again after a move: a folder still where it
-    was recorded, or moved into `vector_base` (default: beside the database) under its own name, holding
-    this database's id. Returns (collection, folder) for each; a folder not found is an error."""
+    """Pair the database at `url` with its collections' folders again after a move: a folder moved into
+    `vector_base` (default: beside the database) under its own name, else one still where it was recorded,
+    holding this database's id. Returns (collection, folder) for each; a folder not found is an error, and so
+    is one another database still uses (`db` is its file copy: `storage.pairing.live_owner`)."""
     db = Database(url)
     db.require_writable("re-point it")
     base = Path(vector_base) if vector_base is not None else default_vector_base(url)
@@ -137,12 +177,7 @@ def relocate(url: str, vector_base: Path | None = None) -> list[tuple[str, str]]
     with db.session() as session:
         for row in session.scalars(select(Collection).order_by(Collection.id)):
             recorded = Path(row.vector_dir)
-            folder = next((f for f in (recorded, base / recorded.name) if _holds(db, f)), None)
-            if folder is None:
-                raise StorageError(
-                    f"collection {row.name!r}: its vector folder is neither at {recorded} nor at "
-                    f"{base / recorded.name}; pass --vector-dir with the folder it was moved into"
-                )
+            folder = _relocation(db, row.name, recorded, base / recorded.name)
             if folder != recorded:
                 row.vector_dir = str(folder)
                 for build in session.scalars(select(IndexBuild).where(IndexBuild.collection_id == row.id)):
@@ -151,6 +186,25 @@ def relocate(url: str, vector_base: Path | None = None) -> list[tuple[str, str]]
             write_pair(folder, db)
             done.append((row.name, str(folder)))
     return done
+
+
+def _relocation(db: Database, name: str, recorded: Path, moved: Path) -> Path:
+    """The folder a moved collection is paired with: the one moved beside it first (a whole folder copied with
+    `cp -a` has the original's recorded), never one that its recorded database still uses."""
+    for folder in dict.fromkeys((moved, recorded)):
+        if not _holds(db, folder):
+            continue
+        if (owner := live_owner(db, folder)) is not None:
+            raise StorageError(
+                f"collection {name!r}: {folder} belongs to the database at {owner}, which still exists, so "
+                f"{location_of(db.url)} is its copy and nothing was changed; make a proper copy with its own "
+                f"vectors: `python -m indexer copy --db sqlite:///{owner} --to NEW_URL`"
+            )
+        return folder
+    raise StorageError(
+        f"collection {name!r}: its vector folder is neither at {recorded} nor at {moved}; pass --vector-dir "
+        "with the folder it was moved into"
+    )
 
 
 def _holds(db: Database, folder: Path) -> bool:

@@ -7,7 +7,8 @@ which is another database is either a copy (the recorded database is still there
 the original moved (it is not). A copy never writes into the original's folder and never searches it
 (its rows and the original's vectors part ways at the original's next write): it is refused in one line
 naming `indexer copy`, which copies a database with its vectors. A moved database is re-pointed by
-`indexer relocate`, which also finds a folder moved along with it.
+`indexer relocate`, which prefers a folder moved along with it (beside it) and never takes a folder that its
+recorded database still uses (`live_owner`): a file copy would otherwise take over the original's vectors.
 """
 
 from __future__ import annotations
@@ -25,13 +26,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from storage.artifacts import write_atomic
 from storage.db import Database, default_vector_base, sqlite_path, without_user
 from storage.errors import StorageError
-from storage.models import DatabaseIdentity
+from storage.models import Collection, DatabaseIdentity
 
 PAIR_FILE = "DATABASE.json"
 
 
 class CopiedDatabaseError(StorageError):
     """This database is a copy of the one that owns the collection's vector folder."""
+
+
+class MovedVectorsError(StorageError):
+    """A collection's recorded vector folder is not there, but the database records vectors in it."""
 
 
 def location_of(url: str) -> str:
@@ -69,17 +74,38 @@ def _same_database(pair: dict[str, Any], db: Database) -> bool:
 
 def _uid_at(location: str) -> str | None:
     """The id of the SQLite database at `location`, if one is there (opened read-only, never created)."""
+    record = _record_at(location)
+    return record[0] if record is not None else None
+
+
+def _record_at(location: str) -> tuple[str | None, set[str]] | None:
+    """The id of the SQLite database at `location` and its collections' vector folders, if one is there
+    (opened read-only, never created)."""
     path = Path(location)
     if not path.is_file():
         return None
     engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
     try:
         with engine.connect() as conn:
-            return conn.execute(select(DatabaseIdentity.uid)).scalar()
+            uid = conn.execute(select(DatabaseIdentity.uid)).scalar()
+            return uid, set(conn.execute(select(Collection.vector_dir)).scalars())
     except SQLAlchemyError:
         return None
     finally:
         engine.dispose()
+
+
+def live_owner(db: Database, folder: Path) -> str | None:
+    """The other database that `folder` is still the vector folder of (it still exists, holds `db`'s id and
+    records that folder): `db` is its copy, and taking the folder would orphan the original's vectors."""
+    pair = read_pair(folder)
+    if pair is None or _same_database(pair, db):
+        return None
+    location = str(pair.get("database"))
+    record = _record_at(location)
+    if record is None or record[0] != db.uid or str(folder.resolve()) not in record[1]:
+        return None
+    return location
 
 
 def check_pair(db: Database, folder: Path, collection: str, write: bool = False) -> None:
@@ -123,10 +149,57 @@ def _original(db: Database, folder: Path, pair: dict[str, Any] | None) -> str | 
     return None
 
 
-def copy_message(url: str, original: str, folder: Path, collection: str) -> str:
+def beside_folder(db: Database, recorded: Path) -> Path | None:
+    """The folder of the recorded one's name beside the database (`my.db` -> `my.vectors/NAME`, where the
+    indexer makes it), where it is not the recorded one and holds this database's id: a pair moved together."""
+    folder = default_vector_base(db.url) / recorded.name
+    pair = read_pair(folder)
+    if folder == recorded or not folder.is_dir() or pair is None or pair.get("uid") != db.uid:
+        return None
+    return folder
+
+
+def moved_advice(db: Database, folder: Path) -> str:
+    """What to say where a collection's recorded vector folder is not there: the pair was moved."""
+    beside = beside_folder(db, folder)
+    found = f"; a folder holding this database's id is beside the database, at {beside}" if beside is not None else ""
+    elsewhere = "" if beside is not None else " (with --vector-dir naming where the vector folders went)"
     return (
-        f"{location_of(url)} is a copy of the database at {original}: collection {collection!r}'s vectors in "
-        f"{folder} belong to that one, and this copy would mix them up. Copy a database with its vectors: "
-        f"`python -m indexer copy --db ORIGINAL_URL --to {url}` (into a new database); if the database was "
-        f"moved here rather than copied: `python -m indexer relocate --db {url}`"
+        f"the folder {folder} does not exist{found}: if the database was moved with its vectors, "
+        f"`python -m indexer relocate --db {db.url}`{elsewhere} pairs them again"
+    )
+
+
+def vector_folder(db: Database, name: str, recorded: Path, records_tables: bool, write: bool = False) -> Path:
+    """Where collection `name`'s vectors are: the recorded folder, or, where it is not there, a folder moved
+    beside the database holding this database's id (a pair moved together, a snapshot shipped on read-only
+    media), read as it is. A writer is refused instead (`indexer relocate` pairs the folder first): it would
+    make the recorded folder anew and orphan the vectors the database records."""
+    if recorded.is_dir():
+        return recorded
+    beside = beside_folder(db, recorded)
+    if write and (records_tables or beside is not None):
+        raise MovedVectorsError(
+            f"{db.url}: collection {name!r} records vectors in a folder that is not there, so nothing was written: "
+            + moved_advice(db, recorded)
+        )
+    return beside if beside is not None else recorded
+
+
+def copy_message(url: str, original: str, folder: Path, collection: str) -> str:
+    """The refusal of a copy: the command that makes a proper one, into a new file (the copy itself is not
+    empty, so it cannot be the target). An SQLite original is there still (that is how the copy is told),
+    so `relocate` could not help; a server database elsewhere cannot be looked at, so it may have moved."""
+    here = location_of(url)
+    if sqlite_path(url) is not None:
+        command = f"python -m indexer copy --db sqlite:///{original} --to sqlite:///{Path(here).with_name('NEW.db')}"
+        advice = f"`{command}` (a new file; then delete this one)"
+    else:
+        advice = (
+            f"`python -m indexer copy --db ORIGINAL_URL --to NEW_URL` (a new, empty database); if the database "
+            f"was moved here rather than copied: `python -m indexer relocate --db {url}`"
+        )
+    return (
+        f"{here} is a copy of the database at {original}: collection {collection!r}'s vectors in {folder} belong "
+        f"to that one, and this copy would mix them up. Copy a database with its vectors: {advice}"
     )

@@ -362,6 +362,9 @@ def test_a_table_restored_from_a_backup_is_refused_and_check_names_what_to_encod
     assert retrieval_main(["search", "--db", url, "--image", str(mnist_image(7))]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {path}: the vectors of image@hog are not the ones") and "\n" not in err
+    assert indexer_main(["status", "--db", url]) == 1  # probe case 13: status said "problems: 0", exit 0
+    err = capsys.readouterr().err
+    assert f"error: {path}: not the table the database recorded" in err and "python -m indexer check" in err
 
     changed, new = item_id(url, "d1_george"), item_id(url, "d9_new")
     code, report = run_check(url, capsys)
@@ -448,3 +451,26 @@ def test_check_and_repair_on_milvus_lite_and_a_server(
     assert run_check(url, capsys)[0] == 0
     hits = SearchEngine.open(url).search(image=mnist_image(1), strategy="early", k=20).hits
     assert len(hits) >= 8 and {h.item_id for h in hits} <= ok_ids(url)["image"] | ok_ids(url)["audio"]
+
+
+def test_a_truncated_table_is_advised_through_repair_then_indexing(
+    indexed: tuple[str, Indexer], small_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 20: check advised indexing again, which the indexer refuses for a table it cannot read;
+    only `check --repair` (which moves it aside) unblocks it, so the advice names that first."""
+    from storage import CorruptArtifactError
+
+    url, indexer = indexed
+    path = indexer.storage.path_for("image@hog")
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(CorruptArtifactError):
+        Indexer(url).run(small_folder)
+    code, report = run_check(url, capsys)
+    [finding] = [f for f in report["findings"] if f["name"] == "image@hog"]
+    assert code == 1 and finding["problem"].startswith("unreadable")
+    repair = f"`python -m indexer check --repair --db {url} --collection default` moves it aside, then index"
+    assert repair in finding["fix"], finding["fix"]
+    run_check(url, capsys, "--repair")
+    assert path.with_name(path.name + ".corrupt").exists()
+    assert Indexer(url).run(small_folder).encoded == 8
+    assert run_check(url, capsys)[0] == 0

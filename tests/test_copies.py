@@ -15,9 +15,9 @@ from indexer import Indexer
 from indexer.__main__ import main as indexer_main
 from indexer.check import check_collection
 from retrieval import SearchEngine
-from storage import Collection, CollectionBusyError, CollectionLock, Database, MissingVectorsError, StorageError
+from storage import Collection, CollectionBusyError, CollectionLock, Database, StorageError
 from storage.copying import copy_database
-from storage.pairing import PAIR_FILE, CopiedDatabaseError
+from storage.pairing import PAIR_FILE, CopiedDatabaseError, MovedVectorsError
 
 
 def vector_folder(url: str) -> Path:
@@ -35,6 +35,16 @@ def file_copy(source: Path, target: Path) -> None:
     with sqlite3.connect(source) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     shutil.copy(source, target)
+
+
+def move_pair(tmp_path: Path, vectors: str = "elsewhere/my.vectors") -> str:
+    """`mv my.db elsewhere/`, and the vector folder to `vectors`: the moved database's URL."""
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    file_copy(tmp_path / "my.db", moved / "my.db")
+    (tmp_path / "my.db").unlink()
+    shutil.move(tmp_path / "my.vectors", tmp_path / vectors)
+    return f"sqlite:///{moved}/my.db"
 
 
 def finds_itself(url: str, image: Path, key: str) -> bool:
@@ -100,14 +110,18 @@ def test_indexer_copy_makes_a_pair_of_its_own(original: str, small_folder: Path,
 
 
 def test_a_database_moved_with_its_vectors_is_relocated(original: str, small_folder: Path, tmp_path: Path) -> None:
+    url = move_pair(tmp_path)
     moved = tmp_path / "elsewhere"
-    moved.mkdir()
-    file_copy(tmp_path / "my.db", moved / "my.db")
-    (tmp_path / "my.db").unlink()
-    shutil.move(tmp_path / "my.vectors", moved / "my.vectors")
-    url = f"sqlite:///{moved}/my.db"
-    with pytest.raises(MissingVectorsError, match=r"the folder .* does not exist"):
-        SearchEngine.open(url).search(image=small_folder / "d1_george.png", k=3)
+    # probe cases 5 and 16 (a pair shipped on read-only media): read from the folder beside it, nothing made
+    folder = moved / "my.vectors" / vector_folder(url).name
+    before = snapshot(folder)
+    assert finds_itself(url, small_folder / "d1_george.png", "d1_george")
+    assert check_collection(url, "default").findings == []
+    assert indexer_main(["status", "--db", url]) == 0
+    assert not (tmp_path / "my.vectors").exists(), "reading made the recorded folder again"
+    after = snapshot(folder)
+    after.pop(PAIR_FILE), before.pop(PAIR_FILE)
+    assert after == before, "reading wrote into the moved folder (an index built again?)"
     assert indexer_main(["relocate", "--db", url]) == 0
     assert finds_itself(url, small_folder / "d1_george.png", "d1_george")
     assert check_collection(url, "default").findings == []
@@ -133,3 +147,150 @@ def test_a_copy_keeps_writers_out_and_lets_other_copies_in(original: str, small_
             Indexer(original).run(small_folder)
     assert finds_itself(f"sqlite:///{tmp_path}/second.db", small_folder / "d1_george.png", "d1_george")
     assert Indexer(original).run(small_folder).unchanged > 0  # the lock is gone with the copy
+
+
+def test_a_table_whose_bytes_changed_is_never_copied(
+    original: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 15: the copy re-stamped a damaged table with fresh checksums, so its check and search
+    trusted swapped vectors for good. The source is verified first, and nothing is copied."""
+    from test_check import swap_rows
+
+    table = next(vector_folder(original).glob("image_*.vectors.safetensors"))
+    swap_rows(table, 0, 1)
+    copy = f"sqlite:///{tmp_path}/copy.db"
+    assert indexer_main(["copy", "--db", original, "--to", copy, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {table}: ") and "changed since it was written" in err
+    assert f"`python -m indexer check --repair --db {original} --collection default` first" in err
+    with Database(copy).session() as session:
+        assert session.scalars(select(Collection)).all() == [], "a collection was copied"
+    assert not (tmp_path / "copy.vectors").exists()
+
+
+def test_a_database_whose_tables_are_missing_is_not_copied(
+    original: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 14: `copy` said "copied with its vectors" and made an empty copy. A table deleted is named;
+    a folder that is not where it was recorded names `relocate`, and no folder is made there."""
+    folder = vector_folder(original)
+    table = next(folder.glob("image_*.vectors.safetensors"))
+    table.unlink()
+    copy = f"sqlite:///{tmp_path}/copy.db"
+    assert indexer_main(["copy", "--db", original, "--to", copy, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"records vector tables missing from {folder} (image@" in err, err
+    assert "nothing was copied" in err and "indexer check" in err
+    with Database(copy).session() as session:
+        assert session.scalars(select(Collection)).all() == [], "a collection was copied"
+
+    shutil.move(tmp_path / "my.vectors", tmp_path / "moved-elsewhere")
+    assert indexer_main(["copy", "--db", original, "--to", copy, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the folder {folder} does not exist" in err, err
+    assert f"`python -m indexer relocate --db {original}`" in err
+    assert not folder.exists(), "the copy made the recorded folder again"
+
+
+def test_relocate_on_a_file_copy_never_takes_the_originals_folder(
+    original: str, small_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 3: the refusal's second advice, `relocate` on a file copy, handed the original's folder to
+    the copy; the original was then refused as "a copy", and the copy wrote into its tables."""
+    folder = vector_folder(original)
+    before = snapshot(folder)
+    file_copy(tmp_path / "my.db", tmp_path / "experiment.db")
+    copy = f"sqlite:///{tmp_path}/experiment.db"
+    assert indexer_main(["relocate", "--db", copy]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1 and f"{folder} belongs to the database at {tmp_path / 'my.db'}, which still exists" in err
+    )
+    assert f"`python -m indexer copy --db {original} --to NEW_URL`" in err
+    assert snapshot(folder) == before
+    assert finds_itself(original, small_folder / "d1_george.png", "d1_george")
+    with pytest.raises(CopiedDatabaseError):
+        Indexer(copy).run(small_folder)
+
+
+def test_relocate_on_a_copied_folder_pairs_with_the_folder_beside_it(
+    original: str, small_folder: Path, tmp_path: Path
+) -> None:
+    """Probe case 9: `cp -a` of a folder holding the database and its vectors; relocate paired the copy with
+    the original's recorded folder rather than the one beside it."""
+    folder = vector_folder(original)
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    file_copy(tmp_path / "my.db", copied / "my.db")
+    shutil.copytree(tmp_path / "my.vectors", copied / "my.vectors")
+    copy = f"sqlite:///{copied}/my.db"
+    assert indexer_main(["relocate", "--db", copy]) == 0
+    assert vector_folder(copy) == copied / "my.vectors" / folder.name
+    before = snapshot(folder)
+    shutil.copy(mnist_image(9), small_folder / "extra.png")
+    assert Indexer(copy).run(small_folder).encoded == 1
+    assert snapshot(folder) == before, "indexing the copy touched the original's folder"
+    assert finds_itself(copy, small_folder / "extra.png", "extra")
+    assert finds_itself(original, small_folder / "d1_george.png", "d1_george")
+    assert check_collection(original, "default").findings == []
+    assert check_collection(copy, "default").findings == []
+
+
+def test_a_writer_never_makes_the_folder_of_a_moved_pair_again(
+    original: str, small_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 6: an indexing run after a move, before `relocate`, made the recorded folder anew with only
+    the new item, and relocate then paired the database with that, orphaning the moved vectors."""
+    folder = vector_folder(original)
+    url = move_pair(tmp_path)
+    moved = tmp_path / "elsewhere"
+    shutil.copy(mnist_image(9), small_folder / "extra.png")
+
+    assert indexer_main([str(small_folder), "--db", url, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "records vectors in a folder that is not there, so nothing was written" in err
+    assert f"a folder holding this database's id is beside the database, at {moved / 'my.vectors' / folder.name}" in err
+    assert f"`python -m indexer relocate --db {url}`" in err
+    with pytest.raises(MovedVectorsError):
+        check_collection(url, "default", repair=True)
+    assert not folder.exists() and not (tmp_path / "my.vectors").exists()
+
+    assert indexer_main(["relocate", "--db", url]) == 0
+    assert Indexer(url).run(small_folder).encoded == 1
+    assert check_collection(url, "default").findings == []
+
+
+def test_search_on_a_moved_database_names_relocate_not_encoding_again(
+    original: str, small_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 5: a database whose vectors went elsewhere was told to index everything again; its vectors
+    are whole, and `relocate --vector-dir` pairs them."""
+    from retrieval.__main__ import main as retrieval_main
+
+    folder = vector_folder(original)
+    url = move_pair(tmp_path, "kept-vectors")
+    image = small_folder / "d1_george.png"
+    assert retrieval_main(["search", "--db", url, "--image", str(image)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the folder {folder} does not exist" in err, err
+    assert f"`python -m indexer relocate --db {url}` (with --vector-dir naming where" in err
+    assert "index the collection again" not in err
+
+    assert indexer_main(["relocate", "--db", url, "--vector-dir", str(tmp_path / "kept-vectors")]) == 0
+    assert finds_itself(url, image, "d1_george")
+
+
+def test_the_refusal_of_a_file_copy_names_a_command_that_works(
+    original: str, small_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 2: the advice named the file copy itself as `--to`, which `copy` can never fill (it holds
+    collections), and offered `relocate`, which must refuse a copy whose original is there."""
+    file_copy(tmp_path / "my.db", tmp_path / "experiment.db")
+    copy = f"sqlite:///{tmp_path}/experiment.db"
+    assert indexer_main([str(small_folder), "--db", copy, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    new = f"sqlite:///{tmp_path}/NEW.db"
+    assert f"`python -m indexer copy --db {original} --to {new}` (a new file; then delete this one)" in err, err
+    assert "relocate" not in err
+    assert indexer_main(["copy", "--db", original, "--to", new, "--quiet"]) == 0
+    assert finds_itself(new, small_folder / "d1_george.png", "d1_george")
