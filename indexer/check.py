@@ -178,7 +178,8 @@ class _Check:
         if "ids" in (damage := self.storage.damaged(f.key)):
             self._unreadable(f, path, CorruptArtifactError("its ids changed since it was written"))
             return False
-        changed = self._drop_suspects(f, table, self._damaged_ids(table, damage), self._unrecorded_ids(f, table))
+        damaged, ahead = self._damaged_ids(table, damage), self.storage.ahead(f.key, table)
+        changed = self._drop_suspects(f, table, damaged, self._unrecorded_ids(f, table), ahead)
         self.tables[f.key] = table
         lost, extra = np.setdiff1d(wanted, table.ids), np.setdiff1d(table.ids, wanted)
         if len(lost):
@@ -221,12 +222,20 @@ class _Check:
             since = [item for item, at in encoded if not _before(_when(at), written)]
         return np.intersect1d(table.ids, np.asarray(since, np.int64))
 
-    def _drop_suspects(self, f: Field, table: VectorTable, damaged: np.ndarray, unrecorded: np.ndarray | None) -> bool:
+    def _drop_suspects(
+        self, f: Field, table: VectorTable, damaged: np.ndarray, unrecorded: np.ndarray | None, ahead: np.ndarray
+    ) -> bool:
         """Report (and with `repair`, drop from the table) vectors that cannot be trusted; the items lose
         their vector, so the next indexer run encodes them again. Returns whether the table changed."""
         path, problems = self.storage.path_for(f.key), []
         if len(damaged):
             problems.append(f"{len(damaged)} vectors changed since the table was written ({_ids(damaged)})")
+        if len(ahead):
+            problems.append(
+                f"its last write, which the database never recorded (an indexing run stopped between its two "
+                f"writes, or the database was restored from a backup), changed {len(ahead)} items' vectors "
+                f"({_ids(ahead)}): they may not be of the content the database describes"
+            )
         if unrecorded is not None:
             problems.append(
                 f"not the table the database recorded (written {table.header.get('written_at', 'before 0.15.0')}: "
@@ -237,7 +246,8 @@ class _Check:
                     else "no item was encoded since"
                 )
             )
-        suspects = np.union1d(damaged, unrecorded if unrecorded is not None else np.zeros(0, np.int64))
+        none = np.zeros(0, np.int64)
+        suspects = np.union1d(np.union1d(damaged, ahead), unrecorded if unrecorded is not None else none)
         if not problems:
             if self.repair and table.digest is not None:
                 self.storage.accept(f.key, table.digest)  # a record made before 0.15.0 is filled in

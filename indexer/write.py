@@ -48,12 +48,15 @@ class Writer:
         self.flush_assets, self.flush_seconds = flush_assets, flush_seconds
 
     def reconcile(self) -> None:
-        """Drop vectors that no committed 'ok' asset backs (left by a crash between the two writes)."""
+        """Drop vectors that no committed 'ok' asset backs, and those a table's last write changed when the
+        database never recorded that write (a crash between the two writes, or the database restored from a
+        backup over newer tables): the run then encodes those items again from their files."""
         with self.target.db.session() as session:
             ok = ok_ids_by_modality(session, self.target.collection.id)
         for f in self.target.profile.fields:
             table = self.tables[f.key]
             stray = table.ids[~np.isin(table.ids, np.fromiter(ok.get(f.modality, ()), np.int64))]
+            stray = np.union1d(stray, self.target.storage.ahead(f.key, table))
             if len(stray):
                 table.remove(stray)
                 self.target.storage.save(f.key, table)
@@ -83,29 +86,29 @@ class Writer:
         if pending:
             self._flush(pending, self._merge(staged))
 
-    def _merge(self, batches: list[EncodedBatch]) -> set[str]:
-        """New vectors into the in-memory tables, failed assets' old vectors out; returns the fields touched."""
-        touched: set[str] = set()
+    def _merge(self, batches: list[EncodedBatch]) -> dict[str, np.ndarray]:
+        """New vectors into the in-memory tables, failed assets' old vectors out; returns the fields touched
+        and the items changed in each."""
+        touched: dict[str, np.ndarray] = {}
         for f in self.target.profile.fields:
             parts = [b.vectors[f.key] for b in batches if f.key in b.vectors]
             if parts:
-                self.tables[f.key].upsert(
-                    np.concatenate([ids for ids, _ in parts]), np.concatenate([v for _, v in parts])
-                )
-                touched.add(f.key)
+                ids = np.concatenate([ids for ids, _ in parts])
+                self.tables[f.key].upsert(ids, np.concatenate([v for _, v in parts]))
+                touched[f.key] = ids
             failed = np.concatenate([b.failed(f.modality) for b in batches]) if batches else np.zeros(0, np.int64)
             if len(failed) and self.tables[f.key].remove(failed):
-                touched.add(f.key)
+                touched[f.key] = np.union1d(touched.get(f.key, np.zeros(0, np.int64)), failed)
         return touched
 
-    def _flush(self, pending: list[Decoded], touched: set[str]) -> None:
+    def _flush(self, pending: list[Decoded], touched: dict[str, np.ndarray]) -> None:
         """A flush point: vector tables first (atomically), then the rows that point at them, in one commit
         (new rows in one multi-row INSERT, changed ones in one executemany UPDATE). The assets' time of encoding
         is taken before the tables are written: a table written later holds their vectors (`indexer check`
         tells a restored older table by the items encoded after it was written)."""
         encoded_at = utcnow()
-        for key in sorted(touched):
-            self.target.storage.save(key, self.tables[key])
+        for key in sorted(touched):  # each says which items it changed, until the rows below record it
+            self.target.storage.save(key, self.tables[key], touched[key])
         fault("flush:tables-saved")  # a crash here leaves tables ahead of rows: the next run heals it
         with self.target.db.session() as session:
             item_ids = sorted({d.work.item_id for d in pending})

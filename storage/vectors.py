@@ -282,7 +282,9 @@ class VectorStorage:
             else:
                 self.recorded[key] = digest
 
-    def _stamp(self, key: str, header: dict[str, Any], dim: int, count: int) -> dict[str, Any]:
+    def _stamp(
+        self, key: str, header: dict[str, Any], dim: int, count: int, changed: np.ndarray | None
+    ) -> dict[str, Any]:
         path = self.path_for(key)
         try:
             integrity = read_integrity(path) if path.exists() else None
@@ -290,15 +292,37 @@ class VectorStorage:
             integrity = None
         stamped = {**header, "field": key, "dim": dim, "count": count, "written_at": datetime.now(UTC).isoformat()}
         stamped["previous"] = integrity.digest if integrity else None
+        stamped.pop("changed", None)  # the write before this one's
+        if changed is not None:
+            stamped["changed"] = sorted(int(i) for i in changed)
         if self.owner is not None:
             stamped["owner"] = self.owner
         return stamped
 
-    def save(self, key: str, table: VectorTable) -> str:
-        """Write one table atomically; returns its digest."""
-        return self.write(key, table.ids, table.dim, [table.vectors] if len(table) else [], table.header)
+    def save(self, key: str, table: VectorTable, changed: np.ndarray | None = None) -> str:
+        """Write one table atomically; returns its digest. `changed`: the items whose vectors this write
+        changed, kept in the header until the next write (`ahead`)."""
+        return self.write(key, table.ids, table.dim, [table.vectors] if len(table) else [], table.header, changed)
 
-    def write(self, key: str, ids: np.ndarray, dim: int, chunks: Iterable[np.ndarray], header: dict[str, Any]) -> str:
+    def ahead(self, key: str, table: VectorTable) -> np.ndarray:
+        """Items whose vectors the table's last write changed when the database has not recorded that write
+        (an indexing run stopped between its two writes, or the database restored from a backup over newer
+        tables): their vectors may not be of the content the database describes, so they are encoded again.
+        Empty when the table is the one on record, or its last write did not say what it changed."""
+        wanted = (self.recorded or {}).get(key)
+        if wanted is None or wanted == table.digest or wanted != table.header.get("previous"):
+            return np.zeros(0, np.int64)
+        return np.intersect1d(table.ids, np.asarray(table.header.get("changed", []), np.int64))
+
+    def write(
+        self,
+        key: str,
+        ids: np.ndarray,
+        dim: int,
+        chunks: Iterable[np.ndarray],
+        header: dict[str, Any],
+        changed: np.ndarray | None = None,
+    ) -> str:
         """Write a whole table from vector chunks in the order of `ids` (sorted, unique), never holding
         more than one chunk: how a table larger than memory is made. Atomic; returns the table's digest."""
         ids = np.asarray(ids, np.int64)
@@ -321,6 +345,8 @@ class VectorStorage:
             "ids": (np.dtype(np.int64), (len(ids),)),
             "vectors": (np.dtype(np.float16), (len(ids), dim)),
         }
-        digest = write_streamed(self.path_for(key), shapes, stream(), self._stamp(key, header, dim, len(ids))).digest
+        digest = write_streamed(
+            self.path_for(key), shapes, stream(), self._stamp(key, header, dim, len(ids), changed)
+        ).digest
         self._wrote(key, digest)
         return digest
