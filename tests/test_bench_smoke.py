@@ -50,6 +50,7 @@ DIGITS: dict[str, tuple[list[str], str | None]] = {
     "indexing.py": (["--repeats", "1", "--limit", "20", "--synthetic", "10", "--clip-items", "0"], "indexing"),
     "speech_encoder.py": (["--queries", "2"], "speech_encoder"),
     "transcription.py": (["--skip-settings", "--limit", "4", "--out", "{tmp}.jsonl"], "transcription"),
+    "whisper_encoder.py": (["--queries", "2", "--long-takes", "1"], "whisper_encoder"),
 }
 # bench/scale_10m.py's work folder feeds three more scripts, the cross-speaker media cache one more, and
 # cli_query.py needs a demo collection: each chain is one test

@@ -21,11 +21,12 @@ from storage.registry import Registry
 DEFAULT_CLIP = "ViT-B-32/laion2b_s34b_b79k"  # OpenCLIP architecture/tag of the `pretrained` profile
 DEFAULT_CLAP = "laion/clap-htsat-unfused"  # Hugging Face repo id of the `pretrained` profile's CLAP
 
-# family -> the module that defines (and registers) its factory, `_FAMILY`
+# family -> the module that defines (and registers) its factory, `_FAMILY` (a hyphen written as `_`)
 BUILTIN_FAMILIES = {
     "hog": "retrieval.encoders.features",
     "mfcc": "retrieval.encoders.features",
     "speech": "retrieval.encoders.speech",
+    "whisper-encoder": "retrieval.encoders.whisper_encoder",
     "sbert": "retrieval.encoders.sbert",
     "openclip": "retrieval.encoders.openclip",
     "clap": "retrieval.encoders.clap",
@@ -37,20 +38,21 @@ READS: dict[str, tuple[str, ...]] = {
     "hog": ("image",),
     "mfcc": ("audio",),
     "speech": ("audio",),
+    "whisper-encoder": ("audio",),
     "sbert": ("text",),
     "openclip": ("image", "text"),
     "clap": ("audio", "text"),
 }
 
 # Factories that draw no library progress bars run without `quiet_loading`, which imports transformers (1.1 s
-# of a one-shot `retrieval search --image` on the demo): computed features, ONNX models, and sbert, which loads
+# of a one-shot `retrieval search --image` on the demo): computed features, ONNX and CTranslate2 models, and sbert, which loads
 # its torch model only when a batch needs it, inside `quiet_loading` of its own.
-WEIGHTLESS = frozenset({"hog", "mfcc", "speech", "sbert"})
+WEIGHTLESS = frozenset({"hog", "mfcc", "speech", "whisper-encoder", "sbert"})
 
 Factory = Callable[[str | None, str | None], Encoder]
 ENCODERS: Registry[Factory] = Registry("encoder")
 for _family, _module in BUILTIN_FAMILIES.items():
-    ENCODERS.register(_family, f"{_module}:_{_family}")
+    ENCODERS.register(_family, f"{_module}:_{_family.replace('-', '_')}")
 _CACHE: dict[tuple[str, str | None], Encoder] = {}
 
 
