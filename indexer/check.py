@@ -9,6 +9,7 @@ what cannot: vectors that are gone come back only by indexing the media again.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +100,9 @@ def check_collection(
         return _Check(db, row, storage, repair=True, progress=progress).run(busy=False)
 
 
+SOURCE_SAMPLE = 1000  # items whose files name the folder to index again (a common folder: a few suffice)
+
+
 class _Check:
     def __init__(
         self, db: Database, row: Collection, storage: VectorStorage, *, repair: bool, progress: ProgressFn | None
@@ -167,7 +171,9 @@ class _Check:
                 raise FileNotFoundError(path)
         except FileNotFoundError:
             if len(wanted):
-                self._lost(f, path, f"missing, but {len(wanted)} items have {f.modality} vectors in the database")
+                self._lost(
+                    f, path, f"missing, but {len(wanted)} items have {f.modality} vectors in the database", wanted
+                )
             return False
         except CorruptArtifactError as exc:
             self._unreadable(f, path, exc)
@@ -183,7 +189,7 @@ class _Check:
         self.tables[f.key] = table
         lost, extra = np.setdiff1d(wanted, table.ids), np.setdiff1d(table.ids, wanted)
         if len(lost):
-            self._lost(f, path, f"{len(lost)} items have a good {f.modality} asset but no vector ({_ids(lost)})")
+            self._lost(f, path, f"{len(lost)} items have a good {f.modality} asset but no vector ({_ids(lost)})", lost)
         if not len(extra):
             return changed
         finding = Finding(
@@ -262,9 +268,24 @@ class _Check:
         finding.repaired = True
         return True
 
-    def _lost(self, f: Field, path: Path, problem: str) -> None:
-        fix = f"cannot be rebuilt from what is stored: index the media again to re-encode them ({self.reindex})"
+    def _lost(self, f: Field, path: Path, problem: str, ids: np.ndarray) -> None:
+        fix = f"cannot be rebuilt from what is stored: index the media again to re-encode them ({self._source_of(ids)})"
         self.findings.append(Finding("table", f.key, str(path), problem, fix, False))
+
+    def _source_of(self, ids: np.ndarray) -> str:
+        """The command that re-encodes `ids`: the collection's last source when their files are under it; else
+        the folder their files share, named as a hint (they came from another folder or manifest)."""
+        with self.db.session() as session:
+            paths = session.scalars(select(Asset.path).where(Asset.item_id.in_(ids[:SOURCE_SAMPLE].tolist())))
+            folders = {str(Path(p).parent) for p in paths if p}
+        source = os.path.commonpath(sorted(folders)) if folders else None
+        root = self.row.root
+        if source is None or (
+            root and Path(source).is_relative_to(Path(root).parent if Path(root).is_file() else root)
+        ):
+            return self.reindex
+        command = reindex_command(self.db.url, self.row, "SOURCE")
+        return f"{command}, SOURCE being the folder or manifest they came from: their files are under {source}"
 
     def _unreadable(self, f: Field, path: Path, exc: Exception) -> None:
         """The indexer refuses a table it cannot read: repairing moves it aside first, so the advice names that."""

@@ -52,10 +52,11 @@ def vector_tables(db: Database, collection: Collection, ok: Counter[str]) -> tup
     return tables, problems
 
 
-def reindex_command(url: str, collection: Collection) -> str:
-    """The command that indexes the collection's source again into this database (its password hidden)."""
+def reindex_command(url: str, collection: Collection, source: str | None = None) -> str:
+    """The command that indexes `source` (default: the collection's last) again into this database (its
+    password hidden)."""
     shown = make_url(url).render_as_string(hide_password=True)
-    return f"python -m indexer {collection.root or 'SOURCE'} --db {shown} --collection {collection.name}"
+    return f"python -m indexer {source or collection.root or 'SOURCE'} --db {shown} --collection {collection.name}"
 
 
 def unfinished_message(count: int, collection: Collection, url: str) -> str:

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import mnist_image, recording
 from sqlalchemy import delete, select
@@ -504,3 +505,24 @@ def test_a_truncated_table_is_advised_through_repair_then_indexing(
     assert path.with_name(path.name + ".corrupt").exists()
     assert Indexer(url).run(small_folder).encoded == 8
     assert run_check(url, capsys)[0] == 0
+
+
+def test_lost_vectors_name_the_folder_their_files_are_in(
+    indexed: tuple[str, Indexer], small_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Probe case 7: check advised indexing the collection's last source again, which held none of the items
+    whose vectors were lost; it now says where their files are."""
+    url, indexer = indexed
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(mnist_image(5), other / "d5_new.png")
+    Indexer(url).run(other)
+    storage = indexer.storage
+    table = storage.load("image@hog")
+    lost = np.array(sorted(set(table.ids.tolist()) - {max(table.ids.tolist())}), np.int64)  # the first folder's
+    table.remove(lost)
+    storage.save("image@hog", table)
+    _, report = run_check(url, capsys)
+    [finding] = [f for f in report["findings"] if "no vector" in f["problem"]]
+    assert f"their files are under {small_folder}" in finding["fix"], finding["fix"]
+    assert f"python -m indexer {other} " not in finding["fix"]
