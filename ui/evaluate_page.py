@@ -14,6 +14,7 @@ from retrieval.plots import metric_chart
 from ui.charts import legible
 from ui.plain import md
 from ui.state import Settings, engine_for, queries_file
+from ui.tables import readable
 
 
 def _label_fields(engine) -> list[str]:  # noqa: ANN001
@@ -113,7 +114,7 @@ def show(result: Evaluation, k: int) -> None:
     st.markdown(headline(result, metric))
     if len(overall) > 1:
         st.markdown(differences(result, metric))
-    st.dataframe(table.round(3).style.highlight_max(axis=0, props="font-weight: bold; background-color: #d7ecd9"))
+    st.dataframe(readable(table).highlight_max(axis=0, props="font-weight: bold; background-color: #d7ecd9"))
     st.vega_lite_chart(spec=legible(metric_chart(result, metric).to_dict()), width="content")
     if len(result.table) > 1:
         significance(result, metric, max(overall, key=lambda m: overall[m]), overall)
@@ -163,7 +164,7 @@ def significance(result: Evaluation, metric: str, top: str, overall: dict[str, f
         rows.append(
             {
                 "comparison": f"{top} vs {other}",
-                f"difference in {metric}": round(overall[top] - overall[other], 3),
+                f"difference in {metric}": overall[top] - overall[other],
                 "p-value": format_p(p),
                 "significant (p < 0.05)": "yes" if p < SIGNIFICANCE else "no",
             }
@@ -172,4 +173,4 @@ def significance(result: Evaluation, metric: str, top: str, overall: dict[str, f
         f"**Is {md(top)} really better than each other method?** Paired randomisation test (ranx, Fisher) on all "
         "queries:"
     )
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.dataframe(readable(pd.DataFrame(rows)), hide_index=True)

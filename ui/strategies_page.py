@@ -10,6 +10,7 @@ from retrieval.report import StrategyReport, per_kind, report_charts, sample_que
 from ui.charts import legible
 from ui.evaluate_page import _label_fields
 from ui.state import Settings, engine_for, queries_file
+from ui.tables import readable
 
 
 def report_frame(report: StrategyReport) -> pd.DataFrame:
@@ -61,7 +62,7 @@ def render(settings: Settings) -> None:
     report: StrategyReport | None = st.session_state.get("strategy_report")
     if report is None:
         return
-    st.dataframe(report_frame(report).round(3), hide_index=True)
+    st.dataframe(readable(report_frame(report)), hide_index=True)
     for chart in report_charts(report).values():
         # its own size, not the page's width: stretched, the latency bars were drawn 0.25 px thick (issue 37)
         st.vega_lite_chart(spec=legible(chart.to_dict()), width="content")

@@ -1,0 +1,48 @@
+"""Issue 37, the second walkthrough's findings (a new user in Chromium), through AppTest where it suffices."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app import assert_clean
+
+MORE_THAN_THREE_DECIMALS = re.compile(r"\d\.\d{4,}")
+
+
+def shown_cells(element) -> pd.DataFrame:
+    """A table's cells as the page shows them: a Styler's display values where it has one, else each value as
+    Streamlit's grid writes it (None and NaN included)."""
+    data = element.proto.arrow_data
+    if data.HasField("styler"):
+        return pa.ipc.open_stream(data.styler.display_values).read_all().to_pandas()
+    return element.value.astype(str)
+
+
+def unreadable(frame: pd.DataFrame) -> list[str]:
+    """The cells that say "None"/"nan" or give a number to more than three decimals."""
+    cells = [str(v) for v in frame.to_numpy().ravel()]
+    return [c for c in cells if c in ("None", "nan", "NaN", "<NA>") or MORE_THAN_THREE_DECIMALS.search(c)]
+
+
+@pytest.mark.slow
+def test_strategies_and_evaluate_tables_show_three_decimals_and_dashes(app: AppTest) -> None:
+    """#12: the Strategies table said "None" for a method's training time and Evaluate's read 0.857000."""
+    app.sidebar.radio(key="page").set_value("Strategies").run()
+    app.slider(key="report_per_kind").set_value(2)
+    app.button(key="run_report").click().run()
+    assert_clean(app)
+    table = shown_cells(app.dataframe[0])
+    print(table.to_string())
+    assert "—" in set(table["training s"]), "late trains nothing: a dash"
+    assert not unreadable(table), unreadable(table)
+    app.sidebar.radio(key="page").set_value("Evaluate").run()
+    app.button(key="eval_run").click().run()
+    assert_clean(app)
+    for element in app.dataframe:
+        shown = shown_cells(element)
+        print(shown.to_string())
+        assert not unreadable(shown), unreadable(shown)
