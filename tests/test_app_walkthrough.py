@@ -46,3 +46,34 @@ def test_strategies_and_evaluate_tables_show_three_decimals_and_dashes(app: AppT
         shown = shown_cells(element)
         print(shown.to_string())
         assert not unreadable(shown), unreadable(shown)
+
+
+def test_a_short_clip_s_length_is_said_beside_its_player(app: AppTest) -> None:
+    """#20: the browser's player read 0:00 for a 0.37 s digit; the panel says the clip's length to the
+    hundredth, as soundfile reads it."""
+    from ui.detail import LOOK_KEY
+    from ui.players import length_text
+
+    app.session_state["compact_view"] = True
+    app.text_input(key="query_text").set_value("the digit three").run()
+    for n in range(10):
+        app.selectbox(key=LOOK_KEY).select_index(n).run()
+        if app.get("audio"):
+            break
+    assert_clean(app)
+    assert app.get("audio"), "one of the first ten items has a clip"
+    lengths = [c.value for c in app.caption if c.value.startswith("clip length ")]
+    assert lengths and re.fullmatch(r"clip length \d+\.\d\d s", lengths[0]), lengths
+    assert float(lengths[0].split()[2]) < 1.5, "the demo's digits are short"
+    assert length_text(0.37) == "0.37 s" and length_text(12.44) == "12.4 s"
+
+
+def test_the_index_page_suggests_a_path_without_filling_one_in(app: AppTest) -> None:
+    """#20: the path box came filled with data/digits/manifest.csv, which read as a choice already made; now
+    it is a placeholder, and Index with an empty box says what to do."""
+    app.sidebar.radio(key="page").set_value("Index").run()
+    box = app.text_input(key="index_path")
+    assert box.value == "" and "manifest.csv" in box.proto.placeholder
+    app.button(key="index_run").click().run()
+    assert_clean(app)
+    assert "Type the folder or manifest to index first" in app.error[0].value

@@ -20,6 +20,7 @@ from retrieval.media import served_bytes
 from retrieval.results import Hit
 from ui.cards import heard_text, said_parts
 from ui.plain import md
+from ui.players import player
 from ui.thumbnails import thumbnail_uri
 
 POPUP_PICTURE = 112  # px in the grid's pop-up
@@ -102,7 +103,7 @@ def panel(hit: Hit, places: list[str], on_example: Callable[[int], None], action
         with right:
             clip = served_bytes(hit.assets["audio"]) if hit.assets.get("audio") else None
             if clip:
-                st.audio(clip)
+                player(clip)
             if hit.text:
                 st.text(hit.text)
             if hit.transcript:

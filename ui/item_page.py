@@ -11,6 +11,7 @@ from retrieval.results import Hit
 from ui import detail
 from ui.cards import heard_line, result_card
 from ui.plain import md
+from ui.players import player
 from ui.results_cache import cached_search
 from ui.state import Settings, engine_for
 
@@ -46,7 +47,7 @@ def render(settings: Settings) -> None:
             elif modality == "image" and (image := served_bytes(asset.path)):
                 st.image(image, width=140)
             elif modality == "audio" and (audio := served_bytes(asset.path)):
-                st.audio(audio)
+                player(audio)
                 transcript = engine.catalogue.transcript(item.id)
                 if transcript:
                     st.caption(heard_line(transcript))
