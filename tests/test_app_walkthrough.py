@@ -77,3 +77,23 @@ def test_the_index_page_suggests_a_path_without_filling_one_in(app: AppTest) -> 
     app.button(key="index_run").click().run()
     assert_clean(app)
     assert "Type the folder or manifest to index first" in app.error[0].value
+
+
+def test_a_negative_term_is_drawn_below_zero_not_as_a_share() -> None:
+    """#8: the cards drew |v| of each modality as a share of the bar, so a term that lowered the score looked
+    like one that raised it, under a chart titled "Share of the score"."""
+    import json
+
+    from retrieval.results import Hit, SearchResult
+    from ui.cards import contribution_bar
+    from ui.explain import contribution_chart
+
+    bar = contribution_bar({"text": 0.5, "image": -0.2})
+    lowers = bar.split('class="lowers"')[1].split('class="raises"')[0]
+    assert 'title="image -0.200"' in lowers and "text" not in lowers, bar
+    assert "width:28.6%" in bar, "the negative side is 0.2 of 0.7 of the bar"
+    assert 'class="lowers"' not in contribution_bar({"text": 0.5, "image": 0.2}), "no zero mark without a negative"
+    hit = Hit(1, 1, "a", 0.3, {"text": 0.5, "image": -0.2}, {}, {})
+    spec = json.dumps(contribution_chart(SearchResult("gated", [hit], 0.1)))
+    assert "Share of the score" not in spec and "adds to the score" in spec
+    assert '"mark": {"type": "rule"' in spec or '"type": "rule"' in spec, "a line at zero"

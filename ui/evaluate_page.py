@@ -11,7 +11,7 @@ import streamlit as st
 from retrieval.errors import reportable
 from retrieval.evaluate import SIGNIFICANCE, Evaluation, evaluate, label_qrels, load_queries, load_trec_qrels
 from retrieval.plots import metric_chart
-from ui.charts import legible
+from ui.charts import draw_natural, legible
 from ui.plain import md
 from ui.state import Settings, engine_for, queries_file
 from ui.tables import readable
@@ -115,7 +115,7 @@ def show(result: Evaluation, k: int) -> None:
     if len(overall) > 1:
         st.markdown(differences(result, metric))
     st.dataframe(readable(table).highlight_max(axis=0, props="font-weight: bold; background-color: #d7ecd9"))
-    st.vega_lite_chart(spec=legible(metric_chart(result, metric).to_dict()), width="content")
+    draw_natural(legible(metric_chart(result, metric).to_dict()))
     if len(result.table) > 1:
         significance(result, metric, max(overall, key=lambda m: overall[m]), overall)
 

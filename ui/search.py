@@ -16,11 +16,13 @@ from retrieval.plots import bump_depth, bump_layout, bump_rows
 from retrieval.results import Method, QueryInput, SearchResult
 from ui import compare_view, detail, examples, explain, provenance, weighing
 from ui.cards import result_card
-from ui.charts import EMPTY, template, with_rows
+from ui.charts import EMPTY, draw, template, with_rows
 from ui.plain import md
 from ui.query import example_query, query_widgets, show_query, use_example
 from ui.results_cache import cached_search, encoded_query
 from ui.state import Settings, engine_for, queries_file
+
+BUMP_STEP, BUMP_FRAME = 150, 150  # px per method (the chart's step), and of its rank axis and labels
 
 
 def render(settings: Settings) -> None:
@@ -145,9 +147,9 @@ def comparison_section(comparison: Comparison) -> None:
         "Kendall's tau compares the order of the items both methods return; it is undefined with fewer "
         "than two shared items. Items with equal scores count as unmoved."
     )
-    # its own width, not the page's: stretched, Chromium redrew it as the layout settled, and adding a method
-    # took 2.9 s in the browser instead of 1.7 s (tests/test_browser.py, Performance.getMetrics)
-    st.vega_lite_chart(spec=bump_spec(comparison), width="content")
+    # its own width, not the page's, narrower only where the page is: stretched, Chromium redrew it as the layout
+    # settled, and adding a method took 2.9 s in the browser instead of 1.7 s (tests/test_browser.py)
+    draw(bump_spec(comparison), BUMP_STEP * len(comparison.results) + BUMP_FRAME)
 
 
 @st.cache_resource(show_spinner=False)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from retrieval.evaluate import label_qrels, load_queries
 from retrieval.report import StrategyReport, per_kind, report_charts, sample_queries, strategy_report
-from ui.charts import legible
+from ui.charts import draw_natural, legible
 from ui.evaluate_page import _label_fields
 from ui.state import Settings, engine_for, queries_file
 from ui.tables import readable
@@ -64,8 +64,9 @@ def render(settings: Settings) -> None:
         return
     st.dataframe(readable(report_frame(report)), hide_index=True)
     for chart in report_charts(report).values():
-        # its own size, not the page's width: stretched, the latency bars were drawn 0.25 px thick (issue 37)
-        st.vega_lite_chart(spec=legible(chart.to_dict()), width="content")
+        # its own size, not the page's width (stretched, the latency bars were drawn 0.25 px thick), fitted to
+        # a narrower page (issue 37)
+        draw_natural(legible(chart.to_dict()))
 
 
 def _measure(engine, label_field: str | None, k: int) -> StrategyReport:  # noqa: ANN001
