@@ -33,9 +33,12 @@ ROW_HEIGHT = 44  # px: ten rows plus the header fit in ~500 px
 MARKS = {"audio": "♪", "text": "¶"}  # an image shows as its thumbnail
 # A grid wider than the page (5-6 methods on a 400 px phone: 536 px) scrolls sideways in its own box, its
 # rank column kept in view; without the box Streamlit's whole main section scrolled and columns 4-6 were cut off
+# Separate borders: collapsed ones belong to the table, not the cell, so the kept rank column let the borders of
+# the cells scrolled under it show through; a key stays on one line (it broke at every hyphen: 7-/jackson-/0)
 SCROLL_CSS = (
     ".cmp-scroll{overflow-x:auto;max-width:100%;scroll-padding-left:2.5em}"
-    ".cmp-grid .cmp-rank{position:sticky;left:0;z-index:1;background:#fff}"
+    ".cmp-grid .cmp-rank{position:sticky;left:0;z-index:4;background:#fff}"
+    ".cmp-cell b,.cmp-cell code{white-space:nowrap}"
 )
 
 
@@ -139,8 +142,9 @@ def grid_html(results: dict[str, SearchResult], comparison: Comparison | None, k
             cells.append(_cell(hit, change, followed.get(hit.item_id), up, end))
         rows.append(f'<tr style="height:{ROW_HEIGHT}px"><th class="cmp-rank">{rank + 1}</th>{"".join(cells)}</tr>')
     style = (
-        "<style>.cmp-grid{border-collapse:collapse;width:100%;font-size:0.85em}"
-        ".cmp-grid td,.cmp-grid th{border:1px solid #ddd;padding:2px 6px}"
+        "<style>.cmp-grid{border-collapse:separate;border-spacing:0;width:100%;font-size:0.85em}"
+        ".cmp-grid td,.cmp-grid th{border-right:1px solid #ddd;border-bottom:1px solid #ddd;padding:2px 6px}"
+        ".cmp-grid tr:first-child>*{border-top:1px solid #ddd}.cmp-grid tr>:first-child{border-left:1px solid #ddd}"
         ".cmp-grid th{text-align:left}.cmp-cell{cursor:pointer}.cmp-has{color:#444;margin-left:4px}"
         ".cmp-tag{font-weight:bold;font-size:0.8em;padding:0 3px;border:1px solid #444;border-radius:3px}"
         f"{SCROLL_CSS}{POPUP_CSS}{highlight_css(results)}</style>"
