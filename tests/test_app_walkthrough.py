@@ -97,3 +97,27 @@ def test_a_negative_term_is_drawn_below_zero_not_as_a_share() -> None:
     spec = json.dumps(contribution_chart(SearchResult("gated", [hit], 0.1)))
     assert "Share of the score" not in spec and "adds to the score" in spec
     assert '"mark": {"type": "rule"' in spec or '"type": "rule"' in spec, "a line at zero"
+
+
+@pytest.mark.writes_demo
+def test_gated_scores_keep_their_scale_when_a_weight_moves(demo: dict[str, str], tmp_path) -> None:
+    """#1: gated's top score went 0.994 -> 2.809 when the text weight moved from 1.00 to 0.95: unequal weights
+    fused each input alone and summed the vectors. They are averaged now, so the score stays a cosine's size;
+    the ranking at equal weights is untouched (tests/golden)."""
+    from conftest import mnist_image, recording
+    from test_checkpoints import trained_twice
+
+    from retrieval import SearchEngine
+    from retrieval.results import Method, QueryInput
+
+    trained_twice(demo["url"], tmp_path)
+    engine = SearchEngine.open(demo["url"])
+    query = QueryInput(text="the digit seven", image=mnist_image(7), audio=recording(7))
+    tops = {}
+    for text_weight in (1.0, 0.95, 0.5):
+        method = Method("gated", "gated", {"screen": False}, {} if text_weight == 1.0 else {"text": text_weight})
+        hits = engine.search_many(query, [method], k=10)["gated"].hits
+        tops[text_weight] = hits[0].score
+    print(f"\ngated's top score by text weight: {tops}")
+    assert tops[1.0] <= 1.0 + 1e-4 and tops[0.95] <= 1.0 + 1e-4 and tops[0.5] <= 1.0 + 1e-4, tops
+    assert abs(tops[0.95] - tops[1.0]) < 0.25, "a 5 % change of one weight moves the score a little, not 3x"
