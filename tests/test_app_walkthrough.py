@@ -121,3 +121,28 @@ def test_gated_scores_keep_their_scale_when_a_weight_moves(demo: dict[str, str],
     print(f"\ngated's top score by text weight: {tops}")
     assert tops[1.0] <= 1.0 + 1e-4 and tops[0.95] <= 1.0 + 1e-4 and tops[0.5] <= 1.0 + 1e-4, tops
     assert abs(tops[0.95] - tops[1.0]) < 0.25, "a 5 % change of one weight moves the score a little, not 3x"
+
+
+def test_each_method_says_what_its_score_means_in_grid_cards_and_item_page(app: AppTest) -> None:
+    """#2: a score without a meaning (late 2.180 beside early 6.079): each method's rule, written once
+    (`ui.scores`), is said beside the grid, in each column of cards and on the Item page."""
+    from test_app import rendered
+
+    from ui.scores import score_meaning
+
+    late = score_meaning("late", {"normalisation": "zscore", "fusion": "sum"})
+    early = score_meaning("early", {})
+    assert "z-scored over the candidates" in late and "spread" in early
+    assert "cosine between the query and the item in the space gated learned" in score_meaning("gated", {})
+    assert "rank" in score_meaning("late", {"fusion": "rrf", "rrf_k": 60})
+    app.text_input(key="query_text").set_value("the digit three").run()
+    cards = [rendered(c.value) for c in app.caption if c.value.startswith("score: ")]
+    assert cards == [f"score: {late}", f"score: {early}"], cards
+    app.session_state["compact_view"] = True
+    app.run()
+    grid = " ".join(rendered(c.value) for c in app.caption)
+    assert f"late score: {late}" in grid.replace("**", "") and f"early score: {early}" in grid.replace("**", "")
+    app.sidebar.radio(key="page").set_value("Item").run()
+    assert_clean(app)
+    item = [rendered(c.value) for c in app.caption if c.value.startswith("score: ")]
+    assert item == [f"score: {late}", f"score: {early}"], item

@@ -22,6 +22,7 @@ from retrieval.results import Hit, SearchResult
 from ui.detail import POPUP_CSS, popup_html
 from ui.movement import movement_mark
 from ui.plain import md
+from ui.scores import result_meaning
 from ui.thumbnails import thumbnail_uri
 
 # Okabe & Ito's colour-blind-safe palette (its yellow and black left out: too light and too like text), drawn
@@ -127,7 +128,10 @@ def grid_html(results: dict[str, SearchResult], comparison: Comparison | None, k
     labels = list(results)
     followed = followed_items(results)
     changes = {m.item_id: m.change for m in comparison.items} if comparison else {}
-    head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
+    head = "".join(
+        f'<th title="score: {html.escape(result_meaning(results[label]))}">{html.escape(label)}</th>'
+        for label in labels
+    )
     rows = []
     for rank in range(k):
         cells = []
@@ -175,7 +179,13 @@ def render(
     )
     for line in tie_lines(results):
         st.caption(line)
+    st.caption(score_lines(results))
     st.html(grid_html(results, comparison, k))
+
+
+def score_lines(results: dict[str, SearchResult]) -> str:
+    """What each method's score is, one line each (markdown): "**late** score: the sum over channels …"."""
+    return "  \n".join(f"**{md(label)}** score: {md(result_meaning(r))}" for label, r in results.items())
 
 
 def legend(results: dict[str, SearchResult]) -> str:

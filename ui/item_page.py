@@ -13,6 +13,7 @@ from ui.cards import heard_line, result_card
 from ui.plain import md
 from ui.players import player
 from ui.results_cache import cached_search
+from ui.scores import result_meaning
 from ui.state import Settings, engine_for
 
 
@@ -65,6 +66,8 @@ def render(settings: Settings) -> None:
     for column, (label, result) in zip(st.columns(len(results)), results.items()):
         with column:
             st.markdown(f"**{label}**")
+            if not result.error:
+                st.caption(f"score: {md(result_meaning(result))}")
             if result.error:
                 st.warning(md(result.error))
             for hit in neighbours.setdefault(label, [h for h in result.hits if h.item_id != item.id][: settings.k]):

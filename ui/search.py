@@ -10,7 +10,6 @@ import pandas as pd
 import streamlit as st
 
 from retrieval.compare import Comparison, compare_results
-from retrieval.fusion import list_strategies, strategy_class
 from retrieval.media import MediaError
 from retrieval.plots import bump_depth, bump_layout, bump_rows
 from retrieval.results import Method, QueryInput, SearchResult
@@ -20,6 +19,7 @@ from ui.charts import EMPTY, draw, template, with_rows
 from ui.plain import md
 from ui.query import example_query, query_widgets, show_query, use_example
 from ui.results_cache import cached_search, encoded_query
+from ui.scores import learns, result_meaning
 from ui.state import Settings, engine_for, queries_file
 
 BUMP_STEP, BUMP_FRAME = 150, 150  # px per method (the chart's step), and of its rank axis and labels
@@ -98,19 +98,15 @@ def method_columns(methods: list[Method], results: dict[str, SearchResult], comp
                 method_problem(method, result.error)
                 continue
             st.caption(f"{result.seconds * 1000:.1f} ms · {describe(method, result.params)}")
+            st.caption(f"score: {md(result_meaning(result))}")
             if not result.hits:
                 st.write("No item shares a modality with this query.")
             for hit in result.hits:
                 result_card(hit, method.label, changes.get(hit.item_id, {}).get(method.label), use_example)
 
 
-def _learns(strategy: str) -> bool:
-    """Whether the strategy needs a trained checkpoint (False for a name no registry knows, e.g. a preset's)."""
-    return strategy in list_strategies() and strategy_class(strategy).learns
-
-
 def method_problem(method: Method, error: str) -> None:
-    if _learns(method.strategy) and "train it first" in error:
+    if learns(method.strategy) and "train it first" in error:
         st.warning(
             f"{method.label} learns from this collection: train it first on the Index page "
             "(under “Train a learned strategy”), then choose it here again."
@@ -173,7 +169,7 @@ def bump_spec(comparison: Comparison) -> dict:
 
 def describe(method: Method, params: dict) -> str:
     """The parameters that shape this method's ranking, in words (not another strategy's)."""
-    if _learns(method.strategy) or params.get("checkpoint"):
+    if learns(method.strategy) or params.get("checkpoint"):
         parts = [f"trained model {Path(params['checkpoint']).name}" if params.get("checkpoint") else "trained model"]
         parts.append(f"mode={params.get('mode', 'index')}")
     elif method.strategy in ("late", "hybrid"):
