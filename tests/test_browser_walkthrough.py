@@ -68,3 +68,27 @@ def test_every_chart_of_a_search_fits_its_column_and_the_window(server: str, bro
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         browser.set_window_size(1600, 1400)
+
+
+def test_the_keyboard_path_to_an_item_is_said_and_works(server: str, browser) -> None:  # noqa: F811
+    """#10: Enter on a focused cell did nothing and nothing said what would. The pop-up a focused cell shows,
+    and a line under the grid, say how to open it; typing its key into "Look closer" and Enter opens it."""
+    search(browser, server)
+    cell = browser.find_elements(By.CSS_SELECTOR, "td.cmp-cell")[2]
+    key = cell.find_element(By.TAG_NAME, "b").text
+    browser.execute_script("arguments[0].focus()", cell)
+    popup = cell.find_element(By.CSS_SELECTOR, ".cmp-pop")
+    assert popup.is_displayed() and "Look closer at a result" in popup.text, popup.text
+    assert "From the keyboard: Tab moves from cell to cell" in browser.find_element(By.TAG_NAME, "body").text
+    box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Look closer at a result"]')
+    box.send_keys(key)
+    settle(
+        browser, lambda d: [o for o in d.find_elements(By.CSS_SELECTOR, '[role="option"]') if o.text.startswith(key)]
+    )
+    box.send_keys(Keys.ENTER)
+    settle(browser, lambda d: any(b.text == "Search with this item" for b in d.find_elements(By.TAG_NAME, "button")))
+    assert (
+        browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Look closer at a result"]')
+        .get_attribute("value")
+        .startswith(key)
+    )

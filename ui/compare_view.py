@@ -30,6 +30,12 @@ from ui.thumbnails import thumbnail_uri
 PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7"]
 FOLLOWED = len(PALETTE)
 LETTERS = "ABCDE"
+# Enter on a cell cannot open an item: the grid is HTML without a script, and a script could not work
+# Streamlit's selector (its events must come from a person). So the page says what the keyboard does.
+KEYBOARD = (
+    "From the keyboard: Tab moves from cell to cell, each showing its picture and text; to open one, type "
+    "its key into “Look closer at a result” below and press Enter."
+)
 ROW_HEIGHT = 44  # px: ten rows plus the header fit in ~500 px
 MARKS = {"audio": "♪", "text": "¶"}  # an image shows as its thumbnail
 # A grid wider than the page (5-6 methods on a 400 px phone: 536 px) scrolls sideways in its own box, its
@@ -181,6 +187,7 @@ def render(
         st.caption(line)
     st.caption(score_lines(results))
     st.html(grid_html(results, comparison, k))
+    st.caption(KEYBOARD)
 
 
 def score_lines(results: dict[str, SearchResult]) -> str:
