@@ -32,7 +32,6 @@ def unreadable(frame: pd.DataFrame) -> list[str]:
 def test_strategies_and_evaluate_tables_show_three_decimals_and_dashes(app: AppTest) -> None:
     """#12: the Strategies table said "None" for a method's training time and Evaluate's read 0.857000."""
     app.sidebar.radio(key="page").set_value("Strategies").run()
-    app.slider(key="report_per_kind").set_value(2)
     app.button(key="run_report").click().run()
     assert_clean(app)
     table = shown_cells(app.dataframe[0])
@@ -146,3 +145,34 @@ def test_each_method_says_what_its_score_means_in_grid_cards_and_item_page(app: 
     assert_clean(app)
     item = [rendered(c.value) for c in app.caption if c.value.startswith("score: ")]
     assert item == [f"score: {late}", f"score: {early}"], item
+
+
+@pytest.mark.slow
+def test_strategies_and_evaluate_measure_one_query_set_with_one_test(app: AppTest) -> None:
+    """#11: Strategies took the first 10 queries of each kind and Evaluate all of them, so their numbers and
+    p-values disagreed. Both now measure every query of the labelled file with the same randomisation test,
+    say so, and agree on each method's nDCG@10 and on the p of late against early."""
+    from test_app import rendered
+
+    app.sidebar.radio(key="page").set_value("Strategies").run()
+    app.button(key="run_report").click().run()
+    assert_clean(app)
+    report = app.session_state["strategy_report"]
+    said = " ".join(rendered(c.value) for c in app.caption)
+    assert f"Queries: all {report.queries['all']} of " in said and "Fisher" in said, said
+    assert any("significantly better" in rendered(m.value) or "significant" in m.value for m in app.markdown)
+    app.sidebar.radio(key="page").set_value("Evaluate").run()
+    app.button(key="eval_run").click().run()
+    assert_clean(app)
+    evaluation = app.session_state["eval_result"]
+    assert evaluation.queries["all"] == report.queries["all"], (evaluation.queries, report.queries)
+    for method in ("late", "early"):
+        assert evaluation.table[method]["all"]["ndcg@10"] == pytest.approx(
+            report.evaluation.table[method]["all"]["ndcg@10"]
+        )
+    p_evaluate = evaluation.p_value("ndcg@10", "late", "early")
+    p_strategies = report.evaluation.p_value("ndcg@10", "late", "early")
+    print(f"\np late vs early: Evaluate {p_evaluate}, Strategies {p_strategies}")
+    assert p_evaluate == pytest.approx(p_strategies)
+    said = " ".join(rendered(c.value) for c in app.caption)
+    assert "Fisher" in said and f"all {evaluation.queries['all']} evaluated" in said, said

@@ -196,7 +196,6 @@ def test_search_opens_on_late_and_the_best_learned_in_the_grid(app: AppTest) -> 
 @pytest.mark.slow
 def test_strategies_page_measures_every_method(app: AppTest) -> None:
     app.sidebar.radio(key="page").set_value("Strategies").run()
-    app.slider(key="report_per_kind").set_value(3)
     app.button(key="run_report").click().run()
     assert not app.exception, [e.value for e in app.exception]
     table = app.dataframe[0].value.set_index("method")

@@ -11,6 +11,7 @@ import streamlit as st
 from retrieval.errors import reportable
 from retrieval.evaluate import SIGNIFICANCE, Evaluation, evaluate, label_qrels, load_queries, load_trec_qrels
 from retrieval.plots import metric_chart
+from ui import measured
 from ui.charts import draw_natural, legible
 from ui.plain import md
 from ui.state import Settings, engine_for, queries_file
@@ -46,8 +47,10 @@ def render(settings: Settings) -> None:
         )
     else:
         qrels_file = st.file_uploader("Qrels (query iteration item_key relevance)", key="eval_qrels")
-    source = "the uploaded file" if uploaded else f"`{demo_queries}` (the demo's labelled queries)"
-    st.caption(f"Queries from {source}; methods from the sidebar; k = {settings.k}.")
+    source = (
+        "the uploaded file" if uploaded else f"`{demo_queries}` (the collection's labelled queries, as on Strategies)"
+    )
+    st.caption(f"Every query of {source}; methods from the sidebar; k = {settings.k}; {measured.TEST}.")
     if st.button("Run the evaluation", type="primary", key="eval_run"):
         st.session_state["eval_result"] = run(engine, settings, demo_queries, uploaded, label_field, qrels_file)
     result = st.session_state.get("eval_result")
@@ -82,6 +85,11 @@ def run(
                 if qrels_file is not None:
                     (Path(folder) / "qrels.txt").write_bytes(qrels_file.getvalue())
                     qrels = load_trec_qrels(Path(folder) / "qrels.txt")
+                elif label_field and uploaded is None:
+                    # the labelled file, as the Strategies page measures it: kept per collection and models
+                    result = measured.evaluation(engine, path, label_field, settings.methods, settings.k, progress)
+                    status.update(label=f"Evaluated {result.queries['all']} queries", state="complete", expanded=False)
+                    return result
                 elif label_field:
                     qrels = label_qrels(engine, queries, label_field)
                 else:
@@ -111,6 +119,7 @@ def show(result: Evaluation, k: int) -> None:
         {method: {kind: values[metric] for kind, values in by_kind.items()} for method, by_kind in result.table.items()}
     ).T
     overall = {method: by_kind["all"][metric] for method, by_kind in result.table.items()}
+    st.caption(f"Queries: all {result.queries['all']} evaluated; {measured.TEST}.")
     st.markdown(headline(result, metric))
     if len(overall) > 1:
         st.markdown(differences(result, metric))
@@ -170,7 +179,7 @@ def significance(result: Evaluation, metric: str, top: str, overall: dict[str, f
             }
         )
     st.markdown(
-        f"**Is {md(top)} really better than each other method?** Paired randomisation test (ranx, Fisher) on all "
+        f"**Is {md(top)} really better than each other method?** {measured.TEST[0].upper()}{measured.TEST[1:]}, on all "
         "queries:"
     )
     st.dataframe(readable(pd.DataFrame(rows)), hide_index=True)
