@@ -176,3 +176,30 @@ def test_strategies_and_evaluate_measure_one_query_set_with_one_test(app: AppTes
     assert p_evaluate == pytest.approx(p_strategies)
     said = " ".join(rendered(c.value) for c in app.caption)
     assert "Fisher" in said and f"all {evaluation.queries['all']} evaluated" in said, said
+
+
+def test_the_bump_chart_writes_its_labels_outside_its_lines() -> None:
+    """#16: every point's label was written right of it, so the lines leaving the first and middle methods
+    ran through their labels. Labels now sit left of the first method and right of the last, where no line
+    goes; the middle methods' items keep their tooltips."""
+    from retrieval.compare import compare_results
+    from retrieval.plots import bump_layout, bump_rows
+    from retrieval.results import Hit, SearchResult
+
+    def result(keys: list[str], strategy: str) -> SearchResult:
+        hits = [Hit(n + 1, int(k), f"item-{k}", 1.0 - n / 10, {}, {}, {}) for n, k in enumerate(keys)]
+        return SearchResult(strategy, hits, 0.01)
+
+    results = {"late": result(["1", "2", "3"], "late"), "gated": result(["3", "1", "4"], "gated")}
+    results["cross_attention"] = result(["4", "3", "5"], "cross_attention")
+    rows = bump_rows(compare_results(results, 3))
+    sides = {(r["method"], r["item"]): r["side"] for r in rows}
+    assert {s for (m, _), s in sides.items() if m == "late"} == {"left"}
+    assert {s for (m, _), s in sides.items() if m == "gated"} == {""}, "no label beside a middle method's points"
+    assert {s for (m, _), s in sides.items() if m == "cross_attention"} == {"right"}
+    import pandas as pd
+
+    chart = bump_layout(3, pd.DataFrame(rows)).to_dict()
+    texts = [layer for layer in chart["layer"] if layer["mark"]["type"] == "text"]
+    drawn = {(t["mark"]["align"], t["transform"][0]["filter"]) for t in texts}
+    assert drawn == {("right", "datum.side == 'left'"), ("left", "datum.side == 'right'")}, drawn

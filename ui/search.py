@@ -11,7 +11,7 @@ import streamlit as st
 
 from retrieval.compare import Comparison, compare_results
 from retrieval.media import MediaError
-from retrieval.plots import bump_depth, bump_layout, bump_rows
+from retrieval.plots import BUMP_STEP, bump_depth, bump_layout, bump_rows
 from retrieval.results import Method, QueryInput, SearchResult
 from ui import compare_view, detail, examples, explain, provenance, weighing
 from ui.cards import result_card
@@ -22,7 +22,7 @@ from ui.results_cache import cached_search, encoded_query
 from ui.scores import learns, result_meaning
 from ui.state import Settings, engine_for, queries_file
 
-BUMP_STEP, BUMP_FRAME = 150, 150  # px per method (the chart's step), and of its rank axis and labels
+BUMP_FRAME = 150  # px of the bump chart's rank axis and the labels beside its last method
 
 
 def render(settings: Settings) -> None:
