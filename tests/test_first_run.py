@@ -181,7 +181,10 @@ def test_search_opens_on_late_and_the_best_learned_in_the_grid(app: AppTest) -> 
     explain = app.segmented_control(key="explain_method")
     assert explain.options == ["late", "gated", "cross_attention"], "each method can be explained"
     expected = {
-        "late": ["What each query modality adds to the score", "Rank in each channel (#), and what it adds to the score"],
+        "late": [
+            "What each query modality adds to the score",
+            "Rank in each channel (#), and what it adds to the score",
+        ],
         "gated": ["What each query modality adds to the score", "Gate of each modality"],
         # the item's map; the query ("the digit seven") has one modality, so a sentence stands for its map
         "cross_attention": ["What each query modality adds to the score", "attention between its modalities"],

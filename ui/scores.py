@@ -24,7 +24,7 @@ RULES = {
     "that found the item (CombMNZ)",
     "rrf": "the sum over channels of weight / ({rrf_k:g} + the item's rank in that channel): only ranks count (RRF)",
     "early": "the sum over modalities of weight × cosine ÷ the spread of that modality's cosines in the "
-    "collection (one joined index: a z-score without its centre, so a clear match reads 3-8)",
+    "collection (one joined index: a z-score without its centre, with no upper bound)",
     "early raw": "the sum over modalities of weight × cosine (one joined index)",
 }
 
