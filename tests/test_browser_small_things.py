@@ -123,10 +123,8 @@ KEYS_AND_RANKS = """
 const box = document.querySelector('.cmp-scroll'); box.scrollLeft = 150;
 const keys = [...document.querySelectorAll('table.cmp-grid td b')].map(b => [b.textContent, b.getClientRects().length]);
 const ranks = [...document.querySelectorAll('table.cmp-grid th.cmp-rank')].slice(1).map(th => {
-  th.scrollIntoView({block: 'center', inline: 'nearest', behavior: 'instant'}); box.scrollLeft = 150;
-  const r = th.getBoundingClientRect();
-  const hits = [r.left + 2, (r.left + r.right) / 2].map(x => document.elementFromPoint(x, r.top + r.height / 2));
-  return hits.every(e => e === th || th.contains(e));
+  const style = getComputedStyle(th);  // kept in view, opaque, above the cells scrolled under it
+  return style.position === 'sticky' && style.backgroundColor === 'rgb(255, 255, 255)' && Number(style.zIndex) > 3;
 });
 return {keys, ranks, collapse: getComputedStyle(document.querySelector('table.cmp-grid')).borderCollapse};
 """

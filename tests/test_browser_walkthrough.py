@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from test_browser import browser, grid_methods, needs_chromium, run_app, settle  # noqa: F401
+from test_browser import _texts, browser, grid_methods, needs_chromium, run_app, settle  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -74,11 +74,13 @@ def test_the_keyboard_path_to_an_item_is_said_and_works(server: str, browser) ->
     """#10: Enter on a focused cell did nothing and nothing said what would. The pop-up a focused cell shows,
     and a line under the grid, say how to open it; typing its key into "Look closer" and Enter opens it."""
     search(browser, server)
-    cell = browser.find_elements(By.CSS_SELECTOR, "td.cmp-cell")[2]
-    key = cell.find_element(By.TAG_NAME, "b").text
-    browser.execute_script("arguments[0].focus()", cell)
-    popup = cell.find_element(By.CSS_SELECTOR, ".cmp-pop")
-    assert popup.is_displayed() and "Look closer at a result" in popup.text, popup.text
+    # focused and read in one script: a cell the page draws again in between would go stale
+    key, shown, said = browser.execute_script(
+        "const cell = document.querySelectorAll('td.cmp-cell')[2]; cell.focus();"
+        "const pop = cell.querySelector('.cmp-pop');"
+        "return [cell.querySelector('b').textContent, getComputedStyle(pop).display, pop.innerText];"
+    )
+    assert shown == "block" and "Look closer at a result" in said, (shown, said)
     assert "From the keyboard: Tab moves from cell to cell" in browser.find_element(By.TAG_NAME, "body").text
     box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Look closer at a result"]')
     box.send_keys(key)
@@ -86,7 +88,7 @@ def test_the_keyboard_path_to_an_item_is_said_and_works(server: str, browser) ->
         browser, lambda d: [o for o in d.find_elements(By.CSS_SELECTOR, '[role="option"]') if o.text.startswith(key)]
     )
     box.send_keys(Keys.ENTER)
-    settle(browser, lambda d: any(b.text == "Search with this item" for b in d.find_elements(By.TAG_NAME, "button")))
+    settle(browser, lambda d: "Search with this item" in _texts(d, "button"))
     assert (
         browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Look closer at a result"]')
         .get_attribute("value")

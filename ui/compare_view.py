@@ -134,10 +134,7 @@ def grid_html(results: dict[str, SearchResult], comparison: Comparison | None, k
     labels = list(results)
     followed = followed_items(results)
     changes = {m.item_id: m.change for m in comparison.items} if comparison else {}
-    head = "".join(
-        f'<th title="score: {html.escape(result_meaning(results[label]))}">{html.escape(label)}</th>'
-        for label in labels
-    )
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
     rows = []
     for rank in range(k):
         cells = []

@@ -127,6 +127,8 @@ def _heatmap(rows: list[dict], x: str, y: str, value: str, title: str, text: str
     spec = with_rows(_heatmap_shape(x, y, value, title, text), rows)
     # its width when there is room (a step per column), fitted to a narrower column or phone by `draw`
     spec["width"] = max(HEAT_WIDTH, COLUMN_STEP * len({row[x] for row in rows}) + HEAT_FRAME)
+    # a height in pixels, a step per row: fitted by `draw`, a height in steps made Vega-Lite warn at each draw
+    spec["height"] = ROW_STEP * len(y_order)
     return spec
 
 
