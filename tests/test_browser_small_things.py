@@ -46,10 +46,8 @@ def add_method(driver, name: str) -> None:
     box.send_keys(Keys.ESCAPE)
 
 
-def test_the_grid_can_be_read_on_a_400_px_phone(server: str, browser) -> None:  # noqa: F811
-    """At 400 px the grid was wider than the page and its last columns were cut off: each column can now be
-    scrolled into view, inside the grid's own box, while the page itself stays 400 px wide."""
-    driver = browser
+def six_methods_then_a_phone(driver, server: str) -> None:
+    """A text search, six methods added from the sidebar, then the window made a 400 px phone's."""
     driver.get(server)
     settle(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
     driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("the digit three", Keys.ENTER)
@@ -60,6 +58,13 @@ def test_the_grid_can_be_read_on_a_400_px_phone(server: str, browser) -> None:  
     driver.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride", {"width": 400, "height": 800, "deviceScaleFactor": 1, "mobile": True}
     )
+
+
+def test_the_grid_can_be_read_on_a_400_px_phone(server: str, browser) -> None:  # noqa: F811
+    """At 400 px the grid was wider than the page and its last columns were cut off: each column can now be
+    scrolled into view, inside the grid's own box, while the page itself stays 400 px wide."""
+    driver = browser
+    six_methods_then_a_phone(driver, server)
     try:
         settle(driver, lambda d: d.execute_script("return window.innerWidth") == 400)
         anchor = driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').rect["x"]
@@ -135,16 +140,7 @@ def test_the_grid_on_a_phone_keeps_keys_whole_and_its_rank_column_clean(server: 
     scrolled under the kept rank column showed through it (collapsed borders belong to the table, not the
     sticky cell). Each key is one line; the rank column is its own, top to bottom, when the grid is scrolled."""
     driver = browser
-    driver.get(server)
-    settle(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
-    driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("the digit three", Keys.ENTER)
-    settle(driver, lambda d: "late" in grid_methods(d))
-    for name in ("hybrid", "preset:late_rrf", "preset:early_centred"):
-        add_method(driver, name)
-    settle(driver, lambda d: len(grid_methods(d)) == 6)
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride", {"width": 400, "height": 800, "deviceScaleFactor": 1, "mobile": True}
-    )
+    six_methods_then_a_phone(driver, server)
     try:
         settle(driver, lambda d: d.execute_script("return window.innerWidth") == 400)
         driver.execute_script("document.querySelector('table.cmp-grid').scrollIntoView({block: 'start'})")

@@ -3,12 +3,10 @@ the grid on a phone, the keyboard on the grid, the bump chart's labels."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from test_browser import _texts, browser, grid_methods, needs_chromium, run_app, settle  # noqa: F401
+from test_browser import _texts, browser, grid_methods, server, settle  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -23,19 +21,8 @@ return [...document.querySelectorAll('.vega-embed')].map(e => {
 """
 
 
-@pytest.fixture(scope="module")
-def server(ui_demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    needs_chromium()
-    settings = {
-        "RETRIEVAL_DB": ui_demo["url"],
-        "RETRIEVAL_ROOTS": ui_demo["roots"],
-        "RETRIEVAL_QUERIES": ui_demo["queries"],
-    }
-    yield from run_app(settings, tmp_path_factory.mktemp("streamlit") / "server.log")
-
-
-def search(driver, server: str, text: str = "the digit three") -> None:
-    driver.get(server)
+def search(driver, url: str, text: str = "the digit three") -> None:
+    driver.get(url)
     settle(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
     driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys(text, Keys.ENTER)
     settle(driver, lambda d: "late" in grid_methods(d))
