@@ -46,11 +46,15 @@ def metric_chart(evaluation: Evaluation, metric: str) -> alt.Chart:
     )
 
 
+BUMP_STEP = 180  # px between methods: room for a key's label left of the first and right of the last
+
+
 def bump_rows(comparison: Comparison) -> list[dict]:
     """The bump chart's data: one row per item and method that ranked it. An item tied with others (`tie_spans`)
     is drawn at the middle of its tie group's ranks, labelled once per group ("10 tied"): drawn at its rank
     within the group, lines crossed where the grid, rightly, showed no ▲/▼ (issue 37)."""
     position = {method: n for n, method in enumerate(comparison.results)}
+    final = len(position) - 1
     spans = {method: tie_spans(result.hits) for method, result in comparison.results.items()}
     rows = []
     for m in comparison.items:
@@ -68,6 +72,8 @@ def bump_rows(comparison: Comparison) -> list[dict]:
                     "label": (f"{last - first + 1} tied" if rank == first else "") if tied else m.key,
                     "moved": "moved" if m.moved else "unmoved",
                     "order": position[method],
+                    # labelled outside the lines only: left of the first method, right of the last
+                    "side": "left" if position[method] == 0 else "right" if position[method] == final else "",
                 }
             )
     return rows
@@ -98,18 +104,21 @@ def bump_layout(deepest: int, data: alt.Data | pd.DataFrame) -> alt.LayerChart:
         opacity=alt.Opacity("moved:O", scale=alt.Scale(domain=["moved", "unmoved"], range=[1.0, 0.35]), legend=None),
         tooltip=["item:N", "method:N", "rank:Q", "moved:N"],
     )
-    # at full opacity: faded with their lines, the unmoved items' labels were light grey, 2.4:1 (issue 37)
-    labels = base.mark_text(dx=7, align="left", fontSize=11).encode(
-        text="label:N", color=alt.value("#222"), opacity=alt.value(1)
-    )
-    return (base.mark_line(point=True) + labels).properties(width=alt.Step(150), height=max(240, 26 * deepest))
+    # at full opacity: faded with their lines, the unmoved items' labels were light grey, 2.4:1 (issue 37).
+    # Outside the lines: written right of every method's points, a middle method's labels and the first's
+    # were crossed by the lines leaving them (issue 37); an item only a middle method ranks has its tooltip
+    text = {"text": "label:N", "color": alt.value("#222"), "opacity": alt.value(1)}
+    left = base.mark_text(dx=-7, align="right", fontSize=11).encode(**text).transform_filter("datum.side == 'left'")
+    right = base.mark_text(dx=7, align="left", fontSize=11).encode(**text).transform_filter("datum.side == 'right'")
+    lines = base.mark_line(point=True)
+    return (lines + left + right).properties(width=alt.Step(BUMP_STEP), height=max(240, 26 * deepest))
 
 
 def bump_chart(comparison: Comparison) -> alt.LayerChart:
     """Every item's rank under every method, joined by lines: what moved where. Items no method moved
     (ties included, see `compare`) are drawn faint, so the eye goes to what did move."""
     rows = bump_rows(comparison)
-    frame = pd.DataFrame(rows, columns=["item", "method", "rank", "position", "label", "moved", "order"])
+    frame = pd.DataFrame(rows, columns=["item", "method", "rank", "position", "label", "moved", "order", "side"])
     return bump_layout(bump_depth(rows, comparison.k), frame)
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from retrieval.evaluate import EvalQuery, evaluate, run_methods
+from retrieval.evaluate import EvalQuery, Evaluation, evaluate, run_methods
 from retrieval.fusion import list_strategies, strategy_class
 from retrieval.results import Method
 
@@ -50,6 +50,8 @@ class StrategyReport:
     k: int
     queries: dict[str, int]
     rows: list[StrategyRow]
+    # the evaluation behind the quality columns (its significance tests included); None without labels
+    evaluation: Evaluation | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"k": self.k, "queries": self.queries, "rows": [asdict(r) for r in self.rows]}
@@ -147,14 +149,13 @@ def strategy_report(
         ready.append(method)
     if progress:
         progress("search", len(methods), len(methods) + 1)
-    if ready and queries:
-        _measure(engine, ready, queries, qrels, k, rows)
+    evaluation = _measure(engine, ready, queries, qrels, k, rows) if ready and queries else None
     if progress:
         progress("done", len(methods) + 1, len(methods) + 1)
     kinds: dict[str, int] = {}
     for q in queries:
         kinds[q.kind] = kinds.get(q.kind, 0) + 1
-    return StrategyReport(k, {"all": len(queries), **kinds}, list(rows.values()))
+    return StrategyReport(k, {"all": len(queries), **kinds}, list(rows.values()), evaluation)
 
 
 def _prepare(engine: SearchEngine, method: Method) -> int | None:
@@ -172,7 +173,8 @@ def _measure(
     qrels: dict[str, dict[str, int]] | None,
     k: int,
     rows: dict[str, StrategyRow],
-) -> None:
+) -> Evaluation | None:
+    evaluation = None
     if qrels:
         evaluation = evaluate(engine, queries, qrels, methods, k=k)
         latency = {m: v["p50"] for m, v in evaluation.latency_ms.items()}
@@ -189,6 +191,7 @@ def _measure(
         row.full_ndcg = ndcg.get(FULL_KIND)
         missing = [ndcg[kind] for kind in ONE_MISSING_KINDS if kind in ndcg]
         row.one_missing_ndcg = round(statistics.mean(missing), 4) if missing else None
+    return evaluation
 
 
 BAR_STEP = 28  # px per method: a bar (90 % of it) or a heat-map row stays readable with any number of methods

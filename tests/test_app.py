@@ -45,7 +45,7 @@ def test_search_shows_a_column_per_method(app: AppTest, modalities: tuple[str, .
     app.run()
     assert_clean(app)
     assert method_headers(app) == ["late", "early"]
-    assert app.caption[0].value.startswith("Searched 2 method(s) in")
+    assert any(c.value.startswith("Searched 2 method(s) in") for c in app.caption)
     assert any(b.label == "Search with this item" for b in app.button)
     assert app.table[0].value.index.tolist() == ["late vs early"]  # the overlap table, one row per pair
 
@@ -302,9 +302,9 @@ def test_bump_chart_keeps_every_rank_of_every_method(app: AppTest) -> None:
     for method in ("late", "early", "hybrid"):
         assert sorted(r["rank"] for r in rows if r["method"] == method) == list(range(1, 9)), method
     spec = json.loads(app.get("vega_lite_chart")[0].proto.spec)
-    line, labels = spec["layer"]
+    line, *labels = spec["layer"]  # labels left of the first method, right of the last
     assert line["encoding"]["color"]["legend"] is None, "no legend to cut off: each line is labelled"
-    assert labels["encoding"]["color"] == {"value": "#222"}, "labels in a dark colour, whatever the line's"
+    assert all(layer["encoding"]["color"] == {"value": "#222"} for layer in labels), "dark, whatever the line's"
 
 
 def test_query_by_example_shows_the_example_and_gives_way_to_typing(app: AppTest) -> None:
@@ -390,8 +390,7 @@ def test_the_page_shows_the_query_and_consistent_numbers(app: AppTest) -> None:
     shared = app.table[0].value["shared in top 10"].tolist()[0]
     assert f"keeps {shared.split(' of ')[0]} of late's top 10" in summary, (shared, summary)
     on_index_page(app)
-    folder = app.text_input(key="index_path").value
-    assert folder.endswith("manifest.csv")
+    assert "manifest.csv" in app.text_input(key="index_path").proto.placeholder, "an example of a path to index"
 
 
 def test_item_page_neighbours_are_cards_that_open(app: AppTest) -> None:

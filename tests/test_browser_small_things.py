@@ -46,10 +46,8 @@ def add_method(driver, name: str) -> None:
     box.send_keys(Keys.ESCAPE)
 
 
-def test_the_grid_can_be_read_on_a_400_px_phone(server: str, browser) -> None:  # noqa: F811
-    """At 400 px the grid was wider than the page and its last columns were cut off: each column can now be
-    scrolled into view, inside the grid's own box, while the page itself stays 400 px wide."""
-    driver = browser
+def six_methods_then_a_phone(driver, server: str) -> None:
+    """A text search, six methods added from the sidebar, then the window made a 400 px phone's."""
     driver.get(server)
     settle(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
     driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').send_keys("the digit three", Keys.ENTER)
@@ -60,6 +58,13 @@ def test_the_grid_can_be_read_on_a_400_px_phone(server: str, browser) -> None:  
     driver.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride", {"width": 400, "height": 800, "deviceScaleFactor": 1, "mobile": True}
     )
+
+
+def test_the_grid_can_be_read_on_a_400_px_phone(server: str, browser) -> None:  # noqa: F811
+    """At 400 px the grid was wider than the page and its last columns were cut off: each column can now be
+    scrolled into view, inside the grid's own box, while the page itself stays 400 px wide."""
+    driver = browser
+    six_methods_then_a_phone(driver, server)
     try:
         settle(driver, lambda d: d.execute_script("return window.innerWidth") == 400)
         anchor = driver.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]').rect["x"]
@@ -117,3 +122,33 @@ def test_the_charts_of_a_search_warn_of_nothing_they_can_avoid(server: str, brow
     print(f"\n{len(warnings)} console warnings: {warnings}")
     avoidable = [w for w in warnings if "Dropping" in w or "should not be used with an unsorted" in w]
     assert not avoidable, avoidable
+
+
+KEYS_AND_RANKS = """
+const box = document.querySelector('.cmp-scroll'); box.scrollLeft = 150;
+const keys = [...document.querySelectorAll('table.cmp-grid td b')].map(b => [b.textContent, b.getClientRects().length]);
+const ranks = [...document.querySelectorAll('table.cmp-grid th.cmp-rank')].slice(1).map(th => {
+  const style = getComputedStyle(th);  // kept in view, opaque, above the cells scrolled under it
+  return style.position === 'sticky' && style.backgroundColor === 'rgb(255, 255, 255)' && Number(style.zIndex) > 3;
+});
+return {keys, ranks, collapse: getComputedStyle(document.querySelector('table.cmp-grid')).borderCollapse};
+"""
+
+
+def test_the_grid_on_a_phone_keeps_keys_whole_and_its_rank_column_clean(server: str, browser) -> None:  # noqa: F811
+    """Walkthrough #9: at 400 px keys broke at every hyphen (7-/jackson-/0), and the borders of the cells
+    scrolled under the kept rank column showed through it (collapsed borders belong to the table, not the
+    sticky cell). Each key is one line; the rank column is its own, top to bottom, when the grid is scrolled."""
+    driver = browser
+    six_methods_then_a_phone(driver, server)
+    try:
+        settle(driver, lambda d: d.execute_script("return window.innerWidth") == 400)
+        driver.execute_script("document.querySelector('table.cmp-grid').scrollIntoView({block: 'start'})")
+        seen = driver.execute_script(KEYS_AND_RANKS)
+        broken = [key for key, lines in seen["keys"] if lines != 1]
+        print(f"\nat 400 px: {len(seen['keys'])} keys, broken {broken}; rank cells clean {seen['ranks']}")
+        assert seen["keys"] and not broken, broken
+        assert all(seen["ranks"]) and len(seen["ranks"]) == 10, seen["ranks"]
+        assert seen["collapse"] == "separate", "collapsed borders are painted under the kept column"
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

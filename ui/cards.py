@@ -25,21 +25,46 @@ TEXT_STYLE = "font-size:0.85em;overflow-wrap:anywhere"
 PICTURE_STYLE = f"width:{PICTURE}px;height:{PICTURE}px;object-fit:contain;image-rendering:pixelated"
 
 
-def contribution_bar(contributions: dict[str, float]) -> str:
-    """A small stacked bar: each query modality's share of the score (negative terms in grey)."""
-    total = sum(abs(v) for v in contributions.values()) or 1.0
-    parts = "".join(
-        f'<div title="{html.escape(m)} {v:.3f}" style="width:{100 * abs(v) / total:.1f}%;'
-        f'background:{COLOURS.get(m, "#9D9D9D")};height:8px"></div>'
+def _bar_parts(contributions: dict[str, float], total: float, hatched: bool = False) -> str:
+    """One div per modality, `abs(v) / total` of the width; `hatched` (striped): a term that lowers the score."""
+
+    def fill(colour: str) -> str:
+        return f"repeating-linear-gradient(45deg,{colour} 0 3px,#fff 3px 5px)" if hatched else colour
+
+    return "".join(
+        f'<div title="{html.escape(m)} {v:+.3f}" style="width:{100 * abs(v) / total:.1f}%;'
+        f'background:{fill(COLOURS.get(m, "#9D9D9D"))};height:8px"></div>'
         for m, v in contributions.items()
     )
+
+
+def contribution_bar(contributions: dict[str, float]) -> str:
+    """A small bar of what each query modality adds to the score. With a negative term it is split at zero:
+    what lowers the score left of the mark, what raises it right (a negative term was drawn as a positive
+    share: issue 37)."""
     legend = " · ".join(
         f'<span style="color:{TEXT_COLOURS.get(m, "#595959")}">{html.escape(m)} {v:.2f}</span>'
         for m, v in contributions.items()
     )
+    legend_html = f'<div style="font-size:0.75em">{legend}</div>'
+    lowers = {m: v for m, v in contributions.items() if v < 0}
+    if not lowers:
+        total = sum(contributions.values()) or 1.0
+        bar = _bar_parts(contributions, total)
+        return f'<div style="display:flex;width:100%;border-radius:3px;overflow:hidden">{bar}</div>{legend_html}'
+    raises = {m: v for m, v in contributions.items() if v >= 0}
+    total = sum(abs(v) for v in contributions.values()) or 1.0
+    share = 100 * sum(-v for v in lowers.values()) / total
+    # each side's parts are sized within their own half, so widths stay proportional across the zero mark
+    left = _bar_parts(lowers, sum(-v for v in lowers.values()), hatched=True)
+    right = _bar_parts(raises, sum(raises.values()) or 1.0)
     return (
-        f'<div style="display:flex;width:100%;border-radius:3px;overflow:hidden">{parts}</div>'
-        f'<div style="font-size:0.75em">{legend}</div>'
+        '<div class="contribution-split" style="display:flex;width:100%;height:8px">'
+        f'<div class="lowers" title="lowers the score" style="width:{share:.1f}%;display:flex;'
+        f'flex-direction:row-reverse">{left}</div>'
+        '<div style="width:2px;background:#222;height:12px;margin-top:-2px"></div>'
+        f'<div class="raises" style="width:{100 - share:.1f}%;display:flex">{right}</div></div>'
+        f'<div style="font-size:0.75em">{legend} · striped, left of the mark: lowers the score</div>'
     )
 
 

@@ -52,3 +52,46 @@ def with_rows(shape: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     spec.pop("datasets", None)
     spec["data"] = {"values": rows}
     return spec
+
+
+def draw(spec: dict[str, Any], width: int, where: Any = None) -> None:
+    """The chart at `width` px, or at its container's width where that is narrower (a column at 1280 px, a
+    400 px phone): Vega-Lite fits the whole chart, labels and legend included (fit-x), so nothing is cut off
+    and nothing is wider than the window (issue 37: the contribution chart's legend was cut at 1280 px, and
+    charts ran off a phone's screen)."""
+    import streamlit as st
+
+    spec = {**spec, "width": width, "autosize": {"type": "fit-x", "contains": "padding"}}
+    (where or st).vega_lite_chart(spec=spec, width=width)
+
+
+def natural_width(spec: dict[str, Any], frame: int = 160) -> int | None:
+    """The pixels a chart asks for with `frame` px of axis labels and legend: its width, or its steps times its
+    x field's distinct values; None for a chart Vega-Lite cannot fit (a facet: `row`, `column`)."""
+    encoding = spec.get("encoding", {})
+    if "row" in encoding or "column" in encoding or "facet" in spec:
+        return None
+    width = spec.get("width")
+    if isinstance(width, int | float):
+        return int(width) + frame
+    if isinstance(width, dict) and "step" in width:
+        field = encoding.get("x", {}).get("field")
+        rows = [row for values in spec.get("datasets", {}).values() for row in values]
+        return int(width["step"]) * len({row.get(field) for row in rows}) + frame
+    return None
+
+
+def draw_natural(spec: dict[str, Any]) -> None:
+    """`draw` at the chart's `natural_width`; a facet, which cannot be fitted, scrolls sideways in its own box
+    (`SCROLL_CHARTS`) where the page is narrower."""
+    import streamlit as st
+
+    width = natural_width(spec)
+    if width is None:
+        st.vega_lite_chart(spec=spec, width="content")
+    else:
+        draw(spec, width)
+
+
+# A chart wider than its column (a facet on a phone) scrolls in its own box instead of running off the page
+SCROLL_CHARTS = '<style>[data-testid="stVegaLiteChart"]{overflow-x:auto;max-width:100%}</style>'

@@ -12,6 +12,7 @@ from retrieval.errors import reportable
 from retrieval.results import CheckpointInfo
 from ui.plain import md
 from ui.provenance import describe
+from ui.tables import readable
 
 
 def table(saved: list[CheckpointInfo], answering: str | None) -> pd.DataFrame:
@@ -24,7 +25,7 @@ def table(saved: list[CheckpointInfo], answering: str | None) -> pd.DataFrame:
                 "trained (UTC)": f"{info.trained_at:%Y-%m-%d %H:%M}",
                 "items": info.items,
                 "split": ", ".join(f"{k}={v}" for k, v in info.where) or "every item",
-                "final loss": None if info.final_loss is None else round(info.final_loss, 3),
+                "final loss": info.final_loss,
             }
             for info in saved
         ]
@@ -39,7 +40,7 @@ def render(engine: Any, strategy: str) -> None:
         return
     answering = engine.models.latest(strategy)
     st.markdown(f"**Saved models of '{md(strategy)}'** ({len(saved)})")
-    st.dataframe(table(saved, answering), hide_index=True)  # cells are text, never markdown
+    st.dataframe(readable(table(saved, answering)), hide_index=True)  # cells are text, never markdown
     if said is not None:
         (st.success if said[0] else st.error)(said[1])
     if len(saved) < 2:

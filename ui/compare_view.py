@@ -22,6 +22,7 @@ from retrieval.results import Hit, SearchResult
 from ui.detail import POPUP_CSS, popup_html
 from ui.movement import movement_mark
 from ui.plain import md
+from ui.scores import result_meaning
 from ui.thumbnails import thumbnail_uri
 
 # Okabe & Ito's colour-blind-safe palette (its yellow and black left out: too light and too like text), drawn
@@ -29,13 +30,22 @@ from ui.thumbnails import thumbnail_uri
 PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7"]
 FOLLOWED = len(PALETTE)
 LETTERS = "ABCDE"
+# Enter on a cell cannot open an item: the grid is HTML without a script, and a script could not work
+# Streamlit's selector (its events must come from a person). So the page says what the keyboard does.
+KEYBOARD = (
+    "From the keyboard: Tab moves from cell to cell, each showing its picture and text; to open one, type "
+    "its key into “Look closer at a result” below and press Enter."
+)
 ROW_HEIGHT = 44  # px: ten rows plus the header fit in ~500 px
 MARKS = {"audio": "♪", "text": "¶"}  # an image shows as its thumbnail
 # A grid wider than the page (5-6 methods on a 400 px phone: 536 px) scrolls sideways in its own box, its
 # rank column kept in view; without the box Streamlit's whole main section scrolled and columns 4-6 were cut off
+# Separate borders: collapsed ones belong to the table, not the cell, so the kept rank column let the borders of
+# the cells scrolled under it show through; a key stays on one line (it broke at every hyphen: 7-/jackson-/0)
 SCROLL_CSS = (
     ".cmp-scroll{overflow-x:auto;max-width:100%;scroll-padding-left:2.5em}"
-    ".cmp-grid .cmp-rank{position:sticky;left:0;z-index:1;background:#fff}"
+    ".cmp-grid .cmp-rank{position:sticky;left:0;z-index:4;background:#fff}"
+    ".cmp-cell b,.cmp-cell code{white-space:nowrap}"
 )
 
 
@@ -139,8 +149,9 @@ def grid_html(results: dict[str, SearchResult], comparison: Comparison | None, k
             cells.append(_cell(hit, change, followed.get(hit.item_id), up, end))
         rows.append(f'<tr style="height:{ROW_HEIGHT}px"><th class="cmp-rank">{rank + 1}</th>{"".join(cells)}</tr>')
     style = (
-        "<style>.cmp-grid{border-collapse:collapse;width:100%;font-size:0.85em}"
-        ".cmp-grid td,.cmp-grid th{border:1px solid #ddd;padding:2px 6px}"
+        "<style>.cmp-grid{border-collapse:separate;border-spacing:0;width:100%;font-size:0.85em}"
+        ".cmp-grid td,.cmp-grid th{border-right:1px solid #ddd;border-bottom:1px solid #ddd;padding:2px 6px}"
+        ".cmp-grid tr:first-child>*{border-top:1px solid #ddd}.cmp-grid tr>:first-child{border-left:1px solid #ddd}"
         ".cmp-grid th{text-align:left}.cmp-cell{cursor:pointer}.cmp-has{color:#444;margin-left:4px}"
         ".cmp-tag{font-weight:bold;font-size:0.8em;padding:0 3px;border:1px solid #444;border-radius:3px}"
         f"{SCROLL_CSS}{POPUP_CSS}{highlight_css(results)}</style>"
@@ -171,7 +182,14 @@ def render(
     )
     for line in tie_lines(results):
         st.caption(line)
+    st.caption(score_lines(results))
     st.html(grid_html(results, comparison, k))
+    st.caption(KEYBOARD)
+
+
+def score_lines(results: dict[str, SearchResult]) -> str:
+    """What each method's score is, one line each (markdown): "**late** score: the sum over channels …"."""
+    return "  \n".join(f"**{md(label)}** score: {md(result_meaning(r))}" for label, r in results.items())
 
 
 def legend(results: dict[str, SearchResult]) -> str:

@@ -20,6 +20,7 @@ from retrieval.media import served_bytes
 from retrieval.results import Hit
 from ui.cards import heard_text, said_parts
 from ui.plain import md
+from ui.players import player
 from ui.thumbnails import thumbnail_uri
 
 POPUP_PICTURE = 112  # px in the grid's pop-up
@@ -44,8 +45,8 @@ def popup_html(hit: Hit, up: bool, end: bool) -> str:
     if uri:
         parts.append(f'<img src="{uri}" alt="" width="{POPUP_PICTURE}" height="{POPUP_PICTURE}">')
     parts += said_parts(hit, 300)
-    if not parts:
-        return ""
+    # the pop-up shows on keyboard focus too: it says how to open the item, since Enter here cannot
+    parts.append('<div style="font-size:0.8em;color:#444">Open it: “Look closer at a result” below</div>')
     where = " ".join(["cmp-pop"] + (["up"] if up else []) + (["end"] if end else []))
     return f'<div class="{where}" role="tooltip">{"".join(parts)}</div>'
 
@@ -102,7 +103,7 @@ def panel(hit: Hit, places: list[str], on_example: Callable[[int], None], action
         with right:
             clip = served_bytes(hit.assets["audio"]) if hit.assets.get("audio") else None
             if clip:
-                st.audio(clip)
+                player(clip)
             if hit.text:
                 st.text(hit.text)
             if hit.transcript:

@@ -11,9 +11,11 @@ import streamlit as st
 from retrieval.errors import reportable
 from retrieval.evaluate import SIGNIFICANCE, Evaluation, evaluate, label_qrels, load_queries, load_trec_qrels
 from retrieval.plots import metric_chart
-from ui.charts import legible
+from ui import measured
+from ui.charts import draw_natural, legible
 from ui.plain import md
 from ui.state import Settings, engine_for, queries_file
+from ui.tables import readable
 
 
 def _label_fields(engine) -> list[str]:  # noqa: ANN001
@@ -45,8 +47,10 @@ def render(settings: Settings) -> None:
         )
     else:
         qrels_file = st.file_uploader("Qrels (query iteration item_key relevance)", key="eval_qrels")
-    source = "the uploaded file" if uploaded else f"`{demo_queries}` (the demo's labelled queries)"
-    st.caption(f"Queries from {source}; methods from the sidebar; k = {settings.k}.")
+    source = (
+        "the uploaded file" if uploaded else f"`{demo_queries}` (the collection's labelled queries, as on Strategies)"
+    )
+    st.caption(f"Every query of {source}; methods from the sidebar; k = {settings.k}; {measured.TEST}.")
     if st.button("Run the evaluation", type="primary", key="eval_run"):
         st.session_state["eval_result"] = run(engine, settings, demo_queries, uploaded, label_field, qrels_file)
     result = st.session_state.get("eval_result")
@@ -81,6 +85,11 @@ def run(
                 if qrels_file is not None:
                     (Path(folder) / "qrels.txt").write_bytes(qrels_file.getvalue())
                     qrels = load_trec_qrels(Path(folder) / "qrels.txt")
+                elif label_field and uploaded is None:
+                    # the labelled file, as the Strategies page measures it: kept per collection and models
+                    result = measured.evaluation(engine, path, label_field, settings.methods, settings.k, progress)
+                    status.update(label=f"Evaluated {result.queries['all']} queries", state="complete", expanded=False)
+                    return result
                 elif label_field:
                     qrels = label_qrels(engine, queries, label_field)
                 else:
@@ -110,11 +119,12 @@ def show(result: Evaluation, k: int) -> None:
         {method: {kind: values[metric] for kind, values in by_kind.items()} for method, by_kind in result.table.items()}
     ).T
     overall = {method: by_kind["all"][metric] for method, by_kind in result.table.items()}
+    st.caption(f"Queries: all {result.queries['all']} evaluated; {measured.TEST}.")
     st.markdown(headline(result, metric))
     if len(overall) > 1:
         st.markdown(differences(result, metric))
-    st.dataframe(table.round(3).style.highlight_max(axis=0, props="font-weight: bold; background-color: #d7ecd9"))
-    st.vega_lite_chart(spec=legible(metric_chart(result, metric).to_dict()), width="content")
+    st.dataframe(readable(table).highlight_max(axis=0, props="font-weight: bold; background-color: #d7ecd9"))
+    draw_natural(legible(metric_chart(result, metric).to_dict()))
     if len(result.table) > 1:
         significance(result, metric, max(overall, key=lambda m: overall[m]), overall)
 
@@ -163,13 +173,13 @@ def significance(result: Evaluation, metric: str, top: str, overall: dict[str, f
         rows.append(
             {
                 "comparison": f"{top} vs {other}",
-                f"difference in {metric}": round(overall[top] - overall[other], 3),
+                f"difference in {metric}": overall[top] - overall[other],
                 "p-value": format_p(p),
                 "significant (p < 0.05)": "yes" if p < SIGNIFICANCE else "no",
             }
         )
     st.markdown(
-        f"**Is {md(top)} really better than each other method?** Paired randomisation test (ranx, Fisher) on all "
+        f"**Is {md(top)} really better than each other method?** {measured.TEST[0].upper()}{measured.TEST[1:]}, on all "
         "queries:"
     )
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.dataframe(readable(pd.DataFrame(rows)), hide_index=True)

@@ -8,6 +8,7 @@ for the query. Shown as altair charts.
 
 from __future__ import annotations
 
+import textwrap
 from functools import lru_cache
 from itertools import combinations
 from typing import Any
@@ -19,7 +20,7 @@ from retrieval.media import MODALITIES
 from retrieval.results import Method, SearchResult
 from retrieval.space import EncodedQuery
 from ui.cards import COLOURS
-from ui.charts import BY_ORDER, EMPTY, template, with_rows
+from ui.charts import BY_ORDER, EMPTY, draw, template, with_rows
 from ui.plain import md
 
 
@@ -44,6 +45,9 @@ def _label(hit: Any) -> str:
 # (eleven gate rows drawn in ~130 px, every other label hidden)
 ROW_STEP, COLUMN_STEP = 22, 70
 CONTRIBUTION_WIDTH = 440  # px with its labels and legend (Streamlit fits the whole chart into it)
+CONTRIBUTION_TITLE = "What each query modality adds to the score"
+HEAT_FRAME = 200  # px of a heat map's row labels, legend and padding beside its columns
+HEAT_WIDTH = 400  # px at least: its title is as long as that
 
 
 # The lighter 60 % of "blues": black text stays at least 6:1 on every cell (WCAG AA asks 4.5:1), where on the
@@ -66,11 +70,11 @@ def warm_up() -> None:
 
 @lru_cache(maxsize=64)
 def _contribution_shape(modalities: tuple[str, ...]) -> str:
-    return template(
-        alt.Chart(EMPTY, title="Share of the score")
+    bars = (
+        alt.Chart(EMPTY)
         .mark_bar()
         .encode(
-            x=alt.X("contribution:Q", title="contribution"),
+            x=alt.X("contribution:Q", title="adds to the score (below 0: lowers it)"),
             y=alt.Y("item:N", sort=BY_ORDER, title=None),
             color=alt.Color(
                 "modality:N",
@@ -78,7 +82,11 @@ def _contribution_shape(modalities: tuple[str, ...]) -> str:
             ),
             tooltip=["item:N", "modality:N", alt.Tooltip("contribution:Q", format=".3f")],
         )
-        .properties(height=alt.Step(ROW_STEP), width=CONTRIBUTION_WIDTH)
+    )
+    # a line at 0, so a term that lowers the score reads as one: "share" had said every term was a part of it
+    zero = alt.Chart(EMPTY).mark_rule(color="#222").encode(x=alt.datum(0))
+    return template(
+        (bars + zero).properties(title=CONTRIBUTION_TITLE, height=alt.Step(ROW_STEP), width=CONTRIBUTION_WIDTH)
     )
 
 
@@ -100,7 +108,8 @@ def contribution_chart(result: SearchResult) -> dict[str, Any]:
 
 @lru_cache(maxsize=256)
 def _heatmap_shape(x: str, y: str, value: str, title: str, text: str) -> str:
-    base = alt.Chart(EMPTY, title=title).encode(
+    # on lines of at most 32 characters: one line was cut off in a narrow column
+    base = alt.Chart(EMPTY, title=alt.TitleParams(textwrap.wrap(title, 32))).encode(
         x=alt.X(f"{x}:N", title=None), y=alt.Y(f"{y}:N", sort=BY_ORDER, title=None)
     )
     cells = base.mark_rect().encode(
@@ -115,7 +124,12 @@ def _heatmap(rows: list[dict], x: str, y: str, value: str, title: str, text: str
     position = {name: n for n, name in enumerate(y_order)}
     for row in rows:
         row["order"] = position[row[y]]
-    return with_rows(_heatmap_shape(x, y, value, title, text), rows)
+    spec = with_rows(_heatmap_shape(x, y, value, title, text), rows)
+    # its width when there is room (a step per column), fitted to a narrower column or phone by `draw`
+    spec["width"] = max(HEAT_WIDTH, COLUMN_STEP * len({row[x] for row in rows}) + HEAT_FRAME)
+    # a height in pixels, a step per row: fitted by `draw`, a height in steps made Vega-Lite warn at each draw
+    spec["height"] = ROW_STEP * len(y_order)
+    return spec
 
 
 def late_chart(result: SearchResult, explained: dict[str, Any]) -> dict[str, Any]:
@@ -194,16 +208,16 @@ def render(engine: Any, encoded: EncodedQuery, methods: list[Method], results: d
     method = next(m for m in methods if m.label == label)
     own = explanations(engine, encoded, [method], results).get(label, {})
     left, right = st.columns(2)
-    left.vega_lite_chart(spec=contribution_chart(results[label]), width="content")
+    draw(contribution_chart(results[label]), CONTRIBUTION_WIDTH, left)
     with right:
         _strategy_chart(label, results[label], own)
 
 
 def _strategy_chart(label: str, result: SearchResult, own: dict[str, Any]) -> None:
     if own.get("units"):
-        st.vega_lite_chart(spec=late_chart(result, own), width="content")
+        _draw_heatmap(late_chart(result, own))
     elif "item_gates" in own:
-        st.vega_lite_chart(spec=gate_chart(result, own), width="content")
+        _draw_heatmap(gate_chart(result, own))
     elif "item_attention" in own:
         keys = [_label(h) for h in result.hits]
         chosen = st.selectbox("Attention of", keys, key=f"attention_item_{label}")
@@ -213,6 +227,10 @@ def _strategy_chart(label: str, result: SearchResult, own: dict[str, Any]) -> No
                 st.caption(md(note))
             else:
                 title = f"{name}: attention between its modalities"
-                st.vega_lite_chart(spec=attention_chart(own, row, title), width="content")
+                _draw_heatmap(attention_chart(own, row, title))
     else:
         st.caption("This method weighs the modalities only through the query weights: see the shares on the left.")
+
+
+def _draw_heatmap(spec: dict[str, Any]) -> None:
+    draw(spec, spec["width"])

@@ -31,7 +31,9 @@ ROOTS_HINT = "outside the allowed folders; refused (add its folder to RETRIEVAL_
 
 def suggested_name(path: str) -> str:
     """A new collection named after the folder (a manifest's own folder)."""
-    source = Path(path.strip() or ".")
+    if not path.strip():
+        return "collection"
+    source = Path(path.strip())
     folder = source.parent if source.suffix.lower() in (".csv", ".jsonl") else source
     return re.sub(r"[^A-Za-z0-9_-]+", "-", folder.resolve().name).strip("-") or "collection"
 
@@ -39,8 +41,11 @@ def suggested_name(path: str) -> str:
 def render(url: str, collection: str | None) -> None:
     st.header("Index")
     st.caption("Allowed folders: " + ", ".join(f"`{r}`" for r in allowed_roots()))
+    # a placeholder, not a value: a pre-filled path read as one already chosen (walkthrough #20)
     path = st.text_input(
-        "Folder or manifest (.csv / .jsonl) on the server", key="index_path", value="data/digits/manifest.csv"
+        "Folder or manifest (.csv / .jsonl) on the server",
+        key="index_path",
+        placeholder="e.g. data/digits/manifest.csv or a folder of images, clips and texts",
     )
     suggestion = suggested_name(path)
     name = (
@@ -63,7 +68,10 @@ def render(url: str, collection: str | None) -> None:
         help="Nothing is removed without your confirmation, which gives the count first.",
     )
     if st.button("Index", type="primary", key="index_run"):
-        run_indexer(url, name, Path(path.strip()))
+        if path.strip():
+            run_indexer(url, name, Path(path.strip()))
+        else:
+            st.error("Type the folder or manifest to index first.")
     show_last_run()
     confirm_removal(url)
     if collection:

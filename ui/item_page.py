@@ -11,7 +11,9 @@ from retrieval.results import Hit
 from ui import detail
 from ui.cards import heard_line, result_card
 from ui.plain import md
+from ui.players import player
 from ui.results_cache import cached_search
+from ui.scores import result_meaning
 from ui.state import Settings, engine_for
 
 
@@ -46,7 +48,7 @@ def render(settings: Settings) -> None:
             elif modality == "image" and (image := served_bytes(asset.path)):
                 st.image(image, width=140)
             elif modality == "audio" and (audio := served_bytes(asset.path)):
-                st.audio(audio)
+                player(audio)
                 transcript = engine.catalogue.transcript(item.id)
                 if transcript:
                     st.caption(heard_line(transcript))
@@ -64,6 +66,8 @@ def render(settings: Settings) -> None:
     for column, (label, result) in zip(st.columns(len(results)), results.items()):
         with column:
             st.markdown(f"**{label}**")
+            if not result.error:
+                st.caption(f"score: {md(result_meaning(result))}")
             if result.error:
                 st.warning(md(result.error))
             for hit in neighbours.setdefault(label, [h for h in result.hits if h.item_id != item.id][: settings.k]):

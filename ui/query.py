@@ -16,6 +16,7 @@ import streamlit as st
 from retrieval.media import MediaError, load_image
 from retrieval.results import QueryInput
 from ui.plain import md
+from ui.players import player
 from ui.state import MAX_UPLOAD_BYTES
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp"]
@@ -146,5 +147,5 @@ def show_query(query: QueryInput, example: str | None) -> Any:
             columns[1].image(query.image, width=96)
         audio = query.audio
         if isinstance(audio, bytes) or (isinstance(audio, str | Path) and Path(audio).is_file()):
-            columns[2].audio(audio)
+            player(audio, columns[2])
     return box

@@ -10,17 +10,19 @@ import pandas as pd
 import streamlit as st
 
 from retrieval.compare import Comparison, compare_results
-from retrieval.fusion import list_strategies, strategy_class
 from retrieval.media import MediaError
-from retrieval.plots import bump_depth, bump_layout, bump_rows
+from retrieval.plots import BUMP_STEP, bump_depth, bump_layout, bump_rows
 from retrieval.results import Method, QueryInput, SearchResult
 from ui import compare_view, detail, examples, explain, provenance, weighing
 from ui.cards import result_card
-from ui.charts import EMPTY, template, with_rows
+from ui.charts import EMPTY, draw, template, with_rows
 from ui.plain import md
 from ui.query import example_query, query_widgets, show_query, use_example
 from ui.results_cache import cached_search, encoded_query
+from ui.scores import learns, result_meaning
 from ui.state import Settings, engine_for, queries_file
+
+BUMP_FRAME = 150  # px of the bump chart's rank axis and the labels beside its last method
 
 
 def render(settings: Settings) -> None:
@@ -96,19 +98,15 @@ def method_columns(methods: list[Method], results: dict[str, SearchResult], comp
                 method_problem(method, result.error)
                 continue
             st.caption(f"{result.seconds * 1000:.1f} ms · {describe(method, result.params)}")
+            st.caption(f"score: {md(result_meaning(result))}")
             if not result.hits:
                 st.write("No item shares a modality with this query.")
             for hit in result.hits:
                 result_card(hit, method.label, changes.get(hit.item_id, {}).get(method.label), use_example)
 
 
-def _learns(strategy: str) -> bool:
-    """Whether the strategy needs a trained checkpoint (False for a name no registry knows, e.g. a preset's)."""
-    return strategy in list_strategies() and strategy_class(strategy).learns
-
-
 def method_problem(method: Method, error: str) -> None:
-    if _learns(method.strategy) and "train it first" in error:
+    if learns(method.strategy) and "train it first" in error:
         st.warning(
             f"{method.label} learns from this collection: train it first on the Index page "
             "(under “Train a learned strategy”), then choose it here again."
@@ -145,9 +143,9 @@ def comparison_section(comparison: Comparison) -> None:
         "Kendall's tau compares the order of the items both methods return; it is undefined with fewer "
         "than two shared items. Items with equal scores count as unmoved."
     )
-    # its own width, not the page's: stretched, Chromium redrew it as the layout settled, and adding a method
-    # took 2.9 s in the browser instead of 1.7 s (tests/test_browser.py, Performance.getMetrics)
-    st.vega_lite_chart(spec=bump_spec(comparison), width="content")
+    # its own width, not the page's, narrower only where the page is: stretched, Chromium redrew it as the layout
+    # settled, and adding a method took 2.9 s in the browser instead of 1.7 s (tests/test_browser.py)
+    draw(bump_spec(comparison), BUMP_STEP * len(comparison.results) + BUMP_FRAME)
 
 
 @st.cache_resource(show_spinner=False)
@@ -171,7 +169,7 @@ def bump_spec(comparison: Comparison) -> dict:
 
 def describe(method: Method, params: dict) -> str:
     """The parameters that shape this method's ranking, in words (not another strategy's)."""
-    if _learns(method.strategy) or params.get("checkpoint"):
+    if learns(method.strategy) or params.get("checkpoint"):
         parts = [f"trained model {Path(params['checkpoint']).name}" if params.get("checkpoint") else "trained model"]
         parts.append(f"mode={params.get('mode', 'index')}")
     elif method.strategy in ("late", "hybrid"):

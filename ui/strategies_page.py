@@ -5,11 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from retrieval.evaluate import label_qrels, load_queries
-from retrieval.report import StrategyReport, per_kind, report_charts, sample_queries, strategy_report
-from ui.charts import legible
-from ui.evaluate_page import _label_fields
+from retrieval.report import StrategyReport, report_charts
+from ui import measured
+from ui.charts import draw_natural, legible
+from ui.evaluate_page import _label_fields, differences, headline
+from ui.plain import md
 from ui.state import Settings, engine_for, queries_file
+from ui.tables import readable
 
 
 def report_frame(report: StrategyReport) -> pd.DataFrame:
@@ -51,8 +53,10 @@ def render(settings: Settings) -> None:
             index=fields.index("digit") if "digit" in fields else 0,
             key="report_label",
         )
-        st.caption(f"Quality from `{queries_file()}` (the collection's labelled queries), k = {settings.k}.")
-        st.slider("Queries per kind", 2, 50, 10, key="report_per_kind", help="More: steadier numbers, slower.")
+        st.caption(
+            f"The queries and the test of the Evaluate page: every query of `{queries_file()}`, k = {settings.k}; "
+            f"{measured.TEST}. Measured once per collection and models, then kept."
+        )
     else:
         label_field = None
         st.caption("No labelled queries: latency and sizes only, from 20 of the collection's items.")
@@ -61,24 +65,26 @@ def render(settings: Settings) -> None:
     report: StrategyReport | None = st.session_state.get("strategy_report")
     if report is None:
         return
-    st.dataframe(report_frame(report).round(3), hide_index=True)
+    if report.evaluation is not None:
+        st.caption(md(f"Queries: all {report.queries['all']} of {queries_file()}; relevant = same {label_field}."))
+        metric = f"ndcg@{report.k}"
+        st.markdown(headline(report.evaluation, metric))
+        if len(report.evaluation.table) > 1:
+            st.markdown(differences(report.evaluation, metric))
+    st.dataframe(readable(report_frame(report)), hide_index=True)
     for chart in report_charts(report).values():
-        # its own size, not the page's width: stretched, the latency bars were drawn 0.25 px thick (issue 37)
-        st.vega_lite_chart(spec=legible(chart.to_dict()), width="content")
+        # its own size, not the page's width (stretched, the latency bars were drawn 0.25 px thick), fitted to
+        # a narrower page (issue 37)
+        draw_natural(legible(chart.to_dict()))
 
 
 def _measure(engine, label_field: str | None, k: int) -> StrategyReport:  # noqa: ANN001
     with st.status("Measuring every strategy…", expanded=True) as status:
         bar = st.progress(0.0)
-        if label_field:
-            queries = per_kind(load_queries(queries_file(), label_field), st.session_state.get("report_per_kind", 10))
-            qrels = label_qrels(engine, queries, label_field)
-        else:
-            queries, qrels = sample_queries(engine), None
 
         def progress(label: str, done: int, total: int) -> None:
             bar.progress(min(1.0, done / max(total, 1)), text=f"{label} ({done}/{total})")
 
-        report = strategy_report(engine, queries, qrels, k=k, progress=progress)
-        status.update(label=f"Measured {len(report.rows)} methods on {len(queries)} queries", state="complete")
+        report = measured.report(engine, queries_file() if label_field else None, label_field, k, progress)
+        status.update(label=f"Measured {len(report.rows)} methods on {report.queries['all']} queries", state="complete")
     return report

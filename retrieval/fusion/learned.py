@@ -1,7 +1,9 @@
 """What every learned strategy shares: a checkpoint, fused item vectors in one index, fused queries.
 
 Query weights: with equal weights the query's present modalities are fused together, as in training;
-with unequal weights each modality is fused alone and the fused vectors are mixed by weight. Negative
+with unequal weights each modality is fused alone and the fused vectors are averaged by weight (Σ w·v / n, so
+the score keeps the scale of a cosine: summed, gated's top score went 0.994 -> 2.809 when one weight moved
+from 1.00 to 0.95, issue 37). Negative
 terms are fused the same way and subtracted. Contributions are occlusion estimates: how much the score
 drops when one query modality is left out, scaled to add up to the score.
 """
@@ -160,7 +162,8 @@ class LearnedFusion(FusionStrategy):
             if equal:
                 vector = row[frozenset(subset)] * (next(iter(weights.values()), 1.0) or 0.0)
             else:
-                vector = sum((weights[m] * row[frozenset({m})] for m in subset), np.zeros(out_dim, np.float32))
+                mixed = sum((weights[m] * row[frozenset({m})] for m in subset), np.zeros(out_dim, np.float32))
+                vector = mixed / max(len(subset), 1)
             vector = vector - negative
             if self.params.blend > 0:
                 ckpt = self.checkpoint

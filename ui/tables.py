@@ -1,0 +1,17 @@
+"""Tables as people read them: numbers to three decimals, a blank cell as "—" (never "None", "nan" or
+"0.123000", which pandas' Styler and Streamlit's grid showed by default: issue 37)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+BLANK = "—"
+DECIMALS = 3
+
+
+def readable(frame: pd.DataFrame) -> Styler:
+    """`frame` styled for `st.dataframe`: floats to `DECIMALS` places, missing cells as `BLANK`; the values
+    stay numbers, so a column still sorts as numbers."""
+    floats = frame.select_dtypes("float").columns
+    return frame.style.format(na_rep=BLANK).format(f"{{:.{DECIMALS}f}}", subset=floats, na_rep=BLANK)
