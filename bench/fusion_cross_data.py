@@ -48,7 +48,7 @@ ENCODER = {"image": "hog", "audio": AUDIO, "text": "sbert"}
 FIELDS = [Field("image", "hog"), Field("audio", AUDIO), Field("text", "sbert")] + (
     [Field("audio", "sbert")] if HEARD else []
 )
-DIMS = {"hog": 388, "mfcc": 120, "speech": 192, "sbert": 384}
+DIMS = {"hog": 388, "mfcc": 120, "speech": 192, "whisper-encoder": 384, "sbert": 384}
 # phrasings that no item's text uses (the items' come from indexer.demo's templates)
 QUERY_TEMPLATES = [
     "someone saying {word}",
