@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from retrieval.fusion.adaptive import adaptive_weights, judge_units, judged_weights, mean_judgement, screened
-from retrieval.fusion.base import FusionStrategy, Scored, channel_parts, channel_shares
+from retrieval.fusion.base import FusionStrategy, Scored, channel_parts, channel_shares, one_thread
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
 from retrieval.fusion.weighing import Weighing, as_set, flat_out
@@ -213,8 +213,7 @@ class UnitFusion(FusionStrategy):
         return list(found.values())
 
     def candidates(self, space: VectorSpace, query: EncodedQuery, k: int) -> np.ndarray:
-        units = self.units(space, query)
-        return self._lists(space, self.unit_queries(space, query, units, k), units, k)[1]
+        return self.searched(space, query, self.units(space, query), k)[2]
 
     def _lists(
         self, space: VectorSpace, queries: list[EncodedQuery], units: list[list[Channel]], k: int
@@ -240,6 +239,10 @@ class UnitFusion(FusionStrategy):
     def scored(self, space: VectorSpace, query: EncodedQuery, k: int) -> UnitScores:
         """The one scoring step `search` ranks and `explain` breaks down: screen and centre the query, search
         each unit's list (`k` deep at least), score every unit over the union exactly, weigh and fuse."""
+        with one_thread():
+            return self._scored(space, query, k)
+
+    def _scored(self, space: VectorSpace, query: EncodedQuery, k: int) -> UnitScores:
         c = self._candidates(space, query, k)
         p = self.params
         weights = self.unit_weights(c.space, c.query, c.queries, c.units, c.raws, c.ids, c.held)
@@ -268,11 +271,18 @@ class UnitFusion(FusionStrategy):
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
         units = self.units(space, query)
-        queries = self.unit_queries(space, query, units, k)
-        lists, ids = self._lists(space, queries, units, k)
-        held = space.held_rows(ids)  # re-scoring and the adaptive weights read the candidates' rows once
+        queries, lists, ids, held = self.searched(space, query, units, k)
         raws = [self._raw(space, q, unit, ids, listed, held) for q, unit, listed in zip(queries, units, lists)]
         return Candidates(space, query, units, queries, ids, held, raws)
+
+    def searched(
+        self, space: VectorSpace, query: EncodedQuery, units: list[list[Channel]], k: int
+    ) -> tuple[list[EncodedQuery], list[UnitList], np.ndarray, HeldRows]:
+        """Each unit's query and own list (`k` deep at least), their union, and its rows (`held`): re-scoring
+        and the adaptive weights read each candidate's rows once."""
+        queries = self.unit_queries(space, query, units, k)
+        lists, ids = self._lists(space, queries, units, k)
+        return queries, lists, ids, space.held_rows(ids)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         s = self.scored(space, query, k)
@@ -326,10 +336,11 @@ class UnitFusion(FusionStrategy):
         as `search` computes it (`input_weights`), over the same candidates."""
         if self.params.weighting != "adaptive":
             return as_set(query)
-        c = self._candidates(space, query, k)
-        weighing = as_set(query, flat_out(query, c.query))
-        weighing.how = "adaptive"
-        self.input_weights(weighing, c.space, c.query, c.queries, c.units, c.raws, c.ids, c.held)
+        with one_thread():
+            c = self._candidates(space, query, k)
+            weighing = as_set(query, flat_out(query, c.query))
+            weighing.how = "adaptive"
+            self.input_weights(weighing, c.space, c.query, c.queries, c.units, c.raws, c.ids, c.held)
         return weighing
 
     def input_weights(
