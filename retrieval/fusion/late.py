@@ -95,11 +95,14 @@ class UnitScores:
 ITEMS_PER_CANDIDATE = 25_000
 
 
-def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel], n: int) -> UnitList:
+def unit_candidates(
+    space: VectorSpace, query: EncodedQuery, unit: list[Channel], n: int, fields: list[Field] | None = None
+) -> UnitList:
     """The unit's own best `n` (more in a large collection: ITEMS_PER_CANDIDATE), from the index of its
     fields in the space's order (the order `prepare` builds it in: in the query's order, a hybrid group's
-    first search built a second index, 6 min at 10M)."""
-    fields = unit_fields(space, unit)
+    first search built a second index, 6 min at 10M); `fields`: `unit_fields`, where known."""
+    if fields is None:
+        fields = unit_fields(space, unit)
     modalities = {c.query_modality for c in unit}
     sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in modalities}, query.weights)
     n = max([n] + [len(space.tables[f.key]) // ITEMS_PER_CANDIDATE for f in fields])
@@ -120,11 +123,12 @@ def units_candidates(
     a Milvus server), the searches go out together, so a query waits for one round trip, not one per unit.
     Indexes are found (or built) here, one at a time, before any search is sent; units sharing an index
     search it in turn (a store's first search after its writes decides its consistency)."""
-    stores = [concat_index(space, fields) for fields in (unit_fields(space, unit) for unit in units) if fields]
+    fields = [unit_fields(space, unit) for unit in units]
+    stores = [concat_index(space, found) for found in fields if found]
     apart = len({id(store) for store in stores}) == len(stores) == len(units) > 1
     if not (apart and all(store.remote for store in stores)):
-        return [unit_candidates(space, q, unit, n) for q, unit in zip(queries, units)]
-    return list(search_pool().map(lambda q, unit: unit_candidates(space, q, unit, n), queries, units))
+        return [unit_candidates(space, q, unit, n, f) for q, unit, f in zip(queries, units, fields)]
+    return list(search_pool().map(lambda q, unit, f: unit_candidates(space, q, unit, n, f), queries, units, fields))
 
 
 def unit_fields(space: VectorSpace, unit: list[Channel]) -> list[Field]:
