@@ -146,7 +146,8 @@ def markdown(results: list[dict]) -> str:
             if "commit" in r
             else "2026-11-27, before the adaptive defaults (not re-run since: ~20 min at 1M)"
         )
-        lines.append(f"- {r['items']:,} items: measured {written}.")
+        note = f" ({r['note']})" if r.get("note") else ""
+        lines.append(f"- {r['items']:,} items: measured {written}{note}.")
     return "\n".join(lines) + "\n"
 
 
@@ -156,6 +157,7 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--strategies", nargs="+", help="measure only these labels (e.g. early gated)")
+    parser.add_argument("--note", help="what the page should say of this run's machine (e.g. shared with other work)")
     args = parser.parse_args()
     # sizes measured in earlier runs are kept (a 1M run takes ~20 minutes here): results merge by size
     previous = ROOT / "docs" / "benchmarks" / "search_latency.json"
@@ -164,6 +166,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         for n in args.sizes:
             result = measure(n, args.queries, args.k, Path(folder), args.strategies)
+            if args.note:
+                result["note"] = args.note
             earlier = next((r for r in kept if r["items"] == n), None)
             if args.strategies and earlier:  # add to the rows measured before for this size
                 for key in ("strategies", "raw", "factories"):
