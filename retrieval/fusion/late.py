@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from retrieval.fusion.adaptive import adaptive_weights, judge_units, judged_weights, mean_judgement, screened
-from retrieval.fusion.base import FusionStrategy, Scored, channel_parts, channel_shares
+from retrieval.fusion.base import FusionStrategy, Scored, channel_parts, channel_shares, one_thread
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
 from retrieval.fusion.weighing import Weighing, as_set, flat_out
@@ -243,6 +243,10 @@ class UnitFusion(FusionStrategy):
     def scored(self, space: VectorSpace, query: EncodedQuery, k: int) -> UnitScores:
         """The one scoring step `search` ranks and `explain` breaks down: screen and centre the query, search
         each unit's list (`k` deep at least), score every unit over the union exactly, weigh and fuse."""
+        with one_thread():
+            return self._scored(space, query, k)
+
+    def _scored(self, space: VectorSpace, query: EncodedQuery, k: int) -> UnitScores:
         c = self._candidates(space, query, k)
         p = self.params
         weights = self.unit_weights(c.space, c.query, c.queries, c.units, c.raws, c.ids, c.held)
@@ -336,10 +340,11 @@ class UnitFusion(FusionStrategy):
         as `search` computes it (`input_weights`), over the same candidates."""
         if self.params.weighting != "adaptive":
             return as_set(query)
-        c = self._candidates(space, query, k)
-        weighing = as_set(query, flat_out(query, c.query))
-        weighing.how = "adaptive"
-        self.input_weights(weighing, c.space, c.query, c.queries, c.units, c.raws, c.ids, c.held)
+        with one_thread():
+            c = self._candidates(space, query, k)
+            weighing = as_set(query, flat_out(query, c.query))
+            weighing.how = "adaptive"
+            self.input_weights(weighing, c.space, c.query, c.queries, c.units, c.raws, c.ids, c.held)
         return weighing
 
     def input_weights(
