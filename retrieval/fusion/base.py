@@ -82,8 +82,8 @@ class FusionStrategy(ABC):
 def one_thread() -> Iterator[None]:
     """Torch's threads at one for the calling thread while it scores one query, where torch is loaded (the
     tables cast gathered rows with it), as FAISS searches one query on one thread (`storage.faiss_store`).
-    A query gathers a few hundred rows a field: two threads saved ~20 us a gather on a quiet 2-core machine
-    and cost ~15 ms of CPU a query waiting on each other beside other work (docs/benchmarks/search_latency.md)."""
+    A query casts a few hundred rows a field; beside other work on a 2-core machine two threads waiting on
+    each other made late fusion at 10k items 127 ms p50, against 15 ms on one thread (bench/search_latency.py)."""
     torch = sys.modules.get("torch")
     if torch is None:
         yield

@@ -50,8 +50,7 @@ class HybridFusion(UnitFusion):
     ) -> tuple[list[EncodedQuery], list[UnitList], np.ndarray, HeldRows]:
         """With standardised, adaptive groups, a group is searched once, with its scaled query: its inputs are
         weighed over that list (`mixed_query`'s weights, from the union's rows) and the weighted query scores
-        every candidate of the union exactly. Searching again with the weighted query made hybrid's index
-        time alone ~1.5x that of the searches it fuses (docs/benchmarks/search_latency.md)."""
+        every candidate of the union exactly (it was searched a second time with the weighted query)."""
         if not (self.params.standardise and self.params.weighting == "adaptive"):
             return super().searched(space, query, units, k)
         mixed = [len({c.query_modality for c in unit}) > 1 for unit in units]
