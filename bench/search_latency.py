@@ -50,7 +50,7 @@ def timed_searches(strategy: FusionStrategy, space: VectorSpace, qs: list[Encode
     return times
 
 
-def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = None) -> dict:
+def measure(n: int, count: int, k: int, work: Path, written: dict[str, str], only: list[str] | None = None) -> dict:
     space = synthetic_space(work / f"n{n}", n)
     qs = queries(count, 512)
     fields = list(FIELDS)
@@ -69,7 +69,7 @@ def measure(n: int, count: int, k: int, work: Path, only: list[str] | None = Non
         "gated": ("gated", {"checkpoint": checkpoints["gated"]}),
         "cross_attention": ("cross_attention", {"checkpoint": checkpoints["cross_attention"]}),
     }
-    result: dict = {"items": n, "queries": count, "k": k, "strategies": {}, "raw": {}, "factories": {}, **stamp()}
+    result: dict = {"items": n, "queries": count, "k": k, "strategies": {}, "raw": {}, "factories": {}, **written}
     index: VectorStore | None
     indexes: list[VectorStore] | None
     strategy: FusionStrategy | None
@@ -156,21 +156,26 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--strategies", nargs="+", help="measure only these labels (e.g. early gated)")
+    parser.add_argument("--note", help="what the page should say of this run's machine (e.g. shared with other work)")
     args = parser.parse_args()
     # sizes measured in earlier runs are kept (a 1M run takes ~20 minutes here): results merge by size
     previous = ROOT / "docs" / "benchmarks" / "search_latency.json"
     kept = json.loads(previous.read_text()).get("results", []) if previous.exists() else []
     results = [r for r in kept if r["items"] not in args.sizes]
+    written = stamp()
     with tempfile.TemporaryDirectory() as folder:
         for n in args.sizes:
-            result = measure(n, args.queries, args.k, Path(folder), args.strategies)
+            result = measure(n, args.queries, args.k, Path(folder), written, args.strategies)
+            if args.note:
+                result["note"] = args.note
             earlier = next((r for r in kept if r["items"] == n), None)
             if args.strategies and earlier:  # add to the rows measured before for this size
                 for key in ("strategies", "raw", "factories"):
                     result[key] = {**earlier.get(key, {}), **result[key]}
             results.append(result)
-            results.sort(key=lambda r: r["items"])
-            write_report("search_latency", {"results": results}, markdown(results))
+    # written once, at the end: a page written after each size made every later size's stamp "-dirty"
+    results.sort(key=lambda r: r["items"])
+    write_report("search_latency", {"results": results}, markdown(results))
     return 0
 
 

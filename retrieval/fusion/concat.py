@@ -37,6 +37,10 @@ def concat_index(space: VectorSpace, fields: list[Field]) -> VectorStore:
 
 def concat_query(fields: list[Field], dims: list[int], query: EncodedQuery) -> np.ndarray:
     """The query vector of the concatenated `fields`: each field's block sums its channels' query vectors."""
+    if len(fields) == 1 and not query.negatives:  # one field reached by one unweighted vector: that vector
+        keys = [key for key in query.vectors if key[1] == fields[0].encoder]
+        if len(keys) == 1 and query.weight(keys[0][0]) == 1.0:
+            return np.asarray(query.vectors[keys[0]], np.float32)
     blocks = {f: np.zeros(dim, np.float32) for f, dim in zip(fields, dims)}
     for vectors, sign in ((query.vectors, 1.0), (query.negatives, -1.0)):
         channels = [Channel(modality, f) for modality, encoder in vectors for f in fields if f.encoder == encoder]

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from retrieval.fusion.adaptive import channel_judgements, channel_weights, reweighted, screened, standardised
-from retrieval.fusion.base import FusionStrategy, Scored, to_scored, weighted_channel_scores
+from retrieval.fusion.base import FusionStrategy, Scored, one_thread, to_scored, weighted_channel_scores
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.learned import LearnedFusion
 from retrieval.fusion.scoring import tie_window
@@ -82,12 +82,17 @@ class EarlyFusion(FusionStrategy):
         if not space.channels(kept):
             return as_set(query, left_out)
         n = max(2 * k, k + 20, self.params.candidates)
-        ids, _ = search_concat(space, present_fields(space), standardised(space, kept), n)
-        return by_vector(query, channel_judgements(space, kept, ids), left_out)
+        with one_thread():
+            ids, _ = search_concat(space, present_fields(space), standardised(space, kept), n)
+            return by_vector(query, channel_judgements(space, kept, ids), left_out)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.learned is not None:
             return self.learned.search(space, query, k)
+        with one_thread():
+            return self._search(space, query, k)
+
+    def _search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.params.screen:
             query = screened(space, query)
         if self.params.centre:

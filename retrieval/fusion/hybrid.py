@@ -19,7 +19,7 @@ import numpy as np
 
 from retrieval.fusion.adaptive import channel_judgements, channel_weights, reweighted, standardised
 from retrieval.fusion.base import channel_shares
-from retrieval.fusion.late import LateParams, UnitFusion, query_weight, unit_candidates
+from retrieval.fusion.late import LateParams, UnitFusion, UnitList, query_weight, unit_candidates, unweighted
 from retrieval.fusion.weighing import Weighing, by_vector
 from retrieval.space import Channel, EncodedQuery, HeldRows, VectorSpace
 
@@ -44,6 +44,29 @@ class HybridFusion(UnitFusion):
             return scaled
         found = unit_candidates(space, scaled, unit, max(k, self.params.candidates))
         return reweighted(scaled, channel_weights(space, query, found.ids))
+
+    def searched(
+        self, space: VectorSpace, query: EncodedQuery, units: list[list[Channel]], k: int
+    ) -> tuple[list[EncodedQuery], list[UnitList], np.ndarray, HeldRows]:
+        """With standardised, adaptive groups, a group is searched once, with its scaled query: its inputs are
+        weighed over that list (`mixed_query`'s weights, from the union's rows) and the weighted query scores
+        every candidate of the union exactly (it was searched a second time with the weighted query)."""
+        if not (self.params.standardise and self.params.weighting == "adaptive"):
+            return super().searched(space, query, units, k)
+        mixed = [len({c.query_modality for c in unit}) > 1 for unit in units]
+        scaled = standardised(space, query)
+        lists, ids = self._lists(space, [scaled if m else unweighted(query) for m in mixed], units, k)
+        held = space.held_rows(ids)
+        for key in dict.fromkeys(c.field.key for unit in units for c in unit):
+            held.rows(key)  # the union's rows, gathered once: each group's list reads its share of them
+        queries = []
+        for is_mixed, listed in zip(mixed, lists):
+            if not is_mixed:
+                queries.append(unweighted(query))
+                continue
+            listed.exact = False  # its scores are the scaled query's: re-scored with the weighted one
+            queries.append(reweighted(scaled, channel_weights(space, query, listed.ids, held.subset(listed.rows))))
+        return queries, lists, ids, held
 
     def units(self, space: VectorSpace, query: EncodedQuery) -> list[list[Channel]]:
         channels = space.channels(query)

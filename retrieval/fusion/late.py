@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from retrieval.fusion.adaptive import adaptive_weights, judge_units, judged_weights, mean_judgement, screened
-from retrieval.fusion.base import FusionStrategy, Scored, channel_parts, channel_shares
+from retrieval.fusion.base import FusionStrategy, Scored, channel_parts, channel_shares, one_thread
 from retrieval.fusion.concat import concat_index, present_fields, search_concat
 from retrieval.fusion.scoring import Normalisation, normalise, rank_order, ranks, rrf
 from retrieval.fusion.weighing import Weighing, as_set, flat_out
@@ -96,11 +96,14 @@ class UnitScores:
 ITEMS_PER_CANDIDATE = 25_000
 
 
-def unit_candidates(space: VectorSpace, query: EncodedQuery, unit: list[Channel], n: int) -> UnitList:
+def unit_candidates(
+    space: VectorSpace, query: EncodedQuery, unit: list[Channel], n: int, fields: list[Field] | None = None
+) -> UnitList:
     """The unit's own best `n` (more in a large collection: ITEMS_PER_CANDIDATE), from the index of its
     fields in the space's order (the order `prepare` builds it in: in the query's order, a hybrid group's
-    first search built a second index, 6 min at 10M)."""
-    fields = unit_fields(space, unit)
+    first search built a second index, 6 min at 10M); `fields`: `unit_fields`, where known."""
+    if fields is None:
+        fields = unit_fields(space, unit)
     modalities = {c.query_modality for c in unit}
     sub = EncodedQuery({k: v for k, v in query.vectors.items() if k[0] in modalities}, query.weights)
     n = max([n] + [len(space.tables[f.key]) // ITEMS_PER_CANDIDATE for f in fields])
@@ -121,11 +124,12 @@ def units_candidates(
     a Milvus server), the searches go out together, so a query waits for one round trip, not one per unit.
     Indexes are found (or built) here, one at a time, before any search is sent; units sharing an index
     search it in turn (a store's first search after its writes decides its consistency)."""
-    stores = [concat_index(space, fields) for fields in (unit_fields(space, unit) for unit in units) if fields]
+    fields = [unit_fields(space, unit) for unit in units]
+    stores = [concat_index(space, found) for found in fields if found]
     apart = len({id(store) for store in stores}) == len(stores) == len(units) > 1
     if not (apart and all(store.remote for store in stores)):
-        return [unit_candidates(space, q, unit, n) for q, unit in zip(queries, units)]
-    return list(search_pool().map(lambda q, unit: unit_candidates(space, q, unit, n), queries, units))
+        return [unit_candidates(space, q, unit, n, f) for q, unit, f in zip(queries, units, fields)]
+    return list(search_pool().map(lambda q, unit, f: unit_candidates(space, q, unit, n, f), queries, units, fields))
 
 
 def unit_fields(space: VectorSpace, unit: list[Channel]) -> list[Field]:
@@ -214,8 +218,7 @@ class UnitFusion(FusionStrategy):
         return list(found.values())
 
     def candidates(self, space: VectorSpace, query: EncodedQuery, k: int) -> np.ndarray:
-        units = self.units(space, query)
-        return self._lists(space, self.unit_queries(space, query, units, k), units, k)[1]
+        return self.searched(space, query, self.units(space, query), k)[2]
 
     def _lists(
         self, space: VectorSpace, queries: list[EncodedQuery], units: list[list[Channel]], k: int
@@ -241,16 +244,20 @@ class UnitFusion(FusionStrategy):
     def scored(self, space: VectorSpace, query: EncodedQuery, k: int) -> UnitScores:
         """The one scoring step `search` ranks and `explain` breaks down: screen and centre the query, search
         each unit's list (`k` deep at least), score every unit over the union exactly, weigh and fuse."""
+        with one_thread():
+            return self._scored(space, query, k)
+
+    def _scored(self, space: VectorSpace, query: EncodedQuery, k: int) -> UnitScores:
         c = self._candidates(space, query, k)
         p = self.params
         weights = self.unit_weights(c.space, c.query, c.queries, c.units, c.raws, c.ids, c.held)
-        shares, groups = per_item_modality(c.units)
+        shares, pairings = per_item_modality(c.units)
         values = self._unit_values(c.raws, weights, shares)
         total = np.zeros(len(c.ids), np.float32)
         for _, fused in values:
             total += fused
         hits = np.zeros(len(c.ids), np.int64)
-        for members in groups:
+        for members in pairings:
             hits += np.any([c.raws[n][1] for n in members], axis=0)
         negatives = self._negatives(c.space, c.query, c.ids)
         for value in negatives.values():
@@ -269,11 +276,18 @@ class UnitFusion(FusionStrategy):
         if self.params.centre:
             space, query = space.centred(), space.centre_query(query)
         units = self.units(space, query)
-        queries = self.unit_queries(space, query, units, k)
-        lists, ids = self._lists(space, queries, units, k)
-        held = space.held_rows(ids)  # re-scoring and the adaptive weights read the candidates' rows once
+        queries, lists, ids, held = self.searched(space, query, units, k)
         raws = [self._raw(space, q, unit, ids, listed, held) for q, unit, listed in zip(queries, units, lists)]
         return Candidates(space, query, units, queries, ids, held, raws)
+
+    def searched(
+        self, space: VectorSpace, query: EncodedQuery, units: list[list[Channel]], k: int
+    ) -> tuple[list[EncodedQuery], list[UnitList], np.ndarray, HeldRows]:
+        """Each unit's query and own list (`k` deep at least), their union, and its rows (`held`): re-scoring
+        and the adaptive weights read each candidate's rows once."""
+        queries = self.unit_queries(space, query, units, k)
+        lists, ids = self._lists(space, queries, units, k)
+        return queries, lists, ids, space.held_rows(ids)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         s = self.scored(space, query, k)
@@ -327,10 +341,11 @@ class UnitFusion(FusionStrategy):
         weight as `search` computes it (`input_weights`), over the same candidates."""
         if self.params.weighting != "adaptive":
             return as_set(query, flat_out(query, screened(space, query)) if self.params.screen else set())
-        c = self._candidates(space, query, k)
-        weighing = as_set(query, flat_out(query, c.query))
-        weighing.how = "adaptive"
-        self.input_weights(weighing, c.space, c.query, c.queries, c.units, c.raws, c.ids, c.held)
+        with one_thread():
+            c = self._candidates(space, query, k)
+            weighing = as_set(query, flat_out(query, c.query))
+            weighing.how = "adaptive"
+            self.input_weights(weighing, c.space, c.query, c.queries, c.units, c.raws, c.ids, c.held)
         return weighing
 
     def input_weights(
@@ -429,11 +444,12 @@ class UnitFusion(FusionStrategy):
 
 
 def per_item_modality(units: list[list[Channel]]) -> tuple[list[float], list[list[int]]]:
-    """Each unit's share of its group, and the groups: single-channel units that join one query modality
-    to one item modality through different encoders (with the pretrained profile, text meets a caption
-    through CLIP, CLAP and MiniLM) form a group whose values are averaged (`channel_shares`), so a captioned
-    item is not ranked above an uncaptioned one for having three text channels to one. A unit of several
-    channels (hybrid's group) is a group of its own, its channels shared inside it (`channel_parts`)."""
+    """Each unit's share, and the pairings (not hybrid's `groups`): single-channel units that join one query
+    modality to one item modality through different encoders (with the pretrained profile, text meets a
+    caption through CLIP, CLAP and MiniLM) form one pairing whose values are averaged (`channel_shares`), so a
+    captioned item is not ranked above an uncaptioned one for having three text channels to one. A unit of
+    several channels (hybrid's group) is a pairing of its own, its channels shared inside it
+    (`channel_parts`)."""
     single = [n for n, unit in enumerate(units) if len(unit) == 1]
     shares = [1.0] * len(units)
     for n, share in zip(single, channel_shares([units[n][0] for n in single])):
