@@ -88,3 +88,13 @@ def test_carries_a_spoken_digit_from_one_voice_to_another(encoder) -> None:
     similarity[np.array([[a[1] == b[1] for b in keys] for a in keys])] = -np.inf
     digits = np.array([k[0] for k in keys])
     assert float((digits[similarity.argmax(axis=1)] == digits).mean()) >= 0.85
+
+
+def test_finds_nothing_in_a_recording_without_a_voice_and_something_in_speech(encoder) -> None:
+    """Unscreened, a noise clip beside an image cost gated 0.27 P@10 with this encoder's recordings
+    (docs/benchmarks/fusion_cross_speaker_whisper.md): it screens with Silero's detector, as `speech` does."""
+    from test_speech import quiet_room
+
+    noise = 0.1 * np.random.default_rng(1).standard_normal(RATE).astype(np.float32)
+    clips = [Waveform(noise, RATE), Waveform(quiet_room(), RATE), load_audio(recording(7), RATE)]
+    assert encoder.finds_nothing("audio", clips) == [True, True, False]

@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from retrieval.encoders.base import Encoder, WeightsNotFoundError
 from retrieval.encoders.registry import register_encoder
 from retrieval.encoders.voice import FILE as VOICE_FILE
-from retrieval.encoders.voice import VoiceDetector
+from retrieval.encoders.voice import SpeechReader, VoiceDetector
 from retrieval.media import Modality, Waveform
 
 PACKAGE = "openwakeword==0.5.1"  # later versions download their models instead of shipping them
@@ -39,7 +39,7 @@ def packaged_speech_folder() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "resources" / "models"
 
 
-class SpeechEmbeddingEncoder(Encoder):
+class SpeechEmbeddingEncoder(SpeechReader):
     modalities = ("audio",)
     preprocessing = "oww-mel1-x/10+2-centre1.5s-edge0.4s-w76s8-mean+std"  # mel1: one clip a front-end call
     sample_rate = 16_000
@@ -62,13 +62,6 @@ class SpeechEmbeddingEncoder(Encoder):
         self.dim = 2 * DIM
         # a folder given by hand may lack the detector: then every recording is taken to hold speech
         self.voice = VoiceDetector(folder / VOICE_FILE) if (folder / VOICE_FILE).is_file() else None
-
-    def finds_nothing(self, modality: Modality, inputs: Sequence[Waveform]) -> list[bool]:
-        """Recordings in which no one speaks: Silero's detector (`voice`), shipped beside the backbone."""
-        if self.voice is None or modality != "audio":
-            return super().finds_nothing(modality, inputs)
-        self._check_rates(inputs)
-        return [not self.voice.hears(w.samples) for w in inputs]
 
     def padded(self, samples: np.ndarray) -> np.ndarray:
         """The clip centred in silence: `EDGE_SECONDS` each side, and at least `MIN_SECONDS` in all. The backbone

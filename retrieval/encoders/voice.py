@@ -9,9 +9,14 @@ speakers' digits from 0.37 up (docs/benchmarks/fusion_cross_speaker.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from retrieval.encoders.base import Encoder
+from retrieval.media import Modality
 
 FILE = "silero_vad.onnx"
 RATE = 16_000
@@ -56,3 +61,16 @@ class VoiceDetector:
 
     def hears(self, samples: np.ndarray) -> bool:
         return self.speech_probability(samples) >= THRESHOLD
+
+
+class SpeechReader(Encoder):
+    """An audio encoder that reads speech: it finds nothing in a recording in which Silero hears no one
+    (`voice`, None where the detector's file is not there: then it finds something in every recording)."""
+
+    voice: VoiceDetector | None = None
+
+    def finds_nothing(self, modality: Modality, inputs: Sequence[Any]) -> list[bool]:
+        if self.voice is None or modality != "audio":
+            return super().finds_nothing(modality, inputs)
+        self._check_rates(inputs)
+        return [not self.voice.hears(w.samples) for w in inputs]
