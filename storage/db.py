@@ -130,11 +130,30 @@ def collection_folder(base: Path, name: str, database_uid: str, collection_id: i
     return Path(base).expanduser().resolve() / f"{slug(name, 40)}-{database_uid[:12]}-{collection_id}"
 
 
+# what SQLAlchemy's pysqlite dialect reads from an SQLite URL's query string; anything else was meant as a name
+SQLITE_OPTIONS = frozenset(
+    {"timeout", "check_same_thread", "isolation_level", "detect_types", "cached_statements", "uri"}
+    | {"mode", "cache", "nolock", "immutable", "vfs", "modeof"}
+)
+
+
+def check_sqlite_url(url: str) -> None:
+    """Refuse an SQLite URL whose query string is not options: `sqlite:///q?x=1.db` would use the file `q`."""
+    parsed = make_url(url)
+    unknown = sorted(set(parsed.query) - SQLITE_OPTIONS) if parsed.get_backend_name() == "sqlite" else []
+    if unknown:
+        raise StorageError(
+            f"{url}: {', '.join(unknown)} after '?' is not an SQLite option, so the file would be {parsed.database}; "
+            "write a '?' in a file name as %3F"
+        )
+
+
 class Database:
     """An engine plus a session factory; the schema is created or checked on open."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
+        check_sqlite_url(url)
         path = sqlite_path(url)
         # Why this database can only be read (an SQLite file or folder this process may not write), or None.
         # It is then opened read-only: searching and `status` work, and every write is a ReadOnlyDatabaseError.

@@ -312,3 +312,16 @@ def test_the_loser_of_a_race_to_create_a_new_database_uses_the_winners(
 
     monkeypatch.setattr(Base.metadata, "create_all", another_process_first)
     assert Database(url).uid == Database(url).uid
+
+
+def test_a_question_mark_in_an_sqlite_file_name_is_not_taken_for_options(tmp_path: Path) -> None:
+    """Probe case 48: `sqlite:///DIR/q?x=1.db` silently made a database named `DIR/q` (SQLAlchemy read `x=1.db`
+    as an option, with a warning). Options it knows still work, and %3F names the file."""
+    from storage import StorageError
+
+    with pytest.raises(StorageError, match=r"x after '\?' is not an SQLite option, so the file would be .*/q;"):
+        Database(f"sqlite:///{tmp_path}/q?x=1.db")
+    assert not (tmp_path / "q").exists()
+    Database(f"sqlite:///{tmp_path}/timed.db?timeout=5")
+    Database(f"sqlite:///{tmp_path}/q%3Fx=1.db")
+    assert (tmp_path / "q?x=1.db").is_file()
