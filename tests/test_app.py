@@ -237,6 +237,8 @@ def test_new_media_goes_into_a_new_collection_named_after_its_folder(app: AppTes
     shutil.copy(mnist_image(2), folder / "two.png")
     on_index_page(app)
     assert app.text_input(key="index_collection").value == "", "no collection pre-filled"
+    said = " ".join(rendered(c.value) for c in app.caption)
+    assert "Creates the new collection" not in said and "named after the folder or manifest" in said, said
     app.text_input(key="index_path").set_value(str(folder)).run()
     assert "Creates the new collection **holiday-photos**" in rendered([c.value for c in app.caption][1])
     app.button(key="index_run").click().run()

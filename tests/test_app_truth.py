@@ -416,3 +416,21 @@ def test_an_earlier_model_chosen_on_the_index_page_answers_search(
     app.sidebar.radio(key="page").set_value("Search").run()
     assert_clean(app)
     assert [keys[int(item)] for item in ranked(app, "gated")] == by_first, "the chosen model answers"
+
+
+def test_evaluate_says_the_settings_it_measured_and_when_they_changed(app: AppTest) -> None:
+    """Walkthrough 2, #1: Evaluate measured with the sidebar's "Use my own weights" without a word, so its
+    numbers contradicted Strategies', and a result kept after the settings changed looked current."""
+    from test_app import rendered
+
+    from retrieval.results import Method
+
+    app.sidebar.selectbox(key="weighting").set_value("fixed").run()
+    app.sidebar.checkbox(key="screen_inputs").set_value(False).run()
+    app.session_state["eval_methods"] = [Method("late", "late", {"weighting": "adaptive"})]
+    shown = evaluate_page(app, evaluation(ISSUE_P))
+    said = " ".join(rendered(c.value) for c in app.caption)
+    assert "late: " in said and "weighting=fixed" in said and "no input left out" in said, said
+    [warning] = [rendered(w.value) for w in app.warning]
+    assert "measured with the sidebar's earlier settings (late: weighting=adaptive)" in warning, warning
+    assert shown, "the kept result is still shown, marked"

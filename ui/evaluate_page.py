@@ -11,9 +11,11 @@ import streamlit as st
 from retrieval.errors import reportable
 from retrieval.evaluate import SIGNIFICANCE, Evaluation, evaluate, label_qrels, load_queries, load_trec_qrels
 from retrieval.plots import metric_chart
+from retrieval.results import Method
 from ui import measured
 from ui.charts import draw_natural, legible
 from ui.plain import md
+from ui.search import describe
 from ui.state import Settings, engine_for, queries_file
 from ui.tables import readable
 
@@ -50,12 +52,30 @@ def render(settings: Settings) -> None:
     source = (
         "the uploaded file" if uploaded else f"`{demo_queries}` (the collection's labelled queries, as on Strategies)"
     )
-    st.caption(f"Every query of {source}; methods from the sidebar; k = {settings.k}; {measured.TEST}.")
+    st.caption(
+        f"Every query of {source}; the methods as the sidebar sets them ({methods_text(settings.methods)}); "
+        f"k = {settings.k}; {measured.TEST}."
+    )
     if st.button("Run the evaluation", type="primary", key="eval_run"):
         st.session_state["eval_result"] = run(engine, settings, demo_queries, uploaded, label_field, qrels_file)
+        st.session_state["eval_methods"] = settings.methods
     result = st.session_state.get("eval_result")
     if result is not None:
+        measured_with = st.session_state.get("eval_methods", settings.methods)
+        if measured_with != settings.methods:
+            st.warning(
+                f"These results were measured with the sidebar's earlier settings ({methods_text(measured_with)}), "
+                "not today's: run the evaluation again to measure what the sidebar sets now."
+            )
         show(result, settings.k)
+
+
+def methods_text(methods: list[Method]) -> str:
+    """Each method and what shapes its ranking, as the Search page's captions say it."""
+    return "; ".join(
+        md(m.label) + (f": {md(said)}" if (said := describe(m, {**m.params, "weights": m.weights})) else "")
+        for m in methods
+    )
 
 
 def run(

@@ -60,8 +60,10 @@ def render(url: str, collection: str | None) -> None:
     existing = collections(url) if database_exists(url) else []
     if name in existing:
         st.warning(f"This run adds to the existing collection **{md(name)}**: its items stay, and new ones join them.")
-    else:
+    elif path.strip() or st.session_state.get("index_collection", "").strip():
         st.caption(f"Creates the new collection **{md(name)}**.")
+    else:  # nothing typed yet: no name to promise (walkthrough 2, #12)
+        st.caption("A new collection is named after the folder or manifest, unless you name one.")
     st.checkbox(
         "Offer to remove items this source no longer lists",
         key="index_prune",

@@ -179,4 +179,5 @@ def describe(method: Method, params: dict) -> str:
     else:
         parts = ["one index over the concatenated vectors"] + (["centred"] if params.get("centre") else [])
         parts += [f"weighting={params['weighting']}"] if "weighting" in params else []
+    parts += ["no input left out"] if params.get("screen") is False else []
     return ", ".join(parts + ([compare_view.weights_text(params)] if params.get("weights") else []))
