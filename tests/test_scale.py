@@ -284,10 +284,9 @@ def test_a_compressed_index_plus_rescoring_returns_exact_scores(tmp_path: Path, 
     # items as in production (a narrower index re-scores more rows: `VectorStore.shortlist`)
     space = make_space(tmp_path / "pq", dim=512, factory="IVF16,PQ64x4fs")
     exact = make_space(tmp_path / "flat", dim=512, factory="Flat")
-    # raw Σ cosine; early unscreened, since at 512-d the random vector `near` gives a missing field is flat
-    params = (
-        {"standardise": False, "screen": False} if name == "early" else {"normalisation": "none", "weighting": "fixed"}
-    )
+    # raw Σ cosine, unscreened, since at 512-d the random vector `near` gives a missing field is flat
+    params = {"standardise": False} if name == "early" else {"normalisation": "none", "weighting": "fixed"}
+    params["screen"] = False
     if name == "hybrid":
         params["standardise"] = False  # raw Σ cosine inside its group
     strategy = create_strategy(name, **params)
