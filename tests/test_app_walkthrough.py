@@ -203,3 +203,22 @@ def test_the_bump_chart_writes_its_labels_outside_its_lines() -> None:
     texts = [layer for layer in chart["layer"] if layer["mark"]["type"] == "text"]
     drawn = {(t["mark"]["align"], t["transform"][0]["filter"]) for t in texts}
     assert drawn == {("right", "datum.side == 'left'"), ("left", "datum.side == 'right'")}, drawn
+
+
+def test_rrf_k_reads_as_a_whole_number_and_only_counts_with_rrf(app: AppTest) -> None:
+    """Walkthrough 2, #16: the sidebar showed "RRF k 60.00" even with fusion "sum", where it changes nothing."""
+    box = app.sidebar.number_input(key="rrf_k")
+    assert box.proto.format == "%g" and box.disabled, "inactive under the default fusion"
+    app.sidebar.selectbox(key="fusion").set_value("rrf").run()
+    assert_clean(app)
+    assert not app.sidebar.number_input(key="rrf_k").disabled
+
+
+def test_the_search_time_says_why_it_can_be_shorter_than_a_method_s(app: AppTest) -> None:
+    """Walkthrough 2, #6: "Searched 5 method(s) in 7 ms" beside methods that took 15-23 ms each: the results
+    came from memory, which the page did not say."""
+    app.text_input(key="query_text").set_value("the digit three").run()
+    app.text_input(key="query_text").set_value("the digit three ").run()  # the same query again, from memory
+    assert_clean(app)
+    [timing] = [c.value for c in app.caption if c.value.startswith("Searched ")]
+    assert "answers from memory" in timing and "own search time is beside its name" in timing, timing

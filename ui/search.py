@@ -65,7 +65,10 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
     elapsed = time.perf_counter() - started
     results = {label: r for label, r in everything.items() if r.error is None}
     problems = {label: r.error for label, r in everything.items() if r.error is not None}
-    st.caption(f"Searched {len(everything)} method(s) in {elapsed * 1000:.0f} ms.")
+    st.caption(  # a method searched before with this query answers from memory (walkthrough 2, #6)
+        f"Searched {len(everything)} method(s) in {elapsed * 1000:.0f} ms: a method already searched with this "
+        "query answers from memory; each method's own search time is beside its name."
+    )
     provenance.render(engine, results)
     comparison = compare_results(results, settings.k) if results else None
     compact = compare_view.compact_chosen()

@@ -112,7 +112,17 @@ def sidebar(url: str) -> Settings | None:
         help="An input that scores every item about alike (a noise clip, a blank image), or a recording in which "
         "no one speaks, is left out by every method (a saved preset keeps its own setting).",
     )
-    rrf_k = st.sidebar.number_input("RRF k", 1.0, 1000.0, 60.0, 1.0, key="rrf_k")
+    rrf_k = st.sidebar.number_input(  # a whole number as one (not "60.00"), and only where it counts
+        "RRF k",
+        1.0,
+        1000.0,
+        60.0,
+        1.0,
+        key="rrf_k",
+        format="%g",
+        disabled=fusion != "rrf",
+        help="Reciprocal rank fusion's constant: a rank r adds 1 / (k + r). Used only with fusion rrf.",
+    )
     k = st.sidebar.slider("Results", 3, 30, 10, key="k")
     methods = []
     for option in chosen:
