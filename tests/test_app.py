@@ -269,6 +269,8 @@ def test_tied_scores_are_not_reported_as_movement(app: AppTest, demo: dict[str, 
     assert not any("▲" in m.value or "▼" in m.value for m in [*app.markdown, *app.html]), "the cards say no move"
     table = app.table[0].value
     assert table["Kendall's tau"].tolist() == ["undefined"], "every shared item is tied: tau is undefined"
+    why = next(c.value for c in app.caption if c.value.startswith("Kendall's tau compares"))
+    assert "every shared item the same score" in why, "the reason it is undefined here (walkthrough 2, #5)"
     assert ranked(app, "late") == ranked(app, "early"), "both methods break the tie the same way"
 
 

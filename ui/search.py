@@ -144,7 +144,8 @@ def comparison_section(comparison: Comparison) -> None:
     )
     st.caption(
         "Kendall's tau compares the order of the items both methods return; it is undefined with fewer "
-        "than two shared items. Items with equal scores count as unmoved."
+        "than two shared items, or when one method gives every shared item the same score. Items with equal "
+        "scores count as unmoved."
     )
     # its own width, not the page's, narrower only where the page is: stretched, Chromium redrew it as the layout
     # settled, and adding a method took 2.9 s in the browser instead of 1.7 s (tests/test_browser.py)
