@@ -304,6 +304,8 @@ def test_training_says_truly_which_method_now_uses_the_model(app: AppTest) -> No
     app.checkbox(key="train_replace_gated").check()
     second = train(app, "gated")
     assert f"Search and Evaluate now answer 'gated' with this model instead of {name[1]}, trained " in second
+    assert not app.checkbox(key="train_replace_gated").value, "a third model asks again before replacing"
+    assert app.button(key="train_run").disabled
 
 
 @pytest.mark.writes_demo

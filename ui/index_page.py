@@ -215,6 +215,7 @@ def train_section(url: str, collection: str) -> None:
         return
     # drawn again from the top, so the saved models and the model that answers show the new one
     st.session_state[TRAINED_KEY] = trained_message(engine, strategy, result, replaced)
+    st.session_state.pop(f"train_replace_{strategy}", None)  # the next model asks again (walkthrough 2, #13)
     st.rerun()
 
 
