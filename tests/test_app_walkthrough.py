@@ -222,3 +222,20 @@ def test_the_search_time_says_why_it_can_be_shorter_than_a_method_s(app: AppTest
     assert_clean(app)
     [timing] = [c.value for c in app.caption if c.value.startswith("Searched ")]
     assert "answers from memory" in timing and "own search time is beside its name" in timing, timing
+
+
+def test_a_strategies_measurement_kept_by_the_server_is_shown_in_a_new_session(app: AppTest) -> None:
+    """Walkthrough 2, #11: the page said measurements are kept, yet a new session saw only the button."""
+    from conftest import APP
+
+    app.sidebar.radio(key="page").set_value("Strategies").run()
+    app.button(key="run_report").click().run()
+    assert_clean(app)
+    measured = shown_cells(app.dataframe[0])
+    fresh = AppTest.from_file(APP, default_timeout=180)
+    fresh.session_state["methods"] = ["late", "early"]
+    fresh.run()
+    fresh.sidebar.radio(key="page").set_value("Strategies").run()
+    assert_clean(fresh)
+    assert fresh.dataframe, "the kept measurement is shown without measuring again"
+    assert shown_cells(fresh.dataframe[0]).equals(measured)

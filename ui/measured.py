@@ -48,12 +48,19 @@ def labelled(engine: Any, path: Path, label_field: str) -> tuple[list[EvalQuery]
 
 def report(engine: Any, path: Path | None, label_field: str | None, k: int, progress: Progress) -> StrategyReport:
     """Every strategy measured on the labelled queries (or, without, latency and sizes from sampled items)."""
-    methods = default_methods(engine)
-    keys = tuple(method_key(m, engine) for m in methods)
+    key = _report_key(engine, path, label_field, k)
+    return _kept(key, lambda: _report(engine, key[2], label_field, k, progress))
+
+
+def kept_report(engine: Any, path: Path | None, label_field: str | None, k: int) -> StrategyReport | None:
+    """The report `report` would return, if this server process has measured it already; else None."""
+    return _store().get(_report_key(engine, path, label_field, k))
+
+
+def _report_key(engine: Any, path: Path | None, label_field: str | None, k: int) -> tuple:
+    keys = tuple(method_key(m, engine) for m in default_methods(engine))
     where = (str(path), _stamp(path)) if path else None
-    return _kept(
-        ("report", id(engine), where, label_field, k, keys), lambda: _report(engine, where, label_field, k, progress)
-    )
+    return ("report", id(engine), where, label_field, k, keys)
 
 
 def _report(

@@ -63,6 +63,9 @@ def render(settings: Settings) -> None:
     if st.button("Measure every strategy", type="primary", key="run_report"):
         st.session_state["strategy_report"] = _measure(engine, label_field if labelled else None, settings.k)
     report: StrategyReport | None = st.session_state.get("strategy_report")
+    if report is None:  # measured in another session of this server: shown, not measured again
+        label = label_field if labelled else None
+        report = measured.kept_report(engine, queries_file() if label else None, label, settings.k)
     if report is None:
         return
     if report.evaluation is not None:
