@@ -18,8 +18,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -185,13 +184,18 @@ def train_demo(
     """Train gated, cross-attention and learned early on the `train` split (supervised by `digit`),
     register the checkpoints, save learned early as the preset `learned_early`, and build their indexes
     now so the first search does not. Seeded: the same collection gives the same checkpoints."""
+    import torch  # noqa: F401  (loaded first, so `one_thread` holds it at one thread)
+
     from retrieval import SearchEngine
     from retrieval.fusion import learned_strategies
+    from retrieval.fusion.base import one_thread
     from retrieval.results import Method
 
     engine = SearchEngine.open(url, collection)
     results: dict[str, TrainResult] = {}
-    with one_torch_thread():
+    # one thread: on this 2-core machine beside other jobs, 3 epochs of gated took 5.7 s on one and 44.5 s on
+    # two (cross-attention 10.6 s vs 99 s); two threads on batches this small wait for each other
+    with one_thread():
         for name in learned_strategies():  # early, gated, cross_attention
             results[name] = _train_one(engine, name, out_dir, epochs, progress)
     checkpoint = str(results["early"].path.resolve())
@@ -202,21 +206,6 @@ def train_demo(
     engine.prepare(["gated", "cross_attention"])
     engine.prepare_method(Method("early", "early", {"checkpoint": checkpoint}))
     return results
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Train these small modules on one thread. Measured on this 2-core machine while other jobs ran:
-    3 epochs of gated took 5.7 s on one thread and 44.5 s on two (cross-attention 10.6 s vs 99 s):
-    two threads on batches this small spend their time waiting for each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train_one(
