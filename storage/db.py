@@ -93,8 +93,9 @@ def unusable_message(url: str | None, exc: BaseException) -> str:
         folder = path.expanduser().resolve().parent
         if folder.exists() and shutil.disk_usage(folder).free < 1 << 20:
             reason += f"; the disk holding {folder} is full"
-        if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
-            reason += f"; a file-size limit (ulimit -f) of {resource.getrlimit(resource.RLIMIT_FSIZE)[0]} bytes is set"
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            reason += f"; a file-size limit (ulimit -f) of {limit} bytes is set"
     shown = make_url(url).render_as_string(hide_password=True) if url else "database"
     return f"{shown}: cannot use this database ({reason}); nothing half-written stays: run it again once the database answers"
 
