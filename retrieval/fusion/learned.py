@@ -2,9 +2,8 @@
 
 Query weights: with equal weights the query's present modalities are fused together, as in training;
 with unequal weights each modality is fused alone and the fused vectors are averaged by weight (Σ w·v / n, so
-the score keeps the scale of a cosine: summed, gated's top score went 0.994 -> 2.809 when one weight moved
-from 1.00 to 0.95, issue 37). Negative
-terms are fused the same way and subtracted. Contributions are occlusion estimates: how much the score
+the score keeps a cosine's scale; summed, it grew with the number of inputs). Negative terms are fused the
+same way and subtracted. Contributions are occlusion estimates: how much the score
 drops when one query modality is left out, scaled to add up to the score.
 """
 
