@@ -90,6 +90,7 @@ def test_carries_a_spoken_digit_from_one_voice_to_another(encoder) -> None:
     assert float((digits[similarity.argmax(axis=1)] == digits).mean()) >= 0.85
 
 
+@pytest.mark.real_media
 def test_finds_nothing_in_a_recording_without_a_voice_and_something_in_speech(encoder) -> None:
     """Unscreened, a noise clip beside an image cost gated 0.27 P@10 with this encoder's recordings
     (docs/benchmarks/fusion_cross_speaker_whisper.md): it screens with Silero's detector, as `speech` does."""
