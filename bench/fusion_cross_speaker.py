@@ -57,14 +57,16 @@ from fusion_cross_data import (  # noqa: E402
     query_bases,
 )
 
-from retrieval.fusion import create_strategy  # noqa: E402
+from retrieval.fusion import create_strategy, list_strategies  # noqa: E402
 from retrieval.fusion.base import FusionStrategy, channel_shares  # noqa: E402
 from retrieval.fusion.late import LateFusion, LateParams  # noqa: E402
 from retrieval.space import EncodedQuery  # noqa: E402
 from retrieval.train import TrainConfig, train  # noqa: E402
 from retrieval.tune import CachedQuery, grid, score_setting  # noqa: E402
 
-LEARNED = {"early (learned)": "early", "gated": "gated", "cross-attention": "cross_attention"}
+# learned early was `early` given a checkpoint before 0.19.0 (the script also measures older commits)
+LEARNED_EARLY = "learned_early" if "learned_early" in list_strategies() else "early"
+LEARNED = {"early (learned)": LEARNED_EARLY, "gated": "gated", "cross-attention": "cross_attention"}
 
 
 def fixed_strategies() -> dict[str, tuple[str, dict]]:

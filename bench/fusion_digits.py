@@ -66,7 +66,7 @@ def strategies(checkpoints: dict[str, str]) -> dict[str, tuple[str, dict]]:
         "late (RRF k=60)": ("late", {"fusion": "rrf"}),
         "early (identity)": ("early", {}),
         "hybrid (z-score)": ("hybrid", {"normalisation": "zscore"}),
-        "early (learned MLP)": ("early", {"checkpoint": checkpoints["early"]}),
+        "early (learned MLP)": ("learned_early", {"checkpoint": checkpoints["early"]}),
         "gated": ("gated", {"checkpoint": checkpoints["gated"]}),
         "gated (blend 0.3)": ("gated", {"checkpoint": checkpoints["gated"], "blend": 0.3}),
         "gated (self-supervised)": ("gated", {"checkpoint": checkpoints["gated-ssl"]}),
@@ -167,7 +167,7 @@ def main() -> int:
         ("gated", "gated", "digit"),
         ("gated-ssl", "gated", None),
         ("cross_attention", "cross_attention", "digit"),
-        ("early", "early", "digit"),
+        ("early", "learned_early", "digit"),
     ):
         started = time.perf_counter()
         result = train_engine.models.train(

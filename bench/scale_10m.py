@@ -41,7 +41,7 @@ DIM, MISSING, CLUSTERS, SPREAD, CHUNK = 512, 0.2, 1000, 0.35, 131_072
 # its cluster (SPREAD), so the fields agree on an item's neighbours about half as well as on its cluster
 LATENT, FIELD_NOISE = 1000, SPREAD
 TRAIN_EPOCHS = 20  # the learned strategies' (make_strategy); rows before 2026-11-29 had 1
-# late, early's identity and hybrid with raw cosines summed (not their defaults, which standardise and weigh
+# late, early and hybrid with raw cosines summed (not their defaults, which standardise and weigh
 # channels per query): their exact score is then Σ cosine over every item, so one exact search defines
 # recall for all three
 RAW_SUM = {"normalisation": "none", "weighting": "fixed"}

@@ -168,7 +168,7 @@ def _train_demo(args: argparse.Namespace) -> None:
     """Train what learns on the demo's train split, so that every strategy answers (tqdm per strategy)."""
     import time
 
-    from indexer.demo import LEARNED_EARLY_PRESET, train_demo
+    from indexer.demo import train_demo
 
     started = time.perf_counter()
     results = train_demo(args.db, args.out, args.collection, args.epochs, None if args.quiet else TqdmProgress())
@@ -179,10 +179,7 @@ def _train_demo(args: argparse.Namespace) -> None:
             f"(loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}): {result.path}",
             file=out,
         )
-    print(
-        f"training: {time.perf_counter() - started:.1f}s; learned early is the preset {LEARNED_EARLY_PRESET!r}",
-        file=out,
-    )
+    print(f"training: {time.perf_counter() - started:.1f}s", file=out)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

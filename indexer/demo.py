@@ -33,10 +33,9 @@ if TYPE_CHECKING:
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TRAIN_SPEAKERS = ("george", "jackson", "lucas")
 MNIST_SPLIT = 2500
-# What the demo trains, so that every strategy answers on the first run; learned early is saved as a preset.
-LEARNED_EARLY_PRESET = "learned_early"
-# 12 epochs of supervised training on the 1,500 train items (the benchmark uses 40): measured CPU time per
-# epoch on one thread, gated 0.45 s, cross-attention 1.0 s, early 0.2 s, so ~20 s in all.
+# What the demo trains, so that every strategy answers on the first run: 12 epochs of supervised training on
+# the 1,500 train items (the benchmark uses 40): measured CPU time per epoch on one thread, gated 0.45 s,
+# cross-attention 1.0 s, learned early 0.2 s, so ~20 s in all.
 DEMO_EPOCHS = 12
 
 TEMPLATES_DIGIT = [
@@ -182,29 +181,22 @@ def train_demo(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, TrainResult]:
     """Train gated, cross-attention and learned early on the `train` split (supervised by `digit`),
-    register the checkpoints, save learned early as the preset `learned_early`, and build their indexes
-    now so the first search does not. Seeded: the same collection gives the same checkpoints."""
+    register the checkpoints, and build their indexes now so the first search does not. Seeded: the same
+    collection gives the same checkpoints."""
     import torch  # noqa: F401  (loaded first, so `one_thread` holds it at one thread)
 
     from retrieval import SearchEngine
     from retrieval.fusion import learned_strategies
     from retrieval.fusion.base import one_thread
-    from retrieval.results import Method
 
     engine = SearchEngine.open(url, collection)
     results: dict[str, TrainResult] = {}
     # one thread: on this 2-core machine beside other jobs, 3 epochs of gated took 5.7 s on one and 44.5 s on
     # two (cross-attention 10.6 s vs 99 s); two threads on batches this small wait for each other
     with one_thread():
-        for name in learned_strategies():  # early, gated, cross_attention
+        for name in learned_strategies():  # gated, cross_attention, learned_early
             results[name] = _train_one(engine, name, out_dir, epochs, progress)
-    checkpoint = str(results["early"].path.resolve())
-    engine.save_preset(
-        Method(LEARNED_EARLY_PRESET, "early", {"checkpoint": checkpoint}),
-        {"trained_on": "split=train", "label_field": "digit", "epochs": epochs},
-    )
-    engine.prepare(["gated", "cross_attention"])
-    engine.prepare_method(Method("early", "early", {"checkpoint": checkpoint}))
+    engine.prepare(list(results))
     return results
 
 

@@ -3,7 +3,8 @@
 The newest record of a strategy answers for it in Search and Evaluate. Choosing an earlier model registers its
 file again, as the newest record, with its own training date, items, split and loss kept (`trained_at` in the
 record's config): the schema is unchanged, and a database read by an older version still answers with the
-model chosen."""
+model chosen. Records under a strategy's former name (learned early's, `early`, before 0.19.0) are read as
+its own and never rewritten."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrieval.errors import NotFoundError
+from retrieval.fusion.registry import checkpoint_strategy, recorded_names
 from retrieval.results import CheckpointInfo
 from retrieval.space import VectorSpace
 from storage import CheckpointRecord, Database
 from storage.repository import checkpoint_by_file, checkpoint_records, item_metadata, latest_checkpoint
 
 if TYPE_CHECKING:  # training brings torch: imported by `Models.train`, not by every search
+    from sqlalchemy.orm import Session
+
     from retrieval.train import TrainConfig, TrainResult
 
 
@@ -26,7 +30,7 @@ def record_info(record: CheckpointRecord) -> CheckpointInfo:
     config = record.config or {}
     trained = config.get("trained_at")
     return CheckpointInfo(
-        record.strategy,
+        checkpoint_strategy(record.strategy),
         record.file,
         datetime.fromisoformat(trained) if trained else record.created_at,
         record.items,
@@ -36,12 +40,18 @@ def record_info(record: CheckpointRecord) -> CheckpointInfo:
     )
 
 
+def strategy_records(session: Session, collection_id: int, strategy: str) -> list[CheckpointRecord]:
+    """Every record of `strategy`'s checkpoints, under its name or a former one, the newest first."""
+    records = [r for name in recorded_names(strategy) for r in checkpoint_records(session, collection_id, name)]
+    return sorted(records, key=lambda r: (r.created_at, r.id), reverse=True)
+
+
 def saved_checkpoints(db: Database, collection_id: int, strategy: str) -> list[CheckpointInfo]:
     """The models of `strategy` saved on the collection whose file is still there, the one answering first,
     then the others by training date, newest first; each file once, as its newest record says (a file trained
     again in place holds only its last weights)."""
     with db.session() as session:
-        records = checkpoint_records(session, collection_id, strategy)
+        records = strategy_records(session, collection_id, strategy)
         seen: dict[str, CheckpointInfo] = {}
         for record in records:
             if record.file not in seen and Path(record.file).is_file():
@@ -54,7 +64,7 @@ def use_checkpoint(db: Database, collection_id: int, strategy: str, file: str) -
     """Make `file`, a saved model of `strategy` on this collection, the one that answers for it."""
     db.require_writable(f"choose the model that answers for {strategy}")
     with db.session() as session:
-        record = next((r for r in checkpoint_records(session, collection_id, strategy) if r.file == file), None)
+        record = next((r for r in strategy_records(session, collection_id, strategy) if r.file == file), None)
         if record is None or not Path(file).is_file():
             raise NotFoundError(f"{file} is not a saved model of {strategy} on this collection (see its list)")
         info = record_info(record)
@@ -84,8 +94,9 @@ class Models:
     def latest(self, strategy: str) -> str | None:
         """The file of the model that answers for `strategy` (its newest record), if any."""
         with self.db.session() as session:
-            record = latest_checkpoint(session, self.collection_id, strategy)
-            return None if record is None else record.file
+            found = [latest_checkpoint(session, self.collection_id, name) for name in recorded_names(strategy)]
+            records = [r for r in found if r is not None]
+            return max(records, key=lambda r: (r.created_at, r.id)).file if records else None
 
     def info(self, file: str) -> CheckpointInfo | None:
         """What the collection recorded of this checkpoint file (None for a file trained elsewhere); kept per

@@ -18,6 +18,7 @@ from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.errors import USER_ERRORS, InvalidInputError, MediaError, NotFoundError
 from retrieval.fusion import create_strategy
 from retrieval.fusion.base import Scored, channel_shares
+from retrieval.fusion.registry import current_method
 from retrieval.fusion.weighing import Weighing
 from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
@@ -41,6 +42,9 @@ from storage.repository import (
     save_preset,
 )
 
+# Presets the demo saved before a strategy took their place (learned early's, before 0.19.0): the name still
+# searches, with the strategy, where the collection has no such preset
+FORMER_PRESETS = {"learned_early": "learned_early"}
 WARM_UP_TONE = (0.1 * np.sin(np.linspace(0, 88 * np.pi, 1600))).astype(np.float32)  # silence is refused
 
 
@@ -271,17 +275,19 @@ class SearchEngine:
         """A saved, named method (strategy, parameters, weights), e.g. one chosen by `tune`."""
         with self.db.session() as session:
             row = get_preset(session, self.collection_id, name)
+            if row is None and name in FORMER_PRESETS:
+                return Method(name, FORMER_PRESETS[name])
             if row is None:
                 raise NotFoundError(
                     f"no preset {name!r} for collection {self.collection_name!r}; "
                     "make one with python -m retrieval tune"
                 )
-            params = dict(row.params)
-            if row.strategy == "late" and "held_out" in (row.report or {}) and "weighting" not in params:
+            strategy, params = current_method(row.strategy, row.params)
+            if strategy == "late" and "held_out" in (row.report or {}) and "weighting" not in params:
                 # `tune` scores fixed weights; before late fusion weighed channels per query (issue 13) its
                 # presets named no weighting, and the new default would change what they were tuned to do
                 params["weighting"] = "fixed"
-            return Method(name, row.strategy, params, dict(row.weights))
+            return Method(name, strategy, params, dict(row.weights))
 
     def save_preset(self, method: Method, report: dict[str, Any] | None = None) -> None:
         with self.db.session() as session:

@@ -279,7 +279,7 @@ def sample_queries(engine: SearchEngine, n: int = 20, seed: int = 0) -> list[Eva
 
 # Learned strategies by mean P@10 over the seven query kinds of docs/benchmarks/notes/fusion_digits.md (test
 # split, not trained on): gated 0.863, learned early 0.854, cross-attention 0.848.
-LEARNED_PREFERENCE = ("gated", "cross_attention")
+LEARNED_PREFERENCE = ("gated", "learned_early", "cross_attention")
 
 
 def best_learned(engine: SearchEngine) -> str | None:

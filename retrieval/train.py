@@ -63,9 +63,9 @@ class TrainResult:
 
 
 def _module_config(config: TrainConfig, dims: list[int]) -> dict[str, Any]:
-    trainable = learned_strategies()
-    if config.strategy not in trainable:
-        raise InvalidInputError(f"strategy {config.strategy!r} does not learn; trainable: {', '.join(trainable)}")
+    learned = learned_strategies()
+    if config.strategy not in learned:
+        raise InvalidInputError(f"strategy {config.strategy!r} does not learn; these do: {', '.join(learned)}")
     kind = str(strategy_class(config.strategy).module_kind)
     base: dict[str, Any] = {"kind": kind, "dims": dims, "out_dim": config.out_dim, "dropout": config.dropout}
     return {**base, **{key: getattr(config, key) for key in MODULES[kind].config_keys}}

@@ -277,20 +277,20 @@ def train(app: AppTest, strategy: str) -> str:
 @pytest.mark.writes_demo
 def test_training_says_truly_which_method_now_uses_the_model(app: AppTest) -> None:
     """Item 1: after training early the page said "Choose 'early' in the sidebar to use it", but early never
-    uses a checkpoint. Now a trained early is saved as a preset the message names (and which then answers with
-    it); a learned strategy's message says Search and Evaluate now use the new model, and which it replaces."""
-    said = train(app, "early")
-    assert "Choose 'early'" not in said
-    preset = re.search(r"choose 'preset:([^']+)' in the sidebar", said)
-    assert preset, said
+    uses a checkpoint. Now learned early is a method of its own, which then answers with the model; a learned
+    strategy's message says Search and Evaluate now use the new model, and which it replaces."""
+    said = train(app, "learned_early")
+    assert "Search and Evaluate now answer 'learned_early' with this model." in said, said
+    early = re.search(r"saved \S+/([^/]+\.safetensors)\. Search", said)
+    assert early, said
     app.sidebar.radio(key="page").set_value("Search").run()
-    options = app.sidebar.multiselect(key="methods").options
-    assert f"preset:{preset[1]}" in options, options
-    app.sidebar.multiselect(key="methods").set_value(["late", f"preset:{preset[1]}"])
+    app.sidebar.multiselect(key="methods").set_value(["late", "learned_early"])
     app.text_input(key="query_text").set_value("seven").run()
     assert_clean(app)
     captions = [rendered(c.value) for c in app.caption]
-    assert any(c.startswith(f"**{preset[1]}** answers with the model {preset[1]}.safetensors") for c in captions)
+    assert any(c.startswith(f"**learned_early** answers with the model {early[1]}") for c in captions), captions
+    app.sidebar.radio(key="page").set_value("Index").run()  # back on learned early, whose Train now asks first
+    app.selectbox(key="train_strategy").set_value("gated").run()
     first = train(app, "gated")
     assert "Search and Evaluate now answer 'gated' with this model." in first, first
     name = re.search(r"saved \S+/([^/]+\.safetensors)\. Search", first)

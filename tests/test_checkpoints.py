@@ -62,3 +62,46 @@ def test_only_a_saved_model_of_the_strategy_can_be_chosen(demo: dict[str, str], 
     assert [info.file for info in engine.models.saved("gated")] == [second], "a removed file is not offered"
     with pytest.raises(NotFoundError, match="is not a saved model of gated"):
         engine.models.use("gated", first)
+
+
+def registered_as_before(url: str, folder: Path) -> str:
+    """A learned early model registered as the code before 0.19.0 registered one: under strategy `early`."""
+    from sqlalchemy import update
+
+    from storage import CheckpointRecord
+
+    engine = SearchEngine.open(url)
+    config = TrainConfig("learned_early", label_field="digit", where={"split": "train"}, epochs=2)
+    file = str(engine.models.train(config, folder / "early.safetensors").path.resolve())
+    with engine.db.session() as session:
+        session.execute(update(CheckpointRecord).where(CheckpointRecord.file == file).values(strategy="early"))
+    return file
+
+
+def ranked(engine: SearchEngine, method: Method) -> list[str]:
+    return [h.key for h in engine.search_many(QUERY, [method], k=10)[method.label].hits]
+
+
+@pytest.mark.writes_demo
+def test_an_early_checkpoint_of_an_older_database_answers_for_learned_early(
+    demo: dict[str, str], tmp_path: Path
+) -> None:
+    file = registered_as_before(demo["url"], tmp_path)
+    engine = SearchEngine.open(demo["url"])
+    assert engine.models.latest("learned_early") == file, "found under its former name"
+    assert engine.models.latest("early") is None, "identity early answers with no model"
+    assert [(i.strategy, i.file) for i in engine.models.saved("learned_early")] == [("learned_early", file)]
+    assert engine.models.info(file).strategy == "learned_early"
+    by_file = ranked(engine, Method("learned_early", "learned_early", {"checkpoint": file}))
+    assert by_file != ranked(engine, Method("early", "early")), "the model ranks otherwise than the identity"
+    assert ranked(engine, Method("learned_early", "learned_early")) == by_file, "the old record answers"
+    assert engine.preset("learned_early") == Method("learned_early", "learned_early"), "a name the demo saved"
+    assert ranked(engine, engine.preset("learned_early")) == by_file
+
+    # the preset the demo saved before 0.19.0 (`centre` was ignored beside a checkpoint, and is dropped)
+    engine.save_preset(Method("learned_early", "early", {"checkpoint": file, "centre": True}))
+    preset = SearchEngine.open(demo["url"]).preset("learned_early")
+    assert preset == Method("learned_early", "learned_early", {"checkpoint": file})
+    assert ranked(engine, preset) == by_file, "the old preset searches with the same ranking"
+    chosen = engine.models.use("learned_early", file)
+    assert chosen.strategy == "learned_early" and engine.models.latest("learned_early") == file

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import recording
+from conftest import copy_demo, recording
 from streamlit.testing.v1 import AppTest
 
 from retrieval import SearchEngine
 from retrieval.compare import compare_results
-from retrieval.results import Hit, QueryInput, SearchResult
+from retrieval.results import Hit, Method, QueryInput, SearchResult
 
 pytestmark = pytest.mark.datasets
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -61,14 +61,14 @@ def test_warm_up_runs_what_can_run_and_changes_no_result(
 def test_the_demo_trains_so_every_strategy_answers(
     engine: SearchEngine, trained_demo: dict[str, str], query: QueryInput
 ) -> None:
-    methods = ["late", "early", "hybrid", "gated", "cross_attention"]
-    results = engine.search_many(query, [*methods, engine.preset("learned_early")], k=10, keep_going=True)
-    assert {label: r.error for label, r in results.items()} == dict.fromkeys([*methods, "learned_early"])
+    methods = ["late", "early", "hybrid", "gated", "cross_attention", "learned_early"]
+    results = engine.search_many(query, methods, k=10, keep_going=True)
+    assert {label: r.error for label, r in results.items()} == dict.fromkeys(methods)
     assert all(len(r.hits) == 10 for r in results.values())
     late = [h.item_id for h in results["late"].hits]
     for learned in ("gated", "cross_attention", "learned_early"):
         assert [h.item_id for h in results[learned].hits] != late, f"{learned} ranks exactly as late"
-    for name in ("gated", "cross_attention", "early"):
+    for name in ("gated", "cross_attention", "learned_early"):
         curve = json.loads(Path(trained_demo["digits"], f"{name}.safetensors.loss.json").read_text())
         assert len(curve["losses"]) == EPOCHS and curve["seconds"] > 0
         assert curve["losses"][-1] < curve["losses"][0], f"{name} did not learn"
@@ -80,10 +80,9 @@ def test_demo_cli_trains_with_progress(tmp_path: Path, capsys: pytest.CaptureFix
     url = f"sqlite:///{tmp_path}/demo.db"
     assert main(["demo", "--db", url, "--out", str(tmp_path / "d"), "--limit", "80", "--epochs", "2"]) == 0
     out, err = capsys.readouterr()
-    for name in ("gated", "cross_attention", "early"):
+    for name in ("gated", "cross_attention", "learned_early"):
         assert f"trained {name} on" in out
         assert f"train {name}: 100%" in err, "a tqdm bar per trained strategy"
-    assert "preset 'learned_early'" in out
 
 
 def hit(item_id: int, rank: int, score: float) -> Hit:
@@ -279,16 +278,25 @@ def test_each_learned_method_says_which_model_and_encoders_answer(app: AppTest, 
         assert any(f"{modality}: {', '.join(encoders)}" in c for c in captions if c.startswith("Encoders"))
 
 
-def test_a_saved_preset_keeps_its_settings_and_says_so(app: AppTest) -> None:
+def test_a_saved_preset_keeps_its_settings_and_says_so(
+    trained_demo: dict[str, str], tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 37, item 2: "Use my own weights" changes what the sidebar sets; a preset that left an input out
-    still does, and its line says it keeps its own settings."""
+    still does, and its line says it keeps its own settings. The preset is one the Index page saved before
+    0.19.0 for a trained early (`early` with a checkpoint): it searches as learned early."""
     import io
 
     from PIL import Image
 
+    demo = copy_demo({**trained_demo, "root": str(Path(trained_demo["digits"]).parent)}, tmp_path_factory)
+    engine = SearchEngine.open(demo["url"])
+    engine.save_preset(Method("trained_early", "early", {"checkpoint": engine.models.latest("learned_early")}))
+    monkeypatch.setenv("RETRIEVAL_DB", demo["url"])
+    monkeypatch.setenv("RETRIEVAL_QUERIES", demo["queries"])
+    app = AppTest.from_file(APP, default_timeout=240).run()
     blank = io.BytesIO()
     Image.new("L", (28, 28), 255).save(blank, format="PNG")
-    app.sidebar.multiselect(key="methods").set_value(["late", "preset:learned_early"])
+    app.sidebar.multiselect(key="methods").set_value(["late", "preset:trained_early"])
     app.file_uploader(key="query_image").set_value(("blank.png", blank.getvalue(), "image/png"))
     app.text_input(key="query_text").set_value("the digit seven").run()
     assert not app.exception, [e.value for e in app.exception]
@@ -296,8 +304,8 @@ def test_a_saved_preset_keeps_its_settings_and_says_so(app: AppTest) -> None:
     def lines() -> list[str]:
         return [m.value for m in app.markdown if " was left out" in m.value]
 
-    assert [line.split("**")[1] for line in lines()] == ["late", "learned\\_early"], lines()
+    assert [line.split("**")[1] for line in lines()] == ["late", "trained\\_early"], lines()
     app.button(key="own_weights").click().run()
-    assert [line.split("**")[1] for line in lines()] == ["learned\\_early"]
+    assert [line.split("**")[1] for line in lines()] == ["trained\\_early"]
     assert lines()[0].endswith("(a saved preset: it keeps its own settings)")
     assert any("Your own weights are in use" in c.value for c in app.caption)

@@ -15,7 +15,7 @@ import pytest
 from conftest import copy_demo, mnist_image, recording
 
 GOLDEN = Path(__file__).parent / "golden" / "rankings.json"
-LEARNED = ("early", "gated", "cross_attention")  # trained on the demo's train split, 4 epochs
+LEARNED = ("learned_early", "gated", "cross_attention")  # trained on the demo's train split, 4 epochs
 
 
 def queries() -> dict[str, dict[str, object]]:

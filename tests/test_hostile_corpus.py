@@ -115,7 +115,7 @@ API_CASES: list[tuple[str, Callable[[SearchEngine], Any], str]] = [
     ("hybrid-groups-empty", _search(strategy="hybrid", groups=[]), "hybrid.groups must be"),
     ("hybrid-groups-unknown", _search(strategy="hybrid", groups=[["image", "smell"]]), "'smell' is not a modality"),
     ("hybrid-rrf-k-nan", _search(strategy="hybrid", rrf_k=float("nan")), "hybrid.rrf_k must be a finite"),
-    ("early-blend-inf", _search(strategy="early", blend=float("inf")), "early.blend must be a finite"),
+    ("learned-early-blend-inf", _search(strategy="learned_early", blend=float("inf")), "learned_early.blend must"),
     ("unknown-parameter", _search(bogus=1), "has no parameter"),
     ("unknown-strategy", _search(strategy="bogus"), "unknown fusion strategy"),
     ("image-7-channels", _search(text=None, image=np.zeros((8, 8, 7), np.uint8)), "C = 1, 3 or 4"),

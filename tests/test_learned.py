@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.fusion import create_strategy
+from retrieval.errors import InvalidInputError
+from retrieval.fusion import create_strategy, learned_strategies, strategy_class
 from retrieval.fusion.checkpoint import FusionCheckpoint
+from retrieval.fusion.registry import checkpoint_strategy
 from retrieval.profiles import Field
 from retrieval.space import EncodedQuery, VectorSpace
 from retrieval.train import TrainConfig, contrastive_loss, corrupt_views, random_views, train
@@ -81,7 +83,7 @@ def test_a_noisy_modality_gets_a_low_gate(tmp_path: Path) -> None:
     assert gates[:, 2].mean() < 0.5 * min(gates[:, 0].mean(), gates[:, 1].mean())
 
 
-@pytest.mark.parametrize("strategy", ["gated", "cross_attention", "early"])
+@pytest.mark.parametrize("strategy", ["gated", "cross_attention", "learned_early"])
 def test_learned_strategies_align_modalities_across_spaces(tmp_path: Path, strategy: str) -> None:
     space, labels = synthetic_space(tmp_path / "v")
     path = fit(space, labels, strategy, tmp_path / f"{strategy}.safetensors")
@@ -95,6 +97,18 @@ def test_learned_strategies_align_modalities_across_spaces(tmp_path: Path, strat
     reached = [h for h in hits if h.item_id in b_not_a][:relevant]
     assert precision(reached, labels, labels[1]) >= 0.8, "an A query must find items that lack A but have B"
     assert all(sum(h.contributions.values()) == pytest.approx(h.score, abs=1e-5) for h in hits)
+
+
+def test_learned_early_is_a_learned_strategy_and_early_takes_no_checkpoint(tmp_path: Path) -> None:
+    """Early was two strategies behind one name: the identity, and with a checkpoint a learned projection."""
+    assert learned_strategies() == ["gated", "cross_attention", "learned_early"]
+    assert strategy_class("learned_early").module_kind == "early" and strategy_class("learned_early").learns
+    assert strategy_class("early").module_kind is None and not strategy_class("early").learns
+    with pytest.raises(InvalidInputError, match="no checkpoint; a trained projection is the strategy 'learned_early'"):
+        create_strategy("early", checkpoint=str(tmp_path / "early.safetensors"))
+    space, _ = synthetic_space(tmp_path / "v", n=20)
+    with pytest.raises(InvalidInputError, match="does not learn; these do: gated, cross_attention, learned_early"):
+        train(space, space.item_ids(), None, TrainConfig("early"), tmp_path / "e.safetensors")
 
 
 def test_checkpoint_round_trip_determinism_and_refusal(tmp_path: Path) -> None:
@@ -260,8 +274,8 @@ def test_a_checkpoint_trained_before_issue_13_loads_and_ranks_as_it_did(tmp_path
     golden = Path(__file__).parent / "golden" / "before_issue13"
     expected = json.loads((golden / "expected.json").read_text())
     made = made_by.space(tmp_path)
-    for name in made_by.STRATEGIES:
+    for name in made_by.STRATEGIES:  # learned early was `early` given a checkpoint then
         path = golden / f"{name}.safetensors"
-        hits = create_strategy(name, checkpoint=str(path)).search(made, made_by.query(), 10)
+        hits = create_strategy(checkpoint_strategy(name), checkpoint=str(path)).search(made, made_by.query(), 10)
         assert [h.item_id for h in hits] == [item for item, _ in expected[name]], name
         assert [h.score for h in hits] == pytest.approx([score for _, score in expected[name]], abs=1e-4), name

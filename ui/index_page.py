@@ -19,7 +19,7 @@ from indexer.sources import OUTSIDE
 from retrieval.errors import InvalidInputError, reportable
 from retrieval.evaluate import load_queries
 from retrieval.fusion import learned_strategies, strategy_class
-from retrieval.results import CheckpointInfo, Method
+from retrieval.results import CheckpointInfo
 from retrieval.train import TrainConfig, TrainResult
 from ui import checkpoints
 from ui.plain import md
@@ -214,7 +214,7 @@ def train_section(url: str, collection: str) -> None:
         st.error(md(exc))
         return
     # drawn again from the top, so the saved models and the model that answers show the new one
-    st.session_state[TRAINED_KEY] = trained_message(engine, strategy, result, replaced)
+    st.session_state[TRAINED_KEY] = trained_message(strategy, result, replaced)
     st.session_state.pop(f"train_replace_{strategy}", None)  # the next model asks again (walkthrough 2, #13)
     st.rerun()
 
@@ -280,20 +280,11 @@ def replacing_confirmed(engine, strategy: str) -> bool:  # noqa: ANN001
     )
 
 
-def trained_message(engine, strategy: str, result: TrainResult, replaced: CheckpointInfo | None) -> str:  # noqa: ANN001
+def trained_message(strategy: str, result: TrainResult, replaced: CheckpointInfo | None) -> str:
     """What the new model changes, truly: a learned strategy's newest checkpoint is the one Search and Evaluate
-    use from now on (said with the one it replaces); early's own entry never uses one (it is identity early
-    fusion), so a trained early is saved as a preset of its own, named here (issue 37: the page said
-    "Choose 'early' in the sidebar", which never picked the checkpoint up)."""
+    use from now on (said with the one it replaces)."""
     said = f"Trained on {result.items} items in {result.seconds:.1f}s; saved {md(result.path)}. "
-    if strategy_class(strategy).learns:
-        said += f"Search and Evaluate now answer '{md(strategy)}' with this model"
-        if replaced is not None:
-            said += f" instead of {describe_checkpoint(replaced)}"
-        return said + "."
-    name = result.path.stem
-    engine.save_preset(Method(name, strategy, {"checkpoint": str(result.path.resolve())}))
-    return (
-        said + f"The sidebar's '{md(strategy)}' uses no trained model: choose 'preset:{md(name)}' in the sidebar to "
-        "search with this one."
-    )
+    said += f"Search and Evaluate now answer '{md(strategy)}' with this model"
+    if replaced is not None:
+        said += f" instead of {describe_checkpoint(replaced)}"
+    return said + "."

@@ -84,7 +84,7 @@ def sidebar(url: str) -> Settings | None:
         options,
         default=["late", best_learned(engine) or "early"],  # late vs learned: lists that differ
         key="methods",
-        help="Learned methods (gated, cross_attention) need training: see the Index page.",
+        help="Learned methods (gated, cross_attention, learned_early) need training: see the Index page.",
         # no "Select N matches" row: shown first while typing, it took Enter, so "early" + Enter also added
         # preset:early_centred (issue 37); Enter now adds the best match, as a person expects
         select_all=False,
@@ -103,7 +103,7 @@ def sidebar(url: str) -> Settings | None:
         WEIGHTINGS,
         key="weighting",
         help="Adaptive: each channel weighted per query by how clearly it separates the collection (no labels), "
-        "so a noise clip or a blank image hardly counts. Fixed: your weights only. Late, hybrid and untrained early.",
+        "so a noise clip or a blank image hardly counts. Fixed: your weights only. Late, hybrid and early.",
     )
     st.session_state.setdefault("screen_inputs", True)  # set here, not by `value`: a button also sets it
     screen = st.sidebar.checkbox(

@@ -45,8 +45,7 @@ class FusionStrategy(ABC):
     name: ClassVar[str]
     fuses_at: ClassVar[Literal["index", "query"]]
     learns: ClassVar[bool] = False  # needs a trained checkpoint before it can search
-    trainable: ClassVar[bool] = False  # can use one (early: a learned projection instead of the identity)
-    module_kind: ClassVar[str | None] = None  # the torch module training fits (retrieval/fusion/modules.py)
+    module_kind: ClassVar[str | None] = None  # the torch module training fits (modules.py); None: trains none
     missing: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
 
