@@ -640,3 +640,26 @@ def test_late_sends_its_units_searches_to_a_server_together(space: VectorSpace) 
     barrier = threading.Barrier(2, timeout=10)
     space._indexes = {key: RemoteStore(store, barrier) for key, store in space._indexes.items()}
     assert [(h.item_id, round(h.score, 5)) for h in late.search(space, q, k=10)] == alone
+
+
+def test_coherence_leaves_out_zero_vectors(tmp_path: Path) -> None:
+    """A transcript with no words is stored as the zero vector, a field with nothing in it: the best items'
+    likeness in that field is that of the items that have words (counted as items unlike every other, ten
+    identical transcripts beside ten empty ones looked a mix, and the channel lost its weight)."""
+    from retrieval.fusion.adaptive import coherence
+
+    image, heard = Field("image", "img-enc"), Field("audio", "sbert")
+    rng = np.random.default_rng(0)
+    said = unit(rng.normal(size=4)).astype(np.float32)
+    words = {
+        i: said if i <= 10 else np.zeros(4, np.float32) if i <= 20 else unit(rng.normal(size=4)) for i in range(1, 41)
+    }
+    storage = VectorStorage(tmp_path)
+    for f, rows in ((image, {i: unit(rng.normal(size=8)) for i in range(1, 41)}), (heard, words)):
+        table = storage.load(f.key, dim=len(rows[1]), encoder=f.encoder)
+        table.upsert(np.array(list(rows)), np.stack(list(rows.values())).astype(np.float32))
+        storage.save(f.key, table)
+    space = VectorSpace([image, heard], storage, generation=1)
+    channel = space.channels(EncodedQuery({("image", "img-enc"): unit(rng.normal(size=8)).astype(np.float32)}))
+    assert coherence(space, channel, np.arange(1, 21)) == pytest.approx(1.0)  # the ten that have words agree
+    assert coherence(space, channel, np.arange(1, 21)) == pytest.approx(coherence(space, channel, np.arange(1, 11)))
