@@ -163,7 +163,7 @@ class FaissStore(VectorStore):
             pq = getattr(faiss.downcast_index(ivf), "pq", None)
             if pq is not None:  # IVF-PQ codebooks: the same 10 rounds, on at most 64 points per code
                 pq.cp.niter, pq.cp.max_points_per_centroid = 10, 64
-        limit = 64 * ivf.nlist if ivf is not None else 65_536
+        limit = 64 * ivf.nlist if ivf is not None else ROWS_AT_A_TIME
         count = int(vectors.shape[0])
         if count > limit:  # sorted rows: a memory-mapped table is read front to back
             vectors = vectors[np.sort(np.random.default_rng(0).choice(count, limit, replace=False))]

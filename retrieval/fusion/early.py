@@ -63,7 +63,7 @@ class EarlyFusion(FusionStrategy):
             space, kept = space.centred(), space.centre_query(kept)
         if not space.channels(kept):
             return as_set(query, left_out)
-        n = max(2 * k, k + 20, self.params.candidates)
+        n = max(tie_window(k), self.params.candidates)
         with one_thread():
             ids, _ = search_concat(space, present_fields(space), standardised(space, kept), n)
             return by_vector(query, channel_judgements(space, kept, ids), left_out)
