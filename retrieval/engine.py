@@ -18,7 +18,7 @@ from retrieval.encoders.base import refuse_changed_encoder
 from retrieval.errors import USER_ERRORS, InvalidInputError, MediaError, NotFoundError
 from retrieval.fusion import create_strategy
 from retrieval.fusion.base import Scored, channel_shares
-from retrieval.fusion.registry import current_method
+from retrieval.fusion.registry import STRATEGIES, current_method
 from retrieval.fusion.weighing import Weighing
 from retrieval.media import MODALITIES, MediaInput, Modality, load_audio_rates, load_image, load_text
 from retrieval.profiles import Profile
@@ -50,6 +50,13 @@ WARM_UP_TONE = (0.1 * np.sin(np.linspace(0, 88 * np.pi, 1600))).astype(np.float3
 
 class CollectionNotFoundError(NotFoundError):
     pass
+
+
+def check_preset_name(name: str) -> None:
+    """A preset may not take a strategy's name: its results would carry the strategy's label beside the
+    strategy's own (before 0.19.0 the demo saved trained early as the preset `learned_early`)."""
+    if name in STRATEGIES.names():
+        raise InvalidInputError(f"{name!r} is the name of a fusion strategy; give the preset another name")
 
 
 class SearchEngine:
@@ -290,6 +297,7 @@ class SearchEngine:
             return Method(name, strategy, params, dict(row.weights))
 
     def save_preset(self, method: Method, report: dict[str, Any] | None = None) -> None:
+        check_preset_name(method.label)
         with self.db.session() as session:
             save_preset(
                 session, self.collection_id, method.label, method.strategy, method.params, method.weights, report or {}

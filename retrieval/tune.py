@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.engine import SearchEngine
+from retrieval.engine import SearchEngine, check_preset_name
 from retrieval.errors import InvalidInputError
 from retrieval.evaluate import EvalQuery, Evaluation, evaluate
 from retrieval.fusion.scoring import NORMALISATIONS, normalise, ranks, rrf
@@ -109,6 +109,7 @@ def tune(
     seed: int = 0,
 ) -> TuneResult:
     """Pick the best late-fusion setting on a tuning split, report it on the held-out split, save it."""
+    check_preset_name(name)  # before the search, not after it
     shuffled = list(queries)
     random.Random(seed).shuffle(shuffled)
     cut = max(1, int(len(shuffled) * (1 - held_out)))

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from retrieval import SearchEngine
-from retrieval.errors import NotFoundError
+from retrieval.errors import InvalidInputError, NotFoundError
+from retrieval.fusion import list_strategies
 from retrieval.results import Method, QueryInput
 from retrieval.train import TrainConfig
+from storage.repository import save_preset
+from ui.state import method_options
 
 QUERY = QueryInput(text="the digit seven")
 
@@ -98,8 +101,15 @@ def test_an_early_checkpoint_of_an_older_database_answers_for_learned_early(
     assert engine.preset("learned_early") == Method("learned_early", "learned_early"), "a name the demo saved"
     assert ranked(engine, engine.preset("learned_early")) == by_file
 
-    # the preset the demo saved before 0.19.0 (`centre` was ignored beside a checkpoint, and is dropped)
-    engine.save_preset(Method("learned_early", "early", {"checkpoint": file, "centre": True}))
+    # the preset the demo saved before 0.19.0 (`centre` was ignored beside a checkpoint, and is dropped), written
+    # as that demo wrote it: a preset may no longer take a strategy's name
+    with pytest.raises(InvalidInputError, match="'learned_early' is the name of a fusion strategy"):
+        engine.save_preset(Method("learned_early", "early", {"checkpoint": file}))
+    with engine.db.session() as session:
+        save_preset(
+            session, engine.collection_id, "learned_early", "early", {"checkpoint": file, "centre": True}, {}, {}
+        )
+    assert method_options(engine.presets()) == list(list_strategies()), "listed once, as the strategy"
     preset = SearchEngine.open(demo["url"]).preset("learned_early")
     assert preset == Method("learned_early", "learned_early", {"checkpoint": file})
     assert ranked(engine, preset) == by_file, "the old preset searches with the same ranking"

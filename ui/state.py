@@ -66,6 +66,14 @@ class Settings:
 WEIGHTINGS = ("adaptive", "fixed")  # the first is the strategies' default
 
 
+def method_options(presets: list[str]) -> list[str]:
+    """Every strategy, then every saved preset as `preset:NAME`. A preset named like a strategy (the demo saved
+    trained early as `learned_early` before it became a strategy) is left out: its results would carry the
+    strategy's label beside the strategy's own, and one would hide the other."""
+    strategies = list(list_strategies())
+    return strategies + [f"preset:{p}" for p in presets if p not in strategies]
+
+
 def sidebar(url: str) -> Settings | None:
     """Collection, methods to show, weights, normalisation, RRF k, number of results."""
     st.sidebar.caption(f"Database: `{url}`")
@@ -77,8 +85,7 @@ def sidebar(url: str) -> Settings | None:
         "Collection", names, key="collection", index=names.index("default") if "default" in names else 0
     )
     engine = engine_for(url, collection)
-    presets = engine.presets()
-    options = list(list_strategies()) + [f"preset:{p}" for p in presets]
+    options = method_options(engine.presets())
     chosen = st.sidebar.multiselect(
         "Fusion methods to show",
         options,
