@@ -39,6 +39,7 @@ from fusion_cross_speaker import encoded, rotation
 from retrieval.fusion import adaptive
 from retrieval.fusion.late import LateFusion, union, unit_candidates, unit_totals
 from retrieval.fusion.scoring import normalise
+from retrieval.space import VectorSpace
 
 ROTATIONS = range(4)
 BEFORE = (4.0, 2.0, 1.0)  # the powers chosen when recordings were MFCC
@@ -77,12 +78,13 @@ def unit_cache(late: LateFusion, target: Collection, base: QueryBase, kind: str,
     ids = union(lists)
     raws = [unit_totals(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
     values = [normalise(raw, present, late.params.normalisation) for raw, present in raws]
-    features = []
+    features, ceilinged = [], []
     for unit, (raw, present) in zip(units, raws):
         alone = encoded(base, unit[0].query_modality)
         spread, clarity = adaptive.predictors(space, alone, unit, raw, present)
         best = ids[present][np.argsort(-raw[present], kind="stable")[: adaptive.TOP]]
         features.append((spread, clarity, adaptive.coherence(space, unit, best)))
+        ceilinged.append(coherence_of_neighbours(space, unit, best))
     modalities = [unit[0].query_modality for unit in units]
     reached = np.any([present for _, present in raws], axis=0) if raws else np.zeros(len(ids), bool)
     return {
@@ -90,9 +92,56 @@ def unit_cache(late: LateFusion, target: Collection, base: QueryBase, kind: str,
         "relevant": target.digits[ids] == base.digit,
         "values": np.array(values),
         "features": features,
+        "ceilinged": ceilinged,
         "modalities": modalities,
         "reached": reached,
     }
+
+
+def pairwise(vectors: np.ndarray) -> float:
+    """Mean cosine between distinct rows, zero rows (a field with nothing in it) left out."""
+    vectors = vectors[np.abs(vectors).max(axis=1) > 0].astype(np.float32)
+    n = len(vectors)
+    return float(((vectors @ vectors.T).sum() - n * 1.0) / (n * (n - 1))) if n > 1 else float("nan")
+
+
+_ceilings: dict[tuple[int, str], tuple[float, float]] = {}
+
+
+def field_yardstick(space: VectorSpace, key: str) -> tuple[float, float]:
+    """(random, neighbours): how alike random items are in the field, and how alike an item's ten nearest
+    neighbours are (median over 64 of the field's sample, neighbours found within the sample)."""
+    if (id(space), key) not in _ceilings:
+        vectors, present = space.tables[key].lookup(adaptive.field_reference(space, key)[0])
+        rows = vectors[present].astype(np.float32)
+        rows = rows[np.abs(rows).max(axis=1) > 0]
+        sims = rows @ rows.T
+        np.fill_diagonal(sims, -np.inf)
+        near = [pairwise(rows[np.argsort(-sims[i])[: adaptive.TOP]]) for i in range(min(64, len(rows)))]
+        _ceilings[(id(space), key)] = pairwise(rows), float(np.median(near)) if near else 1.0
+    return _ceilings[(id(space), key)]
+
+
+def coherence_of_neighbours(space: VectorSpace, unit: list, best: np.ndarray) -> float:
+    """Alternative coherence: as a share of what the field's own nearest neighbours reach, not of 1, so a
+    field in which every same-class set is alike (a speech network's) does not make any unit look coherent."""
+    own, values = {c.field.key for c in unit}, []
+    for key, table in space.tables.items():
+        if key in own or not len(table):
+            continue
+        vectors, present = table.lookup(best)
+        among = pairwise(vectors[present])
+        if np.isnan(among):
+            continue
+        base, near = field_yardstick(space, key)
+        values.append((among - base) / max(1e-6, near - base))
+    return min(1.0, max(0.0, sum(values) / len(values))) if values else 1.0
+
+
+def with_neighbour_coherence(query: dict, powers: tuple) -> float:
+    """Alternative: coherence measured against the field's neighbours (`coherence_of_neighbours`)."""
+    features = [(s, c, h) for (s, c, _), h in zip(query["features"], query["ceilinged"])]
+    return p10({**query, "features": features}, powers)
 
 
 def p10(query: dict, powers: tuple[float, float, float]) -> float:
@@ -228,6 +277,12 @@ def main() -> int:
             f"{off['worst_gain']:+.3f} | {gains} | {costs} |"
         )
     alternatives = {"defaults": outcome(cache, defaults, every)}
+    alternatives["coherence as a share of the field's own neighbours'"] = outcome(
+        cache, defaults, every, with_neighbour_coherence
+    )
+    for part, name in (([TUNING], "tuning rotation"), (reported, "other three")):
+        alternatives[f"the same, {name} only"] = outcome(cache, defaults, part, with_neighbour_coherence)
+        alternatives[f"defaults, {name} only"] = outcome(cache, defaults, part)
     for n in (10, 30, 50):
         alternatives[f"only the most confident unit's best {n}"] = outcome(cache, defaults, every, anchor_at(n))
     for n in (30, 50):
