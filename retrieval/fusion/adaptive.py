@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from retrieval.fusion.base import channel_parts
+from retrieval.fusion.base import channel_parts, one_thread
 from retrieval.space import Channel, EncodedQuery, HeldRows, VectorSpace
 
 SAMPLE = 256  # items whose scores describe a query's distribution (exact: 256 dot products per channel)
@@ -242,8 +242,10 @@ def flat_modalities(space: VectorSpace, query: EncodedQuery) -> set[str]:
 
 
 def screened(space: VectorSpace, query: EncodedQuery) -> EncodedQuery:
-    """The query without its flat modalities, unless that would leave nothing."""
-    flat = flat_modalities(space, query)
+    """The query without its flat modalities, unless that would leave nothing. Its products on one BLAS
+    thread (`one_thread`): the learned strategies screen before their own search, outside late's."""
+    with one_thread():
+        flat = flat_modalities(space, query)
     if not flat or flat >= {m for m, _ in query.vectors}:
         return query
     return replace(query, vectors={k: v for k, v in query.vectors.items() if k[0] not in flat})

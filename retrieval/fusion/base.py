@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -78,22 +79,38 @@ class FusionStrategy(ABC):
         return as_set(query)
 
 
+@cache
+def _blas() -> list[Any]:
+    """numpy's BLAS libraries, found once; their thread counts are then set directly (threadpoolctl's
+    `limit` inspects every loaded library on each call, ~40 us)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas").lib_controllers
+
+
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """Torch's threads at one for the calling thread while it scores one query, where torch is loaded (the
-    tables cast gathered rows with it), as FAISS searches one query on one thread (`storage.faiss_store`).
-    A query casts a few hundred rows a field; beside other work on a 2-core machine two threads waiting on
-    each other made late fusion at 10k items 127 ms p50, against 15 ms on one thread (bench/search_latency.py)."""
+    """Torch's threads (where torch is loaded: the tables cast gathered rows with it) and numpy's BLAS threads
+    at one while the calling thread scores one query, as FAISS searches one query on one thread
+    (`storage.faiss_store`). A query casts a few hundred rows a field; beside other work on a 2-core machine
+    two threads waiting on each other made late fusion at 10k items 127 ms p50, against 15 ms on one thread
+    (bench/search_latency.py). OpenBLAS split a product of a query's few dozen rows over its threads, which
+    then spun on into the next FAISS search (docs/benchmarks/search_latency.md)."""
     torch = sys.modules.get("torch")
-    if torch is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    blas = _blas()
+    before = torch.get_num_threads() if torch is not None else 0
+    threads = [lib.get_num_threads() for lib in blas]
+    if torch is not None:
+        torch.set_num_threads(1)
+    for lib in blas:
+        lib.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        if torch is not None:
+            torch.set_num_threads(before)
+        for lib, count in zip(blas, threads):
+            lib.set_num_threads(count)
 
 
 def channel_shares(channels: list[Channel]) -> list[float]:
