@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,6 +89,9 @@ def _blas() -> list[Any]:
     return ThreadpoolController().select(user_api="blas").lib_controllers
 
 
+_inside = threading.local()  # one_thread's depth on this thread: an inner one changes nothing
+
+
 @contextmanager
 def one_thread() -> Iterator[None]:
     """Torch's threads (where torch is loaded: the tables cast gathered rows with it) and numpy's BLAS threads
@@ -95,7 +99,15 @@ def one_thread() -> Iterator[None]:
     (`storage.faiss_store`). A query casts a few hundred rows a field; beside other work on a 2-core machine
     two threads waiting on each other made late fusion at 10k items 127 ms p50, against 15 ms on one thread
     (bench/search_latency.py). OpenBLAS split a product of a query's few dozen rows over its threads, which
-    then spun on into the next FAISS search (docs/benchmarks/search_latency.md)."""
+    then spun on into the next FAISS search (docs/benchmarks/search_latency.md). Nested, only the outer
+    one sets and restores the counts (each costs a few microseconds)."""
+    if getattr(_inside, "depth", 0):
+        _inside.depth += 1
+        try:
+            yield
+        finally:
+            _inside.depth -= 1
+        return
     torch = sys.modules.get("torch")
     blas = _blas()
     before = torch.get_num_threads() if torch is not None else 0
@@ -104,9 +116,11 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(1)
     for lib in blas:
         lib.set_num_threads(1)
+    _inside.depth = 1
     try:
         yield
     finally:
+        _inside.depth = 0
         if torch is not None:
             torch.set_num_threads(before)
         for lib, count in zip(blas, threads):
