@@ -663,3 +663,55 @@ def test_coherence_leaves_out_zero_vectors(tmp_path: Path) -> None:
     channel = space.channels(EncodedQuery({("image", "img-enc"): unit(rng.normal(size=8)).astype(np.float32)}))
     assert coherence(space, channel, np.arange(1, 21)) == pytest.approx(1.0)  # the ten that have words agree
     assert coherence(space, channel, np.arange(1, 21)) == pytest.approx(coherence(space, channel, np.arange(1, 11)))
+
+
+@pytest.mark.parametrize("name", ["late", "hybrid", "early"])
+def test_a_query_multiplies_on_one_blas_thread_and_gives_the_threads_back(
+    space: VectorSpace, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Issue 38, item 2: OpenBLAS split a query's products of a few hundred rows over its threads, which then
+    spun on into the next FAISS search (late at 100k items: p50 x0.7 with one thread). Every product a
+    search makes on the held rows runs on one BLAS thread; the caller's thread count comes back after."""
+    from threadpoolctl import ThreadpoolController
+
+    from retrieval.space import HeldRows
+
+    blas = ThreadpoolController().select(user_api="blas")
+    seen: list[int] = []
+    original = HeldRows.scores
+
+    def scores(held: HeldRows, key: str, vector: np.ndarray) -> np.ndarray:
+        seen.extend(lib["num_threads"] for lib in blas.info())
+        return original(held, key, vector)
+
+    monkeypatch.setattr(HeldRows, "scores", scores)
+    with blas.limit(limits=2):
+        hits = create_strategy(name).search(space, query(space), 3)
+        after = [lib["num_threads"] for lib in blas.info()]
+    assert hits and seen and set(seen) == {1}, f"{name}: products on {sorted(set(seen))} BLAS threads"
+    assert after == [2] * len(after)
+
+
+def test_a_groups_weights_from_the_unions_scores_equal_those_of_its_own_rows(tmp_path: Path) -> None:
+    """Issue 38, item 2: a hybrid group's inputs are weighed over its own list; their scores are now taken
+    from the union's held rows (`at`) rather than from a copy of the list's rows: the same weights."""
+    from retrieval.fusion.adaptive import channel_judgements
+
+    space, _ = labelled_space(tmp_path, audio_noise=0.8)
+    rng = np.random.default_rng(3)
+    q = EncodedQuery(
+        {
+            ("image", "img-enc"): unit(rng.normal(size=16)).astype(np.float32),
+            ("audio", "aud-enc"): unit(rng.normal(size=12)).astype(np.float32),
+        }
+    )
+    ids = space.item_ids()
+    held = space.held_rows(ids)
+    at = np.flatnonzero(rng.random(len(ids)) < 0.5)
+    from_union = channel_judgements(space, q, ids[at], held, at)
+    own = channel_judgements(space, q, ids[at], space.held_rows(ids[at]))
+    assert from_union.keys() == own.keys() and len(own) == 2
+    for key, (weight, judgement) in own.items():
+        assert from_union[key][0] == pytest.approx(weight, rel=1e-6)
+        assert from_union[key][1].coherence == pytest.approx(judgement.coherence, rel=1e-6)
+        assert weight != pytest.approx(1.0, abs=1e-3)  # the channels differ: the weights say something

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from retrieval.fusion.base import channel_parts
+from retrieval.fusion.base import channel_parts, one_thread
 from retrieval.space import Channel, EncodedQuery, HeldRows, VectorSpace
 
 SAMPLE = 256  # items whose scores describe a query's distribution (exact: 256 dot products per channel)
@@ -145,21 +145,43 @@ def coherence(space: VectorSpace, unit: list[Channel], top: np.ndarray, held: He
     sample, as a share of what is left to 1. An image channel's best ten share digits, so their recordings
     are alike; a weak or useless channel's best ten are a mix. 1 (neutral) where no other field helps.
     From `held` rows of exactly `top` where given (`HeldRows.subset`), else from the tables."""
-    own = {c.field.key for c in unit}
+    return coherences(space, [unit], [top], held)[0]
+
+
+def coherences(
+    space: VectorSpace, units: list[list[Channel]], tops: list[np.ndarray], held: HeldRows | None = None
+) -> list[float]:
+    """`coherence` of each unit over its best items `tops`, from `held` rows of their concatenation where
+    given. A field's rows of every unit's best items are read once, and a unit's sum of pairwise cosines
+    is |Σv|² - Σ|v|²: no product of all the rows with each other, which OpenBLAS splits over threads that
+    wait on a busy machine, and no product and lookup per unit and field."""
+    sizes = np.array([len(top) for top in tops], np.int64)
+    everyone = np.concatenate(tops) if tops else np.zeros(0, np.int64)
+    unit_of = np.repeat(np.arange(len(units)), sizes)
+    bounds = np.cumsum(sizes).tolist()
+    owns = [{c.field.key for c in unit} for unit in units]
     baselines = _baselines.setdefault(space, {})
-    values = []
+    sums, counts = np.zeros(len(units)), np.zeros(len(units))
     for key, table in space.tables.items():
-        if key in own or not len(table):
+        users = np.array([key not in own for own in owns], bool)
+        if not len(table) or not users.any() or len(everyone) < 2:
             continue
-        vectors, present = table.lookup(top) if held is None else held.rows(key)
-        among = mean_pairwise(vectors[present])
-        if np.isnan(among):
+        vectors, present = table.lookup(everyone) if held is None else held.rows(key)  # absent rows are 0
+        present = present & vectors.any(axis=1)  # a zero vector is an empty field (`mean_pairwise`)
+        n = np.bincount(unit_of, weights=present, minlength=len(units))
+        helps = users & (n >= 2)  # a unit with fewer than two of its best items in the field learns nothing
+        if not helps.any():
             continue
         if key not in baselines:
             baselines[key] = mean_pairwise(unit_sample(space, (key,)).rows(key)[0])
+        exact = vectors.astype(np.float64)  # the difference of two sums loses float32's last digits
+        summed = np.stack([exact[end - size : end].sum(axis=0) for end, size in zip(bounds, sizes.tolist())])
+        own = np.bincount(unit_of, weights=np.einsum("ij,ij->i", exact, exact), minlength=len(units))
+        among = (np.einsum("ij,ij->i", summed, summed) - own) / np.maximum(n * (n - 1), 1)
         base = baselines[key]
-        values.append((among - base) / max(1e-6, 1 - base))
-    return min(1.0, max(0.0, sum(values) / len(values))) if values else 1.0
+        sums += np.where(helps, (among - base) / max(1e-6, 1 - base), 0.0)
+        counts += helps
+    return [min(1.0, max(0.0, float(t / c))) if c else 1.0 for t, c in zip(sums, counts)]
 
 
 @dataclass(frozen=True)
@@ -183,18 +205,19 @@ def judge_units(
     raws: list[tuple[np.ndarray, np.ndarray]],
     ids: np.ndarray,
     held: HeldRows | None = None,
+    at: np.ndarray | None = None,
 ) -> list[Judgement]:
-    """Each unit's predictors, each unit scored with its own query over the candidates `ids` (`held`: theirs)."""
+    """Each unit's predictors, each unit scored with its own query over the candidates `ids` (`held`: theirs,
+    or, with `at`, the held items at positions `at` are `ids`)."""
     bests = [best_positions(raw, present) for raw, present in raws]
     # every unit's best items in one subset: a field's rows for them are gathered once, not once a unit
-    tops = held.subset(np.concatenate(bests)) if held is not None and bests else None
-    out, start = [], 0
-    for query, unit, (raw, present), best in zip(queries, units, raws, bests):
-        spread, clarity = predictors(space, query, unit, raw, present, best)
-        rows = tops.subset(np.arange(start, start + len(best))) if tops is not None else None
-        out.append(Judgement(spread, clarity, coherence(space, unit, ids[best], rows)))
-        start += len(best)
-    return out
+    best = np.concatenate(bests) if bests else np.zeros(0, np.int64)
+    tops = held.subset(best if at is None else at[best]) if held is not None and bests else None
+    coherent = coherences(space, units, [ids[best] for best in bests], tops)
+    return [
+        Judgement(*predictors(space, query, unit, raw, present, best), together)
+        for query, unit, (raw, present), best, together in zip(queries, units, raws, bests, coherent)
+    ]
 
 
 def judged_weights(judgements: list[Judgement]) -> np.ndarray:
@@ -245,8 +268,10 @@ def flat_modalities(space: VectorSpace, query: EncodedQuery) -> set[str]:
 
 
 def screened(space: VectorSpace, query: EncodedQuery) -> EncodedQuery:
-    """The query without its flat modalities, unless that would leave nothing."""
-    flat = flat_modalities(space, query)
+    """The query without its flat modalities, unless that would leave nothing. Its products on one BLAS
+    thread (`one_thread`): the learned strategies screen before their own search, outside late's."""
+    with one_thread():
+        flat = flat_modalities(space, query)
     if not flat or flat >= {m for m, _ in query.vectors}:
         return query
     return replace(query, vectors={k: v for k, v in query.vectors.items() if k[0] not in flat})
@@ -276,26 +301,31 @@ def standardised(space: VectorSpace, query: EncodedQuery) -> EncodedQuery:
 
 
 def channel_judgements(
-    space: VectorSpace, query: EncodedQuery, ids: np.ndarray, held: HeldRows | None = None
+    space: VectorSpace, query: EncodedQuery, ids: np.ndarray, held: HeldRows | None = None, at: np.ndarray | None = None
 ) -> dict[tuple[str, str], tuple[float, Judgement]]:
     """Late fusion's per-query weights (`adaptive_weights`, each channel a unit, scored over the candidates
     `ids`), for a sum of channels in one concatenated index: one factor per query vector (the mean over the
     channels it reaches), with the mean of those channels' predictors; none where fewer than two channels
-    compete."""
+    compete. With `at`, `ids` are the `held` items at positions `at` (a group's own list in the union): their
+    scores are taken from the held items' scores, which the union's judging computes anyway."""
     channels = [c for c in space.channels(query) if query.weight(c.query_modality) != 0]  # muted: not judged
     if len(channels) < 2 or not len(ids):
         return {}
     plain = EncodedQuery(query.vectors)  # each channel scored unweighted, as late scores a unit
     units = [[c] for c in channels]
     if held is None:
-        held = space.held_rows(ids)
+        held, at = space.held_rows(ids), None
     raws = [held.channel_scores(plain, c) for c in channels]
-    judgements = judge_units(space, [plain] * len(units), units, raws, ids, held)
+    if at is not None:
+        raws = [(scores[at], present[at]) for scores, present in raws]
+    judgements = judge_units(space, [plain] * len(units), units, raws, ids, held, at)
     by_vector: dict[tuple[str, str], list[tuple[float, Judgement]]] = {}
     for channel, weight, judgement in zip(channels, judged_weights(judgements), judgements):
         by_vector.setdefault(channel.vector_key, []).append((float(weight), judgement))
-    return {
-        key: (float(np.mean([w for w, _ in pairs])), mean_judgement([j for _, j in pairs]))
+    return {  # a vector reaching one channel (the usual case) takes its pair as it is: np.mean's value
+        key: pairs[0]
+        if len(pairs) == 1
+        else (float(np.mean([w for w, _ in pairs])), mean_judgement([j for _, j in pairs]))
         for key, pairs in by_vector.items()
     }
 
@@ -312,10 +342,10 @@ def mean_judgement(judgements: list[Judgement], shares: list[float] | None = Non
 
 
 def channel_weights(
-    space: VectorSpace, query: EncodedQuery, ids: np.ndarray, held: HeldRows | None = None
+    space: VectorSpace, query: EncodedQuery, ids: np.ndarray, held: HeldRows | None = None, at: np.ndarray | None = None
 ) -> dict[tuple[str, str], float]:
     """`channel_judgements`' factors alone: one per query vector, 1 where fewer than two channels compete."""
-    return {key: weight for key, (weight, _) in channel_judgements(space, query, ids, held).items()}
+    return {key: weight for key, (weight, _) in channel_judgements(space, query, ids, held, at).items()}
 
 
 def reweighted(query: EncodedQuery, factors: dict[tuple[str, str], float]) -> EncodedQuery:

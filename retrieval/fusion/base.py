@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,22 +78,60 @@ class FusionStrategy(ABC):
         return as_set(query)
 
 
+_found: dict[int, list[Any]] = {}
+
+
+def _blas() -> list[Any]:
+    """The loaded BLAS libraries (numpy's, and any torch or scipy brings), found again only when modules
+    were imported since: their thread counts are then set directly (threadpoolctl's `limit` inspects every
+    loaded library on each call, ~40 us), and a library loaded after the first query is not missed."""
+    loaded = len(sys.modules)
+    libraries = _found.get(loaded)
+    if libraries is None:
+        from threadpoolctl import ThreadpoolController
+
+        libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        _found.clear()
+        _found[loaded] = libraries
+    return libraries
+
+
+_inside = threading.local()  # one_thread's depth on this thread: an inner one changes nothing
+
+
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """Torch's threads at one for the calling thread while it scores one query, where torch is loaded (the
-    tables cast gathered rows with it), as FAISS searches one query on one thread (`storage.faiss_store`).
-    A query casts a few hundred rows a field; beside other work on a 2-core machine two threads waiting on
-    each other made late fusion at 10k items 127 ms p50, against 15 ms on one thread (bench/search_latency.py)."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        yield
+    """Torch's threads (where torch is loaded: the tables cast gathered rows with it) and numpy's BLAS threads
+    at one while the calling thread scores one query, as FAISS searches one query on one thread
+    (`storage.faiss_store`). A query casts a few hundred rows a field; beside other work on a 2-core machine
+    two threads waiting on each other made late fusion at 10k items 127 ms p50, against 15 ms on one thread
+    (bench/search_latency.py). OpenBLAS split a product of a query's few dozen rows over its threads, which
+    then spun on into the next FAISS search (docs/benchmarks/search_latency.md). Nested, only the outer
+    one sets and restores the counts (each costs a few microseconds)."""
+    if getattr(_inside, "depth", 0):
+        _inside.depth += 1
+        try:
+            yield
+        finally:
+            _inside.depth -= 1
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")
+    blas = _blas()
+    before = torch.get_num_threads() if torch is not None else 0
+    threads = [lib.get_num_threads() for lib in blas]
+    if torch is not None:
+        torch.set_num_threads(1)
+    for lib in blas:
+        lib.set_num_threads(1)
+    _inside.depth = 1
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        _inside.depth = 0
+        if torch is not None:
+            torch.set_num_threads(before)
+        for lib, count in zip(blas, threads):
+            lib.set_num_threads(count)
 
 
 def channel_shares(channels: list[Channel]) -> list[float]:

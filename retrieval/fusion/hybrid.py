@@ -65,7 +65,7 @@ class HybridFusion(UnitFusion):
                 queries.append(unweighted(query))
                 continue
             listed.exact = False  # its scores are the scaled query's: re-scored with the weighted one
-            queries.append(reweighted(scaled, channel_weights(space, query, listed.ids, held.subset(listed.rows))))
+            queries.append(reweighted(scaled, channel_weights(space, query, listed.ids, held, listed.rows)))
         return queries, lists, ids, held
 
     def units(self, space: VectorSpace, query: EncodedQuery) -> list[list[Channel]]:

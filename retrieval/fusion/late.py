@@ -290,7 +290,11 @@ class UnitFusion(FusionStrategy):
         return queries, lists, ids, space.held_rows(ids)
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
-        s = self.scored(space, query, k)
+        with one_thread():  # the contributions multiply held rows too
+            return self._search(space, query, k)
+
+    def _search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
+        s = self._scored(space, query, k)
         c = s.candidates
         reached = np.flatnonzero(s.hits > 0)
         top = reached[rank_order(s.total[reached], c.ids[reached], k)]
