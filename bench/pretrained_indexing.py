@@ -99,7 +99,7 @@ def interleaved(manifest: Path, roots: list[Path], repeats: int, work: Path) -> 
     pairs = []
     for n in range(repeats):
         run, memory = end_to_end(f"sqlite:///{work}/run-{n}.db", manifest, PROFILES["pretrained"], roots)
-        seconds, assets = encoder_only(manifest, PROFILES["pretrained"])
+        seconds, _, assets = encoder_only(manifest, PROFILES["pretrained"])
         pairs.append({"end_to_end_s": round(run["seconds"], 2), "encoder_only_s": round(seconds, 2), "assets": assets})
         print(pairs[-1], flush=True)
     e2e = statistics.median(p["end_to_end_s"] for p in pairs)
