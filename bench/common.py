@@ -118,17 +118,18 @@ def reports_dir() -> Path:
     return Path(os.environ.get("BENCH_REPORTS") or ROOT / "docs" / "benchmarks")
 
 
-def stamped(markdown: str) -> str:
+def stamped(markdown: str, s: dict[str, str] | None = None) -> str:
     """The page with a last line saying what wrote it (`stamp`): the commit, the day and the command."""
-    s = stamp()
+    s = s or stamp()
     return f"{markdown.rstrip()}\n\nWritten by `{s['command']}` at commit {s['commit']}, {s['date']}.\n"
 
 
 def write_report(name: str, report: dict, markdown: str) -> None:
     out = reports_dir()
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps({"machine": machine(), "written": stamp(), **report}, indent=2))
-    (out / f"{name}.md").write_text(stamped(markdown))
+    written = stamp()  # once, before either file changes the checkout (else the page read "-dirty")
+    (out / f"{name}.json").write_text(json.dumps({"machine": machine(), "written": written, **report}, indent=2))
+    (out / f"{name}.md").write_text(stamped(markdown, written))
     print(json.dumps(report, indent=2))
     print(markdown)
 

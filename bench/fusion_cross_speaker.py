@@ -348,8 +348,8 @@ def main() -> int:
     }
     report["rotations"] = len(report["rotations"])
     out = reports_dir()
+    markdown = stamped(to_markdown(report))  # stamped first: the JSON would make the checkout "-dirty"
     (out / f"{args.name}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    markdown = stamped(to_markdown(report))
     (out / f"{args.name}.md").write_text(markdown)
     print(markdown)
     return 0

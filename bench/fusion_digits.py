@@ -229,8 +229,8 @@ def main() -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    markdown = stamped(to_markdown(report))  # stamped first: the JSON would make the checkout "-dirty"
     (out / "fusion_digits.json").write_text(json.dumps(report, indent=2))
-    markdown = stamped(to_markdown(report))
     (out / "fusion_digits.md").write_text(markdown)
     print(markdown)
     return 0
