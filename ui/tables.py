@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
+import streamlit as st
 from pandas.io.formats.style import Styler
 
 BLANK = "—"
@@ -15,3 +18,9 @@ def readable(frame: pd.DataFrame) -> Styler:
     stay numbers, so a column still sorts as numbers."""
     floats = frame.select_dtypes("float").columns
     return frame.style.format(na_rep=BLANK).format(f"{{:.{DECIMALS}f}}", subset=floats, na_rep=BLANK)
+
+
+def table(data: pd.DataFrame | Styler, **options: Any) -> None:
+    """`st.dataframe` with a missing cell drawn as `BLANK`: the browser's grid draws a missing value as its
+    `placeholder` ("None" by default) whatever the Styler's display value says."""
+    st.dataframe(readable(data) if isinstance(data, pd.DataFrame) else data, placeholder=BLANK, **options)
