@@ -15,6 +15,7 @@ import streamlit as st
 
 from retrieval.media import MediaError, load_image
 from retrieval.results import QueryInput
+from ui.layout import line_and_button
 from ui.plain import md
 from ui.players import player
 from ui.state import MAX_UPLOAD_BYTES
@@ -74,7 +75,7 @@ def _upload(key: str) -> Upload | None:
     if upload is None:
         return None
     if widget is None:
-        left, right = st.columns([4, 1])
+        left = right = line_and_button()
         left.caption(f"{UPLOADS[key].capitalize()}: {md(upload.name)} (uploaded before you changed page).")
         right.button("Remove", key=f"forget_{key}", on_click=_forget, args=(key,))
     if not upload.data:
@@ -135,7 +136,7 @@ def show_query(query: QueryInput, example: str | None) -> Any:
     with box:
         if example is not None:
             scroll_to_query()
-            left, right = st.columns([4, 1])
+            left = right = line_and_button()
             left.markdown(f"**Query: the item {md(example)}** (its {', '.join(query.present())})")
             right.button("Back to your own query", key="clear_example", on_click=clear_example, type="primary")
         else:

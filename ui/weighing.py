@@ -17,6 +17,7 @@ from retrieval.fusion import list_strategies
 from retrieval.fusion.adaptive import CLARITY_POWER, COHERENCE_POWER, SPREAD_POWER, Judgement, mean_judgement
 from retrieval.fusion.weighing import InputWeight, Weighing
 from retrieval.results import Method, QueryInput
+from ui.layout import line_and_button
 from ui.plain import md
 from ui.results_cache import cached_weighing
 
@@ -135,7 +136,7 @@ def render(engine: Any, collection: str, query: QueryInput, methods: list[Method
             "method the sidebar sets (not saved presets).",
         )
     elif st.session_state.get("weighting") == "fixed" and not st.session_state.get("screen_inputs", True):
-        left, right = st.columns([4, 1])
+        left = right = line_and_button()
         left.caption("Your own weights are in use: fixed channel weights, and no input is left out.")
         right.button("Let the methods weigh inputs", key="methods_weigh", on_click=methods_weigh)
 
