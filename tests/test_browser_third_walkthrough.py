@@ -42,3 +42,57 @@ def test_the_query_s_buttons_keep_their_whole_label_at_1280_px(server: str, brow
         assert not cut(browser), cut(browser)
     finally:
         browser.set_window_size(1600, 1400)
+
+
+# Each table's toolbar, grid, and the boxes of the page's other elements, read in one script
+TOOLBARS = """
+const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+return [...document.querySelectorAll('[data-testid="stDataFrame"]')].map(table => {
+  const own = table.closest('[data-testid="stElementContainer"]');
+  const others = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stElementContainer"]')]
+    .filter(e => e !== own && !e.contains(own) && !own.contains(e) && e.getClientRects().length
+                 && e.getBoundingClientRect().height > 0).map(box);
+  return {toolbar: box(table.querySelector('[data-testid="stElementToolbar"]')), grid: box(table), others};
+});
+"""
+
+
+def overlaps(a: list[float], b: list[float]) -> bool:
+    """Whether two boxes [left, top, right, bottom] share more than a pixel each way."""
+    return min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1
+
+
+def test_a_table_s_toolbar_covers_neither_its_cells_nor_the_text_above(server: str, browser) -> None:  # noqa: F811
+    """#10: the toolbar of st.dataframe sat over the header and first rows at rest and on its way in, and over
+    the text above the table once shown. It now has a band of its own above the table."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from test_browser import body_text
+
+    browser.set_window_size(1280, 800)
+    try:
+        browser.get(server)
+        settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
+        browser.find_element(By.XPATH, '//label[.//*[normalize-space(text())="Strategies"]]').click()
+        settle(browser, lambda d: "Measure every strategy" in body_text(d))
+        by_text(browser, "Measure every strategy").click()
+        settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]'), timeout=300)
+        table = browser.find_element(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", table)
+        at_rest = browser.execute_script(TOOLBARS)[0]
+        ActionChains(browser).move_to_element(table).perform()
+        settle(
+            browser,
+            lambda d: d.execute_script(
+                "return getComputedStyle(document.querySelector('[data-testid=stDataFrame] "
+                "[data-testid=stElementToolbar]')).opacity === '1'"
+            ),
+        )
+        shown = browser.execute_script(TOOLBARS)[0]
+        print(f"\ntoolbar at rest {at_rest['toolbar']}, shown {shown['toolbar']}; grid {shown['grid']}")
+        for state in (at_rest, shown):
+            toolbar = state["toolbar"]
+            assert toolbar[3] <= state["grid"][1] + 1, f"the toolbar {toolbar} covers the grid {state['grid']}"
+            covered = [other for other in state["others"] if overlaps(toolbar, other)]
+            assert not covered, f"the toolbar {toolbar} covers {covered}"
+    finally:
+        browser.set_window_size(1600, 1400)

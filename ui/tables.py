@@ -24,3 +24,14 @@ def table(data: pd.DataFrame | Styler, **options: Any) -> None:
     """`st.dataframe` with a missing cell drawn as `BLANK`: the browser's grid draws a missing value as its
     `placeholder` ("None" by default) whatever the Styler's display value says."""
     st.dataframe(readable(data) if isinstance(data, pd.DataFrame) else data, placeholder=BLANK, **options)
+
+
+# The grid's toolbar (show, download, search, full screen) floats 44 px high at the table's top right: at rest
+# and on its way in it sat over the header and first rows, and once in, over the text above the table. Each
+# table gets a band of that height above it, and the toolbar always sits in its band (walkthrough #10).
+TOOLBAR_ROOM = (
+    "<style>"
+    '[data-testid="stElementContainer"]:has([data-testid="stDataFrame"]){margin-top:2.75rem}'
+    '[data-testid="stDataFrame"] [data-testid="stElementToolbar"]{top:-2.75rem !important}'
+    "</style>"
+)
