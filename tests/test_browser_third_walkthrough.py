@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from selenium.webdriver.common.by import By
 from test_browser import browser, server, settle, show_cards  # noqa: F401 (fixtures)
@@ -96,3 +98,36 @@ def test_a_table_s_toolbar_covers_neither_its_cells_nor_the_text_above(server: s
             assert not covered, f"the toolbar {toolbar} covers {covered}"
     finally:
         browser.set_window_size(1600, 1400)
+
+
+# The first rows' items of the comparison grid
+FIRST_ITEMS = (
+    "return [...document.querySelectorAll('table.cmp-grid td.cmp-cell')].slice(0, 4).map(td => td.dataset.item)"
+)
+
+
+def test_a_query_file_given_again_with_new_content_is_searched_anew(server: str, browser, tmp_path) -> None:  # noqa: F811
+    """#2: a query image saved anew under its name and given again was ignored (Chromium fires no change for
+    the path its file input already holds), and the old image was still searched."""
+    import shutil
+
+    from conftest import MNIST
+
+    three, seven = sorted(MNIST.glob("*_3.png"))[5], sorted(MNIST.glob("*_7.png"))[5]
+    query = tmp_path / "query.png"
+
+    def give(picture: Path) -> list[str]:
+        before = browser.execute_script(FIRST_ITEMS)
+        shutil.copy(picture, query)
+        field = '//*[@data-testid="stFileUploader"][.//*[normalize-space(text())="Image"]]//input[@type="file"]'
+        settle(browser, lambda d: d.find_elements(By.XPATH, field))
+        browser.find_element(By.XPATH, field).send_keys(str(query))
+        settle(browser, lambda d: d.execute_script(FIRST_ITEMS) and d.execute_script(FIRST_ITEMS) != before, 30)
+        return browser.execute_script(FIRST_ITEMS)
+
+    browser.get(server)
+    settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
+    by_three = give(three)
+    by_seven = give(seven)
+    print(f"\nfirst items for a three {by_three}, then for a seven under the same name {by_seven}")
+    assert by_seven != by_three

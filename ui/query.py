@@ -53,6 +53,22 @@ def scroll_to_query() -> None:
         st.html(SCROLL_TO_QUERY.format(n=n), unsafe_allow_javascript=True)
 
 
+# Chromium fires no change for a file input given the path it already holds, so a query file saved anew
+# under its name and given again was ignored and the old content searched (walkthrough #2). Streamlit's
+# uploader empties its input before it opens the file dialog, not after a file arrives: this empties every
+# file input once its change has been read, so the same path given again is a change. The app's own script.
+FORGET_FILE_PATHS = """
+<script>
+if (!window.__forgetFilePaths) {
+  window.__forgetFilePaths = true;
+  document.addEventListener('change', e => {
+    if (e.target instanceof HTMLInputElement && e.target.type === 'file') setTimeout(() => { e.target.value = ''; });
+  }, true);
+}
+</script>
+"""
+
+
 def clear_example() -> None:
     st.session_state["example"] = None
 
@@ -92,6 +108,7 @@ def _upload(key: str) -> Upload | None:
 def query_widgets(hears: bool = False) -> QueryInput:
     """The person's own query from the widgets; raises MediaError for an unusable upload. `hears`: the
     collection keeps transcripts, so a clip may also be searched by what it says."""
+    st.html(FORGET_FILE_PATHS, unsafe_allow_javascript=True)
     left, right = st.columns([2, 3])
     if "query_text" not in st.session_state:  # dropped with the widget on another page: bring the text back
         st.session_state["query_text"] = st.session_state.get("kept_query_text", "")
