@@ -59,6 +59,14 @@ def why(one: InputWeight, others: list[InputWeight], example: bool) -> str:
     return _reason(worst, mine, ref, against)
 
 
+# Said once under the lines that give a coherence: the word alone explained nothing (walkthrough #16)
+COHERENCE_MEANS = (
+    "Coherence: how alike an input's best matches are in the modalities it did not search, from 0 (no more "
+    "alike than any items) to 1 (alike); the best matches of a clear input share a subject, so their other "
+    "media agree, while an unclear input's are a mix."
+)
+
+
 def _reason(predictor: str, mine: Judgement, ref: Judgement, against: str) -> str:
     if predictor == "spread":
         return (
@@ -127,6 +135,8 @@ def render(engine: Any, collection: str, query: QueryInput, methods: list[Method
         lines.append(line)
     for line in lines:
         st.markdown(line)
+    if any("(coherence " in line for line in lines):
+        st.caption(COHERENCE_MEANS)
     if sidebar_changed:
         st.button(
             "Use my own weights",
