@@ -75,16 +75,27 @@ def tie_groups(hits: list[Hit]) -> list[tuple[int, int, float]]:
     return groups
 
 
-def tie_lines(results: dict[str, SearchResult]) -> list[str]:
-    """ "late: 10 items tied at 2.180 (ranks 1-10), ordered by id" for each method's tie groups (markdown)."""
+def tie_lines(results: dict[str, SearchResult], beyond: dict[str, tuple[int, bool]] | None = None) -> list[str]:
+    """ "late: 10 items tied at 2.180 (ranks 1-10), ordered by id" for each method's tie groups (markdown).
+    `beyond[label]`: (items tied at the last score shown, whether that count is only a floor) for a method
+    whose list ends inside a tie; the note counted only the shown ones (walkthrough #4)."""
     lines = []
     for label, result in results.items():
         groups = tie_groups(result.hits)
-        if groups:
-            said = "; ".join(
-                f"{last - first + 1} items tied at {score:.3f} (ranks {first}-{last})" for first, last, score in groups
-            )
-            lines.append(f"**{md(label)}**: {said}, ordered by id")
+        if not groups:
+            continue
+        parts = []
+        for first, last, score in groups:
+            count, floor = (beyond or {}).get(label, (0, False)) if last == len(result.hits) else (0, False)
+            if count > last - first + 1:
+                shown = last - first + 1
+                parts.append(
+                    f"{'at least ' if floor else ''}{count} items tied at {score:.3f} (ranks {first}-"
+                    f"{first + count - 1}, {shown} of them shown)"
+                )
+            else:
+                parts.append(f"{last - first + 1} items tied at {score:.3f} (ranks {first}-{last})")
+        lines.append(f"**{md(label)}**: {'; '.join(parts)}, ordered by id")
     return lines
 
 
@@ -166,6 +177,7 @@ def render(
     comparison: Comparison | None,
     k: int,
     show_problem: Callable[[str, str], None],
+    beyond: dict[str, tuple[int, bool]] | None = None,
 ) -> None:
     """The grid, with each method's latency and parameters above it; `show_problem(label, error)` for each
     method that failed (the Search page's message, the same as in the cards)."""
@@ -180,7 +192,7 @@ def render(
         + f" · {legend(results)} · ▲ ▼ new: moved against the first · ♪ has audio · ¶ has text · "
         "point at or click an item to see it in every column"
     )
-    for line in tie_lines(results):
+    for line in tie_lines(results, beyond):
         st.caption(line)
     st.caption(score_lines(results))
     st.html(grid_html(results, comparison, k))
