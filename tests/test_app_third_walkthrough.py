@@ -45,3 +45,17 @@ def test_a_tie_that_runs_past_the_last_rank_is_counted_whole(app: AppTest, demo:
     print(notes)
     said = f"{len(tied)} items tied at {shown[-1].score:.3f} (ranks {min(tied)}-{max(tied)}, {11 - min(tied)} of them"
     assert notes and said in notes[0], (said, notes)
+
+
+def test_a_demo_item_without_an_image_names_no_mnist_image(demo: dict[str, str]) -> None:
+    """#19: 7-lucas-22 had an mnist_index in its metadata and no image: the index named the image the demo
+    had paired with its recording, then left out."""
+    from retrieval import SearchEngine
+
+    engine = SearchEngine.open(demo["url"])
+    items = engine.catalogue.items(engine.catalogue.item_keys()).values()
+    imageless = [i for i in items if "image" not in {a.modality for a in i.assets}]
+    with_index = [i.key for i in imageless if "mnist_index" in i.meta]
+    print(f"\n{len(imageless)} items without an image; {len(with_index)} of them with an mnist_index")
+    assert imageless and not with_index, with_index[:5]
+    assert all("mnist_index" in i.meta for i in items if i not in imageless)
