@@ -10,13 +10,15 @@ from test_browser import _texts, browser, grid_methods, server, settle  # noqa: 
 
 pytestmark = pytest.mark.slow
 
-# Each chart's drawn box (its canvas or svg) against its Streamlit column and the window
+# Each chart's shown box (its canvas or svg, cut to the box it scrolls in: the bump chart scrolls sideways on
+# a phone rather than squeeze its labels together) against its Streamlit column and the window
 CHART_BOXES = """
 return [...document.querySelectorAll('.vega-embed')].map(e => {
   const drawn = e.querySelector('canvas, svg').getBoundingClientRect();
+  const box = e.closest('[data-testid="stVegaLiteChart"]').getBoundingClientRect();
   const column = e.closest('[data-testid="stVerticalBlock"]').getBoundingClientRect();
-  return {title: e.closest('[data-testid="stVegaLiteChart"]') ? 'chart' : '?', left: drawn.left,
-          right: drawn.right, column: column.right, window: document.documentElement.clientWidth};
+  return {title: e.closest('[data-testid="stVegaLiteChart"]') ? 'chart' : '?', left: Math.max(drawn.left, box.left),
+          right: Math.min(drawn.right, box.right), column: column.right, window: document.documentElement.clientWidth};
 });
 """
 

@@ -16,7 +16,7 @@ from retrieval.plots import BUMP_STEP, bump_depth, bump_layout, bump_rows
 from retrieval.results import Method, QueryInput, SearchResult
 from ui import compare_view, detail, examples, explain, provenance, weighing
 from ui.cards import result_card
-from ui.charts import EMPTY, draw, template, with_rows
+from ui.charts import EMPTY, draw_unfitted, template, with_rows
 from ui.plain import md
 from ui.query import example_query, query_widgets, show_query, use_example
 from ui.results_cache import cached_search, encoded_query
@@ -178,9 +178,11 @@ def comparison_section(comparison: Comparison) -> None:
         "than two shared items, or when one method gives every shared item the same score. Items with equal "
         "scores count as unmoved."
     )
-    # its own width, not the page's, narrower only where the page is: stretched, Chromium redrew it as the layout
-    # settled, and adding a method took 2.9 s in the browser instead of 1.7 s (tests/test_browser.py)
-    draw(bump_spec(comparison), BUMP_STEP * len(comparison.results) + BUMP_FRAME)
+    # its own width, not the page's: stretched, Chromium redrew it as the layout settled, and adding a method
+    # took 2.9 s in the browser instead of 1.7 s (tests/test_browser.py). Never squeezed either: fitted to a
+    # 400 px phone, its item labels ran over the rank axis and each other (walkthrough #8); where the column
+    # is narrower it scrolls sideways in its own box (`ui.charts.SCROLL_CHARTS`), as the grid does
+    draw_unfitted(bump_spec(comparison), BUMP_STEP * len(comparison.results) + BUMP_FRAME)
 
 
 @st.cache_resource(show_spinner=False)
