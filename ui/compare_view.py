@@ -33,9 +33,32 @@ LETTERS = "ABCDE"
 # Enter on a cell cannot open an item: the grid is HTML without a script, and a script could not work
 # Streamlit's selector (its events must come from a person). So the page says what the keyboard does.
 KEYBOARD = (
-    "From the keyboard: Tab moves from cell to cell, each showing its picture and text; to open one, type "
-    "its key into “Look closer at a result” below and press Enter."
+    "From the keyboard: Tab moves from cell to cell, each showing its picture and text; Enter opens the cell's "
+    "item in “Look closer at a result” below."
 )
+# Enter on a cell did nothing (walkthrough #18): it now types the cell's key into "Look closer at a result"
+# and presses Enter there, as a person would. The key is read from the cell's text, never put into the script;
+# "key (" matches that item's option alone (not "3-george-28" for "3-george-2"). The app's own script.
+ENTER_OPENS = """
+<script>
+if (!window.__enterOpensCell) {
+  window.__enterOpensCell = true;
+  document.addEventListener('keydown', e => {
+    const cell = e.target.closest && e.target.closest('td.cmp-cell');
+    const box = document.querySelector('input[aria-label="Look closer at a result"]');
+    if (e.key !== 'Enter' || !cell || !box) return;
+    e.preventDefault();
+    box.scrollIntoView({block: 'center'});
+    box.focus();
+    const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+    set.call(box, cell.querySelector('b').textContent + ' (');
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    const press = (key, code) => box.dispatchEvent(new KeyboardEvent('keydown', {key, code: key, keyCode: code, bubbles: true}));
+    setTimeout(() => { press('ArrowDown', 40); setTimeout(() => press('Enter', 13), 50); }, 50);  // open the list, pick
+  }, true);
+}
+</script>
+"""
 ROW_HEIGHT = 44  # px: ten rows plus the header fit in ~500 px
 MARKS = {"audio": "♪", "text": "¶"}  # an image shows as its thumbnail
 # A grid wider than the page (5-6 methods on a 400 px phone: 536 px) scrolls sideways in its own box, its
@@ -197,6 +220,7 @@ def render(
     st.caption(score_lines(results))
     st.html(grid_html(results, comparison, k))
     st.caption(KEYBOARD)
+    st.html(ENTER_OPENS, unsafe_allow_javascript=True)
 
 
 def score_lines(results: dict[str, SearchResult]) -> str:

@@ -45,8 +45,8 @@ def popup_html(hit: Hit, up: bool, end: bool) -> str:
     if uri:
         parts.append(f'<img src="{uri}" alt="" width="{POPUP_PICTURE}" height="{POPUP_PICTURE}">')
     parts += said_parts(hit, 300)
-    # the pop-up shows on keyboard focus too: it says how to open the item, since Enter here cannot
-    parts.append('<div style="font-size:0.8em;color:#444">Open it: “Look closer at a result” below</div>')
+    # the pop-up shows on keyboard focus too: it says how to open the item (`compare_view.ENTER_OPENS`)
+    parts.append('<div style="font-size:0.8em;color:#444">Enter: look closer at it, below</div>')
     where = " ".join(["cmp-pop"] + (["up"] if up else []) + (["end"] if end else []))
     return f'<div class="{where}" role="tooltip">{"".join(parts)}</div>'
 
