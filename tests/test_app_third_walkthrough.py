@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import mnist_image, recording
 from streamlit.testing.v1 import AppTest
@@ -59,3 +61,24 @@ def test_a_demo_item_without_an_image_names_no_mnist_image(demo: dict[str, str])
     print(f"\n{len(imageless)} items without an image; {len(with_index)} of them with an mnist_index")
     assert imageless and not with_index, with_index[:5]
     assert all("mnist_index" in i.meta for i in items if i not in imageless)
+
+
+def test_a_learned_method_leaves_out_an_input_weighted_zero(tmp_path: Path) -> None:
+    """#3: in a query by example with one weight at 0, cross-attention fused every other input alone (the weights
+    were unequal), so the example fell to rank 5; an input weighted 0 is now left out and the others are fused
+    together, as in training: the query is the one without that input."""
+    import numpy as np
+    from test_learned import A, B, C, fit, synthetic_space
+
+    from retrieval.fusion import create_strategy
+    from retrieval.space import EncodedQuery
+
+    space, labels = synthetic_space(tmp_path / "v")
+    fusion = create_strategy(
+        "cross_attention", checkpoint=str(fit(space, labels, "cross_attention", tmp_path / "x", epochs=2))
+    )
+    item = 2  # has all three fields
+    vectors = {(f.modality, f.encoder): space.tables[f.key].lookup(np.array([item]))[0][0] for f in (A, B, C)}
+    zero = EncodedQuery(vectors, {C.modality: 0.0})
+    without = EncodedQuery({k: v for k, v in vectors.items() if k[0] != C.modality})
+    assert np.allclose(fusion.fused_query(zero), fusion.fused_query(without), atol=1e-6)
