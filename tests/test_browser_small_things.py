@@ -196,3 +196,26 @@ def test_no_chart_s_labels_overlap_on_a_400_px_phone(server: str, browser) -> No
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         browser.set_window_size(1600, 1400)
+
+
+# Each cell's pop-up once the cell is scrolled into view and focused: [left, right, top, bottom]
+POPUPS = """
+return [...document.querySelectorAll('td.cmp-cell')].map(cell => {
+  cell.scrollIntoView({block: 'center', inline: 'nearest'}); cell.focus();
+  const r = cell.querySelector('.cmp-pop').getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom];
+});
+"""
+
+
+def test_every_pop_up_stays_on_a_400_px_screen(server: str, browser) -> None:  # noqa: F811
+    """Issue 37's third walkthrough, #14: beside a cell of the grid that scrolls sideways on a phone, the
+    pop-up ran off the screen. On a narrow window it is drawn across the bottom of the window."""
+    six_methods_then_a_phone(browser, server)
+    try:
+        settle(browser, lambda d: d.execute_script("return window.innerWidth") == 400)
+        boxes = browser.execute_script(POPUPS)
+        off = [b for b in boxes if b[0] < -1 or b[1] > 401 or b[2] < -1 or b[3] > 801]
+        print(f"\nat 400 px: {len(off)} of {len(boxes)} pop-ups off the screen, e.g. {off[:3]}")
+        assert len(boxes) >= 40 and not off, off[:10]
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -32,6 +32,10 @@ POPUP_CSS = (
     ".cmp-pop.up{top:auto;bottom:100%}.cmp-pop.end{left:auto;right:0}"
     ".cmp-cell:hover .cmp-pop,.cmp-cell:focus .cmp-pop{display:block}"
     ".cmp-pop img{display:block;image-rendering:pixelated;object-fit:contain}"
+    # on a phone, beside a cell of a grid that scrolls sideways, it ran off the screen (walkthrough #14): there
+    # it is drawn across the bottom of the window instead
+    "@media (max-width:640px){.cmp-pop,.cmp-pop.up,.cmp-pop.end{position:fixed;left:8px;right:8px;top:auto;"
+    "bottom:8px;width:auto;max-width:none}}"
 )
 LOOK_KEY = "look_closer"
 
