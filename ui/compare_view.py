@@ -30,14 +30,13 @@ from ui.thumbnails import thumbnail_uri
 PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7"]
 FOLLOWED = len(PALETTE)
 LETTERS = "ABCDE"
-# Enter on a cell cannot open an item: the grid is HTML without a script, and a script could not work
-# Streamlit's selector (its events must come from a person). So the page says what the keyboard does.
 KEYBOARD = (
     "From the keyboard: Tab moves from cell to cell, each showing its picture and text; Enter opens the cell's "
     "item in “Look closer at a result” below."
 )
 # Enter on a cell did nothing (walkthrough #18): it now types the cell's key into "Look closer at a result"
-# and presses Enter there, as a person would. The key is read from the cell's text, never put into the script;
+# and opens its list and picks there, as a person would (the selector takes scripted key events: ArrowDown
+# opens it; typed text alone did not). The key is read from the cell's text, never put into the script;
 # "key (" matches that item's option alone (not "3-george-28" for "3-george-2"). The app's own script.
 ENTER_OPENS = """
 <script>
