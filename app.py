@@ -20,6 +20,7 @@ import streamlit as st
 from ui import evaluate_page, index_page, item_page, search, strategies_page
 from ui.charts import SCROLL_CHARTS
 from ui.state import collections, database_exists, db_url, sidebar
+from ui.tables import TOOLBAR_ROOM
 
 PAGES = ("Search", "Strategies", "Evaluate", "Index", "Item")
 
@@ -57,7 +58,7 @@ def build_demo(url: str) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="Multimodal retrieval", page_icon="🔎", layout="wide")
-    st.html(SCROLL_CHARTS)
+    st.html(SCROLL_CHARTS + TOOLBAR_ROOM)
     url = db_url()
     page = st.sidebar.radio("Page", PAGES, key="page", horizontal=True)
     if not database_exists(url) or not collections(url):

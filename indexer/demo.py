@@ -104,7 +104,7 @@ def build_digits_manifest(out_dir: str | Path, datasets: str | Path | None = Non
                 "digit": digit,
                 "speaker": speaker,
                 "split": "train" if train else "test",
-                "mnist_index": int(image.name.split("_")[0]),
+                "mnist_index": int(image.name.split("_")[0]) if has_image else "",  # no image, no index
             }
         )
     if spec.limit is not None:

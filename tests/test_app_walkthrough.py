@@ -14,12 +14,17 @@ MORE_THAN_THREE_DECIMALS = re.compile(r"\d\.\d{4,}")
 
 
 def shown_cells(element) -> pd.DataFrame:
-    """A table's cells as the page shows them: a Styler's display values where it has one, else each value as
-    Streamlit's grid writes it (None and NaN included)."""
+    """A table's cells as the browser's grid draws them: a Styler's display values where it has one, else each
+    value as text; but a missing value as the element's placeholder, "None" when it sets none, whatever the
+    Styler says (Streamlit's grid draws a missing cell so; the walkthrough saw "None" in Chromium)."""
     data = element.proto.arrow_data
+    values = element.value
+    shown = values.astype(str)
     if data.HasField("styler"):
-        return pa.ipc.open_stream(data.styler.display_values).read_all().to_pandas()
-    return element.value.astype(str)
+        shown = pa.ipc.open_stream(data.styler.display_values).read_all().to_pandas()
+        shown.index, shown.columns = values.index, values.columns
+    placeholder = element.proto.placeholder if element.proto.HasField("placeholder") else "None"
+    return shown.mask(values.isna(), placeholder)
 
 
 def unreadable(frame: pd.DataFrame) -> list[str]:

@@ -152,3 +152,70 @@ def test_the_grid_on_a_phone_keeps_keys_whole_and_its_rank_column_clean(server: 
         assert seen["collapse"] == "separate", "collapsed borders are painted under the kept column"
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+# Each pair of texts of one chart whose boxes overlap: [chart title, one text, the other]
+OVERLAPPING_TEXTS = """
+const out = [];
+document.querySelectorAll('[data-testid="stVegaLiteChart"] svg').forEach(svg => {
+  const title = [...svg.querySelectorAll('.role-title-text text')].map(t => t.textContent).join(' ');
+  const texts = [...svg.querySelectorAll('text')].filter(t => t.textContent.trim() && t.getClientRects().length)
+    .map(t => { const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.top, r.right, r.bottom]; });
+  texts.forEach((a, i) => texts.slice(i + 1).forEach(b => {
+    if (Math.min(a[3], b[3]) - Math.max(a[1], b[1]) > 1 && Math.min(a[4], b[4]) - Math.max(a[2], b[2]) > 1)
+      out.push([title, a[0], b[0]]);
+  }));
+});
+return out;
+"""
+
+
+CHART_TITLES = "return [...document.querySelectorAll('[data-testid=stVegaLiteChart] svg .role-title-text')].map(t => t.textContent)"
+
+
+def test_no_chart_s_labels_overlap_on_a_400_px_phone(server: str, browser) -> None:  # noqa: F811
+    """Issue 37's third walkthrough, #8: with five methods fitted to a phone's column, the bump chart's item
+    labels ran over its rank axis ("3-george-2" over "1"). It now keeps its size and scrolls sideways in its
+    own box; the page itself does not."""
+    from test_browser import body_text
+
+    six_methods_then_a_phone(browser, server)
+    try:
+        settle(browser, lambda d: d.execute_script("return window.innerWidth") == 400)
+        # a new query, so every chart is drawn anew at the phone's width (a resize redraws them later)
+        box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Text"]')
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus()", box)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys("the digit four", Keys.ENTER)
+        settle(browser, lambda d: "the digit four" in body_text(d) and len(d.execute_script(CHART_TITLES)) >= 3)
+        overlapping = browser.execute_script(OVERLAPPING_TEXTS)
+        page = browser.execute_script("return document.documentElement.scrollWidth")
+        print(f"\nat 400 px: {len(overlapping)} overlapping pairs of chart texts {overlapping[:4]}; page {page} px")
+        assert not overlapping, overlapping[:10]
+        assert page <= 401, "the page itself does not scroll sideways"
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        browser.set_window_size(1600, 1400)
+
+
+# Each cell's pop-up once the cell is scrolled into view and focused: [left, right, top, bottom]
+POPUPS = """
+return [...document.querySelectorAll('td.cmp-cell')].map(cell => {
+  cell.scrollIntoView({block: 'center', inline: 'nearest'}); cell.focus();
+  const r = cell.querySelector('.cmp-pop').getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom];
+});
+"""
+
+
+def test_every_pop_up_stays_on_a_400_px_screen(server: str, browser) -> None:  # noqa: F811
+    """Issue 37's third walkthrough, #14: beside a cell of the grid that scrolls sideways on a phone, the
+    pop-up ran off the screen. On a narrow window it is drawn across the bottom of the window."""
+    six_methods_then_a_phone(browser, server)
+    try:
+        settle(browser, lambda d: d.execute_script("return window.innerWidth") == 400)
+        boxes = browser.execute_script(POPUPS)
+        off = [b for b in boxes if b[0] < -1 or b[1] > 401 or b[2] < -1 or b[3] > 801]
+        print(f"\nat 400 px: {len(off)} of {len(boxes)} pop-ups off the screen, e.g. {off[:3]}")
+        assert len(boxes) >= 40 and not off, off[:10]
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -65,6 +65,15 @@ def draw(spec: dict[str, Any], width: int, where: Any = None) -> None:
     (where or st).vega_lite_chart(spec=spec, width=width)
 
 
+def draw_unfitted(spec: dict[str, Any], width: int) -> None:
+    """The chart at `width` px whatever its column's width: a narrower column scrolls it sideways in its own
+    box (`SCROLL_CHARTS`), for a chart whose labels cannot be fitted into less."""
+    import streamlit as st
+
+    spec = {**spec, "width": width, "autosize": {"type": "fit-x", "contains": "padding"}}
+    st.vega_lite_chart(spec=spec, width="content")
+
+
 def natural_width(spec: dict[str, Any], frame: int = 160) -> int | None:
     """The pixels a chart asks for with `frame` px of axis labels and legend: its width, or its steps times its
     x field's distinct values; None for a chart Vega-Lite cannot fit (a facet: `row`, `column`)."""

@@ -12,7 +12,7 @@ from retrieval.errors import reportable
 from retrieval.results import CheckpointInfo
 from ui.plain import md
 from ui.provenance import describe
-from ui.tables import readable
+from ui.tables import table as show_table
 
 
 def table(saved: list[CheckpointInfo], answering: str | None) -> pd.DataFrame:
@@ -40,7 +40,7 @@ def render(engine: Any, strategy: str) -> None:
         return
     answering = engine.models.latest(strategy)
     st.markdown(f"**Saved models of '{md(strategy)}'** ({len(saved)})")
-    st.dataframe(readable(table(saved, answering)), hide_index=True)  # cells are text, never markdown
+    show_table(table(saved, answering), hide_index=True)  # cells are text, never markdown
     if said is not None:
         (st.success if said[0] else st.error)(said[1])
     if len(saved) < 2:

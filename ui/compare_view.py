@@ -30,12 +30,34 @@ from ui.thumbnails import thumbnail_uri
 PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7"]
 FOLLOWED = len(PALETTE)
 LETTERS = "ABCDE"
-# Enter on a cell cannot open an item: the grid is HTML without a script, and a script could not work
-# Streamlit's selector (its events must come from a person). So the page says what the keyboard does.
 KEYBOARD = (
-    "From the keyboard: Tab moves from cell to cell, each showing its picture and text; to open one, type "
-    "its key into “Look closer at a result” below and press Enter."
+    "From the keyboard: Tab moves from cell to cell, each showing its picture and text; Enter opens the cell's "
+    "item in “Look closer at a result” below."
 )
+# Enter on a cell did nothing (walkthrough #18): it now types the cell's key into "Look closer at a result"
+# and opens its list and picks there, as a person would (the selector takes scripted key events: ArrowDown
+# opens it; typed text alone did not). The key is read from the cell's text, never put into the script;
+# "key (" matches that item's option alone (not "3-george-28" for "3-george-2"). The app's own script.
+ENTER_OPENS = """
+<script>
+if (!window.__enterOpensCell) {
+  window.__enterOpensCell = true;
+  document.addEventListener('keydown', e => {
+    const cell = e.target.closest && e.target.closest('td.cmp-cell');
+    const box = document.querySelector('input[aria-label="Look closer at a result"]');
+    if (e.key !== 'Enter' || !cell || !box) return;
+    e.preventDefault();
+    box.scrollIntoView({block: 'center'});
+    box.focus();
+    const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+    set.call(box, cell.querySelector('b').textContent + ' (');
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    const press = (key, code) => box.dispatchEvent(new KeyboardEvent('keydown', {key, code: key, keyCode: code, bubbles: true}));
+    setTimeout(() => { press('ArrowDown', 40); setTimeout(() => press('Enter', 13), 50); }, 50);  // open the list, pick
+  }, true);
+}
+</script>
+"""
 ROW_HEIGHT = 44  # px: ten rows plus the header fit in ~500 px
 MARKS = {"audio": "♪", "text": "¶"}  # an image shows as its thumbnail
 # A grid wider than the page (5-6 methods on a 400 px phone: 536 px) scrolls sideways in its own box, its
@@ -75,16 +97,27 @@ def tie_groups(hits: list[Hit]) -> list[tuple[int, int, float]]:
     return groups
 
 
-def tie_lines(results: dict[str, SearchResult]) -> list[str]:
-    """ "late: 10 items tied at 2.180 (ranks 1-10), ordered by id" for each method's tie groups (markdown)."""
+def tie_lines(results: dict[str, SearchResult], beyond: dict[str, tuple[int, bool]] | None = None) -> list[str]:
+    """ "late: 10 items tied at 2.180 (ranks 1-10), ordered by id" for each method's tie groups (markdown).
+    `beyond[label]`: (items tied at the last score shown, whether that count is only a floor) for a method
+    whose list ends inside a tie; the note counted only the shown ones (walkthrough #4)."""
     lines = []
     for label, result in results.items():
         groups = tie_groups(result.hits)
-        if groups:
-            said = "; ".join(
-                f"{last - first + 1} items tied at {score:.3f} (ranks {first}-{last})" for first, last, score in groups
-            )
-            lines.append(f"**{md(label)}**: {said}, ordered by id")
+        if not groups:
+            continue
+        parts = []
+        for first, last, score in groups:
+            count, floor = (beyond or {}).get(label, (0, False)) if last == len(result.hits) else (0, False)
+            if count > last - first + 1:
+                shown = last - first + 1
+                parts.append(
+                    f"{'at least ' if floor else ''}{count} items tied at {score:.3f} (ranks {first}-"
+                    f"{first + count - 1}, {shown} of them shown)"
+                )
+            else:
+                parts.append(f"{last - first + 1} items tied at {score:.3f} (ranks {first}-{last})")
+        lines.append(f"**{md(label)}**: {'; '.join(parts)}, ordered by id")
     return lines
 
 
@@ -166,6 +199,7 @@ def render(
     comparison: Comparison | None,
     k: int,
     show_problem: Callable[[str, str], None],
+    beyond: dict[str, tuple[int, bool]] | None = None,
 ) -> None:
     """The grid, with each method's latency and parameters above it; `show_problem(label, error)` for each
     method that failed (the Search page's message, the same as in the cards)."""
@@ -180,11 +214,12 @@ def render(
         + f" · {legend(results)} · ▲ ▼ new: moved against the first · ♪ has audio · ¶ has text · "
         "point at or click an item to see it in every column"
     )
-    for line in tie_lines(results):
+    for line in tie_lines(results, beyond):
         st.caption(line)
     st.caption(score_lines(results))
     st.html(grid_html(results, comparison, k))
     st.caption(KEYBOARD)
+    st.html(ENTER_OPENS, unsafe_allow_javascript=True)
 
 
 def score_lines(results: dict[str, SearchResult]) -> str:

@@ -32,6 +32,10 @@ POPUP_CSS = (
     ".cmp-pop.up{top:auto;bottom:100%}.cmp-pop.end{left:auto;right:0}"
     ".cmp-cell:hover .cmp-pop,.cmp-cell:focus .cmp-pop{display:block}"
     ".cmp-pop img{display:block;image-rendering:pixelated;object-fit:contain}"
+    # on a phone, beside a cell of a grid that scrolls sideways, it ran off the screen (walkthrough #14): there
+    # it is drawn across the bottom of the window instead
+    "@media (max-width:640px){.cmp-pop,.cmp-pop.up,.cmp-pop.end{position:fixed;left:8px;right:8px;top:auto;"
+    "bottom:8px;width:auto;max-width:none}}"
 )
 LOOK_KEY = "look_closer"
 
@@ -45,8 +49,8 @@ def popup_html(hit: Hit, up: bool, end: bool) -> str:
     if uri:
         parts.append(f'<img src="{uri}" alt="" width="{POPUP_PICTURE}" height="{POPUP_PICTURE}">')
     parts += said_parts(hit, 300)
-    # the pop-up shows on keyboard focus too: it says how to open the item, since Enter here cannot
-    parts.append('<div style="font-size:0.8em;color:#444">Open it: “Look closer at a result” below</div>')
+    # the pop-up shows on keyboard focus too: it says how to open the item (`compare_view.ENTER_OPENS`)
+    parts.append('<div style="font-size:0.8em;color:#444">Enter: look closer at it, below</div>')
     where = " ".join(["cmp-pop"] + (["up"] if up else []) + (["end"] if end else []))
     return f'<div class="{where}" role="tooltip">{"".join(parts)}</div>'
 

@@ -18,6 +18,7 @@ from ui.plain import md
 from ui.search import describe
 from ui.state import Settings, engine_for, queries_file
 from ui.tables import readable
+from ui.tables import table as show_table  # `table` names this page's frames
 
 
 def _label_fields(engine) -> list[str]:  # noqa: ANN001
@@ -143,7 +144,7 @@ def show(result: Evaluation, k: int) -> None:
     st.markdown(headline(result, metric))
     if len(overall) > 1:
         st.markdown(differences(result, metric))
-    st.dataframe(readable(table).highlight_max(axis=0, props="font-weight: bold; background-color: #d7ecd9"))
+    show_table(readable(table).highlight_max(axis=0, props="font-weight: bold; background-color: #d7ecd9"))
     draw_natural(legible(metric_chart(result, metric).to_dict()))
     if len(result.table) > 1:
         significance(result, metric, max(overall, key=lambda m: overall[m]), overall)
@@ -202,4 +203,4 @@ def significance(result: Evaluation, metric: str, top: str, overall: dict[str, f
         f"**Is {md(top)} really better than each other method?** {measured.TEST[0].upper()}{measured.TEST[1:]}, on all "
         "queries:"
     )
-    st.dataframe(readable(pd.DataFrame(rows)), hide_index=True)
+    show_table(pd.DataFrame(rows), hide_index=True)

@@ -15,6 +15,7 @@ import streamlit as st
 
 from retrieval.media import MediaError, load_image
 from retrieval.results import QueryInput
+from ui.layout import line_and_button
 from ui.plain import md
 from ui.players import player
 from ui.state import MAX_UPLOAD_BYTES
@@ -52,6 +53,22 @@ def scroll_to_query() -> None:
         st.html(SCROLL_TO_QUERY.format(n=n), unsafe_allow_javascript=True)
 
 
+# Chromium fires no change for a file input given the path it already holds, so a query file saved anew
+# under its name and given again was ignored and the old content searched (walkthrough #2). Streamlit's
+# uploader empties its input before it opens the file dialog, not after a file arrives: this empties every
+# file input once its change has been read, so the same path given again is a change. The app's own script.
+FORGET_FILE_PATHS = """
+<script>
+if (!window.__forgetFilePaths) {
+  window.__forgetFilePaths = true;
+  document.addEventListener('change', e => {
+    if (e.target instanceof HTMLInputElement && e.target.type === 'file') setTimeout(() => { e.target.value = ''; });
+  }, true);
+}
+</script>
+"""
+
+
 def clear_example() -> None:
     st.session_state["example"] = None
 
@@ -74,7 +91,7 @@ def _upload(key: str) -> Upload | None:
     if upload is None:
         return None
     if widget is None:
-        left, right = st.columns([4, 1])
+        left = right = line_and_button()
         left.caption(f"{UPLOADS[key].capitalize()}: {md(upload.name)} (uploaded before you changed page).")
         right.button("Remove", key=f"forget_{key}", on_click=_forget, args=(key,))
     if not upload.data:
@@ -91,6 +108,7 @@ def _upload(key: str) -> Upload | None:
 def query_widgets(hears: bool = False) -> QueryInput:
     """The person's own query from the widgets; raises MediaError for an unusable upload. `hears`: the
     collection keeps transcripts, so a clip may also be searched by what it says."""
+    st.html(FORGET_FILE_PATHS, unsafe_allow_javascript=True)
     left, right = st.columns([2, 3])
     if "query_text" not in st.session_state:  # dropped with the widget on another page: bring the text back
         st.session_state["query_text"] = st.session_state.get("kept_query_text", "")
@@ -135,7 +153,7 @@ def show_query(query: QueryInput, example: str | None) -> Any:
     with box:
         if example is not None:
             scroll_to_query()
-            left, right = st.columns([4, 1])
+            left = right = line_and_button()
             left.markdown(f"**Query: the item {md(example)}** (its {', '.join(query.present())})")
             right.button("Back to your own query", key="clear_example", on_click=clear_example, type="primary")
         else:

@@ -10,12 +10,13 @@ import pandas as pd
 import streamlit as st
 
 from retrieval.compare import Comparison, compare_results
+from retrieval.fusion.scoring import tie_key
 from retrieval.media import MediaError
 from retrieval.plots import BUMP_STEP, bump_depth, bump_layout, bump_rows
 from retrieval.results import Method, QueryInput, SearchResult
 from ui import compare_view, detail, examples, explain, provenance, weighing
 from ui.cards import result_card
-from ui.charts import EMPTY, draw, template, with_rows
+from ui.charts import EMPTY, draw_unfitted, template, with_rows
 from ui.plain import md
 from ui.query import example_query, query_widgets, show_query, use_example
 from ui.results_cache import cached_search, encoded_query
@@ -78,7 +79,12 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
         if compact:
             by_label = {m.label: m for m in settings.methods}
             compare_view.render(
-                results, problems, comparison, settings.k, lambda label, error: method_problem(by_label[label], error)
+                results,
+                problems,
+                comparison,
+                settings.k,
+                lambda label, error: method_problem(by_label[label], error),
+                tied_beyond(engine, settings, query, results),
             )
         else:
             method_columns(settings.methods, everything, comparison)
@@ -89,6 +95,31 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
     if results:
         with st.expander("Why these results", expanded=True):
             explain.render(engine, encoded_query(engine, query), settings.methods, results)
+
+
+TIE_DEPTH = 1000  # deepest list read to count a tie that runs past the shown results
+
+
+def tied_beyond(engine, settings: Settings, query: QueryInput, results: dict[str, SearchResult]) -> dict:  # noqa: ANN001
+    """For each method whose list ends inside a tie: (how many items share that score, whether the count is
+    only a floor), from deeper lists of the same search (doubled until the tie ends, up to `TIE_DEPTH`)."""
+    out = {}
+    size = len(engine.catalogue.item_keys())
+    for method in settings.methods:
+        hits = results[method.label].hits if method.label in results else []
+        if len(hits) < 2 or len(hits) < settings.k or tie_key(hits[-1].score) != tie_key(hits[-2].score):
+            continue
+        depth, deeper, score = len(hits), hits, tie_key(hits[-1].score)
+        while depth < min(size, TIE_DEPTH):
+            depth = min(2 * depth, size, TIE_DEPTH)
+            deeper = cached_search(engine, settings.collection, query, [method], depth)[method.label].hits
+            # the last shown item's score in the deeper list: late's z-scores move with the candidates' depth
+            score = next((tie_key(h.score) for h in deeper if h.item_id == hits[-1].item_id), score)
+            if tie_key(deeper[-1].score) != score or len(deeper) < depth:
+                break
+        tied = sum(tie_key(h.score) == score for h in deeper)
+        out[method.label] = (tied, tie_key(deeper[-1].score) == score and len(deeper) < size)
+    return out
 
 
 def method_columns(methods: list[Method], results: dict[str, SearchResult], comparison: Comparison | None) -> None:
@@ -147,9 +178,11 @@ def comparison_section(comparison: Comparison) -> None:
         "than two shared items, or when one method gives every shared item the same score. Items with equal "
         "scores count as unmoved."
     )
-    # its own width, not the page's, narrower only where the page is: stretched, Chromium redrew it as the layout
-    # settled, and adding a method took 2.9 s in the browser instead of 1.7 s (tests/test_browser.py)
-    draw(bump_spec(comparison), BUMP_STEP * len(comparison.results) + BUMP_FRAME)
+    # its own width, not the page's: stretched, Chromium redrew it as the layout settled, and adding a method
+    # took 2.9 s in the browser instead of 1.7 s (tests/test_browser.py). Never squeezed either: fitted to a
+    # 400 px phone, its item labels ran over the rank axis and each other (walkthrough #8); where the column
+    # is narrower it scrolls sideways in its own box (`ui.charts.SCROLL_CHARTS`), as the grid does
+    draw_unfitted(bump_spec(comparison), BUMP_STEP * len(comparison.results) + BUMP_FRAME)
 
 
 @st.cache_resource(show_spinner=False)

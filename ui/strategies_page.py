@@ -11,7 +11,7 @@ from ui.charts import draw_natural, legible
 from ui.evaluate_page import _label_fields, differences, headline
 from ui.plain import md
 from ui.state import Settings, engine_for, queries_file
-from ui.tables import readable
+from ui.tables import table
 
 
 def report_frame(report: StrategyReport) -> pd.DataFrame:
@@ -74,7 +74,7 @@ def render(settings: Settings) -> None:
         st.markdown(headline(report.evaluation, metric))
         if len(report.evaluation.table) > 1:
             st.markdown(differences(report.evaluation, metric))
-    st.dataframe(readable(report_frame(report)), hide_index=True)
+    table(report_frame(report), hide_index=True)
     for chart in report_charts(report).values():
         # its own size, not the page's width (stretched, the latency bars were drawn 0.25 px thick), fitted to
         # a narrower page (issue 37)

@@ -17,6 +17,7 @@ from retrieval.fusion import list_strategies
 from retrieval.fusion.adaptive import CLARITY_POWER, COHERENCE_POWER, SPREAD_POWER, Judgement, mean_judgement
 from retrieval.fusion.weighing import InputWeight, Weighing
 from retrieval.results import Method, QueryInput
+from ui.layout import line_and_button
 from ui.plain import md
 from ui.results_cache import cached_weighing
 
@@ -56,6 +57,14 @@ def why(one: InputWeight, others: list[InputWeight], example: bool) -> str:
         return ""
     against = ("on average for " if len(peers) > 1 else "for ") + _joined([name(o.modality, example) for o in peers])
     return _reason(worst, mine, ref, against)
+
+
+# Said once under the lines that give a coherence: the word alone explained nothing (walkthrough #16)
+COHERENCE_MEANS = (
+    "Coherence: how alike an input's best matches are in the modalities it did not search, from 0 (no more "
+    "alike than any items) to 1 (alike); the best matches of a clear input share a subject, so their other "
+    "media agree, while an unclear input's are a mix."
+)
 
 
 def _reason(predictor: str, mine: Judgement, ref: Judgement, against: str) -> str:
@@ -126,6 +135,8 @@ def render(engine: Any, collection: str, query: QueryInput, methods: list[Method
         lines.append(line)
     for line in lines:
         st.markdown(line)
+    if any("(coherence " in line for line in lines):
+        st.caption(COHERENCE_MEANS)
     if sidebar_changed:
         st.button(
             "Use my own weights",
@@ -135,7 +146,7 @@ def render(engine: Any, collection: str, query: QueryInput, methods: list[Method
             "method the sidebar sets (not saved presets).",
         )
     elif st.session_state.get("weighting") == "fixed" and not st.session_state.get("screen_inputs", True):
-        left, right = st.columns([4, 1])
+        left = right = line_and_button()
         left.caption("Your own weights are in use: fixed channel weights, and no input is left out.")
         right.button("Let the methods weigh inputs", key="methods_weigh", on_click=methods_weigh)
 
