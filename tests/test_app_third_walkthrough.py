@@ -11,6 +11,7 @@ from test_app import assert_clean, rendered, upload
 from test_app_truth import weighing_lines
 
 
+@pytest.mark.real_media  # on the synthetic media the stand-in recording is a tone, screened out: no coherence
 def test_a_coherence_given_beside_the_query_is_explained_once(app: AppTest) -> None:
     """#16: "coherence 0.08, against 0.21" was shown with nothing saying what a coherence is."""
     upload(app, "query_image", mnist_image(3), "image/png")
