@@ -98,13 +98,6 @@ def unit_cache(late: LateFusion, target: Collection, base: QueryBase, kind: str,
     }
 
 
-def pairwise(vectors: np.ndarray) -> float:
-    """Mean cosine between distinct rows, zero rows (a field with nothing in it) left out."""
-    vectors = vectors[np.abs(vectors).max(axis=1) > 0].astype(np.float32)
-    n = len(vectors)
-    return float(((vectors @ vectors.T).sum() - n * 1.0) / (n * (n - 1))) if n > 1 else float("nan")
-
-
 _ceilings: dict[tuple[int, str], tuple[float, float]] = {}
 
 
@@ -117,8 +110,8 @@ def field_yardstick(space: VectorSpace, key: str) -> tuple[float, float]:
         rows = rows[np.abs(rows).max(axis=1) > 0]
         sims = rows @ rows.T
         np.fill_diagonal(sims, -np.inf)
-        near = [pairwise(rows[np.argsort(-sims[i])[: adaptive.TOP]]) for i in range(min(64, len(rows)))]
-        _ceilings[(id(space), key)] = pairwise(rows), float(np.median(near)) if near else 1.0
+        near = [adaptive.mean_pairwise(rows[np.argsort(-sims[i])[: adaptive.TOP]]) for i in range(min(64, len(rows)))]
+        _ceilings[(id(space), key)] = adaptive.mean_pairwise(rows), float(np.median(near)) if near else 1.0
     return _ceilings[(id(space), key)]
 
 
@@ -130,7 +123,7 @@ def coherence_of_neighbours(space: VectorSpace, unit: list, best: np.ndarray) ->
         if key in own or not len(table):
             continue
         vectors, present = table.lookup(best)
-        among = pairwise(vectors[present])
+        among = adaptive.mean_pairwise(vectors[present])
         if np.isnan(among):
             continue
         base, near = field_yardstick(space, key)
