@@ -131,7 +131,7 @@ def best_positions(raw: np.ndarray, present: np.ndarray) -> np.ndarray:
 def mean_pairwise(vectors: np.ndarray) -> float:
     """Mean cosine between distinct rows, zero rows left out: a zero vector is a field with nothing in it (a
     recording whose transcript has no words), not an item unlike every other."""
-    vectors = vectors[np.abs(vectors).max(axis=1) > 0] if len(vectors) else vectors
+    vectors = vectors[vectors.any(axis=1)] if len(vectors) else vectors
     n = len(vectors)
     if n < 2:
         return float("nan")
