@@ -3,8 +3,9 @@ fused kind at or above its best single modality on a speaker rotation they were 
 
 Each query of the cross-speaker benchmark (4 rotations, 50 queries a kind) is run once through late fusion at
 its defaults to cache each unit's z-scored values over the candidates and its predictors (spread, clarity,
-coherence); any weight formula spread^a x clarity^b x coherence^c is then re-fused from the cache (the
-defaults reproduce the benchmark's numbers exactly). Powers are chosen on three rotations (best worst
+coherence, agreement); any weight formula spread^a x clarity^b x coherence^c x agreement^d is then re-fused
+from the cache (the defaults reproduce the benchmark's numbers exactly; d stays at its default but in the
+alternatives). Powers are chosen on three rotations (best worst
 fused-minus-best-single with every noisy kind's cost <= 0.02) and scored on the fourth.
 
     .venv/bin/python bench/adaptive_powers.py      # ~1 minute after the benchmark's media cache exists
@@ -78,13 +79,14 @@ def unit_cache(late: LateFusion, target: Collection, base: QueryBase, kind: str,
     ids = union(lists)
     raws = [unit_totals(space, q, unit, ids, listed) for q, unit, listed in zip(queries, units, lists)]
     values = [normalise(raw, present, late.params.normalisation) for raw, present in raws]
-    features, ceilinged = [], []
+    features, before = [], []
     for unit, (raw, present) in zip(units, raws):
         alone = encoded(base, unit[0].query_modality)
         spread, clarity = adaptive.predictors(space, alone, unit, raw, present)
         best = ids[present][np.argsort(-raw[present], kind="stable")[: adaptive.TOP]]
-        features.append((spread, clarity, adaptive.coherence(space, unit, best)))
-        ceilinged.append(coherence_of_neighbours(space, unit, best))
+        coherent, agreement = adaptive.coherence(space, unit, best), adaptive.unit_agreement(space, unit)
+        features.append((spread, clarity, coherent, agreement))
+        before.append((spread, clarity, coherence_to_one(space, unit, best), 1.0))
     modalities = [unit[0].query_modality for unit in units]
     reached = np.any([present for _, present in raws], axis=0) if raws else np.zeros(len(ids), bool)
     return {
@@ -92,32 +94,15 @@ def unit_cache(late: LateFusion, target: Collection, base: QueryBase, kind: str,
         "relevant": target.digits[ids] == base.digit,
         "values": np.array(values),
         "features": features,
-        "ceilinged": ceilinged,
+        "before": before,
         "modalities": modalities,
         "reached": reached,
     }
 
 
-_ceilings: dict[tuple[int, str], tuple[float, float]] = {}
-
-
-def field_yardstick(space: VectorSpace, key: str) -> tuple[float, float]:
-    """(random, neighbours): how alike random items are in the field, and how alike an item's ten nearest
-    neighbours are (median over 64 of the field's sample, neighbours found within the sample)."""
-    if (id(space), key) not in _ceilings:
-        vectors, present = space.tables[key].lookup(adaptive.field_reference(space, key)[0])
-        rows = vectors[present].astype(np.float32)
-        rows = rows[np.abs(rows).max(axis=1) > 0]
-        sims = rows @ rows.T
-        np.fill_diagonal(sims, -np.inf)
-        near = [adaptive.mean_pairwise(rows[np.argsort(-sims[i])[: adaptive.TOP]]) for i in range(min(64, len(rows)))]
-        _ceilings[(id(space), key)] = adaptive.mean_pairwise(rows), float(np.median(near)) if near else 1.0
-    return _ceilings[(id(space), key)]
-
-
-def coherence_of_neighbours(space: VectorSpace, unit: list, best: np.ndarray) -> float:
-    """Alternative coherence: as a share of what the field's own nearest neighbours reach, not of 1, so a
-    field in which every same-class set is alike (a speech network's) does not make any unit look coherent."""
+def coherence_to_one(space: VectorSpace, unit: list, best: np.ndarray) -> float:
+    """Coherence before 0.20: above that of any two items, as a share of what is left to 1 (not of what
+    the field's nearest neighbours reach)."""
     own, values = {c.field.key for c in unit}, []
     for key, table in space.tables.items():
         if key in own or not len(table):
@@ -126,21 +111,29 @@ def coherence_of_neighbours(space: VectorSpace, unit: list, best: np.ndarray) ->
         among = adaptive.mean_pairwise(vectors[present])
         if np.isnan(among):
             continue
-        base, near = field_yardstick(space, key)
-        values.append((among - base) / max(1e-6, near - base))
+        random = adaptive.yardstick(space, key)[0]
+        values.append((among - random) / max(1e-6, 1 - random))
     return min(1.0, max(0.0, sum(values) / len(values))) if values else 1.0
 
 
-def with_neighbour_coherence(query: dict, powers: tuple) -> float:
-    """Alternative: coherence measured against the field's neighbours (`coherence_of_neighbours`)."""
-    features = [(s, c, h) for (s, c, _), h in zip(query["features"], query["ceilinged"])]
-    return p10({**query, "features": features}, powers)
+def weight_of(features: tuple, powers: tuple, agreement_power: float = adaptive.AGREEMENT_POWER) -> float:
+    s, c, h, g = features
+    return s ** powers[0] * c ** powers[1] * h ** powers[2] * g**agreement_power
 
 
-def p10(query: dict, powers: tuple[float, float, float]) -> float:
+def as_before(query: dict, powers: tuple) -> float:
+    """Before 0.20: coherence as a share of 1, and no agreement factor."""
+    return p10({**query, "features": query["before"]}, powers)
+
+
+def agreement_at(power: float) -> Callable[[dict, tuple], float]:
+    return lambda query, powers: p10(query, powers, power)
+
+
+def p10(query: dict, powers: tuple[float, float, float], agreement_power: float = adaptive.AGREEMENT_POWER) -> float:
     weights = np.ones(len(query["features"]))
     if len(weights) > 1:
-        raw = np.array([s ** powers[0] * c ** powers[1] * h ** powers[2] for s, c, h in query["features"]])
+        raw = np.array([weight_of(f, powers, agreement_power) for f in query["features"]])
         weights = raw * len(raw) / raw.sum() if raw.sum() > 0 else weights
     if not len(weights):
         return 0.0
@@ -159,7 +152,7 @@ def anchored(query: dict, powers: tuple, n: int) -> float:
     """Alternative: only the most confident unit's best `n` can be returned, ordered by the fused score."""
     if len(query["features"]) < 2:
         return p10(query, powers)
-    quality = [s ** powers[0] * c ** powers[1] * h ** powers[2] for s, c, h in query["features"]]
+    quality = [weight_of(f, powers) for f in query["features"]]
     keep = np.zeros(len(query["ids"]), bool)
     keep[list(top_rows(query, int(np.argmax(quality)), n))] = True
     return p10({**query, "reached": query["reached"] & keep}, powers)
@@ -174,7 +167,7 @@ def agreeing(query: dict, powers: tuple, n: int) -> float:
         len(top_rows(query, u, 10) & set().union(*(top_rows(query, v, n) for v in range(units) if v != u))) / 10
         for u in range(units)
     ]
-    features = [(s, c, h * (0.05 + a) ** (1 / powers[2])) for (s, c, h), a in zip(query["features"], agree)]
+    features = [(s, c, h * (0.05 + a) ** (1 / powers[2]), g) for (s, c, h, g), a in zip(query["features"], agree)]
     return p10({**query, "features": features}, powers)
 
 
@@ -270,12 +263,13 @@ def main() -> int:
             f"{off['worst_gain']:+.3f} | {gains} | {costs} |"
         )
     alternatives = {"defaults": outcome(cache, defaults, every)}
-    alternatives["coherence as a share of the field's own neighbours'"] = outcome(
-        cache, defaults, every, with_neighbour_coherence
-    )
     for part, name in (([TUNING], "tuning rotation"), (reported, "other three")):
-        alternatives[f"the same, {name} only"] = outcome(cache, defaults, part, with_neighbour_coherence)
         alternatives[f"defaults, {name} only"] = outcome(cache, defaults, part)
+        alternatives[f"before 0.20 (coherence as a share of 1, no agreement), {name} only"] = outcome(
+            cache, defaults, part, as_before
+        )
+        for power in (0.0, 0.5, 2.0):
+            alternatives[f"agreement^{power:g}, {name} only"] = outcome(cache, defaults, part, agreement_at(power))
     for n in (10, 30, 50):
         alternatives[f"only the most confident unit's best {n}"] = outcome(cache, defaults, every, anchor_at(n))
     for n in (30, 50):

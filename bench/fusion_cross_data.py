@@ -1,7 +1,8 @@
 """Collections and queries of the cross-speaker fusion benchmark, built from ../shared/datasets alone.
 
 Every recording, MNIST image and text is encoded once (the offline profile's encoders: hog, speech, sbert;
-`BENCH_AUDIO=mfcc` for the audio encoder of offline v1) and cached;
+`BENCH_AUDIO=mfcc` for the audio encoder of offline v1, `BENCH_AUDIO=speech+whisper-encoder` for two
+encoders' unit vectors concatenated as one field) and cached;
 each rotation then assembles in-memory collections from those vectors:
 
 - train: two speakers' recordings paired with MNIST images 0-2499 of the same digit, demo-like presence
@@ -49,6 +50,7 @@ FIELDS = [Field("image", "hog"), Field("audio", AUDIO), Field("text", "sbert")] 
     [Field("audio", "sbert")] if HEARD else []
 )
 DIMS = {"hog": 388, "mfcc": 120, "speech": 192, "whisper-encoder": 384, "sbert": 384}
+DIMS["speech+whisper-encoder"] = 576
 # phrasings that no item's text uses (the items' come from indexer.demo's templates)
 QUERY_TEMPLATES = [
     "someone saying {word}",
@@ -82,9 +84,30 @@ class Media:
 
 
 def encode_media(cache: Path) -> Media:
+    if "+" in AUDIO:
+        return _paired(cache)
+    return _encode_media(cache, AUDIO)
+
+
+def _paired(cache: Path) -> Media:
+    """Two audio encoders as one field: each part's unit vector, concatenated and scaled by 1/sqrt(2)."""
+    media = [_encode_media(cache.with_name(f"media-{part}.npz"), part) for part in AUDIO.split("+")]
+
+    def joined(vs: list[np.ndarray]) -> np.ndarray:
+        return (np.concatenate([v / max(np.linalg.norm(v), 1e-12) for v in vs]) / np.sqrt(len(vs))).astype(np.float32)
+
+    first = media[0]
+    first.audio = {k: joined([m.audio[k] for m in media]) for k in first.audio}
+    for k in ("noise0", "noise1", "noise2", "noise3", "noise4", "silence"):
+        first.special[k] = joined([m.special[k] for m in media])
+    first.unheard = set().union(*(m.unheard for m in media))
+    return first
+
+
+def _encode_media(cache: Path, encoder: str) -> Media:
     """Encode (or load from `cache`) every recording and MNIST image, and the noisy query inputs. A cache
     written by encoders that encode differently now (another preprocessing) is encoded again."""
-    hog, voice = create_encoder("hog"), create_encoder(AUDIO)
+    hog, voice = create_encoder("hog"), create_encoder(encoder)
     made_by = np.array(f"{hog.preprocessing}|{voice.preprocessing}|{type(voice).finds_nothing.__qualname__}")
     data = np.load(cache, allow_pickle=False) if cache.exists() else None
     if data is not None and "made_by" in data.files and data["made_by"] == made_by:

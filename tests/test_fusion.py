@@ -317,8 +317,8 @@ def test_weighing_reports_the_weights_each_strategy_searched_with(tmp_path: Path
 )
 def test_fused_is_never_below_its_best_modality(tmp_path: Path, name: str, defaults: dict, raw: dict) -> None:
     """The collection's recordings cluster by class. With a recording of a speaker the collection knows,
-    fusing it with an image ranks above both; with an unseen speaker's (far from its class) fusion stays
-    within 0.03 of the image alone, where the raw sum loses more (issue 13's "never below" is missed there).
+    fusing it with an image ranks above both; with an unseen speaker's (far from its class) fusion loses less
+    than the raw sum (issue 13's "never below" is missed there).
     Hybrid with one group of both, and early's identity, sum the channels in one index: standardised and
     adaptively weighted, they must hold as late does."""
     space, labels = labelled_space(tmp_path, audio_noise=0.8)
@@ -348,11 +348,12 @@ def test_fused_is_never_below_its_best_modality(tmp_path: Path, name: str, defau
     assert seen[2] > max(seen[:2])
     best_single = max(mean_precision(defaults, ("image",)), mean_precision(defaults, ("audio",)))
     # An unseen speaker's recording, confidently wrong: not "never below" (issue 13's goal, missed; no
-    # label-free predictor tells such a recording from a good one, docs/benchmarks/notes/adaptive_powers.md), but
-    # adaptive weighting keeps within 0.03 of the image alone (the benchmark's worst case is about as far);
-    # the raw sum loses over 0.05
-    assert mean_precision(defaults, ("image", "audio")) >= best_single - 0.03 - 1e-9  # 0.03 as 10 ranks show it
-    assert mean_precision(raw, ("image", "audio")) < best_single - 0.05
+    # label-free predictor tells such a recording from a good one, docs/benchmarks/notes/adaptive_powers.md).
+    # Adaptive weighting loses less than the raw sum, which loses over 0.05. (A bound on the loss held on this
+    # seed alone: on seeds 1-5 of `labelled_space` both lose 0.02-0.12; the benchmark measures the real case.)
+    fused, summed = mean_precision(defaults, ("image", "audio")), mean_precision(raw, ("image", "audio"))
+    assert summed < best_single - 0.05
+    assert fused > summed
 
 
 def test_a_noise_clip_does_not_move_a_learned_strategys_top_results(tmp_path: Path) -> None:
@@ -715,3 +716,51 @@ def test_a_groups_weights_from_the_unions_scores_equal_those_of_its_own_rows(tmp
         assert from_union[key][0] == pytest.approx(weight, rel=1e-6)
         assert from_union[key][1].coherence == pytest.approx(judgement.coherence, rel=1e-6)
         assert weight != pytest.approx(1.0, abs=1e-3)  # the channels differ: the weights say something
+
+
+def three_field_space(tmp_path: Path) -> tuple[VectorSpace, np.ndarray]:
+    """120 items of 4 classes: images and recordings cluster by class; captions cluster by one of 4
+    templates that has nothing to do with the class (as "seven, read aloud by george" lies nearer
+    "eight, read aloud by george" than "the digit seven")."""
+    rng = np.random.default_rng(0)
+    labels, templates = np.arange(120) % 4, (np.arange(120) // 4) % 4
+    centres = {m: rng.normal(size=(4, 8)) for m in ("image", "audio", "text")}
+    rows = {
+        "image": centres["image"][labels] + 0.5 * rng.normal(size=(120, 8)),
+        "audio": centres["audio"][labels] + 0.5 * rng.normal(size=(120, 8)),
+        "text": centres["text"][templates] + 0.3 * rng.normal(size=(120, 8)),
+    }
+    fields = [IMAGE, AUDIO, Field("text", "txt-enc")]
+    storage = VectorStorage(tmp_path)
+    for f in fields:
+        table = storage.load(f.key, dim=8, encoder=f.encoder)
+        table.upsert(np.arange(1, 121), unit(rows[f.modality].astype(np.float32)))
+        storage.save(f.key, table)
+    return VectorSpace(fields, storage, generation=1), labels
+
+
+def test_coherence_runs_from_any_items_to_nearest_neighbours(tmp_path: Path) -> None:
+    """0 for a set no more alike than any items, about 1 for a set as alike as an item's nearest neighbours."""
+    from retrieval.fusion.adaptive import coherences_in, neighbour_sets, yardstick
+
+    space, labels = three_field_space(tmp_path)
+    random, near = yardstick(space, AUDIO.key)
+    assert near > random + 0.3  # recordings cluster by class
+    one_class = np.flatnonzero(labels == 2)[:10] + 1  # ten images of one class, judged by their recordings
+    mixed = np.arange(1, 11)  # every class
+    a_class, a_mix = coherences_in(space, [{IMAGE.key, "text@txt-enc"}] * 2, [one_class, mixed])
+    assert a_mix < 0.1 < 0.7 < a_class
+    assert len(neighbour_sets(space, AUDIO.key)) == 64
+
+
+def test_a_field_whose_neighbours_disagree_elsewhere_counts_less(tmp_path: Path) -> None:
+    """Captions whose nearest captions share a template, not a class, have less agreement than recordings
+    whose nearest recordings share a class; the factor enters the weight as the other predictors do."""
+    from retrieval.fusion.adaptive import AGREEMENT_POWER, Judgement, field_agreement
+
+    space, _ = three_field_space(tmp_path)
+    text, audio, image = (field_agreement(space, key) for key in ("text@txt-enc", AUDIO.key, IMAGE.key))
+    # recordings' neighbours agree in the images, not in the captions: about half of the way to 1
+    assert text < 0.05 < 0.3 < min(audio, image)
+    assert AGREEMENT_POWER > 0
+    assert Judgement(1.0, 2.0, 0.5, text).raw < Judgement(1.0, 2.0, 0.5, audio).raw

@@ -15,10 +15,19 @@ tell them apart; the first two are computed on the unit's scores over a fixed ra
 
 - *coherence* (the cluster hypothesis, across modalities): how alike the unit's best items are in the
   fields it did not search. An image channel's best ten share a digit, so their recordings are alike;
-  an unseen speaker's recording finds a mix of digits, whose images are not.
+  an unseen speaker's recording finds a mix of digits, whose images are not. Each field's alikeness is
+  measured from that of any two of its items (0) to that of an item's nearest neighbours there (1): in a
+  speech network's field any two recordings are alike, and a share of 1 would rate every set coherent.
 
-weight = min(1, spread)^a × clarity^b × coherence^c, scaled so the unit weights average 1; since recordings
-are read by a speech network the evidence gives a = 0, b = 1, c = 2 (see `SPREAD_POWER`). A query input
+and one property of the field the unit searched, not of the query:
+
+- *agreement*: the coherence of the field's own nearest-neighbour sets. Where a field's neighbours are
+  alike in the other fields too (a recording's nearest recordings say the same digit, so their images
+  agree), its matches can be trusted; templated captions whose nearest captions name other digits cannot.
+
+weight = min(1, spread)^a × clarity^b × coherence^c × agreement^d, scaled so the unit weights average 1;
+since recordings are read by a speech network the evidence gives a = 0, b = 1, c = 2, d = 1 (see
+`SPREAD_POWER`). A query input
 whose spread is under half a typical one is left out altogether (`screened`, which the learned and
 early strategies use too). Everything comes from the collection and the query; nothing is labelled.
 """
@@ -44,9 +53,18 @@ TOP = 10
 SPREAD_POWER = 0.0
 CLARITY_POWER = 1.0
 COHERENCE_POWER = 2.0
+# Not tuned: 1, as a factor of its own. On the tuning rotation 0.5-2 move the worst fused-minus-best-single by
+# less than 0.01, the noise of 50 queries a kind (docs/benchmarks/adaptive_powers.md).
+AGREEMENT_POWER = 1.0
+NEIGHBOUR_ITEMS = 64  # sample items whose nearest neighbours set a field's yardsticks (`yardstick`)
+# items among which they are found: the whole field up to this size; in a larger one the neighbours are the
+# nearest among this many, a coarser yardstick at a bounded cost (64 x 4,096 products a field, once)
+NEIGHBOUR_POOL = 4096
 
 _references: weakref.WeakKeyDictionary[VectorSpace, dict[str, tuple[np.ndarray, float]]] = weakref.WeakKeyDictionary()
-_baselines: weakref.WeakKeyDictionary[VectorSpace, dict[str, float]] = weakref.WeakKeyDictionary()
+_yardsticks: weakref.WeakKeyDictionary[VectorSpace, dict[str, tuple[float, float]]] = weakref.WeakKeyDictionary()
+_neighbours: weakref.WeakKeyDictionary[VectorSpace, dict[str, list[np.ndarray]]] = weakref.WeakKeyDictionary()
+_agreements: weakref.WeakKeyDictionary[VectorSpace, dict[str, float]] = weakref.WeakKeyDictionary()
 _samples: weakref.WeakKeyDictionary[VectorSpace, dict[tuple[str, ...], HeldRows]] = weakref.WeakKeyDictionary()
 
 
@@ -79,6 +97,50 @@ def unit_sample(space: VectorSpace, keys: tuple[str, ...]) -> HeldRows:
         ids = np.unique(np.concatenate([field_reference(space, key)[0] for key in keys]))
         cache.setdefault(keys, space.held_rows(ids))
     return cache[keys]
+
+
+def neighbour_sets(space: VectorSpace, key: str) -> list[np.ndarray]:
+    """The item ids of the `TOP` nearest neighbours in the field (among `NEIGHBOUR_POOL` of its items, the
+    item itself left out) of up to `NEIGHBOUR_ITEMS` of its sample items; zero vectors (an empty field) take
+    no part."""
+    cache = _neighbours.setdefault(space, {})
+    if key not in cache:
+        table = space.tables[key]
+        pool = np.sort(np.random.default_rng(1).choice(table.ids, size=min(NEIGHBOUR_POOL, len(table)), replace=False))
+        rows, present = table.lookup(pool)
+        keep = present & rows.any(axis=1)
+        pool, rows = pool[keep], rows[keep]
+        items, _ = table.lookup(field_reference(space, key)[0])
+        items = items[items.any(axis=1)][:NEIGHBOUR_ITEMS]
+        sims = items @ rows.T
+        sims[np.isclose(sims, 1.0, atol=1e-3)] = -np.inf  # the item itself (and exact duplicates)
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :TOP]
+        cache[key] = [pool[row] for row in order if len(row) >= 2]
+    return cache[key]
+
+
+def yardstick(space: VectorSpace, key: str) -> tuple[float, float]:
+    """(random, near): the mean cosine between any two of the field's sample items, and the median over
+    `neighbour_sets` of that between an item's nearest neighbours. A coherence of 0 is a set no more alike
+    than any items, 1 one as alike as near neighbours."""
+    cache = _yardsticks.setdefault(space, {})
+    if key not in cache:
+        random = mean_pairwise(unit_sample(space, (key,)).rows(key)[0])
+        table = space.tables[key]
+        near = [mean_pairwise(table.lookup(ids)[0]) for ids in neighbour_sets(space, key)]
+        cache[key] = (random, float(np.nanmedian(near)) if near else 1.0)
+    return cache[key]
+
+
+def field_agreement(space: VectorSpace, key: str) -> float:
+    """How alike the field's nearest-neighbour sets are in the other fields: their mean `coherence`. 1
+    (neutral) where no other field tells."""
+    cache = _agreements.setdefault(space, {})
+    if key not in cache:
+        sets = neighbour_sets(space, key)
+        values = coherences_in(space, [{key}] * len(sets), sets) if sets else [1.0]
+        cache[key] = float(np.mean(values))
+    return cache[key]
 
 
 def predictors(
@@ -141,9 +203,10 @@ def mean_pairwise(vectors: np.ndarray) -> float:
 
 def coherence(space: VectorSpace, unit: list[Channel], top: np.ndarray, held: HeldRows | None = None) -> float:
     """How alike the unit's best items are in the item fields the unit did not search (the cluster
-    hypothesis across modalities): mean pairwise cosine of their vectors there, above that of a random
-    sample, as a share of what is left to 1. An image channel's best ten share digits, so their recordings
-    are alike; a weak or useless channel's best ten are a mix. 1 (neutral) where no other field helps.
+    hypothesis across modalities): mean pairwise cosine of their vectors there, above that of any two items,
+    as a share of what an item's nearest neighbours there reach (`yardstick`). An image channel's best ten
+    share digits, so their recordings are alike; a weak or useless channel's best ten are a mix. 1 (neutral)
+    where no other field helps.
     From `held` rows of exactly `top` where given (`HeldRows.subset`), else from the tables."""
     return coherences(space, [unit], [top], held)[0]
 
@@ -155,31 +218,36 @@ def coherences(
     given. A field's rows of every unit's best items are read once, and a unit's sum of pairwise cosines
     is |Σv|² - Σ|v|²: no product of all the rows with each other, which OpenBLAS splits over threads that
     wait on a busy machine, and no product and lookup per unit and field."""
+    return coherences_in(space, [{c.field.key for c in unit} for unit in units], tops, held)
+
+
+def coherences_in(
+    space: VectorSpace, owns: list[set[str]], tops: list[np.ndarray], held: HeldRows | None = None
+) -> list[float]:
+    """`coherences` of item sets `tops`, each judged in the fields not in its `owns`."""
     sizes = np.array([len(top) for top in tops], np.int64)
     everyone = np.concatenate(tops) if tops else np.zeros(0, np.int64)
-    unit_of = np.repeat(np.arange(len(units)), sizes)
+    unit_of = np.repeat(np.arange(len(owns)), sizes)
     bounds = np.cumsum(sizes).tolist()
-    owns = [{c.field.key for c in unit} for unit in units]
-    baselines = _baselines.setdefault(space, {})
-    sums, counts = np.zeros(len(units)), np.zeros(len(units))
+    sums, counts = np.zeros(len(owns)), np.zeros(len(owns))
     for key, table in space.tables.items():
         users = np.array([key not in own for own in owns], bool)
         if not len(table) or not users.any() or len(everyone) < 2:
             continue
         vectors, present = table.lookup(everyone) if held is None else held.rows(key)  # absent rows are 0
         present = present & vectors.any(axis=1)  # a zero vector is an empty field (`mean_pairwise`)
-        n = np.bincount(unit_of, weights=present, minlength=len(units))
+        n = np.bincount(unit_of, weights=present, minlength=len(owns))
         helps = users & (n >= 2)  # a unit with fewer than two of its best items in the field learns nothing
         if not helps.any():
             continue
-        if key not in baselines:
-            baselines[key] = mean_pairwise(unit_sample(space, (key,)).rows(key)[0])
+        random, near = yardstick(space, key)
+        if near - random < 1e-3:  # neighbours no more alike than any items: the field tells nothing
+            continue
         exact = vectors.astype(np.float64)  # the difference of two sums loses float32's last digits
         summed = np.stack([exact[end - size : end].sum(axis=0) for end, size in zip(bounds, sizes.tolist())])
-        own = np.bincount(unit_of, weights=np.einsum("ij,ij->i", exact, exact), minlength=len(units))
+        own = np.bincount(unit_of, weights=np.einsum("ij,ij->i", exact, exact), minlength=len(owns))
         among = (np.einsum("ij,ij->i", summed, summed) - own) / np.maximum(n * (n - 1), 1)
-        base = baselines[key]
-        sums += np.where(helps, (among - base) / max(1e-6, 1 - base), 0.0)
+        sums += np.where(helps, (among - random) / (near - random), 0.0)
         counts += helps
     return [min(1.0, max(0.0, float(t / c))) if c else 1.0 for t, c in zip(sums, counts)]
 
@@ -192,10 +260,16 @@ class Judgement:
     spread: float
     clarity: float
     coherence: float
+    agreement: float = 1.0
 
     @property
     def raw(self) -> float:
-        return self.spread**SPREAD_POWER * self.clarity**CLARITY_POWER * self.coherence**COHERENCE_POWER
+        return (
+            self.spread**SPREAD_POWER
+            * self.clarity**CLARITY_POWER
+            * self.coherence**COHERENCE_POWER
+            * self.agreement**AGREEMENT_POWER
+        )
 
 
 def judge_units(
@@ -215,9 +289,15 @@ def judge_units(
     tops = held.subset(best if at is None else at[best]) if held is not None and bests else None
     coherent = coherences(space, units, [ids[best] for best in bests], tops)
     return [
-        Judgement(*predictors(space, query, unit, raw, present, best), together)
+        Judgement(*predictors(space, query, unit, raw, present, best), together, unit_agreement(space, unit))
         for query, unit, (raw, present), best, together in zip(queries, units, raws, bests, coherent)
     ]
+
+
+def unit_agreement(space: VectorSpace, unit: list[Channel]) -> float:
+    """The mean `field_agreement` of the fields the unit searches."""
+    keys = list(dict.fromkeys(c.field.key for c in unit))
+    return sum(field_agreement(space, key) for key in keys) / len(keys) if keys else 1.0
 
 
 def judged_weights(judgements: list[Judgement]) -> np.ndarray:
@@ -336,7 +416,7 @@ def mean_judgement(judgements: list[Judgement], shares: list[float] | None = Non
     return Judgement(
         *(
             float(np.average([getattr(j, name) for j in judgements], weights=weights))
-            for name in ("spread", "clarity", "coherence")
+            for name in ("spread", "clarity", "coherence", "agreement")
         )
     )
 
