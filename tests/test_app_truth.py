@@ -436,3 +436,19 @@ def test_evaluate_says_the_settings_it_measured_and_when_they_changed(app: AppTe
     [warning] = [rendered(w.value) for w in app.warning]
     assert "measured with the sidebar's earlier settings (late: weighting=adaptive)" in warning, warning
     assert shown, "the kept result is still shown, marked"
+
+
+def test_an_input_counted_less_for_its_modality_s_agreement_says_so() -> None:
+    """0.20.0's fourth predictor: where the field an input searched is what pulled its weight down, the
+    sentence names agreement with both numbers, as it names the other predictors."""
+    from retrieval.fusion.adaptive import Judgement
+    from retrieval.fusion.weighing import InputWeight
+    from ui.weighing import why
+
+    text = InputWeight("text", 1.0, 0.6, judgement=Judgement(0.9, 2.6, 0.30, 0.12))
+    audio = InputWeight("audio", 1.0, 1.4, judgement=Judgement(0.9, 2.6, 0.30, 0.35))
+    assert why(text, [audio], example=False) == (
+        "in this collection, items alike in this modality are less alike in their other media (agreement 0.12, "
+        "against 0.35 for your audio clip)"
+    )
+    assert why(audio, [text], example=False) == ""  # counted more than set: nothing to explain

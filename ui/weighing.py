@@ -14,7 +14,14 @@ import streamlit as st
 
 from retrieval.errors import USER_ERRORS
 from retrieval.fusion import list_strategies
-from retrieval.fusion.adaptive import CLARITY_POWER, COHERENCE_POWER, SPREAD_POWER, Judgement, mean_judgement
+from retrieval.fusion.adaptive import (
+    AGREEMENT_POWER,
+    CLARITY_POWER,
+    COHERENCE_POWER,
+    SPREAD_POWER,
+    Judgement,
+    mean_judgement,
+)
 from retrieval.fusion.weighing import InputWeight, Weighing
 from retrieval.results import Method, QueryInput
 from ui.layout import line_and_button
@@ -50,7 +57,7 @@ def why(one: InputWeight, others: list[InputWeight], example: bool) -> str:
     ref = mean_judgement([o.judgement for o in peers if o.judgement is not None])
     terms = {
         predictor: power * math.log(max(getattr(mine, predictor), 1e-6) / max(getattr(ref, predictor), 1e-6))
-        for predictor, power in (("spread", SPREAD_POWER), ("clarity", CLARITY_POWER), ("coherence", COHERENCE_POWER))
+        for predictor, power in POWERS.items()
     }
     worst = min(terms, key=lambda k: terms[k])
     if terms[worst] >= 0:
@@ -59,11 +66,24 @@ def why(one: InputWeight, others: list[InputWeight], example: bool) -> str:
     return _reason(worst, mine, ref, against)
 
 
-# Said once under the lines that give a coherence: the word alone explained nothing (walkthrough #16)
+POWERS = {
+    "spread": SPREAD_POWER,
+    "clarity": CLARITY_POWER,
+    "coherence": COHERENCE_POWER,
+    "agreement": AGREEMENT_POWER,
+}
+
+# Said once under the lines that give a coherence or an agreement: the word alone explained nothing
+# (walkthrough #16)
 COHERENCE_MEANS = (
     "Coherence: how alike an input's best matches are in the modalities it did not search, from 0 (no more "
-    "alike than any items) to 1 (alike); the best matches of a clear input share a subject, so their other "
-    "media agree, while an unclear input's are a mix."
+    "alike than any two items) to 1 (as alike as an item's nearest neighbours there); the best matches of a "
+    "clear input share a subject, so their other media agree, while an unclear input's are a mix."
+)
+AGREEMENT_MEANS = (
+    "Agreement: in this collection, how alike items that are nearest neighbours in one modality are in the "
+    "others, from 0 to 1. Where neighbours by caption are a mix in their images and recordings, a match by "
+    "caption is trusted less, whatever the query."
 )
 
 
@@ -77,6 +97,11 @@ def _reason(predictor: str, mine: Judgement, ref: Judgement, against: str) -> st
         return (
             f"its best matches stand out less from the rest of the collection ({mine.clarity:.1f} standard "
             f"deviations above the average item, against {ref.clarity:.1f} {against})"
+        )
+    if predictor == "agreement":
+        return (
+            f"in this collection, items alike in this modality are less alike in their other media (agreement "
+            f"{mine.agreement:.2f}, against {ref.agreement:.2f} {against})"
         )
     return (
         f"the items it matches best are a mix: in their other modalities they are less alike (coherence "
@@ -137,6 +162,8 @@ def render(engine: Any, collection: str, query: QueryInput, methods: list[Method
         st.markdown(line)
     if any("(coherence " in line for line in lines):
         st.caption(COHERENCE_MEANS)
+    if any("(agreement " in line for line in lines):
+        st.caption(AGREEMENT_MEANS)
     if sidebar_changed:
         st.button(
             "Use my own weights",
