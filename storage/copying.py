@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from storage.artifacts import TEMP_MARKER, damaged_rows, map_arrays, write_streamed
 from storage.catalog import collection_storage, owner_of
-from storage.db import Database, collection_folder, default_vector_base
+from storage.db import Database, collection_folder, default_vector_base, sqlite_path
 from storage.errors import CorruptArtifactError, StorageError
 from storage.lock import LOCK_FILE, CollectionLock
 from storage.models import Base, Collection, DatabaseIdentity, IndexBuild, SchemaInfo
@@ -40,7 +40,28 @@ def copy_database(
     src = Database(source)
     with src.session() as session:
         collections = list(session.scalars(select(Collection).order_by(Collection.id)))
+    path = sqlite_path(target)
+    made = path is not None and not path.exists()  # a file this copy creates, and so may take back
     dst = Database(target)
+    try:
+        return _copy_into(src, dst, collections, source, target, vector_base, progress)
+    except BaseException:
+        if made and path is not None:  # a refused or failed copy leaves no empty database behind
+            dst.dispose()
+            for leftover in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal"))):
+                leftover.unlink(missing_ok=True)
+        raise
+
+
+def _copy_into(
+    src: Database,
+    dst: Database,
+    collections: list[Collection],
+    source: str,
+    target: str,
+    vector_base: Path | None,
+    progress: ProgressFn | None,
+) -> Database:
     dst.require_writable("copy into it")
     with dst.session() as session:
         if session.scalar(select(func.count()).select_from(Collection)):

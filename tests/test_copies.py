@@ -107,6 +107,7 @@ def test_indexer_copy_makes_a_pair_of_its_own(original: str, small_folder: Path,
 
     with pytest.raises(StorageError, match="already holds collections: copy into a new, empty database"):
         copy_database(original, copy)
+    assert finds_itself(copy, small_folder / "extra.png", "extra"), "a refusal took back a database it had not made"
 
 
 def test_a_database_moved_with_its_vectors_is_relocated(original: str, small_folder: Path, tmp_path: Path) -> None:
@@ -163,8 +164,7 @@ def test_a_table_whose_bytes_changed_is_never_copied(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {table}: ") and "changed since it was written" in err
     assert f"`python -m indexer check --repair --db {original} --collection default` first" in err
-    with Database(copy).session() as session:
-        assert session.scalars(select(Collection)).all() == [], "a collection was copied"
+    assert not (tmp_path / "copy.db").exists(), "the refused copy left an empty database"
     assert not (tmp_path / "copy.vectors").exists()
 
 
@@ -172,7 +172,8 @@ def test_a_database_whose_tables_are_missing_is_not_copied(
     original: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Probe case 14: `copy` said "copied with its vectors" and made an empty copy. A table deleted is named;
-    a folder that is not where it was recorded names `relocate`, and no folder is made there."""
+    a folder that is not where it was recorded names `relocate`, and no folder is made there. A refused copy
+    leaves no database file where it would have written one."""
     folder = vector_folder(original)
     table = next(folder.glob("image_*.vectors.safetensors"))
     table.unlink()
@@ -181,8 +182,7 @@ def test_a_database_whose_tables_are_missing_is_not_copied(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"records vector tables missing from {folder} (image@" in err, err
     assert "nothing was copied" in err and "indexer check" in err
-    with Database(copy).session() as session:
-        assert session.scalars(select(Collection)).all() == [], "a collection was copied"
+    assert not (tmp_path / "copy.db").exists(), "the refused copy left an empty database"
 
     shutil.move(tmp_path / "my.vectors", tmp_path / "moved-elsewhere")
     assert indexer_main(["copy", "--db", original, "--to", copy, "--quiet"]) == 2
