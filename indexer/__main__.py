@@ -114,7 +114,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"index {build['strategy']}/{build['key']}: {build['factory']}, {build['count']} vectors"
             + ("" if build["current"] else " (stale: rebuilt on next search)")
         )
-    print(f"problems: {len(status['problems'])}")
+    # files the indexer skipped (their reasons below); damage to the vectors is an error of its own, on stderr
+    print(f"skipped files: {len(status['problems'])}")
     for problem in status["problems"]:
         print(f"  {plain(problem['path'])}: {plain(problem['reason'])}")
     for problem in status["vector_problems"]:
