@@ -11,9 +11,12 @@ the before beside the after. Build time is the strategy's `prepare` (the indexes
 Agreement: the share of FAISS's top k that the server's search returns, over every query. Recall: the share
 of the exact top k (the same strategy on exact FAISS indexes, factory Flat) that each backend returns. On
 the server, late is timed twice, alternating query by query: its units' searches sent together (the
-product) and one at a time (before). `--before CHECKOUT` (a checkout of the code before a change, e.g. `git
-worktree add /tmp/before main`) times that code's search on the server too, in a process of its own,
-alternating query by query with this checkout's (the machine's load moves both alike). Memory: this
+product) and one at a time (before). On every backend, what a late search waits for without its fusion:
+its index searches for 100 candidates, one field's alone and all three at once (`bare_searches`).
+`--before CHECKOUT` (a checkout of the code before a change, e.g. `git worktree add /tmp/before main`) times
+that code's search on the server too, in a process of its own, alternating query by query with this
+checkout's (the machine's load moves both alike); the page gives the load average at the start and the end.
+Memory: this
 process's resident memory after each backend's runs, and the server's (`--server-pid`: its process tree,
 e.g. `$(cat /tmp/retrieval-milvus/launcher.pid)` for scripts/milvus.sh's) after its indexes are loaded.
 """
@@ -36,6 +39,7 @@ from search_latency import queries
 import storage.milvus_store as milvus_store
 from retrieval.fusion import create_strategy
 from retrieval.fusion.base import FusionStrategy
+from retrieval.fusion.late import search_pool
 from retrieval.space import EncodedQuery, VectorSpace
 from storage import Collection, Database
 from storage.catalog import IndexCatalog
@@ -175,10 +179,30 @@ def measure(
         result[name] = {"build_s": round(build, 2), **percentiles(times), "top": top}
         if one_at_a_time:
             result["late, one search at a time"] = {"build_s": None, **percentiles(one_at_a_time), "top": top}
+    result.update(bare_searches(space, qs))
     result["memory"] = {"search_host_rss_mb": memory()["vmrss_mb"]}
     if server_pid is not None and spec.startswith("milvus:"):
         result["memory"]["server_rss_mb"] = tree_rss_mb(server_pid)
     return result
+
+
+def bare_searches(space: VectorSpace, qs: list[EncodedQuery], n: int = 100) -> dict[str, dict]:
+    """What a late search waits for, without fusion: its units' index searches for `n` candidates (late's
+    list), one field's alone and all three at once (as late sends them to a server), alternating."""
+    stores = [space.loaded_indexes[("field", f.key)] for f in space.fields]
+    one, together = [], []
+    for q in qs:
+        vectors = [q.vectors[(f.modality, f.encoder)] for f in space.fields]
+        started = time.perf_counter()
+        stores[0].search(vectors[0], n)
+        one.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        list(search_pool().map(lambda store, vector: store.search(vector, n), stores, vectors))
+        together.append(time.perf_counter() - started)
+    return {
+        "one field's index search alone": {"build_s": None, **percentiles(one)},
+        "three fields' index searches at once": {"build_s": None, **percentiles(together)},
+    }
 
 
 def _sequential(strategy: FusionStrategy, space: VectorSpace, q: EncodedQuery, k: int) -> float:
@@ -223,8 +247,10 @@ def main() -> int:
         parser.error("--uri is required")
     if args.consistency:
         milvus_store.CONSISTENCY.update(search=args.consistency, first_search=args.consistency)
+    load = os.getloadavg()[0]
     runs, server = run_all(args)
     report = summary(args, runs, server)
+    report["load_average"] = {"start": round(load, 2), "end": round(os.getloadavg()[0], 2), "cores": os.cpu_count()}
     write_report(args.name, report, page(args, report))
     return 0
 
@@ -296,7 +322,7 @@ def page(args: argparse.Namespace, report: dict) -> str:
         f"{args.consistency or 'per operation (Strong first, then Bounded)'}. Same top {args.k} as FAISS: "
         f"{report['same_top_k']}; share of FAISS's top {args.k} found: {report['agreement_with_faiss']}; share of "
         f"the exact top {args.k} found: {report['recall_of_exact_top_k']}. Resident memory after the runs: "
-        f"{report['memory']}.",
+        f"{report['memory']}. The machine's load average (1 min): {report['load_average']}.",
         "",
         "| backend | strategy | build s | p50 ms | p99 ms |",
         "|---|---|---|---|---|",
