@@ -28,7 +28,7 @@ import numpy as np
 from storage.errors import EncoderMismatchError, StorageError
 from storage.faiss_store import Rows, default_factory, row_chunks
 from storage.names import MILVUS_CHARACTERS, name_hash, slug
-from storage.vector_store import StoreBackend, VectorStore, default_nprobe, pad_results
+from storage.vector_store import StoreBackend, VectorStore, default_nprobe, pad_lists
 
 log = logging.getLogger(__name__)
 
@@ -222,17 +222,20 @@ class MilvusStore(VectorStore):
             params["ef"] = max(params["ef"], k)
         # No count first: each call is a round trip (and a scan in Milvus Lite); a small collection
         # simply returns fewer hits, and the result is as wide as the longest list, like FAISS's.
+        # Lists of floats: pymilvus packs an array's numpy scalars one at a time (1536-d: 0.4 -> 0.2 ms a request)
         hits = self.client.search(
             self.name,
-            data=list(queries),
+            data=queries.tolist(),
             limit=max(1, k),
             anns_field="vector",
+            output_fields=[],
             search_params={"metric_type": "IP", "params": params},
             consistency_level=CONSISTENCY["first_search" if self._unseen_writes else "search"],
         )
         self._unseen_writes = False
-        rows = [[(h["id"], h["distance"]) for h in row] for row in hits]
-        return pad_results(rows, max((len(r) for r in rows), default=0))
+        # Each query's ids and scores as they came: iterating hits decodes each one, and Milvus Lite sends every
+        # hit's vector whatever output_fields asks (2,000 512-d rows, 100 hits: 39 -> 32 ms a search)
+        return pad_lists([(row.ids, row.distances) for row in hits])
 
 
 class MilvusBackend(StoreBackend):

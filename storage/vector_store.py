@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -220,11 +220,12 @@ def normalise_backend(spec: str | None) -> str:
     return spec
 
 
-def pad_results(rows: list[list[tuple[int, float]]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-query (id, score) lists as the (scores, ids) arrays FAISS returns, padded with -1."""
+def pad_lists(rows: list[tuple[Sequence[int], Sequence[float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query (ids, scores) lists, best first, as the (scores, ids) arrays FAISS returns: as wide as the
+    longest list, the others padded with -1 ids and -inf scores."""
+    k = max((len(ids) for ids, _ in rows), default=0)
     scores = np.full((len(rows), k), -np.inf, np.float32)
     ids = np.full((len(rows), k), -1, np.int64)
-    for i, row in enumerate(rows):
-        for j, (item, score) in enumerate(row[:k]):
-            ids[i, j], scores[i, j] = item, score
+    for i, (found, scored) in enumerate(rows):
+        ids[i, : len(found)], scores[i, : len(found)] = found, scored
     return scores, ids

@@ -198,11 +198,17 @@ def test_pretrained_indexing_has_no_tiny_size() -> None:
 
 @pytest.mark.server
 def test_the_milvus_server_script_on_the_test_server(milvus_server: str, tmp_path: Path) -> None:
-    """Skips with the conftest fixture's reason where no server is set up."""
+    """Skips with the conftest fixture's reason where no server is set up. This checkout stands in for the
+    code before a change (`--before`): its search, in a process of its own, finds FAISS's top 10 too."""
     reports = tmp_path / "reports"
     reports.mkdir()
-    run("milvus_server.py", ["--uri", milvus_server, "--items", "300", "--queries", "3"], reports)
-    assert (reports / "milvus_server.md").exists()
+    run(
+        "milvus_server.py", ["--uri", milvus_server, "--items", "300", "--queries", "3", "--before", str(ROOT)], reports
+    )
+    report = json.loads((reports / "milvus_server.json").read_text())
+    before = next(label for label in report["runs"] if label.startswith("milvus server, before"))
+    assert report["same_top_k"][before] == {"late": True, "early": True}
+    assert set(report["runs"][before]) == {"late", "early"}
 
 
 def test_gpu_encoders_where_a_gpu_is(tmp_path: Path) -> None:
