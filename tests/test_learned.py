@@ -279,3 +279,26 @@ def test_a_checkpoint_trained_before_issue_13_loads_and_ranks_as_it_did(tmp_path
         hits = create_strategy(checkpoint_strategy(name), checkpoint=str(path)).search(made, made_by.query(), 10)
         assert [h.item_id for h in hits] == [item for item, _ in expected[name]], name
         assert [h.score for h in hits] == pytest.approx([score for _, score in expected[name]], abs=1e-4), name
+
+
+@pytest.mark.parametrize("strategy", ["gated", "cross_attention"])
+def test_contributions_add_up_and_stay_bounded_with_unequal_weights(tmp_path: Path, strategy: str) -> None:
+    """Walkthrough 4: with an input at 0.5, gated's and cross-attention's shares read ±700,000 for a score of
+    0.8. Unequal weights mix each input's own fused vector by weight, so each input's share is exactly its
+    term of the mix; with equal weights the shares still add up to the score."""
+    space, labels = synthetic_space(tmp_path / "v")
+    path = fit(space, labels, strategy, tmp_path / f"{strategy}.safetensors", epochs=5)
+    fusion = create_strategy(strategy, checkpoint=str(path))
+    item = 2  # has fields A and B
+    vectors = {(f.modality, f.encoder): space.tables[f.key].lookup(np.array([item]))[0][0] for f in (A, B)}
+    for weights in ({"image": 0.5, "audio": 1.0}, {"image": 0.3, "audio": 2.0}, {}):
+        query = EncodedQuery(vectors, weights)
+        hits = fusion.search(space, query, k=50)
+        ids = np.array([h.item_id for h in hits])
+        assert all(sum(h.contributions.values()) == pytest.approx(h.score, abs=1e-5) for h in hits)
+        if not weights:
+            continue
+        items = fusion.item_vectors(space, ids)
+        for modality in ("image", "audio"):
+            term = items @ fusion.fused_query(query, {modality}) / 2  # its weighted vector, over both inputs
+            assert [h.contributions[modality] for h in hits] == pytest.approx(term.tolist(), abs=1e-4)
