@@ -449,6 +449,26 @@ def test_an_input_counted_less_for_its_modality_s_agreement_says_so() -> None:
     audio = InputWeight("audio", 1.0, 1.4, judgement=Judgement(0.9, 2.6, 0.30, 0.35))
     assert why(text, [audio], example=False) == (
         "in this collection, items alike in this modality are less alike in their other media (agreement 0.12, "
-        "against 0.35 for your audio clip)"
+        "against 0.35 for recordings)"  # the collection's recordings: agreement is not a property of the clip
     )
     assert why(audio, [text], example=False) == ""  # counted more than set: nothing to explain
+
+
+def test_the_weighing_line_explains_a_rise_and_leaves_a_small_shift_unexplained() -> None:
+    """Walkthrough 4: "×1.59 (set 1.00)" came with no reason, and "×0.99" with a coherence of 0.37 against
+    0.38 as its cause. A rise is the others' loss; a shift within a tenth of the weight set names no cause."""
+    from retrieval.fusion.adaptive import Judgement
+    from retrieval.fusion.weighing import InputWeight, Weighing
+    from ui.weighing import sentence, why
+
+    image = InputWeight("image", 1.0, 0.99, judgement=Judgement(0.9, 2.4, 0.37, 0.3))
+    audio = InputWeight("audio", 1.0, 1.59, judgement=Judgement(0.9, 2.6, 0.60, 0.3))
+    text = InputWeight("text", 1.0, 0.42, judgement=Judgement(0.9, 2.6, 0.38, 0.3))
+    assert why(image, [audio, text], example=False) == ""
+    line = sentence("late", Weighing("adaptive", [image, audio, text]), example=False)
+    assert line is not None and "your audio clip counted ×1.59 (set 1.00);" in line
+    assert line.endswith(
+        "(adaptive weighting shares a fixed total out among the inputs' channels: what one input "
+        "loses, the others gain)."
+    )
+    assert "your text counted ×0.42 (set 1.00): the items it matches best are a mix" in line

@@ -29,6 +29,7 @@ from ui.plain import md
 from ui.results_cache import cached_weighing
 
 NAMES = {"text": "text", "image": "image", "audio": "audio clip"}
+NAMES_PLAIN = {"text": "texts", "image": "images", "audio": "recordings"}  # a modality of the collection
 
 
 def name(modality: str, example: bool) -> str:
@@ -51,7 +52,9 @@ def why(one: InputWeight, others: list[InputWeight], example: bool) -> str:
             "blank image does"
         )
     peers = [o for o in others if o.judgement is not None and not o.screened]
-    if one.judgement is None or one.used >= one.chosen or not peers:
+    # a shift within `CHANGED` of the weight set is too small to pin on a predictor (walkthrough 4: ×0.99 was
+    # "explained" by a coherence of 0.37 against 0.38)
+    if one.judgement is None or one.used >= one.chosen or not one.changed or not peers:
         return ""
     mine = one.judgement
     ref = mean_judgement([o.judgement for o in peers if o.judgement is not None])
@@ -62,7 +65,14 @@ def why(one: InputWeight, others: list[InputWeight], example: bool) -> str:
     worst = min(terms, key=lambda k: terms[k])
     if terms[worst] >= 0:
         return ""
-    against = ("on average for " if len(peers) > 1 else "for ") + _joined([name(o.modality, example) for o in peers])
+    if worst == "agreement":  # a property of the collection's modalities, not of the inputs given
+        against = ("on average for " if len(peers) > 1 else "for ") + _joined(
+            [NAMES_PLAIN.get(o.modality, o.modality) for o in peers]
+        )
+    else:
+        against = ("on average for " if len(peers) > 1 else "for ") + _joined(
+            [name(o.modality, example) for o in peers]
+        )
     return _reason(worst, mine, ref, against)
 
 
@@ -78,13 +88,17 @@ POWERS = {
 COHERENCE_MEANS = (
     "Coherence: how alike an input's best matches are in the modalities it did not search, from 0 (no more "
     "alike than any two items) to 1 (as alike as an item's nearest neighbours there); the best matches of a "
-    "clear input share a subject, so their other media agree, while an unclear input's are a mix."
+    "clear input share a subject, so their other media agree, while an unclear input's are a mix. Each method "
+    "judges the best matches it found itself, so the numbers differ from method to method."
 )
 AGREEMENT_MEANS = (
-    "Agreement: in this collection, how alike items that are nearest neighbours in one modality are in the "
-    "others, from 0 to 1. Where neighbours by caption are a mix in their images and recordings, a match by "
-    "caption is trusted less, whatever the query."
+    "Agreement: a property of the collection, not of your input: how alike items that are nearest neighbours "
+    "in one modality are in the others, from 0 to 1. Where items close by text differ in their images and "
+    "recordings, a match by text counts for a little less, in every query; the other factors still decide "
+    "most of a weight."
 )
+# Said once under a line where an input counted more than set: the rise is the others' loss, not a judgement
+RAISED = "adaptive weighting shares a fixed total out among the inputs' channels: what one input loses, the others gain"
 
 
 def _reason(predictor: str, mine: Judgement, ref: Judgement, against: str) -> str:
@@ -125,7 +139,10 @@ def sentence(label: str, weighing: Weighing, example: bool) -> str | None:
             continue
         counted = f"{name(one.modality, example)} counted ×{one.used:.2f} (set {one.chosen:.2f})"
         parts.append(counted + (f": {reason}" if reason else ""))
-    return f"**{md(label)}** weighed each input for this query: " + "; ".join(parts) + "."
+    line = f"**{md(label)}** weighed each input for this query: " + "; ".join(parts)
+    if any(o.changed and o.used > o.chosen for o in weighing.inputs if not o.screened):
+        line += f" ({RAISED})"
+    return line + "."
 
 
 def own_weights() -> None:
