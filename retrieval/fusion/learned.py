@@ -17,7 +17,7 @@ import numpy as np
 
 from retrieval.errors import InvalidInputError
 from retrieval.fusion.adaptive import screened
-from retrieval.fusion.base import FusionStrategy, Scored
+from retrieval.fusion.base import FusionStrategy, Scored, one_thread
 from retrieval.fusion.concat import concat_query
 from retrieval.fusion.late import LateFusion
 from retrieval.fusion.scoring import rank_order, tie_window
@@ -220,6 +220,10 @@ class LearnedFusion(FusionStrategy):
         return as_set(query, flat_out(query, kept))
 
     def search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
+        with one_thread():  # screening, the forward pass and the contributions set the thread counts once
+            return self._search(space, query, k)
+
+    def _search(self, space: VectorSpace, query: EncodedQuery, k: int) -> list[Scored]:
         if self.params.screen:
             query = screened(space, query)
         present = sorted({m for m, _ in query.vectors})

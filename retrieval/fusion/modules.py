@@ -135,8 +135,17 @@ class GatedNet(FusionModule):
         """Each row's gate per field (0 where absent): what a result's explanation shows."""
         w = self.weights_numpy()
         present = mask.astype(np.float32)
-        inputs = np.concatenate([*(b * present[:, i : i + 1] for i, b in enumerate(blocks)), present], axis=1)
-        hidden = _gelu(inputs @ w["gate.0.weight"].T + w["gate.0.bias"])
+        weight = w["gate.0.weight"]
+        if len(mask) > 1 and all(len(b) == 1 for b in blocks):
+            # one query row under several masks: the first layer is linear in each field's masked block, so
+            # each field's part is taken once and the masks mix them (the concatenated rows' product was
+            # ~70 of a query's ~140 us here, on one BLAS thread)
+            ends = np.cumsum(self.dims).tolist()
+            parts = [b[0] @ weight[:, end - len(b[0]) : end].T for b, end in zip(blocks, ends)]
+            hidden = _gelu(present @ (np.stack(parts) + weight[:, ends[-1] :].T) + w["gate.0.bias"])
+        else:
+            inputs = np.concatenate([*(b * present[:, i : i + 1] for i, b in enumerate(blocks)), present], axis=1)
+            hidden = _gelu(inputs @ weight.T + w["gate.0.bias"])
         return present / (1.0 + np.exp(-(hidden @ w["gate.2.weight"].T + w["gate.2.bias"])))
 
     def forward_numpy(self, blocks: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
