@@ -10,11 +10,10 @@ import pandas as pd
 import streamlit as st
 
 from retrieval.compare import Comparison, compare_results
-from retrieval.fusion.scoring import tie_key
 from retrieval.media import MediaError
 from retrieval.plots import BUMP_STEP, bump_depth, bump_layout, bump_rows
 from retrieval.results import Method, QueryInput, SearchResult
-from ui import compare_view, detail, examples, explain, provenance, weighing
+from ui import compare_view, detail, examples, explain, provenance, ties, weighing
 from ui.cards import result_card
 from ui.charts import EMPTY, draw_unfitted, template, with_rows
 from ui.plain import md
@@ -84,7 +83,8 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
                 comparison,
                 settings.k,
                 lambda label, error: method_problem(by_label[label], error),
-                tied_beyond(engine, settings, query, results),
+                ties.tied_beyond(engine, settings, query, results),
+                ties.tie_reasons(engine, settings, results),
             )
         else:
             method_columns(settings.methods, everything, comparison)
@@ -95,31 +95,6 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
     if results:
         with st.expander("Why these results", expanded=True):
             explain.render(engine, encoded_query(engine, query), settings.methods, results)
-
-
-TIE_DEPTH = 1000  # deepest list read to count a tie that runs past the shown results
-
-
-def tied_beyond(engine, settings: Settings, query: QueryInput, results: dict[str, SearchResult]) -> dict:  # noqa: ANN001
-    """For each method whose list ends inside a tie: (how many items share that score, whether the count is
-    only a floor), from deeper lists of the same search (doubled until the tie ends, up to `TIE_DEPTH`)."""
-    out = {}
-    size = len(engine.catalogue.item_keys())
-    for method in settings.methods:
-        hits = results[method.label].hits if method.label in results else []
-        if len(hits) < 2 or len(hits) < settings.k or tie_key(hits[-1].score) != tie_key(hits[-2].score):
-            continue
-        depth, deeper, score = len(hits), hits, tie_key(hits[-1].score)
-        while depth < min(size, TIE_DEPTH):
-            depth = min(2 * depth, size, TIE_DEPTH)
-            deeper = cached_search(engine, settings.collection, query, [method], depth)[method.label].hits
-            # the last shown item's score in the deeper list: late's z-scores move with the candidates' depth
-            score = next((tie_key(h.score) for h in deeper if h.item_id == hits[-1].item_id), score)
-            if tie_key(deeper[-1].score) != score or len(deeper) < depth:
-                break
-        tied = sum(tie_key(h.score) == score for h in deeper)
-        out[method.label] = (tied, tie_key(deeper[-1].score) == score and len(deeper) < size)
-    return out
 
 
 def method_columns(methods: list[Method], results: dict[str, SearchResult], comparison: Comparison | None) -> None:
