@@ -93,3 +93,45 @@ def test_a_learned_method_s_tie_says_why() -> None:
         f"{CLOSE_SCORES}), ordered by id",
         "**late**: 2 items tied at 2.000 (ranks 1-2), ordered by id",
     ]
+
+
+def example_not_first(engine, weights: dict[str, float]) -> tuple[int, int]:
+    """An item with an image that late, its image weighted 0, does not rank first when searched with
+    itself: (its id, its rank)."""
+    from retrieval.results import Method
+
+    late = Method("late", "late", {}, weights)
+    items = engine.catalogue.items(engine.catalogue.item_keys())
+    for item_id, item in sorted(items.items()):
+        if {a.modality for a in item.assets} != {"image", "text"}:
+            continue
+        hits = engine.search_many(engine.catalogue.item_query(item_id), [late], 10)["late"].hits
+        rank = next((h.rank for h in hits if h.item_id == item_id), 11)
+        if rank > 1:
+            return item_id, rank
+    raise AssertionError("no item of the demo is an example of #3")
+
+
+def test_a_query_by_example_not_first_says_an_input_was_weighted_zero(app: AppTest, demo: dict[str, str]) -> None:
+    """#3: with an input weighted 0, the item searched with itself was not always first, and the page did not
+    say why. It now says, beside the query, that the query lacks that input."""
+    from retrieval import SearchEngine
+
+    engine = SearchEngine.open(demo["url"])
+    engine.load_encoders()
+    item_id, rank = example_not_first(engine, {"image": 0.0})
+    app.sidebar.multiselect(key="methods").set_value(["late"])
+    app.session_state["example"] = item_id
+    app.run()
+    assert_clean(app)
+    said = [rendered(m.value) for m in app.markdown if "not first" in m.value]
+    assert not said, "with every weight at 1 the item is first and nothing is said"
+    app.sidebar.slider(key="weight_image").set_value(0.0).run()
+    assert_clean(app)
+    where = f"at rank {rank}" if rank <= 10 else "not in the top 10"
+    said = [rendered(m.value) for m in app.markdown if "not first" in m.value]
+    print(said)
+    assert said == [
+        f"**late** shows the item {where}, not first: its image is weighted 0, so the query lacks one of the "
+        "item's inputs."
+    ], said

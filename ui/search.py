@@ -52,16 +52,20 @@ def render(settings: Settings) -> None:
         return
     with box:
         weighing.render(engine, settings.collection, query, settings.methods, settings.k, example is not None)
-    show_results(engine, query, settings)
+    results = show_results(engine, query, settings)
+    if example is not None and results:
+        with box:  # beside the query, once the results say where the item came
+            weighing.examples_not_first(settings.methods, results, st.session_state["example"], query.present())
 
 
-def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa: ANN001
+def show_results(engine, query: QueryInput, settings: Settings) -> dict[str, SearchResult] | None:  # noqa: ANN001
+    """The results of each method, their comparison and explanations; returns the results shown."""
     started = time.perf_counter()
     try:
         everything = cached_search(engine, settings.collection, query, settings.methods, settings.k)
     except MediaError as exc:
         st.error(f"That file cannot be used: {md(exc.reason)}.")
-        return
+        return None
     elapsed = time.perf_counter() - started
     results = {label: r for label, r in everything.items() if r.error is None}
     problems = {label: r.error for label, r in everything.items() if r.error is not None}
@@ -95,6 +99,7 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
     if results:
         with st.expander("Why these results", expanded=True):
             explain.render(engine, encoded_query(engine, query), settings.methods, results)
+    return results
 
 
 def method_columns(methods: list[Method], results: dict[str, SearchResult], comparison: Comparison | None) -> None:

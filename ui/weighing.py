@@ -8,6 +8,7 @@ slider read 1.00 (issue 37). The numbers come from each strategy's own `weighing
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import streamlit as st
@@ -16,7 +17,7 @@ from retrieval.errors import USER_ERRORS
 from retrieval.fusion import list_strategies
 from retrieval.fusion.adaptive import CLARITY_POWER, COHERENCE_POWER, SPREAD_POWER, Judgement, mean_judgement
 from retrieval.fusion.weighing import InputWeight, Weighing
-from retrieval.results import Method, QueryInput
+from retrieval.results import Method, QueryInput, SearchResult
 from ui.layout import line_and_button
 from ui.plain import md
 from ui.results_cache import cached_weighing
@@ -154,3 +155,29 @@ def render(engine: Any, collection: str, query: QueryInput, methods: list[Method
 def follows_sidebar(method: Method) -> bool:
     """Whether the sidebar's weighting settings make this method (a strategy chosen by name, not a preset)."""
     return method.label == method.strategy and method.label in list_strategies()
+
+
+def example_not_first(method: Method, result: SearchResult, item_id: int, present: Sequence[str]) -> str | None:
+    """One sentence for a query by example whose item is not first because a weight of 0 left one of its inputs
+    out of the query (walkthrough #3: the page did not say why); None otherwise."""
+    zero = [m for m in present if method.weights.get(m, 1.0) == 0]
+    rank = next((h.rank for h in result.hits if h.item_id == item_id), None)
+    if not zero or rank == 1:
+        return None
+    where = f"at rank {rank}" if rank is not None else f"not in the top {len(result.hits)}"
+    inputs = _joined([f"its {NAMES.get(m, m)}" for m in zero])
+    return (
+        f"**{md(method.label)}** shows the item {where}, not first: {inputs} "
+        f"{'is' if len(zero) == 1 else 'are'} weighted 0, so the query lacks one of the item's inputs."
+    )
+
+
+def examples_not_first(
+    methods: list[Method], results: dict[str, SearchResult], item_id: int, present: Sequence[str]
+) -> None:
+    """`example_not_first`'s sentence for each method it concerns."""
+    for method in methods:
+        result = results.get(method.label)
+        line = None if result is None else example_not_first(method, result, item_id, present)
+        if line is not None:
+            st.markdown(line)
