@@ -16,6 +16,7 @@ from retrieval.results import Method, QueryInput, SearchResult
 from ui import compare_view, detail, examples, explain, provenance, ties, weighing
 from ui.cards import result_card
 from ui.charts import EMPTY, draw_unfitted, template, with_rows
+from ui.layout import folded_on_phone
 from ui.plain import md
 from ui.query import example_query, query_widgets, show_query, use_example
 from ui.results_cache import cached_search, encoded_query
@@ -95,9 +96,10 @@ def show_results(engine, query: QueryInput, settings: Settings) -> dict[str, Sea
     with st.container():
         detail.render({label: r.hits for label, r in results.items()}, use_example)
     if comparison and len(results) > 1:
-        comparison_section(comparison)
+        with folded_on_phone("How the methods differ", "comparison"):
+            comparison_section(comparison)
     if results:
-        with st.expander("Why these results", expanded=True):
+        with folded_on_phone("Why these results", "explain"):
             explain.render(engine, encoded_query(engine, query), settings.methods, results)
     return results
 
@@ -135,7 +137,6 @@ def _go_to_index() -> None:
 
 
 def comparison_section(comparison: Comparison) -> None:
-    st.subheader("How the methods differ")
     for line in comparison.summary:
         st.write(line)
     k = comparison.k
