@@ -135,3 +135,23 @@ def test_a_query_by_example_not_first_says_an_input_was_weighted_zero(app: AppTe
         f"**late** shows the item {where}, not first: its image is weighted 0, so the query lacks one of the "
         "item's inputs."
     ], said
+
+
+def test_a_rerun_asks_which_model_answers_once_per_method(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#17: each rerun of the Search page asked the database which model answers for each method at every
+    cached search and weighing (14 queries, ~40 ms, with five methods, at each change of view); once per
+    method and run is enough (the sidebar asks for the learned ones too, for its default): a model trained or
+    chosen is asked for at the next run."""
+    from retrieval.checkpoints import Models
+
+    methods = ["late", "early", "hybrid"]
+    app.sidebar.multiselect(key="methods").set_value(methods)
+    app.text_input(key="query_text").set_value("seven").run()
+    asked: list[str] = []
+    latest = Models.latest
+    monkeypatch.setattr(Models, "latest", lambda self, strategy: asked.append(strategy) or latest(self, strategy))
+    app.session_state["compact_view"] = True  # a change of view: a rerun that searches nothing new
+    app.run()
+    assert_clean(app)
+    print(f"\nasked {len(asked)} times: {asked}")
+    assert set(methods) <= set(asked) and len(asked) == len(set(asked)), asked
