@@ -124,17 +124,14 @@ def test_a_query_by_example_not_first_says_an_input_was_weighted_zero(app: AppTe
     app.session_state["example"] = item_id
     app.run()
     assert_clean(app)
-    said = [rendered(m.value) for m in app.markdown if "not first" in m.value]
+    said = [rendered(m.value) for m in app.markdown if "weighted 0" in m.value]
     assert not said, "with every weight at 1 the item is first and nothing is said"
     app.sidebar.slider(key="weight_image").set_value(0.0).run()
     assert_clean(app)
-    where = f"at rank {rank}" if rank <= 10 else "not in the top 10"
-    said = [rendered(m.value) for m in app.markdown if "not first" in m.value]
+    where = f"shows the item at rank {rank}, not first" if rank <= 10 else "does not show the item in its top 10"
+    said = [rendered(m.value) for m in app.markdown if "weighted 0" in m.value]
     print(said)
-    assert said == [
-        f"**late** shows the item {where}, not first: its image is weighted 0, so the query lacks one of the "
-        "item's inputs."
-    ], said
+    assert said == [f"**late** {where}: its image is weighted 0, so the query lacks one of the item's inputs."], said
 
 
 def test_a_rerun_asks_which_model_answers_once_per_method(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,3 +152,28 @@ def test_a_rerun_asks_which_model_answers_once_per_method(app: AppTest, monkeypa
     assert_clean(app)
     print(f"\nasked {len(asked)} times: {asked}")
     assert set(methods) <= set(asked) and len(asked) == len(set(asked)), asked
+
+
+def test_the_example_s_sentence_says_what_the_query_kept() -> None:
+    """#3: the sentence for a method that found nothing, or that searched with none of the item's inputs, says
+    so; a method that ranks the item first, or that weighs none of its inputs at 0, says nothing."""
+    from test_app_truth import hit
+
+    from retrieval.results import Method, SearchResult
+    from ui.weighing import example_not_first as sentence
+
+    gated = Method("gated", "gated", {}, {"audio": 0.0})
+    found = SearchResult("gated", [hit(1, 1, 0.9), hit(5, 2, 0.8)], 0)
+    assert sentence(gated, SearchResult("gated", [], 0), 5, ["audio"]) == (
+        "**gated** finds nothing: its audio clip is weighted 0, so the query has none of the item's inputs."
+    )
+    assert sentence(gated, found, 5, ["audio", "text"]) == (
+        "**gated** shows the item at rank 2, not first: its audio clip is weighted 0, so the query lacks one of "
+        "the item's inputs."
+    )
+    assert sentence(gated, found, 7, ["audio", "text"]) == (
+        "**gated** does not show the item in its top 2: its audio clip is weighted 0, so the query lacks one of "
+        "the item's inputs."
+    )
+    assert sentence(gated, found, 1, ["audio", "text"]) is None
+    assert sentence(Method("gated", "gated"), found, 5, ["audio", "text"]) is None

@@ -82,14 +82,15 @@ def show_results(engine, query: QueryInput, settings: Settings) -> dict[str, Sea
     with st.container():
         if compact:
             by_label = {m.label: m for m in settings.methods}
+            beyond = ties.tied_beyond(engine, settings, query, results)
             compare_view.render(
                 results,
                 problems,
                 comparison,
                 settings.k,
                 lambda label, error: method_problem(by_label[label], error),
-                ties.tied_beyond(engine, settings, query, results),
-                ties.tie_reasons(engine, settings, results),
+                beyond,
+                ties.tie_reasons(engine, settings, results, query, beyond),
             )
         else:
             method_columns(settings.methods, everything, comparison)

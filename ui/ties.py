@@ -44,19 +44,40 @@ def tied_beyond(engine: Any, settings: Settings, query: QueryInput, results: dic
     return out
 
 
-def tie_reasons(engine: Any, settings: Settings, results: dict[str, SearchResult]) -> dict[str, dict[int, str]]:
-    """For each learned method's tie groups (by first rank): why its items tie, from their fused vectors."""
+def tie_reasons(
+    engine: Any,
+    settings: Settings,
+    results: dict[str, SearchResult],
+    query: QueryInput | None = None,
+    beyond: dict[str, tuple[int, bool]] | None = None,
+) -> dict[str, dict[int, str]]:
+    """For each learned method's tie groups (by first rank): why its items tie, from their fused vectors. A last
+    item tied only past the list (`beyond`, from `tied_beyond`) is compared with those items, read from the
+    deeper list `tied_beyond` searched first (kept in the results cache)."""
     out: dict[str, dict[int, str]] = {}
     for method in settings.methods:
         result = results.get(method.label)
-        if result is None or not tie_groups(result.hits):
+        if result is None or not result.hits:
+            continue
+        groups = {
+            first: [h.item_id for h in result.hits[first - 1 : last]] for first, last, _ in tie_groups(result.hits)
+        }
+        hits = result.hits
+        if (
+            query is not None
+            and (beyond or {}).get(method.label, (0, False))[0] > 1
+            and len(hits) not in {last for _, last, _ in tie_groups(hits)}
+        ):
+            deeper = cached_search(engine, settings.collection, query, [method], 2 * len(hits))[method.label].hits
+            score = next((tie_key(h.score) for h in deeper if h.item_id == hits[-1].item_id), None)
+            groups[len(hits)] = [h.item_id for h in deeper if tie_key(h.score) == score]
+        if not groups:
             continue
         strategy = engine.strategy(method.strategy, **method.params)
         if not getattr(strategy, "learns", False):
             continue
-        for first, last, _ in tie_groups(result.hits):
-            ids = np.array([h.item_id for h in result.hits[first - 1 : last]], np.int64)
-            vectors = strategy.item_vectors(engine.space, ids)
+        for first, ids in groups.items():
+            vectors = strategy.item_vectors(engine.space, np.array(ids, np.int64))
             same = bool((vectors == vectors[0]).all())
             out.setdefault(method.label, {})[first] = SAME_VECTOR if same else CLOSE_SCORES
     return out

@@ -164,12 +164,16 @@ def example_not_first(method: Method, result: SearchResult, item_id: int, presen
     rank = next((h.rank for h in result.hits if h.item_id == item_id), None)
     if not zero or rank == 1:
         return None
-    where = f"at rank {rank}" if rank is not None else f"not in the top {len(result.hits)}"
     inputs = _joined([f"its {NAMES.get(m, m)}" for m in zero])
-    return (
-        f"**{md(method.label)}** shows the item {where}, not first: {inputs} "
-        f"{'is' if len(zero) == 1 else 'are'} weighted 0, so the query lacks one of the item's inputs."
-    )
+    weighted = f"{inputs} {'is' if len(zero) == 1 else 'are'} weighted 0"
+    lacks = "has none of the item's inputs" if set(zero) == set(present) else "lacks one of the item's inputs"
+    if not result.hits:
+        return f"**{md(method.label)}** finds nothing: {weighted}, so the query {lacks}."
+    if rank is None:
+        where = f"does not show the item in its top {len(result.hits)}"
+    else:
+        where = f"shows the item at rank {rank}, not first"
+    return f"**{md(method.label)}** {where}: {weighted}, so the query {lacks}."
 
 
 def examples_not_first(
