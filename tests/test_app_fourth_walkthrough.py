@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_app import assert_clean, rendered
-
-from retrieval.results import QueryInput
+from test_app_third_walkthrough import late_tie
 
 
 def tie_notes(app: AppTest, label: str) -> list[str]:
@@ -18,17 +17,9 @@ def tie_notes(app: AppTest, label: str) -> list[str]:
 def test_a_last_item_tied_only_past_the_list_is_named(app: AppTest, demo: dict[str, str]) -> None:
     """#4: rank 10 tied with rank 11 (and with no item shown) was in no tie note: the note said only the ties
     it could see in the list."""
-    from retrieval import SearchEngine
     from retrieval.fusion.scoring import tie_key
-    from retrieval.results import Method
 
-    engine = SearchEngine.open(demo["url"])
-    engine.load_encoders()
-    query, late = QueryInput(text="the digit six"), [Method("late", "late", {})]
-    shown = engine.search_many(query, late, 10)["late"].hits
-    deep = engine.search_many(query, late, 20)["late"].hits
-    last = next(tie_key(h.score) for h in deep if h.item_id == shown[-1].item_id)  # late's scores move with k
-    tied = [h.rank for h in deep if tie_key(h.score) == last]
+    shown, tied = late_tie(demo["url"], "the digit six", 20)
     assert tie_key(shown[-2].score) != tie_key(shown[-1].score), "the example's rank 9 is not in the tie"
     assert tied[0] == 10 and len(tied) > 1, "the example is rank 10 tied with ranks past the list"
     app.session_state["compact_view"] = True  # the grid, whose captions say the ties
