@@ -19,6 +19,7 @@ import streamlit as st
 
 from ui import evaluate_page, index_page, item_page, search, strategies_page
 from ui.charts import SCROLL_CHARTS
+from ui.results_cache import forget_answering
 from ui.state import collections, database_exists, db_url, sidebar
 from ui.tables import TOOLBAR_ROOM
 
@@ -59,6 +60,7 @@ def build_demo(url: str) -> None:
 def main() -> None:
     st.set_page_config(page_title="Multimodal retrieval", page_icon="🔎", layout="wide")
     st.html(SCROLL_CHARTS + TOOLBAR_ROOM)
+    forget_answering()  # a model trained or chosen since the last run answers now
     url = db_url()
     page = st.sidebar.radio("Page", PAGES, key="page", horizontal=True)
     if not database_exists(url) or not collections(url):

@@ -25,21 +25,26 @@ def test_a_coherence_given_beside_the_query_is_explained_once(app: AppTest) -> N
     assert len(said) == 1 and "modalities it did not search" in said[0], said
 
 
-@pytest.mark.real_media  # a tie that runs past rank 10 on the real digits' texts
-def test_a_tie_that_runs_past_the_last_rank_is_counted_whole(app: AppTest, demo: dict[str, str]) -> None:
-    """#4: the tie note counted only the tied items shown ("2 items tied at 0.338 (ranks 9-10)") while a third
-    item shared the score at rank 11. It now counts every item that shares it and says how many are shown."""
+def late_tie(url: str, text: str, depth: int) -> tuple[list, list[int]]:
+    """Late's top 10 for `text`, and the ranks, in its top `depth`, of the items tied with its last one."""
     from retrieval import SearchEngine
     from retrieval.fusion.scoring import tie_key
     from retrieval.results import Method, QueryInput
 
-    engine = SearchEngine.open(demo["url"])
+    engine = SearchEngine.open(url)
     engine.load_encoders()
-    query, late = QueryInput(text="five"), [Method("late", "late", {})]
+    query, late = QueryInput(text=text), [Method("late", "late", {})]
     shown = engine.search_many(query, late, 10)["late"].hits
-    deep = engine.search_many(query, late, 200)["late"].hits
+    deep = engine.search_many(query, late, depth)["late"].hits
     last = next(tie_key(h.score) for h in deep if h.item_id == shown[-1].item_id)  # late's scores move with k
-    tied = [h.rank for h in deep if tie_key(h.score) == last]
+    return shown, [h.rank for h in deep if tie_key(h.score) == last]
+
+
+@pytest.mark.real_media  # a tie that runs past rank 10 on the real digits' texts
+def test_a_tie_that_runs_past_the_last_rank_is_counted_whole(app: AppTest, demo: dict[str, str]) -> None:
+    """#4: the tie note counted only the tied items shown ("2 items tied at 0.338 (ranks 9-10)") while a third
+    item shared the score at rank 11. It now counts every item that shares it and says how many are shown."""
+    shown, tied = late_tie(demo["url"], "five", 200)
     assert len(tied) > 1 and min(tied) < 10 < max(tied), "the example is a tie across rank 10"
     app.session_state["compact_view"] = True  # the grid, whose caption says the ties
     app.text_input(key="query_text").set_value("five").run()

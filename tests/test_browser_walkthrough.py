@@ -31,6 +31,16 @@ def search(driver, url: str, text: str = "the digit three") -> None:
     settle(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".vega-embed canvas, .vega-embed svg")) >= 3)
 
 
+FOLDS = "return [...document.querySelectorAll('[class*=\"st-key-fold_\"] details')].map(d => d.open)"
+
+
+def unfold(driver) -> None:
+    """Open every section a phone folds (ui.layout.FOLD_ON_PHONE), as a person does, by its summary."""
+    for summary in driver.find_elements(By.CSS_SELECTOR, '[class*="st-key-fold_"] details:not([open]) > summary'):
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click()", summary)
+    settle(driver, lambda d: all(d.execute_script(FOLDS)), timeout=20)
+
+
 def phone(driver, width: int = 400) -> None:
     driver.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride", {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": True}
@@ -48,6 +58,9 @@ def test_every_chart_of_a_search_fits_its_column_and_the_window(server: str, bro
         else:
             phone(browser, width)
         search(browser, server)
+        if width < 600:  # folded on a phone: opened to be seen
+            settle(browser, lambda d: not any(d.execute_script(FOLDS)))
+            unfold(browser)
         boxes = browser.execute_script(CHART_BOXES)
         print(f"\nat {width} px: {boxes}")
         assert len(boxes) >= 3

@@ -97,26 +97,36 @@ def tie_groups(hits: list[Hit]) -> list[tuple[int, int, float]]:
     return groups
 
 
-def tie_lines(results: dict[str, SearchResult], beyond: dict[str, tuple[int, bool]] | None = None) -> list[str]:
+def tie_lines(
+    results: dict[str, SearchResult],
+    beyond: dict[str, tuple[int, bool]] | None = None,
+    reasons: dict[str, dict[int, str]] | None = None,
+) -> list[str]:
     """ "late: 10 items tied at 2.180 (ranks 1-10), ordered by id" for each method's tie groups (markdown).
     `beyond[label]`: (items tied at the last score shown, whether that count is only a floor) for a method
-    whose list ends inside a tie; the note counted only the shown ones (walkthrough #4)."""
+    whose list ends inside a tie; the note counted only the shown ones (walkthrough #4). `reasons[label][first
+    rank]`: why that group ties (`ui.ties.tie_reasons`), said in its parentheses."""
     lines = []
     for label, result in results.items():
         groups = tie_groups(result.hits)
+        hits, count = result.hits, (beyond or {}).get(label, (0, False))[0]
+        if count > 1 and (not groups or groups[-1][1] < len(hits)):  # the last item alone, tied past the list
+            groups.append((len(hits), len(hits), hits[-1].score))
         if not groups:
             continue
         parts = []
         for first, last, score in groups:
             count, floor = (beyond or {}).get(label, (0, False)) if last == len(result.hits) else (0, False)
+            why = (reasons or {}).get(label, {}).get(first)
+            why = f"; {why}" if why else ""
             if count > last - first + 1:
                 shown = last - first + 1
                 parts.append(
                     f"{'at least ' if floor else ''}{count} items tied at {score:.3f} (ranks {first}-"
-                    f"{first + count - 1}, {shown} of them shown)"
+                    f"{first + count - 1}, {shown} of them shown{why})"
                 )
             else:
-                parts.append(f"{last - first + 1} items tied at {score:.3f} (ranks {first}-{last})")
+                parts.append(f"{last - first + 1} items tied at {score:.3f} (ranks {first}-{last}{why})")
         lines.append(f"**{md(label)}**: {'; '.join(parts)}, ordered by id")
     return lines
 
@@ -200,6 +210,7 @@ def render(
     k: int,
     show_problem: Callable[[str, str], None],
     beyond: dict[str, tuple[int, bool]] | None = None,
+    reasons: dict[str, dict[int, str]] | None = None,
 ) -> None:
     """The grid, with each method's latency and parameters above it; `show_problem(label, error)` for each
     method that failed (the Search page's message, the same as in the cards)."""
@@ -214,7 +225,7 @@ def render(
         + f" · {legend(results)} · ▲ ▼ new: moved against the first · ♪ has audio · ¶ has text · "
         "point at or click an item to see it in every column"
     )
-    for line in tie_lines(results, beyond):
+    for line in tie_lines(results, beyond, reasons):
         st.caption(line)
     st.caption(score_lines(results))
     st.html(grid_html(results, comparison, k))

@@ -24,6 +24,7 @@ from retrieval.train import TrainConfig, TrainResult
 from ui import checkpoints
 from ui.plain import md
 from ui.provenance import describe as describe_checkpoint
+from ui.results_cache import forget_answering
 from ui.state import allowed_roots, collections, database_exists, engine_for, inside_roots, queries_file
 
 ROOTS_HINT = "outside the allowed folders; refused (add its folder to RETRIEVAL_ROOTS to allow it)"
@@ -208,6 +209,7 @@ def train_section(url: str, collection: str) -> None:
     try:
         config = TrainConfig(strategy, label_field=label.strip() or None, where=where, epochs=epochs)
         result = engine.models.train(config, out, progress)
+        forget_answering()
     except Exception as exc:
         if not reportable(exc):
             raise

@@ -10,13 +10,13 @@ import pandas as pd
 import streamlit as st
 
 from retrieval.compare import Comparison, compare_results
-from retrieval.fusion.scoring import tie_key
 from retrieval.media import MediaError
 from retrieval.plots import BUMP_STEP, bump_depth, bump_layout, bump_rows
 from retrieval.results import Method, QueryInput, SearchResult
-from ui import compare_view, detail, examples, explain, provenance, weighing
+from ui import compare_view, detail, examples, explain, provenance, ties, weighing
 from ui.cards import result_card
 from ui.charts import EMPTY, draw_unfitted, template, with_rows
+from ui.layout import folded_on_phone
 from ui.plain import md
 from ui.query import example_query, query_widgets, show_query, use_example
 from ui.results_cache import cached_search, encoded_query
@@ -53,16 +53,20 @@ def render(settings: Settings) -> None:
         return
     with box:
         weighing.render(engine, settings.collection, query, settings.methods, settings.k, example is not None)
-    show_results(engine, query, settings)
+    results = show_results(engine, query, settings)
+    if example is not None and results:
+        with box:  # beside the query, once the results say where the item came
+            weighing.examples_not_first(settings.methods, results, st.session_state["example"], query.present())
 
 
-def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa: ANN001
+def show_results(engine, query: QueryInput, settings: Settings) -> dict[str, SearchResult] | None:  # noqa: ANN001
+    """The results of each method, their comparison and explanations; returns the results shown."""
     started = time.perf_counter()
     try:
         everything = cached_search(engine, settings.collection, query, settings.methods, settings.k)
     except MediaError as exc:
         st.error(f"That file cannot be used: {md(exc.reason)}.")
-        return
+        return None
     elapsed = time.perf_counter() - started
     results = {label: r for label, r in everything.items() if r.error is None}
     problems = {label: r.error for label, r in everything.items() if r.error is not None}
@@ -78,48 +82,27 @@ def show_results(engine, query: QueryInput, settings: Settings) -> None:  # noqa
     with st.container():
         if compact:
             by_label = {m.label: m for m in settings.methods}
+            beyond = ties.tied_beyond(engine, settings, query, results)
             compare_view.render(
                 results,
                 problems,
                 comparison,
                 settings.k,
                 lambda label, error: method_problem(by_label[label], error),
-                tied_beyond(engine, settings, query, results),
+                beyond,
+                ties.tie_reasons(engine, settings, results, query, beyond),
             )
         else:
             method_columns(settings.methods, everything, comparison)
     with st.container():
         detail.render({label: r.hits for label, r in results.items()}, use_example)
     if comparison and len(results) > 1:
-        comparison_section(comparison)
+        with folded_on_phone("How the methods differ", "comparison"):
+            comparison_section(comparison)
     if results:
-        with st.expander("Why these results", expanded=True):
+        with folded_on_phone("Why these results", "explain"):
             explain.render(engine, encoded_query(engine, query), settings.methods, results)
-
-
-TIE_DEPTH = 1000  # deepest list read to count a tie that runs past the shown results
-
-
-def tied_beyond(engine, settings: Settings, query: QueryInput, results: dict[str, SearchResult]) -> dict:  # noqa: ANN001
-    """For each method whose list ends inside a tie: (how many items share that score, whether the count is
-    only a floor), from deeper lists of the same search (doubled until the tie ends, up to `TIE_DEPTH`)."""
-    out = {}
-    size = len(engine.catalogue.item_keys())
-    for method in settings.methods:
-        hits = results[method.label].hits if method.label in results else []
-        if len(hits) < 2 or len(hits) < settings.k or tie_key(hits[-1].score) != tie_key(hits[-2].score):
-            continue
-        depth, deeper, score = len(hits), hits, tie_key(hits[-1].score)
-        while depth < min(size, TIE_DEPTH):
-            depth = min(2 * depth, size, TIE_DEPTH)
-            deeper = cached_search(engine, settings.collection, query, [method], depth)[method.label].hits
-            # the last shown item's score in the deeper list: late's z-scores move with the candidates' depth
-            score = next((tie_key(h.score) for h in deeper if h.item_id == hits[-1].item_id), score)
-            if tie_key(deeper[-1].score) != score or len(deeper) < depth:
-                break
-        tied = sum(tie_key(h.score) == score for h in deeper)
-        out[method.label] = (tied, tie_key(deeper[-1].score) == score and len(deeper) < size)
-    return out
+    return results
 
 
 def method_columns(methods: list[Method], results: dict[str, SearchResult], comparison: Comparison | None) -> None:
@@ -155,7 +138,6 @@ def _go_to_index() -> None:
 
 
 def comparison_section(comparison: Comparison) -> None:
-    st.subheader("How the methods differ")
     for line in comparison.summary:
         st.write(line)
     k = comparison.k

@@ -8,6 +8,7 @@ slider read 1.00 (issue 37). The numbers come from each strategy's own `weighing
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import streamlit as st
@@ -23,7 +24,7 @@ from retrieval.fusion.adaptive import (
     mean_judgement,
 )
 from retrieval.fusion.weighing import InputWeight, Weighing
-from retrieval.results import Method, QueryInput
+from retrieval.results import Method, QueryInput, SearchResult
 from ui.layout import line_and_button
 from ui.plain import md
 from ui.results_cache import cached_weighing
@@ -198,3 +199,33 @@ def render(engine: Any, collection: str, query: QueryInput, methods: list[Method
 def follows_sidebar(method: Method) -> bool:
     """Whether the sidebar's weighting settings make this method (a strategy chosen by name, not a preset)."""
     return method.label == method.strategy and method.label in list_strategies()
+
+
+def example_not_first(method: Method, result: SearchResult, item_id: int, present: Sequence[str]) -> str | None:
+    """One sentence for a query by example whose item is not first because a weight of 0 left one of its inputs
+    out of the query (walkthrough #3: the page did not say why); None otherwise."""
+    zero = [m for m in present if method.weights.get(m, 1.0) == 0]
+    rank = next((h.rank for h in result.hits if h.item_id == item_id), None)
+    if not zero or rank == 1:
+        return None
+    inputs = _joined([f"its {NAMES.get(m, m)}" for m in zero])
+    weighted = f"{inputs} {'is' if len(zero) == 1 else 'are'} weighted 0"
+    lacks = "has none of the item's inputs" if set(zero) == set(present) else "lacks one of the item's inputs"
+    if not result.hits:
+        return f"**{md(method.label)}** finds nothing: {weighted}, so the query {lacks}."
+    if rank is None:
+        where = f"does not show the item in its top {len(result.hits)}"
+    else:
+        where = f"shows the item at rank {rank}, not first"
+    return f"**{md(method.label)}** {where}: {weighted}, so the query {lacks}."
+
+
+def examples_not_first(
+    methods: list[Method], results: dict[str, SearchResult], item_id: int, present: Sequence[str]
+) -> None:
+    """`example_not_first`'s sentence for each method it concerns."""
+    for method in methods:
+        result = results.get(method.label)
+        line = None if result is None else example_not_first(method, result, item_id, present)
+        if line is not None:
+            st.markdown(line)
