@@ -48,6 +48,18 @@ def test_a_grid_cell_shows_a_larger_picture_and_its_text_escaped(tmp_path: Path)
     assert ".cmp-cell:hover .cmp-pop,.cmp-cell:focus .cmp-pop{display:block}" in page, "hover and keyboard focus"
 
 
+def test_a_pop_up_names_the_item_and_what_it_holds() -> None:
+    """Walkthrough 4, #11: a recording-only item's pop-up said only "Enter: look closer at it, below"."""
+    from ui.detail import popup_html
+
+    clip = Hit(
+        rank=1, item_id=3, key="7-george-<7>", score=0.5, contributions={}, metadata={}, assets={"audio": "x.wav"}
+    )
+    assert popup_html(clip, up=False, end=False).startswith(
+        '<div class="cmp-pop" role="tooltip"><div><b>7-george-&lt;7&gt;</b> · audio</div>'
+    )
+
+
 def test_a_card_is_one_element_with_the_collection_s_text_escaped(tmp_path: Path) -> None:
     from ui.cards import card_html
 

@@ -26,7 +26,8 @@ from ui.thumbnails import thumbnail_uri
 POPUP_PICTURE = 112  # px in the grid's pop-up
 PANEL_PICTURE = 224  # px in the panel
 POPUP_CSS = (
-    ".cmp-cell{position:relative}.cmp-pop{display:none;position:absolute;left:0;top:100%;z-index:3;"
+    # above the grid's pinned rank column (z-index 4), which covered it at 400 px (walkthrough 4, #7)
+    ".cmp-cell{position:relative}.cmp-pop{display:none;position:absolute;left:0;top:100%;z-index:6;"
     "background:#fff;color:#222;border:1px solid #444;border-radius:4px;padding:6px;width:max-content;"
     "max-width:240px;white-space:normal;box-shadow:0 2px 6px rgba(0,0,0,.25)}"
     ".cmp-pop.up{top:auto;bottom:100%}.cmp-pop.end{left:auto;right:0}"
@@ -43,7 +44,10 @@ LOOK_KEY = "look_closer"
 def popup_html(hit: Hit, up: bool, end: bool) -> str:
     """The cell's pop-up: a larger picture, the text and the transcript (escaped). `up`: above the cell (the
     grid's lower rows, so it stays inside the grid's box); `end`: aligned to the cell's right (the last column)."""
-    parts = []
+    # the item's name and what it holds first: an item with a recording alone showed only the key hint (walkthrough
+    # 4, #11)
+    holds = ", ".join(m for m in ("image", "audio", "text") if hit.assets.get(m) or (m == "text" and hit.text))
+    parts = [f"<div><b>{html.escape(hit.key)}</b> · {holds or 'nothing stored'}</div>"]
     # at most 112 px itself (digits stay 28 px, scaled up): 50 of them are sent again with every change of the grid
     uri = thumbnail_uri(hit.assets["image"], POPUP_PICTURE) if hit.assets.get("image") else None
     if uri:
