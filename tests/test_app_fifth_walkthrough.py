@@ -1,0 +1,51 @@
+"""Issue 37, the fourth new-user walkthrough's findings (its numbers) that AppTest can see: training's
+confirmation and loss chart, the Item page's item and metadata, and what Strategies measured with."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app import assert_clean, rendered
+
+
+def loss_charts(app: AppTest) -> list[list[float]]:
+    """The losses each line chart on the page draws (from its vega-lite datasets)."""
+    charts = []
+    for chart in app.get("arrow_vega_lite_chart") + app.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        if "training loss" not in json.dumps(spec):
+            continue
+        import pyarrow as pa
+
+        blobs = [d.data.data for d in chart.proto.datasets] + [chart.proto.data.data]
+        rows = [r for blob in blobs if blob for r in pa.ipc.open_stream(blob).read_all().to_pylist()]
+        charts.append([r.get("value", r.get("loss")) for r in rows])
+    return charts
+
+
+@pytest.mark.writes_demo
+def test_after_training_the_loss_chart_stays_and_replace_it_is_cleared(app: AppTest) -> None:
+    """#6: after a training the live loss chart vanished, and "Replace it" stayed ticked in the browser while
+    the caption said Train was off until one ticks it. The chart of the model just trained stays; the box is
+    set to unticked (a value the browser is sent), and the caption and the disabled Train agree with it."""
+    app.sidebar.radio(key="page").set_value("Index").run()
+    app.selectbox(key="train_strategy").set_value("gated").run()
+    app.slider(key="train_epochs").set_value(2)
+    app.button(key="train_run").click().run()
+    assert_clean(app)
+    first = loss_charts(app)
+    assert len(first) == 1 and len(first[0]) == 2, first
+    app.checkbox(key="train_replace_gated").check().run()
+    assert not app.button(key="train_run").disabled
+    app.button(key="train_run").click().run()
+    assert_clean(app)
+    box = app.checkbox(key="train_replace_gated")
+    assert not box.value
+    assert box.proto.set_value, "the browser is told to untick the box, not left to keep it ticked"
+    assert app.button(key="train_run").disabled
+    assert any('Train is off until you tick "Replace it"' in rendered(c.value) for c in app.caption)
+    app.run()  # any later interaction: the chart of the model trained last is still there
+    assert len(loss_charts(app)) == 1
+    assert any("the model trained last" in rendered(c.value) for c in app.caption)
