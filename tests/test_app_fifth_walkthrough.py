@@ -49,3 +49,37 @@ def test_after_training_the_loss_chart_stays_and_replace_it_is_cleared(app: AppT
     app.run()  # any later interaction: the chart of the model trained last is still there
     assert len(loss_charts(app)) == 1
     assert any("the model trained last" in rendered(c.value) for c in app.caption)
+
+
+def test_the_item_page_opens_the_item_last_looked_at(app: AppTest, demo: dict[str, str]) -> None:
+    """#10: an item opened in "Look closer at a result", then the Item page: it showed the collection's first
+    item (0-george-0) instead. It opens that item, and one searched with after it; its own choice stays."""
+    from retrieval import SearchEngine
+
+    keys = SearchEngine.open(demo["url"]).catalogue.item_keys()
+    app.text_input(key="query_text").set_value("the digit seven").run()
+    look = app.selectbox(key="look_closer")
+    chosen = look.options[3]
+    item_id = next(i for i in keys if chosen.startswith(f"{keys[i]} ("))
+    look.set_value(item_id).run()
+    assert_clean(app)
+    app.sidebar.radio(key="page").set_value("Item").run()
+    assert app.selectbox(key="item_key").value == keys[item_id], chosen
+    assert app.selectbox(key="item_key").proto.set_value, "the browser is sent the item, not left on its own"
+    other = sorted(keys.values())[5]
+    app.selectbox(key="item_key").set_value(other).run()
+    app.sidebar.radio(key="page").set_value("Search").run()
+    app.sidebar.radio(key="page").set_value("Item").run()
+    assert app.selectbox(key="item_key").value == other, "nothing looked at since: the item shown last"
+
+
+def test_the_item_page_shows_metadata_as_a_table_of_text(app: AppTest) -> None:
+    """#10: the metadata was a raw JSON tree; it is a field/value table whose cells are text."""
+    app.sidebar.radio(key="page").set_value("Item").run()
+    assert_clean(app)
+    assert not app.json, "no raw JSON tree"
+    frame = app.dataframe[0].value
+    assert list(frame.columns) == ["field", "value"], frame
+    fields = dict(zip(frame["field"], frame["value"]))
+    assert fields.get("split") in ("train", "test") and fields.get("digit") is not None, fields
+    assert all(isinstance(v, str) for v in frame["value"]), "each value shown as text"
