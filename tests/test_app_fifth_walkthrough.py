@@ -83,3 +83,24 @@ def test_the_item_page_shows_metadata_as_a_table_of_text(app: AppTest) -> None:
     fields = dict(zip(frame["field"], frame["value"]))
     assert fields.get("split") in ("train", "test") and fields.get("digit") is not None, fields
     assert all(isinstance(v, str) for v in frame["value"]), "each value shown as text"
+
+
+def test_strategies_says_what_it_measured_with_and_where_evaluate_differs(app: AppTest) -> None:
+    """#8: Strategies said it used "the queries and the test of the Evaluate page" and showed gated 0.950 where
+    Evaluate, with the sidebar's image x0.50, showed 0.930; it named no weights, and its kept result (made in
+    another session) said nothing of when. It now names the settings it measured with, warns where the
+    sidebar's differ, and says when the kept result was measured."""
+    app.sidebar.slider(key="weight_image").set_value(0.5)
+    app.sidebar.radio(key="page").set_value("Strategies").run()
+    assert_clean(app)
+    captions = [rendered(c.value) for c in app.caption]
+    said = next((c for c in captions if c.startswith("Each strategy with its own defaults")), None)
+    assert said and "late: normalisation=zscore, fusion=sum, weighting=adaptive" in said, captions
+    warning = rendered(app.warning[0].value) if app.warning else ""
+    assert warning.startswith("The sidebar sets late: ") and "weights image×0.50" in warning, warning
+    assert "Evaluate measures those settings, so its numbers for late, early differ from these." in warning
+    app.button(key="run_report").click().run()
+    made = [rendered(c.value) for c in app.caption if rendered(c.value).startswith("Measured at ")]
+    assert len(made) == 1 and "with k = 10 and relevant = same digit" in made[0], made
+    app.sidebar.slider(key="weight_image").set_value(1.0).run()
+    assert not app.warning, "the sidebar's settings are the defaults again: nothing differs"

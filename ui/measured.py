@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,14 @@ def report(engine: Any, path: Path | None, label_field: str | None, k: int, prog
 
 def kept_report(engine: Any, path: Path | None, label_field: str | None, k: int) -> StrategyReport | None:
     """The report `report` would return, if this server process has measured it already; else None."""
-    return _store().get(_report_key(engine, path, label_field, k))
+    kept = _store().get(_report_key(engine, path, label_field, k))
+    return None if kept is None else kept[0]
+
+
+def report_made(engine: Any, path: Path | None, label_field: str | None, k: int) -> datetime | None:
+    """When the kept report for these settings was measured (UTC), if it is kept."""
+    kept = _store().get(_report_key(engine, path, label_field, k))
+    return None if kept is None else kept[1]
 
 
 def _report_key(engine: Any, path: Path | None, label_field: str | None, k: int) -> tuple:
@@ -104,10 +112,11 @@ def _store() -> OrderedDict:
 
 
 def _kept(key: tuple, measure: Callable[[], Any]) -> Any:
+    """The measurement kept under `key` (measured now if none is), kept with the time it was made."""
     store = _store()
     if key not in store:
-        store[key] = measure()
+        store[key] = (measure(), datetime.now(UTC))
         while len(store) > KEPT:
             store.popitem(last=False)
     store.move_to_end(key)
-    return store[key]
+    return store[key][0]
