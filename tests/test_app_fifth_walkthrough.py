@@ -104,3 +104,33 @@ def test_strategies_says_what_it_measured_with_and_where_evaluate_differs(app: A
     assert len(made) == 1 and "with k = 10 and relevant = same digit" in made[0], made
     app.sidebar.slider(key="weight_image").set_value(1.0).run()
     assert not app.warning, "the sidebar's settings are the defaults again: nothing differs"
+
+
+def test_the_one_missing_chart_writes_method_names_across_and_apart() -> None:
+    """#9: the chart "Quality with one query modality missing" wrote each method's name on its side, in a facet
+    row too short for it, so names ran into each other ("learned_eacross_attention"). Drawn by vega
+    (vl-convert's SVG) with six methods, long names included: each name is written across, the names at least a
+    line apart, and each bar at least 8 px thick."""
+    import re
+    from itertools import pairwise
+
+    vlc = pytest.importorskip("vl_convert")
+    from test_charts import PATH, marks, report
+
+    from retrieval.report import report_charts
+
+    names = ["late", "early", "hybrid", "gated", "cross_attention", "learned_early"]
+    shown = report(6)
+    for row, name in zip(shown.rows, names):
+        row.method = name
+    svg = vlc.vegalite_to_svg(report_charts(shown)["one_missing"].to_dict())
+    texts = re.findall(r'<text[^>]*?transform="([^"]+)"[^>]*>([^<]*)</text>', svg)
+    labels = {text: transform for transform, text in texts if text in names}
+    assert set(labels) == set(names), texts
+    assert not [n for n, t in labels.items() if "rotate" in t], labels
+    ys = sorted(float(re.search(r"translate\([-\d.]+,([-\d.]+)\)", t)[1]) for t in labels.values())
+    gaps = [b - a for a, b in pairwise(ys)]
+    print(f"\nmethod names {min(gaps):.0f}-{max(gaps):.0f} px apart")
+    assert min(gaps) >= 16, gaps  # a label of 11 px and room between
+    bars = PATH.findall(marks(svg))
+    assert len(bars) == 12 and min(abs(float(h)) for _, h, _ in bars) >= 8, bars
