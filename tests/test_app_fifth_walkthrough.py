@@ -94,7 +94,9 @@ def test_strategies_says_what_it_measured_with_and_where_evaluate_differs(app: A
     app.sidebar.radio(key="page").set_value("Strategies").run()
     assert_clean(app)
     captions = [rendered(c.value) for c in app.caption]
-    said = next((c for c in captions if c.startswith("Each strategy with its own defaults")), None)
+    said = next(
+        (c for c in captions if c.startswith("Each strategy with every query weight 1 and its own defaults")), None
+    )
     assert said and "late: normalisation=zscore, fusion=sum, weighting=adaptive" in said, captions
     warning = rendered(app.warning[0].value) if app.warning else ""
     assert warning.startswith("The sidebar sets late: ") and "weights image×0.50" in warning, warning

@@ -59,10 +59,12 @@ def kept_report(engine: Any, path: Path | None, label_field: str | None, k: int)
     return None if kept is None else kept[0]
 
 
-def report_made(engine: Any, path: Path | None, label_field: str | None, k: int) -> datetime | None:
-    """When the kept report for these settings was measured (UTC), if it is kept."""
-    kept = _store().get(_report_key(engine, path, label_field, k))
-    return None if kept is None else kept[1]
+def report_made(report: StrategyReport) -> tuple[datetime, str | None, int] | None:
+    """When a kept `report` was measured (UTC), with which label field and k; None if it is not kept."""
+    for key, (value, made) in _store().items():
+        if value is report:
+            return made, key[3], key[4]
+    return None
 
 
 def _report_key(engine: Any, path: Path | None, label_field: str | None, k: int) -> tuple:

@@ -73,11 +73,12 @@ def render(settings: Settings) -> None:
         report = measured.kept_report(engine, queries_file() if label else None, label, settings.k)
     if report is None:
         return
-    made = measured.report_made(engine, queries_file() if labelled else None, label_field, settings.k)
-    if made is not None:  # kept in the server: made in this session or another, perhaps long ago
+    kept = measured.report_made(report)
+    if kept is not None:  # kept in the server: made in this session or another, perhaps long ago
+        made, label, k = kept
         st.caption(
-            f"Measured at {made:%Y-%m-%d %H:%M} UTC with k = {settings.k}"
-            + (f" and relevant = same {md(label_field)}" if label_field else "")
+            f"Measured at {made:%Y-%m-%d %H:%M} UTC with k = {k}"
+            + (f" and relevant = same {md(label)}" if label else "")
             + "; kept for every session until the queries file, the label, k or a model changes."
         )
     if report.evaluation is not None:
@@ -105,9 +106,9 @@ def settings_said(engine, sidebar: list[Method]) -> None:  # noqa: ANN001
     #8: the two pages showed gated 0.950 and 0.930 and neither said why)."""
     measured_with = {m.label: with_defaults(m) for m in default_methods(engine)}
     st.caption(
-        "Each strategy with its own defaults and every query weight 1 (not the sidebar's): "
+        "Each strategy with every query weight 1 and its own defaults, not the sidebar's settings: "
         + methods_text([m for m in measured_with.values() if m.strategy in ("late", "hybrid", "early")])
-        + "; the others and the saved presets as saved."
+        + "; a learned one with the model that answers for it; a saved preset as saved."
     )
     differ = [m for m in sidebar if m.label in measured_with and with_defaults(m) != measured_with[m.label]]
     if differ:
