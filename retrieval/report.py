@@ -194,6 +194,7 @@ def _measure(
     return evaluation
 
 
+MISSING_BARS = ["all three modalities", "one missing"]  # a method's two bars, in this order
 BAR_STEP = 28  # px per method: a bar (90 % of it) or a heat-map row stays readable with any number of methods
 
 
@@ -246,22 +247,24 @@ def report_charts(report: StrategyReport) -> dict[str, alt.Chart]:
             [
                 {"method": r.method, "queries": label, f"nDCG@{k}": value}
                 for r in ok
-                for label, value in (("all three modalities", r.full_ndcg), ("one missing", r.one_missing_ndcg))
+                for label, value in ((MISSING_BARS[0], r.full_ndcg), (MISSING_BARS[1], r.one_missing_ndcg))
                 if value is not None
             ],
             columns=["method", "queries", f"nDCG@{k}"],
         )
+        # grouped bars, a method a row, its name written across: a facet's row names were turned on their side
+        # and ran into each other ("learned_eacross_attention": walkthrough 4, #9)
         charts["one_missing"] = (
             alt.Chart(missing, title="Quality with one query modality missing")
             .mark_bar()
             .encode(
                 x=alt.X(f"nDCG@{k}:Q", scale=alt.Scale(domain=[0, 1])),
-                y=alt.Y("queries:N", title=None),
-                color=alt.Color("queries:N"),
-                row=alt.Row("method:N", sort=order, title=None),
+                y=alt.Y("method:N", sort=order, title=None, axis=alt.Axis(labelAngle=0)),
+                yOffset=alt.YOffset("queries:N", sort=MISSING_BARS),
+                color=alt.Color("queries:N", sort=MISSING_BARS, legend=alt.Legend(orient="bottom")),
                 tooltip=["method", "queries", alt.Tooltip(f"nDCG@{k}:Q", format=".3f")],
             )
-            .properties(width=300, height=40)
+            .properties(width=300, height=alt.Step(BAR_STEP // 2))  # a step per bar: two bars a method
         )
     return charts
 

@@ -166,12 +166,19 @@ def confirm_removal(url: str) -> None:
 
 
 TRAINED_KEY = "train_done_message"
+LOSSES_KEY = "train_last_losses"  # (strategy, checkpoint file, losses) of the last training in this session
+UNTICK_KEY = "train_untick"  # the strategy whose "Replace it" a finished training clears in the next run
 
 
 def train_section(url: str, collection: str) -> None:
     st.subheader("Train a learned strategy")
     if TRAINED_KEY in st.session_state:
         st.success(st.session_state.pop(TRAINED_KEY))
+    untick = st.session_state.pop(UNTICK_KEY, None)
+    if untick is not None:
+        # set, not deleted: a deleted widget value left the box drawn ticked in the browser, which sent it back
+        # ticked with the next click, so a second Train replaced the model unasked (walkthrough 4, #6)
+        st.session_state[f"train_replace_{untick}"] = False
     st.caption(f"Trains on the collection chosen in the sidebar: **{md(collection)}**.")
     if "train_strategy" not in st.session_state and "kept_train_strategy" in st.session_state:
         st.session_state["train_strategy"] = st.session_state["kept_train_strategy"]  # dropped on another page
@@ -182,6 +189,7 @@ def train_section(url: str, collection: str) -> None:
     engine = engine_for(url, collection)
     if strategy_class(strategy).learns:
         checkpoints.render(engine, strategy)
+    show_last_losses(engine, strategy)
     where = training_items(engine, strategy)
     confirmed = replacing_confirmed(engine, strategy)
     if not confirmed:
@@ -201,8 +209,7 @@ def train_section(url: str, collection: str) -> None:
     def progress(epoch: int, total: int, loss: float) -> None:
         losses.append(loss)
         bar.progress(epoch / total, text=f"epoch {epoch}/{total}, loss {loss:.3f}")
-        epochs = pd.Index(range(1, len(losses) + 1), name="epoch")
-        chart.line_chart(pd.DataFrame({"loss": losses}, index=epochs), x_label="epoch", y_label="training loss")
+        loss_chart(chart, losses)
 
     before = engine.models.latest(strategy) if strategy_class(strategy).learns else None
     replaced = engine.models.info(before) if before else None
@@ -217,8 +224,27 @@ def train_section(url: str, collection: str) -> None:
         return
     # drawn again from the top, so the saved models and the model that answers show the new one
     st.session_state[TRAINED_KEY] = trained_message(strategy, result, replaced)
-    st.session_state.pop(f"train_replace_{strategy}", None)  # the next model asks again (walkthrough 2, #13)
+    st.session_state[LOSSES_KEY] = (strategy, str(result.path), result.losses or losses)
+    st.session_state[UNTICK_KEY] = strategy  # the next model asks again (walkthrough 2, #13)
     st.rerun()
+
+
+def loss_chart(place, losses: list[float]) -> None:  # noqa: ANN001
+    epochs = pd.Index(range(1, len(losses) + 1), name="epoch")
+    place.line_chart(pd.DataFrame({"loss": losses}, index=epochs), x_label="epoch", y_label="training loss")
+
+
+def show_last_losses(engine, strategy: str) -> None:  # noqa: ANN001
+    """The loss chart of the model this session trained last, while it is still the one `strategy` answers
+    with (it vanished when training ended: walkthrough 4, #6)."""
+    last = st.session_state.get(LOSSES_KEY)
+    if not last or last[0] != strategy or not last[2]:
+        return
+    answering = engine.models.latest(strategy) if strategy_class(strategy).learns else last[1]
+    if answering is None or Path(answering).resolve() != Path(last[1]).resolve():
+        return  # another model answers now: its losses are not these
+    st.caption(f"Training loss of {md(Path(last[1]).name)}, the model trained last:")
+    loss_chart(st, last[2])
 
 
 TRAIN_SPLIT = {"split": "train"}  # the collection's own split field, as the demo's manifest writes it

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,16 @@ def report(engine: Any, path: Path | None, label_field: str | None, k: int, prog
 
 def kept_report(engine: Any, path: Path | None, label_field: str | None, k: int) -> StrategyReport | None:
     """The report `report` would return, if this server process has measured it already; else None."""
-    return _store().get(_report_key(engine, path, label_field, k))
+    kept = _store().get(_report_key(engine, path, label_field, k))
+    return None if kept is None else kept[0]
+
+
+def report_made(report: StrategyReport) -> tuple[datetime, str | None, int] | None:
+    """When a kept `report` was measured (UTC), with which label field and k; None if it is not kept."""
+    for key, (value, made) in _store().items():
+        if value is report:
+            return made, key[3], key[4]
+    return None
 
 
 def _report_key(engine: Any, path: Path | None, label_field: str | None, k: int) -> tuple:
@@ -104,10 +114,11 @@ def _store() -> OrderedDict:
 
 
 def _kept(key: tuple, measure: Callable[[], Any]) -> Any:
+    """The measurement kept under `key` (measured now if none is), kept with the time it was made."""
     store = _store()
     if key not in store:
-        store[key] = measure()
+        store[key] = (measure(), datetime.now(UTC))
         while len(store) > KEPT:
             store.popitem(last=False)
     store.move_to_end(key)
-    return store[key]
+    return store[key][0]

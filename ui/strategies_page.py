@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
+
 import pandas as pd
 import streamlit as st
 
-from retrieval.report import StrategyReport, report_charts
+from retrieval.fusion import strategy_class
+from retrieval.report import StrategyReport, default_methods, report_charts
+from retrieval.results import Method
 from ui import measured
 from ui.charts import draw_natural, legible
-from ui.evaluate_page import _label_fields, differences, headline
+from ui.evaluate_page import _label_fields, differences, headline, methods_text
 from ui.plain import md
 from ui.state import Settings, engine_for, queries_file
 from ui.tables import table
@@ -60,6 +64,7 @@ def render(settings: Settings) -> None:
     else:
         label_field = None
         st.caption("No labelled queries: latency and sizes only, from 20 of the collection's items.")
+    settings_said(engine, settings.methods)
     if st.button("Measure every strategy", type="primary", key="run_report"):
         st.session_state["strategy_report"] = _measure(engine, label_field if labelled else None, settings.k)
     report: StrategyReport | None = st.session_state.get("strategy_report")
@@ -68,6 +73,14 @@ def render(settings: Settings) -> None:
         report = measured.kept_report(engine, queries_file() if label else None, label, settings.k)
     if report is None:
         return
+    kept = measured.report_made(report)
+    if kept is not None:  # kept in the server: made in this session or another, perhaps long ago
+        made, label, k = kept
+        st.caption(
+            f"Measured at {made:%Y-%m-%d %H:%M} UTC with k = {k}"
+            + (f" and relevant = same {md(label)}" if label else "")
+            + "; kept for every session until the queries file, the label, k or a model changes."
+        )
     if report.evaluation is not None:
         st.caption(md(f"Queries: all {report.queries['all']} of {queries_file()}; relevant = same {label_field}."))
         metric = f"ndcg@{report.k}"
@@ -79,6 +92,30 @@ def render(settings: Settings) -> None:
         # its own size, not the page's width (stretched, the latency bars were drawn 0.25 px thick), fitted to
         # a narrower page (issue 37)
         draw_natural(legible(chart.to_dict()))
+
+
+def with_defaults(method: Method) -> Method:
+    """`method` with each of its strategy's default parameters named (those it sets itself kept)."""
+    defaults = {f.name: f.default for f in fields(strategy_class(method.strategy).Params) if f.default is not MISSING}
+    return Method(method.label, method.strategy, {**defaults, **method.params}, method.weights)
+
+
+def settings_said(engine, sidebar: list[Method]) -> None:  # noqa: ANN001
+    """What every strategy is measured with here (its own defaults, every weight 1), and, where the sidebar sets
+    a method otherwise, that Evaluate measures the sidebar's settings, whose numbers then differ (walkthrough 4,
+    #8: the two pages showed gated 0.950 and 0.930 and neither said why)."""
+    measured_with = {m.label: with_defaults(m) for m in default_methods(engine)}
+    st.caption(
+        "Each strategy with every query weight 1 and its own defaults, not the sidebar's settings: "
+        + methods_text([m for m in measured_with.values() if m.strategy in ("late", "hybrid", "early")])
+        + "; a learned one with the model that answers for it; a saved preset as saved."
+    )
+    differ = [m for m in sidebar if m.label in measured_with and with_defaults(m) != measured_with[m.label]]
+    if differ:
+        st.warning(
+            f"The sidebar sets {methods_text(differ)}: Evaluate measures those settings, so its numbers for "
+            f"{', '.join(md(m.label) for m in differ)} differ from these."
+        )
 
 
 def _measure(engine, label_field: str | None, k: int) -> StrategyReport:  # noqa: ANN001
