@@ -8,7 +8,7 @@ import pytest
 from conftest import copy_demo
 from selenium.webdriver.common.by import By
 from test_browser import body_text, browser, needs_chromium, run_app, settle  # noqa: F401 (fixtures)
-from test_browser_third_walkthrough import by_text
+from test_browser_third_walkthrough import by_text, open_page
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +36,7 @@ def test_a_second_training_leaves_replace_it_unticked_and_its_loss_chart_shown(s
     vanished. Drawn now: the box unticked, Train off, and it stays off after another click; the chart stays."""
     browser.set_window_size(1280, 800)
     try:
-        browser.get(server)
-        settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
-        browser.find_element(By.XPATH, '//label[.//*[normalize-space(text())="Index"]]').click()
-        settle(browser, lambda d: "Train a learned strategy" in body_text(d))
+        open_page(browser, server, "Index", "Train a learned strategy")
         train_button(browser).click()  # the first model: nothing to replace, no confirmation
         settle(browser, lambda d: "Search and Evaluate now answer" in body_text(d), timeout=300)
         replace_box(browser).click()

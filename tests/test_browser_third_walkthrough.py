@@ -26,6 +26,16 @@ def by_text(driver, label: str):
     return driver.find_element(By.XPATH, f'//button[.//*[normalize-space(text())="{label}"]]')
 
 
+def open_page(driver, url: str, page: str, ready: str) -> None:
+    """The app's page `page` from a fresh load of `url`, once `ready` is shown on it."""
+    from test_browser import body_text
+
+    driver.get(url)
+    settle(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
+    driver.find_element(By.XPATH, f'//label[.//*[normalize-space(text())="{page}"]]').click()
+    settle(driver, lambda d: ready in body_text(d))
+
+
 def test_the_query_s_buttons_keep_their_whole_label_at_1280_px(server: str, browser) -> None:  # noqa: F811
     """#7: in columns of [4, 1] "Back to your own query" was drawn as "Back to your own …" at 1280 px, and so
     was "Let the methods weigh inputs"."""
@@ -68,14 +78,10 @@ def test_a_table_s_toolbar_covers_neither_its_cells_nor_the_text_above(server: s
     """#10: the toolbar of st.dataframe sat over the header and first rows at rest and on its way in, and over
     the text above the table once shown. It now has a band of its own above the table."""
     from selenium.webdriver.common.action_chains import ActionChains
-    from test_browser import body_text
 
     browser.set_window_size(1280, 800)
     try:
-        browser.get(server)
-        settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'input[aria-label="Text"]'), timeout=180)
-        browser.find_element(By.XPATH, '//label[.//*[normalize-space(text())="Strategies"]]').click()
-        settle(browser, lambda d: "Measure every strategy" in body_text(d))
+        open_page(browser, server, "Strategies", "Measure every strategy")
         by_text(browser, "Measure every strategy").click()
         settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]'), timeout=300)
         table = browser.find_element(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')
