@@ -63,6 +63,12 @@ def milvus_client(uri: str) -> Any:
 
 def _connect(uri: str) -> Any:
     from pymilvus import MilvusClient
+    from pymilvus.client.utils import SciPyHelper
+
+    # pymilvus asks, on its first search, whether scipy's sparse types exist by executing scipy.sparse afresh;
+    # late's unit searches go out at once, and two threads doing that raced ("module 'scipy.sparse._csr' has
+    # no attribute 'csr_array'"). Asked once here, under the lock, it is settled before any search.
+    SciPyHelper.is_scipy_sparse(None)
 
     options: dict[str, Any] = {"token": os.environ.get("MILVUS_TOKEN", "")}
     if not is_server(uri):

@@ -764,3 +764,20 @@ def test_a_field_whose_neighbours_disagree_elsewhere_counts_less(tmp_path: Path)
     assert text < 0.05 < 0.3 < min(audio, image)
     assert AGREEMENT_POWER > 0
     assert Judgement(1.0, 2.0, 0.5, text).raw < Judgement(1.0, 2.0, 0.5, audio).raw
+
+
+def test_a_field_too_small_for_neighbours_keeps_the_old_yardstick(tmp_path: Path) -> None:
+    """Ten nearest of twelve items are most of the field, not neighbours: there coherence stays a share of 1
+    and agreement neutral (a text query lost its one transcript-only match to that, on 12 real recordings)."""
+    from retrieval.fusion.adaptive import NEIGHBOURED, field_agreement, neighbour_sets, yardstick
+
+    rng = np.random.default_rng(0)
+    small = make_space(
+        tmp_path / "small",
+        {i: rng.normal(size=8).tolist() for i in range(1, 13)},
+        {i: rng.normal(size=6).tolist() for i in range(1, 13)},
+    )
+    assert NEIGHBOURED > 12 and neighbour_sets(small, AUDIO.key) == []
+    assert yardstick(small, AUDIO.key)[1] == 1.0 and field_agreement(small, AUDIO.key) == 1.0
+    big, _ = labelled_space(tmp_path / "big", audio_noise=0.8)  # 120 items: neighbours of their own
+    assert len(neighbour_sets(big, AUDIO.key)) == 64 and yardstick(big, AUDIO.key)[1] < 1.0

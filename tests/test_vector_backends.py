@@ -414,3 +414,20 @@ def test_a_collection_the_server_is_loading_again_is_waited_for_aloud(monkeypatc
     finally:
         logging.getLogger("storage.milvus_store").removeHandler(handler)
     assert answered.is_set()
+
+
+@pytest.mark.server
+def test_a_client_settles_pymilvus_s_scipy_check_before_any_search(tmp_path: Path, monkeypatch) -> None:
+    """pymilvus asks on its first search whether scipy's sparse types exist, executing scipy.sparse afresh;
+    late's three unit searches at once raced there (CI: "module 'scipy.sparse._csr' has no attribute
+    'csr_array'"). Connecting asks once, before any search can."""
+    from pymilvus.client.utils import SciPyHelper
+
+    from storage.milvus_store import _connect
+
+    monkeypatch.setattr(SciPyHelper, "_checked", False)  # as in a fresh process
+    client = _connect(str(tmp_path / "milvus.db"))
+    try:
+        assert SciPyHelper._checked
+    finally:
+        client.close()

@@ -60,6 +60,9 @@ NEIGHBOUR_ITEMS = 64  # sample items whose nearest neighbours set a field's yard
 # items among which they are found: the whole field up to this size; in a larger one the neighbours are the
 # nearest among this many, a coarser yardstick at a bounded cost (64 x 4,096 products a field, once)
 NEIGHBOUR_POOL = 4096
+# a field of fewer items has no neighbours distinct from any items (10 of 12 are most of the field): its
+# coherence stays a share of 1, as before 0.20.0, and its agreement neutral
+NEIGHBOURED = 5 * TOP
 
 _references: weakref.WeakKeyDictionary[VectorSpace, dict[str, tuple[np.ndarray, float]]] = weakref.WeakKeyDictionary()
 _yardsticks: weakref.WeakKeyDictionary[VectorSpace, dict[str, tuple[float, float]]] = weakref.WeakKeyDictionary()
@@ -102,7 +105,7 @@ def unit_sample(space: VectorSpace, keys: tuple[str, ...]) -> HeldRows:
 def neighbour_sets(space: VectorSpace, key: str) -> list[np.ndarray]:
     """The item ids of the `TOP` nearest neighbours in the field (among `NEIGHBOUR_POOL` of its items, the
     item itself left out) of up to `NEIGHBOUR_ITEMS` of its sample items; zero vectors (an empty field) take
-    no part."""
+    no part. None in a field of fewer than `NEIGHBOURED` items."""
     cache = _neighbours.setdefault(space, {})
     if key not in cache:
         table = space.tables[key]
@@ -110,6 +113,9 @@ def neighbour_sets(space: VectorSpace, key: str) -> list[np.ndarray]:
         rows, present = table.lookup(pool)
         keep = present & rows.any(axis=1)
         pool, rows = pool[keep], rows[keep]
+        if len(pool) < NEIGHBOURED:
+            cache[key] = []
+            return cache[key]
         items, _ = table.lookup(field_reference(space, key)[0])
         items = items[items.any(axis=1)][:NEIGHBOUR_ITEMS]
         sims = items @ rows.T
@@ -121,8 +127,8 @@ def neighbour_sets(space: VectorSpace, key: str) -> list[np.ndarray]:
 
 def yardstick(space: VectorSpace, key: str) -> tuple[float, float]:
     """(random, near): the mean cosine between any two of the field's sample items, and the median over
-    `neighbour_sets` of that between an item's nearest neighbours. A coherence of 0 is a set no more alike
-    than any items, 1 one as alike as near neighbours."""
+    `neighbour_sets` of that between an item's nearest neighbours (1 where it has none). A coherence of 0 is
+    a set no more alike than any items, 1 one as alike as near neighbours."""
     cache = _yardsticks.setdefault(space, {})
     if key not in cache:
         random = mean_pairwise(unit_sample(space, (key,)).rows(key)[0])
