@@ -66,14 +66,11 @@ def why(one: InputWeight, others: list[InputWeight], example: bool) -> str:
     worst = min(terms, key=lambda k: terms[k])
     if terms[worst] >= 0:
         return ""
-    if worst == "agreement":  # a property of the collection's modalities, not of the inputs given
-        against = ("on average for " if len(peers) > 1 else "for ") + _joined(
-            [NAMES_PLAIN.get(o.modality, o.modality) for o in peers]
-        )
-    else:
-        against = ("on average for " if len(peers) > 1 else "for ") + _joined(
-            [name(o.modality, example) for o in peers]
-        )
+    # agreement is a property of the collection's modalities, not of the inputs given
+    names = [
+        NAMES_PLAIN.get(o.modality, o.modality) if worst == "agreement" else name(o.modality, example) for o in peers
+    ]
+    against = ("on average for " if len(peers) > 1 else "for ") + _joined(names)
     return _reason(worst, mine, ref, against)
 
 

@@ -120,8 +120,7 @@ def neighbour_sets(space: VectorSpace, key: str) -> list[np.ndarray]:
         items = items[items.any(axis=1)][:NEIGHBOUR_ITEMS]
         sims = items @ rows.T
         sims[np.isclose(sims, 1.0, atol=1e-3)] = -np.inf  # the item itself (and exact duplicates)
-        order = np.argsort(-sims, axis=1, kind="stable")[:, :TOP]
-        cache[key] = [pool[row] for row in order if len(row) >= 2]
+        cache[key] = list(pool[np.argsort(-sims, axis=1, kind="stable")[:, :TOP]])
     return cache[key]
 
 
